@@ -1,0 +1,65 @@
+"""Many phones: MAC ranges, models, and when each one powers on."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from labsim.phones.phone import Phone
+from labsim.phones.vendors import VENDORS
+
+
+@dataclass
+class FleetMember:
+    fleet: str
+    vendor: str
+    phone: Phone
+    power_on_at: float  # seconds after the run starts
+
+
+def mac_range(first_mac: str, count: int) -> list[str]:
+    """``count`` consecutive MACs from ``first_mac``, in lowercase colon form."""
+    start = int(first_mac.replace(":", "").replace("-", ""), 16)
+    if start + count > 1 << 48:
+        raise ValueError(f"{count} MACs from {first_mac} run past ff:ff:ff:ff:ff:ff")
+    return [_mac_text(start + offset) for offset in range(count)]
+
+
+def _mac_text(value: int) -> str:
+    raw = f"{value:012x}"
+    return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+
+
+def boot_offsets(boot, count: int, rng: random.Random) -> list[float]:
+    """When each of ``count`` phones powers on, in seconds from the fleet's start."""
+    if boot.pattern == "storm":
+        if boot.random_delay_s <= 0:
+            return [0.0] * count
+        return [rng.uniform(0, boot.random_delay_s) for _ in range(count)]
+    if boot.pattern == "ramp":
+        return [index / boot.per_second for index in range(count)]
+    raise ValueError(f"unknown boot pattern {boot.pattern!r}")
+
+
+def build_fleets(scenario) -> list[FleetMember]:
+    members: list[FleetMember] = []
+    seen_macs: set[str] = set()
+    for index, fleet in enumerate(scenario.fleets):
+        name = fleet.name or f"fleet{index + 1}"
+        profile = VENDORS[fleet.vendor]
+        models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
+        macs = mac_range(fleet.first_mac, len(models))
+        schedule_rng = random.Random(f"{scenario.seed}:{name}:boot")
+        offsets = boot_offsets(fleet.boot, len(models), schedule_rng)
+        for mac, model, offset in zip(macs, models, offsets):
+            if mac in seen_macs:
+                raise ValueError(f"fleet {name!r}: MAC {mac} is already used by another fleet")
+            seen_macs.add(mac)
+            phone = Phone(
+                mac, model, profile,
+                rng=random.Random(f"{scenario.seed}:{mac}"),
+                boot_time_s=fleet.boot_time_s,
+                firmware=fleet.firmware,
+            )
+            members.append(FleetMember(name, fleet.vendor, phone, offset))
+    return members

@@ -1,0 +1,114 @@
+"""Expectations: thresholds over a run's metrics, as k6 has them.
+
+An expectation is ``METRIC OP VALUE``, for example::
+
+    phones.ready == 100%        # a count; '%' compares against the number of phones
+    phone.reboots == 1          # per phone: must hold for every phone
+    time_to_ready.p95 < 60      # seconds
+    stage.mac_cfg.p99 < 2
+
+Metrics:
+    phones.total, phones.<state>              phones by final state
+    reboots.total                             reboots of the whole fleet
+    phone.reboots                             checked on every phone
+    time_to_ready.<stat>                      power-on to ready, seconds
+    stage.<stage>.<stat>                      one stage's latency (dhcp, common_cfg, ...)
+with <stat> one of p50, p90, p95, p99, max, mean, count.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from labsim.phones.phone import STATES
+
+OPERATORS = {
+    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt, ">": operator.gt,
+}
+STATS = ("p50", "p90", "p95", "p99", "max", "mean", "count")
+PER_PHONE_METRICS = ("phone.reboots",)
+
+_EXPRESSION = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|s)?\s*$")
+
+
+class BadExpectation(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Check:
+    text: str
+    metric: str
+    op: str
+    value: float
+    percent: bool
+
+    @property
+    def per_phone(self) -> bool:
+        return self.metric in PER_PHONE_METRICS
+
+
+def known_metric(metric: str) -> bool:
+    parts = metric.split(".")
+    if metric in ("phones.total", "reboots.total") or metric in PER_PHONE_METRICS:
+        return True
+    if len(parts) == 2 and parts[0] == "phones":
+        return parts[1] in STATES
+    if len(parts) == 2 and parts[0] == "time_to_ready":
+        return parts[1] in STATS
+    if len(parts) == 3 and parts[0] == "stage":
+        return parts[2] in STATS
+    return False
+
+
+def parse_expectation(text: str) -> Check:
+    match = _EXPRESSION.match(text)
+    if not match:
+        raise BadExpectation(
+            f"{text!r} is not 'METRIC OP VALUE' (e.g. 'phones.ready == 100%', 'time_to_ready.p95 < 60'); "
+            f"OP is one of {', '.join(OPERATORS)}"
+        )
+    metric, op, value, unit = match.groups()
+    if not known_metric(metric):
+        raise BadExpectation(
+            f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
+            f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>"
+        )
+    percent = unit == "%"
+    if percent and not metric.startswith("phones."):
+        raise BadExpectation(f"'%' only applies to phones.<state> counts, not {metric!r}")
+    return Check(text.strip(), metric, op, float(value), percent)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    passed: bool
+    observed: object
+    detail: str = ""
+
+
+def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str, list[tuple[str, float]]],
+             total_phones: int, name: str | None = None) -> Verdict:
+    compare = OPERATORS[check.op]
+    label = name or check.text
+    if check.per_phone:
+        values = per_phone.get(check.metric, [])
+        failing = [mac for mac, value in values if not compare(value, check.value)]
+        numbers = [value for _, value in values]
+        observed = {"min": min(numbers), "max": max(numbers)} if numbers else None
+        detail = f"{len(failing)} of {len(values)} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
+        return Verdict(label, bool(values) and not failing, observed, detail)
+    observed = metrics.get(check.metric)
+    if observed is None:
+        if check.metric.startswith("phones."):
+            observed = 0
+        else:
+            return Verdict(label, False, None, "no data for this metric")
+    target = check.value * total_phones / 100 if check.percent else check.value
+    passed = compare(observed, target)
+    detail = f"{observed / total_phones * 100:.1f}% of {total_phones}" if check.percent and total_phones else ""
+    return Verdict(label, passed, observed, detail)

@@ -1,0 +1,155 @@
+"""The run report: ``report.json`` (schema in docs/report.md) and the summary table.
+
+Everything here is computed from the phones' own records after the run, so the hot path
+of a run pays nothing for reporting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from labsim.observe.expectations import Verdict, evaluate, parse_expectation
+from labsim.observe.stats import summarize
+from labsim.phones.phone import STATES
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunRecord:
+    scenario_name: str
+    scenario_file: str
+    seed: int
+    started: str  # ISO 8601, UTC
+    duration_s: float
+    members: list  # FleetMember
+    expectations: list  # schema.Expectation
+    services: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    complete: bool = True
+    end_reason: str = "all phones settled"
+
+
+def phone_metrics(members) -> tuple[dict, dict]:
+    """(aggregate metrics, per-phone metrics) for expectations."""
+    by_state = Counter(member.phone.state for member in members)
+    metrics: dict[str, float | None] = {"phones.total": len(members)}
+    for state in STATES:
+        metrics[f"phones.{state}"] = by_state.get(state, 0)
+    metrics["reboots.total"] = sum(member.phone.reboots for member in members)
+    ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
+                   if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
+    for stat, value in summarize(ready_times).items():
+        metrics[f"time_to_ready.{stat}"] = value
+    for stage, values in stage_latencies(members).items():
+        for stat, value in summarize(values).items():
+            metrics[f"stage.{stage}.{stat}"] = value
+    per_phone = {"phone.reboots": [(m.phone.mac, m.phone.reboots) for m in members]}
+    return metrics, per_phone
+
+
+def stage_latencies(members) -> dict[str, list[float]]:
+    stages: dict[str, list[float]] = {}
+    for member in members:
+        for timing in member.phone.stages:
+            stages.setdefault(timing.stage, []).append(timing.ended - timing.started)
+    return stages
+
+
+def judge(record: RunRecord) -> list[Verdict]:
+    metrics, per_phone = phone_metrics(record.members)
+    return [
+        evaluate(parse_expectation(expectation.check), metrics, per_phone, len(record.members), expectation.name)
+        for expectation in record.expectations
+    ]
+
+
+def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
+    members = record.members
+    by_state = Counter(member.phone.state for member in members)
+    ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
+                   if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
+    checks = {e.name or e.check: e.check for e in record.expectations}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": {"name": record.scenario_name, "file": record.scenario_file, "seed": record.seed},
+        "started": record.started,
+        "duration_s": round(record.duration_s, 3),
+        "complete": record.complete,
+        "end_reason": record.end_reason,
+        "passed": all(v.passed for v in verdicts),
+        "expectations": [
+            {"name": v.name, "check": checks.get(v.name, v.name), "passed": v.passed, "observed": v.observed,
+             "detail": v.detail}
+            for v in verdicts
+        ],
+        "summary": {
+            "phones": len(members),
+            "by_state": {state: by_state.get(state, 0) for state in STATES},
+            "reboots_total": sum(m.phone.reboots for m in members),
+            "time_to_ready_s": summarize(ready_times),
+            "stages_s": {stage: summarize(values) for stage, values in sorted(stage_latencies(members).items())},
+        },
+        "services": record.services,
+        "network": record.network,
+        "phones": [_phone_entry(member) for member in members],
+    }
+
+
+def _phone_entry(member) -> dict:
+    phone = member.phone
+    return {
+        "mac": phone.mac,
+        "vendor": member.vendor,
+        "model": phone.model,
+        "fleet": member.fleet,
+        "state": phone.state,
+        "failure": phone.failure or None,
+        "reboots": phone.reboots,
+        "powered_on_at_s": _round(phone.powered_on_at),
+        "ready_at_s": _round(phone.ready_at),
+        "files": dict(phone.flash.file_md5),
+        "flash": phone.flash.summary(),
+        "events": [{"t": round(t, 4), "state": state, "detail": detail} for t, state, detail in phone.events],
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def write_report(report: dict, report_dir: str) -> str:
+    os.makedirs(report_dir, exist_ok=True)
+    path = os.path.join(report_dir, "report.json")
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+        handle.write("\n")
+    os.replace(temporary, path)  # a reader never sees half a report
+    return path
+
+
+def summary_table(report: dict) -> str:
+    summary = report["summary"]
+    lines = [f"Scenario {report['scenario']['name']!r}: {summary['phones']} phones in {report['duration_s']:.1f}s"
+             + ("" if report["complete"] else f" (INCOMPLETE: {report['end_reason']})")]
+    states = ", ".join(f"{s} {n}" for s, n in summary["by_state"].items() if n)
+    lines.append(f"  final states: {states}")
+    lines.append(f"  reboots: {summary['reboots_total']}")
+    ttr = summary["time_to_ready_s"]
+    if ttr["count"]:
+        lines.append(f"  time to ready (s): p50 {ttr['p50']:.3f}  p95 {ttr['p95']:.3f}  p99 {ttr['p99']:.3f}  max {ttr['max']:.3f}")
+    for stage, stats in summary["stages_s"].items():
+        lines.append(f"  stage {stage:<12} n={stats['count']:<6} p50 {stats['p50']:.4f}  p95 {stats['p95']:.4f}  max {stats['max']:.4f}")
+    if report["expectations"]:
+        lines.append("  expectations:")
+        width = max(len(e["name"]) for e in report["expectations"])
+        for e in report["expectations"]:
+            mark = "PASS" if e["passed"] else "FAIL"
+            detail = f"  ({e['detail']})" if e["detail"] else ""
+            lines.append(f"    {mark}  {e['name']:<{width}}  observed: {json.dumps(e['observed'])}{detail}")
+    lines.append("  result: " + ("PASSED" if report["passed"] and report["complete"] else "FAILED"))
+    return "\n".join(lines)

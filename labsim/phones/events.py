@@ -1,0 +1,110 @@
+"""What happens to a phone (events in) and what a phone asks for (actions out).
+
+The phone logic never touches a socket or a clock: a driver feeds it events with the
+current time and carries out the actions it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labsim.wire.dhcp import DhcpMessage
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PowerOn:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpReceived:
+    message: DhcpMessage
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one download. ``status`` is one of FETCH_STATUSES."""
+
+    status: str
+    body: bytes | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchDone:
+    request_id: int
+    result: FetchResult
+
+
+# --- actions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendDhcp:
+    message: DhcpMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    name: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    request_id: int
+    url: str
+    user_agent: str = ""
+    credentials: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: str
+    new: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """What a vendor's provisioning procedure yields: fetch this, give me the result."""
+
+    url: str
+    credentials: Credentials | None = None
+    stage: str = "file"  # a name for latency statistics: "common_cfg", "mac_cfg", ...
+
+
+@dataclass
+class ProvisioningOutcome:
+    """How a provisioning pass ended, returned by a vendor's procedure."""
+
+    result: str  # "applied", "unchanged", "failed"
+    reboot: bool = False
+    reason: str = ""
+    changed_keys: list[str] = field(default_factory=list)

@@ -1,0 +1,41 @@
+"""A phone's flash ("FFS"): what survives a reboot or power cycle.
+
+Only a factory reset clears it. It is plain data so that a run can save it and the
+next run can load it (``--state-dir``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Flash:
+    settings: dict[str, str] = field(default_factory=dict)
+    file_md5: dict[str, str] = field(default_factory=dict)  # file name -> MD5 last applied
+    firmware: str = ""
+    provisioning_url: str = ""
+    profiles: dict[str, str] = field(default_factory=dict)  # Avaya server profiles: role -> file
+
+    def factory_reset(self, firmware: str) -> None:
+        self.settings.clear()
+        self.file_md5.clear()
+        self.profiles.clear()
+        self.provisioning_url = ""
+        self.firmware = firmware
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Flash":
+        return cls(**data)
+
+    def summary(self) -> dict:
+        return {
+            "firmware": self.firmware,
+            "file_md5": dict(self.file_md5),
+            "provisioning_url": self.provisioning_url,
+            "profiles": dict(self.profiles),
+            "settings_count": len(self.settings),
+        }

@@ -1,0 +1,199 @@
+"""The phone: one explicit state machine for the common provisioning cycle.
+
+    off --PowerOn--> booting --boot timer--> dhcp --ACK--> provisioning
+    provisioning --procedure ends--> ready | failed | rebooting
+    rebooting --boot timer--> dhcp   (flash kept; the cycle runs again)
+
+The vendor profile supplies what differs between vendors: how the phone identifies
+itself in DHCP and HTTP, and its provisioning procedure, a generator that yields
+``Download`` requests and receives ``FetchResult``s (and may yield ``Wait``). The phone
+turns those into actions for a driver and never does I/O itself.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Generator
+
+from labsim.phones.dhcp_client import DhcpClient, Lease, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER
+from labsim.phones.events import (
+    CancelTimer,
+    DhcpReceived,
+    Download,
+    Fetch,
+    FetchDone,
+    FetchResult,
+    PowerOn,
+    ProvisioningOutcome,
+    StartTimer,
+    StateChanged,
+    TimerFired,
+)
+from labsim.phones.flash import Flash
+
+OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
+    "off", "booting", "dhcp", "provisioning", "rebooting", "ready", "failed",
+)
+STATES = (OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED)
+SETTLED_STATES = (READY, FAILED)
+
+BOOT_TIMER = "boot"
+WAIT_TIMER = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Yielded by a provisioning procedure: resume me after this many seconds."""
+
+    seconds: float
+
+
+@dataclass(slots=True)
+class StageTiming:
+    stage: str
+    started: float
+    ended: float
+    status: str
+
+
+Procedure = Generator[object, FetchResult | None, ProvisioningOutcome]
+
+
+class Phone:
+    def __init__(
+        self,
+        mac: str,
+        model: str,
+        profile,
+        *,
+        rng: random.Random,
+        flash: Flash | None = None,
+        boot_time_s: float = 1.0,
+        firmware: str | None = None,
+    ):
+        self.mac = mac.lower()
+        self.mac_bytes = bytes.fromhex(self.mac.replace(":", ""))
+        self.model = model
+        self.profile = profile
+        self.rng = rng
+        self.flash = flash or Flash(firmware=firmware or profile.default_firmware(model))
+        self.boot_time_s = boot_time_s
+        self.state = OFF
+        self.reboots = 0
+        self.powered_on_at: float | None = None
+        self.ready_at: float | None = None
+        self.failure = ""
+        self.events: list[tuple[float, str, str]] = []
+        self.stages: list[StageTiming] = []
+        self.lease: Lease | None = None
+        self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)
+        self._procedure: Procedure | None = None
+        self._pending: dict[int, tuple[str, float]] = {}  # request id -> (stage, started)
+        self._next_request = 0
+        self._dhcp_started = 0.0
+        self.now = 0.0
+
+    # The transition table: (state, event kind) -> handler. Anything else is ignored,
+    # as a real phone ignores a stray reply for a transaction it has left behind.
+    def handle(self, event, now: float) -> list:
+        handler = _TRANSITIONS.get((self.state, _kind(event)))
+        if handler is None:
+            return []
+        self.now = now
+        return handler(self, event, now)
+
+    @property
+    def settled(self) -> bool:
+        return self.state in SETTLED_STATES
+
+    # --- handlers -----------------------------------------------------------------
+
+    def _power_on(self, event: PowerOn, now: float) -> list:
+        self.powered_on_at = now
+        return self._enter(BOOTING, now, "power on") + [StartTimer(BOOT_TIMER, self.boot_time_s)]
+
+    def _booted(self, event: TimerFired, now: float) -> list:
+        self._dhcp_started = now
+        return self._enter(DHCP, now) + self.dhcp.start(now)
+
+    def _dhcp_message(self, event: DhcpReceived, now: float) -> list:
+        actions = self.dhcp.on_message(event.message, now)
+        if self.dhcp.lease is None:
+            return actions
+        self.lease = self.dhcp.lease
+        self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok"))
+        detail = f"lease {self.lease.address} from {self.lease.server_id}"
+        actions += self._enter(PROVISIONING, now, detail)
+        self._procedure = self.profile.provision(self)
+        return actions + self._resume(None, now)
+
+    def _dhcp_timer(self, event: TimerFired, now: float) -> list:
+        return self.dhcp.on_timer(event.name, now)
+
+    def _fetch_done(self, event: FetchDone, now: float) -> list:
+        pending = self._pending.pop(event.request_id, None)
+        if pending is None:
+            return []
+        stage, started = pending
+        self.stages.append(StageTiming(stage, started, now, event.result.status))
+        return self._resume(event.result, now)
+
+    def _wait_over(self, event: TimerFired, now: float) -> list:
+        return self._resume(None, now)
+
+    # --- the vendor's procedure ---------------------------------------------------
+
+    def _resume(self, value: FetchResult | None, now: float) -> list:
+        try:
+            request = self._procedure.send(value)
+        except StopIteration as stop:
+            return self._finish(stop.value, now)
+        if isinstance(request, Wait):
+            return [StartTimer(WAIT_TIMER, request.seconds)]
+        if isinstance(request, Download):
+            self._next_request += 1
+            request_id = self._next_request
+            self._pending[request_id] = (request.stage, now)
+            return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
+        raise TypeError(f"a provisioning procedure yielded {request!r}")
+
+    def _finish(self, outcome: ProvisioningOutcome, now: float) -> list:
+        self._procedure = None
+        if outcome.reboot:
+            self.reboots += 1
+            return self._enter(REBOOTING, now, outcome.reason) + [StartTimer(BOOT_TIMER, self.boot_time_s)]
+        if outcome.result == "failed":
+            self.failure = outcome.reason
+            return self._enter(FAILED, now, outcome.reason)
+        self.ready_at = now
+        return self._enter(READY, now, outcome.reason or outcome.result)
+
+    def _enter(self, state: str, now: float, detail: str = "") -> list:
+        old, self.state = self.state, state
+        self.events.append((now, state, detail))
+        return [StateChanged(old, state, detail)]
+
+    # --- things a procedure may ask of its phone ------------------------------------
+
+    def note(self, detail: str) -> None:
+        """Record a step inside the current state (shown in the phone's timeline)."""
+        self.events.append((self.now, self.state, detail))
+
+
+def _kind(event) -> object:
+    if isinstance(event, TimerFired):
+        return "timer:" + event.name
+    return type(event)
+
+
+_TRANSITIONS: dict[tuple[str, object], Callable] = {
+    (OFF, PowerOn): Phone._power_on,
+    (BOOTING, "timer:" + BOOT_TIMER): Phone._booted,
+    (REBOOTING, "timer:" + BOOT_TIMER): Phone._booted,
+    (DHCP, DhcpReceived): Phone._dhcp_message,
+    (DHCP, "timer:" + RETRANSMIT_TIMER): Phone._dhcp_timer,
+    (DHCP, "timer:" + OFFER_WINDOW_TIMER): Phone._dhcp_timer,
+    (PROVISIONING, FetchDone): Phone._fetch_done,
+    (PROVISIONING, "timer:" + WAIT_TIMER): Phone._wait_over,
+}

@@ -1,0 +1,150 @@
+"""Load a scenario file and report every problem with file, line and field.
+
+A bad scenario never starts a run: ``load_scenario`` either returns a valid
+``Scenario`` or raises ``ScenarioError`` carrying all the problems found.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import get_args
+
+from pydantic import BaseModel, ValidationError
+
+from labsim.scenario.schema import Scenario
+from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    mark: Mark | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.mark.line}:{self.mark.column}" if self.mark else self.file
+        return f"{where}: {self.field or '(top level)'}: {self.message}"
+
+
+class ScenarioError(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    scenario: Scenario
+    path: str
+
+    @property
+    def base_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path))
+
+
+def load_scenario(path: str) -> LoadedScenario:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ScenarioError([Problem(path, None, "", f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(path, None, "", f"not UTF-8 text: {exc.reason}")]) from None
+    return LoadedScenario(parse_scenario_text(text, path), path)
+
+
+def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
+    try:
+        doc = load_marked(text)
+    except YamlError as exc:
+        raise ScenarioError([Problem(filename, exc.mark, "", exc.message)]) from None
+    if not isinstance(doc.data, dict):
+        raise ScenarioError([Problem(filename, doc.mark_for(()), "", "a scenario is a mapping of keys (name, fleets, ...)")])
+    try:
+        return Scenario.model_validate(doc.data)
+    except ValidationError as exc:
+        errors = _drop_other_union_branches(exc.errors(include_url=False))
+        problems = [_problem(filename, doc, error) for error in errors]
+        raise ScenarioError(_dedupe(problems)) from None
+
+
+def _problem(filename: str, doc, error: dict) -> Problem:
+    loc = _user_path(error["loc"])
+    field = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in loc).replace(".[", "[")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"][:-1])
+        message = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif error["type"] == "missing":
+        message = "required but missing"
+    return Problem(filename, doc.mark_for(tuple(loc)), field, message)
+
+
+def _user_path(loc: tuple) -> list:
+    """Drop pydantic's internal parts of a location (union branch and tag names)."""
+    parts = []
+    for part in loc:
+        if isinstance(part, str) and (part in ("storm", "ramp") or part.startswith(("function-", "str", "Expectation", "int"))):
+            continue
+        parts.append(part)
+    return parts
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = Scenario
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        if part in ("storm", "ramp"):
+            from labsim.scenario import schema
+
+            model = schema.StormBoot if part == "storm" else schema.RampBoot
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# A value that fits neither branch of a union (a check string or an {name, check}
+# mapping) gets one error per branch; the "wrong kind of value" error of the branch the
+# user clearly did not mean is noise.
+_BRANCH_MISMATCH = {"model_type", "dict_type", "string_type", "model_attributes_type"}
+
+
+def _drop_other_union_branches(errors: list[dict]) -> list[dict]:
+    by_place: dict[tuple, list[dict]] = {}
+    for error in errors:
+        by_place.setdefault(tuple(_user_path(error["loc"])), []).append(error)
+    kept = []
+    for group in by_place.values():
+        meaningful = [e for e in group if e["type"] not in _BRANCH_MISMATCH]
+        kept.extend(meaningful or group)
+    return kept
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, unique = set(), []
+    for problem in problems:
+        key = (problem.field, problem.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(problem)
+    return unique

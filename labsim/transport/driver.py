@@ -1,0 +1,83 @@
+"""The Twisted edge of one phone: carries out the actions its state machine returns.
+
+Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock`` in tests) and the
+network from a ``PhoneNetwork``, so a whole boot cycle runs in a unit test with no
+sockets at all.
+"""
+
+from __future__ import annotations
+
+from labsim.phones.events import (
+    CancelTimer,
+    DhcpReceived,
+    Fetch,
+    FetchDone,
+    FetchResult,
+    PowerOn,
+    SendDhcp,
+    StartTimer,
+    StateChanged,
+    TimerFired,
+)
+
+
+class PhoneDriver:
+    def __init__(self, phone, clock, network, *, epoch: float | None = None, observer=None):
+        self.phone = phone
+        self.clock = clock
+        self.network = network
+        self.epoch = clock.seconds() if epoch is None else epoch
+        self.observer = observer
+        self._timers: dict[str, object] = {}
+        network.attach(self)
+
+    def now(self) -> float:
+        return self.clock.seconds() - self.epoch
+
+    def power_on(self) -> None:
+        self.deliver(PowerOn())
+
+    def dhcp_received(self, message) -> None:
+        self.deliver(DhcpReceived(message))
+
+    def deliver(self, event) -> None:
+        for action in self.phone.handle(event, self.now()):
+            self._carry_out(action)
+
+    def stop(self) -> None:
+        """Cancel every timer (the end of a run)."""
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+
+    def _carry_out(self, action) -> None:
+        kind = type(action)
+        if kind is SendDhcp:
+            self.network.send_dhcp(self, action.message)
+        elif kind is StartTimer:
+            self._cancel(action.name)
+            self._timers[action.name] = self.clock.callLater(action.delay_s, self._fire, action.name)
+        elif kind is CancelTimer:
+            self._cancel(action.name)
+        elif kind is Fetch:
+            deferred = self.network.fetch(action)
+            deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
+            deferred.addCallback(self._fetched, action.request_id)
+        elif kind is StateChanged:
+            if self.observer is not None:
+                self.observer.state_changed(self, action.old, action.new)
+        else:
+            raise TypeError(f"unknown phone action {action!r}")
+
+    def _fetched(self, result: FetchResult, request_id: int) -> None:
+        self.deliver(FetchDone(request_id, result))
+
+    def _fire(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self.deliver(TimerFired(name))
+
+    def _cancel(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()

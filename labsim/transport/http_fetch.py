@@ -1,0 +1,93 @@
+"""HTTP(S) downloads for phones: one ``Agent`` with a persistent connection pool for the
+whole fleet (keep-alive is what makes thousands of phones cheap; DESIGN.md)."""
+
+from __future__ import annotations
+
+import base64
+
+from urllib.parse import urlsplit
+
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import CertificateOptions
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from labsim.phones.events import FetchResult
+from labsim.wire.http_auth import DigestChallenge, parse_challenges
+
+STATUS_OF_CODE = {404: "not_found", 401: "denied", 403: "denied"}
+
+
+@implementer(IPolicyForHTTPS)
+class _TrustLabCertificates:
+    """Lab servers use self-signed certificates; phones in a lab are set to accept them."""
+
+    def __init__(self):
+        self._creator = _NoVerifyCreator()
+
+    def creatorForNetloc(self, hostname, port):
+        return self._creator
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _NoVerifyCreator:
+    def __init__(self):
+        self._context = CertificateOptions(verify=False).getContext()
+
+    def clientConnectionForTLS(self, tls_protocol):
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tls_protocol)
+        connection.set_connect_state()
+        return connection
+
+
+class HttpFetcher:
+    def __init__(self, reactor, *, timeout_s: float = 30.0, max_per_host: int = 1000):
+        self.reactor = reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = max_per_host
+        self.pool.cachedConnectionTimeout = 30
+        self.agent = Agent(reactor, contextFactory=_TrustLabCertificates(), pool=self.pool, connectTimeout=timeout_s)
+        self.timeout_s = timeout_s
+
+    @defer.inlineCallbacks
+    def get(self, url: str, user_agent: str, credentials=None):
+        headers = Headers({b"User-Agent": [user_agent.encode()]})
+        response = yield self._request(url, headers)
+        if response.code == 401 and credentials is not None:
+            challenge_headers = response.headers.getRawHeaders(b"www-authenticate", [])
+            yield readBody(response)
+            authorization = _authorization(challenge_headers, credentials, url)
+            if authorization is not None:
+                headers.setRawHeaders(b"Authorization", [authorization])
+                response = yield self._request(url, headers)
+        body = yield readBody(response)
+        if response.code == 200:
+            return FetchResult("ok", body)
+        return FetchResult(STATUS_OF_CODE.get(response.code, "error"), detail=f"HTTP {response.code}")
+
+    def _request(self, url: str, headers: Headers):
+        deferred = self.agent.request(b"GET", url.encode(), headers)
+        deferred.addTimeout(self.timeout_s, self.reactor)
+        return deferred
+
+    def close(self):
+        return self.pool.closeCachedConnections()
+
+
+def _authorization(challenge_headers: list[bytes], credentials, url: str) -> bytes | None:
+    challenges = parse_challenges([h.decode("latin-1") for h in challenge_headers])
+    for challenge in challenges:
+        if isinstance(challenge, DigestChallenge):
+            parts = urlsplit(url)
+            uri = parts.path + (f"?{parts.query}" if parts.query else "")
+            return challenge.authorization(credentials.user, credentials.password, "GET", uri).encode()
+    for challenge in challenges:
+        if challenge == "basic":
+            token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()
+            return f"Basic {token}".encode()
+    return None

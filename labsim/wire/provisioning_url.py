@@ -1,0 +1,84 @@
+"""Provisioning server values as phones read them from DHCP or their settings.
+
+A value that is only an IP address or host name means TFTP to that host; otherwise it
+is a URL (``tftp://``, ``ftp://user:pass@host/dir/``, ``http://``, ``https://``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+SCHEMES = ("tftp", "ftp", "http", "https")
+DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
+
+
+class BadProvisioningUrl(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerUrl:
+    scheme: str
+    host: str
+    port: int
+    path: str  # the folder, always ending in "/"
+    user: str | None = None
+    password: str | None = None
+
+    def file_url(self, filename: str) -> str:
+        """The URL of a file in this folder (credentials left out: they travel separately)."""
+        netloc = self.host if self.port == DEFAULT_PORTS[self.scheme] else f"{self.host}:{self.port}"
+        return urlunsplit((self.scheme, netloc, self.path + quote(filename.lstrip("/")), "", ""))
+
+    def __str__(self) -> str:
+        return self.file_url("")
+
+
+def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:
+    """Parse a provisioning server value. ``credential_separators`` lists the characters a
+    vendor accepts between user and password (Avaya also accepts ``user;pass@``)."""
+    value = value.strip().strip("\x00").strip()
+    if not value:
+        raise BadProvisioningUrl("empty provisioning server value")
+    if "://" not in value:
+        value = "tftp://" + value
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise BadProvisioningUrl(f"unsupported scheme {scheme!r} in {value!r}; phones use {', '.join(SCHEMES)}")
+    user = password = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        for sep in credential_separators:
+            if sep in userinfo:
+                user, password = userinfo.split(sep, 1)
+                break
+        else:
+            user = userinfo
+        user = unquote(user)
+        password = unquote(password) if password is not None else None
+    host, port = netloc, DEFAULT_PORTS[scheme]
+    if host.startswith("["):
+        end = host.find("]")
+        host, rest = host[1:end], host[end + 1 :]
+        if rest.startswith(":"):
+            port = _port(rest[1:], value)
+    elif ":" in host:
+        host, port_text = host.rsplit(":", 1)
+        port = _port(port_text, value)
+    if not host:
+        raise BadProvisioningUrl(f"no host in {value!r}")
+    path = parts.path or "/"
+    if not path.endswith("/"):
+        # A URL naming a file points at that file's folder for the vendor's own names.
+        last = path.rsplit("/", 1)[-1]
+        path = path[: -len(last)] if "." in last else path + "/"
+    return ServerUrl(scheme, host.lower(), port, path, user, password)
+
+
+def _port(text: str, value: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise BadProvisioningUrl(f"bad port {text!r} in {value!r}")
+    return int(text)
