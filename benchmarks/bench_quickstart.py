@@ -1,0 +1,68 @@
+"""Benchmark: the quickstart scenario scaled to N phones (default 2,000) as a boot storm.
+
+Prints phones per second to `ready` and the peak RSS of the labsim process. A benchmark,
+not a test: run it by hand (`python benchmarks/bench_quickstart.py --phones 2000`).
+The quickstart's own ramp is replaced by a storm so the number measures labsim, not the
+ramp rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUICKSTART = os.path.join(HERE, "..", "scenarios", "quickstart.yaml")
+
+
+def scaled_scenario(phones: int) -> str:
+    text = open(QUICKSTART, encoding="utf-8").read()
+    t46s = phones * 2 // 5
+    t48s = phones * 2 // 5
+    t54s = phones - t46s - t48s
+    text = re.sub(r"models: \{[^}]*\}", f"models: {{T46S: {t46s}, T48S: {t48s}, T54S: {t54s}}}", text)
+    text = re.sub(r"boot: \{[^}]*\}", "boot: {pattern: storm, random_delay_s: 1.0}", text)
+    text = re.sub(r"pool: \{[^}]*\}", "pool: {start: 10.20.0.10, end: 10.20.250.250}", text)
+    return text.replace("time_limit_s: 240", "time_limit_s: 600")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phones", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.yaml")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(scaled_scenario(args.phones))
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "labsim", "run", path, "--report-dir", tmp],
+                              capture_output=True, text=True)
+        wall = time.monotonic() - started
+        peak_rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        report = json.load(open(os.path.join(tmp, "report.json")))
+    summary = report["summary"]
+    ready = summary["by_state"]["ready"]
+    last_ready = max((p["ready_at_s"] for p in report["phones"] if p["ready_at_s"] is not None), default=0)
+    print(f"phones:                 {args.phones}")
+    print(f"ready:                  {ready} (exit {proc.returncode})")
+    print(f"reboots:                {summary['reboots_total']}")
+    print(f"last phone ready at:    {last_ready:.2f} s (boot_time 1 s x 2 cycles, storm spread 1 s)")
+    print(f"phones/s to ready:      {ready / last_ready:.0f}" if last_ready else "phones/s to ready: n/a")
+    ttr = summary["time_to_ready_s"]
+    print(f"time to ready p50/p95/p99/max: {ttr['p50']} / {ttr['p95']} / {ttr['p99']} / {ttr['max']} s")
+    print(f"wall time of the run:   {wall:.2f} s")
+    print(f"peak RSS (labsim):      {peak_rss_kb / 1024:.1f} MiB ({peak_rss_kb / args.phones:.1f} KiB per phone)")
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
