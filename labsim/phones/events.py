@@ -108,3 +108,6 @@ class ProvisioningOutcome:
     reboot: bool = False
     reason: str = ""
     changed_keys: list[str] = field(default_factory=list)
+    # When the vendor's timers say to provision again (repeat, daily or weekly window,
+    # retry after a failure): seconds from now, or None for never.
+    next_check_s: float | None = None

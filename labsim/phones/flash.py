@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 class Flash:
     settings: dict[str, str] = field(default_factory=dict)
     file_md5: dict[str, str] = field(default_factory=dict)  # file name -> MD5 last applied
+    versions: dict[str, str] = field(default_factory=dict)  # Avaya: section -> VERSION last applied
     firmware: str = ""
     provisioning_url: str = ""
     profiles: dict[str, str] = field(default_factory=dict)  # Avaya server profiles: role -> file
@@ -20,6 +21,7 @@ class Flash:
     def factory_reset(self, firmware: str) -> None:
         self.settings.clear()
         self.file_md5.clear()
+        self.versions.clear()
         self.profiles.clear()
         self.provisioning_url = ""
         self.firmware = firmware
@@ -35,6 +37,7 @@ class Flash:
         return {
             "firmware": self.firmware,
             "file_md5": dict(self.file_md5),
+            "versions": dict(self.versions),
             "provisioning_url": self.provisioning_url,
             "profiles": dict(self.profiles),
             "settings_count": len(self.settings),

@@ -3,6 +3,7 @@
     off --PowerOn--> booting --boot timer--> dhcp --ACK--> provisioning
     provisioning --procedure ends--> ready | failed | rebooting
     rebooting --boot timer--> dhcp   (flash kept; the cycle runs again)
+    ready | failed --resync timer--> provisioning   (the vendor's repeat/daily timers)
 
 The vendor profile supplies what differs between vendors: how the phone identifies
 itself in DHCP and HTTP, and its provisioning procedure, a generator that yields
@@ -40,6 +41,7 @@ SETTLED_STATES = (READY, FAILED)
 
 BOOT_TIMER = "boot"
 WAIT_TIMER = "wait"
+RESYNC_TIMER = "resync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,12 @@ class Phone:
     def _wait_over(self, event: TimerFired, now: float) -> list:
         return self._resume(None, now)
 
+    def _resync(self, event: TimerFired, now: float) -> list:
+        """The vendor's timer says provision again: no reboot, no new DHCP."""
+        actions = self._enter(PROVISIONING, now, "scheduled re-provisioning")
+        self._procedure = self.profile.provision(self)
+        return actions + self._resume(None, now)
+
     # --- the vendor's procedure ---------------------------------------------------
 
     def _resume(self, value: FetchResult | None, now: float) -> list:
@@ -165,9 +173,15 @@ class Phone:
             return self._enter(REBOOTING, now, outcome.reason) + [StartTimer(BOOT_TIMER, self.boot_time_s)]
         if outcome.result == "failed":
             self.failure = outcome.reason
-            return self._enter(FAILED, now, outcome.reason)
-        self.ready_at = now
-        return self._enter(READY, now, outcome.reason or outcome.result)
+            actions = self._enter(FAILED, now, outcome.reason)
+        else:
+            self.failure = ""
+            if self.ready_at is None:
+                self.ready_at = now
+            actions = self._enter(READY, now, outcome.reason or outcome.result)
+        if outcome.next_check_s is not None:
+            actions.append(StartTimer(RESYNC_TIMER, outcome.next_check_s))
+        return actions
 
     def _enter(self, state: str, now: float, detail: str = "") -> list:
         old, self.state = self.state, state
@@ -196,4 +210,6 @@ _TRANSITIONS: dict[tuple[str, object], Callable] = {
     (DHCP, "timer:" + OFFER_WINDOW_TIMER): Phone._dhcp_timer,
     (PROVISIONING, FetchDone): Phone._fetch_done,
     (PROVISIONING, "timer:" + WAIT_TIMER): Phone._wait_over,
+    (READY, "timer:" + RESYNC_TIMER): Phone._resync,
+    (FAILED, "timer:" + RESYNC_TIMER): Phone._resync,
 }
