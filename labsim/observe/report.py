@@ -113,7 +113,8 @@ def _phone_entry(member) -> dict:
         "ready_at_s": _round(phone.ready_at),
         "files": dict(phone.flash.file_md5),
         "flash": phone.flash.summary(),
-        "events": [{"t": round(t, 4), "state": state, "detail": detail} for t, state, detail in phone.events],
+        "events": [{"t": round(t, 4), "kind": kind, "state": state, "detail": detail}
+                   for t, state, detail, kind in phone.events],
     }
 
 

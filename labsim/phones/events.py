@@ -30,6 +30,13 @@ class DhcpReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSync:
+    """A remote resync request (SIP NOTIFY ``Event: check-sync``, ``;reboot=true`` or not)."""
+
+    reboot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FetchResult:
     """The outcome of one download. ``status`` is one of FETCH_STATUSES."""
 

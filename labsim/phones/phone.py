@@ -20,6 +20,7 @@ from typing import Callable, Generator
 from labsim.phones.dhcp_client import DhcpClient, Lease, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER
 from labsim.phones.events import (
     CancelTimer,
+    CheckSync,
     DhcpReceived,
     Download,
     Fetch,
@@ -86,7 +87,9 @@ class Phone:
         self.powered_on_at: float | None = None
         self.ready_at: float | None = None
         self.failure = ""
-        self.events: list[tuple[float, str, str]] = []
+        # The timeline: (time, state, detail, kind); kind "state" for a state change,
+        # "step" for a step inside a state (a download, a retry, the server found).
+        self.events: list[tuple[float, str, str, str]] = []
         self.stages: list[StageTiming] = []
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)
@@ -95,6 +98,7 @@ class Phone:
         self._next_request = 0
         self._dhcp_started = 0.0
         self.now = 0.0
+        self.trigger = "power_on"  # what started the current provisioning pass
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
@@ -117,6 +121,9 @@ class Phone:
 
     def _booted(self, event: TimerFired, now: float) -> list:
         self._dhcp_started = now
+        self.trigger = "power_on"
+        # Flash may have changed what the phone says about itself (e.g. its option 60).
+        self.dhcp.identity = self.profile.dhcp_identity(self)
         return self._enter(DHCP, now) + self.dhcp.start(now)
 
     def _dhcp_message(self, event: DhcpReceived, now: float) -> list:
@@ -146,7 +153,22 @@ class Phone:
 
     def _resync(self, event: TimerFired, now: float) -> list:
         """The vendor's timer says provision again: no reboot, no new DHCP."""
-        actions = self._enter(PROVISIONING, now, "scheduled re-provisioning")
+        return self._provision_again("schedule", now, "scheduled re-provisioning")
+
+    def _check_sync(self, event: CheckSync, now: float) -> list:
+        action = self.profile.check_sync_action(self, event.reboot)
+        if action == "ignore":
+            self.note("check-sync ignored")
+            return []
+        if action == "reboot":
+            self.reboots += 1
+            return ([CancelTimer(RESYNC_TIMER)] + self._enter(REBOOTING, now, "check-sync: reboot")
+                    + [StartTimer(BOOT_TIMER, self.boot_time_s)])
+        return [CancelTimer(RESYNC_TIMER)] + self._provision_again("check_sync", now, "check-sync: re-provisioning")
+
+    def _provision_again(self, trigger: str, now: float, detail: str) -> list:
+        self.trigger = trigger
+        actions = self._enter(PROVISIONING, now, detail)
         self._procedure = self.profile.provision(self)
         return actions + self._resume(None, now)
 
@@ -157,6 +179,10 @@ class Phone:
             request = self._procedure.send(value)
         except StopIteration as stop:
             return self._finish(stop.value, now)
+        except Exception as exc:  # a bug in a vendor procedure must not hang the phone silently
+            self.failure = f"internal error in the {getattr(self.profile, 'VENDOR', 'vendor')} procedure: {exc!r}"
+            self._procedure = None
+            return self._enter(FAILED, now, self.failure)
         if isinstance(request, Wait):
             return [StartTimer(WAIT_TIMER, request.seconds)]
         if isinstance(request, Download):
@@ -185,14 +211,14 @@ class Phone:
 
     def _enter(self, state: str, now: float, detail: str = "") -> list:
         old, self.state = self.state, state
-        self.events.append((now, state, detail))
+        self.events.append((now, state, detail, "state"))
         return [StateChanged(old, state, detail)]
 
     # --- things a procedure may ask of its phone ------------------------------------
 
     def note(self, detail: str) -> None:
         """Record a step inside the current state (shown in the phone's timeline)."""
-        self.events.append((self.now, self.state, detail))
+        self.events.append((self.now, self.state, detail, "step"))
 
 
 def _kind(event) -> object:
@@ -212,4 +238,6 @@ _TRANSITIONS: dict[tuple[str, object], Callable] = {
     (PROVISIONING, "timer:" + WAIT_TIMER): Phone._wait_over,
     (READY, "timer:" + RESYNC_TIMER): Phone._resync,
     (FAILED, "timer:" + RESYNC_TIMER): Phone._resync,
+    (READY, CheckSync): Phone._check_sync,
+    (FAILED, CheckSync): Phone._check_sync,
 }

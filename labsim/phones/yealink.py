@@ -5,23 +5,32 @@ Sources of the provisioning server, first that answers wins: DHCP custom options
 the URL stored in flash (``static.auto_provision.server.url``). (PnP comes first on a
 real phone; labsim's phones do not send PnP yet.)
 
-Files, in order: the Common CFG ``y0000000000XX.cfg`` (XX: the model's code), then the
-MAC-oriented CFG ``<mac>.cfg``. A missing file is asked for three times, then skipped.
-If the MD5 of both equals what flash remembers, provisioning ends there: nothing is
-applied and the phone does not reboot. Otherwise all files are applied (Common first,
-the MAC file overriding it), and the phone reboots only if a changed setting needs it.
+Files, in order. Firmware 81 and later first asks for ``<mac>.boot``, then
+``y000000000000.boot``; a boot file lists ``include:config`` files, fetched top to
+bottom, later ones overriding earlier ones. Without a boot file: the Common CFG
+``y0000000000XX.cfg`` (XX: the model's code), then the MAC-oriented CFG ``<mac>.cfg``,
+then ``<mac>-local.cfg`` when ``static.auto_provision.custom.protect`` is on. A missing
+file is asked for ``attempt_before_failed`` times (3), then skipped.
+
+Change detection: if the MD5 of every file equals what flash remembers, provisioning
+ends there: nothing is applied and the phone does not reboot. Otherwise: decrypt what is
+encrypted, apply every file's settings, download the resource files the configuration
+names, then the firmware; reboot only if a changed setting needs it or firmware was
+flashed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
+import re
 from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.phone import Wait
-from labsim.wire import dhcp, yealink_cfg
-from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server
+from labsim.wire import dhcp, yealink_aes, yealink_cfg
+from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
 VENDOR = "yealink"
 
@@ -35,8 +44,10 @@ MODEL_CODES = {
 MODELS = tuple(MODEL_CODES)
 MAC_PREFIXES = ("00:15:65", "80:5e:c0", "24:9a:d8", "44:db:d2", "80:5e:0c")
 
-VENDOR_CLASS = b"yealink"
+DEFAULT_VENDOR_CLASS = "yealink"
 PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 15, 42, 43, 44, 66, 67, 120, 125, 150, 160, 161])
+COMMON_BOOT_FILE = "y000000000000.boot"
+BOOT_FILES_SINCE_FIRMWARE = 81  # the second number of the firmware version (66.85.0.5 -> 85)
 
 # Settings whose change makes the phone reboot (network settings and the like).
 REBOOT_KEY_PREFIXES = ("static.network.",)
@@ -46,19 +57,54 @@ REBOOT_KEYS = frozenset({
     "static.wui.https_enable",
 })
 
-SERVER_URL_KEY = "static.auto_provision.server.url"
-USER_OPTIONS_KEY = "static.auto_provision.dhcp_option.list_user_options"
-USER_OPTIONS_ENABLE_KEY = "static.auto_provision.dhcp_option.enable"
+# The phone's own settings that steer provisioning (names as in the Yealink guide).
+AP = "static.auto_provision."
+SERVER_URL_KEY = AP + "server.url"
+SERVER_USER_KEY = AP + "server.username"
+SERVER_PASSWORD_KEY = AP + "server.password"
+USER_OPTIONS_KEY = AP + "dhcp_option.list_user_options"
+USER_OPTIONS_ENABLE_KEY = AP + "dhcp_option.enable"
+OPTION60_KEY = AP + "dhcp_option.option60_value"
+POWER_ON_KEY = AP + "power_on"
+REPEAT_ENABLE_KEY = AP + "repeat.enable"
+REPEAT_MINUTES_KEY = AP + "repeat.minutes"
+WEEKLY_ENABLE_KEY = AP + "weekly.enable"
+WEEKLY_DAYS_KEY = AP + "weekly.dayofweek"
+WEEKLY_BEGIN_KEY = AP + "weekly.begin_time"
+WEEKLY_END_KEY = AP + "weekly.end_time"
+ATTEMPTS_KEY = AP + "attempt_before_failed"
+RETRY_DELAY_KEY = AP + "retry_delay_after_file_transfer_failed"
+PROTECT_KEY = AP + "custom.protect"
+AES_IN_FILE_KEY = AP + "aes_key_in_file"
+AES_COMMON_KEY = AP + "aes_key_16.com"
+AES_MAC_KEY = AP + "aes_key_16.mac"
+ENCRYPTED_ONLY_KEY = AP + "update_file_mode"
+FIRMWARE_URL_KEY = "static.firmware.url"
+NOTIFY_REBOOT_KEY = "sip.notify_reboot_enable"
+
+# Files the configuration names that the phone downloads after applying it.
+RESOURCE_KEYS = (
+    "ringtone.url", "local_contact.data.url", "directory_setting.url", "super_search.url",
+    "wallpaper_upload.url", "screensaver.upload_url", "gui_lang.url", "trusted_certificates.url",
+    "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url",
+)
+
+_FIRMWARE_VERSION = re.compile(r"(\d+\.\d+\.\d+\.\d+)\.rom$", re.IGNORECASE)
+_INCLUDE = re.compile(r'^include:config\s*[<"]([^>"]+)[>"]\s*$', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class YealinkBehaviour:
     """Behaviour the vendor does not document precisely: settings, defaults *(unverified)*."""
 
-    attempts_per_file: int = 3
-    retry_delay_s: float = 1.0  # (unverified)
+    attempts_per_file: int = 3  # attempt_before_failed, when the phone's setting is absent
+    retry_delay_s: float = 1.0  # (unverified) retry_delay_after_file_transfer_failed default
+    boot_file_attempts: int = 1  # (unverified) boot files are optional: one request each
     require_version_header: bool = True  # (unverified) reject files without '#!version:1.0.0.1'
     reboot_on_any_change: bool = False  # old firmware generation (SIP-T2xP) rebooted on any MD5 change
+    skip_same_firmware: bool = True  # (unverified) do not re-flash the version already running
+    user_agent_style: str = "current"  # "current", "old" (lowercase 'yealink'), "mac_without_colons" (some T5x)
+    week_starts_s: float = 0.0  # (unverified) the run starts this many seconds after Sunday 00:00
 
 
 DEFAULT_BEHAVIOUR = YealinkBehaviour()
@@ -69,20 +115,34 @@ def common_cfg_name(model: str) -> str:
 
 
 def mac_cfg_name(mac: str) -> str:
-    return mac.replace(":", "").lower() + ".cfg"
+    return bare_mac(mac) + ".cfg"
+
+
+def bare_mac(mac: str) -> str:
+    return mac.replace(":", "").lower()
 
 
 def default_firmware(model: str) -> str:
     return f"{MODEL_CODES[model]}.85.0.5"
 
 
-def user_agent(phone) -> str:
+def firmware_generation(firmware: str) -> int:
+    parts = firmware.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def user_agent(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> str:
+    if behaviour.user_agent_style == "old":
+        return f"yealink SIP-{phone.model} {phone.flash.firmware} {phone.mac}"
+    if behaviour.user_agent_style == "mac_without_colons":
+        return f"Yealink SIP-{phone.model} {phone.flash.firmware} {bare_mac(phone.mac)}"
     return f"Yealink SIP-{phone.model} {phone.flash.firmware} {phone.mac}"
 
 
 def dhcp_identity(phone) -> DhcpIdentity:
+    vendor_class = phone.flash.settings.get(OPTION60_KEY) or DEFAULT_VENDOR_CLASS
     return DhcpIdentity(
-        vendor_class=VENDOR_CLASS,
+        vendor_class=vendor_class.encode(),
         parameter_request_list=PARAMETER_REQUEST_LIST,
         hostname=f"SIP-{phone.model}".encode(),
     )
@@ -90,6 +150,17 @@ def dhcp_identity(phone) -> DhcpIdentity:
 
 def needs_reboot(key: str) -> bool:
     return key in REBOOT_KEYS or key.startswith(REBOOT_KEY_PREFIXES)
+
+
+def check_sync_action(phone, reboot_requested: bool) -> str:
+    """What a SIP NOTIFY ``Event: check-sync`` does, by ``sip.notify_reboot_enable``:
+    0 re-provision (reboot only with ``;reboot=true``), 1 always reboot, 2 ignore."""
+    mode = phone.flash.settings.get(NOTIFY_REBOOT_KEY, "0")
+    if mode == "2":
+        return "ignore"
+    if mode == "1" or reboot_requested:
+        return "reboot"
+    return "resync"
 
 
 # --- finding the provisioning server ---------------------------------------------------
@@ -146,14 +217,28 @@ def _option_43_url(payload: bytes | None) -> str:
     return ""
 
 
-def _substitute(value: str, phone) -> str:
-    return value.replace("$PN", phone.model).replace("$MAC", phone.mac.replace(":", "").lower())
+def substitute(value: str, phone) -> str:
+    """``$PN`` is the model name and ``$MAC`` the MAC, in URLs and include lines."""
+    return (value.replace("$PN", phone.model).replace("$MAC", bare_mac(phone.mac))
+            .replace("$mac", bare_mac(phone.mac)))
 
 
 # --- the provisioning procedure --------------------------------------------------------
 
 
+@dataclass
+class _File:
+    name: str  # as remembered in flash
+    url: str
+    role: str  # "common", "mac", "local" (which AES key applies)
+    body: bytes | None = None
+
+
 def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
+    settings = phone.flash.settings
+    if phone.trigger == "power_on" and settings.get(POWER_ON_KEY, "1") == "0":
+        return ProvisioningOutcome("unchanged", reason="power-on provisioning is off",
+                                   next_check_s=next_check_s(phone, behaviour))
     found = find_server(phone)
     if found is None:
         return ProvisioningOutcome(
@@ -161,65 +246,289 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
         )
     value, source = found
     try:
-        server = parse_server(_substitute(value, phone))
+        server = parse_server(substitute(value, phone))
     except BadProvisioningUrl as exc:
         return ProvisioningOutcome("failed", reason=f"{source}: {exc}")
     phone.note(f"server {server} from {source}")
     phone.flash.provisioning_url = str(server)
+    credentials = _credentials(server, settings)
+    attempts, retry_delay = _retry_settings(settings, behaviour)
 
-    names = [common_cfg_name(phone.model), mac_cfg_name(phone.mac)]
-    bodies: dict[str, bytes | None] = {}
-    for name, stage in zip(names, ("common_cfg", "mac_cfg")):
-        bodies[name] = yield from _download(phone, server, name, stage, behaviour)
-    if all(body is None for body in bodies.values()):
-        return ProvisioningOutcome("failed", reason="no configuration file could be downloaded")
+    files, overwrite = yield from _boot_file_plan(phone, server, credentials, behaviour)
+    if files is None:
+        files = [
+            _File(common_cfg_name(phone.model), server.file_url(common_cfg_name(phone.model)), "common"),
+            _File(mac_cfg_name(phone.mac), server.file_url(mac_cfg_name(phone.mac)), "mac"),
+        ]
+    if settings.get(PROTECT_KEY) == "1":
+        name = f"{bare_mac(phone.mac)}-local.cfg"
+        files.append(_File(name, server.file_url(name), "local"))
 
-    md5s = {name: hashlib.md5(body).hexdigest() for name, body in bodies.items() if body is not None}
-    if all(phone.flash.file_md5.get(name) == md5s.get(name) for name in names):
-        return ProvisioningOutcome("unchanged", reason="MD5 of every file matches flash: nothing applied")
+    for file in files:
+        stage = f"{file.role}_cfg" if file.role in ("common", "mac") else "cfg"
+        file.body = yield from download(phone, file.url, file.name, credentials, stage, attempts, retry_delay)
+    if all(file.body is None for file in files):
+        return ProvisioningOutcome("failed", reason="no configuration file could be downloaded",
+                                   next_check_s=next_check_s(phone, behaviour))
+
+    # Change detection compares what was downloaded, before any decryption.
+    md5s = {file.name: hashlib.md5(file.body).hexdigest() for file in files if file.body is not None}
+    if all(phone.flash.file_md5.get(file.name) == md5s.get(file.name) for file in files):
+        return ProvisioningOutcome("unchanged", reason="MD5 of every file matches flash: nothing applied",
+                                   next_check_s=next_check_s(phone, behaviour))
 
     merged: dict[str, str] = {}
-    for name in names:  # later files override earlier ones
-        body = bodies[name]
-        if body is None:
+    for file in files:  # later files override earlier ones
+        if file.body is None:
+            continue
+        plain = yield from _plaintext(phone, server, file, credentials)
+        if plain is None:
+            md5s.pop(file.name, None)
             continue
         try:
-            merged.update(yealink_cfg.parse(body, require_header=behaviour.require_version_header))
+            merged.update(yealink_cfg.parse(plain, require_header=behaviour.require_version_header))
         except yealink_cfg.NotAYealinkConfig as exc:
-            phone.note(f"rejected {name}: {exc}")
-            md5s.pop(name, None)
-    return _apply(phone, merged, md5s, behaviour)
+            phone.note(f"rejected {file.name}: {exc}")
+            md5s.pop(file.name, None)
+    changed = _apply(phone, merged, md5s, overwrite=overwrite)
 
+    yield from _resources(phone, server, credentials, changed)
+    flashed = yield from _firmware(phone, server, credentials, behaviour)
 
-def _download(phone, server, name: str, stage: str, behaviour: YealinkBehaviour):
-    for attempt in range(1, behaviour.attempts_per_file + 1):
-        result = yield Download(server.file_url(name), _credentials(server), stage)
-        if result.ok:
-            phone.note(f"downloaded {name} ({len(result.body)} bytes)")
-            return result.body
-        phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{behaviour.attempts_per_file})")
-        if attempt < behaviour.attempts_per_file:
-            yield Wait(behaviour.retry_delay_s)
-    phone.note(f"skipped {name}")
-    return None
-
-
-def _credentials(server):
-    if server.user is None:
-        return None
-    return Credentials(server.user, server.password or "")
-
-
-def _apply(phone, merged: dict[str, str], md5s: dict[str, str], behaviour: YealinkBehaviour):
-    flash = phone.flash
-    changed = [key for key, value in merged.items() if flash.settings.get(key) != value]
-    flash.settings.update(merged)
-    flash.file_md5 = dict(md5s)
     reboot_keys = [key for key in changed if needs_reboot(key)]
-    reboot = bool(changed) and (behaviour.reboot_on_any_change or bool(reboot_keys))
-    if reboot:
+    reboot = flashed or (bool(changed) and (behaviour.reboot_on_any_change or bool(reboot_keys)))
+    if flashed:
+        reason = f"applied {len(changed)} changed settings; reboot for firmware {phone.flash.firmware}"
+    elif reboot:
         why = reboot_keys[0] if reboot_keys else "a file changed (old-firmware rule)"
         reason = f"applied {len(changed)} changed settings; reboot for {why}"
     else:
         reason = f"applied {len(changed)} changed settings; no reboot needed"
-    return ProvisioningOutcome("applied", reboot=reboot, reason=reason, changed_keys=changed)
+    return ProvisioningOutcome("applied", reboot=reboot, reason=reason, changed_keys=changed,
+                               next_check_s=None if reboot else next_check_s(phone, behaviour))
+
+
+def download(phone, url: str, name: str, credentials, stage: str, attempts: int, retry_delay_s: float):
+    """A file, asked for up to ``attempts`` times; None when it never came."""
+    for attempt in range(1, attempts + 1):
+        result = yield Download(url, credentials, stage)
+        if result.ok:
+            phone.note(f"downloaded {name} ({len(result.body)} bytes)")
+            return result.body
+        phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{attempts})")
+        if attempt < attempts:
+            yield Wait(retry_delay_s)
+    phone.note(f"skipped {name}")
+    return None
+
+
+def _credentials(server: ServerUrl, settings: dict) -> Credentials | None:
+    if server.user is not None:
+        return Credentials(server.user, server.password or "")
+    if settings.get(SERVER_USER_KEY):
+        return Credentials(settings[SERVER_USER_KEY], settings.get(SERVER_PASSWORD_KEY, ""))
+    return None
+
+
+def _retry_settings(settings: dict, behaviour: YealinkBehaviour) -> tuple[int, float]:
+    attempts = _int(settings.get(ATTEMPTS_KEY), behaviour.attempts_per_file)
+    delay = _int(settings.get(RETRY_DELAY_KEY), None)
+    return max(1, attempts), float(delay) if delay is not None else behaviour.retry_delay_s
+
+
+def _int(text: str | None, default):
+    return int(text) if text is not None and text.strip().isdigit() else default
+
+
+# --- boot files (firmware 81 and later) ---------------------------------------------------
+
+
+def _boot_file_plan(phone, server: ServerUrl, credentials, behaviour: YealinkBehaviour):
+    """(the files a boot file lists, its overwrite_mode), or (None, False) when there is
+    no boot file or the firmware is too old to look for one."""
+    if firmware_generation(phone.flash.firmware) < BOOT_FILES_SINCE_FIRMWARE:
+        return None, False
+    for name in (f"{bare_mac(phone.mac)}.boot", COMMON_BOOT_FILE):
+        body = yield from download(phone, server.file_url(name), name, credentials, "boot",
+                                   behaviour.boot_file_attempts, behaviour.retry_delay_s)
+        if body is None:
+            continue
+        try:
+            includes, overwrite = parse_boot_file(body, phone.model)
+        except yealink_cfg.NotAYealinkConfig as exc:
+            phone.note(f"rejected {name}: {exc}")
+            continue
+        files = []
+        for include in includes:
+            target = substitute(include, phone)
+            if "://" in target:
+                url = target
+                file_name = posixpath.basename(target.split("?", 1)[0])
+            else:
+                url = server.file_url(target)
+                file_name = target
+            role = "common" if posixpath.basename(file_name).startswith("y0000") else "mac"
+            files.append(_File(file_name, url, role))
+        phone.note(f"{name} lists {len(files)} file(s)")
+        return files, overwrite
+    return None, False
+
+
+def parse_boot_file(body: bytes, model: str) -> tuple[list[str], bool]:
+    """(``include:config`` targets for this model in order, overwrite_mode)."""
+    text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != yealink_cfg.VERSION_HEADER:
+        raise yealink_cfg.NotAYealinkConfig(f"boot file does not start with {yealink_cfg.VERSION_HEADER!r}")
+    includes: list[str] = []
+    overwrite = False
+    applies = True  # outside any [model, ...] section a line is for every model
+    for line in lines[1:]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            models = {part.strip().upper() for part in line[1:-1].split(",")}
+            applies = "*" in models or "ALL" in models or model.upper() in models
+            continue
+        if not applies:
+            continue
+        match = _INCLUDE.match(line)
+        if match:
+            includes.append(match.group(1).strip())
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "overwrite_mode":
+            overwrite = value.strip() == "1"
+    return includes, overwrite
+
+
+# --- decryption ---------------------------------------------------------------------------
+
+
+def _plaintext(phone, server: ServerUrl, file: _File, credentials):
+    """The file's plain text, or None when it cannot or may not be used."""
+    settings = phone.flash.settings
+    body = file.body
+    if not yealink_aes.looks_encrypted(body):
+        if settings.get(ENCRYPTED_ONLY_KEY) == "1":
+            phone.note(f"rejected {file.name}: update_file_mode = 1 accepts only encrypted files")
+            return None
+        return body
+    key = None
+    if settings.get(AES_IN_FILE_KEY) == "1":
+        stem = posixpath.splitext(posixpath.basename(file.name))[0]
+        key_name = f"{stem}_Security.enc"
+        key_url = file.url[: -len(posixpath.basename(file.name))] + key_name if file.url.endswith(
+            posixpath.basename(file.name)) else server.file_url(key_name)
+        key_file = yield from download(phone, key_url, key_name, credentials, "key", 1, 0)
+        if key_file is not None:
+            try:
+                key = yealink_aes.decrypt_key(key_file)
+            except ValueError as exc:
+                phone.note(f"{key_name}: {exc}")
+    else:
+        key = settings.get(AES_COMMON_KEY if file.role == "common" else AES_MAC_KEY) or None
+    if key is None:
+        phone.note(f"rejected {file.name}: encrypted, and no AES key for it")
+        return None
+    try:
+        return yealink_aes.decrypt_file(body, key)
+    except ValueError as exc:
+        phone.note(f"rejected {file.name}: cannot decrypt: {exc}")
+        return None
+
+
+# --- apply, resources, firmware ------------------------------------------------------------
+
+
+def _apply(phone, merged: dict[str, str], md5s: dict[str, str], *, overwrite: bool) -> list[str]:
+    flash = phone.flash
+    changed = [key for key, value in merged.items() if flash.settings.get(key) != value]
+    if overwrite:
+        # overwrite_mode = 1: what the files no longer set goes back to its default.
+        changed += [key for key in flash.settings if key not in merged]
+        flash.settings = dict(merged)
+    else:
+        flash.settings.update(merged)
+    flash.file_md5 = dict(md5s)
+    return changed
+
+
+def _resources(phone, server: ServerUrl, credentials, changed: list[str]):
+    for key in RESOURCE_KEYS:
+        value = phone.flash.settings.get(key)
+        if not value or key not in changed:
+            continue
+        url = _absolute(substitute(value, phone), server)
+        name = posixpath.basename(url.split("?", 1)[0]) or key
+        yield from download(phone, url, name, credentials, "resource", 1, 0)
+
+
+def _firmware(phone, server: ServerUrl, credentials, behaviour: YealinkBehaviour):
+    """Download and flash ``static.firmware.url`` when its version differs; True if flashed."""
+    url = phone.flash.settings.get(FIRMWARE_URL_KEY, "")
+    if not url:
+        return False
+    url = _absolute(substitute(url, phone), server)
+    match = _FIRMWARE_VERSION.search(url.split("?", 1)[0])
+    version = match.group(1) if match else ""
+    if behaviour.skip_same_firmware and version and version == phone.flash.firmware:
+        return False
+    name = posixpath.basename(url)
+    image = yield from download(phone, url, name, credentials, "firmware", 1, 0)
+    if image is None:
+        return False
+    old, phone.flash.firmware = phone.flash.firmware, version or phone.flash.firmware
+    phone.note(f"flashed firmware {phone.flash.firmware} (was {old})")
+    return True
+
+
+def _absolute(value: str, server: ServerUrl) -> str:
+    return value if "://" in value else server.file_url(value)
+
+
+# --- when to provision again ---------------------------------------------------------------
+
+WEEK_S = 7 * 86400
+
+
+def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
+    """Seconds until the phone's own timers say provision again, or None."""
+    settings = phone.flash.settings
+    candidates = []
+    if settings.get(REPEAT_ENABLE_KEY) == "1":
+        minutes = _int(settings.get(REPEAT_MINUTES_KEY), 1440)
+        candidates.append(max(1, minutes) * 60.0)
+    if settings.get(WEEKLY_ENABLE_KEY) == "1":
+        weekly = _next_weekly_window(phone, settings, behaviour)
+        if weekly is not None:
+            candidates.append(weekly)
+    return min(candidates) if candidates else None
+
+
+def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> float | None:
+    days = {int(ch) for ch in settings.get(WEEKLY_DAYS_KEY, "0123456") if ch.isdigit() and int(ch) < 7}
+    begin = _clock_s(settings.get(WEEKLY_BEGIN_KEY, "00:00"))
+    end = _clock_s(settings.get(WEEKLY_END_KEY, "00:00"))
+    if not days or begin is None or end is None:
+        return None
+    span = (end - begin) % 86400 or 86400
+    now_in_week = (behaviour.week_starts_s + phone.now) % WEEK_S
+    for day_offset in range(8):
+        day = (int(now_in_week // 86400) + day_offset) % 7
+        if day not in days:
+            continue
+        start = (int(now_in_week // 86400) + day_offset) * 86400 + begin
+        if start <= now_in_week:
+            continue  # a window already begun (perhaps the one just served) is not entered again
+        moment = start + phone.rng.uniform(0, span)  # each phone picks its own moment in the window
+        return moment - now_in_week
+    return None
+
+
+def _clock_s(text: str) -> int | None:
+    match = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text or "")
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        return None
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60

@@ -32,6 +32,10 @@ def make_lab(options=None, files=None, model="T46S", mac=MAC):
     return clock, network, phone, driver
 
 
+def cfg_urls(network):
+    return [f.url for f in network.fetches if f.url.endswith(".cfg")]
+
+
 def run_until_settled(clock, phone, limit_s=600.0, step=0.01):
     while not phone.settled and clock.seconds() < limit_s:
         clock.advance(step)
@@ -43,7 +47,7 @@ def test_first_boot_applies_reboots_once_then_md5_check_ends_the_second_cycle():
     run_until_settled(clock, phone)
     assert phone.state == "ready"
     assert phone.reboots == 1
-    states = [state for _, state, _ in phone.events if not _.startswith(("server", "downloaded"))]
+    states = [state for _, state, _, kind in phone.events if kind == "state"]
     assert states[:6] == ["booting", "dhcp", "provisioning", "rebooting", "dhcp", "provisioning"]
     assert states[-1] == "ready"
     assert "MD5" in phone.events[-1][2]
@@ -53,8 +57,10 @@ def test_first_boot_applies_reboots_once_then_md5_check_ends_the_second_cycle():
     }
     assert phone.flash.settings["account.1.user_name"] == "1001"
     assert phone.flash.settings["account.1.label"] == ""  # %NULL%
-    # Two cycles, each fetching the Common CFG then the MAC CFG, in that order.
+    # Two cycles, each asking for the boot files (firmware 85 >= 81), which do not exist,
+    # then the Common CFG, then the MAC CFG, in that order.
     assert [f.url for f in network.fetches] == [
+        "http://127.0.0.1:8080/00156513ae0b.boot", "http://127.0.0.1:8080/y000000000000.boot",
         "http://127.0.0.1:8080/y000000000066.cfg", "http://127.0.0.1:8080/00156513ae0b.cfg"] * 2
 
 
@@ -93,7 +99,7 @@ def test_missing_mac_file_is_asked_for_three_times_then_skipped():
     assert phone.state == "ready"
     mac_requests = [f for f in network.fetches if f.url.endswith("00156513ae0b.cfg")]
     assert len(mac_requests) == 3 * 2  # three per cycle, two cycles
-    assert any("skipped 00156513ae0b.cfg" in detail for _, _, detail in phone.events)
+    assert any("skipped 00156513ae0b.cfg" in detail for _, _, detail, _ in phone.events)
 
 
 def test_no_file_at_all_fails_with_a_reason():
@@ -121,21 +127,21 @@ def test_file_without_version_header_is_rejected_and_not_applied():
     assert phone.state == "ready" and phone.reboots == 0
     assert "static.network.lldp.enable" not in phone.flash.settings
     assert "y000000000066.cfg" not in phone.flash.file_md5
-    assert any("rejected y000000000066.cfg" in d for _, _, d in phone.events)
+    assert any("rejected y000000000066.cfg" in d for _, _, d, _ in phone.events)
 
 
 def test_option_66_ip_alone_means_tftp():
     clock, network, phone, driver = make_lab(options={66: b"127.0.0.1"})
     driver.power_on()
     run_until_settled(clock, phone)
-    assert network.fetches[0].url == "tftp://127.0.0.1/y000000000066.cfg"
+    assert cfg_urls(network)[0] == "tftp://127.0.0.1/y000000000066.cfg"
 
 
 def test_option_43_plain_url_is_used_when_66_is_absent():
     clock, network, phone, driver = make_lab(options={43: b"http://127.0.0.1:8081/prov/"})
     driver.power_on()
     run_until_settled(clock, phone)
-    assert network.fetches[0].url == "http://127.0.0.1:8081/prov/y000000000066.cfg"
+    assert cfg_urls(network)[0] == "http://127.0.0.1:8081/prov/y000000000066.cfg"
 
 
 def test_option_43_sub_option_tlv_carrying_a_url():
@@ -143,7 +149,7 @@ def test_option_43_sub_option_tlv_carrying_a_url():
     clock, network, phone, driver = make_lab(options={43: payload})
     driver.power_on()
     run_until_settled(clock, phone)
-    assert network.fetches[0].url == "tftp://127.0.0.1:6969/y000000000066.cfg"
+    assert cfg_urls(network)[0] == "tftp://127.0.0.1:6969/y000000000066.cfg"
 
 
 def test_option_66_wins_over_option_43():
@@ -159,7 +165,7 @@ def test_flash_url_is_the_last_source():
     driver.power_on()
     run_until_settled(clock, phone)
     assert phone.state == "ready"
-    assert network.fetches[0].url == "http://127.0.0.1:8080/y000000000066.cfg"
+    assert cfg_urls(network)[0] == "http://127.0.0.1:8080/y000000000066.cfg"
 
 
 def test_custom_dhcp_option_from_list_user_options_beats_66():
@@ -199,7 +205,8 @@ def test_old_firmware_generation_reboots_on_any_change():
 def _with_behaviour(behaviour):
     import types
 
-    profile = types.SimpleNamespace(**{k: getattr(yealink, k) for k in ("dhcp_identity", "user_agent", "default_firmware")})
+    profile = types.SimpleNamespace(**{k: getattr(yealink, k) for k in (
+        "dhcp_identity", "user_agent", "default_firmware", "check_sync_action")})
     profile.provision = lambda phone: yealink.provision(phone, behaviour)
     return profile
 

@@ -1,0 +1,227 @@
+"""Nearest-rank percentiles, judging a run's expectations, the report and its atomic write."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from labsim.fleet.fleet import FleetMember
+from labsim.observe import report as report_mod
+from labsim.observe.report import RunRecord, build_report, judge, summary_table, write_report
+from labsim.observe.stats import percentile, summarize
+from labsim.phones import yealink
+from labsim.phones.phone import Phone, StageTiming
+from labsim.scenario.schema import Expectation
+
+# --- stats ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values, p, expected",
+    [
+        # The usual worked examples of the nearest-rank method.
+        ([15, 20, 35, 40, 50], 5, 15), ([15, 20, 35, 40, 50], 30, 20), ([15, 20, 35, 40, 50], 40, 20),
+        ([15, 20, 35, 40, 50], 50, 35), ([15, 20, 35, 40, 50], 100, 50),
+        ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 25, 7), ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 50, 8),
+        ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 75, 15), ([3, 6, 7, 8, 8, 10, 13, 15, 16, 20], 100, 20),
+        ([42], 0, 42), ([42], 99, 42),
+    ],
+)
+def test_nearest_rank_examples(values, p, expected):
+    assert percentile(values, p) == expected
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=300), st.sampled_from([50, 90, 95, 99, 100]))
+def test_percentile_is_the_smallest_value_covering_p_percent(values, p):
+    ordered = sorted(values)
+    result = percentile(ordered, p)
+    n = len(ordered)
+    share = Fraction(p, 100)
+    at_or_below = sum(1 for v in ordered if v <= result)
+    below = sum(1 for v in ordered if v < result)
+    # Definition of nearest rank: at least p% of values are <= the result, and fewer than
+    # p% are strictly below it (otherwise a smaller value would do).
+    assert Fraction(at_or_below, n) >= share
+    assert Fraction(below, n) < share or below == 0
+
+
+def test_percentile_of_nothing_is_none():
+    assert percentile([], 95) is None
+    assert summarize([])["count"] == 0 and summarize([])["p95"] is None
+
+
+def test_summarize_sorts_its_input():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    summary = summarize(values)
+    assert summary["count"] == 5 and summary["max"] == 5.0 and summary["mean"] == 3.0
+    assert summary["p50"] == 3.0
+    assert values == [5.0, 1.0, 4.0, 2.0, 3.0]  # the caller's list is left alone
+
+
+# --- a small finished run ---------------------------------------------------------------
+
+
+def _phone(index: int, *, state: str, reboots: int = 0, on: float | None = 0.0, ready: float | None = None,
+           stages=()) -> FleetMember:
+    mac = f"00:15:65:00:00:{index:02x}"
+    phone = Phone(mac, "T46S", yealink, rng=random.Random(index))
+    phone.state, phone.reboots, phone.powered_on_at, phone.ready_at = state, reboots, on, ready
+    phone.stages = [StageTiming(name, start, end, "ok") for name, start, end in stages]
+    if state == "failed":
+        phone.failure = "common_cfg: not_found"
+    phone.flash.file_md5["y000000000066.cfg"] = f"{index:032x}"
+    phone.note("made by the test")  # through the phone's own API: the timeline's tuple shape may change
+    return FleetMember("desk", "yealink", phone, on or 0.0)
+
+
+def _members():
+    return [
+        _phone(1, state="ready", reboots=1, on=0.0, ready=2.0, stages=[("dhcp", 1.0, 1.1), ("common_cfg", 1.1, 1.3)]),
+        _phone(2, state="ready", reboots=1, on=0.5, ready=4.5, stages=[("dhcp", 1.5, 1.8)]),
+        _phone(3, state="ready", reboots=2, on=1.0, ready=2.0),
+        _phone(4, state="failed", reboots=0, on=1.0, ready=None),
+    ]
+
+
+def _record(expectations, members=None, complete=True):
+    return RunRecord(
+        scenario_name="unit", scenario_file="unit.yaml", seed=7, started="2025-01-01T00:00:00Z",
+        duration_s=12.34567, members=_members() if members is None else members,
+        expectations=[Expectation(name=n, check=c) for n, c in expectations], complete=complete,
+        end_reason="all phones settled" if complete else "time limit",
+    )
+
+
+def test_judge_computes_metrics_from_the_phones():
+    record = _record([
+        (None, "phones.ready == 75%"),
+        ("all ready", "phones.ready == 100%"),
+        (None, "phones.failed == 1"),
+        (None, "reboots.total == 4"),
+        ("one reboot each", "phone.reboots == 1"),
+        (None, "time_to_ready.max == 4"),      # phone 2: 4.5 - 0.5
+        (None, "time_to_ready.count == 3"),    # the failed phone has no ready time
+        (None, "stage.dhcp.count == 2"),
+        (None, "stage.common_cfg.max < 0.21"),
+    ])
+    verdicts = {v.name: v for v in judge(record)}
+    assert verdicts["phones.ready == 75%"].passed
+    assert not verdicts["all ready"].passed
+    assert verdicts["phones.failed == 1"].passed
+    assert verdicts["reboots.total == 4"].passed
+    one_each = verdicts["one reboot each"]
+    assert not one_each.passed and "00:15:65:00:00:03" in one_each.detail and "00:15:65:00:00:04" in one_each.detail
+    assert verdicts["time_to_ready.max == 4"].passed
+    assert verdicts["time_to_ready.count == 3"].passed
+    assert verdicts["stage.dhcp.count == 2"].passed
+    assert verdicts["stage.common_cfg.max < 0.21"].passed
+
+
+def test_build_report_summary_and_phones():
+    record = _record([(None, "phones.ready >= 75%"), ("named", "phones.failed == 0")])
+    report = build_report(record, judge(record))
+    json.dumps(report)  # must be plain JSON
+    assert report["scenario"] == {"name": "unit", "file": "unit.yaml", "seed": 7}
+    assert report["duration_s"] == 12.346
+    assert report["passed"] is False  # 'named' fails
+    by_name = {e["name"]: e for e in report["expectations"]}
+    assert by_name["named"]["check"] == "phones.failed == 0" and by_name["named"]["passed"] is False
+    assert by_name["phones.ready >= 75%"]["passed"] is True
+    summary = report["summary"]
+    assert summary["phones"] == 4
+    assert summary["by_state"]["ready"] == 3 and summary["by_state"]["failed"] == 1 and summary["by_state"]["off"] == 0
+    assert summary["reboots_total"] == 4
+    assert summary["time_to_ready_s"]["count"] == 3 and summary["time_to_ready_s"]["max"] == 4.0
+    assert sorted(summary["stages_s"]) == ["common_cfg", "dhcp"]
+    phones = {p["mac"]: p for p in report["phones"]}
+    assert phones["00:15:65:00:00:04"]["failure"] == "common_cfg: not_found"
+    assert phones["00:15:65:00:00:01"]["failure"] is None
+    assert phones["00:15:65:00:00:02"]["ready_at_s"] == 4.5
+    assert phones["00:15:65:00:00:03"]["files"] == {"y000000000066.cfg": f"{3:032x}"}
+
+
+def test_report_passes_only_when_every_expectation_holds():
+    record = _record([(None, "phones.ready >= 75%"), (None, "reboots.total <= 4")])
+    assert build_report(record, judge(record))["passed"] is True
+
+
+def test_summary_table_pass_fail_and_incomplete():
+    passing = _record([(None, "phones.ready >= 75%")])
+    table = summary_table(build_report(passing, judge(passing)))
+    assert "PASS  phones.ready >= 75%" in table and table.rstrip().endswith("result: PASSED")
+    assert "4 phones" in table and "ready 3" in table and "failed 1" in table
+
+    failing = _record([("everyone", "phones.ready == 100%")])
+    table = summary_table(build_report(failing, judge(failing)))
+    assert "FAIL  everyone" in table and table.rstrip().endswith("result: FAILED")
+
+    cut_short = _record([(None, "phones.ready >= 75%")], complete=False)
+    table = summary_table(build_report(cut_short, judge(cut_short)))
+    assert "INCOMPLETE: time limit" in table and table.rstrip().endswith("result: FAILED")
+
+
+def test_summary_table_with_no_ready_phone_and_no_expectations():
+    record = _record([], members=[_phone(9, state="failed")])
+    table = summary_table(build_report(record, judge(record)))
+    assert "time to ready" not in table and "expectations" not in table
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def test_write_report_creates_the_folder_and_round_trips(tmp_path):
+    record = _record([(None, "phones.ready >= 75%")])
+    report = build_report(record, judge(record))
+    path = write_report(report, str(tmp_path / "deep" / "dir"))
+    assert path == str(tmp_path / "deep" / "dir" / "report.json")
+    with open(path, encoding="utf-8") as handle:
+        assert json.load(handle) == json.loads(json.dumps(report))
+    assert os.listdir(tmp_path / "deep" / "dir") == ["report.json"]  # no temporary left behind
+
+
+def test_write_report_replaces_and_a_failed_write_leaves_the_old_report_whole(tmp_path):
+    write_report({"old": True}, str(tmp_path))
+    write_report({"new": 1}, str(tmp_path))
+    assert json.loads((tmp_path / "report.json").read_text()) == {"new": 1}
+    # json.dump fails halfway through on an object it cannot encode: a reader must still
+    # see the previous complete report, not half of the new one.
+    with pytest.raises(TypeError):
+        write_report({"a": list(range(1000)), "b": object()}, str(tmp_path))
+    assert json.loads((tmp_path / "report.json").read_text()) == {"new": 1}
+
+
+def test_write_report_goes_through_a_rename(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renames.append((src, dst))
+        assert json.loads(open(src, encoding="utf-8").read()) == {"x": 1}  # complete before the rename
+        real_replace(src, dst)
+
+    monkeypatch.setattr(report_mod.os, "replace", spy)
+    write_report({"x": 1}, str(tmp_path))
+    assert len(renames) == 1 and renames[0][1] == str(tmp_path / "report.json")
+    assert os.path.dirname(renames[0][0]) == str(tmp_path)  # same file system, so the rename is atomic
+
+
+@pytest.mark.xfail(strict=True, reason="report.build_report maps name -> check with a dict, so two expectations "
+                   "sharing a name both show the last one's check")
+def test_two_expectations_with_the_same_name_keep_their_own_checks():
+    record = _record([("boot", "phones.ready >= 75%"), ("boot", "reboots.total <= 4")])
+    report = build_report(record, judge(record))
+    assert [e["check"] for e in report["expectations"]] == ["phones.ready >= 75%", "reboots.total <= 4"]
+
+
+def test_phone_timeline_reaches_the_report():
+    record = _record([])
+    report = build_report(record, judge(record))
+    events = report["phones"][0]["events"]
+    assert [e["detail"] for e in events] == ["made by the test"]
+    assert events[0]["state"] == "ready"

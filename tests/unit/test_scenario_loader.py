@@ -1,0 +1,492 @@
+"""The scenario file: located errors (file:line:column, field path, allowed values),
+duplicate keys, model-level checks, and the promise that a bad scenario never starts a run.
+
+Expected lines and columns are computed from the test's own YAML text (``locate``), never
+copied from the loader's output.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labsim import cli
+from labsim.scenario.loader import ScenarioError, load_scenario, parse_scenario_text
+from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
+
+VALID = textwrap.dedent("""\
+    name: t
+    services:
+      dhcp: {}
+    fleets:
+      - name: desk
+        vendor: yealink
+        model: T46S
+        count: 3
+        first_mac: "00:15:65:00:00:01"
+    """)
+
+
+def locate(text: str, needle: str, occurrence: int = 1) -> Mark:
+    """1-based line and column of the ``occurrence``-th ``needle`` in ``text``."""
+    start = -1
+    for _ in range(occurrence):
+        start = text.index(needle, start + 1)
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    return Mark(line, column)
+
+
+def problems_of(text: str, filename: str = "s.yaml"):
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(text, filename)
+    return caught.value.problems
+
+
+def problem_at(problems, field: str):
+    found = [p for p in problems if p.field == field]
+    assert found, f"no problem for {field!r}; got: {[str(p) for p in problems]}"
+    return found[0]
+
+
+# --- the quickstart and the valid path ---------------------------------------------
+
+
+def test_quickstart_validates_with_the_fleet_the_file_describes():
+    loaded = load_scenario(str(QUICKSTART))
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    fleets = loaded.scenario.fleets
+    assert [f.model_counts() for f in fleets] == [f["models"] for f in raw["fleets"]]
+    assert loaded.base_dir == str(QUICKSTART.parent)
+    assert len(loaded.scenario.expectations()) == len(raw["expect"])
+
+
+def test_cli_validate_accepts_the_quickstart(capsys):
+    assert cli.main(["validate", str(QUICKSTART)]) == cli.EXIT_PASSED
+    out = capsys.readouterr().out
+    total = sum(sum(f["models"].values()) for f in yaml.safe_load(QUICKSTART.read_text())["fleets"])
+    assert "valid" in out and f"{total} phones" in out
+
+
+def test_minimal_scenario_gets_documented_defaults():
+    scenario = parse_scenario_text(VALID)
+    fleet = scenario.fleets[0]
+    assert fleet.boot.pattern == "storm" and fleet.boot.random_delay_s == 0
+    assert fleet.total == 3
+    assert scenario.services.tftp is None and scenario.services.dhcp is not None
+
+
+@pytest.mark.parametrize("mac", ["00:15:65:00:00:01", "00-15-65-00-00-01", "001565000001", "AA:BB:CC:DD:EE:FF"])
+def test_mac_forms_accepted(mac):
+    parse_scenario_text(VALID.replace('"00:15:65:00:00:01"', f'"{mac}"'))
+
+
+@pytest.mark.parametrize("mac", ["00:15:65:00:01", "00:15:65:00:00:0g", "00:15:65:00:00:001", "0015650000"])
+def test_bad_macs_rejected_at_the_mac(mac):
+    text = VALID.replace('"00:15:65:00:00:01"', f'"{mac}"')
+    problem = problem_at(problems_of(text), "fleets[0].first_mac")
+    assert problem.mark == locate(text, "first_mac")
+    assert mac in problem.message
+
+
+# --- every problem, located ------------------------------------------------------------
+
+MANY_ERRORS = textwrap.dedent("""\
+    name: many
+    sead: 2
+    services:
+      dhcp:
+        port: 99999
+        colour: red
+    fleets:
+      - vendor: yeelink
+        model: T46S
+        count: 3
+        first_mac: "00:15:65:00:00:01"
+      - vendor: yealink
+        model: T99
+        count: 2
+        first_mac: "00:15:65:00:10:00"
+      - vendor: yealink
+        model: T46S
+        count: 0
+        first_mac: "00:15:65:00:20:00"
+        boot: {pattern: ramp, per_second: 0, burst: 1}
+    expect:
+      - phones.ready == 100%
+      - foo.bar < 3
+      - time_to_ready.p95 ~ 3
+    """)
+
+
+def test_every_independent_error_is_reported_with_its_place():
+    problems = problems_of(MANY_ERRORS, "many.yaml")
+    expected = {
+        "sead": locate(MANY_ERRORS, "sead"),
+        "services.dhcp.port": locate(MANY_ERRORS, "port: 99999"),
+        "services.dhcp.colour": locate(MANY_ERRORS, "colour"),
+        "fleets[0].vendor": locate(MANY_ERRORS, "vendor: yeelink"),
+        "fleets[1].model": locate(MANY_ERRORS, "model: T99"),
+        "fleets[2].count": locate(MANY_ERRORS, "count: 0"),
+        "fleets[2].boot.per_second": locate(MANY_ERRORS, "per_second"),
+        "fleets[2].boot.burst": locate(MANY_ERRORS, "burst"),
+        "expect[1]": locate(MANY_ERRORS, "foo.bar"),
+        "expect[2]": locate(MANY_ERRORS, "time_to_ready.p95 ~"),
+    }
+    for field, mark in expected.items():
+        problem = problem_at(problems, field)
+        assert problem.mark == mark, f"{field}: {problem.mark} != {mark}"
+        assert str(problem).startswith(f"many.yaml:{mark.line}:{mark.column}: {field}: ")
+    # The valid parts of the file produce no problems.
+    assert not [p for p in problems if p.field in ("name", "expect[0]", "fleets[0].first_mac")]
+
+
+def test_cli_validate_prints_every_problem_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MANY_ERRORS)
+    good = tmp_path / "good.yaml"
+    good.write_text(VALID)
+    assert cli.main(["validate", str(good), str(bad)]) == cli.EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert f"{good}: valid" in captured.out
+    for needle in ("sead", "colour", "yeelink", "T99", "foo.bar"):
+        line = locate(MANY_ERRORS, needle).line
+        assert any(row.startswith(f"{bad}:{line}:") and needle in row for row in captured.err.splitlines()), needle
+    assert "nothing was started" in captured.err
+
+
+# --- allowed values in the message ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, field, must_list",
+    [
+        (VALID + "sead: 3\n", "sead", ["seed", "name", "fleets", "services", "expect"]),
+        (VALID.replace("dhcp: {}", "dhcp: {prot: 67}"), "services.dhcp.prot", ["port", "address", "pool", "options"]),
+        (VALID.replace("count: 3", "count: 3\n    colour: red"), "fleets[0].colour", ["vendor", "model", "first_mac", "boot"]),
+        (VALID + "    boot: {pattern: ramp, per_second: 5, jitter: 1}\n", "fleets[0].boot.jitter", ["per_second", "pattern"]),
+        (VALID + "    boot: {pattern: storm, per_second: 5}\n", "fleets[0].boot.per_second", ["random_delay_s", "pattern"]),
+        (VALID.replace("dhcp: {}", "dhcp: {pool: {start: 10.1.0.10, stop: 10.1.0.20}}"), "services.dhcp.pool.stop", ["start", "end"]),
+    ],
+)
+def test_unknown_key_names_the_allowed_keys(text, field, must_list):
+    problem = problem_at(problems_of(text), field)
+    bad_key = field.rsplit(".", 1)[-1]
+    assert f"unknown key {bad_key!r}" in problem.message
+    allowed = problem.message.split("allowed:", 1)[1]
+    for key in must_list:
+        assert key in allowed
+    assert bad_key not in [k.strip() for k in allowed.split(",")]
+
+
+def test_unknown_vendor_lists_vendors():
+    text = VALID.replace("vendor: yealink", "vendor: yeelink")
+    problem = problem_at(problems_of(text), "fleets[0].vendor")
+    assert "yeelink" in problem.message and "allowed:" in problem.message and "yealink" in problem.message
+
+
+def test_unknown_model_lists_that_vendors_models():
+    text = VALID.replace("model: T46S", "model: T46X")
+    problem = problem_at(problems_of(text), "fleets[0].model")
+    allowed = problem.message.split("allowed:", 1)[1]
+    assert {"T46S", "T48S", "T54S"} <= {m.strip() for m in allowed.split(",")}
+
+
+def test_unknown_model_in_a_models_mapping_is_reported():
+    text = VALID.replace("model: T46S\n    count: 3", "models: {T46S: 2, T99X: 1}")
+    problem = problem_at(problems_of(text), "fleets[0].models")
+    assert "T99X" in problem.message and "allowed:" in problem.message
+
+
+def test_unknown_boot_pattern_lists_the_patterns():
+    text = VALID + "    boot: {pattern: wave}\n"
+    problem = problem_at(problems_of(text), "fleets[0].boot")
+    assert "wave" in problem.message and "storm" in problem.message and "ramp" in problem.message
+    assert problem.mark.line == locate(text, "boot:").line
+
+
+def test_unknown_dhcp_option_name_lists_the_names():
+    text = VALID.replace("dhcp: {}", "dhcp: {options: {tftp_srv: 10.0.0.1}}")
+    problem = problem_at(problems_of(text), "services.dhcp.options")
+    assert "tftp_srv" in problem.message and "tftp_server_name" in problem.message and "router" in problem.message
+
+
+def test_bad_expectation_operator_lists_the_operators():
+    text = VALID + "expect: ['phones.ready =~ 3']\n"
+    problem = problem_at(problems_of(text), "expect[0]")
+    for op in ("<=", ">=", "==", "!=", "<", ">"):
+        assert op in problem.message
+
+
+def test_bad_check_inside_an_expectation_mapping_points_at_the_check():
+    text = VALID + "expect:\n  - {name: quick, check: 'time_to_ready.p95 ~ 3'}\n"
+    problem = problem_at(problems_of(text), "expect[0].check")
+    assert problem.mark == locate(text, "check:")
+
+
+# --- YAML-level problems -----------------------------------------------------------------
+
+
+def test_duplicate_top_level_key_is_an_error_at_the_second_occurrence():
+    text = VALID + "name: again\n"
+    (problem,) = problems_of(text)
+    assert "duplicate key 'name'" in problem.message
+    assert problem.mark == locate(text, "name: again")
+
+
+def test_duplicate_nested_key_is_an_error():
+    text = VALID.replace("count: 3", "count: 3\n    count: 4")
+    (problem,) = problems_of(text)
+    assert "duplicate key 'count'" in problem.message
+    assert problem.mark == locate(text, "count: 4")
+
+
+def test_load_marked_rejects_duplicates_that_plain_pyyaml_accepts():
+    text = "a: 1\nb: {c: 1, c: 2}\n"
+    assert yaml.safe_load(text) == {"a": 1, "b": {"c": 2}}  # what PyYAML alone would do
+    with pytest.raises(YamlError) as caught:
+        load_marked(text)
+    assert caught.value.mark == locate(text, "c", 2)
+
+
+def test_marks_point_at_keys_and_list_items():
+    text = "a:\n  - x\n  -   y\nb: {c: 1}\n"
+    doc = load_marked(text)
+    assert doc.data == {"a": ["x", "y"], "b": {"c": 1}}
+    assert doc.marks[("a",)] == locate(text, "a:")
+    assert doc.marks[("a", 1)] == locate(text, "y")
+    assert doc.marks[("b", "c")] == locate(text, "c:")
+    # A path deeper than the file falls back to the deepest part that exists.
+    assert doc.mark_for(("b", "c", "d", 0)) == locate(text, "c:")
+
+
+def test_invalid_yaml_is_reported_with_a_place():
+    text = "name: t\nfleets: [unclosed\nseed: 1\n"
+    (problem,) = problems_of(text, "broken.yaml")
+    assert problem.message.startswith("not valid YAML")
+    assert problem.mark is not None and problem.mark.line >= 2
+    assert str(problem).startswith(f"broken.yaml:{problem.mark.line}:")
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just a string\n"])
+def test_a_scenario_must_be_a_mapping(text):
+    (problem,) = problems_of(text)
+    assert "mapping" in problem.message
+
+
+def test_missing_file_and_non_utf8_file(tmp_path):
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(str(tmp_path / "nope.yaml"))
+    assert "cannot read" in str(caught.value) and "nope.yaml" in str(caught.value)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(str(latin))
+    assert "UTF-8" in str(caught.value)
+
+
+def test_missing_required_keys():
+    problems = problems_of("description: nothing else\n")
+    assert problem_at(problems, "name").message == "required but missing"
+    assert problem_at(problems, "fleets").message == "required but missing"
+
+
+# --- field and model-level rules ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("count: 3", "count: 0", "fleets[0].count"),
+        ("count: 3", "count: 100001", "fleets[0].count"),
+        ("dhcp: {}", "dhcp: {lease_time_s: 59}", "services.dhcp.lease_time_s"),
+        ("dhcp: {}", "dhcp: {port: -1}", "services.dhcp.port"),
+        ("dhcp: {}", "dhcp: {subnet: 10.1.0.0/33}", "services.dhcp.subnet"),
+        ("dhcp: {}", "dhcp: {reservations: {not-a-mac: 10.1.0.5}}", "services.dhcp.reservations"),
+        ("dhcp: {}", "dhcp: {}\n  tftp: {blksize_max: 7}", "services.tftp.blksize_max"),
+        ("name: t", "name: t\ntime_limit_s: 0", "time_limit_s"),
+    ],
+)
+def test_out_of_range_values_are_rejected(old, new, field):
+    text = VALID.replace(old, new)
+    problem = problem_at(problems_of(text), field)
+    assert problem.mark == locate(text, field.rsplit(".", 1)[-1] + ":")
+
+
+def test_model_and_models_are_exclusive_and_one_is_required():
+    both = VALID.replace("count: 3", "count: 3\n    models: {T46S: 1}")
+    assert "not both" in problem_at(problems_of(both), "fleets[0]").message
+    neither = VALID.replace("    model: T46S\n    count: 3\n", "")
+    assert "give either" in problem_at(problems_of(neither), "fleets[0]").message
+
+
+def test_model_counts_must_be_positive():
+    text = VALID.replace("model: T46S\n    count: 3", "models: {T46S: 2, T48S: 0}")
+    assert "at least 1" in problem_at(problems_of(text), "fleets[0].models").message
+
+
+def test_pool_outside_subnet_and_reversed_pool():
+    outside = VALID.replace("dhcp: {}", "dhcp: {subnet: 10.1.0.0/16, pool: {start: 10.1.0.10, end: 10.2.0.10}}")
+    assert "10.2.0.10" in problem_at(problems_of(outside), "services.dhcp").message
+    reversed_ = VALID.replace("dhcp: {}", "dhcp: {pool: {start: 10.1.0.20, end: 10.1.0.10}}")
+    assert "after its end" in problem_at(problems_of(reversed_), "services.dhcp.pool").message
+
+
+SECOND_FLEET = """\
+  - name: wall
+    vendor: yealink
+    model: T46S
+    count: 2
+    first_mac: "{mac}"
+"""
+
+
+def _two_fleets(second_mac: str) -> str:
+    return VALID + SECOND_FLEET.format(mac=second_mac)
+
+
+def test_overlapping_fleets_are_rejected_adjacent_ones_are_not():
+    # desk holds 00:15:65:00:00:01 .. :03
+    assert "overlapping" in " ".join(p.message for p in problems_of(_two_fleets("00:15:65:00:00:03")))
+    scenario = parse_scenario_text(_two_fleets("00:15:65:00:00:04"))
+    assert [f.name for f in scenario.fleets] == ["desk", "wall"]
+
+
+def test_mac_range_past_the_last_mac_is_rejected():
+    text = VALID.replace('"00:15:65:00:00:01"', '"ff:ff:ff:ff:ff:fe"')
+    assert "run past" in " ".join(p.message for p in problems_of(text))
+    parse_scenario_text(VALID.replace('"00:15:65:00:00:01"', '"ff:ff:ff:ff:ff:fd"'))  # exactly reaches the end
+
+
+def test_duplicate_fleet_names_are_rejected():
+    text = _two_fleets("00:15:65:00:01:00").replace("name: wall", "name: desk")
+    assert "unique" in " ".join(p.message for p in problems_of(text))
+
+
+def test_no_dhcp_server_at_all_is_rejected_but_a_real_server_will_do():
+    no_dhcp = VALID.replace("services:\n  dhcp: {}\n", "")
+    assert "no DHCP server" in " ".join(p.message for p in problems_of(no_dhcp))
+    parse_scenario_text(no_dhcp + "network: {dhcp_server: 127.0.0.1, dhcp_port: 6767}\n")
+
+
+def _per_phone(name: str, text: str = "x", fleets: str = "") -> str:
+    extra = f", fleets: [{fleets}]" if fleets else ""
+    return VALID + f"provisioning:\n  per_phone:\n    - {{name: '{name}', text: '{text}'{extra}}}\n"
+
+
+def test_per_phone_placeholders():
+    parse_scenario_text(_per_phone("{mac}.cfg", "user = 1{index:04d} {MAC} {mac_colons} {model} {fleet}"))
+    problem = problem_at(problems_of(_per_phone("{serial}.cfg")), "provisioning.per_phone[0].name")
+    assert "serial" in problem.message and "{mac}" in problem.message
+    assert problem_at(problems_of(_per_phone("a.cfg", "x {mac")), "provisioning.per_phone[0].text")
+    parse_scenario_text(_per_phone("a.cfg", "literal {{braces}}"))
+
+
+@pytest.mark.parametrize("name", ["../escape.cfg", "/etc/passwd", "a/../../b.cfg", " "])
+def test_per_phone_and_static_file_names_stay_inside_the_root(name):
+    assert problem_at(problems_of(_per_phone(name)), "provisioning.per_phone[0].name")
+    text = VALID + f"provisioning:\n  files: {{'{name}': x}}\n"
+    assert "inside the provisioning root" in problem_at(problems_of(text), "provisioning.files").message
+
+
+def test_per_phone_fleet_filter_must_name_a_fleet():
+    parse_scenario_text(_per_phone("{mac}.cfg", fleets="desk"))
+    assert "'nobody'" in " ".join(p.message for p in problems_of(_per_phone("{mac}.cfg", fleets="nobody")))
+
+
+def test_expectation_forms():
+    text = VALID + "expect:\n  - phones.ready == 100%\n  - {name: fast, check: time_to_ready.p95 < 30}\n"
+    expectations = parse_scenario_text(text).expectations()
+    assert [(e.name, e.check) for e in expectations] == [(None, "phones.ready == 100%"), ("fast", "time_to_ready.p95 < 30")]
+
+
+# --- a bad scenario never starts a run ---------------------------------------------------
+
+
+def test_run_with_a_bad_scenario_starts_nothing(tmp_path, monkeypatch, capsys):
+    from twisted.internet import epollreactor
+
+    import labsim.run
+
+    def must_not_be_called(*args, **kwargs):
+        raise AssertionError("a bad scenario reached the reactor")
+
+    monkeypatch.setattr(epollreactor, "install", must_not_be_called)
+    monkeypatch.setattr(labsim.run, "ScenarioRun", must_not_be_called)
+    monkeypatch.setattr(cli, "_raise_open_file_limit", lambda: None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MANY_ERRORS)
+    report_dir = tmp_path / "report"
+    assert cli.main(["run", str(bad), "--report-dir", str(report_dir)]) == cli.EXIT_BAD_INPUT
+    assert "nothing was started" in capsys.readouterr().err
+    assert not report_dir.exists()
+
+
+# --- known gaps (xfail strict: these fail today; see the report) -------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="schema.PerPhoneFile._placeholders catches KeyError/IndexError/ValueError "
+                   "only; '{index[0]}' raises TypeError and escapes as a traceback instead of a ScenarioError")
+@pytest.mark.parametrize("name", ["{index[0]}.cfg", "{index.real.x}.cfg"])
+def test_placeholder_with_a_bad_index_or_attribute_is_a_problem_not_a_crash(name):
+    problem_at(problems_of(_per_phone(name)), "provisioning.per_phone[0].name")
+
+
+@pytest.mark.xfail(strict=True, reason="schema.IPv4 is only a digit pattern: 999.1.1.1 passes validation")
+def test_an_impossible_ipv4_address_is_rejected():
+    text = VALID.replace("dhcp: {}", "dhcp: {address: 999.1.1.1}")
+    problem_at(problems_of(text), "services.dhcp.address")
+
+
+@pytest.mark.xfail(strict=True, reason="model-level checks (overlapping MACs, model/count) only run when every field "
+                   "is valid, so a typo elsewhere hides them: not every error is reported in one pass")
+def test_model_level_errors_are_reported_alongside_field_errors():
+    text = _two_fleets("00:15:65:00:00:03") + "sead: 2\n"
+    messages = " ".join(p.message for p in problems_of(text))
+    assert "sead" in messages and "overlapping" in messages
+
+
+@pytest.mark.xfail(strict=True, reason="yaml_marks raises on the first duplicate key, so a second duplicate "
+                   "(and every schema error) goes unreported")
+def test_every_duplicate_key_is_reported():
+    text = VALID.replace("count: 3", "count: 3\n    count: 4") + "name: again\n"
+    messages = [p.message for p in problems_of(text)]
+    assert any("'count'" in m for m in messages) and any("'name'" in m for m in messages)
+
+
+@pytest.mark.xfail(strict=True, reason="DhcpService._options raises on the first bad option, hiding the others")
+def test_every_bad_dhcp_option_is_reported():
+    text = VALID.replace("dhcp: {}", "dhcp: {options: {bogus: 1, 66: 5}}")
+    messages = " ".join(p.message for p in problems_of(text))
+    assert "bogus" in messages and "66" in messages
+
+
+@pytest.mark.xfail(strict=True, reason="an unknown key in an {name, check} expectation gives no allowed keys: "
+                   "loader._allowed_keys does not skip pydantic's 'Expectation' union-branch part of the location")
+def test_unknown_key_in_an_expectation_mapping_names_the_allowed_keys():
+    text = VALID + "expect:\n  - {name: fast, chek: 'phones.ready == 1'}\n"
+    message = problem_at(problems_of(text), "expect[0].chek").message
+    assert "allowed:" in message and "check" in message.split("allowed:", 1)[1]
+
+
+@pytest.mark.xfail(strict=True, reason="a bad {name, check} mapping also yields the string branch's "
+                   "'Input should be a valid string' at expect[N]; the loader's union filter groups by path and "
+                   "misses it because the meaningful error sits one level deeper")
+def test_a_bad_expectation_mapping_gets_no_noise_from_the_string_branch():
+    text = VALID + "expect:\n  - {name: fast, chek: 'phones.ready == 1'}\n"
+    assert not [p for p in problems_of(text) if "valid string" in p.message]
+
+
+@pytest.mark.xfail(strict=True, reason="overlap/past-the-end MAC problems are reported at '(top level)' 1:1 "
+                   "instead of at the fleet that causes them")
+def test_overlap_points_at_the_second_fleet():
+    text = _two_fleets("00:15:65:00:00:03")
+    problem = next(p for p in problems_of(text) if "overlapping" in p.message)
+    assert problem.field.startswith("fleets[1]")
+    assert problem.mark.line >= locate(text, "name: wall").line
