@@ -1,0 +1,282 @@
+"""DNS without I/O: the records labsim serves, the server's answer logic, a phone's resolver.
+
+Everything here takes and returns bytes; ``labsim.services.dns`` puts the server on a
+socket. dnslib is the codec (DESIGN.md: ~33 µs per query), never ``dnslib.server``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.buffer import Buffer
+
+SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "SRV", "TXT")
+OPCODE_QUERY = 0
+CLASS_IN = 1
+QTYPE_ANY = 255
+# Without EDNS a UDP answer must fit in 512 bytes (RFC 1035 4.2.1); with EDNS we honour the
+# client's size up to the value the DNS Flag Day 2020 settled on.
+PLAIN_UDP_LIMIT = 512
+EDNS_UDP_LIMIT = 1232
+MAX_CNAME_HOPS = 8
+# Answers are a pure function of the query bytes after the ID (the zone never changes
+# while serving), so a phone fleet asking the same few names hits this cache.
+ANSWER_CACHE_SIZE = 4096
+
+Key = tuple  # a name as a tuple of lower-cased labels: case-insensitive, no trailing-dot ambiguity
+
+
+def name_key(name: str | DNSLabel) -> Key:
+    labels = name.label if isinstance(name, DNSLabel) else DNSLabel(name).label
+    return tuple(label.lower() for label in labels)
+
+
+@dataclass(frozen=True)
+class DnsRecordConfig:
+    """One record. SRV value: ``"priority weight port target"``."""
+
+    name: str
+    type: str
+    value: str
+    ttl: int = 300
+
+    def to_rr(self) -> RR:
+        rtype = self.type.upper()
+        if rtype not in SUPPORTED_TYPES:
+            raise ValueError(f"{self.name}: record type {self.type!r} not one of {SUPPORTED_TYPES}")
+        if not 0 <= self.ttl < 2**31:
+            raise ValueError(f"{self.name}: ttl {self.ttl} out of range")
+        try:
+            rdata = _rdata(rtype, self.value)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{self.name} {rtype}: bad value {self.value!r}: {exc}") from None
+        return RR(DNSLabel(self.name), getattr(QTYPE, rtype), rdata=rdata, ttl=self.ttl)
+
+
+def _rdata(rtype: str, value: str):
+    if rtype == "A":
+        return A(str(ipaddress.IPv4Address(value.strip())))
+    if rtype == "AAAA":
+        return AAAA(tuple(ipaddress.IPv6Address(value.strip()).packed))
+    if rtype == "CNAME":
+        return CNAME(value.strip())
+    if rtype == "SRV":
+        priority, weight, port, target = value.split()
+        numbers = [int(priority), int(weight), int(port)]
+        if not all(0 <= n < 65536 for n in numbers):
+            raise ValueError("priority, weight and port are 0..65535")
+        return SRV(*numbers, target=target)
+    # TXT: one string per record; a strings longer than 255 bytes is split, as RFC 1035 3.3.14 requires
+    raw = value.encode()
+    return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
+
+
+class Zone:
+    """The records by name and type, checked once at load."""
+
+    def __init__(self, records: list[DnsRecordConfig]):
+        self._by_name: dict[Key, dict[int, list[RR]]] = {}
+        for record in records:
+            rr = record.to_rr()
+            self._by_name.setdefault(name_key(rr.rname), {}).setdefault(rr.rtype, []).append(rr)
+        for key, by_type in self._by_name.items():
+            # RFC 1034 3.6.2: a name with a CNAME has no other data.
+            if QTYPE.CNAME in by_type and (len(by_type) > 1 or len(by_type[QTYPE.CNAME]) > 1):
+                raise ValueError(f"{'.'.join(l.decode() for l in key)}: a CNAME cannot sit beside other records")
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._by_name
+
+    def lookup(self, key: Key, qtype: int) -> list[RR]:
+        by_type = self._by_name.get(key, {})
+        if qtype == QTYPE_ANY:
+            return [rr for rrs in by_type.values() for rr in rrs]
+        return by_type.get(qtype, [])
+
+    def resolve(self, qname: DNSLabel, qtype: int) -> tuple[int, list[RR]]:
+        """(rcode, answer RRs), following CNAMEs inside the zone."""
+        key = name_key(qname)
+        if key not in self:
+            return RCODE.NXDOMAIN, []
+        answers: list[RR] = []
+        seen = {key}
+        for _ in range(MAX_CNAME_HOPS):
+            direct = self.lookup(key, qtype)
+            if direct or qtype in (QTYPE.CNAME, QTYPE_ANY):
+                return RCODE.NOERROR, answers + direct
+            alias = self.lookup(key, QTYPE.CNAME)
+            if not alias:
+                return RCODE.NOERROR, answers  # the name exists, not with this type (NODATA)
+            answers.append(alias[0])
+            key = name_key(alias[0].rdata.label)
+            if key in seen or key not in self:
+                # a loop, or a target outside our records: the CNAME alone is the answer
+                return RCODE.NOERROR, answers
+            seen.add(key)
+        return RCODE.NOERROR, answers
+
+
+@dataclass
+class DnsStats:
+    queries: int = 0  # datagrams received
+    malformed: int = 0  # dropped: not a DNS query we could even reply to
+    cache_hits: int = 0
+    rcodes: dict[str, int] = field(default_factory=dict)  # replies sent, by rcode name
+
+
+class DnsAnswerer:
+    """The server: ``handle(datagram) -> reply bytes or None`` (None: drop). Never raises."""
+
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.stats = DnsStats()
+        self._cache: dict[bytes, bytes] = {}
+
+    def handle(self, data: bytes) -> bytes | None:
+        self.stats.queries += 1
+        cached = self._cache.get(data[2:])
+        if cached is not None:
+            self.stats.cache_hits += 1
+            self._count(cached[1] & 0x0F)
+            return data[:2] + cached
+        try:
+            reply = self._answer(data)
+        except Exception:  # noqa: BLE001 - a datagram from the network must never crash the server
+            reply = None
+        if reply is None:
+            self.stats.malformed += 1
+            return None
+        if len(data) <= PLAIN_UDP_LIMIT:  # a real question is small; huge junk is not worth keeping
+            if len(self._cache) >= ANSWER_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[data[2:]] = reply[2:]
+        self._count(reply[3] & 0x0F)
+        return reply
+
+    def _count(self, rcode: int) -> None:
+        name = RCODE.get(rcode)
+        self.stats.rcodes[name] = self.stats.rcodes.get(name, 0) + 1
+
+    def _answer(self, data: bytes) -> bytes | None:
+        if len(data) < 12:
+            return None
+        header = DNSHeader.parse(Buffer(data))
+        if header.qr:
+            return None  # a response: answering it could start a loop between two servers
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:  # noqa: BLE001 - header fine, body not: tell the client so
+            return _bare_reply(header, RCODE.FORMERR)
+        if header.opcode != OPCODE_QUERY:
+            return _bare_reply(header, RCODE.NOTIMP, query.questions)
+        if len(query.questions) != 1:
+            return _bare_reply(header, RCODE.FORMERR, query.questions)
+        question = query.q
+        if question.qclass != CLASS_IN:
+            return _bare_reply(header, RCODE.REFUSED, query.questions)
+
+        rcode, answers = self.zone.resolve(question.qname, question.qtype)
+        reply = DNSRecord(_reply_header(header, rcode, aa=1), q=question)
+        for rr in answers:
+            reply.add_answer(rr)
+        limit = PLAIN_UDP_LIMIT
+        edns = next((rr for rr in query.ar if rr.rtype == QTYPE.OPT), None)
+        if edns is not None:
+            limit = min(max(edns.rclass, PLAIN_UDP_LIMIT), EDNS_UDP_LIMIT)
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT))
+        packed = reply.pack()
+        if len(packed) > limit:
+            # RFC 2181 9: set TC and send what fits; we send the question only and let
+            # the client retry over TCP (which labsim does not serve: phones ask small names).
+            reply.rr = []
+            reply.header.tc = 1
+            packed = reply.pack()
+        return bytes(packed)
+
+
+def _reply_header(query: DNSHeader, rcode: int, aa: int = 0) -> DNSHeader:
+    # A fresh header, not a copy of the query's: a client's AD bit (dig sets it) must not
+    # come back as a claim that we validated DNSSEC. RD and CD are echoed (RFC 1035, 4035).
+    return DNSHeader(id=query.id, qr=1, opcode=query.opcode, aa=aa, rd=query.rd, cd=query.cd, rcode=rcode)
+
+
+def _bare_reply(header: DNSHeader, rcode: int, questions: list[DNSQuestion] = ()) -> bytes:
+    return bytes(DNSRecord(_reply_header(header, rcode), questions=list(questions)).pack())
+
+
+# --- the phone side ----------------------------------------------------------------
+
+
+class DnsLookupError(ValueError):
+    """The lookup failed: ``rcode`` is the server's (None when the reply was unusable)."""
+
+    def __init__(self, message: str, rcode: int | None = None):
+        super().__init__(message)
+        self.rcode = rcode
+
+
+class SrvTarget(NamedTuple):
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+
+class DnsResolver:
+    """Builds queries and reads answers for a phone; it remembers what it asked.
+
+    ``parse_answer`` returns, following any CNAMEs in the answer: IP address strings for
+    A/AAAA, strings for TXT and CNAME, ``SrvTarget``s (by priority, then weight
+    descending) for SRV. An empty list means the name exists without that type.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[DNSLabel, int]] = {}
+
+    def build_query(self, name: str, qtype: str | int, qid: int) -> bytes:
+        qtype_num = getattr(QTYPE, qtype.upper()) if isinstance(qtype, str) else qtype
+        query = DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype_num))
+        self._pending[qid] = (DNSLabel(name), qtype_num)
+        return bytes(query.pack())
+
+    def parse_answer(self, data: bytes) -> list:
+        try:
+            reply = DNSRecord.parse(data)
+        except Exception as exc:  # noqa: BLE001 - any undecodable reply is one error for the caller
+            raise DnsLookupError(f"undecodable DNS reply: {exc}") from None
+        asked = self._pending.get(reply.header.id)
+        if not reply.header.qr or asked is None:
+            raise DnsLookupError(f"not a reply to a query we sent (id {reply.header.id})")
+        qname, qtype = asked
+        if len(reply.questions) != 1 or name_key(reply.q.qname) != name_key(qname) or reply.q.qtype != qtype:
+            raise DnsLookupError("reply is for a different question")
+        del self._pending[reply.header.id]
+        if reply.header.rcode != RCODE.NOERROR:
+            rcode = reply.header.rcode
+            raise DnsLookupError(f"{qname}: {RCODE.get(rcode)}", rcode)
+        if reply.header.tc:
+            raise DnsLookupError(f"{qname}: truncated reply", RCODE.NOERROR)
+        return _collect(reply.rr, name_key(qname), qtype)
+
+
+def _collect(rrs: list[RR], key: Key, qtype: int) -> list:
+    names = {key}
+    for _ in range(MAX_CNAME_HOPS):  # walk the chain however the server ordered it
+        grown = names | {name_key(rr.rdata.label) for rr in rrs if rr.rtype == QTYPE.CNAME and name_key(rr.rname) in names}
+        if grown == names:
+            break
+        names = grown
+    if qtype == QTYPE.CNAME:
+        names = {key}
+    mine = [rr for rr in rrs if rr.rtype == qtype and name_key(rr.rname) in names]
+    if qtype == QTYPE.SRV:
+        targets = [SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target).rstrip(".")) for rr in mine]
+        return sorted(targets, key=lambda t: (t.priority, -t.weight))
+    if qtype == QTYPE.TXT:
+        return [b"".join(rr.rdata.data).decode(errors="replace") for rr in mine]
+    if qtype == QTYPE.CNAME:
+        return [str(rr.rdata.label).rstrip(".") for rr in mine]
+    return [str(ipaddress.ip_address(bytes(rr.rdata.data))) for rr in mine]

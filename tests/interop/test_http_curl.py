@@ -1,0 +1,130 @@
+"""curl, a real HTTP client, against labsim's HTTP server run as its own process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.peers import require_binary
+
+pytestmark = pytest.mark.interop
+
+REPO = Path(__file__).resolve().parents[2]
+BODY = b"#!version:1.0.0.1\naccount.1.enable = 1\n" * 100
+
+
+@contextlib.contextmanager
+def labsim_http(*args: str):
+    """``python -m labsim.services.http --port 0 ARGS``; yields its base URL; always stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labsim.services.http", "--port", "0", *args],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = proc.stdout.readline()  # blocks until the server says where it listens
+        match = re.search(r"(https?://[\d.]+:\d+)/", line)
+        assert match, f"labsim http did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+        yield match.group(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+
+
+def curl(*args: str) -> tuple[int, bytes, str]:
+    """(HTTP status, body, curl's stderr)."""
+    binary = require_binary("curl")
+    done = subprocess.run(
+        [binary, "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        timeout=20,
+    )
+    body, _, code = done.stdout.rpartition(b"\n")
+    return int(code or 0), body, done.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "root"
+    for sub in ("secure", "digest"):
+        (root / sub).mkdir(parents=True)
+    (root / "y000000000066.cfg").write_bytes(BODY)
+    (root / "secure" / "a.cfg").write_bytes(b"basic protected")
+    (root / "digest" / "b.cfg").write_bytes(b"digest protected")
+    (tmp_path / "secret.txt").write_bytes(b"outside the root")
+    return root
+
+
+def test_plain_get_head_and_keepalive(tree):
+    with labsim_http("--root", str(tree)) as url:
+        status, body, _ = curl(f"{url}/y000000000066.cfg")
+        assert (status, body) == (200, BODY)
+        status, _, _ = curl(f"{url}/missing.cfg")
+        assert status == 404
+        status, _, _ = curl(f"{url}/")
+        assert status == 403  # no listing
+        head = subprocess.run(
+            [require_binary("curl"), "-sS", "-I", f"{url}/y000000000066.cfg"], capture_output=True, timeout=20
+        ).stdout.decode()
+        assert re.search(rf"(?im)^content-length: {len(BODY)}\r?$", head), head
+        # two URLs in one curl run share one connection (HTTP/1.1 keep-alive)
+        verbose = subprocess.run(
+            [require_binary("curl"), "-sS", "-v", "-o", "/dev/null", "-o", "/dev/null",
+             f"{url}/y000000000066.cfg", f"{url}/y000000000066.cfg"],
+            capture_output=True,
+            timeout=20,
+        ).stderr.decode()
+        assert re.search(r"(?i)re-?using", verbose), verbose
+
+
+def test_basic_and_digest(tree):
+    with labsim_http(
+        "--root", str(tree), "--auth", "/secure/*:basic:admin:s3cret", "--auth", "/digest/*:digest:phone:pw"
+    ) as url:
+        assert curl(f"{url}/secure/a.cfg")[0] == 401
+        assert curl("--basic", "-u", "admin:s3cret", f"{url}/secure/a.cfg")[:2] == (200, b"basic protected")
+        assert curl("--basic", "-u", "admin:wrong", f"{url}/secure/a.cfg")[0] == 401
+        assert curl(f"{url}/digest/b.cfg")[0] == 401
+        assert curl("--digest", "-u", "phone:pw", f"{url}/digest/b.cfg")[:2] == (200, b"digest protected")
+        assert curl("--digest", "-u", "phone:nope", f"{url}/digest/b.cfg")[0] == 401
+        # curl's Digest with a query string in the URI
+        assert curl("--digest", "-u", "phone:pw", f"{url}/digest/b.cfg?mac=001565000000")[0] == 200
+
+
+def test_https_self_signed(tree, tmp_path):
+    certs = tmp_path / "certs"
+    with labsim_http("--root", str(tree), "--tls", "--cert-dir", str(certs)) as url:
+        assert url.startswith("https://")
+        assert curl("-k", f"{url}/y000000000066.cfg")[:2] == (200, BODY)
+        # the generated certificate verifies for 127.0.0.1 when trusted explicitly
+        assert curl("--cacert", str(certs / "cert.pem"), f"{url}/y000000000066.cfg")[0] == 200
+        # and curl refuses it without -k or the CA: a real TLS server, not plain text on 443
+        status, _, err = curl(f"{url}/y000000000066.cfg")
+        assert status == 0 and re.search(r"(?i)certificate", err), err
+
+
+def test_traversal_with_path_as_is(tree):
+    corpus = ["/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E%2Fsecret.txt", "/secure/../../secret.txt", "/..%2fsecret.txt"]
+    with labsim_http("--root", str(tree)) as url:
+        for path in corpus:
+            status, body, _ = curl("--path-as-is", url + path)
+            assert status in (403, 404), path
+            assert b"outside the root" not in body, path
+        assert curl("--path-as-is", f"{url}/secure/../y000000000066.cfg")[0] == 404  # '..' never resolved
