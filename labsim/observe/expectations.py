@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import operator
 import re
+from fractions import Fraction
 from dataclasses import dataclass
 
 from labsim.phones.phone import STATES
@@ -108,7 +109,10 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
             observed = 0
         else:
             return Verdict(label, False, None, "no data for this metric")
-    target = check.value * total_phones / 100 if check.percent else check.value
-    passed = compare(observed, target)
+    if check.percent:
+        # Exact arithmetic: '16.1%' of 1000 phones is 161, not 160.99999999999997.
+        passed = compare(Fraction(observed) * 100, Fraction(str(check.value)) * total_phones)
+    else:
+        passed = compare(observed, check.value)
     detail = f"{observed / total_phones * 100:.1f}% of {total_phones}" if check.percent and total_phones else ""
     return Verdict(label, passed, observed, detail)

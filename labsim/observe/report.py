@@ -72,7 +72,6 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
     by_state = Counter(member.phone.state for member in members)
     ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
                    if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
-    checks = {e.name or e.check: e.check for e in record.expectations}
     return {
         "schema_version": SCHEMA_VERSION,
         "scenario": {"name": record.scenario_name, "file": record.scenario_file, "seed": record.seed},
@@ -82,9 +81,8 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "end_reason": record.end_reason,
         "passed": all(v.passed for v in verdicts),
         "expectations": [
-            {"name": v.name, "check": checks.get(v.name, v.name), "passed": v.passed, "observed": v.observed,
-             "detail": v.detail}
-            for v in verdicts
+            {"name": v.name, "check": e.check, "passed": v.passed, "observed": v.observed, "detail": v.detail}
+            for e, v in zip(record.expectations, verdicts)
         ],
         "summary": {
             "phones": len(members),

@@ -12,6 +12,7 @@ from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
+from labsim.scenario.checks import cross_checks
 from labsim.scenario.schema import Scenario
 from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
 
@@ -62,17 +63,28 @@ def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
         raise ScenarioError([Problem(filename, exc.mark, "", exc.message)]) from None
     if not isinstance(doc.data, dict):
         raise ScenarioError([Problem(filename, doc.mark_for(()), "", "a scenario is a mapping of keys (name, fleets, ...)")])
+    problems = [Problem(filename, e.mark, _field_text(e.path), e.message) for e in doc.problems]
+    problems += [Problem(filename, doc.mark_for(path), _field_text(path), message)
+                 for path, message in cross_checks(doc.data)]
+    scenario = None
     try:
-        return Scenario.model_validate(doc.data)
+        scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
         errors = _drop_other_union_branches(exc.errors(include_url=False))
-        problems = [_problem(filename, doc, error) for error in errors]
-        raise ScenarioError(_dedupe(problems)) from None
+        problems += [_problem(filename, doc, error) for error in errors]
+    if problems:
+        problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
+        raise ScenarioError(_dedupe(problems))
+    return scenario
+
+
+def _field_text(loc) -> str:
+    return ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in loc).replace(".[", "[")
 
 
 def _problem(filename: str, doc, error: dict) -> Problem:
     loc = _user_path(error["loc"])
-    field = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in loc).replace(".[", "[")
+    field = _field_text(loc)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -84,11 +96,15 @@ def _problem(filename: str, doc, error: dict) -> Problem:
     return Problem(filename, doc.mark_for(tuple(loc)), field, message)
 
 
+# Scenario keys are lower case; pydantic names union branches by type or model name.
+_BRANCH_TAGS = {"storm", "ramp", "str", "int", "float", "bool", "dict", "list"}
+
+
 def _user_path(loc: tuple) -> list:
     """Drop pydantic's internal parts of a location (union branch and tag names)."""
     parts = []
     for part in loc:
-        if isinstance(part, str) and (part in ("storm", "ramp") or part.startswith(("function-", "str", "Expectation", "int"))):
+        if isinstance(part, str) and (part in _BRANCH_TAGS or part.startswith("function-") or part[:1].isupper()):
             continue
         parts.append(part)
     return parts
@@ -105,6 +121,11 @@ def _allowed_keys(loc: tuple) -> list[str]:
             from labsim.scenario import schema
 
             model = schema.StormBoot if part == "storm" else schema.RampBoot
+            continue
+        if isinstance(part, str) and part[:1].isupper():  # a union branch: the model's own name
+            from labsim.scenario import schema
+
+            model = getattr(schema, part, None)
             continue
         field = model.model_fields.get(part)
         if field is None:
@@ -130,13 +151,17 @@ _BRANCH_MISMATCH = {"model_type", "dict_type", "string_type", "model_attributes_
 
 
 def _drop_other_union_branches(errors: list[dict]) -> list[dict]:
-    by_place: dict[tuple, list[dict]] = {}
-    for error in errors:
-        by_place.setdefault(tuple(_user_path(error["loc"])), []).append(error)
+    """Drop a branch-mismatch error when another error at the same place, or inside it,
+    says what is really wrong."""
+    places = [tuple(_user_path(error["loc"])) for error in errors]
     kept = []
-    for group in by_place.values():
-        meaningful = [e for e in group if e["type"] not in _BRANCH_MISMATCH]
-        kept.extend(meaningful or group)
+    for error, place in zip(errors, places):
+        if error["type"] in _BRANCH_MISMATCH and any(
+            other[: len(place)] == place and other_error["type"] not in _BRANCH_MISMATCH
+            for other, other_error in zip(places, errors) if other_error is not error
+        ):
+            continue
+        kept.append(error)
     return kept
 
 

@@ -23,6 +23,9 @@ class Mark:
 class MarkedDocument:
     data: object
     marks: dict[tuple, Mark] = field(default_factory=dict)
+    # Problems found while reading (duplicate keys): reported with the schema's, so one
+    # pass shows everything.
+    problems: list["YamlError"] = field(default_factory=list)
 
     def mark_for(self, path: tuple) -> Mark | None:
         """The mark of the deepest part of ``path`` the file actually contains."""
@@ -34,10 +37,11 @@ class MarkedDocument:
 
 
 class YamlError(Exception):
-    def __init__(self, message: str, mark: Mark | None):
+    def __init__(self, message: str, mark: Mark | None, path: tuple = ()):
         super().__init__(message)
         self.message = message
         self.mark = mark
+        self.path = path
 
 
 def load_marked(text: str) -> MarkedDocument:
@@ -50,7 +54,7 @@ def load_marked(text: str) -> MarkedDocument:
     doc = MarkedDocument(data=None)
     if root is None:
         return doc
-    doc.data = _build(root, (), doc.marks)
+    doc.data = _build(root, (), doc.marks, doc.problems)
     return doc
 
 
@@ -58,21 +62,23 @@ def _mark_of(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _build(node: yaml.Node, path: tuple, marks: dict[tuple, Mark]):
+def _build(node: yaml.Node, path: tuple, marks: dict[tuple, Mark], problems: list):
     marks[path] = _mark_of(node)
     if isinstance(node, yaml.MappingNode):
         result: dict = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
             if key in result:
-                raise YamlError(f"duplicate key {key!r}", _mark_of(key_node))
+                problems.append(YamlError(f"duplicate key {key!r} (the first one is kept)", _mark_of(key_node),
+                                          path + (key,)))
+                continue
             child = path + (key,)
-            result[key] = _build(value_node, child, marks)
+            result[key] = _build(value_node, child, marks, problems)
             # Point errors about a key at the key itself, not at its value.
             marks[child] = _mark_of(key_node)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (index,), marks) for index, item in enumerate(node.value)]
+        return [_build(item, path + (index,), marks, problems) for index, item in enumerate(node.value)]
     return _CONSTRUCTOR.construct_object(node, deep=True)
 
 

@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 
-_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\\\]|\\\\.)*"|[^,\s]*)')
+_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class DigestChallenge:
 
     def authorization(self, user: str, password: str, method: str, uri: str,
                       cnonce: str | None = None, nc: int = 1) -> str:
-        hash_ = _HASHES.get(self.algorithm.upper().removesuffix("-SESS"), hashlib.md5)
+        hash_ = _HASHES[self.algorithm.upper().removesuffix("-SESS")]
 
         def h(text: str) -> str:
             return hash_(text.encode()).hexdigest()
@@ -49,6 +49,12 @@ class DigestChallenge:
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
 def parse_challenges(headers: list[str]) -> list:
     """Each WWW-Authenticate header as "basic" or a DigestChallenge (others skipped)."""
     found: list = []
@@ -58,7 +64,10 @@ def parse_challenges(headers: list[str]) -> list:
         if scheme == "basic":
             found.append("basic")
         elif scheme == "digest":
-            params = {k.lower(): v.strip('"') for k, v in _PARAM.findall(rest)}
+            params = {k.lower(): _unquote(v) for k, v in _PARAM.findall(rest)}
+            algorithm = params.get("algorithm", "MD5")
+            if algorithm.upper().removesuffix("-SESS") not in _HASHES:
+                continue  # a hash we cannot compute: answering it with MD5 would only fail
             if "nonce" in params:
                 qop = params.get("qop")
                 found.append(DigestChallenge(
@@ -66,6 +75,6 @@ def parse_challenges(headers: list[str]) -> list:
                     nonce=params["nonce"],
                     qop=qop if qop and "auth" in [q.strip() for q in qop.split(",")] else None,
                     opaque=params.get("opaque"),
-                    algorithm=params.get("algorithm", "MD5"),
+                    algorithm=algorithm,
                 ))
     return found

@@ -28,7 +28,8 @@ class ServerUrl:
 
     def file_url(self, filename: str) -> str:
         """The URL of a file in this folder (credentials left out: they travel separately)."""
-        netloc = self.host if self.port == DEFAULT_PORTS[self.scheme] else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
         return urlunsplit((self.scheme, netloc, self.path + quote(filename.lstrip("/")), "", ""))
 
     def __str__(self) -> str:
@@ -43,7 +44,10 @@ def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:
         raise BadProvisioningUrl("empty provisioning server value")
     if "://" not in value:
         value = "tftp://" + value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise BadProvisioningUrl(f"{value!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise BadProvisioningUrl(f"unsupported scheme {scheme!r} in {value!r}; phones use {', '.join(SCHEMES)}")

@@ -149,8 +149,6 @@ def test_integer_percent_matches_exact_arithmetic(total, data):
     assert _eval(f"phones.ready == {pct}%", {"phones.ready": ready}, total=total).passed is (100 * ready == pct * total)
 
 
-@pytest.mark.xfail(strict=True, reason="expectations.evaluate computes the target as value * total / 100 in floats: "
-                   "16.1 * 1000 / 100 = 161.00000000000003, so 161 of 1000 ready fails 'phones.ready >= 16.1%'")
 def test_decimal_percent_is_exact():
     assert _eval("phones.ready >= 16.1%", {"phones.ready": 161}, total=1000).passed
     assert _eval("phones.ready == 16.1%", {"phones.ready": 161}, total=1000).passed

@@ -135,14 +135,10 @@ def test_server_url_is_immutable():
         server.host = "other"  # type: ignore[misc]
 
 
-@pytest.mark.xfail(strict=True, reason="ServerUrl.file_url writes an IPv6 host without brackets: "
-                   "parse_server('http://[::1]:8080/p/').file_url('x') gives 'http://::1:8080/p/x'")
 def test_ipv6_host_keeps_its_brackets():
     assert parse_server("http://[::1]:8080/p/").file_url("x.cfg") == "http://[::1]:8080/p/x.cfg"
 
 
-@pytest.mark.xfail(strict=True, reason="parse_server lets urlsplit's ValueError('Invalid IPv6 URL') escape; callers "
-                   "(phones/yealink.py) catch only BadProvisioningUrl, so a malformed option 66 crashes the phone")
 def test_malformed_ipv6_value_is_a_bad_provisioning_url():
     with pytest.raises(BadProvisioningUrl):
         parse_server("http://[::1/")

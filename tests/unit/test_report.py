@@ -211,8 +211,6 @@ def test_write_report_goes_through_a_rename(tmp_path, monkeypatch):
     assert os.path.dirname(renames[0][0]) == str(tmp_path)  # same file system, so the rename is atomic
 
 
-@pytest.mark.xfail(strict=True, reason="report.build_report maps name -> check with a dict, so two expectations "
-                   "sharing a name both show the last one's check")
 def test_two_expectations_with_the_same_name_keep_their_own_checks():
     record = _record([("boot", "phones.ready >= 75%"), ("boot", "reboots.total <= 4")])
     report = build_report(record, judge(record))

@@ -250,9 +250,11 @@ def test_duplicate_nested_key_is_an_error():
 def test_load_marked_rejects_duplicates_that_plain_pyyaml_accepts():
     text = "a: 1\nb: {c: 1, c: 2}\n"
     assert yaml.safe_load(text) == {"a": 1, "b": {"c": 2}}  # what PyYAML alone would do
-    with pytest.raises(YamlError) as caught:
-        load_marked(text)
-    assert caught.value.mark == locate(text, "c", 2)
+    doc = load_marked(text)
+    [problem] = doc.problems
+    assert "duplicate key 'c'" in problem.message
+    assert problem.mark == locate(text, "c", 2)
+    assert problem.path == ("b", "c")
 
 
 def test_marks_point_at_keys_and_list_items():
@@ -428,63 +430,48 @@ def test_run_with_a_bad_scenario_starts_nothing(tmp_path, monkeypatch, capsys):
     assert not report_dir.exists()
 
 
-# --- known gaps (xfail strict: these fail today; see the report) -------------------------
+# --- known gaps (found by review, fixed) -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="schema.PerPhoneFile._placeholders catches KeyError/IndexError/ValueError "
-                   "only; '{index[0]}' raises TypeError and escapes as a traceback instead of a ScenarioError")
 @pytest.mark.parametrize("name", ["{index[0]}.cfg", "{index.real.x}.cfg"])
 def test_placeholder_with_a_bad_index_or_attribute_is_a_problem_not_a_crash(name):
     problem_at(problems_of(_per_phone(name)), "provisioning.per_phone[0].name")
 
 
-@pytest.mark.xfail(strict=True, reason="schema.IPv4 is only a digit pattern: 999.1.1.1 passes validation")
 def test_an_impossible_ipv4_address_is_rejected():
     text = VALID.replace("dhcp: {}", "dhcp: {address: 999.1.1.1}")
     problem_at(problems_of(text), "services.dhcp.address")
 
 
-@pytest.mark.xfail(strict=True, reason="model-level checks (overlapping MACs, model/count) only run when every field "
-                   "is valid, so a typo elsewhere hides them: not every error is reported in one pass")
 def test_model_level_errors_are_reported_alongside_field_errors():
     text = _two_fleets("00:15:65:00:00:03") + "sead: 2\n"
     messages = " ".join(p.message for p in problems_of(text))
     assert "sead" in messages and "overlapping" in messages
 
 
-@pytest.mark.xfail(strict=True, reason="yaml_marks raises on the first duplicate key, so a second duplicate "
-                   "(and every schema error) goes unreported")
 def test_every_duplicate_key_is_reported():
     text = VALID.replace("count: 3", "count: 3\n    count: 4") + "name: again\n"
     messages = [p.message for p in problems_of(text)]
     assert any("'count'" in m for m in messages) and any("'name'" in m for m in messages)
 
 
-@pytest.mark.xfail(strict=True, reason="DhcpService._options raises on the first bad option, hiding the others")
 def test_every_bad_dhcp_option_is_reported():
     text = VALID.replace("dhcp: {}", "dhcp: {options: {bogus: 1, 66: 5}}")
     messages = " ".join(p.message for p in problems_of(text))
     assert "bogus" in messages and "66" in messages
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown key in an {name, check} expectation gives no allowed keys: "
-                   "loader._allowed_keys does not skip pydantic's 'Expectation' union-branch part of the location")
 def test_unknown_key_in_an_expectation_mapping_names_the_allowed_keys():
     text = VALID + "expect:\n  - {name: fast, chek: 'phones.ready == 1'}\n"
     message = problem_at(problems_of(text), "expect[0].chek").message
     assert "allowed:" in message and "check" in message.split("allowed:", 1)[1]
 
 
-@pytest.mark.xfail(strict=True, reason="a bad {name, check} mapping also yields the string branch's "
-                   "'Input should be a valid string' at expect[N]; the loader's union filter groups by path and "
-                   "misses it because the meaningful error sits one level deeper")
 def test_a_bad_expectation_mapping_gets_no_noise_from_the_string_branch():
     text = VALID + "expect:\n  - {name: fast, chek: 'phones.ready == 1'}\n"
     assert not [p for p in problems_of(text) if "valid string" in p.message]
 
 
-@pytest.mark.xfail(strict=True, reason="overlap/past-the-end MAC problems are reported at '(top level)' 1:1 "
-                   "instead of at the fleet that causes them")
 def test_overlap_points_at_the_second_fleet():
     text = _two_fleets("00:15:65:00:00:03")
     problem = next(p for p in problems_of(text) if "overlapping" in p.message)
