@@ -108,6 +108,9 @@ class AvayaBehaviour:
     # begins. (unverified default: the run starts at midnight.)
     clock_start_s: float = 0.0
     retry_after_failure_s: float | None = None  # (unverified) no retry timer is documented
+    # (unverified) the seed lists no remote trigger (SIP NOTIFY check-sync): ignored.
+    # "resync" makes it stand in for the user's "check for updates".
+    check_sync: str = "ignore"
 
 
 DEFAULT_BEHAVIOUR = AvayaBehaviour()
@@ -141,6 +144,13 @@ def dhcp_identity(phone) -> DhcpIdentity:
         send_client_id=True,
         offer_window_s=OFFER_WINDOW_S,
     )
+
+
+def check_sync_action(phone, reboot_requested: bool, behaviour: AvayaBehaviour = DEFAULT_BEHAVIOUR) -> str:
+    """What a SIP NOTIFY ``Event: check-sync`` does: "ignore", "resync" or "reboot"."""
+    if behaviour.check_sync == "ignore":
+        return "ignore"
+    return "reboot" if reboot_requested else "resync"
 
 
 # --- server profiles in flash --------------------------------------------------------------

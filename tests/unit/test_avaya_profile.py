@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 
 from labsim.phones import avaya
 from labsim.phones.dhcp_client import OFFER_WINDOW_TIMER, DhcpClient
-from labsim.phones.events import Credentials, SendDhcp, StartTimer
+from labsim.phones.events import CheckSync, Credentials, SendDhcp, StartTimer
 from labsim.phones.flash import Flash
 from labsim.phones.phone import Phone
 from labsim.services.dhcp import DhcpServer, DhcpServerConfig
@@ -58,7 +58,7 @@ class Lab:
         return any(url.endswith("/" + name) for url in self.urls())
 
     def notes(self) -> str:
-        return "\n".join(detail for _, _, detail in self.phone.events)
+        return "\n".join(event[2] for event in self.phone.events)
 
 
 def make_lab(files, *, options=None, model="1220", flash=None, behaviour=None, seed=1, mac=MAC) -> Lab:
@@ -74,6 +74,7 @@ def _with_behaviour(behaviour):
     profile = types.SimpleNamespace(**{name: getattr(avaya, name) for name in (
         "VENDOR", "MODELS", "default_firmware", "dhcp_identity", "user_agent")})
     profile.provision = lambda phone: avaya.provision(phone, behaviour)
+    profile.check_sync_action = lambda phone, reboot: avaya.check_sync_action(phone, reboot, behaviour)
     return profile
 
 
@@ -453,7 +454,7 @@ def test_active_profile_file_names_are_visible_in_flash():
 def test_new_profile_changing_a_soft_reboot_key_soft_reboots_once(key):
     lab = profile_lab(PROFILE_SYSTEM, {"primary.cfg": settings(**{key: "1"})})
     assert lab.phone.reboots == 1
-    reboot = next(detail for _, state, detail in lab.phone.events if state == "rebooting")
+    reboot = next(event[2] for event in lab.phone.events if event[1] == "rebooting")
     assert "soft reboot" in reboot and key in reboot
     assert lab.phone.state == "ready"  # after the reboot the versions match: no second one
 
@@ -545,7 +546,8 @@ def check_times(lab: Lab, until_s: float) -> list[float]:
     """Clock times at which the phone fetched its model file."""
     times = [0.0]
     count = 1
-    while lab.clock.seconds() < until_s and advance_to_next_call(lab.clock):
+    while lab.clock.getDelayedCalls() and min(c.getTime() for c in lab.clock.getDelayedCalls()) <= until_s:
+        advance_to_next_call(lab.clock)
         if len(lab.network.fetches) > count and lab.network.fetches[-1].url.endswith("1220SIP.cfg"):
             times.append(lab.clock.seconds())
         count = len(lab.network.fetches)
@@ -598,6 +600,21 @@ def test_without_auto_update_yes_there_is_no_daily_check():
     assert avaya.next_daily_check_s({"AUTO_UPDATE": "NO", "AUTO_UPDATE_TIME": "3600"}, 0.0, random.Random(1)) is None
     lab = boot({"1220SIP.cfg": model_file(device()), "device.cfg": settings(A="1")})
     assert check_times(lab, 2 * avaya.DAY_S) == []
+
+
+def test_check_sync_is_ignored_by_default():
+    lab = boot({"1220SIP.cfg": model_file()})
+    lab.driver.deliver(CheckSync())
+    assert lab.phone.state == "ready" and len(lab.urls()) == 1
+    assert "check-sync ignored" in lab.notes()
+
+
+def test_check_sync_setting_stands_in_for_check_for_updates():
+    lab = boot({"1220SIP.cfg": model_file()}, behaviour=avaya.AvayaBehaviour(check_sync="resync"))
+    lab.driver.deliver(CheckSync())
+    while not lab.phone.settled and advance_to_next_call(lab.clock):
+        pass
+    assert lab.urls() == ["tftp://127.0.0.1/1220SIP.cfg"] * 2 and lab.phone.reboots == 0
 
 
 def test_vendor_is_registered():
