@@ -1,4 +1,4 @@
-"""labsim's command line: run, validate, schema, yealink.
+"""labsim's command line: run, serve, validate, schema, yealink.
 
 Exit codes: 0 every expectation held; 1 one failed or the run did not finish; 2 a bad
 scenario file or bad usage (nothing was started).
@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario: services and a fleet of phones, then a report")
     run.add_argument("scenario", help="scenario file (YAML)")
     run.add_argument("--report-dir", default="labsim-report", help="where report.json goes (default: ./labsim-report/)")
+    run.add_argument("--state-dir", help="load the phones' flash from here at the start and save it at the end, "
+                                         "so the next run continues where this one stopped")
+    run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, TFTP, HTTP) to FILE, "
+                                                   "a pcap capture with synthetic headers for Wireshark/tshark")
     run.set_defaults(func=command_run)
 
     validate = commands.add_parser("validate", help="check a scenario file and list every problem")
@@ -40,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the scenario file's JSON Schema (for editors)")
     schema.set_defaults(func=command_schema)
+
+    serve = commands.add_parser("serve", help="run only a scenario's services (DHCP, TFTP, HTTP) with a live log")
+    serve.add_argument("scenario", help="scenario file (YAML); its fleets are not booted")
+    serve.add_argument("--report-dir", default="labsim-report",
+                       help="where a relative services.dhcp.lease_file and generated TLS files go (default: ./labsim-report/)")
+    serve.add_argument("--show-offers", action="store_true", help="log DHCP OFFERs too, not only ACK/NAK")
+    serve.set_defaults(func=command_serve)
 
     try:
         from labsim.yealink_tool import add_yealink_commands
@@ -92,7 +103,8 @@ def command_run(args) -> int:
     from labsim.run import ScenarioRun
 
     try:
-        run = ScenarioRun(reactor, loaded, report_dir=args.report_dir)
+        run = ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
+                          pcap_path=args.pcap)
     except ValueError as exc:
         print(f"{args.scenario}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -121,6 +133,55 @@ def command_run(args) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
     reactor.run()
     return outcome.get("code", EXIT_FAILED)
+
+
+def command_serve(args) -> int:
+    """Serve until Ctrl-C / SIGTERM, logging each exchange; then print the counters."""
+    loaded = _load_or_report(args.scenario)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    spec = loaded.scenario.services
+    if spec.dhcp is None and spec.tftp is None and spec.http is None:
+        print(f"{args.scenario}: no services to serve (add services.dhcp, .tftp or .http)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _raise_open_file_limit()
+    import shutil
+    import tempfile
+
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    from labsim.fleet.fleet import build_fleets
+    from labsim.observe.live_log import LiveLog, format_counters
+    from labsim.run import materialize_provisioning
+    from labsim.services.lab import LabServices
+
+    workdir = tempfile.mkdtemp(prefix="labsim-serve-")
+    try:
+        # The fleets only matter for per-phone files: the served tree is the one `run` serves.
+        root = materialize_provisioning(loaded, workdir, build_fleets(loaded.scenario))
+        services = LabServices(reactor, spec, root, cert_dir=args.report_dir)
+        try:
+            services.start()
+        except Exception as exc:  # a port in use, a corrupt lease file, no such interface ...
+            print(f"labsim: cannot start: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        live = LiveLog(sys.stdout, reactor, show_offers=args.show_offers)
+        live.attach(services)
+        where = services.describe()
+        if spec.dhcp is not None and spec.dhcp.interface:
+            where += f"; DHCP broadcast on {spec.dhcp.interface} port {spec.dhcp.interface_port}"
+        print(f"labsim serve: {loaded.scenario.name}: {where}; Ctrl-C to stop", flush=True)
+        # Stop the services before the reactor goes: sockets closed, lease file written.
+        reactor.addSystemEventTrigger("before", "shutdown", services.stop)
+        reactor.run()
+        live.detach()
+        print(format_counters(services.stats()), flush=True)
+        return EXIT_PASSED
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _raise_open_file_limit() -> None:

@@ -8,6 +8,7 @@ report is written in every case, marked incomplete when the run did not finish.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -16,10 +17,20 @@ from datetime import datetime, timezone
 
 from twisted.internet import defer
 
+from labsim.faults import FaultSet, FaultyLink, fault_from_spec
 from labsim.fleet.fleet import build_fleets
+from labsim.fleet.state_dir import load_flash, save_flash
 from labsim.observe.progress import ProgressPrinter, StateCounter
-from labsim.observe.report import RunRecord, build_report, judge, summary_table, write_report
+# --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
+from labsim.observe.events_log import EventLog, RecordingLink, merged_rows, write_events
+from labsim.observe.html_report import write_html_report
+from labsim.observe.junit import write_junit
+from labsim.observe.pcap import PcapCapture
+from labsim.observe.report import stage_latencies
+# --- end run outputs ----------------------------------------------------------------
+from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.services.lab import LabServices
+from labsim.timeline import Timeline
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
 
@@ -58,14 +69,21 @@ def materialize_provisioning(loaded, into: str, members=()) -> str:
 
 
 class ScenarioRun:
-    def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None):
+    def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
+                 state_dir: str | None = None, pcap_path: str | None = None):
         self.reactor = reactor
         self.loaded = loaded
         self.scenario = loaded.scenario
         self.report_dir = report_dir
+        self.state_dir = state_dir
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
-        self.members = build_fleets(self.scenario)
+        saved = load_flash(state_dir) if state_dir else {}
+        self.members = build_fleets(self.scenario, saved)
+        self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults"))
+        for index, spec in enumerate(self.scenario.faults):
+            self.faults.add(fault_from_spec(spec, index))
+        self.timeline: Timeline | None = None
         self.counter = StateCounter(len(self.members))
         self.counter.listeners.append(self._on_state_change)
         self.unsettled = len(self.members)
@@ -80,16 +98,28 @@ class ScenarioRun:
         self._epoch = 0.0
         self._started_wall = ""
         self._started_monotonic = 0.0
+        # --- run outputs: every phone's exchanges are recorded (events.jsonl), and
+        # captured as frames when a pcap file is asked for.
+        self.pcap_path = pcap_path
+        self._events = EventLog()
+        self._capture: PcapCapture | None = None
+        # --- end run outputs
 
     @defer.inlineCallbacks
     def start(self):
         """Start everything; ``self.finished`` fires with the exit code."""
         root = materialize_provisioning(self.loaded, self._workdir, self.members)
-        self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir)
+        if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
+            self._capture = PcapCapture(self.pcap_path)
+        self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
+                                     faults=self.faults)
         yield self._services.start()
+        self._services.attach_faults()
         server = self._dhcp_target()
         self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
-                                        relay_address=self.scenario.network.relay_address)
+                                        relay_address=self.scenario.network.relay_address,
+                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
+                                        pnp_server=self._pnp_target())
         self._epoch = self.reactor.seconds()
         self._started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic()
@@ -99,15 +129,31 @@ class ScenarioRun:
             f"{self.scenario.network.relay_address} -> {server[0]}:{server[1]}\n"
         )
         for member in self.members:
-            driver = PhoneDriver(member.phone, self.reactor, self._network, epoch=self._epoch, observer=self.counter)
+            # run outputs: the phone reaches the network through a link that records it.
+            link = RecordingLink(self._network, self._events, self.reactor, self._epoch, capture=self._capture)
+            driver = PhoneDriver(member.phone, self.reactor, link, epoch=self._epoch, observer=self.counter)
+            driver.fleet = member.fleet
             self._drivers.append(driver)
             self.reactor.callLater(member.power_on_at, driver.power_on)
+        self.timeline = Timeline(self.scenario.timeline, _LabControl(self), self.reactor, self._epoch, self.scenario.seed)
+        self.timeline.start()
         self._deadline = self.reactor.callLater(self.scenario.time_limit_s, self._time_up)
         self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
                                          interactive=self.interactive)
         self._progress.start()
         if not self.members:
             self._end("no phones")
+
+    def _pnp_target(self) -> tuple[str, int] | None:
+        """Where the phones' PnP SUBSCRIBE goes: network.pnp_server, else labsim's own
+        responder, else nowhere (no multicast on loopback)."""
+        from labsim.scenario.schema import parse_host_port
+
+        if self.scenario.network.pnp_server:
+            return parse_host_port(self.scenario.network.pnp_server, 5060)
+        if self._services.pnp is not None:
+            return self.scenario.services.pnp.address, self._services.pnp.port
+        return None
 
     def _dhcp_target(self) -> tuple[str, int]:
         network, dhcp = self.scenario.network, self.scenario.services.dhcp
@@ -125,8 +171,15 @@ class ScenarioRun:
             self.reactor.callLater(0, self._end_if_settled)
 
     def _end_if_settled(self) -> None:
-        if self.unsettled == 0:
+        if self.unsettled == 0 and self.timeline is not None:
+            self.timeline.check_conditions_now()  # may start phones again
+        if self.unsettled == 0 and not (self.timeline and self.timeline.timed_actions_left):
             self._end("all phones settled")
+
+    def _on_timeline_action(self) -> None:
+        # An action at the end of a settled run may be the last thing it waited for.
+        if self.unsettled == 0:
+            self.reactor.callLater(0, self._end_if_settled)
 
     def _time_up(self) -> None:
         self._end(f"time limit of {self.scenario.time_limit_s:g}s reached", complete=False)
@@ -141,6 +194,8 @@ class ScenarioRun:
             return
         for driver in self._drivers:
             driver.stop()
+        if self.timeline is not None:
+            self.timeline.stop()
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         if self._progress is not None:
@@ -154,19 +209,55 @@ class ScenarioRun:
             members=self.members,
             expectations=self.scenario.expectations(),
             services=self._services.stats() if self._services else {},
-            network={"relay": dict(self._network.relay.stats), **self._network.stats} if self._network else {},
+            network={"relay": dict(self._network.relay.stats), **self._network.stats,
+                     "faults": dict(self.faults.stats)} if self._network else {},
+            timeline=[vars(record) for record in self.timeline.log] if self.timeline else [],
             complete=complete,
             end_reason=reason,
         )
         verdicts = judge(record)
         self.report = build_report(record, verdicts)
         path = write_report(self.report, self.report_dir)
-        self.stream.write(summary_table(self.report) + f"\n  report: {path}\n")
+        if self.state_dir:
+            save_flash(self.state_dir, self.members)
+        table = summary_table(self.report)
+        self.stream.write(table + f"\n  report: {path}\n")
+        self._write_outputs(table)  # run outputs
         self.stream.flush()
         self.exit_code = EXIT_PASSED if self.report["passed"] and complete else EXIT_FAILED
         shutil.rmtree(self._workdir, ignore_errors=True)
         if not self.finished.called:
             self.finished.callback(self.exit_code)
+
+    # --- run outputs ------------------------------------------------------------------
+
+    def _write_outputs(self, table: str) -> None:
+        """events.jsonl, junit.xml, report.html and the capture, after report.json.
+
+        One that cannot be written is said on the stream; the others are still written."""
+        report = self.report
+        end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
+        rows = merged_rows(self._events, self.members, end_t=end_t)
+        writers = [
+            ("events.jsonl", lambda: write_events(rows, self.report_dir, complete=report["complete"],
+                                                  end_reason=report["end_reason"], end_t=end_t)),
+            ("junit.xml", lambda: write_junit(report, self.report_dir, system_out=table)),
+            ("report.html", lambda: write_html_report(report, self.report_dir,
+                                                      stage_latencies=stage_latencies(self.members), rows=rows)),
+        ]
+        if self._capture is not None:
+            writers.append((f"capture {self.pcap_path}", self._capture.close))
+        written = []
+        for name, write in writers:
+            try:
+                write()
+                written.append(name)
+            except Exception as exc:  # one broken output must not cost the others
+                self.stream.write(f"  labsim: could not write {name}: {exc!r}\n")
+        self.stream.write(f"  also written: {', '.join(written)}"
+                          + (f" ({self._capture.packets} packets)" if self._capture is not None else "") + "\n")
+
+    # --- end run outputs ---------------------------------------------------------------
 
     @defer.inlineCallbacks
     def close(self):
@@ -174,3 +265,45 @@ class ScenarioRun:
             yield self._network.close()
         if self._services is not None:
             yield self._services.stop()
+
+
+class _LabControl:
+    """What the timeline may do to a running lab."""
+
+    def __init__(self, run: ScenarioRun):
+        self.run = run
+
+    def drivers(self) -> list[PhoneDriver]:
+        return self.run._drivers
+
+    def metrics(self):
+        metrics, per_phone = phone_metrics(self.run.members)
+        return metrics, per_phone, len(self.run.members)
+
+    def file_path(self, name: str) -> str:
+        root = os.path.realpath(self.run._services.root)
+        path = os.path.realpath(os.path.join(root, name))
+        if not path.startswith(root + os.sep):
+            raise ValueError(f"{name!r} is outside the provisioning root")
+        return path
+
+    def service(self, verb: str, name: str) -> str:
+        return self.run._services.control(verb, name)
+
+    def add_fault(self, spec) -> str:
+        fault = fault_from_spec(spec, len(self.run.faults.faults))
+        self.run.faults.add(fault)
+        return f"fault {fault.name} on {fault.service} added"
+
+    def remove_fault(self, name: str) -> str:
+        found = self.run.faults.remove(name)
+        return f"fault {name} removed" if found else f"no fault named {name}"
+
+    def set_dhcp_options(self, options: dict) -> str:
+        return self.run._services.set_dhcp_options(options)
+
+    def remove_dhcp_options(self, keys: list) -> str:
+        return self.run._services.remove_dhcp_options(keys)
+
+    def timeline_changed(self) -> None:
+        self.run._on_timeline_action()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from labsim.phones.flash import Flash
 from labsim.phones.phone import Phone
-from labsim.phones.vendors import VENDORS
+from labsim.phones.vendors import profile_for
 
 
 @dataclass
@@ -38,15 +39,36 @@ def boot_offsets(boot, count: int, rng: random.Random) -> list[float]:
         return [rng.uniform(0, boot.random_delay_s) for _ in range(count)]
     if boot.pattern == "ramp":
         return [index / boot.per_second for index in range(count)]
+    if boot.pattern == "poisson":
+        offsets, moment = [], 0.0
+        for _ in range(count):
+            offsets.append(moment)
+            moment += rng.expovariate(boot.per_second)
+        return offsets
     raise ValueError(f"unknown boot pattern {boot.pattern!r}")
 
 
-def build_fleets(scenario) -> list[FleetMember]:
+def preloaded_flash(fleet, profile, model: str) -> Flash:
+    firmware = fleet.firmware or profile.default_firmware(model)
+    if fleet.flash is None:
+        return Flash(firmware=firmware)
+    return Flash(
+        settings=dict(fleet.flash.settings),
+        file_md5=dict(fleet.flash.file_md5),
+        firmware=fleet.flash.firmware or firmware,
+        provisioning_url=fleet.flash.provisioning_url,
+    )
+
+
+def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None) -> list[FleetMember]:
+    """Every phone of every fleet. ``saved_flash`` (MAC -> Flash, from ``--state-dir``)
+    replaces the scenario's starting flash for the phones it names."""
     members: list[FleetMember] = []
     seen_macs: set[str] = set()
+    saved_flash = saved_flash or {}
     for index, fleet in enumerate(scenario.fleets):
         name = fleet.name or f"fleet{index + 1}"
-        profile = VENDORS[fleet.vendor]
+        profile = profile_for(fleet.vendor, fleet.behaviour)
         models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
         macs = mac_range(fleet.first_mac, len(models))
         schedule_rng = random.Random(f"{scenario.seed}:{name}:boot")
@@ -59,7 +81,7 @@ def build_fleets(scenario) -> list[FleetMember]:
                 mac, model, profile,
                 rng=random.Random(f"{scenario.seed}:{mac}"),
                 boot_time_s=fleet.boot_time_s,
-                firmware=fleet.firmware,
+                flash=saved_flash.get(mac) or preloaded_flash(fleet, profile, model),
             )
-            members.append(FleetMember(name, fleet.vendor, phone, offset))
+            members.append(FleetMember(name, fleet.vendor, phone, fleet.start_at_s + offset))
     return members

@@ -31,6 +31,7 @@ class RunRecord:
     network: dict = field(default_factory=dict)
     complete: bool = True
     end_reason: str = "all phones settled"
+    timeline: list = field(default_factory=list)
 
 
 def phone_metrics(members) -> tuple[dict, dict]:
@@ -93,6 +94,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         },
         "services": record.services,
         "network": record.network,
+        "timeline": record.timeline,
         "phones": [_phone_entry(member) for member in members],
     }
 
@@ -107,6 +109,7 @@ def _phone_entry(member) -> dict:
         "state": phone.state,
         "failure": phone.failure or None,
         "reboots": phone.reboots,
+        "power_cycles": phone.power_cycles,
         "powered_on_at_s": _round(phone.powered_on_at),
         "ready_at_s": _round(phone.ready_at),
         "files": dict(phone.flash.file_md5),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labsim.wire.dhcp import DhcpMessage
+from labsim.wire.sip_pnp import SipMessage
 
 
 # --- events -------------------------------------------------------------------------
@@ -27,6 +28,24 @@ class TimerFired:
 @dataclass(frozen=True, slots=True)
 class DhcpReceived:
     message: DhcpMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PowerCycle:
+    """Power off and on again (a user pulls the plug; a power cut): flash is kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryReset:
+    """Flash cleared to factory state, then the phone restarts."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipReceived:
+    """A SIP message for this phone (PnP: the 200 OK to its SUBSCRIBE, the NOTIFY)."""
+
+    message: SipMessage
+    source: tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +86,15 @@ class SendDhcp:
 
 
 @dataclass(frozen=True, slots=True)
+class SendSip:
+    """Send a SIP message. ``to`` None: the PnP multicast group 224.0.1.75:5060, which a
+    loopback network replaces with the fleet's PnP server."""
+
+    message: SipMessage
+    to: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     name: str
     delay_s: float
@@ -75,6 +103,11 @@ class StartTimer:
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAllTimers:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +138,18 @@ class Download:
     url: str
     credentials: Credentials | None = None
     stage: str = "file"  # a name for latency statistics: "common_cfg", "mac_cfg", ...
+
+
+@dataclass(frozen=True, slots=True)
+class PnpQuery:
+    """What a vendor's procedure yields to ask PnP for its provisioning URL: the phone
+    sends a ua-profile SUBSCRIBE and resumes the procedure with the NOTIFY's URL, or
+    with None when none came within ``wait_s`` (or no PnP server is reachable)."""
+
+    vendor: str  # as the Event header's vendor parameter says it ("Yealink")
+    model: str
+    version: str  # the firmware version
+    wait_s: float = 2.0
 
 
 @dataclass

@@ -7,8 +7,9 @@
 
 The vendor profile supplies what differs between vendors: how the phone identifies
 itself in DHCP and HTTP, and its provisioning procedure, a generator that yields
-``Download`` requests and receives ``FetchResult``s (and may yield ``Wait``). The phone
-turns those into actions for a driver and never does I/O itself.
+``Download`` requests and receives ``FetchResult``s (and may yield ``Wait``, or
+``PnpQuery`` to ask a PnP server for its URL over SIP). The phone turns those into
+actions for a driver and never does I/O itself.
 """
 
 from __future__ import annotations
@@ -19,20 +20,27 @@ from typing import Callable, Generator
 
 from labsim.phones.dhcp_client import DhcpClient, Lease, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER
 from labsim.phones.events import (
+    CancelAllTimers,
     CancelTimer,
     CheckSync,
+    FactoryReset,
+    PowerCycle,
     DhcpReceived,
     Download,
     Fetch,
     FetchDone,
     FetchResult,
+    PnpQuery,
     PowerOn,
     ProvisioningOutcome,
+    SendSip,
+    SipReceived,
     StartTimer,
     StateChanged,
     TimerFired,
 )
 from labsim.phones.flash import Flash
+from labsim.wire import sip_pnp
 
 OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
     "off", "booting", "dhcp", "provisioning", "rebooting", "ready", "failed",
@@ -43,6 +51,9 @@ SETTLED_STATES = (READY, FAILED)
 BOOT_TIMER = "boot"
 WAIT_TIMER = "wait"
 RESYNC_TIMER = "resync"
+PNP_TIMER = "pnp"  # how long the phone waits for the PnP NOTIFY
+PNP_RETRANSMIT_TIMER = "pnp_retransmit"
+SIP_T1, SIP_T2 = 0.5, 4.0  # RFC 3261 17.1.2.2: a non-INVITE request is resent after T1, 2T1 ... capped at T2
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,7 @@ class Phone:
         self.boot_time_s = boot_time_s
         self.state = OFF
         self.reboots = 0
+        self.power_cycles = 0
         self.powered_on_at: float | None = None
         self.ready_at: float | None = None
         self.failure = ""
@@ -99,11 +111,18 @@ class Phone:
         self._dhcp_started = 0.0
         self.now = 0.0
         self.trigger = "power_on"  # what started the current provisioning pass
+        # PnP: whether a SUBSCRIBE can reach a PnP server on this network (the driver
+        # says; on loopback only when the fleet names one), and what it answered this boot.
+        self.pnp_reachable = False
+        self.pnp_url: str | None = None
+        self._pnp: _PnpWait | None = None
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
     def handle(self, event, now: float) -> list:
         handler = _TRANSITIONS.get((self.state, _kind(event)))
+        if handler is None and self.state != OFF:
+            handler = _IN_ANY_STATE.get(type(event))
         if handler is None:
             return []
         self.now = now
@@ -122,6 +141,7 @@ class Phone:
     def _booted(self, event: TimerFired, now: float) -> list:
         self._dhcp_started = now
         self.trigger = "power_on"
+        self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = self.profile.dhcp_identity(self)
         return self._enter(DHCP, now) + self.dhcp.start(now)
@@ -166,6 +186,20 @@ class Phone:
                     + [StartTimer(BOOT_TIMER, self.boot_time_s)])
         return [CancelTimer(RESYNC_TIMER)] + self._provision_again("check_sync", now, "check-sync: re-provisioning")
 
+    def _power_cycle(self, event: PowerCycle, now: float) -> list:
+        """Whatever it was doing is lost; flash stays. Late replies for the old
+        transactions are ignored (their request ids and DHCP xid are gone)."""
+        self.power_cycles += 1
+        self._procedure = None
+        self._pending.clear()
+        self.dhcp.state = "INIT"
+        return [CancelAllTimers()] + self._enter(BOOTING, now, "power cycle") + [StartTimer(BOOT_TIMER, self.boot_time_s)]
+
+    def _factory_reset(self, event: FactoryReset, now: float) -> list:
+        self.flash.factory_reset(firmware=self.flash.firmware)
+        self.note("factory reset: flash cleared")
+        return self._power_cycle(event, now)
+
     def _provision_again(self, trigger: str, now: float, detail: str) -> list:
         self.trigger = trigger
         actions = self._enter(PROVISIONING, now, detail)
@@ -190,7 +224,60 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now)
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
+        if isinstance(request, PnpQuery):
+            return self._pnp_subscribe(request, now)
         raise TypeError(f"a provisioning procedure yielded {request!r}")
+
+    # --- PnP: SUBSCRIBE, wait for the NOTIFY, answer it --------------------------------
+
+    def _pnp_subscribe(self, query: PnpQuery, now: float) -> list:
+        if not self.pnp_reachable:
+            return self._resume(None, now)  # nobody to ask: on to the next source at once
+        address = self.lease.address if self.lease else "0.0.0.0"
+        token = f"{self.rng.getrandbits(64):016x}"
+        message = sip_pnp.build_subscribe(
+            mac=self.mac, vendor=query.vendor, model=query.model, version=query.version, local=(address, 5060),
+            call_id=f"{token}@{address}", tag=token[:8], branch=sip_pnp.BRANCH_MAGIC + token[8:],
+            user_agent=self.profile.user_agent(self))
+        self._pnp = _PnpWait(message, now, SIP_T1)
+        return [SendSip(message), StartTimer(PNP_TIMER, query.wait_s), StartTimer(PNP_RETRANSMIT_TIMER, SIP_T1)]
+
+    def _sip_message(self, event: SipReceived, now: float) -> list:
+        wait, message = self._pnp, event.message
+        if wait is None or message.call_id != wait.subscribe.call_id:
+            return []  # not for the PnP exchange under way
+        if not message.is_request:
+            if message.cseq[1] != "SUBSCRIBE" or message.status < 200:
+                return []
+            if message.status < 300:
+                return [CancelTimer(PNP_RETRANSMIT_TIMER)]  # accepted: stop resending, wait for the NOTIFY
+            return self._pnp_done(None, now, f"PnP: SUBSCRIBE refused ({message.status} {message.reason})", "denied")
+        if message.method != "NOTIFY":
+            return []
+        reply = [SendSip(sip_pnp.build_response(message, 200, "OK"), event.source)]
+        try:
+            url = sip_pnp.notify_url(message)
+        except sip_pnp.SipParseError as exc:
+            return reply + self._pnp_done(None, now, f"PnP: NOTIFY without a usable URL ({exc})", "error")
+        self.pnp_url = url
+        return reply + self._pnp_done(url, now, f"PnP: {url} from {event.source[0]}:{event.source[1]}", "ok")
+
+    def _pnp_retransmit(self, event: TimerFired, now: float) -> list:
+        if self._pnp is None:
+            return []
+        self._pnp.interval = min(self._pnp.interval * 2, SIP_T2)
+        return [SendSip(self._pnp.subscribe), StartTimer(PNP_RETRANSMIT_TIMER, self._pnp.interval)]
+
+    def _pnp_timeout(self, event: TimerFired, now: float) -> list:
+        if self._pnp is None:
+            return []
+        return self._pnp_done(None, now, f"PnP: no NOTIFY within {now - self._pnp.started:g}s", "timeout")
+
+    def _pnp_done(self, url: str | None, now: float, detail: str, status: str) -> list:
+        self.stages.append(StageTiming("pnp", self._pnp.started, now, status))
+        self._pnp = None
+        self.note(detail)
+        return [CancelTimer(PNP_TIMER), CancelTimer(PNP_RETRANSMIT_TIMER)] + self._resume(url, now)
 
     def _finish(self, outcome: ProvisioningOutcome, now: float) -> list:
         self._procedure = None
@@ -221,6 +308,17 @@ class Phone:
         self.events.append((self.now, self.state, detail, "step"))
 
 
+@dataclass(slots=True)
+class _PnpWait:
+    subscribe: sip_pnp.SipMessage
+    started: float
+    interval: float  # until the next retransmission
+
+
+# Events that act the same in every state but off.
+_IN_ANY_STATE: dict[type, Callable] = {}
+
+
 def _kind(event) -> object:
     if isinstance(event, TimerFired):
         return "timer:" + event.name
@@ -236,8 +334,16 @@ _TRANSITIONS: dict[tuple[str, object], Callable] = {
     (DHCP, "timer:" + OFFER_WINDOW_TIMER): Phone._dhcp_timer,
     (PROVISIONING, FetchDone): Phone._fetch_done,
     (PROVISIONING, "timer:" + WAIT_TIMER): Phone._wait_over,
+    (PROVISIONING, SipReceived): Phone._sip_message,
+    (PROVISIONING, "timer:" + PNP_TIMER): Phone._pnp_timeout,
+    (PROVISIONING, "timer:" + PNP_RETRANSMIT_TIMER): Phone._pnp_retransmit,
     (READY, "timer:" + RESYNC_TIMER): Phone._resync,
     (FAILED, "timer:" + RESYNC_TIMER): Phone._resync,
     (READY, CheckSync): Phone._check_sync,
     (FAILED, CheckSync): Phone._check_sync,
 }
+
+_IN_ANY_STATE.update({
+    PowerCycle: Phone._power_cycle,
+    FactoryReset: Phone._factory_reset,
+})

@@ -1,9 +1,11 @@
 """Yealink T2x / T4x / T5x phones, as the Yealink auto-provisioning guide describes them.
 
-Sources of the provisioning server, first that answers wins: DHCP custom options
+Sources of the provisioning server, first that answers wins: PnP (at boot, with
+``static.auto_provision.pnp_enable`` on: a SIP SUBSCRIBE ``Event: ua-profile`` to
+224.0.1.75:5060, the NOTIFY's body is the URL) -> DHCP custom options
 (``static.auto_provision.dhcp_option.list_user_options``) -> option 66 -> option 43 ->
-the URL stored in flash (``static.auto_provision.server.url``). (PnP comes first on a
-real phone; labsim's phones do not send PnP yet.)
+the URL stored in flash (``static.auto_provision.server.url``). A URL from PnP serves
+every provisioning pass until the next boot asks again.
 
 Files, in order. Firmware 81 and later first asks for ``<mac>.boot``, then
 ``y000000000000.boot``; a boot file lists ``include:config`` files, fetched top to
@@ -27,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
-from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
 from labsim.phones.phone import Wait
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -66,6 +68,7 @@ USER_OPTIONS_KEY = AP + "dhcp_option.list_user_options"
 USER_OPTIONS_ENABLE_KEY = AP + "dhcp_option.enable"
 OPTION60_KEY = AP + "dhcp_option.option60_value"
 POWER_ON_KEY = AP + "power_on"
+PNP_ENABLE_KEY = AP + "pnp_enable"
 REPEAT_ENABLE_KEY = AP + "repeat.enable"
 REPEAT_MINUTES_KEY = AP + "repeat.minutes"
 WEEKLY_ENABLE_KEY = AP + "weekly.enable"
@@ -105,6 +108,7 @@ class YealinkBehaviour:
     skip_same_firmware: bool = True  # (unverified) do not re-flash the version already running
     user_agent_style: str = "current"  # "current", "old" (lowercase 'yealink'), "mac_without_colons" (some T5x)
     week_starts_s: float = 0.0  # (unverified) the run starts this many seconds after Sunday 00:00
+    pnp_wait_s: float = 2.0  # (unverified) how long the phone waits for the PnP NOTIFY
 
 
 DEFAULT_BEHAVIOUR = YealinkBehaviour()
@@ -166,8 +170,10 @@ def check_sync_action(phone, reboot_requested: bool) -> str:
 # --- finding the provisioning server ---------------------------------------------------
 
 
-def find_server(phone) -> tuple[str, str] | None:
+def find_server(phone, pnp_url: str | None = None) -> tuple[str, str] | None:
     """(server value, where it came from), in Yealink's order of sources."""
+    if pnp_url:
+        return pnp_url, "PnP"
     options = phone.lease.options if phone.lease else {}
     settings = phone.flash.settings
     if settings.get(USER_OPTIONS_ENABLE_KEY, "1") != "0":
@@ -239,10 +245,16 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
     if phone.trigger == "power_on" and settings.get(POWER_ON_KEY, "1") == "0":
         return ProvisioningOutcome("unchanged", reason="power-on provisioning is off",
                                    next_check_s=next_check_s(phone, behaviour))
-    found = find_server(phone)
+    pnp_url = None
+    if settings.get(PNP_ENABLE_KEY, "1") != "0":
+        if phone.trigger == "power_on":
+            pnp_url = yield PnpQuery("Yealink", phone.model, phone.flash.firmware, behaviour.pnp_wait_s)
+        else:
+            pnp_url = phone.pnp_url  # PnP is asked at boot only
+    found = find_server(phone, pnp_url)
     if found is None:
         return ProvisioningOutcome(
-            "failed", reason="no provisioning server: no custom option, option 66, option 43 or URL in flash"
+            "failed", reason="no provisioning server: no PnP answer, custom option, option 66, option 43 or URL in flash"
         )
     value, source = found
     try:

@@ -48,19 +48,79 @@ class AddressPool(Strict):
 
 
 class DhcpService(Strict):
-    """labsim's own DHCP server. It answers relayed requests (the fleet is a relay agent)."""
+    """labsim's own DHCP server. It answers relayed requests (the fleet is a relay agent),
+    and with ``interface`` also broadcast clients on that interface."""
+
+    class VendorClassMatch(Strict):
+        """How option 60 is matched: exactly one of equals / prefix / regex. Trailing NULs
+        of option 60 are ignored, comparison is case-sensitive, regex is searched anywhere
+        (anchor with ^ and $) -- see labsim/services/dhcp_classes.py."""
+
+        equals: str | None = Field(None, min_length=1)
+        prefix: str | None = Field(None, min_length=1)
+        regex: str | None = Field(None, min_length=1)
+
+        @field_validator("regex")
+        @classmethod
+        def _compiles(cls, pattern: str | None) -> str | None:
+            if pattern is not None:
+                from labsim.services.dhcp_classes import compile_vendor_regex
+
+                compile_vendor_regex(pattern)
+            return pattern
+
+        @model_validator(mode="after")
+        def _exactly_one(self):
+            given = [kind for kind in ("equals", "prefix", "regex") if getattr(self, kind) is not None]
+            if len(given) != 1:
+                raise ValueError("give exactly one of equals, prefix, regex"
+                                 + (f", not {' and '.join(given)}" if given else ""))
+            return self
+
+        def kind_and_value(self) -> tuple[str, str]:
+            kind = next(k for k in ("equals", "prefix", "regex") if getattr(self, k) is not None)
+            return kind, getattr(self, kind)
+
+    class ClassMatch(Strict):
+        vendor_class: "DhcpService.VendorClassMatch" = Field(description="option 60")
+
+    class ClientClass(Strict):
+        """Options for the clients whose option 60 matches; they are added to the global
+        options and override them code by code. The first matching class wins."""
+
+        name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="a label for reports and the live log")
+        match: "DhcpService.ClassMatch"
+        options: dict[Union[int, str], Any] = Field(default_factory=dict)
+
+        @field_validator("options")
+        @classmethod
+        def _options(cls, options: dict) -> dict:
+            return DhcpService.checked_options(options)
 
     address: IPv4 = "127.0.0.1"
     port: Port = 6767
-    interface: str | None = Field(None, description="serve broadcast clients on this interface (namespace labs)")
+    interface: str | None = Field(
+        None, description="serve broadcast clients on this network interface too (root; namespace labs)"
+    )
+    interface_port: Port = Field(67, description="the port broadcast clients send to on the interface")
+    server_id: IPv4 | None = Field(
+        None, description="option 54 (default: the interface's address with 'interface', else 'address')"
+    )
     subnet: str = "10.1.0.0/16"
     pool: AddressPool = AddressPool(start="10.1.0.10", end="10.1.255.250")
-    lease_time_s: int = Field(3600, ge=60)
+    lease_time_s: int = Field(3600, ge=60, le=2**32 - 1)
     options: dict[Union[int, str], Any] = Field(
         default_factory=dict,
         description="DHCP options by number or name: 66: 'http://...', router: 10.1.0.1, 43: [{code: 1, value: ...}]",
     )
+    classes: list["DhcpService.ClientClass"] = Field(
+        default_factory=list,
+        description="per-vendor options by option 60: [{name, match: {vendor_class: {prefix: ...}}, options}]",
+    )
     reservations: dict[str, IPv4] = Field(default_factory=dict, description="MAC -> fixed address")
+    lease_file: str | None = Field(
+        None, description="keep leases across restarts in this file (relative to the report folder, or absolute)"
+    )
 
     @field_validator("subnet")
     @classmethod
@@ -68,25 +128,39 @@ class DhcpService(Strict):
         ipaddress.IPv4Network(value, strict=False)
         return value
 
+    @field_validator("interface")
+    @classmethod
+    def _interface_name(cls, name: str | None) -> str | None:
+        # Linux interface names: 1-15 bytes, no '/', no whitespace.
+        if name is not None and (not 0 < len(name.encode()) <= 15 or "/" in name or any(c.isspace() for c in name)):
+            raise ValueError(f"{name!r} is not a network interface name (1-15 characters, no '/' or spaces)")
+        return name
+
     @field_validator("options")
     @classmethod
     def _options(cls, options: dict) -> dict:
-        problems = []
-        for key, value in options.items():
-            try:
-                dhcp_options.encode_option_value(dhcp_options.option_code(key), value)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return options
+        return DhcpService.checked_options(options)
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names(cls, classes: list) -> list:
+        names = [c.name for c in classes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(repeated)}")
+        return classes
 
     @field_validator("reservations")
     @classmethod
     def _reservations(cls, reservations: dict) -> dict:
+        seen: dict[str, str] = {}
         for mac in reservations:
             if not MAC_PATTERN.match(str(mac)):
                 raise ValueError(f"reservation key {mac!r} is not a MAC address")
+            bare = re.sub("[:-]", "", str(mac)).lower()
+            if bare in seen:
+                raise ValueError(f"{seen[bare]!r} and {mac!r} are the same MAC address")
+            seen[bare] = mac
         return reservations
 
     @model_validator(mode="after")
@@ -95,7 +169,40 @@ class DhcpService(Strict):
         for end in (self.pool.start, self.pool.end):
             if ipaddress.IPv4Address(end) not in net:
                 raise ValueError(f"pool address {end} is outside subnet {self.subnet}")
+            if net.prefixlen < 31 and ipaddress.IPv4Address(end) in (net.network_address, net.broadcast_address):
+                raise ValueError(f"pool address {end} is the network or broadcast address of {net}")
+        owners: dict[str, str] = {}
+        for mac, ip in self.reservations.items():
+            if ipaddress.IPv4Address(ip) not in net:
+                raise ValueError(f"reservation {mac} -> {ip} is outside subnet {self.subnet}")
+            if ip in owners:
+                raise ValueError(f"{ip} is reserved for both {owners[ip]} and {mac}")
+            owners[ip] = mac
         return self
+
+    @staticmethod
+    def checked_options(options: dict) -> dict:
+        """Every option encodes, none is given twice (by number and by name), and none is
+        one the server sets itself. All problems are reported at once."""
+        from labsim.services.dhcp import SERVER_MANAGED_OPTIONS
+
+        problems = []
+        codes: dict[int, Any] = {}
+        for key, value in options.items():
+            try:
+                code = dhcp_options.option_code(key)
+                label = dhcp_options.option_label(code)
+                if code in codes:
+                    raise ValueError(f"{label} is given twice (as {codes[code]!r} and {key!r})")
+                codes[code] = key
+                if code in SERVER_MANAGED_OPTIONS:
+                    raise ValueError(f"{label} is set by the server itself (see lease_time_s, address, server_id)")
+                dhcp_options.encode_option_value(code, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return options
 
 
 class TftpService(Strict):
@@ -112,10 +219,83 @@ class HttpService(Strict):
     directory_listing: bool = False
 
 
+# --- FTP and PnP services (labsim/services/ftp.py, labsim/services/pnp.py) ---------------
+
+
+def _text_values(mapping):
+    # YAML reads a password such as 1234 as a number; passwords and URLs are text.
+    if isinstance(mapping, dict):
+        return {str(key): str(value) for key, value in mapping.items()}
+    return mapping
+
+
+def _relative_inside(name: str) -> str:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith("/") or ".." in parts or not name.strip():
+        raise ValueError(f"{name!r} must be a relative path inside the provisioning root")
+    return name
+
+
+class FtpService(Strict):
+    """labsim's FTP server: the provisioning root, read-only; uploads (when on) go into
+    ``upload_dir`` only."""
+
+    address: IPv4 = "127.0.0.1"
+    port: Port = 2121
+    users: dict[str, str] = Field(default_factory=dict, description="user name -> password")
+    anonymous: bool = Field(False, description="allow login as 'anonymous' (any password)")
+    passive_ports: tuple[Port, Port] | None = Field(None, description="[first, last] passive data ports")
+    uploads: bool = Field(False, description="accept STOR into upload_dir")
+    upload_dir: Annotated[str, AfterValidator(_relative_inside)] = "uploads"
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _users_as_text(cls, users):
+        return _text_values(users)
+
+    @field_validator("passive_ports")
+    @classmethod
+    def _ordered_ports(cls, ports):
+        if ports is not None and not 0 < ports[0] <= ports[1]:
+            raise ValueError(f"passive_ports {list(ports)} must be [first, last] with 0 < first <= last")
+        return ports
+
+
+def _pnp_url(url: str) -> str:
+    from labsim.wire.provisioning_url import parse_server
+
+    example = url.replace("{mac}", "001565aa0001").replace("{MAC}", "001565AA0001")
+    parse_server(example.replace("{model}", "T46S").replace("{vendor}", "Yealink"))  # ValueError if bad
+    return url
+
+
+PnpUrl = Annotated[str, AfterValidator(_pnp_url)]
+
+
+class PnpService(Strict):
+    """labsim's PnP responder: answers a phone's SIP SUBSCRIBE (Event: ua-profile) with a
+    NOTIFY whose body is its provisioning URL. ``{mac}``, ``{MAC}``, ``{model}`` and
+    ``{vendor}`` in a URL are filled in per phone."""
+
+    address: IPv4 = "127.0.0.1"
+    port: Port = Field(5070, description="5060 in a namespace lab; unprivileged on loopback")
+    url: PnpUrl | None = Field(None, description="for every phone without a more specific URL")
+    per_vendor: dict[str, PnpUrl] = Field(default_factory=dict, description="vendor (any case) -> URL")
+    per_model: dict[str, PnpUrl] = Field(default_factory=dict, description="model -> URL (wins over per_vendor)")
+
+    @model_validator(mode="after")
+    def _some_url(self):
+        if not (self.url or self.per_vendor or self.per_model):
+            raise ValueError("give url, per_vendor or per_model: without a URL the responder answers nobody")
+        return self
+
+
 class Services(Strict):
     dhcp: DhcpService | None = None
     tftp: TftpService | None = None
     http: HttpService | None = None
+    ftp: FtpService | None = None
+    pnp: PnpService | None = None
 
 
 class PerPhoneFile(Strict):
@@ -177,7 +357,30 @@ class RampBoot(Strict):
     per_second: float = Field(gt=0)
 
 
-BootPattern = Annotated[Union[StormBoot, RampBoot], Field(discriminator="pattern")]
+class PoissonBoot(Strict):
+    pattern: Literal["poisson"]
+    per_second: float = Field(gt=0, description="mean arrivals per second (exponential gaps)")
+
+
+BootPattern = Annotated[Union[StormBoot, RampBoot, PoissonBoot], Field(discriminator="pattern")]
+
+
+class PreloadedFlash(Strict):
+    """What the phones' flash holds before the run (default: factory-fresh)."""
+
+    settings: dict[str, str] = Field(default_factory=dict)
+    file_md5: dict[str, str] = Field(default_factory=dict)
+    firmware: str | None = None
+    provisioning_url: str = ""
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _text_values(cls, settings):
+        # YAML reads `1` as an int; a phone's settings are text.
+        if isinstance(settings, dict):
+            return {str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+                    for k, v in settings.items()}
+        return settings
 
 
 class Fleet(Strict):
@@ -190,6 +393,22 @@ class Fleet(Strict):
     firmware: str | None = Field(None, description="firmware version the phones start with (vendor default otherwise)")
     boot: BootPattern = StormBoot(pattern="storm")
     boot_time_s: float = Field(1.0, ge=0, description="how long a (re)boot takes before DHCP starts")
+    start_at_s: float = Field(0.0, ge=0, description="when this fleet's first phone may power on")
+    flash: PreloadedFlash | None = Field(None, description="pre-loaded flash (default: factory-fresh)")
+    behaviour: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vendor behaviour the manuals leave open (see docs/phones.md), e.g. {retry_delay_s: 5}",
+    )
+
+    @field_validator("behaviour")
+    @classmethod
+    def _behaviour(cls, behaviour: dict, info: ValidationInfo) -> dict:
+        vendor = info.data.get("vendor")
+        if vendor in VENDORS and behaviour:
+            from labsim.phones.vendors import behaviour_for
+
+            behaviour_for(vendor, behaviour)  # raises ValueError naming the allowed knobs
+        return behaviour
 
     @field_validator("vendor")
     @classmethod
@@ -241,6 +460,25 @@ class FleetNetwork(Strict):
     dhcp_server: IPv4 | None = Field(None, description="default: services.dhcp.address")
     dhcp_port: Port | None = Field(None, description="default: services.dhcp.port")
     relay_address: IPv4 = Field("127.0.0.2", description="the giaddr the fleet relays from (loopback)")
+    pnp_server: str | None = Field(
+        None, description="HOST[:PORT] the phones' PnP SUBSCRIBE goes to, unicast, instead of multicast "
+        "224.0.1.75:5060 (default: services.pnp when given; otherwise no PnP answer on loopback)")
+
+    @field_validator("pnp_server")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value, 5060)
+        return value
+
+
+def parse_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """``127.0.0.1:5070`` -> ("127.0.0.1", 5070); ValueError naming the problem."""
+    host, _, port = value.strip().partition(":")
+    _ipv4(host)
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r}: bad port {port!r}")
+    return host, int(port) if port else default_port
 
 
 def _valid_check(check: str) -> str:
@@ -256,6 +494,134 @@ class Expectation(Strict):
     check: Check
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Fault(Strict):
+    """A fault between the phones and one service. Direction is seen from the service:
+    'in' is requests towards it, 'out' its replies."""
+
+    name: str | None = None
+    service: Literal["dhcp", "tftp", "http"]
+    direction: Literal["in", "out", "both"] = "both"
+    loss: Probability = 0.0
+    delay_s: float = Field(0.0, ge=0)
+    jitter_s: float = Field(0.0, ge=0)
+    duplicate: Probability = 0.0
+    reorder: Probability = 0.0
+    corrupt: Probability = 0.0
+    bandwidth_kbps: float | None = Field(None, gt=0)
+    drop_dhcp: list[Literal["DISCOVER", "OFFER", "REQUEST", "DECLINE", "ACK", "NAK", "RELEASE", "INFORM"]] = Field(
+        default_factory=list, description="DHCP only: drop every message of these types")
+    http_status: int | None = Field(None, ge=100, le=599, description="HTTP only: answer this status instead")
+    path: str = Field("*", description="HTTP only: the paths (glob) the fault applies to, e.g. '/*.cfg'")
+    slow_s: float = Field(0.0, ge=0, description="HTTP only: answer this much later")
+    down: bool = Field(False, description="the service answers nothing")
+
+    @model_validator(mode="after")
+    def _fits_service(self):
+        if self.drop_dhcp and self.service != "dhcp":
+            raise ValueError("drop_dhcp applies to service dhcp only")
+        if (self.http_status is not None or self.slow_s or self.path != "*") and self.service != "http":
+            raise ValueError("http_status, path and slow_s apply to service http only")
+        return self
+
+
+class PhoneSelection(Strict):
+    """Which phones an action affects: all, a count or a percentage, optionally narrowed
+    to a fleet or a model, or a list of MACs. The choice is reproducible (the seed)."""
+
+    phones: Union[Literal["all"], int, Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]] = "all"
+    fleet: str | None = None
+    model: str | None = None
+    macs: list[str] | None = None
+
+    @field_validator("macs")
+    @classmethod
+    def _macs(cls, macs):
+        for mac in macs or []:
+            if not MAC_PATTERN.match(mac):
+                raise ValueError(f"{mac!r} is not a MAC address")
+        return macs
+
+
+class CheckSyncAction(PhoneSelection):
+    reboot: bool = Field(False, description="send ';reboot=true' with the check-sync NOTIFY")
+
+
+class EditFile(Strict):
+    name: str
+    set: dict[str, Any] = Field(default_factory=dict, description="key -> value (Yealink 'key = value' files)")
+    remove: list[str] = Field(default_factory=list)
+
+
+class ReplaceFile(Strict):
+    name: str
+    text: str
+
+
+class BumpVersion(Strict):
+    name: str = Field(description="an Avaya model file such as 1220SIP.cfg")
+    section: str | None = Field(None, description="only this [SECTION] (default: every section)")
+
+
+SERVICE_NAMES = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
+ServiceName = Literal["dhcp", "tftp", "http", "ftp", "dns", "pnp"]
+
+
+class Action(Strict):
+    """Exactly one of these keys."""
+
+    edit_file: EditFile | None = None
+    replace_file: ReplaceFile | None = None
+    delete_file: str | None = None
+    bump_version: BumpVersion | None = None
+    stop_service: ServiceName | None = None
+    start_service: ServiceName | None = None
+    restart_service: ServiceName | None = None
+    add_fault: Fault | None = None
+    remove_fault: str | None = Field(None, description="a fault's name, or 'all'")
+    power_cycle: PhoneSelection | None = None
+    factory_reset: PhoneSelection | None = None
+    check_sync: CheckSyncAction | None = None
+    set_dhcp_option: dict[Union[int, str], Any] | None = None
+    remove_dhcp_option: list[Union[int, str]] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"an action has exactly one of: {', '.join(type(self).model_fields)}"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def argument(self):
+        return getattr(self, self.kind)
+
+
+class TimelineEntry(Strict):
+    at: float | None = Field(None, ge=0, description="seconds after the fleet starts")
+    when: Check | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
+    do: Union[Action, list[Action]]
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _at_or_when(self):
+        if (self.at is None) == (self.when is None):
+            raise ValueError("give either 'at' (seconds) or 'when' (a condition)")
+        return self
+
+    def actions(self) -> list[Action]:
+        return self.do if isinstance(self.do, list) else [self.do]
+
+
 class Scenario(Strict):
     name: str
     description: str = ""
@@ -265,6 +631,8 @@ class Scenario(Strict):
     provisioning: Provisioning = Provisioning()
     network: FleetNetwork = FleetNetwork()
     fleets: list[Fleet] = Field(min_length=1)
+    timeline: list[TimelineEntry] = Field(default_factory=list, description="actions at a time or on a condition")
+    faults: list[Fault] = Field(default_factory=list, description="faults active from the start")
     expect: list[Union[Check, Expectation]] = Field(
         default_factory=list, description="'METRIC OP VALUE' strings or {name, check} (see docs/scenarios.md)"
     )

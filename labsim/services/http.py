@@ -291,7 +291,31 @@ class StaticRoot(Resource):
         self._cache: dict[bytes, _CachedFile] = {}
         self._cached_bytes = 0
 
+    # Faults injected by the scenario (labsim.faults.FaultSet) and the clock that delays
+    # answers; None: requests take the direct path.
+    faults = None
+    clock = None
+
     def render(self, request: server.Request):
+        faults = self.faults
+        if faults is None or not faults.active("http", "out"):
+            return self._render_now(request)
+        status, delay = faults.http(os.fsdecode(request.path), 0, self.clock.seconds())
+        if delay <= 0:
+            return self._error(request, status) if status is not None else self._render_now(request)
+        self.clock.callLater(delay, self._answer_late, request, status)
+        return server.NOT_DONE_YET
+
+    def _answer_late(self, request: server.Request, status: int | None) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        body = self._error(request, status) if status is not None else self._render_now(request)
+        if body is server.NOT_DONE_YET:
+            return
+        request.write(body)
+        request.finish()
+
+    def _render_now(self, request: server.Request):
         if request.method not in ALLOWED_METHODS:
             request.setHeader(b"Allow", b", ".join(ALLOWED_METHODS))
             return self._error(request, http.NOT_ALLOWED)
@@ -443,6 +467,8 @@ class ProvisioningSite(server.Site):
         self.access_log: collections.deque[dict] = collections.deque(maxlen=access_log_size)
         self.open_channels: set[_TrackedChannel] = set()
         self.all_closed: defer.Deferred | None = None
+        # Optional observer (labsim serve's live log), called with each access-log entry.
+        self.on_event: Callable[[dict], None] | None = None
 
     def log(self, request) -> None:
         stats = self.stats
@@ -464,6 +490,8 @@ class ProvisioningSite(server.Site):
                 "user_agent": user_agent,
             }
         )
+        if self.on_event is not None:
+            self.on_event(self.access_log[-1])
 
     def startFactory(self) -> None:
         super().startFactory()

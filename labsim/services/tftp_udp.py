@@ -43,6 +43,13 @@ class _ListenProtocol(_Quiet):
         self.server = server
 
     def datagramReceived(self, datagram: bytes, addr) -> None:
+        link = self.server.link
+        if link is not None:  # faults injected by the scenario (labsim.faults)
+            link.carry("in", datagram, lambda data: self._handle(data, addr))
+        else:
+            self._handle(datagram, addr)
+
+    def _handle(self, datagram: bytes, addr) -> None:
         try:
             self.server._request(datagram, addr)
         except Exception:
@@ -61,6 +68,15 @@ class _TransferProtocol(_Quiet):
         self.closed = False
 
     def datagramReceived(self, datagram: bytes, addr) -> None:
+        link = self.server.link
+        if link is not None:
+            link.carry("in", datagram, lambda data: self._handle(data, addr))
+        else:
+            self._handle(datagram, addr)
+
+    def _handle(self, datagram: bytes, addr) -> None:
+        if self.closed:
+            return
         try:
             step = self.transfer.datagram_received(datagram, addr)
         except Exception:
@@ -80,11 +96,12 @@ class _TransferProtocol(_Quiet):
     def apply(self, step: Step) -> None:
         if self.closed:
             return
+        link = self.server.link
         for packet, addr in step.send:
-            try:
-                self.sendto(packet, addr)
-            except OSError:  # a full socket buffer, an unreachable peer: the timer retransmits
-                self.server.stats["send_errors"] += 1
+            if link is not None:
+                link.carry("out", packet, lambda data, addr=addr: self._send(data, addr))
+            else:
+                self._send(packet, addr)
         if step.done:
             self.close()
         elif step.timer is not None:
@@ -92,6 +109,14 @@ class _TransferProtocol(_Quiet):
                 self.timer.reset(step.timer)
             else:
                 self.timer = self.server.clock.callLater(step.timer, self._timer_fired)
+
+    def _send(self, packet: bytes, addr) -> None:
+        if self.sendto is None:
+            return
+        try:
+            self.sendto(packet, addr)
+        except (OSError, ValueError):  # a full socket buffer, an unreachable peer, a closed socket
+            self.server.stats["send_errors"] += 1
 
     def close(self) -> defer.Deferred:
         if self.closed:
@@ -117,6 +142,11 @@ class TftpServerHandle:
         self.port = 0
         self._listening = None
         self._transfers: set[_TransferProtocol] = set()
+        # Faults injected by the scenario (a labsim.faults.FaultyLink), or None.
+        self.link = None
+        # Optional observer (labsim serve's live log): called with (datagram, addr,
+        # outcome) for every request on the listening port. None: no work per request.
+        self.on_event = None
 
     def _listen(self, port: int) -> None:
         # SO_REUSEADDR only on a fixed port, so a restarted server can rebind at once; on
@@ -126,6 +156,8 @@ class TftpServerHandle:
 
     def _request(self, datagram: bytes, addr) -> None:
         outcome = self.handler.handle(datagram, addr)
+        if self.on_event is not None:
+            self.on_event(datagram, addr, outcome)
         if outcome is None:
             return
         if isinstance(outcome, Reject):

@@ -8,6 +8,7 @@ sockets at all.
 from __future__ import annotations
 
 from labsim.phones.events import (
+    CancelAllTimers,
     CancelTimer,
     DhcpReceived,
     Fetch,
@@ -15,6 +16,8 @@ from labsim.phones.events import (
     FetchResult,
     PowerOn,
     SendDhcp,
+    SendSip,
+    SipReceived,
     StartTimer,
     StateChanged,
     TimerFired,
@@ -29,6 +32,8 @@ class PhoneDriver:
         self.epoch = clock.seconds() if epoch is None else epoch
         self.observer = observer
         self._timers: dict[str, object] = {}
+        # Whether a PnP SUBSCRIBE can reach a responder here (no multicast on loopback).
+        phone.pnp_reachable = bool(getattr(network, "pnp_reachable", False))
         network.attach(self)
 
     def now(self) -> float:
@@ -39,6 +44,9 @@ class PhoneDriver:
 
     def dhcp_received(self, message) -> None:
         self.deliver(DhcpReceived(message))
+
+    def sip_received(self, message, source: tuple[str, int]) -> None:
+        self.deliver(SipReceived(message, source))
 
     def deliver(self, event) -> None:
         for action in self.phone.handle(event, self.now()):
@@ -55,11 +63,15 @@ class PhoneDriver:
         kind = type(action)
         if kind is SendDhcp:
             self.network.send_dhcp(self, action.message)
+        elif kind is SendSip:
+            self.network.send_sip(self, action.message, action.to)
         elif kind is StartTimer:
             self._cancel(action.name)
             self._timers[action.name] = self.clock.callLater(action.delay_s, self._fire, action.name)
         elif kind is CancelTimer:
             self._cancel(action.name)
+        elif kind is CancelAllTimers:
+            self.stop()
         elif kind is Fetch:
             deferred = self.network.fetch(action)
             deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))

@@ -1,0 +1,195 @@
+"""The scenario's timeline: actions at a time, or when a condition first holds.
+
+Conditions use the expectation grammar (``phones.ready >= 50%``) and are checked twice a
+second. Each action that ran is logged (time, what, outcome) for the report. The
+timeline touches the lab only through the ``LabControl`` the run hands it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass, field
+
+from labsim.observe.expectations import evaluate, parse_expectation
+from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
+
+CONDITION_INTERVAL_S = 0.5
+
+
+@dataclass
+class TimelineRecord:
+    t: float
+    entry: str
+    action: str
+    outcome: str
+
+
+@dataclass
+class _Pending:
+    index: int
+    entry: object
+    call: object = None
+    done: bool = False
+
+
+class Timeline:
+    def __init__(self, entries, control, clock, epoch: float, seed: int):
+        self.control = control
+        self.clock = clock
+        self.epoch = epoch
+        self.rng = random.Random(f"{seed}:timeline")
+        self.pending = [_Pending(index, entry) for index, entry in enumerate(entries)]
+        self.log: list[TimelineRecord] = []
+        self._ticker = None
+
+    def start(self) -> None:
+        for item in self.pending:
+            if item.entry.at is not None:
+                item.call = self.clock.callLater(item.entry.at, self._fire, item)
+        if any(item.entry.when is not None for item in self.pending):
+            self._ticker = self.clock.callLater(CONDITION_INTERVAL_S, self._check_conditions)
+
+    def stop(self) -> None:
+        for item in self.pending:
+            if item.call is not None and item.call.active():
+                item.call.cancel()
+        if self._ticker is not None and self._ticker.active():
+            self._ticker.cancel()
+
+    @property
+    def timed_actions_left(self) -> bool:
+        """Whether a timed action is still to come (the run must not end before it)."""
+        return any(not item.done and item.entry.at is not None for item in self.pending)
+
+    def check_conditions_now(self) -> None:
+        """Evaluate pending conditions at once (the run does before it ends, so that a
+        condition that holds when the last phone settles still fires)."""
+        if any(not item.done and item.entry.when is not None for item in self.pending):
+            self._evaluate()
+
+    def _check_conditions(self) -> None:
+        self._evaluate()
+        if any(not item.done and item.entry.when is not None for item in self.pending):
+            self._ticker = self.clock.callLater(CONDITION_INTERVAL_S, self._check_conditions)
+
+    def _evaluate(self) -> None:
+        metrics, per_phone, total = self.control.metrics()
+        for item in self.pending:
+            if item.done or item.entry.when is None:
+                continue
+            verdict = evaluate(parse_expectation(item.entry.when), metrics, per_phone, total)
+            if verdict.passed:
+                self._fire(item)
+
+    def _fire(self, item: _Pending) -> None:
+        item.done = True
+        label = item.entry.name or (f"at {item.entry.at:g}s" if item.entry.at is not None else f"when {item.entry.when}")
+        for action in item.entry.actions():
+            try:
+                outcome = self._apply(action)
+            except Exception as exc:  # a timeline action that cannot run is reported, not fatal
+                outcome = f"error: {exc}"
+            self.log.append(TimelineRecord(self.clock.seconds() - self.epoch, label, action.kind, outcome))
+        self.control.timeline_changed()
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _apply(self, action) -> str:
+        kind, argument = action.kind, action.argument
+        control = self.control
+        if kind == "edit_file":
+            return edit_key_value_file(control.file_path(argument.name), argument.set, argument.remove)
+        if kind == "replace_file":
+            _write(control.file_path(argument.name), argument.text.encode())
+            return f"replaced {argument.name}"
+        if kind == "delete_file":
+            os.remove(control.file_path(argument))
+            return f"deleted {argument}"
+        if kind == "bump_version":
+            return bump_avaya_version(control.file_path(argument.name), argument.section)
+        if kind in ("stop_service", "start_service", "restart_service"):
+            return control.service(kind.split("_")[0], argument)
+        if kind == "add_fault":
+            return control.add_fault(argument)
+        if kind == "remove_fault":
+            return control.remove_fault(argument)
+        if kind in ("power_cycle", "factory_reset", "check_sync"):
+            phones = self.select(argument)
+            event = {"power_cycle": PowerCycle(), "factory_reset": FactoryReset()}.get(kind) or CheckSync(argument.reboot)
+            for driver in phones:
+                driver.deliver(event)
+            return f"{kind.replace('_', ' ')}: {len(phones)} phone(s)"
+        if kind == "set_dhcp_option":
+            return control.set_dhcp_options(argument)
+        if kind == "remove_dhcp_option":
+            return control.remove_dhcp_options(argument)
+        raise ValueError(f"unknown action {kind}")
+
+    def select(self, selection) -> list:
+        drivers = [d for d in self.control.drivers()
+                   if (selection.fleet is None or d.fleet == selection.fleet)
+                   and (selection.model is None or d.phone.model == selection.model)
+                   and (selection.macs is None or d.phone.mac in {m.lower().replace("-", ":") for m in selection.macs})]
+        wanted = selection.phones
+        if wanted == "all":
+            return drivers
+        count = int(wanted) if isinstance(wanted, int) else round(len(drivers) * float(wanted[:-1]) / 100)
+        return self.rng.sample(drivers, min(count, len(drivers)))
+
+
+def _write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".labsim-tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)  # a server never serves half a file
+
+
+def edit_key_value_file(path: str, settings: dict, remove: list[str]) -> str:
+    """Set and remove ``key = value`` lines in a Yealink-style file, keeping the rest."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    remaining = {str(key): _text(value) for key, value in settings.items()}
+    gone = set(remove)
+    out = []
+    for line in lines:
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if key in gone:
+            continue
+        if key in remaining:
+            out.append(f"{key} = {remaining.pop(key)}")
+        else:
+            out.append(line)
+    out += [f"{key} = {value}" for key, value in remaining.items()]
+    _write(path, ("\n".join(out) + "\n").encode())
+    return f"edited {os.path.basename(path)}: set {len(settings)}, removed {len(gone)}"
+
+
+def _text(value) -> str:
+    if value is None or value == "":
+        return "%NULL%"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+_VERSION_LINE = re.compile(r"^(\s*VERSION\s+)(\d+)(\s*)$", re.IGNORECASE)
+
+
+def bump_avaya_version(path: str, section: str | None) -> str:
+    """Raise the VERSION of every section (or one) of an Avaya model file by one."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    current, bumped = None, []
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped[1:-1].strip()
+            continue
+        match = _VERSION_LINE.match(line)
+        if match and (section is None or (current or "").upper() == section.upper()):
+            number = match.group(2)
+            lines[index] = f"{match.group(1)}{int(number) + 1:0{len(number)}d}{match.group(3)}"
+            bumped.append(current or "?")
+    _write(path, ("\n".join(lines) + "\n").encode())
+    return f"bumped VERSION in {', '.join(bumped) or 'no section'}"

@@ -1,0 +1,127 @@
+"""Timelines, faults and --state-dir, end to end over loopback (small fleets)."""
+
+import json
+
+import pytest
+
+from tests.e2e.test_run_scenarios import ports, run_labsim, scenario_text
+
+pytestmark = pytest.mark.e2e
+
+
+def base(p, *, option66=None, count=10, expect=(), time_limit=60):
+    return scenario_text(option66=option66 or f"http://127.0.0.1:{p['http_port']}/", count=count, expect=expect,
+                         time_limit=time_limit, **p)
+
+
+def test_edit_then_check_sync_reprovisions_and_reboots_for_the_changed_network_setting(tmp_path):
+    p = ports()
+    text = base(p, expect=("phone.reboots == 2", "phones.ready == 100%")) + """\
+timeline:
+  - when: phones.ready == 100%
+    do:
+      - edit_file: {name: y000000000066.cfg, set: {static.network.lldp.enable: 0}}
+      - edit_file: {name: y000000000065.cfg, set: {static.network.lldp.enable: 0}}
+      - check_sync: {phones: all}
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    actions = [entry["action"] for entry in report["timeline"]]
+    assert actions == ["edit_file", "edit_file", "check_sync"]
+    assert all(ph["flash"]["settings_count"] >= 2 for ph in report["phones"])
+
+
+def test_power_cycle_half_the_phones_md5_check_means_no_new_reboot(tmp_path):
+    p = ports()
+    text = base(p, expect=("phone.reboots == 1", "phones.ready == 100%")) + """\
+timeline:
+  - when: phones.ready == 100%
+    do: {power_cycle: {phones: 50%}}
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cycled = [ph for ph in report["phones"] if ph["power_cycles"] == 1]
+    assert len(cycled) == 5
+    assert all(any(e["detail"] == "power cycle" for e in ph["events"]) for ph in cycled)
+
+
+def test_dhcp_packet_loss_delays_but_every_phone_gets_ready(tmp_path):
+    p = ports()
+    text = base(p, count=6, expect=("phones.ready == 100%",), time_limit=120) + """\
+seed: 3
+faults:
+  - {service: dhcp, direction: in, loss: 0.15}
+"""
+    proc, report = run_labsim(tmp_path, text, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dropped = report["network"]["faults"]["dropped"]
+    assert dropped > 0
+    # Every lost request was sent again: the relay sent more than the server received.
+    assert report["network"]["relay"]["sent"] - report["services"]["dhcp"]["received"] == dropped
+
+
+def test_dropping_every_offer_stalls_dhcp_until_the_fault_is_removed(tmp_path):
+    p = ports()
+    text = base(p, count=4, expect=("phones.ready == 100%", "stage.dhcp.max > 3")) + """\
+faults:
+  - {name: no-offers, service: dhcp, drop_dhcp: [OFFER]}
+timeline:
+  - at: 2
+    do: {remove_fault: no-offers}
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["network"]["faults"]["dropped"] >= 4
+
+
+def test_tftp_loss_is_recovered_by_retransmission(tmp_path):
+    p = ports()
+    text = base(p, option66=f"tftp://127.0.0.1:{p['tftp_port']}/", expect=("phones.ready == 100%",),
+                time_limit=120) + """\
+faults:
+  - {service: tftp, loss: 0.1}
+"""
+    proc, report = run_labsim(tmp_path, text, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["network"]["faults"]["dropped"] > 0
+    assert report["services"]["tftp"]["retransmits"] + report["services"]["tftp"]["timeouts"] > 0
+
+
+def test_http_500_for_config_files_fails_every_phone(tmp_path):
+    p = ports()
+    text = base(p, expect=("phones.failed == 100%",)) + """\
+faults:
+  - {service: http, http_status: 500, path: "/*.cfg"}
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["services"]["http"]["status"]["500"] >= 10 * 2 * 3
+
+
+def test_service_down_then_back_phones_recover_with_retries(tmp_path):
+    p = ports()
+    text = base(p, expect=("phones.ready == 100%",)) + """\
+faults:
+  - {name: outage, service: http, slow_s: 0.3, path: "/*.boot"}
+timeline:
+  - at: 0
+    do: {stop_service: http}
+  - at: 2.5
+    do: [{start_service: http}, {remove_fault: outage}]
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [e["action"] for e in report["timeline"]] == ["stop_service", "start_service", "remove_fault"]
+
+
+def test_state_dir_second_run_continues_from_saved_flash(tmp_path):
+    p = ports()
+    state = tmp_path / "state"
+    first, report1 = run_labsim(tmp_path, base(p, expect=("phone.reboots == 1",)), "--state-dir", str(state))
+    assert first.returncode == 0, first.stdout + first.stderr
+    saved = json.loads((state / "flash.json").read_text())
+    assert len(saved["phones"]) == 10
+    second, report2 = run_labsim(tmp_path, base(p, expect=("phone.reboots == 0", "phones.ready == 100%")),
+                                 "--state-dir", str(state))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert report2["phones"][0]["files"] == report1["phones"][0]["files"]
