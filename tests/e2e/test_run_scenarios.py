@@ -162,3 +162,13 @@ def test_ctrl_c_still_writes_the_report_marked_incomplete(tmp_path):
     report = json.loads((report_dir / "report.json").read_text())
     assert report["complete"] is False and "interrupted" in report["end_reason"]
     assert len(report["phones"]) == 20
+
+
+def test_a_url_outside_loopback_is_refused_and_nothing_is_sent(tmp_path):
+    p = ports()
+    proc, report = run_labsim(tmp_path, scenario_text(option66="http://10.20.30.40/", count=2,
+                                                      expect=("phones.failed == 100%",), **p))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["network"]["fetch_refused"] > 0
+    steps = [e["detail"] for e in report["phones"][0]["events"]]
+    assert any("outside the loopback lab" in step for step in steps)
