@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario: services and a fleet of phones, then a report")
     run.add_argument("scenario", help="scenario file (YAML)")
     run.add_argument("--report-dir", default="labsim-report", help="where report.json goes (default: ./labsim-report/)")
+    run.add_argument("--phones", type=int, metavar="N",
+                     help="scale the fleets to about N phones in all (keeping their mix): try a big scenario small")
     run.add_argument("--state-dir", help="load the phones' flash from here at the start and save it at the end, "
                                          "so the next run continues where this one stopped")
     run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, TFTP, HTTP) to FILE, "
@@ -94,6 +96,14 @@ def command_run(args) -> int:
     loaded = _load_or_report(args.scenario)
     if loaded is None:
         return EXIT_BAD_INPUT
+    if args.phones is not None:
+        if args.phones < 1:
+            print("labsim: --phones must be at least 1", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        from labsim.fleet.fleet import scale_scenario
+        from labsim.scenario.loader import LoadedScenario
+
+        loaded = LoadedScenario(scale_scenario(loaded.scenario, args.phones), loaded.path)
     _raise_open_file_limit()
     from twisted.internet import epollreactor
 

@@ -85,3 +85,15 @@ def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None) -> list[
             )
             members.append(FleetMember(name, fleet.vendor, phone, fleet.start_at_s + offset))
     return members
+
+
+def scale_scenario(scenario, phones: int):
+    """The scenario with its fleets scaled to about ``phones`` phones in all (at least one
+    per model), keeping each fleet's share and model mix: ``labsim run --phones N``."""
+    total = sum(fleet.total for fleet in scenario.fleets)
+    fleets = []
+    for fleet in scenario.fleets:
+        counts = {model: max(1, round(count * phones / total)) for model, count in fleet.model_counts().items()}
+        update = {"models": counts, "model": None, "count": None}
+        fleets.append(fleet.model_copy(update=update))
+    return scenario.model_copy(update={"fleets": fleets})

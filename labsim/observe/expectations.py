@@ -116,3 +116,21 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         passed = compare(observed, check.value)
     detail = f"{observed / total_phones * 100:.1f}% of {total_phones}" if check.percent and total_phones else ""
     return Verdict(label, passed, observed, detail)
+
+
+def evaluate_flash(check, members, name: str | None = None) -> Verdict:
+    """Every selected phone's flash setting ``check.key`` passes the check."""
+    selected = [m for m in members if (check.model is None or m.phone.model == check.model)
+                and (check.fleet is None or m.fleet == check.fleet)]
+    failing = []
+    for member in selected:
+        value = member.phone.flash.settings.get(check.key)
+        if check.equals is not None:
+            ok = value == check.equals
+        else:
+            ok = bool(value) == check.set
+        if not ok:
+            failing.append(member.phone.mac)
+    detail = f"{len(failing)} of {len(selected)} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
+    return Verdict(name or check.describe(), bool(selected) and not failing,
+                   {"phones": len(selected), "failing": len(failing)}, detail)

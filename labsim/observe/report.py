@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from labsim.observe.expectations import Verdict, evaluate, parse_expectation
+from labsim.observe.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
 from labsim.observe.stats import summarize
 from labsim.phones.phone import STATES
 
@@ -60,12 +60,35 @@ def stage_latencies(members) -> dict[str, list[float]]:
     return stages
 
 
+def server_statistics(members) -> dict:
+    """Per server the phones talked to: requests by outcome and latency (load tests)."""
+    timings: dict[str, list] = {}
+    for member in members:
+        for timing in member.phone.stages:
+            if timing.server:
+                timings.setdefault(timing.server, []).append(timing)
+    result = {}
+    for server, items in sorted(timings.items()):
+        outcomes = Counter(item.status for item in items)
+        result[server] = {
+            "requests": len(items),
+            "errors": len(items) - outcomes.get("ok", 0),
+            "by_status": dict(sorted(outcomes.items())),
+            "latency_s": summarize([item.ended - item.started for item in items]),
+        }
+    return result
+
+
 def judge(record: RunRecord) -> list[Verdict]:
     metrics, per_phone = phone_metrics(record.members)
-    return [
-        evaluate(parse_expectation(expectation.check), metrics, per_phone, len(record.members), expectation.name)
-        for expectation in record.expectations
-    ]
+    verdicts = []
+    for expectation in record.expectations:
+        if hasattr(expectation, "flash"):
+            verdicts.append(evaluate_flash(expectation.flash, record.members, expectation.name))
+        else:
+            verdicts.append(evaluate(parse_expectation(expectation.check), metrics, per_phone,
+                                     len(record.members), expectation.name))
+    return verdicts
 
 
 def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
@@ -91,6 +114,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
             "reboots_total": sum(m.phone.reboots for m in members),
             "time_to_ready_s": summarize(ready_times),
             "stages_s": {stage: summarize(values) for stage, values in sorted(stage_latencies(members).items())},
+            "servers": server_statistics(members),
         },
         "services": record.services,
         "network": record.network,
@@ -146,6 +170,9 @@ def summary_table(report: dict) -> str:
         lines.append(f"  time to ready (s): p50 {ttr['p50']:.3f}  p95 {ttr['p95']:.3f}  p99 {ttr['p99']:.3f}  max {ttr['max']:.3f}")
     for stage, stats in summary["stages_s"].items():
         lines.append(f"  stage {stage:<12} n={stats['count']:<6} p50 {stats['p50']:.4f}  p95 {stats['p95']:.4f}  max {stats['max']:.4f}")
+    for server, stats in summary.get("servers", {}).items():
+        lines.append(f"  server {server:<28} requests {stats['requests']:<6} errors {stats['errors']:<5} "
+                     f"p95 {stats['latency_s']['p95']:.4f}s")
     if report["expectations"]:
         lines.append("  expectations:")
         width = max(len(e["name"]) for e in report["expectations"])

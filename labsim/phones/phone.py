@@ -69,6 +69,7 @@ class StageTiming:
     started: float
     ended: float
     status: str
+    server: str = ""  # scheme://host:port the stage talked to (per-server statistics)
 
 
 Procedure = Generator[object, FetchResult | None, ProvisioningOutcome]
@@ -164,8 +165,8 @@ class Phone:
         pending = self._pending.pop(event.request_id, None)
         if pending is None:
             return []
-        stage, started = pending
-        self.stages.append(StageTiming(stage, started, now, event.result.status))
+        stage, started, server = pending
+        self.stages.append(StageTiming(stage, started, now, event.result.status, server))
         return self._resume(event.result, now)
 
     def _wait_over(self, event: TimerFired, now: float) -> list:
@@ -222,7 +223,7 @@ class Phone:
         if isinstance(request, Download):
             self._next_request += 1
             request_id = self._next_request
-            self._pending[request_id] = (request.stage, now)
+            self._pending[request_id] = (request.stage, now, _server_of(request.url))
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
@@ -317,6 +318,11 @@ class _PnpWait:
 
 # Events that act the same in every state but off.
 _IN_ANY_STATE: dict[type, Callable] = {}
+
+
+def _server_of(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"
 
 
 def _kind(event) -> object:

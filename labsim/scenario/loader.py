@@ -97,7 +97,7 @@ def _problem(filename: str, doc, error: dict) -> Problem:
 
 
 # Scenario keys are lower case; pydantic names union branches by type or model name.
-_BRANCH_TAGS = {"storm", "ramp", "str", "int", "float", "bool", "dict", "list"}
+_BRANCH_TAGS = {"storm", "ramp", "poisson", "str", "int", "float", "bool", "dict", "list"}
 
 
 def _user_path(loc: tuple) -> list:
@@ -117,15 +117,16 @@ def _allowed_keys(loc: tuple) -> list[str]:
             return []
         if isinstance(part, int):
             continue
-        if part in ("storm", "ramp"):
+        if part in ("storm", "ramp", "poisson"):
             from labsim.scenario import schema
 
-            model = schema.StormBoot if part == "storm" else schema.RampBoot
+            model = {"storm": schema.StormBoot, "ramp": schema.RampBoot, "poisson": schema.PoissonBoot}[part]
             continue
         if isinstance(part, str) and part[:1].isupper():  # a union branch: the model's own name
             from labsim.scenario import schema
 
-            model = getattr(schema, part, None)
+            found = getattr(schema, part, None)
+            model = found if isinstance(found, type) and issubclass(found, BaseModel) else None
             continue
         field = model.model_fields.get(part)
         if field is None:

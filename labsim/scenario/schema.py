@@ -11,7 +11,8 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
+                      field_validator, model_validator)
 
 from labsim.observe.expectations import parse_expectation
 from labsim.phones.vendors import VENDORS
@@ -494,6 +495,36 @@ class Expectation(Strict):
     check: Check
 
 
+class FlashCheck(Strict):
+    key: str = Field(description="a setting in the phones' flash, e.g. account.1.user_name")
+    equals: str | None = Field(None, description="the value every selected phone must hold")
+    set: bool | None = Field(None, description="true: must have a non-empty value; false: must not")
+    model: str | None = None
+    fleet: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        if (self.equals is None) == (self.set is None):
+            raise ValueError("give either 'equals' or 'set' (true/false)")
+        return self
+
+    def describe(self) -> str:
+        who = " ".join(filter(None, [self.fleet and f"fleet {self.fleet}", self.model])) or "every phone"
+        test = f"== {self.equals!r}" if self.equals is not None else ("is set" if self.set else "is not set")
+        return f"{who}: flash {self.key} {test}"
+
+
+class FlashExpectation(Strict):
+    """A check of every selected phone's flash (applied settings)."""
+
+    name: str | None = None
+    flash: FlashCheck
+
+    @property
+    def check(self) -> str:
+        return self.flash.describe()
+
+
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -525,6 +556,22 @@ class Fault(Strict):
         if (self.http_status is not None or self.slow_s or self.path != "*") and self.service != "http":
             raise ValueError("http_status, path and slow_s apply to service http only")
         return self
+
+
+def _expectation_kind(value) -> str:
+    # Pick the branch from what the user wrote, so errors come from that branch alone.
+    if isinstance(value, dict):
+        return "FlashExpectation" if "flash" in value else "Expectation"
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    return "Text"
+
+
+ExpectationItem = Annotated[
+    Union[Annotated[Check, Tag("Text")], Annotated[Expectation, Tag("Expectation")],
+          Annotated[FlashExpectation, Tag("FlashExpectation")]],
+    Discriminator(_expectation_kind),
+]
 
 
 class PhoneSelection(Strict):
@@ -633,7 +680,7 @@ class Scenario(Strict):
     fleets: list[Fleet] = Field(min_length=1)
     timeline: list[TimelineEntry] = Field(default_factory=list, description="actions at a time or on a condition")
     faults: list[Fault] = Field(default_factory=list, description="faults active from the start")
-    expect: list[Union[Check, Expectation]] = Field(
+    expect: list[ExpectationItem] = Field(
         default_factory=list, description="'METRIC OP VALUE' strings or {name, check} (see docs/scenarios.md)"
     )
 

@@ -1,0 +1,509 @@
+"""``report.html``: the run at a glance, one self-contained file that works offline.
+
+No external scripts, styles or fonts: the plots are SVG drawn here in Python, and the
+only script is the short one below that pages and filters the phone table (a fleet of
+thousands would otherwise be a page nobody can scroll). Everything is computed from the
+report dict, the phones' stage timings and the event rows of ``observe.events_log``, so
+the page can be rebuilt from a finished run's files.
+
+Plots:
+- phones by state over time (stacked, from every phone's state changes);
+- a latency histogram per stage and for power-on to ready, p50/p95/p99 marked;
+- requests per second per service (DHCP messages from phones, downloads by scheme).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections import Counter
+from urllib.parse import urlsplit
+
+from labsim.observe.stats import percentile
+from labsim.phones.phone import STATES
+
+STATE_COLORS = {
+    "off": "#c9ced6", "booting": "#9ecae1", "dhcp": "#4292c6", "provisioning": "#fd8d3c",
+    "rebooting": "#9e6ac8", "ready": "#41ab5d", "failed": "#e0403a",
+}
+# Bottom to top in the stacked plot: settled phones at the bottom, where they grow.
+STACK_ORDER = ("ready", "failed", "provisioning", "rebooting", "dhcp", "booting", "off")
+SERVICE_COLORS = {"dhcp": "#4292c6", "tftp": "#fd8d3c", "http": "#41ab5d", "https": "#238b45",
+                  "ftp": "#9e6ac8", "other": "#888888"}
+STATE_SAMPLES = 400
+HISTOGRAM_BINS = 30
+TABLE_EVENT_BUDGET = 150_000  # events embedded for the phone table: ~10 MB of page at most
+PAGE_SIZE = 50
+
+WIDTH, HEIGHT = 900, 300
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 20, 16, 40
+
+
+# --- numbers ------------------------------------------------------------------------
+
+
+def nice_step(span: float, target: int = 6) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about ``target`` ticks."""
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / target
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * power:
+            return factor * power
+    return 10 * power
+
+
+def ticks(top: float, target: int = 6) -> list[float]:
+    step = nice_step(top, target)
+    count = int(math.floor(top / step + 1e-9))
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
+def x_ticks_between(low: float, high: float, target: int) -> list[float]:
+    step = nice_step(high - low, target)
+    first = math.ceil(low / step - 1e-9)
+    return [round(i * step, 10) for i in range(first, int(math.floor(high / step + 1e-9)) + 1)]
+
+
+def _tick_labels(values: list[float]) -> list[str]:
+    """Tick labels with as many decimals as the step between ticks needs (0.405, 0.41,
+    0.415 — not 0.41, 0.41, 0.42)."""
+    if len(values) < 2:
+        return [_fmt(v) for v in values]
+    step = values[1] - values[0]
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    return [f"{v:.{decimals}f}" for v in values]
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 1:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:.3g} s"
+
+
+def state_series(phones: list[dict], end_t: float, samples: int = STATE_SAMPLES) -> tuple[list[float], dict[str, list[int]]]:
+    """Phones in each state at ``samples + 1`` evenly spaced moments from 0 to ``end_t``.
+
+    A phone is ``off`` until its first state change; each change moves it from the
+    state it was in to the new one."""
+    changes: list[tuple[float, str, str]] = []
+    for phone in phones:
+        previous = "off"
+        for event in phone["events"]:
+            if event["kind"] != "state" or event["state"] == previous:
+                continue
+            changes.append((event["t"], previous, event["state"]))
+            previous = event["state"]
+    changes.sort(key=lambda change: change[0])
+    end_t = max(end_t, changes[-1][0] if changes else 0.0, 1e-3)
+    times = [end_t * k / samples for k in range(samples + 1)]
+    counts = dict.fromkeys(STATES, 0)
+    counts["off"] = len(phones)
+    series = {state: [] for state in STATES}
+    index = 0
+    for moment in times:
+        while index < len(changes) and changes[index][0] <= moment:
+            _, old, new = changes[index]
+            counts[old] -= 1
+            counts[new] += 1
+            index += 1
+        for state in STATES:
+            series[state].append(counts[state])
+    return times, series
+
+
+def histogram_range(values: list[float]) -> tuple[float, float]:
+    """The x range of a histogram: from 0, unless every value sits far from it (then the
+    bars would all crowd one corner), to a little past the largest value."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    span = high - low
+    pad = (span or high or 1.0) * 0.06
+    start = 0.0
+    if low > 0.25 * high:
+        step = nice_step(span + 2 * pad, 6)
+        start = max(0.0, math.floor((low - pad) / step) * step)
+    return start, high + pad
+
+
+def histogram(values: list[float], bins: int = HISTOGRAM_BINS) -> tuple[float, float, list[int]]:
+    """(start, bin width, counts) of ``bins`` equal bins covering every value."""
+    start, end = histogram_range(values)
+    width = (end - start) / bins
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, max(0, int((value - start) / width)))] += 1
+    return start, width, counts
+
+
+def request_times(rows: list[tuple]) -> dict[str, list[float]]:
+    """When each request left, by service: phones' DHCP messages, downloads by URL scheme."""
+    services: dict[str, list[float]] = {}
+    for row in rows:
+        kind = row[2]
+        if kind == "dhcp":
+            if row[3] == "out":
+                services.setdefault("dhcp", []).append(row[0])
+        elif kind == "fetch":
+            scheme = urlsplit(row[3]).scheme or "other"
+            services.setdefault(scheme if scheme in SERVICE_COLORS else "other", []).append(row[0] - row[6])
+    return services
+
+
+def rate_series(times_by_service: dict[str, list[float]], end_t: float, buckets: int = 40) -> tuple[float, dict[str, list[float]]]:
+    """(bucket width in seconds, requests per second in each bucket) per service."""
+    end_t = max([end_t] + [max(times) for times in times_by_service.values() if times] + [1e-3])
+    width = nice_step(end_t, buckets)
+    count = int(math.floor(end_t / width)) + 1
+    rates = {}
+    for service, times in times_by_service.items():
+        bins = [0] * count
+        for moment in times:
+            bins[min(count - 1, max(0, int(moment / width)))] += 1
+        rates[service] = [n / width for n in bins]
+    return width, rates
+
+
+# --- SVG ------------------------------------------------------------------------------
+
+
+class _Plot:
+    """Maps data to the pixels of one chart and draws its axes."""
+
+    def __init__(self, x_max: float, y_max: float, width: int = WIDTH, height: int = HEIGHT, x_min: float = 0.0):
+        self.width, self.height = width, height
+        self.x_min = x_min
+        self.x_max = x_max if x_max > x_min else x_min + 1.0
+        self.y_max = y_max if y_max > 0 else 1.0
+        self.x0, self.x1 = MARGIN_LEFT, width - MARGIN_RIGHT
+        self.y0, self.y1 = height - MARGIN_BOTTOM, MARGIN_TOP
+
+    def x(self, value: float) -> float:
+        return round(self.x0 + (self.x1 - self.x0) * (value - self.x_min) / (self.x_max - self.x_min), 1)
+
+    def y(self, value: float) -> float:
+        return round(self.y0 - (self.y0 - self.y1) * value / self.y_max, 1)
+
+    def axes(self, x_label: str, y_label: str, x_ticks: list[float] | None = None) -> list[str]:
+        parts = []
+        y_values = ticks(self.y_max, 5)
+        for value, text in zip(y_values, _tick_labels(y_values)):
+            y = self.y(value)
+            parts.append(f'<line class="grid" x1="{self.x0}" y1="{y}" x2="{self.x1}" y2="{y}"/>'
+                         f'<text class="tick" x="{self.x0 - 6}" y="{y + 4}" text-anchor="end">{text}</text>')
+        x_values = x_ticks if x_ticks is not None else x_ticks_between(self.x_min, self.x_max, 8)
+        for value, text in zip(x_values, _tick_labels(x_values)):
+            x = self.x(value)
+            parts.append(f'<line class="axis" x1="{x}" y1="{self.y0}" x2="{x}" y2="{self.y0 + 4}"/>'
+                         f'<text class="tick" x="{x}" y="{self.y0 + 16}" text-anchor="middle">{text}</text>')
+        parts.append(f'<line class="axis" x1="{self.x0}" y1="{self.y0}" x2="{self.x1}" y2="{self.y0}"/>'
+                     f'<line class="axis" x1="{self.x0}" y1="{self.y0}" x2="{self.x0}" y2="{self.y1}"/>')
+        parts.append(f'<text class="label" x="{(self.x0 + self.x1) / 2}" y="{self.height - 6}" '
+                     f'text-anchor="middle">{html.escape(x_label)}</text>')
+        parts.append(f'<text class="label" transform="translate(14,{(self.y0 + self.y1) / 2}) rotate(-90)" '
+                     f'text-anchor="middle">{html.escape(y_label)}</text>')
+        return parts
+
+    def svg(self, css_class: str, parts: list[str], title: str) -> str:
+        return (f'<svg class="plot {css_class}" viewBox="0 0 {self.width} {self.height}" role="img" '
+                f'aria-label="{html.escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+                + "".join(parts) + "</svg>")
+
+
+def _legend(items: list[tuple[str, str, str]]) -> str:
+    return '<div class="legend">' + "".join(
+        f'<span><i style="background:{color}"></i>{html.escape(label)}{html.escape(extra)}</span>'
+        for label, color, extra in items) + "</div>"
+
+
+def states_svg(phones: list[dict], end_t: float) -> str:
+    times, series = state_series(phones, end_t)
+    plot = _Plot(times[-1], len(phones))
+    parts = plot.axes("seconds since the run started", "phones")
+    lower = [0] * len(times)
+    shown = []
+    for state in STACK_ORDER:
+        values = series[state]
+        if not any(values):
+            continue
+        upper = [a + b for a, b in zip(lower, values)]
+        top = " ".join(f"{plot.x(t)},{plot.y(v)}" for t, v in zip(times, upper))
+        bottom = " ".join(f"{plot.x(t)},{plot.y(v)}" for t, v in zip(reversed(times), reversed(lower)))
+        parts.append(f'<path class="area" data-state="{state}" data-points="{len(times)}" '
+                     f'fill="{STATE_COLORS[state]}" d="M{top} L{bottom} Z"><title>{state}</title></path>')
+        lower = upper
+        shown.append((state, STATE_COLORS[state], f" (max {max(values)}, end {values[-1]})"))
+    return plot.svg("states", parts, "phones by state over time") + _legend(shown)
+
+
+def histogram_svg(name: str, values: list[float]) -> str:
+    start, width, counts = histogram(values)
+    plot = _Plot(start + width * len(counts), max(counts), width=440, height=220, x_min=start)
+    parts = plot.axes("seconds", "count")
+    for index, count in enumerate(counts):
+        if not count:
+            continue
+        low, high = start + index * width, start + (index + 1) * width
+        x, x_next = plot.x(low), plot.x(high)
+        y = plot.y(count)
+        parts.append(f'<rect class="bar" x="{x}" y="{y}" width="{max(0.5, round(x_next - x - 1, 1))}" '
+                     f'height="{round(plot.y0 - y, 1)}"><title>{_fmt(low)}–{_fmt(high)} s: {count}</title></rect>')
+    ordered = sorted(values)
+    for label, p, color in (("p50", 50, "#2b6cb0"), ("p95", 95, "#dd6b20"), ("p99", 99, "#c53030")):
+        value = percentile(ordered, p)
+        if value is None:
+            continue
+        x = plot.x(value)
+        parts.append(f'<line class="marker" data-percentile="{label}" stroke="{color}" x1="{x}" y1="{plot.y1}" '
+                     f'x2="{x}" y2="{plot.y0}"><title>{label} {_seconds(value)}</title></line>')
+        offset = {"p50": 12, "p95": 26, "p99": 40}[label]
+        # Labels go left of their line in the right half, so none runs off the plot.
+        left = x > (plot.x0 + plot.x1) / 2
+        parts.append(f'<text class="marker-label" fill="{color}" x="{x - 3 if left else x + 3}" '
+                     f'y="{plot.y1 + offset}" text-anchor="{"end" if left else "start"}">{label} '
+                     f'{_seconds(value)}</text>')
+    summary = (f"n={len(values)}" if values else "no data")
+    return (f'<figure class="histogram"><figcaption>{html.escape(name)} <small>{summary}</small></figcaption>'
+            + plot.svg("histogram", parts, f"{name} latency histogram") + "</figure>")
+
+
+def rates_svg(rows: list[tuple], end_t: float) -> str:
+    times_by_service = request_times(rows)
+    if not times_by_service:
+        return '<p class="note">No requests were recorded.</p>'
+    width, rates = rate_series(times_by_service, end_t)
+    count = len(next(iter(rates.values())))
+    plot = _Plot(width * count, max(max(values) for values in rates.values()))
+    parts = plot.axes(f"seconds since the run started (buckets of {_fmt(width)} s)", "requests per second")
+    legend = []
+    for service in sorted(rates, key=list(SERVICE_COLORS).index):
+        values = rates[service]
+        color = SERVICE_COLORS[service]
+        points = " ".join(f"{plot.x((i + 0.5) * width)},{plot.y(v)}" for i, v in enumerate(values))
+        parts.append(f'<polyline class="rate" data-service="{service}" data-points="{len(values)}" fill="none" '
+                     f'stroke="{color}" stroke-width="2" points="{points}"><title>{service}</title></polyline>')
+        legend.append((service, color, f" ({len(times_by_service[service])} requests, peak {_fmt(max(values))}/s)"))
+    return plot.svg("rates", parts, "requests per second per service") + _legend(legend)
+
+
+# --- the page -------------------------------------------------------------------------
+
+
+def table_data(phones: list[dict], budget: int = TABLE_EVENT_BUDGET) -> tuple[list, str]:
+    """The phone table's rows for the page's script, and a note when something was left out.
+
+    Each row: [mac, fleet, vendor, model, state, reboots, powered on, ready at, failure,
+    events] with events [t, state index, is_step, detail]."""
+    total = sum(len(phone["events"]) for phone in phones)
+    with_steps = total <= budget
+    state_index = {state: i for i, state in enumerate(STATES)}
+    rows, used, note = [], 0, ""
+    for count, phone in enumerate(phones):
+        events = [[event["t"], state_index.get(event["state"], 0), int(event["kind"] != "state"), event["detail"]]
+                  for event in phone["events"] if with_steps or event["kind"] == "state"]
+        if used + len(events) > budget and rows:
+            note = (f"The table shows the first {count} of {len(phones)} phones; "
+                    f"report.json and events.jsonl have every one.")
+            break
+        used += len(events)
+        rows.append([phone["mac"], phone["fleet"], phone["vendor"], phone["model"], phone["state"],
+                     phone["reboots"], phone["powered_on_at_s"], phone["ready_at_s"], phone["failure"] or "", events])
+    if not with_steps:
+        note = ("Steps inside states are left out of the timelines to keep the page small; "
+                "events.jsonl has them. " + note).strip()
+    return rows, note
+
+
+def _embed_json(value) -> str:
+    # Inside <script> only "</script" and "<!--" matter; escaping every "<" covers both.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+
+
+def _summary_html(report: dict) -> str:
+    summary = report["summary"]
+    status = "PASSED" if report["passed"] and report["complete"] else "FAILED"
+    badges = [f'<span class="badge {status.lower()}">{status}</span>']
+    if not report["complete"]:
+        badges.append(f'<span class="badge incomplete">INCOMPLETE: {html.escape(report["end_reason"])}</span>')
+    scenario = report["scenario"]
+    facts = [
+        ("phones", str(summary["phones"])),
+        ("duration", f"{report['duration_s']:.1f} s"),
+        ("started", report["started"] or "–"),
+        ("end", report["end_reason"]),
+        ("seed", str(scenario["seed"])),
+        ("reboots", str(summary["reboots_total"])),
+        ("time to ready p50 / p95 / p99",
+         " / ".join(_seconds(summary["time_to_ready_s"][k]) for k in ("p50", "p95", "p99"))),
+    ]
+    states = " ".join(f'<span class="chip"><i style="background:{STATE_COLORS[s]}"></i>{s} {n}</span>'
+                      for s, n in summary["by_state"].items() if n)
+    expectations = "".join(
+        f'<tr class="{"pass" if e["passed"] else "fail"}"><td>{"PASS" if e["passed"] else "FAIL"}</td>'
+        f'<td>{html.escape(e["name"])}</td><td><code>{html.escape(e["check"])}</code></td>'
+        f'<td>{html.escape(json.dumps(e["observed"]))}</td><td>{html.escape(e["detail"] or "")}</td></tr>'
+        for e in report["expectations"])
+    return (
+        f'<header><h1>{html.escape(scenario["name"])} {"".join(badges)}</h1>'
+        f'<p class="file">{html.escape(scenario["file"])}</p>'
+        '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{html.escape(v)}</dd></div>" for k, v in facts)
+        + f'</dl><p class="states">{states}</p></header>'
+        + ('<section><h2>Expectations</h2><table class="expectations"><thead><tr><th></th><th>name</th>'
+           '<th>check</th><th>observed</th><th>detail</th></tr></thead><tbody>' + expectations + "</tbody></table>"
+           "</section>" if expectations else "")
+    )
+
+
+def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
+               rows: list[tuple] | None = None) -> str:
+    phones = report["phones"]
+    end_t = max([report.get("duration_s") or 0.0]
+                + [phone["events"][-1]["t"] for phone in phones if phone["events"]])
+    ready = [p["ready_at_s"] - p["powered_on_at_s"] for p in phones
+             if p["ready_at_s"] is not None and p["powered_on_at_s"] is not None]
+    histograms = [histogram_svg("power on → ready", ready)]
+    for stage, values in sorted((stage_latencies or {}).items()):
+        histograms.append(histogram_svg(f"stage {stage}", values))
+    table_rows, table_note = table_data(phones)
+    page = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>labsim: {html.escape(report['scenario']['name'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        _summary_html(report),
+        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t), "</section>",
+        '<section><h2>Latency</h2><div class="histograms">', *histograms, "</div></section>",
+        '<section><h2>Requests per second</h2>',
+        rates_svg(rows, end_t) if rows is not None else '<p class="note">No event log for this run.</p>',
+        "</section>",
+        '<section><h2>Phones</h2>',
+        f'<p class="note">{html.escape(table_note)}</p>' if table_note else "",
+        '<div class="controls"><input id="filter" type="search" placeholder="filter: MAC, fleet, model, failure …">'
+        '<select id="state"><option value="">every state</option>'
+        + "".join(f'<option value="{s}">{s}</option>' for s in STATES)
+        + '</select> <button id="prev">‹ prev</button> <span id="page"></span> <button id="next">next ›</button>'
+        '</div>',
+        '<table class="phones"><thead><tr><th>MAC</th><th>fleet</th><th>model</th><th>state</th><th>reboots</th>'
+        '<th>ready after</th><th>timeline</th><th>failure</th></tr></thead><tbody id="phone-rows"></tbody></table>',
+        '<noscript><p class="note">The phone table needs JavaScript; report.json has every phone.</p></noscript>',
+        "</section>",
+        f'<script id="phone-data" type="application/json">{_embed_json(table_rows)}</script>',
+        f'<script>const STATES={_embed_json(list(STATES))}, COLORS={_embed_json(STATE_COLORS)}, '
+        f'END_T={end_t!r}, PAGE_SIZE={PAGE_SIZE};\n{_SCRIPT}</script>',
+        "</body></html>",
+    ]
+    return "\n".join(page) + "\n"
+
+
+def write_html_report(report: dict, report_dir: str, *, stage_latencies: dict[str, list[float]] | None = None,
+                      rows: list[tuple] | None = None) -> str:
+    os.makedirs(report_dir, exist_ok=True)
+    path = os.path.join(report_dir, "report.html")
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(build_html(report, stage_latencies=stage_latencies, rows=rows))
+    os.replace(temporary, path)
+    return path
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;
+color:#1f2933;background:#fff}
+h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #e4e7eb;padding-bottom:4px}
+.file{color:#52606d;margin:0 0 8px;font-family:ui-monospace,monospace;font-size:12px}
+.badge{font-size:12px;border-radius:4px;padding:2px 8px;margin-left:8px;vertical-align:middle;color:#fff}
+.badge.passed{background:#2f9e44}.badge.failed{background:#d9480f}.badge.incomplete{background:#7048e8}
+.facts{display:flex;flex-wrap:wrap;gap:6px 24px;margin:8px 0}.facts div{min-width:90px}
+.facts dt{font-size:11px;color:#7b8794;text-transform:uppercase}.facts dd{margin:0;font-weight:600}
+.chip,.legend span{display:inline-block;margin-right:14px;font-size:13px}
+.chip i,.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+svg.plot{width:100%;height:auto;display:block}
+.grid{stroke:#eef0f3}.axis{stroke:#9aa5b1}.tick{font-size:11px;fill:#616e7c}.label{font-size:12px;fill:#3e4c59}
+.area{stroke:none;opacity:.92}.bar{fill:#5b8def}.marker{stroke-width:1.5;stroke-dasharray:4 3}
+.marker-label{font-size:11px;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
+.histograms{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
+figure{margin:0}figcaption{font-weight:600;font-size:13px}figcaption small{color:#7b8794;font-weight:400}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3}
+th{font-size:12px;color:#52606d;font-weight:600}
+.expectations tr.fail td:first-child{color:#d9480f;font-weight:700}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
+.phones td.mac{font-family:ui-monospace,monospace;white-space:nowrap}.phones td.failure{color:#c92a2a;font-size:12px}
+.tl{position:relative;height:12px;min-width:220px;background:#f5f7fa;border-radius:2px;cursor:pointer}
+.tl b{position:absolute;top:0;bottom:0}
+.events{font-size:12px;color:#3e4c59;margin:4px 0}.events td{border:0;padding:1px 8px}
+.controls{margin:8px 0;display:flex;gap:8px;align-items:center}.controls input{flex:1;padding:4px 8px}
+.note{color:#7b8794;font-size:13px}
+"""
+
+# The phone table: filter, page, draw each row's timeline as coloured spans, and show a
+# phone's events when its timeline is clicked. Written for this page; no library.
+_SCRIPT = r"""
+(function () {
+  const rows = JSON.parse(document.getElementById("phone-data").textContent);
+  const body = document.getElementById("phone-rows");
+  const filter = document.getElementById("filter"), stateSel = document.getElementById("state");
+  const pageLabel = document.getElementById("page");
+  let shown = rows, page = 0;
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+  const secs = (v) => v === null ? "–" : (v < 1 ? (v * 1000).toPrecision(3) + " ms" : v.toPrecision(3) + " s");
+  function timeline(events) {
+    const spans = [], states = events.filter((e) => !e[2]);
+    for (let i = 0; i < states.length; i++) {
+      const start = states[i][0], end = i + 1 < states.length ? states[i + 1][0] : END_T;
+      const left = 100 * start / END_T, width = Math.max(0.3, 100 * (end - start) / END_T);
+      const name = STATES[states[i][1]];
+      spans.push('<b style="left:' + left.toFixed(2) + '%;width:' + width.toFixed(2) + '%;background:' +
+                 COLORS[name] + '" title="' + esc(name + " at " + start.toFixed(3) + " s " + states[i][3]) + '"></b>');
+    }
+    return spans.join("");
+  }
+  function eventsTable(events) {
+    return '<table class="events">' + events.map((e) => "<tr><td>" + e[0].toFixed(4) + "</td><td>" +
+      (e[2] ? "step" : "state") + "</td><td>" + STATES[e[1]] + "</td><td>" + esc(e[3]) + "</td></tr>").join("") +
+      "</table>";
+  }
+  function draw() {
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
+    page = Math.min(page, pages - 1);
+    const slice = shown.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+    body.innerHTML = slice.map((r, i) =>
+      '<tr class="phone-row"><td class="mac">' + esc(r[0]) + "</td><td>" + esc(r[1]) + "</td><td>" +
+      esc(r[2] + " " + r[3]) + "</td><td>" + esc(r[4]) + "</td><td>" + r[5] + "</td><td>" +
+      secs(r[7] === null || r[6] === null ? null : r[7] - r[6]) + '</td><td><div class="tl" data-i="' + i + '">' +
+      timeline(r[9]) + '</div><div class="more"></div></td><td class="failure">' + esc(r[8]) + "</td></tr>").join("");
+    body.querySelectorAll(".tl").forEach((el) => el.addEventListener("click", () => {
+      const more = el.nextElementSibling;
+      more.innerHTML = more.innerHTML ? "" : eventsTable(slice[+el.dataset.i][9]);
+    }));
+    pageLabel.textContent = "page " + (page + 1) + " of " + pages + " (" + shown.length + " phones)";
+  }
+  function apply() {
+    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean), state = stateSel.value;
+    shown = rows.filter((r) => (!state || r[4] === state) &&
+      words.every((w) => (r[0] + " " + r[1] + " " + r[2] + " " + r[3] + " " + r[8]).toLowerCase().includes(w)));
+    page = 0;
+    draw();
+  }
+  filter.addEventListener("input", apply);
+  stateSel.addEventListener("change", apply);
+  document.getElementById("prev").addEventListener("click", () => { page = Math.max(0, page - 1); draw(); });
+  document.getElementById("next").addEventListener("click", () => { page++; draw(); });
+  draw();
+})();
+"""

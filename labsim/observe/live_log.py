@@ -1,0 +1,193 @@
+"""``labsim serve``'s live log: one line per DHCP exchange, TFTP request and HTTP request.
+
+The services only call an optional observer (``on_event``) that is None unless someone
+listens, so a run without a live log formats nothing per packet. :class:`LiveLog`
+attaches to whichever services a :class:`~labsim.services.lab.LabServices` started and
+turns their events into lines like::
+
+    12:00:01 dhcp ACK 10.1.0.12 to 00:15:65:aa:00:01 via 127.0.0.2 (vendor yealink, class yealink)
+    12:00:01 tftp RRQ y000000000066.cfg from 127.0.0.1:40321: sending 210 bytes
+    12:00:02 http GET /y000000000066.cfg 200 from 127.0.0.1 (mac 00:15:65:aa:00:01)
+
+The ``format_*`` functions are pure (event in, text out) and tested on their own. An
+observer that fails never disturbs the service: the error is counted and the line dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from labsim.wire import tftp as tftp_wire
+from labsim.wire.dhcp import ACK, DECLINE, INFORM, MESSAGE_TYPE_NAMES, NAK, OFFER, RELEASE, DhcpMessage
+
+ZERO_IP = "0.0.0.0"
+OPT_REQUESTED_IP = 50
+OPT_MESSAGE = 56
+OPT_VENDOR_CLASS = 60
+
+
+def _mac(raw: bytes) -> str:
+    return raw.hex(":") if raw else "?"
+
+
+def _text(raw: bytes | None, limit: int = 60) -> str:
+    text = raw.rstrip(b"\x00").decode("latin-1") if raw else ""
+    text = "".join(c if c.isprintable() else "." for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_dhcp(
+    request: DhcpMessage, replies: list, *, via: str, class_name: str | None = None,
+    note: str | None = None, show_offers: bool = False,
+) -> list[str]:
+    """Lines for one DHCP datagram and the server's answer to it.
+
+    An exchange is logged where it ends: the ACK or NAK (OFFERs only with
+    ``show_offers``), a RELEASE or DECLINE, or a DISCOVER nobody could answer."""
+    client = _mac(request.chaddr)
+    tags = []
+    vendor = request.options.get(OPT_VENDOR_CLASS)
+    if vendor:
+        tags.append(f"vendor {_text(vendor)}")
+    if class_name:
+        tags.append(f"class {class_name}")
+    suffix = f" ({', '.join(tags)})" if tags else ""
+    lines = []
+    for reply in replies:
+        message = reply.message
+        mtype = message.message_type
+        if mtype == OFFER and not show_offers:
+            continue
+        name = MESSAGE_TYPE_NAMES.get(mtype, str(mtype))
+        if mtype == NAK:
+            why = _text(message.options.get(OPT_MESSAGE))
+            lines.append(f"dhcp NAK to {client} via {via}{suffix}" + (f": {why}" if why else ""))
+        elif mtype == ACK and request.message_type == INFORM:
+            lines.append(f"dhcp ACK (inform, options only) to {request.ciaddr} {client} via {via}{suffix}")
+        else:
+            lines.append(f"dhcp {name} {message.yiaddr} to {client} via {via}{suffix}")
+    mtype = request.message_type
+    if mtype == RELEASE:
+        lines.append(f"dhcp RELEASE {request.ciaddr} from {client} via {via}")
+    elif mtype == DECLINE:
+        declined = request.options.get(OPT_REQUESTED_IP)
+        address = ".".join(str(b) for b in declined) if declined and len(declined) == 4 else "?"
+        lines.append(f"dhcp DECLINE {address} from {client} via {via} (address in use)")
+    if note:
+        lines.append(f"dhcp no address for {client} via {via}{suffix}: {note}")
+    return lines
+
+
+def format_tftp(datagram: bytes, addr, outcome) -> str | None:
+    """The line for one request on the TFTP port (None for datagrams that are not one)."""
+    try:
+        request = tftp_wire.decode_request(datagram)
+    except (tftp_wire.TftpDecodeError, ValueError):
+        return None
+    peer = f"{addr[0]}:{addr[1]}"
+    if outcome is None:
+        return f"tftp RRQ {request.filename} from {peer}: ignored"
+    packet = getattr(outcome, "packet", None)
+    if packet is not None:  # a Reject
+        try:
+            code, message = tftp_wire.decode_error(packet)
+        except (tftp_wire.TftpDecodeError, ValueError):
+            code, message = "?", "error"
+        return f"tftp RRQ {request.filename} from {peer}: refused ({code} {message})"
+    size = len(getattr(outcome, "data", b""))
+    blksize = getattr(outcome, "blksize", tftp_wire.DEFAULT_BLKSIZE)
+    return f"tftp RRQ {request.filename} from {peer}: sending {size} bytes (blksize {blksize})"
+
+
+def format_http(entry: dict) -> str:
+    """The line for one access-log entry of the HTTP server."""
+    line = f"http {entry.get('method')} {entry.get('path')} {entry.get('status')} from {entry.get('client')}"
+    if entry.get("mac"):
+        line += f" (mac {entry['mac']})"
+    return line
+
+
+class LiveLog:
+    """Writes the services' events to ``stream`` as they happen, each line stamped with
+    the local wall-clock time of ``clock.seconds()``."""
+
+    def __init__(self, stream: TextIO, clock, *, show_offers: bool = False):
+        self.stream = stream
+        self.clock = clock
+        self.show_offers = show_offers
+        self.lines = 0
+        self.observer_errors = 0
+        self._detach: list = []
+
+    def write(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock.seconds()))
+        self.stream.write(f"{stamp} {text}\n")
+        self.stream.flush()
+        self.lines += 1
+
+    def attach(self, services) -> None:
+        """Listen to every service ``services`` (a started LabServices) runs."""
+        if services.dhcp is not None:
+            self.attach_dhcp(services.dhcp[1])
+        if services.tftp is not None:
+            self.attach_tftp(services.tftp)
+        if services.http is not None:
+            self.attach_http(services.http)
+
+    def attach_dhcp(self, listening) -> None:
+        listening.set_observer(self._dhcp_event)
+        self._detach.append(lambda: listening.set_observer(None))
+
+    def attach_tftp(self, handle) -> None:
+        handle.on_event = self._tftp_event
+        self._detach.append(lambda: setattr(handle, "on_event", None))
+
+    def attach_http(self, handle) -> None:
+        handle.site.on_event = self._http_event
+        self._detach.append(lambda: setattr(handle.site, "on_event", None))
+
+    def detach(self) -> None:
+        for undo in self._detach:
+            undo()
+        self._detach.clear()
+
+    # -- the observers: never raise into a service --
+
+    def _dhcp_event(self, protocol, request: DhcpMessage, replies: list, note: str | None) -> None:
+        try:
+            via = request.giaddr if request.giaddr != ZERO_IP else (protocol.device or "direct")
+            found = protocol.server.classify(request)
+            for line in format_dhcp(request, replies, via=via, class_name=found.name if found else None,
+                                    note=note, show_offers=self.show_offers):
+                self.write(line)
+        except Exception:
+            self.observer_errors += 1
+
+    def _tftp_event(self, datagram: bytes, addr, outcome) -> None:
+        try:
+            line = format_tftp(datagram, addr, outcome)
+            if line is not None:
+                self.write(line)
+        except Exception:
+            self.observer_errors += 1
+
+    def _http_event(self, entry: dict) -> None:
+        try:
+            self.write(format_http(entry))
+        except Exception:
+            self.observer_errors += 1
+
+
+def format_counters(stats: dict) -> str:
+    """LabServices.stats() as readable lines: one per service, the non-zero counters."""
+    lines = ["counters:"]
+    for service, counters in stats.items():
+        flat = []
+        for key, value in sorted(counters.items()):
+            if isinstance(value, dict):
+                flat.extend(f"{key}.{k}={v}" for k, v in sorted(value.items()) if v)
+            elif value:
+                flat.append(f"{key}={value}")
+        lines.append(f"  {service}: {' '.join(flat) if flat else '(nothing)'}")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""The JSON Schema (draft 2020-12) of ``report.json``, schema version 1.
+
+Published as ``docs/report.schema.json``, generated from here:
+
+    python -m labsim.observe.report_schema > docs/report.schema.json
+
+(a test checks the two agree, and that a real run's report validates). The parts labsim
+defines exactly (the top level, the summary, each phone, each event) allow no other
+fields, so a field added to the report without its schema fails the test; the parts
+whose contents depend on which services ran or on the vendor (service counters, the
+network's counters, flash) are open.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from labsim.observe.report import SCHEMA_VERSION
+from labsim.phones.phone import STATES
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_COUNTERS = {"type": "object", "additionalProperties": {"type": ["integer", "number", "object"]}}
+
+STATS = {
+    "type": "object",
+    "description": "Nearest-rank statistics over some durations, seconds; null when there are none.",
+    "properties": {"count": {"type": "integer", "minimum": 0},
+                   **{name: _NUMBER_OR_NULL for name in ("p50", "p90", "p95", "p99", "max", "mean")}},
+    "required": ["count", "p50", "p90", "p95", "p99", "max", "mean"],
+    "additionalProperties": False,
+}
+
+EXPECTATION = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "check": {"type": "string", "description": "METRIC OP VALUE, e.g. 'phones.ready == 100%'"},
+        "passed": {"type": "boolean"},
+        "observed": {
+            "description": "a number; for per-phone checks {min, max}; null when there was no data",
+            "oneOf": [
+                {"type": "number"},
+                {"type": "null"},
+                {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                 "required": ["min", "max"], "additionalProperties": False},
+            ],
+        },
+        "detail": {"type": "string"},
+    },
+    "required": ["name", "check", "passed", "observed", "detail"],
+    "additionalProperties": False,
+}
+
+EVENT = {
+    "type": "object",
+    "properties": {
+        "t": {"type": "number", "description": "seconds from the start of the run"},
+        "kind": {"enum": ["state", "step"]},
+        "state": {"enum": list(STATES)},
+        "detail": {"type": "string"},
+    },
+    "required": ["t", "kind", "state", "detail"],
+    "additionalProperties": False,
+}
+
+TIMELINE_ENTRY = {
+    "type": "object",
+    "description": "one action of the scenario's timeline, as it was carried out",
+    "properties": {
+        "t": {"type": "number", "description": "seconds from the start of the run"},
+        "entry": {"type": "string", "description": "the timeline entry, as written"},
+        "action": {"type": "string"},
+        "outcome": {"type": "string"},
+    },
+    "required": ["t", "entry", "action", "outcome"],
+    "additionalProperties": False,
+}
+
+PHONE = {
+    "type": "object",
+    "properties": {
+        "mac": {"type": "string", "pattern": "^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"},
+        "vendor": {"type": "string"},
+        "model": {"type": "string"},
+        "fleet": {"type": "string"},
+        "state": {"enum": list(STATES)},
+        "failure": {"type": ["string", "null"]},
+        "reboots": {"type": "integer", "minimum": 0},
+        "power_cycles": {"type": "integer", "minimum": 0, "description": "power cycles by the scenario's timeline"},
+        "powered_on_at_s": _NUMBER_OR_NULL,
+        "ready_at_s": _NUMBER_OR_NULL,
+        "files": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "file name -> MD5 of the file the phone applied"},
+        "flash": {"type": "object", "description": "what the phone keeps across reboots (vendor-dependent)",
+                  "properties": {"firmware": {"type": ["string", "null"]},
+                                 "file_md5": {"type": "object", "additionalProperties": {"type": "string"}},
+                                 "provisioning_url": {"type": ["string", "null"]},
+                                 "profiles": {"type": "object"},
+                                 "settings_count": {"type": "integer", "minimum": 0}}},
+        "events": {"type": "array", "items": EVENT},
+    },
+    "required": ["mac", "vendor", "model", "fleet", "state", "failure", "reboots", "power_cycles", "powered_on_at_s",
+                 "ready_at_s", "files", "flash", "events"],
+    "additionalProperties": False,
+}
+
+REPORT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "labsim report.json",
+    "description": "The report of one `labsim run` (docs/report.md explains every field).",
+    "type": "object",
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "scenario": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "file": {"type": "string"}, "seed": {"type": "integer"}},
+            "required": ["name", "file", "seed"],
+            "additionalProperties": False,
+        },
+        "started": {"type": "string", "description": "ISO 8601 UTC time the fleet started; empty if it never did"},
+        "duration_s": {"type": "number", "minimum": 0},
+        "complete": {"type": "boolean"},
+        "end_reason": {"type": "string"},
+        "passed": {"type": "boolean"},
+        "expectations": {"type": "array", "items": EXPECTATION},
+        "summary": {
+            "type": "object",
+            "properties": {
+                "phones": {"type": "integer", "minimum": 0},
+                "by_state": {"type": "object",
+                             "properties": {state: {"type": "integer", "minimum": 0} for state in STATES},
+                             "required": list(STATES), "additionalProperties": False},
+                "reboots_total": {"type": "integer", "minimum": 0},
+                "time_to_ready_s": STATS,
+                "stages_s": {"type": "object", "additionalProperties": STATS},
+            },
+            "required": ["phones", "by_state", "reboots_total", "time_to_ready_s", "stages_s"],
+            "additionalProperties": False,
+        },
+        "services": {"type": "object", "description": "each service that ran -> its counters",
+                     "additionalProperties": _COUNTERS},
+        "network": {"type": "object", "description": "the fleet's relay counters and fetch_refused",
+                    "additionalProperties": {"type": ["integer", "number", "object"]}},
+        "timeline": {"type": "array", "items": TIMELINE_ENTRY},
+        "phones": {"type": "array", "items": PHONE},
+    },
+    "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "passed",
+                 "expectations", "summary", "services", "network", "timeline", "phones"],
+    "additionalProperties": False,
+}
+
+
+def schema_text() -> str:
+    return json.dumps(REPORT_SCHEMA, indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(schema_text())
