@@ -3,6 +3,9 @@
 DHCP goes straight to an I/O-free ``DhcpServer`` and downloads are served from a dict
 of files, each after a fixed latency on the clock. With ``task.Clock`` a whole fleet's
 boot cycle runs in a unit test in milliseconds, deterministically.
+
+With a ``pnp_responder`` (labsim.services.pnp.PnpResponder) the phones' PnP SUBSCRIBEs
+reach it as bytes, and its answers come back parsed after the same latency.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet import defer
 
 from labsim.phones.events import Fetch, FetchResult
+from labsim.wire import sip_pnp
 
 
 class InMemoryNetwork:
     def __init__(self, clock, *, dhcp_server=None, files: dict[str, bytes] | None = None,
-                 latency_s: float = 0.001, relay_address: str = "127.0.0.2"):
+                 latency_s: float = 0.001, relay_address: str = "127.0.0.2", pnp_responder=None):
         self.clock = clock
         self.dhcp_server = dhcp_server
         self.files = files if files is not None else {}
@@ -25,6 +29,12 @@ class InMemoryNetwork:
         self.phones: dict[bytes, object] = {}
         self.dhcp_sent: list = []
         self.fetches: list[Fetch] = []
+        self.pnp_responder = pnp_responder
+        self.sip_sent: list[tuple[object, tuple[str, int] | None]] = []  # (message, to)
+
+    @property
+    def pnp_reachable(self) -> bool:
+        return self.pnp_responder is not None
 
     def attach(self, driver) -> None:
         self.phones[driver.phone.mac_bytes] = driver
@@ -48,3 +58,13 @@ class InMemoryNetwork:
         deferred = defer.Deferred()
         self.clock.callLater(self.latency_s, deferred.callback, result)
         return deferred
+
+    def send_sip(self, driver, message, to) -> None:
+        self.sip_sent.append((message, to))
+        if self.pnp_responder is None:
+            return
+        lease = driver.phone.lease
+        source = (lease.address if lease else self.relay_address, 5060)
+        responder_address = tuple(self.pnp_responder.config.local)
+        for data, _target in self.pnp_responder.handle(message.encode(), source):
+            self.clock.callLater(self.latency_s, driver.sip_received, sip_pnp.parse(data), responder_address)
