@@ -1,0 +1,68 @@
+"""Every bundled scenario runs, small, and ends the way its comments say it does."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCENARIOS = os.path.join(ROOT, "scenarios")
+# Scenarios that need real third-party servers run in tests/interop.
+NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
+TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml"}
+SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12}
+
+
+def run(path, tmp_path, *args):
+    report_dir = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir), *args],
+                          capture_output=True, text=True, timeout=240)
+    report = json.loads((report_dir / "report.json").read_text())
+    return proc, report
+
+
+def bundled():
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(SCENARIOS, "*.yaml")))
+
+
+def test_the_library_index_lists_every_scenario():
+    index = open(os.path.join(SCENARIOS, "README.md"), encoding="utf-8").read()
+    for name in bundled():
+        assert f"]({name})" in index, f"{name} is missing from scenarios/README.md"
+
+
+@pytest.mark.parametrize("name", [n for n in bundled() if n not in NEEDS_REAL_SERVERS | TRAINING_LABS])
+def test_bundled_scenario_passes(name, tmp_path):
+    args = ("--phones", str(SMALL[name])) if name in SMALL else ()
+    proc, report = run(os.path.join(SCENARIOS, name), tmp_path, *args)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert report["passed"] and report["complete"]
+
+
+def test_training_lab_wrong_option_66_fails_until_fixed(tmp_path):
+    path = os.path.join(SCENARIOS, "lab-wrong-option-66.yaml")
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 1
+    assert report["summary"]["by_state"]["failed"] == report["summary"]["phones"]
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
+    proc, report = run(fixed, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):
+    path = os.path.join(SCENARIOS, "lab-missing-mac-file.yaml")
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 1
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [e["check"] for e in failing] == ["every phone: flash account.1.user_name is set"]
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(re.sub(r"\n      fleets: \[first-desk\]", "", open(path).read()))
+    proc, report = run(fixed, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
