@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,16 @@ def scaled_scenario(phones: int) -> str:
     text = re.sub(r"models: \{[^}]*\}", f"models: {{T46S: {t46s}, T48S: {t48s}, T54S: {t54s}}}", text)
     text = re.sub(r"boot: \{[^}]*\}", "boot: {pattern: storm, random_delay_s: 1.0}", text)
     text = re.sub(r"pool: \{[^}]*\}", "pool: {start: 10.20.0.10, end: 10.20.250.250}", text)
+    # Free ports, so the benchmark never collides with a lab (or a test) already running.
+    for fixed, kind in (("6767", socket.SOCK_DGRAM), ("6969", socket.SOCK_DGRAM), ("8080", socket.SOCK_STREAM)):
+        text = text.replace(fixed, str(_free_port(kind)))
     return text.replace("time_limit_s: 240", "time_limit_s: 600")
+
+
+def _free_port(kind) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -46,6 +56,9 @@ def main() -> int:
                               capture_output=True, text=True)
         wall = time.monotonic() - started
         peak_rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if not os.path.exists(os.path.join(tmp, "report.json")):
+            print(proc.stdout[-3000:], proc.stderr[-3000:])
+            return 1
         report = json.load(open(os.path.join(tmp, "report.json")))
     summary = report["summary"]
     ready = summary["by_state"]["ready"]

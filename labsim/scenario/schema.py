@@ -218,6 +218,15 @@ class HttpService(Strict):
     address: IPv4 = "127.0.0.1"
     port: Port = 8080
     directory_listing: bool = False
+    # --- uploads: phones (Polycom) PUT their logs; stored under upload_dir only.
+    uploads: bool = Field(False, description="accept HTTP PUT into upload_dir")
+    upload_dir: str = Field("uploads", description="folder inside the provisioning root that PUT writes to")
+
+    @field_validator("upload_dir")
+    @classmethod
+    def _upload_dir_inside(cls, name: str) -> str:
+        return _relative_inside(name)
+    # --- end uploads
 
 
 # --- FTP and PnP services (labsim/services/ftp.py, labsim/services/pnp.py) ---------------

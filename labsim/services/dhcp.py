@@ -11,6 +11,11 @@ present, but the phones put their MAC there anyway and a fleet is addressed by M
 Cost per packet is a handful of dict lookups: addresses are handed out from a cursor
 that walks the pool once plus a queue of returned addresses (never a scan of the pool),
 and lease expiry is a heap consulted lazily at the start of each ``handle``.
+
+Client classes (:mod:`labsim.services.dhcp_classes`) pick per-vendor options by option
+60. Leases can be saved and restored (``lease_records`` / ``restore``; the file format is
+:mod:`labsim.services.lease_file`); ``lease_version`` changes whenever they do, so the
+edge knows when a save is due without comparing anything.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from socket import inet_aton, inet_ntoa
 
+from labsim.services.dhcp_classes import ClientClass, ClientClassifier
+from labsim.services.lease_file import LeaseRecord
 from labsim.wire.dhcp import (
     ACK,
     BOOTREPLY,
@@ -50,6 +57,7 @@ OPT_PARAMETER_LIST = 55
 OPT_MESSAGE = 56
 OPT_RENEWAL_T1 = 58
 OPT_REBINDING_T2 = 59
+OPT_VENDOR_CLASS = 60
 OPT_RELAY_AGENT_INFO = 82
 
 # Options the server itself decides (or that only clients send); a configured value for
@@ -78,6 +86,9 @@ class DhcpServerConfig:
     offer_hold_s: float = 60.0  # how long an OFFERed address is held for the client
     decline_hold_s: float = 86400.0  # how long a DECLINEd address is kept out of the pool
     next_server: str = ZERO_IP  # siaddr in replies: the TFTP "next server" some boot ROMs use
+    # Per-vendor options by option 60, first match wins; a class's options are added to
+    # the global ones and override them code by code (58/59 included).
+    classes: list[ClientClass] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,10 @@ class Reply:
     message: DhcpMessage
     to_addr: str
     to_port: int | None  # None: the port the server listens on (replies to a relay); else 68
+    # Set when RFC 2131 §4.1 wants a unicast to an address the client does not hold yet
+    # (yiaddr, broadcast bit clear): deliver to this hardware address. An edge that cannot
+    # (no ARP entry can be made) broadcasts instead, which the client accepts as well.
+    to_hardware: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -192,6 +207,13 @@ class LeaseTable:
     def is_free(self, ip: str) -> bool:
         return ip not in self._by_ip
 
+    def clients(self) -> Iterator[Lease]:
+        """Every client's lease, FREE ones (its last address) included."""
+        return iter(self._by_mac.values())
+
+    def declined(self) -> Iterator[Lease]:
+        return (lease for lease in self._by_ip.values() if lease.state == DECLINED)
+
     # -- changes (the server's) --
     def record(self, mac: bytes) -> Lease | None:
         """The client's lease in any state, FREE included."""
@@ -220,6 +242,16 @@ class LeaseTable:
     def free(self, lease: Lease) -> None:
         """Released or expired: the address is free, the client's memory of it stays."""
         self._unhold(lease)
+
+    def remember(self, mac: bytes, ip: str) -> None:
+        """Note the address a client had last without holding it (a restored FREE lease)."""
+        self._by_mac[mac] = Lease(ip, mac, FREE, 0.0)
+
+    def set_aside(self, ip: str, until: float) -> None:
+        """Keep ``ip`` out of use until ``until`` (a restored DECLINED marker)."""
+        marker = Lease(ip, None, DECLINED, until)
+        self._by_ip[ip] = marker
+        self._schedule(marker)
 
     def decline(self, lease: Lease, until: float) -> Lease:
         """Set the lease's address aside and forget the client had it."""
@@ -260,6 +292,8 @@ def _new_stats() -> dict[str, int]:
         # why something was not answered, or what happened to the pool
         "pool_exhausted", "ignored", "request_other_server", "request_unknown_client",
         "expired", "declined",
+        # leases read back from a lease file at start, and ones dropped as no longer valid
+        "leases_restored", "leases_dropped",
     )  # fmt: skip
     return dict.fromkeys(keys, 0)
 
@@ -310,25 +344,17 @@ class DhcpServer:
         if config.offer_hold_s <= 0:
             raise ValueError(f"offer_hold_s must be positive, not {config.offer_hold_s}")
 
-        configured: dict[int, bytes] = {}
-        for code, payload in config.options.items():
-            if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 254:
-                raise ValueError(f"option code {code!r} must be an int 1..254")
-            if code in SERVER_MANAGED_OPTIONS:
-                raise ValueError(
-                    f"option {code} is set by the server itself (use server_id / lease_time_s), not by options"
-                )
-            if not isinstance(payload, bytes):
-                raise ValueError(f"option {code}: payload must be bytes (encode it with dhcp_options), not {payload!r}")
-            configured[code] = payload
-        lease = config.lease_time_s
-        self._lease_options = {
-            OPT_LEASE_TIME: lease.to_bytes(4, "big"),
-            OPT_RENEWAL_T1: configured.pop(OPT_RENEWAL_T1, (lease // 2).to_bytes(4, "big")),
-            OPT_REBINDING_T2: configured.pop(OPT_REBINDING_T2, (lease * 7 // 8).to_bytes(4, "big")),
-        }
-        configured.setdefault(OPT_SUBNET_MASK, self._mask.to_bytes(4, "big"))
-        self._options = configured
+        global_options = _checked_options(config.options, "options")
+        self._default_profile = self._profile(global_options)
+        # One precomputed profile per class: the global options with the class's on top.
+        self._classifier = ClientClassifier(config.classes) if config.classes else None
+        self._class_profiles: dict[str, _Profile] = {}
+        for client_class in config.classes:
+            own = _checked_options(client_class.options, f"class {client_class.name!r}")
+            self._class_profiles[client_class.name] = self._profile({**global_options, **own})
+            self.stats[f"class_{client_class.name}"] = 0  # ACKs sent with the class's options
+        # Bumped on every change to the leases: the lease file is rewritten when it moved.
+        self.lease_version = 0
 
         self._handlers: dict[int, Callable[[DhcpMessage, float], list[Reply]]] = {
             DISCOVER: self._discover,
@@ -337,6 +363,17 @@ class DhcpServer:
             RELEASE: self._release,
             INFORM: self._inform,
         }
+
+    def _profile(self, configured: dict[int, bytes]) -> "_Profile":
+        lease = self.config.lease_time_s
+        configured = dict(configured)
+        lease_options = {
+            OPT_LEASE_TIME: lease.to_bytes(4, "big"),
+            OPT_RENEWAL_T1: configured.pop(OPT_RENEWAL_T1, (lease // 2).to_bytes(4, "big")),
+            OPT_REBINDING_T2: configured.pop(OPT_REBINDING_T2, (lease * 7 // 8).to_bytes(4, "big")),
+        }
+        configured.setdefault(OPT_SUBNET_MASK, self._mask.to_bytes(4, "big"))
+        return _Profile(lease_options, configured)
 
     # -- the entry point --
 
@@ -355,8 +392,58 @@ class DhcpServer:
         for lease in self.leases.pop_expired(now):
             self.pool.give_back(lease.ip)
             count += 1
-        self.stats["expired"] += count
+        if count:
+            self.stats["expired"] += count
+            self.lease_version += 1
         return count
+
+    def classify(self, msg: DhcpMessage) -> ClientClass | None:
+        """The client class a message falls in by its option 60, if any."""
+        if self._classifier is None:
+            return None
+        return self._classifier.classify(msg.options.get(OPT_VENDOR_CLASS))
+
+    # -- saving and restoring leases --
+
+    def lease_records(self) -> list[LeaseRecord]:
+        """Everything worth keeping across a restart: bound leases, each client's last
+        address (offers count as that: an offer does not outlive a restart), and
+        declined addresses."""
+        records = []
+        for lease in self.leases.clients():
+            if lease.state == BOUND:
+                records.append(LeaseRecord("bound", lease.mac, lease.ip, lease.expires))
+            else:
+                records.append(LeaseRecord("free", lease.mac, lease.ip, 0.0))
+        for marker in self.leases.declined():
+            records.append(LeaseRecord("declined", None, marker.ip, marker.expires))
+        return records
+
+    def restore(self, records: list[LeaseRecord], now: float) -> None:
+        """Take back saved leases at start (before any message). A record this
+        configuration no longer allows (an address outside the pool, a reservation that
+        moved, an address already taken by an earlier record) is dropped and counted."""
+        restored = dropped = 0
+        for record in records:
+            if record.state == "declined":
+                if record.expires > now and record.ip in self.pool and self.leases.is_free(record.ip):
+                    self.leases.set_aside(record.ip, record.expires)
+                    restored += 1
+                elif record.expires > now:
+                    dropped += 1
+                continue
+            mac = record.mac
+            if not self._acceptable(mac, record.ip) or self.leases.record(mac) is not None:
+                dropped += 1
+                continue
+            if record.state == "bound" and record.expires > now:
+                self.leases.hold(mac, record.ip, BOUND, record.expires)
+            else:  # free, or bound but run out while the server was down
+                self.leases.remember(mac, record.ip)
+            restored += 1
+        self.stats["leases_restored"] += restored
+        self.stats["leases_dropped"] += dropped
+        self.lease_version += 1
 
     # -- one method per message type --
 
@@ -428,6 +515,7 @@ class DhcpServer:
             self.stats["ignored"] += 1
             return []
         self.leases.decline(lease, now + self.config.decline_hold_s)
+        self.lease_version += 1
         self.stats["declined"] += 1
         return []
 
@@ -490,12 +578,14 @@ class DhcpServer:
         return True
 
     def _hold(self, mac: bytes, ip: str, state: str, expires: float) -> Lease:
+        self.lease_version += 1
         lease, moved_from = self.leases.hold(mac, ip, state, expires)
         if moved_from is not None:
             self.pool.give_back(moved_from.ip)
         return lease
 
     def _free(self, lease: Lease) -> None:
+        self.lease_version += 1
         self.leases.free(lease)
         self.pool.give_back(lease.ip)
 
@@ -504,10 +594,17 @@ class DhcpServer:
         return [self._reply(msg, ACK, ip, msg.ciaddr, with_lease=True)]
 
     def _reply(self, msg: DhcpMessage, mtype: int, yiaddr: str, ciaddr: str, *, with_lease: bool) -> Reply:
+        profile = self._default_profile
+        if self._classifier is not None:
+            client_class = self._classifier.classify(msg.options.get(OPT_VENDOR_CLASS))
+            if client_class is not None:
+                profile = self._class_profiles[client_class.name]
+                if mtype == ACK:
+                    self.stats["class_" + client_class.name] += 1
         options = {OPT_MESSAGE_TYPE: bytes((mtype,)), OPT_SERVER_ID: self._server_id_bytes}
         if with_lease:
-            options.update(self._lease_options)
-        configured = self._options
+            options.update(profile.lease_options)
+        configured = profile.options
         wanted = msg.options.get(OPT_PARAMETER_LIST)
         if wanted:
             # The client's order first; then everything else configured, because phones
@@ -560,11 +657,39 @@ class DhcpServer:
         """Where a reply goes (RFC 2131 §4.1)."""
         if request.giaddr != ZERO_IP:
             return Reply(reply, request.giaddr, None)  # to the relay, on the server port
-        if request.ciaddr != ZERO_IP and reply.options[OPT_MESSAGE_TYPE][0] != NAK:
+        is_nak = reply.options[OPT_MESSAGE_TYPE][0] == NAK
+        if request.ciaddr != ZERO_IP and not is_nak:
             return Reply(reply, request.ciaddr, CLIENT_PORT)
-        # The RFC would unicast to yiaddr at chaddr when the broadcast bit is clear, which
-        # needs an ARP entry injected; broadcasting reaches the client just the same.
+        if not is_nak and not request.flags & BROADCAST_FLAG and reply.yiaddr != ZERO_IP and request.hlen == 6:
+            # Broadcast bit clear: unicast to yiaddr at chaddr. The client has no address
+            # yet, so the edge must put chaddr in the neighbour table itself.
+            return Reply(reply, reply.yiaddr, CLIENT_PORT, request.chaddr)
         return Reply(reply, BROADCAST, CLIENT_PORT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What one kind of client is sent: lease times (51/58/59) and the other options."""
+
+    lease_options: dict[int, bytes]
+    options: dict[int, bytes]
+
+
+def _checked_options(options: dict[int, bytes], where: str) -> dict[int, bytes]:
+    checked: dict[int, bytes] = {}
+    for code, payload in options.items():
+        if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 254:
+            raise ValueError(f"{where}: option code {code!r} must be an int 1..254")
+        if code in SERVER_MANAGED_OPTIONS:
+            raise ValueError(
+                f"{where}: option {code} is set by the server itself (use server_id / lease_time_s), not by options"
+            )
+        if not isinstance(payload, bytes):
+            raise ValueError(
+                f"{where}: option {code}: payload must be bytes (encode it with dhcp_options), not {payload!r}"
+            )
+        checked[code] = payload
+    return checked
 
 
 def _address(name: str, value: str) -> ipaddress.IPv4Address:

