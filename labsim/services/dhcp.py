@@ -344,14 +344,9 @@ class DhcpServer:
         if config.offer_hold_s <= 0:
             raise ValueError(f"offer_hold_s must be positive, not {config.offer_hold_s}")
 
-        global_options = _checked_options(config.options, "options")
-        self._default_profile = self._profile(global_options)
-        # One precomputed profile per class: the global options with the class's on top.
         self._classifier = ClientClassifier(config.classes) if config.classes else None
-        self._class_profiles: dict[str, _Profile] = {}
+        self._build_profiles()
         for client_class in config.classes:
-            own = _checked_options(client_class.options, f"class {client_class.name!r}")
-            self._class_profiles[client_class.name] = self._profile({**global_options, **own})
             self.stats[f"class_{client_class.name}"] = 0  # ACKs sent with the class's options
         # Bumped on every change to the leases: the lease file is rewritten when it moved.
         self.lease_version = 0
@@ -363,6 +358,26 @@ class DhcpServer:
             RELEASE: self._release,
             INFORM: self._inform,
         }
+
+    def _build_profiles(self) -> None:
+        global_options = _checked_options(self.config.options, "options")
+        self._default_profile = self._profile(global_options)
+        # One precomputed profile per class: the global options with the class's on top.
+        self._class_profiles: dict[str, _Profile] = {}
+        for client_class in self.config.classes:
+            own = _checked_options(client_class.options, f"class {client_class.name!r}")
+            self._class_profiles[client_class.name] = self._profile({**global_options, **own})
+
+    def reconfigure_options(self, options: dict[int, bytes]) -> None:
+        """Replace the global options while serving (a scenario's timeline changes a DHCP
+        option); leases are kept, the next reply carries the new options."""
+        previous = self.config.options
+        self.config.options = dict(options)
+        try:
+            self._build_profiles()
+        except ValueError:
+            self.config.options = previous
+            raise
 
     def _profile(self, configured: dict[int, bytes]) -> "_Profile":
         lease = self.config.lease_time_s

@@ -125,3 +125,20 @@ def test_state_dir_second_run_continues_from_saved_flash(tmp_path):
                                  "--state-dir", str(state))
     assert second.returncode == 0, second.stdout + second.stderr
     assert report2["phones"][0]["files"] == report1["phones"][0]["files"]
+
+
+def test_changing_option_66_mid_run_sends_later_phones_elsewhere(tmp_path):
+    p = ports()
+    # Option 66 starts wrong: the first phones fail. At 1.5 s the lab fixes it; the
+    # phones that boot after that (ramp) provision.
+    text = base(p, option66="http://127.0.0.1:9/", count=10, expect=("phones.failed >= 1", "phones.ready >= 1"))
+    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", "boot: {pattern: ramp, per_second: 3}")
+    text += f"""\
+timeline:
+  - at: 1.5
+    do: {{set_dhcp_option: {{66: "http://127.0.0.1:{p['http_port']}/"}}}}
+"""
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    by_url = {ph["flash"]["provisioning_url"] for ph in report["phones"] if ph["state"] == "ready"}
+    assert by_url == {f"http://127.0.0.1:{p['http_port']}/"}
