@@ -28,7 +28,8 @@ def scaled_scenario(phones: int) -> str:
     t46s = phones * 2 // 5
     t48s = phones * 2 // 5
     t54s = phones - t46s - t48s
-    text = re.sub(r"models: \{[^}]*\}", f"models: {{T46S: {t46s}, T48S: {t48s}, T54S: {t54s}}}", text)
+    text = re.sub(r"models: \{[^}]*\}", f"models: {{T46S: {t46s}, T48S: {t48s}}}", text)
+    text = re.sub(r"count: 100\n", f"count: {t54s}\n", text)
     text = re.sub(r"boot: \{[^}]*\}", "boot: {pattern: storm, random_delay_s: 1.0}", text)
     text = re.sub(r"pool: \{[^}]*\}", "pool: {start: 10.20.0.10, end: 10.20.250.250}", text)
     # Free ports, so the benchmark never collides with a lab (or a test) already running.
