@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run only a scenario's services (DHCP, TFTP, HTTP) with a live log")
     serve.add_argument("scenario", help="scenario file (YAML); its fleets are not booted")
     serve.add_argument("--report-dir", default="labsim-report",
-                       help="where a relative services.dhcp.lease_file and generated TLS files go (default: ./labsim-report/)")
+                       help="where a relative services.dhcp.lease_file and generated TLS files go "
+                       "(default: ./labsim-report/)")
     serve.add_argument("--show-offers", action="store_true", help="log DHCP OFFERs too, not only ACK/NAK")
     serve.set_defaults(func=command_serve)
 

@@ -139,10 +139,20 @@ class ScenarioRun:
         self.timeline.start()
         self._deadline = self.reactor.callLater(self.scenario.time_limit_s, self._time_up)
         self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
-                                         interactive=self.interactive)
+                                         interactive=self.interactive, counters=self._live_counters)
         self._progress.start()
         if not self.members:
             self._end("no phones")
+
+    def _live_counters(self) -> dict[str, int]:
+        """Running totals for the progress line's rates."""
+        totals = {"ready": self.counter.counts["ready"], "dhcp": self._network.relay.stats["sent"]}
+        stats = self._services.stats()
+        if "http" in stats:
+            totals["http"] = stats["http"]["requests"]
+        if "tftp" in stats:
+            totals["tftp"] = stats["tftp"].get("transfers_ok", 0)
+        return totals
 
     def _pnp_target(self) -> tuple[str, int] | None:
         """Where the phones' PnP SUBSCRIBE goes: network.pnp_server, else labsim's own

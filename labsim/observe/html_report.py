@@ -56,8 +56,10 @@ def nice_step(span: float, target: int = 6) -> float:
     return 10 * power
 
 
-def ticks(top: float, target: int = 6) -> list[float]:
+def ticks(top: float, target: int = 6, whole: bool = False) -> list[float]:
     step = nice_step(top, target)
+    if whole:  # counts: no tick at 0.2 of a phone
+        step = max(1.0, step)
     count = int(math.floor(top / step + 1e-9))
     return [round(i * step, 10) for i in range(count + 1)]
 
@@ -146,6 +148,8 @@ def histogram(values: list[float], bins: int = HISTOGRAM_BINS) -> tuple[float, f
     """(start, bin width, counts) of ``bins`` equal bins covering every value."""
     start, end = histogram_range(values)
     width = (end - start) / bins
+    if not width > 0:  # values so close to zero that the width underflows
+        width = 1.0 / bins
     counts = [0] * bins
     for value in values:
         counts[min(bins - 1, max(0, int((value - start) / width)))] += 1
@@ -200,9 +204,10 @@ class _Plot:
     def y(self, value: float) -> float:
         return round(self.y0 - (self.y0 - self.y1) * value / self.y_max, 1)
 
-    def axes(self, x_label: str, y_label: str, x_ticks: list[float] | None = None) -> list[str]:
+    def axes(self, x_label: str, y_label: str, x_ticks: list[float] | None = None, *,
+             counts: bool = False) -> list[str]:
         parts = []
-        y_values = ticks(self.y_max, 5)
+        y_values = ticks(self.y_max, 5, whole=counts)
         for value, text in zip(y_values, _tick_labels(y_values)):
             y = self.y(value)
             parts.append(f'<line class="grid" x1="{self.x0}" y1="{y}" x2="{self.x1}" y2="{y}"/>'
@@ -235,7 +240,7 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
 def states_svg(phones: list[dict], end_t: float) -> str:
     times, series = state_series(phones, end_t)
     plot = _Plot(times[-1], len(phones))
-    parts = plot.axes("seconds since the run started", "phones")
+    parts = plot.axes("seconds since the run started", "phones", counts=True)
     lower = [0] * len(times)
     shown = []
     for state in STACK_ORDER:
@@ -255,7 +260,7 @@ def states_svg(phones: list[dict], end_t: float) -> str:
 def histogram_svg(name: str, values: list[float]) -> str:
     start, width, counts = histogram(values)
     plot = _Plot(start + width * len(counts), max(counts), width=440, height=220, x_min=start)
-    parts = plot.axes("seconds", "count")
+    parts = plot.axes("seconds", "count", counts=True)
     for index, count in enumerate(counts):
         if not count:
             continue

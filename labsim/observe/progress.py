@@ -25,21 +25,30 @@ class StateCounter:
         for listener in self.listeners:
             listener(driver, old, new)
 
-    def line(self, elapsed: float) -> str:
+    def line(self, elapsed: float, rates: dict[str, float] | None = None) -> str:
         parts = [f"{state} {self.counts[state]}" for state in STATES if self.counts[state]]
-        ready = self.counts["ready"]
-        rate = ready / elapsed if elapsed > 0 else 0.0
-        return f"[{elapsed:7.1f}s] {self.total} phones: " + ", ".join(parts) + f"  ({rate:.0f} ready/s)"
+        text = f"[{elapsed:7.1f}s] {self.total} phones: " + ", ".join(parts)
+        if rates:
+            text += "  | " + ", ".join(f"{name} {value:.0f}/s" for name, value in rates.items())
+        return text
+
+    def counters(self) -> dict[str, int]:
+        return {"ready": self.counts["ready"]}
 
 
 class ProgressPrinter:
-    def __init__(self, counter: StateCounter, stream, clock, epoch: float, *, interactive: bool):
+    """``counters`` returns running totals (phones ready, DHCP messages, HTTP requests,
+    TFTP transfers ...); each line shows how fast each grew since the last line."""
+
+    def __init__(self, counter: StateCounter, stream, clock, epoch: float, *, interactive: bool, counters=None):
         self.counter = counter
         self.stream = stream
         self.clock = clock
         self.epoch = epoch
         self.interactive = interactive
         self.interval = 1.0 if interactive else 5.0
+        self.counters = counters or counter.counters
+        self._last = (clock.seconds(), self.counters())
         self._call = None
 
     def start(self) -> None:
@@ -49,8 +58,17 @@ class ProgressPrinter:
         self.show()
         self._call = self.clock.callLater(self.interval, self._tick)
 
+    def rates(self) -> dict[str, float]:
+        now, totals = self.clock.seconds(), self.counters()
+        then, before = self._last
+        self._last = (now, totals)
+        span = now - then
+        if span <= 0:
+            return {}
+        return {name: (value - before.get(name, 0)) / span for name, value in totals.items()}
+
     def show(self) -> None:
-        line = self.counter.line(self.clock.seconds() - self.epoch)
+        line = self.counter.line(self.clock.seconds() - self.epoch, self.rates())
         if self.interactive:
             self.stream.write("\r\x1b[K" + line)
         else:

@@ -4,11 +4,12 @@ Published as ``docs/report.schema.json``, generated from here:
 
     python -m labsim.observe.report_schema > docs/report.schema.json
 
-(a test checks the two agree, and that a real run's report validates). The parts labsim
-defines exactly (the top level, the summary, each phone, each event) allow no other
-fields, so a field added to the report without its schema fails the test; the parts
-whose contents depend on which services ran or on the vendor (service counters, the
-network's counters, flash) are open.
+(a test checks the two agree, and that a real run's report validates). Every field
+labsim writes is described and required, with its type. Objects that grow as labsim
+grows (the top level, the summary, a phone, service and network counters, flash, a
+timeline entry) accept fields the schema does not know yet, so a reader validating
+with this schema keeps working when a field is added within schema version 1; the
+small fixed shapes (statistics, an expectation, a phone's event, ``by_state``) are closed.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ EXPECTATION = {
         "check": {"type": "string", "description": "METRIC OP VALUE, e.g. 'phones.ready == 100%'"},
         "passed": {"type": "boolean"},
         "observed": {
-            "description": "a number; for per-phone checks {min, max}; null when there was no data",
-            "oneOf": [
+            "description": "a number; for per-phone checks {min, max}; for flash checks {phones, failing}; "
+                           "null when there was no data",
+            "anyOf": [
                 {"type": "number"},
                 {"type": "null"},
                 {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
                  "required": ["min", "max"], "additionalProperties": False},
+                {"type": "object", "properties": {"phones": {"type": "integer"}, "failing": {"type": "integer"}},
+                 "required": ["phones", "failing"], "additionalProperties": False},
             ],
         },
         "detail": {"type": "string"},
@@ -74,7 +78,19 @@ TIMELINE_ENTRY = {
         "outcome": {"type": "string"},
     },
     "required": ["t", "entry", "action", "outcome"],
-    "additionalProperties": False,
+}
+
+SERVER = {
+    "type": "object",
+    "description": "the downloads from one server (a load test's numbers)",
+    "properties": {
+        "requests": {"type": "integer", "minimum": 0},
+        "errors": {"type": "integer", "minimum": 0},
+        "by_status": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                      "description": "download outcome (ok, not_found, denied, error, timeout, refused) -> count"},
+        "latency_s": STATS,
+    },
+    "required": ["requests", "errors", "by_status", "latency_s"],
 }
 
 PHONE = {
@@ -102,7 +118,6 @@ PHONE = {
     },
     "required": ["mac", "vendor", "model", "fleet", "state", "failure", "reboots", "power_cycles", "powered_on_at_s",
                  "ready_at_s", "files", "flash", "events"],
-    "additionalProperties": False,
 }
 
 REPORT_SCHEMA = {
@@ -134,9 +149,10 @@ REPORT_SCHEMA = {
                 "reboots_total": {"type": "integer", "minimum": 0},
                 "time_to_ready_s": STATS,
                 "stages_s": {"type": "object", "additionalProperties": STATS},
+                "servers": {"type": "object", "additionalProperties": SERVER,
+                            "description": "server URL (http://127.0.0.1:8080, tftp://...) -> its downloads"},
             },
-            "required": ["phones", "by_state", "reboots_total", "time_to_ready_s", "stages_s"],
-            "additionalProperties": False,
+            "required": ["phones", "by_state", "reboots_total", "time_to_ready_s", "stages_s", "servers"],
         },
         "services": {"type": "object", "description": "each service that ran -> its counters",
                      "additionalProperties": _COUNTERS},
@@ -147,7 +163,6 @@ REPORT_SCHEMA = {
     },
     "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "passed",
                  "expectations", "summary", "services", "network", "timeline", "phones"],
-    "additionalProperties": False,
 }
 
 

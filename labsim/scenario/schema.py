@@ -300,12 +300,35 @@ class PnpService(Strict):
         return self
 
 
+class DnsRecord(Strict):
+    name: str
+    type: Literal["A", "AAAA", "CNAME", "SRV", "TXT"]
+    value: str = Field(description="SRV: 'priority weight port target'")
+    ttl: int = Field(300, ge=0, lt=2**31)
+
+
+class DnsService(Strict):
+    """labsim's DNS server: phones resolve host names in provisioning URLs through it."""
+
+    address: IPv4 = "127.0.0.1"
+    port: Port = 5353
+    records: list[DnsRecord] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _records_valid(self):
+        from labsim.wire.dns_records import DnsRecordConfig, Zone
+
+        Zone([DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in self.records])  # ValueError names the record
+        return self
+
+
 class Services(Strict):
     dhcp: DhcpService | None = None
     tftp: TftpService | None = None
     http: HttpService | None = None
     ftp: FtpService | None = None
     pnp: PnpService | None = None
+    dns: DnsService | None = None
 
 
 class PerPhoneFile(Strict):
@@ -473,6 +496,17 @@ class FleetNetwork(Strict):
     pnp_server: str | None = Field(
         None, description="HOST[:PORT] the phones' PnP SUBSCRIBE goes to, unicast, instead of multicast "
         "224.0.1.75:5060 (default: services.pnp when given; otherwise no PnP answer on loopback)")
+
+    dns_server: str | None = Field(
+        None, description="HOST[:PORT] of the DNS server phones resolve names with (default: services.dns; "
+        "without one, a host name in a URL cannot be resolved and the download is refused)")
+
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value, 53)
+        return value
 
     @field_validator("pnp_server")
     @classmethod

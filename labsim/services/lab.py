@@ -54,6 +54,7 @@ class LabServices:
         self.http = None
         self.ftp = None
         self.pnp = None
+        self.dns = None
 
     def start(self):
         spec = self.spec
@@ -71,13 +72,20 @@ class LabServices:
             self.tftp = start_tftp_server(self.reactor, config, host=spec.tftp.address, port=spec.tftp.port)
         if spec.http is not None:
             config = HttpServerConfig(root=self.root, directory_listing=spec.http.directory_listing,
-                                      cert_dir=self.cert_dir)
+                                      cert_dir=self.cert_dir, uploads=spec.http.uploads,
+                                      upload_dir=spec.http.upload_dir)
             self.http = start_http_server(self.reactor, config, host=spec.http.address, port=spec.http.port)
         if spec.ftp is not None:
             config = FtpServerConfig(root=self.root, users=dict(spec.ftp.users), anonymous=spec.ftp.anonymous,
                                      uploads=spec.ftp.uploads, upload_dir=spec.ftp.upload_dir,
                                      passive_ports=spec.ftp.passive_ports)
             self.ftp = start_ftp_server(self.reactor, config, host=spec.ftp.address, port=spec.ftp.port)
+        if spec.dns is not None:
+            from labsim.services.dns import DnsServerConfig, start_dns_server
+            from labsim.wire.dns_records import DnsRecordConfig
+
+            records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.dns.records]
+            self.dns = start_dns_server(self.reactor, DnsServerConfig(records), host=spec.dns.address, port=spec.dns.port)
         if spec.pnp is not None:
             config = PnpResponderConfig(url=spec.pnp.url, per_vendor=dict(spec.pnp.per_vendor),
                                         per_model=dict(spec.pnp.per_model))
@@ -100,6 +108,8 @@ class LabServices:
             parts.append(f"FTP {self.spec.ftp.address}:{self.ftp.port}")
         if self.pnp is not None:
             parts.append(f"PnP {self.spec.pnp.address}:{self.pnp.port}")
+        if self.dns is not None:
+            parts.append(f"DNS {self.spec.dns.address}:{self.dns.port}")
         return ", ".join(parts)
 
     def stats(self) -> dict:
@@ -112,10 +122,14 @@ class LabServices:
             stats = self.http.stats
             result["http"] = {"requests": stats.requests, "bytes_sent": stats.bytes_sent,
                               "status": {str(code): n for code, n in sorted(stats.status.items())}}
+            if self.spec.http.uploads:  # upload counters only when the scenario turns uploads on
+                result["http"].update(uploads=stats.uploads, bytes_received=stats.bytes_received)
         if self.ftp is not None:
             result["ftp"] = dict(self.ftp.stats)
         if self.pnp is not None:
             result["pnp"] = dict(self.pnp.stats)
+        if self.dns is not None:
+            result["dns"] = vars(self.dns.stats) if hasattr(self.dns.stats, "__dict__") else dict(self.dns.stats)
         return result
 
     @defer.inlineCallbacks
@@ -130,6 +144,8 @@ class LabServices:
             yield self.ftp.stop()
         if self.pnp is not None:
             yield self.pnp.stop()
+        if self.dns is not None:
+            yield self.dns.stop()
 
     # --- the timeline's handles on running services ----------------------------------
 

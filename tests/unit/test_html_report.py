@@ -1,0 +1,225 @@
+"""report.html: the numbers behind each plot, and a page that is whole on its own (no
+external script, style, font or image) whose plots carry the run's data."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from labsim.observe import html_report
+from labsim.observe.html_report import (
+    build_html,
+    histogram,
+    nice_step,
+    rate_series,
+    request_times,
+    state_series,
+    table_data,
+    write_html_report,
+)
+from labsim.phones.phone import STATES
+
+
+def phone(mac, changes, *, steps=(), fleet="desk", ready=None, on=0.0, failure=None):
+    events = [{"t": t, "kind": "state", "state": s, "detail": f"to {s}"} for t, s in changes]
+    events += [{"t": t, "kind": "step", "state": s, "detail": d} for t, s, d in steps]
+    events.sort(key=lambda e: e["t"])
+    return {"mac": mac, "vendor": "yealink", "model": "T46S", "fleet": fleet, "state": changes[-1][1] if changes else "off",
+            "failure": failure, "reboots": 1, "powered_on_at_s": on, "ready_at_s": ready, "files": {}, "flash": {},
+            "events": events}
+
+
+def report(phones, *, complete=True, expectations=()):
+    return {
+        "schema_version": 1, "scenario": {"name": "unit <lab>", "file": "unit.yaml", "seed": 3},
+        "started": "2025-01-01T00:00:00+00:00", "duration_s": 10.0, "complete": complete,
+        "end_reason": "all phones settled" if complete else "time limit of 10s reached",
+        "passed": all(e["passed"] for e in expectations), "expectations": list(expectations),
+        "summary": {"phones": len(phones), "by_state": {s: sum(p["state"] == s for p in phones) for s in STATES},
+                    "reboots_total": len(phones),
+                    "time_to_ready_s": {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None, "max": None,
+                                        "mean": None},
+                    "stages_s": {}},
+        "services": {}, "network": {}, "phones": phones,
+    }
+
+
+def three_phones():
+    return [
+        phone("00:15:65:00:00:01", [(1.0, "booting"), (2.0, "dhcp"), (3.0, "provisioning"), (4.0, "ready")],
+              steps=[(3.5, "provisioning", "downloaded y000000000066.cfg")], ready=4.0, on=1.0),
+        phone("00:15:65:00:00:02", [(2.0, "booting"), (3.0, "dhcp"), (5.0, "provisioning"), (6.0, "failed")],
+              on=2.0, failure="common_cfg: not_found", fleet="lobby"),
+        phone("00:15:65:00:00:03", []),  # never powered on
+    ]
+
+
+# --- the numbers ---------------------------------------------------------------------
+
+
+def test_state_series_counts_each_phone_in_its_state_at_each_moment():
+    times, series = state_series(three_phones(), end_t=10.0, samples=10)
+    assert times == [float(k) for k in range(11)]
+    assert series["off"] == [3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert series["booting"] == [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert series["dhcp"] == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert series["provisioning"] == [0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0]
+    assert series["ready"] == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    assert series["failed"] == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
+@given(st.lists(st.lists(st.tuples(st.floats(0, 100), st.sampled_from(STATES)), max_size=8), max_size=12))
+def test_state_series_always_accounts_for_every_phone(timelines):
+    phones = [phone(f"00:00:00:00:00:{i:02x}", sorted(changes)) for i, changes in enumerate(timelines)]
+    times, series = state_series(phones, end_t=50.0, samples=20)
+    assert len(times) == 21
+    for index in range(len(times)):
+        assert sum(series[state][index] for state in STATES) == len(phones)
+        assert all(series[state][index] >= 0 for state in STATES)
+
+
+@given(st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=200))
+def test_histogram_puts_every_value_in_the_bin_that_covers_it(values):
+    start, width, counts = histogram(values, bins=17)
+    assert sum(counts) == len(values) and len(counts) == 17
+    assert start <= min(values) and start + width * 17 >= max(values)
+    for value in values:
+        index = min(16, int((value - start) / width))
+        assert start + index * width <= value * (1 + 1e-9) + 1e-12
+
+
+def test_histogram_starts_at_zero_unless_the_values_sit_far_from_it():
+    assert histogram([0.1, 0.5, 1.0])[0] == 0.0
+    start, _, _ = histogram([10.0, 10.5, 11.0])
+    assert 9.0 <= start <= 10.0
+
+
+def test_requests_are_counted_when_they_left_per_service():
+    rows = [
+        (0.5, "m", "dhcp", "out", 1, 1, "0.0.0.0"),
+        (0.6, "m", "dhcp", "in", 2, 1, "10.0.0.1"),  # a reply is not a request
+        (2.5, "m", "fetch", "http://127.0.0.1/a", "ok", 10, 1.0, ""),  # left at 1.5
+        (3.0, "m", "fetch", "tftp://127.0.0.1/a", "ok", 10, 0.1, ""),
+        (3.0, "m", "fetch", "gopher://127.0.0.1/a", "error", 0, 0.0, ""),
+        (3.0, "m", "state", "ready", ""),
+    ]
+    times = request_times(rows)
+    assert times == {"dhcp": [0.5], "http": [1.5], "tftp": [2.9], "other": [3.0]}
+    width, rates = rate_series(times, end_t=4.0, buckets=4)
+    assert width == 1.0
+    assert rates["dhcp"] == [1.0, 0, 0, 0, 0] and rates["http"] == [0, 1.0, 0, 0, 0] and rates["tftp"][2] == 1.0
+
+
+@pytest.mark.parametrize("span, step", [(1.0, 0.2), (10, 2), (0.9, 0.2), (30, 5), (33, 10), (2000, 500), (0, 1.0)])
+def test_nice_steps(span, step):
+    assert nice_step(span, 6) == pytest.approx(step)
+
+
+# --- the page ------------------------------------------------------------------------
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+    def find(self, tag, **attrs):
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
+
+
+def page_of(rep, **kwargs) -> tuple[str, Elements]:
+    text = build_html(rep, **kwargs)
+    parser = Elements()
+    parser.feed(text)
+    return text, parser
+
+
+ROWS = [(1.0, "00:15:65:00:00:01", "dhcp", "out", 1, 5, "0.0.0.0"),
+        (3.5, "00:15:65:00:00:01", "fetch", "http://127.0.0.1/a", "ok", 10, 0.5, "")]
+
+
+def test_the_page_needs_nothing_from_outside():
+    text, page = page_of(report(three_phones()), stage_latencies={"dhcp": [0.1, 0.2]}, rows=ROWS)
+    assert not page.find("link") and not page.find("img") and not page.find("iframe")
+    assert all("src" not in attrs for _, attrs in page.tags)
+    assert not re.search(r"@import|url\(|@font-face", text)
+    assert not re.search(r"""(?:href|src)\s*=\s*["']?(?:https?:)?//""", text)
+    assert "http://www.w3.org/2000/svg" in text  # the SVG namespace is a name, not a fetch
+
+
+def test_the_plots_carry_the_runs_data():
+    _, page = page_of(report(three_phones()), stage_latencies={"dhcp": [0.1, 0.2, 0.3], "mac_cfg": [1.0]}, rows=ROWS)
+    areas = {a["data-state"]: a for a in page.find("path", **{"class": "area"})}
+    # Every state some phone was in gets an area, and nothing else.
+    assert set(areas) == {"off", "booting", "dhcp", "provisioning", "ready", "failed"}
+    assert all(int(a["data-points"]) == html_report.STATE_SAMPLES + 1 for a in areas.values())
+    figures = page.find("figure", **{"class": "histogram"})
+    assert len(figures) == 3  # power on -> ready, and one per stage
+    markers = page.find("line", **{"class": "marker"})
+    assert [m["data-percentile"] for m in markers] == ["p50", "p95", "p99"] * 3
+    assert len(page.find("rect", **{"class": "bar"})) >= 1 + 3 + 1
+    rates = {a["data-service"] for a in page.find("polyline", **{"class": "rate"})}
+    assert rates == {"dhcp", "http"}
+
+
+def test_the_phone_table_data_round_trips_even_with_script_breaking_text():
+    phones = three_phones()
+    phones[1]["failure"] = "</script><script>alert(1)</script> <!-- ü"
+    _, page = page_of(report(phones), rows=ROWS)
+    data_script = page.scripts[0]
+    rows = json.loads(data_script)
+    assert [row[0] for row in rows] == [p["mac"] for p in phones]
+    assert rows[1][8] == phones[1]["failure"]
+    assert rows[0][9][0] == [1.0, STATES.index("booting"), 0, "to booting"]
+    assert [0 if e["kind"] == "state" else 1 for e in phones[0]["events"]] == [r[2] for r in rows[0][9]]
+    assert len(page.scripts) == 2  # the data and the table's own script; nothing else
+
+
+def test_an_incomplete_run_says_so_and_failed_expectations_show():
+    expectations = [{"name": "all ready", "check": "phones.ready == 100%", "passed": False, "observed": 1,
+                     "detail": "33.3% of 3"}]
+    text, page = page_of(report(three_phones(), complete=False, expectations=expectations))
+    assert "INCOMPLETE: time limit of 10s reached" in text and "FAILED" in text
+    assert page.find("tr", **{"class": "fail"})
+    assert "unit &lt;lab&gt;" in text  # the scenario's name is escaped
+    assert "No event log for this run." in text
+
+
+def test_a_big_fleet_keeps_the_page_small():
+    phones = [phone(f"00:15:65:00:{i // 256:02x}:{i % 256:02x}", [(1.0, "booting"), (2.0, "dhcp"), (3.0, "ready")],
+                    steps=[(2.5, "dhcp", "step")] * 3) for i in range(100)]
+    rows, note = table_data(phones, budget=400)
+    assert len(rows) == 100 and all(len(r[9]) == 3 for r in rows)  # steps dropped, every phone kept
+    assert "Steps inside states are left out" in note
+    rows, note = table_data(phones, budget=150)
+    assert len(rows) == 50 and "first 50 of 100 phones" in note
+    rows, note = table_data(phones)
+    assert len(rows) == 100 and note == "" and len(rows[0][9]) == 6
+
+
+def test_a_run_with_no_phones_or_requests_still_renders(tmp_path):
+    path = write_html_report(report([]), str(tmp_path), rows=[])
+    text = open(path, encoding="utf-8").read()
+    assert "No requests were recorded." in text and text.rstrip().endswith("</html>")
+    assert not (tmp_path / "report.html.tmp").exists()
