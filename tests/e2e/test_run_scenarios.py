@@ -137,7 +137,8 @@ def test_a_phone_that_never_finishes_is_reported_stuck_when_time_runs_out(tmp_pa
     assert {ph["state"] for ph in report["phones"]} == {"dhcp"}
 
 
-def test_ctrl_c_still_writes_the_report_marked_incomplete(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_still_writes_the_report_marked_incomplete(tmp_path, sig):
     p = ports()
     text = scenario_text(option66="http://127.0.0.1:1/", time_limit=120, **p)
     text = text.replace("fleets:", f"network:\n  dhcp_port: {free_udp_port()}\nfleets:")
@@ -153,7 +154,7 @@ def test_ctrl_c_still_writes_the_report_marked_incomplete(tmp_path):
             if line.startswith("labsim:"):
                 break
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
