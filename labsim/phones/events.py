@@ -125,6 +125,18 @@ class Fetch:
 
 
 @dataclass(frozen=True, slots=True)
+class Put:
+    """Upload ``body`` to ``url`` (HTTP PUT): a phone's logs and its overrides file.
+    Answered with a ``FetchDone`` like a ``Fetch``."""
+
+    request_id: int
+    url: str
+    body: bytes
+    user_agent: str = ""
+    credentials: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     old: str
     new: str
@@ -138,6 +150,17 @@ class Download:
     url: str
     credentials: Credentials | None = None
     stage: str = "file"  # a name for latency statistics: "common_cfg", "mac_cfg", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What a vendor's procedure yields to upload a file (Polycom's ``<mac>-app.log``):
+    the phone sends it as a ``Put`` and resumes the procedure with the ``FetchResult``."""
+
+    url: str
+    body: bytes
+    credentials: Credentials | None = None
+    stage: str = "upload"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@
 
 The vendor profile supplies what differs between vendors: how the phone identifies
 itself in DHCP and HTTP, and its provisioning procedure, a generator that yields
-``Download`` requests and receives ``FetchResult``s (and may yield ``Wait``, or
-``PnpQuery`` to ask a PnP server for its URL over SIP). The phone turns those into
-actions for a driver and never does I/O itself.
+``Download`` requests and receives ``FetchResult``s (and may yield ``Wait``,
+``Upload`` to PUT a file, or ``PnpQuery`` to ask a PnP server for its URL over SIP).
+The phone turns those into actions for a driver and never does I/O itself.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ from labsim.phones.events import (
     PnpQuery,
     PowerOn,
     ProvisioningOutcome,
+    Put,
     SendSip,
     SipReceived,
     StartTimer,
     StateChanged,
     TimerFired,
+    Upload,
 )
 from labsim.phones.flash import Flash
 from labsim.wire import sip_pnp
@@ -225,6 +227,11 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url))
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
+        if isinstance(request, Upload):
+            self._next_request += 1
+            request_id = self._next_request
+            self._pending[request_id] = (request.stage, now, _server_of(request.url))
+            return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials)]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
         raise TypeError(f"a provisioning procedure yielded {request!r}")

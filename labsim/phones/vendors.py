@@ -5,11 +5,13 @@ dhcp_identity(phone), user_agent(phone) and provision(phone) (a generator)."""
 import functools
 import inspect
 
-from labsim.phones import avaya, yealink
+from labsim.phones import avaya, cisco, polycom, yealink
 
 VENDORS = {
     yealink.VENDOR: yealink,
     avaya.VENDOR: avaya,
+    polycom.VENDOR: polycom,
+    cisco.VENDOR: cisco,
 }
 
 

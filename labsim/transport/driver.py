@@ -7,6 +7,8 @@ sockets at all.
 
 from __future__ import annotations
 
+from twisted.internet import defer
+
 from labsim.phones.events import (
     CancelAllTimers,
     CancelTimer,
@@ -15,6 +17,7 @@ from labsim.phones.events import (
     FetchDone,
     FetchResult,
     PowerOn,
+    Put,
     SendDhcp,
     SendSip,
     SipReceived,
@@ -74,6 +77,13 @@ class PhoneDriver:
             self.stop()
         elif kind is Fetch:
             deferred = self.network.fetch(action)
+            deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
+            deferred.addCallback(self._fetched, action.request_id)
+        elif kind is Put:
+            # A network that cannot upload answers like a server that refuses the PUT.
+            upload = getattr(self.network, "upload", None)
+            deferred = upload(action) if upload is not None else defer.succeed(
+                FetchResult("error", detail="this network does not carry uploads"))
             deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
             deferred.addCallback(self._fetched, action.request_id)
         elif kind is StateChanged:

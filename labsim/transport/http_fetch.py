@@ -4,6 +4,7 @@ whole fleet (keep-alive is what makes thousands of phones cheap; DESIGN.md)."""
 from __future__ import annotations
 
 import base64
+import io
 
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -70,8 +71,27 @@ class HttpFetcher:
             return FetchResult("ok", body)
         return FetchResult(STATUS_OF_CODE.get(response.code, "error"), detail=f"HTTP {response.code}")
 
-    def _request(self, url: str, headers: Headers):
-        deferred = self.agent.request(b"GET", url.encode(), headers)
+    @defer.inlineCallbacks
+    def put(self, url: str, body: bytes, user_agent: str, credentials=None):
+        """Upload ``body`` (Polycom's logs and overrides file). 200, 201 and 204 are success."""
+        headers = Headers({b"User-Agent": [user_agent.encode()]})
+        response = yield self._request(url, headers, b"PUT", body)
+        if response.code == 401 and credentials is not None:
+            challenge_headers = response.headers.getRawHeaders(b"www-authenticate", [])
+            yield readBody(response)
+            authorization = _authorization(challenge_headers, credentials, url, "PUT")
+            if authorization is not None:
+                headers.setRawHeaders(b"Authorization", [authorization])
+                response = yield self._request(url, headers, b"PUT", body)
+        yield readBody(response)
+        if response.code in (200, 201, 204):
+            return FetchResult("ok")
+        return FetchResult(STATUS_OF_CODE.get(response.code, "error"), detail=f"HTTP {response.code}")
+
+    def _request(self, url: str, headers: Headers, method: bytes = b"GET", body: bytes | None = None):
+        # A fresh producer per request: the one of a request answered 401 is used up.
+        producer = FileBodyProducer(io.BytesIO(body)) if body is not None else None
+        deferred = self.agent.request(method, url.encode(), headers, producer)
         deferred.addTimeout(self.timeout_s, self.reactor)
         return deferred
 
@@ -79,13 +99,13 @@ class HttpFetcher:
         return self.pool.closeCachedConnections()
 
 
-def _authorization(challenge_headers: list[bytes], credentials, url: str) -> bytes | None:
+def _authorization(challenge_headers: list[bytes], credentials, url: str, method: str = "GET") -> bytes | None:
     challenges = parse_challenges([h.decode("latin-1") for h in challenge_headers])
     for challenge in challenges:
         if isinstance(challenge, DigestChallenge):
             parts = urlsplit(url)
             uri = parts.path + (f"?{parts.query}" if parts.query else "")
-            return challenge.authorization(credentials.user, credentials.password, "GET", uri).encode()
+            return challenge.authorization(credentials.user, credentials.password, method, uri).encode()
     for challenge in challenges:
         if challenge == "basic":
             token = base64.b64encode(f"{credentials.user}:{credentials.password}".encode()).decode()

@@ -29,6 +29,9 @@ class InMemoryNetwork:
         self.phones: dict[bytes, object] = {}
         self.dhcp_sent: list = []
         self.fetches: list[Fetch] = []
+        # --- uploads (HTTP PUT): path -> the last body put there; off: refused like a 405.
+        self.uploads: dict[str, bytes] = {}
+        self.accept_uploads = True
         self.pnp_responder = pnp_responder
         self.sip_sent: list[tuple[object, tuple[str, int] | None]] = []  # (message, to)
 
@@ -58,6 +61,22 @@ class InMemoryNetwork:
         deferred = defer.Deferred()
         self.clock.callLater(self.latency_s, deferred.callback, result)
         return deferred
+
+    def upload(self, request) -> defer.Deferred:
+        """A ``Put``: kept in ``uploads`` by path and served from then on, as a server that
+        takes uploads would; answered after the same latency."""
+        self.fetches.append(request)
+        if self.accept_uploads:
+            path = unquote(urlsplit(request.url).path).lstrip("/")
+            self.uploads[path] = self.files[path] = request.body
+            result = FetchResult("ok")
+        else:
+            result = FetchResult("error", detail="HTTP 405")
+        deferred = defer.Deferred()
+        self.clock.callLater(self.latency_s, deferred.callback, result)
+        return deferred
+
+    # --- end uploads
 
     def send_sip(self, driver, message, to) -> None:
         self.sip_sent.append((message, to))

@@ -1,0 +1,419 @@
+"""Cisco SPA (300/500 series, SPA112/122 ATAs) and MPP (3PCC firmware on 6800/7800/8800)
+phones, as the Cisco provisioning guides describe them.
+
+The phone resyncs by its **profile rules**: ``Profile_Rule`` (default ``/spa$PSN.cfg`` on
+SPA, ``/$PSN.xml`` on MPP), then ``Profile_Rule_B``, ``_C``, ``_D`` in turn, each a URL
+with macros (``$MA``, ``$MAU``, ``$MAC``, ``$PN``, ``$PSN``, ``$SWVER`` …) and an optional
+``[--uid … --pwd …]`` prefix. A rule without a server (``/spa$PSN.cfg``) uses TFTP to the
+server DHCP gave, from the first option present in ``DHCP_Option_To_Use`` order (66,
+160, 159, 150 by default): option 66 a host or URL; 150 a list of TFTP servers tried in
+order; 159/160 a URL (one naming a file is the profile itself). Each profile's
+parameters are applied as they come and stay until a later profile changes them.
+
+When: on power-on with ``Resync_On_Reset`` (after a random delay up to
+``Resync_Random_Delay``), every ``Resync_Periodic`` seconds (3600), daily at
+``Resync_At`` (plus up to ``Resync_At_Random_Delay``), on a SIP NOTIFY check-sync with
+``Resync_From_SIP``; after a failed resync, again in ``Resync_Error_Retry_Delay``. A file
+that is not found fails the resync only with ``Resync_Fails_On_FNF``. After the profiles,
+``Upgrade_Rule`` names the firmware; a different image is flashed and the phone reboots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from labsim.phones.dhcp_client import DhcpIdentity
+from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.phone import Wait
+from labsim.wire import cisco_cfg, dhcp
+from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server
+
+VENDOR = "cisco"
+
+
+@dataclass(frozen=True)
+class Model:
+    psn: str  # $PSN, the product series number
+    mpp: bool  # MPP (3PCC) rather than SPA
+    firmware: str  # the default $SWVER
+
+
+def _spa(psn: str, firmware: str = "7.6.2") -> Model:
+    return Model(psn, False, firmware)
+
+
+def _mpp(psn: str, load: str) -> Model:
+    return Model(psn, True, f"{load}.12-0-1MPP-417")  # (unverified) a load name, as $SWVER
+
+
+# $PN (labsim's model name) -> model.
+MODEL_INFO = {
+    "SPA303": _spa("303"), "SPA502G": _spa("502G"), "SPA504G": _spa("504G"), "SPA508G": _spa("508G"),
+    "SPA509G": _spa("509G"), "SPA525G2": _spa("525G2"), "SPA112": _spa("112", "1.4.1"),
+    "SPA122": _spa("122", "1.4.1"),
+    "CP-6821-3PCC": _mpp("6821", "sip6821"), "CP-7811-3PCC": _mpp("7811", "sip78xx"),
+    "CP-7821-3PCC": _mpp("7821", "sip78xx"), "CP-7841-3PCC": _mpp("7841", "sip78xx"),
+    "CP-7861-3PCC": _mpp("7861", "sip78xx"), "CP-8811-3PCC": _mpp("8811", "sip88xx"),
+    "CP-8841-3PCC": _mpp("8841", "sip88xx"), "CP-8845-3PCC": _mpp("8845", "sip8845_65"),
+    "CP-8851-3PCC": _mpp("8851", "sip88xx"), "CP-8861-3PCC": _mpp("8861", "sip88xx"),
+    "CP-8865-3PCC": _mpp("8865", "sip8845_65"),
+}
+MODELS = tuple(MODEL_INFO)
+MAC_PREFIXES = ("00:0e:08", "88:75:56", "00:56:2b")
+
+SPA_PROFILE_RULE, MPP_PROFILE_RULE = "/spa$PSN.cfg", "/$PSN.xml"
+RULE_KEYS = ("Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D")
+# (unverified) option 55: the standard set and the options the phone reads a server from.
+PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 15, 42, 43, 66, 67, 150, 159, 160])
+
+# Parameters and their factory values (the guides' defaults; Profile_Rule by family).
+DEFAULTS = {
+    "Provision_Enable": "Yes",
+    "Resync_On_Reset": "Yes",
+    "Resync_Random_Delay": "2",
+    "Resync_Periodic": "3600",
+    "Resync_Error_Retry_Delay": "3600",
+    "Resync_Fails_On_FNF": "Yes",
+    "Resync_From_SIP": "Yes",
+    "Resync_At": "",
+    "Resync_At_Random_Delay": "600",
+    "Upgrade_Enable": "Yes",
+    "Upgrade_Rule": "",
+}
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class CiscoBehaviour:
+    """Behaviour the guides leave open: settings, defaults *(unverified)*."""
+
+    dhcp_option_order: str = "66,160,159,150"  # without DHCP_Option_To_Use (MPP's factory list, less 60/43/125)
+    # Resync_Random_Delay counts in 20-second units on SPA (documented for the SPA/ATA
+    # guides; (unverified) that MPP uses the same unit).
+    random_delay_unit_s: float = 20.0
+    option150_next_on_not_found: bool = False  # (unverified) a 404 is an answer: no next TFTP server
+    # (unverified) parameters whose change makes the phone reboot: its network settings.
+    reboot_parameters: str = ("Connection_Type,Static_IP,NetMask,Gateway,Primary_DNS,Secondary_DNS,"
+                              "HostName,Domain,Enable_VLAN,VLAN_ID")
+    # (unverified) profiles in the plain-text source syntax are read as is (real SPAs
+    # want them compiled with spc or as XML).
+    accept_plain_text: bool = True
+    # Where the simulated wall clock starts, seconds after local midnight (Resync_At).
+    clock_start_s: float = 0.0
+
+
+DEFAULT_BEHAVIOUR = CiscoBehaviour()
+
+
+def default_firmware(model: str) -> str:
+    return MODEL_INFO[model].firmware
+
+
+def default_profile_rule(model: str) -> str:
+    return MPP_PROFILE_RULE if MODEL_INFO[model].mpp else SPA_PROFILE_RULE
+
+
+def setting(phone, name: str) -> str:
+    """A parameter as the phone runs with it: flash, else its factory value."""
+    if name in phone.flash.settings:
+        return phone.flash.settings[name]
+    if name == "Profile_Rule":
+        return default_profile_rule(phone.model)
+    return DEFAULTS.get(name, "")
+
+
+def is_yes(value: str) -> bool:
+    return value.strip().lower() in ("yes", "true", "1", "on")
+
+
+def macros(phone) -> dict[str, str]:
+    bare = phone.mac.replace(":", "").lower()
+    values = {
+        "MA": bare, "MAU": bare.upper(), "MAC": phone.mac.lower(), "PN": phone.model,
+        "PSN": MODEL_INFO[phone.model].psn, "SWVER": phone.flash.firmware, "HWVER": "1",  # (unverified)
+        "SN": "CCQ" + bare[-8:].upper(),  # (unverified) a serial number made from the MAC
+        "IP": phone.lease.address if phone.lease else "",
+    }
+    for letter in "ABCDEFGHIJKLMNOP":
+        values[f"GPP_{letter}"] = phone.flash.settings.get(f"GPP_{letter}", "")
+    return values
+
+
+def user_agent(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> str:
+    """(unverified) ``Cisco/SPA504G-7.6.2 (000E08AABBCC)``: product, software, MAC."""
+    return f"Cisco/{phone.model}-{phone.flash.firmware} ({phone.mac.replace(':', '').upper()})"
+
+
+def dhcp_identity(phone) -> DhcpIdentity:
+    return DhcpIdentity(
+        vendor_class=f"Cisco {phone.model}".encode(),  # (unverified)
+        parameter_request_list=PARAMETER_REQUEST_LIST,
+        hostname=b"SEP" + phone.mac.replace(":", "").upper().encode(),  # (unverified) Cisco's SEP<MAC>
+    )
+
+
+def check_sync_action(phone, reboot_requested: bool) -> str:
+    """SIP NOTIFY check-sync: a resync with ``Resync_From_SIP`` (Yes), else ignored;
+    ``;reboot=true`` reboots (unverified)."""
+    if not is_yes(setting(phone, "Resync_From_SIP")):
+        return "ignore"
+    return "reboot" if reboot_requested else "resync"
+
+
+# --- where a rule's file is ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A server DHCP gave: a folder URL (``tftp://10.0.0.5/``), or with ``is_file`` a
+    profile URL (option 159/160 naming a file)."""
+
+    url: str
+    origin: str  # "DHCP option 150 (2 of 3)" ...
+    is_file: bool = False
+
+
+def dhcp_sources(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> list[Source]:
+    """The servers of the first option present in ``DHCP_Option_To_Use`` order; several
+    only for option 150 (a list of TFTP servers, tried in order)."""
+    options = phone.lease.options if phone.lease else {}
+    order = phone.flash.settings.get("DHCP_Option_To_Use") or behaviour.dhcp_option_order
+    for part in order.split(","):
+        code = int(part) if part.strip().isdigit() else None
+        payload = options.get(code) if code in (66, 150, 159, 160) else None
+        if not payload:
+            continue
+        if code == 150:
+            addresses = dhcp.ip_list(payload) if len(payload) % 4 == 0 else []
+            return [Source(f"tftp://{address}/", f"DHCP option 150 ({index} of {len(addresses)})")
+                    for index, address in enumerate(addresses, 1)]
+        value = payload.decode("latin-1").strip("\x00 \t\r\n")
+        if not value:
+            continue
+        if code in (159, 160) and "://" in value and posixpath.splitext(urlsplit(value).path)[1]:
+            return [Source(value, f"DHCP option {code}", is_file=True)]
+        try:
+            return [Source(str(parse_server(value)), f"DHCP option {code}")]
+        except BadProvisioningUrl as exc:
+            phone.note(f"DHCP option {code}: {exc}")
+            return []
+    return []
+
+
+def targets(url: str, sources: list[Source], phone, *, primary: bool = True) -> list[tuple[str, str]]:
+    """(URL, where from) to try in order for a rule's expanded URL: itself when it names
+    a server (no scheme: TFTP), else the path on each DHCP source. A 159/160 URL naming a
+    file stands in for the primary rule's path; the other rules use its folder."""
+    if "://" in url:
+        return [(url, "the rule")]
+    if "/" in url and not url.startswith("/"):
+        return [("tftp://" + url, "the rule")]
+    found = []
+    for source in sources:
+        if source.is_file and primary:
+            found.append((cisco_cfg.expand_macros(source.url, macros(phone)), source.origin))
+        else:
+            found.append((parse_server(source.url).file_url(url.lstrip("/")), source.origin))
+    return found
+
+
+def _split_credentials(url: str, rule: cisco_cfg.Rule) -> tuple[str, Credentials | None]:
+    """The URL without ``user:pass@``, and the credentials: ``--uid``/``--pwd`` win."""
+    parts = urlsplit(url)
+    credentials = None
+    if parts.username is not None:
+        credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
+        host = parts.netloc.rsplit("@", 1)[1]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if "--uid" in rule.options:
+        credentials = Credentials(rule.options["--uid"], rule.options.get("--pwd", ""))
+    return url, credentials
+
+
+# --- the resync -------------------------------------------------------------------------------
+
+
+def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
+    if not is_yes(setting(phone, "Provision_Enable")):
+        return ProvisioningOutcome("unchanged", reason="Provision_Enable is No: no resync")
+    if phone.trigger == "power_on":
+        if not is_yes(setting(phone, "Resync_On_Reset")):
+            return ProvisioningOutcome("unchanged", reason="Resync_On_Reset is No",
+                                       next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+        delay = phone.rng.uniform(0, _int(setting(phone, "Resync_Random_Delay"), 0) * behaviour.random_delay_unit_s)
+        if delay > 0:
+            phone.note(f"Resync_Random_Delay: first resync in {delay:.1f}s")
+            yield Wait(delay)
+
+    before = dict(phone.flash.settings)
+    sources = dhcp_sources(phone, behaviour)
+    failures: list[str] = []
+    for key in RULE_KEYS:
+        text = setting(phone, key)  # read now: an earlier profile may have set it
+        if text.strip():
+            yield from _resync(phone, key, text, sources, failures, behaviour)
+    flashed = yield from _upgrade(phone, sources)
+
+    after = phone.flash.settings
+    changed = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+    reboot_keys = [key for key in changed if key in _reboot_parameters(behaviour)]
+    summary = f"applied {len(changed)} changed parameters" if changed else "no parameter changed"
+    if flashed or reboot_keys:
+        why = f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0]
+        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed, reason=f"{summary}; reboot for {why}")
+    if failures:
+        return ProvisioningOutcome("failed", changed_keys=changed, reason="; ".join(failures),
+                                   next_check_s=next_check_s(phone, ok=False, behaviour=behaviour))
+    return ProvisioningOutcome("applied" if changed else "unchanged", changed_keys=changed, reason=summary,
+                               next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+
+
+def _resync(phone, key: str, text: str, sources: list[Source], failures: list[str], behaviour: CiscoBehaviour):
+    """One profile rule: fetch its file, apply its parameters. Failures go into ``failures``."""
+    try:
+        rule = cisco_cfg.parse_rule(text)
+    except cisco_cfg.NotACiscoProfile as exc:
+        failures.append(f"{key}: {exc}")
+        return
+    if "--key" in rule.options:
+        failures.append(f"{key}: encrypted profiles (--key) are not simulated")
+        return
+    url = cisco_cfg.expand_macros(rule.url, macros(phone))
+    try:
+        tries = targets(url, sources, phone, primary=key == "Profile_Rule")
+    except BadProvisioningUrl as exc:
+        failures.append(f"{key}: {exc}")
+        return
+    if not tries:
+        failures.append(f"{key} {url}: no server in the rule and none from DHCP")
+        return
+    stage = "profile" if key == "Profile_Rule" else "profile_" + key[-1].lower()
+    for number, (target, origin) in enumerate(tries, 1):
+        target, credentials = _split_credentials(target, rule)
+        result = yield Download(target, credentials, stage)
+        if result.ok:
+            phone.note(f"{key}: {target} from {origin} ({len(result.body)} bytes)")
+            _apply(phone, key, target, result.body, failures, behaviour)
+            return
+        last = number == len(tries)
+        if result.status == "not_found" and not (behaviour.option150_next_on_not_found and not last):
+            if is_yes(setting(phone, "Resync_Fails_On_FNF")):
+                failures.append(f"{key}: {target} not found")
+            else:
+                phone.note(f"{key}: {target} not found; Resync_Fails_On_FNF is No: not a failure")
+            return
+        phone.note(f"{key}: {target}: {result.status} {result.detail}".rstrip()
+                   + ("" if last else "; trying the next server"))
+    failures.append(f"{key}: no server answered ({len(tries)} tried)")
+
+
+def _apply(phone, key: str, url: str, body: bytes, failures: list[str], behaviour: CiscoBehaviour) -> None:
+    name = posixpath.basename(urlsplit(url).path) or key
+    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and not behaviour.accept_plain_text:
+        failures.append(f"{key}: {name} is not an XML profile")
+        return
+    try:
+        values = cisco_cfg.parse_profile(body)
+    except cisco_cfg.NotACiscoProfile as exc:
+        failures.append(f"{key}: {name}: {exc}")
+        return
+    phone.flash.settings.update(values)  # parameters stay until a profile changes them
+    phone.flash.file_md5[name] = _md5(body)
+    phone.note(f"{key}: applied {len(values)} parameters from {name}")
+
+
+def _md5(body: bytes) -> str:
+    return hashlib.md5(body).hexdigest()
+
+
+def _reboot_parameters(behaviour: CiscoBehaviour) -> frozenset[str]:
+    return frozenset(part.strip() for part in behaviour.reboot_parameters.split(",") if part.strip())
+
+
+# --- firmware -----------------------------------------------------------------------------------
+
+_SPA_VERSION = re.compile(r"-(\d+)-(\d+)-(\d+)([a-z]*)$")
+IMAGE_EXTENSIONS = (".bin", ".loads", ".zip", ".sbn", ".img")
+
+
+def image_version(name: str) -> str:
+    """The version an image's name says: ``spa50x-30x-7-6-2a.bin`` -> ``7.6.2a``; an MPP
+    load ``sip78xx.12-0-1MPP-417.loads`` -> its name, ``sip78xx.12-0-1MPP-417``."""
+    stem = posixpath.basename(name)
+    for extension in IMAGE_EXTENSIONS:
+        if stem.lower().endswith(extension):
+            stem = stem[: -len(extension)]
+            break
+    match = _SPA_VERSION.search(stem)
+    if match and not stem.startswith("sip"):
+        return f"{match.group(1)}.{match.group(2)}.{match.group(3)}{match.group(4)}"
+    return stem
+
+
+def _upgrade(phone, sources: list[Source]):
+    """``Upgrade_Rule`` naming an image whose version is not the running one: download,
+    flash, True (the phone reboots). Same version, no rule, or a failed download: False."""
+    text = setting(phone, "Upgrade_Rule")
+    if not text.strip() or not is_yes(setting(phone, "Upgrade_Enable")):
+        return False
+    try:
+        rule = cisco_cfg.parse_rule(text)
+        url = cisco_cfg.expand_macros(rule.url, macros(phone))
+        tries = targets(url, sources, phone, primary=False)
+    except (cisco_cfg.NotACiscoProfile, BadProvisioningUrl) as exc:
+        phone.note(f"Upgrade_Rule: {exc}")
+        return False
+    version = image_version(urlsplit(url).path or url)
+    if version == phone.flash.firmware:
+        return False
+    for target, origin in tries:
+        target, credentials = _split_credentials(target, rule)
+        result = yield Download(target, credentials, "firmware")
+        if result.ok:
+            old, phone.flash.firmware = phone.flash.firmware, version
+            phone.note(f"Upgrade_Rule: flashed {version} (was {old}) from {origin}")
+            return True
+        phone.note(f"Upgrade_Rule: {target}: {result.status} {result.detail}".rstrip())
+        if result.status == "not_found":
+            break
+    return False
+
+
+# --- when to resync again ----------------------------------------------------------------------
+
+
+def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
+    """After a good resync: ``Resync_Periodic`` seconds, or the next ``Resync_At`` (plus
+    up to ``Resync_At_Random_Delay``), whichever is first; after a failed one:
+    ``Resync_Error_Retry_Delay``. 0 turns a timer off."""
+    if not ok:
+        delay = _int(setting(phone, "Resync_Error_Retry_Delay"), 0)
+        return float(delay) if delay > 0 else None
+    candidates = []
+    periodic = _int(setting(phone, "Resync_Periodic"), 0)
+    if periodic > 0:
+        candidates.append(float(periodic))
+    daily = _next_resync_at(phone, behaviour)
+    if daily is not None:
+        candidates.append(daily)
+    return min(candidates) if candidates else None
+
+
+def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
+    text = setting(phone, "Resync_At").strip()
+    match = re.fullmatch(r"(\d{1,2}):?(\d{2})", text)
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        return None
+    start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
+    now_of_day = (behaviour.clock_start_s + phone.now) % DAY_S
+    until = start - now_of_day if now_of_day < start else DAY_S - now_of_day + start
+    return until + phone.rng.uniform(0, _int(setting(phone, "Resync_At_Random_Delay"), 0))
+
+
+def _int(text: str, default: int) -> int:
+    text = (text or "").strip()
+    return int(text) if text.isdigit() else default

@@ -1,0 +1,401 @@
+"""Cisco SPA/MPP rules from spec/phones.md ("Breadth profiles"), one test each (fake
+clock, in-memory network, no sockets). docs/phones-cisco.md maps each rule to its test."""
+
+import pytest
+from twisted.internet import defer
+
+from labsim.phones import cisco
+from labsim.phones.events import CheckSync, FetchResult
+from labsim.phones.flash import Flash
+from labsim.phones.vendors import profile_for
+from labsim.wire import cisco_cfg, dhcp
+from tests.phonelab import PhoneLab
+
+MAC = "00:0e:08:ab:cd:ef"
+MA, MAU = "000e08abcdef", "000E08ABCDEF"
+HTTP = {66: b"http://127.0.0.1:8080/"}
+NO_DELAY = {"Resync_Random_Delay": "0"}
+
+
+def xml(**settings) -> bytes:
+    return cisco_cfg.render_xml({key: str(value) for key, value in settings.items()})
+
+
+def lab(files, *, options=HTTP, model="SPA504G", settings=None, firmware=None, profile=cisco, **kw):
+    flash = Flash(firmware=firmware or cisco.default_firmware(model), settings=dict(NO_DELAY, **(settings or {})))
+    return PhoneLab(profile, model=model, mac=MAC, options=options, files=files, flash=flash, **kw)
+
+
+def pass_times(l) -> list[float]:
+    return [t for t, state, _, kind in l.phone.events if kind == "state" and state == "provisioning"]
+
+
+def unreachable(l, *hosts):
+    """Make TFTP/HTTP servers on ``hosts`` time out; the rest are served from files."""
+    serve = l.network.fetch
+
+    def fetch(request):
+        if any(f"//{host}/" in request.url for host in hosts):
+            l.network.fetches.append(request)
+            return defer.succeed(FetchResult("timeout", detail="no answer"))
+        return serve(request)
+
+    l.network.fetch = fetch
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def test_user_agent_and_dhcp_identity():
+    l = lab({"spa504G.cfg": xml(A=1)})
+    l.boot()
+    assert l.network.fetches[0].user_agent == f"Cisco/SPA504G-7.6.2 ({MAU})"
+    discover = l.network.dhcp_sent[0]
+    assert discover.options[60] == b"Cisco SPA504G" and discover.options[12] == b"SEP" + MAU.encode()
+    assert {66, 150, 159, 160} <= set(discover.options[55])
+
+
+# --- profile rules and macros ---------------------------------------------------------------------
+
+
+def test_default_profile_rule_spa_is_spa_psn_cfg():
+    l = lab({"spa504G.cfg": xml(Line_Enable_1_="Yes")})
+    phone = l.boot()
+    assert l.urls() == ["http://127.0.0.1:8080/spa504G.cfg"]
+    assert phone.state == "ready" and phone.flash.settings["Line_Enable_1_"] == "Yes"
+
+
+def test_default_profile_rule_mpp_is_psn_xml():
+    l = lab({"7841.xml": xml(A=1)}, model="CP-7841-3PCC")
+    assert l.boot().state == "ready" and l.urls() == ["http://127.0.0.1:8080/7841.xml"]
+
+
+def test_macros_ma_mau_mac_pn_psn_swver():
+    values = {"MA": MA, "MAU": MAU, "MAC": "00:0e:08:ab:cd:ef", "PN": "SPA504G", "PSN": "504G", "SWVER": "7.6.2"}
+    assert cisco_cfg.expand_macros("/$MA/$MAU/$MAC/$PN/$PSN/$SWVER.cfg", values) == \
+        f"/{MA}/{MAU}/00:0e:08:ab:cd:ef/SPA504G/504G/7.6.2.cfg"
+    rule = "http://127.0.0.1:8080/p/$PN-$MAU-$SWVER/$MA.xml"
+    l = lab({f"p/SPA504G-{MAU}-7.6.2/{MA}.xml": xml(A=1)}, settings={"Profile_Rule": rule})
+    assert l.boot().state == "ready"
+
+
+def test_macro_in_parentheses_and_double_dollar():
+    values = {"MA": MA, "PSN": "504G"}
+    assert cisco_cfg.expand_macros("$(MA)x/$$PSN/$(PSN)/$UNKNOWN", values) == f"{MA}x/$PSN/504G/$UNKNOWN"
+
+
+def test_absolute_rule_ignores_dhcp():
+    l = lab({"x/a.xml": xml(A=1)}, options={66: b"http://127.0.0.1:1/"},
+            settings={"Profile_Rule": "http://127.0.0.1:8080/x/a.xml"})
+    l.boot()
+    assert l.urls() == ["http://127.0.0.1:8080/x/a.xml"]
+
+
+def test_rule_with_server_but_no_scheme_means_tftp():
+    l = lab({"x/a.xml": xml(A=1)}, settings={"Profile_Rule": "127.0.0.1/x/a.xml"})
+    l.boot()
+    assert l.urls() == ["tftp://127.0.0.1/x/a.xml"]
+
+
+def test_rule_uid_pwd_options_are_the_credentials():
+    l = lab({"a.xml": xml(A=1)}, settings={"Profile_Rule": "[--uid admin --pwd 's3 cret'] http://127.0.0.1:8080/a.xml"})
+    l.boot()
+    request = l.network.fetches[0]
+    assert request.url == "http://127.0.0.1:8080/a.xml"
+    assert (request.credentials.user, request.credentials.password) == ("admin", "s3 cret")
+
+
+def test_credentials_in_the_rule_url_travel_separately():
+    l = lab({"a.xml": xml(A=1)}, settings={"Profile_Rule": "http://u:p@127.0.0.1:8080/a.xml"})
+    l.boot()
+    request = l.network.fetches[0]
+    assert request.url == "http://127.0.0.1:8080/a.xml" and request.credentials.password == "p"
+
+
+def test_encrypted_rule_is_a_recorded_failure():
+    phone = lab({"a.xml": xml(A=1)}, settings={"Profile_Rule": "[--key secret] http://127.0.0.1:8080/a.xml"}).boot()
+    assert phone.state == "failed" and "--key" in phone.failure
+
+
+def test_profile_rules_b_c_d_run_in_order_after_profile_rule_later_ones_override():
+    files = {"a.xml": xml(X="a", A=1, Profile_Rule_C="http://127.0.0.1:8080/c.xml"), "b.xml": xml(X="b", B=1),
+             "c.xml": xml(X="c", C=1), "d.xml": xml(D=1)}
+    l = lab(files, settings={"Profile_Rule": "http://127.0.0.1:8080/a.xml", "Profile_Rule_B": "http://127.0.0.1:8080/b.xml",
+                             "Profile_Rule_D": "http://127.0.0.1:8080/d.xml"})
+    phone = l.boot()
+    assert [u.rsplit("/", 1)[1] for u in l.urls()] == ["a.xml", "b.xml", "c.xml", "d.xml"]
+    assert phone.flash.settings["X"] == "c" and {"A", "B", "C", "D"} <= set(phone.flash.settings)
+
+
+# --- where a relative rule's server comes from --------------------------------------------------------
+
+
+def test_relative_rule_uses_option_66_host_as_tftp():
+    l = lab({"spa504G.cfg": xml(A=1)}, options={66: b"127.0.0.1"})
+    assert l.boot().state == "ready" and l.urls() == ["tftp://127.0.0.1/spa504G.cfg"]
+
+
+def test_option_66_url_is_the_server_folder():
+    l = lab({"prov/spa504G.cfg": xml(A=1)}, options={66: b"http://127.0.0.1:8080/prov/"})
+    assert l.boot().state == "ready" and l.urls() == ["http://127.0.0.1:8080/prov/spa504G.cfg"]
+
+
+def test_option_150_servers_are_tried_in_order_when_one_does_not_answer():
+    l = lab({"spa504G.cfg": xml(A=1)}, options={150: dhcp.encode_ip_list(["127.0.0.5", "127.0.0.6", "127.0.0.7"])})
+    unreachable(l, "127.0.0.5")
+    phone = l.boot()
+    assert l.urls() == ["tftp://127.0.0.5/spa504G.cfg", "tftp://127.0.0.6/spa504G.cfg"]
+    assert phone.state == "ready" and "DHCP option 150 (2 of 3)" in " ".join(l.steps())
+
+
+def test_option_150_not_found_is_an_answer_no_next_server():
+    l = lab({}, options={150: dhcp.encode_ip_list(["127.0.0.5", "127.0.0.6"])})
+    phone = l.boot()
+    assert l.urls() == ["tftp://127.0.0.5/spa504G.cfg"] and phone.state == "failed"
+    l = lab({}, options={150: dhcp.encode_ip_list(["127.0.0.5", "127.0.0.6"])},
+            profile=profile_for("cisco", {"option150_next_on_not_found": True}))
+    l.boot()
+    assert len(l.urls()) == 2
+
+
+def test_option_150_all_servers_silent_is_a_failure():
+    l = lab({"spa504G.cfg": xml(A=1)}, options={150: dhcp.encode_ip_list(["127.0.0.5", "127.0.0.6"])})
+    unreachable(l, "127.0.0.5", "127.0.0.6")
+    phone = l.boot()
+    assert phone.state == "failed" and "no server answered (2 tried)" in phone.failure
+
+
+@pytest.mark.parametrize("present, expected", [
+    ({66: b"127.0.0.66", 160: b"http://127.0.0.160/", 159: b"http://127.0.0.159/", 150: b"\x7f\x00\x00\x96"}, "127.0.0.66"),
+    ({160: b"http://127.0.0.160/", 159: b"http://127.0.0.159/", 150: b"\x7f\x00\x00\x96"}, "127.0.0.160"),
+    ({159: b"http://127.0.0.159/", 150: b"\x7f\x00\x00\x96"}, "127.0.0.159"),
+    ({150: b"\x7f\x00\x00\x96"}, "127.0.0.150"),
+])
+def test_dhcp_option_order_is_66_then_160_159_150(present, expected):
+    l = lab({"spa504G.cfg": xml(A=1)}, options=present)
+    l.boot()
+    assert f"//{expected}/" in l.urls()[0]
+
+
+def test_dhcp_option_to_use_setting_changes_the_order():
+    l = lab({}, options={66: b"127.0.0.66", 150: b"\x7f\x00\x00\x96"}, settings={"DHCP_Option_To_Use": "150,66"})
+    l.boot()
+    assert l.urls()[0] == "tftp://127.0.0.150/spa504G.cfg"
+
+
+def test_option_159_or_160_url_naming_a_file_is_the_profile():
+    l = lab({f"p/{MA}.xml": xml(A=1)}, options={160: b"http://127.0.0.1:8080/p/$MA.xml"})
+    phone = l.boot()
+    assert l.urls() == [f"http://127.0.0.1:8080/p/{MA}.xml"] and phone.state == "ready"
+
+
+def test_relative_rule_without_any_dhcp_server_fails():
+    phone = lab({}, options={}).boot()
+    assert phone.state == "failed" and "no server in the rule and none from DHCP" in phone.failure
+
+
+# --- profile syntax -------------------------------------------------------------------------------------
+
+
+def test_xml_flat_profile_leaf_elements_are_parameters():
+    body = (b'<?xml version="1.0"?><flat-profile><Profile_Rule ua="na">/x.cfg</Profile_Rule>'
+            b"<Resync_Periodic>60</Resync_Periodic><Empty/><Group><Inner_1_>v</Inner_1_></Group></flat-profile>")
+    assert cisco_cfg.parse_profile(body) == {"Profile_Rule": "/x.cfg", "Resync_Periodic": "60", "Empty": "",
+                                             "Inner_1_": "v"}
+
+
+def test_plain_text_profile_syntax():
+    body = b'# comment\nResync_Periodic "60" ;\nLine_Enable[1] "Yes";\nProfile_Rule "http://h/$MA.cfg" ;\nBare 5;\n'
+    assert cisco_cfg.parse_profile(body) == {"Resync_Periodic": "60", "Line_Enable_1_": "Yes",
+                                             "Profile_Rule": "http://h/$MA.cfg", "Bare": "5"}
+    phone = lab({"spa504G.cfg": body}).boot()
+    assert phone.state == "ready" and phone.flash.settings["Line_Enable_1_"] == "Yes"
+    phone = lab({"spa504G.cfg": body}, profile=profile_for("cisco", {"accept_plain_text": False})).boot()
+    assert phone.state == "failed" and "not an XML profile" in phone.failure
+
+
+@pytest.mark.parametrize("body", [b"<flat-profile><A>1</flat-profile>", b"\x00\x01\x02\xff\xfe binary", b"what is this"])
+def test_unreadable_profile_fails_the_resync_and_retries_after_the_error_delay(body):
+    l = lab({"spa504G.cfg": body})
+    phone = l.boot()
+    assert phone.state == "failed" and "spa504G.cfg" in phone.failure
+    assert [call.getTime() - l.clock.seconds() for call in l.clock.getDelayedCalls()] == [pytest.approx(3600)]
+
+
+# --- when the phone resyncs ----------------------------------------------------------------------------------
+
+
+def test_resync_on_reset_no_skips_the_power_on_resync():
+    l = lab({"spa504G.cfg": xml(A=1)}, settings={"Resync_On_Reset": "No"})
+    phone = l.boot()
+    assert phone.state == "ready" and l.urls() == []
+    l.advance(3601)
+    assert l.urls() == ["http://127.0.0.1:8080/spa504G.cfg"]
+
+
+def test_resync_random_delay_waits_up_to_its_value_in_20_second_units_before_the_first_resync():
+    delays = []
+    for seed in range(20):
+        l = lab({"spa504G.cfg": xml(A=1)}, settings={"Resync_Random_Delay": "3"}, seed=seed)
+        l.boot()
+        lease_at = next(t for t, state, _, kind in l.phone.events if state == "provisioning")
+        delays.append(l.phone.stages[-1].started - lease_at)
+    assert all(0 <= d <= 60 for d in delays) and max(delays) > 20  # 3 units of 20 s
+
+
+def test_resync_random_delay_is_not_waited_before_periodic_resyncs():
+    l = lab({"spa504G.cfg": xml(A=1, Resync_Periodic=100, Resync_Random_Delay=3)})
+    l.boot()
+    l.advance(101)
+    second = l.phone.stages[-1]
+    assert second.started - pass_times(l)[1] < 0.1
+
+
+def test_periodic_resync_every_resync_periodic_default_3600():
+    l = lab({"spa504G.cfg": xml(A=1)})
+    l.boot()
+    l.advance(2 * 3600 + 1)
+    times = pass_times(l)
+    assert len(times) == 3 and times[2] - times[1] == pytest.approx(3600, abs=0.1)
+
+
+def test_resync_periodic_from_the_profile_and_zero_disables_it():
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=30)})
+    l.boot()
+    l.advance(61)
+    assert len(pass_times(l)) == 3
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0)})
+    l.boot()
+    assert l.clock.getDelayedCalls() == []
+
+
+def test_error_retry_delay_after_a_failed_resync():
+    l = lab({}, settings={"Resync_Error_Retry_Delay": "120"})
+    phone = l.boot()
+    assert phone.state == "failed"
+    l.files["spa504G.cfg"] = xml(A=1)
+    l.advance(121)
+    assert phone.state == "ready" and len(l.urls()) == 2
+
+
+def test_resync_fails_on_fnf_yes_fails_and_no_succeeds():
+    phone = lab({}).boot()
+    assert phone.state == "failed" and "not found" in phone.failure
+    l = lab({}, settings={"Resync_Fails_On_FNF": "No"})
+    phone = l.boot()
+    assert phone.state == "ready"
+    assert [call.getTime() - l.clock.seconds() for call in l.clock.getDelayedCalls()] == [pytest.approx(3600)]
+
+
+def test_resync_at_daily_with_its_random_delay():
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=600)})
+    l.boot()
+    l.advance(2 * 86400)
+    later = pass_times(l)[1:]
+    assert len(later) == 2
+    assert 9000 <= later[0] <= 9600 and 86400 + 9000 <= later[1] <= 86400 + 9600
+
+
+def test_provision_enable_no_means_no_resync_at_all():
+    l = lab({"spa504G.cfg": xml(A=1)}, settings={"Provision_Enable": "No"})
+    phone = l.boot()
+    assert phone.state == "ready" and l.urls() == [] and l.clock.getDelayedCalls() == []
+
+
+def test_check_sync_resyncs_with_resync_from_sip_and_is_ignored_without():
+    l = lab({"spa504G.cfg": xml(A=1)})
+    phone = l.boot()
+    l.files["spa504G.cfg"] = xml(A=2)
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    assert phone.flash.settings["A"] == "2" and phone.reboots == 0
+    l.files["spa504G.cfg"] = xml(A=3, Resync_From_SIP="No")
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    assert phone.flash.settings["A"] == "3" and len(l.urls()) == 3
+
+
+# --- applying, rebooting, firmware ----------------------------------------------------------------------------
+
+
+def test_parameters_are_sticky_until_a_profile_changes_them():
+    l = lab({"spa504G.cfg": xml(A=1, B=1)})
+    phone = l.boot()
+    l.files["spa504G.cfg"] = xml(B=2)
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    assert phone.flash.settings["A"] == "1" and phone.flash.settings["B"] == "2"
+
+
+def test_profile_rule_set_by_a_profile_is_used_from_the_next_resync():
+    l = lab({"spa504G.cfg": xml(Profile_Rule="http://127.0.0.1:8080/new/$MA.xml"), f"new/{MA}.xml": xml(Z=1)})
+    phone = l.boot()
+    assert l.urls() == ["http://127.0.0.1:8080/spa504G.cfg"]
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    assert l.urls()[-1] == f"http://127.0.0.1:8080/new/{MA}.xml" and phone.flash.settings["Z"] == "1"
+
+
+def test_network_parameter_change_reboots_once_then_steady():
+    l = lab({"spa504G.cfg": xml(Enable_VLAN="Yes", VLAN_ID=100)})
+    phone = l.boot()
+    assert phone.reboots == 1 and phone.state == "ready"
+    assert l.states() == ["booting", "dhcp", "provisioning", "rebooting", "dhcp", "provisioning", "ready"]
+
+
+def test_other_changes_apply_without_reboot():
+    phone = lab({"spa504G.cfg": xml(Line_Enable_1_="Yes", User_ID_1_="1001")}).boot()
+    assert phone.reboots == 0 and phone.state == "ready"
+
+
+def test_upgrade_rule_flashes_a_different_image_and_reboots_once():
+    files = {"spa504G.cfg": xml(Upgrade_Rule="http://127.0.0.1:8080/fw/spa50x-30x-7-6-2c.bin"),
+             "fw/spa50x-30x-7-6-2c.bin": b"\0" * 256}
+    l = lab(files)
+    phone = l.boot()
+    assert phone.flash.firmware == "7.6.2c" and phone.reboots == 1 and phone.state == "ready"
+    assert l.urls(".bin") == ["http://127.0.0.1:8080/fw/spa50x-30x-7-6-2c.bin"]  # once: then it is running
+    assert l.network.fetches[-1].user_agent == f"Cisco/SPA504G-7.6.2c ({MAU})"
+
+
+def test_upgrade_rule_naming_the_running_version_is_skipped():
+    files = {"7841.xml": xml(Upgrade_Rule="/sip78xx.12-0-1MPP-417.loads")}
+    l = lab(files, model="CP-7841-3PCC")
+    phone = l.boot()
+    assert phone.reboots == 0 and l.urls(".loads") == []
+
+
+def test_relative_upgrade_rule_uses_the_dhcp_server():
+    files = {"7841.xml": xml(Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads"), "fw/sip78xx.14-0-1MPP-1.loads": b"img"}
+    l = lab(files, model="CP-7841-3PCC")
+    phone = l.boot()
+    assert l.urls(".loads") == ["http://127.0.0.1:8080/fw/sip78xx.14-0-1MPP-1.loads"]
+    assert phone.flash.firmware == "sip78xx.14-0-1MPP-1" and phone.reboots == 1
+
+
+def test_missing_upgrade_image_keeps_the_firmware():
+    phone = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin")}).boot()
+    assert phone.state == "ready" and phone.flash.firmware == "7.6.2" and phone.reboots == 0
+
+
+@pytest.mark.parametrize("name, version", [
+    ("spa50x-30x-7-6-2a.bin", "7.6.2a"), ("/fw/spa112-1-4-1.bin", "1.4.1"),
+    ("sip78xx.12-0-1MPP-417.loads", "sip78xx.12-0-1MPP-417"), ("custom", "custom"),
+])
+def test_image_version_from_its_name(name, version):
+    assert cisco.image_version(name) == version
+
+
+def test_behaviour_knobs_are_checked():
+    with pytest.raises(ValueError, match="unknown cisco behaviour"):
+        profile_for("cisco", {"no_such": 1})
+
+
+def test_option_160_file_stands_in_for_profile_rule_and_other_rules_use_its_folder():
+    l = lab({"p/boot.xml": xml(Profile_Rule_B="/$MA.xml"), f"p/{MA}.xml": xml(Z=1)},
+            options={160: b"http://127.0.0.1:8080/p/boot.xml"})
+    phone = l.boot()
+    assert l.urls() == ["http://127.0.0.1:8080/p/boot.xml", f"http://127.0.0.1:8080/p/{MA}.xml"]
+    assert phone.flash.settings["Z"] == "1"
