@@ -109,6 +109,7 @@ def command_run(args) -> int:
     from twisted.internet import epollreactor
 
     epollreactor.install()
+    _log_problems_to_stderr()
     from twisted.internet import reactor
 
     from labsim.run import ScenarioRun
@@ -162,6 +163,7 @@ def command_serve(args) -> int:
     from twisted.internet import epollreactor
 
     epollreactor.install()
+    _log_problems_to_stderr()
     from twisted.internet import reactor
 
     from labsim.fleet.fleet import build_fleets
@@ -193,6 +195,17 @@ def command_serve(args) -> int:
         return EXIT_PASSED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _log_problems_to_stderr() -> None:
+    """Twisted's warnings and errors (an exception in a protocol, an unhandled failure)
+    go to stderr; its chatter below warning level does not."""
+    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+                                textFileLogObserver)
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False, discardBuffer=True)
 
 
 def _raise_open_file_limit() -> None:

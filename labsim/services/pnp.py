@@ -70,6 +70,13 @@ class PnpResponder:
 
     def handle(self, data: bytes, source: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
         """The datagrams to send for one received datagram."""
+        try:
+            return self._handle(data, source)
+        except SipParseError:  # a header that only fails when the answer is built (Contact, Via ...)
+            self.stats["malformed"] += 1
+            return []
+
+    def _handle(self, data: bytes, source: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
         self.stats["received"] += 1
         try:
             message = sip_pnp.parse(data)

@@ -62,7 +62,7 @@ def test_quickstart_validates_with_the_fleet_the_file_describes():
     loaded = load_scenario(str(QUICKSTART))
     raw = yaml.safe_load(QUICKSTART.read_text())
     fleets = loaded.scenario.fleets
-    assert [f.model_counts() for f in fleets] == [f["models"] for f in raw["fleets"]]
+    assert [f.model_counts() for f in fleets] == [f.get("models") or {f["model"]: f["count"]} for f in raw["fleets"]]
     assert loaded.base_dir == str(QUICKSTART.parent)
     assert len(loaded.scenario.expectations()) == len(raw["expect"])
 
@@ -70,7 +70,8 @@ def test_quickstart_validates_with_the_fleet_the_file_describes():
 def test_cli_validate_accepts_the_quickstart(capsys):
     assert cli.main(["validate", str(QUICKSTART)]) == cli.EXIT_PASSED
     out = capsys.readouterr().out
-    total = sum(sum(f["models"].values()) for f in yaml.safe_load(QUICKSTART.read_text())["fleets"])
+    total = sum(sum(f["models"].values()) if "models" in f else f["count"]
+                for f in yaml.safe_load(QUICKSTART.read_text())["fleets"])
     assert "valid" in out and f"{total} phones" in out
 
 
