@@ -119,7 +119,7 @@ class ScenarioRun:
         self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
                                         relay_address=self.scenario.network.relay_address,
                                         dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
-                                        pnp_server=self._pnp_target())
+                                        pnp_server=self._pnp_target(), dns_server=self._dns_target())
         self._epoch = self.reactor.seconds()
         self._started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic()
@@ -153,6 +153,16 @@ class ScenarioRun:
         if "tftp" in stats:
             totals["tftp"] = stats["tftp"].get("transfers_ok", 0)
         return totals
+
+    def _dns_target(self) -> tuple[str, int] | None:
+        """The DNS server phones resolve names with: network.dns_server, else labsim's own."""
+        from labsim.scenario.schema import parse_host_port
+
+        if self.scenario.network.dns_server:
+            return parse_host_port(self.scenario.network.dns_server, 53)
+        if self._services.dns is not None:
+            return self.scenario.services.dns.address, self._services.dns.port
+        return None
 
     def _pnp_target(self) -> tuple[str, int] | None:
         """Where the phones' PnP SUBSCRIBE goes: network.pnp_server, else labsim's own

@@ -55,37 +55,31 @@ class HttpFetcher:
         self.agent = Agent(reactor, contextFactory=_TrustLabCertificates(), pool=self.pool, connectTimeout=timeout_s)
         self.timeout_s = timeout_s
 
-    @defer.inlineCallbacks
-    def get(self, url: str, user_agent: str, credentials=None):
-        headers = Headers({b"User-Agent": [user_agent.encode()]})
-        response = yield self._request(url, headers)
-        if response.code == 401 and credentials is not None:
-            challenge_headers = response.headers.getRawHeaders(b"www-authenticate", [])
-            yield readBody(response)
-            authorization = _authorization(challenge_headers, credentials, url)
-            if authorization is not None:
-                headers.setRawHeaders(b"Authorization", [authorization])
-                response = yield self._request(url, headers)
-        body = yield readBody(response)
-        if response.code == 200:
-            return FetchResult("ok", body)
-        return FetchResult(STATUS_OF_CODE.get(response.code, "error"), detail=f"HTTP {response.code}")
+    def get(self, url: str, user_agent: str, credentials=None, *, host: str | None = None):
+        """Download; ``host`` is the Host header when ``url`` names the server by address
+        because its name was resolved through the lab's DNS."""
+        return self._exchange(b"GET", url, user_agent, credentials, None, host, (200,))
+
+    def put(self, url: str, body: bytes, user_agent: str, credentials=None, *, host: str | None = None):
+        """Upload ``body`` (Polycom's logs and overrides file). 200, 201 and 204 are success."""
+        return self._exchange(b"PUT", url, user_agent, credentials, body, host, (200, 201, 204))
 
     @defer.inlineCallbacks
-    def put(self, url: str, body: bytes, user_agent: str, credentials=None):
-        """Upload ``body`` (Polycom's logs and overrides file). 200, 201 and 204 are success."""
+    def _exchange(self, method: bytes, url: str, user_agent: str, credentials, body, host, success):
         headers = Headers({b"User-Agent": [user_agent.encode()]})
-        response = yield self._request(url, headers, b"PUT", body)
+        if host:
+            headers.setRawHeaders(b"Host", [host.encode()])
+        response = yield self._request(url, headers, method, body)
         if response.code == 401 and credentials is not None:
             challenge_headers = response.headers.getRawHeaders(b"www-authenticate", [])
             yield readBody(response)
-            authorization = _authorization(challenge_headers, credentials, url, "PUT")
+            authorization = _authorization(challenge_headers, credentials, url, method.decode())
             if authorization is not None:
                 headers.setRawHeaders(b"Authorization", [authorization])
-                response = yield self._request(url, headers, b"PUT", body)
-        yield readBody(response)
-        if response.code in (200, 201, 204):
-            return FetchResult("ok")
+                response = yield self._request(url, headers, method, body)
+        received = yield readBody(response)
+        if response.code in success:
+            return FetchResult("ok", received if method == b"GET" else None)
         return FetchResult(STATUS_OF_CODE.get(response.code, "error"), detail=f"HTTP {response.code}")
 
     def _request(self, url: str, headers: Headers, method: bytes = b"GET", body: bytes | None = None):

@@ -9,6 +9,7 @@ and the relay hands each reply to the phone whose MAC is in ``chaddr``.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
@@ -18,7 +19,8 @@ from twisted.internet.protocol import DatagramProtocol
 from labsim.phones.events import Fetch, FetchResult
 from labsim.services.udp import bind_udp
 from labsim.transport.ftp_fetch import ftp_get
-from labsim.transport.guard import NotLoopback, loopback_address
+from labsim.transport.dns_lookup import LabResolver, LookupFailed
+from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get
 from labsim.wire import dhcp, sip_pnp
@@ -106,7 +108,8 @@ class LoopbackNetwork:
     """The ``PhoneNetwork`` for a loopback lab."""
 
     def __init__(self, reactor, *, dhcp_server: tuple[str, int], relay_address: str = "127.0.0.2",
-                 http_timeout_s: float = 30.0, dhcp_link=None, pnp_server: tuple[str, int] | None = None):
+                 http_timeout_s: float = 30.0, dhcp_link=None, pnp_server: tuple[str, int] | None = None,
+                 dns_server: tuple[str, int] | None = None):
         loopback_address(dhcp_server[0])
         loopback_address(relay_address)
         self.reactor = reactor
@@ -124,6 +127,11 @@ class LoopbackNetwork:
             self.stats.update(sip_sent=0, sip_received=0, sip_malformed=0, sip_unknown_phone=0, sip_refused=0)
             self.sip = SipPort(pnp_server, self.relay.phones, self.stats)
             self.sip_port = bind_udp(reactor, self.sip, relay_address, 0)
+        # Host names in URLs: only through the lab's DNS server, never the system's.
+        self.resolver = None
+        if dns_server is not None:
+            loopback_address(dns_server[0])
+            self.resolver = LabResolver(reactor, dns_server)
 
     @property
     def pnp_reachable(self) -> bool:
@@ -140,31 +148,58 @@ class LoopbackNetwork:
         self.relay.send(driver, message)
 
     def fetch(self, request: Fetch) -> defer.Deferred:
-        parts = urlsplit(request.url)
-        try:
-            host = loopback_address(parts.hostname or "")
-        except NotLoopback as exc:
-            self.stats["fetch_refused"] += 1
-            return defer.succeed(FetchResult("refused", detail=str(exc)))
+        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts))
+
+    def upload(self, request) -> defer.Deferred:
+        """Uploads (Polycom's logs): HTTP(S) PUT; labsim's TFTP refuses WRQ, FTP STOR is not wired."""
+        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts))
+
+    def _at_server(self, url: str, then) -> defer.Deferred:
+        """Find the loopback address of the URL's host (through the lab's DNS for a
+        name), then call ``then(address, parts)``; a refusal or a failed lookup becomes
+        the result instead."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if is_host_name(host):
+            if self.resolver is None:
+                self.stats["fetch_refused"] += 1
+                return defer.succeed(FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS "
+                                                                   "server (services.dns or network.dns_server)"))
+            looked_up = self.resolver.resolve(host)
+        else:
+            looked_up = defer.succeed(host)
+
+        def reached(address):
+            try:
+                address = loopback_address(address)
+            except NotLoopback as exc:
+                self.stats["fetch_refused"] += 1
+                return FetchResult("refused", detail=str(exc))
+            return then(address, parts)
+
+        def lookup_failed(failure):
+            failure.trap(LookupFailed)
+            self.stats["dns_failures"] = self.stats.get("dns_failures", 0) + 1
+            return FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}")
+
+        return looked_up.addCallbacks(reached, lookup_failed)
+
+    def _fetch_from(self, request: Fetch, address: str, parts) -> defer.Deferred:
+        url = parts.geturl()
         scheme = parts.scheme
         if scheme in ("http", "https"):
-            return self.http.get(request.url, request.user_agent, request.credentials)
+            target, host = _by_address(parts, address)
+            return self.http.get(target, request.user_agent, request.credentials, host=host)
         if scheme == "tftp":
-            return _tftp(self.reactor, host, parts.port or 69, unquote(parts.path.lstrip("/")))
-        if scheme == "ftp":  # credentials travel in request.credentials; none: anonymous
-            return ftp_get(self.reactor, host, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials)
-        return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported yet"))
+            return _tftp(self.reactor, address, parts.port or 69, unquote(parts.path.lstrip("/")))
+        if scheme == "ftp":  # credentials travel in the request; none: anonymous
+            return ftp_get(self.reactor, address, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials)
+        return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported: {url}"))
 
-    # --- uploads (Polycom's logs): HTTP(S) PUT; labsim's TFTP refuses WRQ, FTP STOR is not wired.
-    def upload(self, request) -> defer.Deferred:
-        parts = urlsplit(request.url)
-        try:
-            loopback_address(parts.hostname or "")
-        except NotLoopback as exc:
-            self.stats["fetch_refused"] += 1
-            return defer.succeed(FetchResult("refused", detail=str(exc)))
+    def _upload_to(self, request, address: str, parts) -> defer.Deferred:
         if parts.scheme in ("http", "https"):
-            return self.http.put(request.url, request.body, request.user_agent, request.credentials)
+            target, host = _by_address(parts, address)
+            return self.http.put(target, request.body, request.user_agent, request.credentials, host=host)
         return defer.succeed(FetchResult("error", detail=f"{parts.scheme}:// uploads are not supported"))
 
     # --- end uploads
@@ -175,6 +210,31 @@ class LoopbackNetwork:
         yield self.relay_port.stopListening()
         if self.sip_port is not None:
             yield self.sip_port.stopListening()
+        if self.resolver is not None:
+            yield self.resolver.close()
+
+
+def is_host_name(host: str) -> bool:
+    """A name to look up (not an address literal, not localhost)."""
+    if not host or host.lower() in LOCAL_NAMES:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+def _by_address(parts, address: str) -> tuple[str, str | None]:
+    """The URL with its host replaced by ``address`` (so no system resolver is ever
+    asked), and the Host header to send when the URL named the server by name."""
+    if not is_host_name(parts.hostname or ""):
+        return parts.geturl(), None
+    netloc_host = f"[{address}]" if ":" in address else address
+    port = f":{parts.port}" if parts.port else ""
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    target = parts._replace(netloc=f"{userinfo}{netloc_host}{port}").geturl()
+    return target, parts.hostname + port
 
 
 @defer.inlineCallbacks

@@ -173,3 +173,29 @@ def test_a_url_outside_loopback_is_refused_and_nothing_is_sent(tmp_path):
     assert report["network"]["fetch_refused"] > 0
     steps = [e["detail"] for e in report["phones"][0]["events"]]
     assert any("outside the loopback lab" in step for step in steps)
+
+
+def test_host_names_in_urls_resolve_through_the_lab_dns(tmp_path):
+    p = ports()
+    dns_port = free_udp_port()
+    text = scenario_text(option66=f"http://prov.lab.example:{p['http_port']}/", count=4, **p)
+    text = text.replace("provisioning:", f"""\
+  dns:
+    port: {dns_port}
+    records:
+      - {{name: prov.lab.example, type: CNAME, value: web.lab.example}}
+      - {{name: web.lab.example, type: A, value: 127.0.0.1}}
+      - {{name: elsewhere.example, type: A, value: 192.0.2.7}}
+provisioning:""", 1)
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["services"]["dns"]["queries"] >= 1
+    # One lookup serves every phone (cached); the HTTP server saw the name in Host.
+    assert report["services"]["dns"]["queries"] <= 2
+
+    # A name that resolves outside loopback is refused before anything is sent.
+    bad = text.replace(f"http://prov.lab.example:{p['http_port']}/", "http://elsewhere.example/")
+    proc, report = run_labsim(tmp_path, bad.replace("phone.reboots == 1", "phones.failed == 100%")
+                              .replace("phones.ready == 100%", "phones.total == 4"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["network"]["fetch_refused"] > 0
