@@ -42,110 +42,123 @@ def dhcp_config(spec) -> DhcpServerConfig:
     )
 
 
+# Each service: how to start it from its scenario section; what it is called in logs.
+# A starter returns the service's handle: something with ``port``, ``stats`` and
+# ``stop()`` (DHCP returns ``(protocol, listening)``, adapted by ``_facade``).
+SERVICE_ORDER = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
+LABELS = {"dhcp": "DHCP", "tftp": "TFTP", "http": "HTTP", "ftp": "FTP", "dns": "DNS", "pnp": "PnP"}
+
+
+def _start_dhcp(lab, spec):
+    from labsim.services.lease_file import resolve_lease_path
+
+    # cert_dir is the report folder (`labsim run`, `labsim serve`): a relative lease_file lives there.
+    return start_dhcp_server(lab.reactor, dhcp_config(spec), host=spec.address, port=spec.port,
+                             interface=spec.interface, interface_port=spec.interface_port,
+                             lease_file=resolve_lease_path(spec.lease_file, lab.cert_dir))
+
+
+def _start_tftp(lab, spec):
+    config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
+                              max_retransmits=spec.max_retransmits)
+    return start_tftp_server(lab.reactor, config, host=spec.address, port=spec.port)
+
+
+def _start_http(lab, spec):
+    config = HttpServerConfig(root=lab.root, directory_listing=spec.directory_listing, cert_dir=lab.cert_dir,
+                              uploads=spec.uploads, upload_dir=spec.upload_dir)
+    return start_http_server(lab.reactor, config, host=spec.address, port=spec.port)
+
+
+def _start_ftp(lab, spec):
+    config = FtpServerConfig(root=lab.root, users=dict(spec.users), anonymous=spec.anonymous, uploads=spec.uploads,
+                             upload_dir=spec.upload_dir, passive_ports=spec.passive_ports)
+    return start_ftp_server(lab.reactor, config, host=spec.address, port=spec.port)
+
+
+def _start_dns(lab, spec):
+    from labsim.services.dns import DnsServerConfig, start_dns_server
+    from labsim.wire.dns_records import DnsRecordConfig
+
+    records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
+    return start_dns_server(lab.reactor, DnsServerConfig(records), host=spec.address, port=spec.port)
+
+
+def _start_pnp(lab, spec):
+    config = PnpResponderConfig(url=spec.url, per_vendor=dict(spec.per_vendor), per_model=dict(spec.per_model))
+    return start_pnp_server(lab.reactor, config, host=spec.address, port=spec.port)
+
+
+STARTERS = {"dhcp": _start_dhcp, "tftp": _start_tftp, "http": _start_http, "ftp": _start_ftp,
+            "dns": _start_dns, "pnp": _start_pnp}
+
+
+def _stats_of(name: str, handle) -> dict:
+    if name == "dhcp":
+        return dict(handle[0].stats)
+    stats = handle.stats
+    if name == "http":
+        result = {"requests": stats.requests, "bytes_sent": stats.bytes_sent,
+                  "status": {str(code): n for code, n in sorted(stats.status.items())}}
+        if getattr(stats, "uploads", 0) or getattr(stats, "bytes_received", 0):
+            result.update(uploads=stats.uploads, bytes_received=stats.bytes_received)
+        return result
+    return dict(stats) if isinstance(stats, dict) else dict(vars(stats))
+
+
+def _port_of(name: str, handle) -> int:
+    return handle[1].getHost().port if name == "dhcp" else handle.port
+
+
+def _stop(name: str, handle):
+    return defer.maybeDeferred(handle[1].stopListening if name == "dhcp" else handle.stop)
+
+
 class LabServices:
+    """The scenario's services on one reactor: started, described, counted, stopped and
+    (for the timeline) stopped and started again, all by one table."""
+
     def __init__(self, reactor, spec, root: str, *, cert_dir: str | None = None, faults=None):
         self.reactor = reactor
         self.spec = spec
         self.root = root
         self.cert_dir = cert_dir
         self.faults = faults  # labsim.faults.FaultSet: the scenario's injected faults
-        self.dhcp = None  # (protocol, port)
-        self.tftp = None
-        self.http = None
-        self.ftp = None
-        self.pnp = None
-        self.dns = None
+        self.running: dict[str, object] = {}  # name -> handle
+
+    # The handles by name (None when that service is not running).
+    dhcp = property(lambda self: self.running.get("dhcp"))
+    tftp = property(lambda self: self.running.get("tftp"))
+    http = property(lambda self: self.running.get("http"))
+    ftp = property(lambda self: self.running.get("ftp"))
+    dns = property(lambda self: self.running.get("dns"))
+    pnp = property(lambda self: self.running.get("pnp"))
 
     def start(self):
-        spec = self.spec
-        if spec.dhcp is not None:
-            from labsim.services.lease_file import resolve_lease_path
-
-            # cert_dir is the report folder (`labsim run`, `labsim serve`): a relative lease_file lives there.
-            self.dhcp = start_dhcp_server(self.reactor, dhcp_config(spec.dhcp), host=spec.dhcp.address,
-                                          port=spec.dhcp.port, interface=spec.dhcp.interface,
-                                          interface_port=spec.dhcp.interface_port,
-                                          lease_file=resolve_lease_path(spec.dhcp.lease_file, self.cert_dir))
-        if spec.tftp is not None:
-            config = TftpServerConfig(root=self.root, blksize_max=spec.tftp.blksize_max,
-                                      timeout_s=spec.tftp.timeout_s, max_retransmits=spec.tftp.max_retransmits)
-            self.tftp = start_tftp_server(self.reactor, config, host=spec.tftp.address, port=spec.tftp.port)
-        if spec.http is not None:
-            config = HttpServerConfig(root=self.root, directory_listing=spec.http.directory_listing,
-                                      cert_dir=self.cert_dir, uploads=spec.http.uploads,
-                                      upload_dir=spec.http.upload_dir)
-            self.http = start_http_server(self.reactor, config, host=spec.http.address, port=spec.http.port)
-        if spec.ftp is not None:
-            config = FtpServerConfig(root=self.root, users=dict(spec.ftp.users), anonymous=spec.ftp.anonymous,
-                                     uploads=spec.ftp.uploads, upload_dir=spec.ftp.upload_dir,
-                                     passive_ports=spec.ftp.passive_ports)
-            self.ftp = start_ftp_server(self.reactor, config, host=spec.ftp.address, port=spec.ftp.port)
-        if spec.dns is not None:
-            from labsim.services.dns import DnsServerConfig, start_dns_server
-            from labsim.wire.dns_records import DnsRecordConfig
-
-            records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.dns.records]
-            self.dns = start_dns_server(self.reactor, DnsServerConfig(records), host=spec.dns.address, port=spec.dns.port)
-        if spec.pnp is not None:
-            config = PnpResponderConfig(url=spec.pnp.url, per_vendor=dict(spec.pnp.per_vendor),
-                                        per_model=dict(spec.pnp.per_model))
-            self.pnp = start_pnp_server(self.reactor, config, host=spec.pnp.address, port=spec.pnp.port)
+        for name in SERVICE_ORDER:
+            if getattr(self.spec, name, None) is not None:
+                self._start_one(name)
         return defer.succeed(None)
+
+    def _start_one(self, name: str) -> None:
+        self.running[name] = STARTERS[name](self, getattr(self.spec, name))
+        self.attach_faults()
 
     @property
     def dhcp_port(self) -> int:
-        return self.dhcp[1].getHost().port
+        return _port_of("dhcp", self.running["dhcp"])
 
     def describe(self) -> str:
-        parts = []
-        if self.dhcp is not None:
-            parts.append(f"DHCP {self.spec.dhcp.address}:{self.dhcp_port}")
-        if self.tftp is not None:
-            parts.append(f"TFTP {self.spec.tftp.address}:{self.tftp.port}")
-        if self.http is not None:
-            parts.append(f"HTTP {self.spec.http.address}:{self.http.port}")
-        if self.ftp is not None:
-            parts.append(f"FTP {self.spec.ftp.address}:{self.ftp.port}")
-        if self.pnp is not None:
-            parts.append(f"PnP {self.spec.pnp.address}:{self.pnp.port}")
-        if self.dns is not None:
-            parts.append(f"DNS {self.spec.dns.address}:{self.dns.port}")
-        return ", ".join(parts)
+        return ", ".join(f"{LABELS[name]} {getattr(self.spec, name).address}:{_port_of(name, handle)}"
+                         for name, handle in self.running.items())
 
     def stats(self) -> dict:
-        result = {}
-        if self.dhcp is not None:
-            result["dhcp"] = dict(self.dhcp[0].stats)
-        if self.tftp is not None:
-            result["tftp"] = dict(self.tftp.stats)
-        if self.http is not None:
-            stats = self.http.stats
-            result["http"] = {"requests": stats.requests, "bytes_sent": stats.bytes_sent,
-                              "status": {str(code): n for code, n in sorted(stats.status.items())}}
-            if self.spec.http.uploads:  # upload counters only when the scenario turns uploads on
-                result["http"].update(uploads=stats.uploads, bytes_received=stats.bytes_received)
-        if self.ftp is not None:
-            result["ftp"] = dict(self.ftp.stats)
-        if self.pnp is not None:
-            result["pnp"] = dict(self.pnp.stats)
-        if self.dns is not None:
-            result["dns"] = vars(self.dns.stats) if hasattr(self.dns.stats, "__dict__") else dict(self.dns.stats)
-        return result
+        return {name: _stats_of(name, handle) for name, handle in self.running.items()}
 
     @defer.inlineCallbacks
     def stop(self):
-        if self.dhcp is not None:
-            yield self.dhcp[1].stopListening()
-        if self.tftp is not None:
-            yield self.tftp.stop()
-        if self.http is not None:
-            yield self.http.stop()
-        if self.ftp is not None:
-            yield self.ftp.stop()
-        if self.pnp is not None:
-            yield self.pnp.stop()
-        if self.dns is not None:
-            yield self.dns.stop()
+        for name in list(self.running):
+            yield _stop(name, self.running.pop(name))
 
     # --- the timeline's handles on running services ----------------------------------
 
@@ -164,35 +177,13 @@ class LabServices:
 
     def control(self, verb: str, name: str) -> str:
         """stop / start / restart one service by name (the timeline)."""
-        if name not in ("dhcp", "tftp", "http") or getattr(self.spec, name, None) is None:
+        if getattr(self.spec, name, None) is None:
             raise ValueError(f"the scenario runs no {name} service")
-        running = getattr(self, name) is not None
-        if verb in ("stop", "restart") and running:
-            self._stop_one(name)
-        if verb in ("start", "restart") and (verb == "restart" or not running):
+        if verb in ("stop", "restart") and name in self.running:
+            _stop(name, self.running.pop(name))
+        if verb in ("start", "restart") and name not in self.running:
             self._start_one(name)
         return f"{verb} {name}"
-
-    def _stop_one(self, name: str) -> None:
-        service = getattr(self, name)
-        if name == "dhcp":
-            service[1].stopListening()
-        else:
-            service.stop()
-        setattr(self, name, None)
-
-    def _start_one(self, name: str) -> None:
-        # Start just this one again on the same address and port, with faults re-attached.
-        saved = {other: getattr(self, other) for other in ("dhcp", "tftp", "http") if other != name}
-        only = type(self.spec)(**{n: (getattr(self.spec, n) if n == name else None) for n in type(self.spec).model_fields})
-        spec, self.spec = self.spec, only
-        try:
-            self.start()
-        finally:
-            self.spec = spec
-        for other, value in saved.items():
-            setattr(self, other, value)
-        self.attach_faults()
 
     def set_dhcp_options(self, options: dict) -> str:
         server = self._dhcp_server()
