@@ -214,10 +214,29 @@ class TftpService(Strict):
     max_retransmits: int = Field(5, ge=0, le=50)
 
 
+class HttpAuth(Strict):
+    """Requests whose path matches ``path`` (a glob, e.g. '/secure/*') need one of ``users``."""
+
+    path: str = "*"
+    scheme: Literal["basic", "digest"] = "digest"
+    users: dict[str, str]
+    realm: str = "labsim"
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _text(cls, users):
+        return _text_values(users)
+
+
 class HttpService(Strict):
     address: IPv4 = "127.0.0.1"
     port: Port = 8080
     directory_listing: bool = False
+    auth: list[HttpAuth] = Field(default_factory=list, description="Basic or Digest authentication per path")
+    tls: bool = Field(False, description="HTTPS; without cert_file a self-signed certificate is made at start "
+                                         "and written to the report folder (cert.pem, key.pem)")
+    cert_file: str | None = None
+    key_file: str | None = None
     # --- uploads: phones (Polycom) PUT their logs; stored under upload_dir only.
     uploads: bool = Field(False, description="accept HTTP PUT into upload_dir")
     upload_dir: str = Field("uploads", description="folder inside the provisioning root that PUT writes to")

@@ -65,8 +65,12 @@ def _start_tftp(lab, spec):
 
 
 def _start_http(lab, spec):
+    from labsim.services.http import HttpAuthRule
+
+    auth = [HttpAuthRule(rule.path, rule.scheme, dict(rule.users), rule.realm) for rule in spec.auth]
     config = HttpServerConfig(root=lab.root, directory_listing=spec.directory_listing, cert_dir=lab.cert_dir,
-                              uploads=spec.uploads, upload_dir=spec.upload_dir)
+                              uploads=spec.uploads, upload_dir=spec.upload_dir, auth=auth, tls=spec.tls,
+                              cert_file=spec.cert_file, key_file=spec.key_file)
     return start_http_server(lab.reactor, config, host=spec.address, port=spec.port)
 
 

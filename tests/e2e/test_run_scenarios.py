@@ -199,3 +199,24 @@ provisioning:""", 1)
                               .replace("phones.ready == 100%", "phones.total == 4"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["network"]["fetch_refused"] > 0
+
+
+@pytest.mark.parametrize("scheme", ["basic", "digest"])
+def test_phones_authenticate_over_https_with_credentials_from_option_66(tmp_path, scheme):
+    p = ports()
+    text = scenario_text(option66=f"https://alice:s3cret@127.0.0.1:{p['http_port']}/", count=4, **p)
+    text = text.replace(f"http: {{port: {p['http_port']}}}", f"""http:
+    port: {p['http_port']}
+    tls: true
+    auth: [{{path: "*.cfg", scheme: {scheme}, users: {{alice: s3cret}}}}]""")
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = report["services"]["http"]["status"]
+    assert status["401"] >= 4 and status["200"] >= 4 * 2 * 2  # challenged, then served
+    assert (tmp_path / "report" / "cert.pem").exists()
+
+    wrong = text.replace("alice:s3cret@", "alice:wrong@").replace("phone.reboots == 1", "phones.failed == 100%") \
+        .replace("phones.ready == 100%", "phones.total == 4")
+    proc, report = run_labsim(tmp_path, wrong)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all("denied" in " ".join(e["detail"] for e in ph["events"]) for ph in report["phones"])
