@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=command_validate)
 
     schema = commands.add_parser("schema", help="print the scenario file's JSON Schema (for editors)")
+    schema.add_argument("--markdown", action="store_true", help="print the reference document instead")
     schema.set_defaults(func=command_schema)
 
     serve = commands.add_parser("serve", help="run only a scenario's services (DHCP, TFTP, HTTP) with a live log")
@@ -89,6 +90,11 @@ def command_validate(args) -> int:
 def command_schema(args) -> int:
     from labsim.scenario.schema import Scenario
 
+    if args.markdown:
+        from labsim.scenario.reference import markdown
+
+        print(markdown(), end="")
+        return EXIT_PASSED
     print(json.dumps(Scenario.model_json_schema(), indent=2))
     return EXIT_PASSED
 

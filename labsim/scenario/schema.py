@@ -732,10 +732,11 @@ class TimelineEntry(Strict):
 
 
 class Scenario(Strict):
-    name: str
+    name: str = Field(description="shown in the report and the summary")
     description: str = ""
-    seed: int = 1
-    time_limit_s: float = Field(300, gt=0)
+    seed: int = Field(1, description="the same seed, the same run: per-phone randomness, boot spread, faults")
+    time_limit_s: float = Field(300, gt=0, description="the run stops here; unfinished phones are reported "
+                                                       "in the state they were stuck in")
     services: Services = Services()
     provisioning: Provisioning = Provisioning()
     network: FleetNetwork = FleetNetwork()
@@ -743,7 +744,8 @@ class Scenario(Strict):
     timeline: list[TimelineEntry] = Field(default_factory=list, description="actions at a time or on a condition")
     faults: list[Fault] = Field(default_factory=list, description="faults active from the start")
     expect: list[ExpectationItem] = Field(
-        default_factory=list, description="'METRIC OP VALUE' strings or {name, check} (see docs/scenarios.md)"
+        default_factory=list, description="'METRIC OP VALUE' strings (e.g. 'phones.ready == 100%'), "
+        "{name, check}, or {flash: {...}} (see README: Expectations)"
     )
 
     def expectations(self) -> list[Expectation]:
