@@ -197,7 +197,7 @@ def dhcp_sources(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> list[S
         if code in (159, 160) and "://" in value and posixpath.splitext(urlsplit(value).path)[1]:
             return [Source(value, f"DHCP option {code}", is_file=True)]
         try:
-            return [Source(str(parse_server(value)), f"DHCP option {code}")]
+            return [Source(parse_server(value).with_credentials(), f"DHCP option {code}")]
         except BadProvisioningUrl as exc:
             phone.note(f"DHCP option {code}: {exc}")
             return []
@@ -217,7 +217,7 @@ def targets(url: str, sources: list[Source], phone, *, primary: bool = True) -> 
         if source.is_file and primary:
             found.append((cisco_cfg.expand_macros(source.url, macros(phone)), source.origin))
         else:
-            found.append((parse_server(source.url).file_url(url.lstrip("/")), source.origin))
+            found.append((parse_server(source.url).file_url(url.lstrip("/"), credentials=True), source.origin))
     return found
 
 

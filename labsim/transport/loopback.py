@@ -117,6 +117,9 @@ class LoopbackNetwork:
         # The server answers a relay on the server port, so the relay listens on it too.
         # Replies arrive in bursts in a storm: 4 MiB, not the default 208 KB (which dropped
         # ~20% of a 2,000-phone storm's datagrams at the server socket).
+        # SO_REUSEADDR stays on: dnsmasq holds 0.0.0.0:67 and the relay must share the
+        # port. The price: two fleets on one relay address would share replies, so give
+        # concurrent runs different relay addresses (network.relay_address).
         self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=4 << 20)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
         self.stats = {"fetch_refused": 0}

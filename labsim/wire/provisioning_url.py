@@ -26,14 +26,23 @@ class ServerUrl:
     user: str | None = None
     password: str | None = None
 
-    def file_url(self, filename: str) -> str:
-        """The URL of a file in this folder (credentials left out: they travel separately)."""
+    def file_url(self, filename: str, *, credentials: bool = False) -> str:
+        """The URL of a file in this folder. Credentials are left out unless asked for:
+        most vendors send them separately (Basic/Digest, FTP USER/PASS)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         netloc = host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+        if credentials and self.user is not None:
+            password = ":" + quote(self.password, safe="") if self.password is not None else ""
+            netloc = f"{quote(self.user, safe='')}{password}@{netloc}"
         return urlunsplit((self.scheme, netloc, self.path + quote(filename.lstrip("/")), "", ""))
 
     def __str__(self) -> str:
         return self.file_url("")
+
+    def with_credentials(self) -> str:
+        """The folder URL with ``user:pass@`` kept (for vendors that carry the URL on and
+        split the credentials off at download time)."""
+        return self.file_url("", credentials=True)
 
 
 def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -37,6 +38,48 @@ def running(args: list[str], *, env=None, ready=None, name: str = "peer"):
         proc.stdout.close()
 
 
+# Ports 67 (DHCP: Kea, dnsmasq, and the fleet's relay socket on 127.0.0.2) and 69
+# (dnsmasq's TFTP) are fixed. Tests run one at a time in CI, but on a shared machine two
+# pytest processes may not: a lock file makes them take turns instead of failing with
+# EADDRINUSE or, worse, answering each other's phones. flock is released by the kernel
+# when the holder dies, so a crashed test never leaves it taken.
+PORTS_LOCK = "/tmp/labsim-interop-ports-67-69.lock"
+_ports_held = 0  # nesting depth in this process: a second flock on a new file would wait for ourselves
+
+
+@contextlib.contextmanager
+def privileged_ports(timeout_s: float = 90.0):
+    """Hold loopback ports 67 and 69 for this test (re-entrant within one process)."""
+    global _ports_held
+    if _ports_held:
+        _ports_held += 1
+        try:
+            yield
+        finally:
+            _ports_held -= 1
+        return
+    # Read-only is enough for flock, and works for any user whoever created the file.
+    handle = os.open(PORTS_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"ports 67/69 still held by another test after {timeout_s:g}s ({PORTS_LOCK})")
+                time.sleep(0.1)
+        _ports_held = 1
+        try:
+            yield
+        finally:
+            _ports_held = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
+
+
 def kea_config(tmp, *, subnet: str, pool: str, relay: str, options: list[dict]) -> str:
     config = {
         "Dhcp4": {
@@ -64,7 +107,7 @@ def kea(tmp, **config):
     require_root("Kea listens on port 67 and answers the relay on port 67")
     path = kea_config(str(tmp), **config)
     env = dict(os.environ, KEA_PIDFILE_DIR=str(tmp), KEA_LOCKFILE_DIR=str(tmp), KEA_LOG_CHECK_VERBOSE="0")
-    with running([binary, "-c", path], env=env, name="kea-dhcp4") as proc:
+    with privileged_ports(), running([binary, "-c", path], env=env, name="kea-dhcp4") as proc:
         time.sleep(1.0)
         if proc.poll() is not None:
             raise RuntimeError("kea-dhcp4 exited: " + proc.stdout.read().decode(errors="replace")[-2000:])
@@ -81,8 +124,15 @@ def tftpd_hpa(root: str, port: int):
 
 
 @contextlib.contextmanager
-def nginx(root: str, port: int, tmp):
+def nginx(root: str, port: int, tmp, *, put_folder: str | None = None):
+    """nginx serving ``root`` on 127.0.0.1:port. With ``put_folder`` (e.g. ``uploads``),
+    HTTP PUT is allowed into that folder only (the dav module; nginx-light has it)."""
     binary = require_binary("nginx")
+    put = ""
+    if put_folder is not None:
+        folder = put_folder.strip("/")
+        put = (f"location /{folder}/ {{ dav_methods PUT; create_full_put_path on; "
+               f"dav_access user:rw group:r all:r; }}")
     conf = os.path.join(str(tmp), "nginx.conf")
     with open(conf, "w") as handle:
         # pytest's temporary folders are private to root: let the worker read them.
@@ -98,9 +148,146 @@ http {{
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
     keepalive_requests 100000;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
+    server {{ listen 127.0.0.1:{port}; root {root}; {put} }}
 }}
 """)
     with running([binary, "-c", conf, "-g", "daemon off;"], name="nginx",
                  ready=lambda: wait_for_tcp("127.0.0.1", port)) as proc:
         yield proc
+
+
+# vsftpd's configuration for loopback tests (also used by test_ftp_interop.py). Fields:
+# port, root (anonymous root), empty (an empty folder for secure_chroot_dir), anonymous
+# and local (YES/NO). The sandbox and network isolation are off: they need namespaces
+# and seccomp filters that a container may refuse.
+VSFTPD_CONF = """\
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+background=NO
+anonymous_enable={anonymous}
+anon_root={root}
+no_anon_password=YES
+local_enable={local}
+write_enable=NO
+pasv_enable=YES
+secure_chroot_dir={empty}
+xferlog_enable=NO
+seccomp_sandbox=NO
+isolate_network=NO
+delay_failed_login=0
+"""
+
+# With a log: every command and reply ("FTP command: ... USER ftp") and every login
+# ("OK LOGIN: Client "127.0.0.1", anon password "...""), in vsftpd's own format.
+VSFTPD_LOG = """\
+xferlog_enable=YES
+xferlog_std_format=NO
+log_ftp_protocol=YES
+vsftpd_log_file={log}
+"""
+
+
+@contextlib.contextmanager
+def vsftpd(root: str, port: int, tmp, *, anonymous: bool = True, local: bool = False, log: str | None = None,
+           ask_password: bool = False):
+    """vsftpd on 127.0.0.1:port serving ``root`` to anonymous logins (user ``anonymous``
+    or ``ftp``, any password). Local (system) users need PAM and an account: not made
+    here. With ``ask_password`` vsftpd asks anonymous users for a password (331), so the
+    client's PASS reaches it and ``log`` shows it; otherwise it logs in after USER.
+    The anonymous session runs as the ``ftp`` user, so ``root`` is made world-readable
+    (and must not be writable by it: vsftpd refuses that)."""
+    binary = require_binary("vsftpd")
+    require_root("vsftpd starts as root to chroot anonymous sessions and drop to the ftp user")
+    empty = os.path.join(str(tmp), "vsftpd-empty")
+    os.makedirs(empty, exist_ok=True)
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    text = VSFTPD_CONF.format(port=port, root=root, empty=empty, anonymous="YES" if anonymous else "NO",
+                              local="YES" if local else "NO")
+    if ask_password:
+        text = text.replace("no_anon_password=YES", "no_anon_password=NO")
+    if log is not None:
+        text = text.replace("xferlog_enable=NO\n", "") + VSFTPD_LOG.format(log=log)
+    conf = os.path.join(str(tmp), "vsftpd.conf")
+    with open(conf, "w") as handle:
+        handle.write(text)
+    with running([binary, conf], name="vsftpd", ready=lambda: wait_for_tcp("127.0.0.1", port, timeout=5)) as proc:
+        yield proc
+
+
+def dnsmasq_config(tmp, *, relay: str, network: str, dhcp_range: str, options: dict[int, str],
+                   tftp_root: str | None = None, log: str | None = None, omit: tuple[str, ...] = ()) -> str:
+    """A dnsmasq configuration that serves a relay on loopback (see docs/interop.md).
+
+    ``network`` is the subnet the range is in (``10.60.0.0``) and ``dhcp_range``
+    ``start,end,netmask[,lease]``: a relayed request is matched by its giaddr, and
+    ``shared-network`` says the relay's 127.0.0.2 serves that subnet (else dnsmasq logs
+    "no address range available for DHCP request via 127.0.0.2" and stays silent).
+    ``omit`` drops the lines with these keywords (tests that show why a line is there).
+    """
+    lines = [
+        "port=0",  # no DNS: nothing here asks it, and port 53 may be someone else's
+        "interface=lo",
+        "listen-address=127.0.0.1",
+        # Without it dnsmasq binds 0.0.0.0:67 exclusively and the fleet's relay socket
+        # (127.0.0.2:67, where replies to a relay go) cannot bind: EADDRINUSE.
+        "bind-interfaces",
+        "no-resolv",
+        "no-hosts",
+        "user=root",  # pytest's temporary folders are private to root: let it read them
+        # Without it dnsmasq pings every address before offering it: 3 s per new lease,
+        # and ICMP to a pool that is not loopback (a 127/8 pool answers every ping, so
+        # every address would look taken).
+        "no-ping",
+        "dhcp-lease-max=100000",  # the default 1,000 caps a bigger fleet
+        f"dhcp-leasefile={os.path.join(str(tmp), 'dnsmasq.leases')}",
+        f"pid-file={os.path.join(str(tmp), 'dnsmasq.pid')}",
+        f"shared-network={relay},{network}",
+        f"dhcp-range={dhcp_range}",
+    ]
+    lines += [f'dhcp-option={code},"{value}"' for code, value in options.items()]
+    if tftp_root is not None:
+        lines += ["enable-tftp", f"tftp-root={tftp_root}"]  # always port 69
+    if log is not None:
+        lines.append(f"log-facility={log}")
+    lines = [line for line in lines if line.split("=", 1)[0] not in omit]
+    path = os.path.join(str(tmp), "dnsmasq.conf")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def dnsmasq(tmp, **config):
+    """dnsmasq in the foreground with only our configuration (``-C``: not /etc's),
+    holding ports 67 (and 69 with a TFTP root) on loopback."""
+    binary = require_binary("dnsmasq")
+    require_root("dnsmasq binds ports 67 and 69")
+    log = config.setdefault("log", os.path.join(str(tmp), "dnsmasq.log"))
+    path = dnsmasq_config(tmp, **config)
+
+    wanted = "TFTP root is" if config.get("tftp_root") else "DHCP, IP range"
+    with privileged_ports(), running([binary, "-C", path, "--keep-in-foreground"], name="dnsmasq",
+                                     ready=lambda: None) as proc:
+        # dnsmasq binds its sockets before it logs the DHCP range (and the TFTP root).
+        deadline = time.monotonic() + 5
+        while not _logged(log, wanted):
+            if proc.poll() is not None:
+                raise RuntimeError(f"dnsmasq exited ({proc.returncode}): "
+                                   + proc.stdout.read().decode(errors="replace")[-2000:])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dnsmasq did not log {wanted!r} within 5s")
+            time.sleep(0.02)
+        yield proc
+
+
+def _logged(path: str, text: str) -> bool:
+    try:
+        with open(path, errors="replace") as handle:
+            return text in handle.read()
+    except FileNotFoundError:
+        return False

@@ -23,6 +23,7 @@ from twisted.trial import unittest as trial
 
 from labsim.phones.events import Credentials
 from labsim.transport.ftp_fetch import ftp_get
+from tests.interop.realservers import VSFTPD_CONF
 from tests.peers import free_tcp_port, require_binary, require_root, wait_for_tcp
 
 pytestmark = pytest.mark.interop
@@ -147,26 +148,6 @@ def test_curl_uploads_into_the_upload_folder_when_enabled(labsim_ftp):
     assert (tmp / "root" / "uploads" / "001565aa0001.log").read_bytes() == b"boot log\n" * 1000
     outside = run([curl, "-sS", "-T", str(tmp / "log.txt"), f"ftp://127.0.0.1:{port}/evil.cfg"])
     assert outside.returncode != 0 and not (tmp / "root" / "evil.cfg").exists()
-
-
-VSFTPD_CONF = """\
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port={port}
-background=NO
-anonymous_enable={anonymous}
-anon_root={root}
-no_anon_password=YES
-local_enable={local}
-write_enable=NO
-pasv_enable=YES
-secure_chroot_dir={empty}
-xferlog_enable=NO
-seccomp_sandbox=NO
-isolate_network=NO
-delay_failed_login=0
-"""
 
 
 class _Vsftpd(trial.TestCase):
