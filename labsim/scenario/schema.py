@@ -212,6 +212,15 @@ class TftpService(Strict):
     blksize_max: int = Field(1468, ge=8, le=65464)
     timeout_s: float = Field(1.0, gt=0)
     max_retransmits: int = Field(5, ge=0, le=50)
+    # --- uploads: WRQ (phones' logs, backups) stored under upload_dir only; off: ERROR 4.
+    uploads: bool = Field(False, description="accept TFTP WRQ into upload_dir")
+    upload_dir: str = Field("uploads", description="folder inside the provisioning root that WRQ writes to")
+
+    @field_validator("upload_dir")
+    @classmethod
+    def _upload_dir_inside(cls, name: str) -> str:
+        return _relative_inside(name)
+    # --- end uploads
 
 
 class HttpAuth(Strict):

@@ -60,7 +60,7 @@ def _start_dhcp(lab, spec):
 
 def _start_tftp(lab, spec):
     config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
-                              max_retransmits=spec.max_retransmits)
+                              max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir)
     return start_tftp_server(lab.reactor, config, host=spec.address, port=spec.port)
 
 
@@ -161,8 +161,9 @@ class LabServices:
 
     @defer.inlineCallbacks
     def stop(self):
-        for name in list(self.running):
-            yield _stop(name, self.running.pop(name))
+        # The handles stay in `running`: their counters are still read after the stop.
+        for name, handle in list(self.running.items()):
+            yield _stop(name, handle)
 
     # --- the timeline's handles on running services ----------------------------------
 

@@ -3,6 +3,10 @@
 - tftp-hpa's ``tftp`` client (RFC 1350, no options in version 5.2) and curl (options:
   blksize, tsize) download from labsim's server, which runs in a child process so the
   blocking client calls cannot stall it; files must come back byte-identical.
+- The same clients upload (WRQ, ``put`` / ``curl -T``) into the upload folder when
+  uploads are on; outside it they get ERROR 2, with uploads off ERROR 4.
+  (Neither client speaks RFC 7440 windowsize, so windowed transfers are tested in
+  tests/unit/test_tftp_server.py, over loopback sockets too.)
 - labsim's client downloads from tftp-hpa's ``in.tftpd`` (run as root on a loopback port).
 
 Every peer is started here on 127.0.0.1 and killed in a finally / cleanup.
@@ -10,6 +14,7 @@ Every peer is started here on 127.0.0.1 and killed in a finally / cleanup.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,7 +39,8 @@ import sys
 from twisted.internet import reactor
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
-server = start_tftp_server(reactor, TftpServerConfig(sys.argv[1], blksize_max=65464), "127.0.0.1", 0)
+uploads = len(sys.argv) > 2 and sys.argv[2] == "uploads"
+server = start_tftp_server(reactor, TftpServerConfig(sys.argv[1], blksize_max=65464, uploads=uploads), "127.0.0.1", 0)
 print(server.port, flush=True)
 reactor.run()
 """
@@ -52,12 +58,13 @@ def make_files(root: Path) -> dict[str, bytes]:
     return files
 
 
-@pytest.fixture
-def labsim_server(tmp_path):
+@contextlib.contextmanager
+def serve(tmp_path, *extra):
+    """labsim's server in a child process on ``tmp_path/root``: (port, files, tmp_path)."""
     root = tmp_path / "root"
     root.mkdir()
     files = make_files(root)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root), *extra], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.strip().isdigit(), "labsim TFTP server did not start"
@@ -65,6 +72,18 @@ def labsim_server(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def labsim_server(tmp_path):
+    with serve(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def labsim_uploads(tmp_path):
+    with serve(tmp_path, "uploads") as running:
+        yield running
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -120,6 +139,48 @@ def test_curl_sees_file_not_found(labsim_server):
     port, _, tmp = labsim_server
     result = run([curl, "-sS", "-o", str(tmp / "x"), f"tftp://127.0.0.1:{port}/missing.cfg"])
     assert result.returncode == 68, result  # curl: "TFTP: File Not Found"
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+def test_tftp_hpa_client_uploads_binary_and_ascii(labsim_uploads):
+    tftp = require_binary("tftp")
+    port, files, tmp = labsim_uploads
+    for mode in ("binary", "ascii"):
+        for name in ("f100000.bin", "f512.bin", "f0.bin", "text.cfg"):
+            if mode == "ascii" and name != "text.cfg":
+                continue
+            source = tmp / "root" / name
+            remote = f"uploads/{mode}-{name}"
+            result = run([tftp, "-m", mode, "127.0.0.1", str(port), "-c", "put", str(source), remote])
+            assert result.returncode == 0 and b"Error" not in result.stdout + result.stderr, result
+            assert (tmp / "root" / remote).read_bytes() == files[name], (mode, name)
+
+
+@pytest.mark.parametrize("blksize", ["1024", "8192", None])
+def test_curl_uploads_with_options(labsim_uploads, blksize):
+    curl = require_binary("curl")
+    port, files, tmp = labsim_uploads
+    for name in ("f1.bin", "f1468.bin", "f100000.bin", "sub/nested.cfg"):
+        options = ["--tftp-blksize", blksize] if blksize else []
+        remote = f"uploads/{blksize}/{name.replace('/', '_')}"
+        result = run([curl, "-sS", *options, "-T", str(tmp / "root" / name), f"tftp://127.0.0.1:{port}/{remote}"])
+        assert result.returncode == 0, result
+        assert (tmp / "root" / remote).read_bytes() == files[name], (name, blksize)
+
+
+def test_uploads_outside_the_folder_or_when_off_are_refused(labsim_uploads, tmp_path_factory):
+    tftp = require_binary("tftp")
+    port, _, tmp = labsim_uploads
+    source = tmp / "root" / "f1.bin"
+    result = run([tftp, "-m", "binary", "127.0.0.1", str(port), "-c", "put", str(source), "f1-copy.bin"])
+    assert b"Error code 2" in result.stdout + result.stderr
+    assert not (tmp / "root" / "f1-copy.bin").exists()
+    with serve(tmp_path_factory.mktemp("off")) as (port_off, _, tmp_off):
+        result = run([tftp, "-m", "binary", "127.0.0.1", str(port_off), "-c", "put", str(source), "uploads/x.bin"])
+        assert b"Error code 4" in result.stdout + result.stderr
+        assert not (tmp_off / "root" / "uploads").exists()
 
 
 class LabsimClientAgainstTftpdHpa(trial.TestCase):

@@ -1,12 +1,17 @@
-"""labsim's TFTP server logic without sockets: codec, negotiation, transfers, errors, root confinement.
+"""labsim's TFTP server: codec, negotiation, transfers (windowed too), uploads, the file
+cache, errors and root confinement without sockets; then the Twisted adapter over
+loopback (windowsize, the lazy retransmission timer, uploads, bursts).
 
-Sockets and the real reactor are in tests/unit/test_tftp_client.py; real third-party
-peers in tests/interop/test_tftp_interop.py.
+More socket tests (with labsim's client) are in tests/unit/test_tftp_client.py; real
+third-party peers in tests/interop/test_tftp_interop.py.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import random
+import socket
 import struct
 
 import pytest
@@ -15,15 +20,23 @@ from hypothesis import strategies as st
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import TftpPacketACK, TftpPacketDAT, TftpPacketERR, TftpPacketOACK
 
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest as trial
+
+from labsim.services import tftp as tftp_module
 from labsim.services.tftp import (
     ReadTransfer,
     Reject,
     TftpRequestHandler,
     TftpServerConfig,
+    WriteTransfer,
+    encode_all_blocks,
+    from_netascii,
     negotiate,
     new_stats,
     to_netascii,
 )
+from labsim.services.tftp_udp import start_tftp_server
 from labsim.wire import tftp as wire
 
 PEER = ("127.0.0.1", 40000)
@@ -135,6 +148,85 @@ def test_request_codec_lowercases_options():
             wire.decode_request(bad)
 
 
+def tftpy_request(datagram: bytes):
+    """The reference: what tftpy makes of a request (names lowercased, as labsim does)."""
+    try:
+        packet = TftpPacketFactory().parse(datagram)
+    except Exception:
+        return None
+    return (datagram[1], packet.filename, packet.mode, {str(k).lower(): str(v) for k, v in packet.options.items()})
+
+
+def fast_request(datagram: bytes):
+    try:
+        request = wire.decode_request(datagram)
+    except wire.TftpDecodeError:
+        return None
+    return (request.opcode, request.filename, request.mode, request.options)
+
+
+PIECES = st.one_of(
+    st.sampled_from([b"", b"octet", b"NetAscii", b"blksize", b"TSIZE", b"0", b"1468", b"\xff", b"a/b.cfg"]),
+    st.binary(max_size=5),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([1, 2]), st.lists(PIECES, max_size=8), st.booleans())
+def test_request_fast_path_accepts_and_refuses_what_tftpy_does(opcode, pieces, terminated):
+    datagram = bytes([0, opcode]) + b"\x00".join(pieces) + (b"\x00" if terminated else b"")
+    assert fast_request(datagram) == tftpy_request(datagram), datagram
+
+
+def test_request_fast_path_on_the_usual_shapes():
+    for datagram in (
+        rrq("phone.cfg"),
+        rrq("/cfg/y000000000066.cfg", blksize=1468, tsize=0),
+        rrq("x", b"netascii", BlkSize=8, timeout=3, windowsize=16),
+        b"\x00\x02up.log\x00octet\x00tsize\x00123\x00",
+        b"\x00\x01\x00\x00",  # empty name and mode: tftpy takes them (the handler refuses)
+    ):
+        assert fast_request(datagram) == tftpy_request(datagram) is not None, datagram
+    assert wire.encode_request(wire.WRQ, "a.log", "netascii", {"tsize": 5}) == b"\x00\x02a.log\x00netascii\x00tsize\x005\x00"
+    assert wire.encode_request(wire.RRQ, "f", options={"blksize": 8}) == wire.encode_rrq("f", {"blksize": 8})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=10), st.text("0123456789", min_size=1, max_size=6), max_size=5))
+def test_oack_fast_path_matches_tftpy(options):
+    ref = TftpPacketOACK()
+    ref.options = dict(options)
+    assert wire.encode_oack(options) == ref.encode().buffer
+    if options:  # an OACK acknowledging nothing is refused, by tftpy too
+        assert wire.decode_oack(ref.buffer) == options
+
+
+@given(st.integers(0, 8), st.one_of(st.none(), st.text("abc xyz!", max_size=30)))
+def test_error_fast_path_matches_tftpy(code, message):
+    ref = TftpPacketERR()
+    ref.errorcode = code
+    if message is not None:
+        ref.errmsgs = {code: message.encode()}
+    elif code == 0:
+        ref.errmsgs = {0: b"Error"}
+    assert wire.encode_error(code, message) == ref.encode().buffer
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30))
+def test_oack_decoder_refuses_what_tftpy_refuses(tail):
+    datagram = b"\x00\x06" + tail
+    try:
+        expected = {str(k).lower(): str(v) for k, v in TftpPacketFactory().parse(datagram).options.items()}
+    except Exception:
+        expected = None
+    try:
+        got = wire.decode_oack(datagram)
+    except wire.TftpDecodeError:
+        got = None
+    assert got == expected
+
+
 # --- option negotiation ------------------------------------------------------------------
 
 
@@ -156,7 +248,12 @@ def config(**kw):
         ({"timeout": "256"}, 512, {}),
         ({"timeout": "soon"}, 512, {}),
         ({"tsize": "big"}, 512, {}),
-        ({"windowsize": "4", "multicast": ""}, 512, {}),  # unknown options are ignored
+        ({"multicast": "", "rollover": "0"}, 512, {}),  # unknown options are ignored
+        ({"windowsize": "4"}, 512, {"windowsize": "4"}),  # RFC 7440
+        ({"windowsize": "65535"}, 512, {"windowsize": "64"}),  # lowered to windowsize_max
+        ({"windowsize": "0"}, 512, {}),  # out of 1..65535 or not a number: declined
+        ({"windowsize": "65536"}, 512, {}),
+        ({"windowsize": "many"}, 512, {}),
     ],
 )
 def test_negotiation(options, blksize, oack):
@@ -471,3 +568,527 @@ def test_random_bytes_to_a_transfer_never_raise(datagrams):
     for datagram, from_peer in datagrams:
         transfer.datagram_received(datagram, PEER if from_peer else STRANGER)
         transfer.timer_expired()
+
+
+# --- RFC 7440 windowsize ------------------------------------------------------------------
+
+
+def blocks_of(step) -> list[int]:
+    return [wire.decode_data(packet)[0] for packet, _ in step.send]
+
+
+def test_a_window_of_blocks_goes_out_per_ack():
+    content = os.urandom(10 * 512 + 100)  # 11 blocks, the last short
+    stats = new_stats()
+    transfer = ReadTransfer(PEER, content, windowsize=4, oack={"windowsize": "4"}, stats=stats)
+    assert wire.decode_oack(transfer.start().send[0][0]) == {"windowsize": "4"}
+    step = transfer.datagram_received(ack(0), PEER)
+    assert blocks_of(step) == [1, 2, 3, 4] and step.timer == 1.0
+    assert all(addr == PEER for _, addr in step.send)
+    step = transfer.datagram_received(ack(4), PEER)
+    assert blocks_of(step) == [5, 6, 7, 8]
+    step = transfer.datagram_received(ack(8), PEER)
+    assert blocks_of(step) == [9, 10, 11]  # the window is cut at the last block
+    assert transfer.datagram_received(ack(11), PEER).done and transfer.succeeded
+    assert stats["packets_sent"] == 1 + 11 and stats["bytes_sent"] == len(content) and stats["duplicate_acks"] == 0
+
+
+def test_an_ack_inside_the_window_restarts_it_after_the_acked_block():
+    # RFC 7440: a receiver that misses a block ACKs the last one it got in order; the
+    # sender goes on from the next (go-back-N).
+    transfer = ReadTransfer(PEER, os.urandom(20 * 512), windowsize=4)
+    assert blocks_of(transfer.start()) == [1, 2, 3, 4]
+    assert blocks_of(transfer.datagram_received(ack(2), PEER)) == [3, 4, 5, 6]
+    assert transfer.datagram_received(ack(2), PEER).send == ()  # old news: ignored, never answered
+    assert transfer.datagram_received(ack(9), PEER).send == ()  # never sent: ignored
+    assert blocks_of(transfer.datagram_received(ack(6), PEER)) == [7, 8, 9, 10]
+    assert transfer.stats["duplicate_acks"] == 2
+
+
+def test_a_timeout_resends_the_whole_outstanding_window_up_to_the_cap():
+    stats = new_stats()
+    transfer = ReadTransfer(PEER, os.urandom(6 * 512), windowsize=3, max_retransmits=2, stats=stats)
+    first = transfer.start()
+    assert transfer.timer_expired().send == first.send
+    step = transfer.datagram_received(ack(1), PEER)  # progress: a fresh retry budget
+    assert blocks_of(step) == [2, 3, 4]
+    assert blocks_of(transfer.timer_expired()) == [2, 3, 4]
+    assert blocks_of(transfer.timer_expired()) == [2, 3, 4]
+    assert transfer.timer_expired().done and transfer.reason == "timeout"
+    assert (stats["retransmits"], stats["timeouts"], stats["packets_sent"]) == (3, 1, 3 + 3 + 3 + 3 + 3)
+
+
+def test_windows_across_the_block_number_rollover():
+    content = os.urandom(8 * 65540 + 3)
+    transfer = ReadTransfer(PEER, content, blksize=8, windowsize=7)
+    step = transfer.start()
+    got = []
+    while not step.done:
+        last = None
+        for packet, _ in step.send:
+            last, payload = wire.decode_data(packet)
+            got.append(payload)
+        step = transfer.datagram_received(ack(last), PEER)
+    assert b"".join(got) == content and transfer.succeeded
+
+
+def rfc7440_receiver_run(content: bytes, blksize: int, windowsize: int, lost: list[bool], max_events: int = 20000):
+    """A server ReadTransfer against a model RFC 7440 receiver over a lossy FIFO link.
+
+    The receiver ACKs every ``windowsize``-th block in order and the last block; a block
+    out of order makes it ACK the last in-order block. ``lost`` decides, packet after
+    packet (cycled), which datagrams the link drops. Returns (transfer, received bytes
+    or None if the receiver did not complete).
+    """
+    transfer = ReadTransfer(PEER, content, blksize=blksize, windowsize=windowsize, max_retransmits=30)
+    expected, since_ack, chunks, complete = 1, 0, [], False
+    link: list[tuple[str, bytes]] = []
+    drops = iter(lost * (max_events // max(len(lost), 1) + 1)) if lost else iter(())
+
+    def post(step, direction):
+        for packet, _ in step.send:
+            if not next(drops, False):
+                link.append((direction, packet))
+        return step
+
+    post(transfer.start(), "down")
+    for _ in range(max_events):
+        if transfer.finished:
+            break
+        if not link:
+            post(transfer.timer_expired(), "down")
+            continue
+        direction, packet = link.pop(0)
+        if direction == "up":
+            post(transfer.datagram_received(packet, PEER), "down")
+            continue
+        block, payload = wire.decode_data(packet)
+        if complete:
+            continue
+        if block == expected % 65536:
+            chunks.append(payload)
+            expected += 1
+            since_ack += 1
+            if len(payload) < blksize:
+                complete = True
+                post(wire.Step(send=((ack(block), PEER),)), "up")
+            elif since_ack == windowsize:
+                since_ack = 0
+                post(wire.Step(send=((ack(block), PEER),)), "up")
+        else:
+            since_ack = 0
+            post(wire.Step(send=((ack(expected - 1), PEER),)), "up")
+    return transfer, (b"".join(chunks) if complete else None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from([8, 64, 512]), st.integers(1, 9), st.lists(st.booleans(), max_size=12))
+def test_windowed_transfers_deliver_the_file_through_loss(size, blksize, windowsize, lost):
+    content = bytes(random.Random(size).getrandbits(8) for _ in range(size))
+    transfer, received = rfc7440_receiver_run(content, blksize, windowsize, lost)
+    if transfer.succeeded:
+        assert received == content
+    if not any(lost):
+        assert transfer.succeeded and transfer.stats["retransmits"] == 0
+        assert transfer.stats["packets_sent"] == size // blksize + 1
+
+
+def test_preencoded_packets_are_the_packets():
+    content = os.urandom(5000)
+    for blksize in (8, 512, 1468, 5000, 9000):
+        packets = encode_all_blocks(content, blksize)
+        plain = ReadTransfer(PEER, content, blksize=blksize, windowsize=3)
+        fast = ReadTransfer(PEER, content, blksize=blksize, windowsize=3, packets=packets)
+        a, b = plain.start(), fast.start()
+        while not a.done:
+            assert a == b
+            last = wire.decode_data(a.send[-1][0])[0]
+            a, b = plain.datagram_received(ack(last), PEER), fast.datagram_received(ack(last), PEER)
+        assert b.done and plain.stats == fast.stats
+
+
+# --- the file cache ---------------------------------------------------------------------
+
+
+def test_a_changed_file_is_served_fresh(handler, tree):
+    assert served(handler, rrq("phone.cfg")) == b"x" * 1000
+    assert served(handler, rrq("phone.cfg")) == b"x" * 1000
+    assert handler.stats["cache_hits"] == 1
+    (tree / "phone.cfg").write_bytes(b"y" * 1000)  # same size
+    st_ = os.stat(tree / "phone.cfg")
+    os.utime(tree / "phone.cfg", ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000))
+    assert served(handler, rrq("phone.cfg")) == b"y" * 1000
+    (tree / "phone.cfg").write_bytes(b"z" * 10)
+    assert served(handler, rrq("phone.cfg")) == b"z" * 10
+    os.unlink(tree / "phone.cfg")
+    assert error_of(handler.handle(rrq("phone.cfg"), PEER).packet) == wire.ERR_NOT_FOUND
+
+
+def test_a_cached_name_swapped_for_a_symlink_out_of_the_root_is_refused(handler, tree):
+    (tree / "sub" / "a.cfg").write_bytes(b"inside")
+    assert served(handler, rrq("sub/a.cfg")) == b"inside"
+    (tree / "sub" / "a.cfg").unlink()
+    (tree / "sub" / "a.cfg").symlink_to(tree.parent / "secret")
+    reply = handler.handle(rrq("sub/a.cfg"), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ACCESS_VIOLATION
+    # ... and a whole folder swapped for a link to the outside
+    assert served(handler, rrq("sub/ok.cfg")) == b"inside\n"
+    os.rename(tree / "sub", tree / "sub-old")
+    (tree / "sub").symlink_to(tree.parent / "outside")
+    (tree.parent / "outside" / "ok.cfg").write_bytes(SECRET)
+    reply = handler.handle(rrq("sub/ok.cfg"), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ACCESS_VIOLATION
+
+
+def test_the_cache_stays_within_its_bound(tree, monkeypatch):
+    monkeypatch.setattr(tftp_module, "CACHE_TOTAL_MAX", 5000)
+    handler = TftpRequestHandler(TftpServerConfig(str(tree)))
+    for i in range(20):
+        (tree / f"f{i}.cfg").write_bytes(bytes([i]) * 700)
+    for i in range(20):
+        for blksize in (512, 100):
+            assert served(handler, rrq(f"f{i}.cfg", blksize=blksize)) == bytes([i]) * 700
+            assert handler._cached_bytes <= 5000
+    assert 0 < len(handler._cache) < 20
+
+
+def test_large_files_are_not_cached(tree, monkeypatch):
+    monkeypatch.setattr(tftp_module, "CACHE_FILE_MAX", 1000)
+    handler = TftpRequestHandler(TftpServerConfig(str(tree)))
+    (tree / "big.bin").write_bytes(os.urandom(1001))
+    assert served(handler, rrq("big.bin")) == (tree / "big.bin").read_bytes()
+    assert "big.bin" not in handler._cache and "phone.cfg" not in handler._cache
+    served(handler, rrq("phone.cfg"))
+    assert "phone.cfg" in handler._cache
+
+
+def test_netascii_after_octet_from_the_cache(tree, handler):
+    (tree / "t.txt").write_bytes(b"a\nb\n" * 300)
+    assert served(handler, rrq("t.txt")) == b"a\nb\n" * 300
+    assert served(handler, rrq("t.txt", b"netascii")) == b"a\r\nb\r\n" * 300
+    assert served(handler, rrq("t.txt", blksize=100)) == b"a\nb\n" * 300
+
+
+# --- uploads (WRQ) ----------------------------------------------------------------------
+
+
+def wrq(filename: str, mode: bytes = b"octet", **options) -> bytes:
+    return b"\x00\x02" + rrq(filename, mode, **options)[2:]
+
+
+@pytest.fixture
+def uploader(tree):
+    return TftpRequestHandler(TftpServerConfig(str(tree), uploads=True, upload_dir="up/logs", max_retransmits=2, upload_max=5000))
+
+
+def upload(transfer: WriteTransfer, content: bytes, blksize: int = 512) -> list[bytes]:
+    """Send ``content`` as DATA blocks, as a client would; returns every packet the server sent."""
+    sent = list(p for p, _ in transfer.start().send)
+    for i in range(len(content) // blksize + 1):
+        step = transfer.datagram_received(wire.encode_data(i + 1, content[i * blksize : (i + 1) * blksize]), PEER)
+        sent += [p for p, _ in step.send]
+        if step.done:
+            break
+    return sent
+
+
+def test_uploads_are_off_by_default(handler, tree):
+    reply = handler.handle(wrq("uploads/x.log"), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ILLEGAL_OPERATION
+    assert not (tree / "uploads").exists()
+
+
+def test_an_upload_is_acked_block_by_block_and_stored(uploader, tree):
+    content = os.urandom(1300)
+    transfer = uploader.handle(wrq("up/logs/phone.log"), PEER)
+    assert isinstance(transfer, WriteTransfer)
+    sent = upload(transfer, content)
+    assert sent == [wire.encode_ack(0), wire.encode_ack(1), wire.encode_ack(2), wire.encode_ack(3)]
+    assert (tree / "up" / "logs" / "phone.log").read_bytes() == content
+    assert transfer.succeeded and transfer.size == 1300
+    assert (uploader.stats["uploads"], uploader.stats["bytes_received"], uploader.stats["transfers_ok"]) == (1, 1300, 1)
+    assert os.listdir(tree / "up" / "logs") == ["phone.log"]  # no temporary file left
+
+
+def test_after_the_last_block_the_server_dallies_to_repeat_a_lost_final_ack(uploader):
+    transfer = uploader.handle(wrq("up/logs/a.log"), PEER)
+    transfer.start()
+    step = transfer.datagram_received(wire.encode_data(1, b"short"), PEER)
+    assert step.send == ((wire.encode_ack(1), PEER),) and step.timer == 1.0 and not step.done
+    assert transfer.datagram_received(wire.encode_data(1, b"short"), PEER).send == ((wire.encode_ack(1), PEER),)
+    assert transfer.timer_expired().done
+    assert uploader.stats["uploads"] == 1
+
+
+def test_upload_options_blksize_tsize_and_no_window(uploader, tree):
+    transfer = uploader.handle(wrq("/up/logs/b.bin", blksize=100, tsize=250, windowsize=8), PEER)
+    assert wire.decode_oack(transfer.start().send[0][0]) == {"blksize": "100", "tsize": "250"}
+    content = os.urandom(250)
+    for i in range(3):
+        step = transfer.datagram_received(wire.encode_data(i + 1, content[i * 100 : (i + 1) * 100]), PEER)
+        assert step.send[0][0] == wire.encode_ack(i + 1)
+    assert (tree / "up" / "logs" / "b.bin").read_bytes() == content
+
+
+@pytest.mark.parametrize("name", ["x.log", "up/x.log", "up/logs", "/up/logs/", "up/logs/../x.log", "../up/logs/x.log",
+                                  "up\\logs\\..\\..\\x.log", "upx/logs/a", "up/logs/sub"])
+def test_uploads_outside_the_upload_folder_get_error_2(uploader, tree, name):
+    (tree / "up" / "logs" / "sub").mkdir(exist_ok=True)
+    reply = uploader.handle(wrq(name), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ACCESS_VIOLATION, name
+    assert uploader.stats["access_violation"] == 1
+
+
+def test_a_symlink_in_the_upload_folder_cannot_lead_a_write_outside(uploader, tree):
+    (tree / "up" / "logs" / "out").symlink_to(tree.parent / "outside")
+    reply = uploader.handle(wrq("up/logs/out/x.log"), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ACCESS_VIOLATION
+    assert not (tree.parent / "outside" / "x.log").exists()
+
+
+def test_subfolders_of_the_upload_folder_are_created(uploader, tree):
+    upload(uploader.handle(wrq("up/logs/2026/11/phone.log"), PEER), b"log")
+    assert (tree / "up" / "logs" / "2026" / "11" / "phone.log").read_bytes() == b"log"
+
+
+def test_too_large_uploads_get_error_3(uploader, tree):
+    reply = uploader.handle(wrq("up/logs/big", tsize=5001), PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_DISK_FULL
+    sent = upload(uploader.handle(wrq("up/logs/big"), PEER), os.urandom(6000))
+    assert error_of(sent[-1]) == wire.ERR_DISK_FULL
+    assert not (tree / "up" / "logs" / "big").exists() and uploader.stats["disk_full"] == 2
+
+
+def test_netascii_uploads_are_converted_back(uploader, tree):
+    upload(uploader.handle(wrq("up/logs/t.txt", b"netascii"), PEER), to_netascii(b"a\nb\rc\r\n"))
+    assert (tree / "up" / "logs" / "t.txt").read_bytes() == b"a\nb\rc\r\n"
+    assert from_netascii(to_netascii(bytes(range(256)) * 3)) == bytes(range(256)) * 3
+
+
+@pytest.mark.parametrize("err, code", [(errno.ENOSPC, wire.ERR_DISK_FULL), (errno.EACCES, wire.ERR_ACCESS_VIOLATION)])
+def test_a_failed_store_answers_with_an_error_instead_of_the_final_ack(err, code):
+    def store(_data):
+        raise OSError(err, os.strerror(err))
+
+    stats = new_stats()
+    transfer = WriteTransfer(PEER, store, stats=stats)
+    transfer.start()
+    step = transfer.datagram_received(wire.encode_data(1, b"x"), PEER)
+    assert step.done and error_of(step.send[0][0]) == code
+    assert not transfer.succeeded and stats["transfers_failed"] == 1 and stats["uploads"] == 0
+
+
+def test_upload_retransmits_the_last_ack_then_gives_up_without_storing():
+    stored = []
+    stats = new_stats()
+    transfer = WriteTransfer(PEER, stored.append, max_retransmits=2, stats=stats)
+    transfer.start()
+    step = transfer.datagram_received(wire.encode_data(1, b"a" * 512), PEER)
+    assert transfer.timer_expired().send == step.send
+    assert transfer.timer_expired().send == step.send
+    assert transfer.timer_expired().done and transfer.reason == "timeout"
+    assert stored == [] and (stats["retransmits"], stats["timeouts"]) == (2, 1)
+
+
+def test_upload_duplicates_strangers_and_protocol_breaks():
+    stored = []
+    stats = new_stats()
+    transfer = WriteTransfer(PEER, stored.append, stats=stats)
+    transfer.start()
+    assert transfer.datagram_received(wire.encode_data(1, b"a" * 512), PEER).send[0][0] == wire.encode_ack(1)
+    dup = transfer.datagram_received(wire.encode_data(1, b"a" * 512), PEER)  # our ACK 1 was lost
+    assert dup.send == ((wire.encode_ack(1), PEER),) and dup.timer is None
+    assert transfer.datagram_received(wire.encode_data(3, b"c"), PEER) == wire.Step()  # out of order: dropped
+    assert error_of(transfer.datagram_received(wire.encode_data(2, b"b"), STRANGER).send[0][0]) == 5
+    big = transfer.datagram_received(wire.encode_data(2, b"b" * 513), PEER)  # larger than blksize
+    assert big.done and error_of(big.send[0][0]) == wire.ERR_ILLEGAL_OPERATION
+    assert stored == [] and stats["duplicate_data"] == 2 and stats["unknown_tid"] == 1
+    other = WriteTransfer(PEER, stored.append, stats=stats)
+    other.start()
+    step = other.datagram_received(ack(0), PEER)  # an ACK to an upload: the peer is confused
+    assert step.done and error_of(step.send[0][0]) == wire.ERR_ILLEGAL_OPERATION
+    third = WriteTransfer(PEER, stored.append, stats=stats)
+    third.start()
+    assert third.datagram_received(wire.encode_error(0, "bye"), PEER).done and stats["client_errors"] == 1
+
+
+def test_upload_block_numbers_roll_over():
+    stored = []
+    content = os.urandom(8 * 65540 + 5)
+    transfer = WriteTransfer(PEER, stored.append, blksize=8, max_size=1 << 20)
+    transfer.start()
+    for i in range(len(content) // 8 + 1):
+        step = transfer.datagram_received(wire.encode_data(i + 1, content[i * 8 : (i + 1) * 8]), PEER)
+        assert step.send[0][0] == wire.encode_ack((i + 1) % 65536)
+    assert stored == [content]
+
+
+def test_upload_config_is_validated(tmp_path):
+    for bad in ("", "/abs", "..", "a/../../b", "\\up"):
+        with pytest.raises(ValueError):
+            TftpServerConfig(str(tmp_path), uploads=True, upload_dir=bad)
+    for bad in (0, 65536):
+        with pytest.raises(ValueError):
+            TftpServerConfig(str(tmp_path), windowsize_max=bad)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "up").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError):
+        TftpRequestHandler(TftpServerConfig(str(tmp_path / "root"), uploads=True, upload_dir="up"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=20), st.booleans()), max_size=8))
+def test_random_bytes_to_an_upload_never_raise(datagrams):
+    transfer = WriteTransfer(PEER, lambda data: None, oack={"blksize": "8"}, blksize=8)
+    transfer.start()
+    for datagram, from_peer in datagrams:
+        transfer.datagram_received(datagram, PEER if from_peer else STRANGER)
+        transfer.timer_expired()
+
+
+# --- the Twisted adapter over loopback ------------------------------------------------------
+
+
+class _Client:
+    """A bare UDP socket for driving the server by hand."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+
+    def drain(self) -> list[tuple[bytes, tuple]]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recvfrom(65535))
+            except BlockingIOError:
+                return out
+
+    def close(self):
+        self.sock.close()
+
+
+def settle(seconds: float = 0.03) -> defer.Deferred:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class AdapterOverLoopback(trial.TestCase):
+    timeout = 30
+
+    def setUp(self):
+        self.root = self.mktemp()
+        os.makedirs(self.root)
+        self.content = os.urandom(100_000)
+        with open(os.path.join(self.root, "fw.bin"), "wb") as f:
+            f.write(self.content)
+        self.client = _Client()
+        self.addCleanup(self.client.close)
+
+    def serve(self, **kw):
+        clock = kw.pop("clock", None)
+        server = start_tftp_server(reactor, TftpServerConfig(self.root, **kw), "127.0.0.1", 0, clock=clock)
+        self.addCleanup(server.stop)
+        return server
+
+    @defer.inlineCallbacks
+    def receive(self, count: int, seconds: float = 2.0, until=lambda packet: False) -> list:
+        """What reaches the client: ``count`` datagrams, or up to one that ``until`` accepts."""
+        got = []
+        for _ in range(int(seconds / 0.005)):
+            got += self.client.drain()
+            if len(got) >= count or any(until(packet) for packet, _ in got):
+                break
+            yield settle(0.005)
+        defer.returnValue(got)
+
+    @defer.inlineCallbacks
+    def test_windowed_download_over_sockets(self):
+        server = self.serve(windowsize_max=16)
+        self.client.sock.sendto(rrq("fw.bin", blksize=1024, windowsize=32), ("127.0.0.1", server.port))
+        (oack, tid), = yield self.receive(1)
+        self.assertEqual(wire.decode_oack(oack), {"blksize": "1024", "windowsize": "16"})
+        self.client.sock.sendto(ack(0), tid)
+        chunks, expected = [], 1
+        while True:
+            window = yield self.receive(16, until=lambda packet: len(packet) < 4 + 1024)
+            self.assertTrue(window, "no DATA")
+            for packet, source in window:
+                self.assertEqual(source, tid)
+                block, payload = wire.decode_data(packet)
+                self.assertEqual(block, expected)
+                chunks.append(payload)
+                expected += 1
+            self.client.sock.sendto(ack(expected - 1), tid)
+            if len(chunks[-1]) < 1024:
+                break
+            self.assertEqual(len(window), 16)  # a whole window per ACK
+        self.assertEqual(b"".join(chunks), self.content)
+        yield settle()
+        self.assertEqual((server.stats["transfers_ok"], server.stats["active"], server.stats["retransmits"]), (1, 0, 0))
+
+    @defer.inlineCallbacks
+    def test_the_timeout_runs_from_the_last_send_not_the_first(self):
+        clock = task.Clock()
+        server = self.serve(clock=clock, timeout_s=1.0, max_retransmits=1)
+        self.client.sock.sendto(rrq("fw.bin"), ("127.0.0.1", server.port))
+        (data1, tid), = yield self.receive(1)
+        clock.advance(0.6)
+        self.client.sock.sendto(ack(1), tid)
+        (data2, _), = yield self.receive(1)
+        self.assertEqual(wire.decode_data(data2)[0], 2)
+        clock.advance(0.5)  # 1.1 s after DATA 1, 0.5 s after DATA 2: nothing is due yet
+        yield settle()
+        self.assertEqual(self.client.drain(), [])
+        clock.advance(0.5)  # 1.0 s after DATA 2
+        (again, _), = yield self.receive(1)
+        self.assertEqual(again, data2)
+        clock.advance(1.0)  # the cap (1) is reached: give up and close
+        yield settle()
+        self.assertEqual((server.stats["timeouts"], server.stats["active"], server.stats["retransmits"]), (1, 0, 1))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_a_burst_of_requests_beyond_one_read_batch_is_answered(self):
+        server = self.serve()
+        for i in range(200):
+            self.client.sock.sendto(rrq(f"missing{i}.cfg"), ("127.0.0.1", server.port))
+        replies = yield self.receive(200)
+        self.assertEqual(len(replies), 200)
+        self.assertTrue(all(error_of(packet) == wire.ERR_NOT_FOUND for packet, _ in replies))
+        self.assertEqual(server.stats["not_found"], 200)
+
+    @defer.inlineCallbacks
+    def test_upload_over_sockets_then_the_file_can_be_downloaded(self):
+        server = self.serve(uploads=True)
+        content = os.urandom(3000)
+        self.client.sock.sendto(wrq("uploads/phone.log", blksize=1000, tsize=3000), ("127.0.0.1", server.port))
+        (oack, tid), = yield self.receive(1)
+        self.assertEqual(wire.decode_oack(oack), {"blksize": "1000", "tsize": "3000"})
+        for i in range(4):
+            self.client.sock.sendto(wire.encode_data(i + 1, content[i * 1000 : (i + 1) * 1000]), tid)
+            (reply, _), = yield self.receive(1)
+            self.assertEqual(reply, ack(i + 1))
+        with open(os.path.join(self.root, "uploads", "phone.log"), "rb") as f:
+            self.assertEqual(f.read(), content)
+        self.client.sock.sendto(rrq("uploads/phone.log"), ("127.0.0.1", server.port))
+        (data1, tid2), = yield self.receive(1)
+        self.assertEqual(wire.decode_data(data1), (1, content[:512]))
+        self.assertNotEqual(tid2, tid)
+        self.assertEqual(server.stats["uploads"], 1)
+
+    @defer.inlineCallbacks
+    def test_stop_closes_every_socket_and_leaves_the_reactor_clean(self):
+        server = self.serve()
+        for _ in range(5):
+            self.client.sock.sendto(rrq("fw.bin"), ("127.0.0.1", server.port))
+        replies = yield self.receive(5)
+        self.assertEqual(server.stats["active"], 5)
+        yield server.stop()
+        self.assertEqual(server.stats["active"], 0)
+        for _, tid in replies + [(None, ("127.0.0.1", server.port))]:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.addCleanup(probe.close)
+            probe.bind(tid)  # every port is free again
+        yield server.stop()  # twice is harmless
