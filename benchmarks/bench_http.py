@@ -1,6 +1,8 @@
-"""labsim's HTTP server against nginx: 4 KB GETs over keep-alive connections.
+"""labsim's HTTP server against nginx: 4 KB GETs over keep-alive connections; and the
+phones' HTTP client (labsim's lean client against twisted.web's Agent).
 
     python benchmarks/bench_http.py [--seconds 5] [--connections 16] [--driver wrk|python]
+    python benchmarks/bench_http.py --clients [--seconds 3] [--connections 16]
 
 Both servers run as subprocesses on 127.0.0.1 serving the same folder; both are one
 process (nginx: ``worker_processes 1``, access log buffered to a file; labsim: one
@@ -143,13 +145,134 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+# --- the phones' client -------------------------------------------------------------------
+
+
+def agent_getter(reactor, timeout_s: float = 30.0):
+    """What labsim's phones used before the lean client: twisted.web's Agent with a
+    persistent pool, a User-Agent header, readBody, a timeout (HttpFetcher.get as it was)."""
+    from twisted.web.client import Agent, HTTPConnectionPool, readBody
+    from twisted.web.http_headers import Headers
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 1000
+    pool.cachedConnectionTimeout = 30
+    agent = Agent(reactor, pool=pool, connectTimeout=timeout_s)
+
+    def get(url: str):
+        headers = Headers({b"User-Agent": [b"Yealink SIP-T46S 66.85.0.5 00:15:65:00:00:01"]})
+        d = agent.request(b"GET", url.encode(), headers, None)
+        d.addTimeout(timeout_s, reactor)
+        return d.addCallback(lambda response: readBody(response).addCallback(lambda body: (response.code, body)))
+
+    return get, pool.closeCachedConnections
+
+
+def lean_getter(reactor, timeout_s: float = 30.0):
+    from labsim.transport.http_fetch import HttpFetcher
+
+    fetcher = HttpFetcher(reactor, timeout_s=timeout_s)
+
+    def get(url: str):
+        d = fetcher.get(url, "Yealink SIP-T46S 66.85.0.5 00:15:65:00:00:01")
+        return d.addCallback(lambda result: (200 if result.ok else result.detail, result.body))
+
+    return get, fetcher.close
+
+
+def drive_client(reactor, get, url: str, seconds: float, concurrency: int):
+    """``concurrency`` phones each GET ``url`` back to back for ``seconds``; fires with
+    (GETs per second, CPU seconds of this process per GET)."""
+    from twisted.internet import defer
+
+    done = defer.Deferred()
+    state = {"count": 0, "running": concurrency}
+    deadline = time.monotonic() + seconds
+    cpu0, wall0 = time.process_time(), time.monotonic()
+
+    def one(_=None):
+        if time.monotonic() >= deadline:
+            state["running"] -= 1
+            if not state["running"]:
+                n = state["count"]
+                done.callback((n / (time.monotonic() - wall0), (time.process_time() - cpu0) / max(n, 1)))
+            return
+        get(url).addCallbacks(answered, failed)
+
+    def answered(result):
+        code, body = result
+        if code != 200 or len(body) != 4096:
+            failed(RuntimeError(f"bad answer {code!r}"))
+            return
+        state["count"] += 1
+        one()
+
+    def failed(why):
+        if not done.called:
+            done.errback(why)
+
+    for _ in range(concurrency):
+        one()
+    return done
+
+
+def bench_clients(args) -> int:
+    """Agent and the lean client, alternated in one run: against nginx (a server in its
+    own process, so the CPU measured is the client's), and against labsim's server in the
+    same reactor (a boot storm's shape: client and server share one process)."""
+    from twisted.internet import defer, reactor
+
+    from labsim.services.http import HttpServerConfig, start_http_server
+
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+    @defer.inlineCallbacks
+    def run(root, nginx_port):
+        handle = start_http_server(reactor, HttpServerConfig(root=root), port=0)
+        servers = {"nginx (own process)": nginx_port, "labsim server (same process)": handle.port}
+        try:
+            for _ in range(args.rounds):
+                for server_name, port in servers.items():
+                    url = f"http://127.0.0.1:{port}/{FILE_NAME}"
+                    for client_name, make in (("Agent", agent_getter), ("lean client", lean_getter)):
+                        get, close = make(reactor)
+                        yield drive_client(reactor, get, url, 0.5, args.connections)  # warm-up
+                        measured = yield drive_client(reactor, get, url, args.seconds, args.connections)
+                        results.setdefault((server_name, client_name), []).append(measured)
+                        yield close()
+        finally:
+            yield handle.stop()
+            reactor.stop()
+
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        os.chmod(tmp, 0o755)
+        root = os.path.join(tmp, "root")
+        os.makedirs(root, mode=0o755)
+        Path(root, FILE_NAME).write_bytes(os.urandom(4096))
+        nginx, nginx_port = start_nginx(root, tmp)
+        try:
+            reactor.callWhenRunning(run, root, nginx_port)
+            reactor.run()
+        finally:
+            stop(nginx)
+    print(f"{args.connections} phones, each GETting a 4 KB file back to back; best of {args.rounds} rounds:")
+    for (server_name, client_name), runs in results.items():
+        rate, cpu = max(runs)
+        print(f"  {server_name:30s} {client_name:12s} {rate:7.0f} GET/s  {cpu * 1e6:6.1f} us CPU per GET"
+              f"   runs: {', '.join(f'{r:.0f}' for r, _ in runs)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="alternate the servers; keep each one's best")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--driver", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
+    parser.add_argument("--clients", action="store_true", help="compare the phones' HTTP clients instead")
     args = parser.parse_args()
+    if args.clients:
+        return bench_clients(args)
     drive = run_wrk if args.driver == "wrk" else run_python
 
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
@@ -171,9 +294,13 @@ def main() -> int:
                     stop(proc)
         for name, runs in results.items():
             print(f"{name:7s} best {max(runs):8.0f} req/s   runs: {', '.join(f'{r:.0f}' for r in runs)}")
+        # Each round measures both servers back to back, so its ratio compares like with like
+        # even when other work on the machine changes between rounds.
+        paired = sorted(a / b for a, b in zip(results["labsim"], results["nginx"]))
         results = {name: max(runs) for name, runs in results.items()}
     ratio = results["labsim"] / results["nginx"]
     print(f"driver {args.driver}, {args.connections} keep-alive connections, 4 KB file: labsim/nginx = {ratio:.2f} (best of {args.rounds})")
+    print(f"labsim/nginx round by round: {', '.join(f'{r:.2f}' for r in paired)} (median {paired[len(paired) // 2]:.2f})")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""curl, a real HTTP client, against labsim's HTTP server run as its own process."""
+"""curl, a real HTTP client, against labsim's HTTP server run as its own process; and
+labsim's phone HTTP client against nginx and that server."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from twisted.internet import defer, reactor
+from twisted.trial import unittest as trial
 
-from tests.peers import require_binary
+from tests.interop import realservers
+from tests.peers import free_tcp_port, require_binary
 
 pytestmark = pytest.mark.interop
 
 REPO = Path(__file__).resolve().parents[2]
 BODY = b"#!version:1.0.0.1\naccount.1.enable = 1\n" * 100
+UA = "Yealink SIP-T46S 66.85.0.5 00:15:65:00:00:01"
 
 
 @contextlib.contextmanager
@@ -128,3 +133,69 @@ def test_traversal_with_path_as_is(tree):
             assert status in (403, 404), path
             assert b"outside the root" not in body, path
         assert curl("--path-as-is", f"{url}/secure/../y000000000066.cfg")[0] == 404  # '..' never resolved
+
+
+# --- labsim's phone client (HttpFetcher) against real servers ------------------------------------
+
+
+class PhoneClientInteropTests(trial.TestCase):
+    """The phones' HTTP client against nginx and against labsim's server run as its own
+    process: status mapping, keep-alive reuse, a cap on connections, Digest, HTTPS."""
+
+    timeout = 30
+
+    def setUp(self):
+        self.tmp = os.path.abspath(self.mktemp())
+        self.root = os.path.join(self.tmp, "root")
+        os.makedirs(os.path.join(self.root, "folder"))
+        os.makedirs(os.path.join(self.root, "digest"))
+        Path(self.root, "y000000000066.cfg").write_bytes(BODY)
+        Path(self.root, "fw.rom").write_bytes(os.urandom(3 << 20))  # several reads' worth
+        Path(self.root, "digest", "b.cfg").write_bytes(b"digest protected")
+        for folder in (self.tmp, self.root):
+            os.chmod(folder, 0o755)
+        self.stack = contextlib.ExitStack()
+        self.addCleanup(self.stack.close)
+
+    def fetcher(self, **kw):
+        from labsim.transport.http_fetch import HttpFetcher
+
+        fetcher = HttpFetcher(reactor, timeout_s=10, **kw)
+        self.addCleanup(fetcher.close)
+        return fetcher
+
+    @defer.inlineCallbacks
+    def test_against_nginx(self):
+        port = free_tcp_port()
+        self.stack.enter_context(realservers.nginx(self.root, port, self.tmp))
+        fetcher = self.fetcher(max_per_host=4)
+        base = f"http://127.0.0.1:{port}"
+        result = yield fetcher.get(f"{base}/y000000000066.cfg", UA)
+        self.assertEqual((result.status, result.body), ("ok", BODY))
+        result = yield fetcher.get(f"{base}/missing.cfg", UA)
+        self.assertEqual((result.status, result.detail), ("not_found", "HTTP 404"))
+        result = yield fetcher.get(f"{base}/folder/", UA)  # no index, no autoindex
+        self.assertEqual((result.status, result.detail), ("denied", "HTTP 403"))
+        result = yield fetcher.put(f"{base}/up.log", b"log", UA)  # nginx's static module refuses PUT
+        self.assertEqual((result.status, result.detail), ("error", "HTTP 405"))
+        result = yield fetcher.get(f"{base}/fw.rom", UA)
+        self.assertEqual(result.body, Path(self.root, "fw.rom").read_bytes())
+        self.assertEqual(fetcher.stats["connections"], 1)  # all of it over one keep-alive connection
+        results = yield defer.gatherResults([fetcher.get(f"{base}/y000000000066.cfg", UA) for _ in range(40)])
+        self.assertTrue(all(r.ok and r.body == BODY for r in results))
+        self.assertEqual(fetcher.stats["connections"], 4)  # the cap
+
+    @defer.inlineCallbacks
+    def test_against_labsim_http_in_its_own_process_with_digest_and_tls(self):
+        url = self.stack.enter_context(labsim_http("--root", self.root, "--tls", "--auth",
+                                                   "/digest/*:digest:phone:pw"))
+        from labsim.phones.events import Credentials
+
+        fetcher = self.fetcher()
+        result = yield fetcher.get(f"{url}/y000000000066.cfg", UA)
+        self.assertEqual((result.status, result.body), ("ok", BODY))
+        result = yield fetcher.get(f"{url}/digest/b.cfg", UA, Credentials("phone", "pw"))
+        self.assertEqual((result.status, result.body), ("ok", b"digest protected"))
+        result = yield fetcher.get(f"{url}/digest/b.cfg", UA, Credentials("phone", "no"))
+        self.assertEqual((result.status, result.detail), ("denied", "HTTP 401"))
+        self.assertEqual(fetcher.stats["connections"], 1)

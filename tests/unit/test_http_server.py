@@ -403,3 +403,126 @@ class StreamingHangupTests(trial.TestCase):
         while handle.site.open_channels:  # let the aborted stream wind down
             yield deferLater(reactor, 0.01)
         self.assertEqual(handle.stats.status.get(200, 0), 1)
+
+
+# --- the request/response path, byte for byte (no sockets) -------------------------------------
+
+
+class _Wire:
+    """A site and one connection on a StringTransport: bytes in, responses out (framed by
+    the phones' own response parser)."""
+
+    def __init__(self, root):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from labsim.services.http import ProvisioningSite, StaticRoot
+        from labsim.wire.http1 import ResponseParser
+
+        self.clock = Clock()
+        config = HttpServerConfig(root=str(root))
+        self.site = ProvisioningSite(StaticRoot(config, HttpAuthenticator([], self.clock.seconds)), self.clock, 100)
+        self.channel = self.site.buildProtocol(None)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5555))
+        self.channel.makeConnection(self.transport)
+        self.parser = ResponseParser()
+
+    def send(self, data: bytes, *methods: bytes):
+        for method in methods:
+            self.parser.expect(method)
+        self.channel.dataReceived(data)
+        out = self.transport.value()
+        self.transport.clear()
+        return self.parser.feed(out)
+
+
+@pytest.fixture
+def wire(tmp_path):
+    (tmp_path / "a.cfg").write_bytes(FILE_BODY)
+    return _Wire(tmp_path)
+
+
+def test_responses_in_one_write_carry_what_twisted_web_would_send(wire):
+    (response,) = wire.send(b"GET /a.cfg HTTP/1.1\r\nHost: x\r\nUser-Agent: Yealink 00:15:65:13:ae:0b\r\n\r\n", b"GET")
+    assert (response.status, response.body, response.keep_alive) == (200, FILE_BODY, True)
+    assert response.header(b"content-length") == b"%d" % len(FILE_BODY)
+    assert response.header(b"content-type") == b"text/plain"
+    assert response.header(b"server").startswith(b"TwistedWeb/") and response.header(b"date").endswith(b" GMT")
+    assert response.header(b"last-modified") is not None
+    (head,) = wire.send(b"HEAD /a.cfg HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD")
+    assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"%d" % len(FILE_BODY))
+    (missing,) = wire.send(b"GET /nope.cfg?mac=1 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET")
+    assert (missing.status, missing.body) == (404, b"404 Not Found\n")
+    (refused,) = wire.send(b"DELETE /a.cfg HTTP/1.1\r\nHost: x\r\n\r\n", b"DELETE")
+    assert (refused.status, refused.header(b"allow")) == (405, b"GET, HEAD")
+    entries = list(wire.site.access_log)
+    assert [(e["method"], e["path"], e["status"], e["client"]) for e in entries] == [
+        ("GET", "/a.cfg", 200, "127.0.0.9"), ("HEAD", "/a.cfg", 200, "127.0.0.9"),
+        ("GET", "/nope.cfg?mac=1", 404, "127.0.0.9"), ("DELETE", "/a.cfg", 405, "127.0.0.9")]
+    assert entries[0]["mac"] == "00:15:65:13:ae:0b" and wire.site.access_log[-1]["status"] == 405
+    assert wire.site.stats.status == {200: 2, 404: 1, 405: 1}
+    assert wire.site.stats.bytes_sent == len(FILE_BODY) + len(b"404 Not Found\n") + len(b"405 Method Not Allowed\n")
+
+
+def test_pipelined_and_split_requests(wire):
+    get = b"GET /a.cfg HTTP/1.1\r\nHost: x\r\n\r\n"
+    responses = wire.send(get + b"HEAD /a.cfg HTTP/1.1\r\n\r\n" + get + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+                          b"GET", b"HEAD", b"GET", b"GET")
+    assert [(r.status, len(r.body)) for r in responses] == [(200, len(FILE_BODY)), (200, 0), (200, len(FILE_BODY)), (404, 14)]
+    assert wire.send(get[:10], b"GET") == []
+    (response,) = wire.send(get[10:])
+    assert response.body == FILE_BODY
+
+
+def test_connection_close_http10_and_expect(wire):
+    (response,) = wire.send(b"GET /a.cfg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"GET")
+    assert response.header(b"connection") == b"close" and not response.keep_alive
+    assert wire.transport.disconnecting
+    other = _Wire(wire.site.resource.root.decode())
+    (response,) = other.send(b"GET /a.cfg HTTP/1.0\r\n\r\n", b"GET")
+    assert response.body == FILE_BODY and other.transport.disconnecting
+    third = _Wire(wire.site.resource.root.decode())
+    third.channel.dataReceived(b"GET /a.cfg HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n")
+    assert third.transport.value().startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("bad", [
+    b"GET /a.cfg HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    b"GET /a.cfg HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+    b"GET /a.cfg HTTP/9.9\r\n\r\n",
+    b"GET /a.cfg HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
+])
+def test_malformed_requests_still_get_twisted_webs_400(wire, bad):
+    wire.channel.dataReceived(bad)
+    assert wire.transport.value().startswith(b"HTTP/1.1 400 Bad Request")
+
+
+def test_send_now_writes_to_the_socket_only_with_nothing_queued():
+    from labsim.services.http import can_send_now, send_now
+
+    class Transport:
+        TLS = False
+        connected = True
+        disconnecting = False
+        _writeDisconnected = False
+
+        def __init__(self, accepts):
+            self._tempDataBuffer, self.dataBuffer, self.accepts, self.sent = [], b"", accepts, []
+
+        def writeSomeData(self, data):
+            taken = data[: self.accepts]
+            self.sent.append(bytes(taken))
+            return len(taken)
+
+        def write(self, data):
+            self._tempDataBuffer.append(data)
+
+    t = Transport(accepts=1000)
+    send_now(t, b"x" * 10)
+    assert (t.sent, t._tempDataBuffer) == ([b"x" * 10], [])
+    t = Transport(accepts=4)
+    send_now(t, b"0123456789")
+    send_now(t, b"abc")  # queued behind the rest: never sent ahead of it
+    assert (t.sent, t._tempDataBuffer) == ([b"0123"], [b"456789", b"abc"])
+    assert not can_send_now(t)  # not a twisted.internet.tcp connection
