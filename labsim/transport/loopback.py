@@ -240,10 +240,15 @@ def _by_address(parts, address: str) -> tuple[str, str | None]:
     return target, parts.hostname + port
 
 
+TFTP_LINGER_S = 3.0
+
+
 @defer.inlineCallbacks
 def _tftp(reactor, host: str, port: int, filename: str):
     try:
-        body = yield tftp_get(reactor, host, port, filename, blksize=1428, tsize=True)
+        # Linger: a thousand phones finishing at once must not hand a just-closed port,
+        # with a late packet still on its way to it, to the next phone's download.
+        body = yield tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S)
     except TftpNotFound as exc:
         return FetchResult("not_found", detail=f"TFTP: {exc}")
     except TftpTimeout:

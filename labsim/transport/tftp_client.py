@@ -219,10 +219,11 @@ class TftpReadSession:
 class _ReadProtocol(DatagramProtocol):
     noisy = False  # no "Starting protocol" log line per download
 
-    def __init__(self, session: TftpReadSession, clock, result: defer.Deferred):
+    def __init__(self, session: TftpReadSession, clock, result: defer.Deferred, linger_s: float = 0.0):
         self.session = session
         self.clock = clock
         self.result = result
+        self.linger_s = linger_s
         self.port = None
         self.timer = None
         self.closed = False
@@ -257,7 +258,10 @@ class _ReadProtocol(DatagramProtocol):
             except OSError:
                 pass  # a lost datagram: the retransmission timer covers it
         if step.done:
-            self._close().addCallback(self._report)
+            if self.linger_s > 0:
+                self._linger()
+            else:
+                self._close().addCallback(self._report)
         elif step.timer is not None:
             if self.timer is not None and self.timer.active():
                 self.timer.reset(step.timer)
@@ -283,6 +287,19 @@ class _ReadProtocol(DatagramProtocol):
         # file descriptors (or starts the next of thousands of downloads) sees it gone.
         return defer.maybeDeferred(self.port.stopListening)
 
+    def _linger(self) -> None:
+        """Report now, but hold the port a while, deaf, before closing it. A port closed
+        at once may be handed straight to the next download, which would then take a
+        late DATA packet of this transfer (a server still retransmitting) for its own
+        first block: RFC 1350 clients lock onto whatever TID answers first. Seen at
+        10,000 phones: a missing <mac>.boot "arrived" as another phone's .cfg."""
+        self.closed = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        self.clock.callLater(self.linger_s, self.port.stopListening)
+        self._report(None)
+
     def cancel(self, _deferred) -> None:
         self._close()
 
@@ -306,6 +323,7 @@ def tftp_get(
     max_retransmits: int = 5,
     bind_host: str | None = None,
     clock=None,
+    linger_s: float = 0.0,
 ) -> defer.Deferred:
     """Download ``filename`` from ``host:port``; the Deferred fires with its bytes.
 
@@ -313,7 +331,8 @@ def tftp_get(
     TftpTimeout. ``host`` must be an IP address (phones get theirs from DHCP).
     ``bind_host`` defaults to the loopback address of host's family when host is
     loopback, else the wildcard. ``clock`` defaults to ``reactor`` (tests pass a
-    ``task.Clock``). Cancelling the Deferred closes the socket.
+    ``task.Clock``). Cancelling the Deferred closes the socket. ``linger_s`` > 0 keeps
+    the finished transfer's port bound (and deaf) that long, so it is not reused at once.
     """
     if not (isIPAddress(host) or isIPv6Address(host)):
         return defer.fail(ValueError(f"tftp_get needs an IP address, got {host!r}"))
@@ -330,7 +349,7 @@ def tftp_get(
             protocol.cancel(d)
 
     result: defer.Deferred = defer.Deferred(cancel)
-    protocol = _ReadProtocol(session, clock if clock is not None else reactor, result)
+    protocol = _ReadProtocol(session, clock if clock is not None else reactor, result, linger_s)
     local = bind_host or _bind_address(host)
     try:
         if ":" in local:  # bind_udp is IPv4-only
