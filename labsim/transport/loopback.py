@@ -240,7 +240,9 @@ def _by_address(parts, address: str) -> tuple[str, str | None]:
     return target, parts.hostname + port
 
 
-TFTP_LINGER_S = 3.0
+# Longer than a server keeps retransmitting a block it had no ACK for (labsim's: 1 s x
+# 6 sends; tftpd-hpa's similar), so no late packet can reach a reused port.
+TFTP_LINGER_S = 10.0
 
 
 @defer.inlineCallbacks

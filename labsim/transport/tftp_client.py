@@ -292,7 +292,8 @@ class _ReadProtocol(DatagramProtocol):
         at once may be handed straight to the next download, which would then take a
         late DATA packet of this transfer (a server still retransmitting) for its own
         first block: RFC 1350 clients lock onto whatever TID answers first. Seen at
-        10,000 phones: a missing <mac>.boot "arrived" as another phone's .cfg."""
+        10,000 phones: a missing <mac>.boot "arrived" as the phone's own .cfg, a DATA
+        packet the server was still retransmitting from the cycle before the reboot."""
         self.closed = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
