@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from labsim.observe.expectations import evaluate, parse_expectation
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle

@@ -18,7 +18,6 @@ import html
 import json
 import math
 import os
-from collections import Counter
 from urllib.parse import urlsplit
 
 from labsim.observe.stats import percentile

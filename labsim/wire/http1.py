@@ -13,7 +13,7 @@ nothing else (fuzzed with hypothesis).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 

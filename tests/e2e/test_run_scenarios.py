@@ -1,7 +1,6 @@
 """``labsim run`` end to end: real loopback sockets, the real CLI, the report on disk."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

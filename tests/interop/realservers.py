@@ -291,3 +291,31 @@ def _logged(path: str, text: str) -> bool:
             return text in handle.read()
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def labsim_service(module: str, *args: str, listening: str):
+    """``python -m labsim.services.MODULE ARGS`` in its own process group; yields the first
+    match of the regular expression ``listening`` in the line it prints when ready (its
+    address); always stopped."""
+    import re
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", f"labsim.services.{module}", *args], cwd=repo,
+                            env=dict(os.environ, PYTHONPATH=repo), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the service says where it listens
+        match = re.search(listening, line)
+        assert match, f"labsim {module} did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+        yield match.group(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.interop.realservers import labsim_service
 from tests.peers import require_binary
 
 pytestmark = pytest.mark.interop
@@ -34,29 +31,8 @@ def dns_port(tmp_path_factory):
     """``python -m labsim.services.dns --port 0``, shared by this module; always stopped."""
     zone = tmp_path_factory.mktemp("dns") / "lab.zone"
     zone.write_text(ZONE)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labsim.services.dns", "--zone", str(zone), "--port", "0"],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        match = re.search(r"127\.0\.0\.1:(\d+)", line)
-        assert match, f"labsim dns did not start: {line}"
-        yield int(match.group(1))
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+    with labsim_service("dns", "--zone", str(zone), "--port", "0", listening=r"127\.0\.0\.1:(\d+)") as port:
+        yield int(port)
 
 
 def dig(port: int, name: str, qtype: str) -> tuple[str, list[tuple[str, int, str, str]]]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest as trial
 
 from tests.interop import realservers
+from tests.interop.realservers import labsim_service
 from tests.peers import free_tcp_port, require_binary
 
 pytestmark = pytest.mark.interop
@@ -25,32 +24,9 @@ BODY = b"#!version:1.0.0.1\naccount.1.enable = 1\n" * 100
 UA = "Yealink SIP-T46S 66.85.0.5 00:15:65:00:00:01"
 
 
-@contextlib.contextmanager
 def labsim_http(*args: str):
     """``python -m labsim.services.http --port 0 ARGS``; yields its base URL; always stops it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labsim.services.http", "--port", "0", *args],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        line = proc.stdout.readline()  # blocks until the server says where it listens
-        match = re.search(r"(https?://[\d.]+:\d+)/", line)
-        assert match, f"labsim http did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
-        yield match.group(1)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+    return labsim_service("http", "--port", "0", *args, listening=r"(https?://[\d.]+:\d+)/")
 
 
 def curl(*args: str) -> tuple[int, bytes, str]:

@@ -6,7 +6,6 @@ These name the common-cycle rules of spec/phones.md that the core implements.
 import hashlib
 import random
 
-import pytest
 from twisted.internet.task import Clock
 
 from labsim.phones import yealink

@@ -15,7 +15,7 @@ import yaml
 
 from labsim import cli
 from labsim.scenario.loader import ScenarioError, load_scenario, parse_scenario_text
-from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
+from labsim.scenario.yaml_marks import Mark, load_marked
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
