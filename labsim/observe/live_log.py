@@ -86,15 +86,18 @@ def format_tftp(datagram: bytes, addr, outcome) -> str | None:
     except (tftp_wire.TftpDecodeError, ValueError):
         return None
     peer = f"{addr[0]}:{addr[1]}"
+    kind = "WRQ" if request.opcode == tftp_wire.WRQ else "RRQ"
     if outcome is None:
-        return f"tftp RRQ {request.filename} from {peer}: ignored"
+        return f"tftp {kind} {request.filename} from {peer}: ignored"
     packet = getattr(outcome, "packet", None)
     if packet is not None:  # a Reject
         try:
             code, message = tftp_wire.decode_error(packet)
         except (tftp_wire.TftpDecodeError, ValueError):
             code, message = "?", "error"
-        return f"tftp RRQ {request.filename} from {peer}: refused ({code} {message})"
+        return f"tftp {kind} {request.filename} from {peer}: refused ({code} {message})"
+    if kind == "WRQ":
+        return f"tftp WRQ {request.filename} from {peer}: receiving an upload"
     size = len(getattr(outcome, "data", b""))
     blksize = getattr(outcome, "blksize", tftp_wire.DEFAULT_BLKSIZE)
     return f"tftp RRQ {request.filename} from {peer}: sending {size} bytes (blksize {blksize})"
