@@ -22,6 +22,7 @@ from labsim.services.tftp import ReadTransfer, TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.transport.tftp_client import TftpError, TftpNotFound, TftpReadSession, TftpTimeout, tftp_get
 from labsim.wire import tftp as wire
+from tests.udp_socket import BareUdpSocket, settle
 
 SERVER = ("127.0.0.1", 6969)
 TID = ("127.0.0.1", 50123)
@@ -250,29 +251,7 @@ def test_client_and_server_over_a_lossy_link_never_corrupt(size, blksize, loss, 
 # --- over loopback sockets ------------------------------------------------------------------
 
 
-class _Sink:
-    """A UDP socket that records what reaches it and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-
-    def drain(self) -> list[tuple[bytes, tuple]]:
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recvfrom(65535))
-            except BlockingIOError:
-                return out
-
-    def close(self):
-        self.sock.close()
-
-
-def settle(seconds: float = 0.05) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
+_Sink = BareUdpSocket  # records what reaches it and never answers
 
 
 class LoopbackTransfers(trial.TestCase):

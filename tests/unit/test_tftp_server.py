@@ -38,6 +38,8 @@ from labsim.services.tftp import (
 )
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.wire import tftp as wire
+from tests.udp_socket import BareUdpSocket
+from tests.udp_socket import settle as settle_for
 
 PEER = ("127.0.0.1", 40000)
 STRANGER = ("127.0.0.1", 40001)
@@ -950,28 +952,12 @@ def test_random_bytes_to_an_upload_never_raise(datagrams):
 # --- the Twisted adapter over loopback ------------------------------------------------------
 
 
-class _Client:
-    """A bare UDP socket for driving the server by hand."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-
-    def drain(self) -> list[tuple[bytes, tuple]]:
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recvfrom(65535))
-            except BlockingIOError:
-                return out
-
-    def close(self):
-        self.sock.close()
+_Client = BareUdpSocket
 
 
 def settle(seconds: float = 0.03) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
+    return settle_for(seconds)
+
 
 
 class AdapterOverLoopback(trial.TestCase):
