@@ -167,16 +167,9 @@ class ResponseParser:
                 if response is not None:
                     done.append(response)
             elif state == _LENGTH:
-                if not buf:
+                buf, complete = self._take_body(buf)
+                if not complete:
                     break
-                take = self._remaining
-                if len(buf) < take:
-                    self._parts.append(buf)
-                    self._remaining -= len(buf)
-                    buf = b""
-                    break
-                self._parts.append(buf[:take])
-                buf = buf[take:]
                 done.append(self._finish())
             elif state == _CHUNK_SIZE_LINE:
                 match = _LINE_END.search(buf, 0, 4096)
@@ -196,16 +189,9 @@ class ResponseParser:
                 self._remaining = length
                 self._state = _CHUNK_DATA
             elif state == _CHUNK_DATA:
-                if not buf:
+                buf, complete = self._take_body(buf)
+                if not complete:
                     break
-                take = self._remaining
-                if len(buf) < take:
-                    self._parts.append(buf)
-                    self._remaining -= len(buf)
-                    buf = b""
-                    break
-                self._parts.append(buf[:take])
-                buf = buf[take:]
                 self._state = _CHUNK_DATA_END
             elif state == _CHUNK_DATA_END:
                 if buf[:2] == b"\r\n":
@@ -337,6 +323,20 @@ class ResponseParser:
         if len(fields) > self.max_fields:
             raise HttpParseError("too many header fields")
         return fields
+
+    def _take_body(self, buf):
+        """Take up to ``self._remaining`` body bytes from ``buf``: (the rest of buf,
+        whether the expected bytes are now all in)."""
+        if not buf:
+            return buf, False
+        take = self._remaining
+        if len(buf) < take:
+            self._parts.append(buf)
+            self._remaining -= len(buf)
+            return b"", False
+        self._parts.append(buf[:take])
+        self._remaining = 0
+        return buf[take:], True
 
     def _finish(self) -> Response:
         response = self._response
