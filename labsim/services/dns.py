@@ -1,4 +1,6 @@
-"""labsim's DNS server: the I/O-free ``DnsAnswerer`` on a Twisted UDP port.
+"""labsim's DNS server: the I/O-free ``DnsAnswerer`` on a Twisted UDP port and a TCP port
+with the same number (RFC 7766: TCP is required; a client whose UDP answer came back
+truncated retries over TCP).
 
 Run alone: ``python -m labsim.services.dns --zone FILE [--host H] [--port P]``. The zone
 file has one record a line, ``NAME [TTL] TYPE VALUE`` (``#`` or ``;`` comments), e.g.::
@@ -14,10 +16,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.internet import defer
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.python.failure import Failure
 
 from labsim.services.udp import bind_udp
 from labsim.wire.dns_records import (  # re-exported: the public DNS API lives here
@@ -26,6 +30,7 @@ from labsim.wire.dns_records import (  # re-exported: the public DNS API lives h
     DnsRecordConfig,
     DnsResolver,
     DnsStats,
+    DnsTcpSession,
     SrvTarget,
     Zone,
 )
@@ -43,9 +48,21 @@ __all__ = [
 ]
 
 
+# RFC 7766 6.2.3 leaves the idle timeout to the server and suggests seconds, not minutes.
+TCP_IDLE_TIMEOUT_S = 10.0
+# As for HTTP (services/http.py): a boot storm must not overflow the accept queue
+# (Twisted's default is 50; the kernel caps this at net.core.somaxconn).
+TCP_LISTEN_BACKLOG = 4096
+# With port 0 the UDP port is picked first and TCP must get the same number; when that
+# number is taken for TCP, pick again.
+PORT_ATTEMPTS = 20
+
+
 @dataclass
 class DnsServerConfig:
     records: list[DnsRecordConfig]
+    # A TCP connection with nothing received for this long is closed (None: never).
+    tcp_idle_timeout_s: float | None = TCP_IDLE_TIMEOUT_S
 
 
 class DnsServerProtocol(DatagramProtocol):
@@ -58,21 +75,112 @@ class DnsServerProtocol(DatagramProtocol):
             self.transport.write(reply, addr)
 
 
+class DnsTcpProtocol(Protocol):
+    """One TCP connection: ``DnsTcpSession`` does the work; this owns the socket and the
+    idle timer, and stops reading while the client does not read its answers (so a
+    client pipelining thousands of queries cannot grow our write buffer without bound)."""
+
+    def __init__(self, factory: DnsTcpFactory):
+        self.factory = factory
+        self.session = DnsTcpSession(factory.answerer)
+        self._idle = None
+        self.lost = defer.Deferred()  # fires when the connection is gone: stop() waits for it
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        # Streaming producer: the transport calls pauseProducing when its write buffer
+        # fills and resumeProducing when it drains.
+        self.transport.registerProducer(self, True)
+        timeout = self.factory.idle_timeout_s
+        if timeout is not None:
+            self._idle = self.factory.reactor.callLater(timeout, self._idle_expired)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self.factory.idle_timeout_s)
+        out, close = self.session.received(data)
+        if out:
+            self.transport.write(out)
+        if close:
+            self.transport.loseConnection()  # after the replies already written
+
+    def _idle_expired(self) -> None:
+        if self.transport.disconnecting:
+            # Closed once, but our replies are still unsent: the client stopped reading.
+            self.transport.abortConnection()
+            return
+        self.factory.answerer.stats.tcp_idle_closed += 1
+        self.transport.loseConnection()
+        self._idle = self.factory.reactor.callLater(self.factory.idle_timeout_s, self._idle_expired)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        self.factory.connections.discard(self)
+        self.lost.callback(None)
+
+    # IPushProducer, registered on our own transport
+    def pauseProducing(self) -> None:
+        self.transport.pauseProducing()  # stop reading queries until the answers drain
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass  # the connection is going away: connectionLost cleans up
+
+
+class DnsTcpFactory(Factory):
+    noisy = False  # no log line per connection
+
+    def __init__(self, reactor, answerer: DnsAnswerer, idle_timeout_s: float | None):
+        self.reactor = reactor
+        self.answerer = answerer
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: set[DnsTcpProtocol] = set()
+
+    def buildProtocol(self, addr) -> DnsTcpProtocol:
+        return DnsTcpProtocol(self)
+
+
 @dataclass
 class DnsServerHandle:
     port: int
     stats: DnsStats
-    _listening: object
+    _listening: object  # the UDP port
+    _tcp_listening: object = None
+    _tcp_factory: DnsTcpFactory | None = field(default=None, repr=False)
 
     def stop(self) -> defer.Deferred:
-        return defer.maybeDeferred(self._listening.stopListening)
+        """Stop both ports and drop open TCP connections (as a server going down does);
+        fires when all are closed."""
+        waits = [defer.maybeDeferred(self._listening.stopListening)]
+        if self._tcp_listening is not None:
+            waits.append(defer.maybeDeferred(self._tcp_listening.stopListening))
+        if self._tcp_factory is not None:
+            for connection in list(self._tcp_factory.connections):
+                waits.append(connection.lost)
+                connection.transport.abortConnection()
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
 
 
 def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", port: int = 5353) -> DnsServerHandle:
-    """Listen on ``host:port`` (0: any free port; the handle says which)."""
+    """Listen on UDP and TCP ``host:port`` (0: a port free for both; the handle says which)."""
     answerer = DnsAnswerer(Zone(config.records))  # raises ValueError on a bad record, before binding
-    listening = bind_udp(reactor, DnsServerProtocol(answerer), host, port)
-    return DnsServerHandle(listening.getHost().port, answerer.stats, listening)
+    factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s)
+    for attempt in range(1 if port else PORT_ATTEMPTS):
+        udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port)
+        chosen = udp.getHost().port
+        try:
+            tcp = reactor.listenTCP(chosen, factory, backlog=TCP_LISTEN_BACKLOG, interface=host)
+        except CannotListenError:
+            udp.stopListening()
+            if port or attempt == PORT_ATTEMPTS - 1:
+                raise
+            continue
+        return DnsServerHandle(chosen, answerer.stats, udp, tcp, factory)
+    raise AssertionError("unreachable")
 
 
 def parse_zone(text: str) -> list[DnsRecordConfig]:
@@ -107,14 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labsim.services.dns")
     parser.add_argument("--zone", required=True, help="zone file: NAME [TTL] TYPE VALUE per line")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5353, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=5353, help="UDP and TCP; 0 picks a port free for both")
+    parser.add_argument("--tcp-idle-timeout", type=float, default=TCP_IDLE_TIMEOUT_S, metavar="SECONDS",
+                        help="close a TCP connection idle this long (default %(default)s)")
     args = parser.parse_args(argv)
 
     from twisted.internet import reactor
 
-    handle = start_dns_server(reactor, DnsServerConfig(load_zone_file(args.zone)), args.host, args.port)
+    config = DnsServerConfig(load_zone_file(args.zone), tcp_idle_timeout_s=args.tcp_idle_timeout)
+    handle = start_dns_server(reactor, config, args.host, args.port)
     # One line a test or a script can wait for (and read the port from, with --port 0).
-    print(f"labsim dns listening on {args.host}:{handle.port}", flush=True)
+    print(f"labsim dns listening on {args.host}:{handle.port} (udp and tcp)", flush=True)
     reactor.run()
     return 0
 

@@ -1,7 +1,9 @@
-"""DNS without I/O: the records labsim serves, the server's answer logic, a phone's resolver.
+"""DNS without I/O: the records labsim serves, the server's answer logic (one function for
+UDP and TCP), the TCP stream framing, a phone's resolver.
 
 Everything here takes and returns bytes; ``labsim.services.dns`` puts the server on a
-socket. dnslib is the codec (DESIGN.md: ~33 µs per query), never ``dnslib.server``.
+UDP and a TCP socket. dnslib is the codec (DESIGN.md: ~33 µs per query), never
+``dnslib.server``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ QTYPE_ANY = 255
 # client's size up to the value the DNS Flag Day 2020 settled on.
 PLAIN_UDP_LIMIT = 512
 EDNS_UDP_LIMIT = 1232
+# Over TCP a message is as long as its 2-byte length prefix can say (RFC 1035 4.2.2).
+TCP_LIMIT = 65535
+TC_BIT = 0x02  # in the third header byte: QR(1) OPCODE(4) AA(1) TC(1) RD(1)
 MAX_CNAME_HOPS = 8
 # Answers are a pure function of the query bytes after the ID (the zone never changes
 # while serving), so a phone fleet asking the same few names hits this cache.
@@ -121,46 +126,61 @@ class Zone:
 
 @dataclass
 class DnsStats:
-    queries: int = 0  # datagrams received
+    queries: int = 0  # messages received, UDP and TCP
     malformed: int = 0  # dropped: not a DNS query we could even reply to
     cache_hits: int = 0
+    truncated: int = 0  # UDP replies sent with TC set (the client should retry over TCP)
+    tcp_connections: int = 0  # TCP connections accepted
+    tcp_queries: int = 0  # of ``queries``, those that came over TCP
+    tcp_idle_closed: int = 0  # TCP connections we closed after the idle timeout
     rcodes: dict[str, int] = field(default_factory=dict)  # replies sent, by rcode name
 
 
 class DnsAnswerer:
-    """The server: ``handle(datagram) -> reply bytes or None`` (None: drop). Never raises."""
+    """The server: ``handle(message, over_tcp=) -> reply bytes or None`` (None: drop). Never raises.
+
+    One function for both transports; they differ only in the reply size limit: over UDP
+    512 bytes or the client's EDNS0 size (RFC 6891), over TCP 65535. A reply that does
+    not fit is cut and marked TC."""
 
     def __init__(self, zone: Zone):
         self.zone = zone
         self.stats = DnsStats()
-        self._cache: dict[bytes, bytes] = {}
+        # One cache per transport: the same question can have a truncated UDP reply and a
+        # full TCP one.
+        self._caches: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
 
-    def handle(self, data: bytes) -> bytes | None:
+    def handle(self, data: bytes, *, over_tcp: bool = False) -> bytes | None:
         self.stats.queries += 1
-        cached = self._cache.get(data[2:])
+        if over_tcp:
+            self.stats.tcp_queries += 1
+        cache = self._caches[over_tcp]
+        cached = cache.get(data[2:])
         if cached is not None:
             self.stats.cache_hits += 1
-            self._count(cached[1] & 0x0F)
+            self._count(cached)
             return data[:2] + cached
         try:
-            reply = self._answer(data)
-        except Exception:  # noqa: BLE001 - a datagram from the network must never crash the server
+            reply = self._answer(data, over_tcp)
+        except Exception:  # noqa: BLE001 - a message from the network must never crash the server
             reply = None
         if reply is None:
             self.stats.malformed += 1
             return None
         if len(data) <= PLAIN_UDP_LIMIT:  # a real question is small; huge junk is not worth keeping
-            if len(self._cache) >= ANSWER_CACHE_SIZE:
-                self._cache.clear()
-            self._cache[data[2:]] = reply[2:]
-        self._count(reply[3] & 0x0F)
+            if len(cache) >= ANSWER_CACHE_SIZE:
+                cache.clear()
+            cache[data[2:]] = reply[2:]
+        self._count(reply[2:])
         return reply
 
-    def _count(self, rcode: int) -> None:
-        name = RCODE.get(rcode)
+    def _count(self, reply_after_id: bytes) -> None:
+        if reply_after_id[0] & TC_BIT:
+            self.stats.truncated += 1
+        name = RCODE.get(reply_after_id[1] & 0x0F)
         self.stats.rcodes[name] = self.stats.rcodes.get(name, 0) + 1
 
-    def _answer(self, data: bytes) -> bytes | None:
+    def _answer(self, data: bytes, over_tcp: bool) -> bytes | None:
         if len(data) < 12:
             return None
         header = DNSHeader.parse(Buffer(data))
@@ -182,19 +202,40 @@ class DnsAnswerer:
         reply = DNSRecord(_reply_header(header, rcode, aa=1), q=question)
         for rr in answers:
             reply.add_answer(rr)
-        limit = PLAIN_UDP_LIMIT
+        limit = TCP_LIMIT if over_tcp else PLAIN_UDP_LIMIT
         edns = next((rr for rr in query.ar if rr.rtype == QTYPE.OPT), None)
         if edns is not None:
-            limit = min(max(edns.rclass, PLAIN_UDP_LIMIT), EDNS_UDP_LIMIT)
+            if not over_tcp:
+                # RFC 6891 6.2.5: a size below 512 counts as 512. Above, we honour it up to our own.
+                limit = min(max(edns.rclass, PLAIN_UDP_LIMIT), EDNS_UDP_LIMIT)
             reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT))
-        packed = reply.pack()
-        if len(packed) > limit:
-            # RFC 2181 9: set TC and send what fits; we send the question only and let
-            # the client retry over TCP (which labsim does not serve: phones ask small names).
-            reply.rr = []
-            reply.header.tc = 1
-            packed = reply.pack()
-        return bytes(packed)
+        return bytes(_fit(reply, limit))
+
+
+def _fit(reply: DNSRecord, limit: int) -> bytes:
+    """``reply`` packed into at most ``limit`` bytes.
+
+    RFC 2181 9 / RFC 1035 4.1.1: when the answer does not fit, set TC and send what does
+    fit: here the longest run of whole answer records (never part of one), with the
+    question and the OPT record kept (RFC 6891 7). The client retries over TCP."""
+    packed = reply.pack()
+    if len(packed) <= limit:
+        return packed
+    answers = reply.rr
+    reply.header.tc = 1
+    # Adding a record never shrinks the message, so "fits" is monotonic in the count:
+    # a binary search packs log2(n) times. Zero records always fit: header, one question
+    # (a name is at most 255 bytes) and OPT stay far below 512.
+    fits, too_many = 0, len(answers)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        reply.rr = answers[:middle]
+        if len(reply.pack()) <= limit:
+            fits = middle
+        else:
+            too_many = middle
+    reply.rr = answers[:fits]
+    return reply.pack()
 
 
 def _reply_header(query: DNSHeader, rcode: int, aa: int = 0) -> DNSHeader:
@@ -205,6 +246,74 @@ def _reply_header(query: DNSHeader, rcode: int, aa: int = 0) -> DNSHeader:
 
 def _bare_reply(header: DNSHeader, rcode: int, questions: list[DNSQuestion] = ()) -> bytes:
     return bytes(DNSRecord(_reply_header(header, rcode), questions=list(questions)).pack())
+
+
+# --- DNS over TCP, without I/O ---------------------------------------------------------
+
+
+def frame_tcp(message: bytes) -> bytes:
+    """One message as sent on a TCP stream: its length in 2 bytes, big-endian (RFC 1035 4.2.2)."""
+    if len(message) > TCP_LIMIT:
+        raise ValueError(f"a DNS message over TCP is at most {TCP_LIMIT} bytes, not {len(message)}")
+    return len(message).to_bytes(2, "big") + message
+
+
+class DnsTcpDecoder:
+    """Splits a TCP byte stream into DNS messages, however TCP cut or joined the segments.
+
+    Holds at most one incomplete message (< 65,537 bytes) between calls."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The messages completed by ``data``, in stream order."""
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        start = 0
+        while len(buffer) - start >= 2:
+            end = start + 2 + ((buffer[start] << 8) | buffer[start + 1])
+            if end > len(buffer):
+                break
+            messages.append(bytes(buffer[start + 2 : end]))
+            start = end
+        del buffer[:start]
+        return messages
+
+    @property
+    def pending(self) -> int:
+        """Bytes received of a message not yet complete (0 at a message boundary)."""
+        return len(self._buffer)
+
+
+class DnsTcpSession:
+    """One TCP connection of the server, without the socket: bytes in, (bytes out, close?).
+
+    RFC 7766: queries may be pipelined and are answered in the order they came (the
+    answering is synchronous, so order is free); the connection stays open for more.
+    A message we cannot even reply to (shorter than a header, or a response) ends the
+    session: after garbage the stream's framing cannot be trusted. A query whose body
+    does not parse still gets FORMERR from the answerer, and the session goes on."""
+
+    def __init__(self, answerer: DnsAnswerer):
+        self.answerer = answerer
+        self.decoder = DnsTcpDecoder()
+        self.closed = False
+        answerer.stats.tcp_connections += 1
+
+    def received(self, data: bytes) -> tuple[bytes, bool]:
+        """(framed replies to write, in order; whether to close the connection after them)."""
+        if self.closed:
+            return b"", True
+        out = []
+        for message in self.decoder.feed(data):
+            reply = self.answerer.handle(message, over_tcp=True)
+            if reply is None:
+                self.closed = True
+                break
+            out.append(frame_tcp(reply))
+        return b"".join(out), self.closed
 
 
 # --- the phone side ----------------------------------------------------------------

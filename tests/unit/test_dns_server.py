@@ -133,19 +133,60 @@ def test_cache_returns_fresh_ids_and_counts(answerer):
     assert answerer.stats.queries == 2 and answerer.stats.rcodes["NOERROR"] == 2
 
 
-def test_edns_and_truncation():
+def _with_edns(query: DNSRecord, size: int) -> bytes:
+    query.add_ar(EDNS0(udp_len=size))
+    return bytes(query.pack())
+
+
+def _check_cut(truncated: DNSRecord, full: DNSRecord, limit: int, raw_size: int) -> None:
+    """TC set, the reply within ``limit``, its answers the longest run of whole records
+    of the full answer that fits (one more would not)."""
+    assert truncated.header.tc == 1 and raw_size <= limit
+    kept = len(truncated.rr)
+    assert [rr.rdata.data for rr in truncated.rr] == [rr.rdata.data for rr in full.rr[:kept]]
+    bigger = DNSRecord(truncated.header, q=truncated.q, rr=full.rr[: kept + 1], ar=truncated.ar)
+    assert len(bigger.pack()) > limit
+
+
+def test_udp_truncation_cuts_to_512_or_the_edns_size():
     # ~216 bytes a record: 4 fit EDNS's 1232 bytes but not plain DNS's 512; 8 fit neither
     many = [DnsRecordConfig("big.lab", "TXT", f"{i:03d}" + "x" * 200) for i in range(8)]
-    query = DNSRecord.question("big.lab", "TXT")
-    query.add_ar(EDNS0(udp_len=4096))
-    four = DnsAnswerer(Zone(many[:4]))
-    plain = ask(four, "big.lab", "TXT")
-    assert plain.header.tc == 1 and plain.rr == []
-    reply = DNSRecord.parse(four.handle(bytes(query.pack())))
+    four, eight = DnsAnswerer(Zone(many[:4])), DnsAnswerer(Zone(many))
+    full = DNSRecord.parse(eight.handle(bytes(DNSRecord.question("big.lab", "TXT").pack()), over_tcp=True))
+    assert full.header.tc == 0 and len(full.rr) == 8  # TCP: the whole answer
+
+    raw = four.handle(bytes(DNSRecord.question("big.lab", "TXT").pack()))
+    plain = DNSRecord.parse(raw)
+    _check_cut(plain, full, 512, len(raw))
+    assert len(plain.rr) == 2 and plain.ar == []  # no EDNS asked: none answered
+    assert four.stats.truncated == 1
+
+    # EDNS 4096: we honour up to 1232 (what we advertise back)
+    reply = DNSRecord.parse(four.handle(_with_edns(DNSRecord.question("big.lab", "TXT"), 4096)))
     assert reply.header.tc == 0 and len(reply.rr) == 4
     assert [rr.rclass for rr in reply.ar if rr.rtype == QTYPE.OPT] == [1232]
-    reply = DNSRecord.parse(DnsAnswerer(Zone(many)).handle(bytes(query.pack())))
-    assert reply.header.tc == 1 and reply.rr == []
+    raw = eight.handle(_with_edns(DNSRecord.question("big.lab", "TXT"), 4096))
+    cut = DNSRecord.parse(raw)
+    _check_cut(cut, full, 1232, len(raw))
+    assert [rr.rtype for rr in cut.ar] == [QTYPE.OPT]  # RFC 6891 7: OPT stays in a truncated reply
+    # EDNS 700: cut to 700; EDNS 100 counts as 512 (RFC 6891 6.2.5)
+    for asked, limit in [(700, 700), (100, 512)]:
+        raw = eight.handle(_with_edns(DNSRecord.question("big.lab", "TXT"), asked))
+        _check_cut(DNSRecord.parse(raw), full, limit, len(raw))
+    assert eight.stats.truncated == 3
+    # the truncated reply is cached per transport: TCP still gets it whole afterwards
+    again = DNSRecord.parse(eight.handle(bytes(DNSRecord.question("big.lab", "TXT").pack()), over_tcp=True))
+    assert again.header.tc == 0 and len(again.rr) == 8 and eight.stats.tcp_queries == 2
+
+
+def test_many_a_records_cut_over_udp_whole_over_tcp():
+    records = [DnsRecordConfig("many.lab", "A", f"127.0.{i // 250}.{i % 250 + 1}") for i in range(300)]
+    answerer = DnsAnswerer(Zone(records))
+    query = bytes(DNSRecord.question("many.lab", "A").pack())
+    full = DNSRecord.parse(answerer.handle(query, over_tcp=True))
+    assert full.header.tc == 0 and len(full.rr) == 300
+    raw = answerer.handle(query)
+    _check_cut(DNSRecord.parse(raw), full, 512, len(raw))
 
 
 def test_bad_config_rejected():
