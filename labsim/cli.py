@@ -159,8 +159,9 @@ def command_serve(args) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     spec = loaded.scenario.services
-    if spec.dhcp is None and spec.tftp is None and spec.http is None:
-        print(f"{args.scenario}: no services to serve (add services.dhcp, .tftp or .http)", file=sys.stderr)
+    if all(getattr(spec, name, None) is None for name in ("dhcp", "tftp", "http", "ftp", "dns", "pnp")):
+        print(f"{args.scenario}: no services to serve (add services.dhcp, .tftp, .http, .ftp, .dns or .pnp)",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     _raise_open_file_limit()
     import shutil
@@ -192,6 +193,8 @@ def command_serve(args) -> int:
         where = services.describe()
         if spec.dhcp is not None and spec.dhcp.interface:
             where += f"; DHCP broadcast on {spec.dhcp.interface} port {spec.dhcp.interface_port}"
+        if spec.pnp is not None and spec.pnp.interface:
+            where += f"; PnP group 224.0.1.75 on {spec.pnp.interface} port {services.pnp.interface_port}"
         print(f"labsim serve: {loaded.scenario.name}: {where}; Ctrl-C to stop", flush=True)
         # Stop the services before the reactor goes: sockets closed, lease file written.
         reactor.addSystemEventTrigger("before", "shutdown", services.stop)

@@ -1,4 +1,5 @@
-"""``labsim serve``'s live log: one line per DHCP exchange, TFTP request and HTTP request.
+"""``labsim serve``'s live log: one line per DHCP exchange, TFTP request, HTTP request and
+PnP SUBSCRIBE.
 
 The services only call an optional observer (``on_event``) that is None unless someone
 listens, so a run without a live log formats nothing per packet. :class:`LiveLog`
@@ -8,6 +9,7 @@ turns their events into lines like::
     12:00:01 dhcp ACK 10.1.0.12 to 00:15:65:aa:00:01 via 127.0.0.2 (vendor yealink, class yealink)
     12:00:01 tftp RRQ y000000000066.cfg from 127.0.0.1:40321: sending 210 bytes
     12:00:02 http GET /y000000000066.cfg 200 from 127.0.0.1 (mac 00:15:65:aa:00:01)
+    12:00:02 pnp SUBSCRIBE from 10.99.7.2:5060 on veth1 (Yealink T46S 001565aa0001): NOTIFY http://10.99.7.1/
 
 The ``format_*`` functions are pure (event in, text out) and tested on their own. An
 observer that fails never disturbs the service: the error is counted and the line dropped.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from labsim.wire import sip_pnp
 from labsim.wire import tftp as tftp_wire
 from labsim.wire.dhcp import ACK, DECLINE, INFORM, MESSAGE_TYPE_NAMES, NAK, OFFER, RELEASE, DhcpMessage
 
@@ -111,6 +114,28 @@ def format_http(entry: dict) -> str:
     return line
 
 
+def format_pnp(datagram: bytes, source, replies: list, device: str | None) -> str | None:
+    """The line for one ua-profile SUBSCRIBE on a PnP socket (None for other datagrams:
+    the phones' 200 OKs to our NOTIFYs, stray SIP). ``device``: the interface of the group
+    socket it came in on; None for the unicast socket."""
+    try:
+        request = sip_pnp.profile_request(sip_pnp.parse(datagram))
+    except sip_pnp.SipParseError:
+        return None
+    if request is None:
+        return None
+    where = f"{source[0]}:{source[1]}" + (f" on {device}" if device else "")
+    who = f"{request.vendor} {request.model} {request.mac}"
+    notifies = [data for data, _ in replies if data.startswith(b"NOTIFY ")]
+    if notifies:
+        answer = f"NOTIFY {sip_pnp.notify_url(sip_pnp.parse(notifies[0]))}"
+    elif replies:
+        answer = "200 OK again (NOTIFY already acknowledged)"
+    else:
+        answer = "no answer (no URL for it)"
+    return f"pnp SUBSCRIBE from {where} ({who}): {answer}"
+
+
 class LiveLog:
     """Writes the services' events to ``stream`` as they happen, each line stamped with
     the local wall-clock time of ``clock.seconds()``."""
@@ -137,6 +162,8 @@ class LiveLog:
             self.attach_tftp(services.tftp)
         if services.http is not None:
             self.attach_http(services.http)
+        if getattr(services, "pnp", None) is not None:
+            self.attach_pnp(services.pnp)
 
     def attach_dhcp(self, listening) -> None:
         listening.set_observer(self._dhcp_event)
@@ -149,6 +176,10 @@ class LiveLog:
     def attach_http(self, handle) -> None:
         handle.site.on_event = self._http_event
         self._detach.append(lambda: setattr(handle.site, "on_event", None))
+
+    def attach_pnp(self, handle) -> None:
+        handle.set_observer(self._pnp_event)
+        self._detach.append(lambda: handle.set_observer(None))
 
     def detach(self) -> None:
         for undo in self._detach:
@@ -170,6 +201,14 @@ class LiveLog:
     def _tftp_event(self, datagram: bytes, addr, outcome) -> None:
         try:
             line = format_tftp(datagram, addr, outcome)
+            if line is not None:
+                self.write(line)
+        except Exception:
+            self.observer_errors += 1
+
+    def _pnp_event(self, protocol, datagram: bytes, source, replies: list) -> None:
+        try:
+            line = format_pnp(datagram, source, replies, protocol.device)
             if line is not None:
                 self.write(line)
         except Exception:

@@ -37,6 +37,17 @@ IPv4 = Annotated[str, AfterValidator(_ipv4), Field(description="an IPv4 address"
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+def _check_interface_name(name: str) -> str:
+    # Linux interface names: 1-15 bytes, no '/', no whitespace.
+    if not 0 < len(name.encode()) <= 15 or "/" in name or any(c.isspace() for c in name):
+        raise ValueError(f"{name!r} is not a network interface name (1-15 characters, no '/' or spaces)")
+    return name
+
+
+# A network interface for a service in a namespace lab (services.dhcp.interface, .pnp.interface).
+InterfaceName = Annotated[str, AfterValidator(_check_interface_name)]
+
+
 class AddressPool(Strict):
     start: IPv4
     end: IPv4
@@ -132,10 +143,7 @@ class DhcpService(Strict):
     @field_validator("interface")
     @classmethod
     def _interface_name(cls, name: str | None) -> str | None:
-        # Linux interface names: 1-15 bytes, no '/', no whitespace.
-        if name is not None and (not 0 < len(name.encode()) <= 15 or "/" in name or any(c.isspace() for c in name)):
-            raise ValueError(f"{name!r} is not a network interface name (1-15 characters, no '/' or spaces)")
-        return name
+        return None if name is None else _check_interface_name(name)
 
     @field_validator("options")
     @classmethod
@@ -313,10 +321,17 @@ PnpUrl = Annotated[str, AfterValidator(_pnp_url)]
 class PnpService(Strict):
     """labsim's PnP responder: answers a phone's SIP SUBSCRIBE (Event: ua-profile) with a
     NOTIFY whose body is its provisioning URL. ``{mac}``, ``{MAC}``, ``{model}`` and
-    ``{vendor}`` in a URL are filled in per phone."""
+    ``{vendor}`` in a URL are filled in per phone. It listens unicast on ``address:port``
+    (loopback labs: the phones send there), and with ``interface`` also on the multicast
+    group 224.0.1.75 on that interface (namespace labs); replies go unicast to the sender."""
 
     address: IPv4 = "127.0.0.1"
-    port: Port = Field(5070, description="5060 in a namespace lab; unprivileged on loopback")
+    port: Port = Field(5070, description="the unicast socket's port (unprivileged, for loopback labs)")
+    interface: InterfaceName | None = Field(
+        None, description="also join 224.0.1.75 on this network interface and answer from its address "
+        "(root; namespace labs)"
+    )
+    interface_port: int = Field(5060, ge=1, le=65535, description="the port phones multicast to on the interface")
     url: PnpUrl | None = Field(None, description="for every phone without a more specific URL")
     per_vendor: dict[str, PnpUrl] = Field(default_factory=dict, description="vendor (any case) -> URL")
     per_model: dict[str, PnpUrl] = Field(default_factory=dict, description="model -> URL (wins over per_vendor)")

@@ -90,7 +90,8 @@ def _start_dns(lab, spec):
 
 def _start_pnp(lab, spec):
     config = PnpResponderConfig(url=spec.url, per_vendor=dict(spec.per_vendor), per_model=dict(spec.per_model))
-    return start_pnp_server(lab.reactor, config, host=spec.address, port=spec.port)
+    return start_pnp_server(lab.reactor, config, host=spec.address, port=spec.port,
+                            interface=spec.interface, interface_port=spec.interface_port)
 
 
 STARTERS = {"dhcp": _start_dhcp, "tftp": _start_tftp, "http": _start_http, "ftp": _start_ftp,

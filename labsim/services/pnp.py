@@ -16,21 +16,33 @@ Choices, and why:
   NOTIFY again if the phone has not acknowledged it yet: the phone's retransmissions
   drive recovery from a lost NOTIFY, so the responder needs no clock of its own.
 - Malformed datagrams are counted and dropped; nothing a peer sends makes it raise.
+
+Where it listens: always on a unicast socket (``host:port``; in a loopback lab the phones
+send their SUBSCRIBE there, as loopback has no multicast), and, given an ``interface``,
+also on the real group 224.0.1.75 on that interface (a namespace lab), from a socket bound
+to 0.0.0.0:5060 and pinned to the interface (SO_BINDTODEVICE), like the DHCP server's
+broadcast socket. Bound to 0.0.0.0 rather than to the group, that socket also receives the
+phones' unicast 200 OK to our NOTIFY, which they send to where the NOTIFY came from.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
-from labsim.services.udp import bind_udp
+from labsim.services.udp import bind_udp, interface_ipv4
 from labsim.wire import sip_pnp
 from labsim.wire.sip_pnp import SipParseError
 
-DEFAULT_PORT = 5070  # unprivileged, for a loopback lab; a namespace lab uses 5060
+DEFAULT_PORT = 5070  # unprivileged, for the unicast socket of a loopback lab
+PNP_GROUP, STANDARD_PORT = sip_pnp.PNP_MULTICAST  # 224.0.1.75:5060, where phones multicast
 REMEMBERED_SUBSCRIPTIONS = 4096  # for answering retransmissions; oldest forgotten first
 
 
@@ -68,15 +80,19 @@ class PnpResponder:
         self._by_notify: dict[str, tuple[str, int]] = {}  # our NOTIFY branch -> subscription key
         self._serial = 0
 
-    def handle(self, data: bytes, source: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
-        """The datagrams to send for one received datagram."""
+    def handle(self, data: bytes, source: tuple[str, int],
+               local: tuple[str, int] | None = None) -> list[tuple[bytes, tuple[str, int]]]:
+        """The datagrams to send for one received datagram. ``local``: the address the
+        datagram came in on, for our Via and Contact (default ``config.local``); a
+        responder on two sockets answers each phone from the one it reached."""
         try:
-            return self._handle(data, source)
+            return self._handle(data, source, local or self.config.local)
         except SipParseError:  # a header that only fails when the answer is built (Contact, Via ...)
             self.stats["malformed"] += 1
             return []
 
-    def _handle(self, data: bytes, source: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
+    def _handle(self, data: bytes, source: tuple[str, int],
+                local: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
         self.stats["received"] += 1
         try:
             message = sip_pnp.parse(data)
@@ -107,7 +123,7 @@ class PnpResponder:
         self._serial += 1
         tag, branch = f"pnp{self._serial:x}", f"{sip_pnp.BRANCH_MAGIC}pnp{self._serial:x}"
         ok = sip_pnp.build_response(message, 200, "OK", to_tag=tag)
-        notify = sip_pnp.build_notify(message, url, local=self.config.local, to_tag=tag, branch=branch)
+        notify = sip_pnp.build_notify(message, url, local=local, to_tag=tag, branch=branch)
         answered = _Answered(ok.encode(), notify.encode(), branch)
         self._remember(key, answered)
         self.stats["notifies_sent"] += 1
@@ -136,39 +152,122 @@ class PnpResponder:
             self._by_notify.pop(forgotten.branch, None)
 
 
+# --- joining the group (the one thing bind_udp does not do) --------------------------------
+
+# Linux values; Python exposes IP_MULTICAST_ALL only on some builds.
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+
+
+def membership_request(group: str, ifindex: int) -> bytes:
+    """``struct ip_mreqn`` for IP_ADD_MEMBERSHIP: ``group`` on the interface with index
+    ``ifindex``. By index rather than by address (``ip_mreq``): an interface can carry
+    several addresses, or share one with another interface; its index names it alone."""
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise ValueError(f"{group} is not an IPv4 multicast group")
+    # imr_multiaddr, imr_address (0.0.0.0: chosen by index), int imr_ifindex (host order)
+    return socket.inet_aton(group) + bytes(4) + struct.pack("=i", ifindex)
+
+
+def join_group(sock: socket.socket, group: str, interface: str) -> None:
+    """Receive ``group`` on ``interface`` (and no other group) on ``sock``."""
+    try:
+        ifindex = socket.if_nametoindex(interface)
+    except OSError:
+        raise ValueError(f"interface {interface!r}: no such network interface") from None
+    # A socket bound to 0.0.0.0 otherwise gets every group anyone on the host joined on
+    # that interface: with this off it gets only its own (and unicast).
+    sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership_request(group, ifindex))
+    # No IP_MULTICAST_TTL/LOOP/IF: every reply is unicast to the SUBSCRIBE's source, and
+    # nothing is ever sent to the group.
+
+
 # --- the Twisted edge -----------------------------------------------------------------
+
+# What a live observer is told after each datagram: the protocol that took it (``device``
+# None: the unicast socket), the datagram, its source and the replies sent.
+PnpObserver = Callable[["_PnpProtocol", bytes, tuple[str, int], list[tuple[bytes, tuple[str, int]]]], None]
 
 
 class _PnpProtocol(DatagramProtocol):
-    def __init__(self, responder: PnpResponder):
+    noisy = False
+
+    def __init__(self, responder: PnpResponder, *, device: str | None = None,
+                 local: tuple[str, int] | None = None):
         self.responder = responder
+        self.device = device  # the interface of a group socket; None for the unicast one
+        self.local = local  # our Via/Contact address for phones reaching this socket
+        self.on_event: PnpObserver | None = None  # None costs one check per datagram
+        self._received_key = "interface_received" if device else None
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        for reply, target in self.responder.handle(data, (addr[0], addr[1])):
+        stats = self.responder.stats
+        if self._received_key:
+            stats[self._received_key] += 1
+        source = (addr[0], addr[1])
+        replies = self.responder.handle(data, source, self.local)
+        for reply, target in replies:
             try:
                 self.transport.write(reply, target)
             except OSError:
-                self.responder.stats["send_errors"] = self.responder.stats.get("send_errors", 0) + 1
+                stats["send_errors"] += 1
+        if self.on_event is not None:
+            self.on_event(self, data, source, replies)
 
 
 class PnpServerHandle:
-    def __init__(self, responder: PnpResponder, listening):
+    """The sockets of one responder, stopped together. ``port``: the unicast socket's;
+    ``interface_port`` and ``interface_address``: the group socket's (None without one)."""
+
+    def __init__(self, responder: PnpResponder, ports: list, protocols: list[_PnpProtocol]):
         self.responder = responder
-        self._listening = listening
-        self.port = listening.getHost().port
+        self._ports = ports
+        self.protocols = protocols
+        self.port = ports[0].getHost().port
+        self.interface_port = ports[1].getHost().port if len(ports) > 1 else None
+        self.interface_address = protocols[1].local[0] if len(protocols) > 1 else None
 
     @property
     def stats(self) -> dict:
         return self.responder.stats
 
+    def set_observer(self, observer: PnpObserver | None) -> None:
+        for protocol in self.protocols:
+            protocol.on_event = observer
+
     def stop(self) -> defer.Deferred:
-        return defer.maybeDeferred(self._listening.stopListening)
+        """Close every socket (closing the group socket leaves the group)."""
+        ports, self._ports = self._ports, []  # a second stop is harmless
+        return defer.DeferredList([defer.maybeDeferred(port.stopListening) for port in ports])
 
 
-def start_pnp_server(reactor, config: PnpResponderConfig, host: str = "127.0.0.1",
-                     port: int = DEFAULT_PORT) -> PnpServerHandle:
-    """Answer PnP SUBSCRIBEs on UDP ``host:port`` (0: any free port; see ``.port``)."""
+def start_pnp_server(reactor, config: PnpResponderConfig, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                     *, interface: str | None = None, interface_port: int = STANDARD_PORT) -> PnpServerHandle:
+    """Answer PnP SUBSCRIBEs on UDP ``host:port`` (0: any free port; see ``.port``).
+
+    ``interface``: also on the group 224.0.1.75, port ``interface_port``, on that
+    interface only (SO_BINDTODEVICE: root or CAP_NET_RAW), answering from the interface's
+    address. ValueError when the interface does not exist or has no IPv4 address;
+    OSError when a socket cannot be bound."""
     responder = PnpResponder(config)
-    listening = bind_udp(reactor, _PnpProtocol(responder), host, port)
-    config.local = (host, listening.getHost().port)
-    return PnpServerHandle(responder, listening)
+    for key in ("send_errors",) + (("interface_received",) if interface else ()):
+        responder.stats.setdefault(key, 0)
+    # Known before anything is bound, so a bad interface leaves nothing to clean up.
+    interface_address = interface_ipv4(interface) if interface else None
+    unicast = _PnpProtocol(responder)
+    listening = bind_udp(reactor, unicast, host, port)
+    unicast.local = config.local = (host, listening.getHost().port)
+    ports, protocols = [listening], [unicast]
+    if interface:
+        on_link = _PnpProtocol(responder, device=interface, local=(interface_address, interface_port))
+        try:
+            group_port = bind_udp(reactor, on_link, "0.0.0.0", interface_port, reuse_addr=True, device=interface)
+            ports.append(group_port)
+            join_group(group_port.getHandle(), PNP_GROUP, interface)
+        except Exception:
+            for opened in ports:
+                opened.stopListening()
+            raise
+        protocols.append(on_link)
+        on_link.local = (interface_address, group_port.getHost().port)
+    return PnpServerHandle(responder, ports, protocols)

@@ -3,61 +3,22 @@ namespace, reached over a veth pair whose host side the server is bound to
 (``services.dhcp.interface``). Needs root, ip and udhcpc; fails (not skips) under CI=true
 without them.
 
-Traffic stays inside the veth pair: addresses (10.99.N.0/24) are put on the veth only, the
-server's interface socket is pinned to the host side (SO_BINDTODEVICE), and the namespace
-and links are deleted in ``finally``, also when the test fails.
+Traffic stays inside the veth pair (tests/interop/netns.py: addresses on the veth only,
+namespace and links deleted in ``finally``), and the server's interface socket is pinned to
+the host side (SO_BINDTODEVICE).
 """
 
 from __future__ import annotations
 
-import os
-import random
 import subprocess
-from dataclasses import dataclass
 
 import pytest
 
+from tests.interop.netns import VethLab, veth_lab  # noqa: F401 (a fixture)
 from tests.interop.test_dhcp_serve import labsim_serve
-from tests.peers import free_udp_port, require_binary, require_root
+from tests.peers import free_udp_port, require_binary
 
 pytestmark = pytest.mark.interop
-
-
-@dataclass
-class VethLab:
-    namespace: str
-    host_if: str  # the server's side, in the host's namespace
-    client_if: str  # inside the namespace
-    prefix: str  # "10.99.N"
-
-
-def _ip(ip: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([ip, *args], capture_output=True, text=True, timeout=10)
-    if check and done.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done
-
-
-@pytest.fixture
-def veth_lab():
-    require_root("network namespaces and veth pairs")
-    ip = require_binary("ip")
-    tag = f"{os.getpid() % 1000:03d}{random.randrange(100):02d}"
-    lab = VethLab(f"labsim-t-{tag}", f"lsh{tag}", f"lsn{tag}", f"10.99.{random.randrange(1, 250)}")
-    try:
-        _ip(ip, "netns", "add", lab.namespace)
-        _ip(ip, "link", "add", lab.host_if, "type", "veth", "peer", "name", lab.client_if)
-        _ip(ip, "link", "set", lab.client_if, "netns", lab.namespace)
-        _ip(ip, "addr", "add", f"{lab.prefix}.1/24", "dev", lab.host_if)
-        _ip(ip, "link", "set", lab.host_if, "up")
-        _ip(ip, "-n", lab.namespace, "link", "set", lab.client_if, "up")
-        _ip(ip, "-n", lab.namespace, "link", "set", "lo", "up")
-        yield lab
-    finally:
-        # Deleting one end of a veth pair deletes both; the namespace goes last.
-        _ip(ip, "link", "del", lab.host_if, check=False)
-        _ip(ip, "netns", "del", lab.namespace, check=False)
-        assert lab.namespace not in _ip(ip, "netns", "list", check=False).stdout
 
 
 SCENARIO = """\
