@@ -1,30 +1,44 @@
 """The Twisted edge of labsim's TFTP server: sockets and timers around labsim/services/tftp.py.
 
-One listening socket takes requests; every transfer gets its own socket on an
-ephemeral port of the same host (its TID, RFC 1350 section 4), closed when the
-transfer ends. Time comes from an injected ``IReactorTime`` (``clock``, default the
-reactor) so tests can drive retransmissions with ``twisted.internet.task.Clock``.
+One listening socket takes requests. Transfers are answered from a small pool of
+**TID sockets** (RFC 1350 section 4: the server's end of a transfer is a port other
+than the listening one), each carrying many transfers told apart by the client's
+address and port, the other half of the connection's TID pair. Time comes from an
+injected ``IReactorTime`` (``clock``, default the reactor) so tests can drive
+retransmissions with ``twisted.internet.task.Clock``.
 
-Why plain sockets rather than Twisted UDP ports (measured on this 2-core machine, the
-benchmark's load: 4 KB downloads, 100 in flight; see docs/performance.md):
+Why a shared pool rather than a socket per transfer:
 
-- Opening and closing a transfer socket through ``bind_udp`` (a socket handed to
-  ``adoptDatagramPort``, which duplicates it) or ``listenUDP`` cost 45-50 us; a
-  non-blocking socket bound and registered with an epoll set, ~11 us.
+- Descriptors. A boot storm of thousands of phones runs in the same process as the
+  phones' own client sockets; 3,000 transfers in flight took 3,000 descriptors under a
+  hard limit of 20,000. The pool takes TID_SOCKETS.
+- Cost. socket + bind + two epoll_ctl + close per transfer were ~11 us of system time
+  plus the Python around them (docs/performance.md).
+- TIDs still behave as RFC 1350 asks: consecutive transfers get different ports (the
+  pool is taken round-robin), and a client address never gets a pool socket that it is
+  using or used within QUIET_S(config) (its transfer's whole retransmission window):
+  a late packet of an ended transfer can never reach a new transfer of the same client
+  port. Such late packets are dropped quietly (``late_packets``), as the closed socket
+  of a per-transfer design would have; any other stranger gets ERROR 5.
+
+How the sockets are read (measured on this 2-core machine, the benchmark's load: 4 KB
+downloads, 100 in flight; see docs/performance.md):
+
 - Every datagram a Twisted port receives passes through the reactor's logging-context
   wrappers (``callWithLogger`` ...), several us each. Here all of one server's sockets
   sit in ONE ``select.epoll`` set whose descriptor the reactor watches
   (``_SocketSet``, an ``IReadDescriptor``): one reactor callback per wake-up serves
-  every socket that has datagrams, and each socket is read until it would block.
+  every socket that has datagrams, and each socket is read until it would block (or
+  READ_BATCH).
 - Sends go straight to the socket's ``sendto`` (``port.write`` re-parses the address
   on every call; ours come from ``recvfrom`` or the request).
 - One retransmission timer per transfer, never reset per packet: each send only
   records its deadline, and a timer that fires early re-arms itself for the rest.
 
 Datagrams are read with a 65535-byte buffer: Twisted's default of 8192 silently
-truncates a large blksize (DESIGN.md). Transfer sockets are bound WITHOUT SO_REUSEADDR:
-on Linux two sockets that both set it can be auto-bound to the same ephemeral port,
-i.e. two transfers would share a TID. Linux only (epoll), as the rest of labsim.
+truncates a large blksize (DESIGN.md). TID sockets are bound WITHOUT SO_REUSEADDR: on
+Linux two sockets that both set it can be auto-bound to the same ephemeral port. Linux
+only (epoll), as the rest of labsim.
 
 Hooks, each costing a None check when unused: ``TftpServerHandle.link`` (faults from
 labsim.faults: every datagram in and out of the server passes through
@@ -40,7 +54,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
-from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, new_stats
+from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, answer_stranger, new_stats
 from labsim.wire.tftp import Step
 
 MAX_DATAGRAM = 65535
@@ -48,6 +62,19 @@ MAX_DATAGRAM = 65535
 # long one busy socket can hold the others (and the reactor) up.
 READ_BATCH = 64
 DONE = Step(done=True)
+# Transfer sockets per server. Several, so consecutive transfers get different ports
+# (RFC 1350 wants TIDs that do not repeat in immediate succession) and one client's
+# repeated requests always find a socket it has not used lately.
+TID_SOCKETS = 8
+# A UDP socket's default receive queue (~200 KB) holds a few hundred datagrams; a TID
+# socket carries hundreds of transfers (and uploads' large DATA), so ask for more.
+TID_RECEIVE_BUFFER = 4 << 20
+
+
+def quiet_s(config: TftpServerConfig) -> float:
+    """How long a client address keeps away from the pool socket its transfer ended on:
+    the whole retransmission window, after which its late packets are strangers."""
+    return config.timeout_s * (config.max_retransmits + 1)
 
 
 @implementer(IReadDescriptor)
@@ -149,39 +176,86 @@ class _ListenProtocol:
             self.server.stats["internal_errors"] += 1
 
 
-class _TransferProtocol:
-    """Runs one ReadTransfer or WriteTransfer: applies its Steps to a socket and a timer."""
+class _TidSocket:
+    """One socket of the pool: the server's end of many transfers at once, each found by
+    the client's address (the other half of its TID pair)."""
 
-    def __init__(self, server: "TftpServerHandle", transfer):
+    def __init__(self, server: "TftpServerHandle", sock: socket.socket):
+        self.server = server
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self.transfers: dict[tuple, _TransferProtocol] = {}  # client address -> its transfer here
+        # client address -> when it may be given this socket again; in end order, so
+        # the expired ones are always at the front.
+        self.quiet_until: dict[tuple, float] = {}
+
+    def free_for(self, peer, now: float) -> bool:
+        if peer in self.transfers:
+            return False
+        until = self.quiet_until.get(peer)
+        return until is None or until <= now
+
+    def transfer_ended(self, peer, now: float, quiet: float) -> None:
+        self.transfers.pop(peer, None)
+        quiet_until = self.quiet_until
+        quiet_until.pop(peer, None)  # re-inserted at the back: the dict stays in end order
+        quiet_until[peer] = now + quiet
+        for old, until in quiet_until.items():  # forget the expired, oldest first
+            if until > now:
+                break
+            del quiet_until[old]
+            break  # at most one per call: enough to keep pace, never a long loop
+
+    def read_ready(self) -> None:
+        recvfrom = self.sock.recvfrom
+        transfers = self.transfers
+        server = self.server
+        for _ in range(READ_BATCH):
+            try:
+                datagram, addr = recvfrom(MAX_DATAGRAM)
+            except OSError:  # EAGAIN: all read; or an ICMP error queued on the socket
+                return
+            protocol = transfers.get(addr)
+            if protocol is None:
+                self._stranger(datagram, addr)
+            elif server.link is not None:
+                protocol.datagramReceived(datagram, addr)
+            else:
+                # _TransferProtocol._handle, inlined: this is the path every ACK takes.
+                try:
+                    step = protocol.transfer.datagram_received(datagram, addr)
+                except Exception:
+                    server.stats["internal_errors"] += 1
+                    step = DONE
+                protocol.apply(step)
+
+    def _stranger(self, datagram: bytes, addr) -> None:
+        stats = self.server.stats
+        until = self.quiet_until.get(addr)
+        if until is not None and until > self.server.clock.seconds():
+            stats["late_packets"] += 1  # of a transfer that ended here: dropped
+            return
+        for packet, to in answer_stranger(datagram, addr, stats).send:
+            try:
+                self.sock.sendto(packet, to)
+            except (OSError, ValueError):
+                stats["send_errors"] += 1
+
+
+class _TransferProtocol:
+    """Runs one ReadTransfer or WriteTransfer: applies its Steps to a pool socket and a timer."""
+
+    def __init__(self, server: "TftpServerHandle", transfer, tid: _TidSocket):
         self.server = server
         self.transfer = transfer
-        self.sock: socket.socket | None = None
-        self.sendto = None  # the socket's own sendto and recvfrom, set once it is open
-        self.recvfrom = None
+        self.tid = tid
+        self.peer = transfer.peer
+        self.sendto = tid.sock.sendto
         self._seconds = server.clock.seconds
         self.timer = None  # the one pending IDelayedCall, or None
         self._timer_at = 0.0  # when it fires
         self._deadline = 0.0  # when the transfer really times out (moved by every send)
         self.closed = False
-
-    def read_ready(self) -> None:
-        # ONE datagram per wake-up: a transfer socket rarely holds more than one (lockstep,
-        # or a window's single ACK), and reading on until EAGAIN cost a failed recvfrom
-        # and a caught exception per ACK. More left waiting are reported on the next pass.
-        try:
-            datagram, addr = self.recvfrom(MAX_DATAGRAM)
-        except OSError:  # EAGAIN (someone else's readiness), or an ICMP error queued
-            return
-        if self.server.link is not None:
-            self.datagramReceived(datagram, addr)
-            return
-        # _handle, inlined: this is the path every ACK takes.
-        try:
-            step = self.transfer.datagram_received(datagram, addr)
-        except Exception:
-            self.server.stats["internal_errors"] += 1
-            step = DONE
-        self.apply(step)
 
     def datagramReceived(self, datagram: bytes, addr) -> None:
         link = self.server.link
@@ -276,7 +350,10 @@ class TftpServerHandle:
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sockets: _SocketSet | None = None
         self._listening: socket.socket | None = None
-        self._transfers: set[_TransferProtocol] = set()
+        self._pool: list[_TidSocket] = []
+        self._next_tid = 0
+        self._active = 0
+        self._quiet_s = quiet_s(config)
         # Faults injected by the scenario (a labsim.faults.FaultyLink), or None.
         self.link = None
         # Optional observer (labsim serve's live log): called with (datagram, addr,
@@ -304,66 +381,85 @@ class TftpServerHandle:
         if isinstance(outcome, Reject):
             self._reject(outcome.packet, addr)
             return
-        self._run(outcome)
+        self._run(outcome, addr)
 
-    def _open_tid(self) -> socket.socket | None:
-        """A socket on a fresh ephemeral port of our host: a new TID."""
+    def _tid_for(self, peer) -> _TidSocket | None:
+        """The pool socket for a new transfer (or error) to ``peer``: the next one round
+        the pool that ``peer`` is not using and has not used lately; a new socket while
+        the pool is short of TID_SOCKETS (or when none is free for this peer)."""
+        pool = self._pool
+        now = self.clock.seconds()
+        if len(pool) >= TID_SOCKETS:
+            for _ in range(len(pool)):
+                tid = pool[self._next_tid % len(pool)]
+                self._next_tid += 1
+                if tid.free_for(peer, now):
+                    return tid
+            # Every socket busy with or resting from this very peer: a client sending
+            # request after request from one port. Grow the pool rather than share.
         try:
-            return _udp_socket(self._family, self.host, 0, reuse_addr=False)
+            sock = _udp_socket(self._family, self.host, 0, reuse_addr=False)
         except OSError:  # out of descriptors or ephemeral ports
             self.stats["socket_errors"] += 1
             return None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TID_RECEIVE_BUFFER)
+        except OSError:
+            pass  # the kernel's cap applies; a smaller queue still works
+        tid = _TidSocket(self, sock)
+        pool.append(tid)
+        self._sockets.add(sock, tid)
+        return tid
 
     def _reject(self, packet: bytes, addr) -> None:
-        # Errors go out from a new TID too, as tftp-hpa does: a client that locks on to
-        # the first reply's port then sees the same behaviour for errors and for data.
-        sock = self._open_tid()
-        if sock is None:
+        # Errors go out from a TID socket too, as tftp-hpa does: a client that locks on
+        # to the first reply's port then sees the same behaviour for errors and for data.
+        tid = self._tid_for(addr) if self._sockets is not None else None
+        if tid is None:
             return
         try:
-            sock.sendto(packet, (addr[0], addr[1]))
+            tid.sock.sendto(packet, (addr[0], addr[1]))
         except (OSError, ValueError):
             self.stats["send_errors"] += 1
-        finally:
-            sock.close()
 
-    def _run(self, transfer) -> None:
+    def _run(self, transfer, addr) -> None:
         if self._sockets is None:  # stopped meanwhile (a request delayed by the fault link)
             return
-        sock = self._open_tid()
-        if sock is None:
+        tid = self._tid_for(addr)
+        if tid is None:
             self.stats["transfers_failed"] += 1
             return
-        protocol = _TransferProtocol(self, transfer)
-        protocol.sock = sock
-        protocol.sendto = sock.sendto
-        protocol.recvfrom = sock.recvfrom
-        self._sockets.add(sock, protocol)
-        self._transfers.add(protocol)
-        self.stats["active"] = len(self._transfers)
+        protocol = _TransferProtocol(self, transfer, tid)
+        protocol.peer = addr  # as recvfrom reports it: the key its datagrams are found by
+        tid.transfers[addr] = protocol
+        self._active += 1
+        self.stats["active"] = self._active
         protocol.apply(transfer.start())
 
     def _transfer_closed(self, protocol: _TransferProtocol) -> None:
-        self._transfers.discard(protocol)
-        self.stats["active"] = len(self._transfers)
-        sock = protocol.sock
-        if sock is not None:
-            if self._sockets is not None:
-                self._sockets.discard(sock)
-            sock.close()
+        tid = protocol.tid
+        if tid.transfers.get(protocol.peer) is protocol:
+            tid.transfer_ended(protocol.peer, self.clock.seconds(), self._quiet_s)
+            self._active -= 1
+            self.stats["active"] = self._active
 
     def stop(self):
         """Stop listening and abandon every running transfer; fires when all sockets are closed."""
         from twisted.internet import defer
 
-        for protocol in list(self._transfers):
-            protocol.close()
+        for tid in self._pool:
+            for protocol in list(tid.transfers.values()):
+                protocol.close()
         if self._sockets is not None:
+            for tid in self._pool:
+                self._sockets.discard(tid.sock)
+                tid.sock.close()
             self._sockets.discard(self._listening)
             self._listening.close()
             self._sockets.close()
             self._sockets = None
             self._listening = None
+        self._pool = []
         return defer.succeed(None)
 
 

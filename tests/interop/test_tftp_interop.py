@@ -5,8 +5,13 @@
   blocking client calls cannot stall it; files must come back byte-identical.
 - The same clients upload (WRQ, ``put`` / ``curl -T``) into the upload folder when
   uploads are on; outside it they get ERROR 2, with uploads off ERROR 4.
-  (Neither client speaks RFC 7440 windowsize, so windowed transfers are tested in
-  tests/unit/test_tftp_server.py, over loopback sockets too.)
+- atftp (Debian's ``atftp`` 0.8, the one packaged client that speaks RFC 7440 windowsize)
+  downloads with windowsize 1/4/8/16 and blksize 512/1468; its ``--trace`` (the
+  client's own view: the OACK, every DATA, every ACK) and the server's counters show the
+  window was used: exactly one ACK per window. It uploads with windowsize asked and gets
+  lockstep (labsim declines windowsize for WRQ). Blocks and ACKs dropped on purpose
+  through the server's fault hook (``TftpServerHandle.link``) show go-back-N recovery
+  with a real client, and labsim.faults' random loss a whole lossy download.
 - labsim's client downloads from tftp-hpa's ``in.tftpd`` (run as root on a loopback port).
 
 Every peer is started here on 127.0.0.1 and killed in a finally / cleanup.
@@ -15,7 +20,10 @@ Every peer is started here on 127.0.0.1 and killed in a finally / cleanup.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,15 +41,72 @@ pytestmark = pytest.mark.interop
 REPO = Path(__file__).resolve().parents[2]
 SIZES = (0, 1, 511, 512, 513, 1024, 1468, 4096, 100_000)
 
-# labsim's server in a child process; prints its port, serves until killed.
+# labsim's server in a child process; prints its port, serves until killed. Flags after
+# the root: "uploads"; "drop=out:5,in:4" (drop the first copy of DATA 5 sent and of ACK 4
+# received); "dup=out:1" (deliver the first copy of DATA 1 twice); "loss=P" with "seed=N"
+# (labsim.faults' own link drops outgoing datagrams at random). With any of the last three
+# every datagram passes the server's fault hook, through a link that also counts ACKs in
+# and DATA out; without them the server runs its production path.
+# A line "stats" on its stdin answers one JSON line: the server's counters and the link's.
 SERVE = """
-import sys
-from twisted.internet import reactor
+import json, random, sys
+from twisted.internet import reactor, stdio
+from twisted.protocols.basic import LineReceiver
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
-uploads = len(sys.argv) > 2 and sys.argv[2] == "uploads"
-server = start_tftp_server(reactor, TftpServerConfig(sys.argv[1], blksize_max=65464, uploads=uploads), "127.0.0.1", 0)
+
+root = sys.argv[1]
+opts = dict(flag.partition("=")[::2] for flag in sys.argv[2:])
+server = start_tftp_server(reactor, TftpServerConfig(root, blksize_max=65464, uploads="uploads" in opts), "127.0.0.1", 0)
+seen = {"acks_in": 0, "data_out": 0, "dropped": 0, "duplicated": 0, "fault_dropped": 0}
+drops = set(filter(None, opts.get("drop", "").split(",")))
+dups = set(filter(None, opts.get("dup", "").split(",")))
+faults = None
+if "loss" in opts:
+    from labsim.faults import ActiveFault, FaultSet, FaultyLink
+    faults = FaultSet(random.Random(int(opts.get("seed", "1"))))
+    faults.add(ActiveFault(name="loss", service="tftp", direction="out", loss=float(opts["loss"])))
+    fault_link = FaultyLink(faults, "tftp", reactor)
+
+
+class CountingLink:
+    def carry(self, direction, data, forward):
+        if len(data) >= 4 and data[0] == 0 and data[1] in (3, 4):
+            key = f"{direction}:{(data[2] << 8) | data[3]}"
+            if data[1] == 3 and direction == "out":
+                seen["data_out"] += 1
+            if key in drops:
+                drops.discard(key)
+                seen["dropped"] += 1
+                return
+            if data[1] == 4 and direction == "in":
+                seen["acks_in"] += 1
+            if key in dups:
+                dups.discard(key)
+                seen["duplicated"] += 1
+                forward(data)
+        if faults is not None:
+            fault_link.carry(direction, data, forward)
+        else:
+            forward(data)
+
+
+if "drop" in opts or "dup" in opts or faults is not None:
+    server.link = CountingLink()
+
+
+class Control(LineReceiver):
+    delimiter = b"\\n"
+
+    def lineReceived(self, line):
+        if line.strip() == b"stats":
+            if faults is not None:
+                seen["fault_dropped"] = faults.stats["dropped"]
+            self.sendLine(json.dumps({**server.stats, **seen}).encode())
+
+
 print(server.port, flush=True)
+stdio.StandardIO(Control())
 reactor.run()
 """
 
@@ -58,20 +123,53 @@ def make_files(root: Path) -> dict[str, bytes]:
     return files
 
 
+class LabsimTftp:
+    """labsim's server in a child process: its port, and its counters on request."""
+
+    def __init__(self, root: Path, *flags: str):
+        self.root = root
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(root), *flags],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise AssertionError("labsim TFTP server did not start")
+        self.port = int(line)
+
+    def stats(self) -> dict[str, int]:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            pipe.close()
+
+
+@contextlib.contextmanager
+def running(root: Path, *flags: str):
+    server = LabsimTftp(root, *flags)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.contextmanager
 def serve(tmp_path, *extra):
     """labsim's server in a child process on ``tmp_path/root``: (port, files, tmp_path)."""
     root = tmp_path / "root"
     root.mkdir()
     files = make_files(root)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root), *extra], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), "labsim TFTP server did not start"
-        yield int(line), files, tmp_path
-    finally:
-        proc.kill()
-        proc.wait()
+    with running(root, *extra) as server:
+        yield server.port, files, tmp_path
 
 
 @pytest.fixture
@@ -237,3 +335,221 @@ class LabsimClientAgainstTftpdHpa(trial.TestCase):
     def test_not_found(self):
         with self.assertRaises(TftpNotFound):
             yield tftp_get(reactor, "127.0.0.1", self.port, "missing.cfg")
+
+
+# --- atftp: RFC 7440 windowsize with a third-party client -----------------------------------
+
+ATFTP_WINDOWS = (1, 4, 8, 16)
+ATFTP_BLKSIZES = (512, 1468)
+
+
+def window_files(windowsize: int, blksize: int) -> dict[str, int]:
+    """File sizes that end at the edges a window sender can get wrong."""
+    w, b = windowsize, blksize
+    return {
+        "empty": 0,  # one empty DATA 1, alone in its window
+        "boundary": 3 * w * b,  # 3 full windows, then the empty block alone in a 4th
+        "closes": (3 * w - 1) * b + 7,  # the short last block is the window's last
+        "mid": 2 * w * b + (w // 2) * b + 100,  # the file ends mid-window
+    }
+
+
+class AtftpTrace:
+    """What ``atftp --trace`` printed (stderr): the client's own view of the transfer."""
+
+    def __init__(self, text: str):
+        self.text = text
+        oack = re.search(r"received OACK <(.*)>", text)
+        self.oack = dict(re.findall(r"(\w+): (\w+)", oack.group(1))) if oack else None
+        # download: DATA received, ACKs sent; upload: DATA sent, ACKs received
+        self.data_received = [int(n) for n in re.findall(r"received \d+\. DATA <block: (\d+)", text)]
+        self.acks_sent = [int(n) for n in re.findall(r"sent ACK <block: (\d+)>", text)]
+        self.data_sent = [int(n) for n in re.findall(r"sent \d+\. DATA <block: (\d+)", text)]
+        self.acks_received = [int(n) for n in re.findall(r"received ACK <block: (\d+)>", text)]
+        self.out_of_order = text.count("got wrong block")
+
+
+def atftp(direction: str, port: int, remote: str, local: Path, *options: str) -> AtftpTrace:
+    """One atftp transfer (``-g`` or ``-p``) against 127.0.0.1:port; fails the test unless it succeeds."""
+    binary = require_binary("atftp")
+    cmd = [binary, "--trace"]
+    for option in options:
+        cmd += ["--option", option]
+    cmd += [direction, "-r", remote, "-l", str(local), "127.0.0.1", str(port)]
+    result = run(cmd, text=True)
+    assert result.returncode == 0, (cmd, result.stdout, result.stderr[-2000:])
+    return AtftpTrace(result.stderr)
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before.get(key, 0) for key in after}
+
+
+@pytest.fixture(scope="module")
+def atftp_server(tmp_path_factory):
+    """One plain labsim server (no fault hook: the production path) with every window test file."""
+    require_binary("atftp")
+    root = tmp_path_factory.mktemp("atftp") / "root"
+    root.mkdir()
+    files = {}
+    for windowsize in ATFTP_WINDOWS:
+        for blksize in ATFTP_BLKSIZES:
+            for kind, size in window_files(windowsize, blksize).items():
+                name = f"w{windowsize}-b{blksize}-{kind}.bin"
+                files[name] = os.urandom(size)
+                (root / name).write_bytes(files[name])
+    files["large.bin"] = os.urandom(300_000)
+    (root / "large.bin").write_bytes(files["large.bin"])
+    with running(root) as server:
+        yield server, files
+
+
+def check_windowed_download(server, files, name, out, windowsize, blksize, asked=None):
+    """Download ``name`` with atftp; assert byte-exact, one ACK per window, no retransmission."""
+    before = server.stats()
+    trace = atftp("-g", server.port, name, out, f"windowsize {asked or windowsize}", f"blksize {blksize}")
+    after = server.stats()
+    content = files[name]
+    assert out.read_bytes() == content, name
+    blocks = len(content) // blksize + 1
+    # The server accepted (or lowered) the window and atftp went along with it.
+    assert trace.oack == {"windowsize": str(windowsize), "blksize": str(blksize)}, trace.text
+    # Every block arrived once, in order: nothing was lost or resent.
+    assert trace.data_received == list(range(1, blocks + 1)), name
+    # ACK 0 for the OACK, then one ACK per window (its last block, or the file's).
+    windows = math.ceil(blocks / windowsize)
+    assert trace.acks_sent == [0] + [min(k * windowsize, blocks) for k in range(1, windows + 1)], name
+    if windowsize > 1 and blocks > 2:
+        assert len(trace.acks_sent) - 1 < blocks
+    d = delta(before, after)
+    assert d["transfers_ok"] == 1 and d["transfers_failed"] == 0, d
+    assert d["packets_sent"] == 1 + blocks and d["bytes_sent"] == len(content), d  # the OACK + each block once
+    assert d["retransmits"] == d["duplicate_acks"] == d["unknown_tid"] == 0, d
+    return trace
+
+
+@pytest.mark.parametrize("blksize", ATFTP_BLKSIZES)
+@pytest.mark.parametrize("windowsize", ATFTP_WINDOWS)
+def test_atftp_windowed_downloads(atftp_server, tmp_path, windowsize, blksize):
+    server, files = atftp_server
+    for kind in window_files(windowsize, blksize):
+        name = f"w{windowsize}-b{blksize}-{kind}.bin"
+        check_windowed_download(server, files, name, tmp_path / name, windowsize, blksize)
+
+
+def test_atftp_large_download_and_a_lowered_window(atftp_server, tmp_path):
+    server, files = atftp_server
+    # 587 blocks at windowsize 16: 37 ACKs instead of 587.
+    trace = check_windowed_download(server, files, "large.bin", tmp_path / "a.bin", 16, 512)
+    assert len(trace.acks_sent) == 1 + 37
+    # RFC 7440: a larger window asked for is lowered to windowsize_max (64) in the OACK,
+    # and the client must use the lowered one: 205 blocks of 1468 -> 4 ACKs.
+    check_windowed_download(server, files, "large.bin", tmp_path / "b.bin", 64, 1468, asked=100)
+
+
+def test_atftp_upload_asking_for_a_window_gets_lockstep(tmp_path):
+    require_binary("atftp")
+    root = tmp_path / "root"
+    root.mkdir()
+    with running(root, "uploads") as server:
+        for size in (0, 1024, 100_000):
+            source = tmp_path / f"up{size}.bin"
+            source.write_bytes(os.urandom(size))
+            before = server.stats()
+            trace = atftp("-p", server.port, f"uploads/up{size}.bin", source, "windowsize 8", "blksize 512")
+            after = server.stats()
+            assert (root / "uploads" / f"up{size}.bin").read_bytes() == source.read_bytes(), size
+            blocks = size // 512 + 1
+            # labsim declines windowsize for WRQ: the OACK leaves it out and atftp falls
+            # back to one DATA per ACK.
+            assert trace.oack == {"blksize": "512"}, trace.text
+            assert trace.data_sent == list(range(1, blocks + 1))
+            assert trace.acks_received == list(range(1, blocks + 1))
+            d = delta(before, after)
+            assert (d["uploads"], d["bytes_received"], d["retransmits"], d["duplicate_data"]) == (1, size, 0, 0), d
+
+
+# Losses on purpose, through the server's fault hook; a 10,000-byte file at blksize 512 is
+# blocks 1-20 (the 20th short), windowsize 4: windows 1-4, 5-8, ..., 17-20.
+LOSS_FILE = 10_000
+
+
+@pytest.mark.parametrize(
+    "drop, timeouts, window_resends",
+    [
+        # A block mid-window: atftp sees 7 out of order and ACKs 5 at once; the server
+        # goes back to 6 (go-back-N) with no timeout.
+        ("out:6", 0, 0),
+        # The FIRST block of a window: atftp sees 6 out of order and repeats ACK 4, the
+        # ACK the server already had. RFC 7440 section 4: the sender should restart the
+        # window from there; labsim does it once per window, again without a timeout.
+        ("out:5", 0, 1),
+        # An ACK: the server times out and resends the window; atftp, seeing block 1
+        # again, repeats ACK 4, which moves the server on.
+        ("in:4", 1, 0),
+        # The short last block: nothing arrives out of order, so nothing tells the server
+        # but its timeout; it resends 17-20 and atftp's ACK 19 for the repeat moves it on.
+        ("out:20", 1, 0),
+        # Two in a row in one window, and the first of the next.
+        ("out:9,out:10,out:13", None, None),
+    ],
+)
+def test_atftp_recovers_from_lost_packets(tmp_path, drop, timeouts, window_resends):
+    require_binary("atftp")
+    root = tmp_path / "root"
+    root.mkdir()
+    content = os.urandom(LOSS_FILE)
+    (root / "f.bin").write_bytes(content)
+    with running(root, f"drop={drop}") as server:
+        out = tmp_path / "got.bin"
+        trace = atftp("-g", server.port, "f.bin", out, "windowsize 4", "blksize 512")
+        stats = server.stats()
+    assert out.read_bytes() == content
+    assert trace.oack == {"windowsize": "4", "blksize": "512"}
+    assert stats["dropped"] == drop.count(":"), stats
+    assert stats["transfers_ok"] == 1 and stats["timeouts"] == 0, stats
+    # The client did see the gap (or, for a lost ACK / last block, old blocks again).
+    assert trace.out_of_order > 0, trace.text
+    if timeouts is not None:
+        assert (stats["retransmits"], stats["window_resends"]) == (timeouts, window_resends), stats
+    else:
+        assert stats["retransmits"] + stats["window_resends"] >= 1, stats
+    # Go-back-N: every DATA the server sent beyond the 20 blocks is a resent window's.
+    assert stats["data_out"] > 20 and stats["acks_in"] < stats["data_out"], stats
+
+
+@pytest.mark.parametrize("dup", ["out:1", "out:6", "in:4"])
+def test_atftp_duplicates_cost_at_most_one_window(tmp_path, dup):
+    # atftp ACKs again whenever a block arrives twice. Before labsim told such an echo
+    # from news of a loss, one duplicated DATA made every later window go out twice (39
+    # DATA for these 20 blocks); one duplicated ACK restarts at most one window.
+    require_binary("atftp")
+    root = tmp_path / "root"
+    root.mkdir()
+    content = os.urandom(LOSS_FILE)
+    (root / "f.bin").write_bytes(content)
+    with running(root, f"dup={dup}") as server:
+        out = tmp_path / "got.bin"
+        atftp("-g", server.port, "f.bin", out, "windowsize 4", "blksize 512")
+        stats = server.stats()
+    assert out.read_bytes() == content
+    assert stats["duplicated"] == 1 and stats["transfers_ok"] == 1, stats
+    assert stats["retransmits"] == 0, stats  # no timeout either
+    assert 20 <= stats["data_out"] <= 20 + 4, stats
+
+
+def test_atftp_downloads_through_random_loss(tmp_path):
+    # labsim.faults' own link (the one scenarios use), dropping 4% of what the server
+    # sends, seeded: a whole windowed download through it, byte-exact.
+    require_binary("atftp")
+    root = tmp_path / "root"
+    root.mkdir()
+    content = os.urandom(60_000)
+    (root / "f.bin").write_bytes(content)
+    with running(root, "loss=0.04", "seed=7") as server:
+        out = tmp_path / "got.bin"
+        atftp("-g", server.port, "f.bin", out, "windowsize 8", "blksize 512")
+        stats = server.stats()
+    assert out.read_bytes() == content
+    assert stats["fault_dropped"] > 0 and stats["transfers_ok"] == 1, stats
+    assert stats["data_out"] > 60_000 // 512 + 1, stats  # lost blocks went again
