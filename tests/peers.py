@@ -55,6 +55,24 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def free_port_udp_and_tcp(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port number free for both UDP and TCP on ``host`` (a DNS server binds both).
+
+    ``free_udp_port`` alone may hand out a number whose TCP twin is taken: both sockets
+    are held at once here, so the answer was free for both at that moment."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError(f"no port free for both UDP and TCP on {host} after {attempts} tries")
+
+
 def wait_for_tcp(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

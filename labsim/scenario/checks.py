@@ -4,7 +4,9 @@ so one ``labsim validate`` shows every problem, each at the place that causes it
 
 from __future__ import annotations
 
+from labsim.scenario import schema
 from labsim.scenario.schema import MAC_PATTERN
+from labsim.scenario.yaml_marks import MarkedDocument
 
 MAC_SPACE = 1 << 48
 
@@ -63,3 +65,73 @@ def _mac_span(fleet: dict) -> tuple[int, int] | None:
         return None
     start = int(mac.replace(":", "").replace("-", ""), 16)
     return start, start + sum(counts.values())
+
+
+# --- services that would listen on the same socket -------------------------------------
+
+# What each service's address:port binds. DNS binds both (RFC 7766: a client whose UDP
+# answer was truncated retries over TCP on the same port). FTP's passive data ports and
+# the interface sockets of DHCP and PnP (namespace labs, bound to a device) are not here.
+SERVICE_SOCKETS = {
+    "dhcp": (schema.DhcpService, ("UDP",)),
+    "tftp": (schema.TftpService, ("UDP",)),
+    "http": (schema.HttpService, ("TCP",)),  # HTTPS too: same service, tls on
+    "ftp": (schema.FtpService, ("TCP",)),
+    "pnp": (schema.PnpService, ("UDP",)),
+    "dns": (schema.DnsService, ("UDP", "TCP")),
+}
+ANY_ADDRESS = "0.0.0.0"
+
+
+def port_clashes(doc: MarkedDocument) -> list[tuple[tuple, str]]:
+    """(path, message) for each pair of services that would bind the same transport,
+    port and address (or one of them every address): the second to start fails with
+    "address in use", or, for two UDP sockets that both set SO_REUSEADDR, they share
+    the port and each gets part of the other's datagrams. Read from the raw data with
+    the schema's defaults, so it runs even when another part of the file is invalid;
+    a value of the wrong type is skipped here (the schema reports it)."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    bound: list[tuple[str, str, int, tuple[str, ...]]] = []
+    problems = []
+    for name, (model, transports) in SERVICE_SOCKETS.items():
+        spec = services.get(name)
+        if not isinstance(spec, dict):
+            continue
+        address = spec.get("address", model.model_fields["address"].default)
+        port = spec.get("port", model.model_fields["port"].default)
+        if not isinstance(address, str) or type(port) is not int or not 0 < port < 65536:
+            continue  # port 0 asks the kernel for a free one: it cannot clash
+        for other, other_address, other_port, other_transports in bound:
+            shared = [t for t in transports if t in other_transports]
+            same_address = address == other_address or ANY_ADDRESS in (address, other_address)
+            if not shared or port != other_port or not same_address:
+                continue
+            problems.append(_clash(doc, services, (name, address), (other, other_address), port, shared))
+        bound.append((name, address, port, transports))
+    return problems
+
+
+def _clash(doc: MarkedDocument, services: dict, one: tuple[str, str], other: tuple[str, str], port: int,
+           shared: list[str]) -> tuple[tuple, str]:
+    """The problem placed at the port the user wrote (of the two, the later in the file),
+    naming the other with its line, or "(default)" when the file does not set it."""
+    def written(name: str) -> bool:
+        return "port" in services[name]
+
+    def line(name: str) -> int:
+        mark = doc.mark_for(("services", name, "port"))
+        return mark.line if mark else 0
+
+    (here, here_address), (there, there_address) = sorted(
+        (one, other), key=lambda service: (written(service[0]), line(service[0])), reverse=True)
+    where = f"line {line(there)}" if written(there) else "its default"
+    return (("services", here, "port"),
+            f"port {port} clashes with services.{there}.port ({where}): both listen on {'/'.join(shared)} "
+            f"{port} at {_address_text(here_address, there_address)}; give one of them another port or address")
+
+
+def _address_text(one: str, other: str) -> str:
+    if one == other:
+        return one
+    return f"{one} and {other} ({ANY_ADDRESS} is every address)"

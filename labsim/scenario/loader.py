@@ -12,7 +12,7 @@ from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
-from labsim.scenario.checks import cross_checks
+from labsim.scenario.checks import cross_checks, port_clashes
 from labsim.scenario.schema import Scenario
 from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
 
@@ -65,7 +65,7 @@ def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
         raise ScenarioError([Problem(filename, doc.mark_for(()), "", "a scenario is a mapping of keys (name, fleets, ...)")])
     problems = [Problem(filename, e.mark, _field_text(e.path), e.message) for e in doc.problems]
     problems += [Problem(filename, doc.mark_for(path), _field_text(path), message)
-                 for path, message in cross_checks(doc.data)]
+                 for path, message in cross_checks(doc.data) + port_clashes(doc)]
     scenario = None
     try:
         scenario = Scenario.model_validate(doc.data)

@@ -4,6 +4,15 @@ Phones must never reach the machine's own resolver (it would send queries to wha
 /etc/resolv.conf names), so names are looked up with dnslib's codec over one UDP socket
 to the scenario's DNS server on loopback. Answers are cached for the run (a fleet asks
 the same few names thousands of times); a failed lookup is retried ``attempts`` times.
+
+A UDP answer with TC set did not fit a datagram: as a phone's stub resolver does
+(RFC 1035 4.2.2, RFC 7766 5), the question is asked again over TCP to the same server
+and the TCP answer is the one used. The truncated records are never used: they are a
+cut list, and a phone that picked from them would not be a faithful one.
+
+The I/O-free pieces (``is_truncated``, ``TcpExchange``; query building and answer
+parsing are ``labsim.wire.dns_records.DnsResolver``) come first; the Twisted classes
+after them only move bytes and own the timers.
 """
 
 from __future__ import annotations
@@ -11,14 +20,48 @@ from __future__ import annotations
 import random
 
 from twisted.internet import defer
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.error import NotConnectingError
+from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 
 from labsim.services.udp import bind_udp
-from labsim.wire.dns_records import DnsLookupError, DnsResolver
+from labsim.transport.guard import loopback_address
+from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp
+
+HEADER_SIZE = 12
+QR_BIT = 0x80  # in the third header byte, beside TC
 
 
 class LookupFailed(Exception):
     pass
+
+
+# --- without I/O -----------------------------------------------------------------------
+
+
+def is_truncated(reply: bytes) -> bool:
+    """Whether ``reply`` is a response (QR) with TC set: ask again over TCP.
+
+    Only the header is read: the body of a truncated reply is not used for anything, and
+    a reply that is not even a header is not truncated, it is junk (``parse_answer``
+    rejects it)."""
+    return len(reply) >= HEADER_SIZE and bool(reply[2] & QR_BIT) and bool(reply[2] & TC_BIT)
+
+
+class TcpExchange:
+    """One question on one TCP connection, without the socket: ``outgoing`` is what to
+    write once connected; ``received(data)`` returns the reply once its last byte has
+    arrived (None before), however TCP cut the stream."""
+
+    def __init__(self, query: bytes):
+        self.outgoing = frame_tcp(query)
+        self._decoder = DnsTcpDecoder()
+
+    def received(self, data: bytes) -> bytes | None:
+        messages = self._decoder.feed(data)
+        return messages[0] if messages else None
+
+
+# --- Twisted ---------------------------------------------------------------------------
 
 
 class _Query:
@@ -27,34 +70,125 @@ class _Query:
         self.qid = qid
         self.deferred = deferred
         self.tries = 0
-        self.timer = None
+        self.timer = None  # the UDP retransmission timer
+        self.over_tcp = False  # once a TC reply came: late UDP replies are ignored
+        self.tcp: _TcpAttempt | None = None  # the TCP connection in flight
+
+
+class _TcpAnswerProtocol(Protocol):
+    def __init__(self, attempt: _TcpAttempt):
+        self.attempt = attempt
+
+    def connectionMade(self) -> None:
+        self.attempt.protocol = self
+        self.transport.write(self.attempt.exchange.outgoing)
+
+    def dataReceived(self, data: bytes) -> None:
+        reply = self.attempt.exchange.received(data)
+        if reply is not None:
+            # One question per connection: close it ourselves (RFC 7766 6.2.1 lets the
+            # client close once it has its answers; the server would wait for its idle timeout).
+            self.transport.loseConnection()
+            self.attempt.finish(reply)
+
+    def connectionLost(self, reason=None) -> None:
+        self.attempt.protocol = None
+        self.attempt.finish(LookupFailed("TCP connection closed before the whole answer came"))
+        self.attempt.socket_gone()
+
+
+class _TcpAttempt(ClientFactory):
+    """One TCP connection for one question. ``done`` fires once: with the reply bytes, or
+    with LookupFailed (refused, closed early, no answer within ``timeout_s``). The
+    timeout covers connecting and answering and runs on the injected reactor's clock.
+    ``closed`` fires when the socket is gone (after ``done``: closing takes a reactor turn)."""
+
+    noisy = False  # no log line per connection
+
+    def __init__(self, reactor, server: tuple[str, int], query: bytes, timeout_s: float):
+        self.exchange = TcpExchange(query)
+        self.done = defer.Deferred()
+        self.closed = defer.Deferred()
+        self.protocol: _TcpAnswerProtocol | None = None
+        self.timeout_s = timeout_s
+        self.timer = reactor.callLater(timeout_s, self.abort, f"no TCP answer within {timeout_s:g} s")
+        self.connector = reactor.connectTCP(server[0], server[1], self)
+
+    def buildProtocol(self, addr) -> _TcpAnswerProtocol:
+        return _TcpAnswerProtocol(self)
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        self.finish(LookupFailed(f"TCP connection failed: {reason.getErrorMessage()}"))
+        self.socket_gone()
+
+    def abort(self, why: str) -> None:
+        """Give up now (timeout, resolver closed): drop the connection, fail ``done``."""
+        if self.done.called:
+            return
+        self.finish(LookupFailed(why))
+        if self.protocol is not None:
+            self.protocol.transport.abortConnection()
+        else:
+            try:
+                self.connector.stopConnecting()  # closes the socket at once
+            except NotConnectingError:
+                pass
+            self.socket_gone()
+
+    def socket_gone(self) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def finish(self, outcome) -> None:
+        if self.done.called:  # the second of e.g. "answer received" and "connection lost"
+            return
+        if self.timer.active():
+            self.timer.cancel()
+        if isinstance(outcome, Exception):
+            self.done.errback(outcome)
+        else:
+            self.done.callback(outcome)
 
 
 class LabResolver(DatagramProtocol):
+    """``resolve(name)`` / ``resolve_all(name)`` against one DNS server on loopback.
+
+    ``stats``: ``queries`` UDP queries sent, ``cache_hits``, ``failures`` lookups that
+    failed, ``truncated`` TC replies received, ``tcp_queries`` TCP connections made for
+    them, ``tcp_failures`` of those that brought no answer."""
+
     noisy = False
 
     def __init__(self, reactor, server: tuple[str, int], *, timeout_s: float = 1.0, attempts: int = 3,
                  cache_s: float = 300.0):
+        # The lab's safety rule (guard.py), here rather than only in the callers: every
+        # packet this resolver sends, UDP or TCP, goes to ``server`` and nowhere else.
+        self.server = (loopback_address(server[0]), server[1])
         self.reactor = reactor
-        self.server = server
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.cache_s = cache_s
         self.codec = DnsResolver()
         self.rng = random.Random()
-        self._cache: dict[str, tuple[float, str]] = {}
+        self._cache: dict[str, tuple[float, list[str]]] = {}
         self._queries: dict[int, _Query] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
-        self.stats = {"queries": 0, "cache_hits": 0, "failures": 0}
+        self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
+        self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
+                      "tcp_failures": 0}
         self.port = bind_udp(reactor, self, "127.0.0.1", 0)
 
     def resolve(self, name: str) -> defer.Deferred:
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""
+        return self.resolve_all(name).addCallback(lambda addresses: addresses[0])
+
+    def resolve_all(self, name: str) -> defer.Deferred:
+        """Every IPv4 address of ``name`` in the server's order (never empty), or LookupFailed."""
         key = name.lower().rstrip(".")
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self.reactor.seconds():
             self.stats["cache_hits"] += 1
-            return defer.succeed(cached[1])
+            return defer.succeed(list(cached[1]))
         waiting = defer.Deferred()
         if key in self._waiting:  # one query on the wire per name, however many phones ask
             self._waiting[key].append(waiting)
@@ -81,8 +215,7 @@ class LabResolver(DatagramProtocol):
 
     def _timed_out(self, query: _Query) -> None:
         if query.tries >= self.attempts:
-            self._queries.pop(query.qid, None)
-            query.deferred.errback(LookupFailed(f"{query.name}: no answer from the lab DNS {self.server[0]}:{self.server[1]}"))
+            self._fail(query, f"no answer from the lab DNS {self.server[0]}:{self.server[1]}")
         else:
             self._send(query)
 
@@ -90,26 +223,72 @@ class LabResolver(DatagramProtocol):
         if len(data) < 2:
             return
         query = self._queries.get(int.from_bytes(data[:2], "big"))
-        if query is None:
+        if query is None or query.over_tcp:
             return
+        if is_truncated(data):
+            self.stats["truncated"] += 1
+            self._cancel_timer(query)
+            query.over_tcp = True
+            query.tries = 0  # the server is up (it answered): TCP gets its own attempts
+            self._send_tcp(query)
+            return
+        self._answered(query, data)
+
+    def _send_tcp(self, query: _Query) -> None:
+        query.tries += 1
+        self.stats["tcp_queries"] += 1
+        message = self.codec.build_query(query.name, "A", query.qid)
+        query.tcp = attempt = _TcpAttempt(self.reactor, self.server, message, self.timeout_s)
+        self._connections.add(attempt)
+        attempt.closed.addCallback(lambda _: self._connections.discard(attempt))
+        attempt.done.addCallbacks(self._tcp_answered, self._tcp_failed, callbackArgs=(query,), errbackArgs=(query,))
+
+    def _tcp_answered(self, data: bytes, query: _Query) -> None:
+        query.tcp = None
+        if self._queries.get(query.qid) is query:  # not given up on meanwhile (close())
+            self._answered(query, data)
+
+    def _tcp_failed(self, failure, query: _Query) -> None:
+        failure.trap(LookupFailed)
+        query.tcp = None
+        if self._queries.get(query.qid) is not query:  # given up on already (close())
+            return
+        self.stats["tcp_failures"] += 1
+        if query.tries >= self.attempts:
+            self._fail(query, f"{failure.getErrorMessage()} (the UDP answer from the lab DNS "
+                              f"{self.server[0]}:{self.server[1]} was truncated)")
+        else:
+            self._send_tcp(query)
+
+    def _answered(self, query: _Query, data: bytes) -> None:
+        """A whole reply (UDP, or TCP after a truncated one) settles the lookup."""
         try:
             answers = self.codec.parse_answer(data)
         except DnsLookupError as exc:
-            self._finish(query)
-            query.deferred.errback(LookupFailed(f"{query.name}: {exc}"))
+            self._fail(query, str(exc))
             return
-        self._finish(query)
         addresses = [a for a in answers if isinstance(a, str) and a.count(".") == 3]
         if not addresses:
-            query.deferred.errback(LookupFailed(f"{query.name}: no A record"))
+            self._fail(query, "no A record")
             return
-        self._cache[query.name] = (self.reactor.seconds() + self.cache_s, addresses[0])
-        query.deferred.callback(addresses[0])
+        self._finish(query)
+        self._cache[query.name] = (self.reactor.seconds() + self.cache_s, addresses)
+        query.deferred.callback(list(addresses))
+
+    def _fail(self, query: _Query, why: str) -> None:
+        self._finish(query)
+        query.deferred.errback(LookupFailed(f"{query.name}: {why}"))
+
+    def _cancel_timer(self, query: _Query) -> None:
+        if query.timer is not None and query.timer.active():
+            query.timer.cancel()
 
     def _finish(self, query: _Query) -> None:
         self._queries.pop(query.qid, None)
-        if query.timer is not None and query.timer.active():
-            query.timer.cancel()
+        self._cancel_timer(query)
+        if query.tcp is not None:
+            attempt, query.tcp = query.tcp, None
+            attempt.abort("lookup ended")
 
     def _settle(self, result, key: str):
         if isinstance(result, Exception) or hasattr(result, "getErrorMessage"):
@@ -118,10 +297,12 @@ class LabResolver(DatagramProtocol):
             if hasattr(result, "getErrorMessage"):
                 waiting.errback(result)
             else:
-                waiting.callback(result)
+                waiting.callback(list(result))
         return None
 
-    def close(self):
+    def close(self) -> defer.Deferred:
+        """Give up on lookups in flight; fires when the UDP port and every TCP socket are closed."""
         for query in list(self._queries.values()):
             self._finish(query)
-        return defer.maybeDeferred(self.port.stopListening)
+        waits = [defer.maybeDeferred(self.port.stopListening)] + [a.closed for a in list(self._connections)]
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)

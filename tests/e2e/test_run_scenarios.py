@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.peers import free_tcp_port, free_udp_port
+from tests.peers import free_port_udp_and_tcp, free_tcp_port, free_udp_port
 
 pytestmark = pytest.mark.e2e
 
@@ -180,7 +180,7 @@ def test_a_url_outside_loopback_is_refused_and_nothing_is_sent(tmp_path):
 
 def test_host_names_in_urls_resolve_through_the_lab_dns(tmp_path):
     p = ports()
-    dns_port = free_udp_port()
+    dns_port = free_port_udp_and_tcp()
     text = scenario_text(option66=f"http://prov.lab.example:{p['http_port']}/", count=4, **p)
     text = text.replace("provisioning:", f"""\
   dns:
