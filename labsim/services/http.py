@@ -3,9 +3,15 @@
 twisted.web does the HTTP/1.1 parsing, keep-alive and HEAD; the rest is here:
 
 - one leaf resource answers every request (no resource-tree walk per request);
-- small files are served from memory, keyed by (path, mtime, size), and written in one
-  call instead of through ``twisted.web.static.File``'s producer machinery; larger ones
-  stream from disk;
+- small files are served from memory, keyed by path and checked against a fresh stat
+  (inode, size, ctime) per request, and written in one call instead of through
+  ``twisted.web.static.File``'s producer machinery; larger ones stream from disk;
+- files carry Last-Modified, a strong ETag (a hash of the stat key, made once per file
+  version) and ``Accept-Ranges: bytes``; If-Match, If-None-Match, If-Modified-Since,
+  If-Unmodified-Since, Range and If-Range follow RFC 9110 (304, 412, 206, 416), decided
+  I/O-free by ``labsim.wire.http_conditional``; several ranges that do not merge into one span are
+  answered with the whole file (200), never multipart. A request with none of those
+  fields pays one set test for all of it;
 - paths are percent-decoded, ``..`` segments refused, and the real path (symlinks
   resolved) must stay under the root: anything else is a 404, so a probe learns nothing;
 - authentication is checked here, I/O-free (``HttpAuthenticator``), so one server can
@@ -18,7 +24,10 @@ twisted.web does the HTTP/1.1 parsing, keep-alive and HEAD; the rest is here:
   in-process; under wrk 0.19-0.26 of nginx's rate before, 0.30-0.53 after (median 0.43
   round by round; docs/performance.md, "HTTP");
 - with ``uploads`` on, PUT stores a file under ``upload_dir`` (and nowhere else): phones
-  such as Polycom's upload their logs and overrides file there.
+  such as Polycom's upload their logs and overrides file there. A PUT's If-Match,
+  If-None-Match (``*``: create only) and If-Unmodified-Since are checked against the file
+  there (412), a PUT with Content-Range is refused (400), and 201/204 carry the stored
+  file's ETag and Last-Modified.
 
 Run alone: ``python -m labsim.services.http --root DIR [--port P] [--tls] ...``.
 """
@@ -52,6 +61,7 @@ from twisted.web import http, server
 # Names taken once: each ``http.X`` lookup goes through twisted.web.http's deprecation
 # proxy module, ~1 µs a time on the hot path.
 from twisted.web.http import (
+    BAD_REQUEST,
     CONFLICT,
     CREATED,
     FORBIDDEN,
@@ -59,12 +69,26 @@ from twisted.web.http import (
     NOT_ALLOWED,
     NOT_FOUND,
     NO_CONTENT,
+    NOT_MODIFIED,
+    OK,
+    PARTIAL_CONTENT,
+    PRECONDITION_FAILED,
     REQUEST_ENTITY_TOO_LARGE,
+    REQUESTED_RANGE_NOT_SATISFIABLE,
     RESPONSES,
     UNAUTHORIZED,
     datetimeToString,
 )
 from twisted.web.resource import Resource
+
+from labsim.wire.http_conditional import (
+    CONDITIONAL_FIELDS,
+    NS_PER_S,
+    Answer,
+    Representation,
+    evaluate_request,
+    make_etag,
+)
 
 # Files up to this size are kept in memory; the cache as a whole is emptied past the cap
 # (a provisioning tree is small; firmware images are the large files and stream).
@@ -191,6 +215,14 @@ def resolve_under(root: bytes, relative: bytes) -> tuple[bytes, os.stat_result] 
         return None
 
 
+# Request fields that make a request more than "send the file": see labsim.wire.http_conditional.
+# Applied to twisted.web's dict of request fields (``Headers._rawHeaders``, keyed by
+# canonical name; the public accessors cost a name encoding per field asked): true when
+# the request has none of them. Bound once: ~50 ns a request, about half of what looking
+# the method up each time costs.
+_unconditional = CONDITIONAL_FIELDS.isdisjoint
+
+
 # --- authentication, I/O-free ----------------------------------------------------------
 
 _PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -297,20 +329,52 @@ class HttpAuthenticator:
 # --- the twisted.web side ----------------------------------------------------------------
 
 
-@dataclass
-class _CachedFile:
-    mtime_ns: int
-    size: int
-    body: bytes
-    content_type: bytes
-    last_modified: bytes
-    # "Content-Type: ...\r\nContent-Length: ...\r\nLast-Modified: ...\r\n", built once per
-    # file version instead of three Headers.setRawHeaders calls per request.
-    fields: bytes = b""
+class _FileVersion:
+    """One version of one file as served: the parts of its stat that change with it
+    (checked against a fresh stat on every request), its validators, and its response
+    fields, built once per version instead of per request. ``body``: the content of a
+    cached (small) file; None for one that streams."""
 
-    def __post_init__(self) -> None:
-        self.fields = b"Content-Type: %s\r\nContent-Length: %d\r\nLast-Modified: %s\r\n" % (
-            self.content_type, len(self.body), self.last_modified)
+    __slots__ = ("ino", "size", "ctime_ns", "body", "content_type", "representation", "etag",
+                 "last_modified", "fields", "validator_fields")
+
+    def __init__(self, st: os.stat_result, content_type: bytes, body: bytes | None, now: float):
+        self.ino, self.size, self.ctime_ns = st.st_ino, st.st_size, st.st_ctime_ns
+        self.body = body
+        self.content_type = content_type
+        self.etag = make_etag(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        # Never later than the Date field (RFC 9110 8.8.2.1): a file stamped in the future
+        # says "modified now" instead; whole seconds, as Last-Modified carries them.
+        modified_ns = min(st.st_mtime_ns, int(now * NS_PER_S))
+        self.representation = Representation(self.etag, modified_ns, st.st_size)
+        self.last_modified = datetimeToString(modified_ns // NS_PER_S)
+        self.fields = self.field_block(0, st.st_size - 1, partial=False)
+        # What a 304 carries (RFC 9110 15.4.5): the validators, no Content-Length.
+        self.validator_fields = b"ETag: %s\r\nLast-Modified: %s\r\n" % (self.etag, self.last_modified)
+
+    def field_pairs(self, first: int, last: int, partial: bool) -> list[tuple[bytes, bytes]]:
+        pairs = [(b"Content-Type", self.content_type), (b"Content-Length", b"%d" % (last - first + 1))]
+        if partial:
+            pairs.append((b"Content-Range", b"bytes %d-%d/%d" % (first, last, self.size)))
+        pairs += [(b"Last-Modified", self.last_modified), (b"ETag", self.etag), (b"Accept-Ranges", b"bytes")]
+        return pairs
+
+    def field_block(self, first: int, last: int, partial: bool) -> bytes:
+        """The pairs as ready header lines, for ``send_whole``."""
+        return b"".join(b"%s: %s\r\n" % pair for pair in self.field_pairs(first, last, partial))
+
+
+class _Slice:
+    """The ``length`` bytes of ``fileobj`` from its current position, read like a file:
+    what FileSender streams for a 206."""
+
+    def __init__(self, fileobj, length: int):
+        self.fileobj, self.left = fileobj, length
+
+    def read(self, size: int) -> bytes:
+        data = self.fileobj.read(min(size, self.left))
+        self.left -= len(data)
+        return data
 
 
 def _content_type(path: bytes) -> bytes:
@@ -329,7 +393,7 @@ class StaticRoot(Resource):
         self.listing = config.directory_listing
         self.root = os.path.realpath(os.fsencode(config.root))
         self.auth = authenticator if config.auth else None
-        self._cache: dict[bytes, _CachedFile] = {}
+        self._cache: dict[bytes, _FileVersion] = {}
         self._cached_bytes = 0
         self.methods = ALLOWED_METHODS
         self.upload_root: bytes | None = None
@@ -393,6 +457,18 @@ class StaticRoot(Resource):
                 listing = None
             if listing is None:
                 return self._error(request, FORBIDDEN)
+            # Made per request, so it has no validators to offer; preconditions are still
+            # evaluated against "a representation without any" (If-Match: * holds, a listed
+            # tag never matches); Range is not offered for listings.
+            if not _unconditional(request.requestHeaders._rawHeaders):
+                answer = evaluate_request(request.method, _conditional_fields(request),
+                                          Representation(None, None, len(listing)), time.time(), ranges=False)
+                if answer.status == NOT_MODIFIED:  # nothing to send: no validators, no length
+                    request.setResponseCode(NOT_MODIFIED)
+                    request.send_whole(b"", b"")
+                    return server.NOT_DONE_YET
+                if answer.status != OK:
+                    return self._error(request, answer.status)
             return self._send(request, listing, b"text/html; charset=utf-8")
         return self._file(request, real, st)
 
@@ -405,6 +481,9 @@ class StaticRoot(Resource):
         upload_prefix = self.upload_root[len(self.root) + 1 :]
         if not _is_inside(relative, upload_prefix) or relative == upload_prefix:
             return self._error(request, FORBIDDEN)
+        if request.requestHeaders.hasHeader(b"Content-Range"):
+            # RFC 9110 14.5: a partial PUT would be stored as if it were the whole file.
+            return self._error(request, BAD_REQUEST)
         content = request.content
         content.seek(0, os.SEEK_END)
         size = content.tell()
@@ -421,12 +500,24 @@ class StaticRoot(Resource):
             if os.path.isdir(target):
                 return self._error(request, CONFLICT)
             existed = os.path.lexists(target)
+            if not _unconditional(request.requestHeaders._rawHeaders):
+                # If-Match / If-None-Match: * / If-Unmodified-Since against the file there now
+                # (none: If-Match fails, If-None-Match: * holds): a lost update becomes a 412.
+                now = time.time()
+                current = _FileVersion(os.stat(target), b"", None, now).representation if existed else None
+                if evaluate_request(b"PUT", _conditional_fields(request), current, now).status != OK:
+                    return self._error(request, PRECONDITION_FAILED)
             temporary = target + b".part-" + secrets.token_hex(4).encode()
             with open(temporary, "wb") as handle:
                 handle.write(content.read())
             os.replace(temporary, target)
+            stored = _FileVersion(os.stat(target), b"", None, time.time())
         except OSError:
             return self._error(request, INTERNAL_SERVER_ERROR)
+        # Stored as sent, so the new file's validators may go back (RFC 9110 9.3.4): a
+        # client can make its next PUT conditional on them.
+        request.setHeader(b"ETag", stored.etag)
+        request.setHeader(b"Last-Modified", stored.last_modified)
         if self.stats is not None:
             self.stats.uploads += 1
             self.stats.bytes_received += size
@@ -440,13 +531,10 @@ class StaticRoot(Resource):
     # -- responses
 
     @staticmethod
-    def _send(request, body: bytes, content_type: bytes, last_modified: bytes | None = None):
+    def _send(request, body: bytes, content_type: bytes):
         # Written here rather than returned: twisted.web logs a line for a HEAD whose
         # render returns a body; the body of a HEAD is dropped when written.
-        fields = b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type, len(body))
-        if last_modified is not None:
-            fields += b"Last-Modified: %s\r\n" % last_modified
-        request.send_whole(fields, body)
+        request.send_whole(b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type, len(body)), body)
         return server.NOT_DONE_YET
 
     def _error(self, request, code: int):
@@ -454,26 +542,72 @@ class StaticRoot(Resource):
         return self._send(request, b"%d %s\n" % (code, RESPONSES.get(code, b"")), b"text/plain")
 
     def _file(self, request, real: bytes, st: os.stat_result):
-        cached = self._cache.get(real)
-        if cached is None or cached.mtime_ns != st.st_mtime_ns or cached.size != st.st_size:
-            cached = self._load(real, st)
-        if cached is not None:
-            request.send_whole(cached.fields, cached.body)
-            return server.NOT_DONE_YET
-        # A large file: stream it. Opened now so a file that vanished is still a 404.
+        version = self._cache.get(real)
+        # Whether the cached version is still the file's: any write, truncate, utime or
+        # chmod moves ctime (and so does every mtime change), a replace changes the inode;
+        # size also catches a rewrite within one tick of the filesystem's timestamp clock.
+        if (version is None or version.ctime_ns != st.st_ctime_ns or version.size != st.st_size
+                or version.ino != st.st_ino):
+            version = self._load(real, st)
+        if version is not None:
+            # The common request, with no conditional field, stays on the path it had
+            # before validators existed: one set test.
+            if _unconditional(request.requestHeaders._rawHeaders):
+                request.send_whole(version.fields, version.body)
+                return server.NOT_DONE_YET
+            return self._answer_file(request, version, None)
+        # A large file: stream it. Opened now so a file that vanished is still a 404, and
+        # described by the file actually opened, so validators and bytes agree.
         try:
-            fileobj = open(real, "rb")  # noqa: SIM115 - the producer closes it
+            fileobj = open(real, "rb")  # noqa: SIM115 - closed by _answer_file or _streamed
         except OSError:
             return self._error(request, NOT_FOUND)
-        request.setHeader(b"Content-Type", _content_type(real))
-        request.setHeader(b"Content-Length", b"%d" % st.st_size)
-        request.setHeader(b"Last-Modified", datetimeToString(st.st_mtime))
+        try:
+            version = _FileVersion(os.fstat(fileobj.fileno()), _content_type(real), None, time.time())
+        except OSError:
+            fileobj.close()
+            return self._error(request, NOT_FOUND)
+        return self._answer_file(request, version, fileobj)
+
+    def _answer_file(self, request, version: _FileVersion, fileobj):
+        """Weigh the request's preconditions and Range against ``version``, then answer:
+        from ``version.body``, or streaming ``fileobj`` (open on the same version)."""
+        if _unconditional(request.requestHeaders._rawHeaders):
+            answer = Answer(OK, 0, version.size - 1)
+        else:
+            answer = evaluate_request(request.method, _conditional_fields(request), version.representation,
+                                      time.time())
+        status = answer.status
+        request.setResponseCode(status)
+        if status != OK and status != PARTIAL_CONTENT:
+            if fileobj is not None:
+                fileobj.close()
+            if status == NOT_MODIFIED:
+                request.send_whole(version.validator_fields, b"")
+                return server.NOT_DONE_YET
+            if status == REQUESTED_RANGE_NOT_SATISFIABLE:
+                request.setHeader(b"Content-Range", b"bytes */%d" % version.size)
+            return self._error(request, status)
+        partial = status == PARTIAL_CONTENT
+        first, last = answer.first, answer.last
+        if fileobj is None:
+            if partial:
+                request.send_whole(version.field_block(first, last, True), version.body[first : last + 1])
+            else:
+                request.send_whole(version.fields, version.body)
+            return server.NOT_DONE_YET
+        for name, value in version.field_pairs(first, last, partial):
+            request.setHeader(name, value)
         if request.method == b"HEAD":
             fileobj.close()
             request.write(b"")
             request.finish()
-        else:
-            FileSender().beginFileTransfer(fileobj, request).addBoth(self._streamed, request, fileobj)
+            return server.NOT_DONE_YET
+        source = fileobj
+        if partial:
+            fileobj.seek(first)
+            source = _Slice(fileobj, last - first + 1)
+        FileSender().beginFileTransfer(source, request).addBoth(self._streamed, request, fileobj)
         return server.NOT_DONE_YET
 
     @staticmethod
@@ -486,16 +620,17 @@ class StaticRoot(Resource):
             # it and must not be finished, but the partial download still goes in the log.
             request.site.log(request)
 
-    def _load(self, real: bytes, st: os.stat_result) -> _CachedFile | None:
+    def _load(self, real: bytes, st: os.stat_result) -> _FileVersion | None:
         """Read a small file into the cache (None: too big, or it changed under us)."""
         if st.st_size > CACHE_FILE_MAX:
             return None
         try:
             with open(real, "rb") as f:
                 body = f.read(CACHE_FILE_MAX + 1)
+                after = os.fstat(f.fileno())
         except OSError:
             return None
-        if len(body) != st.st_size:
+        if len(body) != st.st_size or after.st_ctime_ns != st.st_ctime_ns or after.st_ino != st.st_ino:
             return None  # being rewritten right now: stream it this time
         old = self._cache.pop(real, None)
         if old is not None:
@@ -503,7 +638,7 @@ class StaticRoot(Resource):
         if self._cached_bytes + len(body) > CACHE_TOTAL_MAX:
             self._cache.clear()
             self._cached_bytes = 0
-        entry = _CachedFile(st.st_mtime_ns, st.st_size, body, _content_type(real), datetimeToString(st.st_mtime))
+        entry = _FileVersion(st, _content_type(real), body, time.time())
         self._cache[real] = entry
         self._cached_bytes += len(body)
         return entry
@@ -518,6 +653,13 @@ class StaticRoot(Resource):
             href = base.decode("latin-1") + quote(name)
             rows.append(f'<li><a href="{html.escape(href)}">{html.escape(shown)}</a></li>')
         return (f"<html><head><title>{title}</title></head><body><h1>{title}</h1><ul>" + "".join(rows) + "</ul></body></html>\n").encode()
+
+
+def _conditional_fields(request) -> dict[bytes, bytes]:
+    """The request's CONDITIONAL_FIELDS for ``evaluate_request``: lower-case names, a
+    field sent on several lines joined with ", " (RFC 9110 5.3)."""
+    return {name.lower(): b", ".join(values)
+            for name, values in request.requestHeaders.getAllRawHeaders() if name in CONDITIONAL_FIELDS}
 
 
 def can_send_now(transport) -> bool:

@@ -111,6 +111,94 @@ def test_traversal_with_path_as_is(tree):
         assert curl("--path-as-is", f"{url}/secure/../y000000000066.cfg")[0] == 404  # '..' never resolved
 
 
+# --- validators, conditional requests and ranges, as curl uses them ------------------------------
+
+
+def curl_exchange(tmp_path, *args: str, out: Path | None = None) -> tuple[int, dict[str, str], bytes]:
+    """(the status the server really sent, its header fields lower-cased, the body file's
+    bytes). Read from curl's header dump, not ``%{http_code}``: for ``-z`` curl reports
+    304 by itself when a 200's Last-Modified is not newer ("time condition not met")."""
+    dump = tmp_path / "headers.txt"
+    if out is None:
+        out = tmp_path / "body.bin"
+        out.unlink(missing_ok=True)  # curl leaves the file alone when there is no body (304)
+    done = subprocess.run([require_binary("curl"), "-sS", "--max-time", "10", "-D", str(dump), "-o", str(out), *args],
+                          capture_output=True, timeout=20)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    block = dump.read_text("latin-1").strip().split("\r\n\r\n")[-1]  # the last response (after any 100)
+    status_line, *lines = block.splitlines()
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, out.read_bytes() if out.exists() else b""
+
+
+@pytest.fixture
+def files(tree):
+    """The tree plus a firmware image large enough to stream (past the server's cache)."""
+    (tree / "fw.rom").write_bytes(os.urandom(3 << 20))
+    old = os.stat(tree / "y000000000066.cfg").st_mtime - 3600  # an hour ago: safely in the past
+    os.utime(tree / "y000000000066.cfg", (old, old))
+    return tree
+
+
+def test_curl_ranges(files, tmp_path):
+    with labsim_http("--root", str(files)) as url:
+        status, headers, body = curl_exchange(tmp_path, "-r", "0-99", f"{url}/y000000000066.cfg")
+        assert (status, body, headers["content-range"]) == (206, BODY[:100], f"bytes 0-99/{len(BODY)}")
+        assert curl_exchange(tmp_path, "-r", "-50", f"{url}/y000000000066.cfg")[::2] == (206, BODY[-50:])
+        firmware = (files / "fw.rom").read_bytes()
+        status, headers, body = curl_exchange(tmp_path, "-r", "1000000-1999999", f"{url}/fw.rom")
+        assert (status, body) == (206, firmware[1000000:2000000])
+        assert headers["content-range"] == f"bytes 1000000-1999999/{len(firmware)}"
+        # several disjoint ranges: answered with the whole file (documented: no multipart)
+        assert curl_exchange(tmp_path, "-r", "0-9,20-29", f"{url}/y000000000066.cfg")[::2] == (200, BODY)
+        status, headers, _ = curl_exchange(tmp_path, "-r", f"{len(BODY)}-", f"{url}/y000000000066.cfg")
+        assert (status, headers["content-range"]) == (416, f"bytes */{len(BODY)}")
+
+
+def test_curl_time_conditions(files, tmp_path):
+    """``curl -z FILE`` sends If-Modified-Since with the file's mtime, ``-z DATE`` that date,
+    ``-z -DATE`` If-Unmodified-Since."""
+    local = tmp_path / "local.cfg"
+    local.write_bytes(b"stale copy")
+    served = os.stat(files / "y000000000066.cfg").st_mtime
+    os.utime(local, (served, served))
+    with labsim_http("--root", str(files)) as url:
+        status, headers, body = curl_exchange(tmp_path, "-z", str(local), f"{url}/y000000000066.cfg")
+        assert (status, body) == (304, b"") and headers["etag"].startswith('"')
+        status, _, body = curl_exchange(tmp_path, "-z", "Sat, 01 Jan 2000 00:00:00 GMT", f"{url}/y000000000066.cfg")
+        assert (status, body) == (200, BODY)
+        status, _, _ = curl_exchange(tmp_path, "-z", "-Sat, 01 Jan 2000 00:00:00 GMT", f"{url}/y000000000066.cfg")
+        assert status == 412
+        os.utime(local, (served - 60, served - 60))  # our copy is older than the server's
+        assert curl_exchange(tmp_path, "-z", str(local), f"{url}/y000000000066.cfg")[::2] == (200, BODY)
+
+
+def test_curl_etag_save_and_compare(files, tmp_path):
+    etags = tmp_path / "etag.txt"
+    with labsim_http("--root", str(files)) as url:
+        status, headers, body = curl_exchange(tmp_path, "--etag-save", str(etags), f"{url}/y000000000066.cfg")
+        assert (status, body) == (200, BODY) and etags.read_text().strip() == headers["etag"]
+        status, _, body = curl_exchange(tmp_path, "--etag-compare", str(etags), f"{url}/y000000000066.cfg")
+        assert (status, body) == (304, b"")
+        (files / "y000000000066.cfg").write_bytes(BODY + b"account.2.enable = 1\n")  # a new version
+        status, headers, body = curl_exchange(tmp_path, "--etag-compare", str(etags), f"{url}/y000000000066.cfg")
+        assert (status, body) == (200, BODY + b"account.2.enable = 1\n")
+        assert headers["etag"] != etags.read_text().strip()
+
+
+@pytest.mark.parametrize("name, cut", [("fw.rom", 1234567), ("y000000000066.cfg", 1000)])
+def test_curl_resumes_a_download(files, tmp_path, name, cut):
+    """``curl -C -`` asks for the rest from the partial file's length (``Range: bytes=N-``)
+    of a streamed and of a cached file; the joined file is the server's, byte for byte."""
+    whole = (files / name).read_bytes()
+    partial = tmp_path / "partial"
+    partial.write_bytes(whole[:cut])
+    with labsim_http("--root", str(files)) as url:
+        status, headers, _ = curl_exchange(tmp_path, "-C", "-", f"{url}/{name}", out=partial)
+        assert (status, headers["content-range"]) == (206, f"bytes {cut}-{len(whole) - 1}/{len(whole)}")
+        assert partial.read_bytes() == whole
+
+
 # --- labsim's phone client (HttpFetcher) against real servers ------------------------------------
 
 

@@ -115,3 +115,36 @@ class HttpUploadTests(trial.TestCase):
         self.assertEqual(result.status, "denied")
         result = yield fetcher.put(f"http://127.0.0.1:{handle.port}/a.cfg", b"x", "ua")
         self.assertEqual((result.status, result.detail), ("denied", "HTTP 403"))
+
+    @defer.inlineCallbacks
+    def test_conditional_put_and_the_validators_it_returns(self):
+        """If-Match / If-None-Match: * / If-Unmodified-Since guard a PUT (RFC 9110 13.1, 412
+        leaves the file alone); a Content-Range PUT is refused (14.5); 201 and 204 carry the
+        stored file's ETag, the one a GET then reports."""
+        handle = self.start(uploads=True)
+        path = "/uploads/0004f2abcdef-phone.cfg"
+        stored = os.path.join(self.root, "uploads", "0004f2abcdef-phone.cfg")
+        status, _, _ = yield self.call(handle, "PUT", path, b"v0", {"If-Match": "*"})  # nothing there to match
+        self.assertEqual((status, os.path.exists(stored)), (412, False))
+        status, created, _ = yield self.call(handle, "PUT", path, b"v1", {"If-None-Match": "*"})
+        self.assertEqual(status, 201)
+        status, got, body = yield self.call(handle, "GET", path)
+        self.assertEqual((body, got["etag"], got["last-modified"]), (b"v1", created["etag"], created["last-modified"]))
+        status, _, _ = yield self.call(handle, "PUT", path, b"v2", {"If-None-Match": "*"})  # create-only: it exists
+        self.assertEqual(status, 412)
+        status, _, _ = yield self.call(handle, "PUT", path, b"v2", {"If-Match": '"someone-elses"'})
+        self.assertEqual(status, 412)
+        status, _, _ = yield self.call(handle, "PUT", path, b"v2", {"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"})
+        self.assertEqual(status, 412)
+        status, _, _ = yield self.call(handle, "PUT", path, b"v2", {"Content-Range": "bytes 0-1/2"})
+        self.assertEqual(status, 400)
+        with open(stored, "rb") as f:
+            self.assertEqual(f.read(), b"v1")  # none of the refused PUTs touched it
+        status, replaced, _ = yield self.call(handle, "PUT", path, b"v2", {"If-Match": created["etag"]})
+        self.assertEqual(status, 204)
+        self.assertNotEqual(replaced["etag"], created["etag"])
+        status, _, _ = yield self.call(handle, "PUT", path, b"v3", {"If-Match": created["etag"]})  # a lost update
+        self.assertEqual(status, 412)
+        _, got, body = yield self.call(handle, "GET", path)
+        self.assertEqual((body, got["etag"]), (b"v2", replaced["etag"]))
+        self.assertEqual(handle.stats.uploads, 2)
