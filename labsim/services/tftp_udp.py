@@ -200,11 +200,11 @@ class _TidSocket:
         quiet_until = self.quiet_until
         quiet_until.pop(peer, None)  # re-inserted at the back: the dict stays in end order
         quiet_until[peer] = now + quiet
-        for old, until in quiet_until.items():  # forget the expired, oldest first
-            if until > now:
-                break
-            del quiet_until[old]
-            break  # at most one per call: enough to keep pace, never a long loop
+        # Forget the oldest entry if it has expired: one out for each one in keeps the
+        # dict at about the transfers that ended within one quiet period, with no sweep.
+        oldest = next(iter(quiet_until))
+        if quiet_until[oldest] <= now:
+            del quiet_until[oldest]
 
     def read_ready(self) -> None:
         recvfrom = self.sock.recvfrom
@@ -245,11 +245,11 @@ class _TidSocket:
 class _TransferProtocol:
     """Runs one ReadTransfer or WriteTransfer: applies its Steps to a pool socket and a timer."""
 
-    def __init__(self, server: "TftpServerHandle", transfer, tid: _TidSocket):
+    def __init__(self, server: "TftpServerHandle", transfer, tid: _TidSocket, peer):
         self.server = server
         self.transfer = transfer
         self.tid = tid
-        self.peer = transfer.peer
+        self.peer = peer  # as recvfrom reports it: the key the transfer's datagrams are found by
         self.sendto = tid.sock.sendto
         self._seconds = server.clock.seconds
         self.timer = None  # the one pending IDelayedCall, or None
@@ -429,8 +429,7 @@ class TftpServerHandle:
         if tid is None:
             self.stats["transfers_failed"] += 1
             return
-        protocol = _TransferProtocol(self, transfer, tid)
-        protocol.peer = addr  # as recvfrom reports it: the key its datagrams are found by
+        protocol = _TransferProtocol(self, transfer, tid, addr)
         tid.transfers[addr] = protocol
         self._active += 1
         self.stats["active"] = self._active

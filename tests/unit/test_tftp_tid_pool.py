@@ -187,6 +187,25 @@ class TidPool(trial.TestCase):
         self.assertEqual(len(server._pool), TID_SOCKETS + 3)
 
     @defer.inlineCallbacks
+    def test_clients_whose_quiet_period_is_over_are_forgotten(self):
+        clock = task.Clock()
+        config = dict(timeout_s=1.0, max_retransmits=2)
+        server = self.serve(clock=clock, **config)
+
+        def remembered() -> int:
+            return sum(len(tid.quiet_until) for tid in server._pool)
+
+        for _ in range(TID_SOCKETS):  # one transfer per pool socket
+            yield self.download(self.client(), server)
+        yield settle()
+        self.assertEqual(remembered(), TID_SOCKETS)
+        clock.advance(quiet_s(TftpServerConfig(self.root, **config)) + 0.1)
+        for _ in range(TID_SOCKETS):  # the next round: each socket forgets its expired client
+            yield self.download(self.client(), server)
+        yield settle()
+        self.assertEqual(remembered(), TID_SOCKETS)
+
+    @defer.inlineCallbacks
     def test_errors_go_out_from_a_pool_socket_without_opening_one(self):
         server = self.serve()
         client = self.client()
