@@ -5,8 +5,9 @@ Three pieces, all plain objects that take datagrams and timer expiries and retur
 
 - ``TftpRequestHandler`` answers what arrives on the well-known port: it decodes the
   request, confines the file name to the root, gets the file (from its cache when the
-  file is unchanged), negotiates options and returns a transfer to run on a fresh
-  socket (a new TID, RFC 1350 section 4) or an ERROR to send.
+  file is unchanged), negotiates options and returns a transfer to run from a port
+  other than the well-known one (a TID, RFC 1350 section 4; the adapter's pool) or an
+  ERROR to send.
 - ``ReadTransfer`` is one download: OACK or the first window, then a window of DATA
   (one block unless RFC 7440's windowsize was negotiated) per ACK, retransmitting the
   outstanding packets on timeout up to a cap.
