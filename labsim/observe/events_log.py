@@ -10,15 +10,19 @@ Lines (times ``t`` in seconds from the start of the run, ``mac`` the phone's):
     {"t": 0.2031, "mac": "00:15:65:aa:00:01", "kind": "state", "state": "dhcp", "detail": ""}
     {"t": 0.2031, "mac": "...", "kind": "dhcp", "dir": "out", "type": "DISCOVER", "xid": "0x1a2b3c4d", "yiaddr": "0.0.0.0"}
     {"t": 0.2105, "mac": "...", "kind": "fetch", "url": "http://...", "status": "ok", "bytes": 91, "latency_s": 0.0021, "detail": ""}
+    {"t": 0.2300, "mac": "...", "kind": "upload", "url": "http://.../0004f2aa0001-app.log", "status": "ok", "bytes": 412, "latency_s": 0.0018, "detail": ""}
     {"t": 3.5, "mac": null, "kind": "run", "complete": true, "end_reason": "all phones settled"}
 
 ``step`` lines look like ``state`` lines. A fetch line's ``t`` is when the download ended
 (its request left at ``t - latency_s``); downloads still running when the run ended are
-written with status ``unfinished``. The ``run`` line is always last.
+written with status ``unfinished``. An ``upload`` line (an HTTP PUT of Polycom's logs and
+overrides) has the same fields; its ``bytes`` is the size of the body put, whatever the
+outcome. The ``run`` line is always last.
 
 ``RecordingLink`` is where recording happens: it stands between one phone's driver and
 the fleet's network (any ``PhoneNetwork``), so neither the relay nor the fetchers carry
 any observation code, and a capture (``observe.pcap``) costs a ``None`` check when off.
+SIP PnP datagrams go to the capture only (they are in the phones' own step lines).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 from operator import itemgetter
 
+from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from labsim.phones.events import FetchResult
@@ -34,7 +39,7 @@ from labsim.wire import dhcp
 
 DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
               8: "INFORM"}
-KINDS = ("state", "step", "dhcp", "fetch", "run")
+KINDS = ("state", "step", "dhcp", "fetch", "upload", "run")
 _BROADCAST_FLAG = 0x8000
 
 
@@ -43,11 +48,13 @@ class EventLog:
 
     ``dhcp`` rows:  (t, mac, "dhcp", direction, message type, xid, yiaddr)
     ``fetch`` rows: (t, mac, "fetch", url, status, bytes, latency_s, detail)
+    ``upload`` rows: (t, mac, "upload", url, status, bytes, latency_s, detail), bytes the body's size
     """
 
     def __init__(self):
         self.rows: list[tuple] = []
-        self.in_flight: dict[int, tuple[float, str, str]] = {}  # token -> (started, mac, url)
+        # token -> (started, mac, url, kind, bytes: an upload's body size, a download's 0)
+        self.in_flight: dict[int, tuple[float, str, str, str, int]] = {}
         self._token = 0
 
     def dhcp(self, t: float, mac: str, direction: str, message: dhcp.DhcpMessage) -> None:
@@ -55,21 +62,28 @@ class EventLog:
 
     def fetch_started(self, t: float, mac: str, url: str) -> int:
         self._token += 1
-        self.in_flight[self._token] = (t, mac, url)
+        self.in_flight[self._token] = (t, mac, url, "fetch", 0)
+        return self._token
+
+    def upload_started(self, t: float, mac: str, url: str, size: int) -> int:
+        self._token += 1
+        self.in_flight[self._token] = (t, mac, url, "upload", size)
         return self._token
 
     def fetch_finished(self, token: int, t: float, result) -> None:
+        """The end of a download or an upload (``token`` says which)."""
         entry = self.in_flight.pop(token, None)
         if entry is None:
             return
-        started, mac, url = entry
-        size = len(result.body) if result.body is not None else 0
-        self.rows.append((t, mac, "fetch", url, result.status, size, t - started, result.detail))
+        started, mac, url, kind, size = entry
+        if kind == "fetch":
+            size = len(result.body) if result.body is not None else 0
+        self.rows.append((t, mac, kind, url, result.status, size, t - started, result.detail))
 
     def unfinished(self, now: float) -> list[tuple]:
-        """Fetch rows for the downloads still running at ``now``."""
-        return [(now, mac, "fetch", url, "unfinished", 0, now - started, "the run ended first")
-                for started, mac, url in self.in_flight.values()]
+        """Fetch and upload rows for the transfers still running at ``now``."""
+        return [(now, mac, kind, url, "unfinished", size, now - started, "the run ended first")
+                for started, mac, url, kind, size in self.in_flight.values()]
 
 
 def merged_rows(log: EventLog | None, members, *, end_t: float | None = None) -> list[tuple]:
@@ -95,9 +109,9 @@ def row_to_json(row: tuple) -> dict:
         t, mac, _, direction, message_type, xid, yiaddr = row
         return {"t": round(t, 6), "mac": mac, "kind": "dhcp", "dir": direction,
                 "type": DHCP_TYPES.get(message_type, str(message_type)), "xid": f"0x{xid:08x}", "yiaddr": yiaddr}
-    if kind == "fetch":
+    if kind == "fetch" or kind == "upload":
         t, mac, _, url, status, size, latency, detail = row
-        return {"t": round(t, 6), "mac": mac, "kind": "fetch", "url": url, "status": status, "bytes": size,
+        return {"t": round(t, 6), "mac": mac, "kind": kind, "url": url, "status": status, "bytes": size,
                 "latency_s": round(latency, 6), "detail": detail}
     t, mac, kind, state, detail = row
     return {"t": round(t, 6), "mac": mac, "kind": kind, "state": state, "detail": detail}
@@ -135,6 +149,12 @@ class _DriverSide:
     def dhcp_received(self, message) -> None:
         self.link.dhcp_in(message)
         self.driver.dhcp_received(message)
+
+    def sip_received(self, message, source: tuple[str, int], data: bytes | None = None) -> None:
+        """``data``: the datagram as received, when the network has it (the capture shows
+        those bytes; without them, the message encoded again)."""
+        self.link.sip_in(message, source, data)
+        self.driver.sip_received(message, source)
 
     def __getattr__(self, name):
         return getattr(self.driver, name)
@@ -177,20 +197,38 @@ class RecordingLink:
                                        message.option_ip(54), message.yiaddr,
                                        bool(message.flags & _BROADCAST_FLAG))
 
+    def _address(self) -> str | None:
+        lease = self.driver_side.phone.lease
+        return lease.address if lease is not None else None
+
     def fetch(self, request):
         now = self.clock.seconds()
         token = self.log.fetch_started(now - self.epoch, self.mac, request.url)
         flow = None
         if self.capture is not None:
-            lease = self.driver_side.phone.lease
-            flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes,
-                                              lease.address if lease is not None else None,
-                                              request.url, request.user_agent)
+            flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes, self._address(),
+                                              request.url, request.user_agent, request.credentials)
         deferred = self.network.fetch(request)
-        deferred.addBoth(self._fetched, token, flow)
+        deferred.addBoth(self._fetched, token, flow, False)
         return deferred
 
-    def _fetched(self, outcome, token: int, flow):
+    def upload(self, request):
+        """A ``Put`` (Polycom's logs and overrides): recorded and captured like a download."""
+        upload = getattr(self.network, "upload", None)
+        if upload is None:  # answered as PhoneDriver answers for a network without uploads
+            return defer.succeed(FetchResult("error", detail="this network does not carry uploads"))
+        now = self.clock.seconds()
+        body = request.body or b""
+        token = self.log.upload_started(now - self.epoch, self.mac, request.url, len(body))
+        flow = None
+        if self.capture is not None:
+            flow = self.capture.upload_started(now, self.driver_side.phone.mac_bytes, self._address(),
+                                               request.url, body, request.user_agent)
+        deferred = upload(request)
+        deferred.addBoth(self._fetched, token, flow, True)
+        return deferred
+
+    def _fetched(self, outcome, token: int, flow, is_upload: bool):
         # A failure goes on to the driver unchanged (it makes it an "error" result);
         # the log records it the same way.
         result = outcome if isinstance(outcome, FetchResult) else FetchResult(
@@ -198,8 +236,24 @@ class RecordingLink:
         now = self.clock.seconds()
         self.log.fetch_finished(token, now - self.epoch, result)
         if self.capture is not None:
-            self.capture.fetch_finished(flow, now, result)
+            if is_upload:
+                self.capture.upload_finished(flow, now, result)
+            else:
+                self.capture.fetch_finished(flow, now, result)
         return outcome
+
+    def send_sip(self, driver, message, to) -> None:
+        if self.capture is not None:
+            self.capture.sip_from_phone(self.clock.seconds(), self.driver_side.phone.mac_bytes, self._address(),
+                                        message.encode(), to)
+        # The network answers the phone through what it was given at attach time, so
+        # replies come back through the link too (InMemoryNetwork answers its argument).
+        self.network.send_sip(self.driver_side, message, to)
+
+    def sip_in(self, message, source: tuple[str, int], data: bytes | None) -> None:
+        if self.capture is not None:
+            self.capture.sip_to_phone(self.clock.seconds(), self.driver_side.phone.mac_bytes, self._address(),
+                                      data if data is not None else message.encode(), source)
 
     def __getattr__(self, name):
         # Whatever else a network offers a driver (stats, close, later additions).

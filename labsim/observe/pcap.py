@@ -1,11 +1,11 @@
 """``--pcap FILE``: a Wireshark-readable capture of the lab's traffic, as the phones see it.
 
 The fleet never owns raw sockets (DHCP goes through a loopback relay, downloads through
-ordinary client sockets), so there is nothing to sniff. Instead every DHCP message and
-every download is written as synthetic frames: Ethernet with the phone's own MAC,
-IPv4, and UDP (DHCP, TFTP) or TCP (HTTP) headers built with ``struct`` (DESIGN.md:
-~12.7 µs a packet, against ~400 µs through scapy's layers), into a classic pcap file by
-scapy's ``RawPcapWriter``.
+ordinary client sockets), so there is nothing to sniff. Instead every DHCP message, SIP
+PnP datagram, download and upload is written as synthetic frames: Ethernet with the
+phone's own MAC, IPv4, and UDP (DHCP, SIP, TFTP) or TCP (HTTP, FTP) headers built with
+``struct`` (DESIGN.md: ~12.7 µs a packet, against ~400 µs through scapy's layers), into a
+classic pcap file by scapy's ``RawPcapWriter``.
 
 What the capture shows, and what it makes up:
 
@@ -13,17 +13,38 @@ What the capture shows, and what it makes up:
   0.0.0.0:68 to 255.255.255.255:67, and the server's reply as the relay received it,
   sent to the offered address on port 68. The payload bytes are real; the ports are
   the standard ones whatever the lab's server port was.
+- SIP PnP: every SUBSCRIBE (retransmissions too) and the 200 OK to the NOTIFY exactly as
+  the phone sent them, from its address port 5060 (what its Via says) to the PnP group
+  224.0.1.75:5060 (MAC 01:00:5e:00:01:4b) — on loopback the fleet sends it unicast to the
+  responder instead — or to the address it answered; the responder's 200 OK and NOTIFY
+  as the fleet's socket received them (real bytes), from the responder's real address
+  and port, to the phone's port 5060.
 - TFTP: the RRQ as the client sends it (``blksize`` 1428, ``tsize``), then at the end of
   the transfer an OACK, ACK 0 and DATA/ACK pairs (or the ERROR). The server's transfer
   port is made up, the file's bytes are real, and only the first ``body_limit`` bytes
-  (and the last block) are written, so a firmware image does not fill the disk.
+  (and the last block) are written, so a firmware image does not fill the disk. An
+  upload is a WRQ (``tsize`` the body's size), OACK, then DATA from the phone and ACKs
+  from the server; it is written when it ends, and only when a WRQ really left (status
+  ``ok`` or a ``TFTP:`` detail): labsim's networks answer ``tftp://`` uploads themselves
+  ("not supported"), so on them none appear.
 - HTTP: one TCP connection per download (SYN, SYN-ACK, ACK, the GET, the response in
   MSS-sized segments, FIN both ways) with consistent sequence numbers, even though the
   real fetcher keeps connections alive. Authentication round trips are not shown, the
   response headers are reduced to Content-Length, and the body past ``body_limit`` is
-  left out (Wireshark reports the gap). HTTPS downloads show only the TCP handshake and
-  close: there is no plaintext to show.
+  left out (Wireshark reports the gap). An upload is the same with a PUT carrying the
+  body (``Content-Length``) and an empty response: its status is the real one for a
+  failure, 200 for success (the fetcher keeps "ok", not 200/201/204). HTTPS shows only
+  the TCP handshake and close: there is no plaintext to show.
+- FTP: a control connection (220, USER, 331, PASS, 230, TYPE I, 200, PASV, 227, RETR,
+  150, 226, QUIT, 221: what ``transport.ftp_fetch``'s client sends) and a data connection
+  to the port the 227 names, carrying the file like an HTTP body. The reply texts and
+  the data port are made up, except a failure's reply line, which is the server's own
+  (550 after RETR; 530 after PASS). The USER and PASS are the real ones (anonymous when
+  the request had none): the capture shows what was on the wire. Uploads over FTP (STOR)
+  are not carried by labsim's networks and not captured.
 - The phone's IP is its leased address once it has one; the server's is the URL's.
+- Receivers ACK every ``ACK_EVERY`` full segments, so a long body never fills the
+  65,535-byte window Wireshark tracks.
 
 The frame builders are plain functions of bytes; ``PcapCapture`` is the only part that
 writes a file.
@@ -36,9 +57,11 @@ import struct
 from http import HTTPStatus
 from ipaddress import IPv4Address
 from socket import inet_aton
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from labsim.transport.ftp_fetch import ANONYMOUS
 from labsim.wire import tftp as tftp_wire
+from labsim.wire.sip_pnp import PNP_MULTICAST
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
@@ -50,6 +73,14 @@ DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 MSS = 1460
 TFTP_BLKSIZE = 1428  # what labsim's TFTP client asks for (transport/loopback.py)
 DEFAULT_BODY_LIMIT = 64 * 1024
+# A receiver ACKs after this many full segments (~23 KB): well inside the 65,535-byte
+# window (no window scaling here), so Wireshark never sees the window fill up.
+ACK_EVERY = 16
+SIP_PORT = 5060  # the phone's SIP port, as its Via and Contact say (phones/phone.py)
+# Replies shown right after PASS when a failure quotes them (login refused, service
+# closing); any other failing reply is shown after RETR.
+FTP_LOGIN_FAILURES = frozenset({530, 421, 332})
+DEFAULT_PORTS = {"http": 80, "https": 443, "tftp": 69, "ftp": 21}
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -59,6 +90,7 @@ _UDP = struct.Struct("!HHHH")
 _TCP = struct.Struct("!HHIIBBHHH")
 _PSEUDO = struct.Struct("!4s4sBBH")
 _HTTP_CODE = re.compile(r"HTTP (\d{3})")
+_FTP_REPLY = re.compile(r"FTP: (\d{3})([ -].*)?$", re.DOTALL)
 
 
 def checksum(data: bytes) -> int:
@@ -120,6 +152,36 @@ def tcp_frame(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, sport: i
                                                         ident))
 
 
+def multicast_mac(group: str) -> bytes:
+    """The Ethernet address of an IPv4 multicast group (RFC 1112 6.4): 01:00:5e and the
+    group address's low 23 bits."""
+    low = int(IPv4Address(group)) & 0x7FFFFF
+    return b"\x01\x00\x5e" + low.to_bytes(3, "big")
+
+
+PNP_GROUP, PNP_PORT = PNP_MULTICAST
+PNP_GROUP_MAC = multicast_mac(PNP_GROUP)  # 01:00:5e:00:01:4b
+
+
+def ftp_line(text: str) -> bytes:
+    """One FTP command or reply line (RFC 959: Telnet end of line, CRLF)."""
+    return text.encode("utf-8", "replace") + b"\r\n"
+
+
+def ftp_pasv_reply(ip: str, port: int) -> bytes:
+    """The 227 reply naming the data port: h1,h2,h3,h4,p1,p2 (RFC 959 4.1.2)."""
+    return ftp_line(f"227 Entering Passive Mode ({ip.replace('.', ',')},{port >> 8},{port & 0xFF}).")
+
+
+def ftp_reply_of(result) -> tuple[int | None, str]:
+    """The server's own reply line a failed FTP result quotes (``FTP: 550 No such file``),
+    as (code, line); (None, "") when it quotes none (a refused or broken connection)."""
+    match = _FTP_REPLY.match(result.detail or "")
+    if match is None:
+        return None, ""
+    return int(match.group(1)), result.detail[len("FTP: "):].splitlines()[0]
+
+
 def http_status_code(result) -> int | None:
     """The HTTP status a FetchResult stands for (None: no response arrived)."""
     match = _HTTP_CODE.search(result.detail or "")
@@ -135,11 +197,22 @@ def _ipv4_or(text: str | None, fallback: str) -> str:
         return fallback
 
 
+def _ascii(name: str) -> str:
+    """A filename a TFTP request can carry (the codec writes ASCII; a URL's path is)."""
+    return name.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _tftp_error_code(result) -> int:
+    return {"not_found": tftp_wire.ERR_NOT_FOUND, "denied": tftp_wire.ERR_ACCESS_VIOLATION}.get(
+        result.status, tftp_wire.ERR_UNDEFINED)
+
+
 class _Flow:
-    """What ``fetch_started`` wrote, for ``fetch_finished`` to continue."""
+    """One TCP connection or TFTP exchange being written: what ``*_started`` wrote, for
+    ``*_finished`` to continue."""
 
     __slots__ = ("scheme", "mac", "client_ip", "server_ip", "client_port", "server_port",
-                 "client_seq", "server_seq", "filename")
+                 "client_seq", "server_seq", "filename", "started", "body")
 
     def __init__(self, scheme, mac, client_ip, server_ip, client_port, server_port):
         self.scheme = scheme
@@ -151,6 +224,8 @@ class _Flow:
         self.client_seq = 0
         self.server_seq = 0
         self.filename = ""
+        self.started = 0.0
+        self.body = b""
 
 
 class PcapCapture:
@@ -207,6 +282,47 @@ class PcapCapture:
             flow.server_seq += len(payload) + (1 if flags & (TCP_SYN | TCP_FIN) else 0)
         self._write(t, frame)
 
+    def _handshake(self, t: float, flow: _Flow) -> None:
+        flow.client_seq, flow.server_seq = self._next_isn(), self._next_isn()
+        self._tcp(t, flow, True, TCP_SYN)
+        self._tcp(t, flow, False, TCP_SYN | TCP_ACK)
+        self._tcp(t, flow, True, TCP_ACK)
+
+    def _stream(self, t: float, flow: _Flow, from_client: bool, data: bytes, length: int | None = None) -> None:
+        """``data`` from one side in MSS-sized segments, the other side ACKing every
+        ``ACK_EVERY``. ``length``: the whole stream's, when ``data`` is only its first
+        part; the sender's sequence number then moves past the part left out."""
+        for index, start in enumerate(range(0, len(data), MSS)):
+            last = start + MSS >= len(data)
+            self._tcp(t, flow, from_client, TCP_ACK | (TCP_PSH if last else 0), data[start:start + MSS])
+            if not last and (index + 1) % ACK_EVERY == 0:
+                self._tcp(t, flow, not from_client, TCP_ACK)
+        skipped = (length or 0) - len(data)
+        if skipped > 0:
+            if from_client:
+                flow.client_seq += skipped
+            else:
+                flow.server_seq += skipped
+
+    def _close(self, t: float, flow: _Flow, client_first: bool = True) -> None:
+        self._tcp(t, flow, client_first, TCP_FIN | TCP_ACK)
+        self._tcp(t, flow, not client_first, TCP_FIN | TCP_ACK)
+        self._tcp(t, flow, client_first, TCP_ACK)
+
+    def _new_flow(self, mac: bytes, client_ip: str | None, url: str):
+        """(flow, URL parts) for a URL the capture can show, else None."""
+        parts = urlsplit(url)
+        default_port = DEFAULT_PORTS.get(parts.scheme)
+        if default_port is None:
+            return None
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            return None
+        flow = _Flow(parts.scheme, mac, _ipv4_or(client_ip, "127.0.0.1"), _ipv4_or(parts.hostname, "127.0.0.1"),
+                     self._next_port(), port)
+        return flow, parts
+
     # --- DHCP -------------------------------------------------------------------------
 
     def dhcp_from_phone(self, t: float, mac: bytes, payload: bytes, ciaddr: str = "0.0.0.0") -> None:
@@ -219,39 +335,47 @@ class PcapCapture:
         self._udp(t, LAB_SERVER_MAC, to_mac, _ipv4_or(server_ip, "127.0.0.1"), to_ip,
                   DHCP_SERVER_PORT, DHCP_CLIENT_PORT, payload)
 
+    # --- SIP PnP ----------------------------------------------------------------------
+
+    def sip_from_phone(self, t: float, mac: bytes, client_ip: str | None, payload: bytes,
+                       to: tuple[str, int] | None = None) -> None:
+        """A datagram the phone sent: ``to`` None is the PnP group (the SUBSCRIBE)."""
+        source = _ipv4_or(client_ip, "127.0.0.1")
+        if to is None:
+            self._udp(t, mac, PNP_GROUP_MAC, source, PNP_GROUP, SIP_PORT, PNP_PORT, payload)
+        else:
+            self._udp(t, mac, LAB_SERVER_MAC, source, _ipv4_or(to[0], "127.0.0.1"), SIP_PORT, to[1], payload)
+
+    def sip_to_phone(self, t: float, mac: bytes, client_ip: str | None, payload: bytes,
+                     source: tuple[str, int]) -> None:
+        """A datagram the phone received from ``source`` (the responder), as received."""
+        self._udp(t, LAB_SERVER_MAC, mac, _ipv4_or(source[0], "127.0.0.1"), _ipv4_or(client_ip, "127.0.0.1"),
+                  source[1], SIP_PORT, payload)
+
     # --- downloads --------------------------------------------------------------------
 
-    def fetch_started(self, t: float, mac: bytes, client_ip: str | None, url: str, user_agent: str = "") -> _Flow | None:
+    def fetch_started(self, t: float, mac: bytes, client_ip: str | None, url: str, user_agent: str = "",
+                      credentials=None) -> _Flow | None:
         """Writes the request half of a download; returns the flow for ``fetch_finished``
-        (None for a URL the capture cannot show)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        default_port = {"http": 80, "https": 443, "tftp": 69}.get(scheme)
-        if default_port is None:
+        (None for a URL the capture cannot show). ``credentials``: an FTP login's."""
+        opened = self._new_flow(mac, client_ip, url)
+        if opened is None:
             return None
-        try:
-            port = parts.port or default_port
-        except ValueError:
-            return None
-        flow = _Flow(scheme, mac, _ipv4_or(client_ip, "127.0.0.1"), _ipv4_or(parts.hostname, "127.0.0.1"),
-                     self._next_port(), port)
-        if scheme == "tftp":
+        flow, parts = opened
+        if flow.scheme == "tftp":
             flow.filename = parts.path.lstrip("/")
-            rrq = tftp_wire.encode_rrq(flow.filename, {"blksize": TFTP_BLKSIZE, "tsize": 0})
-            self._udp(t, mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port, port, rrq)
+            rrq = tftp_wire.encode_rrq(_ascii(flow.filename), {"blksize": TFTP_BLKSIZE, "tsize": 0})
+            self._udp(t, mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port, flow.server_port, rrq)
             return flow
-        flow.client_seq, flow.server_seq = self._next_isn(), self._next_isn()
-        self._tcp(t, flow, True, TCP_SYN)
-        self._tcp(t, flow, False, TCP_SYN | TCP_ACK)
-        self._tcp(t, flow, True, TCP_ACK)
-        if scheme == "http":
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            request = (f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        self._handshake(t, flow)
+        if flow.scheme == "http":
+            request = (f"GET {_target(parts)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                        + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
                        + "Connection: keep-alive\r\n\r\n")
             self._tcp(t, flow, True, TCP_PSH | TCP_ACK, request.encode("latin-1", "replace"))
+        elif flow.scheme == "ftp":
+            flow.filename = unquote(parts.path.lstrip("/"))  # as transport.ftp_fetch sends it
+            self._ftp_login(t, flow, credentials)
         return flow
 
     def fetch_finished(self, flow: _Flow | None, t: float, result) -> None:
@@ -259,10 +383,56 @@ class PcapCapture:
             return
         if flow.scheme == "tftp":
             self._tftp_reply(flow, t, result)
+        elif flow.scheme == "ftp":
+            self._ftp_reply(flow, t, result)
         else:
             self._http_reply(flow, t, result)
 
-    def _tftp_reply(self, flow: _Flow, t: float, result) -> None:
+    # --- uploads ----------------------------------------------------------------------
+
+    def upload_started(self, t: float, mac: bytes, client_ip: str | None, url: str, body: bytes,
+                       user_agent: str = "") -> _Flow | None:
+        """Writes the request half of an upload (HTTP PUT; a TFTP WRQ waits for its end);
+        returns the flow for ``upload_finished`` (None: nothing to show, e.g. FTP)."""
+        opened = self._new_flow(mac, client_ip, url)
+        if opened is None or opened[0].scheme == "ftp":
+            return None
+        flow, parts = opened
+        body = body or b""
+        if flow.scheme == "tftp":
+            flow.filename, flow.started, flow.body = parts.path.lstrip("/"), t, body
+            return flow
+        self._handshake(t, flow)
+        if flow.scheme == "http":
+            head = (f"PUT {_target(parts)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                    + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
+                    + f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode("latin-1", "replace")
+            self._stream(t, flow, True, head + body[: self.body_limit], len(head) + len(body))
+        return flow
+
+    def upload_finished(self, flow: _Flow | None, t: float, result) -> None:
+        if flow is None:
+            return
+        if flow.scheme == "tftp":
+            self._tftp_upload(flow, t, result)
+        else:
+            self._http_reply(flow, t, result)
+
+    # --- TFTP -------------------------------------------------------------------------
+
+    def _tftp_blocks(self, body: bytes, send_data, send_ack) -> None:
+        """DATA and ACK for every block shown: the first ``body_limit`` bytes, then the last
+        block (a final short, maybe empty, block ends a transfer)."""
+        blocks = len(body) // TFTP_BLKSIZE + 1
+        shown = max(1, self.body_limit // TFTP_BLKSIZE)
+        for number in range(1, blocks + 1):
+            if number > shown and number != blocks:
+                continue
+            wire_block = number % tftp_wire.BLOCK_MODULO
+            send_data(tftp_wire.encode_data(wire_block, body[(number - 1) * TFTP_BLKSIZE: number * TFTP_BLKSIZE]))
+            send_ack(tftp_wire.encode_ack(wire_block))
+
+    def _tftp_endpoints(self, flow: _Flow, t: float):
         server_port = self._next_port()  # the server's transfer ID
 
         def from_server(payload: bytes) -> None:
@@ -273,57 +443,123 @@ class PcapCapture:
             self._udp(t, flow.mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port, server_port,
                       payload)
 
+        return from_server, from_client
+
+    def _tftp_error(self, result, from_server) -> None:
+        code = _tftp_error_code(result)
+        # The server's own words are not kept; its standard text for the code is.
+        text = None if code != tftp_wire.ERR_UNDEFINED else (result.detail or result.status)[:200]
+        from_server(tftp_wire.encode_error(code, text))
+
+    def _tftp_reply(self, flow: _Flow, t: float, result) -> None:
+        from_server, from_client = self._tftp_endpoints(flow, t)
         if result.status == "ok":
             body = result.body or b""
             from_server(tftp_wire.encode_oack({"blksize": TFTP_BLKSIZE, "tsize": len(body)}))
             from_client(tftp_wire.encode_ack(0))
-            blocks = len(body) // TFTP_BLKSIZE + 1  # a final short (maybe empty) block ends it
-            shown = max(1, self.body_limit // TFTP_BLKSIZE)
-            for number in range(1, blocks + 1):
-                if number > shown and number != blocks:
-                    continue
-                wire_block = number % tftp_wire.BLOCK_MODULO
-                chunk = body[(number - 1) * TFTP_BLKSIZE: number * TFTP_BLKSIZE]
-                from_server(tftp_wire.encode_data(wire_block, chunk))
-                from_client(tftp_wire.encode_ack(wire_block))
+            self._tftp_blocks(body, from_server, from_client)
         elif result.status in ("not_found", "denied", "error"):
-            code = {"not_found": tftp_wire.ERR_NOT_FOUND, "denied": tftp_wire.ERR_ACCESS_VIOLATION}.get(
-                result.status, tftp_wire.ERR_UNDEFINED)
-            # The server's own words are not kept; its standard text for the code is.
-            text = None if code != tftp_wire.ERR_UNDEFINED else (result.detail or result.status)[:200]
-            from_server(tftp_wire.encode_error(code, text))
+            self._tftp_error(result, from_server)
         # timeout / refused: the server never answered; the RRQ alone is the truth.
+
+    def _tftp_upload(self, flow: _Flow, t: float, result) -> None:
+        if result.status != "ok" and not (result.detail or "").startswith("TFTP"):
+            return  # answered without a packet leaving (labsim's networks: "not supported")
+        wrq = tftp_wire.encode_request(tftp_wire.WRQ, _ascii(flow.filename), "octet",
+                                       {"blksize": TFTP_BLKSIZE, "tsize": len(flow.body)})
+        self._udp(flow.started, flow.mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port,
+                  flow.server_port, wrq)
+        from_server, from_client = self._tftp_endpoints(flow, t)
+        if result.status == "ok":
+            # RFC 2347: the OACK to a WRQ is acknowledged by DATA 1.
+            from_server(tftp_wire.encode_oack({"blksize": TFTP_BLKSIZE, "tsize": len(flow.body)}))
+            self._tftp_blocks(flow.body, from_client, from_server)
+        elif result.status in ("not_found", "denied", "error"):
+            self._tftp_error(result, from_server)
+
+    # --- HTTP -------------------------------------------------------------------------
 
     def _http_reply(self, flow: _Flow, t: float, result) -> None:
         if result.status == "refused":
             return  # refused before any packet left (the URL left the lab)
         code = http_status_code(result) if flow.scheme == "http" else None
         if code is not None:
-            body = result.body or b""
+            body = result.body or b""  # an upload's answer: none
             try:
                 phrase = HTTPStatus(code).phrase
             except ValueError:
                 phrase = "Unknown"
             head = f"HTTP/1.1 {code} {phrase}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            response = head + body[: self.body_limit]
-            for start in range(0, len(response), MSS):
-                segment = response[start:start + MSS]
-                last = start + MSS >= len(response)
-                self._tcp(t, flow, False, TCP_ACK | (TCP_PSH if last else 0), segment)
-            flow.server_seq += len(body) - len(response) + len(head)  # the part left out
+            self._stream(t, flow, False, head + body[: self.body_limit], len(head) + len(body))
             self._tcp(t, flow, True, TCP_ACK)
         elif flow.scheme == "http" and result.status != "timeout":
             self._tcp(t, flow, False, TCP_RST | TCP_ACK)  # the connection broke
             return
-        self._tcp(t, flow, True, TCP_FIN | TCP_ACK)
-        self._tcp(t, flow, False, TCP_FIN | TCP_ACK)
-        self._tcp(t, flow, True, TCP_ACK)
+        self._close(t, flow)
+
+    # --- FTP --------------------------------------------------------------------------
+
+    def _ftp(self, t: float, flow: _Flow, from_client: bool, line: str | bytes) -> None:
+        self._tcp(t, flow, from_client, TCP_PSH | TCP_ACK, line if isinstance(line, bytes) else ftp_line(line))
+
+    def _ftp_login(self, t: float, flow: _Flow, credentials) -> None:
+        user, password = (credentials.user, credentials.password) if credentials is not None else ANONYMOUS
+        self._ftp(t, flow, False, "220 Service ready for new user.")
+        self._ftp(t, flow, True, f"USER {user}")
+        self._ftp(t, flow, False, "331 User name okay, need password.")
+        self._ftp(t, flow, True, f"PASS {password}")
+
+    def _ftp_reply(self, flow: _Flow, t: float, result) -> None:
+        if result.status == "refused":
+            return  # refused before any packet left (the URL left the lab)
+        if result.status == "timeout":
+            self._tcp(t, flow, True, TCP_RST | TCP_ACK)  # the client gives up: ftp_fetch aborts the connection
+            return
+        code, line = ftp_reply_of(result)
+        if result.status != "ok" and code is None:
+            self._tcp(t, flow, False, TCP_RST | TCP_ACK)  # refused or broken, no reply to show
+            return
+        if code in FTP_LOGIN_FAILURES:
+            self._ftp(t, flow, False, line)
+            self._ftp_quit(t, flow)
+            return
+        self._ftp(t, flow, False, "230 User logged in, proceed.")
+        self._ftp(t, flow, True, "TYPE I")
+        self._ftp(t, flow, False, "200 Type set to I.")
+        self._ftp(t, flow, True, "PASV")
+        data = _Flow("ftp-data", flow.mac, flow.client_ip, flow.server_ip, self._next_port(), self._next_port())
+        self._ftp(t, flow, False, ftp_pasv_reply(flow.server_ip, data.server_port))
+        self._handshake(t, data)
+        self._ftp(t, flow, True, f"RETR {flow.filename}")
+        if result.status == "ok":
+            body = result.body or b""
+            self._ftp(t, flow, False, f"150 Opening BINARY mode data connection for {flow.filename} "
+                                      f"({len(body)} bytes).")
+            self._stream(t, data, False, body[: self.body_limit], len(body))
+            if body:
+                self._tcp(t, data, True, TCP_ACK)
+            self._close(t, data, client_first=False)  # the server ends the file by closing
+            self._ftp(t, flow, False, "226 Transfer complete.")
+        else:
+            self._ftp(t, flow, False, line)
+            self._close(t, data, client_first=False)
+        self._ftp_quit(t, flow)
+
+    def _ftp_quit(self, t: float, flow: _Flow) -> None:
+        self._ftp(t, flow, True, "QUIT")
+        self._ftp(t, flow, False, "221 Goodbye.")
+        self._close(t, flow)
 
     def close(self) -> None:
-        """Flush and close the file. Downloads that finish afterwards (while the run
+        """Flush and close the file. Exchanges that finish afterwards (while the run
         shuts down) are not written: the file is already complete."""
         sink, self.sink = self.sink, _Closed()
         sink.close()
+
+
+def _target(parts) -> str:
+    """The request target of an HTTP URL: its path and query."""
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class _Closed:

@@ -48,7 +48,9 @@ class PhoneDriver:
     def dhcp_received(self, message) -> None:
         self.deliver(DhcpReceived(message))
 
-    def sip_received(self, message, source: tuple[str, int]) -> None:
+    def sip_received(self, message, source: tuple[str, int], data: bytes | None = None) -> None:
+        # ``data`` (the datagram as received) is for recorders between the network and
+        # the driver (observe.events_log); the phone reads the parsed message.
         self.deliver(SipReceived(message, source))
 
     def deliver(self, event) -> None:

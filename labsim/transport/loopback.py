@@ -101,7 +101,7 @@ class SipPort(DatagramProtocol):
         if driver is None:
             self.stats["sip_unknown_phone"] += 1
             return
-        driver.sip_received(message, (addr[0], addr[1]))
+        driver.sip_received(message, (addr[0], addr[1]), data)  # data: for a capture, if any
 
 
 class LoopbackNetwork:

@@ -86,4 +86,4 @@ class InMemoryNetwork:
         source = (lease.address if lease else self.relay_address, 5060)
         responder_address = tuple(self.pnp_responder.config.local)
         for data, _target in self.pnp_responder.handle(message.encode(), source):
-            self.clock.callLater(self.latency_s, driver.sip_received, sip_pnp.parse(data), responder_address)
+            self.clock.callLater(self.latency_s, driver.sip_received, sip_pnp.parse(data), responder_address, data)

@@ -1,18 +1,22 @@
 """``labsim run --pcap``, read by Wireshark's own dissectors (tshark): the DHCP exchanges
 carry the phones' MACs, the HTTP GETs and responses and the TFTP read requests decode,
-and nothing is malformed or flagged by TCP analysis."""
+and nothing is malformed or flagged by TCP analysis. A mixed run (Yealink phones that
+find their server by SIP PnP, half of them sent to FTP, and Polycom phones that PUT their
+logs) shows FTP control and data connections, the PnP SUBSCRIBE/NOTIFY exchange with the
+URL, and the HTTP PUTs, matching events.jsonl's fetch and upload lines."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.e2e.test_outputs import ROOT, lab_scenario, read_events
-from tests.peers import require_binary
+from tests.peers import free_tcp_port, free_udp_port, require_binary
 
 pytestmark = pytest.mark.interop
 
@@ -45,10 +49,11 @@ def tftp_run(tmp_path_factory):
     return _run(tmp_path_factory, "tftp")
 
 
-def fields(tshark: str, pcap: str, display_filter: str, *names: str, decode_as: str | None = None) -> list[list[str]]:
+def fields(tshark: str, pcap: str, display_filter: str, *names: str,
+           decode_as: str | tuple[str, ...] | None = None) -> list[list[str]]:
     args = [tshark, "-r", pcap, "-Y", display_filter, "-T", "fields", "-E", "separator=|"]
-    if decode_as:
-        args += ["-d", decode_as]
+    for rule in (decode_as,) if isinstance(decode_as, str) else decode_as or ():
+        args += ["-d", rule]
     for name in names:
         args += ["-e", name]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -116,3 +121,151 @@ def test_tftp_read_requests_decode(tshark, tftp_run):
     errors = fields(tshark, pcap, "tftp.opcode == 5", "tftp.error.code", decode_as=decode)
     assert len(errors) == sum(f["status"] == "not_found" for f in fetches) and {e[0] for e in errors} <= {"1"}
     assert fields(tshark, pcap, "_ws.malformed", "frame.number", decode_as=decode) == []
+
+
+# --- FTP, SIP PnP and uploads -------------------------------------------------------------
+
+
+def mixed_scenario(*, count: int = 2) -> tuple[dict[str, int], str]:
+    """Yealink phones with no option 66 (PnP tells T46S an HTTP URL, T48S an FTP one with a
+    login) and Polycom phones (option 66 by vendor class) that upload their logs."""
+    ports = {"dhcp": free_udp_port(), "http": free_tcp_port(), "ftp": free_tcp_port(), "pnp": free_udp_port()}
+    return ports, f"""\
+name: pcap-ftp-pnp-uploads
+time_limit_s: 60
+services:
+  dhcp:
+    port: {ports['dhcp']}
+    subnet: 10.32.0.0/16
+    pool: {{start: 10.32.0.10, end: 10.32.0.250}}
+    options: {{router: 10.32.0.1}}
+    classes:
+      - {{name: polycom, match: {{vendor_class: {{regex: "Polycom"}}}}, options: {{66: "http://127.0.0.1:{ports['http']}/"}}}}
+  http: {{port: {ports['http']}, uploads: true, upload_dir: uploads}}
+  ftp:
+    port: {ports['ftp']}
+    users: {{phone: "s3cret"}}
+  pnp:
+    port: {ports['pnp']}
+    url: "http://127.0.0.1:{ports['http']}/"
+    per_model: {{T48S: "ftp://phone:s3cret@127.0.0.1:{ports['ftp']}/"}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\n"
+    y000000000065.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\n"
+    000000000000.cfg: |
+      <?xml version="1.0" standalone="yes"?>
+      <APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="site.cfg"
+                   LOG_FILE_DIRECTORY="uploads" OVERRIDES_DIRECTORY="uploads"/>
+    site.cfg: |
+      <polycomConfig><reg reg.1.address="site"/></polycomConfig>
+  per_phone:
+    - name: "{{mac}}.cfg"
+      fleets: [yealink]
+      text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"
+fleets:
+  - name: yealink
+    vendor: yealink
+    models: {{T46S: {count}, T48S: {count}}}
+    first_mac: "00:15:65:cc:00:01"
+    boot: {{pattern: storm, random_delay_s: 0.3}}
+    boot_time_s: 0.1
+  - name: vvx
+    vendor: polycom
+    models: {{VVX400: {count}}}
+    first_mac: "00:04:f2:cc:00:01"
+    boot: {{pattern: storm, random_delay_s: 0.3}}
+    boot_time_s: 0.1
+expect:
+  - phones.ready == 100%
+"""
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pcap-mixed")
+    ports, text = mixed_scenario()
+    scenario = folder / "scenario.yaml"
+    scenario.write_text(text)
+    report_dir = folder / "report"
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--report-dir", str(report_dir),
+                           "--pcap", str(folder / "lab.pcap")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((report_dir / "report.json").read_text())
+    decode = (f"tcp.port=={ports['http']},http", f"tcp.port=={ports['ftp']},ftp")
+    return str(folder / "lab.pcap"), report, read_events(report_dir), ports, decode
+
+
+def _macs(report, model_prefix: str) -> set[str]:
+    return {phone["mac"] for phone in report["phones"] if phone["model"].startswith(model_prefix)}
+
+
+def test_ftp_control_and_data_connections_decode(tshark, mixed_run):
+    pcap, report, events, ports, decode = mixed_run
+    ftp_fetches = [e for e in events if e["kind"] == "fetch" and e["url"].startswith("ftp://")]
+    assert ftp_fetches and {e["mac"] for e in ftp_fetches} == _macs(report, "T48S")
+    retrs = fields(tshark, pcap, 'ftp.request.command == "RETR"', "eth.src", "ftp.request.arg", decode_as=decode)
+    assert sorted(r[1] for r in retrs) == sorted(urlsplit(e["url"]).path.lstrip("/") for e in ftp_fetches)
+    assert {r[0] for r in retrs} == _macs(report, "T48S")
+    logins = fields(tshark, pcap, 'ftp.request.command == "USER"', "ftp.request.arg", decode_as=decode)
+    assert len(logins) == len(ftp_fetches) and {r[0] for r in logins} == {"phone"}
+    # The server's own 550 for each missing file; a 226 for each one sent.
+    codes = [int(r[0]) for r in fields(tshark, pcap, "ftp.response", "ftp.response.code", decode_as=decode)]
+    assert codes.count(550) == sum(e["status"] == "not_found" for e in ftp_fetches)
+    assert codes.count(226) == sum(e["status"] == "ok" for e in ftp_fetches)
+    # Wireshark follows each 227 to its data connection and knows which RETR it carries.
+    data = fields(tshark, pcap, "ftp-data", "ftp-data.command", "ftp-data.setup-method", "tcp.len", decode_as=decode)
+    assert {r[1] for r in data} == {"PASV"}
+    carried: dict[str, int] = {}
+    for command, _, size in data:
+        carried[command] = carried.get(command, 0) + int(size)
+    ok = [e for e in ftp_fetches if e["status"] == "ok"]
+    assert sorted(carried) == sorted({"RETR " + urlsplit(e["url"]).path.lstrip("/") for e in ok})
+    assert sum(carried.values()) == sum(e["bytes"] for e in ok)
+
+
+def test_sip_pnp_subscribe_and_notify_decode_with_the_url(tshark, mixed_run):
+    pcap, report, events, ports, decode = mixed_run
+    yealink = _macs(report, "T4")
+    subscribes = fields(tshark, pcap, 'sip.Method == "SUBSCRIBE"', "eth.src", "ip.dst", "udp.dstport", "sip.Event")
+    assert {r[0] for r in subscribes} == yealink
+    assert {(r[1], r[2]) for r in subscribes} == {("224.0.1.75", "5060")}
+    assert all(r[3].startswith("ua-profile") for r in subscribes)
+    notifies = fields(tshark, pcap, 'sip.Method == "NOTIFY"', "eth.dst", "udp.srcport", "udp.dstport", "udp.payload")
+    # A NOTIFY for each PnP answer a phone noted (a phone that rebooted asked again; a
+    # responder that retransmits may send more, which the phone no longer answers).
+    answers = [e["mac"] for e in events if e["kind"] == "step" and e["detail"].startswith("PnP: ")]
+    assert set(answers) == yealink
+    notified = Counter(r[0] for r in notifies)
+    assert all(notified[mac] >= count for mac, count in Counter(answers).items()) and set(notified) == yealink
+    assert {(r[1], r[2]) for r in notifies} == {(str(ports["pnp"]), "5060")}  # from the responder's real port
+    urls = {"T46S": f"http://127.0.0.1:{ports['http']}/", "T48S": f"ftp://phone:s3cret@127.0.0.1:{ports['ftp']}/"}
+    model_of = {phone["mac"]: phone["model"] for phone in report["phones"]}
+    for mac, _, _, payload in notifies:
+        assert bytes.fromhex(payload).partition(b"\r\n\r\n")[2].decode() == urls[model_of[mac]]
+    answered = fields(tshark, pcap, "sip.Status-Code == 200", "sip.CSeq.method", "eth.src")
+    assert sorted(r[1] for r in answered if r[0] == "NOTIFY") == sorted(answers)  # the phones' 200s, one each
+    assert sum(r[0] == "SUBSCRIBE" for r in answered) >= len(answers)  # the responder's
+
+
+def test_uploads_are_http_puts_and_upload_events(tshark, mixed_run):
+    pcap, report, events, ports, decode = mixed_run
+    uploads = [e for e in events if e["kind"] == "upload"]
+    polycom = _macs(report, "VVX")
+    assert {e["mac"] for e in uploads} == polycom and all(e["status"] == "ok" for e in uploads)
+    assert len(uploads) == 2 * len(polycom)  # the overrides file (none existed) and the app log
+    assert all(e["bytes"] > 0 and e["latency_s"] >= 0 for e in uploads)
+    puts = fields(tshark, pcap, 'http.request.method == "PUT"', "eth.src", "http.request.uri", "http.content_length",
+                  decode_as=decode)
+    assert sorted((r[0], r[1], int(r[2])) for r in puts) == sorted(
+        (e["mac"], urlsplit(e["url"]).path, e["bytes"]) for e in uploads)
+    answers = fields(tshark, pcap, "http.response", "http.response.code", "http.response_for.uri", decode_as=decode)
+    put_answers = [r for r in answers if "/uploads/" in r[1] and r[0] == "200"]
+    assert len(put_answers) >= len(uploads)  # the 200 of every PUT (the overrides GET before it was a 404)
+
+
+def test_the_mixed_capture_has_nothing_malformed_or_flagged(tshark, mixed_run):
+    pcap, _, _, _, decode = mixed_run
+    flagged = fields(tshark, pcap, "_ws.malformed || tcp.analysis.flags || _ws.expert.severity >= warning",
+                     "frame.number", "_ws.expert.message", decode_as=decode)
+    assert flagged == []

@@ -12,10 +12,10 @@ from twisted.internet.task import Clock
 from labsim.fleet.fleet import FleetMember
 from labsim.observe.events_log import EventLog, RecordingLink, merged_rows, row_to_json, write_events
 from labsim.phones import yealink
-from labsim.phones.events import Fetch, FetchResult
+from labsim.phones.events import Fetch, FetchResult, Put
 from labsim.phones.phone import Phone
 from labsim.transport.driver import PhoneDriver
-from labsim.wire import dhcp
+from labsim.wire import dhcp, sip_pnp
 
 MAC = "00:15:65:aa:00:01"
 
@@ -136,9 +136,22 @@ class RecordingCapture:
     def dhcp_to_phone(self, t, mac, payload, server_ip, yiaddr, broadcast=False):
         self.calls.append(("in", t, mac, yiaddr))
 
-    def fetch_started(self, t, mac, client_ip, url, user_agent=""):
+    def fetch_started(self, t, mac, client_ip, url, user_agent="", credentials=None):
         self.calls.append(("fetch", t, client_ip, url, user_agent))
         return "flow"
+
+    def upload_started(self, t, mac, client_ip, url, body, user_agent=""):
+        self.calls.append(("upload", t, client_ip, url, body, user_agent))
+        return "upload-flow"
+
+    def upload_finished(self, flow, t, result):
+        self.calls.append(("uploaded", flow, t, result.status))
+
+    def sip_from_phone(self, t, mac, client_ip, payload, to=None):
+        self.calls.append(("sip out", t, mac, payload, to))
+
+    def sip_to_phone(self, t, mac, client_ip, payload, source):
+        self.calls.append(("sip in", t, mac, payload, source))
 
     def fetch_finished(self, flow, t, result):
         self.calls.append(("done", flow, t, result.status))
@@ -214,3 +227,137 @@ def test_the_file_is_one_object_a_line_ending_with_the_run_line(tmp_path):
     assert objects[2] == {"t": 0.75, "mac": None, "kind": "run", "complete": False,
                           "end_reason": "interrupted (signal)", "events": 2}
     assert not (tmp_path / "events.jsonl.tmp").exists()
+
+
+# --- uploads and SIP through the link -----------------------------------------------------
+
+
+class UploadingNetwork(FakeNetwork):
+    """A FakeNetwork that also takes uploads and SIP."""
+
+    def __init__(self):
+        super().__init__()
+        self.uploads: list[tuple[Put, defer.Deferred]] = []
+        self.sip_sent = []
+
+    def upload(self, request):
+        deferred = defer.Deferred()
+        self.uploads.append((request, deferred))
+        return deferred
+
+    def send_sip(self, driver, message, to):
+        self.sip_sent.append((driver, message, to))
+
+
+def make_uploading_link(capture=None):
+    clock = Clock()
+    clock.advance(1000.0)
+    network, log = UploadingNetwork(), EventLog()
+    link = RecordingLink(network, log, clock, epoch=1000.0, capture=capture)
+    driver = FakeDriver(FakePhone())
+    link.attach(driver)
+    return clock, network, log, link, driver
+
+
+LOG_URL = "http://127.0.0.1:8080/uploads/0004f2aa0001-app.log"
+
+
+def test_an_upload_is_recorded_with_its_body_size_outcome_and_duration():
+    clock, network, log, link, driver = make_uploading_link()
+    results = []
+    link.upload(Put(3, LOG_URL, b"x" * 412, "Polycom")).addCallback(results.append)
+    assert network.uploads[0][0].body == b"x" * 412 and log.rows == []
+    clock.advance(0.25)
+    network.uploads[0][1].callback(FetchResult("ok"))
+    assert results == [FetchResult("ok")]
+    assert log.rows == [(0.25, MAC, "upload", LOG_URL, "ok", 412, 0.25, "")]
+    assert row_to_json(log.rows[0]) == {"t": 0.25, "mac": MAC, "kind": "upload", "url": LOG_URL, "status": "ok",
+                                        "bytes": 412, "latency_s": 0.25, "detail": ""}
+
+
+def test_a_refused_or_failed_upload_is_recorded_and_the_failure_goes_on():
+    clock, network, log, link, driver = make_uploading_link()
+    link.upload(Put(1, LOG_URL, b"abc"))
+    network.uploads[0][1].callback(FetchResult("error", detail="HTTP 405"))
+    failures = []
+    link.upload(Put(2, LOG_URL, b"abcd")).addErrback(failures.append)
+    network.uploads[1][1].errback(RuntimeError("socket gone"))
+    assert [row[2:] for row in log.rows] == [("upload", LOG_URL, "error", 3, 0.0, "HTTP 405"),
+                                             ("upload", LOG_URL, "error", 4, 0.0, "socket gone")]
+    assert len(failures) == 1
+
+
+def test_a_network_without_uploads_answers_as_the_driver_would_and_it_is_recorded():
+    clock, network, log, link, driver = make_link()  # FakeNetwork has no upload()
+    results = []
+    link.upload(Put(1, LOG_URL, b"abc")).addCallback(results.append)
+    assert results == [FetchResult("error", detail="this network does not carry uploads")]
+    assert log.rows == []  # nothing left the phone: no upload line
+
+
+def test_uploads_still_running_at_the_end_are_unfinished_with_their_size():
+    clock, network, log, link, driver = make_uploading_link()
+    link.upload(Put(1, LOG_URL, b"12345"))
+    clock.advance(1.5)
+    assert log.unfinished(1.5) == [(1.5, MAC, "upload", LOG_URL, "unfinished", 5, 1.5, "the run ended first")]
+
+
+def test_uploads_and_sip_are_captured_with_the_real_bytes():
+    capture = RecordingCapture()
+    clock, network, log, link, driver = make_uploading_link(capture)
+    link.upload(Put(1, LOG_URL, b"log", "UA"))
+    network.uploads[0][1].callback(FetchResult("ok"))
+    subscribe = sip_pnp.build_subscribe(mac=MAC, vendor="Yealink", model="T46S", version="1", local=("10.0.0.5", 5060),
+                                        call_id="c@10.0.0.5", tag="t", branch="z9hG4bKb", user_agent="UA")
+    link.send_sip(driver, subscribe, None)
+    # The network sends with (and would answer) what it was given at attach time.
+    assert network.sip_sent == [(network.attached[0], subscribe, None)]
+    received = []
+    driver.sip_received = lambda message, source: received.append((message, source))
+    ok = sip_pnp.build_response(subscribe, 200, "OK")
+    raw = ok.encode().replace(b"SIP/2.0 200 OK", b"SIP/2.0 200 Fine")  # not what encode() would give
+    network.attached[0].sip_received(sip_pnp.parse(raw), ("127.0.0.1", 5070), raw)
+    network.attached[0].sip_received(ok, ("127.0.0.1", 5070))  # a network without the bytes
+    assert [m.status for m, _ in received] == [200, 200]
+    mac = FakePhone.mac_bytes
+    assert capture.calls == [("upload", 1000.0, None, LOG_URL, b"log", "UA"), ("uploaded", "upload-flow", 1000.0, "ok"),
+                             ("sip out", 1000.0, mac, subscribe.encode(), None),
+                             ("sip in", 1000.0, mac, raw, ("127.0.0.1", 5070)),
+                             ("sip in", 1000.0, mac, ok.encode(), ("127.0.0.1", 5070))]
+    assert log.rows[0][2] == "upload" and len(log.rows) == 1  # SIP goes to the capture only
+
+
+def test_a_pnp_phone_through_the_link_leaves_all_four_sip_messages_in_the_capture():
+    """A real Yealink phone on the in-memory network with a PnP responder: SUBSCRIBE to the
+    group, the responder's 200 and NOTIFY (with the URL), the phone's 200, as frames."""
+    from scapy.all import IP, UDP, Ether
+
+    from labsim.observe.pcap import PcapCapture
+    from labsim.services.dhcp import DhcpServer, DhcpServerConfig
+    from labsim.services.pnp import PnpResponder, PnpResponderConfig
+    from labsim.transport.memory import InMemoryNetwork
+    from tests.unit.test_pcap import ListSink
+
+    clock, log, sink = Clock(), EventLog(), ListSink()
+    url = "http://127.0.0.1:8080/pnp/"
+    network = InMemoryNetwork(clock, dhcp_server=DhcpServer(DhcpServerConfig(server_id="127.0.0.1", options={})),
+                              files={"pnp/y000000000066.cfg": b"#!version:1.0.0.1\n"},
+                              pnp_responder=PnpResponder(PnpResponderConfig(url=url, local=("127.0.0.1", 5070))))
+    phone = Phone(MAC, "T46S", yealink, rng=random.Random(1), boot_time_s=0.5)
+    link = RecordingLink(network, log, clock, epoch=0.0, capture=PcapCapture(sink=sink))
+    driver = PhoneDriver(phone, clock, link, epoch=0.0)
+    driver.power_on()
+    for _ in range(400):
+        if phone.settled:
+            break
+        clock.advance(0.05)
+    assert phone.pnp_url == url
+    sip = [Ether(frame) for frame, _, _ in sink.packets
+           if UDP in Ether(frame) and 5060 in (Ether(frame)[UDP].sport, Ether(frame)[UDP].dport)]
+    first_lines = [bytes(p[UDP].payload).split(b"\r\n")[0] for p in sip]
+    assert first_lines[:4] == [b"SUBSCRIBE sip:001565aa0001@224.0.1.75 SIP/2.0", b"SIP/2.0 200 OK",
+                               b"NOTIFY sip:%s:5060 SIP/2.0" % phone.lease.address.encode(), b"SIP/2.0 200 OK"]
+    assert sip[0][IP].dst == "224.0.1.75" and sip[0][IP].src == phone.lease.address
+    assert (sip[2][IP].src, sip[2][UDP].sport) == ("127.0.0.1", 5070) and bytes(sip[2][UDP].payload).endswith(url.encode())
+    assert (sip[3][IP].dst, sip[3][UDP].dport) == ("127.0.0.1", 5070)
+    assert [row[2] for row in log.rows if row[2] == "fetch"]  # the downloads that followed are recorded

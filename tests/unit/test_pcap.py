@@ -25,7 +25,7 @@ from labsim.observe.pcap import (
     tcp_frame,
     udp_frame,
 )
-from labsim.phones.events import FetchResult
+from labsim.phones.events import Credentials, FetchResult
 from labsim.wire import dhcp
 from labsim.wire import tftp as tftp_wire
 
@@ -196,7 +196,7 @@ def test_a_broken_connection_ends_in_a_reset_and_a_refused_url_writes_nothing_mo
     capture.fetch_finished(flow, 2.0, FetchResult("error", detail="connection lost"))
     assert str(frames(sink)[-1][TCP].flags) == "RA"
     before = len(sink.packets)
-    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1/a")
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "gopher://127.0.0.1/a")
     capture.fetch_finished(flow, 2.0, FetchResult("error"))
     assert flow is None and len(sink.packets) == before
 
@@ -291,3 +291,292 @@ def test_ephemeral_ports_cycle_within_the_iana_range():
     ports = {capture._next_port() for _ in range(20000)}
     assert min(ports) == 49152 and max(ports) == 65535
     assert TCP_RST == 4  # flag values are the wire's
+
+
+# --- SIP PnP ------------------------------------------------------------------------------
+
+SUBSCRIBE = (b"SUBSCRIBE sip:001565aa0001@224.0.1.75 SIP/2.0\r\nVia: SIP/2.0/UDP 10.30.0.10:5060;branch=z9hG4bKx\r\n"
+             b"Call-ID: a@10.30.0.10\r\nCSeq: 1 SUBSCRIBE\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_the_pnp_group_has_its_rfc_1112_mac():
+    assert pcap.multicast_mac("224.0.1.75") == bytes.fromhex("01005e00014b")
+    assert pcap.multicast_mac("239.255.255.250") == bytes.fromhex("01005e7ffffa")  # the top bit of 23 is cut
+
+
+def test_a_subscribe_goes_to_the_pnp_group_from_the_phone_port_with_its_own_bytes():
+    sink = ListSink()
+    PcapCapture(sink=sink).sip_from_phone(3.0, PHONE_MAC, "10.30.0.10", SUBSCRIBE)
+    (packet,) = frames(sink)
+    assert packet.src == "00:15:65:aa:00:01" and packet.dst == "01:00:5e:00:01:4b"
+    assert (packet[IP].src, packet[IP].dst, packet[UDP].sport, packet[UDP].dport) == ("10.30.0.10", "224.0.1.75",
+                                                                                       5060, 5060)
+    assert bytes(packet[UDP].payload) == SUBSCRIBE
+    _scapy_checksums_agree(bytes(packet))
+
+
+def test_sip_to_and_from_the_responder_keeps_its_address_and_port():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    notify = b"NOTIFY sip:10.30.0.10:5060 SIP/2.0\r\nContent-Length: 3\r\n\r\nurl"
+    capture.sip_to_phone(3.1, PHONE_MAC, "10.30.0.10", notify, ("127.0.0.5", 47001))
+    capture.sip_from_phone(3.2, PHONE_MAC, "10.30.0.10", b"SIP/2.0 200 OK\r\n\r\n", ("127.0.0.5", 47001))
+    back, out = frames(sink)
+    assert back.src == "02:6c:61:62:00:01" and back.dst == "00:15:65:aa:00:01"
+    assert (back[IP].src, back[UDP].sport, back[IP].dst, back[UDP].dport) == ("127.0.0.5", 47001, "10.30.0.10", 5060)
+    assert bytes(back[UDP].payload) == notify
+    assert out.dst == "02:6c:61:62:00:01"
+    assert (out[IP].src, out[UDP].sport, out[IP].dst, out[UDP].dport) == ("10.30.0.10", 5060, "127.0.0.5", 47001)
+
+
+# --- FTP ----------------------------------------------------------------------------------
+
+
+def test_ftp_helpers():
+    assert pcap.ftp_pasv_reply("127.0.0.1", 49154) == b"227 Entering Passive Mode (127,0,0,1,192,2).\r\n"
+    assert pcap.ftp_reply_of(FetchResult("not_found", detail="FTP: 550 No such file.")) == (550, "550 No such file.")
+    assert pcap.ftp_reply_of(FetchResult("error", detail="FTP: connection refused")) == (None, "")
+    assert pcap.ftp_reply_of(FetchResult("ok", b"x")) == (None, "")
+
+
+def _connections(packets: list[Ether]) -> dict[tuple[int, int], list[Ether]]:
+    """The TCP segments of each connection, keyed by (client port, server port)."""
+    by_pair: dict[tuple[int, int], list[Ether]] = {}
+    for packet in packets:
+        tcp = packet[TCP]
+        key = (tcp.sport, tcp.dport) if packet.src == "00:15:65:aa:00:01" else (tcp.dport, tcp.sport)
+        by_pair.setdefault(key, []).append(packet)
+    return by_pair
+
+
+def _lines(packets: list[Ether], sport: int) -> list[str]:
+    return [bytes(p[TCP].payload).decode().rstrip("\r\n") for p in packets if p[TCP].sport == sport and p[TCP].payload]
+
+
+def test_an_ftp_download_is_a_control_and_a_data_connection_that_add_up():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    body = bytes(range(256)) * 30  # 7680 bytes: six segments
+    flow = capture.fetch_started(7.0, PHONE_MAC, "10.30.0.12", "ftp://127.0.0.1:2121/cfg/a%20b.cfg",
+                                 credentials=Credentials("phone", "s3cret"))
+    capture.fetch_finished(flow, 7.5, FetchResult("ok", body))
+    packets = frames(sink)
+    control_key, data_key = list(_connections(packets))
+    assert control_key[1] == 2121
+    control, data = _connections(packets)[control_key], _connections(packets)[data_key]
+    assert _lines(control, control_key[0]) == ["USER phone", "PASS s3cret", "TYPE I", "PASV", "RETR cfg/a b.cfg", "QUIT"]
+    replies = _lines(control, 2121)
+    assert [line[:3] for line in replies] == ["220", "331", "230", "200", "227", "150", "226", "221"]
+    # The 227 names the data connection's server port; the data there is the file.
+    assert replies[4].endswith(f"(127,0,0,1,{data_key[1] >> 8},{data_key[1] & 0xFF}).")
+    assert b"".join(bytes(p[TCP].payload) for p in data if p[TCP].sport == data_key[1]) == body
+    assert [str(p[TCP].flags) for p in data][:3] == ["S", "SA", "A"]
+    assert [str(p[TCP].flags) for p in data][-3:] == ["FA", "FA", "A"] and data[-3][TCP].sport == data_key[1]
+    _tcp_stream_is_consistent(control, control_key[0])
+    _tcp_stream_is_consistent(data, data_key[0])
+    # In time order on the wire: the data connection opens after the 227, the 226 follows its close.
+    order = [p[TCP].sport in data_key or p[TCP].dport in data_key for p in packets]
+    first_data, last_data = order.index(True), len(order) - 1 - order[::-1].index(True)
+    assert b"227 " in bytes(packets[first_data - 1][TCP].payload)
+    assert bytes(packets[last_data + 1][TCP].payload).startswith(b"226 ")
+    # The login is written when the download starts, the rest when it ends.
+    times = [sec + usec / 1e6 for _, sec, usec in sink.packets]
+    assert times[:7] == [7.0] * 7 and set(times[7:]) == {7.5}
+    assert all(frame.src == "00:15:65:aa:00:01" or frame.dst == "00:15:65:aa:00:01" for frame in packets)
+
+
+def test_an_anonymous_ftp_download_logs_in_as_the_client_does():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1/y000000000066.cfg")
+    packets = frames(sink)
+    assert _lines(packets, packets[0][TCP].sport) == ["USER anonymous", "PASS labsim@"]
+    assert packets[0][TCP].dport == 21
+
+
+def test_a_missing_ftp_file_shows_the_servers_own_550_after_retr():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/none.cfg")
+    capture.fetch_finished(flow, 1.1, FetchResult("not_found", detail="FTP: 550 none.cfg: No such file or directory."))
+    packets = frames(sink)
+    control = _connections(packets)[(flow.client_port, 2121)]
+    replies = _lines(control, 2121)
+    assert "550 none.cfg: No such file or directory." in replies and not any(r.startswith(("150", "226")) for r in replies)
+    assert _lines(control, flow.client_port)[-2:] == ["RETR none.cfg", "QUIT"]
+    for key, segments in _connections(packets).items():
+        _tcp_stream_is_consistent(segments, key[0])
+        assert all(len(p[TCP].payload) == 0 for p in segments if key != (flow.client_port, 2121))  # no data
+
+
+def test_a_refused_ftp_login_shows_the_530_after_pass_and_no_data_connection():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/a.cfg", credentials=Credentials("u", "bad"))
+    capture.fetch_finished(flow, 1.1, FetchResult("denied", detail="FTP: 530 Login incorrect."))
+    packets = frames(sink)
+    assert list(_connections(packets)) == [(flow.client_port, 2121)]
+    assert _lines(packets, flow.client_port) == ["USER u", "PASS bad", "QUIT"]
+    assert [line[:3] for line in _lines(packets, 2121)] == ["220", "331", "530", "221"]
+    _tcp_stream_is_consistent(packets, flow.client_port)
+
+
+@pytest.mark.parametrize("result, last_flags, from_client", [
+    (FetchResult("timeout", detail="FTP: no answer"), "RA", True),  # ftp_fetch aborts the connection
+    (FetchResult("error", detail="FTP: connection refused"), "RA", False),
+])
+def test_an_ftp_download_without_a_reply_ends_in_a_reset(result, last_flags, from_client):
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/a.cfg")
+    before = len(sink.packets)
+    capture.fetch_finished(flow, 1.1, result)
+    (last,) = frames(sink)[before:]
+    assert str(last[TCP].flags) == last_flags and (last[TCP].sport == flow.client_port) == from_client
+
+
+def test_a_refused_ftp_url_writes_nothing_at_its_end():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/a.cfg")
+    before = len(sink.packets)
+    capture.fetch_finished(flow, 1.1, FetchResult("refused", detail="not loopback"))
+    assert len(sink.packets) == before
+
+
+def test_a_long_ftp_file_is_cut_at_the_limit_and_acknowledged_inside_the_window():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink, body_limit=40 * pcap.MSS)
+    body = b"r" * 200_000
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/fw.rom")
+    capture.fetch_finished(flow, 2.0, FetchResult("ok", body))
+    connections = _connections(frames(sink))
+    (data_key,) = [key for key in connections if key[1] != 2121]
+    data = connections[data_key]
+    carried = [p for p in data if p[TCP].sport == data_key[1] and p[TCP].payload]
+    assert sum(len(p[TCP].payload) for p in carried) == 40 * pcap.MSS
+    syn_ack = next(p for p in data if p[TCP].flags == "SA")
+    server_fin = next(p for p in data if p[TCP].sport == data_key[1] and "F" in p[TCP].flags)
+    assert (server_fin[TCP].seq - syn_ack[TCP].seq - 1) % 2**32 == len(body)
+    _assert_acked_within_the_window(data, server_port=data_key[1])
+
+
+def _assert_acked_within_the_window(segments: list[Ether], server_port: int) -> None:
+    """The server never has more than ACK_EVERY segments (< 65,535 bytes) unacknowledged."""
+    acked, sent = None, None
+    for packet in segments:
+        tcp = packet[TCP]
+        if tcp.sport == server_port:
+            sent = tcp.seq + len(tcp.payload)
+            if acked is not None:
+                assert (sent - acked) % 2**32 <= pcap.ACK_EVERY * pcap.MSS < 65535
+        elif "A" in tcp.flags:
+            acked = tcp.ack
+
+
+def test_a_long_http_body_is_acknowledged_inside_the_window_too():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.fetch_started(1.0, PHONE_MAC, None, "http://127.0.0.1/big")
+    capture.fetch_finished(flow, 2.0, FetchResult("ok", b"b" * 60_000))
+    packets = frames(sink)
+    _assert_acked_within_the_window(packets, server_port=80)
+    _tcp_stream_is_consistent(packets, flow.client_port)
+    acks = [p for p in packets if p[TCP].sport == flow.client_port and p[TCP].flags == "A"]
+    # The handshake's, one after every 16 segments (42 here), the response's, the close's.
+    assert len(acks) == 1 + 2 + 1 + 1
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+def test_an_http_upload_is_a_put_with_its_body_and_an_empty_answer():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    body = b"0101000000|app|5|00|booted\n" * 200  # 5400 bytes: four segments with the head
+    flow = capture.upload_started(20.0, PHONE_MAC, "10.30.0.13", "http://127.0.0.1:8080/uploads/0004f2aa0001-app.log",
+                                  body, "FileTransport PolycomVVX-VVX_400-UA/6.4.0")
+    capture.upload_finished(flow, 20.25, FetchResult("ok"))
+    packets = frames(sink)
+    request = b"".join(bytes(p[TCP].payload) for p in packets if p[TCP].dport == 8080)
+    head, _, sent = request.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [b"PUT /uploads/0004f2aa0001-app.log HTTP/1.1", b"Host: 127.0.0.1:8080",
+                                   b"User-Agent: FileTransport PolycomVVX-VVX_400-UA/6.4.0",
+                                   b"Content-Length: 5400", b"Connection: keep-alive"]
+    assert sent == body
+    response = b"".join(bytes(p[TCP].payload) for p in packets if p[TCP].sport == 8080)
+    assert response == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert [str(p[TCP].flags) for p in packets][-3:] == ["FA", "FA", "A"]
+    _tcp_stream_is_consistent(packets, flow.client_port)
+
+
+@pytest.mark.parametrize("result, code", [(FetchResult("error", detail="HTTP 405"), b"405 Method Not Allowed"),
+                                          (FetchResult("denied", detail="HTTP 403"), b"403 Forbidden")])
+def test_a_refused_upload_shows_the_servers_status(result, code):
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "http://127.0.0.1/up/a.log", b"log")
+    capture.upload_finished(flow, 1.1, result)
+    response = b"".join(bytes(p[TCP].payload) for p in frames(sink) if p[TCP].sport == 80)
+    assert response.startswith(b"HTTP/1.1 " + code + b"\r\n")
+
+
+def test_a_long_upload_is_cut_at_the_limit_with_true_sequence_numbers():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink, body_limit=2000)
+    body = b"L" * 50_000
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "http://127.0.0.1/up/big.log", body)
+    capture.upload_finished(flow, 1.1, FetchResult("ok"))
+    packets = frames(sink)
+    sent = b"".join(bytes(p[TCP].payload) for p in packets if p[TCP].dport == 80)
+    head = sent.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    assert len(sent) == len(head) + 2000
+    client_fin = next(p for p in packets if p[TCP].dport == 80 and "F" in p[TCP].flags)
+    assert (client_fin[TCP].seq - packets[0][TCP].seq - 1) % 2**32 == len(head) + len(body)
+
+
+def test_https_and_ftp_uploads_show_no_plaintext():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "https://127.0.0.1/up/a.log", b"secret log")
+    capture.upload_finished(flow, 1.1, FetchResult("ok"))
+    assert [str(p[TCP].flags) for p in frames(sink)] == ["S", "SA", "A", "FA", "FA", "A"]
+    before = len(sink.packets)
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1/up/a.log", b"log")
+    capture.upload_finished(flow, 1.1, FetchResult("error", detail="ftp:// uploads are not supported"))
+    assert flow is None and len(sink.packets) == before
+
+
+def test_a_tftp_upload_is_a_wrq_then_data_from_the_phone_and_acks_from_the_server():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    body = b"w" * (pcap.TFTP_BLKSIZE + 100)
+    flow = capture.upload_started(4.0, PHONE_MAC, "10.30.0.14", "tftp://127.0.0.1:6969/logs/0004f2aa0001-app.log", body)
+    assert sink.packets == []  # written when it ends: only then is it known that a WRQ left
+    capture.upload_finished(flow, 4.5, FetchResult("ok"))
+    packets = frames(sink)
+    wrq = _tftp(packets[0])
+    assert tftp_wire.opcode_of(wrq) == tftp_wire.WRQ
+    request = tftp_wire.decode_request(wrq)
+    assert request.filename == "logs/0004f2aa0001-app.log" and request.options == {"blksize": "1428",
+                                                                                   "tsize": str(len(body))}
+    assert packets[0][UDP].dport == 6969 and packets[0].src == "00:15:65:aa:00:01"
+    assert sink.packets[0][1:] == (4, 0) and {p[1:] for p in sink.packets[1:]} == {(4, 500000)}
+    assert tftp_wire.decode_oack(_tftp(packets[1])) == {"blksize": "1428", "tsize": str(len(body))}
+    data = [tftp_wire.decode_data(_tftp(p)) for p in packets[2::2]]
+    assert all(p.src == "00:15:65:aa:00:01" for p in packets[2::2])
+    assert [n for n, _ in data] == [1, 2] and b"".join(chunk for _, chunk in data) == body
+    assert [tftp_wire.decode_ack(_tftp(p)) for p in packets[3::2]] == [1, 2]
+
+
+def test_a_tftp_upload_no_packet_carried_writes_nothing_and_a_refused_one_its_error():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "tftp://127.0.0.1/a.log", b"log")
+    capture.upload_finished(flow, 1.0, FetchResult("error", detail="tftp:// uploads are not supported"))
+    assert sink.packets == []
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "tftp://127.0.0.1/a.log", b"log")
+    capture.upload_finished(flow, 1.2, FetchResult("denied", detail="TFTP: access violation"))
+    wrq, error = frames(sink)
+    assert tftp_wire.opcode_of(_tftp(wrq)) == tftp_wire.WRQ
+    assert tftp_wire.decode_error(_tftp(error))[0] == tftp_wire.ERR_ACCESS_VIOLATION
