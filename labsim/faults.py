@@ -2,13 +2,25 @@
 misbehaving on purpose.
 
 A ``FaultSet`` holds the active faults (from the scenario, and added or removed by the
-timeline). A ``FaultyLink`` sits on one service's datagram path and decides, for each
-datagram in one direction, whether it arrives, when, how often and intact or not. For
-HTTP, the set answers whether a path gets a forced status code or a slow response.
+timeline). A ``FaultyLink`` is one service's view of it, in one of two shapes the
+transport forces:
+
+- datagrams (DHCP on the fleet's relay; TFTP, DNS over UDP, PnP in the servers):
+  ``carry`` decides for each datagram in one direction whether it arrives, when, how
+  often and intact or not (loss, delay, jitter, duplicate, reorder, corrupt, bandwidth,
+  down);
+- streams (DNS over TCP, FTP): TCP delivers every byte in order or none, so only what a
+  stream can suffer applies: ``refuses`` (down: a new connection is closed at once),
+  ``answer_delay`` (delay_s + jitter_s + slow_s before each answer) and
+  ``bandwidth_kbps`` (a capped data line, paced by ``Pacer``).
+
+For HTTP, the set answers whether a path gets a forced status code or a slow response.
 
 Directions are seen from the service: ``in`` is towards it (requests), ``out`` is its
-replies. With no active fault for a service, a link forwards at once: the cost of an
-idle fault layer is one dict lookup per datagram.
+replies. A stream's down and delays apply whatever the direction (a connection has one
+answer delay); its bandwidth cap follows the direction of the data. With no active fault
+for a service, a link forwards at once: the cost of an idle fault layer is one dict
+lookup per datagram (and a service with no link at all pays one None check).
 """
 
 from __future__ import annotations
@@ -70,7 +82,8 @@ class FaultSet:
         self.rng = rng
         self.faults: dict[str, ActiveFault] = {}
         self._by_service: dict[str, list[ActiveFault]] = {}
-        self.stats = {"dropped": 0, "delayed": 0, "duplicated": 0, "corrupted": 0, "reordered": 0, "http_forced": 0}
+        self.stats = {"dropped": 0, "delayed": 0, "duplicated": 0, "corrupted": 0, "reordered": 0, "http_forced": 0,
+                      "refused": 0, "throttled": 0}
 
     def add(self, fault: ActiveFault) -> None:
         self.faults[fault.name] = fault
@@ -151,12 +164,34 @@ class FaultSet:
                 status = status or 503
             if fault.http_status is not None:
                 status = fault.http_status
-            delay += fault.slow_s + fault.delay_s
+            delay += fault.slow_s + fault.delay_s + self._jitter(fault)
             if fault.bandwidth_kbps and size:
                 delay += self._queue(fault, "out", size, now)
         if status is not None:
             self.stats["http_forced"] += 1
-        return status, delay
+        return status, max(0.0, delay)
+
+    # --- streams (TCP: DNS over TCP, FTP) -----------------------------------------------
+
+    def stream_down(self, service: str) -> bool:
+        """Whether a new connection to ``service`` is to be closed at once."""
+        return any(fault.down for fault in self._by_service.get(service, ()))
+
+    def answer_delay(self, service: str) -> float:
+        """Seconds to hold each answer on a stream: delay_s + jitter_s + slow_s of every
+        fault on the service, whatever its direction."""
+        delay = 0.0
+        for fault in self._by_service.get(service, ()):
+            delay += fault.delay_s + fault.slow_s + self._jitter(fault)
+        return max(0.0, delay)
+
+    def bandwidth_kbps(self, service: str, direction: str) -> float | None:
+        """The tightest cap on a stream's data in ``direction`` (None: uncapped)."""
+        caps = [fault.bandwidth_kbps for fault in self.active(service, direction) if fault.bandwidth_kbps]
+        return min(caps) if caps else None
+
+    def _jitter(self, fault: ActiveFault) -> float:
+        return self.rng.uniform(-fault.jitter_s, fault.jitter_s) if fault.jitter_s else 0.0
 
 
 def dhcp_message_type(data: bytes) -> int | None:
@@ -184,7 +219,8 @@ def _flip_a_byte(data: bytes, rng: random.Random) -> bytes:
 
 
 class FaultyLink:
-    """One service's datagram path through the fault set, on a clock."""
+    """One service's path through the fault set, on a clock: ``carry`` for datagrams;
+    ``refuses``, ``answer_delay`` and ``bandwidth_kbps`` for streams."""
 
     def __init__(self, faults: FaultSet, service: str, clock):
         self.faults = faults
@@ -201,3 +237,67 @@ class FaultyLink:
                 forward(payload)
             else:
                 self.clock.callLater(delay, forward, payload)
+
+    # --- streams ------------------------------------------------------------------------
+
+    def refuses(self) -> bool:
+        """A new connection arrived: True when the service is down (counted as refused)."""
+        faults = self.faults
+        if not faults._by_service.get(self.service) or not faults.stream_down(self.service):
+            return False
+        faults.stats["refused"] += 1
+        return True
+
+    def answer_delay(self) -> float:
+        """Seconds to hold the next answer on a stream (0: answer now)."""
+        faults = self.faults
+        if not faults._by_service.get(self.service):
+            return 0.0
+        delay = faults.answer_delay(self.service)
+        if delay > 0:
+            faults.stats["delayed"] += 1
+        return delay
+
+    def count(self, what: str) -> None:
+        """One more of ``what`` in the fault counters (e.g. ``throttled``: a transfer paced)."""
+        self.faults.stats[what] = self.faults.stats.get(what, 0) + 1
+
+    def bandwidth_kbps(self, direction: str) -> float | None:
+        """The cap on a stream's data in ``direction`` now (None: uncapped)."""
+        if not self.faults._by_service.get(self.service):
+            return None
+        return self.faults.bandwidth_kbps(self.service, direction)
+
+
+class Pacer:
+    """A capped line for one stream's data, without I/O: each chunk waits its own
+    transmission time (size / bandwidth) behind the chunks before it, then goes.
+
+    ``wait(now, size, kbps)`` is asked before sending a chunk: 0 means send it now; a
+    positive number means come back that much later (the same chunk, or a smaller one).
+    Waiting before the chunk rather than after it matters for the last one: a stream
+    closed right after its last write would otherwise finish early by a whole chunk."""
+
+    def __init__(self):
+        self._due: float | None = None  # when the chunk being "transmitted" may go
+        self._free_at = 0.0  # when the line finished the previous chunk
+
+    def wait(self, now: float, size: int, kbps: float) -> float:
+        if self._due is None:
+            self._due = max(now, self._free_at) + size * 8 / (kbps * 1000)
+        if now < self._due:
+            return self._due - now
+        self._free_at, self._due = self._due, None
+        return 0.0
+
+    def after(self, now: float, size: int, kbps: float) -> float:
+        """``size`` bytes have just arrived: how long the line stays busy with them (the
+        receiving side paces after the fact: it cannot know a size before reading)."""
+        self._free_at = max(now, self._free_at) + size * 8 / (kbps * 1000)
+        return self._free_at - now
+
+    @staticmethod
+    def chunk_size(kbps: float, slice_s: float = 0.05) -> int:
+        """Bytes per chunk: about ``slice_s`` of line time, so the pace is smooth (at
+        least 64 bytes, at most 64 KB)."""
+        return max(64, min(65536, int(kbps * 1000 / 8 * slice_s)))

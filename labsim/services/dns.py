@@ -9,6 +9,16 @@ file has one record a line, ``NAME [TTL] TYPE VALUE`` (``#`` or ``;`` comments),
     phones.lab.         60   CNAME provisioning.lab.
     _http._tcp.lab.          SRV   10 5 8080 provisioning.lab.
     provisioning.lab.        TXT   "labsim provisioning"
+
+Faults (labsim.faults), attached with ``DnsServerHandle.link``; None (the default) costs
+one check per datagram or per TCP read:
+
+- UDP: every query and every answer passes through ``link.carry`` (loss, delay, jitter,
+  duplicate, reorder, corrupt, bandwidth, down), as TFTP's datagrams do;
+- TCP: ``down`` closes each new connection at once, before reading anything (the
+  client sees the connection end with no answer: what a resolver meets when a server
+  accepts and drops, and quicker to fail than a silent one); delay_s, jitter_s and
+  slow_s hold each answer that long, in order. Datagram faults do not apply to a stream.
 """
 
 from __future__ import annotations
@@ -68,11 +78,35 @@ class DnsServerConfig:
 class DnsServerProtocol(DatagramProtocol):
     def __init__(self, answerer: DnsAnswerer):
         self.answerer = answerer
+        self.link = None  # a labsim.faults.FaultyLink, or None: datagrams go straight through
+        self._stopped = False
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        reply = self.answerer.handle(data)
+        link = self.link
+        if link is None:
+            reply = self.answerer.handle(data)
+            if reply is not None:
+                self.transport.write(reply, addr)
+        else:
+            link.carry("in", data, lambda query: self._answer_through(link, query, addr))
+
+    def _answer_through(self, link, query: bytes, addr) -> None:
+        if self._stopped:  # a query the link delayed past the server's stop
+            return
+        reply = self.answerer.handle(query)
         if reply is not None:
-            self.transport.write(reply, addr)
+            link.carry("out", reply, lambda data: self._send(data, addr))
+
+    def _send(self, data: bytes, addr) -> None:
+        if self._stopped:  # an answer the link delayed past the server's stop
+            return
+        try:
+            self.transport.write(data, addr)
+        except OSError:  # a full socket buffer: lost, as on a real network
+            pass
+
+    def stopProtocol(self) -> None:
+        self._stopped = True
 
 
 class DnsTcpProtocol(Protocol):
@@ -85,9 +119,18 @@ class DnsTcpProtocol(Protocol):
         self.session = DnsTcpSession(factory.answerer)
         self._idle = None
         self.lost = defer.Deferred()  # fires when the connection is gone: stop() waits for it
+        # Answers held back by a delay fault, in order: (due time, bytes, close after).
+        self._held: list[tuple[float, bytes, bool]] = []
+        self._release = None  # the timer that sends the first held answer
+        self.refused = False  # closed at once by a down fault: read nothing
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        link = self.factory.link
+        if link is not None and link.refuses():  # the service is down (a fault)
+            self.refused = True
+            self.transport.loseConnection()
+            return
         # Streaming producer: the transport calls pauseProducing when its write buffer
         # fills and resumeProducing when it drains.
         self.transport.registerProducer(self, True)
@@ -96,15 +139,51 @@ class DnsTcpProtocol(Protocol):
             self._idle = self.factory.reactor.callLater(timeout, self._idle_expired)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.refused:
+            return
         if self._idle is not None and self._idle.active():
             self._idle.reset(self.factory.idle_timeout_s)
         out, close = self.session.received(data)
+        link = self.factory.link
+        if link is not None and (out or close):
+            delay = link.answer_delay()
+            if delay > 0 or self._held:
+                self._hold(delay, out, close)
+                return
         if out:
             self.transport.write(out)
         if close:
             self.transport.loseConnection()  # after the replies already written
 
+    def _hold(self, delay: float, out: bytes, close: bool) -> None:
+        """Send ``out`` ``delay`` from now, never before what is already held."""
+        reactor = self.factory.reactor
+        due = reactor.seconds() + delay
+        if self._held:
+            due = max(due, self._held[-1][0])
+        self._held.append((due, out, close))
+        if self._release is None:
+            self._release = reactor.callLater(max(0.0, due - reactor.seconds()), self._send_held)
+
+    def _send_held(self) -> None:
+        self._release = None
+        reactor = self.factory.reactor
+        now = reactor.seconds()
+        while self._held and self._held[0][0] <= now:
+            _, out, close = self._held.pop(0)
+            if out:
+                self.transport.write(out)
+            if close:
+                self._held.clear()
+                self.transport.loseConnection()
+                return
+        if self._held:
+            self._release = reactor.callLater(self._held[0][0] - now, self._send_held)
+
     def _idle_expired(self) -> None:
+        if self._held:  # answers held by a delay fault: the server is the slow one, not the client
+            self._idle = self.factory.reactor.callLater(self.factory.idle_timeout_s, self._idle_expired)
+            return
         if self.transport.disconnecting:
             # Closed once, but our replies are still unsent: the client stopped reading.
             self.transport.abortConnection()
@@ -117,6 +196,10 @@ class DnsTcpProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        if self._release is not None and self._release.active():
+            self._release.cancel()
+        self._release = None
+        self._held.clear()
         self.factory.connections.discard(self)
         self.lost.callback(None)
 
@@ -139,6 +222,7 @@ class DnsTcpFactory(Factory):
         self.answerer = answerer
         self.idle_timeout_s = idle_timeout_s
         self.connections: set[DnsTcpProtocol] = set()
+        self.link = None  # a labsim.faults.FaultyLink for the TCP side, or None
 
     def buildProtocol(self, addr) -> DnsTcpProtocol:
         return DnsTcpProtocol(self)
@@ -151,6 +235,17 @@ class DnsServerHandle:
     _listening: object  # the UDP port
     _tcp_listening: object = None
     _tcp_factory: DnsTcpFactory | None = field(default=None, repr=False)
+
+    @property
+    def link(self):
+        """The fault link (labsim.faults.FaultyLink) on both the UDP and the TCP side."""
+        return self._listening.protocol.link
+
+    @link.setter
+    def link(self, link) -> None:
+        self._listening.protocol.link = link
+        if self._tcp_factory is not None:
+            self._tcp_factory.link = link
 
     def stop(self) -> defer.Deferred:
         """Stop both ports and drop open TCP connections (as a server going down does);

@@ -18,6 +18,23 @@ What the server does, and why:
 - passive data ports from a fixed range, on the control connection's own address
   (bound to loopback, so data connections stay on loopback too);
 - no per-command logging: pyftpdlib's log hooks only update counters.
+
+Faults (labsim.faults), attached with ``FtpServerHandle.link`` (None, the default, costs
+one check per command and per data chunk). FTP runs over TCP, so only stream faults
+apply:
+
+- ``down``: a new control connection is closed at once, before the 220 greeting (the
+  phone's FTP client sees the connection end: its error path). Sessions already open
+  go on. Closing rather than refusing keeps the listening socket, so removing the fault
+  needs no re-bind;
+- ``slow_s`` (and ``delay_s``, ``jitter_s``): each command is acted on, and so answered,
+  that much later, in order: logins, PASV and the start of every transfer are late;
+- ``bandwidth_kbps``: the data connection is paced (``labsim.faults.Pacer``) on the
+  reactor's clock: ``out`` caps downloads and listings, ``in`` uploads. pyftpdlib's own
+  ``ThrottledDTPHandler`` does run under this reactor driving (its sleeps are scheduler
+  calls), but is not used: its limits are fixed per class while a fault comes and goes
+  with the timeline, and it only sleeps once a whole second's worth of bytes has passed,
+  so a configuration file smaller than that would never be slowed.
 """
 
 from __future__ import annotations
@@ -27,12 +44,14 @@ import warnings
 from dataclasses import dataclass, field
 
 from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import Epoll
 from pyftpdlib.servers import FTPServer
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
+
+from labsim.faults import Pacer
 
 READ_ONLY = "elr"  # CWD, LIST/NLST/SIZE/MDTM..., RETR
 UPLOAD = "elrawm"  # and APPE, STOR, MKD; no delete, rename or chmod
@@ -90,6 +109,124 @@ class _CountingHandler(FTPHandler):
 
     def log_cmd(self, cmd, arg, respcode, respstr):
         pass
+
+
+class _PacedDTPHandler(DTPHandler):
+    """A data connection that a bandwidth fault paces (see the module's docstring)."""
+
+    _pacer: Pacer | None = None
+    _wake = None  # the reactor timer that puts the channel back in the loop
+
+    def _cap(self, direction: str) -> float | None:
+        link = self.cmd_channel.fault_link
+        return None if link is None else link.bandwidth_kbps(direction)
+
+    def use_sendfile(self):
+        if self._cap("out"):
+            return False  # sendfile() bypasses send(): nothing could pace it
+        return super().use_sendfile()
+
+    def send(self, data):
+        kbps = self._cap("out")
+        if not kbps:
+            return super().send(data)
+        chunk = data[: Pacer.chunk_size(kbps)]
+        wait = self._paced().wait(self.cmd_channel.clock.seconds(), len(chunk), kbps)
+        if wait > 0:  # the line is still busy: out of the loop until it is free
+            self._sleep(wait, self.ioloop.WRITE)
+            return 0
+        return super().send(chunk)
+
+    def recv(self, buffer_size):
+        kbps = self._cap("in")
+        if not kbps:
+            return super().recv(buffer_size)
+        chunk = super().recv(min(buffer_size, Pacer.chunk_size(kbps)))
+        # Received bytes have crossed the line already: stop reading for their time on it.
+        wait = self._paced().after(self.cmd_channel.clock.seconds(), len(chunk), kbps)
+        if chunk and wait > 0:
+            self._sleep(wait, self.ioloop.READ)
+        return chunk
+
+    def _paced(self) -> Pacer:
+        if self._pacer is None:
+            self._pacer = Pacer()
+            self.cmd_channel.fault_link.count("throttled")  # transfers paced
+        return self._pacer
+
+    def _sleep(self, seconds: float, events) -> None:
+        self.del_channel()
+        if self._wake is None:
+            self._wake = self.cmd_channel.clock.callLater(seconds, self._wake_up, events)
+
+    def _wake_up(self, events) -> None:
+        self._wake = None
+        if not self._closed:
+            # Registered again, the socket makes pyftpdlib's epoll fd readable: the
+            # reactor then runs a loop pass, which writes (or reads) the next chunk.
+            self.add_channel(events=events)
+
+    def close(self):
+        if self._wake is not None and self._wake.active():
+            self._wake.cancel()
+        self._wake = None
+        super().close()
+
+
+class _FaultAwareHandler(_CountingHandler):
+    """The control connection with the fault hooks (``fault_link`` and ``clock`` are set
+    per server on a subclass)."""
+
+    fault_link = None  # a labsim.faults.FaultyLink, or None
+    clock = None  # IReactorTime: delays and pacing
+    dtp_handler = _PacedDTPHandler
+    _held: list = ()  # commands a delay fault holds back: (due, line, cmd, arg)
+    _release = None  # the timer that acts on the first held command
+
+    def handle(self):
+        link = self.fault_link
+        if link is not None and link.refuses():  # down: closed at once, no greeting
+            self.close()
+            return
+        super().handle()
+
+    def pre_process_command(self, line, cmd, arg):
+        link = self.fault_link
+        if link is not None:
+            delay = link.answer_delay()
+            if delay > 0 or self._held:
+                self._hold(delay, line, cmd, arg)
+                return
+        super().pre_process_command(line, cmd, arg)
+
+    def _hold(self, delay: float, line, cmd, arg) -> None:
+        now = self.clock.seconds()
+        if not self._held:
+            self._held = []
+        due = max(now + delay, self._held[-1][0]) if self._held else now + delay
+        self._held.append((due, line, cmd, arg))
+        if self._release is None:
+            self._release = self.clock.callLater(due - now, self._act_on_held)
+
+    def _act_on_held(self) -> None:
+        self._release = None
+        now = self.clock.seconds()
+        while self._held and self._held[0][0] <= now and not self._closed:
+            _, line, cmd, arg = self._held.pop(0)
+            try:
+                super().pre_process_command(line, cmd, arg)
+            except UnicodeEncodeError:  # as found_terminator answers it
+                self.respond("501 can't decode path")
+            except Exception:  # outside pyftpdlib's loop: its error handling, by hand
+                self.handle_error()
+        if self._held and not self._closed:
+            self._release = self.clock.callLater(self._held[0][0] - now, self._act_on_held)
+
+    def close(self):
+        if self._release is not None and self._release.active():
+            self._release.cancel()
+        self._release = None
+        super().close()
 
 
 def build_authorizer(config: FtpServerConfig) -> DummyAuthorizer:
@@ -173,6 +310,15 @@ class FtpServerHandle:
         self.stats = stats
         self.port = server.address[1]
 
+    @property
+    def link(self):
+        """The fault link (labsim.faults.FaultyLink), read by every session at each command."""
+        return self._server.handler.fault_link
+
+    @link.setter
+    def link(self, link) -> None:
+        self._server.handler.fault_link = link
+
     def stop(self) -> defer.Deferred:
         """Close the listener and every session (synchronously; the Deferred has fired)."""
         if not self._loop._closed:
@@ -185,8 +331,9 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
     if not os.path.isdir(config.root):
         raise ValueError(f"FTP root {config.root!r} is not a directory")
     stats = new_stats()
-    handler = type("LabFtpHandler", (_CountingHandler,), {
+    handler = type("LabFtpHandler", (_FaultAwareHandler,), {
         "stats": stats,
+        "clock": reactor,
         "authorizer": build_authorizer(config),
         "banner": config.banner,
         "passive_ports": (list(range(config.passive_ports[0], config.passive_ports[1] + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from labsim.services.dhcp import DhcpServerConfig
 from labsim.services.dhcp_udp import start_dhcp_server
@@ -12,6 +13,8 @@ from labsim.services.pnp import PnpResponderConfig, start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.wire import dhcp_options
+
+_log = Logger()
 
 
 def dhcp_config(spec) -> DhcpServerConfig:
@@ -94,6 +97,9 @@ def _start_pnp(lab, spec):
                             interface=spec.interface, interface_port=spec.interface_port)
 
 
+# The services whose handle takes a fault link (``handle.link``); see attach_faults.
+LINKED_SERVICES = ("tftp", "dns", "pnp", "ftp")
+
 STARTERS = {"dhcp": _start_dhcp, "tftp": _start_tftp, "http": _start_http, "ftp": _start_ftp,
             "dns": _start_dns, "pnp": _start_pnp}
 
@@ -169,14 +175,18 @@ class LabServices:
     # --- the timeline's handles on running services ----------------------------------
 
     def attach_faults(self) -> None:
-        """Route TFTP datagrams and HTTP answers through the fault set. (DHCP faults sit on
-        the fleet's relay, where both directions pass.)"""
+        """Put every running service behind the fault set: a ``FaultyLink`` on the
+        datagram and stream paths of TFTP, DNS, PnP and FTP (each handle's ``link``), the
+        set itself on the HTTP resource. DHCP faults sit on the fleet's relay, where both
+        directions pass. Called after each start, so a service the timeline restarts is
+        behind the faults again, like the others."""
         if self.faults is None:
             return
         from labsim.faults import FaultyLink
 
-        if self.tftp is not None:
-            self.tftp.link = FaultyLink(self.faults, "tftp", self.reactor)
+        for name, handle in self.running.items():
+            if name in LINKED_SERVICES:
+                handle.link = FaultyLink(self.faults, name, self.reactor)
         if self.http is not None:
             self.http.site.resource.faults = self.faults
             self.http.site.resource.clock = self.reactor
@@ -185,10 +195,17 @@ class LabServices:
         """stop / start / restart one service by name (the timeline)."""
         if getattr(self.spec, name, None) is None:
             raise ValueError(f"the scenario runs no {name} service")
+        stopping = None
         if verb in ("stop", "restart") and name in self.running:
-            _stop(name, self.running.pop(name))
+            stopping = _stop(name, self.running.pop(name))
         if verb in ("start", "restart") and name not in self.running:
-            self._start_one(name)
+            if stopping is not None and not stopping.called:
+                # Twisted closes a listening socket on the reactor's next turn: binding
+                # the same port before that fails (EADDRINUSE for HTTP and DNS over TCP).
+                stopping.addCallback(lambda _: None if name in self.running else self._start_one(name))
+                stopping.addErrback(lambda failure: _log.failure("restarting {name} failed", failure, name=name))
+            else:
+                self._start_one(name)
         return f"{verb} {name}"
 
     def set_dhcp_options(self, options: dict) -> str:

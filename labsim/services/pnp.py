@@ -23,6 +23,12 @@ also on the real group 224.0.1.75 on that interface (a namespace lab), from a so
 to 0.0.0.0:5060 and pinned to the interface (SO_BINDTODEVICE), like the DHCP server's
 broadcast socket. Bound to 0.0.0.0 rather than to the group, that socket also receives the
 phones' unicast 200 OK to our NOTIFY, which they send to where the NOTIFY came from.
+
+Faults (labsim.faults): with ``PnpServerHandle.link`` set, every datagram in and every
+reply out, on each socket, passes through ``link.carry`` (loss, delay, jitter, duplicate,
+reorder, corrupt, bandwidth, down), as TFTP's do; None (the default) costs one check per
+datagram. A down responder is silent: the phones wait out their PnP time and fall back
+to their DHCP options.
 """
 
 from __future__ import annotations
@@ -198,21 +204,44 @@ class _PnpProtocol(DatagramProtocol):
         self.device = device  # the interface of a group socket; None for the unicast one
         self.local = local  # our Via/Contact address for phones reaching this socket
         self.on_event: PnpObserver | None = None  # None costs one check per datagram
+        self.link = None  # a labsim.faults.FaultyLink, or None: datagrams go straight through
         self._received_key = "interface_received" if device else None
+        self._stopped = False
 
     def datagramReceived(self, data: bytes, addr) -> None:
+        link = self.link
+        if link is None:
+            self._handle(data, addr)
+        else:
+            link.carry("in", data, lambda datagram: self._handle(datagram, addr))
+
+    def _handle(self, data: bytes, addr) -> None:
+        if self._stopped:  # a datagram the fault link delayed past the stop
+            return
         stats = self.responder.stats
         if self._received_key:
             stats[self._received_key] += 1
         source = (addr[0], addr[1])
         replies = self.responder.handle(data, source, self.local)
+        link = self.link
         for reply, target in replies:
-            try:
-                self.transport.write(reply, target)
-            except OSError:
-                stats["send_errors"] += 1
+            if link is None:
+                self._send(reply, target)
+            else:
+                link.carry("out", reply, lambda datagram, target=target: self._send(datagram, target))
         if self.on_event is not None:
             self.on_event(self, data, source, replies)
+
+    def _send(self, reply: bytes, target: tuple[str, int]) -> None:
+        if self._stopped:  # a reply the fault link delayed past the stop
+            return
+        try:
+            self.transport.write(reply, target)
+        except OSError:
+            self.responder.stats["send_errors"] += 1
+
+    def stopProtocol(self) -> None:
+        self._stopped = True
 
 
 class PnpServerHandle:
@@ -230,6 +259,16 @@ class PnpServerHandle:
     @property
     def stats(self) -> dict:
         return self.responder.stats
+
+    @property
+    def link(self):
+        """The fault link (labsim.faults.FaultyLink) on every socket of the responder."""
+        return self.protocols[0].link
+
+    @link.setter
+    def link(self, link) -> None:
+        for protocol in self.protocols:
+            protocol.link = link
 
     def set_observer(self, observer: PnpObserver | None) -> None:
         for protocol in self.protocols:
