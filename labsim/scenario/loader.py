@@ -104,7 +104,7 @@ def _user_path(loc: tuple) -> list:
     """Drop pydantic's internal parts of a location (union branch and tag names)."""
     parts = []
     for part in loc:
-        if isinstance(part, str) and (part in _BRANCH_TAGS or part.startswith("function-") or part[:1].isupper()):
+        if isinstance(part, str) and (part in _BRANCH_TAGS or part.startswith(("function-", "list[")) or part[:1].isupper()):
             continue
         parts.append(part)
     return parts
@@ -148,7 +148,7 @@ def _model_in(annotation) -> type[BaseModel] | None:
 # A value that fits neither branch of a union (a check string or an {name, check}
 # mapping) gets one error per branch; the "wrong kind of value" error of the branch the
 # user clearly did not mean is noise.
-_BRANCH_MISMATCH = {"model_type", "dict_type", "string_type", "model_attributes_type"}
+_BRANCH_MISMATCH = {"model_type", "dict_type", "string_type", "model_attributes_type", "list_type"}
 
 
 def _drop_other_union_branches(errors: list[dict]) -> list[dict]:

@@ -109,6 +109,10 @@ def classify(failure: Failure) -> FetchResult:
         return FetchResult("error", detail="FTP: connection refused")
     if failure.check(net_error.TimeoutError, defer.CancelledError):
         return FetchResult("timeout", detail="FTP: connect timed out")
+    if failure.check(ConnectionLost):  # FTPClient wraps the cause: say it plainly
+        inner = failure.value.args[1] if len(failure.value.args) > 1 else None
+        why = inner.getErrorMessage() if isinstance(inner, Failure) else ""
+        return FetchResult("error", detail="FTP: the server closed the connection" + (f" ({why})" if why else ""))
     return FetchResult("error", detail=f"FTP: {failure.getErrorMessage() or failure.type.__name__}")
 
 

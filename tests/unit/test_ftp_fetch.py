@@ -107,3 +107,15 @@ class FtpFetchTests(trial.TestCase):
         self.assertEqual((ok.status, ok.body), ("ok", b"#!version:1.0.0.1\n"))
         self.assertEqual(missing.status, "not_found")
         self.assertEqual(refused.status, "refused")
+
+
+def test_a_connection_the_server_closes_is_said_plainly():
+    from twisted.internet.error import ConnectionDone
+    from twisted.protocols.ftp import ConnectionLost
+    from twisted.python.failure import Failure
+
+    from labsim.transport.ftp_fetch import classify
+
+    result = classify(Failure(ConnectionLost("FTP connection lost", Failure(ConnectionDone()))))
+    assert result.status == "error"
+    assert result.detail == "FTP: the server closed the connection (Connection was closed cleanly.)"

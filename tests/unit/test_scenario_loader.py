@@ -478,3 +478,16 @@ def test_overlap_points_at_the_second_fleet():
     problem = next(p for p in problems_of(text) if "overlapping" in p.message)
     assert problem.field.startswith("fleets[1]")
     assert problem.mark.line >= locate(text, "name: wall").line
+
+
+def test_a_bad_key_in_a_single_timeline_action_is_one_problem_at_that_key():
+    # `do` takes one action or a list of them; the list branch's "not a list" must not
+    # be reported beside the real problem inside the one action.
+    text = VALID + textwrap.dedent("""\
+        timeline:
+          - at: 1
+            do: {add_fault: {service: ftp, loss: 0.5}}
+        """)
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["timeline[0].do.add_fault.loss"], [str(p) for p in problems]
+    assert "not ftp" in problems[0].message
