@@ -60,6 +60,9 @@ __all__ = [
 
 # RFC 7766 6.2.3 leaves the idle timeout to the server and suggests seconds, not minutes.
 TCP_IDLE_TIMEOUT_S = 10.0
+# Open TCP connections at most; more are closed at once (the client falls back or
+# retries). Each costs a descriptor, shared with the phones of the same process.
+TCP_MAX_CONNECTIONS = 1000
 # As for HTTP (services/http.py): a boot storm must not overflow the accept queue
 # (Twisted's default is 50; the kernel caps this at net.core.somaxconn).
 TCP_LISTEN_BACKLOG = 4096
@@ -73,6 +76,7 @@ class DnsServerConfig:
     records: list[DnsRecordConfig]
     # A TCP connection with nothing received for this long is closed (None: never).
     tcp_idle_timeout_s: float | None = TCP_IDLE_TIMEOUT_S
+    tcp_max_connections: int = TCP_MAX_CONNECTIONS
 
 
 class DnsServerProtocol(DatagramProtocol):
@@ -125,9 +129,13 @@ class DnsTcpProtocol(Protocol):
         self.refused = False  # closed at once by a down fault: read nothing
 
     def connectionMade(self) -> None:
-        self.factory.connections.add(self)
-        link = self.factory.link
-        if link is not None and link.refuses():  # the service is down (a fault)
+        factory = self.factory
+        factory.connections.add(self)
+        link = factory.link
+        over_limit = len(factory.connections) > factory.max_connections
+        if over_limit or (link is not None and link.refuses()):  # full, or down (a fault)
+            if over_limit:
+                factory.answerer.stats.tcp_over_limit += 1
             self.refused = True
             self.transport.loseConnection()
             return
@@ -217,10 +225,12 @@ class DnsTcpProtocol(Protocol):
 class DnsTcpFactory(Factory):
     noisy = False  # no log line per connection
 
-    def __init__(self, reactor, answerer: DnsAnswerer, idle_timeout_s: float | None):
+    def __init__(self, reactor, answerer: DnsAnswerer, idle_timeout_s: float | None,
+                 max_connections: int = TCP_MAX_CONNECTIONS):
         self.reactor = reactor
         self.answerer = answerer
         self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
         self.connections: set[DnsTcpProtocol] = set()
         self.link = None  # a labsim.faults.FaultyLink for the TCP side, or None
 
@@ -263,7 +273,7 @@ class DnsServerHandle:
 def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", port: int = 5353) -> DnsServerHandle:
     """Listen on UDP and TCP ``host:port`` (0: a port free for both; the handle says which)."""
     answerer = DnsAnswerer(Zone(config.records))  # raises ValueError on a bad record, before binding
-    factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s)
+    factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s, config.tcp_max_connections)
     for attempt in range(1 if port else PORT_ATTEMPTS):
         udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port)
         chosen = udp.getHost().port

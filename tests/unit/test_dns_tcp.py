@@ -171,6 +171,27 @@ def test_protocol_answers_pipelined_queries_in_one_write():
     assert factory.connections == set() and clock.getDelayedCalls() == []
 
 
+def test_connections_beyond_the_maximum_are_closed_at_once():
+    clock = task.Clock()
+    answerer = DnsAnswerer(Zone(RECORDS))
+    factory = DnsTcpFactory(clock, answerer, 10.0, max_connections=2)
+    opened = []
+    for _ in range(3):
+        protocol, transport = factory.buildProtocol(None), StringTransport()
+        protocol.makeConnection(transport)
+        opened.append((protocol, transport))
+    assert [transport.disconnecting for _, transport in opened] == [False, False, True]
+    assert answerer.stats.tcp_over_limit == 1
+    late, late_transport = opened[2]
+    late.dataReceived(frame_tcp(query("prov.lab", qid=9)))
+    assert late_transport.value() == b""  # nothing answered on a refused connection
+    late.connectionLost(None)
+    opened[0][0].connectionLost(None)  # one closes: there is room again
+    protocol, transport = factory.buildProtocol(None), StringTransport()
+    protocol.makeConnection(transport)
+    assert not transport.disconnecting
+
+
 def test_idle_timeout_counts_from_the_last_data():
     clock, answerer, _, protocol, transport = connect(idle_timeout_s=10.0)
     clock.advance(9.9)
