@@ -6,13 +6,11 @@ with Range / If-Range."""
 from __future__ import annotations
 
 import http.client
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.peers import free_tcp_port, free_udp_port, wait_for_tcp
+from tests.peers import free_tcp_port, free_udp_port
+from tests.serve_process import labsim_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -35,24 +33,13 @@ provisioning:
 {body}fleets:
   - {{vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "labsim", "serve", str(scenario), "--report-dir", str(tmp_path / "r")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_tcp("127.0.0.1", port)
+    with labsim_serve(str(scenario), str(tmp_path / "r")) as serve:
+        serve.wait_for("labsim serve:")  # printed once every service listens
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         yield connection
         connection.close()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        assert "Traceback" not in err, err[-3000:]
+        serve.stop()
+        assert "Traceback" not in serve.stderr, serve.stderr[-3000:]
 
 
 def ask(connection, method="GET", **fields):

@@ -5,17 +5,15 @@ the next valid client is still served."""
 import ftplib
 import http.client
 import io
-import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.peers import free_tcp_port, free_udp_port, wait_for_tcp
+from tests.peers import free_tcp_port, free_udp_port
+from tests.serve_process import labsim_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -41,23 +39,11 @@ provisioning:
 fleets:
   - {{vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "labsim", "serve", str(scenario), "--report-dir", str(tmp / "r")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_for_tcp("127.0.0.1", http_port)
-        wait_for_tcp("127.0.0.1", ftp_port)
-        yield {"http": http_port, "ftp": ftp_port, "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stdout.close()
-        proc.stderr.close()
-        assert "Traceback" not in err, err[-3000:]
+    with labsim_serve(str(scenario), str(tmp / "r")) as serve:
+        serve.wait_for("labsim serve:")  # printed once every service listens
+        yield {"http": http_port, "ftp": ftp_port, "proc": serve.proc}
+        serve.stop()
+        assert "Traceback" not in serve.stderr, serve.stderr[-3000:]
 
 
 def throw(port: int, chunks: list[bytes], read: bool = True) -> None:

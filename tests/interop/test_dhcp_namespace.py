@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from tests.interop.netns import VethLab, veth_lab  # noqa: F401 (a fixture)
-from tests.interop.test_dhcp_serve import labsim_serve
+from tests.interop.netns import VethLab
+from tests.serve_process import labsim_serve
 from tests.peers import free_udp_port, require_binary
 
 pytestmark = pytest.mark.interop

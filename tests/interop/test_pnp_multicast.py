@@ -24,8 +24,8 @@ import time
 import pytest
 
 from labsim.wire import sip_pnp
-from tests.interop.netns import VethLab, run_ip, veth_lab  # noqa: F401 (a fixture)
-from tests.interop.test_dhcp_serve import labsim_serve
+from tests.interop.netns import VethLab, run_ip
+from tests.serve_process import labsim_serve
 from tests.peers import free_tcp_port, free_udp_port, require_binary
 
 pytestmark = pytest.mark.interop
