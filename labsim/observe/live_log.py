@@ -1,5 +1,5 @@
-"""``labsim serve``'s live log: one line per DHCP exchange, TFTP request, HTTP request and
-PnP SUBSCRIBE.
+"""``labsim serve``'s live log: one line per DHCP exchange, TFTP request, HTTP request, FTP
+login and transfer, DNS answer and PnP SUBSCRIBE.
 
 The services only call an optional observer (``on_event``) that is None unless someone
 listens, so a run without a live log formats nothing per packet. :class:`LiveLog`
@@ -10,6 +10,9 @@ turns their events into lines like::
     12:00:01 tftp RRQ y000000000066.cfg from 127.0.0.1:40321: sending 210 bytes
     12:00:02 http GET /y000000000066.cfg 200 from 127.0.0.1 (mac 00:15:65:aa:00:01)
     12:00:02 pnp SUBSCRIBE from 10.99.7.2:5060 on veth1 (Yealink T46S 001565aa0001): NOTIFY http://10.99.7.1/
+    12:00:02 ftp login phone from 127.0.0.1:40312: ok
+    12:00:02 ftp RETR /y000000000066.cfg to 127.0.0.1:40312: 210 bytes in 0.001 s
+    12:00:02 dns A prov.lab (udp): 127.0.0.1
 
 The ``format_*`` functions are pure (event in, text out) and tested on their own. An
 observer that fails never disturbs the service: the error is counted and the line dropped.
@@ -136,6 +139,37 @@ def format_pnp(datagram: bytes, source, replies: list, device: str | None) -> st
     return f"pnp SUBSCRIBE from {where} ({who}): {answer}"
 
 
+def format_ftp(kind: str, client, detail: dict) -> str:
+    """The line for one FTP login or transfer (labsim.services.ftp's observer)."""
+    where = f"{client[0]}:{client[1]}"
+    if kind == "login":
+        return f"ftp login {detail['user']} from {where}: {'ok' if detail['ok'] else 'refused'}"
+    direction = "from" if detail["command"] in ("STOR", "STOU", "APPE") else "to"
+    outcome = (f"{detail['bytes']} bytes in {detail['seconds']:.3f} s" if detail["completed"]
+               else f"incomplete after {detail['bytes']} bytes")
+    return f"ftp {detail['command']} {detail['path']} {direction} {where}: {outcome}"
+
+
+def format_dns(query: bytes, reply: bytes, over_tcp: bool) -> str | None:
+    """The line for one DNS answer: the question, then the records or the rcode (None
+    for a reply with no question: nothing to say)."""
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    answer = DNSRecord.parse(reply)
+    if not answer.questions:
+        return None
+    question = answer.q
+    name = str(question.qname).rstrip(".")
+    head = f"dns {QTYPE.get(question.qtype)} {name} ({'tcp' if over_tcp else 'udp'})"
+    rcode = answer.header.rcode
+    if rcode != RCODE.NOERROR:
+        return f"{head}: {RCODE.get(rcode)}"
+    values = [str(record.rdata) for record in answer.rr]
+    shown = ", ".join(values[:4]) + (f" and {len(values) - 4} more" if len(values) > 4 else "")
+    cut = "; truncated (TC): the client should ask again over TCP" if answer.header.tc else ""
+    return f"{head}: {shown or 'no records'}{cut}"
+
+
 class LiveLog:
     """Writes the services' events to ``stream`` as they happen, each line stamped with
     the local wall-clock time of ``clock.seconds()``."""
@@ -164,6 +198,10 @@ class LiveLog:
             self.attach_http(services.http)
         if getattr(services, "pnp", None) is not None:
             self.attach_pnp(services.pnp)
+        if getattr(services, "ftp", None) is not None:
+            self.attach_ftp(services.ftp)
+        if getattr(services, "dns", None) is not None:
+            self.attach_dns(services.dns)
 
     def attach_dhcp(self, listening) -> None:
         listening.set_observer(self._dhcp_event)
@@ -179,6 +217,14 @@ class LiveLog:
 
     def attach_pnp(self, handle) -> None:
         handle.set_observer(self._pnp_event)
+        self._detach.append(lambda: handle.set_observer(None))
+
+    def attach_ftp(self, handle) -> None:
+        handle.set_observer(self._ftp_event)
+        self._detach.append(lambda: handle.set_observer(None))
+
+    def attach_dns(self, handle) -> None:
+        handle.set_observer(self._dns_event)
         self._detach.append(lambda: handle.set_observer(None))
 
     def detach(self) -> None:
@@ -209,6 +255,20 @@ class LiveLog:
     def _pnp_event(self, protocol, datagram: bytes, source, replies: list) -> None:
         try:
             line = format_pnp(datagram, source, replies, protocol.device)
+            if line is not None:
+                self.write(line)
+        except Exception:
+            self.observer_errors += 1
+
+    def _ftp_event(self, kind: str, client, detail: dict) -> None:
+        try:
+            self.write(format_ftp(kind, client, detail))
+        except Exception:
+            self.observer_errors += 1
+
+    def _dns_event(self, query: bytes, reply: bytes, over_tcp: bool) -> None:
+        try:
+            line = format_dns(query, reply, over_tcp)
             if line is not None:
                 self.write(line)
         except Exception:

@@ -246,6 +246,10 @@ class DnsServerHandle:
     _tcp_listening: object = None
     _tcp_factory: DnsTcpFactory | None = field(default=None, repr=False)
 
+    def set_observer(self, observer) -> None:
+        """``observer(query, reply, over_tcp)`` for every answer sent; None: off."""
+        self._listening.protocol.answerer.on_answer = observer
+
     @property
     def link(self):
         """The fault link (labsim.faults.FaultyLink) on both the UDP and the TCP side."""

@@ -84,15 +84,20 @@ class _CountingHandler(FTPHandler):
     server on a subclass)."""
 
     stats: dict = {}
+    # An observer of logins and transfers (labsim serve's live log), set per server on
+    # the subclass; called as on_event(kind, client, detail). None: no work.
+    on_event = None
 
     def on_connect(self):
         self.stats["sessions"] += 1
 
     def on_login(self, username):
         self.stats["logins_ok"] += 1
+        self._tell("login", {"user": username, "ok": True})
 
     def on_login_failed(self, username, password):
         self.stats["logins_failed"] += 1
+        self._tell("login", {"user": username, "ok": False})
 
     def log_transfer(self, cmd, filename, receive, completed, elapsed, bytes):
         if not completed:
@@ -103,6 +108,13 @@ class _CountingHandler(FTPHandler):
         else:
             self.stats["files_sent"] += 1
             self.stats["bytes_sent"] += bytes
+        self._tell("transfer", {"command": cmd, "path": filename, "bytes": bytes, "completed": completed,
+                                "seconds": elapsed})
+
+    def _tell(self, kind: str, detail: dict) -> None:
+        observer = type(self).on_event
+        if observer is not None:
+            observer(kind, (self.remote_ip, self.remote_port), detail)
 
     def log(self, msg, logfun=None):
         pass
@@ -318,6 +330,11 @@ class FtpServerHandle:
     @link.setter
     def link(self, link) -> None:
         self._server.handler.fault_link = link
+
+    def set_observer(self, observer) -> None:
+        """``observer(kind, client, detail)`` for every login ("login": user, ok) and
+        transfer ("transfer": command, path, bytes, completed, seconds); None: off."""
+        self._server.handler.on_event = observer
 
     def stop(self) -> defer.Deferred:
         """Close the listener and every session (synchronously; the Deferred has fired)."""

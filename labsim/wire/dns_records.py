@@ -150,6 +150,9 @@ class DnsAnswerer:
         # One cache per transport: the same question can have a truncated UDP reply and a
         # full TCP one.
         self._caches: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+        # An observer of every answer (labsim serve's live log): on_answer(query, reply,
+        # over_tcp). None: no work.
+        self.on_answer = None
 
     def handle(self, data: bytes, *, over_tcp: bool = False) -> bytes | None:
         self.stats.queries += 1
@@ -160,7 +163,10 @@ class DnsAnswerer:
         if cached is not None:
             self.stats.cache_hits += 1
             self._count(cached)
-            return data[:2] + cached
+            reply = data[:2] + cached
+            if self.on_answer is not None:
+                self.on_answer(data, reply, over_tcp)
+            return reply
         try:
             reply = self._answer(data, over_tcp)
         except Exception:  # noqa: BLE001 - a message from the network must never crash the server
@@ -173,6 +179,8 @@ class DnsAnswerer:
                 cache.clear()
             cache[data[2:]] = reply[2:]
         self._count(reply[2:])
+        if self.on_answer is not None:
+            self.on_answer(data, reply, over_tcp)
         return reply
 
     def _count(self, reply_after_id: bytes) -> None:
