@@ -191,7 +191,8 @@ timeline:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario_text(text, "f.yaml")
     located = [p for p in caught.value.problems if p.field.endswith("add_fault.corrupt")]
-    assert located and located[0].mark.line == 10
+    line = text.splitlines()[10]  # "      - add_fault: {service: ftp, corrupt: 0.5}"
+    assert located and (located[0].mark.line, located[0].mark.column) == (11, line.index("corrupt") + 1)
 
 
 def test_the_table_covers_every_fault_key_but_name_service_and_direction():
