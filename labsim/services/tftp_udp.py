@@ -55,6 +55,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
 from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, answer_stranger, new_stats
+from labsim.services.udp import set_receive_buffer
 from labsim.wire.tftp import Step
 
 MAX_DATAGRAM = 65535
@@ -66,9 +67,10 @@ DONE = Step(done=True)
 # (RFC 1350 wants TIDs that do not repeat in immediate succession) and one client's
 # repeated requests always find a socket it has not used lately.
 TID_SOCKETS = 8
-# A UDP socket's default receive queue (~200 KB) holds a few hundred datagrams; a TID
-# socket carries hundreds of transfers (and uploads' large DATA), so ask for more.
-TID_RECEIVE_BUFFER = 4 << 20
+# A UDP socket's default receive queue (~200 KB) holds a few hundred datagrams: a boot
+# storm's burst of requests overflows it, and a TID socket carries hundreds of transfers
+# (and uploads' large DATA). Both kinds ask for more.
+RECEIVE_BUFFER = 4 << 20
 
 
 def quiet_s(config: TftpServerConfig) -> float:
@@ -367,6 +369,7 @@ class TftpServerHandle:
             sock = _udp_socket(self._family, self.host, port, reuse_addr=port != 0)
         except OSError as exc:
             raise CannotListenError(self.host, port, exc) from exc
+        set_receive_buffer(sock, RECEIVE_BUFFER)
         self._sockets = _SocketSet(self.reactor, self.stats)
         self._listening = sock
         self._sockets.add(sock, _ListenProtocol(self, sock))
@@ -402,10 +405,7 @@ class TftpServerHandle:
         except OSError:  # out of descriptors or ephemeral ports
             self.stats["socket_errors"] += 1
             return None
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, TID_RECEIVE_BUFFER)
-        except OSError:
-            pass  # the kernel's cap applies; a smaller queue still works
+        set_receive_buffer(sock, RECEIVE_BUFFER)
         tid = _TidSocket(self, sock)
         pool.append(tid)
         self._sockets.add(sock, tid)

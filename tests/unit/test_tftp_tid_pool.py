@@ -15,6 +15,7 @@ from labsim.services import tftp_udp
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import TID_SOCKETS, quiet_s, start_tftp_server
 from labsim.wire import tftp as wire
+from tests.peers import missing
 from tests.udp_socket import BareUdpSocket, settle
 
 BLOCK = 512
@@ -223,6 +224,58 @@ class TidPool(trial.TestCase):
         self.assertLessEqual(open_descriptors() - before, TID_SOCKETS - len(pool_ports))
         self.assertEqual(server.stats["not_found"], TID_SOCKETS)
 
+    @defer.inlineCallbacks
+    def test_three_thousand_transfers_in_flight_at_once(self):
+        # Issue 3: 3,000 or more concurrent transfers. Every client asks, and only when
+        # all 3,000 hold their first block (all in flight at once) do they ACK on.
+        import resource
+        import select
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        count = 3000
+        if hard != resource.RLIM_INFINITY and hard < count + 200:
+            missing(f"needs {count + 200} descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 200), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        server = self.serve(timeout_s=10.0)
+        clients = [self.client() for _ in range(count)]
+        by_fd = {client.sock.fileno(): client for client in clients}
+        ready = select.epoll()
+        self.addCleanup(ready.close)
+        for fd in by_fd:
+            ready.register(fd, select.EPOLLIN)
+        got: dict[int, list] = {fd: [] for fd in by_fd}
+
+        @defer.inlineCallbacks
+        def collect(expected: int):
+            for _ in range(2000):
+                for fd, _event in ready.poll(0):
+                    got[fd] += by_fd[fd].drain()
+                if all(len(packets) >= expected for packets in got.values()):
+                    return
+                yield settle(0.005)
+            missing = sum(len(packets) < expected for packets in got.values())
+            self.fail(f"{missing} of {count} clients have fewer than {expected} packets")
+
+        for start in range(0, count, 250):  # in bursts, as phones after a power cut
+            for client in clients[start : start + 250]:
+                client.sock.sendto(rrq("a.cfg"), ("127.0.0.1", server.port))
+            yield settle(0.01)
+        for block in range(1, 5):
+            yield collect(block)
+            if block == 1:
+                self.assertEqual(server.stats["active"], count)  # all of them at once
+            for fd, client in by_fd.items():
+                packet, tid = got[fd][block - 1]
+                self.assertEqual(wire.decode_data(packet)[0], block)
+                client.sock.sendto(ack(block), tid)
+        yield settle()
+        content = {b"".join(wire.decode_data(packet)[1] for packet, _ in packets) for packets in got.values()}
+        self.assertEqual(content, {self.content})
+        self.assertEqual((server.stats["transfers_ok"], server.stats["active"], server.stats["retransmits"]),
+                         (count, 0, 0))
+        self.assertLessEqual(len(server._pool), TID_SOCKETS)
+
     def test_the_quiet_period_is_the_whole_retransmission_window(self):
         self.assertEqual(quiet_s(TftpServerConfig(self.root, timeout_s=2.0, max_retransmits=4)), 10.0)
-        self.assertGreater(tftp_udp.TID_RECEIVE_BUFFER, 212992)  # above Linux's default queue
+        self.assertGreater(tftp_udp.RECEIVE_BUFFER, 212992)  # above Linux's default queue
