@@ -9,7 +9,9 @@ and the relay hands each reply to the phone whose MAC is in ``chaddr``.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
@@ -104,6 +106,38 @@ class SipPort(DatagramProtocol):
         driver.sip_received(message, (addr[0], addr[1]), data)  # data: for a capture, if any
 
 
+# Any loopback address other than a relay's: a probe there tells a wildcard holder of
+# the port (which the relay may share) from one bound to the relay's own address.
+_OTHER_LOOPBACK = ("127.0.0.254", "127.0.0.253")
+
+
+def _bind_fails(address: str, port: int) -> int | None:
+    """The errno of binding ``address:port`` without SO_REUSEADDR (None: it is free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+def refuse_a_taken_relay_address(relay_address: str, port: int) -> None:
+    """ValueError when another socket is bound to exactly ``relay_address:port``: another
+    fleet's relay (a second labsim run against the same server), which would get part of
+    this fleet's DHCP replies and give it part of its own. A holder of the port on every
+    address (0.0.0.0, as dnsmasq binds without bind-interfaces) is fine: the relay shares
+    the port with it, and its replies go to the relay's own address."""
+    if _bind_fails(relay_address, port) != errno.EADDRINUSE:
+        return  # free, or not ours to probe (a privileged port without the privilege)
+    other = next(address for address in _OTHER_LOOPBACK if address != relay_address)
+    if _bind_fails(other, port) == errno.EADDRINUSE:
+        return  # held on every address: a wildcard server, which the relay can share
+    raise ValueError(
+        f"the DHCP relay address {relay_address}:{port} is already in use by another process "
+        f"(another labsim run against the same server?): the two would share each other's "
+        f"DHCP replies; give this run another network.relay_address (any 127.x.y.z)")
+
+
 class LoopbackNetwork:
     """The ``PhoneNetwork`` for a loopback lab."""
 
@@ -117,9 +151,10 @@ class LoopbackNetwork:
         # The server answers a relay on the server port, so the relay listens on it too.
         # Replies arrive in bursts in a storm: 4 MiB, not the default 208 KB (which dropped
         # ~20% of a 2,000-phone storm's datagrams at the server socket).
-        # SO_REUSEADDR stays on: dnsmasq holds 0.0.0.0:67 and the relay must share the
-        # port. The price: two fleets on one relay address would share replies, so give
-        # concurrent runs different relay addresses (network.relay_address).
+        # SO_REUSEADDR stays on: dnsmasq without bind-interfaces holds 0.0.0.0:67 and the
+        # relay must share the port. The price would be two fleets on one relay address
+        # silently sharing each other's replies: refused here instead.
+        refuse_a_taken_relay_address(relay_address, dhcp_server[1])
         self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=4 << 20)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
         self.stats = {"fetch_refused": 0}
