@@ -25,8 +25,8 @@ What the capture shows, and what it makes up:
   (and the last block) are written, so a firmware image does not fill the disk. An
   upload is a WRQ (``tsize`` the body's size), OACK, then DATA from the phone and ACKs
   from the server; it is written when it ends, and only when a WRQ really left (status
-  ``ok`` or a ``TFTP:`` detail): labsim's networks answer ``tftp://`` uploads themselves
-  ("not supported"), so on them none appear.
+  ``ok`` or a ``TFTP:`` detail; a refusal before anything was sent, such as the loopback
+  guard's, leaves none).
 - HTTP: one TCP connection per download (SYN, SYN-ACK, ACK, the GET, the response in
   MSS-sized segments, FIN both ways) with consistent sequence numbers, even though the
   real fetcher keeps connections alive. Authentication round trips are not shown, the

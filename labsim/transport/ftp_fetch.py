@@ -1,7 +1,8 @@
-"""FTP downloads for phones: ``twisted.protocols.ftp.FTPClient``, one control connection
-per file, passive mode, binary (``TYPE I``), then QUIT.
+"""FTP downloads and uploads for phones: ``twisted.protocols.ftp.FTPClient``, one control
+connection per file, passive mode, binary (``TYPE I``), RETR or STOR, then QUIT.
 
-The outcome is always a labsim ``FetchResult``, never an exception: 550 -> ``not_found``,
+The outcome is always a labsim ``FetchResult``, never an exception: 550 -> ``not_found``
+(for an upload: the server refused to create the file there),
 530 (login refused) -> ``denied``, no answer within the time limit -> ``timeout``,
 anything else -> ``error`` with the server's reply in ``detail``.
 
@@ -37,7 +38,17 @@ def ftp_get(reactor, host: str, port: int, path: str, credentials=None, *, timeo
     return _FtpDownload(reactor, host, port, path, credentials, timeout_s).start()
 
 
-class _FtpDownload:
+def ftp_put(reactor, host: str, port: int, path: str, data: bytes, credentials=None, *,
+            timeout_s: float = 30.0) -> defer.Deferred:
+    """Upload ``data`` as ``path`` (STOR, relative to the login directory); fires with a
+    FetchResult (``ok`` with no body once the server said 226)."""
+    return _FtpUpload(reactor, host, port, path, credentials, timeout_s, bytes(data)).start()
+
+
+class _FtpExchange:
+    """One control connection that logs in, runs one transfer (``_transfer``), quits;
+    the time limit covers all of it."""
+
     def __init__(self, reactor, host, port, path, credentials, timeout_s):
         self.reactor = reactor
         self.host, self.port, self.path = host, port, path
@@ -65,10 +76,11 @@ class _FtpDownload:
         # FTPClient connects its passive data channel with the global reactor's connectTCP
         # (a class attribute); use ours.
         client.connectFactory = self.reactor.connectTCP
-        sink = _Collect()
-        retrieving = client.retrieveFile(self.path, sink)
-        retrieving.addCallback(lambda _: FetchResult("ok", b"".join(sink.chunks)))
-        return retrieving
+        return self._transfer(client)
+
+    def _transfer(self, client: FTPClient) -> defer.Deferred:
+        """Run the file transfer; fires with the FetchResult of a success."""
+        raise NotImplementedError
 
     def _failed(self, failure: Failure) -> FetchResult:
         if self._timed_out:
@@ -98,6 +110,36 @@ class _FtpDownload:
         quitting = client.quit()  # flushed before the close below
         quitting.addErrback(lambda _: None)  # the close fails it: expected
         client.transport.loseConnection()
+
+
+class _FtpDownload(_FtpExchange):
+    def _transfer(self, client: FTPClient) -> defer.Deferred:
+        sink = _Collect()
+        retrieving = client.retrieveFile(self.path, sink)
+        retrieving.addCallback(lambda _: FetchResult("ok", b"".join(sink.chunks)))
+        return retrieving
+
+
+class _FtpUpload(_FtpExchange):
+    def __init__(self, reactor, host, port, path, credentials, timeout_s, data: bytes):
+        super().__init__(reactor, host, port, path, credentials, timeout_s)
+        self.data = data
+
+    def _transfer(self, client: FTPClient) -> defer.Deferred:
+        connected, replies = client.storeFile(self.path)
+        # The data connection opens on the PASV answer; the body goes out and the
+        # connection is closed at once (its end is the end of the file, RFC 959). The
+        # server reads it once STOR arrives; the 226 on the control connection is the
+        # proof it was stored.
+        connected.addCallback(self._send_body)
+        connected.addErrback(lambda _: None)  # the replies' Deferred reports the failure
+        replies.addCallback(lambda _: FetchResult("ok"))
+        return replies
+
+    def _send_body(self, consumer) -> None:
+        if self.data:
+            consumer.write(self.data)
+        consumer.finish()
 
 
 def classify(failure: Failure) -> FetchResult:

@@ -18,13 +18,13 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
-from labsim.phones.events import Fetch, FetchResult
+from labsim.phones.events import Credentials, Fetch, FetchResult
 from labsim.services.udp import bind_udp
-from labsim.transport.ftp_fetch import ftp_get
+from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.dns_lookup import LabResolver, LookupFailed
 from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address
 from labsim.transport.http_fetch import HttpFetcher
-from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get
+from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get, tftp_put
 from labsim.wire import dhcp, sip_pnp
 
 
@@ -189,7 +189,8 @@ class LoopbackNetwork:
         return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts))
 
     def upload(self, request) -> defer.Deferred:
-        """Uploads (Polycom's logs): HTTP(S) PUT; labsim's TFTP refuses WRQ, FTP STOR is not wired."""
+        """Uploads (Polycom's logs): HTTP(S) PUT, TFTP WRQ or FTP STOR, by the URL's scheme;
+        the same loopback guard and DNS as downloads."""
         return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts))
 
     def _at_server(self, url: str, then) -> defer.Deferred:
@@ -235,10 +236,18 @@ class LoopbackNetwork:
         return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported: {url}"))
 
     def _upload_to(self, request, address: str, parts) -> defer.Deferred:
-        if parts.scheme in ("http", "https"):
+        scheme = parts.scheme
+        if scheme in ("http", "https"):
             target, host = _by_address(parts, address)
             return self.http.put(target, request.body, request.user_agent, request.credentials, host=host)
-        return defer.succeed(FetchResult("error", detail=f"{parts.scheme}:// uploads are not supported"))
+        path = unquote(parts.path.lstrip("/"))
+        if scheme == "tftp":
+            return _tftp_outcome(tftp_put(self.reactor, address, parts.port or 69, path, request.body,
+                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S))
+        if scheme == "ftp":  # credentials: the URL's user:password, else the request's, else anonymous
+            return ftp_put(self.reactor, address, parts.port or 21, path, request.body,
+                           _url_credentials(parts) or request.credentials)
+        return defer.succeed(FetchResult("error", detail=f"{scheme}:// uploads are not supported"))
 
     # --- end uploads
 
@@ -280,17 +289,33 @@ def _by_address(parts, address: str) -> tuple[str, str | None]:
 TFTP_LINGER_S = 10.0
 
 
-@defer.inlineCallbacks
-def _tftp(reactor, host: str, port: int, filename: str):
-    try:
-        # Linger: a thousand phones finishing at once must not hand a just-closed port,
-        # with a late packet still on its way to it, to the next phone's download.
-        body = yield tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S)
-    except TftpNotFound as exc:
-        return FetchResult("not_found", detail=f"TFTP: {exc}")
-    except TftpTimeout:
-        return FetchResult("timeout", detail="TFTP: no answer")
-    except TftpError as exc:
+def _tftp(reactor, host: str, port: int, filename: str) -> defer.Deferred:
+    # Linger: a thousand phones finishing at once must not hand a just-closed port,
+    # with a late packet still on its way to it, to the next phone's download.
+    return _tftp_outcome(tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S))
+
+
+def _tftp_outcome(transfer: defer.Deferred) -> defer.Deferred:
+    """A TFTP download's bytes (or an upload's byte count) as a FetchResult."""
+
+    def done(outcome):
+        return FetchResult("ok", outcome if isinstance(outcome, bytes) else None)
+
+    def failed(failure):
+        failure.trap(TftpError, TftpTimeout)
+        exc = failure.value
+        if isinstance(exc, TftpNotFound):
+            return FetchResult("not_found", detail=f"TFTP: {exc}")
+        if isinstance(exc, TftpTimeout):
+            return FetchResult("timeout", detail="TFTP: no answer")
         status = "denied" if getattr(exc, "code", None) == 2 else "error"
         return FetchResult(status, detail=f"TFTP: {exc}")
-    return FetchResult("ok", body)
+
+    return transfer.addCallbacks(done, failed)
+
+
+def _url_credentials(parts):
+    """Credentials written in the URL (``ftp://user:pass@host/``), or None."""
+    if parts.username is None:
+        return None
+    return Credentials(unquote(parts.username), unquote(parts.password or ""))

@@ -18,6 +18,15 @@ from labsim.phones.events import Fetch, FetchResult
 from labsim.wire import sip_pnp
 
 
+# What LoopbackNetwork reports when labsim's server for the scheme has uploads off.
+REFUSED_UPLOAD = {
+    "http": FetchResult("error", detail="HTTP 405"),
+    "https": FetchResult("error", detail="HTTP 405"),
+    "tftp": FetchResult("error", detail="TFTP: TFTP error 4: Uploads are disabled"),
+    "ftp": FetchResult("not_found", detail="FTP: 550 Not enough privileges."),  # 550, as for downloads
+}
+
+
 class InMemoryNetwork:
     def __init__(self, clock, *, dhcp_server=None, files: dict[str, bytes] | None = None,
                  latency_s: float = 0.001, relay_address: str = "127.0.0.2", pnp_responder=None):
@@ -29,7 +38,8 @@ class InMemoryNetwork:
         self.phones: dict[bytes, object] = {}
         self.dhcp_sent: list = []
         self.fetches: list[Fetch] = []
-        # --- uploads (HTTP PUT): path -> the last body put there; off: refused like a 405.
+        # --- uploads (any scheme: HTTP PUT, TFTP WRQ, FTP STOR): path -> the last body put
+        # there; off: refused as that scheme's server would (REFUSED_UPLOAD).
         self.uploads: dict[str, bytes] = {}
         self.accept_uploads = True
         self.pnp_responder = pnp_responder
@@ -64,14 +74,16 @@ class InMemoryNetwork:
 
     def upload(self, request) -> defer.Deferred:
         """A ``Put``: kept in ``uploads`` by path and served from then on, as a server that
-        takes uploads would; answered after the same latency."""
+        takes uploads would, whatever the URL's scheme (files are keyed by path, as for
+        ``fetch``); answered after the same latency."""
         self.fetches.append(request)
+        parts = urlsplit(request.url)
         if self.accept_uploads:
-            path = unquote(urlsplit(request.url).path).lstrip("/")
+            path = unquote(parts.path).lstrip("/")
             self.uploads[path] = self.files[path] = request.body
             result = FetchResult("ok")
         else:
-            result = FetchResult("error", detail="HTTP 405")
+            result = REFUSED_UPLOAD.get(parts.scheme, REFUSED_UPLOAD["http"])
         deferred = defer.Deferred()
         self.clock.callLater(self.latency_s, deferred.callback, result)
         return deferred

@@ -1,8 +1,12 @@
-"""A TFTP download client for virtual phones (RFC 1350 receive side, options RFC 2347-2349).
+"""The TFTP client of virtual phones: downloads (RRQ) and uploads (WRQ), RFC 1350 with
+options RFC 2347-2349.
 
-``TftpReadSession`` is the protocol without I/O: it takes datagrams and timer expiries
-and returns ``Step``s. ``tftp_get`` runs one on its own UDP socket in the reactor and
-returns a Deferred, so thousands of phones can download at once in one process.
+``TftpReadSession`` and ``TftpWriteSession`` are the protocol without I/O: they take
+datagrams and timer expiries and return ``Step``s. What the two sides share (locking on
+to the server's TID, ERROR 5 to strangers, the capped retransmission of the last packet,
+checking an OACK, failing) lives in ``_ClientSession``. ``tftp_get`` and ``tftp_put`` run
+one session on its own UDP socket in the reactor and return a Deferred, so thousands of
+phones can transfer at once in one process.
 """
 
 from __future__ import annotations
@@ -43,26 +47,18 @@ def error_from_packet(code: int, message: str) -> TftpError:
     return cls(code, message)
 
 
-class TftpReadSession:
-    """The receiving side of one RRQ.
+class _ClientSession:
+    """What the read and the write side of one transfer have in common.
 
     Locks on to the port of the first reply from the server's host (the server's TID)
     and answers any other sender with ERROR 5 without disturbing the transfer. On
-    timeout it resends its last packet (RRQ, ACK 0 or the last ACK) up to
-    ``max_retransmits`` times, then fails with TftpTimeout. When it is finished,
-    ``result`` holds the file or ``error`` the exception.
+    timeout it resends its last packet up to ``max_retransmits`` times, then fails with
+    TftpTimeout. When it is finished, ``result`` holds the outcome or ``error`` the
+    exception. Subclasses implement ``start`` and ``_on_packet``.
     """
 
-    def __init__(
-        self,
-        server: tuple[str, int],
-        filename: str,
-        *,
-        blksize: int | None = None,
-        tsize: bool = False,
-        timeout_s: float = 1.0,
-        max_retransmits: int = 5,
-    ):
+    def __init__(self, server: tuple[str, int], filename: str, *, blksize: int | None, timeout_s: float,
+                 max_retransmits: int):
         if blksize is not None and not wire.MIN_BLKSIZE <= blksize <= wire.MAX_BLKSIZE:
             raise ValueError(f"blksize must be {wire.MIN_BLKSIZE}..{wire.MAX_BLKSIZE}")
         self.server = (server[0], server[1])
@@ -73,22 +69,15 @@ class TftpReadSession:
         self.options: dict[str, str] = {}
         if blksize is not None:
             self.options["blksize"] = str(blksize)
-        if tsize:
-            self.options["tsize"] = "0"
         self.blksize = wire.DEFAULT_BLKSIZE  # until an OACK says otherwise
         self.tsize: int | None = None
         self.tid: tuple[str, int] | None = None
-        self._expected = 1  # next DATA block (full count; the wire carries it modulo 2**16)
-        self._chunks: list[bytes] = []
         self._last: tuple[bytes, tuple] | None = None  # what a timeout resends
         self._retries = 0
         self.retransmits = 0
         self.finished = False
-        self.result: bytes | None = None
+        self.result = None
         self.error: Exception | None = None
-
-    def start(self) -> Step:
-        return self._send(wire.encode_rrq(self.filename, self.options), self.server)
 
     def datagram_received(self, datagram: bytes, addr) -> Step:
         if self.finished:
@@ -101,11 +90,6 @@ class TftpReadSession:
             self.tid = addr  # RFC 1350: the first reply's port is the server's TID
         elif addr != self.tid:
             return self._stranger(opcode, addr)
-
-        if opcode == wire.DATA and len(datagram) >= 4:
-            return self._on_data((datagram[2] << 8) | datagram[3], datagram[4:])
-        if opcode == wire.OACK:
-            return self._on_oack(datagram)
         if opcode == wire.ERROR:
             try:
                 code, message = wire.decode_error(datagram)
@@ -114,7 +98,10 @@ class TftpReadSession:
             return self._fail(error_from_packet(code, message))
         if opcode is None or len(datagram) < 4:
             return NO_STEP  # too short to be anything: drop
-        return self._abort(wire.ERR_ILLEGAL_OPERATION, f"unexpected opcode {opcode}")
+        step = self._on_packet(opcode, datagram)
+        if step is None:
+            return self._abort(wire.ERR_ILLEGAL_OPERATION, f"unexpected opcode {opcode}")
+        return step
 
     def timer_expired(self) -> Step:
         if self.finished or self._last is None:
@@ -125,32 +112,17 @@ class TftpReadSession:
         self.retransmits += 1
         return Step(send=(self._last,), timer=self.timeout_s)
 
-    # -- internals
+    # -- for subclasses
 
-    def _on_data(self, block: int, payload: bytes) -> Step:
-        if block == self._expected % wire.BLOCK_MODULO:
-            if len(payload) > self.blksize:
-                return self._abort(wire.ERR_ILLEGAL_OPERATION, f"block of {len(payload)} bytes > blksize {self.blksize}")
-            self._chunks.append(payload)
-            ack = wire.encode_ack(block)
-            self._expected += 1
-            if len(payload) < self.blksize:
-                return self._complete(ack)
-            return self._send(ack, self.tid)
-        if block == (self._expected - 1) % wire.BLOCK_MODULO and self._expected > 1:
-            # Our ACK was lost and the server resent the block: ACK it again. (Do not
-            # restart the timer: the retransmission cap must still bound the session.)
-            return Step(send=((wire.encode_ack(block), self.tid),))
-        return NO_STEP
+    def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
+        """A packet from the server's TID, not an ERROR; None: not one this side expects."""
+        raise NotImplementedError
 
-    def _on_oack(self, datagram: bytes) -> Step:
-        if self._expected != 1 or self._chunks:
-            return NO_STEP  # late duplicate: DATA already flowing
+    def _accept_oack(self, datagram: bytes) -> Step | None:
+        """Take the server's OACK terms (RFC 2347: only options we asked for, blksize no
+        larger than asked); None when accepted, else the Step that aborts."""
         if not self.options:
             return self._abort(wire.ERR_OPTION_REFUSED, "OACK for a request without options")
-        if self._last is not None and self._last[0] == wire.encode_ack(0):
-            # The server resent its OACK: our ACK 0 was lost.
-            return Step(send=(self._last,))
         try:
             options = wire.decode_oack(datagram)
         except wire.TftpDecodeError:
@@ -170,19 +142,7 @@ class TftpReadSession:
                 if number < 0:
                     return self._abort(wire.ERR_OPTION_REFUSED, f"tsize {number}")
                 self.tsize = number
-        return self._send(wire.encode_ack(0), self.tid)
-
-    def _complete(self, final_ack: bytes) -> Step:
-        data = b"".join(self._chunks)
-        self._chunks = []
-        if self.tsize is not None and len(data) != self.tsize:
-            return self._fail(TftpError(None, f"got {len(data)} bytes, server announced tsize {self.tsize}"), final_ack)
-        self.finished = True
-        self.result = data
-        self._last = None
-        # No dallying for a lost final ACK: on loopback it is not lost, and a socket kept
-        # open per finished download costs more than the server's capped retransmissions.
-        return Step(send=((final_ack, self.tid),), done=True)
+        return None
 
     def _from_server_host(self, host: str) -> bool:
         if host == self.server[0]:
@@ -210,16 +170,178 @@ class TftpReadSession:
         self.finished = True
         self.error = error
         self._last = None
-        self._chunks = []
+        self._forget()
         if last_packet is not None and self.tid is not None:
             return Step(send=((last_packet, self.tid),), done=True)
         return Step(done=True)
 
+    def _forget(self) -> None:
+        """Drop buffered data once the transfer is over."""
 
-class _ReadProtocol(DatagramProtocol):
-    noisy = False  # no "Starting protocol" log line per download
 
-    def __init__(self, session: TftpReadSession, clock, result: defer.Deferred, linger_s: float = 0.0):
+class TftpReadSession(_ClientSession):
+    """The receiving side of one RRQ (see ``_ClientSession``). It resends the RRQ, ACK 0
+    or the last ACK on timeout; ``result`` is the file."""
+
+    def __init__(
+        self,
+        server: tuple[str, int],
+        filename: str,
+        *,
+        blksize: int | None = None,
+        tsize: bool = False,
+        timeout_s: float = 1.0,
+        max_retransmits: int = 5,
+    ):
+        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits)
+        if tsize:
+            self.options["tsize"] = "0"
+        self._expected = 1  # next DATA block (full count; the wire carries it modulo 2**16)
+        self._chunks: list[bytes] = []
+        self.result: bytes | None = None
+
+    def start(self) -> Step:
+        return self._send(wire.encode_rrq(self.filename, self.options), self.server)
+
+    def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
+        if opcode == wire.DATA:
+            return self._on_data((datagram[2] << 8) | datagram[3], datagram[4:])
+        if opcode == wire.OACK:
+            return self._on_oack(datagram)
+        return None
+
+    # -- internals
+
+    def _on_data(self, block: int, payload: bytes) -> Step:
+        if block == self._expected % wire.BLOCK_MODULO:
+            if len(payload) > self.blksize:
+                return self._abort(wire.ERR_ILLEGAL_OPERATION, f"block of {len(payload)} bytes > blksize {self.blksize}")
+            self._chunks.append(payload)
+            ack = wire.encode_ack(block)
+            self._expected += 1
+            if len(payload) < self.blksize:
+                return self._complete(ack)
+            return self._send(ack, self.tid)
+        if block == (self._expected - 1) % wire.BLOCK_MODULO and self._expected > 1:
+            # Our ACK was lost and the server resent the block: ACK it again. (Do not
+            # restart the timer: the retransmission cap must still bound the session.)
+            return Step(send=((wire.encode_ack(block), self.tid),))
+        return NO_STEP
+
+    def _on_oack(self, datagram: bytes) -> Step:
+        if self._expected != 1 or self._chunks:
+            return NO_STEP  # late duplicate: DATA already flowing
+        if self._last is not None and self._last[0] == wire.encode_ack(0):
+            # The server resent its OACK: our ACK 0 was lost.
+            return Step(send=(self._last,))
+        refused = self._accept_oack(datagram)
+        if refused is not None:
+            return refused
+        return self._send(wire.encode_ack(0), self.tid)
+
+    def _complete(self, final_ack: bytes) -> Step:
+        data = b"".join(self._chunks)
+        self._chunks = []
+        if self.tsize is not None and len(data) != self.tsize:
+            return self._fail(TftpError(None, f"got {len(data)} bytes, server announced tsize {self.tsize}"), final_ack)
+        self.finished = True
+        self.result = data
+        self._last = None
+        # No dallying for a lost final ACK: on loopback it is not lost, and a socket kept
+        # open per finished download costs more than the server's capped retransmissions.
+        return Step(send=((final_ack, self.tid),), done=True)
+
+    def _forget(self) -> None:
+        self._chunks = []
+
+
+class TftpWriteSession(_ClientSession):
+    """The sending side of one WRQ (see ``_ClientSession``).
+
+    The server answers the WRQ with ACK 0, or with an OACK when it takes options (RFC
+    2347: the OACK is acknowledged by DATA 1). Each ACK for the block in flight releases
+    the next; the last block is shorter than blksize, and empty when the size is a
+    multiple of it (RFC 1350: that is how the server knows the file ended). The ACK of
+    the last block completes the upload: ``result`` is the number of bytes sent. On
+    timeout it resends the WRQ or the block in flight. A duplicate ACK is never answered
+    (RFC 1123 4.2.3.1, Sorcerer's Apprentice): the timer covers a lost block.
+    """
+
+    def __init__(
+        self,
+        server: tuple[str, int],
+        filename: str,
+        data: bytes,
+        *,
+        blksize: int | None = None,
+        tsize: bool = False,
+        timeout_s: float = 1.0,
+        max_retransmits: int = 5,
+    ):
+        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits)
+        self.data = bytes(data)
+        if tsize:
+            self.options["tsize"] = str(len(self.data))  # RFC 2349: a WRQ announces its size
+        self._sent = 0  # the block in flight (full count; 0: the WRQ, waiting for ACK 0 or OACK)
+        self._blocks: int | None = None  # how many DATA blocks in all, once blksize is settled
+        self.result: int | None = None
+
+    def start(self) -> Step:
+        return self._send(wire.encode_request(wire.WRQ, self.filename, "octet", self.options), self.server)
+
+    def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
+        if opcode == wire.ACK:
+            return self._on_ack((datagram[2] << 8) | datagram[3])
+        if opcode == wire.OACK:
+            return self._on_oack(datagram)
+        return None
+
+    # -- internals
+
+    def _on_ack(self, block: int) -> Step:
+        if block != self._sent % wire.BLOCK_MODULO:
+            return NO_STEP  # a duplicate (the block before) or a stray: the timer covers losses
+        if self._sent == 0:
+            self._blocks = len(self.data) // self.blksize + 1  # the server ignored our options: 512
+        if self._sent == self._blocks:
+            return self._complete()
+        return self._send_block(self._sent + 1)
+
+    def _on_oack(self, datagram: bytes) -> Step:
+        if self._sent == 1 and self._last is not None:
+            # The server resent its OACK: our DATA 1 was lost. Resend it, timer untouched
+            # (the retransmission cap must still bound the session).
+            return Step(send=(self._last,))
+        if self._sent != 0:
+            return NO_STEP  # a late duplicate: blocks already flowing
+        refused = self._accept_oack(datagram)
+        if refused is not None:
+            return refused
+        self._blocks = len(self.data) // self.blksize + 1
+        return self._send_block(1)
+
+    def _send_block(self, number: int) -> Step:
+        self._sent = number
+        size = self.blksize
+        payload = self.data[(number - 1) * size : number * size]
+        return self._send(wire.encode_data(number, payload), self.tid)
+
+    def _complete(self) -> Step:
+        self.finished = True
+        self.result = len(self.data)
+        self._last = None
+        return Step(done=True)
+
+    def _forget(self) -> None:
+        self.data = b""
+
+
+class _SessionProtocol(DatagramProtocol):
+    """Runs one client session (read or write) on its own UDP socket."""
+
+    noisy = False  # no "Starting protocol" log line per transfer
+
+    def __init__(self, session: _ClientSession, clock, result: defer.Deferred, linger_s: float = 0.0):
         self.session = session
         self.clock = clock
         self.result = result
@@ -231,7 +353,7 @@ class _ReadProtocol(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr) -> None:
         try:
             step = self.session.datagram_received(datagram, addr)
-        except Exception as exc:  # a bug in the session must still end the download
+        except Exception as exc:  # a bug in the session must still end the transfer
             self.session.finished = True
             self.session.error = exc
             step = Step(done=True)
@@ -253,7 +375,7 @@ class _ReadProtocol(DatagramProtocol):
         for packet, addr in step.send:
             try:
                 # The socket's own sendto, not port.write: write() re-parses the address
-                # on every call, and ours were validated once in tftp_get or came from recvfrom.
+                # on every call, and ours were validated once in _run or came from recvfrom.
                 self.port.getHandle().sendto(packet, addr)
             except OSError:
                 pass  # a lost datagram: the retransmission timer covers it
@@ -335,12 +457,45 @@ def tftp_get(
     ``task.Clock``). Cancelling the Deferred closes the socket. ``linger_s`` > 0 keeps
     the finished transfer's port bound (and deaf) that long, so it is not reused at once.
     """
+    return _run(reactor, "tftp_get", host, lambda: TftpReadSession(
+        (host, port), filename, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits
+    ), clock, linger_s, bind_host)
+
+
+def tftp_put(
+    reactor,
+    host: str,
+    port: int,
+    filename: str,
+    data: bytes,
+    *,
+    blksize: int | None = None,
+    tsize: bool = False,
+    timeout_s: float = 1.0,
+    max_retransmits: int = 5,
+    bind_host: str | None = None,
+    clock=None,
+    linger_s: float = 0.0,
+) -> defer.Deferred:
+    """Upload ``data`` as ``filename`` to ``host:port`` (a WRQ, octet mode); the Deferred
+    fires with the number of bytes sent once the server acknowledged the last block.
+
+    ``tsize`` announces the size (RFC 2349; a server may refuse it with ERROR 3). Fails,
+    and the other arguments behave, as for ``tftp_get``.
+    """
+    return _run(reactor, "tftp_put", host, lambda: TftpWriteSession(
+        (host, port), filename, data, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits
+    ), clock, linger_s, bind_host)
+
+
+def _run(reactor, caller: str, host: str, make_session, clock, linger_s: float,
+         bind_host: str | None) -> defer.Deferred:
+    """Start the session ``make_session()`` builds on a fresh UDP socket; the Deferred
+    fires with its result (a bad argument: fails with ValueError, nothing opened)."""
     if not (isIPAddress(host) or isIPv6Address(host)):
-        return defer.fail(ValueError(f"tftp_get needs an IP address, got {host!r}"))
+        return defer.fail(ValueError(f"{caller} needs an IP address, got {host!r}"))
     try:
-        session = TftpReadSession(
-            (host, port), filename, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits
-        )
+        session = make_session()
     except ValueError as exc:
         return defer.fail(exc)
     protocol = None
@@ -350,14 +505,14 @@ def tftp_get(
             protocol.cancel(d)
 
     result: defer.Deferred = defer.Deferred(cancel)
-    protocol = _ReadProtocol(session, clock if clock is not None else reactor, result, linger_s)
-    local = bind_host or _bind_address(host)
+    protocol = _SessionProtocol(session, clock if clock is not None else reactor, result, linger_s)
+    local = bind_host or _bind_address(session.server[0])
     try:
         if ":" in local:  # bind_udp is IPv4-only
             protocol.port = reactor.listenUDP(0, protocol, interface=local, maxPacketSize=MAX_DATAGRAM)
         else:
             # No SO_REUSEADDR: with it, Linux may auto-bind two sockets to one ephemeral
-            # port, and two phones' downloads would share a TID.
+            # port, and two phones' transfers would share a TID.
             protocol.port = bind_udp(reactor, protocol, local, 0, reuse_addr=False, max_packet=MAX_DATAGRAM)
     except Exception as exc:  # CannotListenError / OSError: out of file descriptors or ports
         return defer.fail(exc)
