@@ -22,6 +22,7 @@ from labsim.services.tftp import ReadTransfer, TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.transport.tftp_client import TftpError, TftpNotFound, TftpReadSession, TftpTimeout, tftp_get
 from labsim.wire import tftp as wire
+from tests.tftp_lossy_link import run_over_lossy_link
 from tests.udp_socket import BareUdpSocket, settle
 
 SERVER = ("127.0.0.1", 6969)
@@ -209,39 +210,14 @@ def test_client_and_server_over_a_lossy_link_never_corrupt(size, blksize, loss, 
     rng = random.Random(seed)
     content = bytes(rng.getrandbits(8) for _ in range(size))
     client = TftpReadSession(SERVER, "f", blksize=blksize, tsize=True, max_retransmits=8)
-    server = None
-    in_flight = []  # (datagram, to_server)
 
-    def post(step, to_server):
-        for packet, _ in step.send:
-            if rng.random() >= loss:
-                in_flight.append((packet, to_server))
-                if rng.random() < 0.1:
-                    in_flight.append((packet, to_server))  # duplicated
+    def start_server(request):
+        options = {name: request.options[name] for name in ("blksize",) if name in request.options}
+        if "tsize" in request.options:
+            options["tsize"] = str(size)
+        return ReadTransfer(CLIENT, content, blksize=int(options.get("blksize", 512)), oack=options, max_retransmits=8)
 
-    post(client.start(), True)
-    for _ in range(20000):
-        if client.finished:
-            break
-        if not in_flight:  # quiet link: whoever is waiting times out
-            post(client.timer_expired(), True)
-            if server is not None:
-                post(server.timer_expired(), False)
-            continue
-        packet, to_server = in_flight.pop(rng.randrange(len(in_flight)))  # reordered too
-        if not to_server:
-            post(client.datagram_received(packet, TID), True)
-        elif server is None and packet[:2] == b"\x00\x01":
-            request = wire.decode_request(packet)
-            options = {}
-            if "blksize" in request.options:
-                options["blksize"] = request.options["blksize"]
-            if "tsize" in request.options:
-                options["tsize"] = str(size)
-            server = ReadTransfer(CLIENT, content, blksize=int(options.get("blksize", 512)), oack=options, max_retransmits=8)
-            post(server.start(), False)
-        elif server is not None and packet[:2] != b"\x00\x01":
-            post(server.datagram_received(packet, CLIENT), False)
+    run_over_lossy_link(client, start_server, wire.RRQ, rng, loss)
     assert client.finished
     assert (client.result == content) if client.error is None else client.result is None
     if loss == 0:

@@ -21,6 +21,7 @@ from labsim.services.tftp import TftpServerConfig, WriteTransfer
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.transport.tftp_client import TftpError, TftpTimeout, TftpWriteSession, tftp_put
 from labsim.wire import tftp as wire
+from tests.tftp_lossy_link import run_over_lossy_link
 from tests.udp_socket import BareUdpSocket, settle
 
 SERVER = ("127.0.0.1", 6969)
@@ -216,36 +217,13 @@ def test_client_and_labsims_write_transfer_over_a_lossy_link(size, blksize, loss
     body = bytes(rng.getrandbits(8) for _ in range(size))
     client = TftpWriteSession(SERVER, "uploads/f", body, blksize=blksize, tsize=True, max_retransmits=8)
     stored = []
-    server = None
-    in_flight = []  # (datagram, to_server)
 
-    def post(step, to_server):
-        for packet, _ in step.send:
-            if rng.random() >= loss:
-                in_flight.append((packet, to_server))
-                if rng.random() < 0.1:
-                    in_flight.append((packet, to_server))  # duplicated
+    def start_server(request):
+        oack = {name: request.options[name] for name in ("blksize", "tsize") if name in request.options}
+        return WriteTransfer(CLIENT, stored.append, blksize=int(oack.get("blksize", 512)), oack=oack,
+                             max_retransmits=8)
 
-    post(client.start(), True)
-    for _ in range(20000):
-        if client.finished:
-            break
-        if not in_flight:  # quiet link: whoever is waiting times out
-            post(client.timer_expired(), True)
-            if server is not None:
-                post(server.timer_expired(), False)
-            continue
-        packet, to_server = in_flight.pop(rng.randrange(len(in_flight)))  # reordered too
-        if not to_server:
-            post(client.datagram_received(packet, TID), True)
-        elif server is None and packet[:2] == b"\x00\x02":
-            request = wire.decode_request(packet)
-            oack = {name: request.options[name] for name in ("blksize", "tsize") if name in request.options}
-            server = WriteTransfer(CLIENT, stored.append, blksize=int(oack.get("blksize", 512)), oack=oack,
-                                   max_retransmits=8)
-            post(server.start(), False)
-        elif server is not None and packet[:2] != b"\x00\x02":
-            post(server.datagram_received(packet, CLIENT), False)
+    run_over_lossy_link(client, start_server, wire.WRQ, rng, loss)
     assert client.finished
     assert all(copy == body for copy in stored)
     if client.error is None:
