@@ -223,7 +223,7 @@ class RecordingLink:
         flow = None
         if self.capture is not None:
             flow = self.capture.upload_started(now, self.driver_side.phone.mac_bytes, self._address(),
-                                               request.url, body, request.user_agent)
+                                               request.url, body, request.user_agent, request.credentials)
         deferred = upload(request)
         deferred.addBoth(self._fetched, token, flow, True)
         return deferred

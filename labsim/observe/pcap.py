@@ -40,8 +40,8 @@ What the capture shows, and what it makes up:
   to the port the 227 names, carrying the file like an HTTP body. The reply texts and
   the data port are made up, except a failure's reply line, which is the server's own
   (550 after RETR; 530 after PASS). The USER and PASS are the real ones (anonymous when
-  the request had none): the capture shows what was on the wire. Uploads over FTP (STOR)
-  are not carried by labsim's networks and not captured.
+  the request had none): the capture shows what was on the wire. An upload is the same
+  with STOR, the body going from the phone, which closes the data connection first.
 - The phone's IP is its leased address once it has one; the server's is the URL's.
 - Receivers ACK every ``ACK_EVERY`` full segments, so a long body never fills the
   65,535-byte window Wireshark tracks.
@@ -391,11 +391,11 @@ class PcapCapture:
     # --- uploads ----------------------------------------------------------------------
 
     def upload_started(self, t: float, mac: bytes, client_ip: str | None, url: str, body: bytes,
-                       user_agent: str = "") -> _Flow | None:
-        """Writes the request half of an upload (HTTP PUT; a TFTP WRQ waits for its end);
-        returns the flow for ``upload_finished`` (None: nothing to show, e.g. FTP)."""
+                       user_agent: str = "", credentials=None) -> _Flow | None:
+        """Writes the request half of an upload (HTTP PUT, FTP's login; a TFTP WRQ waits
+        for its end); returns the flow for ``upload_finished`` (None: nothing to show)."""
         opened = self._new_flow(mac, client_ip, url)
-        if opened is None or opened[0].scheme == "ftp":
+        if opened is None:
             return None
         flow, parts = opened
         body = body or b""
@@ -403,6 +403,10 @@ class PcapCapture:
             flow.filename, flow.started, flow.body = parts.path.lstrip("/"), t, body
             return flow
         self._handshake(t, flow)
+        if flow.scheme == "ftp":
+            flow.filename, flow.body = unquote(parts.path.lstrip("/")), body  # as transport.ftp_fetch sends it
+            self._ftp_login(t, flow, credentials)
+            return flow
         if flow.scheme == "http":
             head = (f"PUT {_target(parts)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                     + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
@@ -415,6 +419,8 @@ class PcapCapture:
             return
         if flow.scheme == "tftp":
             self._tftp_upload(flow, t, result)
+        elif flow.scheme == "ftp":
+            self._ftp_reply(flow, t, result, upload=True)
         else:
             self._http_reply(flow, t, result)
 
@@ -509,7 +515,9 @@ class PcapCapture:
         self._ftp(t, flow, False, "331 User name okay, need password.")
         self._ftp(t, flow, True, f"PASS {password}")
 
-    def _ftp_reply(self, flow: _Flow, t: float, result) -> None:
+    def _ftp_reply(self, flow: _Flow, t: float, result, upload: bool = False) -> None:
+        """The rest of an FTP exchange: RETR and the file from the server, or (``upload``)
+        STOR and ``flow.body`` from the phone, which ends it by closing the data connection."""
         if result.status == "refused":
             return  # refused before any packet left (the URL left the lab)
         if result.status == "timeout":
@@ -530,15 +538,16 @@ class PcapCapture:
         data = _Flow("ftp-data", flow.mac, flow.client_ip, flow.server_ip, self._next_port(), self._next_port())
         self._ftp(t, flow, False, ftp_pasv_reply(flow.server_ip, data.server_port))
         self._handshake(t, data)
-        self._ftp(t, flow, True, f"RETR {flow.filename}")
+        self._ftp(t, flow, True, f"{'STOR' if upload else 'RETR'} {flow.filename}")
         if result.status == "ok":
-            body = result.body or b""
+            body = (flow.body if upload else result.body) or b""
             self._ftp(t, flow, False, f"150 Opening BINARY mode data connection for {flow.filename} "
                                       f"({len(body)} bytes).")
-            self._stream(t, data, False, body[: self.body_limit], len(body))
+            # The sender ends the file by closing: the server for RETR, the phone for STOR.
+            self._stream(t, data, upload, body[: self.body_limit], len(body))
             if body:
-                self._tcp(t, data, True, TCP_ACK)
-            self._close(t, data, client_first=False)  # the server ends the file by closing
+                self._tcp(t, data, not upload, TCP_ACK)
+            self._close(t, data, client_first=upload)
             self._ftp(t, flow, False, "226 Transfer complete.")
         else:
             self._ftp(t, flow, False, line)

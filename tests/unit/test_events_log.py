@@ -140,7 +140,7 @@ class RecordingCapture:
         self.calls.append(("fetch", t, client_ip, url, user_agent))
         return "flow"
 
-    def upload_started(self, t, mac, client_ip, url, body, user_agent=""):
+    def upload_started(self, t, mac, client_ip, url, body, user_agent="", credentials=None):
         self.calls.append(("upload", t, client_ip, url, body, user_agent))
         return "upload-flow"
 

@@ -541,10 +541,36 @@ def test_https_and_ftp_uploads_show_no_plaintext():
     flow = capture.upload_started(1.0, PHONE_MAC, None, "https://127.0.0.1/up/a.log", b"secret log")
     capture.upload_finished(flow, 1.1, FetchResult("ok"))
     assert [str(p[TCP].flags) for p in frames(sink)] == ["S", "SA", "A", "FA", "FA", "A"]
-    before = len(sink.packets)
-    flow = capture.upload_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1/up/a.log", b"log")
-    capture.upload_finished(flow, 1.1, FetchResult("error", detail="ftp:// uploads are not supported"))
-    assert flow is None and len(sink.packets) == before
+
+
+def test_an_ftp_upload_is_stor_with_the_body_from_the_phone_which_closes_first():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    body = bytes(range(256)) * 30  # 7680 bytes: six segments
+    flow = capture.upload_started(2.0, PHONE_MAC, "10.30.0.12", "ftp://127.0.0.1:2121/up/a%20b.log", body,
+                                  credentials=Credentials("phone", "s3cret"))
+    capture.upload_finished(flow, 2.5, FetchResult("ok"))
+    packets = frames(sink)
+    control_key, data_key = list(_connections(packets))
+    control, data = _connections(packets)[control_key], _connections(packets)[data_key]
+    assert _lines(control, control_key[0]) == ["USER phone", "PASS s3cret", "TYPE I", "PASV", "STOR up/a b.log", "QUIT"]
+    assert [line[:3] for line in _lines(control, 2121)] == ["220", "331", "230", "200", "227", "150", "226", "221"]
+    assert b"".join(bytes(p[TCP].payload) for p in data if p[TCP].sport == data_key[0]) == body
+    assert not any(p[TCP].payload for p in data if p[TCP].sport == data_key[1])  # nothing from the server
+    assert [str(p[TCP].flags) for p in data][-3:] == ["FA", "FA", "A"] and data[-3][TCP].sport == data_key[0]
+    _tcp_stream_is_consistent(control, control_key[0])
+    _tcp_stream_is_consistent(data, data_key[0])
+
+
+def test_a_refused_ftp_upload_shows_the_servers_reply_after_stor():
+    sink = ListSink()
+    capture = PcapCapture(sink=sink)
+    flow = capture.upload_started(1.0, PHONE_MAC, None, "ftp://127.0.0.1:2121/a.log", b"log")
+    capture.upload_finished(flow, 1.1, FetchResult("error", detail="FTP: 553 Could not create file."))
+    packets = frames(sink)
+    client = packets[0][TCP].sport
+    assert _lines(packets, client)[-2:] == ["STOR a.log", "QUIT"]
+    assert "553 Could not create file." in _lines(packets, 2121)
 
 
 def test_a_tftp_upload_is_a_wrq_then_data_from_the_phone_and_acks_from_the_server():
