@@ -391,10 +391,15 @@ def run_round(port: int, server_pid: int, names: list[str], args) -> dict:
     driver_cpu = sum(float(o[4]) for o in outs)
     rate = ok / elapsed
     per = 1e6 / max(ok, 1)
-    result = {"rate": rate, "server_us": per * (server_user + server_sys), "driver_us": per * driver_cpu}
+    # How much of the round the drivers spent on the CPU: ~100% means the drivers, not
+    # the server, set the pace (they never waited for a reply).
+    driver_busy = driver_cpu / (elapsed * len(drivers))
+    result = {"rate": rate, "server_us": per * (server_user + server_sys), "driver_us": per * driver_cpu,
+              "driver_busy": driver_busy}
     print(f"    {ok} ok, {failed} failed, {bad} wrong size in {elapsed:.2f}s -> {rate:,.0f} transfers/s; "
           f"CPU per transfer: server {result['server_us']:.0f} us (user {per * server_user:.0f}, "
-          f"system {per * server_sys:.0f}; {sleeps / max(ok, 1):.1f} sleeps), drivers {result['driver_us']:.0f} us")
+          f"system {per * server_sys:.0f}; {sleeps / max(ok, 1):.1f} sleeps), drivers {result['driver_us']:.0f} us "
+          f"(busy {driver_busy:.0%})")
     return result
 
 
@@ -475,10 +480,12 @@ def main() -> None:
         print(f"  summary over {args.rounds} round(s); load average now {os.getloadavg()[0]:.2f}:")
         for name, rounds in results.items():
             print(f"    {name:8s} {span([r['rate'] for r in rounds], ',.0f')} transfers/s, "
-                  f"server CPU {span([r['server_us'] for r in rounds], '.0f')} us/transfer")
+                  f"server CPU {span([r['server_us'] for r in rounds], '.0f')} us/transfer, "
+                  f"drivers busy {span([100 * r['driver_busy'] for r in rounds], '.0f')}%")
         if len(servers) == 2:
-            ratios = [a["rate"] / b["rate"] for a, b in zip(results["labsim"], results["dnsmasq"])]
-            print(f"  ratio labsim/dnsmasq (transfers/s): {span(ratios, '.2f')}")
+            ratios = sorted(a["rate"] / b["rate"] for a, b in zip(results["labsim"], results["dnsmasq"]))
+            median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+            print(f"  ratio labsim/dnsmasq (transfers/s): {span(ratios, '.2f')}, median {median:.2f}")
 
 
 if __name__ == "__main__":
