@@ -24,7 +24,7 @@ class BoundProfile:
         self.behaviour = behaviour
         for name in ("provision", "user_agent", "dhcp_identity", "check_sync_action"):
             function = getattr(module, name, None)
-            if function is not None and len(inspect.signature(function).parameters) >= 2 and name != "check_sync_action":
+            if function is not None and "behaviour" in inspect.signature(function).parameters:
                 setattr(self, name, functools.partial(function, behaviour=behaviour))
 
     def __getattr__(self, name):

@@ -622,3 +622,13 @@ def test_vendor_is_registered():
 
     assert VENDORS["avaya"] is avaya
     assert avaya.MODELS == ("1210", "1220", "1230", "1120E", "1140E", "1165E")
+
+
+def test_a_fleets_check_sync_setting_reaches_the_phone():
+    # The fleet's behaviour settings are bound into every profile function that takes
+    # them, check_sync_action included (it was once left out: the setting did nothing).
+    from labsim.phones.vendors import profile_for
+
+    assert profile_for("avaya").check_sync_action(None, False) == "ignore"
+    assert profile_for("avaya", {"check_sync": "resync"}).check_sync_action(None, False) == "resync"
+    assert profile_for("avaya", {"check_sync": "resync"}).check_sync_action(None, True) == "reboot"
