@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
                       field_validator, model_validator)
 
 from labsim.observe.expectations import parse_expectation
@@ -23,6 +23,15 @@ MAC_PATTERN = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _model_name(value):
+    # Some model names are numbers (Avaya's 1220, Snom's 710): YAML reads `model: 710`
+    # as an int, and the user meant the name.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+ModelName = Annotated[str, BeforeValidator(_model_name)]
 
 
 def _ipv4(value: str) -> str:
@@ -334,7 +343,7 @@ class PnpService(Strict):
     interface_port: int = Field(5060, ge=1, le=65535, description="the port phones multicast to on the interface")
     url: PnpUrl | None = Field(None, description="for every phone without a more specific URL")
     per_vendor: dict[str, PnpUrl] = Field(default_factory=dict, description="vendor (any case) -> URL")
-    per_model: dict[str, PnpUrl] = Field(default_factory=dict, description="model -> URL (wins over per_vendor)")
+    per_model: dict[ModelName, PnpUrl] = Field(default_factory=dict, description="model -> URL (wins over per_vendor)")
 
     @model_validator(mode="after")
     def _some_url(self):
@@ -462,9 +471,9 @@ class PreloadedFlash(Strict):
 class Fleet(Strict):
     name: str | None = None
     vendor: str
-    model: str | None = None
+    model: ModelName | None = None
     count: int | None = Field(None, ge=1, le=100_000)
-    models: dict[str, int] | None = Field(None, description="model -> count, instead of model and count")
+    models: dict[ModelName, int] | None = Field(None, description="model -> count, instead of model and count")
     first_mac: str
     firmware: str | None = Field(None, description="firmware version the phones start with (vendor default otherwise)")
     boot: BootPattern = StormBoot(pattern="storm")
@@ -585,7 +594,7 @@ class FlashCheck(Strict):
     key: str = Field(description="a setting in the phones' flash, e.g. account.1.user_name")
     equals: str | None = Field(None, description="the value every selected phone must hold")
     set: bool | None = Field(None, description="true: must have a non-empty value; false: must not")
-    model: str | None = None
+    model: ModelName | None = None
     fleet: str | None = None
 
     @model_validator(mode="after")
@@ -739,7 +748,7 @@ class PhoneSelection(Strict):
 
     phones: Union[Literal["all"], int, Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]] = "all"
     fleet: str | None = None
-    model: str | None = None
+    model: ModelName | None = None
     macs: list[str] | None = None
 
     @field_validator("macs")

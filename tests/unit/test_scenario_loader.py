@@ -205,6 +205,31 @@ def test_unknown_model_in_a_models_mapping_is_reported():
     assert "T99X" in problem.message and "allowed:" in problem.message
 
 
+def test_model_names_that_are_numbers_need_no_quotes():
+    # YAML reads 1220 and 710 as ints; they are Avaya's and Snom's model names.
+    text = textwrap.dedent("""\
+        name: t
+        services:
+          dhcp: {}
+        fleets:
+          - vendor: avaya
+            models: {1220: 2, 1140E: 1}
+            first_mac: "00:17:65:00:00:01"
+          - vendor: snom
+            model: 710
+            count: 1
+            first_mac: "00:04:13:00:00:01"
+        expect:
+          - flash: {key: a, set: true, model: 1220}
+        """)
+    scenario = parse_scenario_text(text, "t.yaml")
+    assert scenario.fleets[0].model_counts() == {"1220": 2, "1140E": 1}
+    assert scenario.fleets[1].model_counts() == {"710": 1}
+    # A number that is no model of the vendor is still refused, by its name.
+    problem = problem_at(problems_of(VALID.replace("model: T46S", "model: 1220")), "fleets[0].model")
+    assert "'1220'" in problem.message and "allowed:" in problem.message
+
+
 def test_unknown_boot_pattern_lists_the_patterns():
     text = VALID + "    boot: {pattern: wave}\n"
     problem = problem_at(problems_of(text), "fleets[0].boot")
