@@ -5,13 +5,15 @@ dhcp_identity(phone), user_agent(phone) and provision(phone) (a generator)."""
 import functools
 import inspect
 
-from labsim.phones import avaya, cisco, polycom, yealink
+from labsim.phones import avaya, cisco, grandstream, polycom, snom, yealink
 
 VENDORS = {
     yealink.VENDOR: yealink,
     avaya.VENDOR: avaya,
     polycom.VENDOR: polycom,
     cisco.VENDOR: cisco,
+    grandstream.VENDOR: grandstream,
+    snom.VENDOR: snom,
 }
 
 

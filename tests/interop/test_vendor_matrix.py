@@ -1,6 +1,6 @@
 """Every vendor profile against real servers: a vendor x server matrix.
 
-A small fleet of each vendor (yealink, avaya, polycom, cisco) boots through
+A small fleet of each vendor (yealink, avaya, polycom, cisco, grandstream, snom) boots through
 ``python -m labsim run`` (its relay on 127.0.0.2) against three sets of real servers,
 with nothing of labsim's own services running:
 
@@ -8,7 +8,7 @@ with nothing of labsim's own services running:
   file names are on nginx, by absolute ``http://`` URL (each vendor's own way to point
   elsewhere: a Yealink boot file's ``include:config``, Avaya's ``PROTOCOL HTTP`` +
   ``SERVER_IP``, Polycom's ``CONFIG_FILES`` and upload folders, Cisco's
-  ``Profile_Rule_B``). Polycom's uploads are PUT to nginx (its dav module).
+  ``Profile_Rule_B``, Grandstream's firmware server ``P192``, Snom's ``<setting-files>``). Polycom's uploads are PUT to nginx (its dav module).
 - ``kea+vsftpd``: Kea; option 66 is ``ftp://ftp:<password>@127.0.0.1:PORT/``; every
   file on vsftpd.
 - ``dnsmasq``: dnsmasq alone, DHCP to the relay and its own TFTP on port 69; option 66
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from labsim.wire import avaya_cfg
+from labsim.wire import avaya_cfg, grandstream_cfg
 from tests.interop.realservers import dnsmasq, kea, nginx, privileged_ports, tftpd_hpa, vsftpd
 from tests.peers import free_tcp_port, free_udp_port
 
@@ -280,7 +280,73 @@ class Cisco:
                 f"{bare(phone['mac'])}.xml": self.mac_files[phone["mac"]]}
 
 
-VENDORS = {case.vendor: case for case in (Yealink, Avaya, Polycom, Cisco)}
+class Grandstream:
+    vendor, models, first_mac = "grandstream", {"GXP2170": 4, "GXP1625": 2}, "00:0b:82:bb:00:01"
+    behaviour: dict = {}
+    # P212 (Config Upgrade Via) 0: a bare host in option 66 (dnsmasq's) means TFTP; the
+    # factory value is HTTPS. A lab sets it once, as here.
+    flash = {"settings": {"P212": "0"}}
+    RUNNING = {"GXP2170": ("gxp2170fw.bin", "1.0.11.3"), "GXP1625": ("gxp1600fw.bin", "1.0.7.13")}
+
+    def write(self, layout: Layout) -> None:
+        firmware = ""
+        if layout.split:
+            # The firmware server (P192) is nginx: each pass checks the image over HTTP.
+            # The images are the running versions, so nothing is flashed.
+            firmware = f"<P192>{layout.http_url}</P192>"
+            for image, version in self.RUNNING.values():
+                layout.place(image, grandstream_cfg.render_image(version), second=True)
+        self.common = layout.place("cfg.xml", (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<gs_provision version="1"><config version="1">'
+            f"<P270>site default</P270><P47>127.0.0.1</P47>{firmware}</config></gs_provision>\n").encode())
+        self.model_file = layout.place("cfggxp2170.xml", (
+            '<gs_provision version="1"><config version="1"><P270>gxp2170 line</P270></config>'
+            "</gs_provision>\n").encode())
+        self.mac_files = {mac: layout.place(f"cfg{bare(mac)}.xml", (
+            f'<gs_provision version="1"><mac>{bare(mac)}</mac><config version="1"><P35>{index}</P35>'
+            "</config></gs_provision>\n").encode())
+            for index, mac in enumerate(macs(self.first_mac), 1)}
+
+    def applied(self, layout: Layout, phone: dict) -> dict[str, bytes]:
+        files = {f"cfg{bare(phone['mac'])}.xml": self.mac_files[phone["mac"]], "cfg.xml": self.common}
+        if phone["model"] == "GXP2170":
+            files["cfggxp2170.xml"] = self.model_file
+        return files
+
+    def check(self, layout: Layout, report: dict, tmp: Path) -> None:
+        for phone in report["phones"]:  # the MAC file wins over the model file over cfg.xml
+            assert phone["flash"]["firmware"] == self.RUNNING[phone["model"]][1], phone["mac"]
+
+
+class Snom:
+    vendor, models, first_mac = "snom", {"D785": 4, "D345": 2}, "00:04:13:bb:00:01"
+    behaviour: dict = {}
+
+    def write(self, layout: Layout) -> None:
+        # A folder URL (or a bare host) in option 66: the phone asks for snom<model>.htm,
+        # which chains the phone's own {mac}.xml (on nginx in the split layout).
+        chained = layout.second("{mac}.xml")
+        self.model_files = {model: layout.place(f"snom{model}.htm", (
+            '<?xml version="1.0" encoding="utf-8"?>\n<settings>\n<phone-settings>\n'
+            '  <dns_domain perm="RW">lab.example</dns_domain>\n'  # a network setting: one restart
+            f'  <user_realname idx="1" perm="">{model}</user_realname>\n</phone-settings>\n'
+            f'<setting-files><file url="{chained}"/></setting-files>\n</settings>\n').encode())
+            for model in self.models}
+        self.mac_files = {mac: layout.place(f"{bare(mac).upper()}.xml", (
+            f'<settings><phone-settings><user_name idx="1" perm="RW">{index}</user_name>'
+            "</phone-settings></settings>\n").encode(), second=True)
+            for index, mac in enumerate(macs(self.first_mac), 1)}
+
+    def applied(self, layout: Layout, phone: dict) -> dict[str, bytes]:
+        return {f"snom{phone['model']}.htm": self.model_files[phone["model"]],
+                f"{bare(phone['mac']).upper()}.xml": self.mac_files[phone["mac"]]}
+
+    def check(self, layout: Layout, report: dict, tmp: Path) -> None:
+        for phone in report["phones"]:  # Snom remembers the settings file's URL, not a folder
+            assert phone["flash"]["provisioning_url"] == f"{layout.server_url}snom{phone['model']}.htm", phone["mac"]
+
+
+VENDORS = {case.vendor: case for case in (Yealink, Avaya, Polycom, Cisco, Grandstream, Snom)}
 
 
 # --- running the fleet ---------------------------------------------------------------------
@@ -289,6 +355,8 @@ VENDORS = {case.vendor: case for case in (Yealink, Avaya, Polycom, Cisco)}
 def scenario(case, layout: Layout) -> str:
     fleet = {"vendor": case.vendor, "models": case.models, "first_mac": case.first_mac,
              "boot": {"pattern": "storm", "random_delay_s": 0.3}, "boot_time_s": 0.2, "behaviour": case.behaviour}
+    if getattr(case, "flash", None):
+        fleet["flash"] = case.flash
     return json.dumps({  # JSON is YAML
         "name": f"matrix-{case.vendor}-{layout.name}",
         "time_limit_s": 30,
@@ -392,7 +460,9 @@ def test_vendor_fleet_provisions_from_real_servers(vendor, layout_name, tmp_path
         assert phone["state"] == "ready" and phone["reboots"] == 1, (phone["mac"], phone["state"], phone["reboots"])
         expected = {name: md5(body) for name, body in case.applied(layout, phone).items()}
         assert phone["files"] == expected, phone["mac"]
-        if vendor != "cisco":  # Cisco phones keep no provisioning server in flash (their rules name it)
+        # Cisco phones keep no provisioning server in flash (their rules name it); Snom's
+        # is its settings file's URL (Snom.check).
+        if vendor not in ("cisco", "snom"):
             assert phone["flash"]["provisioning_url"] == layout.server_url, phone["mac"]
         assert got[phone["mac"]] and all(address.startswith(layout.subnet) for address in got[phone["mac"]])
     if hasattr(case, "check"):
