@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
-from labsim.phones.flash import Flash
+from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.phone import Wait
 from labsim.wire import avaya_cfg
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
@@ -463,7 +463,7 @@ def _credentials(server: ServerUrl) -> Credentials | None:
 def _outcome(phone, this_pass: _Pass, behaviour: AvayaBehaviour) -> ProvisioningOutcome:
     after = effective_settings(phone.flash)
     before = this_pass.running
-    changed = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+    changed = changed_keys(before, after)
     reboot_reasons = []
     if this_pass.firmware_installed:
         reboot_reasons.append(f"firmware {this_pass.firmware_installed} installed: reboot")

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.flash import changed_keys
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server
@@ -259,7 +260,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     flashed = yield from _upgrade(phone, sources)
 
     after = phone.flash.settings
-    changed = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+    changed = changed_keys(before, after)
     reboot_keys = [key for key in changed if key in _reboot_parameters(behaviour)]
     summary = f"applied {len(changed)} changed parameters" if changed else "no parameter changed"
     if flashed or reboot_keys:

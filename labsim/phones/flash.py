@@ -42,3 +42,9 @@ class Flash:
             "profiles": dict(self.profiles),
             "settings_count": len(self.settings),
         }
+
+
+def changed_keys(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The settings a provisioning pass set, changed or removed: ``before`` is a copy of
+    ``flash.settings`` taken when the pass began."""
+    return [key for key in {**before, **after} if before.get(key) != after.get(key)]

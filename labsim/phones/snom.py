@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
+from labsim.phones.flash import changed_keys
 from labsim.wire import dhcp, snom_cfg
 from labsim.wire.provisioning_url import SCHEMES
 
@@ -249,7 +250,7 @@ def provision(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR):
     flashed = False if failures else (yield from _update_firmware(phone, behaviour))
 
     after = phone.flash.settings
-    changed = [key for key in {**before, **after} if before.get(key) != after.get(key)]
+    changed = changed_keys(before, after)
     restart = [key for key in changed if key in _reboot_settings(behaviour)]
     summary = f"applied {len(changed)} changed settings" if changed else "no setting changed"
     if flashed or restart:
