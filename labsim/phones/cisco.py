@@ -24,14 +24,14 @@ import hashlib
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
-from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server
+from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
 
 VENDOR = "cisco"
 
@@ -224,12 +224,8 @@ def targets(url: str, sources: list[Source], phone, *, primary: bool = True) -> 
 
 def _split_credentials(url: str, rule: cisco_cfg.Rule) -> tuple[str, Credentials | None]:
     """The URL without ``user:pass@``, and the credentials: ``--uid``/``--pwd`` win."""
-    parts = urlsplit(url)
-    credentials = None
-    if parts.username is not None:
-        credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
-        host = parts.netloc.rsplit("@", 1)[1]
-        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    url, user, password = split_userinfo(url)
+    credentials = Credentials(user, password or "") if user is not None else None
     if "--uid" in rule.options:
         credentials = Credentials(rule.options["--uid"], rule.options.get("--pwd", ""))
     return url, credentials

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.wire import dhcp, snom_cfg
-from labsim.wire.provisioning_url import SCHEMES
+from labsim.wire.provisioning_url import SCHEMES, split_userinfo
 
 VENDOR = "snom"
 
@@ -203,12 +203,8 @@ def file_url(value: str, phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) ->
     path = parts.path or "/"
     if path.endswith("/") and not parts.query:
         path += snom_cfg.expand_macros(behaviour.folder_file, macros(phone, behaviour))
-    credentials = None
-    netloc = parts.netloc
-    if parts.username is not None:
-        credentials = Credentials(unquote(parts.username), unquote(parts.password or ""))
-        netloc = netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, "")), credentials
+    url, user, password = split_userinfo(urlunsplit((parts.scheme.lower(), parts.netloc, path, parts.query, "")))
+    return url, Credentials(user, password or "") if user is not None else None
 
 
 def resolve(reference: str, base: str) -> str:

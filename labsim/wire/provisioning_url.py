@@ -91,6 +91,17 @@ def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:
     return ServerUrl(scheme, host.lower(), port, path, user, password)
 
 
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """A file URL's ``user:pass@`` taken out: (the URL without it, user, password); the
+    user is None when the URL has none. For vendors that send credentials separately."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    password = unquote(parts.password) if parts.password is not None else None
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), unquote(parts.username), password
+
+
 def _port(text: str, value: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise BadProvisioningUrl(f"bad port {text!r} in {value!r}")

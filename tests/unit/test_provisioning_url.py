@@ -142,3 +142,12 @@ def test_ipv6_host_keeps_its_brackets():
 def test_malformed_ipv6_value_is_a_bad_provisioning_url():
     with pytest.raises(BadProvisioningUrl):
         parse_server("http://[::1/")
+
+
+def test_split_userinfo_takes_the_credentials_out_of_a_file_url():
+    from labsim.wire.provisioning_url import split_userinfo
+
+    assert split_userinfo("ftp://prov:s3%40cret@127.0.0.1:2121/a/b.xml?x=1") == (
+        "ftp://127.0.0.1:2121/a/b.xml?x=1", "prov", "s3@cret")
+    assert split_userinfo("http://admin@h/c.cfg") == ("http://h/c.cfg", "admin", None)
+    assert split_userinfo("tftp://h/c.cfg") == ("tftp://h/c.cfg", None, None)
