@@ -19,7 +19,7 @@ from tests.phonelab import PhoneLab
 MAC = "00:15:65:13:ae:0b"
 BARE = "00156513ae0b"
 HTTP = {66: b"http://127.0.0.1:8080/"}
-VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors", "yealink-aes")
+VECTORS = os.path.join(os.path.dirname(__file__), "..", "vectors", "yealink-aes")
 
 
 def cfg(**settings) -> bytes:
