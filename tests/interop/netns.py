@@ -2,8 +2,9 @@
 a real link (broadcast DHCP, the PnP multicast group). Needs root and ``ip``; without
 them the test skips locally and fails under CI=true (tests/peers.py).
 
-Traffic stays inside the pair: the addresses (a random 10.99.N.0/24) are put on the veth
-only, and the namespace and links are deleted in ``finally``, also when the test fails.
+Traffic stays inside the pair: the addresses (a random 198.18.N.0/24, in the benchmarking
+range 198.18.0.0/15 that nothing routes) are put on the veth only, and the namespace and
+links are deleted in ``finally``, also when the test fails.
 
 Use it by importing the fixture into the test module::
 
@@ -27,7 +28,7 @@ class VethLab:
     namespace: str
     host_if: str  # the server's side, in the host's namespace; it has address {prefix}.1
     client_if: str  # inside the namespace; no address unless a test gives it one
-    prefix: str  # "10.99.N"
+    prefix: str  # "198.18.N" (198.18.0.0/15: the benchmarking range, never routed out)
 
 
 def run_ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,7 +45,7 @@ def veth_lab():
     require_root("network namespaces and veth pairs")
     require_binary("ip")
     tag = f"{os.getpid() % 1000:03d}{random.randrange(100):02d}"
-    lab = VethLab(f"labsim-t-{tag}", f"lsh{tag}", f"lsn{tag}", f"10.99.{random.randrange(1, 250)}")
+    lab = VethLab(f"labsim-t-{tag}", f"lsh{tag}", f"lsn{tag}", f"198.18.{random.randrange(1, 250)}")
     try:
         run_ip("netns", "add", lab.namespace)
         run_ip("link", "add", lab.host_if, "type", "veth", "peer", "name", lab.client_if)
