@@ -59,7 +59,7 @@ from ipaddress import IPv4Address
 from socket import inet_aton
 from urllib.parse import unquote, urlsplit
 
-from labsim.transport.ftp_fetch import ANONYMOUS
+from labsim.phones.events import ANONYMOUS
 from labsim.wire import tftp as tftp_wire
 from labsim.wire.sip_pnp import PNP_MULTICAST
 

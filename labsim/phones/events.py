@@ -116,6 +116,11 @@ class Credentials:
     password: str
 
 
+# The FTP login of a phone given no credentials (RFC 1635: the password is conventionally
+# an e-mail address). The FTP client logs in with it and the capture shows it.
+ANONYMOUS = ("anonymous", "labsim@")
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     request_id: int

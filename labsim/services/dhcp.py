@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from socket import inet_aton, inet_ntoa
 
 from labsim.services.dhcp_classes import ClientClass, ClientClassifier
-from labsim.services.lease_file import LeaseRecord
 from labsim.wire.dhcp import (
     ACK,
     BOOTREPLY,
@@ -70,6 +69,16 @@ BOUND = "bound"  # ACKed; held until the lease time runs out
 FREE = "free"  # released or expired: kept in by-MAC memory to give the client the same address again
 DECLINED = "declined"  # a client found the address in use; set aside for decline_hold_s
 
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """One line of the lease file (:mod:`labsim.services.lease_file` reads and writes it)."""
+
+    state: str  # "bound", "free" or "declined"
+    mac: bytes | None  # None only for "declined"
+    ip: str
+    expires: float  # 0 for "free"
 
 @dataclass
 class DhcpServerConfig:

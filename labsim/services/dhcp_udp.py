@@ -33,7 +33,7 @@ from twisted.python import log
 
 from labsim.services.dhcp import BROADCAST, DhcpServer, DhcpServerConfig, Reply
 from labsim.services.lease_file import read_lease_file, write_lease_file
-from labsim.services.udp import add_arp_entry, bind_udp
+from labsim.net.udp import add_arp_entry, bind_udp
 from labsim.wire.dhcp import DhcpDecodeError, DhcpMessage, decode, encode
 
 # Counters the edge adds to the server's own (one dict, so a report sees them together).

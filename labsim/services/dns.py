@@ -33,7 +33,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.python.failure import Failure
 
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.wire.dns_records import (  # re-exported: the public DNS API lives here
     DnsAnswerer,
     DnsLookupError,

@@ -22,7 +22,7 @@ def dhcp_config(spec) -> DhcpServerConfig:
     import ipaddress
 
     from labsim.services.dhcp_classes import ClientClass, VendorClassMatch
-    from labsim.services.udp import interface_ipv4
+    from labsim.net.udp import interface_ipv4
 
     classes = [
         ClientClass(c.name, VendorClassMatch(*c.match.vendor_class.kind_and_value()),

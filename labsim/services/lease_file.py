@@ -22,19 +22,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from socket import inet_aton, inet_ntoa
+
+from labsim.services.dhcp import LeaseRecord  # the record is the core's; the file is the edge's
 
 HEADER = "# labsim DHCP leases v1"
 STATES = ("bound", "free", "declined")
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    state: str  # one of STATES
-    mac: bytes | None  # None only for "declined"
-    ip: str
-    expires: float  # 0 for "free"
 
 
 class LeaseFileError(ValueError):

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
-from labsim.services.udp import bind_udp, interface_ipv4
+from labsim.net.udp import bind_udp, interface_ipv4
 from labsim.wire import sip_pnp
 from labsim.wire.sip_pnp import SipParseError
 

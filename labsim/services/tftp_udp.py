@@ -55,7 +55,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
 from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, answer_stranger, new_stats
-from labsim.services.udp import set_receive_buffer
+from labsim.net.udp import set_receive_buffer
 from labsim.wire.tftp import Step
 
 MAX_DATAGRAM = 65535

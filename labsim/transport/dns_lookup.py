@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.internet.error import NotConnectingError
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.transport.guard import loopback_address
 from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp
 

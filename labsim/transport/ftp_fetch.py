@@ -19,9 +19,8 @@ from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.protocols.ftp import CommandFailed, ConnectionLost, FTPClient
 from twisted.python.failure import Failure
 
-from labsim.phones.events import FetchResult
+from labsim.phones.events import ANONYMOUS, FetchResult
 
-ANONYMOUS = ("anonymous", "labsim@")  # RFC 1635: the password is conventionally an e-mail address
 STATUS_OF_CODE = {530: "denied", 550: "not_found"}
 
 

@@ -36,7 +36,7 @@ from twisted.internet.ssl import CertificateOptions
 from zope.interface import implementer
 
 from labsim.phones.events import FetchResult
-from labsim.services.http import can_send_now, send_now
+from labsim.net.tcp import can_send_now, send_now
 from labsim.wire.http1 import HttpParseError, ResponseParser, encode_request
 from labsim.wire.http_auth import DigestChallenge, parse_challenges
 

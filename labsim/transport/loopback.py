@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
 from labsim.phones.events import Credentials, Fetch, FetchResult
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.dns_lookup import LabResolver, LookupFailed
 from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.protocol import DatagramProtocol
 
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.wire import tftp as wire
 from labsim.wire.tftp import Step
 

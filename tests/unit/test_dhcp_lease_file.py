@@ -23,7 +23,7 @@ from labsim.services.lease_file import (
     resolve_lease_path,
     write_lease_file,
 )
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.wire import dhcp
 from labsim.wire.dhcp import ACK, DECLINE, DISCOVER, OFFER, RELEASE, REQUEST, DhcpMessage
 from tests.peers import free_udp_port

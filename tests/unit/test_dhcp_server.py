@@ -16,7 +16,7 @@ from twisted.trial import unittest as trial
 
 from labsim.services.dhcp import BOUND, DECLINED, OFFERED, DhcpServer, DhcpServerConfig, Reply
 from labsim.services.dhcp_udp import DhcpServerProtocol, start_dhcp_server
-from labsim.services.udp import bind_udp
+from labsim.net.udp import bind_udp
 from labsim.wire import dhcp
 from labsim.wire.dhcp import ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST, DhcpMessage
 from tests.peers import free_udp_port

@@ -16,7 +16,7 @@ from twisted.trial import unittest as trial
 from labsim.services import dhcp_udp
 from labsim.services.dhcp import DhcpServer, DhcpServerConfig
 from labsim.services.dhcp_udp import DEFAULT_RECV_BUFFER, DhcpServerProtocol, start_dhcp_server
-from labsim.services.udp import SO_BINDTODEVICE, bind_udp
+from labsim.net.udp import SO_BINDTODEVICE, bind_udp
 from labsim.wire import dhcp
 from labsim.wire.dhcp import DISCOVER, NAK, OFFER, REQUEST, DhcpMessage
 from tests.peers import free_udp_port

@@ -270,7 +270,7 @@ class AgainstTheLabServer(trial.TestCase):
         # Only UDP on this port: the TC answer comes from the real answerer, the TCP
         # connection is refused; the lookup fails with the reason instead of hanging.
         from labsim.services.dns import DnsServerProtocol
-        from labsim.services.udp import bind_udp
+        from labsim.net.udp import bind_udp
 
         port = free_port_udp_and_tcp()
         udp_only = bind_udp(reactor, DnsServerProtocol(DnsAnswerer(Zone(RECORDS))), "127.0.0.1", port)

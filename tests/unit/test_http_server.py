@@ -499,7 +499,7 @@ def test_malformed_requests_still_get_twisted_webs_400(wire, bad):
 
 
 def test_send_now_writes_to_the_socket_only_with_nothing_queued():
-    from labsim.services.http import can_send_now, send_now
+    from labsim.net.tcp import can_send_now, send_now
 
     class Transport:
         TLS = False
