@@ -45,10 +45,17 @@ class LoadedScenario:
         return os.path.dirname(os.path.abspath(self.path))
 
 
+MAX_SCENARIO_BYTES = 4 * 1024 * 1024  # a scenario file larger than this is refused unread
+
+
 def load_scenario(path: str) -> LoadedScenario:
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            text = handle.read(MAX_SCENARIO_BYTES + 1)
+        if len(text) > MAX_SCENARIO_BYTES:
+            raise ScenarioError([Problem(path, Mark(1, 1), "",
+                                         f"file too large (over {MAX_SCENARIO_BYTES // (1024 * 1024)} MiB); "
+                                         "put large provisioning files in provisioning.directory")])
     except OSError as exc:
         raise ScenarioError([Problem(path, None, "", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:

@@ -44,7 +44,18 @@ class YamlError(Exception):
         self.path = path
 
 
+# Bounds on what a scenario file may make the loader build. A 488-byte "billion laughs"
+# file (anchors of aliases of aliases) expands to gigabytes, and 100,000 nested '['
+# overflow the composer's recursion; both are refused before anything is built. Real
+# scenarios sit far below each bound (the largest bundled one: ~400 values, depth 7).
+MAX_DEPTH = 64  # nested mappings and lists
+MAX_ALIASES = 10_000  # uses of an anchor (*name) in one file
+MAX_EXPANDED_VALUES = 200_000  # values (scalars, lists, mappings) once every alias is expanded
+MAX_EXPANDED_CHARS = 16 * 1024 * 1024  # characters of scalar text once every alias is expanded
+
+
 def load_marked(text: str) -> MarkedDocument:
+    check_bounds(text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -56,6 +67,64 @@ def load_marked(text: str) -> MarkedDocument:
         return doc
     doc.data = _build(root, (), doc.marks, doc.problems)
     return doc
+
+
+def check_bounds(text: str) -> None:
+    """Walk the file's YAML events once (no values are built) and refuse it, at the
+    offending line, if its nesting or its alias expansion passes a bound above.
+
+    Each anchored value's expanded size is measured when it closes; an alias adds that
+    size again, so nested aliases are counted as what they would build, without
+    building it."""
+    depth = 0
+    aliases = 0
+    values = chars = 0
+    open_anchors: list[tuple[str | None, int, int]] = []  # per open collection: anchor, values, chars at start
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        for event in yaml.parse(text, Loader=_EVENT_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise YamlError(f"too many aliases (more than {MAX_ALIASES:,} uses of anchors)", _mark(event))
+                more_values, more_chars = sizes.get(event.anchor, (1, 0))
+                values += more_values
+                chars += more_chars
+            elif isinstance(event, yaml.ScalarEvent):
+                values += 1
+                chars += len(event.value)
+                if event.anchor is not None:
+                    sizes[event.anchor] = (1, len(event.value))
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise YamlError(f"nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)",
+                                    _mark(event))
+                values += 1
+                open_anchors.append((event.anchor, values - 1, chars))
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+                anchor, values_then, chars_then = open_anchors.pop()
+                if anchor is not None:
+                    sizes[anchor] = (values - values_then, chars - chars_then)
+            else:
+                continue
+            if values > MAX_EXPANDED_VALUES or chars > MAX_EXPANDED_CHARS:
+                raise YamlError(
+                    f"aliases expand too far (more than {MAX_EXPANDED_VALUES:,} values or "
+                    f"{MAX_EXPANDED_CHARS // (1024 * 1024)} MiB of text once expanded)", _mark(event))
+    except yaml.MarkedYAMLError:
+        return  # not valid YAML: the composer says where, with its own message
+
+
+def _mark(event) -> Mark | None:
+    mark = event.start_mark
+    return Mark(mark.line + 1, mark.column + 1) if mark is not None else None
+
+
+# The same parser the composer uses, so a file that is not YAML gets the same message
+# either way (libyaml's words differ).
+_EVENT_LOADER = yaml.SafeLoader
 
 
 def _mark_of(node: yaml.Node) -> Mark:
