@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from labsim.observe.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
+from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
 from labsim.phones.phone import STATES
 
@@ -115,6 +116,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
             "time_to_ready_s": summarize(ready_times),
             "stages_s": {stage: summarize(values) for stage, values in sorted(stage_latencies(members).items())},
             "servers": server_statistics(members),
+            "problems": group_problems(members),
         },
         "services": record.services,
         "network": record.network,
@@ -132,6 +134,7 @@ def _phone_entry(member) -> dict:
         "fleet": member.fleet,
         "state": phone.state,
         "failure": phone.failure or None,
+        "cause": phone_cause(phone),
         "reboots": phone.reboots,
         "power_cycles": phone.power_cycles,
         "powered_on_at_s": _round(phone.powered_on_at),
@@ -164,6 +167,8 @@ def summary_table(report: dict) -> str:
              + ("" if report["complete"] else f" (INCOMPLETE: {report['end_reason']})")]
     states = ", ".join(f"{s} {n}" for s, n in summary["by_state"].items() if n)
     lines.append(f"  final states: {states}")
+    for problem in summary.get("problems", []):
+        lines.append(f"    {problem_line(problem)}")
     lines.append(f"  reboots: {summary['reboots_total']}")
     ttr = summary["time_to_ready_s"]
     if ttr["count"]:

@@ -93,6 +93,34 @@ SERVER = {
     "required": ["requests", "errors", "by_status", "latency_s"],
 }
 
+_CAUSE_PROPERTIES = {
+    "reason": {"type": "string", "description": "the phone's failure, or for a stuck phone where it stopped "
+                                                "(no DHCP lease yet, still provisioning ...)"},
+    "server": {"type": ["string", "null"], "description": "the server (or URL) the phone used"},
+    "server_from": {"type": ["string", "null"], "description": "where the phone got it: DHCP option 66, flash ..."},
+    "error": {"type": ["string", "null"], "description": "the last failed download's error (connection refused, "
+                                                       "HTTP 404 ...) unless a later one succeeded"},
+}
+CAUSE = {
+    "type": ["object", "null"],
+    "description": "why a failed or stuck phone is not ready; null for a ready phone",
+    "properties": _CAUSE_PROPERTIES,
+    "required": list(_CAUSE_PROPERTIES),
+    "additionalProperties": False,
+}
+PROBLEM = {
+    "type": "object",
+    "description": "failed or stuck phones with the same state, reason, server, source and error",
+    "properties": {
+        "state": {"enum": list(STATES)},
+        "count": {"type": "integer", "minimum": 1},
+        **_CAUSE_PROPERTIES,
+        "macs": {"type": "array", "items": {"type": "string"}, "maxItems": 5, "description": "the first few phones"},
+    },
+    "required": ["state", "count", *_CAUSE_PROPERTIES, "macs"],
+    "additionalProperties": False,
+}
+
 PHONE = {
     "type": "object",
     "properties": {
@@ -102,6 +130,7 @@ PHONE = {
         "fleet": {"type": "string"},
         "state": {"enum": list(STATES)},
         "failure": {"type": ["string", "null"]},
+        "cause": CAUSE,
         "reboots": {"type": "integer", "minimum": 0},
         "power_cycles": {"type": "integer", "minimum": 0, "description": "power cycles by the scenario's timeline"},
         "powered_on_at_s": _NUMBER_OR_NULL,
@@ -116,7 +145,7 @@ PHONE = {
                                  "settings_count": {"type": "integer", "minimum": 0}}},
         "events": {"type": "array", "items": EVENT},
     },
-    "required": ["mac", "vendor", "model", "fleet", "state", "failure", "reboots", "power_cycles", "powered_on_at_s",
+    "required": ["mac", "vendor", "model", "fleet", "state", "failure", "cause", "reboots", "power_cycles", "powered_on_at_s",
                  "ready_at_s", "files", "flash", "events"],
 }
 
@@ -151,8 +180,10 @@ REPORT_SCHEMA = {
                 "stages_s": {"type": "object", "additionalProperties": STATS},
                 "servers": {"type": "object", "additionalProperties": SERVER,
                             "description": "server URL (http://127.0.0.1:8080, tftp://...) -> its downloads"},
+                "problems": {"type": "array", "items": PROBLEM,
+                             "description": "failed and stuck phones grouped by cause, largest group first"},
             },
-            "required": ["phones", "by_state", "reboots_total", "time_to_ready_s", "stages_s", "servers"],
+            "required": ["phones", "by_state", "reboots_total", "time_to_ready_s", "stages_s", "servers", "problems"],
         },
         "services": {"type": "object", "description": "each service that ran -> its counters",
                      "additionalProperties": _COUNTERS},

@@ -269,7 +269,7 @@ def provision(phone, behaviour: AvayaBehaviour = DEFAULT_BEHAVIOUR):
         server = parse_server(value, credential_separators=":;")
     except BadProvisioningUrl as exc:
         return _finish(phone, "failed", f"{source}: {exc}", behaviour)
-    phone.note(f"server {server} from {source}")
+    phone.server_from(server, source)
     flash.provisioning_url = str(server)  # credentials stay out of flash's summary, as Yealink's do
 
     name = model_file_name(phone.model)

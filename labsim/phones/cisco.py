@@ -291,6 +291,7 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
     stage = "profile" if key == "Profile_Rule" else "profile_" + key[-1].lower()
     for number, (target, origin) in enumerate(tries, 1):
         target, credentials = _split_credentials(target, rule)
+        phone.server_source = (target, origin)  # for the report's problems, if this fails
         result = yield Download(target, credentials, stage)
         if result.ok:
             phone.note(f"{key}: {target} from {origin} ({len(result.body)} bytes)")

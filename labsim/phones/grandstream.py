@@ -230,7 +230,7 @@ def provision(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR):
         except BadProvisioningUrl as exc:
             server, layers, tried = None, [], f"{origin}: {exc}"
         if server is not None:
-            phone.note(f"config server {server} from {origin}")
+            phone.server_from(server, origin, "config server")
             phone.flash.provisioning_url = str(server)
             layers, tried = yield from _config_files(phone, server, behaviour)
 

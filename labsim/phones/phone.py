@@ -109,7 +109,11 @@ class Phone:
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)
         self._procedure: Procedure | None = None
-        self._pending: dict[int, tuple[str, float]] = {}  # request id -> (stage, started)
+        self._pending: dict[int, tuple[str, float, str, str]] = {}  # request id -> (stage, started, server, url)
+        # Why a pass went wrong, for the report's grouped problems: where the phone got
+        # its server this pass, and the last download that failed since one succeeded.
+        self.server_source: tuple[str, str] | None = None  # (server, "DHCP option 66")
+        self.fetch_error: tuple[str, str, str] | None = None  # (url, status, detail)
         self._next_request = 0
         self._dhcp_started = 0.0
         self.now = 0.0
@@ -144,6 +148,7 @@ class Phone:
     def _booted(self, event: TimerFired, now: float) -> list:
         self._dhcp_started = now
         self.trigger = "power_on"
+        self.server_source, self.fetch_error = None, None
         self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = self.profile.dhcp_identity(self)
@@ -167,8 +172,10 @@ class Phone:
         pending = self._pending.pop(event.request_id, None)
         if pending is None:
             return []
-        stage, started, server = pending
+        stage, started, server, url = pending
         self.stages.append(StageTiming(stage, started, now, event.result.status, server))
+        result = event.result
+        self.fetch_error = None if result.ok else (url, result.status, result.detail)
         return self._resume(event.result, now)
 
     def _wait_over(self, event: TimerFired, now: float) -> list:
@@ -205,6 +212,7 @@ class Phone:
 
     def _provision_again(self, trigger: str, now: float, detail: str) -> list:
         self.trigger = trigger
+        self.server_source, self.fetch_error = None, None
         actions = self._enter(PROVISIONING, now, detail)
         self._procedure = self.profile.provision(self)
         return actions + self._resume(None, now)
@@ -225,12 +233,12 @@ class Phone:
         if isinstance(request, Download):
             self._next_request += 1
             request_id = self._next_request
-            self._pending[request_id] = (request.stage, now, _server_of(request.url))
+            self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
         if isinstance(request, Upload):
             self._next_request += 1
             request_id = self._next_request
-            self._pending[request_id] = (request.stage, now, _server_of(request.url))
+            self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials)]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
@@ -314,6 +322,12 @@ class Phone:
     def note(self, detail: str) -> None:
         """Record a step inside the current state (shown in the phone's timeline)."""
         self.events.append((self.now, self.state, detail, "step"))
+
+    def server_from(self, server, source: str, noun: str = "server") -> None:
+        """The procedure found its provisioning server (``source``: "DHCP option 66",
+        "flash", "PnP" ...): noted in the timeline and kept for the report's problems."""
+        self.server_source = (str(server), source)
+        self.note(f"{noun} {server} from {source}")
 
 
 @dataclass(slots=True)

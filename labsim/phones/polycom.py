@@ -205,7 +205,7 @@ def provision(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR):
         server = parse_server(value if "://" in value else f"{behaviour.bare_host_scheme}://{value}")
     except BadProvisioningUrl as exc:
         return _ended(phone, "failed", f"{source}: {exc}", behaviour)
-    phone.note(f"boot server {server} from {source}")
+    phone.server_from(server, source, "boot server")
     flash.provisioning_url = str(server)
     credentials = _credentials(server, flash.settings)
     fetch = _Fetcher(phone, server, credentials, behaviour)

@@ -237,7 +237,7 @@ def provision(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR):
         url, credentials = file_url(value, phone, behaviour)
     except BadSettingUrl as exc:
         return _failed(phone, f"{origin}: {exc}")
-    phone.note(f"setting URL {url} from {origin}")
+    phone.server_from(url, origin, "setting URL")
     phone.flash.provisioning_url = url
 
     before = dict(phone.flash.settings)

@@ -261,7 +261,7 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
         server = parse_server(substitute(value, phone))
     except BadProvisioningUrl as exc:
         return ProvisioningOutcome("failed", reason=f"{source}: {exc}")
-    phone.note(f"server {server} from {source}")
+    phone.server_from(server, source)
     phone.flash.provisioning_url = str(server)
     credentials = _credentials(server, settings)
     attempts, retry_delay = _retry_settings(settings, behaviour)

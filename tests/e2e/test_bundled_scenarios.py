@@ -50,6 +50,14 @@ def test_training_lab_wrong_option_66_fails_until_fixed(tmp_path):
     proc, report = run(path, tmp_path)
     assert proc.returncode == 1
     assert report["summary"]["by_state"]["failed"] == report["summary"]["phones"]
+    # The terminal, report.json and report.html say why: the reason, the server and where it came from, the error.
+    line = ("10 failed: no configuration file could be downloaded — http://127.0.0.1:8008/ (from DHCP option 66): "
+            "connection refused")
+    assert line in proc.stdout
+    [problem] = report["summary"]["problems"]
+    assert (problem["count"], problem["server_from"], problem["error"]) == (10, "DHCP option 66", "connection refused")
+    assert report["phones"][0]["cause"]["server"] == "http://127.0.0.1:8008/"
+    assert line in (tmp_path / "report" / "report.html").read_text()
     fixed = tmp_path / "fixed.yaml"
     fixed.write_text(open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
     proc, report = run(fixed, tmp_path)

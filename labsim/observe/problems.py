@@ -1,0 +1,89 @@
+"""Why phones failed or got stuck, in one line per group.
+
+A phone's ``failure`` says what went wrong in its own words ("no configuration file
+could be downloaded"); the cause a trainer needs is elsewhere: the server the phone
+used, where it got that server (DHCP option 66, flash, PnP ...), and the error of the
+download that failed. The phone keeps both (``server_source``, ``fetch_error``); here
+phones with the same reason, server and error are counted together:
+
+    10 failed: no configuration file could be downloaded — http://127.0.0.1:8008/ (from DHCP option 66): connection refused
+"""
+
+from __future__ import annotations
+
+from labsim.phones.phone import FAILED, READY
+
+# Twisted's and the fetchers' words for an error, and the short form people say.
+_PLAIN_ERRORS = (
+    ("connection refused", "connection refused"),
+    ("connection was refused", "connection refused"),
+    ("no route to host", "no route to host"),
+    ("timed out", "timed out"),
+)
+
+
+_STUCK = {"off": "not powered on yet", "booting": "still booting", "rebooting": "still rebooting",
+          "dhcp": "no DHCP lease yet", "provisioning": "still provisioning"}
+
+
+def plain_error(status: str, detail: str) -> str:
+    """A failed download's error in a few plain words ("connection refused", "HTTP 404")."""
+    lowered = detail.lower()
+    for needle, words in _PLAIN_ERRORS:
+        if needle in lowered:
+            return words
+    if detail:
+        return detail.rstrip(".")
+    return {"not_found": "not found", "denied": "access denied", "timeout": "no answer"}.get(status, status)
+
+
+def phone_cause(phone) -> dict | None:
+    """The cause of a failed or stuck phone: reason, server, where from, error. None for a ready phone."""
+    if phone.state == READY:
+        return None
+    if phone.state == FAILED:
+        reason = phone.failure or "failed"
+    else:
+        reason = _STUCK.get(phone.state, f"still {phone.state}")
+    server, source = phone.server_source or (None, None)
+    error = url = None
+    if phone.fetch_error is not None:
+        url, status, detail = phone.fetch_error
+        error = plain_error(status, detail)
+        if server is None or not url.startswith(_origin(server)):
+            server, source = url, source if server is None else None
+    return {"reason": reason, "server": server, "server_from": source, "error": error}
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def group_problems(members) -> list[dict]:
+    """Failed and stuck phones grouped by (state, reason, server, source, error), largest first."""
+    groups: dict[tuple, dict] = {}
+    for member in members:
+        phone = member.phone
+        cause = phone_cause(phone)
+        if cause is None:
+            continue
+        key = (phone.state, cause["reason"], cause["server"], cause["server_from"], cause["error"])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"state": phone.state, "count": 0, **cause, "macs": []}
+        group["count"] += 1
+        if len(group["macs"]) < 5:
+            group["macs"].append(phone.mac)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["state"], g["reason"]))
+
+
+def problem_line(problem: dict) -> str:
+    """``10 failed: <reason> — <server> (from <source>): <error>``"""
+    line = f"{problem['count']} {problem['state'] if problem['state'] == FAILED else 'stuck'}: {problem['reason']}"
+    where = problem["server"] or ""
+    if where and problem["server_from"]:
+        where += f" (from {problem['server_from']})"
+    if where or problem["error"]:
+        line += " — " + ": ".join(part for part in (where, problem["error"]) if part)
+    return line
