@@ -33,9 +33,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from labsim.phones.dhcp_client import DhcpIdentity
-from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.events import ProvisioningOutcome
 from labsim.phones.flash import Flash, changed_keys
-from labsim.phones.phone import Wait
+from labsim.phones.kit import download, url_credentials
 from labsim.wire import avaya_cfg
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
 
@@ -129,14 +129,14 @@ def default_firmware(model: str) -> str:
     return FIRMWARE_PREFIXES[model] + DEFAULT_FIRMWARE_VERSION
 
 
-def user_agent(phone) -> str:
+def user_agent(phone, behaviour: AvayaBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """``AVAYA/SIP12x0/04.00.04.00``: the load's prefix and version, from flash."""
     parts = avaya_cfg.firmware_parts(phone.flash.firmware)
     prefix, version = parts if parts else (FIRMWARE_PREFIXES.get(phone.model, "SIP12x0"), phone.flash.firmware)
     return f"AVAYA/{prefix}/{version}"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: AvayaBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     return DhcpIdentity(
         vendor_class=VENDOR_CLASS,
         parameter_request_list=PARAMETER_REQUEST_LIST,
@@ -440,21 +440,9 @@ def _store_settings(phone, name: str, body: bytes, values: dict[str, str], this_
 
 
 def _download(phone, server: ServerUrl, name: str, stage: str, behaviour: AvayaBehaviour):
-    for attempt in range(1, behaviour.attempts_per_file + 1):
-        result = yield Download(server.file_url(name), _credentials(server), stage)
-        if result.ok:
-            phone.note(f"downloaded {name} ({len(result.body)} bytes)")
-            return result.body
-        phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{behaviour.attempts_per_file})")
-        if attempt < behaviour.attempts_per_file:
-            yield Wait(behaviour.retry_delay_s)
-    return None
-
-
-def _credentials(server: ServerUrl) -> Credentials | None:
-    if server.user is None or server.scheme == "tftp":
-        return None
-    return Credentials(server.user, server.password or "")
+    credentials = None if server.scheme == "tftp" else url_credentials(server)  # TFTP has no login
+    return (yield from download(phone, server.file_url(name), name, credentials, stage,
+                                behaviour.attempts_per_file, behaviour.retry_delay_s))
 
 
 # --- the end of a pass -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
+from labsim.phones.kit import parse_int, pass_outcome
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
@@ -149,7 +150,7 @@ def user_agent(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> str:
     return f"Cisco/{phone.model}-{phone.flash.firmware} ({phone.mac.replace(':', '').upper()})"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     return DhcpIdentity(
         vendor_class=f"Cisco {phone.model}".encode(),  # (unverified)
         parameter_request_list=PARAMETER_REQUEST_LIST,
@@ -157,7 +158,7 @@ def dhcp_identity(phone) -> DhcpIdentity:
     )
 
 
-def check_sync_action(phone, reboot_requested: bool) -> str:
+def check_sync_action(phone, reboot_requested: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """SIP NOTIFY check-sync: a resync with ``Resync_From_SIP`` (Yes), else ignored;
     ``;reboot=true`` reboots (unverified)."""
     if not is_yes(setting(phone, "Resync_From_SIP")):
@@ -241,7 +242,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
         if not is_yes(setting(phone, "Resync_On_Reset")):
             return ProvisioningOutcome("unchanged", reason="Resync_On_Reset is No",
                                        next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
-        delay = phone.rng.uniform(0, _int(setting(phone, "Resync_Random_Delay"), 0) * behaviour.random_delay_unit_s)
+        delay = phone.rng.uniform(0, parse_int(setting(phone, "Resync_Random_Delay"), 0) * behaviour.random_delay_unit_s)
         if delay > 0:
             phone.note(f"Resync_Random_Delay: first resync in {delay:.1f}s")
             yield Wait(delay)
@@ -258,15 +259,13 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     after = phone.flash.settings
     changed = changed_keys(before, after)
     reboot_keys = [key for key in changed if key in _reboot_parameters(behaviour)]
-    summary = f"applied {len(changed)} changed parameters" if changed else "no parameter changed"
     if flashed or reboot_keys:
-        why = f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0]
-        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed, reason=f"{summary}; reboot for {why}")
+        return pass_outcome(changed, noun="parameter",
+                            reboot_for=f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0])
     if failures:
         return ProvisioningOutcome("failed", changed_keys=changed, reason="; ".join(failures),
                                    next_check_s=next_check_s(phone, ok=False, behaviour=behaviour))
-    return ProvisioningOutcome("applied" if changed else "unchanged", changed_keys=changed, reason=summary,
-                               next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+    return pass_outcome(changed, noun="parameter", next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
 
 
 def _resync(phone, key: str, text: str, sources: list[Source], failures: list[str], behaviour: CiscoBehaviour):
@@ -389,10 +388,10 @@ def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIO
     up to ``Resync_At_Random_Delay``), whichever is first; after a failed one:
     ``Resync_Error_Retry_Delay``. 0 turns a timer off."""
     if not ok:
-        delay = _int(setting(phone, "Resync_Error_Retry_Delay"), 0)
+        delay = parse_int(setting(phone, "Resync_Error_Retry_Delay"), 0)
         return float(delay) if delay > 0 else None
     candidates = []
-    periodic = _int(setting(phone, "Resync_Periodic"), 0)
+    periodic = parse_int(setting(phone, "Resync_Periodic"), 0)
     if periodic > 0:
         candidates.append(float(periodic))
     daily = _next_resync_at(phone, behaviour)
@@ -409,9 +408,5 @@ def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
     start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
     now_of_day = (behaviour.clock_start_s + phone.now) % DAY_S
     until = start - now_of_day if now_of_day < start else DAY_S - now_of_day + start
-    return until + phone.rng.uniform(0, _int(setting(phone, "Resync_At_Random_Delay"), 0))
+    return until + phone.rng.uniform(0, parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
 
-
-def _int(text: str, default: int) -> int:
-    text = (text or "").strip()
-    return int(text) if text.isdigit() else default

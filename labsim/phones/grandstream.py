@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.kit import bare_mac, option_text, parse_int, pass_outcome, url_credentials
 from labsim.wire import dhcp, grandstream_cfg
-from labsim.wire.grandstream_cfg import bare_mac
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
 VENDOR = "grandstream"
@@ -136,7 +136,7 @@ def user_agent(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> st
     return f"Grandstream Model HW {phone.model} SW {phone.flash.firmware} DevId {bare_mac(phone.mac)}"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     """Option 60 ``Grandstream GXP2170`` and option 12 the model, unless ``P148``/``P146``
     say otherwise (unverified)."""
     return DhcpIdentity(
@@ -191,7 +191,7 @@ def find_server(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> t
             payload = options.get(code)
             if not payload:
                 continue
-            value = option_43_server(payload) if code == 43 else payload.decode("latin-1").strip("\x00 \t\r\n")
+            value = option_43_server(payload) if code == 43 else option_text(payload)
             if value:
                 return value, f"DHCP option {code}"
     configured = setting(phone, CONFIG_SERVER).strip()
@@ -209,11 +209,10 @@ def config_files(phone) -> list[tuple[str, str]]:
 
 
 def _credentials(server: ServerUrl, phone) -> Credentials | None:
-    if server.user is not None:
-        return Credentials(server.user, server.password or "")
-    if setting(phone, HTTP_USER) and server.scheme in ("http", "https"):
-        return Credentials(setting(phone, HTTP_USER), setting(phone, HTTP_PASSWORD))
-    return None
+    """The URL's login, else P1360/P1361 (HTTP and HTTPS only)."""
+    http_login = setting(phone, HTTP_USER) and server.scheme in ("http", "https")
+    return url_credentials(server, Credentials(setting(phone, HTTP_USER), setting(phone, HTTP_PASSWORD))
+                           if http_login else None)
 
 
 # --- the provisioning pass ------------------------------------------------------------------
@@ -244,17 +243,14 @@ def provision(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR):
 
     flashed = yield from _firmware(phone)
 
-    summary = f"applied {len(changed)} changed P-values" if changed else "no P-value changed"
     if flashed:
-        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed,
-                                   reason=f"{summary}; reboot into firmware {phone.flash.firmware}")
+        return pass_outcome(changed, noun="P-value", reboot_for=f"firmware {phone.flash.firmware}")
     if changed and behaviour.reboot_on_change:
-        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed, reason=f"{summary}; reboot")
+        return pass_outcome(changed, noun="P-value", reboot_for="the changed P-values")
     if not layers:
         return ProvisioningOutcome("failed", reason=f"no configuration file applied ({tried})",
                                    next_check_s=next_check_s(phone, behaviour))
-    return ProvisioningOutcome("applied" if changed else "unchanged", changed_keys=changed, reason=summary,
-                               next_check_s=next_check_s(phone, behaviour))
+    return pass_outcome(changed, noun="P-value", next_check_s=next_check_s(phone, behaviour))
 
 
 def _config_files(phone, server: ServerUrl, behaviour: GrandstreamBehaviour):
@@ -355,13 +351,13 @@ def next_check_s(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> 
     at hour P285; 0 never. A failed pass waits for the same schedule."""
     mode = setting(phone, AUTO_UPGRADE).strip()
     if mode == "1":
-        return 60.0 * max(1, _int(setting(phone, AUTO_UPGRADE_MINUTES), 10080))
-    hour = min(23, _int(setting(phone, AUTO_UPGRADE_HOUR), 1))
+        return 60.0 * max(1, parse_int(setting(phone, AUTO_UPGRADE_MINUTES), 10080))
+    hour = min(23, parse_int(setting(phone, AUTO_UPGRADE_HOUR), 1))
     now = behaviour.clock_start_s + phone.now
     if mode == "2":
         return _until(now, hour * 3600, DAY_S)
     if mode == "3":
-        day = min(6, _int(setting(phone, AUTO_UPGRADE_DAY), 1))
+        day = min(6, parse_int(setting(phone, AUTO_UPGRADE_DAY), 1))
         return _until(now, day * DAY_S + hour * 3600, WEEK_S)
     return None
 
@@ -371,7 +367,3 @@ def _until(now: float, moment: float, period: float) -> float:
     into = now % period
     return moment - into if into < moment else period - into + moment
 
-
-def _int(text: str, default: int) -> int:
-    text = (text or "").strip()
-    return int(text) if text.isdigit() else default

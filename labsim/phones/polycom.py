@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
-from labsim.phones.yealink import download
+from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
 from labsim.wire import polycom_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -129,17 +129,13 @@ def default_firmware(model: str) -> str:
     return MODEL_INFO[model].firmware
 
 
-def bare_mac(mac: str) -> str:
-    return mac.replace(":", "").lower()
-
-
 def user_agent(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """``FileTransport PolycomVVX-VVX_400-UA/4.1.4.7430 Type/Application``."""
     model = MODEL_INFO[phone.model]
     return f"FileTransport {model.family}-{model.token}-UA/{phone.flash.firmware} Type/Application"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     """Option 60 in RFC 3925 form (enterprise 13885): "Polycom", ``VVX-VVX_400``, the
     part number, ``SIP/<application version>``."""
     model = MODEL_INFO[phone.model]
@@ -151,7 +147,7 @@ def dhcp_identity(phone) -> DhcpIdentity:
     )
 
 
-def check_sync_action(phone, reboot_requested: bool) -> str:
+def check_sync_action(phone, reboot_requested: bool, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """SIP NOTIFY check-sync: with ``…checkSync.alwaysReboot`` 1 the phone always restarts;
     otherwise it re-provisions and restarts only if something changed (see provision)."""
     if phone.flash.settings.get(CHECK_SYNC_ALWAYS_REBOOT) == "1":
@@ -171,7 +167,7 @@ def find_server(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> tuple
     custom = int(custom) if custom.isdigit() and 128 <= int(custom) <= 254 else behaviour.custom_option
     codes = {"66": [66], "custom": [custom], "custom+66": [custom, 66], "static": []}[mode]
     for code in codes:
-        value = _text(options.get(code))
+        value = option_text(options.get(code))
         if value:
             return value, f"DHCP option {code}"
     if mode == "static" and settings.get(STATIC_SERVER_KEY):
@@ -179,10 +175,6 @@ def find_server(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> tuple
     if behaviour.use_stored_server and phone.flash.provisioning_url:
         return phone.flash.provisioning_url, "flash"
     return None
-
-
-def _text(payload: bytes | None) -> str:
-    return payload.decode("latin-1").strip("\x00 \t\r\n") if payload else ""
 
 
 def named_master_file(value: str) -> str | None:
@@ -270,14 +262,10 @@ def provision(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR):
         return ProvisioningOutcome("applied", reboot=True, changed_keys=changed,
                                    reason=f"check-sync: {len(changed)} changed parameters: restart")
     if restart_keys:
-        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed,
-                                   reason=f"applied {len(changed)} changed parameters; restart for {restart_keys[0]}")
-    skipped = f" ({len(missing)} configuration file(s) skipped)" if missing else ""
-    if changed:
-        outcome = ProvisioningOutcome("applied", changed_keys=changed,
-                                      reason=f"applied {len(changed)} changed parameters; no restart needed{skipped}")
-    else:
-        outcome = ProvisioningOutcome("unchanged", reason=f"no parameter changed{skipped}")
+        return pass_outcome(changed, noun="parameter", reboot_for=restart_keys[0], restart_word="restart")
+    outcome = pass_outcome(changed, noun="parameter")
+    if missing:
+        outcome.reason += f" ({len(missing)} configuration file(s) skipped)"
     outcome.next_check_s = next_check_s(phone, outcome.result, behaviour)
     return outcome
 
@@ -297,11 +285,9 @@ class _Fetcher:
 
 
 def _credentials(server: ServerUrl, settings: dict) -> Credentials | None:
-    if server.user is not None:
-        return Credentials(server.user, server.password or "")
     if settings.get(SERVER_USER_KEY):
-        return Credentials(settings[SERVER_USER_KEY], settings.get(SERVER_PASSWORD_KEY, ""))
-    return DEFAULT_FTP_CREDENTIALS if server.scheme == "ftp" else None
+        return url_credentials(server, Credentials(settings[SERVER_USER_KEY], settings.get(SERVER_PASSWORD_KEY, "")))
+    return url_credentials(server, DEFAULT_FTP_CREDENTIALS if server.scheme == "ftp" else None)
 
 
 def _in_folder(folder: str, name: str) -> str:
@@ -444,30 +430,19 @@ def next_check_s(phone, result: str, behaviour: PolycomBehaviour = DEFAULT_BEHAV
 
 def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | None:
     mode = settings.get(POLLING_MODE, "abs")
-    period = _int(settings.get(POLLING_PERIOD), DAY_S)
+    period = parse_int(settings.get(POLLING_PERIOD), DAY_S)
     if mode == "rel":
         return float(max(1, period))
-    start = _clock_s(settings.get(POLLING_TIME, "03:00"))
+    start = clock_s(settings.get(POLLING_TIME, "03:00"))
     if start is None:
         return None
     days = max(1, period // DAY_S)
     now_of_day = (behaviour.clock_start_s + phone.now) % DAY_S
     until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     if mode == "random":
-        end = _clock_s(settings.get(POLLING_TIME_END, "")) or start
+        end = clock_s(settings.get(POLLING_TIME_END, "")) or start
         return until + phone.rng.uniform(0, (end - start) % DAY_S)
     return until
-
-
-def _int(text: str | None, default: int) -> int:
-    return int(text) if text is not None and text.strip().isdigit() else default
-
-
-def _clock_s(text: str) -> int | None:
-    match = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text or "")
-    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        return None
-    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
 
 
 def _ended(phone, result: str, reason: str, behaviour: PolycomBehaviour) -> ProvisioningOutcome:

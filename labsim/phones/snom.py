@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
+from labsim.phones.kit import option_text, pass_outcome
 from labsim.wire import dhcp, snom_cfg
 from labsim.wire.provisioning_url import SCHEMES, split_userinfo
 
@@ -129,12 +130,12 @@ def user_agent(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> str:
     return f"Mozilla/4.0 (compatible; {model_name(phone.model)}-SIP {phone.flash.firmware} {behaviour.ua_hardware})"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     return DhcpIdentity(vendor_class=model_name(phone.model).encode(),  # (unverified) option 60 "snomD785"
                         parameter_request_list=PARAMETER_REQUEST_LIST)
 
 
-def check_sync_action(phone, reboot_requested: bool) -> str:
+def check_sync_action(phone, reboot_requested: bool, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """SIP NOTIFY check-sync: re-read the settings; ``;reboot=true`` restarts (unverified)."""
     return "reboot" if reboot_requested else "resync"
 
@@ -148,7 +149,7 @@ def dhcp_setting_url(phone) -> tuple[str, str] | None:
     subs = _sub_options(phone, options.get(43))
     if subs.get(66) or "://" in subs.get(67, ""):
         return join_server_and_file(subs.get(66, ""), subs.get(67, "")), "DHCP option 43 (sub-options 66/67)"
-    server, file = _text(options.get(66)), _text(options.get(67))
+    server, file = option_text(options.get(66)), option_text(options.get(67))
     if server or "://" in file:
         return join_server_and_file(server, file), "DHCP options 66/67" if server and file else (
             "DHCP option 66" if server else "DHCP option 67")
@@ -167,14 +168,10 @@ def _sub_options(phone, payload: bytes | None) -> dict[int, str]:
     if not payload:
         return {}
     try:
-        return {code: _text(value) for code, value in dhcp.decode_tlvs(payload)}
+        return {code: option_text(value) for code, value in dhcp.decode_tlvs(payload)}
     except ValueError as exc:
         phone.note(f"DHCP option 43 ignored: not sub-options ({exc})")
         return {}
-
-
-def _text(payload: bytes | None) -> str:
-    return payload.decode("latin-1").strip("\x00 \t\r\n") if payload else ""
 
 
 def find_setting_url(phone, dhcp_url: tuple[str, str] | None, pnp_url: str | None) -> tuple[str, str] | None:
@@ -248,16 +245,13 @@ def provision(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR):
     after = phone.flash.settings
     changed = changed_keys(before, after)
     restart = [key for key in changed if key in _reboot_settings(behaviour)]
-    summary = f"applied {len(changed)} changed settings" if changed else "no setting changed"
     if flashed or restart:
-        why = f"firmware {phone.flash.firmware}" if flashed else restart[0]
-        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed, reason=f"{summary}; reboot for {why}")
+        return pass_outcome(changed, noun="setting", reboot_for=f"firmware {phone.flash.firmware}" if flashed else restart[0])
     if failures:
         outcome = _failed(phone, "; ".join(failures))
         outcome.changed_keys = changed
         return outcome
-    return ProvisioningOutcome("applied" if changed else "unchanged", changed_keys=changed, reason=summary,
-                               next_check_s=refresh_s(phone))
+    return pass_outcome(changed, noun="setting", next_check_s=refresh_s(phone))
 
 
 def _read(phone, url: str, credentials, depth: int, seen: set[str], failures: list[str], behaviour: SnomBehaviour):

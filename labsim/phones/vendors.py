@@ -1,48 +1,22 @@
-"""The vendor profiles a fleet can name. Each profile is one module that reads like
-that vendor's manual and provides: MODELS, default_firmware(model),
-dhcp_identity(phone), user_agent(phone) and provision(phone) (a generator)."""
+"""The vendor profiles a fleet can name. Each is one module that fills in
+:class:`labsim.phones.kit.VendorProfile`; ``profile_for`` binds a fleet's behaviour
+settings into it."""
 
-import functools
-import inspect
+from __future__ import annotations
+
+import dataclasses
 
 from labsim.phones import avaya, cisco, grandstream, polycom, snom, yealink
+from labsim.phones.kit import BoundProfile, VendorProfile
 
-VENDORS = {
-    yealink.VENDOR: yealink,
-    avaya.VENDOR: avaya,
-    polycom.VENDOR: polycom,
-    cisco.VENDOR: cisco,
-    grandstream.VENDOR: grandstream,
-    snom.VENDOR: snom,
+VENDORS: dict[str, VendorProfile] = {
+    vendor.VENDOR: vendor for vendor in (yealink, avaya, polycom, cisco, grandstream, snom)
 }
-
-
-class BoundProfile:
-    """A vendor profile with a fleet's behaviour settings bound in: the phone calls
-    ``provision(phone)``, and the module's functions receive the behaviour too."""
-
-    def __init__(self, module, behaviour):
-        self.module = module
-        self.behaviour = behaviour
-        for name in ("provision", "user_agent", "dhcp_identity", "check_sync_action"):
-            function = getattr(module, name, None)
-            if function is not None and "behaviour" in inspect.signature(function).parameters:
-                setattr(self, name, functools.partial(function, behaviour=behaviour))
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
 
 
 def behaviour_for(vendor: str, overrides: dict):
     """The vendor's behaviour dataclass with ``overrides``; ValueError names bad knobs."""
-    import dataclasses
-
-    module = VENDORS[vendor]
-    default = getattr(module, "DEFAULT_BEHAVIOUR", None)
-    if default is None:
-        if overrides:
-            raise ValueError(f"{vendor} phones have no behaviour settings")
-        return None
+    default = VENDORS[vendor].DEFAULT_BEHAVIOUR
     fields = {f.name: f for f in dataclasses.fields(default)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
@@ -56,7 +30,5 @@ def behaviour_for(vendor: str, overrides: dict):
     return dataclasses.replace(default, **overrides)
 
 
-def profile_for(vendor: str, overrides: dict | None = None):
-    module = VENDORS[vendor]
-    behaviour = behaviour_for(vendor, overrides or {})
-    return module if behaviour is None else BoundProfile(module, behaviour)
+def profile_for(vendor: str, overrides: dict | None = None) -> BoundProfile:
+    return BoundProfile(VENDORS[vendor], behaviour_for(vendor, overrides or {}))

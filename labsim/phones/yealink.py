@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
-from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
-from labsim.phones.phone import Wait
+from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
+from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -122,10 +122,6 @@ def mac_cfg_name(mac: str) -> str:
     return bare_mac(mac) + ".cfg"
 
 
-def bare_mac(mac: str) -> str:
-    return mac.replace(":", "").lower()
-
-
 def default_firmware(model: str) -> str:
     return f"{MODEL_CODES[model]}.85.0.5"
 
@@ -143,7 +139,7 @@ def user_agent(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> str:
     return f"Yealink SIP-{phone.model} {phone.flash.firmware} {phone.mac}"
 
 
-def dhcp_identity(phone) -> DhcpIdentity:
+def dhcp_identity(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:
     vendor_class = phone.flash.settings.get(OPTION60_KEY) or DEFAULT_VENDOR_CLASS
     return DhcpIdentity(
         vendor_class=vendor_class.encode(),
@@ -156,7 +152,7 @@ def needs_reboot(key: str) -> bool:
     return key in REBOOT_KEYS or key.startswith(REBOOT_KEY_PREFIXES)
 
 
-def check_sync_action(phone, reboot_requested: bool) -> str:
+def check_sync_action(phone, reboot_requested: bool, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> str:
     """What a SIP NOTIFY ``Event: check-sync`` does, by ``sip.notify_reboot_enable``:
     0 re-provision (reboot only with ``;reboot=true``), 1 always reboot, 2 ignore."""
     mode = phone.flash.settings.get(NOTIFY_REBOOT_KEY, "0")
@@ -178,10 +174,10 @@ def find_server(phone, pnp_url: str | None = None) -> tuple[str, str] | None:
     settings = phone.flash.settings
     if settings.get(USER_OPTIONS_ENABLE_KEY, "1") != "0":
         for code in _user_option_codes(settings.get(USER_OPTIONS_KEY, "")):
-            value = _text(options.get(code))
+            value = option_text(options.get(code))
             if value:
                 return value, f"DHCP option {code}"
-    value = _text(options.get(66))
+    value = option_text(options.get(66))
     if value:
         return value, "DHCP option 66"
     value = _option_43_url(options.get(43))
@@ -201,21 +197,17 @@ def _user_option_codes(text: str) -> list[int]:
     return codes
 
 
-def _text(payload: bytes | None) -> str:
-    return payload.decode("latin-1").strip("\x00 \t\r\n") if payload else ""
-
-
 def _option_43_url(payload: bytes | None) -> str:
     """Option 43's layout for Yealink is undocumented: accept a plain URL, or sub-option
     TLVs one of which carries a URL *(unverified)*."""
     if not payload:
         return ""
-    plain = _text(payload)
+    plain = option_text(payload)
     if plain.isprintable() and ("://" in plain or "." in plain):
         return plain
     try:
         for _code, value in dhcp.decode_tlvs(payload):
-            text = _text(value)
+            text = option_text(value)
             if "://" in text:
                 return text
     except ValueError:
@@ -308,48 +300,26 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
     flashed = yield from _firmware(phone, server, credentials, behaviour)
 
     reboot_keys = [key for key in changed if needs_reboot(key)]
-    reboot = flashed or (bool(changed) and (behaviour.reboot_on_any_change or bool(reboot_keys)))
     if flashed:
-        reason = f"applied {len(changed)} changed settings; reboot for firmware {phone.flash.firmware}"
-    elif reboot:
-        why = reboot_keys[0] if reboot_keys else "a file changed (old-firmware rule)"
-        reason = f"applied {len(changed)} changed settings; reboot for {why}"
+        reboot_for = f"firmware {phone.flash.firmware}"
+    elif changed and (reboot_keys or behaviour.reboot_on_any_change):
+        reboot_for = reboot_keys[0] if reboot_keys else "a file changed (old-firmware rule)"
     else:
-        reason = f"applied {len(changed)} changed settings; no reboot needed"
-    return ProvisioningOutcome("applied", reboot=reboot, reason=reason, changed_keys=changed,
-                               next_check_s=None if reboot else next_check_s(phone, behaviour))
-
-
-def download(phone, url: str, name: str, credentials, stage: str, attempts: int, retry_delay_s: float):
-    """A file, asked for up to ``attempts`` times; None when it never came."""
-    for attempt in range(1, attempts + 1):
-        result = yield Download(url, credentials, stage)
-        if result.ok:
-            phone.note(f"downloaded {name} ({len(result.body)} bytes)")
-            return result.body
-        phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{attempts})")
-        if attempt < attempts:
-            yield Wait(retry_delay_s)
-    phone.note(f"skipped {name}")
-    return None
+        reboot_for = None
+    outcome = pass_outcome(changed, noun="setting", reboot_for=reboot_for, next_check_s=next_check_s(phone, behaviour))
+    outcome.result = "applied"  # a file changed (its MD5), even when no setting did
+    return outcome
 
 
 def _credentials(server: ServerUrl, settings: dict) -> Credentials | None:
-    if server.user is not None:
-        return Credentials(server.user, server.password or "")
-    if settings.get(SERVER_USER_KEY):
-        return Credentials(settings[SERVER_USER_KEY], settings.get(SERVER_PASSWORD_KEY, ""))
-    return None
+    user = settings.get(SERVER_USER_KEY)
+    return url_credentials(server, Credentials(user, settings.get(SERVER_PASSWORD_KEY, "")) if user else None)
 
 
 def _retry_settings(settings: dict, behaviour: YealinkBehaviour) -> tuple[int, float]:
-    attempts = _int(settings.get(ATTEMPTS_KEY), behaviour.attempts_per_file)
-    delay = _int(settings.get(RETRY_DELAY_KEY), None)
+    attempts = parse_int(settings.get(ATTEMPTS_KEY), behaviour.attempts_per_file)
+    delay = parse_int(settings.get(RETRY_DELAY_KEY), None)
     return max(1, attempts), float(delay) if delay is not None else behaviour.retry_delay_s
-
-
-def _int(text: str | None, default):
-    return int(text) if text is not None and text.strip().isdigit() else default
 
 
 # --- boot files (firmware 81 and later) ---------------------------------------------------
@@ -510,7 +480,7 @@ def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> floa
     settings = phone.flash.settings
     candidates = []
     if settings.get(REPEAT_ENABLE_KEY) == "1":
-        minutes = _int(settings.get(REPEAT_MINUTES_KEY), 1440)
+        minutes = parse_int(settings.get(REPEAT_MINUTES_KEY), 1440)
         candidates.append(max(1, minutes) * 60.0)
     if settings.get(WEEKLY_ENABLE_KEY) == "1":
         weekly = _next_weekly_window(phone, settings, behaviour)
@@ -521,8 +491,8 @@ def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> floa
 
 def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> float | None:
     days = {int(ch) for ch in settings.get(WEEKLY_DAYS_KEY, "0123456") if ch.isdigit() and int(ch) < 7}
-    begin = _clock_s(settings.get(WEEKLY_BEGIN_KEY, "00:00"))
-    end = _clock_s(settings.get(WEEKLY_END_KEY, "00:00"))
+    begin = clock_s(settings.get(WEEKLY_BEGIN_KEY, "00:00"))
+    end = clock_s(settings.get(WEEKLY_END_KEY, "00:00"))
     if not days or begin is None or end is None:
         return None
     span = (end - begin) % 86400 or 86400
@@ -537,10 +507,3 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
         moment = start + phone.rng.uniform(0, span)  # each phone picks its own moment in the window
         return moment - now_in_week
     return None
-
-
-def _clock_s(text: str) -> int | None:
-    match = re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", text or "")
-    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        return None
-    return int(match.group(1)) * 3600 + int(match.group(2)) * 60

@@ -29,6 +29,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from labsim.wire.provisioning_url import bare_mac
+
 MAX_FILE_BYTES = 4 << 20  # configuration files are kilobytes; refuse to parse anything huge
 IMAGE_HEADER_BYTES = 512
 _P_VALUE = re.compile(r"^P\d+$")
@@ -52,11 +54,6 @@ class GsProvision:
     def is_for(self, mac: str) -> bool:
         """True when the file names no phone or names this one."""
         return self.mac is None or self.mac == bare_mac(mac)
-
-
-def bare_mac(mac: str) -> str:
-    """``00:0B:82:12:34:56`` / ``00-0b-82-…`` / ``000B82123456`` -> ``000b82123456``."""
-    return re.sub(r"[^0-9a-fA-F]", "", mac).lower()
 
 
 def is_xml(body: bytes) -> bool:

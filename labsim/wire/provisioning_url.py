@@ -6,11 +6,17 @@ is a URL (``tftp://``, ``ftp://user:pass@host/dir/``, ``http://``, ``https://``)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 SCHEMES = ("tftp", "ftp", "http", "https")
 DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
+
+
+def bare_mac(mac: str) -> str:
+    """A MAC as file names carry it: ``00:0B:82:12:34:56`` / ``00-0b-82-…`` -> ``000b82123456``."""
+    return re.sub(r"[^0-9a-f]", "", mac.lower())
 
 
 class BadProvisioningUrl(ValueError):

@@ -1,0 +1,139 @@
+"""The vendor kit: what a vendor profile is, and the steps every vendor shares.
+
+A vendor profile is one module in ``labsim/phones/`` that reads like the vendor's manual.
+It fills in :class:`VendorProfile` (a Protocol: the module itself is the profile) and
+takes what it shares with the other vendors from here, so it holds only what is that
+vendor's: its DHCP identity, its User-Agent, where it looks for its server, which files
+it asks for in which order, what makes it reboot, when it provisions again.
+
+How to add a vendor is in docs/architecture.md ("Adding a vendor").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from labsim.phones.dhcp_client import DhcpIdentity
+from labsim.phones.events import Credentials, Download, ProvisioningOutcome
+from labsim.phones.phone import Procedure, Wait
+from labsim.wire.provisioning_url import ServerUrl, bare_mac  # noqa: F401  (bare_mac: for profiles)
+
+class VendorProfile(Protocol):
+    """What every vendor profile module provides. ``behaviour`` is the vendor's frozen
+    dataclass of settings its manual leaves open (a fleet may override them in the
+    scenario, ``behaviour:``); every function that takes it defaults to
+    ``DEFAULT_BEHAVIOUR``, so the module alone is a profile with the vendor's defaults."""
+
+    VENDOR: str  # the name a scenario's fleet uses
+    MODELS: tuple[str, ...]
+    MAC_PREFIXES: tuple[str, ...]
+    DEFAULT_BEHAVIOUR: Any
+
+    def default_firmware(self, model: str) -> str: ...
+
+    def dhcp_identity(self, phone, behaviour: Any = ...) -> DhcpIdentity: ...
+
+    def user_agent(self, phone, behaviour: Any = ...) -> str: ...
+
+    def check_sync_action(self, phone, reboot_requested: bool, behaviour: Any = ...) -> str:
+        """What a SIP NOTIFY ``Event: check-sync`` does: "ignore", "resync" or "reboot"."""
+
+    def provision(self, phone, behaviour: Any = ...) -> Procedure: ...
+
+
+class BoundProfile:
+    """A vendor profile with one fleet's behaviour settings: what the phone holds as its
+    ``profile`` and calls with the phone alone."""
+
+    def __init__(self, vendor: VendorProfile, behaviour):
+        self.vendor = vendor
+        self.behaviour = behaviour
+        self.VENDOR = vendor.VENDOR
+        self.MODELS = vendor.MODELS
+
+    def default_firmware(self, model: str) -> str:
+        return self.vendor.default_firmware(model)
+
+    def dhcp_identity(self, phone) -> DhcpIdentity:
+        return self.vendor.dhcp_identity(phone, self.behaviour)
+
+    def user_agent(self, phone) -> str:
+        return self.vendor.user_agent(phone, self.behaviour)
+
+    def check_sync_action(self, phone, reboot_requested: bool) -> str:
+        return self.vendor.check_sync_action(phone, reboot_requested, self.behaviour)
+
+    def provision(self, phone) -> Procedure:
+        return self.vendor.provision(phone, self.behaviour)
+
+
+# --- downloading ---------------------------------------------------------------------------
+
+
+def download(phone, url: str, name: str, credentials: Credentials | None, stage: str,
+             attempts: int = 1, retry_delay_s: float = 0.0):
+    """A file, asked for up to ``attempts`` times ``retry_delay_s`` apart; its body, or
+    None when it never came (each miss is noted on the phone's timeline)."""
+    for attempt in range(1, attempts + 1):
+        result = yield Download(url, credentials, stage)
+        if result.ok:
+            phone.note(f"downloaded {name} ({len(result.body)} bytes)")
+            return result.body
+        phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{attempts})")
+        if attempt < attempts:
+            yield Wait(retry_delay_s)
+    phone.note(f"skipped {name}")
+    return None
+
+
+def url_credentials(server: ServerUrl, otherwise: Credentials | None = None) -> Credentials | None:
+    """The login a server URL carries (``ftp://user:pass@host/``), else ``otherwise``
+    (what the vendor takes from its settings or its factory default)."""
+    if server.user is not None:
+        return Credentials(server.user, server.password or "")
+    return otherwise
+
+
+# --- reading values --------------------------------------------------------------------------
+
+
+def parse_int(text: str | None, default):
+    """A setting's non-negative whole number, or ``default`` when it is absent or not one."""
+    text = (text or "").strip()
+    return int(text) if text.isdigit() else default
+
+
+_CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def clock_s(text: str | None) -> int | None:
+    """``"HH:MM"`` as seconds after midnight; None when it is no time of day."""
+    match = _CLOCK.match(text or "")
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        return None
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
+
+
+def option_text(payload: bytes | None) -> str:
+    """A DHCP option's value as text, without the NULs and blanks servers pad it with."""
+    return payload.decode("latin-1").strip("\x00 \t\r\n") if payload else ""
+
+
+# --- the end of a pass -----------------------------------------------------------------------
+
+
+def pass_outcome(changed: list[str], *, noun: str, reboot_for: str | None = None, restart_word: str = "reboot",
+                 next_check_s: float | None = None) -> ProvisioningOutcome:
+    """How a pass that read its files ended: ``applied`` (N changed, and a reboot when
+    ``reboot_for`` names why) or ``unchanged``. ``noun`` is what the vendor's manual calls
+    one value ("setting", "parameter", "P-value")."""
+    if reboot_for:
+        return ProvisioningOutcome("applied", reboot=True, changed_keys=changed,
+                                   reason=f"{applied_summary(changed, noun)}; {restart_word} for {reboot_for}")
+    return ProvisioningOutcome("applied" if changed else "unchanged", changed_keys=changed,
+                               reason=applied_summary(changed, noun), next_check_s=next_check_s)
+
+
+def applied_summary(changed: list[str], noun: str) -> str:
+    return f"applied {len(changed)} changed {noun}s" if changed else f"no {noun} changed"
