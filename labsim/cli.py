@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "so the next run continues where this one stopped")
     run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, TFTP, HTTP) to FILE, "
                                                    "a pcap capture with synthetic headers for Wireshark/tshark")
+    run.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     run.set_defaults(func=command_run)
 
     validate = commands.add_parser("validate", help="check a scenario file and list every problem")
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where a relative services.dhcp.lease_file and generated TLS files go "
                        "(default: ./labsim-report/)")
     serve.add_argument("--show-offers", action="store_true", help="log DHCP OFFERs too, not only ACK/NAK")
+    serve.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     serve.set_defaults(func=command_serve)
 
     try:
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_yealink_commands(commands)
     return parser
+
+
+UPLOADS_HELP = ("store uploads (HTTP PUT, TFTP WRQ, FTP STOR) in DIR (default: each service's upload_dir "
+                "inside provisioning.directory, or inside --report-dir when the scenario has none)")
 
 
 def _load_or_report(path: str):
@@ -122,7 +128,7 @@ def command_run(args) -> int:
 
     try:
         run = ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
-                          pcap_path=args.pcap)
+                          pcap_path=args.pcap, uploads_dir=args.uploads)
     except ValueError as exc:
         print(f"{args.scenario}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -175,14 +181,15 @@ def command_serve(args) -> int:
 
     from labsim.fleet.fleet import build_fleets
     from labsim.observe.live_log import LiveLog, format_counters
-    from labsim.run import materialize_provisioning
+    from labsim.run import UploadFolders, materialize_provisioning
     from labsim.services.lab import LabServices
 
     workdir = tempfile.mkdtemp(prefix="labsim-serve-")
     try:
         # The fleets only matter for per-phone files: the served tree is the one `run` serves.
         root = materialize_provisioning(loaded, workdir, build_fleets(loaded.scenario))
-        services = LabServices(reactor, spec, root, cert_dir=args.report_dir)
+        uploads = UploadFolders(loaded, args.report_dir, args.uploads)
+        services = LabServices(reactor, spec, root, cert_dir=args.report_dir, upload_folders=uploads)
         try:
             services.start()
         except Exception as exc:  # a port in use, a corrupt lease file, no such interface ...
@@ -201,6 +208,8 @@ def command_serve(args) -> int:
         reactor.run()
         live.detach()
         print(format_counters(services.stats()), flush=True)
+        if uploads.used:
+            print(f"uploads kept in {', '.join(sorted(uploads.used))}", flush=True)
         return EXIT_PASSED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -68,9 +68,45 @@ def materialize_provisioning(loaded, into: str, members=()) -> str:
     return root
 
 
+class UploadFolders:
+    """Where the lab's uploads (HTTP PUT, TFTP WRQ, FTP STOR) are stored: never in the
+    temporary copy the services serve, so they outlive the run.
+
+    ``--uploads DIR`` on the command line: every service's uploads go to DIR. Otherwise a
+    service's ``upload_dir`` inside the scenario's ``provisioning.directory`` (the folder
+    the phones would have written to were it served directly), or, for a scenario with no
+    directory, inside the report folder."""
+
+    def __init__(self, loaded, report_dir: str, override: str | None = None):
+        directory = loaded.scenario.provisioning.directory
+        self.override = os.path.abspath(override) if override else None
+        self.base = os.path.join(loaded.base_dir, directory) if directory else os.path.abspath(report_dir)
+        self.used: set[str] = set()
+
+    def folder(self, upload_dir: str) -> str:
+        path = self.override or os.path.normpath(os.path.join(self.base, upload_dir))
+        self.used.add(path)
+        return path
+
+    def listing(self) -> list[dict]:
+        """Every file in the folders the services stored uploads in: path and size."""
+        files = []
+        for folder in sorted(self.used):
+            for where, _, names in os.walk(folder):
+                for name in sorted(names):
+                    if ".part-" in name:  # an upload cut off mid-write
+                        continue
+                    path = os.path.join(where, name)
+                    try:
+                        files.append({"path": path, "bytes": os.path.getsize(path)})
+                    except OSError:
+                        pass
+        return files
+
+
 class ScenarioRun:
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
-                 state_dir: str | None = None, pcap_path: str | None = None):
+                 state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None):
         self.reactor = reactor
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -91,6 +127,7 @@ class ScenarioRun:
         self.report: dict | None = None
         self._drivers: list[PhoneDriver] = []
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
+        self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
         self._network: LoopbackNetwork | None = None
         self._deadline = None
@@ -112,7 +149,7 @@ class ScenarioRun:
         if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
             self._capture = PcapCapture(self.pcap_path)
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
-                                     faults=self.faults)
+                                     faults=self.faults, upload_folders=self.uploads)
         yield self._services.start()
         self._services.attach_faults()
         server = self._dhcp_target()
@@ -234,6 +271,7 @@ class ScenarioRun:
             timeline=[vars(record) for record in self.timeline.log] if self.timeline else [],
             complete=complete,
             end_reason=reason,
+            uploads=self.uploads.listing(),
         )
         verdicts = judge(record)
         self.report = build_report(record, verdicts)

@@ -33,6 +33,7 @@ class RunRecord:
     complete: bool = True
     end_reason: str = "all phones settled"
     timeline: list = field(default_factory=list)
+    uploads: list = field(default_factory=list)  # {path, bytes}: files stored from uploads
 
 
 def phone_metrics(members) -> tuple[dict, dict]:
@@ -121,6 +122,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "services": record.services,
         "network": record.network,
         "timeline": record.timeline,
+        "uploads": record.uploads,
         "phones": [_phone_entry(member) for member in members],
     }
 
@@ -178,6 +180,10 @@ def summary_table(report: dict) -> str:
     for server, stats in summary.get("servers", {}).items():
         lines.append(f"  server {server:<28} requests {stats['requests']:<6} errors {stats['errors']:<5} "
                      f"p95 {stats['latency_s']['p95']:.4f}s")
+    if report.get("uploads"):
+        folders = sorted({os.path.dirname(u["path"]) for u in report["uploads"]})
+        lines.append(f"  uploads: {len(report['uploads'])} file(s) kept in {', '.join(folders[:3])}"
+                     + (" ..." if len(folders) > 3 else ""))
     if report["expectations"]:
         lines.append("  expectations:")
         width = max(len(e["name"]) for e in report["expectations"])

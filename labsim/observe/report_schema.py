@@ -191,10 +191,15 @@ REPORT_SCHEMA = {
                     "description": "the fleet's relay counters, fetch_refused and faults (what the scenario's faults did)",
                     "additionalProperties": {"type": ["integer", "number", "object"]}},
         "timeline": {"type": "array", "items": TIMELINE_ENTRY},
+        "uploads": {"type": "array", "description": "every file the lab's services stored from an upload (HTTP PUT, "
+                    "TFTP WRQ, FTP STOR), where it is now",
+                    "items": {"type": "object", "properties": {"path": {"type": "string"},
+                                                               "bytes": {"type": "integer"}},
+                              "required": ["path", "bytes"], "additionalProperties": False}},
         "phones": {"type": "array", "items": PHONE},
     },
     "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "passed",
-                 "expectations", "summary", "services", "network", "timeline", "phones"],
+                 "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],
 }
 
 

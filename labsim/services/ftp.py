@@ -40,10 +40,10 @@ apply:
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import Epoll
 from pyftpdlib.servers import FTPServer
@@ -65,6 +65,9 @@ class FtpServerConfig:
     anonymous: bool = False
     uploads: bool = False
     upload_dir: str = "uploads"
+    # Where upload_dir's files really live, when not inside root (labsim serve/run serve a
+    # temporary copy of the provisioning folder; uploads must outlive it). None: root/upload_dir.
+    upload_root: str | None = None
     passive_ports: tuple[int, int] | None = None  # inclusive range; None: any free port
     # pyftpdlib answers a bad password only after this delay (its default: 3 s; vsftpd's
     # delay_failed_login: 1 s). Shorter here so a lab's denied phones fail promptly.
@@ -241,15 +244,44 @@ class _FaultAwareHandler(_CountingHandler):
         super().close()
 
 
+class _LabFilesystem(AbstractedFS):
+    """pyftpdlib's view of the root, with the upload folder's virtual path (``/uploads``)
+    mapped to where uploads are really stored (``upload_real``), which need not be inside
+    the root. Set per server on a subclass; None: no mapping."""
+
+    upload_virtual = "/uploads"
+    upload_real: str | None = None
+
+    def _in_uploads(self, virtual: str) -> bool:
+        up = self.upload_virtual
+        return self.upload_real is not None and (virtual == up or virtual.startswith(up + "/"))
+
+    def ftp2fs(self, ftppath):
+        virtual = self.ftpnorm(ftppath)
+        if self._in_uploads(virtual):
+            return os.path.normpath(os.path.join(self.upload_real, virtual[len(self.upload_virtual):].lstrip("/")))
+        return super().ftp2fs(ftppath)
+
+    def _below_uploads(self, path: str) -> bool:
+        real = self.upload_real
+        return real is not None and (path == real or path.startswith(real + os.sep))
+
+    def fs2ftp(self, fspath):
+        path = os.path.normpath(fspath)
+        if self._below_uploads(path):
+            return self.upload_virtual + path[len(self.upload_real):].replace(os.sep, "/") if self.validpath(path) else "/"
+        return super().fs2ftp(fspath)
+
+    def validpath(self, path):
+        if self._below_uploads(os.path.normpath(path)):
+            return self._below_uploads(self.realpath(path))  # a symlink must not lead out
+        return super().validpath(path)
+
+
 def build_authorizer(config: FtpServerConfig) -> DummyAuthorizer:
     root = os.path.realpath(config.root)
     authorizer = DummyAuthorizer()
-    upload_dir = None
-    if config.uploads:
-        upload_dir = os.path.join(root, config.upload_dir)
-        if os.path.commonpath([os.path.realpath(upload_dir), root]) != root:
-            raise ValueError(f"upload_dir {config.upload_dir!r} is outside the FTP root")
-        os.makedirs(upload_dir, exist_ok=True)
+    upload_dir = upload_real(config)
     # pyftpdlib lets "anonymous" in with any password, so listing it as a user means anonymous access.
     names = dict.fromkeys(list(config.users) + (["anonymous"] if config.anonymous else []))
     for name in names:
@@ -258,10 +290,25 @@ def build_authorizer(config: FtpServerConfig) -> DummyAuthorizer:
         else:
             authorizer.add_user(name, config.users[name], root, perm=READ_ONLY)
         if upload_dir is not None:
-            with warnings.catch_warnings():  # pyftpdlib warns about a writable anonymous: intended here
-                warnings.simplefilter("ignore", RuntimeWarning)
-                authorizer.override_perm(name, upload_dir, UPLOAD, recursive=True)
+            # override_perm refuses a folder outside the user's home, which the upload
+            # folder may be (see FtpServerConfig.upload_root): the same entry, set directly.
+            authorizer.user_table[name]["operms"][os.path.normcase(upload_dir)] = UPLOAD, True
     return authorizer
+
+
+def upload_real(config: FtpServerConfig) -> str | None:
+    """The real folder uploads are stored in (created), or None when uploads are off."""
+    if not config.uploads:
+        return None
+    root = os.path.realpath(config.root)
+    upload_dir = os.path.join(root, config.upload_dir)
+    if os.path.commonpath([os.path.realpath(upload_dir), root]) != root or os.path.realpath(upload_dir) == root:
+        raise ValueError(f"upload_dir {config.upload_dir!r} is outside the FTP root")
+    os.makedirs(upload_dir, exist_ok=True)
+    if config.upload_root is None:
+        return os.path.realpath(upload_dir)
+    os.makedirs(config.upload_root, exist_ok=True)
+    return os.path.realpath(config.upload_root)
 
 
 @implementer(IReadDescriptor)
@@ -352,6 +399,10 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
         "stats": stats,
         "clock": reactor,
         "authorizer": build_authorizer(config),
+        "abstracted_fs": type("LabFilesystem", (_LabFilesystem,), {
+            "upload_virtual": "/" + "/".join(p for p in config.upload_dir.split("/") if p not in ("", ".")),
+            "upload_real": upload_real(config),
+        }),
         "banner": config.banner,
         "passive_ports": (list(range(config.passive_ports[0], config.passive_ports[1] + 1))
                           if config.passive_ports else None),

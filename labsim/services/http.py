@@ -137,6 +137,9 @@ class HttpServerConfig:
     cert_dir: str | None = None  # where a generated self-signed cert/key are written
     uploads: bool = False  # accept PUT, into upload_dir only
     upload_dir: str = "uploads"  # relative to root; created when uploads are on
+    # Where upload_dir's files really live, when not inside root (labsim serve/run serve a
+    # temporary copy of the provisioning folder; uploads must outlive it). None: root/upload_dir.
+    upload_root: str | None = None
 
 
 # A boot storm opens thousands of connections at once: Twisted's default backlog of 50
@@ -404,6 +407,10 @@ class StaticRoot(Resource):
             if not _is_inside(upload_root, self.root) or upload_root == self.root:
                 raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the HTTP root")
             os.makedirs(upload_root, exist_ok=True)
+            self.upload_prefix = upload_root[len(self.root) + 1 :]
+            if config.upload_root is not None:
+                os.makedirs(config.upload_root, exist_ok=True)
+                upload_root = os.path.realpath(os.fsencode(config.upload_root))
             self.upload_root = upload_root
         self.stats: HttpStats | None = None  # the site's, for the upload counters
 
@@ -447,7 +454,7 @@ class StaticRoot(Resource):
                     return self._error(request, UNAUTHORIZED)
         if request.method == b"PUT":
             return self._put(request, relative)
-        found = resolve_under(self.root, relative)
+        found = resolve_under(*self._where(relative))
         if found is None:
             return self._error(request, NOT_FOUND)
         real, st = found
@@ -473,13 +480,21 @@ class StaticRoot(Resource):
             return self._send(request, listing, b"text/html; charset=utf-8")
         return self._file(request, real, st)
 
+    def _where(self, relative: bytes) -> tuple[bytes, bytes]:
+        """(real folder, path below it) for a path under the root: the upload folder's
+        files are read from where uploads are stored, which need not be inside the root."""
+        prefix = self.upload_root is not None and self.upload_prefix
+        if prefix and _is_inside(relative, prefix):
+            return self.upload_root, relative[len(prefix) + 1 :]
+        return self.root, relative
+
     # -- uploads
 
     def _put(self, request, relative: bytes):
         """Store the body at ``relative`` if that is inside the upload folder: 201 for a new
         file, 204 for a replaced one. Written to a temporary name first, then renamed, so
         a reader never sees half a file."""
-        upload_prefix = self.upload_root[len(self.root) + 1 :]
+        upload_prefix = self.upload_prefix
         if not _is_inside(relative, upload_prefix) or relative == upload_prefix:
             return self._error(request, FORBIDDEN)
         if request.requestHeaders.hasHeader(b"Content-Range"):
@@ -491,7 +506,7 @@ class StaticRoot(Resource):
         if size > UPLOAD_MAX:
             return self._error(request, REQUEST_ENTITY_TOO_LARGE)
         content.seek(0)
-        target = self.root + b"/" + relative
+        target = self.upload_root + b"/" + relative[len(upload_prefix) + 1 :]
         folder = os.path.dirname(target)
         try:
             os.makedirs(folder, exist_ok=True)

@@ -63,7 +63,8 @@ def _start_dhcp(lab, spec):
 
 def _start_tftp(lab, spec):
     config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
-                              max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir)
+                              max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir,
+                              upload_root=lab.upload_folder(spec))
     return start_tftp_server(lab.reactor, config, host=spec.address, port=spec.port)
 
 
@@ -73,13 +74,15 @@ def _start_http(lab, spec):
     auth = [HttpAuthRule(rule.path, rule.scheme, dict(rule.users), rule.realm) for rule in spec.auth]
     config = HttpServerConfig(root=lab.root, directory_listing=spec.directory_listing, cert_dir=lab.cert_dir,
                               uploads=spec.uploads, upload_dir=spec.upload_dir, auth=auth, tls=spec.tls,
-                              cert_file=spec.cert_file, key_file=spec.key_file)
+                              cert_file=spec.cert_file, key_file=spec.key_file,
+                              upload_root=lab.upload_folder(spec))
     return start_http_server(lab.reactor, config, host=spec.address, port=spec.port)
 
 
 def _start_ftp(lab, spec):
     config = FtpServerConfig(root=lab.root, users=dict(spec.users), anonymous=spec.anonymous, uploads=spec.uploads,
-                             upload_dir=spec.upload_dir, passive_ports=spec.passive_ports)
+                             upload_dir=spec.upload_dir, passive_ports=spec.passive_ports,
+                             upload_root=lab.upload_folder(spec))
     return start_ftp_server(lab.reactor, config, host=spec.address, port=spec.port)
 
 
@@ -129,13 +132,23 @@ class LabServices:
     """The scenario's services on one reactor: started, described, counted, stopped and
     (for the timeline) stopped and started again, all by one table."""
 
-    def __init__(self, reactor, spec, root: str, *, cert_dir: str | None = None, faults=None):
+    def __init__(self, reactor, spec, root: str, *, cert_dir: str | None = None, faults=None,
+                 upload_folders=None):
         self.reactor = reactor
         self.spec = spec
         self.root = root
+        # upload_dir -> the folder a service's uploads really go to (labsim.run.UploadFolders);
+        # None: into the root itself.
+        self.upload_folders = upload_folders
         self.cert_dir = cert_dir
         self.faults = faults  # labsim.faults.FaultSet: the scenario's injected faults
         self.running: dict[str, object] = {}  # name -> handle
+
+    def upload_folder(self, spec) -> str | None:
+        """Where the service ``spec`` stores uploads, if it takes any and not in the root."""
+        if not spec.uploads or self.upload_folders is None:
+            return None
+        return self.upload_folders.folder(spec.upload_dir)
 
     # The handles by name (None when that service is not running).
     dhcp = property(lambda self: self.running.get("dhcp"))

@@ -114,6 +114,9 @@ class TftpServerConfig:
     uploads: bool = False  # accept WRQ, into upload_dir only (off: ERROR 4 as RFC 1350 allows)
     upload_dir: str = "uploads"  # relative to root; created when uploads are on
     upload_max: int = 16 << 20  # bytes; a phone's log or backup is kilobytes (ERROR 3 beyond)
+    # Where upload_dir's files really live, when not inside root (labsim serve/run serve a
+    # temporary copy of the provisioning folder; uploads must outlive it). None: root/upload_dir.
+    upload_root: str | None = None
 
     def __post_init__(self) -> None:
         if not wire.MIN_BLKSIZE <= self.blksize_max <= wire.MAX_BLKSIZE:
@@ -335,6 +338,9 @@ class TftpRequestHandler:
             if not _inside(upload_root, self.root_real) or upload_root == self.root_real:
                 raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the TFTP root")
             os.makedirs(upload_root, exist_ok=True)
+            if config.upload_root is not None:
+                os.makedirs(config.upload_root, exist_ok=True)
+                upload_root = os.path.realpath(config.upload_root)
             self.upload_root = upload_root
         self._cache: dict[str, _CachedFile] = {}
         self._cached_bytes = 0
@@ -402,6 +408,15 @@ class TftpRequestHandler:
             packets=self._packets(entry, terms.blksize) if mode == "octet" else None,
         )
 
+    def _resolve(self, filename: str) -> str:
+        """The real path of a file to send: the upload folder's files are read from where
+        uploads are stored, which need not be inside the root."""
+        parts = _name_parts(filename)
+        prefix = self._upload_parts
+        if self.upload_root is not None and len(parts) > len(prefix) and parts[: len(prefix)] == prefix:
+            return resolve_under_root(self.upload_root, "/".join(parts[len(prefix):]))
+        return resolve_under_root(self.root_real, filename)
+
     def _file(self, filename: str) -> _CachedFile:
         """The file ``filename`` names: from the cache if unchanged, else from disk."""
         entry = self._cache.get(filename)
@@ -414,7 +429,7 @@ class TftpRequestHandler:
                 self.stats["cache_hits"] += 1
                 return entry
             self._forget(filename)
-        real = resolve_under_root(self.root_real, filename)
+        real = self._resolve(filename)
         data, st = _read_file(real)
         entry = _CachedFile(real, st, data)
         if len(data) <= CACHE_FILE_MAX:
