@@ -58,7 +58,7 @@ http {{
 
 def start_labsim(root: str) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labsim.services.http", "--root", root, "--port", "0"],
+        [sys.executable, "-m", "labsim.services.http_web", "--root", root, "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -222,7 +222,8 @@ def bench_clients(args) -> int:
     same reactor (a boot storm's shape: client and server share one process)."""
     from twisted.internet import defer, reactor
 
-    from labsim.services.http import HttpServerConfig, start_http_server
+    from labsim.services.http import HttpServerConfig
+    from labsim.services.http_web import start_http_server
 
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
 

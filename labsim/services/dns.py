@@ -63,7 +63,7 @@ TCP_IDLE_TIMEOUT_S = 10.0
 # Open TCP connections at most; more are closed at once (the client falls back or
 # retries). Each costs a descriptor, shared with the phones of the same process.
 TCP_MAX_CONNECTIONS = 1000
-# As for HTTP (services/http.py): a boot storm must not overflow the accept queue
+# As for HTTP (services/http_web.py): a boot storm must not overflow the accept queue
 # (Twisted's default is 50; the kernel caps this at net.core.somaxconn).
 TCP_LISTEN_BACKLOG = 4096
 # With port 0 the UDP port is picked first and TCP must get the same number; when that

@@ -8,7 +8,8 @@ from twisted.logger import Logger
 from labsim.services.dhcp import DhcpServerConfig
 from labsim.services.dhcp_udp import start_dhcp_server
 from labsim.services.ftp import FtpServerConfig, start_ftp_server
-from labsim.services.http import HttpServerConfig, start_http_server
+from labsim.services.http import HttpServerConfig
+from labsim.services.http_web import start_http_server
 from labsim.services.pnp import PnpResponderConfig, start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server

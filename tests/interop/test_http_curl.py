@@ -25,8 +25,8 @@ UA = "Yealink SIP-T46S 66.85.0.5 00:15:65:00:00:01"
 
 
 def labsim_http(*args: str):
-    """``python -m labsim.services.http --port 0 ARGS``; yields its base URL; always stops it."""
-    return labsim_service("http", "--port", "0", *args, listening=r"(https?://[\d.]+:\d+)/")
+    """``python -m labsim.services.http_web --port 0 ARGS``; yields its base URL; always stops it."""
+    return labsim_service("http_web", "--port", "0", *args, listening=r"(https?://[\d.]+:\d+)/")
 
 
 def curl(*args: str) -> tuple[int, bytes, str]:

@@ -16,7 +16,8 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest as trial
 
 from labsim.phones.events import Credentials
-from labsim.services.http import HttpAuthRule, HttpServerConfig, start_http_server
+from labsim.services.http import HttpAuthRule, HttpServerConfig
+from labsim.services.http_web import start_http_server
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.wire.http1 import (
     HttpParseError,

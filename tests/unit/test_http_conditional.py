@@ -19,7 +19,8 @@ from twisted.trial import unittest as trial
 from twisted.web.http import datetimeToString
 
 from labsim.services import http as http_service
-from labsim.services.http import HttpServerConfig, start_http_server
+from labsim.services.http import HttpServerConfig
+from labsim.services.http_web import start_http_server
 from labsim.wire.http_conditional import (
     Answer,
     Representation,

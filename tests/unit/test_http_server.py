@@ -22,8 +22,8 @@ from labsim.services.http import (
     mac_from_user_agent,
     parse_auth_params,
     safe_relative_path,
-    start_http_server,
 )
+from labsim.services.http_web import start_http_server
 
 FILE_BODY = b"#!version:1.0.0.1\naccount.1.enable = 1\n" * 100  # ~4 KB
 
@@ -343,7 +343,8 @@ def test_idle_keepalive_connections_are_closed(tmp_path):
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from labsim.services.http import ProvisioningSite, StaticRoot
+    from labsim.services.http_static import StaticRoot
+    from labsim.services.http_web import ProvisioningSite
 
     (tmp_path / "a.cfg").write_bytes(b"a")
     clock = Clock()
@@ -417,7 +418,8 @@ class _Wire:
         from twisted.internet.task import Clock
         from twisted.internet.testing import StringTransport
 
-        from labsim.services.http import ProvisioningSite, StaticRoot
+        from labsim.services.http_static import StaticRoot
+        from labsim.services.http_web import ProvisioningSite
         from labsim.wire.http1 import ResponseParser
 
         self.clock = Clock()

@@ -10,8 +10,9 @@ import os
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest as trial
 
-from labsim.services import http as http_service
-from labsim.services.http import HttpAuthRule, HttpServerConfig, start_http_server
+from labsim.services import http_static as http_service
+from labsim.services.http import HttpAuthRule, HttpServerConfig
+from labsim.services.http_web import start_http_server
 from labsim.phones.events import Credentials
 from labsim.transport.http_fetch import HttpFetcher
 
