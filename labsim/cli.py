@@ -25,11 +25,72 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+SERVICES_SERVED = "DHCP, TFTP, HTTP(S), FTP, DNS and SIP PnP"
+
+MAIN_EXAMPLES = """\
+examples:
+  labsim run scenarios/quickstart.yaml           500 Yealink phones against labsim's own services
+  labsim validate scenarios/*.yaml               check scenario files (file:line:column for each problem)
+  labsim serve scenarios/quickstart.yaml         only the services, with a live log, for real phones
+
+'labsim COMMAND --help' has more examples for each command.
+"""
+
+RUN_EXAMPLES = """\
+examples:
+  labsim run scenarios/quickstart.yaml
+      500 Yealink phones against labsim's own DHCP, TFTP and HTTP; report in ./labsim-report/
+  labsim run scenarios/boot-storm.yaml --phones 2000 --report-dir storm/ --pcap storm/lab.pcap
+      the same scenario scaled to 2,000 phones, with a capture for Wireshark
+  labsim run scenarios/external-load-test.yaml
+      load-test your own servers (here Kea, tftpd-hpa and nginx on this host; see the
+      file's comments): leave out services.dhcp and set network.dhcp_server/dhcp_port
+  labsim run my-lab.yaml --ports-file ports.json
+      services on port 0 get a free port; ports.json says which ({"http": 41234, ...})
+
+exit codes: 0 every expectation held; 1 one failed or the run did not finish (the report
+is still written); 2 a bad scenario file or bad usage (nothing was started)
+"""
+
+SERVE_EXAMPLES = """\
+examples:
+  labsim serve scenarios/quickstart.yaml
+      DHCP on 127.0.0.1:6767, TFTP on :6969, HTTP on :8080, a line per exchange; Ctrl-C stops
+  labsim serve scenarios/quickstart.yaml --show-offers
+      log DHCP OFFERs too
+  labsim serve my-lab.yaml --ports-file ports.json
+      services on port 0 get a free port; ports.json says which
+  curl http://127.0.0.1:8080/y000000000066.cfg ; tftp 127.0.0.1 6969 -c get y000000000066.cfg
+      try it with real clients while it serves
+"""
+
+VALIDATE_EXAMPLES = """\
+examples:
+  labsim validate scenarios/quickstart.yaml
+  labsim validate scenarios/*.yaml        every file; exit 2 if any has a problem
+"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("labsim")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labsim", description="Network-lab simulator for IP phone provisioning.")
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="labsim", description="Network-lab simulator for IP phone provisioning.",
+                                     epilog=MAIN_EXAMPLES, formatter_class=raw)
+    parser.add_argument("--version", action="version", version=f"labsim {_version()}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a scenario: services and a fleet of phones, then a report")
+    run = commands.add_parser("run", help="run a scenario: services and a fleet of phones, then a report",
+                              description="Start the scenario's services, boot its fleets, run its timeline, "
+                                          "judge its expectations and write the report folder.",
+                              epilog=RUN_EXAMPLES, formatter_class=raw)
     run.add_argument("scenario", help="scenario file (YAML)")
     run.add_argument("--report-dir", default="labsim-report", help="where report.json goes (default: ./labsim-report/)")
     run.add_argument("--phones", type=int, metavar="N",
@@ -39,9 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, TFTP, HTTP) to FILE, "
                                                    "a pcap capture with synthetic headers for Wireshark/tshark")
     run.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
+    run.add_argument("--ports-file", metavar="FILE",
+                     help="write the port each service listens on to FILE (JSON), once they all listen")
     run.set_defaults(func=command_run)
 
-    validate = commands.add_parser("validate", help="check a scenario file and list every problem")
+    validate = commands.add_parser("validate", help="check a scenario file and list every problem",
+                                   epilog=VALIDATE_EXAMPLES, formatter_class=raw)
     validate.add_argument("scenario", nargs="+")
     validate.set_defaults(func=command_validate)
 
@@ -49,13 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--markdown", action="store_true", help="print the reference document instead")
     schema.set_defaults(func=command_schema)
 
-    serve = commands.add_parser("serve", help="run only a scenario's services (DHCP, TFTP, HTTP) with a live log")
+    serve = commands.add_parser("serve", help=f"run only a scenario's services ({SERVICES_SERVED}) with a live log",
+                                description=f"Run the scenario's services ({SERVICES_SERVED}) until Ctrl-C, "
+                                            "logging each exchange; its fleets are not booted.",
+                                epilog=SERVE_EXAMPLES, formatter_class=raw)
     serve.add_argument("scenario", help="scenario file (YAML); its fleets are not booted")
     serve.add_argument("--report-dir", default="labsim-report",
                        help="where a relative services.dhcp.lease_file and generated TLS files go "
                        "(default: ./labsim-report/)")
     serve.add_argument("--show-offers", action="store_true", help="log DHCP OFFERs too, not only ACK/NAK")
     serve.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
+    serve.add_argument("--ports-file", metavar="FILE",
+                       help="write the port each service listens on to FILE (JSON), once they all listen")
     serve.set_defaults(func=command_serve)
 
     try:
@@ -128,7 +197,8 @@ def command_run(args) -> int:
 
     try:
         run = ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
-                          pcap_path=args.pcap, uploads_dir=args.uploads)
+                          pcap_path=args.pcap, uploads_dir=args.uploads,
+                          ports_file=args.ports_file)
     except ValueError as exc:
         print(f"{args.scenario}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -195,6 +265,8 @@ def command_serve(args) -> int:
         except Exception as exc:  # a port in use, a corrupt lease file, no such interface ...
             print(f"labsim: cannot start: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if args.ports_file:
+            services.write_ports_file(args.ports_file)
         live = LiveLog(sys.stdout, reactor, show_offers=args.show_offers)
         live.attach(services)
         where = services.describe()

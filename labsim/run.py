@@ -106,8 +106,10 @@ class UploadFolders:
 
 class ScenarioRun:
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
-                 state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None):
+                 state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
+                 ports_file: str | None = None):
         self.reactor = reactor
+        self.ports_file = ports_file  # where the services' bound ports go (--ports-file)
         self.loaded = loaded
         self.scenario = loaded.scenario
         self.report_dir = report_dir
@@ -152,6 +154,8 @@ class ScenarioRun:
                                      faults=self.faults, upload_folders=self.uploads)
         yield self._services.start()
         self._services.attach_faults()
+        if self.ports_file:
+            self._services.write_ports_file(self.ports_file)
         server = self._dhcp_target()
         self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
                                         relay_address=self.scenario.network.relay_address,

@@ -7,6 +7,7 @@ missing peer is a failure: a skipped interop test in CI would hide a broken inst
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import time
@@ -43,34 +44,63 @@ def require_root(why: str) -> None:
         missing(f"needs root: {why}")
 
 
+# Ports for servers a test starts in another process (labsim run/serve, in.tftpd, Kea ...).
+# Not bind(0): that hands out a port from the kernel's ephemeral range, which the kernel
+# then hands to the next socket anyone binds to port 0 or connects from — thousands of
+# them in a phone storm — so between the pick and the child's bind the port was often
+# taken ("in.tftpd exited at start (71)", "Address already in use"). Ports below the
+# ephemeral range are never handed out implicitly: only a process that asks for that
+# number can hold one. Each is handed out once per test process, from a random start,
+# and never one of the bundled scenarios' defaults (a `labsim serve` a user left running).
+_BUNDLED_DEFAULTS = {67, 68, 69, 2121, 5060, 5070, 5353, 5354, 6767, 6969, 8008, 8080, 8443}
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_RANGE = (10000, max(12000, _ephemeral_low()))
+_next = [random.randrange(*_RANGE)]
+
+
+def _free_port(host: str, kinds: tuple[int, ...]) -> int:
+    low, high = _RANGE
+    for _ in range(high - low):
+        port = _next[0]
+        _next[0] = low + (port + 1 - low) % (high - low)
+        if port in _handed_out or port in _BUNDLED_DEFAULTS:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sockets = [socket.socket(family, kind) for kind in kinds]
+        try:
+            for sock in sockets:
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port on {host} in {low}-{high}")
+
+
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _free_port(host, (socket.SOCK_DGRAM,))
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _free_port(host, (socket.SOCK_STREAM,))
 
 
-def free_port_udp_and_tcp(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port number free for both UDP and TCP on ``host`` (a DNS server binds both).
-
-    ``free_udp_port`` alone may hand out a number whose TCP twin is taken: both sockets
-    are held at once here, so the answer was free for both at that moment."""
-    for _ in range(attempts):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise OSError(f"no port free for both UDP and TCP on {host} after {attempts} tries")
+def free_port_udp_and_tcp(host: str = "127.0.0.1") -> int:
+    """A port number free for both UDP and TCP on ``host`` (a DNS server binds both)."""
+    return _free_port(host, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
 
 def wait_for_tcp(host: str, port: int, timeout: float = 10.0) -> None:

@@ -7,6 +7,7 @@ built here and handed to ``reactor.adoptDatagramPort`` with a raised ``maxPacket
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import socket
 import struct
@@ -34,6 +35,7 @@ def bind_udp(
     device: str | None = None,
     max_packet: int = 65535,
     recv_buffer: int | None = None,
+    exclusive: bool = False,
 ) -> IListeningPort:
     """Bind ``host:port`` (IPv4) and start ``protocol`` on it in ``reactor``.
 
@@ -46,9 +48,14 @@ def bind_udp(
     CAP_NET_RAW): with ``broadcast`` that is how a DHCP socket bound to 0.0.0.0 talks on
     one interface without a raw socket. ``recv_buffer`` asks for a receive buffer of
     that many bytes for bursts (see :func:`set_receive_buffer`).
+
+    ``exclusive``: a service's listening port, which no other process may share
+    (see :func:`refuse_a_shared_port`).
     """
     if reuse_addr is None:
         reuse_addr = port != 0
+    if exclusive and reuse_addr and not device:
+        refuse_a_shared_port(host, port)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         if reuse_addr:
@@ -65,6 +72,24 @@ def bind_udp(
         return reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET, protocol, maxPacketSize=max_packet)
     finally:
         sock.close()
+
+
+def refuse_a_shared_port(host: str, port: int) -> None:
+    """OSError(EADDRINUSE) when another socket already holds UDP ``host:port``.
+
+    A service's socket sets SO_REUSEADDR so a restarted server rebinds at once; but on
+    Linux two UDP sockets that both set it share the port without a word, and the newer
+    one takes the unicast datagrams: a second ``labsim serve`` on 6767 would silently
+    steal a running one's DHCP. A probe bind without the option tells."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, "address already in use") from None
+            # Anything else (a privileged port without the privilege): the real bind says.
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> int:

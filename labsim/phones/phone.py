@@ -159,7 +159,9 @@ class Phone:
         if self.dhcp.lease is None:
             return actions
         self.lease = self.dhcp.lease
-        self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok"))
+        # The server that gave the lease (option 54): the report's per-server line for DHCP.
+        server = f"dhcp://{self.lease.server_id}" if self.lease.server_id else ""
+        self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok", server))
         detail = f"lease {self.lease.address} from {self.lease.server_id}"
         actions += self._enter(PROVISIONING, now, detail)
         self._procedure = self.profile.provision(self)

@@ -256,7 +256,7 @@ def start_dhcp_server(
         keeper = LeaseFileKeeper(server, lease_file, clock)
         keeper.load()
     protocol = DhcpServerProtocol(server, clock, loopback_only=ipaddress.IPv4Address(host).is_loopback)
-    listening = bind_udp(reactor, protocol, host, port, recv_buffer=recv_buffer, **bind_options)
+    listening = bind_udp(reactor, protocol, host, port, recv_buffer=recv_buffer, **bind_options, exclusive=True)
     ports, protocols = [listening], [protocol]
     if interface:
         on_link = DhcpServerProtocol(server, clock, loopback_only=False, device=interface)

@@ -279,7 +279,7 @@ def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", 
     answerer = DnsAnswerer(Zone(config.records))  # raises ValueError on a bad record, before binding
     factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s, config.tcp_max_connections)
     for attempt in range(1 if port else PORT_ATTEMPTS):
-        udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port)
+        udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port, exclusive=True)
         chosen = udp.getHost().port
         try:
             tcp = reactor.listenTCP(chosen, factory, backlog=TCP_LISTEN_BACKLOG, interface=host)

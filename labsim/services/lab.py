@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from labsim.services.dhcp import DhcpServerConfig
@@ -57,7 +58,7 @@ def _start_dhcp(lab, spec):
     from labsim.services.lease_file import resolve_lease_path
 
     # cert_dir is the report folder (`labsim run`, `labsim serve`): a relative lease_file lives there.
-    return start_dhcp_server(lab.reactor, dhcp_config(spec), host=spec.address, port=spec.port,
+    return start_dhcp_server(lab.reactor, dhcp_config(spec), host=spec.address, port=lab.port_for("dhcp"),
                              interface=spec.interface, interface_port=spec.interface_port,
                              lease_file=resolve_lease_path(spec.lease_file, lab.cert_dir))
 
@@ -66,7 +67,7 @@ def _start_tftp(lab, spec):
     config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
                               max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir,
                               upload_root=lab.upload_folder(spec))
-    return start_tftp_server(lab.reactor, config, host=spec.address, port=spec.port)
+    return start_tftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("tftp"))
 
 
 def _start_http(lab, spec):
@@ -77,14 +78,14 @@ def _start_http(lab, spec):
                               uploads=spec.uploads, upload_dir=spec.upload_dir, auth=auth, tls=spec.tls,
                               cert_file=spec.cert_file, key_file=spec.key_file,
                               upload_root=lab.upload_folder(spec))
-    return start_http_server(lab.reactor, config, host=spec.address, port=spec.port)
+    return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"))
 
 
 def _start_ftp(lab, spec):
     config = FtpServerConfig(root=lab.root, users=dict(spec.users), anonymous=spec.anonymous, uploads=spec.uploads,
                              upload_dir=spec.upload_dir, passive_ports=spec.passive_ports,
                              upload_root=lab.upload_folder(spec))
-    return start_ftp_server(lab.reactor, config, host=spec.address, port=spec.port)
+    return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"))
 
 
 def _start_dns(lab, spec):
@@ -92,12 +93,12 @@ def _start_dns(lab, spec):
     from labsim.wire.dns_records import DnsRecordConfig
 
     records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
-    return start_dns_server(lab.reactor, DnsServerConfig(records), host=spec.address, port=spec.port)
+    return start_dns_server(lab.reactor, DnsServerConfig(records), host=spec.address, port=lab.port_for("dns"))
 
 
 def _start_pnp(lab, spec):
     config = PnpResponderConfig(url=spec.url, per_vendor=dict(spec.per_vendor), per_model=dict(spec.per_model))
-    return start_pnp_server(lab.reactor, config, host=spec.address, port=spec.port,
+    return start_pnp_server(lab.reactor, config, host=spec.address, port=lab.port_for("pnp"),
                             interface=spec.interface, interface_port=spec.interface_port)
 
 
@@ -129,6 +130,21 @@ def _stop(name: str, handle):
     return defer.maybeDeferred(handle[1].stopListening if name == "dhcp" else handle.stop)
 
 
+class ServiceStartError(Exception):
+    """A service could not start; the message names the service and the scenario key."""
+
+
+def _start_error(name: str, spec, port: int, exc: Exception) -> ServiceStartError:
+    reason = str(getattr(exc, "socketError", None) or exc)
+    if "in use" in reason.lower():
+        reason = "address already in use"
+    elif "permission denied" in reason.lower():
+        reason = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return ServiceStartError(
+        f"{LABELS[name]} cannot listen on {spec.address}:{port}: {reason} "
+        f"(change services.{name}.port in the scenario, or set it to 0 for any free port)")
+
+
 class LabServices:
     """The scenario's services on one reactor: started, described, counted, stopped and
     (for the timeline) stopped and started again, all by one table."""
@@ -144,6 +160,9 @@ class LabServices:
         self.cert_dir = cert_dir
         self.faults = faults  # labsim.faults.FaultSet: the scenario's injected faults
         self.running: dict[str, object] = {}  # name -> handle
+        # The port each service got on its first start: a service asked for port 0 keeps
+        # the port the kernel gave it when the timeline restarts it (phones were told it).
+        self.bound_ports: dict[str, int] = {}
 
     def upload_folder(self, spec) -> str | None:
         """Where the service ``spec`` stores uploads, if it takes any and not in the root."""
@@ -165,9 +184,22 @@ class LabServices:
                 self._start_one(name)
         return defer.succeed(None)
 
+    def port_for(self, name: str) -> int:
+        return self.bound_ports.get(name, getattr(self.spec, name).port)
+
     def _start_one(self, name: str) -> None:
-        self.running[name] = STARTERS[name](self, getattr(self.spec, name))
+        spec = getattr(self.spec, name)
+        try:
+            handle = STARTERS[name](self, spec)
+        except (OSError, CannotListenError) as exc:
+            raise _start_error(name, spec, self.port_for(name), exc) from exc
+        self.running[name] = handle
+        self.bound_ports.setdefault(name, _port_of(name, handle))
         self.attach_faults()
+
+    def ports(self) -> dict[str, int]:
+        """The port each running service listens on (what ``--ports-file`` writes)."""
+        return {name: _port_of(name, handle) for name, handle in self.running.items()}
 
     @property
     def dhcp_port(self) -> int:
@@ -221,6 +253,19 @@ class LabServices:
             else:
                 self._start_one(name)
         return f"{verb} {name}"
+
+    def write_ports_file(self, path: str) -> None:
+        """``{"dhcp": 6767, "http": 41234, ...}`` to ``path``, whole or not at all (a
+        script polling for it never reads half): how a test or a script finds the ports
+        of services asked for port 0."""
+        import json
+        import os
+
+        temporary = f"{path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(self.ports(), handle)
+            handle.write("\n")
+        os.replace(temporary, path)
 
     def set_dhcp_options(self, options: dict) -> str:
         server = self._dhcp_server()

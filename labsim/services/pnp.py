@@ -294,7 +294,7 @@ def start_pnp_server(reactor, config: PnpResponderConfig, host: str = "127.0.0.1
     # Known before anything is bound, so a bad interface leaves nothing to clean up.
     interface_address = interface_ipv4(interface) if interface else None
     unicast = _PnpProtocol(responder)
-    listening = bind_udp(reactor, unicast, host, port)
+    listening = bind_udp(reactor, unicast, host, port, exclusive=True)
     unicast.local = config.local = (host, listening.getHost().port)
     ports, protocols = [listening], [unicast]
     if interface:

@@ -55,7 +55,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
 from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, answer_stranger, new_stats
-from labsim.net.udp import set_receive_buffer
+from labsim.net.udp import refuse_a_shared_port, set_receive_buffer
 from labsim.wire.tftp import Step
 
 MAX_DATAGRAM = 65535
@@ -366,6 +366,7 @@ class TftpServerHandle:
         # SO_REUSEADDR only on a fixed port, so a restarted server can rebind at once; on
         # port 0 it could land on a port another REUSEADDR socket already holds.
         try:
+            refuse_a_shared_port(self.host, port)
             sock = _udp_socket(self._family, self.host, port, reuse_addr=port != 0)
         except OSError as exc:
             raise CannotListenError(self.host, port, exc) from exc

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.relocate import relocated
+
 pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,8 +21,10 @@ TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml"}
 SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12}
 
 
-def run(path, tmp_path, *args):
+def run(path, tmp_path, *args, text=None):
+    """Run a bundled scenario (``text``: with a test's edits) on fresh ports (tests/relocate.py)."""
     report_dir = tmp_path / "report"
+    path, _ = relocated(path, tmp_path / "scenario", text)
     proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir), *args],
                           capture_output=True, text=True, timeout=240)
     report = json.loads((report_dir / "report.json").read_text())
@@ -58,9 +62,7 @@ def test_training_lab_wrong_option_66_fails_until_fixed(tmp_path):
     assert (problem["count"], problem["server_from"], problem["error"]) == (10, "DHCP option 66", "connection refused")
     assert report["phones"][0]["cause"]["server"] == "http://127.0.0.1:8008/"
     assert line in (tmp_path / "report" / "report.html").read_text()
-    fixed = tmp_path / "fixed.yaml"
-    fixed.write_text(open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
-    proc, report = run(fixed, tmp_path)
+    proc, report = run(path, tmp_path, text=open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
@@ -70,7 +72,5 @@ def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):
     assert proc.returncode == 1
     failing = [e for e in report["expectations"] if not e["passed"]]
     assert [e["check"] for e in failing] == ["every phone: flash account.1.user_name is set"]
-    fixed = tmp_path / "fixed.yaml"
-    fixed.write_text(re.sub(r"\n      fleets: \[first-desk\]", "", open(path).read()))
-    proc, report = run(fixed, tmp_path)
+    proc, report = run(path, tmp_path, text=re.sub(r"\n      fleets: \[first-desk\]", "", open(path).read()))
     assert proc.returncode == 0, proc.stdout[-3000:]
