@@ -28,7 +28,13 @@ if [ ! -x "$LABSIM_VENV/bin/python" ]; then
     fi
     echo "labsim: made the virtual environment $LABSIM_VENV ($("$LABSIM_VENV/bin/python" --version))"
 fi
-# pip prints nothing when everything is installed already.
-"$LABSIM_VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${LABSIM_EXTRAS:-}"
+# Install (again) only when pyproject.toml or the extras asked for changed since the last
+# install: labsim itself is editable, so code changes need none.
+stamp="$LABSIM_VENV/.labsim-installed${LABSIM_EXTRAS:-}"
+wanted="$(cat pyproject.toml) ${LABSIM_EXTRAS:-}"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    "$LABSIM_VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${LABSIM_EXTRAS:-}"
+    printf '%s' "$wanted" > "$stamp"
+fi
 PATH="$PWD/$LABSIM_VENV/bin:$PATH"
 export PATH VIRTUAL_ENV="$PWD/$LABSIM_VENV"

@@ -1,0 +1,123 @@
+"""What a newcomer meets on the command line: --version, --help with examples, a taken
+port that names the service and the key to change, --ports-file, a summary that lists
+every service the run used."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_outputs import lab_scenario
+from tests.peers import free_tcp_port, free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def labsim(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labsim", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_version_is_the_packages():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    done = labsim("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"labsim {declared}"
+
+
+@pytest.mark.parametrize("command", [(), ("run",), ("serve",), ("validate",)])
+def test_every_help_has_real_examples(command):
+    done = labsim(*command, "--help")
+    assert done.returncode == 0
+    examples = done.stdout.split("examples:", 1)[1]
+    commands = [line for line in examples.splitlines() if line.strip().startswith("labsim ")]
+    assert len(commands) >= 2, done.stdout
+    for line in commands:  # each example names a file that exists or is clearly the user's own
+        target = line.split()[2] if len(line.split()) > 2 else ""
+        if target.startswith("scenarios/"):
+            assert (ROOT / target.replace("*.yaml", "quickstart.yaml")).exists(), line
+
+
+def test_run_help_shows_how_to_test_an_external_server():
+    assert "external" in labsim("run", "--help").stdout
+
+
+def test_serve_help_lists_every_service():
+    out = labsim("serve", "--help").stdout
+    for service in ("DHCP", "TFTP", "HTTP", "FTP", "DNS", "PnP"):
+        assert service in out
+
+
+def _scenario(tmp_path: Path, **ports: int) -> Path:
+    text = lab_scenario(scheme="http", count=2, time_limit=20)
+    for name, port in ports.items():
+        original = {"dhcp": r"dhcp:\n    port: (\d+)", "tftp": r"tftp: \{port: (\d+)\}", "http": r"http: \{port: (\d+)\}"}
+        found = re.search(original[name], text)
+        text = text.replace(found.group(0), found.group(0).replace(found.group(1), str(port)))
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_taken_tcp_port_names_the_service_and_its_key(tmp_path):
+    port = free_tcp_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        done = labsim("run", str(_scenario(tmp_path, http=port)), "--report-dir", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert f"HTTP cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr
+    assert "services.http.port" in done.stderr
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["plain", "so_reuseaddr"])
+def test_a_taken_udp_port_is_refused_even_when_both_could_share_it(tmp_path, reuse):
+    # With SO_REUSEADDR on both sides Linux lets two UDP sockets share a port, and the
+    # newer one silently takes the datagrams: a second labsim on a running one's DHCP port.
+    port = free_udp_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        if reuse:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        done = labsim("serve", str(_scenario(tmp_path, dhcp=port)), "--report-dir", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert f"DHCP cannot listen on 127.0.0.1:{port}" in done.stderr and "services.dhcp.port" in done.stderr
+
+
+def test_serve_on_port_zero_writes_the_ports_it_got(tmp_path):
+    scenario = _scenario(tmp_path, dhcp=0, tftp=0, http=0)
+    ports_file = tmp_path / "ports.json"
+    proc = subprocess.Popen([sys.executable, "-m", "labsim", "serve", str(scenario), "--report-dir",
+                             str(tmp_path / "r"), "--ports-file", str(ports_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not ports_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        ports = json.loads(ports_file.read_text())
+        assert set(ports) == {"dhcp", "tftp", "http"} and all(ports.values())
+        body = urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/y000000000066.cfg", timeout=5).read()
+        assert body.startswith(b"#!version:1.0.0.1")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_run_summary_lists_every_service_it_used(tmp_path):
+    scenario = _scenario(tmp_path)
+    done = labsim("run", str(scenario), "--report-dir", str(tmp_path / "r"), "--ports-file", str(tmp_path / "p.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ports = json.loads((tmp_path / "p.json").read_text())
+    servers = [line.split()[1] for line in done.stdout.splitlines() if line.strip().startswith("server ")]
+    assert "dhcp://127.0.0.1" in servers
+    assert f"http://127.0.0.1:{ports['http']}" in servers
