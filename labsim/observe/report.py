@@ -163,6 +163,13 @@ def write_report(report: dict, report_dir: str) -> str:
     return path
 
 
+def service_counters_line(counters: dict, most: int = 6) -> str:
+    """The first few non-zero counters of one of labsim's services, for the summary:
+    which services the run used and what they did (report.json has them all)."""
+    shown = [f"{key} {value}" for key, value in counters.items() if isinstance(value, int) and value][:most]
+    return ", ".join(shown) if shown else "(nothing)"
+
+
 def summary_table(report: dict) -> str:
     summary = report["summary"]
     lines = [f"Scenario {report['scenario']['name']!r}: {summary['phones']} phones in {report['duration_s']:.1f}s"
@@ -180,6 +187,8 @@ def summary_table(report: dict) -> str:
     for server, stats in summary.get("servers", {}).items():
         lines.append(f"  server {server:<28} requests {stats['requests']:<6} errors {stats['errors']:<5} "
                      f"p95 {stats['latency_s']['p95']:.4f}s")
+    for name, counters in (report.get("services") or {}).items():
+        lines.append(f"  service {name:<6} {service_counters_line(counters)}")
     if report.get("uploads"):
         folders = sorted({os.path.dirname(u["path"]) for u in report["uploads"]})
         lines.append(f"  uploads: {len(report['uploads'])} file(s) kept in {', '.join(folders[:3])}"

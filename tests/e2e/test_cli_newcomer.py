@@ -121,3 +121,6 @@ def test_run_summary_lists_every_service_it_used(tmp_path):
     servers = [line.split()[1] for line in done.stdout.splitlines() if line.strip().startswith("server ")]
     assert "dhcp://127.0.0.1" in servers
     assert f"http://127.0.0.1:{ports['http']}" in servers
+    services = {line.split()[1]: line for line in done.stdout.splitlines() if line.strip().startswith("service ")}
+    assert set(services) == {"dhcp", "tftp", "http"}
+    assert "ack 4" in services["dhcp"]  # 2 phones, 2 boots each
