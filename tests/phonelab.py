@@ -6,6 +6,7 @@ import random
 
 from twisted.internet.task import Clock
 
+from labsim.phones.dhcp_client import LEASE_TIMER
 from labsim.phones.phone import Phone
 from labsim.services.dhcp import DhcpServer, DhcpServerConfig
 from labsim.transport.driver import PhoneDriver
@@ -51,6 +52,11 @@ class PhoneLab:
                 self.clock.advance(max(0.0, end - self.clock.seconds()))
                 return
             self.clock.advance(max(0.0, upcoming - self.clock.seconds()))
+
+    def pending_calls(self) -> list:
+        """The clock's scheduled calls but the DHCP lease timer (T1, T2, expiry), which
+        every phone holding a lease has: what is left is the vendor's own timers."""
+        return [call for call in self.clock.getDelayedCalls() if call.args != (LEASE_TIMER,)]
 
     def urls(self, suffix: str = "") -> list[str]:
         return [f.url for f in self.network.fetches if f.url.endswith(suffix)]

@@ -82,7 +82,12 @@ class FetchDone:
 
 @dataclass(frozen=True, slots=True)
 class SendDhcp:
+    """``to`` None: broadcast (or, on loopback, through the fleet's relay); else the
+    server's address, for a renewal (RFC 2131 4.4.5: unicast to the server that gave
+    the lease; a loopback relay still carries it, with ``ciaddr`` set)."""
+
     message: DhcpMessage
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@
     provisioning --procedure ends--> ready | failed | rebooting
     rebooting --boot timer--> dhcp   (flash kept; the cycle runs again)
     ready | failed --resync timer--> provisioning   (the vendor's repeat/daily timers)
+    provisioning | ready | failed --lease timers--> the same state (renewing, rebinding)
+    provisioning | ready | failed --lease lost--> dhcp   (expiry or NAK: the address is gone,
+        whatever the phone was doing fails; once it has a new lease it provisions again)
 
 The vendor profile supplies what differs between vendors: how the phone identifies
 itself in DHCP and HTTP, and its provisioning procedure, a generator that yields
@@ -18,7 +21,9 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Generator
 
-from labsim.phones.dhcp_client import DhcpClient, Lease, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER
+from labsim.phones.dhcp_client import (
+    INIT, REBINDING as REBINDING_LEASE, DhcpClient, Lease, LEASE_TIMER, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER,
+)
 from labsim.phones.events import (
     CancelAllTimers,
     CancelTimer,
@@ -152,7 +157,7 @@ class Phone:
         self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = self.profile.dhcp_identity(self)
-        return self._enter(DHCP, now) + self.dhcp.start(now)
+        return self._enter(DHCP, now) + self.dhcp.boot(now)
 
     def _dhcp_message(self, event: DhcpReceived, now: float) -> list:
         actions = self.dhcp.on_message(event.message, now)
@@ -169,6 +174,39 @@ class Phone:
 
     def _dhcp_timer(self, event: TimerFired, now: float) -> list:
         return self.dhcp.on_timer(event.name, now)
+
+    # --- the lease while the phone works: renew, rebind, or lose it -------------------
+
+    def _lease_message(self, event: DhcpReceived, now: float) -> list:
+        before = self.dhcp.state
+        actions = self.dhcp.on_message(event.message, now)
+        if self.dhcp.state == INIT:
+            return self._lease_lost(now)
+        if self.dhcp.lease is not self.lease and self.dhcp.lease is not None:
+            self.lease = self.dhcp.lease  # renewed: its options are what later passes read
+            self.note(f"lease {self.lease.address} {'renewed' if before == 'RENEWING' else 'rebound'} "
+                      f"from {self.lease.server_id}")
+        return actions
+
+    def _lease_timer(self, event: TimerFired, now: float) -> list:
+        before = self.dhcp.state
+        actions = self.dhcp.on_timer(event.name, now)
+        if self.dhcp.state == INIT:
+            return self._lease_lost(now)
+        if self.dhcp.state != before and self.dhcp.state == REBINDING_LEASE:
+            self.note(f"lease {self.lease.address}: no answer to the renewal by T2, rebinding")
+        return actions
+
+    def _lease_lost(self, now: float) -> list:
+        """No address any more: downloads under way fail (their late results are ignored),
+        timers stop, and the phone starts over from DHCP, as after a boot but without one."""
+        self._procedure = None
+        self._pending.clear()
+        self._pnp = None
+        self.lease = None
+        self._dhcp_started = now
+        self.trigger = "new_lease"
+        return [CancelAllTimers()] + self._enter(DHCP, now, self.dhcp.lost_reason) + self.dhcp.start(now)
 
     def _fetch_done(self, event: FetchDone, now: float) -> list:
         pending = self._pending.pop(event.request_id, None)
@@ -194,8 +232,8 @@ class Phone:
             return []
         if action == "reboot":
             self.reboots += 1
-            return ([CancelTimer(RESYNC_TIMER)] + self._enter(REBOOTING, now, "check-sync: reboot")
-                    + [StartTimer(BOOT_TIMER, self.boot_time_s)])
+            return ([CancelTimer(RESYNC_TIMER), CancelTimer(LEASE_TIMER)]
+                    + self._enter(REBOOTING, now, "check-sync: reboot") + [StartTimer(BOOT_TIMER, self.boot_time_s)])
         return [CancelTimer(RESYNC_TIMER)] + self._provision_again("check_sync", now, "check-sync: re-provisioning")
 
     def _power_cycle(self, event: PowerCycle, now: float) -> list:
@@ -209,6 +247,7 @@ class Phone:
 
     def _factory_reset(self, event: FactoryReset, now: float) -> list:
         self.flash.factory_reset(firmware=self.flash.firmware)
+        self.dhcp.forget()
         self.note("factory reset: flash cleared")
         return self._power_cycle(event, now)
 
@@ -301,7 +340,8 @@ class Phone:
         self._procedure = None
         if outcome.reboot:
             self.reboots += 1
-            return self._enter(REBOOTING, now, outcome.reason) + [StartTimer(BOOT_TIMER, self.boot_time_s)]
+            return (self._enter(REBOOTING, now, outcome.reason)
+                    + [CancelTimer(LEASE_TIMER), StartTimer(BOOT_TIMER, self.boot_time_s)])
         if outcome.result == "failed":
             self.failure = outcome.reason
             actions = self._enter(FAILED, now, outcome.reason)
@@ -371,6 +411,9 @@ _TRANSITIONS: dict[tuple[str, object], Callable] = {
     (READY, CheckSync): Phone._check_sync,
     (FAILED, CheckSync): Phone._check_sync,
 }
+for _state in (PROVISIONING, READY, FAILED):  # the phone holds an address in these
+    _TRANSITIONS[(_state, DhcpReceived)] = Phone._lease_message
+    _TRANSITIONS[(_state, "timer:" + LEASE_TIMER)] = Phone._lease_timer
 
 _IN_ANY_STATE.update({
     PowerCycle: Phone._power_cycle,

@@ -219,7 +219,7 @@ def test_unreadable_profile_fails_the_resync_and_retries_after_the_error_delay(b
     l = lab({"spa504G.cfg": body})
     phone = l.boot()
     assert phone.state == "failed" and "spa504G.cfg" in phone.failure
-    assert [call.getTime() - l.clock.seconds() for call in l.clock.getDelayedCalls()] == [pytest.approx(3600)]
+    assert [call.getTime() - l.clock.seconds() for call in l.pending_calls()] == [pytest.approx(3600)]
 
 
 # --- when the phone resyncs ----------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_resync_periodic_from_the_profile_and_zero_disables_it():
     assert len(pass_times(l)) == 3
     l = lab({"spa504G.cfg": xml(Resync_Periodic=0)})
     l.boot()
-    assert l.clock.getDelayedCalls() == []
+    assert l.pending_calls() == []
 
 
 def test_error_retry_delay_after_a_failed_resync():
@@ -284,7 +284,7 @@ def test_resync_fails_on_fnf_yes_fails_and_no_succeeds():
     l = lab({}, settings={"Resync_Fails_On_FNF": "No"})
     phone = l.boot()
     assert phone.state == "ready"
-    assert [call.getTime() - l.clock.seconds() for call in l.clock.getDelayedCalls()] == [pytest.approx(3600)]
+    assert [call.getTime() - l.clock.seconds() for call in l.pending_calls()] == [pytest.approx(3600)]
 
 
 def test_resync_at_daily_with_its_random_delay():
@@ -299,7 +299,7 @@ def test_resync_at_daily_with_its_random_delay():
 def test_provision_enable_no_means_no_resync_at_all():
     l = lab({"spa504G.cfg": xml(A=1)}, settings={"Provision_Enable": "No"})
     phone = l.boot()
-    assert phone.state == "ready" and l.urls() == [] and l.clock.getDelayedCalls() == []
+    assert phone.state == "ready" and l.urls() == [] and l.pending_calls() == []
 
 
 def test_check_sync_resyncs_with_resync_from_sip_and_is_ignored_without():

@@ -36,7 +36,7 @@ def pass_times(l) -> list[float]:
 
 
 def timers(l) -> list[float]:
-    return [call.getTime() - l.clock.seconds() for call in l.clock.getDelayedCalls()]
+    return [call.getTime() - l.clock.seconds() for call in l.pending_calls()]
 
 
 ALL_NAMES = [f"cfg{BARE}", f"cfg{BARE}.xml", "cfggxp2170.xml", "cfg.xml"]

@@ -58,8 +58,9 @@ def test_option_60_says_the_flashed_application_version_after_an_upgrade():
     image = b"PolycomUC 5.9.0.1234\n" + b"\0" * 64
     l = lab({"000000000000.cfg": master(app="sip.ld"), "sip.ld": image})
     l.boot()
-    last_discover = [m for m in l.network.dhcp_sent if m.message_type == dhcp.DISCOVER][-1]
-    assert polycom_cfg.decode_vendor_class(last_discover.options[60])[0][1][4] == b"SIP/5.9.0.1234"
+    after_reboot = l.network.dhcp_sent[-1]  # the INIT-REBOOT REQUEST for the address it had
+    assert after_reboot.message_type == dhcp.REQUEST and 50 in after_reboot.options
+    assert polycom_cfg.decode_vendor_class(after_reboot.options[60])[0][1][4] == b"SIP/5.9.0.1234"
 
 
 @pytest.mark.parametrize("model, expected", [
@@ -404,7 +405,7 @@ def test_polling_random_mode_between_time_and_random_end():
 def test_no_polling_means_no_timer():
     l = lab({"000000000000.cfg": master("a.cfg"), "a.cfg": cfg(x=1)})
     l.boot()
-    assert l.clock.getDelayedCalls() == []
+    assert l.pending_calls() == []
 
 
 def test_check_sync_restarts_only_when_the_configuration_changed():

@@ -378,7 +378,7 @@ def test_settings_refresh_timer_resyncs_and_zero_is_off():
     assert len(times) == 3 and times[2] - times[1] == pytest.approx(300, abs=0.01)
     l = lab({"snom.xml": xml(a=1)})
     l.boot()
-    assert l.clock.getDelayedCalls() == []
+    assert l.pending_calls() == []
 
 
 def test_behaviour_knobs_are_checked():
