@@ -1,0 +1,109 @@
+"""A simulated clock over a heap: ``IReactorTime`` like ``twisted.internet.task.Clock``,
+at O(log n) per call instead of a sort of every pending call.
+
+``task.Clock`` re-sorts its whole list on every ``callLater`` and after every call it
+runs, so a fleet with one timer per phone pays O(n log n) per event: 1,000 phones x 7
+days took 177 s in the test harness. Here each ``callLater`` pushes one heap entry;
+``cancel`` and ``reset`` leave the old entry in place and it is skipped when it reaches
+the top (a cancelled or already-run call, or one whose time moved earlier and was pushed
+again). A call ``reset``/``delay``ed later keeps its entry until it reaches the top,
+then goes back in at its new time, as the reactor itself does (``DelayedCall.delayed_time``).
+
+Calls due at the same moment run in the order they were scheduled, as with
+``task.Clock`` (whose sort is stable). A call ``reset`` or ``delay``ed to a moment other
+calls are due at too may run before or after them: ``task.Clock`` keeps it where its old
+time put it, the reactor's own heap promises nothing, and neither does this clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+from itertools import count
+from typing import Callable
+
+from twisted.internet.base import DelayedCall
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+
+@implementer(IReactorTime)
+class HeapClock:
+    def __init__(self, start: float = 0.0):
+        self.rightNow = start
+        self._heap: list[tuple[float, int, int, DelayedCall]] = []
+        self._pushes = count()  # tells apart two entries of one call at one time
+        self._order = count()  # a call's place among calls due at the same moment
+        self._live = 0  # scheduled and neither run nor cancelled
+
+    def seconds(self) -> float:
+        return self.rightNow
+
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object, **kw: object) -> DelayedCall:
+        call = DelayedCall(self.rightNow + delay, callable, args, kw, self._cancelled, self._push, self.seconds)
+        call._order = next(self._order)
+        self._live += 1
+        self._push(call)
+        return call
+
+    def _push(self, call: DelayedCall) -> None:
+        heapq.heappush(self._heap, (call.getTime(), call._order, next(self._pushes), call))
+
+    def _cancelled(self, call: DelayedCall) -> None:
+        self._live -= 1
+
+    def getDelayedCalls(self) -> list[DelayedCall]:
+        """The pending calls, earliest first (O(n): for tests and the end of a run)."""
+        seen, calls = set(), []
+        for entry in sorted(self._heap):
+            call = entry[3]
+            if not (call.cancelled or call.called) and id(call) not in seen:
+                seen.add(id(call))
+                calls.append(call)
+        return calls
+
+    def __len__(self) -> int:
+        return self._live
+
+    def next_time(self) -> float | None:
+        """When the earliest pending call is due, or None when nothing is pending."""
+        heap = self._heap
+        while heap:
+            when, _, _, call = heap[0]
+            if call.cancelled or call.called:
+                heapq.heappop(heap)
+                continue
+            due = call.getTime()
+            if due == when:
+                return when
+            heapq.heappop(heap)
+            if due > when:  # delayed: back in at its new time
+                call.activate_delay()
+                self._push(call)
+            # earlier: a newer entry for it is already in the heap
+        return None
+
+    def advance(self, amount: float) -> None:
+        """Move time forward by ``amount`` and run every call due by then, in time order
+        (calls they schedule for no later than the new time run too)."""
+        self.run_until(self.rightNow + amount)
+
+    def run_until(self, moment: float) -> None:
+        """Run every call due up to ``moment``, the clock stepping to each call's time;
+        then the clock reads ``moment``."""
+        heap = self._heap
+        while True:
+            due = self.next_time()
+            if due is None or due > moment:
+                break
+            call = heapq.heappop(heap)[3]
+            if due > self.rightNow:
+                self.rightNow = due
+            call.called = 1
+            self._live -= 1
+            call.func(*call.args, **call.kw)
+        if moment > self.rightNow:
+            self.rightNow = moment
+
+    def pump(self, timings) -> None:
+        for amount in timings:
+            self.advance(amount)
