@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
 import socket
 import struct
 
@@ -130,3 +131,33 @@ def add_arp_entry(sock: socket.socket, ip: str, mac: bytes, device: str) -> None
     flags = struct.pack("i", ATF_COM)
     request = protocol_addr + hardware_addr + flags + netmask + struct.pack("16s", device.encode()[:15])
     fcntl.ioctl(sock.fileno(), SIOCSARP, request)
+
+
+# --- multicast (the one thing bind_udp does not do) -----------------------------------------
+
+# Python exposes IP_MULTICAST_ALL only on some builds.
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
+
+
+def membership_request(group: str, ifindex: int) -> bytes:
+    """``struct ip_mreqn`` for IP_ADD_MEMBERSHIP: ``group`` on the interface with index
+    ``ifindex``. By index rather than by address (``ip_mreq``): an interface can carry
+    several addresses, or share one with another interface; its index names it alone."""
+    if not ipaddress.IPv4Address(group).is_multicast:
+        raise ValueError(f"{group} is not an IPv4 multicast group")
+    # imr_multiaddr, imr_address (0.0.0.0: chosen by index), int imr_ifindex (host order)
+    return socket.inet_aton(group) + bytes(4) + struct.pack("=i", ifindex)
+
+
+def join_group(sock: socket.socket, group: str, interface: str) -> None:
+    """Receive ``group`` on ``interface`` (and no other group) on ``sock``."""
+    try:
+        ifindex = socket.if_nametoindex(interface)
+    except OSError:
+        raise ValueError(f"interface {interface!r}: no such network interface") from None
+    # A socket bound to 0.0.0.0 otherwise gets every group anyone on the host joined on
+    # that interface: with this off it gets only its own (and unicast).
+    sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership_request(group, ifindex))
+    # No IP_MULTICAST_TTL/LOOP/IF: every reply is unicast to the SUBSCRIBE's source, and
+    # nothing is ever sent to the group.

@@ -11,7 +11,8 @@ from labsim.services.dhcp_udp import start_dhcp_server
 from labsim.services.ftp import FtpServerConfig, start_ftp_server
 from labsim.services.http import HttpServerConfig
 from labsim.services.http_web import start_http_server
-from labsim.services.pnp import PnpResponderConfig, start_pnp_server
+from labsim.services.pnp import PnpResponderConfig
+from labsim.services.pnp_udp import start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.wire import dhcp_options
@@ -89,7 +90,8 @@ def _start_ftp(lab, spec):
 
 
 def _start_dns(lab, spec):
-    from labsim.services.dns import DnsServerConfig, start_dns_server
+    from labsim.services.dns import DnsServerConfig
+    from labsim.services.dns_net import start_dns_server
     from labsim.wire.dns_records import DnsRecordConfig
 
     records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]

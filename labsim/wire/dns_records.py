@@ -1,7 +1,7 @@
 """DNS without I/O: the records labsim serves, the server's answer logic (one function for
 UDP and TCP), the TCP stream framing, a phone's resolver.
 
-Everything here takes and returns bytes; ``labsim.services.dns`` puts the server on a
+Everything here takes and returns bytes; ``labsim.services.dns_net`` puts the server on a
 UDP and a TCP socket. dnslib is the codec (DESIGN.md: ~33 µs per query), never
 ``dnslib.server``.
 """

@@ -39,10 +39,10 @@ ZONE += "".join(f"many.lab.  A  127.1.{i // 250}.{i % 250 + 1}\n" for i in range
 
 @pytest.fixture(scope="module")
 def dns_port(tmp_path_factory):
-    """``python -m labsim.services.dns --port 0``, shared by this module; always stopped."""
+    """``python -m labsim.services.dns_net --port 0``, shared by this module; always stopped."""
     zone = tmp_path_factory.mktemp("dns") / "lab.zone"
     zone.write_text(ZONE)
-    with labsim_service("dns", "--zone", str(zone), "--port", "0", listening=r"127\.0\.0\.1:(\d+)") as port:
+    with labsim_service("dns_net", "--zone", str(zone), "--port", "0", listening=r"127\.0\.0\.1:(\d+)") as port:
         yield int(port)
 
 

@@ -16,7 +16,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest as trial
 
-from labsim.services.dns import DnsServerConfig, start_dns_server
+from labsim.services.dns import DnsServerConfig
+from labsim.services.dns_net import start_dns_server
 from labsim.transport.dns_lookup import LabResolver, LookupFailed, TcpExchange, is_truncated
 from labsim.transport.guard import NotLoopback
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, DnsTcpDecoder, Zone, frame_tcp
@@ -269,7 +270,7 @@ class AgainstTheLabServer(trial.TestCase):
     def test_a_server_without_tcp_fails_the_lookup_quickly(self):
         # Only UDP on this port: the TC answer comes from the real answerer, the TCP
         # connection is refused; the lookup fails with the reason instead of hanging.
-        from labsim.services.dns import DnsServerProtocol
+        from labsim.services.dns_net import DnsServerProtocol
         from labsim.net.udp import bind_udp
 
         port = free_port_udp_and_tcp()

@@ -19,8 +19,8 @@ from labsim.services.dns import (
     DnsServerConfig,
     SrvTarget,
     parse_zone,
-    start_dns_server,
 )
+from labsim.services.dns_net import start_dns_server
 from labsim.wire.dns_records import DnsAnswerer, Zone
 
 RECORDS = [

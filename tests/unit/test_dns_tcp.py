@@ -15,7 +15,8 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest as trial
 
-from labsim.services.dns import DnsServerConfig, DnsTcpFactory, start_dns_server
+from labsim.services.dns import DnsServerConfig
+from labsim.services.dns_net import DnsTcpFactory, start_dns_server
 from labsim.wire.dns_records import (
     DnsAnswerer,
     DnsRecordConfig,

@@ -10,8 +10,9 @@ from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
 from labsim.faults import ActiveFault, FaultSet, FaultyLink
-from labsim.services.dns import DnsServerProtocol, DnsTcpFactory
-from labsim.services.pnp import PnpResponder, PnpResponderConfig, _PnpProtocol
+from labsim.services.dns_net import DnsServerProtocol, DnsTcpFactory
+from labsim.services.pnp import PnpResponder, PnpResponderConfig
+from labsim.services.pnp_udp import _PnpProtocol
 from labsim.wire import sip_pnp
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, DnsTcpDecoder, Zone, frame_tcp
 

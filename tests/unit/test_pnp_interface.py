@@ -15,8 +15,9 @@ from twisted.trial import unittest as trial
 
 from labsim.observe.live_log import format_pnp
 from labsim.scenario.loader import ScenarioError, parse_scenario_text
-from labsim.services.pnp import (PNP_GROUP, PnpResponder, PnpResponderConfig, join_group, membership_request,
-                                 start_pnp_server)
+from labsim.net.udp import join_group, membership_request
+from labsim.services.pnp import PNP_GROUP, PnpResponder, PnpResponderConfig
+from labsim.services.pnp_udp import start_pnp_server
 from labsim.wire import sip_pnp
 
 SCENARIO = textwrap.dedent("""\

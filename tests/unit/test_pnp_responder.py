@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest as trial
 
-from labsim.services.pnp import PnpResponder, PnpResponderConfig, start_pnp_server
+from labsim.services.pnp import PnpResponder, PnpResponderConfig
+from labsim.services.pnp_udp import start_pnp_server
 from labsim.wire import sip_pnp
 
 PHONE = ("127.0.0.2", 40000)
