@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     run.add_argument("--ports-file", metavar="FILE",
                      help="write the port each service listens on to FILE (JSON), once they all listen")
+    from labsim.scale.cli_scale import add_merge_command, add_run_options
+
+    add_run_options(run)  # --workers, --shard, --start-at
     run.set_defaults(func=command_run)
+    add_merge_command(commands)
 
     validate = commands.add_parser("validate", help="check a scenario file and list every problem",
                                    epilog=VALIDATE_EXAMPLES, formatter_class=raw)
@@ -175,6 +179,12 @@ def command_schema(args) -> int:
 
 
 def command_run(args) -> int:
+    from labsim.scale.cli_scale import make_run, run_workers, scale_option_problem
+
+    problem = scale_option_problem(args)
+    if problem:
+        print(f"labsim run: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     loaded = _load_or_report(args.scenario)
     if loaded is None:
         return EXIT_BAD_INPUT
@@ -193,15 +203,17 @@ def command_run(args) -> int:
     _log_problems_to_stderr()
     from twisted.internet import reactor
 
-    from labsim.run import ScenarioRun
-
+    if args.workers is not None:
+        return run_workers(reactor, loaded, args)
     try:
-        run = ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
-                          pcap_path=args.pcap, uploads_dir=args.uploads,
-                          ports_file=args.ports_file)
+        run = make_run(reactor, loaded, args)  # one process, or one shard (--shard)
     except ValueError as exc:
         print(f"{args.scenario}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.control_fds:  # a worker of a --workers parent
+        from labsim.scale.worker import serve_worker
+
+        return serve_worker(reactor, run, args.control_fds)
     outcome: dict[str, int] = {}
 
     def started_failed(failure):

@@ -117,7 +117,8 @@ class ScenarioRun:
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
         saved = load_flash(state_dir) if state_dir else {}
-        self.members = build_fleets(self.scenario, saved)
+        self.members = self._build_members(saved)
+        self.relay_address = self.scenario.network.relay_address
         self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults"))
         for index, spec in enumerate(self.scenario.faults):
             self.faults.add(fault_from_spec(spec, index))
@@ -147,27 +148,22 @@ class ScenarioRun:
     @defer.inlineCallbacks
     def start(self):
         """Start everything; ``self.finished`` fires with the exit code."""
-        root = materialize_provisioning(self.loaded, self._workdir, self.members)
         if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
             self._capture = PcapCapture(self.pcap_path)
-        self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
-                                     faults=self.faults, upload_folders=self.uploads)
-        yield self._services.start()
-        self._services.attach_faults()
-        if self.ports_file:
-            self._services.write_ports_file(self.ports_file)
+        yield self._start_services()
         server = self._dhcp_target()
         self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
-                                        relay_address=self.scenario.network.relay_address,
+                                        relay_address=self.relay_address,
                                         dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
                                         pnp_server=self._pnp_target(), dns_server=self._dns_target())
-        self._epoch = self.reactor.seconds()
+        self._epoch = self._start_instant()
+        lead = max(0.0, self._epoch - self.reactor.seconds())  # until a shared start instant (shards)
         self._started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic()
         self.stream.write(
             f"labsim: {self.scenario.name}: {len(self.members)} phones; services: "
             f"{self._services.describe() or 'none (external servers)'}; DHCP via relay "
-            f"{self.scenario.network.relay_address} -> {server[0]}:{server[1]}\n"
+            f"{self.relay_address} -> {server[0]}:{server[1]}\n"
         )
         for member in self.members:
             # run outputs: the phone reaches the network through a link that records it.
@@ -175,15 +171,41 @@ class ScenarioRun:
             driver = PhoneDriver(member.phone, self.reactor, link, epoch=self._epoch, observer=self.counter)
             driver.fleet = member.fleet
             self._drivers.append(driver)
-            self.reactor.callLater(member.power_on_at, driver.power_on)
-        self.timeline = Timeline(self.scenario.timeline, _LabControl(self), self.reactor, self._epoch, self.scenario.seed)
-        self.timeline.start()
-        self._deadline = self.reactor.callLater(self.scenario.time_limit_s, self._time_up)
+            self.reactor.callLater(lead + member.power_on_at, driver.power_on)
+        self.timeline = self._make_timeline()
+        if self.timeline is not None:
+            self.timeline.start()
+        self._deadline = self.reactor.callLater(lead + self.scenario.time_limit_s, self._time_up)
         self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
                                          interactive=self.interactive, counters=self._live_counters)
         self._progress.start()
         if not self.members:
             self._end("no phones")
+
+    # --- what a shard (labsim.scale.shard_run) does differently ---------------------------
+
+    def _build_members(self, saved_flash):
+        return build_fleets(self.scenario, saved_flash)
+
+    def _start_services(self):
+        root = materialize_provisioning(self.loaded, self._workdir, self.members)
+        self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
+                                     faults=self.faults, upload_folders=self.uploads)
+        started = self._services.start()
+        started.addCallback(lambda _: self._services.attach_faults())
+        if self.ports_file:
+            started.addCallback(lambda _: self._services.write_ports_file(self.ports_file))
+        return started
+
+    def _start_instant(self) -> float:
+        return self.reactor.seconds()
+
+    def _make_timeline(self):
+        return Timeline(self.scenario.timeline, _LabControl(self), self.reactor, self._epoch, self.scenario.seed)
+
+    def _save_state(self) -> None:
+        if self.state_dir:
+            save_flash(self.state_dir, self.members)
 
     def _live_counters(self) -> dict[str, int]:
         """Running totals for the progress line's rates."""
@@ -280,8 +302,7 @@ class ScenarioRun:
         verdicts = judge(record)
         self.report = build_report(record, verdicts)
         path = write_report(self.report, self.report_dir)
-        if self.state_dir:
-            save_flash(self.state_dir, self.members)
+        self._save_state()
         table = summary_table(self.report)
         self.stream.write(table + f"\n  report: {path}\n")
         self._write_outputs(table)  # run outputs

@@ -16,6 +16,7 @@ class FleetMember:
     vendor: str
     phone: Phone
     power_on_at: float  # seconds after the run starts
+    order: int = 0  # place in the whole scenario's phone list (a merged report keeps it)
 
 
 def mac_range(first_mac: str, count: int) -> list[str]:
@@ -60,30 +61,39 @@ def preloaded_flash(fleet, profile, model: str) -> Flash:
     )
 
 
-def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None) -> list[FleetMember]:
-    """Every phone of every fleet. ``saved_flash`` (MAC -> Flash, from ``--state-dir``)
-    replaces the scenario's starting flash for the phones it names."""
+def fleet_name(fleet, index: int) -> str:
+    return fleet.name or f"fleet{index + 1}"
+
+
+def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None, shard=None) -> list[FleetMember]:
+    """Every phone of every fleet, or only those of ``shard`` (``labsim.fleet.shard``).
+    ``saved_flash`` (MAC -> Flash, from ``--state-dir``) replaces the scenario's starting
+    flash for the phones it names."""
     members: list[FleetMember] = []
     seen_macs: set[str] = set()
     saved_flash = saved_flash or {}
+    order = -1
     for index, fleet in enumerate(scenario.fleets):
-        name = fleet.name or f"fleet{index + 1}"
+        name = fleet_name(fleet, index)
         profile = profile_for(fleet.vendor, fleet.behaviour)
         models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
         macs = mac_range(fleet.first_mac, len(models))
         schedule_rng = random.Random(f"{scenario.seed}:{name}:boot")
         offsets = boot_offsets(fleet.boot, len(models), schedule_rng)
-        for mac, model, offset in zip(macs, models, offsets):
+        for position, (mac, model, offset) in enumerate(zip(macs, models, offsets)):
             if mac in seen_macs:
                 raise ValueError(f"fleet {name!r}: MAC {mac} is already used by another fleet")
             seen_macs.add(mac)
+            order += 1
+            if shard is not None and not shard.holds(position):
+                continue
             phone = Phone(
                 mac, model, profile,
                 rng=random.Random(f"{scenario.seed}:{mac}"),
                 boot_time_s=fleet.boot_time_s,
                 flash=saved_flash.get(mac) or preloaded_flash(fleet, profile, model),
             )
-            members.append(FleetMember(name, fleet.vendor, phone, fleet.start_at_s + offset))
+            members.append(FleetMember(name, fleet.vendor, phone, fleet.start_at_s + offset, order))
     return members
 
 

@@ -1,0 +1,321 @@
+"""One report from many shards: ``shard.json`` written by each shard, merged by ``labsim merge``.
+
+A shard (``labsim run --shard i/N``, a worker of ``--workers``, a pod of the Kubernetes
+Job) writes, next to its own report, ``shard.json``: every phone it ran with its raw
+records (state, reboots, times, every stage timing, the whole flash, its timeline) and
+what the run needs to be judged again (the scenario's expectations, counters). The merge
+rebuilds the fleet from those records and hands it to the same report code a single
+process uses (``observe.report``), so the merged report has the same schema, its
+percentiles are computed over every phone's samples (never averaged per shard), counts
+add up, and every expectation is judged over the whole fleet.
+
+``events.jsonl`` files are merged line by line in time order (each shard's is already
+sorted, and every shard counts time from the one shared start instant).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from dataclasses import dataclass
+
+from labsim.observe.events_log import DHCP_TYPES
+from labsim.phones.flash import Flash
+from labsim.phones.phone import StageTiming
+
+SHARD_FILE = "shard.json"
+FORMAT = 1
+_DHCP_CODES = {name: code for code, name in DHCP_TYPES.items()}
+
+
+class MergeError(ValueError):
+    """A shard report that is missing, broken or does not belong with the others."""
+
+
+# --- writing: one shard's record ----------------------------------------------------
+
+
+def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, start_at: float,
+                 end_t: float) -> dict:
+    return {
+        "format": FORMAT,
+        "kind": "labsim-shard",
+        "shard": {"index": shard.index, "count": shard.count},
+        "scenario": {"name": scenario.name, "file": scenario_file, "seed": scenario.seed,
+                     "phones": sum(fleet.total for fleet in scenario.fleets)},
+        "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
+        "start_at": start_at,
+        "end_t": end_t,
+        "started": report["started"],
+        "duration_s": report["duration_s"],
+        "complete": report["complete"],
+        "end_reason": report["end_reason"],
+        "services": report["services"],
+        "network": report["network"],
+        "timeline": report["timeline"],
+        "uploads": report.get("uploads", []),
+        "phones": [_phone_record(member) for member in members],
+    }
+
+
+def _phone_record(member) -> dict:
+    phone = member.phone
+    return {
+        "order": member.order, "mac": phone.mac, "vendor": member.vendor, "model": phone.model,
+        "fleet": member.fleet, "state": phone.state, "failure": phone.failure, "reboots": phone.reboots,
+        "power_cycles": phone.power_cycles, "powered_on_at": phone.powered_on_at, "ready_at": phone.ready_at,
+        "flash": phone.flash.to_dict(),
+        "events": [list(event) for event in phone.events],
+        "stages": [[s.stage, s.started, s.ended, s.status, s.server] for s in phone.stages],
+        "server_source": getattr(phone, "server_source", None),
+        "fetch_error": getattr(phone, "fetch_error", None),
+    }
+
+
+def write_shard_record(record: dict, report_dir: str) -> str:
+    os.makedirs(report_dir, exist_ok=True)
+    path = os.path.join(report_dir, SHARD_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(record, handle, separators=(",", ":"))
+    os.replace(path + ".tmp", path)
+    return path
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedPhone:
+    """A phone as a shard recorded it: the attributes the report code reads."""
+
+    mac: str
+    model: str
+    state: str
+    failure: str
+    reboots: int
+    power_cycles: int
+    powered_on_at: float | None
+    ready_at: float | None
+    flash: Flash
+    events: list
+    stages: list
+    server_source: tuple | None = None  # why a phone failed (observe.problems)
+    fetch_error: tuple | None = None
+
+
+@dataclass
+class RecordedMember:
+    fleet: str
+    vendor: str
+    phone: RecordedPhone
+    order: int
+
+
+def load_shard(directory: str) -> dict:
+    """A shard's record, or a MergeError naming the file and what is wrong with it."""
+    path = directory if directory.endswith(".json") and not os.path.isdir(directory) else \
+        os.path.join(directory, SHARD_FILE)
+    if not os.path.exists(path):
+        raise MergeError(f"{path}: no shard report here (is {directory} the report folder of a "
+                         "`labsim run --shard` that finished?)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MergeError(f"{path}: not readable as JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("kind") != "labsim-shard":
+        raise MergeError(f"{path}: not a labsim shard report (no \"kind\": \"labsim-shard\")")
+    if data.get("format") != FORMAT:
+        raise MergeError(f"{path}: format {data.get('format')!r}, this labsim reads format {FORMAT}")
+    try:
+        data["members"] = [_member(entry) for entry in data["phones"]]
+        shard = data["shard"]
+        int(shard["index"]), int(shard["count"])
+        data["scenario"]["name"], data["expectations"], data["complete"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MergeError(f"{path}: a shard report with a missing or malformed field ({exc!r})") from None
+    data["path"] = path
+    data["directory"] = os.path.dirname(path)
+    return data
+
+
+def _member(entry: dict) -> RecordedMember:
+    phone = RecordedPhone(
+        mac=entry["mac"], model=entry["model"], state=entry["state"], failure=entry["failure"] or "",
+        reboots=int(entry["reboots"]), power_cycles=int(entry["power_cycles"]),
+        powered_on_at=entry["powered_on_at"], ready_at=entry["ready_at"],
+        flash=Flash.from_dict(entry["flash"]),
+        events=[tuple(event) for event in entry["events"]],
+        stages=[StageTiming(*stage) for stage in entry["stages"]],
+        server_source=tuple(entry["server_source"]) if entry.get("server_source") else None,
+        fetch_error=tuple(entry["fetch_error"]) if entry.get("fetch_error") else None,
+    )
+    return RecordedMember(entry["fleet"], entry["vendor"], phone, int(entry["order"]))
+
+
+def check_complete_set(shards: list[dict]) -> None:
+    """Every shard of one run, each once: the same scenario, seed and shard count."""
+    if not shards:
+        raise MergeError("no shard reports given")
+    first = shards[0]
+    count = first["shard"]["count"]
+    seen: dict[int, str] = {}
+    for shard in shards:
+        for key in ("name", "seed"):
+            if shard["scenario"][key] != first["scenario"][key]:
+                raise MergeError(f"{shard['path']}: scenario {key} {shard['scenario'][key]!r} differs from "
+                                 f"{first['scenario'][key]!r} in {first['path']}: not shards of one run")
+        if shard["shard"]["count"] != count:
+            raise MergeError(f"{shard['path']}: shard {shard['shard']['index']}/{shard['shard']['count']} "
+                             f"does not belong with {first['path']} (a run of {count} shards)")
+        index = shard["shard"]["index"]
+        if index in seen:
+            raise MergeError(f"{shard['path']}: shard {index}/{count} is also given as {seen[index]}")
+        seen[index] = shard["path"]
+    missing = sorted(set(range(count)) - set(seen))
+    if missing:
+        raise MergeError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: "
+                         f"a merge needs every shard's report folder ({len(seen)} of {count} given)")
+
+
+# --- merging -----------------------------------------------------------------------------
+
+
+def merged_members(shards: list[dict]) -> list[RecordedMember]:
+    members = [member for shard in shards for member in shard["members"]]
+    members.sort(key=lambda member: member.order)
+    return members
+
+
+def add_counters(items: list[dict]) -> dict:
+    """Counters added key by key (nested dicts too); a text keeps the first value."""
+    total: dict = {}
+    for item in items:
+        for key, value in (item or {}).items():
+            if isinstance(value, dict):
+                total[key] = add_counters([total.get(key) or {}, value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                    isinstance(total.get(key, 0), (int, float)):
+                total[key] = total.get(key, 0) + value
+            else:
+                total.setdefault(key, value)
+    return total
+
+
+def merged_timeline(shards: list[dict]) -> list[dict]:
+    """Each shard's timeline log, said per shard, in time order."""
+    entries = []
+    for shard in shards:
+        label = f"shard {shard['shard']['index']}/{shard['shard']['count']}: "
+        entries += [{**entry, "outcome": label + str(entry.get("outcome", ""))} for entry in shard["timeline"]]
+    entries.sort(key=lambda entry: entry.get("t", 0))
+    return entries
+
+
+def expectations_of(shard: dict) -> list:
+    from labsim.scenario.schema import Expectation, FlashExpectation
+
+    return [FlashExpectation.model_validate(e) if "flash" in e else Expectation.model_validate(e)
+            for e in shard["expectations"]]
+
+
+def row_from_json(line: dict) -> tuple | None:
+    """The in-memory row (``observe.events_log``) of one events.jsonl line; None for the
+    ``run`` line."""
+    kind = line.get("kind")
+    if kind == "run":
+        return None
+    if kind == "dhcp":
+        return (line["t"], line["mac"], "dhcp", line["dir"], _DHCP_CODES.get(line["type"], 0),
+                int(line["xid"], 16), line["yiaddr"])
+    if kind in ("fetch", "upload"):
+        return (line["t"], line["mac"], kind, line["url"], line["status"], line["bytes"], line["latency_s"],
+                line["detail"])
+    return (line["t"], line["mac"], kind, line["state"], line["detail"])
+
+
+def read_event_rows(directory: str) -> list[tuple]:
+    path = os.path.join(directory, "events.jsonl")
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, text in enumerate(handle, 1):
+                try:
+                    row = row_from_json(json.loads(text))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise MergeError(f"{path}:{number}: not an events.jsonl line ({exc!r})") from None
+                if row is not None:
+                    rows.append(row)
+    except FileNotFoundError:
+        raise MergeError(f"{path}: missing (every shard writes events.jsonl beside shard.json)") from None
+    return rows
+
+
+def merged_rows(shards: list[dict]) -> list[tuple]:
+    """Every shard's events in time order (each file is sorted; ties keep shard order)."""
+    return list(heapq.merge(*(read_event_rows(shard["directory"]) for shard in shards), key=lambda row: row[0]))
+
+
+# --- the merged report -------------------------------------------------------------------
+
+
+def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: dict | None = None,
+                 extra_network: dict | None = None, state_dir: str | None = None,
+                 pcap_path: str | None = None) -> int:
+    """Writes the merged report folder (report.json, events.jsonl, junit.xml,
+    report.html) and, when asked, the merged capture and the fleet's flash
+    (``--state-dir``). ``overrides`` replaces fields of the run record (a ``--workers``
+    parent knows the services' counters, its timeline and why the run ended);
+    ``extra_network`` is added to the shards' network counters. Returns
+    ``run``'s exit code; raises MergeError for shard reports that cannot be merged."""
+    from labsim.fleet.state_dir import save_flash
+    from labsim.observe.events_log import write_events
+    from labsim.observe.html_report import write_html_report
+    from labsim.observe.junit import write_junit
+    from labsim.observe.report import RunRecord, build_report, judge, stage_latencies, summary_table, write_report
+
+    shards = [load_shard(directory) for directory in shard_dirs]
+    check_complete_set(shards)
+    shards.sort(key=lambda shard: shard["shard"]["index"])
+    members = merged_members(shards)
+    first = shards[0]
+    reasons = list(dict.fromkeys(shard["end_reason"] for shard in shards))
+    fields = dict(
+        scenario_name=first["scenario"]["name"], scenario_file=first["scenario"]["file"],
+        seed=first["scenario"]["seed"], started=min(shard["started"] for shard in shards),
+        duration_s=max(shard["duration_s"] for shard in shards), members=members,
+        expectations=expectations_of(first),
+        services=add_counters([shard["services"] for shard in shards]),
+        network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
+        timeline=merged_timeline(shards), complete=all(shard["complete"] for shard in shards),
+        end_reason="; ".join(reasons),
+        uploads=[upload for shard in shards for upload in shard.get("uploads", [])],
+    )
+    fields.update(overrides or {})
+    record = RunRecord(**fields)
+    report = build_report(record, judge(record))
+    path = write_report(report, report_dir)
+    table = summary_table(report)
+    stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
+    end_t = max(shard["end_t"] for shard in shards)
+    rows = merged_rows(shards)
+    write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
+    write_junit(report, report_dir, system_out=table)
+    write_html_report(report, report_dir, stage_latencies=stage_latencies(members), rows=rows)
+    written = ["events.jsonl", "junit.xml", "report.html"]
+    if pcap_path:
+        from labsim.observe.pcap_merge import merge_pcaps
+
+        captures = [shard.get("pcap") for shard in shards]
+        if not all(captures):
+            raise MergeError(f"--pcap: shard(s) {', '.join(s['path'] for s, c in zip(shards, captures) if not c)} "
+                             "made no capture (run them with --pcap)")
+        packets = merge_pcaps(captures, pcap_path)
+        written.append(f"capture {pcap_path} ({packets} packets)")
+    if state_dir:
+        save_flash(state_dir, members)
+        written.append(f"flash of {len(members)} phones in {state_dir}")
+    stream.write(f"  also written: {', '.join(written)}\n")
+    stream.flush()
+    return 0 if report["passed"] and report["complete"] else 1

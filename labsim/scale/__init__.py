@@ -1,0 +1,1 @@
+"""Scale-out: shards of one run, local worker processes, the merged report."""

@@ -1,0 +1,149 @@
+"""The command line of scale-out: ``run --workers``, ``run --shard --start-at``, ``merge``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from labsim.fleet.shard import BadShard, Shard
+
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_run_options(run) -> None:
+    run.add_argument("--workers", metavar="N|auto",
+                     help="run the phones in N processes (shards, each with its own reactor, started on one "
+                          "shared instant) while this process runs the scenario's services, and merge one report; "
+                          "'auto' = the CPUs this process may use (os.sched_getaffinity). Default: one process")
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only shard I of N of the fleets (I from 0), against services running elsewhere "
+                          "(labsim serve FILE, or real servers); write shard.json for `labsim merge`")
+    run.add_argument("--start-at", metavar="TIME",
+                     help="with --shard: the shared start instant of all shards, ISO 8601 "
+                          "(2026-12-05T00:10:00Z) or seconds since the epoch")
+    run.add_argument("--control-fds", help=argparse.SUPPRESS)  # a --workers parent's AMP pipes
+
+
+def add_merge_command(commands) -> None:
+    merge = commands.add_parser("merge", help="merge the shard reports of one run into one report")
+    merge.add_argument("shard_dirs", nargs="+", metavar="SHARD_DIR",
+                       help="the --report-dir of each `labsim run --shard i/N` (all N of them)")
+    merge.add_argument("--report-dir", default="labsim-report", help="where the merged report goes "
+                                                                     "(default: ./labsim-report/)")
+    merge.add_argument("--state-dir", help="save the whole fleet's flash here (as `run --state-dir` does)")
+    merge.add_argument("--pcap", metavar="FILE", help="merge the shards' captures into FILE")
+    merge.set_defaults(func=command_merge)
+
+
+def scale_option_problem(args) -> str | None:
+    """A bad combination of the scale-out options, said naming them; None when fine."""
+    if args.workers is not None and args.shard is not None:
+        return "--workers and --shard: give one (a worker is a shard the parent starts itself)"
+    if args.start_at is not None and args.shard is None:
+        return "--start-at goes with --shard (--workers picks the shared start instant itself)"
+    if args.workers is not None:
+        try:
+            workers_count(args.workers)
+        except ValueError as exc:
+            return str(exc)
+    if args.shard is not None:
+        try:
+            Shard.parse(args.shard)
+        except BadShard as exc:
+            return f"--shard {exc}"
+    if args.start_at is not None:
+        from labsim.scale.shard_run import wall_time
+
+        try:
+            wall_time(args.start_at)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def workers_count(text: str) -> int:
+    if text == "auto":
+        return len(os.sched_getaffinity(0))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--workers {text!r}: a number of processes (1 or more) or 'auto'")
+    return int(text)
+
+
+def make_run(reactor, loaded, args):
+    """The run ``labsim run`` asked for: one process, or one shard. ValueError for a
+    scenario a shard cannot keep (said naming the option)."""
+    from labsim.run import ScenarioRun
+
+    if args.shard is None:
+        return ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
+                           pcap_path=args.pcap, uploads_dir=args.uploads, ports_file=args.ports_file)
+    from labsim.scale.shard_run import ShardRun, wall_time
+
+    coordinated = args.control_fds is not None
+    stream = sys.stdout
+    if coordinated:  # a worker's words go to its shard folder; the parent prints the run
+        os.makedirs(args.report_dir, exist_ok=True)
+        stream = open(os.path.join(args.report_dir, "shard.log"), "w", encoding="utf-8", buffering=1)
+    return ShardRun(reactor, loaded, shard=Shard.parse(args.shard),
+                    start_at=wall_time(args.start_at) if args.start_at else None,
+                    coordinated=coordinated, light_outputs=coordinated, report_dir=args.report_dir,
+                    state_dir=args.state_dir, pcap_path=args.pcap, stream=stream, interactive=False)
+
+
+def run_workers(reactor, loaded, args) -> int:
+    """``labsim run FILE --workers N``: this process is the parent (labsim.scale.workers)."""
+    from labsim.scale.workers import WorkersRun
+
+    extra = ["--phones", str(args.phones)] if args.phones is not None else []
+    try:
+        run = WorkersRun(reactor, loaded, workers=workers_count(args.workers), report_dir=args.report_dir,
+                         argv_extra=extra, state_dir=args.state_dir, pcap_path=args.pcap,
+                         uploads_dir=args.uploads, ports_file=args.ports_file)
+    except ValueError as exc:
+        print(f"{args.scenario}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    outcome: dict[str, int] = {}
+
+    def close_then_stop(_=None):
+        closing = run.close()
+        closing.addBoth(lambda _: reactor.stop() if reactor.running else None)
+
+    def finished(code):
+        outcome.setdefault("code", code)
+        close_then_stop()
+
+    def started_failed(failure):
+        print(f"labsim: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
+        outcome["code"] = EXIT_BAD_INPUT
+        close_then_stop()
+
+    def go():
+        run.finished.addCallback(finished)
+        run.start().addErrback(started_failed)
+
+    def before_shutdown():
+        # Ctrl-C and SIGTERM: every worker writes its shard, the parent merges, then it goes.
+        if "code" in outcome:
+            return None
+        ending = run.interrupt("interrupted (signal)")
+        ending.addCallback(lambda code: outcome.setdefault("code", code))
+        ending.addBoth(lambda _: run.close())
+        return ending
+
+    reactor.callWhenRunning(go)
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor.run()
+    return outcome.get("code", EXIT_FAILED)
+
+
+def command_merge(args) -> int:
+    from labsim.observe.merge import MergeError, merge_report
+    from labsim.observe.pcap_merge import PcapMergeError
+
+    try:
+        return merge_report(args.shard_dirs, args.report_dir, sys.stdout, state_dir=args.state_dir,
+                            pcap_path=args.pcap)
+    except (MergeError, PcapMergeError) as exc:
+        print(f"labsim merge: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT

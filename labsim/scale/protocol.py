@@ -1,0 +1,71 @@
+"""The worker protocol: AMP (Twisted's asynchronous messaging protocol) between a
+``--workers`` parent and each worker, over two pipes of the worker process (fds 3 and 4,
+as Twisted's own ``trial -j`` workers do), so the worker's stdout and stderr stay free.
+
+A worker is ``labsim run FILE --shard i/N`` with ``--control-fds 3,4``. The exchange:
+
+    worker -> parent   Hello(shard, phones)            the shard is built, waiting to start
+    parent -> worker   Begin(start_at, targets)        one shared start instant for all shards
+    worker -> parent   Changes(shard, phones, counters) every 0.2 s while something changed:
+                                                       a stream of phone state changes and the
+                                                       shard's running counters
+    parent -> worker   Deliver(kind, macs, reboot)     a timeline action on the shard's phones
+    parent -> worker   ChangeFault(verb, spec)         the timeline added or removed a fault
+    parent -> worker   Finish(reason, complete)        end now; answered once shard.json is written
+
+``Changes`` is the stream a live view reads: each entry is ``[mac, state, reboots,
+powered_on_at, ready_at]`` (times from the shared start instant), and ``counters`` the
+shard's totals (DHCP messages sent, fetches ...). AMP caps one value at 64 KiB, so a
+large batch is sent as several messages (``chunks``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.protocols import amp
+
+MAX_VALUE = 60_000  # bytes of JSON in one AMP value (the limit is 65,535)
+
+
+class Hello(amp.Command):
+    arguments = [(b"shard", amp.Integer()), (b"phones", amp.Integer())]
+    response = []
+
+
+class Begin(amp.Command):
+    arguments = [(b"start_at", amp.Float()), (b"targets", amp.Unicode())]
+    response = []
+
+
+class Changes(amp.Command):
+    arguments = [(b"shard", amp.Integer()), (b"phones", amp.Unicode()), (b"counters", amp.Unicode())]
+    requiresAnswer = False
+
+
+class Deliver(amp.Command):
+    arguments = [(b"kind", amp.Unicode()), (b"macs", amp.Unicode()), (b"reboot", amp.Boolean())]
+    response = [(b"delivered", amp.Integer())]
+
+
+class ChangeFault(amp.Command):
+    arguments = [(b"verb", amp.Unicode()), (b"spec", amp.Unicode())]
+    response = []
+
+
+class Finish(amp.Command):
+    arguments = [(b"reason", amp.Unicode()), (b"complete", amp.Boolean())]
+    response = [(b"code", amp.Integer())]
+
+
+def chunks(items: list, item_bytes: int) -> list[str]:
+    """``items`` as JSON arrays of at most MAX_VALUE bytes each (``item_bytes`` is an
+    upper estimate of one item's size)."""
+    per = max(1, MAX_VALUE // max(1, item_bytes))
+    parts = []
+    for start in range(0, len(items), per):
+        text = json.dumps(items[start:start + per], separators=(",", ":"))
+        if len(text.encode()) > MAX_VALUE and per > 1:  # the estimate was low: smaller parts
+            return chunks(items, item_bytes * 2)
+        parts.append(text)
+    return parts or ["[]"]

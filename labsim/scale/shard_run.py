@@ -1,0 +1,203 @@
+"""One shard of a run: ``labsim run FILE --shard i/N [--start-at T]``.
+
+A shard runs only its phones (``labsim.fleet.shard``) and none of the scenario's
+services: those run elsewhere, once for the whole fleet — ``labsim serve FILE`` or real
+servers (a Kubernetes Job), or the parent of ``--workers``. The phones reach them at the
+addresses the scenario gives (or ``targets`` a ``--workers`` parent sends, for ports it
+bound itself). Every shard counts time from one shared start instant, so N shards are
+one storm. Each shard relays DHCP from its own address (``relay_address_for``).
+
+At the end a shard writes its report folder like a run does, plus ``shard.json``
+(``observe.merge``), from which ``labsim merge`` builds the fleet's one report.
+
+Standing alone, a shard cannot see the other shards' phones, so a timeline ``when:``
+(judged on the whole fleet) or an action on the lab's services or files is refused
+before anything starts; timed phone actions (``power_cycle``, ``factory_reset``,
+``check_sync``) pick phones over the whole fleet exactly as one process would, and each
+shard applies them to the picked phones it holds. Under ``--workers`` (``coordinated``)
+the parent runs the timeline and decides when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer
+
+from labsim.fleet.fleet import build_fleets
+from labsim.fleet.shard import relay_address_for, roster
+from labsim.observe.merge import shard_record, write_shard_record
+from labsim.run import ScenarioRun, _LabControl
+from labsim.timeline import Timeline
+
+PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
+
+
+def refuse_uncoordinated_timeline(scenario) -> None:
+    """A standalone shard's timeline may only act on phones, at set times."""
+    for number, entry in enumerate(scenario.timeline, 1):
+        label = f"timeline entry {number}" + (f" ({entry.name})" if entry.name else "")
+        if entry.when is not None:
+            raise ValueError(f"--shard: {label} waits for 'when: {entry.when}', a condition on the whole fleet, "
+                             "which one shard cannot see; use --workers on one machine, or 'at:'")
+        for action in entry.actions():
+            if action.kind not in PHONE_ACTIONS:
+                raise ValueError(f"--shard: {label} does {action.kind}, which acts on the lab's services or files; "
+                                 "a shard runs none (they run once, elsewhere): use --workers, or run it without "
+                                 "--shard")
+
+
+class _ExternalServices:
+    """Stands where LabServices would: the services run elsewhere."""
+
+    root = None
+
+    def start(self):
+        return defer.succeed(None)
+
+    def describe(self) -> str:
+        return ""
+
+    def stats(self) -> dict:
+        return {}
+
+    def stop(self):
+        return defer.succeed(None)
+
+
+class _Absent:
+    """A phone of another shard: the timeline may pick it; this shard does not run it."""
+
+    def __init__(self, entry):
+        self.fleet, self.phone = entry.fleet, entry.phone
+
+    def deliver(self, event) -> None:
+        pass
+
+
+class ShardRun(ScenarioRun):
+    def __init__(self, reactor, loaded, *, shard, start_at: float | None = None, targets: dict | None = None,
+                 relay_address: str | None = None, coordinated: bool = False, light_outputs: bool = False, **kw):
+        self.shard = shard
+        self.start_at = start_at
+        self.targets = targets or {}
+        self.coordinated = coordinated
+        self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
+        self.changes = None  # a coordinated shard's listener: (driver, old, new)
+        if not coordinated:
+            refuse_uncoordinated_timeline(loaded.scenario)
+        super().__init__(reactor, loaded, **kw)
+        self.relay_address = relay_address or relay_address_for(self.scenario.network.relay_address, shard)
+        self.counter.listeners.append(self._changed)
+
+    def _build_members(self, saved_flash):
+        return build_fleets(self.scenario, saved_flash, shard=self.shard)
+
+    def _start_services(self):
+        self._services = _ExternalServices()
+        return defer.succeed(None)
+
+    def _start_instant(self) -> float:
+        now = self.reactor.seconds()
+        if self.start_at is None:
+            return now
+        if self.start_at < now - 1.0:
+            self.stream.write(f"labsim: shard {self.shard}: the start instant passed {now - self.start_at:.1f}s "
+                              "ago: phones due by now power on at once\n")
+        return self.start_at
+
+    def _make_timeline(self):
+        if self.coordinated or not self.scenario.timeline:
+            return None
+        return Timeline(self.scenario.timeline, _ShardControl(self), self.reactor, self._epoch, self.scenario.seed)
+
+    def _save_state(self) -> None:
+        pass  # the merge saves the whole fleet's flash (labsim merge --state-dir)
+
+    def _target(self, name: str, spec_address, spec_port):
+        if name in self.targets:
+            host, port = self.targets[name]
+            return host, int(port)
+        if spec_address is None:
+            return None
+        return spec_address, spec_port
+
+    def _dhcp_target(self) -> tuple[str, int]:
+        network, dhcp = self.scenario.network, self.scenario.services.dhcp
+        if "dhcp" in self.targets:
+            return self._target("dhcp", None, None)
+        return network.dhcp_server or dhcp.address, network.dhcp_port or (dhcp.port if dhcp is not None else 67)
+
+    def _dns_target(self):
+        from labsim.scenario.schema import parse_host_port
+
+        if self.scenario.network.dns_server:
+            return parse_host_port(self.scenario.network.dns_server, 53)
+        dns = self.scenario.services.dns
+        return self._target("dns", dns and dns.address, dns and dns.port)
+
+    def _pnp_target(self):
+        from labsim.scenario.schema import parse_host_port
+
+        if self.scenario.network.pnp_server:
+            return parse_host_port(self.scenario.network.pnp_server, 5060)
+        pnp = self.scenario.services.pnp
+        return self._target("pnp", pnp and pnp.address, pnp and pnp.port)
+
+    def _changed(self, driver, old: str, new: str) -> None:
+        if self.changes is not None:
+            self.changes(driver, old, new)
+
+    def _end_if_settled(self) -> None:
+        if not self.coordinated:  # under --workers the parent decides when the run ends
+            super()._end_if_settled()
+
+    def _write_outputs(self, table: str) -> None:
+        end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
+        record = shard_record(shard=self.shard, scenario=self.scenario, scenario_file=self.loaded.path,
+                              members=self.members, report=self.report, start_at=self._epoch, end_t=end_t)
+        record["pcap"] = os.path.abspath(self.pcap_path) if self.pcap_path else None
+        write_shard_record(record, self.report_dir)
+        if not self.light_outputs:
+            super()._write_outputs(table)
+            return
+        from labsim.observe.events_log import merged_rows, write_events
+
+        rows = merged_rows(self._events, self.members, end_t=end_t)
+        write_events(rows, self.report_dir, complete=self.report["complete"],
+                     end_reason=self.report["end_reason"], end_t=end_t)
+        if self._capture is not None:
+            self._capture.close()
+
+
+class _ShardControl(_LabControl):
+    """A standalone shard's timeline: phones picked over the whole fleet, as one process
+    would pick them (same order, same random stream); only its own are acted on."""
+
+    def __init__(self, run: ShardRun):
+        super().__init__(run)
+        own = {driver.phone.mac: driver for driver in run._drivers}
+        self._fleet = [own.get(entry.phone.mac) or _Absent(entry)
+                       for entry in roster(run.scenario, run.shard.count)]
+
+    def drivers(self):
+        return self._fleet
+
+
+def wall_time(text: str) -> float:
+    """``--start-at``: seconds since the epoch, or an ISO 8601 time (``2026-12-05T00:10:00Z``)."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--start-at {text!r}: expected an ISO 8601 time (2026-12-05T00:10:00Z) "
+                         "or seconds since the epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+

@@ -1,0 +1,127 @@
+"""A worker of ``--workers``: one ``ShardRun`` driven by its parent over AMP
+(``labsim.scale.protocol``), in its own process with its own reactor.
+
+The worker ignores Ctrl-C (the terminal sends it to the whole process group): the parent
+decides, and asks each worker to finish, so every shard's report is written once. If the
+parent goes away (its end of the pipes closes), the worker writes its shard report as
+interrupted and exits: no worker outlives its parent.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import task
+from twisted.protocols import amp
+
+from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
+from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, chunks
+
+FLUSH_INTERVAL_S = 0.2
+
+
+class WorkerSide(amp.AMP):
+    def __init__(self, run, reactor):
+        super().__init__()
+        self.run = run
+        self.reactor = reactor
+        self._dirty: dict[str, object] = {}  # mac -> driver, changed since the last flush
+        self._flusher = task.LoopingCall(self.flush)
+        self._flusher.clock = reactor
+        self._by_mac: dict[str, object] = {}
+        self.exit_code = 1
+        run.changes = self._changed
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.callRemote(Hello, shard=self.run.shard.index, phones=len(self.run.members))
+
+    def _changed(self, driver, old: str, new: str) -> None:
+        self._dirty[driver.phone.mac] = driver
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        entries = []
+        for mac, driver in self._dirty.items():
+            phone = driver.phone
+            entries.append([mac, phone.state, phone.reboots, phone.powered_on_at, phone.ready_at])
+        self._dirty.clear()
+        counters = json.dumps(self.counters())
+        for part in chunks(entries, 80):
+            self.callRemote(Changes, shard=self.run.shard.index, phones=part, counters=counters)
+
+    def counters(self) -> dict:
+        network = self.run._network
+        return {"dhcp": network.relay.stats["sent"]} if network is not None else {}
+
+    @Begin.responder
+    def begin(self, start_at: float, targets: str):
+        self.run.start_at = start_at
+        self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}
+        started = self.run.start()
+        started.addCallback(self._started)
+        return started.addCallback(lambda _: {})
+
+    def _started(self, _):
+        self._by_mac = {driver.phone.mac: driver for driver in self.run._drivers}
+        self._flusher.start(FLUSH_INTERVAL_S, now=False)
+
+    @Deliver.responder
+    def deliver(self, kind: str, macs: str, reboot: bool):
+        event = {"power_cycle": PowerCycle, "factory_reset": FactoryReset}.get(kind)
+        delivered = 0
+        for mac in json.loads(macs):
+            driver = self._by_mac.get(mac)
+            if driver is not None:
+                driver.deliver(event() if event else CheckSync(reboot))
+                delivered += 1
+        self.flush()  # what the action changed reaches the parent before this answer
+        return {"delivered": delivered}
+
+    @ChangeFault.responder
+    def change_fault(self, verb: str, spec: str):
+        from labsim.faults import fault_from_spec
+        from labsim.scenario.schema import Fault
+
+        faults = self.run.faults
+        if verb == "add":
+            faults.add(fault_from_spec(Fault.model_validate(json.loads(spec)), len(faults.faults)))
+        else:
+            faults.remove(spec)
+        return {}
+
+    @Finish.responder
+    def finish(self, reason: str, complete: bool):
+        self.flush()
+        if self._flusher.running:
+            self._flusher.stop()
+        self.run._end(reason, complete)
+        self.exit_code = self.run.exit_code
+        self.reactor.callLater(0, self._shut_down)
+        return {"code": self.run.exit_code}
+
+    def _shut_down(self):
+        closing = self.run.close()
+        closing.addBoth(lambda _: self.reactor.stop() if self.reactor.running else None)
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        if self.run.report is None:  # the parent is gone: keep what was done, then leave
+            self.run.interrupt("interrupted (the --workers parent went away)")
+            self._shut_down()
+
+
+def serve_worker(reactor, run, fds: str) -> int:
+    """Runs ``run`` under a parent's control over ``fds`` ("3,4": read, write). Returns
+    the exit code."""
+    import signal
+
+    from twisted.internet import stdio
+
+    read_fd, write_fd = (int(fd) for fd in fds.split(","))
+    side = WorkerSide(run, reactor)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    reactor.callWhenRunning(stdio.StandardIO, side, stdin=read_fd, stdout=write_fd, reactor=reactor)
+    reactor.run(installSignalHandlers=False)
+    return side.exit_code

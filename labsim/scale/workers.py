@@ -1,0 +1,467 @@
+"""``labsim run FILE --workers N``: one run on N processes, one report.
+
+The layout: the parent runs labsim's own services (DHCP, TFTP, HTTP, FTP, DNS, PnP) once
+— so DHCP stays the one lease authority, files and uploads live in one folder, a fault
+or a ``stop_service`` acts on the one service, and the report's service counters are the
+services' own — and N workers run the phones, each ``labsim run FILE --shard i/N`` with
+its own reactor and its own DHCP relay address, started on one shared instant. The
+parent keeps a mirror of every phone's state from the workers' ``Changes`` stream, and
+from it the progress line, the timeline (``when:`` judged on the whole fleet; phone
+actions picked over the whole fleet as one process picks them, then sent to the shards
+that hold the phones), the time limit and the end of the run. At the end each worker
+writes its shard (``shard.json``, ``events.jsonl``) under ``REPORT_DIR/shards/`` and the
+parent merges them into the report folder (``observe.merge``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+from twisted.internet import defer, protocol
+from twisted.protocols import amp
+
+from labsim.faults import FaultSet, fault_from_spec
+from labsim.fleet.shard import Shard, roster
+from labsim.observe.expectations import parse_expectation
+from labsim.observe.merge import MergeError, merge_report
+from labsim.observe.pcap_merge import shard_capture_path
+from labsim.observe.progress import ProgressPrinter, StateCounter
+from labsim.observe.report import phone_metrics
+from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
+from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
+from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, chunks
+from labsim.services.lab import LabServices
+from labsim.timeline import Timeline
+
+START_MARGIN_S = 0.5  # from "every worker is ready" to the shared start instant
+HELLO_TIMEOUT_S = 120.0
+FINISH_TIMEOUT_S = 120.0
+_NO_STAGES = ()
+_ACTION_KINDS = {PowerCycle: "power_cycle", FactoryReset: "factory_reset", CheckSync: "check_sync"}
+
+
+def refuse_what_workers_cannot_keep(scenario) -> None:
+    """A ``when:`` on per-stage latencies would need every phone's stage timings in the
+    parent while the run goes on; the mirror carries states, reboots and times."""
+    for number, entry in enumerate(scenario.timeline, 1):
+        if entry.when is not None and parse_expectation(entry.when).metric.startswith("stage."):
+            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': a stage "
+                             "latency is judged only after the run when the fleet is split; use "
+                             "time_to_ready or phone counts, or run without --workers")
+    if scenario.services.dhcp is not None and scenario.services.dhcp.interface:
+        raise ValueError("--workers: services.dhcp.interface (broadcast DHCP in a namespace lab) needs the phones "
+                         "in the process that owns the interface; run without --workers")
+
+
+class MirrorPhone:
+    """What the parent knows of a phone the workers run."""
+
+    __slots__ = ("mac", "model", "state", "reboots", "powered_on_at", "ready_at")
+    stages = _NO_STAGES
+
+    def __init__(self, mac: str, model: str):
+        self.mac, self.model = mac, model
+        self.state, self.reboots, self.powered_on_at, self.ready_at = "off", 0, None, None
+
+
+class MirrorDriver:
+    """A phone of a shard, as the timeline and the expectations see it."""
+
+    __slots__ = ("fleet", "phone", "shard", "outbox")
+
+    def __init__(self, entry, outbox: dict):
+        self.fleet, self.shard = entry.fleet, entry.shard
+        self.phone = MirrorPhone(entry.phone.mac, entry.phone.model)
+        self.outbox = outbox
+
+    def deliver(self, event) -> None:
+        kind = _ACTION_KINDS[type(event)]
+        reboot = bool(event.reboot) if kind == "check_sync" else False
+        self.outbox.setdefault((self.shard, kind, reboot), []).append(self.phone.mac)
+
+
+class ParentSide(amp.AMP):
+    def __init__(self, parent: "WorkersRun", index: int):
+        super().__init__()
+        self.parent, self.index = parent, index
+
+    @Hello.responder
+    def hello(self, shard: int, phones: int):
+        self.parent._hello(self.index, phones)
+        return {}
+
+    @Changes.responder
+    def changes(self, shard: int, phones: str, counters: str):
+        self.parent._changes(self.index, json.loads(phones), json.loads(counters))
+        return {}
+
+
+class WorkerProcess(protocol.ProcessProtocol):
+    """A worker process with AMP on its fds 3 (to the worker) and 4 (from it). This object
+    is the AMP protocol's transport."""
+
+    disconnecting = False
+
+    def __init__(self, amp_protocol, index: int):
+        self.amp, self.index = amp_protocol, index
+        self.ended = defer.Deferred()
+        self.exit_code = None
+        self.output = b""
+
+    def connectionMade(self):
+        self.amp.makeConnection(self)
+
+    def write(self, data: bytes) -> None:
+        self.transport.writeToChild(3, data)
+
+    def writeSequence(self, data) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self.transport.closeChildFD(3)
+        self.transport.closeChildFD(4)
+
+    def getPeer(self):
+        return ("labsim-worker", self.index)
+
+    def getHost(self):
+        return ("labsim-parent",)
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 4:
+            self.amp.dataReceived(data)
+        else:
+            self.output = (self.output + data)[-4000:]  # the worker's own words, for an error
+
+    def processEnded(self, reason) -> None:
+        self.exit_code = getattr(reason.value, "exitCode", None)
+        self.amp.connectionLost(reason)
+        self.ended.callback(self.exit_code)
+
+
+class WorkersRun:
+    def __init__(self, reactor, loaded, *, workers: int, report_dir: str, argv_extra: list[str],
+                 stream=sys.stdout, interactive: bool | None = None, state_dir: str | None = None,
+                 pcap_path: str | None = None, uploads_dir: str | None = None, ports_file: str | None = None):
+        self.reactor = reactor
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        refuse_what_workers_cannot_keep(self.scenario)
+        self.count = workers
+        self.report_dir = report_dir
+        self.argv_extra = argv_extra
+        self.stream = stream
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.state_dir = state_dir
+        self.pcap_path = pcap_path
+        self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
+        self.ports_file = ports_file
+        self.outbox: dict = {}  # (shard, action, reboot) -> MACs the timeline just picked
+        self.deliveries = 0  # Deliver calls not answered yet
+        self.fleet = [MirrorDriver(entry, self.outbox) for entry in roster(self.scenario, workers)]
+        self.by_mac = {driver.phone.mac: driver for driver in self.fleet}
+        self.counter = StateCounter(len(self.fleet))
+        self.counter.listeners.append(self._on_state_change)
+        self.unsettled = len(self.fleet)
+        self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults"))
+        for index, spec in enumerate(self.scenario.faults):
+            self.faults.add(fault_from_spec(spec, index))
+        self.finished = defer.Deferred()
+        self.exit_code = EXIT_FAILED
+        self.timeline: Timeline | None = None
+        self.shard_counters: dict[int, dict] = {}
+        self.processes: list[WorkerProcess] = []
+        self.sides: list[ParentSide] = []
+        self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
+        self._hellos: dict[int, int] = {}
+        self._all_ready = defer.Deferred()
+        self._workdir = tempfile.mkdtemp(prefix="labsim-")
+        self._services: LabServices | None = None
+        self._deadline = self._progress = None
+        self._epoch = 0.0
+        self._started_wall = ""
+        self._started_monotonic = 0.0
+        self._ending = False
+        self.report_written = False
+
+    # --- starting --------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def start(self):
+        root = materialize_provisioning(self.loaded, self._workdir, self.fleet)
+        self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
+                                     faults=self.faults, upload_folders=self.uploads)
+        yield self._services.start()
+        self._services.attach_faults()
+        if self.ports_file:
+            self._services.write_ports_file(self.ports_file)
+        for index in range(self.count):
+            self._spawn(index)
+        ready = self._all_ready
+        timeout = self.reactor.callLater(HELLO_TIMEOUT_S, lambda: ready.called or ready.errback(
+            RuntimeError(f"the workers did not start within {HELLO_TIMEOUT_S:g}s")))
+        yield ready
+        if timeout.active():
+            timeout.cancel()
+        self._epoch = self.reactor.seconds() + START_MARGIN_S
+        self._started_wall = datetime.fromtimestamp(self._epoch, timezone.utc).isoformat(timespec="seconds")
+        self._started_monotonic = time.monotonic() + START_MARGIN_S
+        targets = json.dumps(self._targets())
+        yield defer.gatherResults([side.callRemote(Begin, start_at=self._epoch, targets=targets)
+                                   for side in self.sides], consumeErrors=True)
+        dhcp = self._targets().get("dhcp")
+        self.stream.write(
+            f"labsim: {self.scenario.name}: {len(self.fleet)} phones in {self.count} workers "
+            f"({', '.join(str(n) for _, n in sorted(self._hellos.items()))}); services: "
+            f"{self._services.describe() or 'none (external servers)'}; DHCP via relays "
+            f"{self.scenario.network.relay_address}+0..{self.count - 1}"
+            + (f" -> {dhcp[0]}:{dhcp[1]}" if dhcp else "") + "\n")
+        lead = max(0.0, self._epoch - self.reactor.seconds())
+        self.timeline = Timeline(self.scenario.timeline, _WorkersControl(self), self.reactor, self._epoch,
+                                 self.scenario.seed)
+        self.timeline.start()
+        self._deadline = self.reactor.callLater(lead + self.scenario.time_limit_s, self._time_up)
+        self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
+                                         interactive=self.interactive, counters=self._live_counters)
+        self._progress.start()
+        if not self.fleet:
+            self._end("no phones")
+
+    def _spawn(self, index: int) -> None:
+        shard = Shard(index, self.count)
+        args = [sys.executable, "-m", "labsim", "run", self.loaded.path, "--shard", str(shard),
+                "--report-dir", self.shard_dirs[index], "--control-fds", "3,4", *self.argv_extra]
+        if self.state_dir:
+            args += ["--state-dir", self.state_dir]
+        if self.pcap_path:
+            args += ["--pcap", shard_capture_path(self.pcap_path, shard.label)]
+        side = ParentSide(self, index)
+        process = WorkerProcess(side, index)
+        process.ended.addCallback(self._worker_ended, index)
+        self.sides.append(side)
+        self.processes.append(process)
+        self.reactor.spawnProcess(process, sys.executable, args, env=dict(os.environ),
+                                  childFDs={0: "w", 1: "r", 2: 2, 3: "w", 4: "r"})
+
+    def _targets(self) -> dict:
+        """Where the workers' phones find labsim's services (the ports the parent bound)."""
+        spec, network, targets = self.scenario.services, self.scenario.network, {}
+        if self._services.dhcp is not None and not network.dhcp_server:
+            targets["dhcp"] = (spec.dhcp.address, network.dhcp_port or self._services.dhcp_port)
+        if self._services.dns is not None and not network.dns_server:
+            targets["dns"] = (spec.dns.address, self._services.dns.port)
+        if self._services.pnp is not None and not network.pnp_server:
+            targets["pnp"] = (spec.pnp.address, self._services.pnp.port)
+        return targets
+
+    def _hello(self, index: int, phones: int) -> None:
+        self._hellos[index] = phones
+        if len(self._hellos) == self.count and not self._all_ready.called:
+            self._all_ready.callback(None)
+
+    def _worker_ended(self, code, index: int):
+        if not self._ending:
+            words = self.processes[index].output.decode(errors="replace").strip()
+            self.stream.write(f"\nlabsim: worker {index} (shard {index}/{self.count}) exited with code {code} "
+                              "before the run ended" + (f": {words[-600:]}" if words else "") + "\n")
+            if not self._all_ready.called:
+                self._all_ready.errback(RuntimeError(f"worker {index} exited with code {code} while starting"))
+            else:
+                self._end(f"worker {index} exited with code {code}", complete=False)
+        return code
+
+    # --- during the run ---------------------------------------------------------------------
+
+    def _changes(self, index: int, entries: list, counters: dict) -> None:
+        self.shard_counters[index] = counters
+        for mac, state, reboots, powered_on_at, ready_at in entries:
+            driver = self.by_mac.get(mac)
+            if driver is None:
+                continue
+            phone = driver.phone
+            phone.reboots, phone.powered_on_at, phone.ready_at = reboots, powered_on_at, ready_at
+            if phone.state != state:
+                old, phone.state = phone.state, state
+                self.counter.state_changed(driver, old, state)
+
+    def _live_counters(self) -> dict[str, int]:
+        totals = {"ready": self.counter.counts["ready"],
+                  "dhcp": sum(c.get("dhcp", 0) for c in self.shard_counters.values())}
+        stats = self._services.stats()
+        if "http" in stats:
+            totals["http"] = stats["http"]["requests"]
+        if "tftp" in stats:
+            totals["tftp"] = stats["tftp"].get("transfers_ok", 0)
+        return totals
+
+    def _on_state_change(self, driver, old: str, new: str) -> None:
+        was, now = old in ("ready", "failed"), new in ("ready", "failed")
+        if was != now:
+            self.unsettled += -1 if now else 1
+        if self.unsettled == 0:
+            self.reactor.callLater(0, self._end_if_settled)
+
+    def _end_if_settled(self) -> None:
+        if self.unsettled == 0 and self.timeline is not None:
+            self.timeline.check_conditions_now()
+        if self.unsettled == 0 and not (self.timeline and self.timeline.timed_actions_left) \
+                and not self.outbox and not self.deliveries:
+            self._end("all phones settled")
+
+    def send_outbox(self) -> None:
+        """The phone actions the timeline just picked, to the shards that hold them."""
+        batches = list(self.outbox.items())
+        self.outbox.clear()
+        for (shard, kind, reboot), macs in batches:
+            for part in chunks(macs, 20):
+                # The worker sends the changes the action caused before it answers, so the
+                # run cannot end on a mirror that does not show them yet.
+                self.deliveries += 1
+                asked = self.sides[shard].callRemote(Deliver, kind=kind, macs=part, reboot=reboot)
+                asked.addBoth(self._delivered)
+
+    def _delivered(self, _):
+        self.deliveries -= 1
+        if self.unsettled == 0:
+            self.reactor.callLater(0, self._end_if_settled)
+
+    def _time_up(self) -> None:
+        self._end(f"time limit of {self.scenario.time_limit_s:g}s reached", complete=False)
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def interrupt(self, why: str = "interrupted") -> defer.Deferred:
+        return self._end(why, complete=False)
+
+    def _end(self, reason: str, complete: bool = True) -> defer.Deferred:
+        if self._ending:
+            return self.finished
+        self._ending = True
+        if self.timeline is not None:
+            self.timeline.stop()
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        if self._progress is not None:
+            self._progress.stop()
+        asks = [self._finish_one(side, process, reason, complete)
+                for side, process in zip(self.sides, self.processes)]
+        done = defer.gatherResults(asks, consumeErrors=True)
+        done.addCallback(lambda _: self._merge(reason, complete))
+        done.addErrback(self._merge_failed)
+        done.addCallback(self._finished)
+        return self.finished
+
+    def _finish_one(self, side, process, reason: str, complete: bool) -> defer.Deferred:
+        if process.ended.called:
+            return defer.succeed(None)
+        asked = side.callRemote(Finish, reason=reason, complete=complete)
+        asked.addErrback(lambda failure: None)  # a worker gone already: the merge names its shard
+        ended = defer.Deferred()
+        process.ended.addBoth(lambda code: (ended.called or ended.callback(code), code)[1])
+        killer = self.reactor.callLater(FINISH_TIMEOUT_S, self._kill, process)
+        ended.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
+        return defer.gatherResults([asked, ended], consumeErrors=True)
+
+    def _kill(self, process) -> None:
+        if not process.ended.called:
+            self.stream.write(f"labsim: worker {process.index} did not finish in {FINISH_TIMEOUT_S:g}s: killed\n")
+            process.transport.signalProcess("KILL")
+
+    def _merge(self, reason: str, complete: bool) -> int:
+        duration = time.monotonic() - self._started_monotonic if self._started_monotonic else 0.0
+        overrides = {"services": self._services.stats() if self._services else {},
+                     "timeline": [vars(record) for record in self.timeline.log] if self.timeline else [],
+                     "complete": complete, "end_reason": reason, "duration_s": max(0.0, duration),
+                     "uploads": self.uploads.listing()}
+        if self._started_wall:
+            overrides["started"] = self._started_wall
+        self.exit_code = merge_report(self.shard_dirs, self.report_dir, self.stream, overrides=overrides,
+                                      extra_network={"faults": dict(self.faults.stats)},
+                                      state_dir=self.state_dir, pcap_path=self.pcap_path)
+        self.report_written = True
+        return self.exit_code
+
+    def _merge_failed(self, failure):
+        error = failure.value
+        if isinstance(error, defer.FirstError):
+            error = error.subFailure.value
+        what = str(error) if isinstance(error, (MergeError, OSError, ValueError)) else repr(error)
+        self.stream.write(f"labsim: no merged report: {what}\n")
+        self.stream.flush()
+        self.exit_code = EXIT_FAILED
+        return self.exit_code
+
+    def _finished(self, code):
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        if not self.finished.called:
+            self.finished.callback(code)
+
+    @defer.inlineCallbacks
+    def close(self):
+        if self._services is not None:
+            yield self._services.stop()
+        for process in self.processes:
+            if not process.ended.called:
+                process.transport.signalProcess("KILL")
+                yield process.ended
+
+
+class _WorkersControl:
+    """What the timeline may do: the lab's services here, the phones in their shards."""
+
+    def __init__(self, run: WorkersRun):
+        self.run = run
+
+    def drivers(self):
+        return self.run.fleet
+
+    def metrics(self):
+        metrics, per_phone = phone_metrics(self.run.fleet)
+        return metrics, per_phone, len(self.run.fleet)
+
+    def file_path(self, name: str) -> str:
+        root = os.path.realpath(self.run._services.root)
+        path = os.path.realpath(os.path.join(root, name))
+        if not path.startswith(root + os.sep):
+            raise ValueError(f"{name!r} is outside the provisioning root")
+        return path
+
+    def service(self, verb: str, name: str) -> str:
+        return self.run._services.control(verb, name)
+
+    def add_fault(self, spec) -> str:
+        fault = fault_from_spec(spec, len(self.run.faults.faults))
+        self.run.faults.add(fault)
+        payload = json.dumps(spec.model_dump(mode="json", exclude_none=True))
+        for side in self.run.sides:  # DHCP faults sit on each shard's relay
+            side.callRemote(ChangeFault, verb="add", spec=payload)
+        return f"fault {fault.name} on {fault.service} added"
+
+    def remove_fault(self, name: str) -> str:
+        found = self.run.faults.remove(name)
+        for side in self.run.sides:
+            side.callRemote(ChangeFault, verb="remove", spec=name)
+        return f"fault {name} removed" if found else f"no fault named {name}"
+
+    def set_dhcp_options(self, options: dict) -> str:
+        return self.run._services.set_dhcp_options(options)
+
+    def remove_dhcp_options(self, keys: list) -> str:
+        return self.run._services.remove_dhcp_options(keys)
+
+    def timeline_changed(self) -> None:
+        self.run.send_outbox()
+
+
+def auto_workers() -> int:
+    """``--workers auto``: the CPUs this process may run on (its affinity mask, which a
+    container's cpuset or ``taskset`` narrows), not the machine's count."""
+    return len(os.sched_getaffinity(0))
+

@@ -1,0 +1,138 @@
+"""``labsim run --workers N``: the same run, on N processes, with one report.
+
+The quickstart (scaled down) on 2 workers ends with the same per-phone final states,
+reboots and applied files as on 1; a timeline that power-cycles 10% of the fleet when
+half of it is ready picks the same phones and behaves alike; Ctrl-C during a 2-worker
+run writes a partial merged report and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
+TIMELINE = """
+timeline:
+  - when: phones.ready >= 50%
+    do: {power_cycle: {phones: 10%}}
+"""
+
+
+def run(tmp_path, name, scenario, *args, timeout=120):
+    report_dir = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--report-dir", str(report_dir),
+                           *args], capture_output=True, text=True, timeout=timeout)
+    report_path = report_dir / "report.json"
+    assert report_path.exists(), proc.stdout + proc.stderr
+    return proc, json.loads(report_path.read_text())
+
+
+def outcome(report):
+    """Per phone: final state, reboots, power cycles and the MD5 of every applied file."""
+    return {p["mac"]: (p["state"], p["reboots"], p["power_cycles"], p["files"]) for p in report["phones"]}
+
+
+def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
+    one, report1 = run(tmp_path, "w1", QUICKSTART, "--phones", "60", "--workers", "1")
+    two, report2 = run(tmp_path, "w2", QUICKSTART, "--phones", "60", "--workers", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
+    assert "60 phones in 2 workers (30, 30)" in two.stdout
+    assert outcome(report1) == outcome(report2)
+    assert len(report2["phones"]) == 60 and report2["summary"]["by_state"]["ready"] == 60
+    # Each phone's leases were unique across both shards (one DHCP authority, the parent's).
+    firsts = {}
+    for p in report2["phones"]:
+        for e in p["events"]:
+            if e["detail"].startswith("lease "):
+                firsts.setdefault(e["detail"].split()[1], set()).add(p["mac"])
+    assert all(len(macs) == 1 for macs in firsts.values()), "one address leased to two phones"
+    # Service counters are the parent's services' own; each shard relayed from its own address.
+    assert report2["services"]["http"]["requests"] == report1["services"]["http"]["requests"]
+    assert report2["network"]["relay"]["sent"] == report1["network"]["relay"]["sent"]
+    for name in ("events.jsonl", "junit.xml", "report.html"):
+        assert (tmp_path / "w2" / name).stat().st_size > 0
+    assert sorted(os.listdir(tmp_path / "w2" / "shards")) == ["shard-0-of-2", "shard-1-of-2"]
+
+
+def test_a_when_condition_is_judged_on_the_whole_fleet_and_reaches_every_shard(tmp_path):
+    scenario = tmp_path / "timeline.yaml"
+    scenario.write_text(QUICKSTART.read_text() + TIMELINE)
+    _, report1 = run(tmp_path, "w1", scenario, "--phones", "60", "--workers", "1")
+    two, report2 = run(tmp_path, "w2", scenario, "--phones", "60", "--workers", "2")
+    assert two.returncode == 0, two.stdout + two.stderr
+    cycled1 = {p["mac"] for p in report1["phones"] if p["power_cycles"]}
+    cycled2 = {p["mac"] for p in report2["phones"] if p["power_cycles"]}
+    assert len(cycled2) == 6 and cycled1 == cycled2  # the same 10%, picked as one process picks
+    holders = {}
+    for index in range(2):
+        record = json.loads((tmp_path / "w2" / "shards" / f"shard-{index}-of-2" / "shard.json").read_text())
+        holders.update({p["mac"]: index for p in record["phones"]})
+    assert {holders[mac] for mac in cycled2} == {0, 1}, "the picked phones live in both shards"
+    assert outcome(report1) == outcome(report2)
+    [entry] = report2["timeline"]
+    assert entry["action"] == "power_cycle" and entry["outcome"] == "power cycle: 6 phone(s)"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_during_a_two_worker_run_writes_a_partial_merged_report_and_leaves_no_process(tmp_path):
+    # SIGTERM takes the same path (the reactor's shutdown trigger): the one-process tests cover it.
+    sig = signal.SIGINT
+    scenario = tmp_path / "slow.yaml"
+    # Phones that power on over 60 s: the run is still going when the signal comes.
+    scenario.write_text(QUICKSTART.read_text().replace("per_second: 250", "per_second: 2")
+                        .replace("per_second: 100", "per_second: 2"))
+    report_dir = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(scenario), "--phones", "100",
+                             "--workers", "2", "--report-dir", str(report_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "in 2 workers" in line:
+                break
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        time.sleep(4.0)  # a few phones ready (ready after ~2 s), most still off
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["complete"] is False and "interrupted" in report["end_reason"]
+    assert len(report["phones"]) == 100
+    states = report["summary"]["by_state"]
+    assert states["ready"] > 0 and states["off"] > 0  # part of the way through
+    assert not [pid for pid in workers if _alive(pid)], "a worker outlived the run"
