@@ -2,17 +2,22 @@
 
 Half the phones are Yealink on HTTP (``repeat.minutes = 1``), half Polycom
 (``prov.polling`` every 60 s) that upload their log after every pass: VVX400s over TFTP
-(WRQ), VVX500s over HTTP (PUT).
-5 % of the datagrams to and from DHCP and TFTP are lost, and 5 % of HTTP requests are
-answered 503. One ``labsim run`` process holds the services and the phones; this script
-samples its resident memory (VmRSS) once a minute and, at the end, reads the report:
+(WRQ), VVX500s over HTTP (PUT). 5 % of the datagrams to and from DHCP and TFTP are lost,
+and 5 % of HTTP requests are answered 503.
 
-* RSS: flat means no sample after the first 10 minutes more than 10 % above the
-  10-minute sample;
+Two processes, so that the services' memory is measured on its own: ``labsim serve``
+runs the services (with the scenario's TFTP and HTTP faults), ``labsim run`` the fleet
+against them (its DHCP relay drops 5 %). This script samples both processes' resident
+memory (VmRSS) once a minute and, at the end, reads the fleet's report and the services'
+counters:
+
+* RSS of the services: flat means no sample after the first 10 minutes more than 10 %
+  above the 10-minute sample. The fleet process keeps every phone's history for its
+  report (events.jsonl, report.json), which grows with the run: printed, not judged;
 * stuck phones: a phone whose last pass ended (``ready``) more than three resync periods
   before the end, or that never got ready;
-* lost uploads: uploads the phones saw accepted minus uploads the servers counted,
-  and every uploading phone's log in the scenario's upload folder after the run.
+* lost uploads: uploads the phones saw accepted minus uploads the servers counted, and
+  every uploading phone's log in the scenario's upload folder after the services stop.
 
 A benchmark, not a test (an hour): ``python benchmarks/soak.py [--phones 1000]
 [--minutes 60] [--loss 0.05] [--work DIR]``. Prints one line per sample and a verdict;
@@ -24,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -39,15 +46,33 @@ def _free_port(kind) -> int:
         return s.getsockname()[1]
 
 
-def scenario_text(phones: int, minutes: float, loss: float) -> str:
+def scenarios(phones: int, minutes: float, loss: float) -> tuple[str, str]:
+    """(the services' scenario for ``labsim serve``, the fleet's for ``labsim run``)."""
     dhcp, tftp, http = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
     yealink = phones // 2
     polycom = phones - yealink
-    return f"""\
-name: soak
-description: {phones} phones resyncing every minute for {minutes:g} minutes with {loss:.0%} loss.
+    fleets = f"""\
+fleets:
+  - name: yealink
+    vendor: yealink
+    model: T46S
+    count: {yealink}
+    first_mac: "00:15:65:70:00:01"
+    boot: {{pattern: ramp, per_second: 20}}
+    boot_time_s: 1.0
+    behaviour: {{retry_delay_s: 2.0}}
+  - name: polycom
+    vendor: polycom
+    models: {{VVX400: {polycom // 2}, VVX500: {polycom - polycom // 2}}}
+    first_mac: "00:04:f2:70:00:01"
+    boot: {{pattern: ramp, per_second: 20}}
+    boot_time_s: 1.0
+    behaviour: {{retry_after_failure_s: 30}}
+"""
+    services = f"""\
+name: soak-services
+description: the services of a {phones}-phone soak, {loss:.0%} loss on TFTP and HTTP.
 seed: 7
-time_limit_s: {minutes * 60 + 120:g}
 services:
   dhcp:
     port: {dhcp}
@@ -70,32 +95,25 @@ provisioning:
     - name: "phone{{mac}}.cfg"
       fleets: [polycom]
       text: '<polycomConfig><reg reg.1.address="{{index}}"/></polycomConfig>'
-fleets:
-  - name: yealink
-    vendor: yealink
-    model: T46S
-    count: {yealink}
-    first_mac: "00:15:65:70:00:01"
-    boot: {{pattern: ramp, per_second: 20}}
-    boot_time_s: 1.0
-    behaviour: {{retry_delay_s: 2.0}}
-  - name: polycom
-    vendor: polycom
-    models: {{VVX400: {polycom // 2}, VVX500: {polycom - polycom // 2}}}
-    first_mac: "00:04:f2:70:00:01"
-    boot: {{pattern: ramp, per_second: 20}}
-    boot_time_s: 1.0
-    behaviour: {{retry_after_failure_s: 30}}
-faults:
-  - {{name: dhcp-loss, service: dhcp, direction: both, loss: {loss}}}
+{fleets}faults:
   - {{name: tftp-loss, service: tftp, direction: both, loss: {loss}}}
   - {{name: http-loss, service: http, loss: {loss}}}
+"""
+    fleet = f"""\
+name: soak
+description: {phones} phones resyncing every minute for {minutes:g} minutes with {loss:.0%} loss.
+seed: 7
+time_limit_s: {minutes * 60 + 120:g}
+network: {{dhcp_server: 127.0.0.1, dhcp_port: {dhcp}}}
+{fleets}faults:
+  - {{name: dhcp-loss, service: dhcp, direction: both, loss: {loss}}}
 timeline:  # phones' own resync timers do not keep a run going; this action at the end does
   - at: {minutes * 60 - 1:g}
     do: {{remove_fault: dhcp-loss}}
 expect:
   - phones.total == {phones}
 """
+    return services, fleet
 
 
 FILES = {
@@ -127,41 +145,73 @@ def main() -> int:
     parser.add_argument("--phones", type=int, default=1000)
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--loss", type=float, default=0.05)
-    parser.add_argument("--work", help="folder for the scenario and report (default: a new one under /tmp)")
+    parser.add_argument("--work", help="folder for the scenarios and reports (default: a new one under /tmp)")
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="labsim-soak-")
     os.makedirs(os.path.join(work, "files"), exist_ok=True)
     for name, text in FILES.items():
         with open(os.path.join(work, "files", name), "w", encoding="utf-8") as handle:
             handle.write(text)
-    scenario = os.path.join(work, "soak.yaml")
-    with open(scenario, "w", encoding="utf-8") as handle:
-        handle.write(scenario_text(args.phones, args.minutes, args.loss))
+    services_text, fleet_text = scenarios(args.phones, args.minutes, args.loss)
+    paths = {}
+    for name, text in (("services", services_text), ("fleet", fleet_text)):
+        paths[name] = os.path.join(work, f"soak-{name}.yaml")
+        with open(paths[name], "w", encoding="utf-8") as handle:
+            handle.write(text)
     report_dir = os.path.join(work, "report")
     print(f"soak: {args.phones} phones, {args.minutes:g} min, loss {args.loss:.0%}; work folder {work}", flush=True)
-    started = time.monotonic()
-    with open(os.path.join(work, "labsim.out"), "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", scenario, "--report-dir", report_dir],
-                                stdout=out, stderr=subprocess.STDOUT)
-        samples: list[tuple[float, float]] = []
-        next_sample = started
-        while proc.poll() is None:
-            now = time.monotonic()
-            if now >= next_sample:
-                rss = rss_mib(proc.pid)
-                if rss is not None:
-                    samples.append(((now - started) / 60, rss))
-                    print(f"  minute {samples[-1][0]:5.1f}  RSS {rss:7.1f} MiB", flush=True)
-                next_sample += 60
-            time.sleep(1)
-    wall = time.monotonic() - started
-    return verdict(work, report_dir, samples, wall, args)
+    serve_out = os.path.join(work, "serve.out")
+    with open(serve_out, "w") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "labsim", "serve", paths["services"],
+                                  "--report-dir", os.path.join(work, "serve-report")], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C to stop" not in open(serve_out).read():
+            if serve.poll() is not None or time.monotonic() > deadline:
+                print("labsim serve did not start:", open(serve_out).read()[-2000:])
+                return 1
+            time.sleep(0.2)
+        started = time.monotonic()
+        samples: list[tuple[float, float, float]] = []  # minute, services' RSS, fleet's RSS
+        with open(os.path.join(work, "run.out"), "w") as out:
+            fleet = subprocess.Popen([sys.executable, "-m", "labsim", "run", paths["fleet"], "--report-dir", report_dir],
+                                     stdout=out, stderr=subprocess.STDOUT)
+            next_sample = started
+            while fleet.poll() is None:
+                now = time.monotonic()
+                if now >= next_sample:
+                    services_rss, fleet_rss = rss_mib(serve.pid), rss_mib(fleet.pid)
+                    if services_rss is not None and fleet_rss is not None:
+                        samples.append(((now - started) / 60, services_rss, fleet_rss))
+                        print(f"  minute {samples[-1][0]:5.1f}  RSS services {services_rss:7.1f} MiB"
+                              f"  fleet {fleet_rss:7.1f} MiB", flush=True)
+                    next_sample += 60
+                time.sleep(1)
+        wall = time.monotonic() - started
+    finally:
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGINT)
+            try:
+                serve.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+    return verdict(work, report_dir, open(serve_out).read(), samples, wall)
 
 
-def verdict(work: str, report_dir: str, samples, wall: float, args) -> int:
+def server_uploads(serve_output: str) -> dict[str, int]:
+    """uploads=N per service from labsim serve's closing counters."""
+    found = {}
+    for line in serve_output.split("counters:")[-1].splitlines():
+        match = re.match(r"\s+(\w+): .*\buploads=(\d+)", line)
+        if match:
+            found[match.group(1)] = int(match.group(2))
+    return found
+
+
+def verdict(work: str, report_dir: str, serve_output: str, samples, wall: float) -> int:
     report_path = os.path.join(report_dir, "report.json")
     if not os.path.exists(report_path):
-        print("no report: see", os.path.join(work, "labsim.out"))
+        print("no report: see", os.path.join(work, "run.out"))
         return 1
     report = json.load(open(report_path))
     end_t = report["duration_s"]
@@ -180,30 +230,34 @@ def verdict(work: str, report_dir: str, samples, wall: float, args) -> int:
                 uploaders.add(row["mac"])
     macs = [phone["mac"] for phone in report["phones"]]
     stuck = [mac for mac in macs if end_t - last_ready.get(mac, -1e9) > 3 * RESYNC_S]
-    tftp = report.get("services", {}).get("tftp", {})
-    http = report.get("services", {}).get("http", {})
-    received = tftp.get("uploads", 0) + http.get("uploads", 0)
+    counted = server_uploads(serve_output)
+    received = sum(counted.values())
     upload_folder = os.path.join(work, "files", "uploads")
     on_disk = set(os.listdir(upload_folder)) if os.path.isdir(upload_folder) else set()
     missing = [mac for mac in uploaders if f"{mac.replace(':', '')}-app.log" not in on_disk]
-    after_10 = [rss for minute, rss in samples if minute >= 10]
+    after_10 = [services for minute, services, _ in samples if minute >= 10]
     baseline = after_10[0] if after_10 else None
     growth = (max(after_10) / baseline - 1) if baseline else None
     counts = sorted(passes.values()) or [0]
     print(f"wall time {wall / 60:.1f} min; report duration {end_t / 60:.1f} min; end: {report.get('end_reason')}")
-    print(f"RSS: first {samples[0][1]:.1f} MiB, at 10 min {baseline or float('nan'):.1f} MiB, "
-          f"max after {max(after_10, default=float('nan')):.1f} MiB, last {samples[-1][1]:.1f} MiB"
-          + (f"; growth after 10 min {growth:+.1%}" if growth is not None else ""))
+    if samples:
+        print(f"RSS of the services: first {samples[0][1]:.1f} MiB, at 10 min {baseline or float('nan'):.1f} MiB, "
+              f"max after {max(after_10, default=float('nan')):.1f} MiB, last {samples[-1][1]:.1f} MiB"
+              + (f"; growth after 10 min {growth:+.1%}" if growth is not None else ""))
+        minutes = samples[-1][0] - samples[0][0]
+        print(f"RSS of the fleet (phones and their recorded history): first {samples[0][2]:.1f} MiB, "
+              f"last {samples[-1][2]:.1f} MiB" + (f" ({(samples[-1][2] - samples[1][2]) / max(minutes - 1, 1):+.1f}"
+                                                   " MiB/min after the first minute)" if len(samples) > 2 else ""))
     print(f"passes per phone (ready entries): min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
     print(f"stuck phones: {len(stuck)} {stuck[:5]}")
-    print(f"uploads: {uploads_ok} accepted per the phones, {received} counted by the servers (TFTP {tftp.get('uploads', 0)}, "
-          f"HTTP {http.get('uploads', 0)}); "
+    print(f"uploads: {uploads_ok} accepted per the phones, {received} counted by the servers {counted}; "
           f"{len(uploaders)} phones uploaded, their log missing from {upload_folder}: {len(missing)}")
-    print(f"faults: {report.get('network', {}).get('faults')}; tftp server: {tftp}")
+    print(f"faults on the fleet's side: {report.get('network', {}).get('faults')}")
+    print("services' counters:" + serve_output.split("counters:")[-1].rstrip())
     rss_ok = growth is not None and growth <= 0.10
     lost = uploads_ok - received
     ok = rss_ok and not stuck and lost <= 0 and not missing
-    print(f"verdict: RSS {'flat' if rss_ok else 'NOT flat'}, stuck {len(stuck)}, lost uploads "
+    print(f"verdict: services' RSS {'flat' if rss_ok else 'NOT flat'}, stuck {len(stuck)}, lost uploads "
           f"{max(lost, 0)} + {len(missing)} missing files -> {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

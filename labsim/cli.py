@@ -271,12 +271,14 @@ def command_serve(args) -> int:
         # The fleets only matter for per-phone files: the served tree is the one `run` serves.
         root = materialize_provisioning(loaded, workdir, build_fleets(loaded.scenario))
         uploads = UploadFolders(loaded, args.report_dir, args.uploads)
-        services = LabServices(reactor, spec, root, cert_dir=args.report_dir, upload_folders=uploads)
+        services = LabServices(reactor, spec, root, cert_dir=args.report_dir, upload_folders=uploads,
+                               faults=_scenario_faults(loaded.scenario))
         try:
             services.start()
         except Exception as exc:  # a port in use, a corrupt lease file, no such interface ...
             print(f"labsim: cannot start: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        services.attach_faults()
         if args.ports_file:
             services.write_ports_file(args.ports_file)
         live = LiveLog(sys.stdout, reactor, show_offers=args.show_offers)
@@ -297,6 +299,19 @@ def command_serve(args) -> int:
         return EXIT_PASSED
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _scenario_faults(scenario):
+    """The scenario's ``faults:``, for serve as for run (DHCP's sit on run's fleet relay,
+    so serve has none of those)."""
+    import random
+
+    from labsim.faults import FaultSet, fault_from_spec
+
+    faults = FaultSet(random.Random(f"{scenario.seed}:faults"))
+    for index, spec in enumerate(scenario.faults):
+        faults.add(fault_from_spec(spec, index))
+    return faults
 
 
 def _log_problems_to_stderr() -> None:

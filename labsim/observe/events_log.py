@@ -34,6 +34,7 @@ from operator import itemgetter
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from labsim.observe.log_text import client_text
 from labsim.phones.events import FetchResult
 from labsim.wire import dhcp
 
@@ -103,6 +104,11 @@ def merged_rows(log: EventLog | None, members, *, end_t: float | None = None) ->
     return rows
 
 
+# URLs and details hold what servers and clients sent (paths, error texts): escaped by the
+# one shared rule; long enough for any real URL or message.
+URL_LIMIT = DETAIL_LIMIT = 2000
+
+
 def row_to_json(row: tuple) -> dict:
     kind = row[2]
     if kind == "dhcp":
@@ -111,10 +117,10 @@ def row_to_json(row: tuple) -> dict:
                 "type": DHCP_TYPES.get(message_type, str(message_type)), "xid": f"0x{xid:08x}", "yiaddr": yiaddr}
     if kind == "fetch" or kind == "upload":
         t, mac, _, url, status, size, latency, detail = row
-        return {"t": round(t, 6), "mac": mac, "kind": kind, "url": url, "status": status, "bytes": size,
-                "latency_s": round(latency, 6), "detail": detail}
+        return {"t": round(t, 6), "mac": mac, "kind": kind, "url": client_text(url, URL_LIMIT), "status": status,
+                "bytes": size, "latency_s": round(latency, 6), "detail": client_text(detail, DETAIL_LIMIT)}
     t, mac, kind, state, detail = row
-    return {"t": round(t, 6), "mac": mac, "kind": kind, "state": state, "detail": detail}
+    return {"t": round(t, 6), "mac": mac, "kind": kind, "state": state, "detail": client_text(detail, DETAIL_LIMIT)}
 
 
 def write_events(rows: list[tuple], report_dir: str, *, complete: bool, end_reason: str,

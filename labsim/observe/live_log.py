@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from labsim.observe.log_text import client_text
 from labsim.wire import sip_pnp
 from labsim.wire import tftp as tftp_wire
 from labsim.wire.dhcp import ACK, DECLINE, INFORM, MESSAGE_TYPE_NAMES, NAK, OFFER, RELEASE, DhcpMessage
@@ -38,9 +39,7 @@ def _mac(raw: bytes) -> str:
 
 
 def _text(raw: bytes | None, limit: int = 60) -> str:
-    text = raw.rstrip(b"\x00").decode("latin-1") if raw else ""
-    text = "".join(c if c.isprintable() else "." for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return client_text(raw.rstrip(b"\x00") if raw else b"", limit)
 
 
 def format_dhcp(
@@ -93,27 +92,29 @@ def format_tftp(datagram: bytes, addr, outcome) -> str | None:
         return None
     peer = f"{addr[0]}:{addr[1]}"
     kind = "WRQ" if request.opcode == tftp_wire.WRQ else "RRQ"
+    name = client_text(request.filename)
     if outcome is None:
-        return f"tftp {kind} {request.filename} from {peer}: ignored"
+        return f"tftp {kind} {name} from {peer}: ignored"
     packet = getattr(outcome, "packet", None)
     if packet is not None:  # a Reject
         try:
             code, message = tftp_wire.decode_error(packet)
         except (tftp_wire.TftpDecodeError, ValueError):
             code, message = "?", "error"
-        return f"tftp {kind} {request.filename} from {peer}: refused ({code} {message})"
+        return f"tftp {kind} {name} from {peer}: refused ({code} {client_text(message)})"
     if kind == "WRQ":
-        return f"tftp WRQ {request.filename} from {peer}: receiving an upload"
+        return f"tftp WRQ {name} from {peer}: receiving an upload"
     size = len(getattr(outcome, "data", b""))
     blksize = getattr(outcome, "blksize", tftp_wire.DEFAULT_BLKSIZE)
-    return f"tftp RRQ {request.filename} from {peer}: sending {size} bytes (blksize {blksize})"
+    return f"tftp RRQ {name} from {peer}: sending {size} bytes (blksize {blksize})"
 
 
 def format_http(entry: dict) -> str:
     """The line for one access-log entry of the HTTP server."""
-    line = f"http {entry.get('method')} {entry.get('path')} {entry.get('status')} from {entry.get('client')}"
+    line = (f"http {client_text(entry.get('method'))} {client_text(entry.get('path'))} {entry.get('status')} "
+            f"from {entry.get('client')}")
     if entry.get("mac"):
-        line += f" (mac {entry['mac']})"
+        line += f" (mac {client_text(entry['mac'])})"
     return line
 
 
@@ -128,10 +129,10 @@ def format_pnp(datagram: bytes, source, replies: list, device: str | None) -> st
     if request is None:
         return None
     where = f"{source[0]}:{source[1]}" + (f" on {device}" if device else "")
-    who = f"{request.vendor} {request.model} {request.mac}"
+    who = client_text(f"{request.vendor} {request.model} {request.mac}")
     notifies = [data for data, _ in replies if data.startswith(b"NOTIFY ")]
     if notifies:
-        answer = f"NOTIFY {sip_pnp.notify_url(sip_pnp.parse(notifies[0]))}"
+        answer = f"NOTIFY {client_text(sip_pnp.notify_url(sip_pnp.parse(notifies[0])))}"
     elif replies:
         answer = "200 OK again (NOTIFY already acknowledged)"
     else:
@@ -143,11 +144,11 @@ def format_ftp(kind: str, client, detail: dict) -> str:
     """The line for one FTP login or transfer (labsim.services.ftp's observer)."""
     where = f"{client[0]}:{client[1]}"
     if kind == "login":
-        return f"ftp login {detail['user']} from {where}: {'ok' if detail['ok'] else 'refused'}"
+        return f"ftp login {client_text(detail['user'])} from {where}: {'ok' if detail['ok'] else 'refused'}"
     direction = "from" if detail["command"] in ("STOR", "STOU", "APPE") else "to"
     outcome = (f"{detail['bytes']} bytes in {detail['seconds']:.3f} s" if detail["completed"]
                else f"incomplete after {detail['bytes']} bytes")
-    return f"ftp {detail['command']} {detail['path']} {direction} {where}: {outcome}"
+    return f"ftp {client_text(detail['command'])} {client_text(detail['path'])} {direction} {where}: {outcome}"
 
 
 def format_dns(query: bytes, reply: bytes, over_tcp: bool) -> str | None:
@@ -159,7 +160,7 @@ def format_dns(query: bytes, reply: bytes, over_tcp: bool) -> str | None:
     if not answer.questions:
         return None
     question = answer.q
-    name = str(question.qname).rstrip(".")
+    name = client_text(str(question.qname).rstrip("."))
     head = f"dns {QTYPE.get(question.qtype)} {name} ({'tcp' if over_tcp else 'udp'})"
     rcode = answer.header.rcode
     if rcode != RCODE.NOERROR:
@@ -184,7 +185,8 @@ class LiveLog:
 
     def write(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock.seconds()))
-        self.stream.write(f"{stamp} {text}\n")
+        # Each formatter escapes what the client sent; this catches any it missed.
+        self.stream.write(f"{stamp} {client_text(text, limit=4000)}\n")
         self.stream.flush()
         self.lines += 1
 

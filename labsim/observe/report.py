@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from labsim.observe.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
+from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
 from labsim.phones.phone import STATES
@@ -135,7 +136,7 @@ def _phone_entry(member) -> dict:
         "model": phone.model,
         "fleet": member.fleet,
         "state": phone.state,
-        "failure": phone.failure or None,
+        "failure": client_text(phone.failure, 2000) or None,
         "cause": phone_cause(phone),
         "reboots": phone.reboots,
         "power_cycles": phone.power_cycles,
@@ -143,7 +144,7 @@ def _phone_entry(member) -> dict:
         "ready_at_s": _round(phone.ready_at),
         "files": dict(phone.flash.file_md5),
         "flash": phone.flash.summary(),
-        "events": [{"t": round(t, 4), "kind": kind, "state": state, "detail": detail}
+        "events": [{"t": round(t, 4), "kind": kind, "state": state, "detail": client_text(detail, 2000)}
                    for t, state, detail, kind in phone.events],
     }
 

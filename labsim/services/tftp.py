@@ -351,9 +351,8 @@ class TftpRequestHandler:
         if opcode == wire.RRQ:
             try:
                 request = wire.decode_request(datagram)
-            except wire.TftpDecodeError:
-                stats["malformed"] += 1
-                return None
+            except wire.TftpDecodeError as exc:
+                return self._malformed_request(exc)
             stats["rrq"] += 1
             try:
                 return self._start_read(request, addr)
@@ -371,9 +370,8 @@ class TftpRequestHandler:
                 return Reject(wire.encode_error(wire.ERR_ILLEGAL_OPERATION, "Uploads are disabled"))
             try:
                 request = wire.decode_request(datagram)
-            except wire.TftpDecodeError:
-                stats["malformed"] += 1
-                return None
+            except wire.TftpDecodeError as exc:
+                return self._malformed_request(exc)
             try:
                 return self._start_write(request, addr)
             except TftpRefusal as refusal:
@@ -384,6 +382,13 @@ class TftpRequestHandler:
             return None
         stats["illegal_op"] += 1
         return Reject(wire.encode_error(wire.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation"))
+
+    def _malformed_request(self, exc: Exception) -> "Reject":
+        """A request that cannot be read (an embedded NUL splitting the name, a name that
+        is not UTF-8, an option without a value): RFC 1350 answers errors with an ERROR
+        packet, so the client learns at once instead of timing out."""
+        self.stats["malformed"] += 1
+        return Reject(wire.encode_error(wire.ERR_ILLEGAL_OPERATION, str(exc)[:100]))
 
     # -- downloads
 

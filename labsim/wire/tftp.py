@@ -180,11 +180,15 @@ def decode_request(datagram: bytes) -> Request:
     if len(pieces) < 3:
         raise TftpDecodeError("malformed request: file name or mode not NUL-terminated")
     try:
-        filename = pieces[0].decode("ascii")
+        # RFC 1350 names are netascii; UTF-8 is accepted too (a superset phones may send).
+        filename = pieces[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise TftpDecodeError("malformed request: file name not UTF-8") from None
+    try:
         mode = pieces[1].decode("ascii").lower()
         options = _split_options(pieces[2:]) if len(pieces) > 3 or pieces[2] else {}
     except UnicodeDecodeError:
-        raise TftpDecodeError("malformed request: not ASCII") from None
+        raise TftpDecodeError("malformed request: mode or option not ASCII") from None
     return Request(datagram[1], filename, mode, options)
 
 

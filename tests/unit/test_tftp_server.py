@@ -436,10 +436,27 @@ def test_request_error_codes(handler):
 
 def test_errors_and_garbage_on_the_server_port_get_no_answer(handler):
     assert handler.handle(wire.encode_error(0, "huh"), PEER) is None
-    for junk in (b"", b"\x00", b"\x00\x01", b"\x00\x01no-nul", b"\x00\x01f\x00octet\x00odd\x00", b"\x00\x01\xff\xfe\x00octet\x00"):
+    for junk in (b"", b"\x00"):
         assert handler.handle(junk, PEER) is None, junk
-    assert handler.stats["stray_errors"] == 1 and handler.stats["malformed"] == 6
+    assert handler.stats["stray_errors"] == 1 and handler.stats["malformed"] == 2
     assert handler.stats["rrq"] == 0
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"\x00\x01", b"\x00\x01no-nul",
+    b"\x00\x01f\x00octet\x00odd\x00",  # an embedded NUL: the name's tail reads as an option without a value
+    b"\x00\x01phone\x00.cfg\x00octet\x00",
+    b"\x00\x01\xff\xfe\x00octet\x00",  # a name that is not UTF-8
+])
+def test_a_malformed_request_gets_an_error_packet_not_silence(handler, request_bytes):
+    reply = handler.handle(request_bytes, PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_ILLEGAL_OPERATION
+    assert handler.stats["malformed"] == 1 and handler.stats["rrq"] == 0
+
+
+def test_a_utf8_file_name_is_looked_up(handler):
+    reply = handler.handle(b"\x00\x01caf\xc3\xa9.cfg\x00octet\x00", PEER)
+    assert isinstance(reply, Reject) and error_of(reply.packet) == wire.ERR_NOT_FOUND
 
 
 def test_netascii_converts_line_ends(tree, handler):
