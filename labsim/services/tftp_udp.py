@@ -47,6 +47,7 @@ labsim.faults: every datagram in and out of the server passes through
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 
@@ -54,8 +55,16 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
-from labsim.services.tftp import Reject, TftpRequestHandler, TftpServerConfig, answer_stranger, new_stats
 from labsim.net.udp import refuse_a_shared_port, set_receive_buffer
+from labsim.services.disk_store import DiskFolder
+from labsim.services.tftp import (
+    Reject,
+    TftpRequestHandler,
+    TftpServerConfig,
+    answer_stranger,
+    name_parts,
+    new_stats,
+)
 from labsim.wire.tftp import Step
 
 MAX_DATAGRAM = 65535
@@ -71,6 +80,25 @@ TID_SOCKETS = 8
 # storm's burst of requests overflows it, and a TID socket carries hundreds of transfers
 # (and uploads' large DATA). Both kinds ask for more.
 RECEIVE_BUFFER = 4 << 20
+
+
+class DiskTftpRequestHandler(TftpRequestHandler):
+    """The request handler serving ``config.root`` from disk, with uploads (when on) in
+    ``root/upload_dir``, or in ``config.upload_root`` when that is set."""
+
+    def __init__(self, config: TftpServerConfig, stats: dict[str, int] | None = None):
+        try:
+            files = DiskFolder(config.root)
+        except ValueError:
+            raise ValueError(f"TFTP root {config.root!r} is not a directory") from None
+        uploads = None
+        if config.uploads:
+            in_root = os.path.realpath(os.path.join(files.root_real, *name_parts(config.upload_dir)))
+            if not in_root.startswith(files.root_real + os.sep):
+                raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the TFTP root")
+            os.makedirs(in_root, exist_ok=True)
+            uploads = DiskFolder(config.upload_root or in_root, create=True)
+        super().__init__(config, stats, files=files, uploads=uploads)
 
 
 def quiet_s(config: TftpServerConfig) -> float:
@@ -347,7 +375,7 @@ class TftpServerHandle:
         self.config = config
         self.host = host
         self.stats = new_stats()
-        self.handler = TftpRequestHandler(config, self.stats)
+        self.handler = DiskTftpRequestHandler(config, self.stats)
         self.port = 0
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sockets: _SocketSet | None = None

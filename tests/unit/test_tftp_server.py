@@ -27,7 +27,6 @@ from labsim.services import tftp as tftp_module
 from labsim.services.tftp import (
     ReadTransfer,
     Reject,
-    TftpRequestHandler,
     TftpServerConfig,
     WriteTransfer,
     encode_all_blocks,
@@ -36,6 +35,7 @@ from labsim.services.tftp import (
     new_stats,
     to_netascii,
 )
+from labsim.services.tftp_udp import DiskTftpRequestHandler as TftpRequestHandler
 from labsim.services.tftp_udp import start_tftp_server
 from labsim.wire import tftp as wire
 from tests.udp_socket import BareUdpSocket
