@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     run.add_argument("--ports-file", metavar="FILE",
                      help="write the port each service listens on to FILE (JSON), once they all listen")
+    run.add_argument("--ui", metavar="[HOST:]PORT", help="serve the live dashboard (and /metrics) on PORT, loopback "
+                                                       "unless HOST is given; the lab stays open until Ctrl-C")
     from labsim.scale.cli_scale import add_merge_command, add_run_options
 
     add_run_options(run)  # --workers, --shard, --start-at
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     serve.add_argument("--ports-file", metavar="FILE",
                        help="write the port each service listens on to FILE (JSON), once they all listen")
+    serve.add_argument("--ui", metavar="[HOST:]PORT", help="serve the services view and /metrics on PORT "
+                                                         "(loopback unless HOST is given)")
     serve.set_defaults(func=command_serve)
 
     try:
@@ -214,6 +218,14 @@ def command_run(args) -> int:
         from labsim.scale.worker import serve_worker
 
         return serve_worker(reactor, run, args.control_fds)
+    if args.ui and args.shard is not None:
+        print("labsim: --ui watches a run in one process; it does not work with --shard or --workers yet",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run.stay_open = bool(args.ui)  # the dashboard keeps a settled lab open until Ctrl-C
+    dashboard = _dashboard(args, reactor, run=run)
+    if dashboard is False:
+        return EXIT_BAD_INPUT
     outcome: dict[str, int] = {}
 
     def started_failed(failure):
@@ -224,15 +236,18 @@ def command_run(args) -> int:
     def finished(code):
         outcome.setdefault("code", code)
         closing = run.close()
-        closing.addBoth(lambda _: reactor.stop())
+        closing.addBoth(lambda _: _stop_reactor(reactor))
 
     def go():
         run.finished.addCallback(finished)
-        run.start().addErrback(started_failed)
+        starting = run.start()
+        if dashboard is not None:
+            starting.addCallback(lambda _: dashboard.start())
+        starting.addErrback(started_failed)
 
     def before_shutdown():
         # Ctrl-C and SIGTERM stop the reactor: write the report before it goes.
-        if run.report is None and "code" not in outcome:
+        if not run.closed and "code" not in outcome:
             outcome["code"] = run.interrupt("interrupted (signal)")
 
     reactor.callWhenRunning(go)
@@ -281,6 +296,9 @@ def command_serve(args) -> int:
         services.attach_faults()
         if args.ports_file:
             services.write_ports_file(args.ports_file)
+        if _dashboard(args, reactor, services=services, scenario=loaded.scenario) is False:
+            services.stop()
+            return EXIT_BAD_INPUT
         live = LiveLog(sys.stdout, reactor, show_offers=args.show_offers)
         live.attach(services)
         where = services.describe()
@@ -312,6 +330,34 @@ def _scenario_faults(scenario):
     for index, spec in enumerate(scenario.faults):
         faults.add(fault_from_spec(spec, index))
     return faults
+def _dashboard(args, reactor, **lab):
+    """--ui: the dashboard (labsim.ui), listening before the lab starts; None without
+    --ui, False when it cannot listen (said on stderr)."""
+    if not getattr(args, "ui", None):
+        return None
+    from labsim.ui.hub import Dashboard
+    from labsim.ui.web import parse_bind, start_dashboard
+
+    try:
+        bind = parse_bind(args.ui)
+        hub = Dashboard(reactor, **lab)
+        start_dashboard(reactor, bind, hub, sys.stdout)
+    except Exception as exc:  # a bad address, a port in use
+        print(f"labsim: cannot serve the dashboard on {args.ui}: {exc}", file=sys.stderr)
+        return False
+    if "run" not in lab:
+        hub.start()
+    return hub
+
+
+def _stop_reactor(reactor) -> None:
+    """Stop, unless a signal is already stopping it (Ctrl-C ends the run from shutdown)."""
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
 
 
 def _log_problems_to_stderr() -> None:

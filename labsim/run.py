@@ -107,7 +107,7 @@ class UploadFolders:
 class ScenarioRun:
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
-                 ports_file: str | None = None):
+                 ports_file: str | None = None, stay_open: bool = False):
         self.reactor = reactor
         self.ports_file = ports_file  # where the services' bound ports go (--ports-file)
         self.loaded = loaded
@@ -128,6 +128,11 @@ class ScenarioRun:
         self.unsettled = len(self.members)
         self.finished = defer.Deferred()
         self.report: dict | None = None
+        # --ui: when the fleet settles (or the time limit passes) the report is written
+        # and the lab stays up for the dashboard until Ctrl-C, which writes it again.
+        self.stay_open = stay_open
+        self.closed = False
+        self.control = _LabControl(self)
         self._drivers: list[PhoneDriver] = []
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
@@ -201,7 +206,7 @@ class ScenarioRun:
         return self.reactor.seconds()
 
     def _make_timeline(self):
-        return Timeline(self.scenario.timeline, _LabControl(self), self.reactor, self._epoch, self.scenario.seed)
+        return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
 
     def _save_state(self) -> None:
         if self.state_dir:
@@ -269,17 +274,24 @@ class ScenarioRun:
 
     def interrupt(self, why: str = "interrupted") -> int:
         """Stop now and write the report (Ctrl-C, SIGTERM). Returns the exit code."""
-        self._end(why, complete=False)
+        if self.stay_open and self.unsettled == 0 and self.members:
+            # The dashboard kept a settled lab open: closing it is the normal end.
+            self._end(f"all phones settled; lab closed ({why})", final=True)
+        else:
+            self._end(why, complete=False, final=True)
         return self.exit_code
 
-    def _end(self, reason: str, complete: bool = True) -> None:
-        if self.report is not None:
+    def _end(self, reason: str, complete: bool = True, final: bool = False) -> None:
+        if self.closed:
             return
-        for driver in self._drivers:
-            driver.stop()
-        if self.timeline is not None:
-            self.timeline.stop()
-        if self._deadline is not None and self._deadline.active():
+        final = final or not self.stay_open
+        if final:
+            self.closed = True
+            for driver in self._drivers:
+                driver.stop()
+            if self.timeline is not None:
+                self.timeline.stop()
+        if self._deadline is not None and self._deadline.active() and (final or self.unsettled == 0):
             self._deadline.cancel()
         if self._progress is not None:
             self._progress.stop()
@@ -306,8 +318,13 @@ class ScenarioRun:
         table = summary_table(self.report)
         self.stream.write(table + f"\n  report: {path}\n")
         self._write_outputs(table)  # run outputs
-        self.stream.flush()
         self.exit_code = EXIT_PASSED if self.report["passed"] and complete else EXIT_FAILED
+        if not final:
+            self.stream.write("  labsim: the lab stays open for the dashboard; Ctrl-C to close it "
+                              "(the report is written again then)\n")
+            self.stream.flush()
+            return
+        self.stream.flush()
         shutil.rmtree(self._workdir, ignore_errors=True)
         if not self.finished.called:
             self.finished.callback(self.exit_code)
@@ -320,7 +337,7 @@ class ScenarioRun:
         One that cannot be written is said on the stream; the others are still written."""
         report = self.report
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
-        rows = merged_rows(self._events, self.members, end_t=end_t)
+        rows = merged_rows(self._events, self.members, end_t=end_t, actions=self.timeline.log if self.timeline else ())
         writers = [
             ("events.jsonl", lambda: write_events(rows, self.report_dir, complete=report["complete"],
                                                   end_reason=report["end_reason"], end_t=end_t)),

@@ -86,13 +86,21 @@ class Timeline:
     def _fire(self, item: _Pending) -> None:
         item.done = True
         label = item.entry.name or (f"at {item.entry.at:g}s" if item.entry.at is not None else f"when {item.entry.when}")
-        for action in item.entry.actions():
+        self.run_now(item.entry.actions(), label)
+
+    def run_now(self, actions, label: str) -> list[TimelineRecord]:
+        """Carry out actions now and log them under ``label`` (the dashboard's controls
+        come here too, so they are logged, reported and written to events.jsonl alike)."""
+        records = []
+        for action in actions:
             try:
                 outcome = self._apply(action)
             except Exception as exc:  # a timeline action that cannot run is reported, not fatal
                 outcome = f"error: {exc}"
-            self.log.append(TimelineRecord(self.clock.seconds() - self.epoch, label, action.kind, outcome))
+            records.append(TimelineRecord(self.clock.seconds() - self.epoch, label, action.kind, outcome))
+            self.log.append(records[-1])
         self.control.timeline_changed()
+        return records
 
     # --- actions --------------------------------------------------------------------------
 

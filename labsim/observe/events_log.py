@@ -9,8 +9,8 @@ Lines (times ``t`` in seconds from the start of the run, ``mac`` the phone's):
 
     {"t": 0.2031, "mac": "00:15:65:aa:00:01", "kind": "state", "state": "dhcp", "detail": ""}
     {"t": 0.2031, "mac": "...", "kind": "dhcp", "dir": "out", "type": "DISCOVER", "xid": "0x1a2b3c4d", "yiaddr": "0.0.0.0"}
-    {"t": 0.2105, "mac": "...", "kind": "fetch", "url": "http://...", "status": "ok", "bytes": 91, "latency_s": 0.0021, "detail": ""}
-    {"t": 0.2300, "mac": "...", "kind": "upload", "url": "http://.../0004f2aa0001-app.log", "status": "ok", "bytes": 412, "latency_s": 0.0018, "detail": ""}
+    {"t": 0.2105, "mac": "...", "kind": "fetch", "url": "http://...", "status": "ok", "bytes": 91, "latency_s": 0.0021, "detail": "", "md5": "9e1c..."}
+    {"t": 0.2300, "mac": "...", "kind": "upload", "url": "http://.../0004f2aa0001-app.log", "status": "ok", "bytes": 412, "latency_s": 0.0018, "detail": "", "md5": "..."}
     {"t": 3.5, "mac": null, "kind": "run", "complete": true, "end_reason": "all phones settled"}
 
 ``step`` lines look like ``state`` lines. A fetch line's ``t`` is when the download ended
@@ -27,6 +27,7 @@ SIP PnP datagrams go to the capture only (they are in the phones' own step lines
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from operator import itemgetter
@@ -40,7 +41,7 @@ from labsim.wire import dhcp
 
 DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
               8: "INFORM"}
-KINDS = ("state", "step", "dhcp", "fetch", "upload", "run")
+KINDS = ("state", "step", "dhcp", "fetch", "upload", "action", "run")
 _BROADCAST_FLAG = 0x8000
 
 
@@ -48,14 +49,14 @@ class EventLog:
     """The run's protocol exchanges, as tuples: appended during the run, written at the end.
 
     ``dhcp`` rows:  (t, mac, "dhcp", direction, message type, xid, yiaddr)
-    ``fetch`` rows: (t, mac, "fetch", url, status, bytes, latency_s, detail)
-    ``upload`` rows: (t, mac, "upload", url, status, bytes, latency_s, detail), bytes the body's size
+    ``fetch`` rows: (t, mac, "fetch", url, status, bytes, latency_s, detail, md5 of the body or "")
+    ``upload`` rows: (t, mac, "upload", url, status, bytes, latency_s, detail, md5), bytes the body's size
     """
 
     def __init__(self):
         self.rows: list[tuple] = []
-        # token -> (started, mac, url, kind, bytes: an upload's body size, a download's 0)
-        self.in_flight: dict[int, tuple[float, str, str, str, int]] = {}
+        # token -> (started, mac, url, kind, bytes: an upload's body size, a download's 0, an upload's MD5)
+        self.in_flight: dict[int, tuple[float, str, str, str, int, str]] = {}
         self._token = 0
 
     def dhcp(self, t: float, mac: str, direction: str, message: dhcp.DhcpMessage) -> None:
@@ -63,12 +64,12 @@ class EventLog:
 
     def fetch_started(self, t: float, mac: str, url: str) -> int:
         self._token += 1
-        self.in_flight[self._token] = (t, mac, url, "fetch", 0)
+        self.in_flight[self._token] = (t, mac, url, "fetch", 0, "")
         return self._token
 
-    def upload_started(self, t: float, mac: str, url: str, size: int) -> int:
+    def upload_started(self, t: float, mac: str, url: str, size: int, md5: str = "") -> int:
         self._token += 1
-        self.in_flight[self._token] = (t, mac, url, "upload", size)
+        self.in_flight[self._token] = (t, mac, url, "upload", size, md5)
         return self._token
 
     def fetch_finished(self, token: int, t: float, result) -> None:
@@ -76,23 +77,25 @@ class EventLog:
         entry = self.in_flight.pop(token, None)
         if entry is None:
             return
-        started, mac, url, kind, size = entry
+        started, mac, url, kind, size, md5 = entry
         if kind == "fetch":
-            size = len(result.body) if result.body is not None else 0
-        self.rows.append((t, mac, kind, url, result.status, size, t - started, result.detail))
+            # ~1 µs for a configuration file: the phone's story and events.jsonl show what it got.
+            size, md5 = (len(result.body), hashlib.md5(result.body).hexdigest()) if result.body is not None else (0, "")
+        self.rows.append((t, mac, kind, url, result.status, size, t - started, result.detail, md5))
 
     def unfinished(self, now: float) -> list[tuple]:
         """Fetch and upload rows for the transfers still running at ``now``."""
-        return [(now, mac, kind, url, "unfinished", size, now - started, "the run ended first")
-                for started, mac, url, kind, size in self.in_flight.values()]
+        return [(now, mac, kind, url, "unfinished", size, now - started, "the run ended first", md5)
+                for started, mac, url, kind, size, md5 in self.in_flight.values()]
 
 
-def merged_rows(log: EventLog | None, members, *, end_t: float | None = None) -> list[tuple]:
+def merged_rows(log: EventLog | None, members, *, end_t: float | None = None, actions=()) -> list[tuple]:
     """Every row of the run in time order: the phones' timelines and the log's exchanges.
 
     Phone rows are (t, mac, kind, state, detail). The sort is stable, so events at the
     same instant keep the order they happened in within each source."""
-    rows: list[tuple] = []
+    rows: list[tuple] = [(record.t, None, "action", record.entry, record.action, record.outcome)
+                         for record in actions]  # the timeline's (and the dashboard's) actions
     for member in members:
         mac = member.phone.mac
         rows.extend((t, mac, kind, state, detail) for t, state, detail, kind in member.phone.events)
@@ -116,9 +119,13 @@ def row_to_json(row: tuple) -> dict:
         return {"t": round(t, 6), "mac": mac, "kind": "dhcp", "dir": direction,
                 "type": DHCP_TYPES.get(message_type, str(message_type)), "xid": f"0x{xid:08x}", "yiaddr": yiaddr}
     if kind == "fetch" or kind == "upload":
-        t, mac, _, url, status, size, latency, detail = row
+        t, mac, _, url, status, size, latency, detail, md5 = row
         return {"t": round(t, 6), "mac": mac, "kind": kind, "url": client_text(url, URL_LIMIT), "status": status,
-                "bytes": size, "latency_s": round(latency, 6), "detail": client_text(detail, DETAIL_LIMIT)}
+                "bytes": size, "latency_s": round(latency, 6), "detail": client_text(detail, DETAIL_LIMIT), "md5": md5}
+    if kind == "action":
+        t, _, _, entry, action, outcome = row
+        return {"t": round(t, 6), "mac": None, "kind": "action", "entry": entry, "action": action,
+                "outcome": client_text(outcome, DETAIL_LIMIT)}
     t, mac, kind, state, detail = row
     return {"t": round(t, 6), "mac": mac, "kind": kind, "state": state, "detail": client_text(detail, DETAIL_LIMIT)}
 
@@ -225,7 +232,7 @@ class RecordingLink:
             return defer.succeed(FetchResult("error", detail="this network does not carry uploads"))
         now = self.clock.seconds()
         body = request.body or b""
-        token = self.log.upload_started(now - self.epoch, self.mac, request.url, len(body))
+        token = self.log.upload_started(now - self.epoch, self.mac, request.url, len(body), hashlib.md5(body).hexdigest())
         flow = None
         if self.capture is not None:
             flow = self.capture.upload_started(now, self.driver_side.phone.mac_bytes, self._address(),

@@ -122,7 +122,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
     for part in loc:
         if model is None:
             return []
-        if isinstance(part, int):
+        if isinstance(part, int) or part.startswith("function-"):  # a validator's wrapper, not a key
             continue
         if part in ("storm", "ramp", "poisson"):
             from labsim.scenario import schema

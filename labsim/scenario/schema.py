@@ -802,6 +802,18 @@ class Action(Strict):
     set_dhcp_option: dict[Union[int, str], Any] | None = None
     remove_dhcp_option: list[Union[int, str]] | None = None
 
+    @field_validator("set_dhcp_option")
+    @classmethod
+    def _options_encode(cls, options):
+        return None if options is None else DhcpService.checked_options(options)
+
+    @field_validator("remove_dhcp_option")
+    @classmethod
+    def _options_named(cls, keys):
+        for key in keys or []:
+            dhcp_options.option_code(key)
+        return keys
+
     @model_validator(mode="after")
     def _exactly_one(self):
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]

@@ -62,6 +62,12 @@ def load_marked(text: str) -> MarkedDocument:
         mark = exc.problem_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark else None
         raise YamlError(f"not valid YAML: {exc.problem}", where) from None
+    except yaml.YAMLError as exc:  # the reader's: a control character, bad encoding
+        position = getattr(exc, "position", None)
+        where = Mark(text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)) \
+            if isinstance(position, int) else None
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise YamlError(f"not valid YAML: {reason}", where) from None
     doc = MarkedDocument(data=None)
     if root is None:
         return doc
@@ -113,7 +119,7 @@ def check_bounds(text: str) -> None:
                 raise YamlError(
                     f"aliases expand too far (more than {MAX_EXPANDED_VALUES:,} values or "
                     f"{MAX_EXPANDED_CHARS // (1024 * 1024)} MiB of text once expanded)", _mark(event))
-    except yaml.MarkedYAMLError:
+    except yaml.YAMLError:
         return  # not valid YAML: the composer says where, with its own message
 
 

@@ -3,6 +3,7 @@ with the phones' timelines, and the file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 
@@ -99,7 +100,7 @@ def test_a_download_is_recorded_when_it_ends_with_its_latency():
     clock.advance(0.125)
     network.fetches[0][1].callback(FetchResult("ok", b"12345"))
     assert results == [FetchResult("ok", b"12345")]  # the driver gets the result unchanged
-    assert log.rows == [(0.125, MAC, "fetch", "http://127.0.0.1/a.cfg", "ok", 5, 0.125, "")]
+    assert log.rows == [(0.125, MAC, "fetch", "http://127.0.0.1/a.cfg", "ok", 5, 0.125, "", hashlib.md5(b"12345").hexdigest())]
     assert log.in_flight == {}
 
 
@@ -109,7 +110,7 @@ def test_a_failed_download_is_recorded_as_an_error_and_the_failure_goes_on():
     link.fetch(Fetch(1, "tftp://127.0.0.1/x")).addErrback(failures.append)
     network.fetches[0][1].errback(RuntimeError("socket gone"))
     assert len(failures) == 1 and failures[0].check(RuntimeError)
-    assert log.rows[0][4:] == ("error", 0, 0.0, "socket gone")
+    assert log.rows[0][4:] == ("error", 0, 0.0, "socket gone", "")
 
 
 def test_downloads_still_running_at_the_end_are_unfinished():
@@ -117,7 +118,7 @@ def test_downloads_still_running_at_the_end_are_unfinished():
     link.fetch(Fetch(1, "http://127.0.0.1/slow"))
     clock.advance(2.0)
     (row,) = log.unfinished(2.0)
-    assert row == (2.0, MAC, "fetch", "http://127.0.0.1/slow", "unfinished", 0, 2.0, "the run ended first")
+    assert row == (2.0, MAC, "fetch", "http://127.0.0.1/slow", "unfinished", 0, 2.0, "the run ended first", "")
 
 
 def test_anything_else_is_forwarded_both_ways():
@@ -209,9 +210,9 @@ def test_row_json_has_time_mac_kind_and_details():
         "t": 0.123457, "mac": MAC, "kind": "dhcp", "dir": "in", "type": "ACK", "xid": "0x000000ab",
         "yiaddr": "10.0.0.1"}
     assert row_to_json((1.0, MAC, "dhcp", "out", None, 1, "0.0.0.0"))["type"] == "None"  # plain BOOTP
-    assert row_to_json((2.0, MAC, "fetch", "tftp://h/f", "ok", 9, 0.0123, "")) == {
+    assert row_to_json((2.0, MAC, "fetch", "tftp://h/f", "ok", 9, 0.0123, "", "ab" * 16)) == {
         "t": 2.0, "mac": MAC, "kind": "fetch", "url": "tftp://h/f", "status": "ok", "bytes": 9, "latency_s": 0.0123,
-        "detail": ""}
+        "detail": "", "md5": "ab" * 16}
     assert row_to_json((3.0, MAC, "step", "provisioning", "downloading")) == {
         "t": 3.0, "mac": MAC, "kind": "step", "state": "provisioning", "detail": "downloading"}
 
@@ -270,9 +271,10 @@ def test_an_upload_is_recorded_with_its_body_size_outcome_and_duration():
     clock.advance(0.25)
     network.uploads[0][1].callback(FetchResult("ok"))
     assert results == [FetchResult("ok")]
-    assert log.rows == [(0.25, MAC, "upload", LOG_URL, "ok", 412, 0.25, "")]
+    md5 = hashlib.md5(b"x" * 412).hexdigest()
+    assert log.rows == [(0.25, MAC, "upload", LOG_URL, "ok", 412, 0.25, "", md5)]
     assert row_to_json(log.rows[0]) == {"t": 0.25, "mac": MAC, "kind": "upload", "url": LOG_URL, "status": "ok",
-                                        "bytes": 412, "latency_s": 0.25, "detail": ""}
+                                        "bytes": 412, "latency_s": 0.25, "detail": "", "md5": md5}
 
 
 def test_a_refused_or_failed_upload_is_recorded_and_the_failure_goes_on():
@@ -282,8 +284,8 @@ def test_a_refused_or_failed_upload_is_recorded_and_the_failure_goes_on():
     failures = []
     link.upload(Put(2, LOG_URL, b"abcd")).addErrback(failures.append)
     network.uploads[1][1].errback(RuntimeError("socket gone"))
-    assert [row[2:] for row in log.rows] == [("upload", LOG_URL, "error", 3, 0.0, "HTTP 405"),
-                                             ("upload", LOG_URL, "error", 4, 0.0, "socket gone")]
+    assert [row[2:8] for row in log.rows] == [("upload", LOG_URL, "error", 3, 0.0, "HTTP 405"),
+                                              ("upload", LOG_URL, "error", 4, 0.0, "socket gone")]
     assert len(failures) == 1
 
 
@@ -299,7 +301,8 @@ def test_uploads_still_running_at_the_end_are_unfinished_with_their_size():
     clock, network, log, link, driver = make_uploading_link()
     link.upload(Put(1, LOG_URL, b"12345"))
     clock.advance(1.5)
-    assert log.unfinished(1.5) == [(1.5, MAC, "upload", LOG_URL, "unfinished", 5, 1.5, "the run ended first")]
+    assert log.unfinished(1.5) == [(1.5, MAC, "upload", LOG_URL, "unfinished", 5, 1.5, "the run ended first",
+                                    hashlib.md5(b"12345").hexdigest())]
 
 
 def test_uploads_and_sip_are_captured_with_the_real_bytes():

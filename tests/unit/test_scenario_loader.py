@@ -516,3 +516,10 @@ def test_a_bad_key_in_a_single_timeline_action_is_one_problem_at_that_key():
     problems = problems_of(text)
     assert [p.field for p in problems] == ["timeline[0].do.add_fault.loss"], [str(p) for p in problems]
     assert "not ftp" in problems[0].message
+
+
+def test_a_control_character_is_a_located_yaml_error_not_a_traceback():
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text("name: x\nfleets: \x1f", "f.yaml")
+    assert [str(p) for p in caught.value.problems] == [
+        "f.yaml:2:9: (top level): not valid YAML: special characters are not allowed"]

@@ -1,0 +1,122 @@
+"""The dashboard in real headless Chromium (Debian chromium + chromium-driver, Selenium).
+
+A small run with --ui: the tiles turn ready, a click on a phone shows its timeline with
+the file names and MD5s report.json has, a trainer control (wrong option 66, then
+power-cycle) turns the tiles failed, and the read-only URL's controls get 403. A
+screenshot is saved under the test's tmp folder. Under CI=true a missing browser fails.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.dashboard_lab import DashboardLab
+from tests.peers import missing, require_binary
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1000")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing("selenium is not installed (pip install -e .[test])")
+    chromium = shutil.which("chromium") or require_binary("chromium")
+    driver_path = shutil.which("chromedriver") or require_binary("chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_script_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def tile_states(driver) -> dict:
+    """Phones per state as the page holds them (what the tiles are painted from)."""
+    return driver.execute_script(
+        "const c = {}; (fleet.states || []).forEach((s) => { c[STATES[s]] = (c[STATES[s]] || 0) + 1; }); return c;")
+
+
+def post_action(driver, text: str) -> int:
+    """A control sent by the page itself, with whatever token its URL has."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('api/action', {method: 'POST', headers: {'content-type': 'application/json', 'x-labsim-token': TOKEN},"
+        " body: JSON.stringify({do: arguments[0]})}).then((r) => done(r.status), () => done(-1));", text)
+
+
+def test_the_dashboard_in_chromium(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lab = DashboardLab(tmp_path)
+    try:
+        browser.get(lab.control_url)
+        wait = WebDriverWait(browser, 45, poll_frequency=0.2)
+        wait.until(lambda d: tile_states(d).get("ready") == 6)
+        assert browser.find_element(By.ID, "mode").text == "trainer (controls on)"
+        legend = browser.find_element(By.ID, "legend").text
+        assert "ready 6" in legend.replace("\n", " ")
+        lab.wait_until(lambda: (lab.report_dir / "report.json").exists(), what="the settled report")
+        report = lab.report()
+        phone = report["phones"][0]
+
+        # Click the first tile: its story, with the file names and MD5s the report has.
+        tiles = browser.find_element(By.ID, "tiles")
+        x, y = browser.execute_script("return layout.pos[fleet.macs.indexOf(arguments[0])];", phone["mac"])
+        size = browser.execute_script("return layout.size;")
+        browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "arguments[0].dispatchEvent(new MouseEvent('click', {clientX: r.left + arguments[1], clientY: r.top + arguments[2], bubbles: true}));",
+            tiles, x + size / 2, y + size / 2)
+        wait.until(lambda d: phone["mac"] in d.find_element(By.ID, "phone-body").text)
+        story = browser.find_element(By.ID, "phone-body").text
+        assert phone["files"], "the phone applied files"
+        for name, md5 in phone["files"].items():
+            assert name in story and md5 in story, (name, md5)
+        assert "option 66 (tftp_server_name)" in story and "http://127.0.0.1:8080/" in story
+        browser.save_screenshot(str(tmp_path / "dashboard-phone.png"))
+        browser.find_element(By.ID, "phone-close").click()
+
+        # Trainer controls from the page: a wrong option 66, then power-cycle: the tiles turn failed.
+        browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=controls]").click()
+        value = browser.find_element(By.ID, "c-opt-value")
+        value.clear()
+        value.send_keys("http://127.0.0.1:8008/")
+        browser.find_element(By.CSS_SELECTOR, "button[data-act=set-option]").click()
+        wait.until(lambda d: "set_dhcp_option: DHCP options set: 66" in d.find_element(By.ID, "c-result").text)
+        browser.find_element(By.ID, "c-macs").clear()
+        browser.find_element(By.CSS_SELECTOR, "button[data-act=power_cycle]").click()
+        wait.until(lambda d: "power cycle: 6 phone(s)" in d.find_element(By.ID, "c-result").text)
+        browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=fleet]").click()
+        wait.until(lambda d: tile_states(d).get("failed") == 6)
+        screenshot = tmp_path / "dashboard-failed.png"
+        browser.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+
+        # The students' URL: no controls shown, and a control from it is refused.
+        browser.get(lab.base)
+        wait.until(lambda d: d.find_element(By.ID, "mode").text == "read-only view")
+        assert not browser.find_element(By.ID, "controls-tab").is_displayed()
+        assert post_action(browser, "{power_cycle: {phones: all}}") == 403
+        wait.until(lambda d: tile_states(d).get("failed") == 6)  # a fresh page starts from the current state
+        services = json.loads(lab.request("api/services")[1])
+        assert [r["action"] for r in services["timeline"]] == ["set_dhcp_option", "power_cycle"]
+    finally:
+        lab.close()
+    assert os.path.exists(tmp_path / "dashboard-failed.png")
