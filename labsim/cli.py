@@ -47,6 +47,13 @@ examples:
       file's comments): leave out services.dhcp and set network.dhcp_server/dhcp_port
   labsim run my-lab.yaml --ports-file ports.json
       services on port 0 get a free port; ports.json says which ({"http": 41234, ...})
+  sudo labsim run real-lab.yaml
+      phones on a real segment against your own servers (README: Testing your own servers):
+      the scenario says network: {interface: eth1, allow: [10.20.0.0/24]}; each phone
+      broadcasts its own DHCP on eth1 (at most network.dhcp_rate, default 100/s), downloads
+      from eth1's address (network.source: leased: from its own lease), sends nothing outside
+      'allow', and every lease is released at the end, also on Ctrl-C (network.release: false
+      keeps them); needs root, or CAP_NET_RAW + CAP_NET_ADMIN
 
 exit codes: 0 every expectation held; 1 one failed or the run did not finish (the report
 is still written); 2 a bad scenario file or bad usage (nothing was started)
@@ -249,6 +256,7 @@ def command_run(args) -> int:
         # Ctrl-C and SIGTERM stop the reactor: write the report before it goes.
         if not run.closed and "code" not in outcome:
             outcome["code"] = run.interrupt("interrupted (signal)")
+        return run.releasing  # a real network's DHCPRELEASEs go out before the reactor stops
 
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
@@ -281,6 +289,13 @@ def command_serve(args) -> int:
     from labsim.run import UploadFolders, materialize_provisioning
     from labsim.services.lab import LabServices
 
+    from labsim.services.on_interface import services_on_interface
+
+    try:  # services.dhcp.interface: the other services listen on its address too
+        spec, _on_link = services_on_interface(spec)
+    except ValueError as exc:
+        print(f"{args.scenario}: services.dhcp.interface: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     workdir = tempfile.mkdtemp(prefix="labsim-serve-")
     try:
         # The fleets only matter for per-phone files: the served tree is the one `run` serves.

@@ -140,6 +140,7 @@ class ScenarioRun:
         self._network: LoopbackNetwork | None = None
         self._deadline = None
         self._progress = None
+        self.releasing: defer.Deferred | None = None  # a real network's DHCPRELEASEs, until sent
         self._epoch = 0.0
         self._started_wall = ""
         self._started_monotonic = 0.0
@@ -156,23 +157,31 @@ class ScenarioRun:
         if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
             self._capture = PcapCapture(self.pcap_path)
         yield self._start_services()
-        server = self._dhcp_target()
-        self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
-                                        relay_address=self.relay_address,
-                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
-                                        pnp_server=self._pnp_target(), dns_server=self._dns_target())
+        if self.scenario.network.interface:  # real-network mode (README: Testing your own servers)
+            from labsim.transport.realnet import RealNetwork
+
+            self._network = RealNetwork(self.reactor, self.scenario.network, dns_server=self._dns_target(),
+                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor))
+            where = self._network.describe(len(self.members))
+        else:
+            server = self._dhcp_target()
+            self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
+                                            relay_address=self.relay_address,
+                                            dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
+                                            pnp_server=self._pnp_target(), dns_server=self._dns_target())
+            where = f"DHCP via relay {self.relay_address} -> {server[0]}:{server[1]}"
         self._epoch = self._start_instant()
         lead = max(0.0, self._epoch - self.reactor.seconds())  # until a shared start instant (shards)
         self._started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic()
         self.stream.write(
             f"labsim: {self.scenario.name}: {len(self.members)} phones; services: "
-            f"{self._services.describe() or 'none (external servers)'}; DHCP via relay "
-            f"{self.relay_address} -> {server[0]}:{server[1]}\n"
+            f"{self._services.describe() or 'none (external servers)'}; {where}\n"
         )
         for member in self.members:
             # run outputs: the phone reaches the network through a link that records it.
-            link = RecordingLink(self._network, self._events, self.reactor, self._epoch, capture=self._capture)
+            link = RecordingLink(self._network.phone_view(member.phone), self._events, self.reactor, self._epoch,
+                                 capture=self._capture)
             driver = PhoneDriver(member.phone, self.reactor, link, epoch=self._epoch, observer=self.counter)
             driver.fleet = member.fleet
             self._drivers.append(driver)
@@ -295,6 +304,9 @@ class ScenarioRun:
             self._deadline.cancel()
         if self._progress is not None:
             self._progress.stop()
+        release_all = getattr(self._network, "release_all", None)
+        if release_all is not None:  # a real network: give back every lease (close() waits)
+            self.releasing = release_all()
         record = RunRecord(
             scenario_name=self.scenario.name,
             scenario_file=self.loaded.path,
@@ -361,6 +373,8 @@ class ScenarioRun:
 
     @defer.inlineCallbacks
     def close(self):
+        if self.releasing is not None:
+            yield self.releasing
         if self._network is not None:
             yield self._network.close()
         if self._services is not None:

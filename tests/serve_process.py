@@ -14,9 +14,10 @@ import time
 
 
 class ServeProcess:
-    def __init__(self, scenario_path: str, report_dir: str, *extra: str):
+    def __init__(self, scenario_path: str, report_dir: str, *extra: str, prefix: tuple[str, ...] = ()):
+        # ``prefix``: a command to run it through (``ip netns exec NS``: in a namespace lab).
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labsim", "serve", scenario_path, "--report-dir", report_dir, *extra],
+            [*prefix, sys.executable, "-m", "labsim", "serve", scenario_path, "--report-dir", report_dir, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: list[str] = []
@@ -78,8 +79,8 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def labsim_serve(scenario_path: str, report_dir: str, *extra: str):
-    serve = ServeProcess(scenario_path, report_dir, *extra)
+def labsim_serve(scenario_path: str, report_dir: str, *extra: str, prefix: tuple[str, ...] = ()):
+    serve = ServeProcess(scenario_path, report_dir, *extra, prefix=prefix)
     try:
         yield serve
     finally:

@@ -58,6 +58,9 @@ def refuse_what_workers_cannot_keep(scenario) -> None:
     if scenario.services.dhcp is not None and scenario.services.dhcp.interface:
         raise ValueError("--workers: services.dhcp.interface (broadcast DHCP in a namespace lab) needs the phones "
                          "in the process that owns the interface; run without --workers")
+    if scenario.network.interface:
+        raise ValueError("--workers: network.interface (phones on a real segment) keeps one DHCP rate cap and one "
+                         "release at the end in one process; run without --workers")
 
 
 class MirrorPhone:

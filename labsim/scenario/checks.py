@@ -5,6 +5,7 @@ so one ``labsim validate`` shows every problem, each at the place that causes it
 from __future__ import annotations
 
 from labsim.scenario import schema
+from labsim.scenario.network_rules import network_problems
 from labsim.scenario.schema import MAC_PATTERN
 from labsim.scenario.yaml_marks import MarkedDocument
 
@@ -51,8 +52,9 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
                                  f"no fleet is named {name!r}; fleets: {', '.join(names) or '(none named)'}"))
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     network = data.get("network") if isinstance(data.get("network"), dict) else {}
-    if services.get("dhcp") is None and network.get("dhcp_server") is None:
+    if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
         problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
+    problems += network_problems(network)  # where the run may send: loopback, or interface + allow
     return problems
 
 

@@ -53,6 +53,16 @@ def _check_interface_name(name: str) -> str:
     return name
 
 
+def _network_or_address(value) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value).strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or subnet (10.20.0.5, 10.20.0.0/24)") from None
+
+
+NetworkOrAddress = Annotated[str, AfterValidator(_network_or_address)]
+
+
 # A network interface for a service in a namespace lab (services.dhcp.interface, .pnp.interface).
 InterfaceName = Annotated[str, AfterValidator(_check_interface_name)]
 
@@ -545,6 +555,24 @@ class FleetNetwork(Strict):
     dhcp_server: IPv4 | None = Field(None, description="default: services.dhcp.address")
     dhcp_port: Port | None = Field(None, description="default: services.dhcp.port")
     relay_address: IPv4 = Field("127.0.0.2", description="the giaddr the fleet relays from (loopback)")
+    # Real-network mode (README: Testing your own servers): both keys, or loopback only.
+    # Where the run may send is checked in scenario/network_rules.py.
+    interface: InterfaceName | None = Field(
+        None, description="real-network mode: the interface the phones broadcast DHCP on and download through "
+        "(root); needs 'allow'")
+    allow: list[NetworkOrAddress] | None = Field(
+        None, description="real-network mode: the addresses and subnets (10.20.0.5, 10.20.0.0/24) the phones may "
+        "send to; nothing else is ever sent to, whatever a provisioning file says")
+    dhcp_mode: Literal["broadcast", "relay"] = Field(
+        "broadcast", description="real-network mode: 'broadcast' (each phone's own DISCOVER on the segment) or "
+        "'relay' (to dhcp_server on another subnet, giaddr = the interface's address)")
+    dhcp_rate: float = Field(100, gt=0, description="real-network mode: at most this many DHCP messages per "
+                                                    "second leave the interface (raise it for a load test)")
+    source: Literal["interface", "leased"] = Field(
+        "interface", description="real-network mode: downloads come from the interface's address, or from each "
+        "phone's leased address (added to the interface for the run; root)")
+    release: bool = Field(True, description="real-network mode: send DHCPRELEASE for every lease when the run "
+                                            "ends (normally, time limit, Ctrl-C/SIGTERM)")
     pnp_server: str | None = Field(
         None, description="HOST[:PORT] the phones' PnP SUBSCRIBE goes to, unicast, instead of multicast "
         "224.0.1.75:5060 (default: services.pnp when given; otherwise no PnP answer on loopback)")

@@ -160,10 +160,11 @@ class LabResolver(DatagramProtocol):
     noisy = False
 
     def __init__(self, reactor, server: tuple[str, int], *, timeout_s: float = 1.0, attempts: int = 3,
-                 cache_s: float = 300.0):
+                 cache_s: float = 300.0, guard=loopback_address, bind_host: str = "127.0.0.1"):
         # The lab's safety rule (guard.py), here rather than only in the callers: every
         # packet this resolver sends, UDP or TCP, goes to ``server`` and nowhere else.
-        self.server = (loopback_address(server[0]), server[1])
+        # ``guard``: loopback_address, or a real network's allow-list check.
+        self.server = (guard(server[0]), server[1])
         self.reactor = reactor
         self.timeout_s = timeout_s
         self.attempts = attempts
@@ -176,7 +177,7 @@ class LabResolver(DatagramProtocol):
         self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
         self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
                       "tcp_failures": 0}
-        self.port = bind_udp(reactor, self, "127.0.0.1", 0)
+        self.port = bind_udp(reactor, self, bind_host, 0)
 
     def resolve(self, name: str) -> defer.Deferred:
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""

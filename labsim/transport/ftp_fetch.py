@@ -32,24 +32,27 @@ class _Collect(Protocol):
         self.chunks.append(data)
 
 
-def ftp_get(reactor, host: str, port: int, path: str, credentials=None, *, timeout_s: float = 30.0) -> defer.Deferred:
-    """Download ``path`` (relative to the login directory); fires with a FetchResult."""
-    return _FtpDownload(reactor, host, port, path, credentials, timeout_s).start()
+def ftp_get(reactor, host: str, port: int, path: str, credentials=None, *, timeout_s: float = 30.0,
+            bind_host: str | None = None) -> defer.Deferred:
+    """Download ``path`` (relative to the login directory); fires with a FetchResult.
+    ``bind_host``: the address both connections leave from (None: the kernel's choice)."""
+    return _FtpDownload(reactor, host, port, path, credentials, timeout_s, bind_host=bind_host).start()
 
 
 def ftp_put(reactor, host: str, port: int, path: str, data: bytes, credentials=None, *,
-            timeout_s: float = 30.0) -> defer.Deferred:
+            timeout_s: float = 30.0, bind_host: str | None = None) -> defer.Deferred:
     """Upload ``data`` as ``path`` (STOR, relative to the login directory); fires with a
     FetchResult (``ok`` with no body once the server said 226)."""
-    return _FtpUpload(reactor, host, port, path, credentials, timeout_s, bytes(data)).start()
+    return _FtpUpload(reactor, host, port, path, credentials, timeout_s, bytes(data), bind_host=bind_host).start()
 
 
 class _FtpExchange:
     """One control connection that logs in, runs one transfer (``_transfer``), quits;
     the time limit covers all of it."""
 
-    def __init__(self, reactor, host, port, path, credentials, timeout_s):
+    def __init__(self, reactor, host, port, path, credentials, timeout_s, *, bind_host: str | None = None):
         self.reactor = reactor
+        self.bind_address = (bind_host, 0) if bind_host else None
         self.host, self.port, self.path = host, port, path
         self.user, self.password = (credentials.user, credentials.password) if credentials else ANONYMOUS
         self.timeout_s = timeout_s
@@ -63,7 +66,8 @@ class _FtpExchange:
         if not self.path or self.path.endswith("/"):
             return defer.succeed(FetchResult("error", detail=f"FTP: {self.path!r} names no file"))
         creator = ClientCreator(self.reactor, FTPClient, self.user, self.password, passive=1)
-        self._connecting = creator.connectTCP(self.host, self.port, timeout=self.timeout_s)
+        self._connecting = creator.connectTCP(self.host, self.port, timeout=self.timeout_s,
+                                              bindAddress=self.bind_address)
         self._connecting.addCallback(self._connected)
         self._connecting.addErrback(self._failed)
         self._connecting.addCallback(self._finish)
@@ -74,8 +78,12 @@ class _FtpExchange:
         self.client = client
         # FTPClient connects its passive data channel with the global reactor's connectTCP
         # (a class attribute); use ours.
-        client.connectFactory = self.reactor.connectTCP
+        client.connectFactory = self._connect_data
         return self._transfer(client)
+
+    def _connect_data(self, host, port, factory):
+        """The passive data connection, from the control connection's source address."""
+        return self.reactor.connectTCP(host, port, factory, bindAddress=self.bind_address)
 
     def _transfer(self, client: FTPClient) -> defer.Deferred:
         """Run the file transfer; fires with the FetchResult of a success."""
@@ -120,8 +128,8 @@ class _FtpDownload(_FtpExchange):
 
 
 class _FtpUpload(_FtpExchange):
-    def __init__(self, reactor, host, port, path, credentials, timeout_s, data: bytes):
-        super().__init__(reactor, host, port, path, credentials, timeout_s)
+    def __init__(self, reactor, host, port, path, credentials, timeout_s, data: bytes, *, bind_host=None):
+        super().__init__(reactor, host, port, path, credentials, timeout_s, bind_host=bind_host)
         self.data = data
 
     def _transfer(self, client: FTPClient) -> defer.Deferred:

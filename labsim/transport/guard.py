@@ -1,8 +1,10 @@
-"""The lab's safety rule: phones only ever reach loopback addresses.
+"""The lab's safety rule: phones only ever reach the addresses they are allowed to.
 
-labsim sends nothing to any address outside 127.0.0.0/8 and ::1 unless it runs inside a
-network namespace it made itself. A provisioning URL that names another address is
-refused here, before any packet leaves, and the phone records why.
+By default that is loopback: labsim sends nothing to any address outside 127.0.0.0/8
+and ::1. A scenario may name a real interface and an allow-list
+(``network: {interface: eth1, allow: [10.20.0.0/24]}``); then the phones may reach the
+allow-list's addresses and nothing else. Either way a provisioning URL that names
+another address is refused here, before any packet leaves, and the phone records why.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import ipaddress
 
 LOCAL_NAMES = {"localhost": "127.0.0.1", "localhost.localdomain": "127.0.0.1", "ip6-localhost": "::1"}
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class NotLoopback(ValueError):
-    pass
+    """A destination the lab may not send to (the name is older than the allow-list)."""
+
+
+NotAllowed = NotLoopback
 
 
 def loopback_address(host: str) -> str:
@@ -28,3 +34,34 @@ def loopback_address(host: str) -> str:
     if not address.is_loopback:
         raise NotLoopback(f"{host} is outside the loopback lab (127.0.0.0/8, ::1): refused, nothing sent")
     return str(address)
+
+
+class AllowList:
+    """The destinations of a real-network run: ``network.allow`` (addresses and subnets).
+
+    ``check(host)`` returns the address to send to or raises NotAllowed naming the key
+    and the address. Loopback stays reachable only when the list includes it."""
+
+    def __init__(self, allow: list[str], key: str = "network.allow"):
+        self.networks = [ipaddress.ip_network(item, strict=False) for item in allow]
+        self.key = key
+
+    def describe(self) -> str:
+        return ", ".join(str(network) for network in self.networks)
+
+    def allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def check(self, host: str) -> str:
+        host = host.strip("[]").lower()
+        try:
+            address = ipaddress.ip_address(LOCAL_NAMES.get(host, host))
+        except ValueError:
+            raise NotAllowed(f"host name {host!r} has no address here (it is resolved only through the lab's DNS)") from None
+        if not any(address in network for network in self.networks):
+            raise NotAllowed(f"{address} is outside {self.key} ({self.describe()}): refused, nothing sent")
+        return str(address)

@@ -228,9 +228,10 @@ class _HostPool:
         factory = _ConnectionFactory(self, request)
         if self.scheme == "https":
             connector = fetcher.reactor.connectSSL(self.host, self.port, factory, fetcher.tls_creator,
-                                                   timeout=fetcher.timeout_s)
+                                                   timeout=fetcher.timeout_s, bindAddress=fetcher.bind_address)
         else:
-            connector = fetcher.reactor.connectTCP(self.host, self.port, factory, timeout=fetcher.timeout_s)
+            connector = fetcher.reactor.connectTCP(self.host, self.port, factory, timeout=fetcher.timeout_s,
+                                                   bindAddress=fetcher.bind_address)
         request.connector = connector
         self.connectors.add(connector)
         factory.connector = connector
@@ -305,8 +306,11 @@ class HttpFetcher:
     """GET and PUT for the whole fleet; results are ``FetchResult``\\ s (never errors)."""
 
     def __init__(self, reactor, *, timeout_s: float = 30.0, max_per_host: int = MAX_PER_HOST,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S):
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, bind_host: str | None = None):
         self.reactor = reactor
+        # The address every connection leaves from (a phone's leased address on a real
+        # network); None: the kernel's choice.
+        self.bind_address = (bind_host, 0) if bind_host else None
         self.timeout_s = timeout_s
         self.max_per_host = max_per_host
         self.idle_timeout_s = idle_timeout_s

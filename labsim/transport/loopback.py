@@ -141,6 +141,9 @@ def refuse_a_taken_relay_address(relay_address: str, port: int) -> None:
 class LoopbackNetwork:
     """The ``PhoneNetwork`` for a loopback lab."""
 
+    # Where a download may go: loopback only here (a real network checks its allow-list).
+    destination = staticmethod(loopback_address)
+
     def __init__(self, reactor, *, dhcp_server: tuple[str, int], relay_address: str = "127.0.0.2",
                  http_timeout_s: float = 30.0, dhcp_link=None, pnp_server: tuple[str, int] | None = None,
                  dns_server: tuple[str, int] | None = None):
@@ -182,16 +185,24 @@ class LoopbackNetwork:
     def attach(self, driver) -> None:
         self.relay.phones[driver.phone.mac_bytes] = driver
 
+    def phone_view(self, phone):
+        """What one phone is given as its network (a real network gives each its own view)."""
+        return self
+
     def send_dhcp(self, driver, message) -> None:
         self.relay.send(driver, message)
 
-    def fetch(self, request: Fetch) -> defer.Deferred:
-        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts))
+    def fetch(self, request: Fetch, source: str | None = None) -> defer.Deferred:
+        """Download; ``source``: the address to send from (None: the kernel's choice)."""
+        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts, source))
 
-    def upload(self, request) -> defer.Deferred:
+    def upload(self, request, source: str | None = None) -> defer.Deferred:
         """Uploads (Polycom's logs): HTTP(S) PUT, TFTP WRQ or FTP STOR, by the URL's scheme;
         the same loopback guard and DNS as downloads."""
-        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts))
+        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts, source))
+
+    def _http_from(self, source: str | None) -> HttpFetcher:
+        return self.http
 
     def _at_server(self, url: str, then) -> defer.Deferred:
         """Find the loopback address of the URL's host (through the lab's DNS for a
@@ -210,7 +221,7 @@ class LoopbackNetwork:
 
         def reached(address):
             try:
-                address = loopback_address(address)
+                address = self.destination(address)
             except NotLoopback as exc:
                 self.stats["fetch_refused"] += 1
                 return FetchResult("refused", detail=str(exc))
@@ -223,30 +234,31 @@ class LoopbackNetwork:
 
         return looked_up.addCallbacks(reached, lookup_failed)
 
-    def _fetch_from(self, request: Fetch, address: str, parts) -> defer.Deferred:
+    def _fetch_from(self, request: Fetch, address: str, parts, source: str | None = None) -> defer.Deferred:
         url = parts.geturl()
         scheme = parts.scheme
         if scheme in ("http", "https"):
             target, host = _by_address(parts, address)
-            return self.http.get(target, request.user_agent, request.credentials, host=host)
+            return self._http_from(source).get(target, request.user_agent, request.credentials, host=host)
         if scheme == "tftp":
-            return _tftp(self.reactor, address, parts.port or 69, unquote(parts.path.lstrip("/")))
+            return _tftp(self.reactor, address, parts.port or 69, unquote(parts.path.lstrip("/")), source)
         if scheme == "ftp":  # credentials travel in the request; none: anonymous
-            return ftp_get(self.reactor, address, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials)
+            return ftp_get(self.reactor, address, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials,
+                           bind_host=source)
         return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported: {url}"))
 
-    def _upload_to(self, request, address: str, parts) -> defer.Deferred:
+    def _upload_to(self, request, address: str, parts, source: str | None = None) -> defer.Deferred:
         scheme = parts.scheme
         if scheme in ("http", "https"):
             target, host = _by_address(parts, address)
-            return self.http.put(target, request.body, request.user_agent, request.credentials, host=host)
+            return self._http_from(source).put(target, request.body, request.user_agent, request.credentials, host=host)
         path = unquote(parts.path.lstrip("/"))
         if scheme == "tftp":
             return _tftp_outcome(tftp_put(self.reactor, address, parts.port or 69, path, request.body,
-                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S))
+                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S, bind_host=source))
         if scheme == "ftp":  # credentials: the URL's user:password, else the request's, else anonymous
             return ftp_put(self.reactor, address, parts.port or 21, path, request.body,
-                           _url_credentials(parts) or request.credentials)
+                           _url_credentials(parts) or request.credentials, bind_host=source)
         return defer.succeed(FetchResult("error", detail=f"{scheme}:// uploads are not supported"))
 
     # --- end uploads
@@ -289,10 +301,11 @@ def _by_address(parts, address: str) -> tuple[str, str | None]:
 TFTP_LINGER_S = 10.0
 
 
-def _tftp(reactor, host: str, port: int, filename: str) -> defer.Deferred:
+def _tftp(reactor, host: str, port: int, filename: str, source: str | None = None) -> defer.Deferred:
     # Linger: a thousand phones finishing at once must not hand a just-closed port,
     # with a late packet still on its way to it, to the next phone's download.
-    return _tftp_outcome(tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S))
+    return _tftp_outcome(tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S,
+                                  bind_host=source))
 
 
 def _tftp_outcome(transfer: defer.Deferred) -> defer.Deferred:

@@ -1,0 +1,367 @@
+"""Phones on a real interface, against the user's own servers (README: Testing your own servers).
+
+A scenario asks for this by name: ``network: {interface: eth1, allow: [10.20.0.0/24]}``.
+Then
+
+- each phone broadcasts its own DHCP on the interface: its own MAC in the Ethernet source
+  and in ``chaddr``, through ONE packet socket for the whole fleet (labsim/net/packet.py),
+  whose kernel filter passes only UDP to port 68 and ARP requests. Replies are handed to
+  the phone whose MAC is in ``chaddr``; ARP requests for a leased address are answered
+  with the phone's MAC. No option 82 (phones do not add one).
+  ``dhcp_mode: relay`` instead relays to ``dhcp_server`` on another subnet from the
+  interface's address (``giaddr``), as the loopback lab does on 127.0.0.2;
+- downloads (TFTP, HTTP(S), FTP, DNS) leave from the interface's address, or with
+  ``source: leased`` from each phone's leased address, which is put on the interface
+  for the run (rtnetlink) and taken off at the end;
+- nothing is sent to an address outside ``allow``, whatever a provisioning file says:
+  the phone fails that download with the reason (guard.AllowList);
+- DHCP leaves at most ``dhcp_rate`` messages a second (a token bucket), and at the end
+  every lease the fleet holds is released (DHCPRELEASE), unless ``release: false``.
+
+Needs root (or CAP_NET_RAW for the packet socket, CAP_NET_ADMIN for promiscuous mode
+and ``source: leased``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from twisted.internet import defer
+from twisted.python import log
+
+from labsim.net.addresses import AddressTable
+from labsim.net.packet import PacketReader, interface_info, open_packet_socket
+from labsim.net.udp import bind_udp
+from labsim.transport.dns_lookup import LabResolver
+from labsim.transport.guard import AllowList
+from labsim.transport.http_fetch import HttpFetcher
+from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
+from labsim.wire import dhcp
+from labsim.wire.ethernet import BROADCAST_MAC, arp_reply, parse_arp_request, parse_udp_frame, udp_frame
+
+CLIENT_PORT, SERVER_PORT = 68, 67
+_UNSPECIFIED, _LIMITED_BROADCAST = "0.0.0.0", "255.255.255.255"
+
+
+class RefusedToStart(ValueError):
+    """The interface is not fit for a real-network run; nothing was sent."""
+
+
+def check_interface(spec):
+    """The interface's facts, or RefusedToStart naming the key and the reason."""
+    info = interface_info(spec.interface) if spec.interface else None
+    if info is None:
+        raise RefusedToStart("network.interface is not set")
+    if not info.up:
+        raise RefusedToStart(f"network.interface {spec.interface!r} is down: refused, nothing sent")
+    if info.address is None:
+        raise RefusedToStart(f"network.interface {spec.interface!r} has no IPv4 address: refused, nothing sent")
+    allow = AllowList(spec.allow or [])
+    if info.loopback:
+        outside = [str(net) for net in allow.networks if not (net.version == 4 and net.is_loopback)]
+        if outside:
+            raise RefusedToStart(f"network.allow: {', '.join(outside)} is not on loopback interface "
+                                 f"{spec.interface!r}: refused, nothing sent")
+    return info
+
+
+class Pacer:
+    """A token bucket: at most ``rate`` sends a second (bursts of rate/20), the rest queued
+    in order. ``drained()`` fires when the queue is empty."""
+
+    def __init__(self, clock, rate: float):
+        self.clock = clock
+        self.rate = float(rate)
+        self.burst = max(1.0, self.rate / 20)
+        self.tokens = self.burst
+        self.last = clock.seconds()
+        self.queue: deque = deque()
+        self.call = None
+        self._waiting: list[defer.Deferred] = []
+        self.stats = {"sent": 0, "delayed": 0, "queue_max": 0}
+
+    def submit(self, send) -> None:
+        if not self.queue and self._take():
+            self.stats["sent"] += 1
+            send()
+            return
+        self.queue.append(send)
+        self.stats["delayed"] += 1
+        self.stats["queue_max"] = max(self.stats["queue_max"], len(self.queue))
+        self._schedule()
+
+    def clear(self) -> None:
+        self.queue.clear()
+
+    def drained(self) -> defer.Deferred:
+        if not self.queue:
+            return defer.succeed(None)
+        waiting = defer.Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+    def _take(self) -> bool:
+        now = self.clock.seconds()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def _schedule(self) -> None:
+        if self.call is None or not self.call.active():
+            self.call = self.clock.callLater(max((1.0 - self.tokens) / self.rate, 0.0005), self._drain)
+
+    def _drain(self) -> None:
+        self.call = None
+        while self.queue and self._take():
+            self.stats["sent"] += 1
+            self.queue.popleft()()
+        if self.queue:
+            self._schedule()
+        else:
+            waiting, self._waiting = self._waiting, []
+            for deferred in waiting:
+                deferred.callback(None)
+
+    def stop(self) -> None:
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.queue.clear()
+
+
+class BroadcastDhcp:
+    """The fleet's DHCP on the segment: every phone's own frames through one packet socket."""
+
+    def __init__(self, writer, *, arp: bool = True, on_ack=None):
+        self.writer = writer  # write_frame(bytes) -> bool
+        self.arp = arp  # answer ARP for leased addresses (not when the kernel holds them)
+        self.on_ack = on_ack  # called with (mac, address) before the phone hears its ACK
+        self.phones: dict[bytes, object] = {}
+        self.server_mac: dict[bytes, bytes] = {}  # phone MAC -> the MAC its ACK came from
+        self.holder: dict[str, bytes] = {}  # leased address -> phone MAC (for ARP)
+        self._ident = random.getrandbits(16)
+        self.stats = {"sent": 0, "received": 0, "malformed": 0, "unknown_client": 0, "arp_replies": 0,
+                      "released": 0, "send_errors": 0}
+
+    def send(self, driver, message: dhcp.DhcpMessage) -> None:
+        mac = message.chaddr
+        server = message.option_ip(54)
+        if message.ciaddr != _UNSPECIFIED and server and mac in self.server_mac:
+            # RENEWING / RELEASE: unicast from the leased address to the server (RFC 2131 4.4.5).
+            frame = self._frame(mac, self.server_mac[mac], message.ciaddr, server, message)
+        else:
+            frame = self._frame(mac, BROADCAST_MAC, _UNSPECIFIED, _LIMITED_BROADCAST, message)
+        self.stats["sent"] += 1
+        if not self.writer(frame):
+            self.stats["send_errors"] += 1
+
+    def _frame(self, mac: bytes, to_mac: bytes, src: str, dst: str, message: dhcp.DhcpMessage) -> bytes:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return udp_frame(mac, to_mac, src, dst, CLIENT_PORT, SERVER_PORT, dhcp.encode(message), self._ident)
+
+    def frame_received(self, frame: bytes) -> None:
+        if frame[12:14] == b"\x08\x06":
+            self._arp(frame)
+            return
+        udp = parse_udp_frame(frame)
+        if udp is None or udp.dst_port != CLIENT_PORT:
+            return
+        self.stats["received"] += 1
+        try:
+            message = dhcp.decode(udp.payload)
+        except dhcp.DhcpDecodeError:
+            self.stats["malformed"] += 1
+            return
+        if message.op != dhcp.BOOTREPLY:
+            return
+        driver = self.phones.get(message.chaddr)
+        if driver is None:
+            self.stats["unknown_client"] += 1  # another host's client on the segment
+            return
+        if message.message_type == dhcp.ACK and message.yiaddr != _UNSPECIFIED:
+            self.server_mac[message.chaddr] = udp.src_mac
+            self.holder[message.yiaddr] = message.chaddr
+            if self.on_ack is not None:
+                self.on_ack(message.chaddr, message.yiaddr)
+        driver.dhcp_received(message)
+
+    def _arp(self, frame: bytes) -> None:
+        if not self.arp:
+            return
+        request = parse_arp_request(frame)
+        if request is None:
+            return
+        mac = self.holder.get(request.target_ip)
+        if mac is None:
+            return
+        lease = getattr(self.phones[mac].phone, "lease", None)
+        if lease is None or lease.address != request.target_ip:
+            return  # no longer this phone's address
+        if self.writer(arp_reply(request, mac, request.target_ip)):
+            self.stats["arp_replies"] += 1
+
+    def release(self, phone) -> bool:
+        """Send DHCPRELEASE for ``phone``'s lease (unicast to the server that granted it)."""
+        lease = phone.lease
+        if lease is None or not lease.server_id:
+            return False
+        message = release_message(phone.mac_bytes, lease.address, lease.server_id)
+        to_mac = self.server_mac.get(phone.mac_bytes, BROADCAST_MAC)
+        self.stats["released"] += 1
+        return self.writer(self._frame(phone.mac_bytes, to_mac, lease.address, lease.server_id, message))
+
+
+def release_message(mac: bytes, address: str, server_id: str) -> dhcp.DhcpMessage:
+    """DHCPRELEASE (RFC 2131 4.4.6): ciaddr the address, option 54 the server, 61 the client."""
+    return dhcp.DhcpMessage(
+        op=dhcp.BOOTREQUEST, xid=random.getrandbits(32), chaddr=mac, ciaddr=address,
+        options={53: bytes([dhcp.RELEASE]), 54: dhcp.encode_ip_list([server_id]), 61: b"\x01" + mac},
+    )  # fmt: skip
+
+
+class RealNetwork(LoopbackNetwork):
+    """The ``PhoneNetwork`` for phones on a real interface (module docstring)."""
+
+    def __init__(self, reactor, spec, *, http_timeout_s: float = 30.0, dns_server: tuple[str, int] | None = None,
+                 dhcp_link=None):
+        # LoopbackNetwork's download code is reused; its loopback sockets are not made.
+        self.reactor = reactor
+        self.spec = spec
+        self.info = check_interface(spec)
+        self.allow = AllowList(spec.allow)
+        self.destination = self.allow.check
+        self.source_mode = spec.source
+        self.pacer = Pacer(reactor, spec.dhcp_rate)
+        self.stats = {"fetch_refused": 0, "address_errors": 0}
+        self.sip = self.sip_port = None  # PnP multicast on a real segment: not carried (yet)
+        self.addresses = AddressTable(spec.interface) if spec.source == "leased" else None
+        self._http_timeout_s = http_timeout_s
+        self.http = HttpFetcher(reactor, timeout_s=http_timeout_s, bind_host=self.info.address)
+        self._fetchers: dict[str, HttpFetcher] = {}
+        self._drivers: list = []
+        self.packet_reader = self.relay_port = None
+        if spec.dhcp_mode == "relay":
+            server = (self.allow.check(spec.dhcp_server), spec.dhcp_port or SERVER_PORT)
+            self.relay = DhcpRelay(server, self.info.address, dhcp_link)
+            self.relay_port = bind_udp(reactor, self.relay, self.info.address, server[1], device=spec.interface,
+                                       recv_buffer=4 << 20)
+        else:
+            sock = open_packet_socket(spec.interface)
+            self.packet_reader = PacketReader(reactor, sock, None)
+            # ``relay`` is the name the run reads the fleet's DHCP counters under.
+            self.relay = BroadcastDhcp(self.packet_reader.write_frame, arp=spec.source != "leased",
+                                       on_ack=self._leased if self.addresses is not None else None)
+            self.packet_reader.on_frame = self.relay.frame_received
+            self.packet_reader.start()
+        self.resolver = None
+        if dns_server is not None:
+            self.resolver = LabResolver(reactor, dns_server, guard=self.allow.check, bind_host=self.info.address)
+
+    def describe(self, phones: int) -> str:
+        dhcp_way = (f"DHCP broadcast from each phone's MAC" if self.spec.dhcp_mode == "broadcast"
+                    else f"DHCP relayed to {self.relay.server[0]} (giaddr {self.info.address})")
+        source = "each phone's leased address" if self.source_mode == "leased" else self.info.address
+        release = "DHCPRELEASE at the end" if self.spec.release else "no DHCPRELEASE at the end"
+        return (f"real network on {self.spec.interface} ({self.info.address}); allow {self.allow.describe()}; "
+                f"{phones} phones; {dhcp_way}, at most {self.spec.dhcp_rate:g}/s; downloads from {source}; {release}")
+
+    # --- the phones' side
+
+    def attach(self, driver) -> None:
+        self.relay.phones[driver.phone.mac_bytes] = driver
+        self._drivers.append(driver)
+
+    def phone_view(self, phone):
+        return _PhoneOnLink(self, phone)
+
+    def send_dhcp(self, driver, message) -> None:
+        self.pacer.submit(lambda: self.relay.send(driver, message))
+
+    def source_for(self, phone) -> str:
+        if self.source_mode == "leased" and phone.lease is not None and phone.lease.address in self.addresses.added:
+            return phone.lease.address
+        return self.info.address
+
+    def _leased(self, mac: bytes, address: str) -> None:
+        try:
+            self.addresses.add(address)
+        except OSError as exc:
+            self.stats["address_errors"] += 1
+            if self.stats["address_errors"] == 1:
+                log.msg(f"network.source leased: {exc.strerror}; downloads leave from {self.info.address}")
+
+    def _http_from(self, source: str | None) -> HttpFetcher:
+        if source is None or source == self.info.address:
+            return self.http
+        fetcher = self._fetchers.get(source)
+        if fetcher is None:
+            fetcher = self._fetchers[source] = HttpFetcher(self.reactor, timeout_s=self._http_timeout_s,
+                                                           bind_host=source)
+        return fetcher
+
+    # --- the end of the run
+
+    def release_all(self) -> defer.Deferred:
+        """DHCPRELEASE for every lease the fleet holds, at the DHCP rate; fires when sent."""
+        self.pacer.clear()  # DISCOVERs and REQUESTs still waiting: never sent
+        if not self.spec.release:
+            return defer.succeed(0)
+        count = 0
+        for driver in self._drivers:
+            phone = driver.phone
+            lease = phone.lease
+            if lease is None or not lease.server_id:
+                continue
+            count += 1
+            if self.packet_reader is not None:
+                self.pacer.submit(lambda phone=phone: self.relay.release(phone))
+            else:
+                message = release_message(phone.mac_bytes, lease.address, lease.server_id)
+                self.pacer.submit(lambda message=message, driver=driver: self.relay.send(driver, message))
+        self.stats["releases"] = count
+        return self.pacer.drained().addCallback(lambda _: count)
+
+    @defer.inlineCallbacks
+    def close(self):
+        self.pacer.stop()
+        yield self.http.close()
+        for fetcher in self._fetchers.values():
+            yield fetcher.close()
+        if self.packet_reader is not None:
+            self.packet_reader.close()
+        if self.relay_port is not None:
+            yield self.relay_port.stopListening()
+        if self.resolver is not None:
+            yield self.resolver.close()
+        if self.addresses is not None:
+            self.stats["addresses_removed"] = self.addresses.remove_all()
+            self.addresses.close()
+
+
+class _PhoneOnLink:
+    """One phone's view of a real network: its downloads leave from its source address."""
+
+    __slots__ = ("network", "phone")
+    pnp_reachable = False
+
+    def __init__(self, network: RealNetwork, phone):
+        self.network = network
+        self.phone = phone
+
+    def attach(self, driver) -> None:
+        self.network.attach(driver)
+
+    def send_dhcp(self, driver, message) -> None:
+        self.network.send_dhcp(driver, message)
+
+    def send_sip(self, driver, message, to) -> None:
+        pass
+
+    def fetch(self, request):
+        return self.network.fetch(request, self.network.source_for(self.phone))
+
+    def upload(self, request):
+        return self.network.upload(request, self.network.source_for(self.phone))

@@ -1,0 +1,114 @@
+"""The I/O-free parts of the real-network mode: Ethernet/IPv4/UDP and ARP frames (checked
+against scapy's layers), the DHCP pacer, and the fleet's broadcast DHCP (frames in,
+frames out, with a fake writer)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import ARP, Ether
+from twisted.internet.task import Clock
+
+from labsim.transport.realnet import BroadcastDhcp, Pacer, release_message
+from labsim.wire import dhcp
+from labsim.wire.ethernet import arp_reply, parse_arp_request, parse_udp_frame, udp_frame
+
+PHONE = bytes.fromhex("001565000001")
+SERVER_MAC = bytes.fromhex("02aabbccddee")
+
+
+def test_udp_frame_matches_scapy_and_parses_back():
+    payload = bytes(range(256)) + b"odd"
+    frame = udp_frame(PHONE, b"\xff" * 6, "0.0.0.0", "255.255.255.255", 68, 67, payload, ident=7)
+    packet = Ether(frame)
+    assert packet[Ether].src == "00:15:65:00:00:01" and packet[IP].dst == "255.255.255.255"
+    rebuilt = Ether(bytes(packet))
+    del rebuilt[IP].chksum, rebuilt[UDP].chksum  # scapy recomputes both
+    assert bytes(rebuilt) == frame
+    parsed = parse_udp_frame(frame)
+    assert (parsed.src_mac, parsed.dst_port, parsed.payload) == (PHONE, 67, payload)
+    assert parse_udp_frame(frame[:30]) is None and parse_udp_frame(b"\x00" * 60) is None
+
+
+def test_arp_request_and_reply_match_scapy():
+    request = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc="02:00:00:00:00:01", psrc="198.18.1.1", pdst="198.18.1.100"))
+    asked = parse_arp_request(request)
+    assert (asked.sender_ip, asked.target_ip) == ("198.18.1.1", "198.18.1.100")
+    reply = Ether(arp_reply(asked, PHONE, "198.18.1.100"))
+    assert reply[Ether].dst == "02:00:00:00:00:01" and reply[ARP].op == 2
+    assert (reply[ARP].hwsrc, reply[ARP].psrc, reply[ARP].pdst) == ("00:15:65:00:00:01", "198.18.1.100", "198.18.1.1")
+    assert parse_arp_request(bytes(reply)) is None  # a reply is not a request
+
+
+def test_pacer_holds_the_rate_and_keeps_order():
+    clock = Clock()
+    pacer = Pacer(clock, 100)  # bursts of 5
+    sent = []
+    for n in range(25):
+        pacer.submit(lambda n=n: sent.append((n, clock.seconds())))
+    assert len(sent) == 5
+    drained = pacer.drained()
+    for _ in range(40):
+        clock.advance(0.01)
+    assert [n for n, _ in sent] == list(range(25)) and drained.called
+    assert sent[-1][1] <= 0.21  # 20 more at 100/s
+    assert sent[-1][1] >= 0.19
+
+
+class _Driver:
+    def __init__(self, mac: bytes):
+        self.phone = SimpleNamespace(mac_bytes=mac, lease=None)
+        self.received = []
+
+    def dhcp_received(self, message):
+        self.received.append(message)
+        if message.message_type == dhcp.ACK:
+            self.phone.lease = SimpleNamespace(address=message.yiaddr, server_id=message.option_ip(54))
+
+
+def _reply(kind: int, mac: bytes, to: str, broadcast: bool = False) -> bytes:
+    message = dhcp.DhcpMessage(op=dhcp.BOOTREPLY, xid=1, chaddr=mac, yiaddr="198.18.1.100",
+                               options={53: bytes([kind]), 54: dhcp.encode_ip_list(["198.18.1.1"])})
+    dst_mac = b"\xff" * 6 if broadcast else mac
+    return udp_frame(SERVER_MAC, dst_mac, "198.18.1.1", to, 67, 68, dhcp.encode(message))
+
+
+def test_broadcast_dhcp_sends_each_phones_own_frames_and_routes_replies_by_chaddr():
+    written = []
+    fleet = BroadcastDhcp(lambda frame: written.append(frame) or True)
+    phone, other = _Driver(PHONE), _Driver(bytes.fromhex("001565000002"))
+    fleet.phones = {PHONE: phone, other.phone.mac_bytes: other}
+    fleet.send(phone, dhcp.DhcpMessage(op=1, xid=1, chaddr=PHONE, options={53: b"\x01"}))
+    frame = Ether(written[-1])
+    assert frame.src == "00:15:65:00:00:01" and frame.dst == "ff:ff:ff:ff:ff:ff" and frame[IP].src == "0.0.0.0"
+    assert 82 not in dhcp.decode(bytes(frame[UDP].payload)).options
+
+    fleet.frame_received(_reply(dhcp.OFFER, PHONE, "198.18.1.100"))
+    fleet.frame_received(_reply(dhcp.ACK, PHONE, "255.255.255.255", broadcast=True))
+    fleet.frame_received(_reply(dhcp.ACK, bytes.fromhex("00aa00000009"), "198.18.1.9"))  # another host's
+    assert [m.message_type for m in phone.received] == [dhcp.OFFER, dhcp.ACK] and other.received == []
+    assert fleet.stats["unknown_client"] == 1
+
+    # A server asks who has the phone's leased address: the phone's MAC answers.
+    asked = bytes(Ether(src="02:aa:bb:cc:dd:ee", dst="ff:ff:ff:ff:ff:ff") /
+                  ARP(op=1, hwsrc="02:aa:bb:cc:dd:ee", psrc="198.18.1.1", pdst="198.18.1.100"))
+    fleet.frame_received(asked)
+    assert Ether(written[-1])[ARP].hwsrc == "00:15:65:00:00:01" and fleet.stats["arp_replies"] == 1
+    fleet.frame_received(asked.replace(
+        bytes([198, 18, 1, 100]), bytes([198, 18, 1, 101])))  # nobody's address: no answer
+    assert fleet.stats["arp_replies"] == 1
+
+    # The release goes unicast from the leased address to the server's MAC.
+    assert fleet.release(phone.phone)
+    frame = Ether(written[-1])
+    assert (frame.dst, frame[IP].src, frame[IP].dst) == ("02:aa:bb:cc:dd:ee", "198.18.1.100", "198.18.1.1")
+    released = dhcp.decode(bytes(frame[UDP].payload))
+    assert released.message_type == dhcp.RELEASE and released.ciaddr == "198.18.1.100"
+    assert released.option_ip(54) == "198.18.1.1"
+
+
+def test_release_message_fields():
+    message = release_message(PHONE, "198.18.1.100", "198.18.1.1")
+    assert message.options[61] == b"\x01" + PHONE and message.ciaddr == "198.18.1.100"
