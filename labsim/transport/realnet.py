@@ -148,15 +148,31 @@ class BroadcastDhcp:
 
     def send(self, driver, message: dhcp.DhcpMessage) -> None:
         mac = message.chaddr
-        server = message.option_ip(54)
-        if message.ciaddr != _UNSPECIFIED and server and mac in self.server_mac:
-            # RENEWING / RELEASE: unicast from the leased address to the server (RFC 2131 4.4.5).
-            frame = self._frame(mac, self.server_mac[mac], message.ciaddr, server, message)
-        else:
+        if message.ciaddr == _UNSPECIFIED:  # DISCOVER, REQUEST (SELECTING, INIT-REBOOT)
             frame = self._frame(mac, BROADCAST_MAC, _UNSPECIFIED, _LIMITED_BROADCAST, message)
+        else:
+            server = self._unicast_server(driver, message)
+            if server and mac in self.server_mac:
+                # RENEWING: unicast from the leased address to the server that gave it (RFC 2131 4.4.5).
+                frame = self._frame(mac, self.server_mac[mac], message.ciaddr, server, message)
+            else:  # REBINDING: broadcast, from the leased address
+                frame = self._frame(mac, BROADCAST_MAC, message.ciaddr, _LIMITED_BROADCAST, message)
         self.stats["sent"] += 1
         if not self.writer(frame):
             self.stats["send_errors"] += 1
+
+    @staticmethod
+    def _unicast_server(driver, message: dhcp.DhcpMessage) -> str | None:
+        """The server a message with ciaddr goes to: option 54 (RELEASE), or, for a
+        renewal (which carries no option 54), the server that gave the lease."""
+        server = message.option_ip(54)
+        if server is not None:
+            return server
+        phone = getattr(driver, "phone", None)
+        client = getattr(phone, "dhcp", None)
+        if getattr(client, "state", None) == "RENEWING" and phone.lease is not None:
+            return phone.lease.server_id
+        return None
 
     def _frame(self, mac: bytes, to_mac: bytes, src: str, dst: str, message: dhcp.DhcpMessage) -> bytes:
         self._ident = (self._ident + 1) & 0xFFFF

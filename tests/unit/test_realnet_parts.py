@@ -112,3 +112,20 @@ def test_broadcast_dhcp_sends_each_phones_own_frames_and_routes_replies_by_chadd
 def test_release_message_fields():
     message = release_message(PHONE, "198.18.1.100", "198.18.1.1")
     assert message.options[61] == b"\x01" + PHONE and message.ciaddr == "198.18.1.100"
+
+
+def test_renewal_goes_unicast_to_the_leasing_server_and_rebinding_is_broadcast():
+    written = []
+    fleet = BroadcastDhcp(lambda frame: written.append(frame) or True)
+    phone = _Driver(PHONE)
+    phone.phone.dhcp = SimpleNamespace(state="RENEWING")
+    fleet.phones = {PHONE: phone}
+    fleet.frame_received(_reply(dhcp.ACK, PHONE, "198.18.1.100"))
+    renew = dhcp.DhcpMessage(op=1, xid=2, chaddr=PHONE, ciaddr="198.18.1.100", options={53: b"\x03"})
+    fleet.send(phone, renew)
+    frame = Ether(written[-1])
+    assert (frame.dst, frame[IP].src, frame[IP].dst) == ("02:aa:bb:cc:dd:ee", "198.18.1.100", "198.18.1.1")
+    phone.phone.dhcp.state = "REBINDING"
+    fleet.send(phone, renew)
+    frame = Ether(written[-1])
+    assert (frame.dst, frame[IP].src, frame[IP].dst) == ("ff:ff:ff:ff:ff:ff", "198.18.1.100", "255.255.255.255")
