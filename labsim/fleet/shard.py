@@ -92,3 +92,22 @@ def roster(scenario, shard_count: int) -> list[RosterEntry]:
         for position, (mac, model) in enumerate(zip(mac_range(fleet.first_mac, len(models)), models)):
             entries.append(RosterEntry(name, RosterPhone(mac, model), position % shard_count))
     return entries
+
+
+def wall_time(text: str) -> float:
+    """``--start-at``: seconds since the epoch, or an ISO 8601 time (``2026-12-05T00:10:00Z``)."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--start-at {text!r}: expected an ISO 8601 time (2026-12-05T00:10:00Z) "
+                         "or seconds since the epoch") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from labsim.fleet.shard import BadShard, Shard
+from labsim.fleet.shard import BadShard, Shard, wall_time
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -53,8 +53,6 @@ def scale_option_problem(args) -> str | None:
         except BadShard as exc:
             return f"--shard {exc}"
     if args.start_at is not None:
-        from labsim.scale.shard_run import wall_time
-
         try:
             wall_time(args.start_at)
         except ValueError as exc:
@@ -78,7 +76,7 @@ def make_run(reactor, loaded, args):
     if args.shard is None:
         return ScenarioRun(reactor, loaded, report_dir=args.report_dir, state_dir=args.state_dir,
                            pcap_path=args.pcap, uploads_dir=args.uploads, ports_file=args.ports_file)
-    from labsim.scale.shard_run import ShardRun, wall_time
+    from labsim.scale.shard_run import ShardRun
 
     coordinated = args.control_fds is not None
     stream = sys.stdout

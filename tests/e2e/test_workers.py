@@ -39,7 +39,8 @@ def outcome(report):
 
 def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
     one, report1 = run(tmp_path, "w1", QUICKSTART, "--phones", "60", "--workers", "1")
-    two, report2 = run(tmp_path, "w2", QUICKSTART, "--phones", "60", "--workers", "2")
+    two, report2 = run(tmp_path, "w2", QUICKSTART, "--phones", "60", "--workers", "2",
+                       "--pcap", str(tmp_path / "lab.pcap"), "--state-dir", str(tmp_path / "state"))
     assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
     assert "60 phones in 2 workers (30, 30)" in two.stdout
     assert outcome(report1) == outcome(report2)
@@ -57,6 +58,26 @@ def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
     for name in ("events.jsonl", "junit.xml", "report.html"):
         assert (tmp_path / "w2" / name).stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "w2" / "shards")) == ["shard-0-of-2", "shard-1-of-2"]
+    # --pcap: one capture per shard and the merged one, every packet once, in time order.
+    shard_captures = [tmp_path / f"lab.shard-{i}-of-2.pcap" for i in range(2)]
+    packets = [_pcap_times(path) for path in shard_captures]
+    merged = _pcap_times(tmp_path / "lab.pcap")
+    assert all(packets) and len(merged) == sum(map(len, packets)) and merged == sorted(merged)
+    # --state-dir: the whole fleet's flash, as one process saves it.
+    saved = json.loads((tmp_path / "state" / "flash.json").read_text())["phones"]
+    assert len(saved) == 60 and all(f["settings"]["account.1.user_name"] for f in saved.values())
+
+
+def _pcap_times(path):
+    import struct
+
+    data = path.read_bytes()
+    times, offset = [], 24
+    while offset < len(data):
+        sec, usec, length, _ = struct.unpack_from("<IIII", data, offset)
+        times.append((sec, usec))
+        offset += 16 + length
+    return times
 
 
 def test_a_when_condition_is_judged_on_the_whole_fleet_and_reaches_every_shard(tmp_path):

@@ -1,0 +1,62 @@
+"""What scale-out refuses, before anything starts, naming the option."""
+
+from __future__ import annotations
+
+import pytest
+
+from labsim.cli import main
+from labsim.fleet.shard import wall_time
+from labsim.scale.shard_run import refuse_uncoordinated_timeline
+from labsim.scale.workers import refuse_what_workers_cannot_keep
+from labsim.scenario.loader import parse_scenario_text
+
+BASE = """
+name: t
+network: {dhcp_server: 127.0.0.1}
+fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"}]
+"""
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--workers", "2", "--shard", "0/2"], "--workers and --shard: give one"),
+    (["--start-at", "2026-12-05T00:10:00Z"], "--start-at goes with --shard"),
+    (["--workers", "0"], "--workers '0': a number of processes"),
+    (["--workers", "many"], "--workers 'many'"),
+    (["--shard", "2/2"], "--shard shard index 2 is outside 0..1"),
+    (["--shard", "0/2", "--start-at", "at dawn"], "--start-at 'at dawn': expected an ISO 8601 time"),
+])
+def test_bad_scale_options_exit_2_naming_the_option(tmp_path, capsys, args, says):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(BASE)
+    assert main(["run", str(scenario), *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_start_at_takes_iso_8601_or_epoch_seconds():
+    assert wall_time("2026-12-05T00:10:00Z") == wall_time("2026-12-05T00:10:00+00:00") == 1796429400.0
+    assert wall_time("1796429400.5") == 1796429400.5
+
+
+@pytest.mark.parametrize("timeline, says", [
+    ("- {when: phones.ready >= 50%, do: {power_cycle: {phones: 10%}}}", "waits for 'when: phones.ready >= 50%'"),
+    ("- {at: 5, do: {stop_service: dhcp}}", "does stop_service, which acts on the lab's services or files"),
+    ("- {at: 5, name: edit, do: [{power_cycle: {phones: 1}}, {delete_file: a.cfg}]}", "entry 1 (edit) does delete_file"),
+])
+def test_a_standalone_shard_refuses_what_it_cannot_see_or_run(timeline, says):
+    scenario = parse_scenario_text(BASE + "timeline:\n  " + timeline + "\n")
+    with pytest.raises(ValueError, match=r"^--shard: timeline entry 1") as caught:
+        refuse_uncoordinated_timeline(scenario)
+    assert says in str(caught.value)
+
+
+def test_a_standalone_shard_keeps_timed_phone_actions():
+    scenario = parse_scenario_text(BASE + "timeline:\n  - {at: 5, do: {power_cycle: {phones: 10%}}}\n")
+    refuse_uncoordinated_timeline(scenario)
+
+
+def test_workers_refuse_a_when_on_a_stage_latency_and_keep_the_rest():
+    scenario = parse_scenario_text(BASE + "timeline:\n  - {when: stage.dhcp.p95 < 1, do: {check_sync: {phones: all}}}\n")
+    with pytest.raises(ValueError, match="--workers: timeline entry 1 waits for 'when: stage.dhcp.p95 < 1'"):
+        refuse_what_workers_cannot_keep(scenario)
+    refuse_what_workers_cannot_keep(parse_scenario_text(
+        BASE + "timeline:\n  - {when: time_to_ready.p95 < 9, do: {check_sync: {phones: all}}}\n"))
