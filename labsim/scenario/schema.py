@@ -273,6 +273,9 @@ class HttpService(Strict):
                                          "and written to the report folder (cert.pem, key.pem)")
     cert_file: str | None = None
     key_file: str | None = None
+    idle_timeout_s: float = Field(60.0, gt=0, description="a keep-alive connection idle this long is closed")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request whose headers have not all arrived this long "
+                                    "after its first byte is dropped (slow clients cannot hold connections)")
     # --- uploads: phones (Polycom) PUT their logs; stored under upload_dir only.
     uploads: bool = Field(False, description="accept HTTP PUT into upload_dir")
     upload_dir: str = Field("uploads", description="folder inside the provisioning root that PUT writes to")
@@ -312,6 +315,10 @@ class FtpService(Strict):
     passive_ports: tuple[Port, Port] | None = Field(None, description="[first, last] passive data ports")
     uploads: bool = Field(False, description="accept STOR into upload_dir")
     upload_dir: Annotated[str, AfterValidator(_relative_inside)] = "uploads"
+    idle_timeout_s: float = Field(60.0, gt=0, description="a session with no command this long is closed")
+    max_connections_per_address: int = Field(
+        256, ge=0, description="open sessions from one client address at most (then 421); 0: no limit. "
+        "labsim run's phones all connect from 127.0.0.1")
 
     @field_validator("users", mode="before")
     @classmethod
@@ -375,6 +382,9 @@ class DnsService(Strict):
     address: IPv4 = "127.0.0.1"
     port: Port = 5353
     records: list[DnsRecord] = Field(default_factory=list)
+    tcp_idle_timeout_s: float = Field(10.0, gt=0, description="a TCP connection idle this long is closed")
+    tcp_max_connections_per_address: int = Field(
+        100, ge=0, description="open TCP connections from one client address at most (of 1,000 in all); 0: no limit")
 
     @model_validator(mode="after")
     def _records_valid(self):

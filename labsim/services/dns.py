@@ -41,6 +41,9 @@ TCP_IDLE_TIMEOUT_S = 10.0
 # Open TCP connections at most; more are closed at once (the client falls back or
 # retries). Each costs a descriptor, shared with the phones of the same process.
 TCP_MAX_CONNECTIONS = 1000
+# Of those, at most this many from one client address, so one client holding connections
+# open cannot lock the others out (they are still served while it holds its maximum).
+TCP_MAX_CONNECTIONS_PER_ADDRESS = 100
 # As for HTTP (services/http_web.py): a boot storm must not overflow the accept queue
 # (Twisted's default is 50; the kernel caps this at net.core.somaxconn).
 TCP_LISTEN_BACKLOG = 4096
@@ -55,6 +58,7 @@ class DnsServerConfig:
     # A TCP connection with nothing received for this long is closed (None: never).
     tcp_idle_timeout_s: float | None = TCP_IDLE_TIMEOUT_S
     tcp_max_connections: int = TCP_MAX_CONNECTIONS
+    tcp_max_connections_per_address: int = TCP_MAX_CONNECTIONS_PER_ADDRESS  # 0: no per-address limit
 
 
 def parse_zone(text: str) -> list[DnsRecordConfig]:

@@ -32,6 +32,7 @@ from labsim.services.dns import (
     TCP_IDLE_TIMEOUT_S,
     TCP_LISTEN_BACKLOG,
     TCP_MAX_CONNECTIONS,
+    TCP_MAX_CONNECTIONS_PER_ADDRESS,
     DnsRecordConfig,
     DnsServerConfig,
     parse_zone,
@@ -91,11 +92,16 @@ class DnsTcpProtocol(Protocol):
     def connectionMade(self) -> None:
         factory = self.factory
         factory.connections.add(self)
+        self.address = self.transport.getPeer().host
+        from_address = factory.per_address[self.address] = factory.per_address.get(self.address, 0) + 1
         link = factory.link
         over_limit = len(factory.connections) > factory.max_connections
-        if over_limit or (link is not None and link.refuses()):  # full, or down (a fault)
+        address_over = 0 < factory.max_per_address < from_address
+        if over_limit or address_over or (link is not None and link.refuses()):  # full, or down (a fault)
             if over_limit:
                 factory.answerer.stats.tcp_over_limit += 1
+            elif address_over:
+                factory.answerer.stats.tcp_address_over_limit += 1
             self.refused = True
             self.transport.loseConnection()
             return
@@ -168,7 +174,14 @@ class DnsTcpProtocol(Protocol):
             self._release.cancel()
         self._release = None
         self._held.clear()
-        self.factory.connections.discard(self)
+        factory = self.factory
+        if self in factory.connections:
+            factory.connections.discard(self)
+            left = factory.per_address[self.address] - 1
+            if left:
+                factory.per_address[self.address] = left
+            else:
+                del factory.per_address[self.address]
         self.lost.callback(None)
 
     # IPushProducer, registered on our own transport
@@ -186,12 +199,15 @@ class DnsTcpFactory(Factory):
     noisy = False  # no log line per connection
 
     def __init__(self, reactor, answerer: DnsAnswerer, idle_timeout_s: float | None,
-                 max_connections: int = TCP_MAX_CONNECTIONS):
+                 max_connections: int = TCP_MAX_CONNECTIONS,
+                 max_per_address: int = TCP_MAX_CONNECTIONS_PER_ADDRESS):
         self.reactor = reactor
         self.answerer = answerer
         self.idle_timeout_s = idle_timeout_s
         self.max_connections = max_connections
+        self.max_per_address = max_per_address  # 0: no limit
         self.connections: set[DnsTcpProtocol] = set()
+        self.per_address: dict[str, int] = {}  # open connections by client address
         self.link = None  # a labsim.faults.FaultyLink for the TCP side, or None
 
     def buildProtocol(self, addr) -> DnsTcpProtocol:
@@ -237,7 +253,8 @@ class DnsServerHandle:
 def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", port: int = 5353) -> DnsServerHandle:
     """Listen on UDP and TCP ``host:port`` (0: a port free for both; the handle says which)."""
     answerer = DnsAnswerer(Zone(config.records))  # raises ValueError on a bad record, before binding
-    factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s, config.tcp_max_connections)
+    factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s, config.tcp_max_connections,
+                            config.tcp_max_connections_per_address)
     for attempt in range(1 if port else PORT_ATTEMPTS):
         udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port, exclusive=True)
         chosen = udp.getHost().port

@@ -55,6 +55,7 @@ from labsim.faults import Pacer
 
 READ_ONLY = "elr"  # CWD, LIST/NLST/SIZE/MDTM..., RETR
 UPLOAD = "elrawm"  # and APPE, STOR, MKD; no delete, rename or chmod
+COMMAND_MAX = 2048  # bytes in one command line (pyftpdlib's own limit)
 BACKSTOP_S = 1.0  # the longest the reactor sleeps without giving pyftpdlib a pass
 
 
@@ -72,8 +73,11 @@ class FtpServerConfig:
     # pyftpdlib answers a bad password only after this delay (its default: 3 s; vsftpd's
     # delay_failed_login: 1 s). Shorter here so a lab's denied phones fail promptly.
     auth_failed_delay_s: float = 0.5
-    idle_timeout_s: float = 300.0
+    idle_timeout_s: float = 60.0  # a session with no command for this long is closed (421)
     max_connections: int = 4096
+    # Of those, at most this many from one client address (then 421), so one client
+    # cannot lock the others out. 0: no per-address limit.
+    max_connections_per_address: int = 256
     banner: str = "labsim FTP server ready."
 
 
@@ -84,12 +88,41 @@ def new_stats() -> dict:
 
 class _CountingHandler(FTPHandler):
     """pyftpdlib's handler with its logging turned into counters (``stats`` is set per
-    server on a subclass)."""
+    server on a subclass), MLSD's UNIX.mode fact on by default, and one reply per
+    too-long command."""
 
     stats: dict = {}
     # An observer of logins and transfers (labsim serve's live log), set per server on
     # the subclass; called as on_event(kind, client, detail). None: no work.
     on_event = None
+    _skipping_line = False  # the rest of a command line already answered "too long"
+
+    def __init__(self, conn, server, ioloop=None):
+        super().__init__(conn, server, ioloop=ioloop)
+        # lftp's mirror (and others) create files with the UNIX.mode MLSD gives, and with
+        # none of it, with mode 000. RFC 3659 lets the server choose its default facts.
+        if "unix.mode" in self._available_facts and "unix.mode" not in self._current_facts:
+            self._current_facts.append("unix.mode")
+
+    def collect_incoming_data(self, data):
+        # pyftpdlib answers "500 Command too long." each time its buffer passes 2 KiB, then
+        # treats the rest of the line as a new command and answers that too: a client one
+        # reply behind for the rest of its session. One answer, then the line is dropped.
+        if self._skipping_line:
+            return
+        if self._in_buffer_len + len(data) > COMMAND_MAX:
+            self.respond_w_warning("500 Command too long.")
+            self._in_buffer, self._in_buffer_len = [], 0
+            self._skipping_line = True
+            return
+        super().collect_incoming_data(data)
+
+    def found_terminator(self):
+        if self._skipping_line:
+            self._skipping_line = False
+            self._in_buffer, self._in_buffer_len = [], 0
+            return
+        super().found_terminator()
 
     def on_connect(self):
         self.stats["sessions"] += 1
@@ -269,13 +302,38 @@ class _LabFilesystem(AbstractedFS):
     def fs2ftp(self, fspath):
         path = os.path.normpath(fspath)
         if self._below_uploads(path):
-            return self.upload_virtual + path[len(self.upload_real):].replace(os.sep, "/") if self.validpath(path) else "/"
+            if not self.validpath(path):
+                return "/"
+            return self.upload_virtual + path[len(self.upload_real):].replace(os.sep, "/")
         return super().fs2ftp(fspath)
 
     def validpath(self, path):
         if self._below_uploads(os.path.normpath(path)):
             return self._below_uploads(self.realpath(path))  # a symlink must not lead out
         return super().validpath(path)
+
+    # Listings say nothing about what lies outside: a symlink that leads out of the root
+    # is left out of LIST, NLST and MLSD (its target's size and time would show), and a
+    # link that stays inside shows where it leads as a path on this server, never the
+    # real filesystem's (which would name the folder the lab serves from).
+    def listdir(self, path):
+        return [name for name in super().listdir(path) if self._may_show(os.path.join(path, name))]
+
+    def listdirinfo(self, path):
+        return [name for name in super().listdirinfo(path) if self._may_show(os.path.join(path, name))]
+
+    def _may_show(self, path: str) -> bool:
+        return not os.path.islink(path) or self.validpath(path)
+
+    def readlink(self, path):
+        return self.fs2ftp(self.realpath(path))
+
+    def format_mlsx(self, basedir, listing, perms, facts, ignore_err=True):
+        # pyftpdlib writes UNIX.mode with Python's "0o640"; clients read octal digits
+        # ("0640", as other servers send), and lftp's mirror made every file mode 000.
+        for line in super().format_mlsx(basedir, listing, perms, facts, ignore_err):
+            fact_text, space, name = line.partition(b" ")
+            yield fact_text.replace(b"unix.mode=0o", b"unix.mode=0") + space + name
 
 
 def build_authorizer(config: FtpServerConfig) -> DummyAuthorizer:
@@ -416,6 +474,7 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
         ioloop.close()
         raise
     server.max_cons = config.max_connections
+    server.max_cons_per_ip = config.max_connections_per_address
     loop = _ReactorDrivenLoop(reactor, ioloop, stats)
     reactor.addReader(loop)
     return FtpServerHandle(server, loop, stats)

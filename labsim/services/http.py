@@ -59,6 +59,7 @@ NONCE_LIFETIME = 3600.0
 ACCESS_LOG_SIZE = 10_000
 # A keep-alive connection with nothing in progress is closed after this long.
 IDLE_TIMEOUT = 60.0
+HEADER_TIMEOUT = 10.0
 ALLOWED_METHODS = (b"GET", b"HEAD")
 UPLOAD_MAX = 16 << 20  # a phone's log or overrides file is kilobytes; refuse anything huge (413)
 
@@ -98,6 +99,10 @@ class HttpServerConfig:
     # Where upload_dir's files really live, when not inside root (labsim serve/run serve a
     # temporary copy of the provisioning folder; uploads must outlive it). None: root/upload_dir.
     upload_root: str | None = None
+    idle_timeout_s: float = IDLE_TIMEOUT  # a keep-alive connection with no request for this long is closed
+    # A request whose headers have not all arrived this long after its first byte is
+    # dropped: a slow client (slowloris) cannot hold connections by trickling headers.
+    header_timeout_s: float = HEADER_TIMEOUT
 
 
 # A boot storm opens thousands of connections at once: Twisted's default backlog of 50
@@ -113,6 +118,7 @@ class HttpStats:
     bytes_sent: int = 0  # body bytes
     uploads: int = 0  # PUTs stored
     bytes_received: int = 0  # their body bytes
+    header_timeouts: int = 0  # connections closed because a request's headers came too slowly
 
 
 # --- pure helpers ----------------------------------------------------------------------

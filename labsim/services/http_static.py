@@ -201,6 +201,10 @@ class StaticRoot(Resource):
         request.finish()
 
     def _render_now(self, request: server.Request):
+        hosts = request.requestHeaders.getRawHeaders(b"host")
+        if (hosts is None and request.clientproto == b"HTTP/1.1") or (hosts is not None and len(hosts) != 1):
+            # RFC 9112 3.2: an HTTP/1.1 request without Host, or any with more than one, gets 400.
+            return self._error(request, BAD_REQUEST)
         if request.method not in self.methods:
             request.setHeader(b"Allow", b", ".join(self.methods))
             return self._error(request, NOT_ALLOWED)

@@ -21,6 +21,7 @@ from twisted.web.http import datetimeToString
 from labsim.net.tcp import can_send_now, send_now
 from labsim.services.http import (
     ACCESS_LOG_SIZE,
+    HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     LISTEN_BACKLOG,
     AccessLog,
@@ -114,6 +115,9 @@ class _TrackedChannel(http.HTTPChannel):
     whose responses go straight to the socket when nothing is queued (``send_now``)."""
 
     last_active = 0.0
+    # When the first byte of a request whose headers are not complete yet arrived (None:
+    # no such request): the site's sweep closes the connection past its header deadline.
+    headers_since: float | None = None
     _send_now = False
     _peer = _host = None
 
@@ -124,8 +128,14 @@ class _TrackedChannel(http.HTTPChannel):
         self.factory.open_channels.add(self)
 
     def dataReceived(self, data):
-        self.last_active = self.factory.reactor.seconds()
+        self.last_active = now = self.factory.reactor.seconds()
+        if self.headers_since is None and not self.requests:
+            self.headers_since = now
         super().dataReceived(data)
+
+    def allHeadersReceived(self):
+        self.headers_since = None
+        super().allHeadersReceived()
 
     # Every Request asks for both addresses; a TCP transport answers getHost with a
     # getsockname() system call and builds new address objects each time.
@@ -164,9 +174,11 @@ class ProvisioningSite(server.Site):
     protocol = _TrackedChannel
     requestFactory = ProvisioningRequest
 
-    def __init__(self, resource, reactor, access_log_size: int, idle_timeout: float = IDLE_TIMEOUT):
+    def __init__(self, resource, reactor, access_log_size: int, idle_timeout: float = IDLE_TIMEOUT,
+                 header_timeout: float = HEADER_TIMEOUT):
         super().__init__(resource, reactor=reactor, timeout=None, requestFactory=ProvisioningRequest)
         self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
         self._sweeper: task.LoopingCall | None = None
         self.stats = HttpStats()
         self.access_log = AccessLog(access_log_size)
@@ -192,7 +204,7 @@ class ProvisioningSite(server.Site):
         super().startFactory()
         self._sweeper = task.LoopingCall(self.close_idle)
         self._sweeper.clock = self.reactor
-        self._sweeper.start(self.idle_timeout / 4, now=False)
+        self._sweeper.start(min(self.idle_timeout, self.header_timeout) / 4, now=False)
 
     def stopFactory(self) -> None:
         if self._sweeper is not None and self._sweeper.running:
@@ -200,10 +212,17 @@ class ProvisioningSite(server.Site):
         super().stopFactory()
 
     def close_idle(self) -> None:
-        """Close connections with no request in progress and nothing received lately."""
-        cutoff = self.reactor.seconds() - self.idle_timeout
+        """Close connections with no request in progress and nothing received lately, and
+        those whose request's headers are overdue (sent slowly, however steadily)."""
+        now = self.reactor.seconds()
+        cutoff = now - self.idle_timeout
+        headers_cutoff = now - self.header_timeout
         for channel in list(self.open_channels):
-            if not channel.requests and channel.last_active < cutoff:
+            if channel.headers_since is not None and channel.headers_since < headers_cutoff:
+                self.stats.header_timeouts += 1
+                channel.headers_since = None
+                channel.transport.abortConnection()
+            elif not channel.requests and channel.last_active < cutoff:
                 channel.transport.loseConnection()
 
     def close_connections(self) -> defer.Deferred:
@@ -248,7 +267,8 @@ def start_http_server(
     if not os.path.isdir(config.root):
         raise ValueError(f"HTTP root {config.root!r} is not a directory")
     authenticator = HttpAuthenticator(config.auth, reactor.seconds)
-    site = ProvisioningSite(StaticRoot(config, authenticator), reactor, access_log_size)
+    site = ProvisioningSite(StaticRoot(config, authenticator), reactor, access_log_size,
+                            idle_timeout=config.idle_timeout_s, header_timeout=config.header_timeout_s)
     site.resource.stats = site.stats
     if config.tls:
         listening = reactor.listenSSL(port, site, tls_options(config, host), interface=host, backlog=LISTEN_BACKLOG)

@@ -77,7 +77,8 @@ def _start_http(lab, spec):
     auth = [HttpAuthRule(rule.path, rule.scheme, dict(rule.users), rule.realm) for rule in spec.auth]
     config = HttpServerConfig(root=lab.root, directory_listing=spec.directory_listing, cert_dir=lab.cert_dir,
                               uploads=spec.uploads, upload_dir=spec.upload_dir, auth=auth, tls=spec.tls,
-                              cert_file=spec.cert_file, key_file=spec.key_file,
+                              cert_file=spec.cert_file, key_file=spec.key_file, idle_timeout_s=spec.idle_timeout_s,
+                              header_timeout_s=spec.header_timeout_s,
                               upload_root=lab.upload_folder(spec))
     return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"))
 
@@ -85,6 +86,8 @@ def _start_http(lab, spec):
 def _start_ftp(lab, spec):
     config = FtpServerConfig(root=lab.root, users=dict(spec.users), anonymous=spec.anonymous, uploads=spec.uploads,
                              upload_dir=spec.upload_dir, passive_ports=spec.passive_ports,
+                             idle_timeout_s=spec.idle_timeout_s,
+                             max_connections_per_address=spec.max_connections_per_address,
                              upload_root=lab.upload_folder(spec))
     return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"))
 
@@ -95,7 +98,9 @@ def _start_dns(lab, spec):
     from labsim.wire.dns_records import DnsRecordConfig
 
     records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
-    return start_dns_server(lab.reactor, DnsServerConfig(records), host=spec.address, port=lab.port_for("dns"))
+    config = DnsServerConfig(records, tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
+                             tcp_max_connections_per_address=spec.tcp_max_connections_per_address)
+    return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"))
 
 
 def _start_pnp(lab, spec):

@@ -134,6 +134,7 @@ class DnsStats:
     tcp_queries: int = 0  # of ``queries``, those that came over TCP
     tcp_idle_closed: int = 0  # TCP connections we closed after the idle timeout
     tcp_over_limit: int = 0  # TCP connections closed at once: the server had its maximum open
+    tcp_address_over_limit: int = 0  # TCP connections closed at once: their address had its maximum open
     rcodes: dict[str, int] = field(default_factory=dict)  # replies sent, by rcode name
 
 

@@ -469,7 +469,7 @@ def test_responses_in_one_write_carry_what_twisted_web_would_send(wire):
 
 def test_pipelined_and_split_requests(wire):
     get = b"GET /a.cfg HTTP/1.1\r\nHost: x\r\n\r\n"
-    responses = wire.send(get + b"HEAD /a.cfg HTTP/1.1\r\n\r\n" + get + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+    responses = wire.send(get + b"HEAD /a.cfg HTTP/1.1\r\nHost: x\r\n\r\n" + get + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
                           b"GET", b"HEAD", b"GET", b"GET")
     assert [(r.status, len(r.body)) for r in responses] == [(200, len(FILE_BODY)), (200, 0), (200, len(FILE_BODY)), (404, 14)]
     assert wire.send(get[:10], b"GET") == []
