@@ -231,7 +231,9 @@ def row_from_json(line: dict) -> tuple | None:
                 int(line["xid"], 16), line["yiaddr"])
     if kind in ("fetch", "upload"):
         return (line["t"], line["mac"], kind, line["url"], line["status"], line["bytes"], line["latency_s"],
-                line["detail"])
+                line["detail"], line.get("md5"))
+    if kind == "action":
+        return (line["t"], None, "action", line["entry"], line["action"], line["outcome"])
     return (line["t"], line["mac"], kind, line["state"], line["detail"])
 
 
@@ -300,6 +302,9 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
     stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
     end_t = max(shard["end_t"] for shard in shards)
     rows = merged_rows(shards)
+    if overrides and "timeline" in overrides:  # a --workers parent ran the timeline: its actions
+        actions = [(e["t"], None, "action", e["entry"], e["action"], e["outcome"]) for e in overrides["timeline"]]
+        rows = list(heapq.merge(rows, sorted(actions, key=lambda row: row[0]), key=lambda row: row[0]))
     write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
     write_junit(report, report_dir, system_out=table)
     write_html_report(report, report_dir, stage_latencies=stage_latencies(members), rows=rows)

@@ -97,6 +97,8 @@ def test_a_when_condition_is_judged_on_the_whole_fleet_and_reaches_every_shard(t
     assert outcome(report1) == outcome(report2)
     [entry] = report2["timeline"]
     assert entry["action"] == "power_cycle" and entry["outcome"] == "power cycle: 6 phone(s)"
+    lines = [json.loads(line) for line in (tmp_path / "w2" / "events.jsonl").read_text().splitlines()]
+    assert [line["action"] for line in lines if line["kind"] == "action"] == ["power_cycle"]
 
 
 def _children(pid: int) -> set[int]:

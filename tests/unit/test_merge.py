@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -154,3 +155,25 @@ def test_shards_of_different_runs_or_twice_the_same_shard_are_refused(tmp_path, 
     odd = _shard_dir(other, scenario, 1, count=3)
     with pytest.raises(MergeError, match="does not belong with"):
         _merge([first, odd], tmp_path / "out")
+
+
+def test_every_kind_of_events_line_reads_back_as_the_row_it_was_written_from(tmp_path):
+    """The merge reads each shard's events.jsonl back into rows: every kind the log writes."""
+    from labsim.observe.events_log import KINDS, EventLog, row_to_json
+    from labsim.observe.merge import row_from_json
+    from labsim.phones.events import FetchResult
+
+    log = EventLog()
+    message = SimpleNamespace(message_type=1, xid=0x1A2B3C4D, yiaddr="0.0.0.0")
+    log.dhcp(0.1, "00:15:65:00:00:01", "out", message)
+    token = log.fetch_started(0.2, "00:15:65:00:00:01", "http://127.0.0.1:8080/a.cfg")
+    log.fetch_finished(token, 0.3, FetchResult("ok", body=b"abc"))
+    token = log.upload_started(0.4, "00:15:65:00:00:01", "http://127.0.0.1:8080/log.txt", 12)
+    log.fetch_finished(token, 0.5, FetchResult("ok"))
+    rows = log.rows + [(0.6, "00:15:65:00:00:01", "state", "ready", ""),
+                       (0.7, "00:15:65:00:00:01", "step", "ready", "resync"),
+                       (0.8, None, "action", "at 1s", "power_cycle", "power cycle: 1 phone(s)")]
+    assert {row[2] for row in rows} == set(KINDS) - {"run"}, "a new kind of line: teach row_from_json"
+    for row in rows:
+        line = json.loads(json.dumps(row_to_json(row)))
+        assert row_to_json(row_from_json(line)) == line
