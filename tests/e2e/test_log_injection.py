@@ -96,7 +96,7 @@ fleets:
 
 
 def test_events_jsonl_and_report_html_use_the_same_rule(tmp_path):
-    row = (1.0, "00:15:65:00:00:01", "fetch", "tftp://127.0.0.1/" + HOSTILE, "error", 0, 0.1, "server said: " + HOSTILE)
+    row = (1.0, "00:15:65:00:00:01", "fetch", "tftp://127.0.0.1/" + HOSTILE, "error", 0, 0.1, "server said: " + HOSTILE, "")
     data = row_to_json(row)
     assert data["url"] == "tftp://127.0.0.1/" + client_text(HOSTILE, 2000)
     assert data["detail"] == "server said: " + client_text(HOSTILE, 2000)
