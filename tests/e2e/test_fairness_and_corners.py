@@ -76,14 +76,14 @@ def connect_from(source: str, port: int) -> socket.socket:
     return sock
 
 
+_readers: dict[socket.socket, object] = {}
+
+
 def reply_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
+    """The next line from ``sock``; several replies in one segment stay apart."""
+    if sock not in _readers:
+        _readers[sock] = sock.makefile("rb")
+    return _readers[sock].readline()
 
 
 def closed_soon(sock: socket.socket, within: float) -> bool:
