@@ -76,9 +76,35 @@ def main() -> int:
     print(f"time to ready p50/p95/p99/max: {ttr['p50']} / {ttr['p95']} / {ttr['p99']} / {ttr['max']} s")
     print(f"wall time of the run:   {wall:.2f} s")
     print(f"peak RSS (labsim):      {peak_rss_kb / 1024:.1f} MiB ({peak_rss_kb / args.phones:.1f} KiB per phone)")
+    print_problems(report)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
     return 0
+
+
+def print_problems(report: dict) -> None:
+    """What went wrong, if anything: failed phones by reason, and the phones' fetches
+    that did not end `ok` by server and status (a TFTP "no answer" is a `timeout`)."""
+    failures: dict[str, int] = {}
+    for phone in report["phones"]:
+        if phone["state"] != "ready":
+            key = f"{phone['state']}: {phone['failure']}"
+            failures[key] = failures.get(key, 0) + 1
+    for reason, count in sorted(failures.items(), key=lambda item: -item[1]):
+        print(f"not ready:              {count} x {reason}")
+    retries: dict[str, int] = {}  # "<file>: <status> <detail> (attempt n/m)" notes, file name left out
+    for phone in report["phones"]:
+        for event in phone["events"]:
+            detail = event["detail"]
+            if "(attempt " in detail and ": " in detail and ": not_found " not in detail:
+                key = re.sub(r"\(attempt.*", "", detail.split(": ", 1)[1]).strip()
+                retries[key] = retries.get(key, 0) + 1
+    for key, count in sorted(retries.items(), key=lambda item: -item[1])[:6]:
+        print(f"failed download:        {count} x {key}")
+    for server, stats in report["summary"].get("servers", {}).items():
+        odd = {status: n for status, n in stats["by_status"].items() if status not in ("ok", "not_found")}
+        if odd:
+            print(f"fetches from {server}: {stats['requests']} ({odd})")
 
 
 if __name__ == "__main__":

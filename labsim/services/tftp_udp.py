@@ -71,6 +71,12 @@ MAX_DATAGRAM = 65535
 # Datagrams read from one socket per wake-up before moving on to the next: bounds how
 # long one busy socket can hold the others (and the reactor) up.
 READ_BATCH = 64
+# Requests read from the listening socket per wake-up. Far more: in a boot storm one
+# reactor turn of the whole process (phones, HTTP, DHCP) lasts up to a second or two, so
+# 64 per turn let no more than ~64 downloads a second start while the request queue
+# filled to its 4 MiB and overflowed (docs/performance.md, "No false failures").
+# Twisted's own UDP ports read up to 256 KB per turn, about as many small datagrams.
+LISTEN_READ_BATCH = 1024
 DONE = Step(done=True)
 # Transfer sockets per server. Several, so consecutive transfers get different ports
 # (RFC 1350 wants TIDs that do not repeat in immediate succession) and one client's
@@ -183,7 +189,7 @@ class _ListenProtocol:
 
     def read_ready(self) -> None:
         recvfrom = self.sock.recvfrom
-        for _ in range(READ_BATCH):
+        for _ in range(LISTEN_READ_BATCH):
             try:
                 datagram, addr = recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -313,6 +319,12 @@ class _TransferProtocol:
             self._timer_at = self._deadline
             self.timer = clock.callLater(self._deadline - now, self._timer_fired)
             return
+        # A reactor turn runs its due timers before it reads sockets: in a loaded process
+        # this timer may fire late with the client's ACK already waiting on the socket.
+        # Read it first, so the server's own lateness is not taken for a silent client.
+        self.tid.read_ready()
+        if self.closed or self.timer is not None or self._seconds() < self._deadline:
+            return  # what was waiting moved the transfer on (or ended it)
         try:
             step = self.transfer.timer_expired()
         except Exception:

@@ -100,6 +100,15 @@ class _Request:
             self._stop_timer()
             self.deferred.errback(exc)
 
+    def start_clock(self) -> None:
+        """The request leaves the fleet's queue (a connection is being opened for it, or
+        it is written to one): its deadline starts now. Time spent waiting for one of the
+        pool's connections is the simulator's own limit, not the server's slowness: a
+        real phone has a TCP stack of its own and would have sent at once."""
+        if self.timer is None and not self.deferred.called:
+            fetcher = self.pool.fetcher
+            self.timer = fetcher.reactor.callLater(fetcher.timeout_s, fetcher._timed_out, self)
+
     def _stop_timer(self) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
@@ -126,6 +135,7 @@ class _Connection(Protocol):
         self.pool.connected(self)
 
     def send(self, request: _Request) -> None:
+        request.start_clock()
         self.request = request
         request.connection = self
         request.connector = None
@@ -222,6 +232,7 @@ class _HostPool:
             self.waiting[request] = None
 
     def _open(self, request: _Request) -> None:
+        request.start_clock()
         self.opened += 1
         fetcher = self.fetcher
         fetcher.stats["connections"] += 1
@@ -388,8 +399,7 @@ class HttpFetcher:
     def _send(self, pool: _HostPool, method: bytes, data: bytes) -> defer.Deferred:
         self.stats["requests"] += 1
         request = _Request(pool, method, data)
-        request.timer = self.reactor.callLater(self.timeout_s, self._timed_out, request)
-        pool.submit(request)
+        pool.submit(request)  # its deadline starts when it leaves the pool's queue
         return request.deferred
 
     def _timed_out(self, request: _Request) -> None:

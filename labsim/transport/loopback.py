@@ -255,7 +255,8 @@ class LoopbackNetwork:
         path = unquote(parts.path.lstrip("/"))
         if scheme == "tftp":
             return _tftp_outcome(tftp_put(self.reactor, address, parts.port or 69, path, request.body,
-                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S, bind_host=source))
+                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S, bind_host=source,
+                                          **TFTP_TIMING))
         if scheme == "ftp":  # credentials: the URL's user:password, else the request's, else anonymous
             return ftp_put(self.reactor, address, parts.port or 21, path, request.body,
                            _url_credentials(parts) or request.credentials, bind_host=source)
@@ -296,16 +297,22 @@ def _by_address(parts, address: str) -> tuple[str, str | None]:
     return target, parts.hostname + port
 
 
-# Longer than a server keeps retransmitting a block it had no ACK for (labsim's: 1 s x
-# 6 sends; tftpd-hpa's similar), so no late packet can reach a reused port.
+# A finished transfer's port is held until nothing has arrived at it for this long:
+# longer than any server waits between two retransmissions (labsim's: 1 s; tftpd-hpa's
+# back off to 8 s and more), so no late packet can reach the port's next transfer.
 TFTP_LINGER_S = 10.0
+# How a phone's TFTP client retransmits: 1 s, then twice as long each time up to 8 s (RFC
+# 1123 4.2.3.2's exponential backoff), 5 times: 31 s without an answer before it gives
+# up. In a storm that saturates the server (or the simulator's own process) the backoff
+# thins the phones' retransmissions instead of piling duplicates into its queue.
+TFTP_TIMING = {"timeout_s": 1.0, "max_retransmits": 5, "backoff": 2.0, "max_timeout_s": 8.0}
 
 
 def _tftp(reactor, host: str, port: int, filename: str, source: str | None = None) -> defer.Deferred:
     # Linger: a thousand phones finishing at once must not hand a just-closed port,
     # with a late packet still on its way to it, to the next phone's download.
     return _tftp_outcome(tftp_get(reactor, host, port, filename, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S,
-                                  bind_host=source))
+                                  bind_host=source, **TFTP_TIMING))
 
 
 def _tftp_outcome(transfer: defer.Deferred) -> defer.Deferred:

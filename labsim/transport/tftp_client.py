@@ -11,6 +11,7 @@ phones can transfer at once in one process.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 
 from twisted.internet import defer
@@ -58,7 +59,7 @@ class _ClientSession:
     """
 
     def __init__(self, server: tuple[str, int], filename: str, *, blksize: int | None, timeout_s: float,
-                 max_retransmits: int):
+                 max_retransmits: int, backoff: float = 1.0, max_timeout_s: float | None = None):
         if blksize is not None and not wire.MIN_BLKSIZE <= blksize <= wire.MAX_BLKSIZE:
             raise ValueError(f"blksize must be {wire.MIN_BLKSIZE}..{wire.MAX_BLKSIZE}")
         self.server = (server[0], server[1])
@@ -66,6 +67,12 @@ class _ClientSession:
         self.filename = filename
         self.timeout_s = timeout_s
         self.max_retransmits = max_retransmits
+        # RFC 1123 4.2.3.2: each retransmission of one packet waits ``backoff`` times
+        # longer than the last (capped at max_timeout_s); a new packet starts again at
+        # timeout_s. 1.0: a fixed timeout.
+        self.backoff = backoff
+        self.max_timeout_s = max_timeout_s if max_timeout_s is not None else timeout_s * backoff ** max_retransmits
+        self._timeout = timeout_s
         self.options: dict[str, str] = {}
         if blksize is not None:
             self.options["blksize"] = str(blksize)
@@ -85,7 +92,7 @@ class _ClientSession:
         addr = (addr[0], addr[1])
         opcode = wire.opcode_of(datagram)
         if self.tid is None:
-            if not self._from_server_host(addr[0]):
+            if not self._from_server_host(addr[0]) or not self._answers_request(opcode, datagram):
                 return self._stranger(opcode, addr)
             self.tid = addr  # RFC 1350: the first reply's port is the server's TID
         elif addr != self.tid:
@@ -110,9 +117,29 @@ class _ClientSession:
             return self._fail(TftpTimeout(f"no answer from {self.server[0]}:{self.server[1]} for {self.filename!r}"))
         self._retries += 1
         self.retransmits += 1
-        return Step(send=(self._last,), timer=self.timeout_s)
+        self._timeout = min(self._timeout * self.backoff, self.max_timeout_s)
+        return Step(send=(self._last,), timer=self._timeout)
+
+    def after_finish(self, datagram: bytes, addr) -> Step:
+        """A datagram for a transfer that is over (its port is still held): the server
+        resending the last DATA of a finished download lost our last ACK, which is sent
+        again (RFC 1350's dally) so it stops; anyone else still sending gets ERROR 5."""
+        opcode = wire.opcode_of(datagram)
+        addr = (addr[0], addr[1])
+        final = self._final_ack
+        if (final is not None and addr == self.tid and opcode == wire.DATA and len(datagram) >= 4
+                and datagram[2:4] == final[2:4]):
+            return Step(send=((final, addr),))
+        return self._stranger(opcode, addr)
 
     # -- for subclasses
+
+    _final_ack: bytes | None = None  # a finished download's last ACK (for after_finish)
+
+    def _answers_request(self, opcode: int | None, datagram: bytes) -> bool:
+        """Whether a first packet can be the answer to this request (else it is a late
+        packet of some other transfer, and must not become this one's TID)."""
+        raise NotImplementedError
 
     def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
         """A packet from the server's TID, not an ERROR; None: not one this side expects."""
@@ -160,6 +187,7 @@ class _ClientSession:
     def _send(self, packet: bytes, addr: tuple) -> Step:
         self._last = (packet, addr)
         self._retries = 0
+        self._timeout = self.timeout_s
         return Step(send=(self._last,), timer=self.timeout_s)
 
     def _abort(self, code: int, message: str) -> Step:
@@ -192,8 +220,11 @@ class TftpReadSession(_ClientSession):
         tsize: bool = False,
         timeout_s: float = 1.0,
         max_retransmits: int = 5,
+        backoff: float = 1.0,
+        max_timeout_s: float | None = None,
     ):
-        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits)
+        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits,
+                         backoff=backoff, max_timeout_s=max_timeout_s)
         if tsize:
             self.options["tsize"] = "0"
         self._expected = 1  # next DATA block (full count; the wire carries it modulo 2**16)
@@ -202,6 +233,12 @@ class TftpReadSession(_ClientSession):
 
     def start(self) -> Step:
         return self._send(wire.encode_rrq(self.filename, self.options), self.server)
+
+    def _answers_request(self, opcode: int | None, datagram: bytes) -> bool:
+        # An RRQ is answered by ERROR, OACK, or DATA block 1 (a server ignoring options).
+        if opcode == wire.DATA:
+            return len(datagram) >= 4 and datagram[2] == 0 and datagram[3] == 1
+        return opcode == wire.ERROR or opcode == wire.OACK
 
     def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
         if opcode == wire.DATA:
@@ -247,8 +284,7 @@ class TftpReadSession(_ClientSession):
         self.finished = True
         self.result = data
         self._last = None
-        # No dallying for a lost final ACK: on loopback it is not lost, and a socket kept
-        # open per finished download costs more than the server's capped retransmissions.
+        self._final_ack = final_ack  # sent again if the server resends the last DATA (after_finish)
         return Step(send=((final_ack, self.tid),), done=True)
 
     def _forget(self) -> None:
@@ -277,8 +313,11 @@ class TftpWriteSession(_ClientSession):
         tsize: bool = False,
         timeout_s: float = 1.0,
         max_retransmits: int = 5,
+        backoff: float = 1.0,
+        max_timeout_s: float | None = None,
     ):
-        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits)
+        super().__init__(server, filename, blksize=blksize, timeout_s=timeout_s, max_retransmits=max_retransmits,
+                         backoff=backoff, max_timeout_s=max_timeout_s)
         self.data = bytes(data)
         if tsize:
             self.options["tsize"] = str(len(self.data))  # RFC 2349: a WRQ announces its size
@@ -288,6 +327,12 @@ class TftpWriteSession(_ClientSession):
 
     def start(self) -> Step:
         return self._send(wire.encode_request(wire.WRQ, self.filename, "octet", self.options), self.server)
+
+    def _answers_request(self, opcode: int | None, datagram: bytes) -> bool:
+        # A WRQ is answered by ERROR, OACK, or ACK block 0.
+        if opcode == wire.ACK:
+            return len(datagram) >= 4 and datagram[2] == 0 and datagram[3] == 0
+        return opcode == wire.ERROR or opcode == wire.OACK
 
     def _on_packet(self, opcode: int, datagram: bytes) -> Step | None:
         if opcode == wire.ACK:
@@ -336,8 +381,20 @@ class TftpWriteSession(_ClientSession):
         self.data = b""
 
 
+# Binding a port is retried while none is free (every ephemeral port held, many of them
+# by finished transfers waiting out their linger): the phone waits, it does not fail.
+PORT_WAIT_S = 60.0
+_NO_PORT_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EMFILE, errno.ENFILE, errno.ENOBUFS})
+
+
 class _SessionProtocol(DatagramProtocol):
-    """Runs one client session (read or write) on its own UDP socket."""
+    """Runs one client session (read or write) on its own UDP socket.
+
+    A finished transfer's port is not closed at once (``linger_s``): it stays bound,
+    answering only what a finished transfer answers (``session.after_finish``), until
+    nothing has arrived at it for ``linger_s``. A server still retransmitting to it
+    keeps it held, so the kernel cannot hand the port to the next download while a late
+    packet is on its way there, however late the server's timers run."""
 
     noisy = False  # no "Starting protocol" log line per transfer
 
@@ -349,8 +406,13 @@ class _SessionProtocol(DatagramProtocol):
         self.port = None
         self.timer = None
         self.closed = False
+        self._linger_call = None
+        self._bind_retry = None
 
     def datagramReceived(self, datagram: bytes, addr) -> None:
+        if self._linger_call is not None:
+            self._after_finish(datagram, addr)
+            return
         try:
             step = self.session.datagram_received(datagram, addr)
         except Exception as exc:  # a bug in the session must still end the transfer
@@ -361,6 +423,15 @@ class _SessionProtocol(DatagramProtocol):
 
     def _timer_fired(self) -> None:
         self.timer = None
+        # A reactor turn runs its due timers before it reads sockets: under load a timer
+        # fires late with the answer already waiting. Read it first, so the phones' own
+        # lateness is never taken for the server's silence.
+        try:
+            self.port.doRead()
+        except Exception:
+            pass
+        if self.closed or self.timer is not None:  # what was waiting finished or moved the transfer
+            return
         try:
             step = self.session.timer_expired()
         except Exception as exc:
@@ -372,13 +443,7 @@ class _SessionProtocol(DatagramProtocol):
     def apply(self, step: Step) -> None:
         if self.closed:
             return
-        for packet, addr in step.send:
-            try:
-                # The socket's own sendto, not port.write: write() re-parses the address
-                # on every call, and ours were validated once in _run or came from recvfrom.
-                self.port.getHandle().sendto(packet, addr)
-            except OSError:
-                pass  # a lost datagram: the retransmission timer covers it
+        self._send(step)
         if step.done:
             if self.linger_s > 0:
                 self._linger()
@@ -390,6 +455,15 @@ class _SessionProtocol(DatagramProtocol):
             else:
                 self.timer = self.clock.callLater(step.timer, self._timer_fired)
 
+    def _send(self, step: Step) -> None:
+        for packet, addr in step.send:
+            try:
+                # The socket's own sendto, not port.write: write() re-parses the address
+                # on every call, and ours were validated once in _run or came from recvfrom.
+                self.port.getHandle().sendto(packet, addr)
+            except OSError:
+                pass  # a lost datagram: the retransmission timer covers it
+
     def _report(self, _) -> None:
         if self.result.called:  # cancelled meanwhile
             return
@@ -399,29 +473,42 @@ class _SessionProtocol(DatagramProtocol):
             self.result.callback(self.session.result)
 
     def _close(self) -> defer.Deferred:
-        if self.closed:
+        if self._bind_retry is not None and self._bind_retry.active():
+            self._bind_retry.cancel()
+        if self.closed and self._linger_call is None:
             return defer.succeed(None)
         self.closed = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
+        if self._linger_call is not None and self._linger_call.active():
+            self._linger_call.cancel()
+        self._linger_call = None
+        if self.port is None:
+            return defer.succeed(None)
         # The Deferred fires once the socket is really closed, so a caller that counts
         # file descriptors (or starts the next of thousands of downloads) sees it gone.
         return defer.maybeDeferred(self.port.stopListening)
 
     def _linger(self) -> None:
-        """Report now, but hold the port a while, deaf, before closing it. A port closed
-        at once may be handed straight to the next download, which would then take a
-        late DATA packet of this transfer (a server still retransmitting) for its own
-        first block: RFC 1350 clients lock onto whatever TID answers first. Seen at
-        10,000 phones: a missing <mac>.boot "arrived" as the phone's own .cfg, a DATA
-        packet the server was still retransmitting from the cycle before the reboot."""
+        """Report now, but hold the port until it has been quiet for ``linger_s``. A port
+        closed at once may be handed straight to the next download, which would then
+        meet a late DATA packet of this transfer (a server still retransmitting). Seen at
+        10,000 phones: a missing <mac>.boot "arrived" as another file's bytes."""
         self.closed = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        self.clock.callLater(self.linger_s, self.port.stopListening)
+        self._linger_call = self.clock.callLater(self.linger_s, self._close)
         self._report(None)
+
+    def _after_finish(self, datagram: bytes, addr) -> None:
+        self._linger_call.reset(self.linger_s)  # someone still sends here: hold the port longer
+        try:
+            step = self.session.after_finish(datagram, addr)
+        except Exception:
+            return
+        self._send(step)
 
     def cancel(self, _deferred) -> None:
         self._close()
@@ -444,9 +531,12 @@ def tftp_get(
     tsize: bool = False,
     timeout_s: float = 1.0,
     max_retransmits: int = 5,
+    backoff: float = 1.0,
+    max_timeout_s: float | None = None,
     bind_host: str | None = None,
     clock=None,
     linger_s: float = 0.0,
+    port_wait_s: float = PORT_WAIT_S,
 ) -> defer.Deferred:
     """Download ``filename`` from ``host:port``; the Deferred fires with its bytes.
 
@@ -455,11 +545,16 @@ def tftp_get(
     ``bind_host`` defaults to the loopback address of host's family when host is
     loopback, else the wildcard. ``clock`` defaults to ``reactor`` (tests pass a
     ``task.Clock``). Cancelling the Deferred closes the socket. ``linger_s`` > 0 keeps
-    the finished transfer's port bound (and deaf) that long, so it is not reused at once.
+    the finished transfer's port bound until nothing has arrived at it for that long,
+    so it is not reused while a server may still send to it. ``backoff`` > 1 makes each
+    retransmission of a packet wait that much longer than the last (RFC 1123 4.2.3.2),
+    up to ``max_timeout_s``. While no local port is free, binding is retried for up to
+    ``port_wait_s`` before the download fails.
     """
     return _run(reactor, "tftp_get", host, lambda: TftpReadSession(
-        (host, port), filename, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits
-    ), clock, linger_s, bind_host)
+        (host, port), filename, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits,
+        backoff=backoff, max_timeout_s=max_timeout_s,
+    ), clock, linger_s, bind_host, port_wait_s)
 
 
 def tftp_put(
@@ -473,9 +568,12 @@ def tftp_put(
     tsize: bool = False,
     timeout_s: float = 1.0,
     max_retransmits: int = 5,
+    backoff: float = 1.0,
+    max_timeout_s: float | None = None,
     bind_host: str | None = None,
     clock=None,
     linger_s: float = 0.0,
+    port_wait_s: float = PORT_WAIT_S,
 ) -> defer.Deferred:
     """Upload ``data`` as ``filename`` to ``host:port`` (a WRQ, octet mode); the Deferred
     fires with the number of bytes sent once the server acknowledged the last block.
@@ -484,12 +582,13 @@ def tftp_put(
     and the other arguments behave, as for ``tftp_get``.
     """
     return _run(reactor, "tftp_put", host, lambda: TftpWriteSession(
-        (host, port), filename, data, blksize=blksize, tsize=tsize, timeout_s=timeout_s, max_retransmits=max_retransmits
-    ), clock, linger_s, bind_host)
+        (host, port), filename, data, blksize=blksize, tsize=tsize, timeout_s=timeout_s,
+        max_retransmits=max_retransmits, backoff=backoff, max_timeout_s=max_timeout_s,
+    ), clock, linger_s, bind_host, port_wait_s)
 
 
 def _run(reactor, caller: str, host: str, make_session, clock, linger_s: float,
-         bind_host: str | None) -> defer.Deferred:
+         bind_host: str | None, port_wait_s: float) -> defer.Deferred:
     """Start the session ``make_session()`` builds on a fresh UDP socket; the Deferred
     fires with its result (a bad argument: fails with ValueError, nothing opened)."""
     if not (isIPAddress(host) or isIPv6Address(host)):
@@ -504,17 +603,38 @@ def _run(reactor, caller: str, host: str, make_session, clock, linger_s: float,
         if protocol is not None:
             protocol.cancel(d)
 
+    clock = clock if clock is not None else reactor
     result: defer.Deferred = defer.Deferred(cancel)
-    protocol = _SessionProtocol(session, clock if clock is not None else reactor, result, linger_s)
+    protocol = _SessionProtocol(session, clock, result, linger_s)
     local = bind_host or _bind_address(session.server[0])
-    try:
-        if ":" in local:  # bind_udp is IPv4-only
-            protocol.port = reactor.listenUDP(0, protocol, interface=local, maxPacketSize=MAX_DATAGRAM)
-        else:
-            # No SO_REUSEADDR: with it, Linux may auto-bind two sockets to one ephemeral
-            # port, and two phones' transfers would share a TID.
-            protocol.port = bind_udp(reactor, protocol, local, 0, reuse_addr=False, max_packet=MAX_DATAGRAM)
-    except Exception as exc:  # CannotListenError / OSError: out of file descriptors or ports
-        return defer.fail(exc)
-    protocol.apply(session.start())
+    give_up_at = clock.seconds() + port_wait_s
+
+    def bind(wait: float) -> None:
+        protocol._bind_retry = None
+        if protocol.closed:  # cancelled while waiting for a port
+            return
+        try:
+            if ":" in local:  # bind_udp is IPv4-only
+                protocol.port = reactor.listenUDP(0, protocol, interface=local, maxPacketSize=MAX_DATAGRAM)
+            else:
+                # No SO_REUSEADDR: with it, Linux may auto-bind two sockets to one ephemeral
+                # port, and two phones' transfers would share a TID.
+                protocol.port = bind_udp(reactor, protocol, local, 0, reuse_addr=False, max_packet=MAX_DATAGRAM)
+        except Exception as exc:  # CannotListenError / OSError: out of file descriptors or ports
+            if _errno_of(exc) in _NO_PORT_ERRNOS and clock.seconds() + wait <= give_up_at:
+                protocol._bind_retry = clock.callLater(wait, bind, min(wait * 2, 2.0))
+                return
+            if not result.called:
+                result.errback(exc)
+            return
+        protocol.apply(session.start())
+
+    bind(0.05)
     return result
+
+
+def _errno_of(exc: Exception) -> int | None:
+    code = getattr(exc, "errno", None)
+    if code is None:  # CannotListenError wraps the socket error
+        code = getattr(getattr(exc, "socketError", None), "errno", None)
+    return code

@@ -224,6 +224,39 @@ def test_client_and_server_over_a_lossy_link_never_corrupt(size, blksize, loss, 
         assert client.result == content
 
 
+def test_a_first_packet_that_cannot_answer_an_rrq_is_a_stranger():
+    # A late DATA block 3 or an ACK is some other transfer's packet to this port: ERROR 5,
+    # and the transfer still takes the real answer from another TID.
+    session = TftpReadSession(SERVER, "f")
+    session.start()
+    for packet in (data(3, b"late"), wire.encode_ack(1)):
+        step = session.datagram_received(packet, STRANGER)
+        assert not step.done and error_code(step.send[0][0]) == 5 and step.send[0][1] == STRANGER
+    assert session.tid is None
+    step = session.datagram_received(data(1, b"mine"), TID)
+    assert step.done and session.result == b"mine"
+
+
+def test_backoff_doubles_each_retransmission_up_to_the_cap_and_a_new_packet_starts_again():
+    session = TftpReadSession(SERVER, "f", timeout_s=1.0, max_retransmits=5, backoff=2.0, max_timeout_s=4.0)
+    assert session.start().timer == 1.0
+    assert [session.timer_expired().timer for _ in range(4)] == [2.0, 4.0, 4.0, 4.0]
+    step = session.datagram_received(data(1, b"a" * 512), TID)
+    assert acked(step) == 1 and step.timer == 1.0
+    assert session.timer_expired().timer == 2.0
+    assert session.retransmits == 5
+
+
+def test_a_finished_download_acks_its_last_block_again_and_refuses_the_rest():
+    session = TftpReadSession(SERVER, "f")
+    session.start()
+    session.datagram_received(data(1, b"a" * 512), TID)
+    session.datagram_received(data(2, b"end"), TID)
+    assert session.after_finish(data(2, b"end"), TID) == wire.Step(send=((wire.encode_ack(2), TID),))
+    assert error_code(session.after_finish(data(1, b"x"), STRANGER).send[0][0]) == 5
+    assert session.after_finish(wire.encode_error(0, "bye"), STRANGER).send == ()
+
+
 # --- over loopback sockets ------------------------------------------------------------------
 
 
@@ -364,6 +397,38 @@ class LoopbackTimers(trial.TestCase):
         self.assertEqual(len(self.sink.drain()), 1 + 4)
         self.assertEqual(len(failures), 1)
         failures[0].trap(TftpTimeout)
+
+    @defer.inlineCallbacks
+    def test_an_answer_waiting_when_a_late_timer_fires_is_read_first(self):
+        # Under load a reactor turn runs its overdue timers before it reads the sockets:
+        # the answer that arrived in time must win over the timeout.
+        d = tftp_get(reactor, "127.0.0.1", self.sink.port, "f", timeout_s=1.0, max_retransmits=0, clock=self.clock)
+        yield settle()
+        (_, client_addr), = self.sink.drain()
+        self.sink.sock.sendto(data(1, b"in time"), client_addr)
+        self.clock.advance(5.0)  # before the reactor had a turn to read it
+        got = yield d
+        self.assertEqual(got, b"in time")
+
+    @defer.inlineCallbacks
+    def test_a_lingering_port_stays_held_while_the_server_keeps_sending(self):
+        d = tftp_get(reactor, "127.0.0.1", self.sink.port, "f", linger_s=1.0, clock=self.clock)
+        yield settle()
+        (_, client_addr), = self.sink.drain()
+        self.sink.sock.sendto(data(1, b"done"), client_addr)
+        self.assertEqual((yield d), b"done")
+        self.assertEqual(self.sink.drain(), [(wire.encode_ack(1), client_addr)])
+        for _ in range(3):  # the server lost our ACK and resends, late: we ACK again
+            self.clock.advance(0.9)
+            self.sink.sock.sendto(data(1, b"done"), client_addr)
+            yield settle()
+            self.assertEqual(self.sink.drain(), [(wire.encode_ack(1), client_addr)])
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(probe.close)
+        self.assertRaises(OSError, probe.bind, client_addr)  # still held
+        self.clock.advance(1.0)  # quiet for linger_s: let go
+        yield settle()
+        probe.bind(client_addr)
 
     @defer.inlineCallbacks
     def test_cancel_closes_the_socket(self):

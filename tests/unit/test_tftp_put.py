@@ -26,6 +26,7 @@ from tests.udp_socket import BareUdpSocket, settle
 
 SERVER = ("127.0.0.1", 6969)
 TID = ("127.0.0.1", 50123)
+OTHER_TID = ("127.0.0.1", 50124)
 STRANGER = ("127.0.0.1", 50124)
 CLIENT = ("127.0.0.1", 40000)
 
@@ -180,10 +181,22 @@ def test_bad_oack_is_refused_with_error_8(requested, oack):
     assert isinstance(session.error, TftpError) and session.error.code is None
 
 
-def test_data_from_the_server_is_a_protocol_error():
+def test_data_from_the_servers_tid_is_a_protocol_error():
     session = started(b"x")
+    session.datagram_received(wire.encode_ack(0), TID)
     step = session.datagram_received(wire.encode_data(1, b"?"), TID)
     assert step.done and error_code(step.send[0][0]) == 4 and isinstance(session.error, TftpError)
+
+
+@pytest.mark.parametrize("packet", [wire.encode_data(1, b"?"), wire.encode_ack(1), wire.encode_ack(7)])
+def test_a_first_packet_that_cannot_answer_a_wrq_is_a_stranger(packet):
+    # Only ACK 0, OACK or ERROR answer a WRQ: anything else is a late packet of another
+    # transfer to this port, which gets ERROR 5 and does not become the server's TID.
+    session = started(b"x")
+    step = session.datagram_received(packet, OTHER_TID)
+    assert not step.done and error_code(step.send[0][0]) == 5 and step.send[0][1] == OTHER_TID
+    assert session.tid is None
+    assert data_sent(session.datagram_received(wire.encode_ack(0), TID))[0] == 1
 
 
 def test_block_numbers_roll_over():
