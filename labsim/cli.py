@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     from labsim.scale.cli_scale import add_merge_command, add_run_options
 
     add_run_options(run)  # --workers, --shard, --start-at
+    run.add_argument("--clock", choices=("real", "virtual"),
+                     help="virtual: the lab in memory, time jumping from event to event (default: the scenario's "
+                          "clock, else real)")
+    run.add_argument("--duration", metavar="TIME", help="run this long whether or not the phones settle: "
+                                                        "90s, 15m, 12h, 7d (simulated time with --clock virtual)")
     run.set_defaults(func=command_run)
     add_merge_command(commands)
 
@@ -207,6 +212,25 @@ def command_run(args) -> int:
         from labsim.scenario.loader import LoadedScenario
 
         loaded = LoadedScenario(scale_scenario(loaded.scenario, args.phones), loaded.path)
+    if args.duration is not None or args.clock is not None:  # virtual time (issue 15)
+        from labsim.scenario.durations import parse_duration
+        from labsim.scenario.loader import LoadedScenario
+
+        try:
+            duration = parse_duration(args.duration) if args.duration is not None else loaded.scenario.duration
+        except ValueError as exc:
+            print(f"labsim: --duration: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
+        loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
+    if loaded.scenario.clock == "virtual":
+        if args.workers is not None or args.shard is not None or getattr(args, "ui", None):
+            print("labsim run: --clock virtual runs in one process, without --workers, --shard or --ui",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        from labsim.virtual.run import run_virtual
+
+        return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap)
     _raise_open_file_limit()
     from twisted.internet import epollreactor
 
@@ -268,6 +292,10 @@ def command_serve(args) -> int:
     """Serve until Ctrl-C / SIGTERM, logging each exchange; then print the counters."""
     loaded = _load_or_report(args.scenario)
     if loaded is None:
+        return EXIT_BAD_INPUT
+    if loaded.scenario.clock == "virtual":
+        print(f"{args.scenario}: clock: virtual: labsim serve answers real clients on real sockets, in real time "
+              "(run the scenario with 'labsim run' instead)", file=sys.stderr)
         return EXIT_BAD_INPUT
     spec = loaded.scenario.services
     if all(getattr(spec, name, None) is None for name in ("dhcp", "tftp", "http", "ftp", "dns", "pnp")):

@@ -29,6 +29,7 @@ from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
+from labsim.scenario.durations import format_duration
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 from labsim.transport.driver import PhoneDriver
@@ -107,11 +108,13 @@ class UploadFolders:
 class ScenarioRun:
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
-                 ports_file: str | None = None, stay_open: bool = False):
+                 ports_file: str | None = None, stay_open: bool = False, duration_s: float | None = None):
         self.reactor = reactor
         self.ports_file = ports_file  # where the services' bound ports go (--ports-file)
         self.loaded = loaded
         self.scenario = loaded.scenario
+        # Run this long whether or not the phones settle (--duration, the scenario's duration).
+        self.duration_s = duration_s if duration_s is not None else self.scenario.duration
         self.report_dir = report_dir
         self.state_dir = state_dir
         self.stream = stream
@@ -157,19 +160,7 @@ class ScenarioRun:
         if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
             self._capture = PcapCapture(self.pcap_path)
         yield self._start_services()
-        if self.scenario.network.interface:  # real-network mode (README: Testing your own servers)
-            from labsim.transport.realnet import RealNetwork
-
-            self._network = RealNetwork(self.reactor, self.scenario.network, dns_server=self._dns_target(),
-                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor))
-            where = self._network.describe(len(self.members))
-        else:
-            server = self._dhcp_target()
-            self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
-                                            relay_address=self.relay_address,
-                                            dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
-                                            pnp_server=self._pnp_target(), dns_server=self._dns_target())
-            where = f"DHCP via relay {self.relay_address} -> {server[0]}:{server[1]}"
+        where = self._start_network()
         self._epoch = self._start_instant()
         lead = max(0.0, self._epoch - self.reactor.seconds())  # until a shared start instant (shards)
         self._started_wall = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -189,12 +180,34 @@ class ScenarioRun:
         self.timeline = self._make_timeline()
         if self.timeline is not None:
             self.timeline.start()
+        if self.duration_s is not None:
+            self.reactor.callLater(lead + self.duration_s, self._end,
+                                   f"duration of {format_duration(self.duration_s)} reached")
+        self._start_watch(lead)
+        if not self.members:
+            self._end("no phones")
+
+    def _start_network(self) -> str:
+        """The phones' network; returns how it reaches DHCP, for the first line."""
+        if self.scenario.network.interface:  # real-network mode (README: Testing your own servers)
+            from labsim.transport.realnet import RealNetwork
+
+            self._network = RealNetwork(self.reactor, self.scenario.network, dns_server=self._dns_target(),
+                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor))
+            return self._network.describe(len(self.members))
+        server = self._dhcp_target()
+        self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
+                                        relay_address=self.relay_address,
+                                        dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
+                                        pnp_server=self._pnp_target(), dns_server=self._dns_target())
+        return f"DHCP via relay {self.relay_address} -> {server[0]}:{server[1]}"
+
+    def _start_watch(self, lead: float) -> None:
+        """The time limit and the progress line, on the reactor's (wall) clock."""
         self._deadline = self.reactor.callLater(lead + self.scenario.time_limit_s, self._time_up)
         self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
                                          interactive=self.interactive, counters=self._live_counters)
         self._progress.start()
-        if not self.members:
-            self._end("no phones")
 
     # --- what a shard (labsim.scale.shard_run) does differently ---------------------------
 
@@ -268,6 +281,8 @@ class ScenarioRun:
             self.reactor.callLater(0, self._end_if_settled)
 
     def _end_if_settled(self) -> None:
+        if self.duration_s is not None:
+            return  # a run with a duration goes on until it is over
         if self.unsettled == 0 and self.timeline is not None:
             self.timeline.check_conditions_now()  # may start phones again
         if self.unsettled == 0 and not (self.timeline and self.timeline.timed_actions_left):

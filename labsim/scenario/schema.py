@@ -16,6 +16,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
 
 from labsim.observe.expectations import parse_expectation
 from labsim.phones.vendors import VENDORS
+from labsim.scenario.durations import parse_duration
 from labsim.wire import dhcp_options
 
 MAC_PATTERN = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
@@ -139,7 +140,7 @@ class DhcpService(Strict):
     )
     subnet: str = "10.1.0.0/16"
     pool: AddressPool = AddressPool(start="10.1.0.10", end="10.1.255.250")
-    lease_time_s: int = Field(3600, ge=60, le=2**32 - 1)
+    lease_time_s: int = Field(3600, ge=1, le=2**32 - 1, description="option 51; phones renew at T1 (option 58, else half of it)")
     options: dict[Union[int, str], Any] = Field(
         default_factory=dict,
         description="DHCP options by number or name: 66: 'http://...', router: 10.1.0.1, 43: [{code: 1, value: ...}]",
@@ -893,6 +894,14 @@ class Scenario(Strict):
     seed: int = Field(1, description="the same seed, the same run: per-phone randomness, boot spread, faults")
     time_limit_s: float = Field(300, gt=0, description="the run stops here; unfinished phones are reported "
                                                        "in the state they were stuck in")
+    # --- virtual time (issue 15): how much time to simulate, and on which clock
+    duration: Annotated[float, BeforeValidator(parse_duration)] | None = Field(
+        None, description="run this long (90s, 15m, 12h, 7d), whether or not the phones settle; "
+        "with clock: virtual, simulated time (time_limit_s stays wall-clock)")
+    clock: Literal["real", "virtual"] = Field(
+        "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
+        "DHCP, HTTP, TFTP and PnP; see docs/virtual-time.md)")
+    # --- end virtual time
     services: Services = Services()
     provisioning: Provisioning = Provisioning()
     network: FleetNetwork = FleetNetwork()

@@ -80,12 +80,14 @@ def privileged_ports(timeout_s: float = 90.0):
         os.close(handle)
 
 
-def kea_config(tmp, *, subnet: str, pool: str, relay: str, options: list[dict]) -> str:
+def kea_config(tmp, *, subnet: str, pool: str, relay: str, options: list[dict], timers: dict | None = None) -> str:
+    """``timers``: Kea's lease settings to override (valid-lifetime, renew-timer, rebind-timer)."""
     config = {
         "Dhcp4": {
             "interfaces-config": {"interfaces": ["lo"], "dhcp-socket-type": "udp"},
             "lease-database": {"type": "memfile", "persist": False},
             "valid-lifetime": 3600,
+            **(timers or {}),
             "subnet4": [{
                 "id": 1, "subnet": subnet, "pools": [{"pool": pool}],
                 "relay": {"ip-addresses": [relay]},

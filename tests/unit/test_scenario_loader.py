@@ -333,7 +333,7 @@ def test_missing_required_keys():
     [
         ("count: 3", "count: 0", "fleets[0].count"),
         ("count: 3", "count: 100001", "fleets[0].count"),
-        ("dhcp: {}", "dhcp: {lease_time_s: 59}", "services.dhcp.lease_time_s"),
+        ("dhcp: {}", "dhcp: {lease_time_s: 0}", "services.dhcp.lease_time_s"),
         ("dhcp: {}", "dhcp: {port: -1}", "services.dhcp.port"),
         ("dhcp: {}", "dhcp: {subnet: 10.1.0.0/33}", "services.dhcp.subnet"),
         ("dhcp: {}", "dhcp: {reservations: {not-a-mac: 10.1.0.5}}", "services.dhcp.reservations"),

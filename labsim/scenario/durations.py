@@ -1,0 +1,33 @@
+"""Lengths of simulated time as a scenario and the command line write them: ``90s``,
+``15m``, ``12h``, ``7d`` (these unit names exactly), or a plain number of seconds."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_duration(value) -> float:
+    """Seconds; ValueError naming the accepted forms for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: a number and one of the units s, m, h, d "
+                             "(e.g. 90s, 15m, 12h, 7d), or a number of seconds")
+        seconds = float(match.group(1)) * UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be more than 0")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= UNITS[unit] and seconds % UNITS[unit] == 0:
+            return f"{seconds / UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"

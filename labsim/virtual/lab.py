@@ -1,0 +1,380 @@
+"""The scenario's lab in memory, for a run in virtual time: labsim's own services as
+their I/O-free cores (or the thinnest adapter that answers like them), and a network
+that carries the phones' DHCP, downloads and PnP to them on the simulated clock.
+
+``VirtualServices`` answers to what a run asks of ``LabServices`` (describe, stats,
+stop/start/restart from the timeline, DHCP options), ``VirtualNetwork`` to what a
+``PhoneDriver`` and the run ask of ``LoopbackNetwork``. The phones are the same code
+either way; only these adapters differ.
+
+What each service is here:
+
+- DHCP: ``services.dhcp.DhcpServer`` itself. Every message goes as bytes through the
+  fault set's ``dhcp`` link both ways, as on the loopback relay.
+- HTTP(S): a file under the provisioning root, found as the HTTP server finds it
+  (``safe_relative_path``/``resolve_under``), with the server's fault answers (forced
+  status, ``down``/``loss`` as 503, ``slow_s``/``delay_s``); ``auth`` rules as their
+  outcome (the right user and password, or ``denied``), not their challenge exchange.
+- TFTP: the file under the root, or ``not_found``; a datagram fault that loses the
+  request or the file is a ``timeout`` after the phone's TFTP client would give up.
+- PnP: ``services.pnp.PnpResponder`` itself, SIP as bytes.
+
+DNS and FTP have no in-memory form yet: a scenario with them is refused (see
+``virtual_time_problems``), as are the ones that need real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from twisted.internet import defer
+
+from labsim.faults import FaultyLink
+from labsim.phones.events import FetchResult
+from labsim.services.dhcp import DhcpServer
+from labsim.services.http import safe_relative_path
+from labsim.services.http_static import resolve_under
+from labsim.services.lab import LABELS, SERVICE_ORDER, dhcp_config
+from labsim.transport.guard import NotLoopback, loopback_address
+from labsim.transport.loopback import is_host_name
+from labsim.wire import dhcp, dhcp_options, sip_pnp
+
+SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "pnp")
+LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
+TFTP_GIVE_UP_S = 6.0  # the phones' TFTP client: 1 s timeout, 5 retransmissions
+HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
+
+
+def virtual_time_problems(scenario) -> list[tuple[str, str]]:
+    """(key, why) for each part of the scenario a run in virtual time cannot do."""
+    problems = []
+    network = scenario.network
+    if network.dhcp_server:
+        problems.append(("network.dhcp_server", "an external DHCP server needs real sockets"))
+    for key in ("dns_server", "pnp_server"):
+        if getattr(network, key, None):
+            problems.append((f"network.{key}", "an external server needs real sockets"))
+    services = scenario.services
+    for name in SERVICE_ORDER:
+        spec = getattr(services, name, None)
+        if spec is None:
+            continue
+        if name not in SUPPORTED_SERVICES:
+            problems.append((f"services.{name}", "has no in-memory form yet: run it with the real clock"))
+        if getattr(spec, "interface", None):
+            problems.append((f"services.{name}.interface", "a network interface needs real sockets"))
+    if services.dhcp is not None and services.dhcp.lease_file:
+        problems.append(("services.dhcp.lease_file", "the lease file is written on the wall clock"))
+    if services.http is not None and (services.http.uploads or getattr(services.http, "directory_listing", False)):
+        problems.append(("services.http.uploads", "uploads have no in-memory form yet"))
+    return problems
+
+
+class _Service:
+    """One service's state in memory: its spec, counters, and whether it is running."""
+
+    def __init__(self, name: str, spec):
+        self.name = name
+        self.spec = spec
+        self.port = spec.port
+        self.stats: dict = {}
+
+
+class VirtualServices:
+    def __init__(self, clock, spec, root: str, *, faults=None):
+        self.clock = clock
+        self.spec = spec
+        self.root = root
+        self._root_bytes = os.path.realpath(root).encode()
+        self.faults = faults
+        self.running: dict[str, _Service] = {}
+        self.handles: dict[str, _Service] = {}  # every service ever started, for its counters
+        self.dhcp_server: DhcpServer | None = None
+        self.pnp_responder = None
+        self._files: dict[bytes, tuple[int, int, bytes]] = {}  # real path -> (mtime_ns, size, body)
+
+    dhcp = property(lambda self: self.running.get("dhcp"))
+    tftp = property(lambda self: self.running.get("tftp"))
+    http = property(lambda self: self.running.get("http"))
+    ftp = property(lambda self: None)
+    dns = property(lambda self: None)
+    pnp = property(lambda self: self.running.get("pnp"))
+
+    def start(self):
+        for name in SERVICE_ORDER:
+            if getattr(self.spec, name, None) is not None:
+                self._start_one(name)
+        return defer.succeed(None)
+
+    def _start_one(self, name: str) -> None:
+        spec = getattr(self.spec, name)
+        service = self.handles.get(name) or _Service(name, spec)
+        if name == "dhcp":
+            # A restarted server has forgotten its leases, as labsim's does without a lease file.
+            self.dhcp_server = DhcpServer(dhcp_config(spec))
+            service.stats = self.dhcp_server.stats
+        elif name == "pnp":
+            from labsim.services.pnp import PnpResponder, PnpResponderConfig
+
+            config = PnpResponderConfig(url=spec.url, per_vendor=dict(spec.per_vendor), per_model=dict(spec.per_model))
+            config.local = (spec.address, spec.port)
+            self.pnp_responder = PnpResponder(config)
+            service.stats = self.pnp_responder.stats
+        elif name == "http":
+            service.stats = service.stats or {"requests": 0, "bytes_sent": 0, "status": {}}
+        elif name == "tftp":
+            service.stats = service.stats or {"requests": 0, "transfers_ok": 0, "not_found": 0, "timeouts": 0}
+        self.running[name] = self.handles[name] = service
+
+    @property
+    def dhcp_port(self) -> int:
+        return self.spec.dhcp.port
+
+    def describe(self) -> str:
+        return ", ".join(f"{LABELS[name]} {service.spec.address}:{service.port}"
+                         for name, service in self.running.items()) + " (in memory, virtual time)"
+
+    def stats(self) -> dict:
+        result = {}
+        for name, service in self.handles.items():
+            stats = dict(service.stats)
+            if name == "http":
+                stats["status"] = {str(code): n for code, n in sorted(service.stats["status"].items())}
+            result[name] = stats
+        return result
+
+    def stop(self):
+        self.running.clear()
+        return defer.succeed(None)
+
+    def attach_faults(self) -> None:
+        """Faults are consulted per request (VirtualNetwork): nothing to attach."""
+
+    def control(self, verb: str, name: str) -> str:
+        if getattr(self.spec, name, None) is None:
+            raise ValueError(f"the scenario runs no {name} service")
+        if verb in ("stop", "restart"):
+            self.running.pop(name, None)
+            if name == "dhcp":
+                self.dhcp_server = None
+            if name == "pnp":
+                self.pnp_responder = None
+        if verb in ("start", "restart") and name not in self.running:
+            self._start_one(name)
+        return f"{verb} {name}"
+
+    def set_dhcp_options(self, options: dict) -> str:
+        server = self._dhcp()
+        encoded = dhcp_options.encode_options(options)
+        server.reconfigure_options({**server.config.options, **encoded})
+        return f"DHCP options set: {', '.join(str(code) for code in encoded)}"
+
+    def remove_dhcp_options(self, keys: list) -> str:
+        server = self._dhcp()
+        codes = {dhcp_options.option_code(key) for key in keys}
+        server.reconfigure_options({code: v for code, v in server.config.options.items() if code not in codes})
+        return f"DHCP options removed: {', '.join(str(code) for code in sorted(codes))}"
+
+    def _dhcp(self) -> DhcpServer:
+        if self.dhcp_server is None:
+            raise ValueError("labsim's DHCP server is not running")
+        return self.dhcp_server
+
+    # --- files, as the HTTP and TFTP servers find them ---------------------------------
+
+    def read(self, url_path: str) -> bytes | None:
+        relative = safe_relative_path(url_path.encode())
+        if relative is None:
+            return None
+        found = resolve_under(self._root_bytes, relative)
+        if found is None:
+            return None
+        real, st = found
+        if not os.path.isfile(real):
+            return None
+        cached = self._files.get(real)
+        if cached is not None and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            return cached[2]
+        with open(real, "rb") as handle:
+            body = handle.read()
+        self._files[real] = (st.st_mtime_ns, st.st_size, body)
+        return body
+
+    def http_answer(self, path: str, credentials) -> tuple[FetchResult, float]:
+        """(the phone's result, extra delay) for a GET, as the HTTP server would answer."""
+        service = self.running["http"]
+        stats = service.stats
+        stats["requests"] += 1
+        forced, delay = (None, 0.0)
+        if self.faults is not None and self.faults._by_service.get("http"):
+            forced, delay = self.faults.http(path, 0, self.clock.seconds())
+        code, body = forced, None
+        if code is None:
+            code = self._auth_code(path, credentials)
+        if code is None:
+            body = self.read(path)
+            code = 200 if body is not None else 404
+        stats["status"][code] = stats["status"].get(code, 0) + 1
+        if code == 200:
+            stats["bytes_sent"] += len(body)
+            return FetchResult("ok", body), delay
+        status = {404: "not_found", 401: "denied", 403: "denied"}.get(code, "error")
+        return FetchResult(status, detail=f"HTTP {code}"), delay
+
+    def _auth_code(self, path: str, credentials) -> int | None:
+        import fnmatch
+
+        for rule in self.spec.http.auth:
+            if fnmatch.fnmatchcase(path, rule.path):
+                if credentials is not None and rule.users.get(credentials.user) == credentials.password:
+                    return None
+                return 401
+        return None
+
+
+class _Relay:
+    """What the run reads of the loopback relay: its counters."""
+
+    def __init__(self):
+        self.stats = {"sent": 0, "received": 0, "malformed": 0, "unknown_client": 0}
+        self.phones: dict[bytes, object] = {}
+
+
+class VirtualNetwork:
+    def __init__(self, clock, services: VirtualServices, *, faults, relay_address: str = "127.0.0.2",
+                 latency_s: float = LATENCY_S):
+        self.clock = clock
+        self.services = services
+        self.faults = faults
+        self.relay_address = relay_address
+        self.latency_s = latency_s
+        self.relay = _Relay()
+        self.stats = {"fetch_refused": 0}
+        self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
+        self.tftp_link = FaultyLink(faults, "tftp", clock) if faults is not None else None
+
+    @property
+    def pnp_reachable(self) -> bool:
+        return self.services.spec.pnp is not None
+
+    def phone_view(self, phone):
+        return self
+
+    def attach(self, driver) -> None:
+        self.relay.phones[driver.phone.mac_bytes] = driver
+
+    # --- DHCP: through the relay, as bytes, both ways through the fault link ------------
+
+    def send_dhcp(self, driver, message) -> None:
+        relayed = replace(message, giaddr=self.relay_address, hops=message.hops + 1)
+        self.relay.stats["sent"] += 1
+        data = dhcp.encode(relayed)
+        if self.dhcp_link is None:
+            self._at_server(data)
+        else:
+            self.dhcp_link.carry("in", data, self._at_server)
+
+    def _at_server(self, data: bytes) -> None:
+        server = self.services.dhcp_server
+        if server is None:
+            return  # stopped: nobody answers, the phones' timers run
+        try:
+            message = dhcp.decode(data)
+        except dhcp.DhcpDecodeError:
+            server.stats["malformed"] = server.stats.get("malformed", 0) + 1
+            return
+        for reply in server.handle(message, self.clock.seconds()):
+            self.clock.callLater(self.latency_s, self._leave_server, dhcp.encode(reply.message))
+
+    def _leave_server(self, data: bytes) -> None:
+        if self.dhcp_link is None:
+            self._at_relay(data)
+        else:
+            self.dhcp_link.carry("out", data, self._at_relay)
+
+    def _at_relay(self, data: bytes) -> None:
+        stats = self.relay.stats
+        stats["received"] += 1
+        try:
+            message = dhcp.decode(data)
+        except dhcp.DhcpDecodeError:
+            stats["malformed"] += 1
+            return
+        driver = self.relay.phones.get(message.chaddr)
+        if driver is None:
+            stats["unknown_client"] += 1
+            return
+        driver.dhcp_received(message)
+
+    # --- downloads -------------------------------------------------------------------
+
+    def fetch(self, request) -> defer.Deferred:
+        result, delay = self._answer(request)
+        deferred = defer.Deferred()
+        self.clock.callLater(self.latency_s + delay, deferred.callback, result)
+        return deferred
+
+    def _answer(self, request) -> tuple[FetchResult, float]:
+        parts = urlsplit(request.url)
+        host = parts.hostname or ""
+        if is_host_name(host):
+            self.stats["fetch_refused"] += 1
+            return FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS server "
+                                                 "(services.dns or network.dns_server)"), 0.0
+        try:
+            loopback_address(host)
+        except NotLoopback as exc:
+            self.stats["fetch_refused"] += 1
+            return FetchResult("refused", detail=str(exc)), 0.0
+        scheme = parts.scheme
+        services = self.services
+        if scheme in ("http", "https"):
+            service = services.running.get("http")
+            port = parts.port or (443 if scheme == "https" else 80)
+            if service is None or service.port != port:
+                return FetchResult("error", detail="HTTP: Connection was refused by other side: 111: "
+                                                   "Connection refused."), 0.0
+            result, delay = services.http_answer(parts.path or "/", request.credentials)
+            if delay >= HTTP_TIMEOUT_S:
+                return FetchResult("timeout", detail=f"HTTP: no answer within {HTTP_TIMEOUT_S:g} s"), HTTP_TIMEOUT_S
+            return result, delay
+        if scheme == "tftp":
+            service = services.running.get("tftp")
+            if service is None or service.port != (parts.port or 69) or not self._tftp_passes():
+                if service is not None:
+                    service.stats["timeouts"] += 1
+                return FetchResult("timeout", detail="TFTP: no answer"), TFTP_GIVE_UP_S
+            service.stats["requests"] += 1
+            body = services.read(parts.path.lstrip("/"))
+            if body is None:
+                service.stats["not_found"] += 1
+                return FetchResult("not_found", detail="TFTP: TFTP error 1: File not found"), 0.0
+            service.stats["transfers_ok"] += 1
+            return FetchResult("ok", body), 0.0
+        return FetchResult("error", detail=f"{scheme}:// downloads are not supported in virtual time: "
+                                           f"{request.url}"), 0.0
+
+    def _tftp_passes(self) -> bool:
+        """Whether the request and the file get through the TFTP faults (one draw each way)."""
+        faults = self.faults
+        if faults is None or not faults._by_service.get("tftp"):
+            return True
+        now = self.clock.seconds()
+        return bool(faults.plan("tftp", "in", b"RRQ", now)) and bool(faults.plan("tftp", "out", b"DATA", now))
+
+    # --- PnP -------------------------------------------------------------------------
+
+    def send_sip(self, driver, message, to) -> None:
+        responder = self.services.pnp_responder
+        if responder is None:
+            return
+        lease = driver.phone.lease
+        source = (lease.address if lease else self.relay_address, 5060)
+        answered_from = tuple(responder.config.local)
+        for data, _target in responder.handle(message.encode(), source):
+            self.clock.callLater(self.latency_s, driver.sip_received, sip_pnp.parse(data), answered_from, data)
+
+    def close(self):
+        return defer.succeed(None)

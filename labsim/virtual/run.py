@@ -1,0 +1,109 @@
+"""``labsim run --clock virtual``: the same run (phones, timeline, faults, expectations,
+report) over the in-memory lab, on labsim's heap clock, as fast as the CPU goes.
+
+The loop here takes the reactor's place: it runs the clock from one due call to the
+next until the run has ended. The time limit stays wall-clock (checked every few
+thousand events), progress is printed every few wall seconds with the simulated time,
+and Ctrl-C or SIGTERM end the run with its report written, as with sockets.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun, materialize_provisioning
+from labsim.virtual.clock import HeapClock
+from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
+
+# Where a virtual run's clock starts: 2026-01-05 00:00:00 UTC, a Monday. Only the capture
+# shows it (frame timestamps); everything else counts from the start of the run.
+VIRTUAL_EPOCH = 1767571200.0
+CHECK_EVERY = 4096  # events between looks at the wall clock
+PROGRESS_EVERY_S = 5.0  # wall seconds between progress lines
+
+
+class VirtualScenarioRun(ScenarioRun):
+    """A ScenarioRun whose services and network are in memory and whose clock is simulated."""
+
+    def _start_services(self):
+        root = materialize_provisioning(self.loaded, self._workdir, self.members)
+        self._services = VirtualServices(self.reactor, self.scenario.services, root, faults=self.faults)
+        return self._services.start()
+
+    def _start_network(self) -> str:
+        self._network = VirtualNetwork(self.reactor, self._services, faults=self.faults,
+                                       relay_address=self.relay_address)
+        return f"DHCP via an in-memory relay {self.relay_address}"
+
+    def _start_watch(self, lead: float) -> None:
+        """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them."""
+
+
+def simulated(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
+                stream=sys.stdout) -> int:
+    problems = virtual_time_problems(loaded.scenario)
+    if problems:
+        for key, why in problems:
+            print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    clock = HeapClock(VIRTUAL_EPOCH)
+    try:
+        run = VirtualScenarioRun(clock, loaded, report_dir=report_dir, stream=stream, interactive=False,
+                                 state_dir=state_dir, pcap_path=pcap_path)
+    except ValueError as exc:
+        print(f"{loaded.path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    started = run.start()
+    failures = []
+    started.addErrback(failures.append)
+    if failures:
+        print(f"labsim: cannot start: {failures[0].getErrorMessage()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        drive(run, clock, stream)
+    except KeyboardInterrupt:
+        run.interrupt("interrupted (signal)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    run.close()
+    return getattr(run, "exit_code", EXIT_FAILED)
+
+
+def drive(run: ScenarioRun, clock: HeapClock, stream) -> None:
+    """Run the clock from one due call to the next until the run has ended."""
+    wall_start = time.monotonic()
+    deadline = wall_start + run.scenario.time_limit_s
+    next_line = wall_start + PROGRESS_EVERY_S
+    finished = run.finished
+    events = 0
+    while not finished.called:
+        due = clock.next_time()
+        if due is None:
+            run._end("nothing left to happen (no timer, no message in flight)")
+            return
+        clock.run_until(due)
+        events += 1
+        if events % CHECK_EVERY == 0:
+            wall = time.monotonic()
+            if wall >= deadline:
+                run._end(f"time limit of {run.scenario.time_limit_s:g}s (wall clock) reached", complete=False)
+                return
+            if wall >= next_line:
+                next_line = wall + PROGRESS_EVERY_S
+                line = run.counter.line(clock.seconds() - run._epoch)
+                stream.write(f"{line}  | simulated {simulated(clock.seconds() - run._epoch)} "
+                             f"in {wall - wall_start:.0f}s wall\n")
+                stream.flush()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,0 +1,104 @@
+"""``labsim run --clock virtual``: the same scenario over the in-memory lab on labsim's
+heap clock. A day of hourly resyncs runs in seconds; the same seed gives the same
+events.jsonl byte for byte; what needs real sockets is refused, naming the key."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = """\
+name: virtual-day
+seed: {seed}
+duration: {duration}
+services:
+  dhcp: {{port: 6767, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}}, lease_time_s: 7200,
+         options: {{66: "http://127.0.0.1:8080/"}}}}
+  http: {{port: 8080}}
+  tftp: {{port: 6969}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\nstatic.auto_provision.repeat.enable = 1\\nstatic.auto_provision.repeat.minutes = 60\\n"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 10}}, first_mac: "00:15:65:00:00:01", boot: {{pattern: storm, random_delay_s: 30}}}}
+timeline:
+  - at: 7200
+    do: {{stop_service: dhcp}}
+  - at: 10800
+    do: {{edit_file: {{name: y000000000066.cfg, set: {{lang.gui: French}}}}}}
+  - at: 21600
+    do: {{start_service: dhcp}}
+expect:
+  - phones.ready == 100%
+  - phone.reboots == 1
+  - {{flash: {{key: lang.gui, equals: French}}}}
+"""
+
+
+def run(tmp_path, name, *args, seed=1, duration="1d", text=None):
+    path = tmp_path / f"seed-{seed}.yaml"  # one file per seed: the report names it
+    path.write_text(text if text is not None else SCENARIO.format(seed=seed, duration=duration))
+    report_dir = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
+                           "--clock", "virtual", *args], capture_output=True, text=True, timeout=120)
+    return proc, report_dir
+
+
+def test_a_day_in_virtual_time_resyncs_hourly_renews_leases_and_follows_the_timeline(tmp_path):
+    proc, report_dir = run(tmp_path, "a")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["end_reason"] == "duration of 1d reached" and report["complete"]
+    assert report["summary"]["by_state"]["ready"] == 10
+    http = report["services"]["http"]
+    # 10 phones x (2 boot passes + hourly resyncs, none while without an address) x 4 requests
+    # each (two boot files, two .cfg)
+    assert 10 * 20 * 4 <= http["requests"] <= 10 * 26 * 4
+    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["t"] == 86400
+    renewals = [e for e in events if e["kind"] == "step" and "renewed" in e["detail"]]
+    assert renewals and all(e["t"] < 7200 + 3600 or e["t"] > 21600 for e in renewals)  # none while DHCP was stopped
+    assert {e["detail"] for e in events if e["kind"] == "step" and "rebinding" in e["detail"]}  # T2 came at 6300 s
+    # Leases ran out while the server was stopped (7200 s lease, stopped 2 h to 6 h): DHCP again, then ready again.
+    lost = [e for e in events if e["kind"] == "state" and e["state"] == "dhcp" and "expired" in e["detail"]]
+    assert len(lost) == 10 and all(7200 < e["t"] < 21600 for e in lost)
+    assert all(e["passed"] for e in report["expectations"]) and len(report["expectations"]) == 3  # French everywhere
+
+
+def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
+    first, first_dir = run(tmp_path, "first", duration="8h")
+    second, second_dir = run(tmp_path, "second", duration="8h")
+    other, other_dir = run(tmp_path, "other", duration="8h", seed=2)
+    assert first.returncode == second.returncode == other.returncode == 0, first.stdout + first.stderr
+    events = (first_dir / "events.jsonl").read_bytes()
+    assert events == (second_dir / "events.jsonl").read_bytes()
+    assert events != (other_dir / "events.jsonl").read_bytes()
+    reports = [json.loads((d / "report.json").read_text()) for d in (first_dir, second_dir)]
+    for report in reports:  # the wall-clock fields (docs/report.md)
+        for key in ("started", "duration_s"):
+            report.pop(key)
+    assert reports[0] == reports[1]
+
+
+@pytest.mark.parametrize("change, key", [
+    ("services:\n", "network:\n  dhcp_server: 127.0.0.1\nservices:\n"),
+    ("  tftp: {port: 6969}\n", "  tftp: {port: 6969}\n  ftp: {port: 2121}\n"),
+])
+def test_what_needs_real_sockets_is_refused_naming_the_key(tmp_path, change, key):
+    text = SCENARIO.format(seed=1, duration="1h").replace(change, key)
+    proc, report_dir = run(tmp_path, "refused", text=text)
+    assert proc.returncode == 2 and not report_dir.exists()
+    named = "network.dhcp_server" if "dhcp_server" in key else "services.ftp"
+    assert f"{named}: not possible in virtual time" in proc.stderr
+
+
+def test_serve_refuses_a_virtual_scenario(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text(SCENARIO.format(seed=1, duration="1h").replace("name: virtual-day\n", "name: v\nclock: virtual\n"))
+    proc = subprocess.run([sys.executable, "-m", "labsim", "serve", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "clock: virtual" in proc.stderr
