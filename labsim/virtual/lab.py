@@ -53,6 +53,8 @@ def virtual_time_problems(scenario) -> list[tuple[str, str]]:
     network = scenario.network
     if network.dhcp_server:
         problems.append(("network.dhcp_server", "an external DHCP server needs real sockets"))
+    if getattr(network, "interface", None):
+        problems.append(("network.interface", "a real network interface needs real sockets"))
     for key in ("dns_server", "pnp_server"):
         if getattr(network, key, None):
             problems.append((f"network.{key}", "an external server needs real sockets"))
