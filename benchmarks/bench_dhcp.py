@@ -11,6 +11,12 @@ until more than ``--max-loss`` of the exchanges fail; the best rate it kept up w
 reported, with perfdhcp's measured completed-DORA/s. Then one flood run (no ``-r``):
 the completed DORA/s when perfdhcp sends as fast as it can. Both servers get the same
 /8 pool so that no step runs out of addresses.
+
+``--broadcast`` (benchmarks/bench_dhcp_broadcast.py) measures the other side: labsim's
+fleet broadcasting each phone's own DHCP on a veth against Kea in a namespace, beside
+``perfdhcp -l <veth>`` against the same Kea, DORA/s at < 1 % loss::
+
+    sudo python benchmarks/bench_dhcp.py --broadcast [--duration 4] [--rates 250,500,...]
 """
 
 from __future__ import annotations
@@ -160,6 +166,11 @@ def enter_private_netns() -> None:
 
 
 def main() -> None:
+    if "--broadcast" in sys.argv[1:]:  # labsim's broadcast phones vs perfdhcp -l (bench_dhcp_broadcast.py)
+        from bench_dhcp_broadcast import main as broadcast
+
+        broadcast(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds per perfdhcp run")
     parser.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,8000,10000")

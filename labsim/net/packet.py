@@ -30,6 +30,7 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFNETMASK, SIOCGIFHWADDR, SIOCGIFINDEX = 0x8913, 0x8915, 0x891B, 0x8927, 0x8933
@@ -166,6 +167,15 @@ class PacketReader(FileDescriptor):
             return False
         self.stats["frames_out"] += 1
         return True
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped for a full receive queue since the last call
+        (PACKET_STATISTICS); -1 if it cannot say."""
+        try:
+            _packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        except OSError:
+            return -1
+        return drops
 
     def close(self) -> None:
         self.stopReading()

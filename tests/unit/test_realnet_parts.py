@@ -129,3 +129,20 @@ def test_renewal_goes_unicast_to_the_leasing_server_and_rebinding_is_broadcast()
     fleet.send(phone, renew)
     frame = Ether(written[-1])
     assert (frame.dst, frame[IP].src, frame[IP].dst) == ("ff:ff:ff:ff:ff:ff", "198.18.1.100", "255.255.255.255")
+
+
+def test_checksum_is_rfc1071_for_every_length_and_the_folding_edge_cases():
+    import os
+    import struct
+
+    from labsim.wire.ethernet import _checksum
+
+    def by_words(data: bytes) -> int:
+        data += b"\0" * (len(data) % 2)
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    samples = [os.urandom(n) for n in range(0, 400, 7)] + [b"", b"\0\0", b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe"]
+    assert [_checksum(data) for data in samples] == [by_words(data) for data in samples]
