@@ -92,6 +92,7 @@ def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None, shard=No
                 rng=random.Random(f"{scenario.seed}:{mac}"),
                 boot_time_s=fleet.boot_time_s,
                 flash=saved_flash.get(mac) or preloaded_flash(fleet, profile, model),
+                until=fleet.until,
             )
             members.append(FleetMember(name, fleet.vendor, phone, fleet.start_at_s + offset, order))
     return members

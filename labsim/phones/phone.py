@@ -54,6 +54,7 @@ OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
 )
 STATES = (OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED)
 SETTLED_STATES = (READY, FAILED)
+UNTIL_STAGES = ("dhcp", "config", "ready")  # where a fleet's phones may stop (scenario: fleets[].until)
 
 BOOT_TIMER = "boot"
 WAIT_TIMER = "wait"
@@ -93,6 +94,7 @@ class Phone:
         flash: Flash | None = None,
         boot_time_s: float = 1.0,
         firmware: str | None = None,
+        until: str = "ready",
     ):
         self.mac = mac.lower()
         self.mac_bytes = bytes.fromhex(self.mac.replace(":", ""))
@@ -101,6 +103,11 @@ class Phone:
         self.rng = rng
         self.flash = flash or Flash(firmware=firmware or profile.default_firmware(model))
         self.boot_time_s = boot_time_s
+        # The stage at which this phone is done (ready) and stops: "dhcp" (leased),
+        # "config" (its first provisioning pass is over, no reboot) or "ready".
+        if until not in UNTIL_STAGES:
+            raise ValueError(f"until must be one of {', '.join(UNTIL_STAGES)}, not {until!r}")
+        self.until = until
         self.state = OFF
         self.reboots = 0
         self.power_cycles = 0
@@ -168,6 +175,8 @@ class Phone:
         server = f"dhcp://{self.lease.server_id}" if self.lease.server_id else ""
         self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok", server))
         detail = f"lease {self.lease.address} from {self.lease.server_id}"
+        if self.until == "dhcp":
+            return actions + self._done(now, f"{detail}; stops here (until: dhcp)")
         actions += self._enter(PROVISIONING, now, detail)
         self._procedure = self.profile.provision(self)
         return actions + self._resume(None, now)
@@ -338,6 +347,9 @@ class Phone:
 
     def _finish(self, outcome: ProvisioningOutcome, now: float) -> list:
         self._procedure = None
+        if outcome.reboot and self.until == "config":
+            self.failure = ""
+            return self._done(now, f"{outcome.reason}; stops here without the reboot (until: config)")
         if outcome.reboot:
             self.reboots += 1
             return (self._enter(REBOOTING, now, outcome.reason)
@@ -353,6 +365,12 @@ class Phone:
         if outcome.next_check_s is not None:
             actions.append(StartTimer(RESYNC_TIMER, outcome.next_check_s))
         return actions
+
+    def _done(self, now: float, detail: str) -> list:
+        """Ready at the fleet's ``until`` stage: nothing more is done this boot."""
+        if self.ready_at is None:
+            self.ready_at = now
+        return self._enter(READY, now, detail)
 
     def _enter(self, state: str, now: float, detail: str = "") -> list:
         old, self.state = self.state, state

@@ -500,6 +500,10 @@ class Fleet(Strict):
     boot: BootPattern = StormBoot(pattern="storm")
     boot_time_s: float = Field(1.0, ge=0, description="how long a (re)boot takes before DHCP starts")
     start_at_s: float = Field(0.0, ge=0, description="when this fleet's first phone may power on")
+    until: Literal["dhcp", "config", "ready"] = Field(
+        "ready", description="the stage at which a phone of this fleet is done (counted `ready`) and stops: "
+        "'dhcp' once it has a lease (a DHCP load test: no other server needed), 'config' once its first "
+        "provisioning pass is over (files downloaded and applied; no reboot), 'ready' the whole cycle")
     flash: PreloadedFlash | None = Field(None, description="pre-loaded flash (default: factory-fresh)")
     behaviour: dict[str, Any] = Field(
         default_factory=dict,
