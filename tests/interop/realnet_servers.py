@@ -73,18 +73,23 @@ expect:
 
 
 @contextlib.contextmanager
-def kea_on(lab: BridgeLab, tmp: Path, *, option66: str, pool: tuple[int, int] = (100, 250)):
+def kea_on(lab: BridgeLab, tmp: Path, *, option66: str, pool: tuple[int, int] = (100, 250),
+           subnet: str | None = None, pool_prefix: str | None = None, relay: str | None = None):
     """kea-dhcp4 on the server's interface, broadcast clients (raw socket), leases in a
-    CSV file (``tmp/kea-leases4.csv``)."""
+    CSV file (``tmp/kea-leases4.csv``). With ``relay``: the subnet (``subnet``, pool in
+    ``pool_prefix``) is the one relayed from that giaddr."""
     binary = require_binary("kea-dhcp4")
+    prefix = pool_prefix or lab.prefix
+    subnet4 = {"id": 1, "subnet": subnet or lab.subnet, "pools": [{"pool": f"{prefix}.{pool[0]} - {prefix}.{pool[1]}"}],
+               "option-data": [{"name": "tftp-server-name", "data": option66}]}
+    if relay is not None:
+        subnet4["relay"] = {"ip-addresses": [relay]}
     config = {"Dhcp4": {
         "interfaces-config": {"interfaces": [lab.server_if]},
         "lease-database": {"type": "memfile", "persist": True, "name": str(tmp / "kea-leases4.csv"),
                            "lfc-interval": 0},
         "valid-lifetime": 3600,
-        "subnet4": [{"id": 1, "subnet": lab.subnet,
-                     "pools": [{"pool": f"{lab.prefix}.{pool[0]} - {lab.prefix}.{pool[1]}"}],
-                     "option-data": [{"name": "tftp-server-name", "data": option66}]}],
+        "subnet4": [subnet4],
         "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "WARN"}],
     }}
     path = tmp / "kea-dhcp4.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -140,3 +141,23 @@ def test_interface_without_allow_is_refused_by_validate_and_run(tmp_path):
             done, report = run_labsim(lab, tmp_path, text, verb)
             assert done.returncode == 2 and report is None, (verb, done.stdout, done.stderr)
             assert f"network.interface: network.interface '{lab.phones_if}' needs network.allow" in done.stderr
+
+
+def test_relay_mode_reaches_a_server_for_another_subnet_from_the_interfaces_address(tmp_path):
+    yealink, cisco = 6, 2
+    with bridge_lab() as lab:
+        tftp_root, www = tmp_path / "tftpboot", tmp_path / "www"
+        write_files(lab, tftp_root, www, yealink, cisco)
+        remote = "198.19.200"  # the phones' "other subnet": Kea picks it by giaddr = the interface's address
+        kea_config = dict(option66=f"tftp://{lab.server_ip}/", subnet=f"{remote}.0/24", relay=lab.phones_ip,
+                          pool_prefix=remote)
+        with kea_on(lab, tmp_path, **kea_config), tftpd_on(lab, tftp_root), nginx_on(lab, www, tmp_path):
+            done, report = run_labsim(lab, tmp_path, scenario(
+                lab, yealink=yealink, cisco=cisco, network_extra=f", dhcp_mode: relay, dhcp_server: {lab.server_ip}"))
+            time.sleep(0.5)
+            leases = kea_leases(tmp_path)
+        _all_ready(done, report, set(macs(YEALINK_FIRST, yealink) + macs(CISCO_FIRST, cisco)))
+        assert f"DHCP relayed to {lab.server_ip} (giaddr {lab.phones_ip})" in done.stdout
+        assert {row["hwaddr"] for row in leases.values()} == set(macs(YEALINK_FIRST, yealink) + macs(CISCO_FIRST, cisco))
+        assert all(address.startswith(f"{remote}.") for address in leases)
+        assert all(row["valid_lifetime"] == "0" for row in leases.values())  # released through the relay
