@@ -10,7 +10,7 @@ import os
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest as trial
 
-from labsim.services import http_static as http_service
+from labsim.services import http_files as http_service
 from labsim.services.http import HttpAuthRule, HttpServerConfig
 from labsim.services.http_web import start_http_server
 from labsim.phones.events import Credentials

@@ -37,6 +37,7 @@ SERVICE_CORES = {
     "labsim.services.tftp",
     "labsim.services.tftp_transfer",
     "labsim.services.http",
+    "labsim.services.http_files",
     "labsim.services.dns",
     "labsim.services.pnp",
 }

@@ -99,3 +99,56 @@ def test_pnp_answers_a_subscribe_with_the_url():
     ok, notify = (sip_pnp.parse(data) for data, _ in replies)
     assert ok.status == 200 and notify.method == "NOTIFY"
     assert sip_pnp.notify_url(notify) == "http://127.0.0.1/001565000001/"
+
+
+HOST = {b"Host": [b"127.0.0.1"]}
+
+
+def test_http_serves_a_file_from_memory_with_validators_ranges_and_auth():
+    from labsim.services.http import HttpAuthenticator, HttpAuthRule
+    from labsim.services.http_files import STREAM, WHOLE, MemoryFiles, StaticFiles
+
+    clock = Clock()
+    clock.advance(1_767_225_600)
+    files = MemoryFiles({"cfg/y000000000066.cfg": b"#!version:1.0.0.1\nlang.gui = English\n",
+                         "secret/a.cfg": b"x"})
+    auth = HttpAuthenticator([HttpAuthRule("/secret/*", "basic", {"u": "p"})], clock.seconds)
+    server = StaticFiles(files, auth=auth, listing=True)
+    get = server.answer(b"GET", b"/cfg/y000000000066.cfg", b"/cfg/y000000000066.cfg", HOST, None, clock.seconds())
+    assert (get.status, get.how, get.body) == (200, WHOLE, files.files[b"cfg/y000000000066.cfg"])
+    assert b"Content-Length: 37\r\n" in get.fields and b"ETag: " in get.fields
+    etag = get.fields.split(b"ETag: ")[1].split(b"\r\n")[0]
+    again = server.answer(b"GET", b"/cfg/y000000000066.cfg", b"", {**HOST, b"If-None-Match": [etag]}, None, clock.seconds())
+    assert again.status == 304 and again.body == b""
+    part = server.answer(b"GET", b"/cfg/y000000000066.cfg", b"", {**HOST, b"Range": [b"bytes=0-8"]}, None, clock.seconds())
+    assert (part.status, part.body) == (206, b"#!version")
+    files.put(b"cfg/y000000000066.cfg", b"#!version:1.0.0.1\n")  # a new version: the old tag no longer matches
+    changed = server.answer(b"GET", b"/cfg/y000000000066.cfg", b"", {**HOST, b"If-None-Match": [etag]}, None, clock.seconds())
+    assert (changed.status, changed.body) == (200, b"#!version:1.0.0.1\n")
+    denied = server.answer(b"GET", b"/secret/a.cfg", b"/secret/a.cfg", HOST, None, clock.seconds())
+    assert denied.status == 401 and denied.headers[0][0] == b"WWW-Authenticate"
+    allowed = server.answer(b"GET", b"/secret/a.cfg", b"/secret/a.cfg", {**HOST, b"Authorization": [b"Basic dTpw"]}, None,
+                            clock.seconds())
+    assert allowed.status == 200 and allowed.body == b"x"
+    listing = server.answer(b"GET", b"/cfg/", b"/cfg/", HOST, None, clock.seconds())
+    assert listing.status == 200 and b"y000000000066.cfg" in listing.body
+    assert server.answer(b"GET", b"/../etc/passwd", b"", HOST, None, clock.seconds()).status == 404
+    assert server.answer(b"DELETE", b"/cfg/", b"", HOST, None, clock.seconds()).status == 405
+    assert server.answer(b"GET", b"/cfg/", b"", {}, None, clock.seconds()).status == 400  # HTTP/1.1 needs Host
+    big = MemoryFiles({"fw.rom": bytes(2 << 20)})
+    streamed = StaticFiles(big).answer(b"GET", b"/fw.rom", b"", HOST, None, clock.seconds())
+    assert streamed.how == STREAM and len(streamed.stream.read()) == 2 << 20
+
+
+def test_http_stores_an_upload_in_memory():
+    import io
+
+    from labsim.services.http_files import MemoryFiles, StaticFiles
+
+    uploads = MemoryFiles()
+    server = StaticFiles(MemoryFiles(), uploads=uploads, upload_prefix=b"uploads")
+    put = server.answer(b"PUT", b"/uploads/0004f2000001-app.log", b"", HOST, io.BytesIO(b"log line\n"), 0.0)
+    assert put.status == 201 and uploads.files == {b"0004f2000001-app.log": b"log line\n"}
+    again = server.answer(b"PUT", b"/uploads/0004f2000001-app.log", b"", HOST, io.BytesIO(b"more\n"), 0.0)
+    assert again.status == 204 and uploads.files[b"0004f2000001-app.log"] == b"more\n"
+    assert server.answer(b"PUT", b"/elsewhere.log", b"", HOST, io.BytesIO(b"x"), 0.0).status == 403
