@@ -35,6 +35,11 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
         if end > MAC_SPACE:
             problems.append((("fleets", index, "first_mac"),
                              f"{end - start} MACs from {fleet['first_mac']} run past ff:ff:ff:ff:ff:ff"))
+        elif not (start >> 40) & 1 and (end - 1) >> 40 != start >> 40:
+            # Past xx:ff:ff:ff:ff:ff the first byte turns odd: group (multicast) addresses.
+            problems.append((("fleets", index, "first_mac"),
+                             f"{end - start} MACs from {fleet['first_mac']} run into multicast addresses "
+                             f"({(start >> 40) + 1:02x}:00:00:00:00:00 ...)"))
         for other_start, other_end, other in ranges:
             if start < other_end and other_start < end:
                 problems.append((("fleets", index, "first_mac"),

@@ -60,7 +60,23 @@ def load_scenario(path: str) -> LoadedScenario:
         raise ScenarioError([Problem(path, None, "", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ScenarioError([Problem(path, None, "", f"not UTF-8 text: {exc.reason}")]) from None
-    return LoadedScenario(parse_scenario_text(text, path), path)
+    loaded = LoadedScenario(parse_scenario_text(text, path), path)
+    _check_directory(loaded, text)
+    return loaded
+
+
+def _check_directory(loaded: LoadedScenario, text: str) -> None:
+    """provisioning.directory must be a folder (relative to the scenario file): checked
+    here, where the file's place is known, so validate says so and serve/run never start."""
+    directory = loaded.scenario.provisioning.directory
+    if not directory:
+        return
+    folder = os.path.join(loaded.base_dir, directory)
+    if os.path.isdir(folder):
+        return
+    why = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+    mark = load_marked(text).mark_for(("provisioning", "directory"))
+    raise ScenarioError([Problem(loaded.path, mark, "provisioning.directory", f"{folder} {why}")])
 
 
 def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:

@@ -532,6 +532,8 @@ class Fleet(Strict):
     def _mac(cls, mac: str) -> str:
         if not MAC_PATTERN.match(mac):
             raise ValueError(f"{mac!r} is not a MAC address (e.g. 00:15:65:00:00:01)")
+        if int(mac[:2], 16) & 1:  # the I/G bit: a group address, never a device's own
+            raise ValueError(f"{mac!r} is a multicast (group) address; a phone's MAC has the first byte even")
         return mac
 
     @field_validator("model", "models")

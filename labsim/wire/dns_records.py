@@ -23,6 +23,9 @@ QTYPE_ANY = 255
 # client's size up to the value the DNS Flag Day 2020 settled on.
 PLAIN_UDP_LIMIT = 512
 EDNS_UDP_LIMIT = 1232
+EDNS_VERSION = 0  # the only EDNS version there is (RFC 6891)
+EDNS_DO_BIT = 0x8000  # in the OPT record's TTL field (RFC 3225)
+BADVERS = 16  # extended rcode (RFC 6891 9)
 # Over TCP a message is as long as its 2-byte length prefix can say (RFC 1035 4.2.2).
 TCP_LIMIT = 65535
 TC_BIT = 0x02  # in the third header byte: QR(1) OPCODE(4) AA(1) TC(1) RD(1)
@@ -208,17 +211,29 @@ class DnsAnswerer:
         if question.qclass != CLASS_IN:
             return _bare_reply(header, RCODE.REFUSED, query.questions)
 
+        options = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+        if len(options) > 1:  # RFC 6891 6.1.1: more than one OPT record is a format error
+            return _bare_reply(header, RCODE.FORMERR, query.questions)
+        edns = options[0] if options else None
+        # RFC 3225 3: the DO bit of the query is copied into the response (we sign nothing:
+        # it only says the client may take DNSSEC records).
+        flags = "do" if edns is not None and edns.ttl & EDNS_DO_BIT else ""
+        if edns is not None and (edns.ttl >> 16) & 0xFF != EDNS_VERSION:
+            # RFC 6891 6.1.3: a version we do not implement gets BADVERS (16: the OPT's
+            # extended rcode 1, the header's 0) and our own version, and no answer.
+            reply = DNSRecord(_reply_header(header, BADVERS & 0x0F), q=question)
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT, ext_rcode=BADVERS >> 4, version=EDNS_VERSION, flags=flags))
+            return bytes(reply.pack())
         rcode, answers = self.zone.resolve(question.qname, question.qtype)
         reply = DNSRecord(_reply_header(header, rcode, aa=1), q=question)
         for rr in answers:
             reply.add_answer(rr)
         limit = TCP_LIMIT if over_tcp else PLAIN_UDP_LIMIT
-        edns = next((rr for rr in query.ar if rr.rtype == QTYPE.OPT), None)
         if edns is not None:
             if not over_tcp:
                 # RFC 6891 6.2.5: a size below 512 counts as 512. Above, we honour it up to our own.
                 limit = min(max(edns.rclass, PLAIN_UDP_LIMIT), EDNS_UDP_LIMIT)
-            reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT))
+            reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT, flags=flags))
         return bytes(_fit(reply, limit))
 
 

@@ -198,3 +198,22 @@ def test_served_over_udp_and_tcp_after_the_fuzz(dns_port):
     # runs after the fuzz in file order; stands alone too
     assert dig(dns_port, "prov.lab", "A", "+tcp")[0] == "NOERROR"
     assert dig(dns_port, "prov.lab", "A")[0] == "NOERROR"
+
+
+@pytest.mark.parametrize("transport", [(), ("+tcp",)])
+def test_edns_version_1_gets_badvers_and_version_0(dns_port, transport):
+    """RFC 6891 6.1.3: a version the server does not implement is answered BADVERS, with
+    the server's own version (0) and no answer records."""
+    out = dig_output(dns_port, "prov.lab", "A", "+edns=1", "+noednsnegotiation", *transport)
+    status, _, answers = parse_dig(out)
+    assert status == "BADVERS", out
+    assert answers == []
+    assert re.search(r"EDNS: version: 0\b", out), out
+
+
+def test_the_do_bit_is_copied_back(dns_port):
+    """RFC 3225 3: the DO bit of the query is copied into the response."""
+    with_do = dig_output(dns_port, "prov.lab", "A", "+dnssec")
+    assert parse_dig(with_do)[0] == "NOERROR" and re.search(r"EDNS: version: 0, flags: do;", with_do), with_do
+    without = dig_output(dns_port, "prov.lab", "A")
+    assert re.search(r"EDNS: version: 0, flags:;", without), without

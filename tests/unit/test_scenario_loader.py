@@ -386,10 +386,12 @@ def test_overlapping_fleets_are_rejected_adjacent_ones_are_not():
     assert [f.name for f in scenario.fleets] == ["desk", "wall"]
 
 
-def test_mac_range_past_the_last_mac_is_rejected():
-    text = VALID.replace('"00:15:65:00:00:01"', '"ff:ff:ff:ff:ff:fe"')
-    assert "run past" in " ".join(p.message for p in problems_of(text))
-    parse_scenario_text(VALID.replace('"00:15:65:00:00:01"', '"ff:ff:ff:ff:ff:fd"'))  # exactly reaches the end
+def test_mac_range_into_multicast_addresses_is_rejected():
+    # Past fe:ff:ff:ff:ff:ff (and 00:ff:..., 02:ff:...) the first byte is odd: group addresses.
+    for first in ("fe:ff:ff:ff:ff:fe", "00:ff:ff:ff:ff:ff"):
+        text = VALID.replace('"00:15:65:00:00:01"', f'"{first}"')
+        assert "run into multicast addresses" in " ".join(p.message for p in problems_of(text)), first
+    parse_scenario_text(VALID.replace('"00:15:65:00:00:01"', '"fe:ff:ff:ff:ff:fd"'))  # exactly reaches the end
 
 
 def test_duplicate_fleet_names_are_rejected():
