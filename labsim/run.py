@@ -27,6 +27,7 @@ from labsim.observe.html_report import write_html_report
 from labsim.observe.junit import write_junit
 from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
+from labsim.observe.series import TimeSeries
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
@@ -36,6 +37,9 @@ from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# report.json keeps a phone's first and last events up to this many (a week of hourly
+# resyncs is thousands); events.jsonl has them all.
+EVENTS_PER_PHONE_IN_REPORT = 1000
 
 
 def materialize_provisioning(loaded, into: str, members=()) -> str:
@@ -151,6 +155,10 @@ class ScenarioRun:
         # captured as frames when a pcap file is asked for.
         self.pcap_path = pcap_path
         self._events = EventLog()
+        # Requests per service and phones per state over time, counted as they happen.
+        self.series = TimeSeries(self.duration_s or self.scenario.time_limit_s, len(self.members))
+        self._events.series = self.series
+        self.counter.listeners.append(lambda driver, old, new: self.series.state_changed(driver.now(), old, new))
         self._capture: PcapCapture | None = None
         # --- end run outputs
 
@@ -337,6 +345,9 @@ class ScenarioRun:
             complete=complete,
             end_reason=reason,
             uploads=self.uploads.listing(),
+            series=self.series,
+            end_t=self.reactor.seconds() - self._epoch if self._epoch else 0.0,
+            events_cap=EVENTS_PER_PHONE_IN_REPORT,
         )
         verdicts = judge(record)
         self.report = build_report(record, verdicts)
@@ -364,10 +375,9 @@ class ScenarioRun:
         One that cannot be written is said on the stream; the others are still written."""
         report = self.report
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
-        rows = merged_rows(self._events, self.members, end_t=end_t, actions=self.timeline.log if self.timeline else ())
+        rows = self._event_rows(end_t)
         writers = [
-            ("events.jsonl", lambda: write_events(rows, self.report_dir, complete=report["complete"],
-                                                  end_reason=report["end_reason"], end_t=end_t)),
+            ("events.jsonl", lambda: self._write_event_file(rows, end_t)),
             ("junit.xml", lambda: write_junit(report, self.report_dir, system_out=table)),
             ("report.html", lambda: write_html_report(report, self.report_dir,
                                                       stage_latencies=stage_latencies(self.members), rows=rows)),
@@ -383,6 +393,14 @@ class ScenarioRun:
                 self.stream.write(f"  labsim: could not write {name}: {exc!r}\n")
         self.stream.write(f"  also written: {', '.join(written)}"
                           + (f" ({self._capture.packets} packets)" if self._capture is not None else "") + "\n")
+
+    def _event_rows(self, end_t: float) -> list[tuple] | None:
+        """Every row of the run, for events.jsonl and report.html (None: already written)."""
+        return merged_rows(self._events, self.members, end_t=end_t, actions=self.timeline.log if self.timeline else ())
+
+    def _write_event_file(self, rows, end_t: float) -> None:
+        write_events(rows, self.report_dir, complete=self.report["complete"], end_reason=self.report["end_reason"],
+                     end_t=end_t)
 
     # --- end run outputs ---------------------------------------------------------------
 

@@ -58,19 +58,27 @@ class EventLog:
         # token -> (started, mac, url, kind, bytes: an upload's body size, a download's 0, an upload's MD5)
         self.in_flight: dict[int, tuple[float, str, str, str, int, str]] = {}
         self._token = 0
+        self.series = None  # an observe.series.TimeSeries counting requests as they go, or None
 
     def dhcp(self, t: float, mac: str, direction: str, message: dhcp.DhcpMessage) -> None:
         self.rows.append((t, mac, "dhcp", direction, message.message_type, message.xid, message.yiaddr))
+        if self.series is not None and direction == "out":
+            self.series.request("dhcp", t)
 
     def fetch_started(self, t: float, mac: str, url: str) -> int:
         self._token += 1
         self.in_flight[self._token] = (t, mac, url, "fetch", 0, "")
+        if self.series is not None:
+            self.series.fetch(url, t)
         return self._token
 
     def upload_started(self, t: float, mac: str, url: str, size: int, md5: str = "") -> int:
         self._token += 1
         self.in_flight[self._token] = (t, mac, url, "upload", size, md5)
+        if self.series is not None:
+            self.series.fetch(url, t)
         return self._token
+
 
     def fetch_finished(self, token: int, t: float, result) -> None:
         """The end of a download or an upload (``token`` says which)."""

@@ -62,6 +62,11 @@ def known_metric(metric: str) -> bool:
         return parts[1] in STATS
     if len(parts) == 3 and parts[0] == "stage":
         return parts[2] in STATS
+    if parts[0] == "service":  # the run's time series (observe.series)
+        from labsim.observe.series import SERIES_METRICS, SERIES_STATS
+
+        return (len(parts) == 3 and parts[2] == "requests") or (
+            len(parts) == 4 and parts[2] in SERIES_METRICS and parts[3] in SERIES_STATS)
     return False
 
 
@@ -76,7 +81,8 @@ def parse_expectation(text: str) -> Check:
     if not known_metric(metric):
         raise BadExpectation(
             f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
-            f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>"
+            f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>, "
+            f"service.<dhcp|http|tftp|ftp>.requests, service.<name>.<requests_per_s|requests_per_min>.<max|mean>"
         )
     percent = unit == "%"
     if percent and not metric.startswith("phones."):

@@ -237,8 +237,15 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
         for label, color, extra in items) + "</div>"
 
 
-def states_svg(phones: list[dict], end_t: float) -> str:
-    times, series = state_series(phones, end_t)
+def states_svg(phones: list[dict], end_t: float, run_series: dict | None = None) -> str:
+    """From the report's time series when it has one (a long run's per-phone event lists
+    may be cut short), else from the phones' events."""
+    if run_series is not None:
+        bucket = run_series["bucket_s"]
+        series = run_series["states"]
+        times = [index * bucket for index in range(len(series["off"]))] or [0.0]
+    else:
+        times, series = state_series(phones, end_t)
     plot = _Plot(times[-1], len(phones))
     parts = plot.axes("seconds since the run started", "phones", counts=True)
     lower = [0] * len(times)
@@ -288,11 +295,20 @@ def histogram_svg(name: str, values: list[float]) -> str:
             + plot.svg("histogram", parts, f"{name} latency histogram") + "</figure>")
 
 
-def rates_svg(rows: list[tuple], end_t: float) -> str:
-    times_by_service = request_times(rows)
-    if not times_by_service:
+def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = None) -> str:
+    if run_series is not None:  # counted during the run, per bucket of the series
+        width = run_series["bucket_s"]
+        rates = {service if service in SERVICE_COLORS else "other": [n / width for n in counts]
+                 for service, counts in run_series["requests"].items()}
+        totals = {service: sum(counts) for service, counts in run_series["requests"].items()}
+    elif rows is None:
+        return '<p class="note">No event log for this run.</p>'
+    else:
+        times_by_service = request_times(rows)
+        width, rates = rate_series(times_by_service, end_t) if times_by_service else (1.0, {})
+        totals = {service: len(times) for service, times in times_by_service.items()}
+    if not rates:
         return '<p class="note">No requests were recorded.</p>'
-    width, rates = rate_series(times_by_service, end_t)
     count = len(next(iter(rates.values())))
     plot = _Plot(width * count, max(max(values) for values in rates.values()))
     parts = plot.axes(f"seconds since the run started (buckets of {_fmt(width)} s)", "requests per second")
@@ -303,7 +319,7 @@ def rates_svg(rows: list[tuple], end_t: float) -> str:
         points = " ".join(f"{plot.x((i + 0.5) * width)},{plot.y(v)}" for i, v in enumerate(values))
         parts.append(f'<polyline class="rate" data-service="{service}" data-points="{len(values)}" fill="none" '
                      f'stroke="{color}" stroke-width="2" points="{points}"><title>{service}</title></polyline>')
-        legend.append((service, color, f" ({len(times_by_service[service])} requests, peak {_fmt(max(values))}/s)"))
+        legend.append((service, color, f" ({totals.get(service, 0)} requests, peak {_fmt(max(values))}/s)"))
     return plot.svg("rates", parts, "requests per second per service") + _legend(legend)
 
 
@@ -395,10 +411,10 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
         f"<title>labsim: {html.escape(report['scenario']['name'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         _summary_html(report),
-        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t), "</section>",
+        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t, report.get("series")), "</section>",
         '<section><h2>Latency</h2><div class="histograms">', *histograms, "</div></section>",
         '<section><h2>Requests per second</h2>',
-        rates_svg(rows, end_t) if rows is not None else '<p class="note">No event log for this run.</p>',
+        rates_svg(rows, end_t, report.get("series")),
         "</section>",
         '<section><h2>Phones</h2>',
         f'<p class="note">{html.escape(table_note)}</p>' if table_note else "",

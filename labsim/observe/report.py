@@ -35,6 +35,9 @@ class RunRecord:
     end_reason: str = "all phones settled"
     timeline: list = field(default_factory=list)
     uploads: list = field(default_factory=list)  # {path, bytes}: files stored from uploads
+    series: object = None  # observe.series.TimeSeries: requests and states over time
+    end_t: float = 0.0  # the run's end, in seconds from its start (simulated time in a virtual run)
+    events_cap: int | None = None  # keep at most this many events per phone in the report
 
 
 def phone_metrics(members) -> tuple[dict, dict]:
@@ -84,6 +87,8 @@ def server_statistics(members) -> dict:
 
 def judge(record: RunRecord) -> list[Verdict]:
     metrics, per_phone = phone_metrics(record.members)
+    if record.series is not None:
+        metrics.update(record.series.metrics(record.end_t))
     verdicts = []
     for expectation in record.expectations:
         if hasattr(expectation, "flash"):
@@ -124,13 +129,19 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "network": record.network,
         "timeline": record.timeline,
         "uploads": record.uploads,
-        "phones": [_phone_entry(member) for member in members],
+        "phones": [_phone_entry(member, record.events_cap) for member in members],
+        **({"series": record.series.to_report(record.end_t)} if record.series is not None else {}),
     }
 
 
-def _phone_entry(member) -> dict:
+def _phone_entry(member, events_cap: int | None = None) -> dict:
     phone = member.phone
-    return {
+    events = phone.events
+    cut = max(0, len(events) - events_cap) if events_cap is not None else 0
+    if cut:  # the first ones (how it booted) and the last ones (how it ended); all in events.jsonl
+        events = events[: events_cap // 2] + events[len(events) - (events_cap - events_cap // 2):]
+    dropped = cut + getattr(phone, "events_dropped", 0)
+    entry = {
         "mac": phone.mac,
         "vendor": member.vendor,
         "model": phone.model,
@@ -145,8 +156,11 @@ def _phone_entry(member) -> dict:
         "files": dict(phone.flash.file_md5),
         "flash": phone.flash.summary(),
         "events": [{"t": round(t, 4), "kind": kind, "state": state, "detail": client_text(detail, 2000)}
-                   for t, state, detail, kind in phone.events],
+                   for t, state, detail, kind in events],
     }
+    if dropped:
+        entry["events_dropped"] = dropped
+    return entry
 
 
 def _round(value: float | None) -> float | None:

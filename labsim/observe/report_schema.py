@@ -144,6 +144,8 @@ PHONE = {
                                  "profiles": {"type": "object"},
                                  "settings_count": {"type": "integer", "minimum": 0}}},
         "events": {"type": "array", "items": EVENT},
+        "events_dropped": {"type": "integer", "minimum": 1, "description": "events left out of this list in a "
+                           "long run (its first and last ones are kept); every one is in events.jsonl"},
     },
     "required": ["mac", "vendor", "model", "fleet", "state", "failure", "cause", "reboots", "power_cycles", "powered_on_at_s",
                  "ready_at_s", "files", "flash", "events"],
@@ -197,6 +199,17 @@ REPORT_SCHEMA = {
                                                                "bytes": {"type": "integer"}},
                               "required": ["path", "bytes"], "additionalProperties": False}},
         "phones": {"type": "array", "items": PHONE},
+        "series": {
+            "type": "object", "description": "requests per service and phones per state over time (observe/series.py)",
+            "properties": {
+                "bucket_s": {"type": "integer", "minimum": 1},
+                "requests": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
+                "states": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
+                "peaks": {"type": "object", "additionalProperties": {"type": "number"}},
+            },
+            "required": ["bucket_s", "requests", "states", "peaks"],
+            "additionalProperties": False,
+        },
     },
     "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "passed",
                  "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],

@@ -117,6 +117,7 @@ class Phone:
         # The timeline: (time, state, detail, kind); kind "state" for a state change,
         # "step" for a step inside a state (a download, a retry, the server found).
         self.events: list[tuple[float, str, str, str]] = []
+        self.events_dropped = 0  # events let go of in a long run (written to events.jsonl first)
         self.stages: list[StageTiming] = []
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)

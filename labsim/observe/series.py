@@ -1,0 +1,111 @@
+"""Time series of a run, aggregated as it goes: requests per service and phones per state.
+
+A week of 10,000 phones makes millions of requests; the report keeps counts, not the
+requests. Each request adds one to its service's count for that second of the run (an
+``array`` of 32-bit counts: 2.4 MB per service for a week), so the busiest second and
+the busiest minute are exact. Phones per state are sampled at each bucket boundary from
+the running counts. The report shows both per bucket, the bucket's size chosen from the
+run's length: 1 s up to an hour (a boot storm), 1 min up to two days, 10 min beyond (a
+week).
+
+Services are named as in the scenario: ``dhcp`` (each message a phone sends), ``http``
+(HTTP and HTTPS requests), ``tftp``, ``ftp``. Expectations can use
+``service.<name>.requests`` (the total), ``service.<name>.requests_per_s.<max|mean>`` and
+``service.<name>.requests_per_min.<max|mean>``.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from labsim.phones.phone import STATES
+
+SERIES_METRICS = ("requests_per_s", "requests_per_min")
+SERIES_STATS = ("max", "mean")
+_SCHEME_SERVICE = {"http": "http", "https": "http", "tftp": "tftp", "ftp": "ftp"}
+
+
+def bucket_for(horizon_s: float) -> int:
+    """The plot's bucket for a run this long: 1 s (storm), 60 s (a day), 600 s (a week)."""
+    if horizon_s <= 3600:
+        return 1
+    if horizon_s <= 2 * 86400:
+        return 60
+    return 600
+
+
+def service_of_url(url: str) -> str:
+    return _SCHEME_SERVICE.get(url.split(":", 1)[0].lower(), "other")
+
+
+class TimeSeries:
+    def __init__(self, horizon_s: float, total_phones: int = 0):
+        self.bucket_s = bucket_for(horizon_s)
+        self.per_second: dict[str, array] = {}
+        self.states: dict[str, list[int]] = {state: [] for state in STATES}
+        self._counts = dict.fromkeys(STATES, 0)
+        self._counts["off"] = total_phones
+
+    # --- recording (hot path) ---------------------------------------------------------
+
+    def request(self, service: str, t: float) -> None:
+        counts = self.per_second.get(service)
+        if counts is None:
+            counts = self.per_second[service] = array("I")
+        second = int(t) if t > 0 else 0
+        if second >= len(counts):
+            counts.frombytes(bytes(4 * (second + 1 - len(counts) + 3600)))  # an hour ahead at a time
+        counts[second] += 1
+
+    def fetch(self, url: str, t: float) -> None:
+        self.request(service_of_url(url), t)
+
+    def state_changed(self, t: float, old: str, new: str) -> None:
+        self._sample_until(t)
+        self._counts[old] -= 1
+        self._counts[new] += 1
+
+    def _sample_until(self, t: float) -> None:
+        """Record the counts at every bucket boundary up to ``t`` not yet recorded."""
+        samples = self.states["off"]
+        due = int(t // self.bucket_s) + 1 if t >= 0 else 0
+        while len(samples) < due:
+            for state in STATES:
+                self.states[state].append(self._counts[state])
+
+    # --- results ------------------------------------------------------------------------
+
+    def _seconds(self, service: str, end_t: float) -> array:
+        counts = self.per_second[service]
+        return counts[: max(1, int(end_t) + 1)] if end_t > 0 else counts[:1]
+
+    def metrics(self, end_t: float) -> dict[str, float]:
+        result: dict[str, float] = {}
+        for service in sorted(self.per_second):
+            seconds = self._seconds(service, end_t)
+            minutes = _sums(seconds, 60)
+            result[f"service.{service}.requests"] = sum(seconds)
+            result[f"service.{service}.requests_per_s.max"] = max(seconds)
+            result[f"service.{service}.requests_per_s.mean"] = round(sum(seconds) / len(seconds), 4)
+            result[f"service.{service}.requests_per_min.max"] = max(minutes)
+            result[f"service.{service}.requests_per_min.mean"] = round(sum(minutes) / len(minutes), 4)
+        return result
+
+    def to_report(self, end_t: float) -> dict:
+        self._sample_until(end_t)
+        buckets = int(end_t // self.bucket_s) + 1
+        return {
+            "bucket_s": self.bucket_s,
+            "requests": {service: _padded(_sums(self._seconds(service, end_t), self.bucket_s), buckets)
+                         for service in sorted(self.per_second)},
+            "states": {state: samples[:buckets] for state, samples in self.states.items()},
+            "peaks": self.metrics(end_t),
+        }
+
+
+def _padded(values: list[int], length: int) -> list[int]:
+    return values[:length] + [0] * (length - len(values))
+
+
+def _sums(counts, size: int) -> list[int]:
+    return [sum(counts[start:start + size]) for start in range(0, len(counts), size)] or [0]

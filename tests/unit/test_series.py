@@ -1,0 +1,46 @@
+"""The run's time series: requests per service and phones per state, counted as they go."""
+
+import pytest
+
+from labsim.observe.expectations import BadExpectation, evaluate, parse_expectation
+from labsim.observe.series import TimeSeries, bucket_for
+
+
+def test_bucket_from_the_runs_length():
+    assert [bucket_for(s) for s in (60, 3600, 86400, 2 * 86400, 7 * 86400)] == [1, 1, 60, 60, 600]
+
+
+def test_requests_per_second_minute_and_bucket_exact():
+    series = TimeSeries(7 * 86400)
+    for t in [0.5] * 3 + [59.9] * 2 + [61.0] + [3600 * 5 + 1.0] * 7:
+        series.request("http", t)
+    series.fetch("tftp://127.0.0.1:69/x.cfg", 10.0)
+    series.fetch("https://127.0.0.1/x.cfg", 10.0)
+    metrics = series.metrics(end_t=7 * 86400)
+    assert metrics["service.http.requests"] == 14
+    assert metrics["service.http.requests_per_s.max"] == 7
+    assert metrics["service.http.requests_per_min.max"] == 7  # 0.5 s x3 + 59.9 s x2 = 5 in minute 0
+    assert metrics["service.tftp.requests"] == 1
+    report = series.to_report(end_t=7 * 86400)
+    assert report["bucket_s"] == 600 and len(report["requests"]["http"]) == 7 * 144 + 1
+    assert report["requests"]["http"][0] == 7 and report["requests"]["http"][30] == 7 and sum(report["requests"]["http"]) == 14
+
+
+def test_phones_per_state_sampled_at_each_bucket_boundary():
+    series = TimeSeries(60, total_phones=2)  # 1 s buckets
+    series.state_changed(0.2, "off", "booting")
+    series.state_changed(2.5, "booting", "ready")
+    series.state_changed(2.7, "off", "booting")
+    report = series.to_report(end_t=4.0)
+    assert report["states"]["off"] == [2, 1, 1, 0, 0]
+    assert report["states"]["booting"] == [0, 1, 1, 1, 1]
+    assert report["states"]["ready"] == [0, 0, 0, 1, 1]
+
+
+def test_expectations_on_the_series():
+    check = parse_expectation("service.http.requests_per_min.max < 2000")
+    assert evaluate(check, {"service.http.requests_per_min.max": 1999}, {}, 10).passed
+    assert not evaluate(check, {"service.http.requests_per_min.max": 2000}, {}, 10).passed
+    assert not evaluate(check, {}, {}, 10).passed  # no HTTP at all: no data, not a pass
+    with pytest.raises(BadExpectation):
+        parse_expectation("service.http.requests_per_hour.max < 5")
