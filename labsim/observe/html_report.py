@@ -237,10 +237,10 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
         for label, color, extra in items) + "</div>"
 
 
-def states_svg(phones: list[dict], end_t: float, run_series: dict | None = None) -> str:
+def states_svg(phones: list[dict], end_t: float, run_series: dict | None | bool = None) -> str:
     """From the report's time series when it has one (a long run's per-phone event lists
     may be cut short), else from the phones' events."""
-    if run_series is not None:
+    if run_series:
         bucket = run_series["bucket_s"]
         series = run_series["states"]
         times = [index * bucket for index in range(len(series["off"]))] or [0.0]
@@ -401,6 +401,9 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
     ready = [p["ready_at_s"] - p["powered_on_at_s"] for p in phones
              if p["ready_at_s"] is not None and p["powered_on_at_s"] is not None]
     histograms = [histogram_svg("power on → ready", ready)]
+    # Phones' event lists cut short (a long run): their states over time come from the
+    # series counted during the run instead (coarser: one sample a bucket).
+    cut = any(phone.get("events_dropped") for phone in phones)
     for stage, values in sorted((stage_latencies or {}).items()):
         histograms.append(histogram_svg(f"stage {stage}", values))
     table_rows, table_note = table_data(phones)
@@ -411,10 +414,11 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
         f"<title>labsim: {html.escape(report['scenario']['name'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         _summary_html(report),
-        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t, report.get("series")), "</section>",
+        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t, cut and report.get("series")),
+        "</section>",
         '<section><h2>Latency</h2><div class="histograms">', *histograms, "</div></section>",
         '<section><h2>Requests per second</h2>',
-        rates_svg(rows, end_t, report.get("series")),
+        rates_svg(rows, end_t, report.get("series") if rows is None else None),
         "</section>",
         '<section><h2>Phones</h2>',
         f'<p class="note">{html.escape(table_note)}</p>' if table_note else "",
