@@ -234,10 +234,12 @@ def fleet_main(interface: str, rate: int, duration: int) -> None:
 # --- orchestration -----------------------------------------------------------------------------
 
 
-def measure(tools: dict, lab, workdir: Path, rates: list[int], duration: int, max_loss: float) -> dict:
+def measure(tools: dict, lab, workdir: Path, rates: list[int], duration: int, max_loss: float,
+            repeat: int = 2) -> dict:
     """Both tools step by step, interleaved (the machine's load shifts as it goes), each step
     against a freshly started Kea; a tool stops climbing after two steps in a row over the
-    loss (one may be the shared machine's noise), and its best is the highest rate it held."""
+    loss (one may be the shared machine's noise), and its best is the highest rate it held.
+    A step is tried up to ``repeat`` times, for both tools alike, and held if one try held it."""
     best = {name: None for name in tools}
     climbing = set(tools)
     misses = {name: 0 for name in tools}
@@ -245,15 +247,18 @@ def measure(tools: dict, lab, workdir: Path, rates: list[int], duration: int, ma
         for name, run in tools.items():
             if name not in climbing:
                 continue
-            with kea(lab, workdir):
-                run(lab, 50, 1)  # warm up: Kea and the path answer
-                result = run(lab, rate, duration)
-            loss = 1 - result["acked"] / result["started"] if result["started"] else 1.0
-            extra = (f", {result['cpu_us_per_dora']} µs CPU per DORA, frames sent {result['fleet_sent']} "
-                     f"received {result['fleet_received']}, dropped in the kernel {result['fleet_kernel_drops']}"
-                     ) if "cpu_us_per_dora" in result else ""
-            print(f"  {name:8} -r {rate:6}: {result['dora_s']:8.0f} DORA/s, started {result['started']:6}, "
-                  f"loss {loss:6.2%}{extra}", flush=True)
+            for _ in range(repeat):
+                with kea(lab, workdir):
+                    run(lab, 50, 1)  # warm up: Kea and the path answer
+                    result = run(lab, rate, duration)
+                loss = 1 - result["acked"] / result["started"] if result["started"] else 1.0
+                extra = (f", {result['cpu_us_per_dora']} µs CPU per DORA, frames sent {result['fleet_sent']} "
+                         f"received {result['fleet_received']}, dropped in the kernel {result['fleet_kernel_drops']}"
+                         ) if "cpu_us_per_dora" in result else ""
+                print(f"  {name:8} -r {rate:6}: {result['dora_s']:8.0f} DORA/s, started {result['started']:6}, "
+                      f"loss {loss:6.2%}{extra}", flush=True)
+                if loss < max_loss:
+                    break
             if loss >= max_loss:
                 misses[name] += 1
                 if misses[name] == 2:
@@ -272,6 +277,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--duration", type=int, default=4, help="seconds per step")
     parser.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
     parser.add_argument("--max-loss", type=float, default=0.01, help="a rate counts below this loss (1%%)")
+    parser.add_argument("--repeat", type=int, default=2, help="tries per step and tool; one held is enough")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bench_dhcp --broadcast needs root (namespaces, Kea's raw socket, the fleet's packet socket)")
@@ -283,7 +289,7 @@ def main(argv: list[str]) -> None:
           f"{args.max_loss:.0%} loss (shared, loaded machine: numbers vary)")
     with veth_lab() as lab, tempfile.TemporaryDirectory(prefix="bench-dhcp-bc-") as workdir:
         best = measure({"perfdhcp": perfdhcp, "labsim": labsim_fleet}, lab, Path(workdir), rates, args.duration,
-                       args.max_loss)
+                       args.max_loss, args.repeat)
     print()
     print(f"{'client':9} {'sustained -r':>12} {'DORA/s':>8}")
     for name, result in best.items():

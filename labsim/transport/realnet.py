@@ -38,7 +38,7 @@ from labsim.transport.guard import AllowList
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
 from labsim.wire import dhcp
-from labsim.wire.ethernet import BROADCAST_MAC, arp_reply, parse_arp_request, parse_udp_frame, udp_frame
+from labsim.wire.ethernet import BROADCAST_MAC, arp_reply, parse_arp_request, udp_frame, udp_payload_to
 
 CLIENT_PORT, SERVER_PORT = 68, 67
 _UNSPECIFIED, _LIMITED_BROADCAST = "0.0.0.0", "255.255.255.255"
@@ -182,12 +182,12 @@ class BroadcastDhcp:
         if frame[12:14] == b"\x08\x06":
             self._arp(frame)
             return
-        udp = parse_udp_frame(frame)
-        if udp is None or udp.dst_port != CLIENT_PORT:
+        payload = udp_payload_to(frame, CLIENT_PORT)
+        if payload is None:
             return
         self.stats["received"] += 1
         try:
-            message = dhcp.decode(udp.payload)
+            message = dhcp.decode(payload)
         except dhcp.DhcpDecodeError:
             self.stats["malformed"] += 1
             return
@@ -198,7 +198,7 @@ class BroadcastDhcp:
             self.stats["unknown_client"] += 1  # another host's client on the segment
             return
         if message.message_type == dhcp.ACK and message.yiaddr != _UNSPECIFIED:
-            self.server_mac[message.chaddr] = udp.src_mac
+            self.server_mac[message.chaddr] = frame[6:12]  # the Ethernet source: the server (or its router)
             self.holder[message.yiaddr] = message.chaddr
             if self.on_ack is not None:
                 self.on_ack(message.chaddr, message.yiaddr)

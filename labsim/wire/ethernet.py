@@ -77,6 +77,20 @@ def parse_udp_frame(frame: bytes) -> UdpFrame | None:
                     src_port, dst_port, frame[udp + 8:end])
 
 
+def udp_payload_to(frame: bytes, port: int) -> bytes | None:
+    """The payload of a UDP datagram to ``port`` in an Ethernet/IPv4 frame, else None: the
+    receive hot path (no addresses decoded, nothing allocated but the payload)."""
+    if len(frame) < 42 or frame[12] != 8 or frame[13] != 0 or frame[23] != 17:
+        return None
+    udp = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < udp + 8 or frame[udp + 2] != port >> 8 or frame[udp + 3] != port & 0xFF:
+        return None
+    length = (frame[udp + 4] << 8) | frame[udp + 5]
+    if length < 8:
+        return None
+    return frame[udp + 8:udp + length]
+
+
 @dataclass(frozen=True, slots=True)
 class ArpRequest:
     sender_mac: bytes

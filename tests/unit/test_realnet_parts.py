@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from labsim.transport.realnet import BroadcastDhcp, Pacer, release_message
 from labsim.wire import dhcp
-from labsim.wire.ethernet import arp_reply, parse_arp_request, parse_udp_frame, udp_frame
+from labsim.wire.ethernet import arp_reply, parse_arp_request, parse_udp_frame, udp_frame, udp_payload_to
 
 PHONE = bytes.fromhex("001565000001")
 SERVER_MAC = bytes.fromhex("02aabbccddee")
@@ -29,6 +29,8 @@ def test_udp_frame_matches_scapy_and_parses_back():
     parsed = parse_udp_frame(frame)
     assert (parsed.src_mac, parsed.dst_port, parsed.payload) == (PHONE, 67, payload)
     assert parse_udp_frame(frame[:30]) is None and parse_udp_frame(b"\x00" * 60) is None
+    assert udp_payload_to(frame, 67) == payload and udp_payload_to(frame, 68) is None
+    assert udp_payload_to(frame[:40], 67) is None and udp_payload_to(b"\x00" * 60, 0) is None
 
 
 def test_arp_request_and_reply_match_scapy():
@@ -146,3 +148,19 @@ def test_checksum_is_rfc1071_for_every_length_and_the_folding_edge_cases():
 
     samples = [os.urandom(n) for n in range(0, 400, 7)] + [b"", b"\0\0", b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe"]
     assert [_checksum(data) for data in samples] == [by_words(data) for data in samples]
+
+
+def test_no_frame_on_the_wire_makes_the_fleet_raise():
+    from hypothesis import given, settings, strategies as st
+
+    fleet = BroadcastDhcp(lambda frame: True)
+    fleet.phones = {PHONE: _Driver(PHONE)}
+    good = _reply(dhcp.OFFER, PHONE, "198.18.1.100")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.binary(max_size=400), st.integers(0, len(good)).map(lambda cut: good[:cut]),
+                     st.binary(min_size=1, max_size=40).map(lambda junk: good[:34] + junk + good[34 + len(junk):])))
+    def frames(frame):
+        fleet.frame_received(frame)  # counted or ignored, never raised
+
+    frames()
