@@ -894,6 +894,24 @@ class TimelineEntry(Strict):
         return self.do if isinstance(self.do, list) else [self.do]
 
 
+class Lab(Strict):
+    """A training exercise shown on the dashboard (``run --ui``): the task, hints the
+    student reveals one by one, and a check the student runs from the page."""
+
+    task: str = Field(description="what the student is asked to do (markdown)")
+    hints: list[str] = Field(default_factory=list, description="revealed one at a time, in order (markdown)")
+    check: list[ExpectationItem] = Field(
+        default_factory=list, description="expectations judged on the lab as it is when the student asks "
+        "(default: the scenario's expect)")
+
+    def expectations(self) -> list[Expectation]:
+        return [Expectation(check=i) if isinstance(i, str) else i for i in self.check]
+
+    def public(self) -> dict:
+        return {"task": self.task, "hints": list(self.hints),
+                "check": [e.check for e in self.expectations()]}
+
+
 class Scenario(Strict):
     name: str = Field(description="shown in the report and the summary")
     description: str = ""
@@ -918,6 +936,7 @@ class Scenario(Strict):
         default_factory=list, description="'METRIC OP VALUE' strings (e.g. 'phones.ready == 100%'), "
         "{name, check}, or {flash: {...}} (see README: Expectations)"
     )
+    lab: Lab | None = Field(None, description="a training exercise for the dashboard (docs/dashboard.md)")
 
     def expectations(self) -> list[Expectation]:
         return [Expectation(check=i) if isinstance(i, str) else i for i in self.expect]

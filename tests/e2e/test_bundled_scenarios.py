@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCENARIOS = os.path.join(ROOT, "scenarios")
 # Scenarios that need real third-party servers run in tests/interop.
 NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
-TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml"}
+TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml", "lab-md5-no-reboot.yaml",
+                 "lab-avaya-profile-fallback.yaml"}
 SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12}
 
 
@@ -74,3 +75,29 @@ def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):
     assert [e["check"] for e in failing] == ["every phone: flash account.1.user_name is set"]
     proc, report = run(path, tmp_path, text=re.sub(r"\n      fleets: \[first-desk\]", "", open(path).read()))
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize("name, mistake, fix, failing", [
+    ("lab-md5-no-reboot.yaml", ", static.network.lldp.enable: 0}}   # <- the mistake", "}}", ["phone.reboots == 1"]),
+    ("lab-avaya-profile-fallback.yaml", "PRIMARY_SERVER_PROFILE primary-profile.cfg", "PRIMARY_SERVER_PROFILE primary.cfg",
+     ["every phone: flash profile/primary/SIP_DOMAIN1 == 'profile.lab.example'"]),
+])
+def test_training_lab_fails_until_fixed(tmp_path, name, mistake, fix, failing):
+    path = os.path.join(SCENARIOS, name)
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 1
+    assert [e["name"] for e in report["expectations"] if not e["passed"]] == failing
+    text = open(path).read()
+    assert mistake in text
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(text.replace(mistake, fix))
+    proc, report = run(fixed, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_every_training_lab_has_an_exercise_for_the_dashboard():
+    from labsim.scenario.loader import load_scenario
+
+    for name in TRAINING_LABS:
+        lab = load_scenario(os.path.join(SCENARIOS, name)).scenario.lab
+        assert lab is not None and lab.task.strip() and len(lab.hints) >= 2 and lab.check, name

@@ -138,3 +138,29 @@ def test_serve_ui_has_the_services_view_and_metrics(tmp_path):
         assert status == 400 and "not on serve" in body["problems"][0]
     finally:
         lab.close()
+
+
+def test_the_exercise_is_on_the_page_and_its_check_says_pass_or_fail_with_what_was_observed(tmp_path):
+    import os
+
+    from tests.dashboard_lab import ROOT
+
+    text = open(os.path.join(ROOT, "scenarios", "lab-wrong-option-66.yaml")).read()
+    lab = DashboardLab(tmp_path, scenario_text=text)
+    try:
+        status, info = lab.json("api/info")
+        assert "never get ready" in info["lab"]["task"] and len(info["lab"]["hints"]) == 3
+        assert info["lab"]["check"] == ["phones.ready == 100%", "phone.reboots == 1"]
+        lab.wait_until(lambda: lab.states().get("failed") == 10, what="10 phones failed")
+        status, result = lab.json("api/check", body=b"{}")
+        assert status == 200
+        assert [(e["check"], e["passed"], e["observed"]) for e in result["expectations"]] == [
+            ("phones.ready == 100%", False, 0), ("phone.reboots == 1", False, {"min": 0, "max": 0})]
+        # The trainer fixes the option from the page and power-cycles: now the check passes.
+        status, _ = lab.act('[{set_dhcp_option: {66: "http://127.0.0.1:8080/"}}, {power_cycle: {phones: all}}]')
+        assert status == 200
+        lab.wait_until(lambda: lab.states().get("ready") == 10, what="10 phones ready")
+        status, result = lab.json("api/check", body=b"{}")
+        assert [e["passed"] for e in result["expectations"]] == [True, True]
+    finally:
+        lab.close()
