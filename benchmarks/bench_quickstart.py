@@ -77,9 +77,20 @@ def main() -> int:
     print(f"wall time of the run:   {wall:.2f} s")
     print(f"peak RSS (labsim):      {peak_rss_kb / 1024:.1f} MiB ({peak_rss_kb / args.phones:.1f} KiB per phone)")
     print_problems(report)
+    print_pacing(report)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
     return 0
+
+
+def print_pacing(report: dict) -> None:
+    """How late the phones powered on against the storm's schedule (labsim/fleet/pacer.py)."""
+    from labsim.fleet.pacer import lateness_percentile
+
+    lateness = report["network"].get("power_on_lateness_ms") or {}
+    if lateness:
+        p50, p99 = lateness_percentile(lateness, 0.5), lateness_percentile(lateness, 0.99)
+        print(f"power-on vs schedule:   late by p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(map(int, lateness))} ms")
 
 
 def print_problems(report: dict) -> None:

@@ -19,6 +19,7 @@ from twisted.internet import defer
 
 from labsim.faults import FaultSet, FaultyLink, fault_from_spec
 from labsim.fleet.fleet import build_fleets
+from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
 from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
@@ -141,6 +142,7 @@ class ScenarioRun:
         self.closed = False
         self.control = _LabControl(self)
         self._drivers: list[PhoneDriver] = []
+        self._pacer = Pacer(reactor)
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
@@ -177,6 +179,7 @@ class ScenarioRun:
             f"labsim: {self.scenario.name}: {len(self.members)} phones; services: "
             f"{self._services.describe() or 'none (external servers)'}; {where}\n"
         )
+        now, power_on = self.reactor.seconds(), []
         for member in self.members:
             # run outputs: the phone reaches the network through a link that records it.
             link = RecordingLink(self._network.phone_view(member.phone), self._events, self.reactor, self._epoch,
@@ -184,7 +187,9 @@ class ScenarioRun:
             driver = PhoneDriver(member.phone, self.reactor, link, epoch=self._epoch, observer=self.counter)
             driver.fleet = member.fleet
             self._drivers.append(driver)
-            self.reactor.callLater(lead + member.power_on_at, driver.power_on)
+            power_on.append((now + lead + member.power_on_at, driver.power_on))
+        self._pacer.schedule(power_on)  # one timer for the whole arrival schedule (fleet/pacer.py)
+        self._pacer.start()
         self.timeline = self._make_timeline()
         if self.timeline is not None:
             self.timeline.start()
@@ -319,6 +324,7 @@ class ScenarioRun:
         final = final or not self.stay_open
         if final:
             self.closed = True
+            self._pacer.stop()  # phones not powered on yet stay off
             for driver in self._drivers:
                 driver.stop()
             if self.timeline is not None:
@@ -340,7 +346,8 @@ class ScenarioRun:
             expectations=self.scenario.expectations(),
             services=self._services.stats() if self._services else {},
             network={"relay": dict(self._network.relay.stats), **self._network.stats,
-                     "faults": dict(self.faults.stats)} if self._network else {},
+                     "faults": dict(self.faults.stats),
+                     "power_on_lateness_ms": dict(self._pacer.lateness_ms)} if self._network else {},
             timeline=[vars(record) for record in self.timeline.log] if self.timeline else [],
             complete=complete,
             end_reason=reason,

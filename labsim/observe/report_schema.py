@@ -190,7 +190,8 @@ REPORT_SCHEMA = {
         "services": {"type": "object", "description": "each service that ran -> its counters",
                      "additionalProperties": _COUNTERS},
         "network": {"type": "object",
-                    "description": "the fleet's relay counters, fetch_refused and faults (what the scenario's faults did)",
+                    "description": "the fleet's relay counters, fetch_refused, faults (what the scenario's faults "
+                                   "did) and power_on_lateness_ms (phones by how late they powered on)",
                     "additionalProperties": {"type": ["integer", "number", "object"]}},
         "timeline": {"type": "array", "items": TIMELINE_ENTRY},
         "uploads": {"type": "array", "description": "every file the lab's services stored from an upload (HTTP PUT, "
