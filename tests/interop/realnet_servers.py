@@ -30,10 +30,12 @@ def macs(first: str, count: int) -> list[str]:
     return [":".join(f"{start + i:012x}"[j:j + 2] for j in range(0, 12, 2)) for i in range(count)]
 
 
-def write_files(lab: BridgeLab, tftp_root: Path, www: Path, yealink: int, cisco: int) -> None:
+def write_files(lab: BridgeLab, tftp_root: Path, www: Path, yealink: int, cisco: int,
+                http_host: str | None = None) -> None:
     """Yealink: y000000000000.boot names the model's Common CFG (TFTP) and $MAC.cfg on
-    nginx; Cisco: the model profile's Profile_Rule_B points at $MA.xml on nginx."""
-    http = f"http://{lab.server_ip}/"
+    nginx; Cisco: the model profile's Profile_Rule_B points at $MA.xml on nginx.
+    ``http_host``: the name (or address) those URLs give the HTTP server."""
+    http = f"http://{http_host or lab.server_ip}/"
     tftp_root.mkdir(parents=True, exist_ok=True)
     www.mkdir(parents=True, exist_ok=True)
     (tftp_root / "y000000000000.boot").write_text(

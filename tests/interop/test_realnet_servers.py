@@ -57,6 +57,7 @@ services:
     options: {{66: "tftp://{server}/"}}
   tftp: {{port: 69}}
   http: {{port: 80}}
+  dns: {{port: 53, records: [{{name: prov.lab.example, type: A, value: "{server}"}}]}}
 provisioning: {{directory: files}}
 fleets:
   - {{vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}}
@@ -66,15 +67,19 @@ fleets:
 def test_labsim_serve_on_the_segment_serves_labsims_broadcast_phones(tmp_path):
     with bridge_lab() as lab:
         files = tmp_path / "served" / "files"
-        write_files(lab, files, files, YEALINK, CISCO)  # one folder for TFTP and HTTP
+        # One folder for TFTP and HTTP; the HTTP URLs name the server, resolved through the
+        # DNS service on the segment (network.dns_server, inside allow).
+        write_files(lab, files, files, YEALINK, CISCO, http_host="prov.lab.example")
         served = tmp_path / "served" / "serve.yaml"
         served.write_text(SERVE.format(interface=lab.server_if, subnet=lab.subnet, prefix=lab.prefix,
                                        server=lab.server_ip))
         with labsim_serve(str(served), str(tmp_path / "serve-report"), prefix=tuple(lab.in_server())) as serve:
             banner = serve.wait_for("labsim serve:")
             # Every service on the interface's address, not loopback's.
-            assert f"TFTP {lab.server_ip}:69" in banner and f"HTTP {lab.server_ip}:80" in banner, banner
-            done, report = run_labsim(lab, tmp_path, scenario(lab, yealink=YEALINK, cisco=CISCO))
+            assert all(f"{service} {lab.server_ip}:{port}" in banner
+                       for service, port in (("TFTP", 69), ("HTTP", 80), ("DNS", 53))), banner
+            done, report = run_labsim(lab, tmp_path, scenario(lab, yealink=YEALINK, cisco=CISCO,
+                                                              network_extra=f", dns_server: '{lab.server_ip}:53'"))
             serve.wait_for("dhcp RELEASE")
             assert serve.stop() == 0, serve.stderr
         expected = set(macs(YEALINK_FIRST, YEALINK) + macs(CISCO_FIRST, CISCO))
@@ -84,6 +89,8 @@ def test_labsim_serve_on_the_segment_serves_labsims_broadcast_phones(tmp_path):
         releases = {m for line in serve.lines
                     for m in re.findall(rf"dhcp RELEASE \S+ from ([0-9a-f:]{{17}}) via {lab.server_if}", line)}
         assert acks == expected and releases == expected
+        answered = [line for line in serve.lines if "dns A prov.lab.example (udp)" in line]
+        assert answered and lab.server_ip in answered[0], answered[:1]
 
 
 def test_source_leased_downloads_leave_from_each_phones_leased_address(tmp_path):
