@@ -1,7 +1,10 @@
 """Benchmark: the quickstart scenario scaled to N phones (default 2,000) as a boot storm.
 
-Prints phones per second to `ready` and the peak RSS of the labsim process. A benchmark,
-not a test: run it by hand (`python benchmarks/bench_quickstart.py --phones 2000`).
+Prints phones per second to `ready` and the peak RSS of the labsim processes. A benchmark,
+not a test: run it by hand (`python benchmarks/bench_quickstart.py --phones 2000`), or
+compare scale-out in one run (`--phones 10000 --workers 1,2`). Ctrl-C stops the labsim
+run under way the way a user's Ctrl-C does (it writes its partial report) and still
+prints what was measured.
 The quickstart's own ramp is replaced by a storm so the number measures labsim, not the
 ramp rate.
 """
@@ -12,11 +15,12 @@ import argparse
 import json
 import os
 import re
-import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,36 +54,162 @@ def _free_port(kind) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phones", type=int, default=2000)
+    parser.add_argument("--workers", metavar="N,N,...",
+                        help="run once per value with `labsim run --workers N` (e.g. 0,1,2; 0 = one process "
+                             "without --workers), in this order, and compare; default: one process")
     args = parser.parse_args()
+    # "0" in the list: one process, no --workers (the baseline the workers are compared with).
+    runs = [None] if not args.workers else [None if v.strip() == "0" else v.strip() for v in args.workers.split(",")]
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.yaml")
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(scaled_scenario(args.phones))
-        started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "labsim", "run", path, "--report-dir", tmp],
-                              capture_output=True, text=True)
-        wall = time.monotonic() - started
-        peak_rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if not os.path.exists(os.path.join(tmp, "report.json")):
-            print(proc.stdout[-3000:], proc.stderr[-3000:])
-            return 1
-        report = json.load(open(os.path.join(tmp, "report.json")))
+        for workers in runs:
+            result = run_once(path, os.path.join(tmp, f"report-{workers or 'one'}"), args.phones, workers)
+            results.append(result)
+            if result["interrupted"]:
+                print("interrupted: the runs after this one were not made")
+                break
+    if len(results) > 1:
+        print_comparison(results)
+    return 0
+
+
+def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> dict:
+    """One labsim run, measured. Ctrl-C stops labsim as a user's Ctrl-C does (it writes its
+    report), and what was measured so far is still printed."""
+    command = [sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir]
+    if workers is not None:
+        command += ["--workers", workers]
+    label = f"--workers {workers}" if workers is not None else "one process"
+    print(f"== {label}", flush=True)
+    started = time.monotonic()
+    # Its own session: a terminal's Ctrl-C reaches the benchmark only, which passes it on once.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    interrupted = False
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        interrupted = True
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    wall = time.monotonic() - started
+    sampler.stop()
+    result = {"label": label, "interrupted": interrupted, "wall": wall, "peak_rss_kb": sampler.peak_kb,
+              "ready": 0, "failed": 0, "last_ready": 0.0}
+    report_path = os.path.join(report_dir, "report.json")
+    if not os.path.exists(report_path):
+        print(out[-3000:], err[-3000:])
+        return result
+    with open(report_path, encoding="utf-8") as handle:
+        report = json.load(handle)
     summary = report["summary"]
     ready = summary["by_state"]["ready"]
     last_ready = max((p["ready_at_s"] for p in report["phones"] if p["ready_at_s"] is not None), default=0)
-    print(f"phones:                 {args.phones}")
-    print(f"ready:                  {ready} (exit {proc.returncode})")
+    result.update(ready=ready, failed=summary["by_state"]["failed"], last_ready=last_ready)
+    print(f"phones:                 {phones}" + ("  (INTERRUPTED: partial report)" if interrupted else ""))
+    print(f"ready / failed:         {ready} / {summary['by_state']['failed']} (exit {proc.returncode})")
     print(f"reboots:                {summary['reboots_total']}")
     print(f"last phone ready at:    {last_ready:.2f} s (boot_time 1 s x 2 cycles, storm spread 1 s)")
     print(f"phones/s to ready:      {ready / last_ready:.0f}" if last_ready else "phones/s to ready: n/a")
     ttr = summary["time_to_ready_s"]
     print(f"time to ready p50/p95/p99/max: {ttr['p50']} / {ttr['p95']} / {ttr['p99']} / {ttr['max']} s")
     print(f"wall time of the run:   {wall:.2f} s")
-    print(f"peak RSS (labsim):      {peak_rss_kb / 1024:.1f} MiB ({peak_rss_kb / args.phones:.1f} KiB per phone)")
+    print(f"peak RSS (all labsim processes together, sampled every {RssSampler.INTERVAL_S} s): "
+          f"{sampler.peak_kb / 1024:.1f} MiB ({sampler.peak_kb / phones:.1f} KiB per phone)")
+    workers_cpu = sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)
+    print(f"CPU time:               labsim {sampler.cpu_s.get(proc.pid, 0):.1f} s"
+          + (f" (the parent: services, timeline, merge), workers {workers_cpu:.1f} s" if workers_cpu else ""))
     print_problems(report)
     print_pacing(report)
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:])
+    if proc.returncode != 0 and not interrupted:
+        print(out[-3000:], err[-3000:])
+    return result
+
+
+def print_comparison(results: list[dict]) -> None:
+    base = results[0]
+    base_rate = base["ready"] / base["last_ready"] if base["last_ready"] else 0
+    print(f"\n{'run':<14} {'ready':>7} {'failed':>7} {'last ready':>11} {'phones/s':>9} {'x first':>8} "
+          f"{'peak RSS':>10}")
+    for result in results:
+        rate = result["ready"] / result["last_ready"] if result["last_ready"] else 0
+        ratio = f"{rate / base_rate:.2f}" if base_rate else "n/a"
+        print(f"{result['label']:<14} {result['ready']:>7} {result['failed']:>7} {result['last_ready']:>10.2f}s "
+              f"{rate:>9.0f} {ratio:>8} {result['peak_rss_kb'] / 1024:>7.0f} MiB"
+              + ("  (interrupted)" if result["interrupted"] else ""))
+
+
+class RssSampler:
+    """The summed RSS of a process and all its descendants, sampled from /proc; the peak."""
+
+    INTERVAL_S = 0.2
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak_kb = 0
+        self.cpu_s: dict[int, float] = {}  # pid -> user + system CPU seconds, last seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL_S):
+            tree = _tree(self.pid)
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
+            for pid in tree:
+                self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), _cpu_s(pid))
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 

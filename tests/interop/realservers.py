@@ -80,8 +80,10 @@ def privileged_ports(timeout_s: float = 90.0):
         os.close(handle)
 
 
-def kea_config(tmp, *, subnet: str, pool: str, relay: str, options: list[dict], timers: dict | None = None) -> str:
-    """``timers``: Kea's lease settings to override (valid-lifetime, renew-timer, rebind-timer)."""
+def kea_config(tmp, *, subnet: str, pool: str, relay: str | list[str], options: list[dict],
+               timers: dict | None = None) -> str:
+    """``relay``: the relay address(es) the subnet serves (one per shard); ``timers``: Kea's
+    lease settings to override (valid-lifetime, renew-timer, rebind-timer)."""
     config = {
         "Dhcp4": {
             "interfaces-config": {"interfaces": ["lo"], "dhcp-socket-type": "udp"},
@@ -90,7 +92,7 @@ def kea_config(tmp, *, subnet: str, pool: str, relay: str, options: list[dict], 
             **(timers or {}),
             "subnet4": [{
                 "id": 1, "subnet": subnet, "pools": [{"pool": pool}],
-                "relay": {"ip-addresses": [relay]},
+                "relay": {"ip-addresses": relay if isinstance(relay, list) else [relay]},
                 "option-data": options,
             }],
             "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}], "severity": "WARN"}],
