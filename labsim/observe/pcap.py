@@ -4,9 +4,8 @@ The fleet never owns raw sockets (DHCP goes through a loopback relay, downloads 
 ordinary client sockets), so there is nothing to sniff. Instead every DHCP message, SIP
 PnP datagram, download and upload is written as synthetic frames: Ethernet with the
 phone's own MAC, IPv4, and UDP (DHCP, SIP, TFTP) or TCP (HTTP, FTP) headers built with
-``struct`` (docs/performance.md, "pcap capture": 7.6-12.6 µs a frame, against 1.2-1.4 ms through
-scapy's layers), into a
-classic pcap file by scapy's ``RawPcapWriter``.
+``struct`` (7.6-12.6 µs a frame, against 1.2-1.4 ms through scapy's layers: see
+docs/performance.md, "pcap capture"), into a classic pcap file by scapy's ``RawPcapWriter``.
 
 What the capture shows, and what it makes up:
 
