@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable
 from socket import inet_aton, inet_ntoa
 
-from labsim.services.dhcp import LeaseRecord  # the record is the core's; the file is the edge's
+from labsim.services.dhcp_leases import LeaseRecord  # the record is the core's; the file is the edge's
 
 HEADER = "# labsim DHCP leases v1"
 STATES = ("bound", "free", "declined")

@@ -33,6 +33,7 @@ ROOT = Path(labsim.__file__).parent
 SERVICE_CORES = {
     "labsim.services.dhcp",
     "labsim.services.dhcp_classes",
+    "labsim.services.dhcp_leases",
     "labsim.services.file_store",
     "labsim.services.tftp",
     "labsim.services.tftp_transfer",
