@@ -116,6 +116,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.amp, self.index = amp_protocol, index
         self.ended = defer.Deferred()
         self.exit_code = None
+        self.how = ""
         self.output = b""
 
     def connectionMade(self):
@@ -145,6 +146,9 @@ class WorkerProcess(protocol.ProcessProtocol):
 
     def processEnded(self, reason) -> None:
         self.exit_code = getattr(reason.value, "exitCode", None)
+        signal_number = getattr(reason.value, "signal", None)
+        self.how = f"killed by signal {signal_number}" if self.exit_code is None and signal_number \
+            else f"exit code {self.exit_code}"
         self.amp.connectionLost(reason)
         self.ended.callback(self.exit_code)
 
@@ -270,14 +274,15 @@ class WorkersRun:
             self._all_ready.callback(None)
 
     def _worker_ended(self, code, index: int):
+        how = self.processes[index].how
         if not self._ending:
             words = self.processes[index].output.decode(errors="replace").strip()
-            self.stream.write(f"\nlabsim: worker {index} (shard {index}/{self.count}) exited with code {code} "
+            self.stream.write(f"\nlabsim: worker {index} (shard {index}/{self.count}) ended ({how}) "
                               "before the run ended" + (f": {words[-600:]}" if words else "") + "\n")
             if not self._all_ready.called:
-                self._all_ready.errback(RuntimeError(f"worker {index} exited with code {code} while starting"))
+                self._all_ready.errback(RuntimeError(f"worker {index} ended ({how}) while starting"))
             else:
-                self._end(f"worker {index} exited with code {code}", complete=False)
+                self._end(f"worker {index} ended ({how})", complete=False)
         return code
 
     # --- during the run ---------------------------------------------------------------------
