@@ -60,3 +60,12 @@ def test_workers_refuse_a_when_on_a_stage_latency_and_keep_the_rest():
         refuse_what_workers_cannot_keep(scenario)
     refuse_what_workers_cannot_keep(parse_scenario_text(
         BASE + "timeline:\n  - {when: time_to_ready.p95 < 9, do: {check_sync: {phones: all}}}\n"))
+
+
+def test_workers_auto_is_the_cpus_this_process_may_use():
+    import os
+
+    from labsim.scale.cli_scale import workers_count
+
+    assert workers_count("auto") == len(os.sched_getaffinity(0))
+    assert workers_count("3") == 3
