@@ -47,6 +47,19 @@ def refuse_uncoordinated_timeline(scenario) -> None:
                                  "--shard")
 
 
+def refuse_unknown_ports(scenario) -> None:
+    """A service on ``port: 0`` gets its port when ``labsim serve`` starts: a standalone
+    shard cannot know it (its phones would send to port 0)."""
+    network = scenario.network
+    overridden = {"dhcp": network.dhcp_server and network.dhcp_port, "dns": network.dns_server,
+                  "pnp": network.pnp_server}
+    for name in ("dhcp", "dns", "pnp"):
+        spec = getattr(scenario.services, name, None)
+        if spec is not None and spec.port == 0 and not overridden[name]:
+            raise ValueError(f"--shard: services.{name}.port is 0, a port only the process serving it knows; "
+                             f"give the port it listens on (see labsim serve --ports-file)")
+
+
 class _ExternalServices:
     """Stands where LabServices would: the services run elsewhere."""
 
@@ -86,6 +99,7 @@ class ShardRun(ScenarioRun):
         self.changes = None  # a coordinated shard's listener: (driver, old, new)
         if not coordinated:
             refuse_uncoordinated_timeline(loaded.scenario)
+            refuse_unknown_ports(loaded.scenario)
         super().__init__(reactor, loaded, **kw)
         self.relay_address = relay_address or relay_address_for(self.scenario.network.relay_address, shard)
         self.counter.listeners.append(self._changed)

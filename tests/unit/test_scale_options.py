@@ -69,3 +69,16 @@ def test_workers_auto_is_the_cpus_this_process_may_use():
 
     assert workers_count("auto") == len(os.sched_getaffinity(0))
     assert workers_count("3") == 3
+
+
+def test_a_standalone_shard_refuses_a_service_port_it_cannot_know():
+    from labsim.scale.shard_run import refuse_unknown_ports
+
+    text = """
+name: t
+services: {dhcp: {port: 0, subnet: 10.1.0.0/16, pool: {start: 10.1.0.10, end: 10.1.0.99}}}
+fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"}]
+"""
+    with pytest.raises(ValueError, match=r"--shard: services.dhcp.port is 0"):
+        refuse_unknown_ports(parse_scenario_text(text))
+    refuse_unknown_ports(parse_scenario_text(text.replace("port: 0", "port: 6767")))
