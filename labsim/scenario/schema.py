@@ -210,28 +210,10 @@ class DhcpService(Strict):
         return self
 
     @staticmethod
-    def checked_options(options: dict) -> dict:
-        """Every option encodes, none is given twice (by number and by name), and none is
-        one the server sets itself. All problems are reported at once."""
-        from labsim.services.dhcp import SERVER_MANAGED_OPTIONS
-
-        problems = []
-        codes: dict[int, Any] = {}
-        for key, value in options.items():
-            try:
-                code = dhcp_options.option_code(key)
-                label = dhcp_options.option_label(code)
-                if code in codes:
-                    raise ValueError(f"{label} is given twice (as {codes[code]!r} and {key!r})")
-                codes[code] = key
-                if code in SERVER_MANAGED_OPTIONS:
-                    raise ValueError(f"{label} is set by the server itself (see lease_time_s, address, server_id)")
-                dhcp_options.encode_option_value(code, value)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return options
+    def checked_options(options: dict) -> dhcp_options.EncodedOptions:
+        """The options checked and encoded, once, here (``dhcp_options.encode_options``):
+        after loading, ``options`` holds {code: payload}."""
+        return dhcp_options.encode_options(options)
 
 
 class TftpService(Strict):

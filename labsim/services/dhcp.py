@@ -38,6 +38,7 @@ from labsim.services.dhcp_leases import (  # noqa: F401  (re-exported: the DHCP 
     ip_int,
     normalise_mac,
 )
+from labsim.wire import dhcp_options
 from labsim.wire.dhcp import (
     ACK,
     BOOTREPLY,
@@ -71,7 +72,8 @@ OPT_RELAY_AGENT_INFO = 82
 
 # Options the server itself decides (or that only clients send); a configured value for
 # one of them would contradict the server's own, so the config rejects them.
-SERVER_MANAGED_OPTIONS = frozenset({0, 50, 51, 52, 53, 54, 55, 61, 82, 255})
+SERVER_MANAGED_OPTIONS = dhcp_options.SERVER_MANAGED_OPTIONS
+
 
 @dataclass
 class DhcpServerConfig:
@@ -512,6 +514,10 @@ class _Profile:
 
 
 def _checked_options(options: dict[int, bytes], where: str) -> dict[int, bytes]:
+    """Options given to the server directly (its API): the same rules the scenario's
+    loader applied. Options the loader encoded (``EncodedOptions``) are taken as they are."""
+    if isinstance(options, dhcp_options.EncodedOptions):
+        return options
     checked: dict[int, bytes] = {}
     for code, payload in options.items():
         if isinstance(code, bool) or not isinstance(code, int) or not 1 <= code <= 254:

@@ -29,7 +29,7 @@ def dhcp_config(spec) -> DhcpServerConfig:
 
     classes = [
         ClientClass(c.name, VendorClassMatch(*c.match.vendor_class.kind_and_value()),
-                    dhcp_options.encode_options(c.options))
+                    c.options)  # encoded by the scenario's loader (dhcp_options.encode_options)
         for c in spec.classes
     ]
     reservations = {bytes.fromhex(mac.replace(":", "").replace("-", "")): ip for mac, ip in spec.reservations.items()}
@@ -42,7 +42,7 @@ def dhcp_config(spec) -> DhcpServerConfig:
         pool_start=spec.pool.start,
         pool_end=spec.pool.end,
         lease_time_s=spec.lease_time_s,
-        options=dhcp_options.encode_options(spec.options),
+        options=spec.options,
         reservations=reservations,
         classes=classes,
     )
@@ -277,13 +277,15 @@ class LabServices:
     def set_dhcp_options(self, options: dict) -> str:
         server = self._dhcp_server()
         encoded = dhcp_options.encode_options(options)
-        server.reconfigure_options({**server.config.options, **encoded})
+        # Both sides were encoded and checked once, when the scenario loaded: kept as such.
+        server.reconfigure_options(dhcp_options.EncodedOptions({**server.config.options, **encoded}))
         return f"DHCP options set: {', '.join(str(code) for code in encoded)}"
 
     def remove_dhcp_options(self, keys: list) -> str:
         server = self._dhcp_server()
         codes = {dhcp_options.option_code(key) for key in keys}
-        server.reconfigure_options({code: v for code, v in server.config.options.items() if code not in codes})
+        server.reconfigure_options(dhcp_options.EncodedOptions(
+            {code: v for code, v in server.config.options.items() if code not in codes}))
         return f"DHCP options removed: {', '.join(str(code) for code in sorted(codes))}"
 
     def _dhcp_server(self):

@@ -170,13 +170,15 @@ class VirtualServices:
     def set_dhcp_options(self, options: dict) -> str:
         server = self._dhcp()
         encoded = dhcp_options.encode_options(options)
-        server.reconfigure_options({**server.config.options, **encoded})
+        # Both sides were encoded and checked once, when the scenario loaded: kept as such.
+        server.reconfigure_options(dhcp_options.EncodedOptions({**server.config.options, **encoded}))
         return f"DHCP options set: {', '.join(str(code) for code in encoded)}"
 
     def remove_dhcp_options(self, keys: list) -> str:
         server = self._dhcp()
         codes = {dhcp_options.option_code(key) for key in keys}
-        server.reconfigure_options({code: v for code, v in server.config.options.items() if code not in codes})
+        server.reconfigure_options(dhcp_options.EncodedOptions(
+            {code: v for code, v in server.config.options.items() if code not in codes}))
         return f"DHCP options removed: {', '.join(str(code) for code in sorted(codes))}"
 
     def _dhcp(self) -> DhcpServer:

@@ -131,14 +131,41 @@ def encode_option_value(code: int, value: Any) -> bytes:
         raise ValueError(f"{option_label(code)}: {exc}") from None
 
 
-def encode_options(options: Mapping[str | int, Any]) -> dict[int, bytes]:
-    """A whole scenario ``options:`` mapping -> {code: payload}, as DhcpServerConfig wants."""
-    out: dict[int, bytes] = {}
+# Options a DHCP server sets itself from its own settings (pad and end, the requested
+# address, lease time, overload, message type, server identifier, parameter list, client
+# identifier, relay agent information): a scenario may not set them.
+SERVER_MANAGED_OPTIONS = frozenset({0, 50, 51, 52, 53, 54, 55, 61, 82, 255})
+
+
+class EncodedOptions(dict):
+    """{code: payload}: options named, checked and encoded once, by ``encode_options``. A
+    DHCP server given these (labsim.services.dhcp) takes them as they are."""
+
+
+def encode_options(options: Mapping[str | int, Any]) -> EncodedOptions:
+    """A scenario's ``options:`` mapping (numbers or names -> values) -> {code: payload}.
+    Every option must encode, none be given twice (by number and by name), none be one
+    the server sets itself; all problems are reported at once. The one place a scenario's
+    DHCP options are checked and encoded: the scenario schema calls it on load."""
+    if isinstance(options, EncodedOptions):
+        return options
+    out = EncodedOptions()
+    given: dict[int, str | int] = {}
+    problems = []
     for key, value in options.items():
-        code = option_code(key)
-        if code in out:
-            raise ValueError(f"{option_label(code)} is given twice (as {key!r} and under another name)")
-        out[code] = encode_option_value(code, value)
+        try:
+            code = option_code(key)
+            label = option_label(code)
+            if code in given:
+                raise ValueError(f"{label} is given twice (as {given[code]!r} and {key!r})")
+            given[code] = key
+            if code in SERVER_MANAGED_OPTIONS:
+                raise ValueError(f"{label} is set by the server itself (see lease_time_s, address, server_id)")
+            out[code] = encode_option_value(code, value)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
     return out
 
 
