@@ -10,7 +10,8 @@ its end (raw sockets, no relay). In the clients namespace, at rising rates (``-r
   reach it);
 - labsim's fleet's DHCP stage: R new phones a second, each a real ``DhcpClient`` (the
   phones' own state machine) with its own MAC in the Ethernet source and chaddr, all
-  through the fleet's one packet socket (transport/realnet.BroadcastDhcp), no broadcast
+  through the fleet's one packet socket (transport/realnet.BroadcastDhcp) and its rate
+  cap (the Pacer, set to 3x the rate: it shapes bursts, it does not limit), no broadcast
   flag (Kea unicasts to each phone's MAC, as to a real phone).
 
 A rate counts when less than ``--max-loss`` (1 %) of the started exchanges did not end in
@@ -36,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 15
 POOL = "198.18.1.0 - 198.19.255.250"
+BURST = int(os.environ.get("LABSIM_BENCH_BURST", "8"))  # the fleet's pacer: requests sent back to back at most
 
 
 def ip(*args: str, check: bool = True) -> None:
@@ -138,12 +140,15 @@ def fleet_main(interface: str, rate: int, duration: int) -> None:
     from labsim.net.packet import PacketReader, open_packet_socket
     from labsim.phones.dhcp_client import BOUND, DhcpClient, DhcpIdentity
     from labsim.phones.events import CancelTimer, SendDhcp, StartTimer
-    from labsim.transport.realnet import BroadcastDhcp
+    from labsim.transport.realnet import BroadcastDhcp, Pacer
 
     identity = DhcpIdentity(vendor_class=b"yealink SIP-T46S", parameter_request_list=bytes([1, 3, 6, 15, 42, 66]),
                             hostname=b"SIP-T46S")
     reader = PacketReader(reactor, open_packet_socket(interface), None)
     fleet = BroadcastDhcp(reader.write_frame, arp=False)
+    # The fleet's rate cap, as a real-network run has it (network.dhcp_rate): here set above
+    # the load (each phone sends two requests; retransmissions), so it shapes bursts only.
+    pacer = Pacer(reactor, 3 * rate, burst=BURST) if rate else None
     reader.on_frame = fleet.frame_received
     rng = random.Random(11)
     counts = {"started": 0, "acked": 0}
@@ -175,7 +180,10 @@ def fleet_main(interface: str, rate: int, duration: int) -> None:
             for action in actions:
                 kind = type(action)
                 if kind is SendDhcp:
-                    fleet.send(self, action.message)
+                    if pacer is None:
+                        fleet.send(self, action.message)
+                    else:
+                        pacer.submit(lambda message=action.message: fleet.send(self, message))
                 elif kind is StartTimer:
                     self.cancel(action.name)
                     self.timers[action.name] = reactor.callLater(action.delay_s, self.fire, action.name)

@@ -46,17 +46,23 @@ def test_arp_request_and_reply_match_scapy():
 
 def test_pacer_holds_the_rate_and_keeps_order():
     clock = Clock()
-    pacer = Pacer(clock, 100)  # bursts of 5
+    pacer = Pacer(clock, 1000)  # bursts of 5 (5 ms worth)
     sent = []
     for n in range(25):
         pacer.submit(lambda n=n: sent.append((n, clock.seconds())))
     assert len(sent) == 5
     drained = pacer.drained()
     for _ in range(40):
-        clock.advance(0.01)
+        clock.advance(0.001)
     assert [n for n, _ in sent] == list(range(25)) and drained.called
-    assert sent[-1][1] <= 0.21  # 20 more at 100/s
-    assert sent[-1][1] >= 0.19
+    assert 0.019 <= sent[-1][1] <= 0.021  # 20 more at 1,000/s
+    slow = Pacer(clock, 100)  # bursts of one: 10 ms apart
+    times = []
+    for _ in range(3):
+        slow.submit(lambda: times.append(clock.seconds()))
+    for _ in range(30):
+        clock.advance(0.001)
+    assert [round(t - times[0], 3) for t in times] == [0.0, 0.01, 0.02]
 
 
 class _Driver:
