@@ -138,8 +138,12 @@ class Pacer:
 class BroadcastDhcp:
     """The fleet's DHCP on the segment: every phone's own frames through one packet socket."""
 
-    def __init__(self, writer, *, arp: bool = True, on_ack=None):
+    def __init__(self, writer, *, arp: bool = True, on_ack=None, link=None):
         self.writer = writer  # write_frame(bytes) -> bool
+        # The scenario's faults on "dhcp" (a FaultyLink), applied to the DHCP message only:
+        # a corrupted byte lands in the DHCP payload, never in the Ethernet or IP header
+        # (which would send a frame somewhere on the user's network it was never meant for).
+        self.link = link
         self.arp = arp  # answer ARP for leased addresses (not when the kernel holds them)
         self.on_ack = on_ack  # called with (mac, address) before the phone hears its ACK
         self.phones: dict[bytes, object] = {}
@@ -152,16 +156,23 @@ class BroadcastDhcp:
     def send(self, driver, message: dhcp.DhcpMessage) -> None:
         mac = message.chaddr
         if message.ciaddr == _UNSPECIFIED:  # DISCOVER, REQUEST (SELECTING, INIT-REBOOT)
-            frame = self._frame(mac, BROADCAST_MAC, _UNSPECIFIED, _LIMITED_BROADCAST, message)
+            route = (mac, BROADCAST_MAC, _UNSPECIFIED, _LIMITED_BROADCAST)
         else:
             server = self._unicast_server(driver, message)
             if server and mac in self.server_mac:
                 # RENEWING: unicast from the leased address to the server that gave it (RFC 2131 4.4.5).
-                frame = self._frame(mac, self.server_mac[mac], message.ciaddr, server, message)
+                route = (mac, self.server_mac[mac], message.ciaddr, server)
             else:  # REBINDING: broadcast, from the leased address
-                frame = self._frame(mac, BROADCAST_MAC, message.ciaddr, _LIMITED_BROADCAST, message)
+                route = (mac, BROADCAST_MAC, message.ciaddr, _LIMITED_BROADCAST)
         self.stats["sent"] += 1
-        if not self.writer(frame):
+        payload = dhcp.encode(message)
+        if self.link is None:
+            self._write(route, payload)
+        else:
+            self.link.carry("in", payload, lambda data: self._write(route, data))
+
+    def _write(self, route, payload: bytes) -> None:
+        if not self.writer(self._frame_bytes(*route, payload)):
             self.stats["send_errors"] += 1
 
     @staticmethod
@@ -178,8 +189,11 @@ class BroadcastDhcp:
         return None
 
     def _frame(self, mac: bytes, to_mac: bytes, src: str, dst: str, message: dhcp.DhcpMessage) -> bytes:
+        return self._frame_bytes(mac, to_mac, src, dst, dhcp.encode(message))
+
+    def _frame_bytes(self, mac: bytes, to_mac: bytes, src: str, dst: str, payload: bytes) -> bytes:
         self._ident = (self._ident + 1) & 0xFFFF
-        return udp_frame(mac, to_mac, src, dst, CLIENT_PORT, SERVER_PORT, dhcp.encode(message), self._ident)
+        return udp_frame(mac, to_mac, src, dst, CLIENT_PORT, SERVER_PORT, payload, self._ident)
 
     def frame_received(self, frame: bytes) -> None:
         if frame[12:14] == b"\x08\x06":
@@ -188,6 +202,12 @@ class BroadcastDhcp:
         payload = udp_payload_to(frame, CLIENT_PORT)
         if payload is None:
             return
+        if self.link is None:
+            self._reply(payload, frame[6:12])
+        else:
+            self.link.carry("out", payload, lambda data: self._reply(data, frame[6:12]))
+
+    def _reply(self, payload: bytes, from_mac: bytes) -> None:
         self.stats["received"] += 1
         try:
             message = dhcp.decode(payload)
@@ -201,7 +221,7 @@ class BroadcastDhcp:
             self.stats["unknown_client"] += 1  # another host's client on the segment
             return
         if message.message_type == dhcp.ACK and message.yiaddr != _UNSPECIFIED:
-            self.server_mac[message.chaddr] = frame[6:12]  # the Ethernet source: the server (or its router)
+            self.server_mac[message.chaddr] = from_mac  # the Ethernet source: the server (or its router)
             self.holder[message.yiaddr] = message.chaddr
             if self.on_ack is not None:
                 self.on_ack(message.chaddr, message.yiaddr)
@@ -223,7 +243,8 @@ class BroadcastDhcp:
             self.stats["arp_replies"] += 1
 
     def release(self, phone) -> bool:
-        """Send DHCPRELEASE for ``phone``'s lease (unicast to the server that granted it)."""
+        """Send DHCPRELEASE for ``phone``'s lease (unicast to the server that granted it).
+        Not through the scenario's faults: giving the leases back is the run's own duty."""
         lease = phone.lease
         if lease is None or not lease.server_id:
             return False
@@ -272,7 +293,7 @@ class RealNetwork(LoopbackNetwork):
             self.packet_reader = PacketReader(reactor, sock, None)
             # ``relay`` is the name the run reads the fleet's DHCP counters under.
             self.relay = BroadcastDhcp(self.packet_reader.write_frame, arp=spec.source != "leased",
-                                       on_ack=self._leased if self.addresses is not None else None)
+                                       on_ack=self._leased if self.addresses is not None else None, link=dhcp_link)
             self.packet_reader.on_frame = self.relay.frame_received
             self.packet_reader.start()
         self.resolver = None

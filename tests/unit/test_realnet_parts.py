@@ -170,3 +170,27 @@ def test_no_frame_on_the_wire_makes_the_fleet_raise():
         fleet.frame_received(frame)  # counted or ignored, never raised
 
     frames()
+
+
+def test_the_scenarios_dhcp_faults_act_on_the_dhcp_message_of_broadcast_phones():
+    import random
+
+    from labsim.faults import FaultSet, FaultyLink, fault_from_spec
+    from labsim.scenario.schema import Fault
+
+    clock = Clock()
+    faults = FaultSet(random.Random(1))
+    faults.add(fault_from_spec(Fault(service="dhcp", direction="out", drop_dhcp=["OFFER"]), 0))
+    faults.add(fault_from_spec(Fault(service="dhcp", direction="in", delay_s=0.5), 1))
+    written = []
+    fleet = BroadcastDhcp(lambda frame: written.append(frame) or True, link=FaultyLink(faults, "dhcp", clock))
+    phone = _Driver(PHONE)
+    fleet.phones = {PHONE: phone}
+    fleet.send(phone, dhcp.DhcpMessage(op=1, xid=1, chaddr=PHONE, options={53: b"\x01"}))
+    assert written == []  # held half a second, then sent whole
+    clock.advance(0.5)
+    assert len(written) == 1 and Ether(written[0]).src == "00:15:65:00:00:01"
+    fleet.frame_received(_reply(dhcp.OFFER, PHONE, "198.18.1.100"))  # dropped on its way to the phone
+    fleet.frame_received(_reply(dhcp.ACK, PHONE, "198.18.1.100"))
+    assert [m.message_type for m in phone.received] == [dhcp.ACK]
+    assert fleet.release(phone.phone) and len(written) == 2  # releases go out whatever the faults say
