@@ -107,6 +107,8 @@ def _field_text(loc) -> str:
 
 def _problem(filename: str, doc, error: dict) -> Problem:
     loc = _user_path(error["loc"])
+    if error["type"] == "extra_forbidden" and (not loc or loc[-1] != error["loc"][-1]):
+        loc.append(error["loc"][-1])  # the user's own key, even one that looks like a branch name ("A")
     field = _field_text(loc)
     message = error["msg"]
     if message.startswith("Value error, "):

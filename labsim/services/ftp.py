@@ -122,6 +122,12 @@ class _CountingHandler(FTPHandler):
             self._skipping_line = False
             self._in_buffer, self._in_buffer_len = [], 0
             return
+        if any(b"\x00" in part for part in self._in_buffer):
+            # A NUL cannot be in a path (pyftpdlib's os calls raised ValueError on it, which
+            # ended the session with a traceback): RFC 959's "bad parameters", and go on.
+            self._in_buffer, self._in_buffer_len = [], 0
+            self.respond("501 Syntax error in parameters or arguments (NUL).")
+            return
         super().found_terminator()
 
     def on_connect(self):
@@ -453,7 +459,24 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
     if not os.path.isdir(config.root):
         raise ValueError(f"FTP root {config.root!r} is not a directory")
     stats = new_stats()
-    handler = type("LabFtpHandler", (_FaultAwareHandler,), {
+    handler = handler_class(config, reactor, stats)
+    ioloop = Epoll()
+    try:
+        server = FTPServer((host, port), handler, ioloop=ioloop, backlog=1024)
+    except Exception:
+        ioloop.close()
+        raise
+    server.max_cons = config.max_connections
+    server.max_cons_per_ip = config.max_connections_per_address
+    loop = _ReactorDrivenLoop(reactor, ioloop, stats)
+    reactor.addReader(loop)
+    return FtpServerHandle(server, loop, stats)
+
+
+def handler_class(config: FtpServerConfig, reactor, stats: dict) -> type[FTPHandler]:
+    """The control-connection handler for ``config``: one class per server (pyftpdlib keeps
+    its settings on the class)."""
+    return type("LabFtpHandler", (_FaultAwareHandler,), {
         "stats": stats,
         "clock": reactor,
         "authorizer": build_authorizer(config),
@@ -467,14 +490,3 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
         "auth_failed_timeout": config.auth_failed_delay_s,
         "timeout": config.idle_timeout_s,
     })
-    ioloop = Epoll()
-    try:
-        server = FTPServer((host, port), handler, ioloop=ioloop, backlog=1024)
-    except Exception:
-        ioloop.close()
-        raise
-    server.max_cons = config.max_connections
-    server.max_cons_per_ip = config.max_connections_per_address
-    loop = _ReactorDrivenLoop(reactor, ioloop, stats)
-    reactor.addReader(loop)
-    return FtpServerHandle(server, loop, stats)

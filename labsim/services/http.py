@@ -221,7 +221,7 @@ class HttpAuthenticator:
     def _nonce_state(self, nonce: str) -> str:
         """'good', 'stale' (ours but old: the client may retry with a fresh one) or 'bad'."""
         issued, _, mac = nonce.partition(".")
-        if not hmac.compare_digest(self._sign(issued), mac):
+        if not hmac.compare_digest(self._sign(issued).encode(), mac.encode("latin-1", "replace")):
             return "bad"
         try:
             age = self.clock() - int(issued, 16)
@@ -256,7 +256,9 @@ class HttpAuthenticator:
             expected = _md5(f"{ha1}:{p.get('nonce', '')}:{ha2}")
         else:
             return False, False
-        if not hmac.compare_digest(expected, p.get("response", "")):
+        # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, found by
+        # tests/fuzz), and a header's text is Latin-1 here.
+        if not hmac.compare_digest(expected.encode(), p.get("response", "").encode("latin-1", "replace")):
             return False, False
         state = self._nonce_state(p.get("nonce", ""))
         return state == "good", state == "stale"

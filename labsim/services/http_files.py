@@ -341,7 +341,9 @@ class StaticFiles:
             target, current = self.uploads.upload_target(relative[len(prefix) + 1 :])
         except NotAllowed:
             return error(FORBIDDEN)
-        except IsADirectoryError:
+        except (IsADirectoryError, NotADirectoryError, FileExistsError):
+            # A folder where the file goes, or a file where a folder must be (PUT a/b after
+            # PUT a; found by tests/fuzz): the request conflicts with what is there (RFC 9110 15.5.10).
             return error(CONFLICT)
         except OSError:
             return error(INTERNAL_SERVER_ERROR)

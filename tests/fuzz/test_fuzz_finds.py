@@ -1,0 +1,33 @@
+"""What the fuzz targets found, each kept as a plain regression test."""
+
+from __future__ import annotations
+
+import pytest
+
+from labsim.scenario.loader import ScenarioError, parse_scenario_text
+from tests.fuzz.targets import TARGETS
+
+BY_NAME = {t.name: t for t in TARGETS}
+
+
+def test_digest_response_with_non_ascii_characters_is_a_401_not_a_500():
+    _, _, check = BY_NAME["http"].build()
+    check(b'GET /secret/a HTTP/1.1\r\nHost: x\r\nAuthorization: Digest username="u", realm="lab", nonce="n\xe9", '
+          b'uri="/secret/a", response="\xff\xfe", qop=auth, nc=00000001, cnonce="c"\r\n\r\n')
+
+
+def test_put_below_a_file_is_a_409_not_a_500():
+    _, _, check = BY_NAME["http"].build()
+    check(b"PUT /uploads/x.log HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    check(b"PUT /uploads/x.log/y.log HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+
+
+def test_ftp_path_with_a_nul_is_answered_not_raised():
+    _, _, check = BY_NAME["ftp"].build()
+    check(b"USER anonymous\r\nPASS x\r\nCWD \x00\r\nRETR a\x00b\r\nPWD\r\n")
+
+
+def test_an_unknown_key_that_looks_like_a_type_name_is_reported_not_raised():
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text("A: 1\nname: t\n", "f.yaml")
+    assert any(p.field == "A" and "unknown key 'A'" in p.message for p in caught.value.problems)
