@@ -49,8 +49,8 @@ def test_every_lease_is_released_however_the_run_ends(tmp_path, ending):
     with bridge_lab() as lab:
         with kea_on(lab, tmp_path, option66=f"tftp://{lab.prefix}.9/"):  # nothing answers there
             if ending == "time limit":
-                done, report = run_labsim(lab, tmp_path, _scenario(lab, 6))
-                assert done.returncode == 1 and "time limit of 6s reached" in done.stdout, done.stdout + done.stderr
+                done, report = run_labsim(lab, tmp_path, _scenario(lab, 4))
+                assert done.returncode == 1 and "time limit of 4s reached" in done.stdout, done.stdout + done.stderr
             else:
                 path = tmp_path / "scenario.yaml"
                 path.write_text(_scenario(lab, 120))
@@ -79,7 +79,7 @@ def test_every_lease_is_released_however_the_run_ends(tmp_path, ending):
 def test_release_false_keeps_the_leases(tmp_path):
     with bridge_lab() as lab:
         with kea_on(lab, tmp_path, option66=f"tftp://{lab.prefix}.9/"):
-            text = _scenario(lab, 5).replace(f"allow: [{lab.subnet}]", f"allow: [{lab.subnet}], release: false")
+            text = _scenario(lab, 4).replace(f"allow: [{lab.subnet}]", f"allow: [{lab.subnet}], release: false")
             done, _ = run_labsim(lab, tmp_path, text)
             time.sleep(0.5)
             leases = _leased_macs(tmp_path)

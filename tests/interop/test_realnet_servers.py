@@ -127,7 +127,7 @@ def test_a_url_outside_allow_fails_the_phone_and_nothing_is_sent_there(tmp_path)
     outside = "198.19.77.7"  # in the benchmarking range, outside this lab's allow-list
     with bridge_lab() as lab:
         pcap = tmp_path / "phones.pcap"
-        text = scenario(lab, yealink=3, cisco=1, time_limit_s=15).replace(
+        text = scenario(lab, yealink=3, cisco=1, time_limit_s=6).replace(
             "expect:\n  - phones.ready == 100%\n  - phone.reboots == 1\n", "")
         with kea_on(lab, tmp_path, option66=f"tftp://{outside}/"), \
                 capture(lab.phones_if, pcap, f"host {outside} or udp port 67", namespace=lab.in_phones()):
