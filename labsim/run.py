@@ -390,7 +390,8 @@ class ScenarioRun:
                                                       stage_latencies=stage_latencies(self.members), rows=rows)),
         ]
         if self._capture is not None:
-            writers.append((f"capture {self.pcap_path}", self._capture.close))
+            # A lab the dashboard keeps open keeps capturing: flushed now, closed at the end.
+            writers.append((f"capture {self.pcap_path}", self._capture.close if self.closed else self._capture.flush))
         written = []
         for name, write in writers:
             try:

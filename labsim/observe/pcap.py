@@ -559,6 +559,12 @@ class PcapCapture:
         self._ftp(t, flow, False, "221 Goodbye.")
         self._close(t, flow)
 
+    def flush(self) -> None:
+        """Write what is buffered, and keep capturing (a lab the dashboard keeps open)."""
+        flush = getattr(self.sink, "flush", None)
+        if flush is not None:
+            flush()
+
     def close(self) -> None:
         """Flush and close the file. Exchanges that finish afterwards (while the run
         shuts down) are not written: the file is already complete."""

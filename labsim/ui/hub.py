@@ -147,6 +147,23 @@ class Dashboard:
         rows = [row for row in self.run._events.rows if row[1] == mac]
         return story(member, rows, capture_on=self.run._capture is not None)
 
+    def phone_capture(self, mac: str):
+        """(pcap header, frames) of one phone from the run's --pcap capture, or None."""
+        from labsim.ui.packets import phone_frames
+
+        capture = self.run._capture if self.run is not None else None
+        mac = mac.lower().replace("-", ":")
+        if capture is None or mac not in self.feed.index_of:
+            return None
+        capture.flush()  # the writer buffers: what the phone did so far goes to the file
+        return phone_frames(capture.path, mac)
+
+    def packets(self, mac: str) -> list[dict] | None:
+        from labsim.ui.packets import packet_rows
+
+        found = self.phone_capture(mac)
+        return None if found is None else packet_rows(found[1], self._epoch)
+
     def _service_stats(self) -> dict:
         services = self.services
         return services.stats() if services is not None else {}

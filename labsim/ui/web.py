@@ -5,6 +5,8 @@
     GET  /api/info          the scenario, the lab exercise, whether this URL may control
     GET  /api/phone?mac=M   one phone's story
     GET  /api/services      counters, recent live-log lines, DHCP leases, faults in force
+    GET  /api/packets?mac=M one phone's frames from the --pcap capture, as Wireshark lists them
+    GET  /api/pcap?mac=M    the same frames as a pcap file
     POST /api/action        a trainer control: the text of a timeline ``do:``       (token)
     POST /api/check         the exercise's check (expectations judged now)
     GET  /metrics           Prometheus text format
@@ -121,6 +123,22 @@ class Api(resource.Resource):
             return _json(request, story)
         if name == "services":
             return _json(request, self.hub.services_view())
+        if name in ("packets", "pcap"):
+            mac = (request.args.get(b"mac") or [b""])[0].decode("utf-8", "replace")
+            if name == "packets":
+                rows = self.hub.packets(mac)
+                if rows is None:
+                    return _json(request, {"error": "no capture of that phone (run with --pcap FILE)"}, 404)
+                return _json(request, {"packets": rows})
+            found = self.hub.phone_capture(mac)
+            if found is None:
+                return _json(request, {"error": "no capture of that phone (run with --pcap FILE)"}, 404)
+            from labsim.ui.packets import pcap_bytes
+
+            request.setHeader(b"content-type", b"application/vnd.tcpdump.pcap")
+            filename = mac.lower().replace(":", "").replace("-", "")
+            request.setHeader(b"content-disposition", f'attachment; filename="{filename}.pcap"'.encode())
+            return pcap_bytes(*found)
         return _json(request, {"error": "not found"}, 404)
 
     def render_POST(self, request):

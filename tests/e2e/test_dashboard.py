@@ -164,3 +164,34 @@ def test_the_exercise_is_on_the_page_and_its_check_says_pass_or_fail_with_what_w
         assert [e["passed"] for e in result["expectations"]] == [True, True]
     finally:
         lab.close()
+
+
+def test_a_phones_packets_and_its_own_pcap_when_the_run_captures(tmp_path):
+    import subprocess
+
+    from tests.peers import require_binary
+
+    capture = tmp_path / "lab.pcap"
+    lab = DashboardLab(tmp_path, extra=("--pcap", str(capture)))
+    try:
+        lab.wait_until(lambda: lab.states().get("ready") == 6, what="6 phones ready")
+        mac = "00:15:65:77:00:02"
+        status, body = lab.json(f"api/packets?mac={mac}")
+        assert status == 200
+        rows = body["packets"]
+        assert [r["info"].split(" xid")[0] for r in rows if r["protocol"] == "DHCP"][:4] == [
+            "DHCP DISCOVER", "DHCP OFFER", "DHCP REQUEST", "DHCP ACK"]
+        assert any(r["info"] == "GET /001565770002.cfg HTTP/1.1" for r in rows)
+        assert not any("001565770003" in r["info"] for r in rows)  # another phone's files are not here
+        status, pcap = lab.request(f"api/pcap?mac={mac}")
+        assert status == 200
+        (tmp_path / "one.pcap").write_bytes(pcap)
+        tshark = require_binary("tshark")
+        listed = subprocess.run([tshark, "-r", str(tmp_path / "one.pcap")], capture_output=True, text=True,
+                                timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert len(listed.stdout.splitlines()) == len(rows)
+        assert "001565770002.cfg" in listed.stdout
+        assert lab.json("api/packets?mac=00:00:00:00:00:01")[0] == 404
+    finally:
+        lab.close()

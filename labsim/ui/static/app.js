@@ -248,7 +248,13 @@ async function openPhone(mac) {
     `<details><summary>${Object.keys(flash.settings).length} settings</summary><table>` +
     Object.entries(flash.settings).map(([k, v]) => `<tr><td><code>${esc(k)}</code></td><td>${esc(v)}</td></tr>`).join("") + "</table></details>";
   if (!p.capture) html += "<p class='note'>Packets: run with --pcap FILE to capture this phone's traffic.</p>";
+  else html += `<h3>Packets <a id="pcap-link" href="api/pcap?mac=${encodeURIComponent(p.mac)}" download>download pcap</a></h3><div id="packets">…</div>`;
   $("phone-body").innerHTML = html;
+  if (p.capture) getJSON("api/packets?mac=" + encodeURIComponent(p.mac)).then(({body}) => {
+    if (selected !== p.mac || !body.packets) return;
+    $("packets").innerHTML = table(["No.", "t (s)", "source", "destination", "protocol", "length", "info"],
+      body.packets.map((k, i) => [i + 1, k.t.toFixed(4), k.source, k.destination, k.protocol, k.length, k.info]));
+  });
   $("phone").hidden = false;
   if (INFO.control) $("c-macs").value = mac;
 }

@@ -1,0 +1,130 @@
+"""One phone's packets from the run's ``--pcap`` capture: a list like Wireshark's, and a
+pcap file of only that phone's frames.
+
+The capture (``observe.pcap``) writes every frame with the phone's own MAC as the
+Ethernet source or destination, so a phone's frames are the ones whose MAC matches.
+The file is read when a page asks (after flushing the writer's buffer); the run does
+nothing more while it captures.
+"""
+
+from __future__ import annotations
+
+import struct
+
+GLOBAL_HEADER = 24
+RECORD_HEADER = struct.Struct("<IIII")  # ts_sec, ts_usec, incl_len, orig_len (little-endian, as scapy writes)
+MAX_ROWS = 3000
+_DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}
+_TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x08, "PSH"), (0x01, "FIN"), (0x04, "RST"))
+
+
+def phone_frames(path: str, mac: str):
+    """(pcap global header, [(ts_sec, ts_usec, frame)]) for the frames to or from ``mac``."""
+    wanted = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    frames = []
+    with open(path, "rb") as handle:
+        header = handle.read(GLOBAL_HEADER)
+        while True:
+            record = handle.read(RECORD_HEADER.size)
+            if len(record) < RECORD_HEADER.size:
+                break
+            sec, usec, length, _ = RECORD_HEADER.unpack(record)
+            frame = handle.read(length)
+            if len(frame) < length:
+                break  # the writer is mid-record
+            if frame[0:6] == wanted or frame[6:12] == wanted:
+                frames.append((sec, usec, frame))
+    return header, frames
+
+
+def pcap_bytes(header: bytes, frames) -> bytes:
+    out = [header]
+    for sec, usec, frame in frames:
+        out.append(RECORD_HEADER.pack(sec, usec, len(frame), len(frame)))
+        out.append(frame)
+    return b"".join(out)
+
+
+def describe(frame: bytes) -> dict:
+    """Source, destination, protocol and a one-line summary, as Wireshark's list shows them."""
+    row = {"length": len(frame), "protocol": "?", "source": frame[6:12].hex(":"),
+           "destination": frame[0:6].hex(":"), "info": ""}
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return row
+    ihl = (frame[14] & 0x0F) * 4
+    proto = frame[23]
+    src_ip = ".".join(str(b) for b in frame[26:30])
+    dst_ip = ".".join(str(b) for b in frame[30:34])
+    l4 = frame[14 + ihl:]
+    if proto == 17 and len(l4) >= 8:
+        sport, dport = struct.unpack("!HH", l4[:4])
+        payload = l4[8:]
+        row.update(source=f"{src_ip}:{sport}", destination=f"{dst_ip}:{dport}", protocol="UDP")
+        if {sport, dport} & {67, 68}:
+            row["protocol"] = "DHCP"
+            row["info"] = _dhcp_info(payload)
+        elif 5060 in (sport, dport):
+            row["protocol"], row["info"] = "SIP", _first_line(payload)
+        elif 69 in (sport, dport) or len(payload) >= 2 and payload[0] == 0 and 1 <= payload[1] <= 6:
+            row["protocol"], row["info"] = "TFTP", _tftp_info(payload)
+    elif proto == 6 and len(l4) >= 20:
+        sport, dport, seq, ack = struct.unpack("!HHII", l4[:12])
+        offset = (l4[12] >> 4) * 4
+        flags = l4[13]
+        payload = l4[offset:]
+        names = ",".join(name for bit, name in _TCP_FLAGS if flags & bit)
+        row.update(source=f"{src_ip}:{sport}", destination=f"{dst_ip}:{dport}", protocol="TCP",
+                   info=f"[{names}] seq={seq} ack={ack} len={len(payload)}")
+        line = _first_line(payload)
+        if line and (line.startswith(("GET ", "PUT ", "HTTP/")) or line[:3].isdigit() or line.isupper()):
+            row["protocol"] = "HTTP" if line.startswith(("GET ", "PUT ", "HTTP/")) else "FTP"
+            row["info"] = line
+    return row
+
+
+def _first_line(payload: bytes) -> str:
+    line = payload.split(b"\r\n", 1)[0][:120]
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+    return text if text.isprintable() else ""
+
+
+def _dhcp_info(payload: bytes) -> str:
+    if len(payload) < 240:
+        return "BOOTP"
+    yiaddr = ".".join(str(b) for b in payload[16:20])
+    options, kind = payload[240:], None
+    index = 0
+    while index + 1 < len(options) and options[index] != 255:
+        code = options[index]
+        if code == 0:
+            index += 1
+            continue
+        size = options[index + 1]
+        if code == 53 and size == 1 and index + 2 < len(options):
+            kind = options[index + 2]
+        index += 2 + size
+    text = f"DHCP {_DHCP_TYPES.get(kind, kind)} xid 0x{payload[4:8].hex()}"
+    return text + (f" yiaddr {yiaddr}" if yiaddr != "0.0.0.0" else "")
+
+
+def _tftp_info(payload: bytes) -> str:
+    if len(payload) < 4:
+        return "TFTP"
+    opcode = payload[1]
+    if opcode in (1, 2):
+        return ("RRQ " if opcode == 1 else "WRQ ") + payload[2:].split(b"\0", 1)[0].decode("latin-1")
+    if opcode in (3, 4):
+        return ("DATA" if opcode == 3 else "ACK") + f" block {int.from_bytes(payload[2:4], 'big')}"
+    if opcode == 5:
+        return "ERROR " + payload[4:].split(b"\0", 1)[0].decode("latin-1")
+    return "OACK" if opcode == 6 else "TFTP"
+
+
+def packet_rows(frames, epoch_wall: float) -> list[dict]:
+    rows = []
+    for sec, usec, frame in frames[-MAX_ROWS:]:
+        rows.append({"t": round(sec + usec / 1e6 - epoch_wall, 6), **describe(frame)})
+    return rows
