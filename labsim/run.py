@@ -40,7 +40,7 @@ from labsim.transport.loopback import LoopbackNetwork
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # report.json keeps a phone's first and last events up to this many (a week of hourly
 # resyncs is thousands); events.jsonl has them all.
-EVENTS_PER_PHONE_IN_REPORT = 1000
+EVENTS_PER_PHONE_IN_REPORT = 200
 
 
 def materialize_provisioning(loaded, into: str, members=()) -> str:

@@ -309,7 +309,9 @@ class DhcpClient:
         )
 
     def _timeout(self) -> float:
-        base = min(FIRST_TIMEOUT_S * (2 ** self.attempt), MAX_TIMEOUT_S)
+        # The exponent is capped too: a phone left without a server for a day makes
+        # thousands of attempts, and 2.0 ** 1024 does not fit a float.
+        base = min(FIRST_TIMEOUT_S * (2 ** min(self.attempt, 8)), MAX_TIMEOUT_S)
         return base + self.rng.uniform(-1.0, 1.0)
 
 

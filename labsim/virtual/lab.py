@@ -15,8 +15,9 @@ What each service is here:
   (``safe_relative_path``/``resolve_under``), with the server's fault answers (forced
   status, ``down``/``loss`` as 503, ``slow_s``/``delay_s``); ``auth`` rules as their
   outcome (the right user and password, or ``denied``), not their challenge exchange.
-- TFTP: the file under the root, or ``not_found``; a datagram fault that loses the
-  request or the file is a ``timeout`` after the phone's TFTP client would give up.
+- TFTP: the file under the root, or ``not_found``. Under datagram faults each exchange
+  (the request, each 1428-byte block) is drawn through the fault set both ways and
+  retried after 1 s, six tries at most, as the phones' client does; six lost: ``timeout``.
 - PnP: ``services.pnp.PnpResponder`` itself, SIP as bytes.
 
 DNS and FTP have no in-memory form yet: a scenario with them is refused (see
@@ -44,6 +45,7 @@ from labsim.wire import dhcp, dhcp_options, sip_pnp
 SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
 TFTP_GIVE_UP_S = 6.0  # the phones' TFTP client: 1 s timeout, 5 retransmissions
+TFTP_RETRY_S, TFTP_TRIES, TFTP_BLOCK = 1.0, 6, 1428
 HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
 
 
@@ -95,7 +97,9 @@ class VirtualServices:
         self.handles: dict[str, _Service] = {}  # every service ever started, for its counters
         self.dhcp_server: DhcpServer | None = None
         self.pnp_responder = None
-        self._files: dict[bytes, tuple[int, int, bytes]] = {}  # real path -> (mtime_ns, size, body)
+        # URL path -> the file's bytes (or None). Files change in a run only by the timeline's
+        # actions, after each of which the run calls files_changed(): no stat per request.
+        self._files: dict[str, bytes | None] = {}
 
     dhcp = property(lambda self: self.running.get("dhcp"))
     tftp = property(lambda self: self.running.get("tftp"))
@@ -188,23 +192,25 @@ class VirtualServices:
 
     # --- files, as the HTTP and TFTP servers find them ---------------------------------
 
+    def files_changed(self) -> None:
+        self._files.clear()
+
     def read(self, url_path: str) -> bytes | None:
+        try:
+            return self._files[url_path]
+        except KeyError:
+            body = self._files[url_path] = self._read(url_path)
+            return body
+
+    def _read(self, url_path: str) -> bytes | None:
         relative = safe_relative_path(url_path.encode())
         if relative is None:
             return None
         found = resolve_under(self._root_bytes, relative)
-        if found is None:
+        if found is None or not os.path.isfile(found[0]):
             return None
-        real, st = found
-        if not os.path.isfile(real):
-            return None
-        cached = self._files.get(real)
-        if cached is not None and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
-            return cached[2]
-        with open(real, "rb") as handle:
-            body = handle.read()
-        self._files[real] = (st.st_mtime_ns, st.st_size, body)
-        return body
+        with open(found[0], "rb") as handle:
+            return handle.read()
 
     def http_answer(self, path: str, credentials) -> tuple[FetchResult, float]:
         """(the phone's result, extra delay) for a GET, as the HTTP server would answer."""
@@ -256,6 +262,7 @@ class VirtualNetwork:
         self.latency_s = latency_s
         self.relay = _Relay()
         self.stats = {"fetch_refused": 0}
+        self._targets: dict[str, tuple] = {}
         self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
         self.tftp_link = FaultyLink(faults, "tftp", clock) if faults is not None else None
 
@@ -320,53 +327,75 @@ class VirtualNetwork:
         self.clock.callLater(self.latency_s + delay, deferred.callback, result)
         return deferred
 
+    def _target(self, url: str) -> tuple:
+        """(scheme, port, path, refusal or None) of a URL, worked out once per URL: a fleet
+        asks for the same few URLs every pass."""
+        target = self._targets.get(url)
+        if target is None:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            refusal = None
+            if is_host_name(host):
+                refusal = f"{host}: a host name, and the lab has no DNS server (services.dns or network.dns_server)"
+            else:
+                try:
+                    loopback_address(host)
+                except NotLoopback as exc:
+                    refusal = str(exc)
+            default_port = {"http": 80, "https": 443, "tftp": 69}.get(parts.scheme, 0)
+            target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal)
+        return target
+
     def _answer(self, request) -> tuple[FetchResult, float]:
-        parts = urlsplit(request.url)
-        host = parts.hostname or ""
-        if is_host_name(host):
+        scheme, port, path, refusal = self._target(request.url)
+        if refusal is not None:
             self.stats["fetch_refused"] += 1
-            return FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS server "
-                                                 "(services.dns or network.dns_server)"), 0.0
-        try:
-            loopback_address(host)
-        except NotLoopback as exc:
-            self.stats["fetch_refused"] += 1
-            return FetchResult("refused", detail=str(exc)), 0.0
-        scheme = parts.scheme
+            return FetchResult("refused", detail=refusal), 0.0
         services = self.services
         if scheme in ("http", "https"):
             service = services.running.get("http")
-            port = parts.port or (443 if scheme == "https" else 80)
             if service is None or service.port != port:
                 return FetchResult("error", detail="HTTP: Connection was refused by other side: 111: "
                                                    "Connection refused."), 0.0
-            result, delay = services.http_answer(parts.path or "/", request.credentials)
+            result, delay = services.http_answer(path, request.credentials)
             if delay >= HTTP_TIMEOUT_S:
                 return FetchResult("timeout", detail=f"HTTP: no answer within {HTTP_TIMEOUT_S:g} s"), HTTP_TIMEOUT_S
             return result, delay
         if scheme == "tftp":
             service = services.running.get("tftp")
-            if service is None or service.port != (parts.port or 69) or not self._tftp_passes():
-                if service is not None:
-                    service.stats["timeouts"] += 1
+            if service is None or service.port != port:
                 return FetchResult("timeout", detail="TFTP: no answer"), TFTP_GIVE_UP_S
+            body = services.read(path.lstrip("/"))
+            # RRQ and its answer, then (a file) each block and its ACK: every exchange
+            # retried after 1 s, six tries at most, as the phones' TFTP client does.
+            exchanges = 1 if body is None else 1 + len(body) // TFTP_BLOCK + 1
+            waited = 0.0
+            for _ in range(exchanges):
+                tries = self._tftp_tries()
+                if tries is None:
+                    service.stats["timeouts"] += 1
+                    return FetchResult("timeout", detail="TFTP: no answer"), waited + TFTP_GIVE_UP_S
+                waited += tries * TFTP_RETRY_S
             service.stats["requests"] += 1
-            body = services.read(parts.path.lstrip("/"))
             if body is None:
                 service.stats["not_found"] += 1
-                return FetchResult("not_found", detail="TFTP: TFTP error 1: File not found"), 0.0
+                return FetchResult("not_found", detail="TFTP: TFTP error 1: File not found"), waited
             service.stats["transfers_ok"] += 1
-            return FetchResult("ok", body), 0.0
+            return FetchResult("ok", body), waited
         return FetchResult("error", detail=f"{scheme}:// downloads are not supported in virtual time: "
                                            f"{request.url}"), 0.0
 
-    def _tftp_passes(self) -> bool:
-        """Whether the request and the file get through the TFTP faults (one draw each way)."""
+    def _tftp_tries(self) -> int | None:
+        """Failed tries before one datagram and its answer both got through the TFTP faults
+        (0: the first try did), or None when all six were lost."""
         faults = self.faults
         if faults is None or not faults._by_service.get("tftp"):
-            return True
+            return 0
         now = self.clock.seconds()
-        return bool(faults.plan("tftp", "in", b"RRQ", now)) and bool(faults.plan("tftp", "out", b"DATA", now))
+        for tries in range(TFTP_TRIES):
+            if faults.plan("tftp", "in", b"RRQ", now) and faults.plan("tftp", "out", b"DATA", now):
+                return tries
+        return None
 
     # --- PnP -------------------------------------------------------------------------
 

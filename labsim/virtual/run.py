@@ -18,9 +18,10 @@ from labsim.run import EVENTS_PER_PHONE_IN_REPORT, EXIT_BAD_INPUT, EXIT_FAILED, 
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
 
-# Where a virtual run's clock starts: 2026-01-05 00:00:00 UTC, a Monday. Only the capture
+# Where a virtual run's clock starts: 2026-01-04 00:00:00 UTC, a Sunday (the start of the week
+# the phones count their weekly windows from, Yealink's week_starts_s 0). Only the capture
 # shows it (frame timestamps); everything else counts from the start of the run.
-VIRTUAL_EPOCH = 1767571200.0
+VIRTUAL_EPOCH = 1767484800.0
 CHECK_EVERY = 4096  # events between looks at the wall clock
 PROGRESS_EVERY_S = 5.0  # wall seconds between progress lines
 FLUSH_EVERY_S = 3600.0  # simulated seconds between writes of events.jsonl
@@ -49,6 +50,10 @@ class VirtualScenarioRun(ScenarioRun):
         if self.report is None:
             self._stream.flush(self.timeline.log if self.timeline else ())
             self.reactor.callLater(FLUSH_EVERY_S, self._flush)
+
+    def _on_timeline_action(self) -> None:
+        self._services.files_changed()  # an action may have edited, replaced or deleted a file
+        super()._on_timeline_action()
 
     def _event_rows(self, end_t: float):
         return None  # written as the run went; report.html plots the time series

@@ -19,7 +19,8 @@ SCENARIOS = os.path.join(ROOT, "scenarios")
 NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
 TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml", "lab-md5-no-reboot.yaml",
                  "lab-avaya-profile-fallback.yaml"}
-SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12}
+SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12,
+         "week-of-resyncs.yaml": 20, "lease-expiry.yaml": 20}  # the last two: virtual time
 
 
 def run(path, tmp_path, *args, text=None):

@@ -212,3 +212,12 @@ def test_factory_reset_forgets_the_address():
     lab.driver.deliver(FactoryReset())
     lab.until(lab.clock.seconds() + 30)
     assert lab.sent(since=sent)[0].message_type == dhcp.DISCOVER
+
+
+def test_a_day_without_a_server_keeps_discovering_every_64_s():
+    client = DhcpClient(b"\x00\x15\x65\x00\x00\x02", DhcpIdentity(None, b"\x01"), random.Random(3))
+    actions = client.start(0.0)
+    for _ in range(2000):  # ~36 h of retransmissions: the back-off stays capped, never overflows
+        timer = next(a for a in actions if isinstance(a, StartTimer))
+        actions = client.on_timer("dhcp", 0.0)
+    assert 63.0 <= timer.delay_s <= 65.0 and client.stats["discover"] == 2001
