@@ -1,0 +1,129 @@
+"""DHCP load generation: a labsim `until: dhcp` fleet vs ISC perfdhcp, against the same Kea.
+
+A benchmark, not a test. Needs root (Kea answers relays on port 67) and runs in a
+private network namespace (``unshare --net``), as benchmarks/bench_dhcp.py does.
+Both load generators are relay agents: perfdhcp on 127.0.0.2:67, labsim's fleet on
+127.0.0.3:67; Kea (memfile, one subnet listing both relays) on 127.0.0.1.
+
+    sudo python benchmarks/bench_dhcp_fleet.py [--rates 1000,2000,5000] [--duration 4]
+
+For each rate, alternating in one run: perfdhcp ``-r RATE`` for ``--duration`` seconds,
+then a labsim fleet of RATE x duration phones powering on in a ramp of RATE per second
+with ``boot_time_s: 0`` and ``until: dhcp`` (each phone's DISCOVER leaves at its power-on
+moment). Printed per rate: completed DORA/s and loss for both (labsim's "loss" is its
+retransmitted DHCP messages over all it sent: a retransmission means an answer did not
+come in time), and how late labsim's phones powered on against the schedule (p50/p99/max,
+from report.json's network.power_on_lateness_ms). Target (issue 12): labsim >= 1.0x
+perfdhcp at < 1 % loss, the power-on error p99 a few ms at 5,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dhcp import (  # noqa: E402  (the same Kea set-up, perfdhcp runner and namespace)
+    POOL_END, POOL_START, PORT, RELAY, REPO, SERVER, SUBNET, enter_private_netns, perfdhcp, stop,
+    wait_until_answering,
+)
+
+FLEET_RELAY = "127.0.0.3"
+
+
+def start_kea(workdir: Path) -> subprocess.Popen:
+    config = {"Dhcp4": {
+        "interfaces-config": {"interfaces": [f"lo/{SERVER}"], "dhcp-socket-type": "udp"},
+        "lease-database": {"type": "memfile", "persist": False, "lfc-interval": 0},
+        "valid-lifetime": 3600,
+        "subnet4": [{"id": 1, "subnet": SUBNET, "pools": [{"pool": f"{POOL_START} - {POOL_END}"}],
+                     "relay": {"ip-addresses": [RELAY, FLEET_RELAY]},
+                     "option-data": [{"name": "routers", "data": "10.0.0.1"}]}],
+        "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stderr"}], "severity": "WARN"}],
+    }}
+    path = workdir / "kea-dhcp4.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "KEA_PIDFILE_DIR": str(workdir), "KEA_LOCKFILE_DIR": str(workdir)}
+    return subprocess.Popen([shutil.which("kea-dhcp4") or "/usr/sbin/kea-dhcp4", "-c", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=(workdir / "kea.log").open("w"), text=True)
+
+
+def fleet_scenario(rate: int, duration: int, first_mac: str) -> str:
+    return f"""\
+name: dhcp-fleet-{rate}
+time_limit_s: {duration + 60}
+network: {{dhcp_server: {SERVER}, dhcp_port: {PORT}, relay_address: {FLEET_RELAY}}}
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: {rate * duration}
+    first_mac: "{first_mac}"
+    boot: {{pattern: ramp, per_second: {rate}}}
+    boot_time_s: 0
+    until: dhcp
+"""
+
+
+def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str) -> dict:
+    from labsim.fleet.pacer import lateness_percentile
+
+    path = workdir / f"fleet-{rate}.yaml"
+    path.write_text(fleet_scenario(rate, duration, first_mac))
+    report_dir = workdir / f"report-{rate}"
+    subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir)],
+                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                   timeout=duration + 120)
+    report = json.loads((report_dir / "report.json").read_text())
+    phones = report["phones"]
+    ready = [phone for phone in phones if phone["state"] == "ready"]
+    first = min(phone["powered_on_at_s"] for phone in phones)
+    last = max((phone["ready_at_s"] for phone in ready), default=first)
+    sent = report["network"]["relay"]["sent"]
+    lateness = report["network"].get("power_on_lateness_ms", {})
+    return {
+        "phones": len(phones), "ready": len(ready),
+        "dora_per_s": len(ready) / (last - first) if last > first else 0.0,
+        "loss": (sent - 2 * len(ready)) / sent if sent else 1.0,
+        "late_p50_ms": lateness_percentile(lateness, 0.5), "late_p99_ms": lateness_percentile(lateness, 0.99),
+        "late_max_ms": max(map(int, lateness)) if lateness else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=4, help="seconds of load per run")
+    parser.add_argument("--rates", default="1000,2000,5000")
+    args = parser.parse_args()
+    enter_private_netns()
+    os.environ["PATH"] += os.pathsep + "/usr/sbin"
+    for tool in ("perfdhcp", "kea-dhcp4"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed (bash .ci/install-peers)")
+    with tempfile.TemporaryDirectory(prefix="bench-dhcp-fleet-") as tmp:
+        workdir = Path(tmp)
+        kea = start_kea(workdir)
+        try:
+            wait_until_answering(kea)
+            print(f"Kea 2.x memfile, relayed; {args.duration} s of load per run")
+            print(f"{'rate/s':>7} {'perfdhcp DORA/s':>15} {'loss':>7} {'labsim DORA/s':>14} {'loss':>7} "
+                  f"{'ratio':>6} {'power-on late p50/p99/max ms':>29}")
+            for number, rate in enumerate(int(r) for r in args.rates.split(",")):
+                perf = perfdhcp(rate, args.duration)
+                fleet = run_fleet(workdir, rate, args.duration, f"00:15:65:{number + 16:02x}:00:01")
+                ratio = fleet["dora_per_s"] / perf.achieved if perf.achieved else 0.0
+                late = f"{fleet['late_p50_ms']:.0f} / {fleet['late_p99_ms']:.0f} / {fleet['late_max_ms']}"
+                print(f"{rate:>7} {perf.achieved:>15.0f} {perf.loss:>7.2%} {fleet['dora_per_s']:>14.0f} "
+                      f"{fleet['loss']:>7.2%} {ratio:>6.2f} {late:>29}   ({fleet['ready']}/{fleet['phones']} leased)",
+                      flush=True)
+        finally:
+            stop(kea)
+
+
+if __name__ == "__main__":
+    main()
