@@ -195,12 +195,27 @@ class DhcpServer:
         """Replace the global options while serving (a scenario's timeline changes a DHCP
         option); leases are kept, the next reply carries the new options."""
         previous = self.config.options
-        self.config.options = dict(options)
+        self.config.options = options if isinstance(options, dhcp_options.EncodedOptions) else dict(options)
         try:
             self._build_profiles()
         except ValueError:
             self.config.options = previous
             raise
+
+    def set_options(self, options) -> list[int]:
+        """The timeline's ``set_dhcp_option``: ``options`` (as the scenario loader encoded
+        them, or a scenario mapping) on top of the current ones; the codes set."""
+        encoded = dhcp_options.encode_options(options)
+        # Both sides were checked already (on load, or when the server was configured).
+        self.reconfigure_options(dhcp_options.EncodedOptions({**self.config.options, **encoded}))
+        return list(encoded)
+
+    def remove_options(self, keys) -> list[int]:
+        """The timeline's ``remove_dhcp_option``: the options named (numbers or names) go; the codes."""
+        codes = sorted({dhcp_options.option_code(key) for key in keys})
+        self.reconfigure_options(dhcp_options.EncodedOptions(
+            {code: payload for code, payload in self.config.options.items() if code not in codes}))
+        return codes
 
     def _profile(self, configured: dict[int, bytes]) -> "_Profile":
         lease = self.config.lease_time_s

@@ -15,7 +15,6 @@ from labsim.services.pnp import PnpResponderConfig
 from labsim.services.pnp_udp import start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
-from labsim.wire import dhcp_options
 
 _log = Logger()
 
@@ -275,18 +274,10 @@ class LabServices:
         os.replace(temporary, path)
 
     def set_dhcp_options(self, options: dict) -> str:
-        server = self._dhcp_server()
-        encoded = dhcp_options.encode_options(options)
-        # Both sides were encoded and checked once, when the scenario loaded: kept as such.
-        server.reconfigure_options(dhcp_options.EncodedOptions({**server.config.options, **encoded}))
-        return f"DHCP options set: {', '.join(str(code) for code in encoded)}"
+        return f"DHCP options set: {', '.join(map(str, self._dhcp_server().set_options(options)))}"
 
     def remove_dhcp_options(self, keys: list) -> str:
-        server = self._dhcp_server()
-        codes = {dhcp_options.option_code(key) for key in keys}
-        server.reconfigure_options(dhcp_options.EncodedOptions(
-            {code: v for code, v in server.config.options.items() if code not in codes}))
-        return f"DHCP options removed: {', '.join(str(code) for code in sorted(codes))}"
+        return f"DHCP options removed: {', '.join(map(str, self._dhcp_server().remove_options(keys)))}"
 
     def _dhcp_server(self):
         if self.dhcp is None:

@@ -40,7 +40,7 @@ from labsim.services.http_static import resolve_under
 from labsim.services.lab import LABELS, SERVICE_ORDER, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.loopback import is_host_name
-from labsim.wire import dhcp, dhcp_options, sip_pnp
+from labsim.wire import dhcp, sip_pnp
 
 SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
@@ -172,18 +172,10 @@ class VirtualServices:
         return f"{verb} {name}"
 
     def set_dhcp_options(self, options: dict) -> str:
-        server = self._dhcp()
-        encoded = dhcp_options.encode_options(options)
-        # Both sides were encoded and checked once, when the scenario loaded: kept as such.
-        server.reconfigure_options(dhcp_options.EncodedOptions({**server.config.options, **encoded}))
-        return f"DHCP options set: {', '.join(str(code) for code in encoded)}"
+        return f"DHCP options set: {', '.join(map(str, self._dhcp().set_options(options)))}"
 
     def remove_dhcp_options(self, keys: list) -> str:
-        server = self._dhcp()
-        codes = {dhcp_options.option_code(key) for key in keys}
-        server.reconfigure_options(dhcp_options.EncodedOptions(
-            {code: v for code, v in server.config.options.items() if code not in codes}))
-        return f"DHCP options removed: {', '.join(str(code) for code in sorted(codes))}"
+        return f"DHCP options removed: {', '.join(map(str, self._dhcp().remove_options(keys)))}"
 
     def _dhcp(self) -> DhcpServer:
         if self.dhcp_server is None:

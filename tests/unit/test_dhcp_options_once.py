@@ -33,6 +33,8 @@ def test_options_are_encoded_on_load_and_never_again(monkeypatch):
     assert spec.options == {66: b"http://127.0.0.1:8080/", 3: bytes([10, 7, 0, 1])}
     assert isinstance(spec.options, dhcp_options.EncodedOptions)
     server = DhcpServer(dhcp_config(spec))
-    server.reconfigure_options(dhcp_options.EncodedOptions({**server.config.options, 66: b"x"}))
-    assert sorted(calls) == [3, 66, 66, 66]  # the lab and the server encoded nothing again
+    assert server.set_options(scenario.timeline[0].do.set_dhcp_option) == [66]  # what the timeline does
+    assert sorted(calls) == [3, 66, 66, 66]  # the lab, the server and the timeline encoded nothing again
+    assert server.config.options[66] == b"http://127.0.0.1:8081/"
+    assert server.remove_options(["router"]) == [3] and 3 not in server.config.options
     assert server.config.classes[0].options == {66: b"127.0.0.1"}
