@@ -289,7 +289,11 @@ class RealNetwork(LoopbackNetwork):
             self.relay_port = bind_udp(reactor, self.relay, self.info.address, server[1], device=spec.interface,
                                        recv_buffer=4 << 20)
         else:
-            sock = open_packet_socket(spec.interface)
+            try:
+                sock = open_packet_socket(spec.interface)
+            except PermissionError:
+                raise RefusedToStart(f"network.interface {spec.interface!r}: the phones' packet socket needs root "
+                                     "or CAP_NET_RAW + CAP_NET_ADMIN (README: Testing your own servers)") from None
             self.packet_reader = PacketReader(reactor, sock, None)
             # ``relay`` is the name the run reads the fleet's DHCP counters under.
             self.relay = BroadcastDhcp(self.packet_reader.write_frame, arp=spec.source != "leased",

@@ -91,3 +91,21 @@ def test_allow_list_check():
         allow.check("localhost")  # loopback only when the list says so
     with pytest.raises(NotAllowed, match="host name"):
         allow.check("provisioning.example.com")
+
+
+def test_without_privileges_the_packet_socket_is_refused_with_the_reason(monkeypatch):
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from labsim.transport import realnet
+
+    def no_permission(interface):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(realnet, "open_packet_socket", no_permission)
+    monkeypatch.setattr(realnet, "check_interface", lambda spec: SimpleNamespace(address="127.0.0.1"))
+    spec = SimpleNamespace(interface="lo", allow=["127.0.0.0/8"], source="interface", dhcp_rate=100,
+                           dhcp_mode="broadcast")
+    with pytest.raises(realnet.RefusedToStart, match="'lo': the phones' packet socket needs root or CAP_NET_RAW"):
+        realnet.RealNetwork(Clock(), spec)
