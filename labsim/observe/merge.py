@@ -37,7 +37,7 @@ class MergeError(ValueError):
 
 
 def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, start_at: float,
-                 end_t: float) -> dict:
+                 end_t: float, series_bucket_s: int = 1) -> dict:
     return {
         "format": FORMAT,
         "kind": "labsim-shard",
@@ -47,6 +47,7 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
         "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
         "start_at": start_at,
         "end_t": end_t,
+        "series_bucket_s": series_bucket_s,
         "started": report["started"],
         "duration_s": report["duration_s"],
         "complete": report["complete"],
@@ -276,6 +277,7 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
     from labsim.observe.html_report import write_html_report
     from labsim.observe.junit import write_junit
     from labsim.observe.report import RunRecord, build_report, judge, stage_latencies, summary_table, write_report
+    from labsim.run import EVENTS_PER_PHONE_IN_REPORT
 
     shards = [load_shard(directory) for directory in shard_dirs]
     check_complete_set(shards)
@@ -295,16 +297,18 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         uploads=[upload for shard in shards for upload in shard.get("uploads", [])],
     )
     fields.update(overrides or {})
-    record = RunRecord(**fields)
-    report = build_report(record, judge(record))
-    path = write_report(report, report_dir)
-    table = summary_table(report)
-    stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
     end_t = max(shard["end_t"] for shard in shards)
     rows = merged_rows(shards)
     if overrides and "timeline" in overrides:  # a --workers parent ran the timeline: its actions
         actions = [(e["t"], None, "action", e["entry"], e["action"], e["outcome"]) for e in overrides["timeline"]]
         rows = list(heapq.merge(rows, sorted(actions, key=lambda row: row[0]), key=lambda row: row[0]))
+    fields.update(series=series_of(rows, len(members), first.get("series_bucket_s", 1)), end_t=end_t,
+                  events_cap=EVENTS_PER_PHONE_IN_REPORT)
+    record = RunRecord(**fields)
+    report = build_report(record, judge(record))
+    path = write_report(report, report_dir)
+    table = summary_table(report)
+    stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
     write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
     write_junit(report, report_dir, system_out=table)
     write_html_report(report, report_dir, stage_latencies=stage_latencies(members), rows=rows)
@@ -324,3 +328,28 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
     stream.write(f"  also written: {', '.join(written)}\n")
     stream.flush()
     return 0 if report["passed"] and report["complete"] else 1
+
+
+def series_of(rows: list[tuple], phones: int, bucket_s: int):
+    """The run's time series (observe.series) rebuilt from the merged rows: each DHCP
+    message a phone sent and each request at the second it left, and the phones' states
+    over time, exactly as one process counts them while it runs."""
+    from labsim.observe.series import TimeSeries
+
+    series = TimeSeries(0, phones)
+    series.bucket_s = bucket_s
+    state: dict[str, str] = {}
+    for row in rows:
+        kind = row[2]
+        if kind == "dhcp":
+            if row[3] == "out":
+                series.request("dhcp", row[0])
+        elif kind in ("fetch", "upload"):
+            series.fetch(row[3], row[0] - row[6])
+        elif kind == "state":
+            old = state.get(row[1], "off")
+            if old != row[3]:
+                series.state_changed(row[0], old, row[3])
+                state[row[1]] = row[3]
+    return series
+

@@ -169,7 +169,8 @@ class ShardRun(ScenarioRun):
     def _write_outputs(self, table: str) -> None:
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
         record = shard_record(shard=self.shard, scenario=self.scenario, scenario_file=self.loaded.path,
-                              members=self.members, report=self.report, start_at=self._epoch, end_t=end_t)
+                              members=self.members, report=self.report, start_at=self._epoch, end_t=end_t,
+                              series_bucket_s=self.series.bucket_s)
         record["pcap"] = os.path.abspath(self.pcap_path) if self.pcap_path else None
         write_shard_record(record, self.report_dir)
         if not self.light_outputs:

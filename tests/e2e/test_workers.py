@@ -55,6 +55,12 @@ def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
     # Service counters are the parent's services' own; each shard relayed from its own address.
     assert report2["services"]["http"]["requests"] == report1["services"]["http"]["requests"]
     assert report2["network"]["relay"]["sent"] == report1["network"]["relay"]["sent"]
+    # The report's time series counts every shard's requests and phones.
+    http = next(stats for server, stats in report2["summary"]["servers"].items() if server.startswith("http"))
+    assert sum(report2["series"]["requests"]["http"]) == http["requests"]
+    states = report2["series"]["states"]
+    assert all(sum(counts) == 60 for counts in zip(*states.values()))
+    assert states["off"][0] == 60 and states["off"][-1] == 0  # all off at the start, all on by the end
     for name in ("events.jsonl", "junit.xml", "report.html"):
         assert (tmp_path / "w2" / name).stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "w2" / "shards")) == ["shard-0-of-2", "shard-1-of-2"]

@@ -104,6 +104,9 @@ def test_the_merged_report_judges_and_summarizes_the_whole_fleet(tmp_path, scena
     assert "failures=\"0\"" in (tmp_path / "out" / "junit.xml").read_text()
     assert (tmp_path / "out" / "report.html").stat().st_size > 1000
     assert "merged from 2 shards" in printed
+    # The time series, rebuilt from every shard's events: phones by state over the run.
+    states = report["series"]["states"]
+    assert states["ready"][-1] == 8 and states["ready"][3] == 2 and states["booting"][1] == 8
 
 
 def test_a_failure_in_one_shard_fails_the_fleet_and_the_exit_code(tmp_path, scenario):
