@@ -23,6 +23,7 @@ import stat
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
@@ -44,11 +45,15 @@ CREATED, NO_CONTENT = 201, 204
 BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, NOT_ALLOWED, CONFLICT = 400, 401, 403, 404, 405, 409
 PRECONDITION_FAILED, REQUEST_ENTITY_TOO_LARGE, REQUESTED_RANGE_NOT_SATISFIABLE = 412, 413, 416
 INTERNAL_SERVER_ERROR = 500
-REASONS = {200: b"OK", 201: b"Created", 204: b"No Content", 206: b"Partial Content", 304: b"Not Modified",
-           400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-           405: b"Method Not Allowed", 409: b"Conflict", 412: b"Precondition Failed",
-           413: b"Request Entity Too Large", 416: b"Requested Range Not Satisfiable",
-           500: b"Internal Server Error", 503: b"Service Unavailable"}
+
+
+def reason(status: int) -> bytes:
+    """The reason phrase for ``status`` (RFC 9110's, as Python's http.HTTPStatus has them)."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
 
 # Request fields that make a request more than "send the file" (labsim.wire.http_conditional):
 # true when the request has none of them. Bound once: ~50 ns a request.
@@ -107,7 +112,7 @@ class HttpAnswer:
 
 
 def error(status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> HttpAnswer:
-    body = b"%d %s\n" % (status, REASONS.get(status, b""))
+    body = b"%d %s\n" % (status, reason(status))
     return HttpAnswer(status, WHOLE, b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body), body, headers)
 
 
