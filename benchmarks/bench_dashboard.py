@@ -52,6 +52,10 @@ def last_ready(report_dir: str) -> tuple[float, int]:
     return max(ready), len(ready)
 
 
+def say(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def one_round(phones: int, ui: bool, driver, screenshot: str | None) -> tuple[float, int, dict]:
     report_dir = tempfile.mkdtemp(prefix="bench-dashboard-")
     command = [sys.executable, "-m", "labsim", "run", STORM, "--phones", str(phones), "--report-dir", report_dir]
@@ -69,16 +73,30 @@ def one_round(phones: int, ui: bool, driver, screenshot: str | None) -> tuple[fl
             while url is None and time.monotonic() < deadline:
                 url = next((m.group(1) + "/" for m in map(URLS.search, list(lines)) if m), None)
                 time.sleep(0.01)
+            if url is None:
+                raise RuntimeError("the dashboard did not start:\n" + "".join(lines))
+            say(f"dashboard at {url}; opening the page")
             driver.get(url)  # connected while the storm runs
+            say("page open; waiting for the settled report")
             while not os.path.exists(os.path.join(report_dir, "report.json")):
+                if proc.poll() is not None:
+                    raise RuntimeError("labsim ended early:\n" + "".join(lines[-30:]))
                 time.sleep(0.2)
-            time.sleep(1.5)  # let the page catch up, then see what it shows
-            page = driver.execute_script(
-                "const c = {}; fleet.states.forEach((s) => { c[STATES[s]] = (c[STATES[s]] || 0) + 1; }); return c;")
+            say("report written; waiting for the page to show every phone ready")
+            written = time.monotonic()
+            while time.monotonic() < written + 120:
+                page = driver.execute_script(
+                    "const c = {}; fleet.states.forEach((s) => { c[STATES[s]] = (c[STATES[s]] || 0) + 1; }); return c;")
+                if page.get("ready") == phones:
+                    break
+                time.sleep(0.2)
+            page["caught_up_s"] = round(time.monotonic() - written, 1)
             if screenshot:
                 driver.save_screenshot(screenshot)
+            say("closing the lab (Ctrl-C)")
             proc.send_signal(signal.SIGINT)
         proc.wait(timeout=600)
+        say("labsim ended")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -142,6 +142,7 @@ class ScenarioRun:
         self.stay_open = stay_open
         self.closed = False
         self.control = _LabControl(self)
+        self.before_report: list = []  # called before the report is written (the dashboard flushes its feed)
         self._drivers: list[PhoneDriver] = []
         self._pacer = Pacer(reactor)
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
@@ -344,8 +345,10 @@ class ScenarioRun:
             self._deadline.cancel()
         if self._progress is not None:
             self._progress.stop()
+        for hook in self.before_report:
+            hook()
         release_all = getattr(self._network, "release_all", None)
-        if release_all is not None:  # a real network: give back every lease (close() waits)
+        if release_all is not None and final:  # a real network: give back every lease (close() waits)
             self.releasing = release_all()
         record = RunRecord(
             scenario_name=self.scenario.name,

@@ -59,6 +59,8 @@ class Dashboard:
         self.status = "starting"
         if run is not None:
             run.counter.listeners.append(self._state_changed)
+            # Writing a big report blocks the reactor for seconds: the pages get the last changes first.
+            run.before_report.append(self._flush)
 
     @property
     def services(self):

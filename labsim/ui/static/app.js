@@ -144,14 +144,14 @@ function drawTiles() {
     ctx.clearRect(0, 0, $("tiles").width, $("tiles").height);
     ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif";
     for (const h of layout.heads) ctx.fillText(h.text, 8, h.y);
-    for (let i = 0; i < fleet.macs.length; i++) drawTile(ctx, i);
+    let shown = 0;
+    for (let i = 0; i < fleet.macs.length; i++) { drawTile(ctx, i); if (matches(i)) shown++; }
+    $("f-count").textContent = `${shown} of ${fleet.macs.length} phones shown`;
     fullRedraw = false;
   } else {
     for (const i of dirty) drawTile(ctx, i);
   }
   dirty.clear();
-  let shown = 0; for (let i = 0; i < fleet.macs.length; i++) if (matches(i)) shown++;
-  $("f-count").textContent = `${shown} of ${fleet.macs.length} phones shown`;
 }
 
 function onTileClick(event) {
@@ -164,7 +164,11 @@ function onTileClick(event) {
   }
 }
 
+let legendShown = "";
 function drawLegend() {
+  const key = fleet.counts.join(",") + "|" + filter.state;
+  if (key === legendShown) return;  // the DOM is touched only when a count changed
+  legendShown = key;
   const legend = $("legend");
   legend.innerHTML = STATES.map((s, k) => `<span class="chip${filter.state === s ? " on" : ""}" data-state="${s}">` +
     `<i style="background:${COLORS[s]}"></i>${s} <b>${fleet.counts[k] || 0}</b></span>`).join("");
