@@ -254,6 +254,15 @@ class ScenarioRun:
     def _make_timeline(self):
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
 
+    def _report(self, record) -> str:
+        """Judge the run, write report.json, save the flash; the summary table."""
+        self.report = build_report(record, judge(record))
+        path = write_report(self.report, self.report_dir)
+        self._save_state()
+        table = summary_table(self.report)
+        self.stream.write(table + f"\n  report: {path}\n")
+        return table
+
     def _save_state(self) -> None:
         if self.state_dir:
             save_flash(self.state_dir, self.members)
@@ -370,12 +379,7 @@ class ScenarioRun:
             end_t=self.reactor.seconds() - self._epoch if self._epoch else 0.0,
             events_cap=EVENTS_PER_PHONE_IN_REPORT,
         )
-        verdicts = judge(record)
-        self.report = build_report(record, verdicts)
-        path = write_report(self.report, self.report_dir)
-        self._save_state()
-        table = summary_table(self.report)
-        self.stream.write(table + f"\n  report: {path}\n")
+        table = self._report(record)
         self._write_outputs(table)  # run outputs
         self.exit_code = EXIT_PASSED if self.report["passed"] and complete else EXIT_FAILED
         if not final:

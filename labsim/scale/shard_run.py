@@ -128,6 +128,16 @@ class ShardRun(ScenarioRun):
     def _save_state(self) -> None:
         pass  # the merge saves the whole fleet's flash (labsim merge --state-dir)
 
+    def _report(self, record) -> str:
+        if not self.light_outputs:
+            return super()._report(record)
+        # A --workers shard: the parent judges and reports the whole fleet from shard.json.
+        self.report = {"started": record.started, "duration_s": round(record.duration_s, 3),
+                       "complete": record.complete, "end_reason": record.end_reason, "passed": True,
+                       "services": record.services, "network": record.network, "timeline": record.timeline,
+                       "uploads": record.uploads}
+        return ""
+
     def _target(self, name: str, spec_address, spec_port):
         if name in self.targets:
             host, port = self.targets[name]
