@@ -76,7 +76,7 @@ class TftpDecodeError(ValueError):
 class Step(NamedTuple):
     """What a TFTP state machine (client or server side) wants done after an event.
 
-    Shared by labsim/services/tftp.py and labsim/transport/tftp_client.py so the two
+    Shared by labsim/services/tftp_transfer.py and labsim/transport/tftp_client.py so the two
     Twisted adapters apply it the same way.
     """
 
