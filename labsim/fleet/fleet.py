@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from labsim.phones.flash import Flash
 from labsim.phones.phone import Phone
+from labsim.phones.phone_random import PhoneRandom
 from labsim.phones.vendors import profile_for
 
 
@@ -89,7 +90,7 @@ def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None, shard=No
                 continue
             phone = Phone(
                 mac, model, profile,
-                rng=random.Random(f"{scenario.seed}:{mac}"),
+                rng=PhoneRandom(f"{scenario.seed}:{mac}"),
                 boot_time_s=fleet.boot_time_s,
                 flash=saved_flash.get(mac) or preloaded_flash(fleet, profile, model),
                 until=fleet.until,

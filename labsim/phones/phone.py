@@ -84,6 +84,15 @@ Procedure = Generator[object, FetchResult | None, ProvisioningOutcome]
 
 
 class Phone:
+    # No per-instance __dict__: ~1.3 KiB less per phone (a 100,000-phone run keeps
+    # every one of them for its whole length).
+    __slots__ = (
+        "mac", "mac_bytes", "model", "profile", "rng", "flash", "boot_time_s", "until", "state", "reboots",
+        "power_cycles", "powered_on_at", "ready_at", "failure", "events", "events_dropped", "stages", "lease",
+        "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
+        "trigger", "pnp_reachable", "pnp_url", "_pnp",
+    )
+
     def __init__(
         self,
         mac: str,
