@@ -120,6 +120,22 @@ def merged_rows(log: EventLog | None, members, *, end_t: float | None = None, ac
 URL_LIMIT = DETAIL_LIMIT = 2000
 
 
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def row_line(row: tuple) -> str:
+    """One line of events.jsonl (without its newline). A DHCP row (half the lines of a
+    long run) is formatted directly: every field is plain ASCII with nothing to escape,
+    so the text is what the JSON encoder would write, at a third of its cost."""
+    if row[2] == "dhcp":
+        t, mac, _, direction, message_type, xid, yiaddr = row
+        kind = DHCP_TYPES.get(message_type)
+        if kind is not None and mac is not None:
+            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "dhcp", "dir": "{direction}", '
+                    f'"type": "{kind}", "xid": "0x{xid:08x}", "yiaddr": "{yiaddr}"}}')
+    return _DUMPS(row_to_json(row))
+
+
 def row_to_json(row: tuple) -> dict:
     kind = row[2]
     if kind == "dhcp":
@@ -144,10 +160,10 @@ def write_events(rows: list[tuple], report_dir: str, *, complete: bool, end_reas
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "events.jsonl")
     temporary = path + ".tmp"
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    dumps = _DUMPS
     with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
         for row in rows:
-            handle.write(dumps(row_to_json(row)))
+            handle.write(row_line(row))
             handle.write("\n")
         handle.write(dumps({"t": round(end_t, 6), "mac": None, "kind": "run", "complete": complete,
                             "end_reason": end_reason, "events": len(rows)}))

@@ -16,7 +16,7 @@ import json
 import os
 from operator import itemgetter
 
-from labsim.observe.events_log import row_to_json
+from labsim.observe.events_log import row_line
 
 
 class EventStream:
@@ -58,9 +58,9 @@ class EventStream:
 
     def _write(self, rows: list[tuple]) -> None:
         rows.sort(key=itemgetter(0))
-        dumps, write = self._dumps, self._handle.write
+        write = self._handle.write
         for row in rows:
-            write(dumps(row_to_json(row)))
+            write(row_line(row))
             write("\n")
         self.rows_written += len(rows)
 

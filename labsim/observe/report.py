@@ -167,13 +167,25 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def report_text(report: dict) -> str:
+    """report.json's text: indented, but each phone on one line. json indents only with
+    its pure-Python encoder, ~10x slower than the C one: a week of 10,000 phones spent
+    most of its writing time there."""
+    if "phones" not in report:
+        return json.dumps(report, indent=1) + "\n"
+    compact = json.JSONEncoder(separators=(", ", ": ")).encode
+    rest = {key: value for key, value in report.items() if key != "phones"}
+    text = json.dumps(rest, indent=1)
+    phones = ",\n  ".join(compact(phone) for phone in report["phones"])
+    return text[:-2] + ',\n "phones": [\n  ' + phones + "\n ]\n}\n"
+
+
 def write_report(report: dict, report_dir: str) -> str:
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "report.json")
     temporary = path + ".tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=1)
-        handle.write("\n")
+        handle.write(report_text(report))
     os.replace(temporary, path)  # a reader never sees half a report
     return path
 

@@ -102,3 +102,16 @@ def test_serve_refuses_a_virtual_scenario(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "labsim", "serve", str(path)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "clock: virtual" in proc.stderr
+
+
+def test_pcap_frames_carry_simulated_time(tmp_path):
+    from scapy.utils import RawPcapReader
+
+    capture = tmp_path / "week.pcap"
+    proc, _ = run(tmp_path, "pcap", "--pcap", str(capture), duration="8h")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stamps = [meta.sec + meta.usec / 1e6 for _, meta in RawPcapReader(str(capture))]
+    sunday = 1767484800  # 2026-01-04 00:00 UTC, where a virtual run's clock starts
+    assert stamps and sunday <= stamps[0] < sunday + 60
+    assert stamps[-1] > sunday + 5 * 3600  # hours of simulated time in one capture, written in seconds
+    assert stamps == sorted(stamps)

@@ -364,3 +364,16 @@ def test_a_pnp_phone_through_the_link_leaves_all_four_sip_messages_in_the_captur
     assert (sip[2][IP].src, sip[2][UDP].sport) == ("127.0.0.1", 5070) and bytes(sip[2][UDP].payload).endswith(url.encode())
     assert (sip[3][IP].dst, sip[3][UDP].dport) == ("127.0.0.1", 5070)
     assert [row[2] for row in log.rows if row[2] == "fetch"]  # the downloads that followed are recorded
+
+
+def test_dhcp_lines_are_what_the_json_encoder_writes():
+    import json
+
+    from labsim.observe.events_log import row_line, row_to_json
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    for row in [(0.0, "00:15:65:00:00:01", "dhcp", "out", 1, 0, "0.0.0.0"),
+                (86400.123456789, "00:15:65:00:00:01", "dhcp", "in", 5, 0xFFFFFFFF, "10.1.0.10"),
+                (1e-7, "00:15:65:00:00:01", "dhcp", "in", 99, 17, "10.1.0.10"),
+                (3.5, "00:15:65:00:00:02", "fetch", "http://127.0.0.1/\u00e9\"x", "ok", 5, 0.001, "tab\there", "")]:
+        assert row_line(row) == encode(row_to_json(row))

@@ -1,0 +1,151 @@
+"""Benchmark: a week of a Yealink fleet in virtual time (``labsim run --clock virtual``).
+
+N Yealink T46S phones (default 1,000 and 10,000), 7 simulated days, resync every 60
+minutes (``static.auto_provision.repeat``: 168 passes a phone), 1-day DHCP leases
+renewed at T1, switched on over the first hour. Prints per fleet size: wall time,
+simulated seconds per wall second, provisioning passes per second (HTTP requests / 4:
+each pass asks for two boot files, the Common and the MAC CFG) and the peak RSS of the
+run's process. ``--profile`` runs the smallest size in this process under cProfile and
+prints where the time goes.
+
+A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
+[--days 7] [--profile]``. Numbers from a shared, loaded machine vary by 2x and more:
+say so when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REQUESTS_PER_PASS = 4
+
+SCENARIO = """\
+name: bench-virtual-time
+clock: virtual
+duration: {days}d
+time_limit_s: 3600
+services:
+  dhcp:
+    port: 6767
+    subnet: 10.0.0.0/8
+    pool: {{start: 10.0.0.10, end: 10.0.250.250}}
+    lease_time_s: 86400
+    options: {{66: "http://127.0.0.1:8080/"}}
+  http: {{port: 8080}}
+provisioning:
+  files:
+    y000000000066.cfg: |
+      #!version:1.0.0.1
+      static.network.lldp.enable = 1
+      static.auto_provision.repeat.enable = 1
+      static.auto_provision.repeat.minutes = 60
+  per_phone:
+    - name: "{{mac}}.cfg"
+      text: |
+        #!version:1.0.0.1
+        account.1.user_name = {{index}}
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: {phones}
+    first_mac: "00:15:65:00:00:01"
+    boot: {{pattern: storm, random_delay_s: 3600}}
+expect:
+  - phones.ready == 100%
+"""
+
+
+def run_once(phones: int, days: int, workdir: str) -> dict:
+    path = os.path.join(workdir, f"bench-{phones}.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(SCENARIO.format(phones=phones, days=days))
+    report_dir = os.path.join(workdir, f"report-{phones}")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cpu_before = _children_cpu()
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output, _ = proc.communicate()
+    # wait4 is gone once communicate() reaped it: the kernel kept the child's peak RSS for us.
+    wall = time.monotonic() - started
+    cpu = _children_cpu() - cpu_before  # on a loaded machine wall time overstates labsim's own cost
+    if proc.returncode != 0:
+        sys.stdout.write(output[-3000:])
+    with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
+        report = json.load(handle)
+    requests = report["services"]["http"]["requests"]
+    run_line = next((line for line in output.splitlines() if line.startswith("Scenario ")), "")
+    return {"phones": phones, "wall_s": wall, "run_line": run_line, "requests": requests,
+            "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
+            "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu}
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def profile(phones: int, days: int, workdir: str) -> str:
+    sys.path.insert(0, ROOT)
+    from labsim.scenario.loader import load_scenario
+    from labsim.virtual.run import run_virtual
+
+    path = os.path.join(workdir, f"profile-{phones}.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(SCENARIO.format(phones=phones, days=days))
+    loaded = load_scenario(path)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_virtual(loaded, report_dir=os.path.join(workdir, "profile-report"), stream=io.StringIO())
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    return text.getvalue()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phones", default="1000,10000", help="fleet sizes, comma-separated")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="also profile the smallest size in-process")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.phones.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-virtual-") as workdir:
+        print(f"{'phones':>7} {'days':>4} {'wall s':>8} {'CPU s':>8} {'sim s/wall s':>12} {'passes':>9} "
+              f"{'passes/s':>9} {'ready':>6} {'peak RSS MiB':>12}")
+        for phones in sizes:
+            before = peak_rss_mib()
+            result = run_once(phones, args.days, workdir)
+            rss = peak_rss_mib()  # the largest child so far: sizes run smallest first
+            print(f"{phones:>7} {args.days:>4} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} "
+                  f"{result['simulated_s'] / result['wall_s']:>12.0f} "
+                  f"{result['passes']:>9.0f} {result['passes'] / result['wall_s']:>9.0f} {result['ready']:>6} "
+                  f"{rss:>12.0f}{'' if rss > before else ' (<= an earlier run)'}")
+            print(f"        {result['run_line']}")
+            sys.stdout.flush()
+        if args.profile:
+            print(profile(min(sizes), args.days, workdir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
