@@ -159,6 +159,7 @@ class ScenarioRun:
         # captured as frames when a pcap file is asked for.
         self.pcap_path = pcap_path
         self._events = EventLog()
+        self.stage_archive = None  # a long (virtual) run's older download timings, as numbers
         # Requests per service and phones per state over time, counted as they happen.
         self.series = TimeSeries(self.duration_s or self.scenario.time_limit_s, len(self.members))
         self._events.series = self.series
@@ -378,6 +379,7 @@ class ScenarioRun:
             series=self.series,
             end_t=self.reactor.seconds() - self._epoch if self._epoch else 0.0,
             events_cap=EVENTS_PER_PHONE_IN_REPORT,
+            stage_archive=self.stage_archive,
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs
@@ -405,7 +407,8 @@ class ScenarioRun:
             ("events.jsonl", lambda: self._write_event_file(rows, end_t)),
             ("junit.xml", lambda: write_junit(report, self.report_dir, system_out=table)),
             ("report.html", lambda: write_html_report(report, self.report_dir,
-                                                      stage_latencies=stage_latencies(self.members), rows=rows)),
+                                                      stage_latencies=stage_latencies(self.members, self.stage_archive),
+                                                      rows=rows)),
         ]
         if self._capture is not None:
             # A lab the dashboard keeps open keeps capturing: flushed now, closed at the end.
@@ -450,7 +453,7 @@ class _LabControl:
         return self.run._drivers
 
     def metrics(self):
-        metrics, per_phone = phone_metrics(self.run.members)
+        metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive)
         return metrics, per_phone, len(self.run.members)
 
     def file_path(self, name: str) -> str:

@@ -20,7 +20,7 @@ from labsim.observe.events_log import row_line
 
 
 class EventStream:
-    def __init__(self, report_dir: str, log, members, *, keep: int = 1000):
+    def __init__(self, report_dir: str, log, members, *, keep: int = 1000, archive=None):
         os.makedirs(report_dir, exist_ok=True)
         self.path = os.path.join(report_dir, "events.jsonl")
         self._temporary = self.path + ".tmp"
@@ -33,6 +33,7 @@ class EventStream:
         self._written = [0] * len(members)  # per phone: how many of its kept events are in the file
         self._actions = 0
         self.rows_written = 0
+        self.archive = archive  # observe.stage_archive.StageArchive: phones' older timings go there
 
     def flush(self, actions=()) -> None:
         rows: list[tuple] = [(record.t, None, "action", record.entry, record.action, record.outcome)
@@ -40,8 +41,11 @@ class EventStream:
         self._actions = len(actions)
         head, tail = self.head, self.tail
         written = self._written
+        archive = self.archive
         for index, member in enumerate(self.members):
             phone = member.phone
+            if archive is not None:
+                archive.take(phone)
             events = phone.events
             start = written[index]
             if start < len(events):

@@ -38,9 +38,10 @@ class RunRecord:
     series: object = None  # observe.series.TimeSeries: requests and states over time
     end_t: float = 0.0  # the run's end, in seconds from its start (simulated time in a virtual run)
     events_cap: int | None = None  # keep at most this many events per phone in the report
+    stage_archive: object = None  # observe.stage_archive.StageArchive: a long run's older timings
 
 
-def phone_metrics(members) -> tuple[dict, dict]:
+def phone_metrics(members, archive=None) -> tuple[dict, dict]:
     """(aggregate metrics, per-phone metrics) for expectations."""
     by_state = Counter(member.phone.state for member in members)
     metrics: dict[str, float | None] = {"phones.total": len(members)}
@@ -51,42 +52,53 @@ def phone_metrics(members) -> tuple[dict, dict]:
                    if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
     for stat, value in summarize(ready_times).items():
         metrics[f"time_to_ready.{stat}"] = value
-    for stage, values in stage_latencies(members).items():
+    for stage, values in stage_latencies(members, archive).items():
         for stat, value in summarize(values).items():
             metrics[f"stage.{stage}.{stat}"] = value
     per_phone = {"phone.reboots": [(m.phone.mac, m.phone.reboots) for m in members]}
     return metrics, per_phone
 
 
-def stage_latencies(members) -> dict[str, list[float]]:
+def stage_latencies(members, archive=None) -> dict[str, list[float]]:
+    """Stage name -> every latency of it: the phones' timings, and those a long run moved
+    to its ``archive`` (observe.stage_archive)."""
     stages: dict[str, list[float]] = {}
+    if archive is not None:
+        stages.update((stage, list(values)) for stage, values in archive.latencies.items())
     for member in members:
         for timing in member.phone.stages:
             stages.setdefault(timing.stage, []).append(timing.ended - timing.started)
     return stages
 
 
-def server_statistics(members) -> dict:
+def server_statistics(members, archive=None) -> dict:
     """Per server the phones talked to: requests by outcome and latency (load tests)."""
-    timings: dict[str, list] = {}
+    latencies: dict[str, list[float]] = {}
+    outcomes: dict[str, Counter] = {}
+    if archive is not None:
+        for server, values in archive.server_latencies.items():
+            latencies[server] = list(values)
+            outcomes[server] = Counter(archive.server_status[server])
     for member in members:
         for timing in member.phone.stages:
             if timing.server:
-                timings.setdefault(timing.server, []).append(timing)
+                latencies.setdefault(timing.server, []).append(timing.ended - timing.started)
+                outcomes.setdefault(timing.server, Counter())[timing.status] += 1
     result = {}
-    for server, items in sorted(timings.items()):
-        outcomes = Counter(item.status for item in items)
+    for server in sorted(latencies):
+        counts = outcomes[server]
+        requests = sum(counts.values())
         result[server] = {
-            "requests": len(items),
-            "errors": len(items) - outcomes.get("ok", 0),
-            "by_status": dict(sorted(outcomes.items())),
-            "latency_s": summarize([item.ended - item.started for item in items]),
+            "requests": requests,
+            "errors": requests - counts.get("ok", 0),
+            "by_status": dict(sorted(counts.items())),
+            "latency_s": summarize(latencies[server]),
         }
     return result
 
 
 def judge(record: RunRecord) -> list[Verdict]:
-    metrics, per_phone = phone_metrics(record.members)
+    metrics, per_phone = phone_metrics(record.members, record.stage_archive)
     if record.series is not None:
         metrics.update(record.series.metrics(record.end_t))
     verdicts = []
@@ -121,8 +133,9 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
             "by_state": {state: by_state.get(state, 0) for state in STATES},
             "reboots_total": sum(m.phone.reboots for m in members),
             "time_to_ready_s": summarize(ready_times),
-            "stages_s": {stage: summarize(values) for stage, values in sorted(stage_latencies(members).items())},
-            "servers": server_statistics(members),
+            "stages_s": {stage: summarize(values)
+                         for stage, values in sorted(stage_latencies(members, record.stage_archive).items())},
+            "servers": server_statistics(members, record.stage_archive),
             "problems": group_problems(members),
         },
         "services": record.services,

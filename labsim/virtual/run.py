@@ -14,6 +14,7 @@ import sys
 import time
 
 from labsim.observe.events_stream import EventStream
+from labsim.observe.stage_archive import StageArchive
 from labsim.run import EVENTS_PER_PHONE_IN_REPORT, EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun, materialize_provisioning
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
@@ -43,7 +44,9 @@ class VirtualScenarioRun(ScenarioRun):
     def _start_watch(self, lead: float) -> None:
         """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them.
         events.jsonl is written as the run goes (a week does not fit in memory)."""
-        self._stream = EventStream(self.report_dir, self._events, self.members, keep=EVENTS_PER_PHONE_IN_REPORT)
+        self.stage_archive = StageArchive()
+        self._stream = EventStream(self.report_dir, self._events, self.members, keep=EVENTS_PER_PHONE_IN_REPORT,
+                                   archive=self.stage_archive)
         self.reactor.callLater(FLUSH_EVERY_S, self._flush)
 
     def _flush(self) -> None:

@@ -43,3 +43,25 @@ def test_chunks_give_the_file_a_single_write_would_and_phones_keep_head_and_tail
     assert [e[2] for e in phone.events] == ["h0 s0", "h0 s1", "h4 s1", "h4 s2"] and phone.events_dropped == 11
     entry = _phone_entry(members[0], 1000)
     assert entry["events_dropped"] == 11 and len(entry["events"]) == 4
+
+
+def test_archived_timings_give_the_same_report_numbers():
+    from labsim.observe.report import server_statistics, stage_latencies
+    from labsim.observe.stage_archive import StageArchive
+    from labsim.phones.phone import StageTiming
+
+    def fleet():
+        members = [member(f"00:15:65:00:00:0{n}") for n in range(1, 4)]
+        for n, m in enumerate(members):
+            m.phone.stages = [StageTiming("common_cfg" if i % 2 else "mac_cfg", i * 10.0, i * 10.0 + 0.001 * (i + n),
+                                          "ok" if i % 7 else "not_found", "http://127.0.0.1:8080") for i in range(50)]
+        return members
+
+    whole, moved = fleet(), fleet()
+    archive = StageArchive()
+    for m in moved:
+        archive.take(m.phone, keep=5)
+    assert all(len(m.phone.stages) == 5 for m in moved)
+    assert {k: sorted(v) for k, v in stage_latencies(moved, archive).items()} == {
+        k: sorted(v) for k, v in stage_latencies(whole).items()}
+    assert server_statistics(moved, archive) == server_statistics(whole)
