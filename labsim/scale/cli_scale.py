@@ -40,6 +40,8 @@ def scale_option_problem(args) -> str | None:
     """A bad combination of the scale-out options, said naming them; None when fine."""
     if args.workers is not None and args.shard is not None:
         return "--workers and --shard: give one (a worker is a shard the parent starts itself)"
+    if getattr(args, "ui", None) and args.workers is not None:
+        return "--ui with --workers: the dashboard watches the phones of one process; not with --workers yet"
     if args.start_at is not None and args.shard is None:
         return "--start-at goes with --shard (--workers picks the shared start instant itself)"
     if args.workers is not None:

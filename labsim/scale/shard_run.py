@@ -33,6 +33,15 @@ from labsim.timeline import Timeline
 PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
 
+def refuse_real_network(scenario, option: str) -> None:
+    """Real-network mode (network.interface) caps the DHCP rate and releases every lease
+    per run, and relays from the interface's one address: N processes would each take the
+    whole cap and share one giaddr. Refused until that is split per shard."""
+    if scenario.network.interface:
+        raise ValueError(f"{option}: network.interface (real-network mode) runs in one process: its DHCP rate "
+                         "cap (network.dhcp_rate) and relay address are the run's, not a shard's")
+
+
 def refuse_uncoordinated_timeline(scenario) -> None:
     """A standalone shard's timeline may only act on phones, at set times."""
     for number, entry in enumerate(scenario.timeline, 1):
@@ -97,6 +106,7 @@ class ShardRun(ScenarioRun):
         self.coordinated = coordinated
         self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
         self.changes = None  # a coordinated shard's listener: (driver, old, new)
+        refuse_real_network(loaded.scenario, "--workers" if coordinated else "--shard")
         if not coordinated:
             refuse_uncoordinated_timeline(loaded.scenario)
             refuse_unknown_ports(loaded.scenario)

@@ -55,6 +55,9 @@ def refuse_what_workers_cannot_keep(scenario) -> None:
             raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': a stage "
                              "latency is judged only after the run when the fleet is split; use "
                              "time_to_ready or phone counts, or run without --workers")
+    from labsim.scale.shard_run import refuse_real_network
+
+    refuse_real_network(scenario, "--workers")
     if scenario.services.dhcp is not None and scenario.services.dhcp.interface:
         raise ValueError("--workers: services.dhcp.interface (broadcast DHCP in a namespace lab) needs the phones "
                          "in the process that owns the interface; run without --workers")

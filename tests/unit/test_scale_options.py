@@ -24,6 +24,7 @@ fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"
     (["--workers", "many"], "--workers 'many'"),
     (["--shard", "2/2"], "--shard shard index 2 is outside 0..1"),
     (["--shard", "0/2", "--start-at", "at dawn"], "--start-at 'at dawn': expected an ISO 8601 time"),
+    (["--workers", "2", "--ui", "127.0.0.1:0"], "--ui with --workers"),
 ])
 def test_bad_scale_options_exit_2_naming_the_option(tmp_path, capsys, args, says):
     scenario = tmp_path / "s.yaml"
@@ -82,3 +83,14 @@ fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"
     with pytest.raises(ValueError, match=r"--shard: services.dhcp.port is 0"):
         refuse_unknown_ports(parse_scenario_text(text))
     refuse_unknown_ports(parse_scenario_text(text.replace("port: 0", "port: 6767")))
+
+
+def test_real_network_mode_is_refused_with_workers_and_shards():
+    from labsim.scale.shard_run import refuse_real_network
+
+    scenario = parse_scenario_text(BASE.replace("network: {dhcp_server: 127.0.0.1}",
+                                                "network: {interface: eth9, allow: [198.18.0.0/24]}"))
+    with pytest.raises(ValueError, match=r"^--workers: network.interface \(real-network mode\) runs in one process"):
+        refuse_what_workers_cannot_keep(scenario)
+    with pytest.raises(ValueError, match=r"^--shard: network.interface"):
+        refuse_real_network(scenario, "--shard")
