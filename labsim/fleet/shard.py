@@ -77,6 +77,8 @@ class RosterEntry:
     fleet: str
     phone: RosterPhone
     shard: int  # the index of the shard that runs it
+    vendor: str = ""
+    order: int = 0  # place in the whole scenario's phone list (FleetMember.order)
 
 
 def roster(scenario, shard_count: int) -> list[RosterEntry]:
@@ -90,7 +92,8 @@ def roster(scenario, shard_count: int) -> list[RosterEntry]:
         name = fleet_name(fleet, index)
         models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
         for position, (mac, model) in enumerate(zip(mac_range(fleet.first_mac, len(models)), models)):
-            entries.append(RosterEntry(name, RosterPhone(mac, model), position % shard_count))
+            entries.append(RosterEntry(name, RosterPhone(mac, model), position % shard_count, fleet.vendor,
+                                       len(entries)))
     return entries
 
 

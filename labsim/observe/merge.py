@@ -155,8 +155,9 @@ def _member(entry: dict) -> RecordedMember:
     return RecordedMember(entry["fleet"], entry["vendor"], phone, int(entry["order"]))
 
 
-def check_complete_set(shards: list[dict]) -> None:
-    """Every shard of one run, each once: the same scenario, seed and shard count."""
+def check_complete_set(shards: list[dict], absent=frozenset()) -> None:
+    """Every shard of one run, each once: the same scenario, seed and shard count (but
+    those in ``absent``, which the caller stands in for)."""
     if not shards:
         raise MergeError("no shard reports given")
     first = shards[0]
@@ -174,7 +175,7 @@ def check_complete_set(shards: list[dict]) -> None:
         if index in seen:
             raise MergeError(f"{shard['path']}: shard {index}/{count} is also given as {seen[index]}")
         seen[index] = shard["path"]
-    missing = sorted(set(range(count)) - set(seen))
+    missing = sorted(set(range(count)) - set(seen) - set(absent))
     if missing:
         raise MergeError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing: "
                          f"a merge needs every shard's report folder ({len(seen)} of {count} given)")
@@ -265,12 +266,14 @@ def merged_rows(shards: list[dict]) -> list[tuple]:
 
 def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: dict | None = None,
                  extra_network: dict | None = None, state_dir: str | None = None,
-                 pcap_path: str | None = None) -> int:
+                 pcap_path: str | None = None, stand_ins=None) -> int:
     """Writes the merged report folder (report.json, events.jsonl, junit.xml,
     report.html) and, when asked, the merged capture and the fleet's flash
     (``--state-dir``). ``overrides`` replaces fields of the run record (a ``--workers``
     parent knows the services' counters, its timeline and why the run ended);
-    ``extra_network`` is added to the shards' network counters. Returns
+    ``extra_network`` is added to the shards' network counters. ``stand_ins(index)``, when
+    given, stands in for a shard whose report cannot be read (a worker that died): its
+    phones as the caller last saw them, and the report is marked incomplete. Returns
     ``run``'s exit code; raises MergeError for shard reports that cannot be merged."""
     from labsim.fleet.state_dir import save_flash
     from labsim.observe.events_log import write_events
@@ -279,10 +282,20 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
     from labsim.observe.report import RunRecord, build_report, judge, stage_latencies, summary_table, write_report
     from labsim.run import EVENTS_PER_PHONE_IN_REPORT
 
-    shards = [load_shard(directory) for directory in shard_dirs]
-    check_complete_set(shards)
+    shards, lost = [], {}
+    for index, directory in enumerate(shard_dirs):
+        try:
+            shards.append(load_shard(directory))
+        except MergeError as exc:
+            if stand_ins is None or len(lost) + 1 == len(shard_dirs):
+                raise
+            lost[index] = str(exc)
+    check_complete_set(shards, absent=set(lost))
     shards.sort(key=lambda shard: shard["shard"]["index"])
     members = merged_members(shards)
+    if lost:
+        members = sorted(members + [member for index in lost for member in stand_ins(index)],
+                         key=lambda member: member.order)
     first = shards[0]
     reasons = list(dict.fromkeys(shard["end_reason"] for shard in shards))
     fields = dict(
@@ -297,6 +310,11 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         uploads=[upload for shard in shards for upload in shard.get("uploads", [])],
     )
     fields.update(overrides or {})
+    if lost:
+        fields["complete"] = False
+        for index, why in lost.items():
+            stream.write(f"  labsim: shard {index}/{len(shard_dirs)} wrote no report ({why}); its phones are "
+                         "reported as last seen, without their timelines\n")
     end_t = max(shard["end_t"] for shard in shards)
     rows = merged_rows(shards)
     if overrides and "timeline" in overrides:  # a --workers parent ran the timeline: its actions

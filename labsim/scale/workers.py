@@ -80,10 +80,10 @@ class MirrorPhone:
 class MirrorDriver:
     """A phone of a shard, as the timeline and the expectations see it."""
 
-    __slots__ = ("fleet", "phone", "shard", "outbox")
+    __slots__ = ("fleet", "phone", "shard", "outbox", "vendor", "order")
 
     def __init__(self, entry, outbox: dict):
-        self.fleet, self.shard = entry.fleet, entry.shard
+        self.fleet, self.shard, self.vendor, self.order = entry.fleet, entry.shard, entry.vendor, entry.order
         self.phone = MirrorPhone(entry.phone.mac, entry.phone.model)
         self.outbox = outbox
 
@@ -395,9 +395,21 @@ class WorkersRun:
             overrides["started"] = self._started_wall
         self.exit_code = merge_report(self.shard_dirs, self.report_dir, self.stream, overrides=overrides,
                                       extra_network={"faults": dict(self.faults.stats)},
-                                      state_dir=self.state_dir, pcap_path=self.pcap_path)
+                                      state_dir=self.state_dir, pcap_path=self.pcap_path,
+                                      stand_ins=self._as_last_seen)
         self.report_written = True
         return self.exit_code
+
+    def _as_last_seen(self, index: int) -> list:
+        """The phones of a shard that wrote no report (its worker died), from the mirror."""
+        from labsim.observe.merge import RecordedMember, RecordedPhone
+        from labsim.phones.flash import Flash
+
+        return [RecordedMember(driver.fleet, driver.vendor, RecordedPhone(
+                    mac=phone.mac, model=phone.model, state=phone.state, failure="", reboots=phone.reboots,
+                    power_cycles=0, powered_on_at=phone.powered_on_at, ready_at=phone.ready_at, flash=Flash(),
+                    events=[], stages=[]), driver.order)
+                for driver in self.fleet if driver.shard == index for phone in (driver.phone,)]
 
     def _merge_failed(self, failure):
         error = failure.value

@@ -165,3 +165,37 @@ def test_ctrl_c_during_a_two_worker_run_writes_a_partial_merged_report_and_leave
     states = report["summary"]["by_state"]
     assert states["ready"] > 0 and states["off"] > 0  # part of the way through
     assert not [pid for pid in workers if _alive(pid)], "a worker outlived the run"
+
+
+def test_a_worker_that_dies_still_leaves_a_merged_report_with_every_phone(tmp_path):
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(QUICKSTART.read_text().replace("per_second: 250", "per_second: 5")
+                        .replace("per_second: 100", "per_second: 5"))
+    report_dir = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(scenario), "--phones", "40",
+                             "--workers", "2", "--report-dir", str(report_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "in 2 workers" not in proc.stdout.readline():
+            pass
+        workers = _children(proc.pid)
+        time.sleep(3.0)
+        # The worker of shard 1: its command line says so.
+        [victim] = [pid for pid in workers if "--shard\x001/2" in open(f"/proc/{pid}/cmdline").read()]
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert "worker 1 (shard 1/2) ended (killed by signal 9)" in out
+    assert "shard 1/2 wrote no report" in out
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["complete"] is False and "worker 1 ended (killed by signal 9)" in report["end_reason"]
+    assert len(report["phones"]) == 40  # the dead shard's phones too, as the parent last saw them
+    assert not [pid for pid in workers if _alive(pid)]
