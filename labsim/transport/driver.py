@@ -35,6 +35,9 @@ class PhoneDriver:
         self.epoch = clock.seconds() if epoch is None else epoch
         self.observer = observer
         self._timers: dict[str, object] = {}
+        # A network whose replies may be waiting unread when a timer fires (sockets): it
+        # can read them first (see _fire). None for networks that deliver at once.
+        self._read_waiting = getattr(network, "read_waiting", None)
         # Whether a PnP SUBSCRIBE can reach a responder here (no multicast on loopback).
         phone.pnp_reachable = bool(getattr(network, "pnp_reachable", False))
         network.attach(self)
@@ -98,6 +101,15 @@ class PhoneDriver:
         self.deliver(FetchDone(request_id, result))
 
     def _fire(self, name: str) -> None:
+        if self._read_waiting is not None:
+            # A reactor turn runs its due timers before it reads sockets: under load a
+            # retransmission timer fires late with the reply already waiting. Read what
+            # waits first; if it moved the phone on (this timer restarted or cancelled),
+            # the firing is stale and the phone never sees it.
+            self._timers[name] = _FIRING
+            self._read_waiting()
+            if self._timers.get(name) is not _FIRING:
+                return
         self._timers.pop(name, None)
         self.deliver(TimerFired(name))
 
@@ -105,3 +117,18 @@ class PhoneDriver:
         call = self._timers.pop(name, None)
         if call is not None and call.active():
             call.cancel()
+
+
+class _Firing:
+    """Stands in ``_timers`` for a timer that is firing while waiting replies are read."""
+
+    @staticmethod
+    def active() -> bool:
+        return False
+
+    @staticmethod
+    def cancel() -> None:
+        pass
+
+
+_FIRING = _Firing()
