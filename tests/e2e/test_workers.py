@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
 TIMELINE = """
 timeline:
@@ -199,3 +201,15 @@ def test_a_worker_that_dies_still_leaves_a_merged_report_with_every_phone(tmp_pa
     assert report["complete"] is False and "worker 1 ended (killed by signal 9)" in report["end_reason"]
     assert len(report["phones"]) == 40  # the dead shard's phones too, as the parent last saw them
     assert not [pid for pid in workers if _alive(pid)]
+
+
+@pytest.mark.parametrize("name", ["tftp-outage", "dns-outage"])
+def test_service_outages_from_the_timeline_reach_the_phones_of_every_worker(tmp_path, name):
+    """tftp-outage: stop_service/start_service on the parent's TFTP; dns-outage: a fault on
+    the parent's DNS removed by the timeline, phones resolving through it. Each scenario's
+    own expectations say nobody got ready before the outage ended."""
+    scenario = QUICKSTART.parent / f"{name}.yaml"
+    proc, report = run(tmp_path, name, scenario, "--phones", "20", "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [e["passed"] for e in report["expectations"]] == [True, True]
+    assert report["timeline"] and all(not e["outcome"].startswith("error") for e in report["timeline"])
