@@ -62,7 +62,9 @@ def one_round(phones: int, ui: bool, driver, screenshot: str | None) -> tuple[fl
     if ui:
         command += ["--ui", "127.0.0.1:0"]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # Ctrl-C must work even when this script runs in the background (where SIGINT is ignored and inherited).
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     page = {}

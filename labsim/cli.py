@@ -223,6 +223,10 @@ def command_run(args) -> int:
             return EXIT_BAD_INPUT
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
         loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
+    if getattr(args, "ui", None) and (args.workers is not None or args.shard is not None):
+        print("labsim: --ui watches a run in one process; it does not work with --shard or --workers yet",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     if loaded.scenario.clock == "virtual":
         if args.workers is not None or args.shard is not None or getattr(args, "ui", None):
             print("labsim run: --clock virtual runs in one process, without --workers, --shard or --ui",
@@ -249,10 +253,6 @@ def command_run(args) -> int:
         from labsim.scale.worker import serve_worker
 
         return serve_worker(reactor, run, args.control_fds)
-    if args.ui and args.shard is not None:
-        print("labsim: --ui watches a run in one process; it does not work with --shard or --workers yet",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
     run.stay_open = bool(args.ui)  # the dashboard keeps a settled lab open until Ctrl-C
     dashboard = _dashboard(args, reactor, run=run)
     if dashboard is False:

@@ -53,6 +53,9 @@ class DashboardLab:
             [sys.executable, "-m", "labsim", command, str(self.scenario), "--report-dir", str(self.report_dir),
              "--ui", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+            # Ctrl-C (SIGINT) closes the lab even when the tests run in the background, where
+            # the shell ignores SIGINT and a child inherits that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")})
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -195,3 +195,19 @@ def test_a_phones_packets_and_its_own_pcap_when_the_run_captures(tmp_path):
         assert lab.json("api/packets?mac=00:00:00:00:00:01")[0] == 404
     finally:
         lab.close()
+
+
+def test_ui_with_workers_or_a_shard_is_refused_before_anything_starts(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.dashboard_lab import ROOT, SMALL_LAB
+
+    scenario = tmp_path / "lab.yaml"
+    scenario.write_text(SMALL_LAB)
+    for extra in (["--workers", "2"], ["--shard", "0/2"]):
+        proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--ui", "0", *extra,
+                               "--report-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
+                              cwd=ROOT)
+        assert proc.returncode == 2 and "--ui watches a run in one process" in proc.stderr
+        assert not (tmp_path / "r" / "report.json").exists()
