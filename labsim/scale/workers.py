@@ -370,15 +370,23 @@ class WorkersRun:
         return self.finished
 
     def _finish_one(self, side, process, reason: str, complete: bool) -> defer.Deferred:
+        """Ask one worker to finish; fires once it has answered and exited (it is killed if
+        it has not exited within FINISH_TIMEOUT_S)."""
         if process.ended.called:
             return defer.succeed(None)
         asked = side.callRemote(Finish, reason=reason, complete=complete)
-        asked.addErrback(lambda failure: None)  # a worker gone already: the merge names its shard
-        ended = defer.Deferred()
-        process.ended.addBoth(lambda code: (ended.called or ended.callback(code), code)[1])
+        asked.addErrback(lambda failure: None)  # a worker gone already: the merge stands in for it
+        exited = defer.Deferred()
         killer = self.reactor.callLater(FINISH_TIMEOUT_S, self._kill, process)
-        ended.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
-        return defer.gatherResults([asked, ended], consumeErrors=True)
+
+        def on_exit(code):
+            if killer.active():
+                killer.cancel()
+            exited.callback(code)
+            return code
+
+        process.ended.addBoth(on_exit)
+        return defer.gatherResults([asked, exited], consumeErrors=True)
 
     def _kill(self, process) -> None:
         if not process.ended.called:
