@@ -98,6 +98,31 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def clock_only(timers: int, days: int, clock) -> float:
+    """Seconds to run ``timers`` hourly timers (each re-armed when it fires, the way a
+    phone's resync timer is) and a 1 ms "network reply" per firing for ``days``, on
+    ``clock``: the scheduling cost alone, task.Clock against labsim's heap."""
+    import random
+
+    rng = random.Random(1)
+    end = days * 86400.0
+
+    def fire():
+        clock.callLater(0.001, lambda: None)
+        clock.callLater(3600.0, fire)
+
+    for _ in range(timers):
+        clock.callLater(rng.uniform(0, 3600), fire)
+    started = time.perf_counter()
+    while True:
+        pending = clock.getDelayedCalls() if not hasattr(clock, "next_time") else None
+        due = clock.next_time() if pending is None else min((c.getTime() for c in pending), default=None)
+        if due is None or due > end:
+            break
+        clock.advance(due - clock.seconds())
+    return time.perf_counter() - started
+
+
 def peak_rss_mib() -> float:
     import resource
 
@@ -127,7 +152,21 @@ def main() -> int:
     parser.add_argument("--phones", default="1000,10000", help="fleet sizes, comma-separated")
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="also profile the smallest size in-process")
+    parser.add_argument("--clock-only", metavar="TIMERS", type=int,
+                        help="instead: only the clocks, task.Clock vs labsim's HeapClock, with this many hourly timers")
     args = parser.parse_args()
+    if args.clock_only:
+        sys.path.insert(0, ROOT)
+        from twisted.internet.task import Clock
+
+        from labsim.virtual.clock import HeapClock
+
+        heap = clock_only(args.clock_only, args.days, HeapClock())
+        print(f"{args.clock_only} hourly timers x {args.days} days: HeapClock {heap:.2f} s", flush=True)
+        reference = clock_only(args.clock_only, args.days, Clock())
+        print(f"{args.clock_only} hourly timers x {args.days} days: task.Clock {reference:.2f} s "
+              f"({reference / heap:.0f}x)")
+        return 0
     sizes = [int(size) for size in args.phones.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-virtual-") as workdir:
         print(f"{'phones':>7} {'days':>4} {'wall s':>8} {'CPU s':>8} {'sim s/wall s':>12} {'passes':>9} "
