@@ -43,9 +43,9 @@ SERVICE_CORES = {
     "labsim.services.pnp",
 }
 
-# Cores that still mix their adapter in (issue 14 is splitting them one by one). Each entry
-# must still break a rule -- a core that became pure fails `test_known_impure_list_is_current`
-# until its entry is removed here, so this list only shrinks.
+# Cores still mixed with their adapter. Issue 14 started with tftp, http, dns and pnp here
+# and split each; the list is empty and may only stay so. An entry must still break a rule:
+# a core that became pure fails `test_known_impure_list_is_current` until it is removed.
 KNOWN_IMPURE: set[str] = set()
 
 PURE_PACKAGES = ("labsim.wire.", "labsim.phones.")
