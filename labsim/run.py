@@ -159,6 +159,7 @@ class ScenarioRun:
         # captured as frames when a pcap file is asked for.
         self.pcap_path = pcap_path
         self._events = EventLog()
+        self.state_changes = 0  # phone state changes so far (the timeline's conditions look when it moves)
         self.stage_archive = None  # a long (virtual) run's older download timings, as numbers
         # Requests per service and phones per state over time, counted as they happen.
         self.series = TimeSeries(self.duration_s or self.scenario.time_limit_s, len(self.members))
@@ -306,6 +307,7 @@ class ScenarioRun:
         return host, port
 
     def _on_state_change(self, driver, old: str, new: str) -> None:
+        self.state_changes += 1
         was = old in ("ready", "failed")
         now = new in ("ready", "failed")
         if was != now:
@@ -448,6 +450,9 @@ class _LabControl:
 
     def __init__(self, run: ScenarioRun):
         self.run = run
+
+    def changes(self) -> int:
+        return self.run.state_changes
 
     def drivers(self) -> list[PhoneDriver]:
         return self.run._drivers
