@@ -1,12 +1,14 @@
 """Lengths of simulated time as a scenario and the command line write them: ``90s``,
-``15m``, ``12h``, ``7d`` (these unit names exactly), or a plain number of seconds."""
+``15m``, ``12h``, ``7d`` (these unit names exactly), several together from the largest
+(``8d12h``, ``1h30m``), or a plain number of seconds."""
 
 from __future__ import annotations
 
 import re
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_PART = r"(\d+(?:\.\d+)?)\s*([smhd])"
+_DURATION = re.compile(rf"^\s*(?:{_PART}\s*)+$")
 
 
 def parse_duration(value) -> float:
@@ -16,11 +18,14 @@ def parse_duration(value) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
-        if match is None:
+        text = str(value)
+        parts = re.findall(_PART, text)
+        units = [unit for _, unit in parts]
+        ordered = units == sorted(units, key=lambda unit: -UNITS[unit]) and len(set(units)) == len(units)
+        if _DURATION.match(text) is None or not ordered:
             raise ValueError(f"{value!r} is not a duration: a number and one of the units s, m, h, d "
-                             "(e.g. 90s, 15m, 12h, 7d), or a number of seconds")
-        seconds = float(match.group(1)) * UNITS[match.group(2)]
+                             "(e.g. 90s, 15m, 12h, 7d, 8d12h), or a number of seconds")
+        seconds = sum(float(number) * UNITS[unit] for number, unit in parts)
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be more than 0")
     return seconds
