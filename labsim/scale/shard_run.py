@@ -34,12 +34,31 @@ PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
 
 def refuse_real_network(scenario, option: str) -> None:
-    """Real-network mode (network.interface) caps the DHCP rate and releases every lease
-    per run, and relays from the interface's one address: N processes would each take the
-    whole cap and share one giaddr. Refused until that is split per shard."""
-    if scenario.network.interface:
-        raise ValueError(f"{option}: network.interface (real-network mode) runs in one process: its DHCP rate "
-                         "cap (network.dhcp_rate) and relay address are the run's, not a shard's")
+    """Real-network mode (network.interface) under --workers: the parent's services and
+    the phones' segment are not split yet. A --shard takes broadcast mode (its share of the
+    rate cap, ``shard_share_of_rate``) but not relay mode, where every shard would relay
+    from the interface's one address on a host."""
+    network = scenario.network
+    if not network.interface:
+        return
+    if option == "--workers":
+        raise ValueError("--workers: network.interface (real-network mode) runs in one process, or in shards "
+                         "(--shard i/N, each with its share of network.dhcp_rate)")
+    if network.dhcp_mode == "relay":
+        raise ValueError("--shard: network.dhcp_mode relay relays from the interface's address, which shards "
+                         "on one host would share; use dhcp_mode broadcast, or run without --shard")
+
+
+def shard_share_of_rate(loaded, shard):
+    """The scenario a shard runs in real-network mode: network.dhcp_rate is the run's cap,
+    so each of N shards sends at most 1/N of it (together, what one process would)."""
+    network = loaded.scenario.network
+    if not network.interface or shard.count == 1:
+        return loaded
+    from labsim.scenario.loader import LoadedScenario
+
+    shared = network.model_copy(update={"dhcp_rate": network.dhcp_rate / shard.count})
+    return LoadedScenario(loaded.scenario.model_copy(update={"network": shared}), loaded.path)
 
 
 def refuse_uncoordinated_timeline(scenario) -> None:
@@ -107,6 +126,7 @@ class ShardRun(ScenarioRun):
         self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
         self.changes = None  # a coordinated shard's listener: (driver, old, new)
         refuse_real_network(loaded.scenario, "--workers" if coordinated else "--shard")
+        loaded = shard_share_of_rate(loaded, shard)
         if not coordinated:
             refuse_uncoordinated_timeline(loaded.scenario)
             refuse_unknown_ports(loaded.scenario)

@@ -85,12 +85,20 @@ fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"
     refuse_unknown_ports(parse_scenario_text(text.replace("port: 0", "port: 6767")))
 
 
-def test_real_network_mode_is_refused_with_workers_and_shards():
-    from labsim.scale.shard_run import refuse_real_network
+def test_real_network_mode_runs_in_shards_with_their_share_of_the_rate_not_under_workers():
+    from labsim.fleet.shard import Shard
+    from labsim.scale.shard_run import refuse_real_network, shard_share_of_rate
+    from labsim.scenario.loader import LoadedScenario
 
-    scenario = parse_scenario_text(BASE.replace("network: {dhcp_server: 127.0.0.1}",
-                                                "network: {interface: eth9, allow: [198.18.0.0/24]}"))
+    text = BASE.replace("network: {dhcp_server: 127.0.0.1}",
+                        "network: {interface: eth9, allow: [198.18.0.0/24], dhcp_rate: 300}")
+    scenario = parse_scenario_text(text)
     with pytest.raises(ValueError, match=r"^--workers: network.interface \(real-network mode\) runs in one process"):
         refuse_what_workers_cannot_keep(scenario)
-    with pytest.raises(ValueError, match=r"^--shard: network.interface"):
-        refuse_real_network(scenario, "--shard")
+    refuse_real_network(scenario, "--shard")
+    shared = shard_share_of_rate(LoadedScenario(scenario, "s.yaml"), Shard(1, 3))
+    assert shared.scenario.network.dhcp_rate == 100 and scenario.network.dhcp_rate == 300
+    relay = parse_scenario_text(text.replace("dhcp_rate: 300", "dhcp_rate: 300, dhcp_mode: relay, "
+                                             "dhcp_server: 198.18.0.1"))
+    with pytest.raises(ValueError, match=r"^--shard: network.dhcp_mode relay"):
+        refuse_real_network(relay, "--shard")
