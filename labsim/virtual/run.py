@@ -93,6 +93,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         print(f"labsim: cannot start: {failures[0].getErrorMessage()}", file=sys.stderr)
         return EXIT_BAD_INPUT
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    wall_start = time.monotonic()
     try:
         drive(run, clock, stream)
     except KeyboardInterrupt:
@@ -100,6 +101,9 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
     finally:
         signal.signal(signal.SIGTERM, previous)
     run.close()
+    span, wall = clock.seconds() - run._epoch, time.monotonic() - wall_start
+    stream.write(f"  virtual time: {simulated(span)} simulated in {wall:.1f}s wall "
+                 f"({span / wall if wall > 0 else 0:,.0f}x real time)\n")
     return getattr(run, "exit_code", EXIT_FAILED)
 
 
