@@ -5,7 +5,7 @@ a service core reads and writes without touching the disk itself.
 copy is still current), that version again later, and a place to store an upload
 atomically. ``labsim.services.disk_store.DiskFolder`` is the real one (a folder on disk,
 confined: nothing outside it is ever read or written); ``MemoryFolder`` here holds files
-in a dict, for tests and for the in-memory (virtual-time) lab.
+in a dict, for tests and an in-memory lab.
 
 Names are lists of path components, already free of ``""``, ``"."`` and ``".."`` (the
 core checks its protocol's names before it asks).

@@ -390,8 +390,8 @@ class FileStat(NamedTuple):
 
 
 class MemoryFiles:
-    """An HttpFileStore over a dict of path ("cfg/a.cfg") -> bytes, for tests and the
-    in-memory lab. Folders are implied by the paths in it; each write is a new version."""
+    """An HttpFileStore over a dict of path ("cfg/a.cfg") -> bytes, for tests (and an
+    in-memory lab). Folders are implied by the paths in it; each write is a new version."""
 
     def __init__(self, files: dict[str, bytes] | None = None, *, mtime_s: float = 0.0):
         self.files: dict[bytes, bytes] = {}

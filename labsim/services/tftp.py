@@ -17,7 +17,7 @@ Three pieces, all plain objects that take datagrams and timer expiries and retur
 
 The transfers are in ``labsim.services.tftp_transfer``. Files are read and uploads
 stored through a ``FileStore`` (``labsim.services.file_store``): a folder on disk
-(``DiskFolder``) in the real server, a dict in tests and in the in-memory lab.
+(``DiskFolder``) in the real server, a dict (``MemoryFolder``) in tests.
 labsim/services/tftp_udp.py owns the sockets and the clock. Every counter lives in one
 ``stats`` dict shared by the handler and its transfers.
 
