@@ -11,6 +11,7 @@ phones with the same reason, server and error are counted together:
 
 from __future__ import annotations
 
+from labsim.observe.log_text import client_text
 from labsim.phones.phone import FAILED, READY
 
 # Twisted's and the fetchers' words for an error, and the short form people say.
@@ -52,7 +53,9 @@ def phone_cause(phone) -> dict | None:
         error = plain_error(status, detail)
         if server is None or not url.startswith(_origin(server)):
             server, source = url, source if server is None else None
-    return {"reason": reason, "server": server, "server_from": source, "error": error}
+    # A server, its source and an error are what the network said: made safe as every log line is.
+    return {"reason": client_text(reason, 2000), "server": server and client_text(server, 2000),
+            "server_from": source and client_text(source), "error": error and client_text(error, 2000)}
 
 
 def _origin(url: str) -> str:

@@ -11,6 +11,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from labsim.observe.events_log import DHCP_TYPES
+from labsim.observe.log_text import client_text
 from labsim.observe.problems import phone_cause
 from labsim.wire import dhcp_options
 
@@ -82,6 +83,7 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
             timeline.append({"t": round(row[0], 4), "kind": "dhcp", "state": "dhcp", "text": words + f", xid 0x{xid:08x}"})
         elif kind in ("fetch", "upload"):
             t, _, _, url, status, size, latency, detail, md5 = row
+            url, detail = client_text(url, 2000), client_text(detail, 2000)  # what the network said, made safe
             fetches.append({"t": round(t, 4), "kind": kind, "url": url, "protocol": urlsplit(url).scheme,
                             "status": status, "bytes": size, "md5": md5, "latency_s": round(latency, 6),
                             "detail": detail})
@@ -89,12 +91,12 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
                              "text": _fetch_words(kind, url, status, size, latency, detail, md5)})
     timeline += [{"t": round(t, 4), "kind": kind, "state": state,
                   "text": (f"{state}" + (f": {detail}" if detail else "")) if kind == "state" else detail}
-                 for t, state, detail, kind in phone.events]
+                 for t, state, detail, kind in ((t, s, client_text(d, 2000), k) for t, s, d, k in phone.events)]
     timeline.sort(key=lambda item: item["t"])
     flash = phone.flash
     return {
         "mac": phone.mac, "vendor": member.vendor, "model": phone.model, "fleet": member.fleet,
-        "state": phone.state, "failure": phone.failure or None, "cause": phone_cause(phone),
+        "state": phone.state, "failure": client_text(phone.failure, 2000) or None, "cause": phone_cause(phone),
         "reboots": phone.reboots, "power_cycles": phone.power_cycles,
         "lease": lease_of(phone),
         "timeline": timeline[-MAX_TIMELINE_ROWS:], "fetches": fetches[-MAX_TIMELINE_ROWS:],
