@@ -71,7 +71,12 @@ def load_marked(text: str) -> MarkedDocument:
     doc = MarkedDocument(data=None)
     if root is None:
         return doc
-    doc.data = _build(root, (), doc.marks, doc.problems)
+    try:
+        doc.data = _build(root, (), doc.marks, doc.problems)
+    except yaml.MarkedYAMLError as exc:  # a value PyYAML cannot construct: an unknown tag (!x), a bad !!int ...
+        mark = exc.problem_mark or exc.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark else None
+        raise YamlError(f"not valid YAML: {exc.problem or exc.context}", where) from None
     return doc
 
 
@@ -154,13 +159,23 @@ def _build(node: yaml.Node, path: tuple, marks: dict[tuple, Mark], problems: lis
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (index,), marks, problems) for index, item in enumerate(node.value)]
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    return _construct(node)
+
+
+def _construct(node: yaml.Node):
+    """A scalar's value; a tag PyYAML cannot construct (``!x``, ``!!int x``, ``!!binary ###``)
+    is a problem at the value, never an exception out of the loader (found by tests/fuzz)."""
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        text = getattr(exc, "problem", None) or str(exc)
+        raise YamlError(f"not valid YAML: {node.tag} {str(node.value)[:40]!r}: {text}", _mark_of(node)) from None
 
 
 def _scalar(node: yaml.Node):
     if not isinstance(node, yaml.ScalarNode):
         raise YamlError("a mapping key must be a plain value", _mark_of(node))
-    return _CONSTRUCTOR.construct_object(node, deep=True)
+    return _construct(node)
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")

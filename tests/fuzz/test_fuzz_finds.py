@@ -31,3 +31,10 @@ def test_an_unknown_key_that_looks_like_a_type_name_is_reported_not_raised():
     with pytest.raises(ScenarioError) as caught:
         parse_scenario_text("A: 1\nname: t\n", "f.yaml")
     assert any(p.field == "A" and "unknown key 'A'" in p.message for p in caught.value.problems)
+
+
+def test_an_unknown_yaml_tag_is_a_located_problem_not_a_constructor_error():
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text("name: t\nseed: !weird 3\n", "f.yaml")
+    [problem] = caught.value.problems
+    assert problem.mark.line == 2 and "not valid YAML" in problem.message and "!weird" in problem.message
