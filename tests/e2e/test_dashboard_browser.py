@@ -120,3 +120,31 @@ def test_the_dashboard_in_chromium(browser, tmp_path):
     finally:
         lab.close()
     assert os.path.exists(tmp_path / "dashboard-failed.png")
+
+
+def test_a_student_reads_the_exercise_reveals_hints_and_checks_the_lab(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.dashboard_lab import ROOT
+
+    text = open(os.path.join(ROOT, "scenarios", "lab-wrong-option-66.yaml")).read()
+    lab = DashboardLab(tmp_path, scenario_text=text)
+    try:
+        browser.get(lab.base)  # the students' URL
+        wait = WebDriverWait(browser, 45, poll_frequency=0.2)
+        wait.until(lambda d: tile_states(d).get("failed") == 10)
+        browser.find_element(By.ID, "lab-tab").click()
+        assert "The phones never get ready" in browser.find_element(By.ID, "lab-task").text
+        assert browser.find_elements(By.CSS_SELECTOR, ".hint") == []
+        for shown in (1, 2):
+            browser.find_element(By.ID, "hint-next").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hint")) == shown)
+        assert "Click a red tile" in browser.find_elements(By.CSS_SELECTOR, ".hint")[0].text
+        browser.find_element(By.ID, "check").click()
+        wait.until(lambda d: "FAIL" in d.find_element(By.ID, "check-result").text)
+        rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#check-result tr.fail")]
+        assert rows[0].startswith("FAIL phones.ready == 100% 0")
+        browser.save_screenshot(str(tmp_path / "dashboard-exercise.png"))
+    finally:
+        lab.close()

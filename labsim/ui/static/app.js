@@ -338,20 +338,24 @@ function bindControls() {
 // --- the exercise ------------------------------------------------------------------------------
 
 function markdown(text) {
+  // Enough markdown for a task: headings, paragraphs (lines joined until a blank line),
+  // lists, fenced code, `code` and **bold**. The text is escaped first.
   const lines = esc(text).split("\n"), out = [];
-  let list = false, code = false;
+  let list = false, code = false, paragraph = [];
+  const endParagraph = () => { if (paragraph.length) out.push(`<p>${paragraph.join(" ")}</p>`); paragraph = []; };
   for (const raw of lines) {
-    if (raw.startsWith("```")) { out.push(code ? "</pre>" : "<pre>"); code = !code; continue; }
+    if (raw.startsWith("```")) { endParagraph(); out.push(code ? "</pre>" : "<pre>"); code = !code; continue; }
     if (code) { out.push(raw); continue; }
     const line = raw.replace(/`([^`]+)`/g, "<code>$1</code>").replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
-    const item = /^\s*[-*] (.*)/.exec(line);
+    const item = /^\s*[-*] (.*)/.exec(line), heading = /^(#{1,3}) (.*)/.exec(line);
+    if (item || heading || !line.trim()) endParagraph();
     if (item && !list) { out.push("<ul>"); list = true; }
     if (!item && list) { out.push("</ul>"); list = false; }
-    const heading = /^(#{1,3}) (.*)/.exec(line);
     if (item) out.push(`<li>${item[1]}</li>`);
     else if (heading) out.push(`<h${heading[1].length + 1}>${heading[2]}</h${heading[1].length + 1}>`);
-    else if (line.trim()) out.push(`<p>${line}</p>`);
+    else if (line.trim()) paragraph.push(line.trim());
   }
+  endParagraph();
   if (list) out.push("</ul>");
   return out.join("\n");
 }
