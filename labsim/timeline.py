@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from labsim.observe.expectations import evaluate, parse_expectation
+from labsim.scenario.expectations import evaluate, parse_expectation
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 
 CONDITION_INTERVAL_S = 0.5

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from labsim.observe.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
+from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize

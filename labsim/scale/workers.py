@@ -29,7 +29,7 @@ from twisted.protocols import amp
 
 from labsim.faults import FaultSet, fault_from_spec
 from labsim.fleet.shard import Shard, roster
-from labsim.observe.expectations import parse_expectation
+from labsim.scenario.expectations import parse_expectation
 from labsim.observe.merge import MergeError, merge_report
 from labsim.observe.pcap_merge import shard_capture_path
 from labsim.observe.progress import ProgressPrinter, StateCounter

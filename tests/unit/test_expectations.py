@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labsim.observe.expectations import BadExpectation, evaluate, parse_expectation
+from labsim.scenario.expectations import BadExpectation, evaluate, parse_expectation
 from labsim.phones.phone import STATES
 
 # --- parsing ----------------------------------------------------------------------------

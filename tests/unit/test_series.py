@@ -2,7 +2,7 @@
 
 import pytest
 
-from labsim.observe.expectations import BadExpectation, evaluate, parse_expectation
+from labsim.scenario.expectations import BadExpectation, evaluate, parse_expectation
 from labsim.observe.series import TimeSeries, bucket_for
 
 

@@ -14,16 +14,24 @@ Metrics:
     time_to_ready.<stat>                      power-on to ready, seconds
     stage.<stage>.<stat>                      one stage's latency (dhcp, common_cfg, ...)
 with <stat> one of p50, p90, p95, p99, max, mean, count.
+
+The models of a scenario's ``expectations:`` (``Expectation``, ``FlashExpectation``) are
+here too, beside the grammar.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Annotated, Union
+
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
 from labsim.phones.phone import STATES
+from labsim.scenario.fields import ModelName, Strict
+
 
 OPERATORS = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
@@ -140,3 +148,62 @@ def evaluate_flash(check, members, name: str | None = None) -> Verdict:
     detail = f"{len(failing)} of {len(selected)} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
     return Verdict(name or check.describe(), bool(selected) and not failing,
                    {"phones": len(selected), "failing": len(failing)}, detail)
+
+
+def _valid_check(check: str) -> str:
+    parse_expectation(check)
+    return check
+
+
+ExpectationText = Annotated[str, AfterValidator(_valid_check)]
+
+
+class Expectation(Strict):
+    name: str | None = None
+    check: ExpectationText
+
+
+class FlashCheck(Strict):
+    key: str = Field(description="a setting in the phones' flash, e.g. account.1.user_name")
+    equals: str | None = Field(None, description="the value every selected phone must hold")
+    set: bool | None = Field(None, description="true: must have a non-empty value; false: must not")
+    model: ModelName | None = None
+    fleet: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        if (self.equals is None) == (self.set is None):
+            raise ValueError("give either 'equals' or 'set' (true/false)")
+        return self
+
+    def describe(self) -> str:
+        who = " ".join(filter(None, [self.fleet and f"fleet {self.fleet}", self.model])) or "every phone"
+        test = f"== {self.equals!r}" if self.equals is not None else ("is set" if self.set else "is not set")
+        return f"{who}: flash {self.key} {test}"
+
+
+class FlashExpectation(Strict):
+    """A check of every selected phone's flash (applied settings)."""
+
+    name: str | None = None
+    flash: FlashCheck
+
+    @property
+    def check(self) -> str:
+        return self.flash.describe()
+
+
+def _expectation_kind(value) -> str:
+    # Pick the branch from what the user wrote, so errors come from that branch alone.
+    if isinstance(value, dict):
+        return "FlashExpectation" if "flash" in value else "Expectation"
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    return "Text"
+
+
+ExpectationItem = Annotated[
+    Union[Annotated[ExpectationText, Tag("Text")], Annotated[Expectation, Tag("Expectation")],
+          Annotated[FlashExpectation, Tag("FlashExpectation")]],
+    Discriminator(_expectation_kind),
+]
