@@ -194,9 +194,18 @@ def parse_name_addr(value: str) -> tuple[str, dict[str, str]]:
         start, end = value.find("<"), value.find(">")
         if end < start:
             raise SipParseError(f"unclosed '<' in {value!r}")
-        return value[start + 1 : end].strip(), _split_params(value[end + 1 :])
+        return _uri(value[start + 1 : end]), _split_params(value[end + 1 :])
     uri, _, params = value.partition(";")  # addr-spec: parameters after ';' belong to the header
-    return uri.strip(), _split_params(";" + params if params else "")
+    return _uri(uri), _split_params(";" + params if params else "")
+
+
+def _uri(text: str) -> str:
+    # A URI has no whitespace (RFC 3261 25.1): one with a space inside would become a
+    # NOTIFY request line nobody can parse (found by tests/fuzz).
+    uri = text.strip()
+    if any(ch.isspace() for ch in uri):
+        raise SipParseError(f"whitespace in the URI {uri[:80]!r}")
+    return uri
 
 
 def uri_user(uri: str) -> str:

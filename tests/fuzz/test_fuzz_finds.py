@@ -38,3 +38,14 @@ def test_an_unknown_yaml_tag_is_a_located_problem_not_a_constructor_error():
         parse_scenario_text("name: t\nseed: !weird 3\n", "f.yaml")
     [problem] = caught.value.problems
     assert problem.mark.line == 2 and "not valid YAML" in problem.message and "!weird" in problem.message
+
+
+def test_a_contact_uri_with_a_space_gets_no_notify_nobody_could_parse():
+    _, _, check = BY_NAME["sip_pnp"].build()
+    from labsim.wire import sip_pnp
+
+    subscribe = sip_pnp.build_subscribe(mac="001565aa0001", vendor="Yealink", model="T46S", version="66.85.0.5",
+                                        local=("127.0.0.1", 5060), call_id="c1", tag="t1", branch="z9hG4bK1")
+    data = subscribe.encode().replace(b"<sip:127.0.0.1:5060>", b"<sip:127.0.0. :5060>")
+    assert b"127.0.0. :5060" in data
+    check(data)  # parses what the responder sends: nothing, here
