@@ -17,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 
+from tests.relocate import moved_ports, relocated
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URLS = re.compile(r"labsim: dashboard controls: (http://\S+)/\?token=(\S+)")
 
@@ -45,8 +47,12 @@ expect:
 class DashboardLab:
     def __init__(self, tmp_path, scenario_text: str = SMALL_LAB, command: str = "run", extra=()):
         self.tmp_path = tmp_path
-        self.scenario = tmp_path / "lab.yaml"
-        self.scenario.write_text(scenario_text)
+        # On fresh ports, never the scenario's fixed ones (a `labsim serve` may hold them):
+        # every mention of a service port, here and in actions (act), is moved alike.
+        given = tmp_path / "given" / "lab.yaml"
+        given.parent.mkdir(parents=True, exist_ok=True)
+        given.write_text(scenario_text)
+        self.scenario, self.moves = relocated(given, tmp_path, scenario_text)
         self.report_dir = tmp_path / "report"
         self.output: list[str] = []
         self.proc = subprocess.Popen(
@@ -96,9 +102,13 @@ class DashboardLab:
         status, body = self.request(path, **kwargs)
         return status, json.loads(body)
 
+    def moved(self, text: str) -> str:
+        """``text`` with the scenario's service ports replaced as in the running copy."""
+        return moved_ports(text, self.moves)
+
     def act(self, text: str, token: str | None = "use-mine"):
         token = self.token if token == "use-mine" else token
-        return self.json("api/action", body=json.dumps({"do": text}).encode(), token=token)
+        return self.json("api/action", body=json.dumps({"do": self.moved(text)}).encode(), token=token)
 
     def wait_until(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout

@@ -32,14 +32,14 @@ def relocated(scenario: str | Path, into: Path, text: str | None = None) -> tupl
         if spec is not None and spec.port:
             moves[spec.port] = pick()
     into.mkdir(parents=True, exist_ok=True)
-    body = _moved(scenario.read_text() if text is None else text, moves)
+    body = moved_ports(scenario.read_text() if text is None else text, moves)
     directory = loaded.provisioning.directory
     if directory:  # relative to the scenario file, so it goes beside the copy
         folder = scenario.parent / directory
         shutil.copytree(folder, into / directory, dirs_exist_ok=True)
         for path in (into / directory).rglob("*"):
             try:
-                path.write_text(_moved(path.read_text(encoding="utf-8"), moves), encoding="utf-8")
+                path.write_text(moved_ports(path.read_text(encoding="utf-8"), moves), encoding="utf-8")
             except (UnicodeDecodeError, IsADirectoryError):
                 pass  # an encrypted file or a folder: no port to move in it
     copy = into / scenario.name
@@ -47,7 +47,7 @@ def relocated(scenario: str | Path, into: Path, text: str | None = None) -> tupl
     return copy, moves
 
 
-def _moved(text: str, moves: dict[int, int]) -> str:
+def moved_ports(text: str, moves: dict[int, int]) -> str:
     for old, new in moves.items():
         text = re.sub(rf"(?<![\d.]){old}(?!\d)", str(new), text)
     return text

@@ -89,7 +89,7 @@ def test_the_dashboard_in_chromium(browser, tmp_path):
         assert phone["files"], "the phone applied files"
         for name, md5 in phone["files"].items():
             assert name in story and md5 in story, (name, md5)
-        assert "option 66 (tftp_server_name)" in story and "http://127.0.0.1:8080/" in story
+        assert "option 66 (tftp_server_name)" in story and lab.moved("http://127.0.0.1:8080/") in story
         browser.save_screenshot(str(tmp_path / "dashboard-phone.png"))
         browser.find_element(By.ID, "phone-close").click()
 

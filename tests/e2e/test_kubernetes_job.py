@@ -17,6 +17,8 @@ import kubernetes_validate  # the test extra; ships the API schemas, so this wor
 import pytest
 import yaml
 
+from tests.relocate import moved_ports, relocated
+
 from tests.serve_process import labsim_serve
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
@@ -61,8 +63,16 @@ def test_the_jobs_pod_command_per_index_then_merge_equals_one_process(tmp_path):
     objects = manifests()
     scenario_dir = tmp_path / "scenario"
     scenario_dir.mkdir()
-    for name, text in objects["ConfigMap"]["data"].items():
-        (scenario_dir / name).write_text(text)
+    data = objects["ConfigMap"]["data"]
+    # On fresh ports, not the manifest's fixed ones (a `labsim serve` may hold them): the
+    # scenario and every file beside it, moved alike (tests/relocate.py).
+    source = tmp_path / "configmap"
+    source.mkdir()
+    (source / "scenario.yaml").write_text(data["scenario.yaml"])
+    _, moves = relocated(source / "scenario.yaml", scenario_dir)
+    for name, text in data.items():
+        if name != "scenario.yaml":
+            (scenario_dir / name).write_text(moved_ports(text, moves))
     scenario = scenario_dir / "scenario.yaml"
 
     one = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--report-dir", str(tmp_path / "one")],
@@ -111,4 +121,4 @@ def test_the_jobs_pod_command_per_index_then_merge_equals_one_process(tmp_path):
         record = json.loads((Path(directory) / "shard.json").read_text())
         assert record["shard"] == {"index": index, "count": count}
         assert record["start_at"] == instant
-        assert f"DHCP via relay 127.0.0.{2 + index} -> 127.0.0.1:6767" in outputs[index]
+        assert f"DHCP via relay 127.0.0.{2 + index} -> 127.0.0.1:{moves[6767]}" in outputs[index]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.relocate import relocated
+
 QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml"
 TIMELINE = """
 timeline:
@@ -27,6 +29,7 @@ timeline:
 
 def run(tmp_path, name, scenario, *args, timeout=120):
     report_dir = tmp_path / name
+    scenario, _ = relocated(scenario, tmp_path / f"{name}-scenario")  # fresh ports (tests/relocate.py)
     proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--report-dir", str(report_dir),
                            *args], capture_output=True, text=True, timeout=timeout)
     report_path = report_dir / "report.json"
@@ -138,6 +141,7 @@ def test_ctrl_c_during_a_two_worker_run_writes_a_partial_merged_report_and_leave
     # Phones that power on over 60 s: the run is still going when the signal comes.
     scenario.write_text(QUICKSTART.read_text().replace("per_second: 250", "per_second: 2")
                         .replace("per_second: 100", "per_second: 2"))
+    scenario, _ = relocated(scenario, tmp_path / "relocated")
     report_dir = tmp_path / "report"
     proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(scenario), "--phones", "100",
                              "--workers", "2", "--report-dir", str(report_dir)],
@@ -173,6 +177,7 @@ def test_a_worker_that_dies_still_leaves_a_merged_report_with_every_phone(tmp_pa
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(QUICKSTART.read_text().replace("per_second: 250", "per_second: 5")
                         .replace("per_second: 100", "per_second: 5"))
+    scenario, _ = relocated(scenario, tmp_path / "relocated")
     report_dir = tmp_path / "report"
     proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(scenario), "--phones", "40",
                              "--workers", "2", "--report-dir", str(report_dir)],
