@@ -243,6 +243,7 @@ class ScenarioRun:
     def _start_services(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.members)
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
+                                     own_fleet=True,
                                      faults=self.faults, upload_folders=self.uploads)
         started = self._services.start()
         started.addCallback(lambda _: self._services.attach_faults())

@@ -207,6 +207,7 @@ class WorkersRun:
     def start(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.fleet)
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
+                                     own_fleet=True,
                                      faults=self.faults, upload_folders=self.uploads)
         yield self._services.start()
         self._services.attach_faults()

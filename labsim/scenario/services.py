@@ -245,9 +245,9 @@ class FtpService(Strict):
     uploads: bool = Field(False, description="accept STOR into upload_dir")
     upload_dir: Annotated[str, AfterValidator(_relative_inside)] = "uploads"
     idle_timeout_s: float = Field(60.0, gt=0, description="a session with no command this long is closed")
-    max_connections_per_address: int = Field(
-        256, ge=0, description="open sessions from one client address at most (then 421); 0: no limit. "
-        "labsim run's phones all connect from 127.0.0.1")
+    max_connections_per_address: int | None = Field(
+        None, ge=0, description="open sessions from one client address at most (then 421); 0: no limit. "
+        "Default: 256 under labsim serve; no limit under labsim run, whose phones all connect from 127.0.0.1")
 
     @field_validator("users", mode="before")
     @classmethod
@@ -312,8 +312,10 @@ class DnsService(Strict):
     port: Port = 5353
     records: list[DnsRecord] = Field(default_factory=list)
     tcp_idle_timeout_s: float = Field(10.0, gt=0, description="a TCP connection idle this long is closed")
-    tcp_max_connections_per_address: int = Field(
-        100, ge=0, description="open TCP connections from one client address at most (of 1,000 in all); 0: no limit")
+    tcp_max_connections_per_address: int | None = Field(
+        None, ge=0, description="open TCP connections from one client address at most (of 1,000 in all); "
+        "0: no limit. Default: 100 under labsim serve; no limit under labsim run, whose phones all connect "
+        "from 127.0.0.1")
 
     @model_validator(mode="after")
     def _records_valid(self):

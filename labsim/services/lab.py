@@ -8,6 +8,7 @@ from twisted.logger import Logger
 
 from labsim.services.dhcp import DhcpServerConfig
 from labsim.services.dhcp_udp import start_dhcp_server
+from labsim.services.dns import TCP_MAX_CONNECTIONS_PER_ADDRESS
 from labsim.services.ftp import FtpServerConfig, start_ftp_server
 from labsim.services.http import HttpServerConfig
 from labsim.services.http_web import start_http_server
@@ -82,11 +83,15 @@ def _start_http(lab, spec):
     return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"))
 
 
+FTP_PER_ADDRESS = FtpServerConfig.max_connections_per_address  # labsim serve's default
+
+
 def _start_ftp(lab, spec):
     config = FtpServerConfig(root=lab.root, users=dict(spec.users), anonymous=spec.anonymous, uploads=spec.uploads,
                              upload_dir=spec.upload_dir, passive_ports=spec.passive_ports,
                              idle_timeout_s=spec.idle_timeout_s,
-                             max_connections_per_address=spec.max_connections_per_address,
+                             max_connections_per_address=lab.per_address_limit(spec.max_connections_per_address,
+                                                                               FTP_PER_ADDRESS),
                              upload_root=lab.upload_folder(spec))
     return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"))
 
@@ -98,7 +103,8 @@ def _start_dns(lab, spec):
 
     records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
     config = DnsServerConfig(records, tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
-                             tcp_max_connections_per_address=spec.tcp_max_connections_per_address)
+                             tcp_max_connections_per_address=lab.per_address_limit(
+                                 spec.tcp_max_connections_per_address, TCP_MAX_CONNECTIONS_PER_ADDRESS))
     return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"))
 
 
@@ -156,8 +162,11 @@ class LabServices:
     (for the timeline) stopped and started again, all by one table."""
 
     def __init__(self, reactor, spec, root: str, *, cert_dir: str | None = None, faults=None,
-                 upload_folders=None):
+                 upload_folders=None, own_fleet: bool = False):
         self.reactor = reactor
+        # True under `labsim run`: the only clients are the run's own phones, which all come
+        # from one address, so a per-address limit would throttle the fleet, not a hog.
+        self.own_fleet = own_fleet
         self.spec = spec
         self.root = root
         # upload_dir -> the folder a service's uploads really go to (labsim.run.UploadFolders);
@@ -189,6 +198,13 @@ class LabServices:
             if getattr(self.spec, name, None) is not None:
                 self._start_one(name)
         return defer.succeed(None)
+
+    def per_address_limit(self, configured: int | None, serve_default: int) -> int:
+        """A scenario's per-client-address connection limit; unset: ``serve_default`` for
+        real clients (``labsim serve``), none (0) for the run's own fleet."""
+        if configured is not None:
+            return configured
+        return 0 if self.own_fleet else serve_default
 
     def port_for(self, name: str) -> int:
         return self.bound_ports.get(name, getattr(self.spec, name).port)
