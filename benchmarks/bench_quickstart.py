@@ -35,7 +35,10 @@ def scaled_scenario(phones: int) -> str:
     text = re.sub(r"models: \{[^}]*\}", f"models: {{T46S: {t46s}, T48S: {t48s}}}", text)
     text = re.sub(r"count: 100\n", f"count: {t54s}\n", text)
     text = re.sub(r"boot: \{[^}]*\}", "boot: {pattern: storm, random_delay_s: 1.0}", text)
-    text = re.sub(r"pool: \{[^}]*\}", "pool: {start: 10.20.0.10, end: 10.20.250.250}", text)
+    # A /12 pool (a million addresses): a /16 ran out at ~64,000 phones and the rest waited for a lease forever.
+    text = text.replace("subnet: 10.20.0.0/16", "subnet: 10.16.0.0/12").replace("subnet_mask: 255.255.0.0",
+                                                                                   "subnet_mask: 255.240.0.0")
+    text = re.sub(r"pool: \{[^}]*\}", "pool: {start: 10.16.0.10, end: 10.31.255.250}", text)
     # The lobby fleet's MACs start 4,096 after the desk fleet's: move them clear of a desk
     # fleet of any size (above 5,120 phones the ranges overlapped and the scenario was refused).
     text = text.replace('first_mac: "00:15:65:00:10:01"', 'first_mac: "00:15:65:80:00:01"')
