@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 from twisted.trial import unittest as trial_unittest
@@ -13,3 +14,13 @@ def _trial_temp_outside_the_repo(request, tmp_path, monkeypatch):
     if isinstance(request.instance, trial_unittest.TestCase):
         monkeypatch.chdir(tmp_path)
     yield
+
+
+def pytest_configure(config):
+    """Tests stop ``labsim run``/``serve`` children with Ctrl-C (SIGINT) and check the
+    report is still written. A shell starts a background job with SIGINT ignored, and an
+    ignored signal stays ignored across exec, so pytest started from a script's ``&`` would
+    pass SIG_IGN to every child and those tests would time out. Handling SIGINT here makes
+    every child start with the default again (exec resets handled signals)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
