@@ -124,16 +124,37 @@ _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
 def row_line(row: tuple) -> str:
-    """One line of events.jsonl (without its newline). A DHCP row (half the lines of a
-    long run) is formatted directly: every field is plain ASCII with nothing to escape,
-    so the text is what the JSON encoder would write, at a third of its cost."""
-    if row[2] == "dhcp":
+    """One line of events.jsonl (without its newline). The rows a long run is made of
+    (DHCP, downloads, the phones' states and steps) are formatted directly when every
+    text in them is plain (``_plain``: nothing client_text or the encoder would change),
+    so the line is what the JSON encoder would write, at a third of its cost."""
+    kind = row[2]
+    if kind == "dhcp":
         t, mac, _, direction, message_type, xid, yiaddr = row
         kind = DHCP_TYPES.get(message_type)
         if kind is not None and mac is not None:
             return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "dhcp", "dir": "{direction}", '
                     f'"type": "{kind}", "xid": "0x{xid:08x}", "yiaddr": "{yiaddr}"}}')
+    elif kind == "fetch" or kind == "upload":
+        t, mac, _, url, status, size, latency, detail, md5 = row
+        if (type(size) is int and _plain(url, URL_LIMIT) and _plain(detail, DETAIL_LIMIT) and _plain(mac)
+                and _plain(status) and _plain(md5)):
+            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "url": "{url}", '
+                    f'"status": "{status}", "bytes": {size!r}, "latency_s": {round(latency, 6)!r}, '
+                    f'"detail": "{detail}", "md5": "{md5}"}}')
+    elif kind == "state" or kind == "step":
+        t, mac, _, state, detail = row
+        if _plain(detail, DETAIL_LIMIT) and _plain(mac) and _plain(state):
+            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "state": "{state}", '
+                    f'"detail": "{detail}"}}')
     return _DUMPS(row_to_json(row))
+
+
+def _plain(text, limit: int = DETAIL_LIMIT) -> bool:
+    """A str that goes into a line as it is: printable (client_text leaves it alone), not
+    cut, and without the two characters JSON escapes among printable ones."""
+    return (type(text) is str and len(text) <= limit and text.isprintable() and '"' not in text
+            and "\\" not in text)
 
 
 def row_to_json(row: tuple) -> dict:
@@ -248,6 +269,25 @@ class RecordingLink:
         deferred = self.network.fetch(request)
         deferred.addBoth(self._fetched, token, flow, False)
         return deferred
+
+    @property
+    def fetch_into(self):
+        """The network's Deferred-free download (see PhoneDriver), recorded, when it has one."""
+        return self._fetch_into if getattr(self.network, "fetch_into", None) is not None else None
+
+    def _fetch_into(self, request, deliver) -> None:
+        now = self.clock.seconds()
+        token = self.log.fetch_started(now - self.epoch, self.mac, request.url)
+        flow = None
+        if self.capture is not None:
+            flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes, self._address(),
+                                              request.url, request.user_agent, request.credentials)
+
+        def answered(request, result) -> None:
+            self._fetched(result, token, flow, False)
+            deliver(request, result)
+
+        self.network.fetch_into(request, answered)
 
     def upload(self, request):
         """A ``Put`` (Polycom's logs and overrides): recorded and captured like a download."""

@@ -41,6 +41,10 @@ class PhoneDriver:
         # Whether a PnP SUBSCRIBE can reach a responder here (no multicast on loopback).
         phone.pnp_reachable = bool(getattr(network, "pnp_reachable", False))
         network.attach(self)
+        # A network that answers on the clock without a Deferred (in memory): it calls
+        # fetch_into(request, deliver) -> deliver(request, result) later. A week of a fleet
+        # in virtual time makes millions of downloads; a Deferred each was a tenth of it.
+        self._fetch_into = getattr(network, "fetch_into", None)
 
     def now(self) -> float:
         return self.clock.seconds() - self.epoch
@@ -81,6 +85,9 @@ class PhoneDriver:
         elif kind is CancelAllTimers:
             self.stop()
         elif kind is Fetch:
+            if self._fetch_into is not None:
+                self._fetch_into(action, self._answered)
+                return
             deferred = self.network.fetch(action)
             deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
             deferred.addCallback(self._fetched, action.request_id)
@@ -99,6 +106,9 @@ class PhoneDriver:
 
     def _fetched(self, result: FetchResult, request_id: int) -> None:
         self.deliver(FetchDone(request_id, result))
+
+    def _answered(self, request: Fetch, result: FetchResult) -> None:
+        self.deliver(FetchDone(request.request_id, result))
 
     def _fire(self, name: str) -> None:
         if self._read_waiting is not None:

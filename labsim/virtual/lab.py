@@ -319,6 +319,11 @@ class VirtualNetwork:
         self.clock.callLater(self.latency_s + delay, deferred.callback, result)
         return deferred
 
+    def fetch_into(self, request, deliver) -> None:
+        """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
+        result, delay = self._answer(request)
+        self.clock.callLater(self.latency_s + delay, deliver, request, result)
+
     def _target(self, url: str) -> tuple:
         """(scheme, port, path, refusal or None) of a URL, worked out once per URL: a fleet
         asks for the same few URLs every pass."""

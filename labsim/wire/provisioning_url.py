@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 SCHEMES = ("tftp", "ftp", "http", "https")
 DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
 
 
+# A phone asks for the same few names on the same server every pass (hourly, for a week,
+# in virtual time): the functions below are pure, and remembering their answers saves
+# most of the URL building a resync costs. Bounded: a fleet has one entry per phone or file.
+CACHE_SIZE = 1 << 16
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def bare_mac(mac: str) -> str:
     """A MAC as file names carry it: ``00:0B:82:12:34:56`` / ``00-0b-82-…`` -> ``000b82123456``."""
     return re.sub(r"[^0-9a-f]", "", mac.lower())
@@ -35,6 +43,9 @@ class ServerUrl:
     def file_url(self, filename: str, *, credentials: bool = False) -> str:
         """The URL of a file in this folder. Credentials are left out unless asked for:
         most vendors send them separately (Basic/Digest, FTP USER/PASS)."""
+        return _file_url(self, filename, credentials)
+
+    def _build_url(self, filename: str, credentials: bool) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         netloc = host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
         if credentials and self.user is not None:
@@ -51,9 +62,20 @@ class ServerUrl:
         return self.file_url("", credentials=True)
 
 
+@lru_cache(maxsize=CACHE_SIZE)
+def _file_url(server: ServerUrl, filename: str, credentials: bool) -> str:
+    return server._build_url(filename, credentials)
+
+
 def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:
     """Parse a provisioning server value. ``credential_separators`` lists the characters a
-    vendor accepts between user and password (Avaya also accepts ``user;pass@``)."""
+    vendor accepts between user and password (Avaya also accepts ``user;pass@``).
+    A ServerUrl is frozen, so the same value gives the same (shared) one."""
+    return _parse_server(value, credential_separators)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _parse_server(value: str, credential_separators: str) -> ServerUrl:
     value = value.strip().strip("\x00").strip()
     if not value:
         raise BadProvisioningUrl("empty provisioning server value")

@@ -377,3 +377,28 @@ def test_dhcp_lines_are_what_the_json_encoder_writes():
                 (1e-7, "00:15:65:00:00:01", "dhcp", "in", 99, 17, "10.1.0.10"),
                 (3.5, "00:15:65:00:00:02", "fetch", "http://127.0.0.1/\u00e9\"x", "ok", 5, 0.001, "tab\there", "")]:
         assert row_line(row) == encode(row_to_json(row))
+
+
+def test_download_and_state_lines_are_what_the_json_encoder_writes():
+    """The direct formatting of fetch, upload, state and step rows (most lines of a long
+    run) gives the encoder's text for plain values and for every kind of awkward one."""
+    import json
+    import random
+
+    from labsim.observe.events_log import row_line, row_to_json
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    texts = ["", "plain", "http://127.0.0.1:8080/y000000000066.cfg", "HTTP 404", "quote\"inside", "back\\slash",
+             "new\nline", "\u00e9t\u00e9", "\u2028sep", "\x7f", "bidi\u202e", "x" * 2001, "\U0001f600", b"bytes\xff"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        t = rng.choice([0, 0.0, 1e-7, 3.5, 604799.9999999, rng.uniform(0, 1e6)])
+        mac = rng.choice(["00:15:65:00:00:01", "we\"ird"])
+        kind = rng.choice(["fetch", "upload", "state", "step"])
+        if kind in ("fetch", "upload"):
+            row = (t, mac, kind, rng.choice(texts), rng.choice(["ok", "not_found", "unfinished"]),
+                   rng.choice([0, 91, True, 2 ** 40]), rng.uniform(0, 30), rng.choice(texts),
+                   rng.choice(["", "9e1c" * 8]))
+        else:
+            row = (t, mac, kind, rng.choice(["ready", "provisioning"]), rng.choice(texts))
+        assert row_line(row) == encode(row_to_json(row)), row
