@@ -24,12 +24,14 @@ from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
 from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
-from labsim.observe.events_log import EventLog, RecordingLink, merged_rows, write_events
+from labsim.observe.events_log import EventLog, RecordingLink
+from labsim.observe.events_stream import EventStream
 from labsim.observe.html_report import write_html_report
 from labsim.observe.junit import write_junit
 from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
 from labsim.observe.series import TimeSeries
+from labsim.observe.stage_archive import StageArchive
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
@@ -112,6 +114,11 @@ class UploadFolders:
 
 
 class ScenarioRun:
+    # events.jsonl is written every this many seconds of the run's clock (so memory holds
+    # seconds of events), and the phones' older download timings archived every so many writes.
+    EVENTS_FLUSH_S = 2.0
+    ARCHIVE_EVERY = 30
+
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
                  ports_file: str | None = None, stay_open: bool = False, duration_s: float | None = None):
@@ -158,9 +165,11 @@ class ScenarioRun:
         # --- run outputs: every phone's exchanges are recorded (events.jsonl), and
         # captured as frames when a pcap file is asked for.
         self.pcap_path = pcap_path
-        self._events = EventLog()
+        self._events = EventLog(keep_per_phone=EVENTS_PER_PHONE_IN_REPORT)
+        self._stream: EventStream | None = None  # writes the log to events.jsonl as the run goes
+        self._flush_timer = None
         self.state_changes = 0  # phone state changes so far (the timeline's conditions look when it moves)
-        self.stage_archive = None  # a long (virtual) run's older download timings, as numbers
+        self.stage_archive = None  # the phones' older download timings, as numbers (observe.stage_archive)
         # Requests per service and phones per state over time, counted as they happen.
         self.series = TimeSeries(self.duration_s or self.scenario.time_limit_s, len(self.members))
         self._events.series = self.series
@@ -182,6 +191,9 @@ class ScenarioRun:
             driver = PhoneDriver(member.phone, self.reactor, link, epoch=0.0, observer=self.counter)
             driver.fleet = member.fleet
             self._drivers.append(driver)
+            member.phone.journal = self._events  # its state changes and steps go to events.jsonl too
+        self._open_event_stream()
+        self._flush_timer = self.reactor.callLater(self.EVENTS_FLUSH_S, self._flush_events)
         # Everything built so far lives for the whole run: out of the collector's sight,
         # so a full collection does not walk every phone's objects and stall the run
         # (measured: stalls of ~200 ms at 2,000 phones, the power-on schedule's worst).
@@ -212,6 +224,17 @@ class ScenarioRun:
         self._start_watch(lead)
         if not self.members:
             self._end("no phones")
+
+    def _open_event_stream(self) -> EventStream:
+        if self._stream is None:
+            self.stage_archive = StageArchive()
+            self._stream = EventStream(self.report_dir, self._events, self.members, archive=self.stage_archive,
+                                       archive_every=self.ARCHIVE_EVERY)
+        return self._stream
+
+    def _flush_events(self) -> None:
+        self._stream.flush(self.timeline.log if self.timeline else ())
+        self._flush_timer = self.reactor.callLater(self.EVENTS_FLUSH_S, self._flush_events)
 
     def _start_network(self) -> str:
         """The phones' network; returns how it reaches DHCP, for the first line."""
@@ -349,6 +372,8 @@ class ScenarioRun:
         if final:
             self.closed = True
             self._pacer.stop()  # phones not powered on yet stay off
+            if self._flush_timer is not None and self._flush_timer.active():
+                self._flush_timer.cancel()
             gc.unfreeze()  # what start() froze may be collected again
             for driver in self._drivers:
                 driver.stop()
@@ -405,13 +430,11 @@ class ScenarioRun:
         One that cannot be written is said on the stream; the others are still written."""
         report = self.report
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
-        rows = self._event_rows(end_t)
         writers = [
-            ("events.jsonl", lambda: self._write_event_file(rows, end_t)),
+            ("events.jsonl", lambda: self._write_event_file(end_t)),
             ("junit.xml", lambda: write_junit(report, self.report_dir, system_out=table)),
             ("report.html", lambda: write_html_report(report, self.report_dir,
-                                                      stage_latencies=stage_latencies(self.members, self.stage_archive),
-                                                      rows=rows)),
+                                                      stage_latencies=stage_latencies(self.members, self.stage_archive))),
         ]
         if self._capture is not None:
             # A lab the dashboard keeps open keeps capturing: flushed now, closed at the end.
@@ -426,13 +449,12 @@ class ScenarioRun:
         self.stream.write(f"  also written: {', '.join(written)}"
                           + (f" ({self._capture.packets} packets)" if self._capture is not None else "") + "\n")
 
-    def _event_rows(self, end_t: float) -> list[tuple] | None:
-        """Every row of the run, for events.jsonl and report.html (None: already written)."""
-        return merged_rows(self._events, self.members, end_t=end_t, actions=self.timeline.log if self.timeline else ())
-
-    def _write_event_file(self, rows, end_t: float) -> None:
-        write_events(rows, self.report_dir, complete=self.report["complete"], end_reason=self.report["end_reason"],
-                     end_t=end_t)
+    def _write_event_file(self, end_t: float) -> None:
+        """The rest of events.jsonl and its run line (the stream wrote the rest as the run
+        went); a lab the dashboard keeps open gets a copy so far, and recording goes on."""
+        finish = self._open_event_stream().close if self.closed else self._stream.snapshot
+        finish(end_t=end_t, complete=self.report["complete"], end_reason=self.report["end_reason"],
+               actions=self.timeline.log if self.timeline else ())
 
     # --- end run outputs ---------------------------------------------------------------
 

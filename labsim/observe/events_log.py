@@ -1,9 +1,11 @@
 """``events.jsonl``: every state change and protocol exchange of a run, one JSON object a line.
 
-Recording is the hot path, writing is not: during the run a DHCP message or a finished
-download costs one tuple appended to a list (~0.3 µs); the phones' own timelines
-(``phone.events``) are already such lists. At the end everything is merged in time order
-and serialized at once.
+Recording is the hot path, writing is not: during the run a DHCP message, a finished
+download or a phone's state change or step costs one tuple appended to the log's list
+(~0.3 µs); ``observe.events_stream`` writes that list to the file every few seconds and
+lets go of it, so a run holds seconds of events, not all of them. A phone keeps its own
+first and last events (``phone.events``, for its report entry, the dashboard and the
+phones that upload their recent log); ``EventLog.phone_event`` trims the middle away.
 
 Lines (times ``t`` in seconds from the start of the run, ``mac`` the phone's):
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from operator import itemgetter
+from collections import deque
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -46,19 +48,66 @@ _BROADCAST_FLAG = 0x8000
 
 
 class EventLog:
-    """The run's protocol exchanges, as tuples: appended during the run, written at the end.
+    """The run's events, as tuples in the order they happened, until the stream writes them.
 
     ``dhcp`` rows:  (t, mac, "dhcp", direction, message type, xid, yiaddr)
     ``fetch`` rows: (t, mac, "fetch", url, status, bytes, latency_s, detail, md5 of the body or "")
     ``upload`` rows: (t, mac, "upload", url, status, bytes, latency_s, detail, md5), bytes the body's size
+    ``state``/``step`` rows: (t, mac, kind, state, detail), from the phones (``phone_event``)
+
+    ``keep_per_phone``: a phone keeps its first ``keep // 2`` and its last events in
+    ``phone.events`` (``phone.events_dropped`` counts the others, which are in the file).
+    ``recent`` holds the last rows written, for the dashboard's view of one phone.
     """
 
-    def __init__(self):
+    def __init__(self, keep_per_phone: int = 200, recent: int = 20_000):
         self.rows: list[tuple] = []
+        self.head = keep_per_phone // 2
+        self.tail = keep_per_phone - self.head
+        # Trimmed when the list is half as long again as kept: one slice deletion per
+        # ``tail // 2`` events, not one per event.
+        self._trim_at = keep_per_phone + max(1, self.tail // 2)
+        self.recent: deque[tuple] = deque(maxlen=recent)
+        self.written = 0  # rows taken by the stream so far (their positions: 0 .. written - 1)
         # token -> (started, mac, url, kind, bytes: an upload's body size, a download's 0, an upload's MD5)
         self.in_flight: dict[int, tuple[float, str, str, str, int, str]] = {}
         self._token = 0
         self.series = None  # an observe.series.TimeSeries counting requests as they go, or None
+
+    def phone_event(self, phone, event: tuple) -> None:
+        """A phone's state change or step, ``(t, state, detail, kind)``, which the phone
+        has just appended to its own ``events`` (the phone's ``journal`` is this log)."""
+        t, state, detail, kind = event
+        self.rows.append((t, phone.mac, kind, state, detail))
+        events = phone.events
+        if len(events) > self._trim_at:
+            drop = len(events) - self.head - self.tail
+            del events[self.head:self.head + drop]
+            phone.events_dropped += drop
+
+    def take(self) -> list[tuple]:
+        """The rows recorded since the last take (the stream writes them); they stay
+        readable in ``recent`` for a while."""
+        rows, self.rows = self.rows, []
+        self.recent.extend(rows)
+        self.written += len(rows)
+        return rows
+
+    def rows_since(self, position: int) -> tuple[list[tuple], int]:
+        """The rows recorded from ``position`` on (as far as ``recent`` still has them),
+        and the position to ask from next time."""
+        end = self.written + len(self.rows)
+        wanted = end - position
+        if wanted <= 0:
+            return [], end
+        if wanted <= len(self.rows):
+            return self.rows[len(self.rows) - wanted:], end
+        older = min(wanted - len(self.rows), len(self.recent))
+        return [self.recent[i] for i in range(len(self.recent) - older, len(self.recent))] + self.rows, end
+
+    def phone_rows(self, mac: str) -> list[tuple]:
+        """One phone's rows still in memory (recently written, and not yet written)."""
+        return [row for source in (self.recent, self.rows) for row in source if row[1] == mac]
 
     def dhcp(self, t: float, mac: str, direction: str, message: dhcp.DhcpMessage) -> None:
         self.rows.append((t, mac, "dhcp", direction, message.message_type, message.xid, message.yiaddr))
@@ -95,24 +144,6 @@ class EventLog:
         """Fetch and upload rows for the transfers still running at ``now``."""
         return [(now, mac, kind, url, "unfinished", size, now - started, "the run ended first", md5)
                 for started, mac, url, kind, size, md5 in self.in_flight.values()]
-
-
-def merged_rows(log: EventLog | None, members, *, end_t: float | None = None, actions=()) -> list[tuple]:
-    """Every row of the run in time order: the phones' timelines and the log's exchanges.
-
-    Phone rows are (t, mac, kind, state, detail). The sort is stable, so events at the
-    same instant keep the order they happened in within each source."""
-    rows: list[tuple] = [(record.t, None, "action", record.entry, record.action, record.outcome)
-                         for record in actions]  # the timeline's (and the dashboard's) actions
-    for member in members:
-        mac = member.phone.mac
-        rows.extend((t, mac, kind, state, detail) for t, state, detail, kind in member.phone.events)
-    if log is not None:
-        rows.extend(log.rows)
-        if end_t is not None:
-            rows.extend(log.unfinished(end_t))
-    rows.sort(key=itemgetter(0))
-    return rows
 
 
 # URLs and details hold what servers and clients sent (paths, error texts): escaped by the

@@ -1,26 +1,31 @@
-"""``events.jsonl`` written while a long run goes on, so memory holds an hour of it, not a week.
+"""``events.jsonl`` written while the run goes on, so memory holds seconds of it, not all of it.
 
-A run on sockets writes the file at the end from everything it kept (events_log). A run
-in virtual time can last a simulated week: there ``EventStream.flush`` runs every
-simulated hour, writes the rows recorded since the last flush in time order (the same
-order ``merged_rows`` gives: timeline actions, then each phone's own events in fleet
-order, then the exchanges, sorted stably by time), and lets go of them: the exchange
-rows are dropped and each phone keeps only its first and last ``keep // 2`` events
-(``phone.events_dropped`` counts the rest) for the report. The file is complete and in
-time order when the run ends, written to a temporary name and renamed, as always.
+Every run records its events in an ``EventLog`` (the phones' state changes and steps, the
+DHCP messages, the downloads and uploads, in the order they happened) and writes them
+here every few seconds (``flush``): the timeline's actions since the last flush and the
+log's rows, sorted stably by time, then let go of. Rows are recorded when they happen
+(a download's row when it ends, at its end time), so each flush's rows come after the
+previous flush's in time. A run on sockets flushes every few wall seconds; a run in
+virtual time every simulated hour. The file is complete and in time order when the run
+ends, written under a temporary name and renamed (a reader never sees half a file); a
+lab the dashboard keeps open gets a copy of it so far (``snapshot``).
+
+Every ``archive_every`` flushes, the phones' older download timings move into the
+run's ``StageArchive`` (numbers, not objects), so a long run's phones stay small too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from operator import itemgetter
 
 from labsim.observe.events_log import row_line
 
 
 class EventStream:
-    def __init__(self, report_dir: str, log, members, *, keep: int = 1000, archive=None):
+    def __init__(self, report_dir: str, log, members=(), *, archive=None, archive_every: int = 1):
         os.makedirs(report_dir, exist_ok=True)
         self.path = os.path.join(report_dir, "events.jsonl")
         self._temporary = self.path + ".tmp"
@@ -28,36 +33,22 @@ class EventStream:
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         self.log = log
         self.members = members
-        self.head = keep // 2
-        self.tail = keep - self.head
-        self._written = [0] * len(members)  # per phone: how many of its kept events are in the file
         self._actions = 0
         self.rows_written = 0
         self.archive = archive  # observe.stage_archive.StageArchive: phones' older timings go there
+        self.archive_every = archive_every
+        self._flushes = 0
 
     def flush(self, actions=()) -> None:
         rows: list[tuple] = [(record.t, None, "action", record.entry, record.action, record.outcome)
                              for record in actions[self._actions:]]
         self._actions = len(actions)
-        head, tail = self.head, self.tail
-        written = self._written
-        archive = self.archive
-        for index, member in enumerate(self.members):
-            phone = member.phone
-            if archive is not None:
-                archive.take(phone)
-            events = phone.events
-            start = written[index]
-            if start < len(events):
-                mac = phone.mac
-                rows.extend((t, mac, kind, state, detail) for t, state, detail, kind in events[start:])
-                if len(events) > head + tail:
-                    drop = len(events) - head - tail
-                    del events[head:head + drop]
-                    phone.events_dropped += drop
-                written[index] = len(events)
-        rows.extend(self.log.rows)
-        self.log.rows.clear()
+        self._flushes += 1
+        if self.archive is not None and self._flushes % self.archive_every == 0:
+            take = self.archive.take
+            for member in self.members:
+                take(member.phone)
+        rows.extend(self.log.take())
         self._write(rows)
 
     def _write(self, rows: list[tuple]) -> None:
@@ -68,12 +59,31 @@ class EventStream:
             write("\n")
         self.rows_written += len(rows)
 
+    def _run_line(self, *, end_t: float, complete: bool, end_reason: str, events: int) -> str:
+        return self._dumps({"t": round(end_t, 6), "mac": None, "kind": "run", "complete": complete,
+                            "end_reason": end_reason, "events": events}) + "\n"
+
+    def snapshot(self, *, end_t: float, complete: bool, end_reason: str, actions=()) -> str:
+        """events.jsonl as it stands (a lab the dashboard keeps open): everything so far,
+        the transfers still running as unfinished, and a run line; recording goes on."""
+        self.flush(actions)
+        self._handle.flush()
+        partial = self.path + ".part"
+        shutil.copyfile(self._temporary, partial)
+        unfinished = sorted(self.log.unfinished(end_t), key=itemgetter(0))
+        with open(partial, "a", encoding="utf-8") as handle:
+            for row in unfinished:
+                handle.write(row_line(row) + "\n")
+            handle.write(self._run_line(end_t=end_t, complete=complete, end_reason=end_reason,
+                                        events=self.rows_written + len(unfinished)))
+        os.replace(partial, self.path)
+        return self.path
+
     def close(self, *, end_t: float, complete: bool, end_reason: str, actions=()) -> str:
         self.flush(actions)
         self._write(self.log.unfinished(end_t))
-        self._handle.write(self._dumps({"t": round(end_t, 6), "mac": None, "kind": "run", "complete": complete,
-                                        "end_reason": end_reason, "events": self.rows_written}))
-        self._handle.write("\n")
+        self._handle.write(self._run_line(end_t=end_t, complete=complete, end_reason=end_reason,
+                                          events=self.rows_written))
         self._handle.close()
         os.replace(self._temporary, self.path)
         return self.path

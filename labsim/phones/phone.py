@@ -88,7 +88,7 @@ class Phone:
     # every one of them for its whole length).
     __slots__ = (
         "mac", "mac_bytes", "model", "profile", "rng", "flash", "boot_time_s", "until", "state", "reboots",
-        "power_cycles", "powered_on_at", "ready_at", "failure", "events", "events_dropped", "stages", "lease",
+        "power_cycles", "powered_on_at", "ready_at", "failure", "events", "events_dropped", "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
         "trigger", "pnp_reachable", "pnp_url", "_pnp",
     )
@@ -127,6 +127,9 @@ class Phone:
         # "step" for a step inside a state (a download, a retry, the server found).
         self.events: list[tuple[float, str, str, str]] = []
         self.events_dropped = 0  # events let go of in a long run (written to events.jsonl first)
+        # Where the run records every event as it happens (observe.events_log.EventLog), or
+        # None; it may trim ``events`` to their first and last ones.
+        self.journal = None
         self.stages: list[StageTiming] = []
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)
@@ -384,14 +387,19 @@ class Phone:
 
     def _enter(self, state: str, now: float, detail: str = "") -> list:
         old, self.state = self.state, state
-        self.events.append((now, state, detail, "state"))
+        self._record((now, state, detail, "state"))
         return [StateChanged(old, state, detail)]
 
     # --- things a procedure may ask of its phone ------------------------------------
 
     def note(self, detail: str) -> None:
         """Record a step inside the current state (shown in the phone's timeline)."""
-        self.events.append((self.now, self.state, detail, "step"))
+        self._record((self.now, self.state, detail, "step"))
+
+    def _record(self, event: tuple[float, str, str, str]) -> None:
+        self.events.append(event)
+        if self.journal is not None:
+            self.journal.phone_event(self, event)
 
     def server_from(self, server, source: str, noun: str = "server") -> None:
         """The procedure found its provisioning server (``source``: "DHCP option 66",

@@ -216,11 +216,7 @@ class ShardRun(ScenarioRun):
         if not self.light_outputs:
             super()._write_outputs(table)
             return
-        from labsim.observe.events_log import merged_rows, write_events
-
-        rows = merged_rows(self._events, self.members, end_t=end_t)
-        write_events(rows, self.report_dir, complete=self.report["complete"],
-                     end_reason=self.report["end_reason"], end_t=end_t)
+        self._write_event_file(end_t)
         if self._capture is not None:
             self._capture.close()
 

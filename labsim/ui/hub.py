@@ -107,16 +107,15 @@ class Dashboard:
         span, self._rates_at = now - self._rates_at, now
         if self.run is None or span <= 0:
             return {}
-        rows = self.run._events.rows
+        rows, self._rows_seen = self.run._events.rows_since(self._rows_seen)
         counts: dict[str, int] = {}
-        for row in rows[self._rows_seen:]:
+        for row in rows:
             if row[2] == "dhcp":
                 if row[3] == "out":
                     counts["dhcp"] = counts.get("dhcp", 0) + 1
             elif row[2] == "fetch":
                 scheme = urlsplit(row[3]).scheme or "other"
                 counts[scheme] = counts.get(scheme, 0) + 1
-        self._rows_seen = len(rows)
         return {name: count / span for name, count in counts.items()}
 
     # --- what the pages ask for ----------------------------------------------------
@@ -146,7 +145,7 @@ class Dashboard:
         if index is None:
             return None
         member = self.run.members[index]
-        rows = [row for row in self.run._events.rows if row[1] == mac]
+        rows = self.run._events.phone_rows(mac)  # its recent exchanges (older ones are in events.jsonl)
         return story(member, rows, capture_on=self.run._capture is not None)
 
     def phone_capture(self, mac: str):

@@ -13,9 +13,7 @@ import signal
 import sys
 import time
 
-from labsim.observe.events_stream import EventStream
-from labsim.observe.stage_archive import StageArchive
-from labsim.run import EVENTS_PER_PHONE_IN_REPORT, EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun, materialize_provisioning
+from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun, materialize_provisioning
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
 
@@ -25,11 +23,13 @@ from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_pro
 VIRTUAL_EPOCH = 1767484800.0
 CHECK_EVERY = 4096  # events between looks at the wall clock
 PROGRESS_EVERY_S = 5.0  # wall seconds between progress lines
-FLUSH_EVERY_S = 3600.0  # simulated seconds between writes of events.jsonl
 
 
 class VirtualScenarioRun(ScenarioRun):
     """A ScenarioRun whose services and network are in memory and whose clock is simulated."""
+
+    EVENTS_FLUSH_S = 3600.0  # simulated seconds between writes of events.jsonl (a week does not fit in memory)
+    ARCHIVE_EVERY = 1
 
     def _start_services(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.members)
@@ -42,28 +42,11 @@ class VirtualScenarioRun(ScenarioRun):
         return f"DHCP via an in-memory relay {self.relay_address}"
 
     def _start_watch(self, lead: float) -> None:
-        """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them.
-        events.jsonl is written as the run goes (a week does not fit in memory)."""
-        self.stage_archive = StageArchive()
-        self._stream = EventStream(self.report_dir, self._events, self.members, keep=EVENTS_PER_PHONE_IN_REPORT,
-                                   archive=self.stage_archive)
-        self.reactor.callLater(FLUSH_EVERY_S, self._flush)
-
-    def _flush(self) -> None:
-        if self.report is None:
-            self._stream.flush(self.timeline.log if self.timeline else ())
-            self.reactor.callLater(FLUSH_EVERY_S, self._flush)
+        """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them."""
 
     def _on_timeline_action(self) -> None:
         self._services.files_changed()  # an action may have edited, replaced or deleted a file
         super()._on_timeline_action()
-
-    def _event_rows(self, end_t: float):
-        return None  # written as the run went; report.html plots the time series
-
-    def _write_event_file(self, rows, end_t: float) -> None:
-        self._stream.close(end_t=end_t, complete=self.report["complete"], end_reason=self.report["end_reason"],
-                           actions=self.timeline.log if self.timeline else ())
 
 
 def simulated(seconds: float) -> str:

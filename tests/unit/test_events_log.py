@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from labsim.fleet.fleet import FleetMember
-from labsim.observe.events_log import EventLog, RecordingLink, merged_rows, row_to_json, write_events
+from labsim.observe.events_log import EventLog, RecordingLink, row_to_json, write_events
 from labsim.phones import yealink
 from labsim.phones.events import Fetch, FetchResult, Put
 from labsim.phones.phone import Phone
@@ -185,24 +185,43 @@ def test_a_real_phone_driver_works_through_the_link():
     assert network.attached[0].driver is driver
 
 
-def member(mac, events):
-    phone = Phone(mac, "T46S", yealink, rng=random.Random(1))
-    phone.events = events
-    return FleetMember("desk", "yealink", phone, 0.0)
+def phone(mac):
+    return Phone(mac, "T46S", yealink, rng=random.Random(1))
 
 
-def test_merged_rows_are_in_time_order_with_the_phone_timelines():
-    log = EventLog()
-    log.rows.append((0.5, MAC, "dhcp", "out", 1, 1, "0.0.0.0"))
-    log.rows.append((0.2, "00:15:65:aa:00:02", "dhcp", "out", 1, 2, "0.0.0.0"))
-    log.fetch_started(0.9, MAC, "http://x/late")
-    members = [member(MAC, [(0.0, "booting", "power on", "state"), (0.5, "dhcp", "", "state")]),
-               member("00:15:65:aa:00:02", [(0.1, "booting", "power on", "state")])]
-    rows = merged_rows(log, members, end_t=1.0)
-    assert [row[0] for row in rows] == sorted(row[0] for row in rows)
-    assert [(row[0], row[2]) for row in rows] == [(0.0, "state"), (0.1, "state"), (0.2, "dhcp"), (0.5, "state"),
-                                                  (0.5, "dhcp"), (1.0, "fetch")]
-    assert rows[-1][4] == "unfinished"
+def test_a_phones_events_join_the_log_as_they_happen_and_the_phone_keeps_first_and_last():
+    log = EventLog(keep_per_phone=4)
+    one, two = phone(MAC), phone("00:15:65:aa:00:02")
+    one.journal = two.journal = log
+    one.now = two.now = 0.5
+    one.note("a")
+    log.rows.append((0.6, MAC, "dhcp", "out", 1, 1, "0.0.0.0"))
+    two.note("b")
+    assert log.rows == [(0.5, MAC, "step", "off", "a"), (0.6, MAC, "dhcp", "out", 1, 1, "0.0.0.0"),
+                        (0.5, "00:15:65:aa:00:02", "step", "off", "b")]
+    for n in range(20):
+        one.now = 1.0 + n
+        one.note(f"n{n}")
+    # Never more than half as many again as kept; at the end trimmed to the first 2 and last 2 at least.
+    assert len(one.events) <= 4 + 1 and one.events[:2] == [(0.5, "off", "a", "step"), (1.0, "off", "n0", "step")]
+    assert one.events[-1] == (20.0, "off", "n19", "step")
+    assert one.events_dropped + len(one.events) == 21
+    assert len([row for row in log.rows if row[1] == MAC and row[2] == "step"]) == 21  # the log has them all
+
+
+def test_rows_taken_stay_readable_for_the_dashboard_in_order():
+    log = EventLog(recent=3)
+    for n in range(5):
+        log.rows.append((float(n), MAC, "dhcp", "out", 1, n, "0.0.0.0"))
+    rows, position = log.rows_since(0)
+    assert [row[5] for row in rows] == [0, 1, 2, 3, 4] and position == 5
+    assert [row[5] for row in log.take()] == [0, 1, 2, 3, 4] and log.rows == []
+    log.rows.append((5.0, "00:15:65:aa:00:02", "dhcp", "out", 1, 5, "0.0.0.0"))
+    rows, position = log.rows_since(3)
+    assert [row[5] for row in rows] == [3, 4, 5] and position == 6
+    assert [row[5] for row in log.rows_since(0)[0]] == [2, 3, 4, 5]  # as far as the ring goes back
+    assert log.rows_since(6) == ([], 6)
+    assert [row[5] for row in log.phone_rows(MAC)] == [2, 3, 4]
 
 
 def test_row_json_has_time_mac_kind_and_details():

@@ -1,9 +1,10 @@
-"""events.jsonl written as a long run goes: the same rows in time order, memory let go."""
+"""events.jsonl written as the run goes: the same rows in time order, memory let go."""
 
 import json
+from operator import itemgetter
 from types import SimpleNamespace
 
-from labsim.observe.events_log import EventLog, merged_rows
+from labsim.observe.events_log import EventLog, row_line
 from labsim.observe.events_stream import EventStream
 from labsim.observe.report import _phone_entry
 from labsim.wire.dhcp import DhcpMessage
@@ -16,33 +17,52 @@ def member(mac):
     return SimpleNamespace(phone=phone, vendor="yealink", fleet="f")
 
 
-def test_chunks_give_the_file_a_single_write_would_and_phones_keep_head_and_tail(tmp_path):
+def record(log, phone, event):
+    """What Phone._record does."""
+    phone.events.append(event)
+    log.phone_event(phone, event)
+
+
+def test_chunks_give_the_file_one_sort_of_everything_would_and_phones_keep_head_and_tail(tmp_path):
     members = [member("00:15:65:00:00:01"), member("00:15:65:00:00:02")]
-    log = EventLog()
-    reference_log, reference_members = EventLog(), [member("00:15:65:00:00:01"), member("00:15:65:00:00:02")]
-    stream = EventStream(str(tmp_path / "chunked"), log, members, keep=4)
+    log = EventLog(keep_per_phone=4)
+    stream = EventStream(str(tmp_path / "chunked"), log, members)
+    everything = []
     for hour in range(5):
-        for index, (m, ref) in enumerate(zip(members, reference_members)):
+        for index, m in enumerate(members):
             for step in range(3):
-                event = (hour * 3600.0 + step + index * 0.5, "ready", f"h{hour} s{step}", "step")
-                m.phone.events.append(event)
-                ref.phone.events.append(event)
+                record(log, m.phone, (hour * 3600.0 + 2 - step + index * 0.5, "ready", f"h{hour} s{step}", "step"))
             message = DhcpMessage(op=1, xid=hour, chaddr=b"\0" * 6, options={53: b"\x03"})
             log.dhcp(hour * 3600.0 + 1.2, m.phone.mac, "out", message)
-            reference_log.dhcp(hour * 3600.0 + 1.2, m.phone.mac, "out", message)
+        everything += log.rows
         stream.flush()
-        assert len(members[0].phone.events) <= 4 and log.rows == []
+        assert len(members[0].phone.events) <= 4 + 1 and log.rows == []
     stream.close(end_t=5 * 3600.0, complete=True, end_reason="done")
     lines = (tmp_path / "chunked" / "events.jsonl").read_text().splitlines()
-    rows = merged_rows(reference_log, reference_members, end_t=5 * 3600.0)
-    assert len(lines) == len(rows) + 1 and json.loads(lines[-1])["events"] == len(rows)
-    assert [json.loads(line)["t"] for line in lines[:-1]] == [round(row[0], 6) for row in rows]
-    assert [json.loads(line)["detail"] for line in lines[:-1] if "detail" in json.loads(line)] == [
-        row[4] for row in rows if row[2] == "step"]
+    assert lines[:-1] == [row_line(row) for row in sorted(everything, key=itemgetter(0))]
+    assert json.loads(lines[-1]) == {"t": 18000.0, "mac": None, "kind": "run", "complete": True,
+                                     "end_reason": "done", "events": len(everything)}
     phone = members[0].phone
-    assert [e[2] for e in phone.events] == ["h0 s0", "h0 s1", "h4 s1", "h4 s2"] and phone.events_dropped == 11
+    assert [e[2] for e in phone.events][:2] == ["h0 s0", "h0 s1"] and phone.events[-1][2] == "h4 s2"
+    assert phone.events_dropped + len(phone.events) == 15
     entry = _phone_entry(members[0], 1000)
-    assert entry["events_dropped"] == 11 and len(entry["events"]) == 4
+    assert entry["events_dropped"] == phone.events_dropped and len(entry["events"]) == len(phone.events)
+
+
+def test_a_snapshot_is_the_file_so_far_and_recording_goes_on(tmp_path):
+    log = EventLog()
+    stream = EventStream(str(tmp_path), log)
+    message = DhcpMessage(op=1, xid=1, chaddr=b"\0" * 6, options={53: b"\x01"})
+    log.dhcp(0.5, "00:15:65:00:00:01", "out", message)
+    log.fetch_started(0.7, "00:15:65:00:00:01", "http://127.0.0.1:8080/x.cfg")
+    stream.snapshot(end_t=1.0, complete=True, end_reason="all phones settled")
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["dhcp", "fetch", "run"] and lines[1]["status"] == "unfinished"
+    assert lines[-1]["events"] == 2
+    log.dhcp(2.0, "00:15:65:00:00:01", "out", message)
+    stream.close(end_t=3.0, complete=True, end_reason="lab closed")
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(line["t"], line["kind"]) for line in lines] == [(0.5, "dhcp"), (2.0, "dhcp"), (3.0, "fetch"), (3.0, "run")]
 
 
 def test_archived_timings_give_the_same_report_numbers():

@@ -12,7 +12,7 @@ import pytest
 
 from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import Shard
-from labsim.observe.events_log import merged_rows, write_events
+from labsim.observe.events_log import write_events
 from labsim.observe.merge import MergeError, merge_report, shard_record, write_shard_record
 from labsim.observe.report import RunRecord, build_report, judge
 from labsim.observe.stats import summarize
@@ -59,8 +59,9 @@ def _shard_dir(tmp_path, scenario, index, count=2, *, fail_mac=None, services=No
     directory = tmp_path / shard.label
     write_shard_record(shard_record(shard=shard, scenario=scenario, scenario_file="merged.yaml", members=members,
                                     report=report, start_at=1000.0, end_t=11.0), str(directory))
-    write_events(merged_rows(None, members), str(directory), complete=True, end_reason="all phones settled",
-                 end_t=11.0)
+    rows = sorted(((t, m.phone.mac, kind, state, detail) for m in members for t, state, detail, kind in m.phone.events),
+                  key=lambda row: row[0])
+    write_events(rows, str(directory), complete=True, end_reason="all phones settled", end_t=11.0)
     return str(directory)
 
 
