@@ -168,24 +168,28 @@ def row_line(row: tuple) -> str:
                     f'"type": "{kind}", "xid": "0x{xid:08x}", "yiaddr": "{yiaddr}"}}')
     elif kind == "fetch" or kind == "upload":
         t, mac, _, url, status, size, latency, detail, md5 = row
-        if (type(size) is int and _plain(url, URL_LIMIT) and _plain(detail, DETAIL_LIMIT) and _plain(mac)
-                and _plain(status) and _plain(md5)):
+        if (type(size) is int and _plain(url, detail, mac, status, md5) and len(url) <= URL_LIMIT
+                and len(detail) <= DETAIL_LIMIT):
             return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "url": "{url}", '
                     f'"status": "{status}", "bytes": {size!r}, "latency_s": {round(latency, 6)!r}, '
                     f'"detail": "{detail}", "md5": "{md5}"}}')
     elif kind == "state" or kind == "step":
         t, mac, _, state, detail = row
-        if _plain(detail, DETAIL_LIMIT) and _plain(mac) and _plain(state):
+        if _plain(detail, mac, state) and len(detail) <= DETAIL_LIMIT:
             return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "state": "{state}", '
                     f'"detail": "{detail}"}}')
     return _DUMPS(row_to_json(row))
 
 
-def _plain(text, limit: int = DETAIL_LIMIT) -> bool:
-    """A str that goes into a line as it is: printable (client_text leaves it alone), not
-    cut, and without the two characters JSON escapes among printable ones."""
-    return (type(text) is str and len(text) <= limit and text.isprintable() and '"' not in text
-            and "\\" not in text)
+def _plain(*texts) -> bool:
+    """Whether these go into a line as they are: all str (joining anything else fails),
+    printable (client_text leaves them alone) and without the two characters JSON escapes
+    among printable ones. The caller checks the lengths (client_text cuts long ones)."""
+    try:
+        text = "".join(texts)
+    except TypeError:
+        return False
+    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def row_to_json(row: tuple) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Generator
 
 from labsim.phones.dhcp_client import (
@@ -419,6 +420,7 @@ class _PnpWait:
 _IN_ANY_STATE: dict[type, Callable] = {}
 
 
+@lru_cache(maxsize=1 << 18)  # a fleet asks for the same URLs every pass (one or two its own a phone)
 def _server_of(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"

@@ -46,7 +46,7 @@ class HeapClock:
         return call
 
     def _push(self, call: DelayedCall) -> None:
-        heapq.heappush(self._heap, (call.getTime(), call._order, next(self._pushes), call))
+        heapq.heappush(self._heap, (call.time + call.delayed_time, call._order, next(self._pushes), call))  # getTime()
 
     def _cancelled(self, call: DelayedCall) -> None:
         self._live -= 1

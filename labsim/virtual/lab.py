@@ -26,6 +26,7 @@ DNS and FTP have no in-memory form yet: a scenario with them is refused (see
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -226,8 +227,6 @@ class VirtualServices:
         return FetchResult(status, detail=f"HTTP {code}"), delay
 
     def _auth_code(self, path: str, credentials) -> int | None:
-        import fnmatch
-
         for rule in self.spec.http.auth:
             if fnmatch.fnmatchcase(path, rule.path):
                 if credentials is not None and rule.users.get(credentials.user) == credentials.password:

@@ -18,7 +18,7 @@ DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
 # A phone asks for the same few names on the same server every pass (hourly, for a week,
 # in virtual time): the functions below are pure, and remembering their answers saves
 # most of the URL building a resync costs. Bounded: a fleet has one entry per phone or file.
-CACHE_SIZE = 1 << 16
+CACHE_SIZE = 1 << 18
 
 
 @lru_cache(maxsize=CACHE_SIZE)

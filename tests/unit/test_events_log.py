@@ -408,11 +408,11 @@ def test_download_and_state_lines_are_what_the_json_encoder_writes():
 
     encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
     texts = ["", "plain", "http://127.0.0.1:8080/y000000000066.cfg", "HTTP 404", "quote\"inside", "back\\slash",
-             "new\nline", "\u00e9t\u00e9", "\u2028sep", "\x7f", "bidi\u202e", "x" * 2001, "\U0001f600", b"bytes\xff"]
+             "new\nline", "\u00e9t\u00e9", "\u2028sep", "\x7f", "bidi\u202e", "x" * 2001, "\U0001f600", b"bytes\xff", None]
     rng = random.Random(7)
     for _ in range(3000):
         t = rng.choice([0, 0.0, 1e-7, 3.5, 604799.9999999, rng.uniform(0, 1e6)])
-        mac = rng.choice(["00:15:65:00:00:01", "we\"ird"])
+        mac = rng.choice(["00:15:65:00:00:01", "we\"ird", None])
         kind = rng.choice(["fetch", "upload", "state", "step"])
         if kind in ("fetch", "upload"):
             row = (t, mac, kind, rng.choice(texts), rng.choice(["ok", "not_found", "unfinished"]),
