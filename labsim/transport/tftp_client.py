@@ -12,13 +12,13 @@ phones can transfer at once in one process.
 from __future__ import annotations
 
 import errno
-import ipaddress
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.protocol import DatagramProtocol
 
 from labsim.net.udp import bind_udp
+from labsim.transport.guard import parse_ip
 from labsim.wire import tftp as wire
 from labsim.wire.tftp import Step
 
@@ -63,7 +63,9 @@ class _ClientSession:
         if blksize is not None and not wire.MIN_BLKSIZE <= blksize <= wire.MAX_BLKSIZE:
             raise ValueError(f"blksize must be {wire.MIN_BLKSIZE}..{wire.MAX_BLKSIZE}")
         self.server = (server[0], server[1])
-        self._server_ip = ipaddress.ip_address(server[0])
+        self._server_ip = parse_ip(server[0])
+        if self._server_ip is None:
+            raise ValueError(f"{server[0]!r} does not appear to be an IPv4 or IPv6 address")
         self.filename = filename
         self.timeout_s = timeout_s
         self.max_retransmits = max_retransmits
@@ -174,10 +176,7 @@ class _ClientSession:
     def _from_server_host(self, host: str) -> bool:
         if host == self.server[0]:
             return True
-        try:
-            return ipaddress.ip_address(host) == self._server_ip
-        except ValueError:
-            return False
+        return parse_ip(host) == self._server_ip
 
     def _stranger(self, opcode: int | None, addr: tuple) -> Step:
         if opcode == wire.ERROR:
@@ -515,7 +514,9 @@ class _SessionProtocol(DatagramProtocol):
 
 
 def _bind_address(host: str) -> str:
-    ip = ipaddress.ip_address(host)
+    ip = parse_ip(host)
+    if ip is None:
+        raise ValueError(f"{host!r} does not appear to be an IPv4 or IPv6 address")
     if ip.version == 6:
         return "::1" if ip.is_loopback else "::"
     return "127.0.0.1" if ip.is_loopback else "0.0.0.0"
