@@ -223,10 +223,6 @@ def command_run(args) -> int:
             return EXIT_BAD_INPUT
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
         loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
-    if getattr(args, "ui", None) and (args.workers is not None or args.shard is not None):
-        print("labsim: --ui watches a run in one process; it does not work with --shard or --workers yet",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
     if loaded.scenario.clock == "virtual":
         if args.workers is not None or args.shard is not None or getattr(args, "ui", None):
             print("labsim run: --clock virtual runs in one process, without --workers, --shard or --ui",
@@ -373,9 +369,10 @@ def _scenario_faults(scenario):
     for index, spec in enumerate(scenario.faults):
         faults.add(fault_from_spec(spec, index))
     return faults
-def _dashboard(args, reactor, **lab):
-    """--ui: the dashboard (labsim.ui), listening before the lab starts; None without
-    --ui, False when it cannot listen (said on stderr)."""
+def _dashboard(args, reactor, kind=None, **lab):
+    """--ui: the dashboard (labsim.ui; ``kind``: its class, Dashboard unless given),
+    listening before the lab starts; None without --ui, False when it cannot listen (said
+    on stderr)."""
     if not getattr(args, "ui", None):
         return None
     from labsim.ui.hub import Dashboard
@@ -383,7 +380,7 @@ def _dashboard(args, reactor, **lab):
 
     try:
         bind = parse_bind(args.ui)
-        hub = Dashboard(reactor, **lab)
+        hub = (kind or Dashboard)(reactor, **lab)
         start_dashboard(reactor, bind, hub, sys.stdout)
     except Exception as exc:  # a bad address, a port in use
         print(f"labsim: cannot serve the dashboard on {args.ui}: {exc}", file=sys.stderr)

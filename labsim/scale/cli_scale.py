@@ -40,8 +40,9 @@ def scale_option_problem(args) -> str | None:
     """A bad combination of the scale-out options, said naming them; None when fine."""
     if args.workers is not None and args.shard is not None:
         return "--workers and --shard: give one (a worker is a shard the parent starts itself)"
-    if getattr(args, "ui", None) and args.workers is not None:
-        return "--ui with --workers: the dashboard watches the phones of one process; not with --workers yet"
+    if getattr(args, "ui", None) and args.shard is not None:
+        return ("--ui with --shard: a shard sees only its own phones and runs none of the lab's services; "
+                "watch the whole run with --workers N --ui, or the services with labsim serve FILE --ui")
     if args.start_at is not None and args.shard is None:
         return "--start-at goes with --shard (--workers picks the shared start instant itself)"
     if args.workers is not None:
@@ -103,11 +104,18 @@ def run_workers(reactor, loaded, args) -> int:
     except ValueError as exc:
         print(f"{args.scenario}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from labsim.cli import _dashboard, _stop_reactor
+    from labsim.ui.shards import ShardedDashboard
+
+    run.stay_open = bool(getattr(args, "ui", None))  # the dashboard keeps a settled lab open until Ctrl-C
+    dashboard = _dashboard(args, reactor, kind=ShardedDashboard, run=run)
+    if dashboard is False:
+        return EXIT_BAD_INPUT
     outcome: dict[str, int] = {}
 
     def close_then_stop(_=None):
         closing = run.close()
-        closing.addBoth(lambda _: reactor.stop() if reactor.running else None)
+        closing.addBoth(lambda _: _stop_reactor(reactor))
 
     def finished(code):
         outcome.setdefault("code", code)
@@ -120,7 +128,10 @@ def run_workers(reactor, loaded, args) -> int:
 
     def go():
         run.finished.addCallback(finished)
-        run.start().addErrback(started_failed)
+        starting = run.start()
+        if dashboard is not None:
+            starting.addCallback(lambda _: dashboard.start())
+        starting.addErrback(started_failed)
 
     def before_shutdown():
         # Ctrl-C and SIGTERM: every worker writes its shard, the parent merges, then it goes.

@@ -13,9 +13,20 @@ A worker is ``labsim run FILE --shard i/N`` with ``--control-fds 3,4``. The exch
     parent -> worker   ChangeFault(verb, spec)         the timeline added or removed a fault
     parent -> worker   Finish(reason, complete)        end now; answered once shard.json is written
 
+For a dashboard on the parent (``run --workers N --ui``), which reads the same stream:
+
+    parent -> worker   Begin(..., stay_open=True)      the lab stays up after the fleet settles
+    parent -> worker   PhoneStory(mac)                 one phone's story (labsim.ui.story), on demand
+    parent -> worker   FlushCapture()                  the shard's --pcap frames so far reach its file
+    parent -> worker   WriteShard(reason, complete)    write shard.json now and keep running (the
+                                                       report a settled --ui lab writes)
+
 ``Changes`` is the stream a live view reads: each entry is ``[mac, state, reboots,
 powered_on_at, ready_at]`` (times from the shared start instant), and ``counters`` the
-shard's totals (DHCP messages sent, fetches ...). AMP caps one value at 64 KiB, so a
+shard's totals (DHCP messages sent, ``requests``: requests per service so far, the
+series report.html draws). A phone's story (its events, lease, flash) stays in its
+worker and is asked for when a page opens the phone, so the stream stays one short
+entry per changed phone every 0.2 s whatever the phones log. AMP caps one value at 64 KiB, so a
 large batch is sent as several messages (``chunks``).
 """
 
@@ -34,7 +45,8 @@ class Hello(amp.Command):
 
 
 class Begin(amp.Command):
-    arguments = [(b"start_at", amp.Float()), (b"targets", amp.Unicode())]
+    arguments = [(b"start_at", amp.Float()), (b"targets", amp.Unicode()),
+                 (b"stay_open", amp.Boolean(optional=True))]
     response = []
 
 
@@ -56,6 +68,38 @@ class ChangeFault(amp.Command):
 class Finish(amp.Command):
     arguments = [(b"reason", amp.Unicode()), (b"complete", amp.Boolean())]
     response = [(b"code", amp.Integer())]
+
+
+class LongText(amp.Argument):
+    """A text of any length: AMP caps one value at 64 KiB, so it travels as the values
+    ``NAME.0``, ``NAME.1``, ... of the same box."""
+
+    def toBox(self, name, strings, objects, proto):
+        data = objects.pop(name.decode("ascii")).encode("utf-8")
+        for part, start in enumerate(range(0, max(1, len(data)), MAX_VALUE)):
+            strings[name + b".%d" % part] = data[start:start + MAX_VALUE]
+
+    def fromBox(self, name, strings, objects, proto):
+        parts, part = [], 0
+        while name + b".%d" % part in strings:
+            parts.append(strings[name + b".%d" % part])
+            part += 1
+        objects[name.decode("ascii")] = b"".join(parts).decode("utf-8")
+
+
+class PhoneStory(amp.Command):
+    arguments = [(b"mac", amp.Unicode())]
+    response = [(b"story", LongText())]  # JSON; "null" when the shard does not hold the phone
+
+
+class FlushCapture(amp.Command):
+    arguments = []
+    response = []
+
+
+class WriteShard(amp.Command):
+    arguments = [(b"reason", amp.Unicode()), (b"complete", amp.Boolean())]
+    response = []
 
 
 def chunks(items: list, item_bytes: int) -> list[str]:

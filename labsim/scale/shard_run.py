@@ -217,8 +217,8 @@ class ShardRun(ScenarioRun):
             super()._write_outputs(table)
             return
         self._write_event_file(end_t)
-        if self._capture is not None:
-            self._capture.close()
+        if self._capture is not None:  # a lab a dashboard keeps open keeps capturing
+            self._capture.close() if self.closed else self._capture.flush()
 
 
 class _ShardControl(_LabControl):

@@ -15,7 +15,8 @@ from twisted.internet import task
 from twisted.protocols import amp
 
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
-from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, chunks
+from labsim.scale.protocol import (Begin, ChangeFault, Changes, Deliver, Finish, FlushCapture, Hello, PhoneStory,
+                                  WriteShard, chunks)
 
 FLUSH_INTERVAL_S = 0.2
 
@@ -29,6 +30,8 @@ class WorkerSide(amp.AMP):
         self._flusher = task.LoopingCall(self.flush)
         self._flusher.clock = reactor
         self._by_mac: dict[str, object] = {}
+        self._counters_sent = ""
+        self._members: dict | None = None  # mac -> member, built when a dashboard first asks
         self.exit_code = 1
         run.changes = self._changed
 
@@ -40,23 +43,32 @@ class WorkerSide(amp.AMP):
         self._dirty[driver.phone.mac] = driver
 
     def flush(self) -> None:
+        counters = json.dumps(self.counters())
         if not self._dirty:
+            if counters != self._counters_sent:  # requests go on while no phone changes state
+                self._counters_sent = counters
+                self.callRemote(Changes, shard=self.run.shard.index, phones="[]", counters=counters)
             return
+        self._counters_sent = counters
         entries = []
         for mac, driver in self._dirty.items():
             phone = driver.phone
             entries.append([mac, phone.state, phone.reboots, phone.powered_on_at, phone.ready_at])
         self._dirty.clear()
-        counters = json.dumps(self.counters())
         for part in chunks(entries, 80):
             self.callRemote(Changes, shard=self.run.shard.index, phones=part, counters=counters)
 
     def counters(self) -> dict:
         network = self.run._network
-        return {"dhcp": network.relay.stats["sent"]} if network is not None else {}
+        if network is None:
+            return {}
+        # Requests per service so far (the series report.html draws): a dashboard's rates.
+        requests = {service: sum(seconds) for service, seconds in self.run.series.per_second.items()}
+        return {"dhcp": network.relay.stats["sent"], "requests": requests}
 
     @Begin.responder
-    def begin(self, start_at: float, targets: str):
+    def begin(self, start_at: float, targets: str, stay_open: bool | None = None):
+        self.run.stay_open = bool(stay_open)  # --ui: a settled lab stays up; Finish ends it
         self.run.start_at = start_at
         self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}
         started = self.run.start()
@@ -91,12 +103,36 @@ class WorkerSide(amp.AMP):
             faults.remove(spec)
         return {}
 
+    # --- what a dashboard on the parent asks for (run --workers N --ui) -------------------
+
+    @PhoneStory.responder
+    def phone_story(self, mac: str):
+        from labsim.ui.story import phone_story
+
+        if self._members is None:
+            self._members = {member.phone.mac: member for member in self.run.members}
+        member = self._members.get(mac)
+        found = None if member is None else phone_story(self.run, member)
+        return {"story": json.dumps(found, separators=(",", ":"))}
+
+    @FlushCapture.responder
+    def flush_capture(self):
+        if self.run._capture is not None:
+            self.run._capture.flush()
+        return {}
+
+    @WriteShard.responder
+    def write_shard(self, reason: str, complete: bool):
+        self.flush()
+        self.run._end(reason, complete, final=False)  # shard.json and events.jsonl; the phones go on
+        return {}
+
     @Finish.responder
     def finish(self, reason: str, complete: bool):
         self.flush()
         if self._flusher.running:
             self._flusher.stop()
-        self.run._end(reason, complete)
+        self.run._end(reason, complete, final=True)
         self.exit_code = self.run.exit_code
         self.reactor.callLater(0, self._shut_down)
         return {"code": self.run.exit_code}

@@ -36,7 +36,7 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
-from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, chunks
+from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, WriteShard, chunks
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 
@@ -200,6 +200,19 @@ class WorkersRun:
         self._started_monotonic = 0.0
         self._ending = False
         self.report_written = False
+        # --ui (labsim.ui.shards): a settled lab stays up, its report written, until Ctrl-C.
+        self.stay_open = False
+        self.closed = False
+        self.report: dict | None = None  # {"end_reason"} once a merged report is written
+        self.before_report: list = []  # called before the report is written (the dashboard flushes its feed)
+        self.control = _WorkersControl(self)
+        self._writing: defer.Deferred | None = None  # a report of the open lab being written
+        self._closing: defer.Deferred | None = None
+
+    @property
+    def members(self) -> list[MirrorDriver]:
+        """The whole fleet as the parent sees it (what a dashboard and its controls read)."""
+        return self.fleet
 
     # --- starting --------------------------------------------------------------------------
 
@@ -225,7 +238,8 @@ class WorkersRun:
         self._started_wall = datetime.fromtimestamp(self._epoch, timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic() + START_MARGIN_S
         targets = json.dumps(self._targets())
-        yield defer.gatherResults([side.callRemote(Begin, start_at=self._epoch, targets=targets)
+        yield defer.gatherResults([side.callRemote(Begin, start_at=self._epoch, targets=targets,
+                                                   stay_open=self.stay_open or None)
                                    for side in self.sides], consumeErrors=True)
         dhcp = self._targets().get("dhcp")
         self.stream.write(
@@ -235,7 +249,7 @@ class WorkersRun:
             f"{self.scenario.network.relay_address}+0..{self.count - 1}"
             + (f" -> {dhcp[0]}:{dhcp[1]}" if dhcp else "") + "\n")
         lead = max(0.0, self._epoch - self.reactor.seconds())
-        self.timeline = Timeline(self.scenario.timeline, _WorkersControl(self), self.reactor, self._epoch,
+        self.timeline = Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch,
                                  self.scenario.seed)
         self.timeline.start()
         self._deadline = self.reactor.callLater(lead + self.scenario.time_limit_s, self._time_up)
@@ -350,12 +364,17 @@ class WorkersRun:
     # --- the end ---------------------------------------------------------------------------
 
     def interrupt(self, why: str = "interrupted") -> defer.Deferred:
-        return self._end(why, complete=False)
+        if self.stay_open and self.unsettled == 0 and self.fleet:
+            # The dashboard kept a settled lab open: closing it is the normal end.
+            return self._end(f"all phones settled; lab closed ({why})", final=True)
+        return self._end(why, complete=False, final=True)
 
-    def _end(self, reason: str, complete: bool = True) -> defer.Deferred:
+    def _end(self, reason: str, complete: bool = True, final: bool = False) -> defer.Deferred:
         if self._ending:
             return self.finished
-        self._ending = True
+        if self.stay_open and not final:
+            return self._write_while_open(reason, complete)
+        self._ending = self.closed = True
         if self.timeline is not None:
             self.timeline.stop()
         if self._deadline is not None and self._deadline.active():
@@ -369,6 +388,33 @@ class WorkersRun:
         done.addErrback(self._merge_failed)
         done.addCallback(self._finished)
         return self.finished
+
+    def _write_while_open(self, reason: str, complete: bool) -> defer.Deferred:
+        """--ui: the fleet settled (or the time limit passed): every shard writes what it
+        has, the parent merges the report, and the lab (services, phones, timeline) stays
+        up for the dashboard until Ctrl-C, which writes it again."""
+        if self._writing is not None:
+            return self._writing
+        if self._deadline is not None and self._deadline.active() and self.unsettled == 0:
+            self._deadline.cancel()
+        if self._progress is not None:
+            self._progress.stop()
+        for hook in self.before_report:
+            hook()
+        asks = [side.callRemote(WriteShard, reason=reason, complete=complete)
+                for side, process in zip(self.sides, self.processes) if not process.ended.called]
+        writing = self._writing = defer.gatherResults(asks, consumeErrors=True)
+        writing.addCallback(lambda _: self._merge(reason, complete))
+        writing.addCallback(lambda _: self.stream.write("  labsim: the lab stays open for the dashboard; Ctrl-C to "
+                                                        "close it (the report is written again then)\n"))
+        writing.addErrback(self._merge_failed)
+
+        def written(result):
+            self._writing = None
+            self.stream.flush()
+            return result
+
+        return writing.addBoth(written)
 
     def _finish_one(self, side, process, reason: str, complete: bool) -> defer.Deferred:
         """Ask one worker to finish; fires once it has answered and exited (it is killed if
@@ -407,6 +453,7 @@ class WorkersRun:
                                       state_dir=self.state_dir, pcap_path=self.pcap_path,
                                       stand_ins=self._as_last_seen)
         self.report_written = True
+        self.report = {"end_reason": reason, "complete": complete}
         return self.exit_code
 
     def _as_last_seen(self, index: int) -> list:
@@ -435,8 +482,22 @@ class WorkersRun:
         if not self.finished.called:
             self.finished.callback(code)
 
+    def close(self) -> defer.Deferred:
+        """Stop the services and any worker left; once, however often it is asked (Ctrl-C
+        both ends the run and shuts the reactor down)."""
+        if self._closing is None:
+            self._closing = self._close()
+        done = defer.Deferred()
+
+        def closed(result):
+            done.callback(None)
+            return result
+
+        self._closing.addBoth(closed)
+        return done
+
     @defer.inlineCallbacks
-    def close(self):
+    def _close(self):
         if self._services is not None:
             yield self._services.stop()
         for process in self.processes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from urllib.parse import urlsplit
 
 from twisted.internet import task
 
@@ -47,7 +46,7 @@ class Dashboard:
         self.feed = ChangeFeed([{"mac": m.phone.mac, "vendor": m.vendor, "model": m.phone.model, "fleet": m.fleet}
                                 for m in members], rates=self._rates)
         self.metrics_registry = registry_for(LabCollector(members=lambda: members, services=self._service_stats))
-        self._rows_seen = 0
+        self._totals_seen: dict[str, int] = {}
         self._rates_at = reactor.seconds()
         self._epoch = reactor.seconds()
         self._flusher = task.LoopingCall(self._flush)
@@ -101,22 +100,24 @@ class Dashboard:
                 deliver()
 
     def _rates(self) -> dict[str, float]:
-        """Requests per second per service since the last call, from the run's event log
-        (the same rows report.html's request-rate chart counts)."""
+        """Requests per second per service since the last call (DHCP messages the phones
+        sent, downloads by URL scheme: the series report.html's request-rate chart draws)."""
         now = self.reactor.seconds()
         span, self._rates_at = now - self._rates_at, now
-        if self.run is None or span <= 0:
+        totals = self.request_totals()
+        rates = {name: (count - self._totals_seen.get(name, 0)) / span
+                 for name, count in totals.items() if span > 0 and count != self._totals_seen.get(name, 0)}
+        self._totals_seen = totals
+        return rates
+
+    def request_totals(self) -> dict[str, int]:
+        """Requests per service so far."""
+        if self.run is None:
             return {}
-        rows, self._rows_seen = self.run._events.rows_since(self._rows_seen)
-        counts: dict[str, int] = {}
-        for row in rows:
-            if row[2] == "dhcp":
-                if row[3] == "out":
-                    counts["dhcp"] = counts.get("dhcp", 0) + 1
-            elif row[2] == "fetch":
-                scheme = urlsplit(row[3]).scheme or "other"
-                counts[scheme] = counts.get(scheme, 0) + 1
-        return {name: count / span for name, count in counts.items()}
+        return {service: sum(seconds) for service, seconds in self.run.series.per_second.items()}
+
+    def capture_on(self) -> bool:
+        return self.run is not None and self.run._capture is not None
 
     # --- what the pages ask for ----------------------------------------------------
 
@@ -130,13 +131,13 @@ class Dashboard:
             "colors": STATE_COLORS, "service_colors": SERVICE_COLORS,
             "control": control, "mode": "run" if self.run is not None else "serve",
             "lab": lab.public() if lab is not None else None,
-            "capture": bool(self.run is not None and self.run._capture is not None),
+            "capture": self.capture_on(),
             "services": sorted(self._service_stats()),
             "fleets": sorted({m.fleet for m in self.run.members}) if self.run is not None else [],
         }
 
     def story(self, mac: str) -> dict | None:
-        from labsim.ui.story import story
+        from labsim.ui.story import phone_story
 
         if self.run is None:
             return None
@@ -144,9 +145,7 @@ class Dashboard:
         index = self.feed.index_of.get(mac)
         if index is None:
             return None
-        member = self.run.members[index]
-        rows = self.run._events.phone_rows(mac)  # its recent exchanges (older ones are in events.jsonl)
-        return story(member, rows, capture_on=self.run._capture is not None)
+        return phone_story(self.run, self.run.members[index])
 
     def phone_capture(self, mac: str):
         """(pcap header, frames) of one phone from the run's --pcap capture, or None."""

@@ -103,3 +103,10 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
         "flash": {**flash.summary(), "settings": dict(sorted(flash.settings.items()))},
         "capture": capture_on,
     }
+
+
+def phone_story(run, member) -> dict:
+    """One phone's story from the run that holds it (one process, or a --workers shard
+    answering its parent): the phone itself and its rows of the run's event log."""
+    rows = run._events.phone_rows(member.phone.mac)  # its recent exchanges (older ones are in events.jsonl)
+    return story(member, rows, capture_on=run._capture is not None)

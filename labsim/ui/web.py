@@ -23,7 +23,7 @@ import json
 from importlib import resources
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from twisted.internet import interfaces
+from twisted.internet import defer, interfaces
 from twisted.web import resource, server, static
 from zope.interface import implementer
 
@@ -37,6 +37,41 @@ def _json(request, value, code: int = 200) -> bytes:
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+NO_CAPTURE = {"error": "no capture of that phone (run with --pcap FILE)"}
+
+
+def _pcap(request, mac: str, found) -> bytes:
+    if found is None:
+        return _json(request, NO_CAPTURE, 404)
+    from labsim.ui.packets import pcap_bytes
+
+    request.setHeader(b"content-type", b"application/vnd.tcpdump.pcap")
+    filename = mac.lower().replace(":", "").replace("-", "")
+    request.setHeader(b"content-disposition", f'attachment; filename="{filename}.pcap"'.encode())
+    return pcap_bytes(*found)
+
+
+def _later(request, value, render):
+    """``render(value)`` now, or when ``value`` (a Deferred: a --workers run asks the
+    worker that holds the phone) fires; 502 if the worker could not answer."""
+    if not isinstance(value, defer.Deferred):
+        return render(value)
+
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))  # the page went away meanwhile
+
+    def answer(body: bytes) -> None:
+        if not gone:
+            request.write(body)
+            request.finish()
+
+    value.addCallback(render)
+    value.addErrback(lambda failure: _json(request, {"error": "the worker holding that phone did not answer: "
+                                                              + failure.getErrorMessage()}, 502))
+    value.addCallback(answer)
+    return server.NOT_DONE_YET
 
 
 def _static_dir() -> str:
@@ -117,28 +152,16 @@ class Api(resource.Resource):
             return _json(request, self.hub.info(allowed))
         if name == "phone":
             mac = (request.args.get(b"mac") or [b""])[0].decode("utf-8", "replace")
-            story = self.hub.story(mac)
-            if story is None:
-                return _json(request, {"error": f"no phone {mac!r} in this lab"}, 404)
-            return _json(request, story)
+            return _later(request, self.hub.story(mac), lambda story: _json(request, story) if story is not None
+                          else _json(request, {"error": f"no phone {mac!r} in this lab"}, 404))
         if name == "services":
             return _json(request, self.hub.services_view())
         if name in ("packets", "pcap"):
             mac = (request.args.get(b"mac") or [b""])[0].decode("utf-8", "replace")
             if name == "packets":
-                rows = self.hub.packets(mac)
-                if rows is None:
-                    return _json(request, {"error": "no capture of that phone (run with --pcap FILE)"}, 404)
-                return _json(request, {"packets": rows})
-            found = self.hub.phone_capture(mac)
-            if found is None:
-                return _json(request, {"error": "no capture of that phone (run with --pcap FILE)"}, 404)
-            from labsim.ui.packets import pcap_bytes
-
-            request.setHeader(b"content-type", b"application/vnd.tcpdump.pcap")
-            filename = mac.lower().replace(":", "").replace("-", "")
-            request.setHeader(b"content-disposition", f'attachment; filename="{filename}.pcap"'.encode())
-            return pcap_bytes(*found)
+                return _later(request, self.hub.packets(mac), lambda rows: _json(request, {"packets": rows})
+                              if rows is not None else _json(request, NO_CAPTURE, 404))
+            return _later(request, self.hub.phone_capture(mac), lambda found: _pcap(request, mac, found))
         return _json(request, {"error": "not found"}, 404)
 
     def render_POST(self, request):

@@ -198,7 +198,9 @@ def test_a_phones_packets_and_its_own_pcap_when_the_run_captures(tmp_path):
         lab.close()
 
 
-def test_ui_with_workers_or_a_shard_is_refused_before_anything_starts(tmp_path):
+def test_ui_with_a_shard_is_refused_before_anything_starts(tmp_path):
+    """A standalone shard sees a part of the fleet and runs no services: nothing to show
+    (a --workers run has its dashboard: tests/e2e/test_dashboard_workers.py)."""
     import subprocess
     import sys
 
@@ -206,9 +208,8 @@ def test_ui_with_workers_or_a_shard_is_refused_before_anything_starts(tmp_path):
 
     scenario = tmp_path / "lab.yaml"
     scenario.write_text(SMALL_LAB)
-    for extra in (["--workers", "2"], ["--shard", "0/2"]):
-        proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--ui", "0", *extra,
-                               "--report-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
-                              cwd=ROOT)
-        assert proc.returncode == 2 and "--ui" in proc.stderr and "one process" in proc.stderr
-        assert not (tmp_path / "r" / "report.json").exists()
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(scenario), "--ui", "0", "--shard", "0/2",
+                           "--report-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert proc.returncode == 2 and "--ui with --shard" in proc.stderr and "--workers N --ui" in proc.stderr
+    assert not (tmp_path / "r" / "report.json").exists()

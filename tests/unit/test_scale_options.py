@@ -24,7 +24,7 @@ fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"
     (["--workers", "many"], "--workers 'many'"),
     (["--shard", "2/2"], "--shard shard index 2 is outside 0..1"),
     (["--shard", "0/2", "--start-at", "at dawn"], "--start-at 'at dawn': expected an ISO 8601 time"),
-    (["--workers", "2", "--ui", "127.0.0.1:0"], "--ui with --workers"),
+    (["--shard", "0/2", "--ui", "127.0.0.1:0"], "--ui with --shard: a shard sees only its own phones"),
 ])
 def test_bad_scale_options_exit_2_naming_the_option(tmp_path, capsys, args, says):
     scenario = tmp_path / "s.yaml"

@@ -1,0 +1,104 @@
+"""The dashboard of a ``--workers`` run (``labsim run FILE --workers N --ui PORT``).
+
+The parent of a --workers run runs the lab's services and the timeline; the phones live
+in the workers. What the page shows comes from where it lives:
+
+- the tiles, the legend and /metrics' phone counts: the parent's mirror of every phone,
+  fed by the workers' ``Changes`` stream (each changed phone once per 0.2 s, coalesced
+  in the worker; the page gets its own coalesced frames four times a second, as in one
+  process);
+- the request-rate chart: the requests per service each worker adds to that stream;
+- a phone's story and its packets: asked of the one worker that holds the phone, over
+  the same AMP connection (``PhoneStory``, ``FlushCapture``), only when a page opens the
+  phone, so the stream carries no events;
+- the services view and the trainer controls: the parent's own services and timeline;
+  an action on phones is sent to the shards that hold them (``Deliver``), a fault to
+  every shard (``ChangeFault``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import defer
+
+from labsim.fleet.shard import Shard
+from labsim.scale.protocol import FlushCapture, PhoneStory
+from labsim.ui.hub import Dashboard
+
+# Expectations the parent's mirror cannot judge while the lab runs: it holds states,
+# reboots and times, not stage timings, request series or flash (the report judges them).
+_NOT_MIRRORED = ("stage.", "service.")
+
+
+class ShardedDashboard(Dashboard):
+    def request_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for counters in self.run.shard_counters.values():
+            for service, count in counters.get("requests", {}).items():
+                totals[service] = totals.get(service, 0) + count
+        return totals
+
+    def capture_on(self) -> bool:
+        return bool(self.run.pcap_path)
+
+    def _holder(self, mac: str):
+        """(mac, the worker's AMP side) of the phone, or None."""
+        mac = mac.lower().replace("-", ":")
+        driver = self.run.by_mac.get(mac)
+        if driver is None or driver.shard >= len(self.run.sides):
+            return None
+        return mac, self.run.sides[driver.shard]
+
+    def story(self, mac: str) -> defer.Deferred:
+        held = self._holder(mac)
+        if held is None:
+            return defer.succeed(None)
+        asked = held[1].callRemote(PhoneStory, mac=held[0])
+        return asked.addCallback(lambda answer: json.loads(answer["story"]))
+
+    def phone_capture(self, mac: str) -> defer.Deferred:
+        from labsim.observe.pcap_merge import shard_capture_path
+        from labsim.ui.packets import phone_frames
+
+        held = self._holder(mac)
+        if held is None or not self.run.pcap_path:
+            return defer.succeed(None)
+        shard = self.run.by_mac[held[0]].shard
+        path = shard_capture_path(self.run.pcap_path, Shard(shard, self.run.count).label)
+        flushed = held[1].callRemote(FlushCapture)  # the worker's buffered frames reach its file first
+        return flushed.addCallback(lambda _: phone_frames(path, held[0]))
+
+    def packets(self, mac: str) -> defer.Deferred:
+        from labsim.ui.packets import packet_rows
+
+        found = self.phone_capture(mac)
+        return found.addCallback(lambda found: None if found is None else packet_rows(found[1], self._epoch))
+
+    def check(self) -> list[dict]:
+        """The exercise's check on the mirror: phone counts, reboots and times to ready
+        are judged now; an expectation on stage timings or flash is said to be judged in
+        the report at the end (the parent does not hold them)."""
+        from labsim.observe.report import RunRecord, judge
+        from labsim.scenario.expectations import parse_expectation
+        from labsim.ui.exercise import expectations_of
+
+        expectations = expectations_of(self.run.scenario)
+        mirrored = [e for e in expectations if getattr(e, "check", None) is not None
+                    and not parse_expectation(e.check).metric.startswith(_NOT_MIRRORED)]
+        record = RunRecord(scenario_name=self.run.scenario.name, scenario_file=self.run.loaded.path,
+                           seed=self.run.scenario.seed, started="", duration_s=0.0, members=self.run.members,
+                           expectations=mirrored)
+        verdicts = {id(e): v for e, v in zip(mirrored, judge(record))}
+        results = []
+        for expectation in expectations:
+            verdict = verdicts.get(id(expectation))
+            if verdict is None:
+                results.append({"name": expectation.name, "check": getattr(expectation, "check", "flash"),
+                                "passed": False, "observed": None,
+                                "detail": "judged in the report at the end of a --workers run: the parent "
+                                          "sees phone states, reboots and times, not stage timings, request series or flash"})
+            else:
+                results.append({"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
+                                "observed": verdict.observed, "detail": verdict.detail})
+        return results

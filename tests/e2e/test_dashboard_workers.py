@@ -1,0 +1,139 @@
+"""The dashboard of a `labsim run --workers 2 --ui` run: the phones live in two worker
+processes, the page talks to the parent.
+
+In headless Chromium: every tile turns ready, a phone of each shard opens with its story
+(asked of the worker that holds it: file names and MD5s as report.json has them), and a
+power-cycle of one phone from the page reaches that phone in its shard (its story and the
+final report count one power cycle for it, none for the others). Over HTTP: the
+services view, a DHCP option and a power-cycle of all phones from the control API
+reaching both shards, a fault added in every shard, packets of a phone of each shard
+from its shard's capture, and the exercise check on the parent's mirror.
+"""
+
+import json
+
+import pytest
+
+from labsim.fleet.shard import roster
+from labsim.scenario.loader import parse_scenario_text
+from tests.dashboard_lab import SMALL_LAB, DashboardLab
+from tests.e2e.test_dashboard_browser import browser, tile_states  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.e2e
+
+SHARD_OF = {entry.phone.mac: entry.shard for entry in roster(parse_scenario_text(SMALL_LAB), 2)}
+
+
+def one_phone_per_shard() -> dict[int, str]:
+    picked: dict[int, str] = {}
+    for mac, shard in SHARD_OF.items():
+        picked.setdefault(shard, mac)
+    assert sorted(picked) == [0, 1]
+    return picked
+
+
+def click_tile(driver, mac: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tiles = driver.find_element(By.ID, "tiles")
+    x, y = driver.execute_script("return layout.pos[fleet.macs.indexOf(arguments[0])];", mac)
+    size = driver.execute_script("return layout.size;")
+    driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "arguments[0].dispatchEvent(new MouseEvent('click', {clientX: r.left + arguments[1], "
+        "clientY: r.top + arguments[2], bubbles: true}));", tiles, x + size / 2, y + size / 2)
+
+
+def test_a_two_worker_lab_in_chromium(browser, tmp_path):  # noqa: F811 (the fixture)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lab = DashboardLab(tmp_path, extra=("--workers", "2"))
+    try:
+        assert "6 phones in 2 workers (3, 3)" in lab.wait_until(
+            lambda: "".join(lab.output) if "in 2 workers" in "".join(lab.output) else "", what="the workers")
+        browser.get(lab.control_url)
+        wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+        wait.until(lambda d: tile_states(d).get("ready") == 6)
+        lab.wait_until(lambda: "the lab stays open" in "".join(lab.output), what="the settled, merged report")
+        phones = {phone["mac"]: phone for phone in lab.report()["phones"]}
+
+        # A phone of each shard: its story comes from the worker that holds it.
+        for shard, mac in sorted(one_phone_per_shard().items()):
+            click_tile(browser, mac)
+            wait.until(lambda d: mac in d.find_element(By.ID, "phone-body").text
+                       and "option 66" in d.find_element(By.ID, "phone-body").text)
+            story = browser.find_element(By.ID, "phone-body").text
+            assert phones[mac]["files"], f"shard {shard}'s phone applied files"
+            for name, md5 in phones[mac]["files"].items():
+                assert name in story and md5 in story, (shard, name, md5)
+            browser.save_screenshot(str(tmp_path / f"workers-phone-shard-{shard}.png"))
+
+        # The last phone opened (shard 1's) is the selected one: power-cycle it from the page.
+        target = one_phone_per_shard()[1]
+        browser.find_element(By.ID, "phone-close").click()
+        browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=controls]").click()
+        assert browser.find_element(By.ID, "c-macs").get_attribute("value") == target
+        browser.find_element(By.CSS_SELECTOR, "button[data-act=power_cycle]").click()
+        wait.until(lambda d: "power cycle: 1 phone(s)" in d.find_element(By.ID, "c-result").text)
+        status, story = lab.json(f"api/phone?mac={target}")
+        assert status == 200
+        lab.wait_until(lambda: lab.json(f"api/phone?mac={target}")[1]["power_cycles"] == 1,
+                       what="the power cycle in the phone's shard")
+        browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=fleet]").click()
+        wait.until(lambda d: tile_states(d).get("ready") == 6)
+        browser.save_screenshot(str(tmp_path / "workers-fleet.png"))
+    finally:
+        assert lab.close() == 0
+    report = lab.report()
+    assert report["complete"] and "lab closed" in report["end_reason"]
+    cycled = {phone["mac"]: phone["power_cycles"] for phone in report["phones"]}
+    assert cycled == {mac: int(mac == target) for mac in SHARD_OF}
+    assert [(r["entry"], r["action"]) for r in report["timeline"]] == [("dashboard", "power_cycle")]
+
+
+def test_controls_packets_and_the_check_reach_both_shards(tmp_path):
+    lab = DashboardLab(tmp_path, extra=("--workers", "2", "--pcap", str(tmp_path / "lab.pcap")))
+    try:
+        lab.wait_until(lambda: lab.states().get("ready") == 6, what="6 phones ready")
+        status, info = lab.json(f"api/info?token={lab.token}")
+        assert status == 200 and info["control"] and info["capture"]
+        lab.wait_until(lambda: "the lab stays open" in "".join(lab.output), what="the settled, merged report")
+
+        for shard, mac in one_phone_per_shard().items():
+            status, body = lab.json(f"api/packets?mac={mac}")
+            assert status == 200, (shard, body)
+            assert any("DHCP OFFER" in row["info"] for row in body["packets"]), shard
+            status, pcap = lab.request(f"api/pcap?mac={mac}")
+            assert status == 200 and pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+        assert lab.json("api/phone?mac=00:15:65:00:00:99")[0] == 404
+
+        status, body = lab.json("api/check", body=b"{}")
+        assert status == 200
+        assert [(e["check"], e["passed"], e["observed"]) for e in body["expectations"]] == [
+            ("phones.ready == 100%", True, 6)]
+
+        # A fault reaches every shard; the services run once, in the parent.
+        status, body = lab.act("{add_fault: {name: slow, service: dhcp, delay_s: 0.001}}")
+        assert status == 200, body
+        status, body = lab.act("{stop_service: http}")
+        assert status == 200 and body["done"][0]["outcome"] == "stop http", body
+        status, body = lab.act("{start_service: http}")
+        assert status == 200, body
+        # A wrong option 66, then every phone power-cycled: both shards' phones fail.
+        status, body = lab.act('[{set_dhcp_option: {66: "http://127.0.0.1:8008/"}}, {power_cycle: {phones: all}}]')
+        assert status == 200, body
+        assert body["done"][1]["outcome"] == "power cycle: 6 phone(s)"
+        lab.wait_until(lambda: lab.states().get("failed") == 6, what="6 phones failed")
+        for mac in one_phone_per_shard().values():
+            status, story = lab.json(f"api/phone?mac={mac}")
+            assert story["state"] == "failed" and "8008" in json.dumps(story["cause"]), story["cause"]
+        status, services = lab.json("api/services")
+        assert [fault["name"] for fault in services["faults"]] == ["slow"]
+        assert [r["action"] for r in services["timeline"]] == [
+            "add_fault", "stop_service", "start_service", "set_dhcp_option", "power_cycle"]
+    finally:
+        assert lab.close() == 1, "".join(lab.output[-60:])  # the expectation fails now: every phone failed
+    report = lab.report()
+    assert report["summary"]["by_state"]["failed"] == 6
+    assert report["network"]["faults"]["delayed"] > 0, "the DHCP fault delayed datagrams in the shards"
