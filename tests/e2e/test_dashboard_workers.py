@@ -78,13 +78,15 @@ def test_a_two_worker_lab_in_chromium(browser, tmp_path):  # noqa: F811 (the fix
         wait.until(lambda d: "power cycle: 1 phone(s)" in d.find_element(By.ID, "c-result").text)
         status, story = lab.json(f"api/phone?mac={target}")
         assert status == 200
-        lab.wait_until(lambda: lab.json(f"api/phone?mac={target}")[1]["power_cycles"] == 1,
-                       what="the power cycle in the phone's shard")
+        lab.wait_until(lambda: (lambda p: p["power_cycles"] == 1 and p["state"] == "ready")(
+            lab.json(f"api/phone?mac={target}")[1]), what="the power-cycled phone ready again in its shard")
+        status, story = lab.json(f"api/phone?mac={target}")
+        assert any("power" in row["text"].lower() for row in story["timeline"]), story["timeline"]
         browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=fleet]").click()
         wait.until(lambda d: tile_states(d).get("ready") == 6)
         browser.save_screenshot(str(tmp_path / "workers-fleet.png"))
     finally:
-        assert lab.close() == 0
+        assert lab.close() == 0, "".join(lab.output[-80:])
     report = lab.report()
     assert report["complete"] and "lab closed" in report["end_reason"]
     cycled = {phone["mac"]: phone["power_cycles"] for phone in report["phones"]}
