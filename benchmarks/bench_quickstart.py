@@ -108,7 +108,8 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
     wall = time.monotonic() - started
     sampler.stop()
     result = {"label": label, "interrupted": interrupted, "wall": wall, "peak_rss_kb": sampler.peak_kb,
-              "ready": 0, "failed": 0, "last_ready": 0.0}
+              "ready": 0, "failed": 0, "last_ready": 0.0, "cpu_parent": sampler.cpu_s.get(proc.pid, 0.0),
+              "cpu_workers": sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)}
     report_path = os.path.join(report_dir, "report.json")
     if not os.path.exists(report_path):
         print(out[-3000:], err[-3000:])
@@ -142,13 +143,17 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
 def print_comparison(results: list[dict]) -> None:
     base = results[0]
     base_rate = base["ready"] / base["last_ready"] if base["last_ready"] else 0
+    # On a shared, loaded machine wall times say how much CPU the run was given; the CPU
+    # seconds (the whole run, report included: parent + workers) say what it cost.
     print(f"\n{'run':<14} {'ready':>7} {'failed':>7} {'last ready':>11} {'phones/s':>9} {'x first':>8} "
-          f"{'peak RSS':>10}")
+          f"{'peak RSS':>10} {'CPU parent + workers':>21} {'phones/CPU-s':>13}")
     for result in results:
         rate = result["ready"] / result["last_ready"] if result["last_ready"] else 0
         ratio = f"{rate / base_rate:.2f}" if base_rate else "n/a"
         print(f"{result['label']:<14} {result['ready']:>7} {result['failed']:>7} {result['last_ready']:>10.2f}s "
-              f"{rate:>9.0f} {ratio:>8} {result['peak_rss_kb'] / 1024:>7.0f} MiB"
+              f"{rate:>9.0f} {ratio:>8} {result['peak_rss_kb'] / 1024:>7.0f} MiB "
+              f"{result['cpu_parent']:>10.1f} + {result['cpu_workers']:>6.1f} s "
+              f"{result['ready'] / max(0.1, result['cpu_parent'] + result['cpu_workers']):>12.0f}"
               + ("  (interrupted)" if result["interrupted"] else ""))
 
 

@@ -265,13 +265,15 @@ def merged_rows(shards: list[dict]) -> list[tuple]:
 
 
 def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: dict | None = None,
-                 extra_network: dict | None = None, state_dir: str | None = None,
+                 extra_network: dict | None = None, extra_services: dict | None = None,
+                 state_dir: str | None = None,
                  pcap_path: str | None = None, stand_ins=None) -> int:
     """Writes the merged report folder (report.json, events.jsonl, junit.xml,
     report.html) and, when asked, the merged capture and the fleet's flash
     (``--state-dir``). ``overrides`` replaces fields of the run record (a ``--workers``
     parent knows the services' counters, its timeline and why the run ended);
-    ``extra_network`` is added to the shards' network counters. ``stand_ins(index)``, when
+    ``extra_network`` and ``extra_services`` are added to the shards' network and service
+    counters (a ``--workers`` parent's own services). ``stand_ins(index)``, when
     given, stands in for a shard whose report cannot be read (a worker that died): its
     phones as the caller last saw them, and the report is marked incomplete. Returns
     ``run``'s exit code; raises MergeError for shard reports that cannot be merged."""
@@ -303,7 +305,7 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         seed=first["scenario"]["seed"], started=min(shard["started"] for shard in shards),
         duration_s=max(shard["duration_s"] for shard in shards), members=members,
         expectations=expectations_of(first),
-        services=add_counters([shard["services"] for shard in shards]),
+        services=add_counters([extra_services or {}] + [shard["services"] for shard in shards]),
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
         timeline=merged_timeline(shards), complete=all(shard["complete"] for shard in shards),
         end_reason="; ".join(reasons),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -23,6 +24,7 @@ def add_run_options(run) -> None:
                      help="with --shard: the shared start instant of all shards, ISO 8601 "
                           "(2026-12-05T00:10:00Z) or seconds since the epoch")
     run.add_argument("--control-fds", help=argparse.SUPPRESS)  # a --workers parent's AMP pipes
+    run.add_argument("--worker-lab", help=argparse.SUPPRESS)  # the file services a worker serves too (JSON)
 
 
 def add_merge_command(commands) -> None:
@@ -89,6 +91,7 @@ def make_run(reactor, loaded, args):
     return ShardRun(reactor, loaded, shard=Shard.parse(args.shard),
                     start_at=wall_time(args.start_at) if args.start_at else None,
                     coordinated=coordinated, light_outputs=coordinated, report_dir=args.report_dir,
+                    lab=json.loads(args.worker_lab) if coordinated and args.worker_lab else None,
                     state_dir=args.state_dir, pcap_path=args.pcap, stream=stream, interactive=False)
 
 

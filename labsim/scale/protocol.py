@@ -11,6 +11,8 @@ A worker is ``labsim run FILE --shard i/N`` with ``--control-fds 3,4``. The exch
                                                        shard's running counters
     parent -> worker   Deliver(kind, macs, reboot)     a timeline action on the shard's phones
     parent -> worker   ChangeFault(verb, spec)         the timeline added or removed a fault
+    parent -> worker   ControlService(verb, name)      the timeline stops/starts a file service the
+                                                       worker serves too (scale/shared_services.py)
     parent -> worker   Finish(reason, complete)        end now; answered once shard.json is written
 
 For a dashboard on the parent (``run --workers N --ui``), which reads the same stream:
@@ -23,8 +25,9 @@ For a dashboard on the parent (``run --workers N --ui``), which reads the same s
 
 ``Changes`` is the stream a live view reads: each entry is ``[mac, state, reboots,
 powered_on_at, ready_at]`` (times from the shared start instant), and ``counters`` the
-shard's totals (DHCP messages sent, ``requests``: requests per service so far, the
-series report.html draws). A phone's story (its events, lease, flash) stays in its
+shard's totals (DHCP messages sent; ``requests``: requests per service so far, the
+series report.html draws; ``http``/``tftp``: HTTP requests and TFTP transfers its own
+services answered). A phone's story (its events, lease, flash) stays in its
 worker and is asked for when a page opens the phone, so the stream stays one short
 entry per changed phone every 0.2 s whatever the phones log. AMP caps one value at 64 KiB, so a
 large batch is sent as several messages (``chunks``).
@@ -63,6 +66,11 @@ class Deliver(amp.Command):
 class ChangeFault(amp.Command):
     arguments = [(b"verb", amp.Unicode()), (b"spec", amp.Unicode())]
     response = []
+
+
+class ControlService(amp.Command):
+    arguments = [(b"verb", amp.Unicode()), (b"name", amp.Unicode())]
+    response = [(b"outcome", amp.Unicode())]
 
 
 class Finish(amp.Command):

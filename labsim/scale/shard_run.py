@@ -118,8 +118,11 @@ class _Absent:
 
 class ShardRun(ScenarioRun):
     def __init__(self, reactor, loaded, *, shard, start_at: float | None = None, targets: dict | None = None,
-                 relay_address: str | None = None, coordinated: bool = False, light_outputs: bool = False, **kw):
+                 relay_address: str | None = None, coordinated: bool = False, light_outputs: bool = False,
+                 lab: dict | None = None, **kw):
         self.shard = shard
+        self.lab = lab  # a --workers worker: the file services it serves too (scale/shared_services.py)
+        self.lab_services = None
         self.start_at = start_at
         self.targets = targets or {}
         self.coordinated = coordinated
@@ -137,8 +140,15 @@ class ShardRun(ScenarioRun):
     def _build_members(self, saved_flash):
         return build_fleets(self.scenario, saved_flash, shard=self.shard)
 
+    def start_lab_services(self) -> None:
+        """A --workers worker joins the parent's file service ports before it says Hello."""
+        if self.lab:
+            from labsim.scale.shared_services import start_worker_services
+
+            self.lab_services = start_worker_services(self, self.lab)
+
     def _start_services(self):
-        self._services = _ExternalServices()
+        self._services = self.lab_services or _ExternalServices()
         return defer.succeed(None)
 
     def _start_instant(self) -> float:

@@ -15,8 +15,8 @@ from twisted.internet import task
 from twisted.protocols import amp
 
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
-from labsim.scale.protocol import (Begin, ChangeFault, Changes, Deliver, Finish, FlushCapture, Hello, PhoneStory,
-                                  WriteShard, chunks)
+from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, FlushCapture, Hello,
+                                  PhoneStory, WriteShard, chunks)
 
 FLUSH_INTERVAL_S = 0.2
 
@@ -59,12 +59,17 @@ class WorkerSide(amp.AMP):
             self.callRemote(Changes, shard=self.run.shard.index, phones=part, counters=counters)
 
     def counters(self) -> dict:
-        network = self.run._network
+        from labsim.scale.shared_services import live_counters
+
+        network, services = self.run._network, self.run.lab_services
         if network is None:
             return {}
         # Requests per service so far (the series report.html draws): a dashboard's rates.
         requests = {service: sum(seconds) for service, seconds in self.run.series.per_second.items()}
-        return {"dhcp": network.relay.stats["sent"], "requests": requests}
+        totals = {"dhcp": network.relay.stats["sent"], "requests": requests}
+        if services is not None:  # what this worker's own file services answered (the progress line)
+            totals.update(live_counters(services.stats()))
+        return totals
 
     @Begin.responder
     def begin(self, start_at: float, targets: str, stay_open: bool | None = None):
@@ -127,6 +132,13 @@ class WorkerSide(amp.AMP):
         self.run._end(reason, complete, final=False)  # shard.json and events.jsonl; the phones go on
         return {}
 
+    @ControlService.responder
+    def control_service(self, verb: str, name: str):
+        try:
+            return {"outcome": self.run.lab_services.control(verb, name)}
+        except Exception as exc:  # said to the parent, which says it on the run's stream
+            return {"outcome": f"error: {exc}"}
+
     @Finish.responder
     def finish(self, reason: str, complete: bool):
         self.flush()
@@ -158,6 +170,16 @@ def serve_worker(reactor, run, fds: str) -> int:
     read_fd, write_fd = (int(fd) for fd in fds.split(","))
     side = WorkerSide(run, reactor)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    reactor.callWhenRunning(stdio.StandardIO, side, stdin=read_fd, stdout=write_fd, reactor=reactor)
+    def connect():
+        try:
+            run.start_lab_services()  # the parent's file service ports, joined before Hello
+        except Exception as exc:  # the parent shows a worker's stdout when it ends while starting
+            print(f"labsim: worker {run.shard}: {exc}", flush=True)
+            side.exit_code = 2
+            reactor.stop()
+            return
+        stdio.StandardIO(side, stdin=read_fd, stdout=write_fd, reactor=reactor)
+
+    reactor.callWhenRunning(connect)
     reactor.run(installSignalHandlers=False)
     return side.exit_code

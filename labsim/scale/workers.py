@@ -1,9 +1,9 @@
 """``labsim run FILE --workers N``: one run on N processes, one report.
 
-The layout: the parent runs labsim's own services (DHCP, TFTP, HTTP, FTP, DNS, PnP) once
-— so DHCP stays the one lease authority, files and uploads live in one folder, a fault
-or a ``stop_service`` acts on the one service, and the report's service counters are the
-services' own — and N workers run the phones, each ``labsim run FILE --shard i/N`` with
+The layout: the parent runs labsim's DHCP (the one lease authority) and PnP; the file
+services (TFTP, HTTP, FTP, DNS) run in every process on their shared ports
+(``labsim.scale.shared_services``: same files, uploads, faults; a ``stop_service``
+reaches every process; counters summed); and N workers run the phones, each ``labsim run FILE --shard i/N`` with
 its own reactor and its own DHCP relay address, started on one shared instant. The
 parent keeps a mirror of every phone's state from the workers' ``Changes`` stream, and
 from it the progress line, the timeline (``when:`` judged on the whole fleet; phone
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import sys
 import tempfile
@@ -36,7 +37,8 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
-from labsim.scale.protocol import Begin, ChangeFault, Changes, Deliver, Finish, Hello, WriteShard, chunks
+from labsim.scale.protocol import Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard, chunks
+from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 
@@ -194,6 +196,9 @@ class WorkersRun:
         self._all_ready = defer.Deferred()
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self._services: LabServices | None = None
+        self.shared = served_by_workers(self.scenario.services)  # the services every worker serves too
+        self._lab = ""  # what the workers need to serve them (--worker-lab)
+        self._described = ""
         self._deadline = self._progress = None
         self._epoch = 0.0
         self._started_wall = ""
@@ -219,13 +224,19 @@ class WorkersRun:
     @defer.inlineCallbacks
     def start(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.fleet)
+        if self.stay_open:  # --ui: the dashboard's live log and service counters read the parent's services
+            self.shared = ()
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
-                                     own_fleet=True,
+                                     own_fleet=True, share_ports="open", shared=self.shared,
                                      faults=self.faults, upload_folders=self.uploads)
+        self._services.auth_secret = secrets.token_bytes(32)  # one Digest nonce key for every process
         yield self._services.start()
         self._services.attach_faults()
         if self.ports_file:
             self._services.write_ports_file(self.ports_file)
+        self._described = self._services.describe()
+        self._lab = worker_lab(self._services, self.scenario.services, self.shared, report_dir=self.report_dir,
+                               uploads_override=self.uploads.override)
         for index in range(self.count):
             self._spawn(index)
         ready = self._all_ready
@@ -234,6 +245,7 @@ class WorkersRun:
         yield ready
         if timeout.active():
             timeout.cancel()
+        yield self._services.hand_over(self.shared)  # every worker serves them now: the parent leaves
         self._epoch = self.reactor.seconds() + START_MARGIN_S
         self._started_wall = datetime.fromtimestamp(self._epoch, timezone.utc).isoformat(timespec="seconds")
         self._started_monotonic = time.monotonic() + START_MARGIN_S
@@ -245,7 +257,9 @@ class WorkersRun:
         self.stream.write(
             f"labsim: {self.scenario.name}: {len(self.fleet)} phones in {self.count} workers "
             f"({', '.join(str(n) for _, n in sorted(self._hellos.items()))}); services: "
-            f"{self._services.describe() or 'none (external servers)'}; DHCP via relays "
+            f"{self._described or 'none (external servers)'}"
+            + (f" ({', '.join(name.upper() for name in self.shared)} in every worker)" if self.shared else "")
+            + f"; DHCP via relays "
             f"{self.scenario.network.relay_address}+0..{self.count - 1}"
             + (f" -> {dhcp[0]}:{dhcp[1]}" if dhcp else "") + "\n")
         lead = max(0.0, self._epoch - self.reactor.seconds())
@@ -263,6 +277,8 @@ class WorkersRun:
         shard = Shard(index, self.count)
         args = [sys.executable, "-m", "labsim", "run", self.loaded.path, "--shard", str(shard),
                 "--report-dir", self.shard_dirs[index], "--control-fds", "3,4", *self.argv_extra]
+        if self.shared:
+            args += ["--worker-lab", self._lab]
         if self.state_dir:
             args += ["--state-dir", self.state_dir]
         if self.pcap_path:
@@ -280,8 +296,8 @@ class WorkersRun:
         spec, network, targets = self.scenario.services, self.scenario.network, {}
         if self._services.dhcp is not None and not network.dhcp_server:
             targets["dhcp"] = (spec.dhcp.address, network.dhcp_port or self._services.dhcp_port)
-        if self._services.dns is not None and not network.dns_server:
-            targets["dns"] = (spec.dns.address, self._services.dns.port)
+        if spec.dns is not None and not network.dns_server:
+            targets["dns"] = (spec.dns.address, self._services.bound_ports["dns"])
         if self._services.pnp is not None and not network.pnp_server:
             targets["pnp"] = (spec.pnp.address, self._services.pnp.port)
         return targets
@@ -320,11 +336,10 @@ class WorkersRun:
     def _live_counters(self) -> dict[str, int]:
         totals = {"ready": self.counter.counts["ready"],
                   "dhcp": sum(c.get("dhcp", 0) for c in self.shard_counters.values())}
-        stats = self._services.stats()
-        if "http" in stats:
-            totals["http"] = stats["http"]["requests"]
-        if "tftp" in stats:
-            totals["tftp"] = stats["tftp"].get("transfers_ok", 0)
+        for counters in [live_counters(self._services.stats()), *self.shard_counters.values()]:
+            for name in ("http", "tftp"):
+                if name in counters:
+                    totals[name] = totals.get(name, 0) + counters[name]
         return totals
 
     def _on_state_change(self, driver, old: str, new: str) -> None:
@@ -442,14 +457,14 @@ class WorkersRun:
 
     def _merge(self, reason: str, complete: bool) -> int:
         duration = time.monotonic() - self._started_monotonic if self._started_monotonic else 0.0
-        overrides = {"services": self._services.stats() if self._services else {},
-                     "timeline": [vars(record) for record in self.timeline.log] if self.timeline else [],
+        overrides = {"timeline": [vars(record) for record in self.timeline.log] if self.timeline else [],
                      "complete": complete, "end_reason": reason, "duration_s": max(0.0, duration),
                      "uploads": self.uploads.listing()}
         if self._started_wall:
             overrides["started"] = self._started_wall
         self.exit_code = merge_report(self.shard_dirs, self.report_dir, self.stream, overrides=overrides,
                                       extra_network={"faults": dict(self.faults.stats)},
+                                      extra_services=self._services.stats() if self._services else {},
                                       state_dir=self.state_dir, pcap_path=self.pcap_path,
                                       stand_ins=self._as_last_seen)
         self.report_written = True
@@ -527,7 +542,19 @@ class _WorkersControl:
         return path
 
     def service(self, verb: str, name: str) -> str:
-        return self.run._services.control(verb, name)
+        if name not in self.run.shared:
+            return self.run._services.control(verb, name)
+        for side, process in zip(self.run.sides, self.run.processes):  # every process serving it
+            if not process.ended.called:
+                asked = side.callRemote(ControlService, verb=verb, name=name)
+                asked.addCallback(self._controlled, process.index)
+                asked.addErrback(lambda failure, index=process.index: self._controlled(
+                    {"outcome": f"error: {failure.getErrorMessage()}"}, index))
+        return f"{verb} {name}"
+
+    def _controlled(self, answer: dict, index: int) -> None:
+        if answer["outcome"].startswith("error"):
+            self.run.stream.write(f"\nlabsim: worker {index}: {answer['outcome']}\n")
 
     def add_fault(self, spec) -> str:
         fault = fault_from_spec(spec, len(self.run.faults.faults))

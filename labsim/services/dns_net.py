@@ -250,11 +250,27 @@ class DnsServerHandle:
         return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
 
 
-def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", port: int = 5353) -> DnsServerHandle:
-    """Listen on UDP and TCP ``host:port`` (0: a port free for both; the handle says which)."""
+def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", port: int = 5353, *,
+                     share: str | None = None) -> DnsServerHandle:
+    """Listen on UDP and TCP ``host:port`` (0: a port free for both; the handle says which).
+    ``share``: the port is served by several processes (labsim.net.reuseport)."""
     answerer = DnsAnswerer(Zone(config.records))  # raises ValueError on a bad record, before binding
     factory = DnsTcpFactory(reactor, answerer, config.tcp_idle_timeout_s, config.tcp_max_connections,
                             config.tcp_max_connections_per_address)
+    if share:
+        import socket
+
+        from labsim.net.reuseport import adopt_shared_udp, free_port, listen_shared_tcp
+
+        if port == 0:
+            port = free_port(host, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
+        udp = adopt_shared_udp(reactor, DnsServerProtocol(answerer), host, port, share)
+        try:
+            tcp = listen_shared_tcp(reactor, factory, host, port, share, backlog=TCP_LISTEN_BACKLOG)
+        except CannotListenError:
+            udp.stopListening()
+            raise
+        return DnsServerHandle(port, answerer.stats, udp, tcp, factory)
     for attempt in range(1 if port else PORT_ATTEMPTS):
         udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port, exclusive=True)
         chosen = udp.getHost().port

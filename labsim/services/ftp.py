@@ -454,15 +454,26 @@ class FtpServerHandle:
         return defer.succeed(None)
 
 
-def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", port: int = 2121) -> FtpServerHandle:
-    """Serve ``config.root`` over FTP on ``host:port`` (0: any free port; see ``.port``)."""
+def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", port: int = 2121, *,
+                     share: str | None = None) -> FtpServerHandle:
+    """Serve ``config.root`` over FTP on ``host:port`` (0: any free port; see ``.port``).
+    ``share``: the port is served by several processes (labsim.net.reuseport); each
+    process opens its own passive data ports (a busy one is skipped)."""
     if not os.path.isdir(config.root):
         raise ValueError(f"FTP root {config.root!r} is not a directory")
     stats = new_stats()
     handler = handler_class(config, reactor, stats)
     ioloop = Epoll()
     try:
-        server = FTPServer((host, port), handler, ioloop=ioloop, backlog=1024)
+        if share:
+            import socket
+
+            from labsim.net.reuseport import shared_socket
+
+            address = shared_socket(socket.SOCK_STREAM, host, port, share)
+        else:
+            address = (host, port)
+        server = FTPServer(address, handler, ioloop=ioloop, backlog=1024)
     except Exception:
         ioloop.close()
         raise

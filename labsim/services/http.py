@@ -103,6 +103,9 @@ class HttpServerConfig:
     # A request whose headers have not all arrived this long after its first byte is
     # dropped: a slow client (slowloris) cannot hold connections by trickling headers.
     header_timeout_s: float = HEADER_TIMEOUT
+    # The key Digest nonces are signed with; None: a random one. Processes serving one port
+    # (labsim run --workers) share it, so a nonce one issued is good at the others.
+    auth_secret: bytes | None = None
 
 
 # A boot storm opens thousands of connections at once: Twisted's default backlog of 50

@@ -261,16 +261,25 @@ class HttpServerHandle:
 
 
 def start_http_server(
-    reactor, config: HttpServerConfig, host: str = "127.0.0.1", port: int = 8080, access_log_size: int = ACCESS_LOG_SIZE
+    reactor, config: HttpServerConfig, host: str = "127.0.0.1", port: int = 8080, access_log_size: int = ACCESS_LOG_SIZE,
+    *, share: str | None = None,
 ) -> HttpServerHandle:
-    """Listen on ``host:port`` (0: any free port; the handle says which)."""
+    """Listen on ``host:port`` (0: any free port; the handle says which). ``share``: the
+    port is served by several processes (labsim.net.reuseport)."""
     if not os.path.isdir(config.root):
         raise ValueError(f"HTTP root {config.root!r} is not a directory")
-    authenticator = HttpAuthenticator(config.auth, reactor.seconds)
+    authenticator = HttpAuthenticator(config.auth, reactor.seconds, config.auth_secret)
     site = ProvisioningSite(StaticRoot(config, authenticator), reactor, access_log_size,
                             idle_timeout=config.idle_timeout_s, header_timeout=config.header_timeout_s)
     site.resource.stats = site.stats
-    if config.tls:
+    if share:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from labsim.net.reuseport import listen_shared_tcp
+
+        factory = TLSMemoryBIOFactory(tls_options(config, host), False, site) if config.tls else site
+        listening = listen_shared_tcp(reactor, factory, host, port, share, backlog=LISTEN_BACKLOG)
+    elif config.tls:
         listening = reactor.listenSSL(port, site, tls_options(config, host), interface=host, backlog=LISTEN_BACKLOG)
     else:
         listening = reactor.listenTCP(port, site, interface=host, backlog=LISTEN_BACKLOG)

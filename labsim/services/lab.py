@@ -68,7 +68,7 @@ def _start_tftp(lab, spec):
     config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
                               max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir,
                               upload_root=lab.upload_folder(spec))
-    return start_tftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("tftp"))
+    return start_tftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("tftp"), share=lab.share_for("tftp"))
 
 
 def _start_http(lab, spec):
@@ -78,9 +78,9 @@ def _start_http(lab, spec):
     config = HttpServerConfig(root=lab.root, directory_listing=spec.directory_listing, cert_dir=lab.cert_dir,
                               uploads=spec.uploads, upload_dir=spec.upload_dir, auth=auth, tls=spec.tls,
                               cert_file=spec.cert_file, key_file=spec.key_file, idle_timeout_s=spec.idle_timeout_s,
-                              header_timeout_s=spec.header_timeout_s,
+                              header_timeout_s=spec.header_timeout_s, auth_secret=lab.auth_secret,
                               upload_root=lab.upload_folder(spec))
-    return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"))
+    return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"), share=lab.share_for("http"))
 
 
 FTP_PER_ADDRESS = FtpServerConfig.max_connections_per_address  # labsim serve's default
@@ -93,7 +93,7 @@ def _start_ftp(lab, spec):
                              max_connections_per_address=lab.per_address_limit(spec.max_connections_per_address,
                                                                                FTP_PER_ADDRESS),
                              upload_root=lab.upload_folder(spec))
-    return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"))
+    return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"), share=lab.share_for("ftp"))
 
 
 def _start_dns(lab, spec):
@@ -105,7 +105,7 @@ def _start_dns(lab, spec):
     config = DnsServerConfig(records, tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
                              tcp_max_connections_per_address=lab.per_address_limit(
                                  spec.tcp_max_connections_per_address, TCP_MAX_CONNECTIONS_PER_ADDRESS))
-    return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"))
+    return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"), share=lab.share_for("dns"))
 
 
 def _start_pnp(lab, spec):
@@ -113,6 +113,11 @@ def _start_pnp(lab, spec):
     return start_pnp_server(lab.reactor, config, host=spec.address, port=lab.port_for("pnp"),
                             interface=spec.interface, interface_port=spec.interface_port)
 
+
+# The services that can share their port with other processes (``labsim run --workers``
+# runs them in every worker: labsim.net.reuseport). DHCP holds the leases and stays one;
+# PnP answers multicast SUBSCRIBEs on an interface.
+SHAREABLE = ("tftp", "http", "ftp", "dns")
 
 # The services whose handle takes a fault link (``handle.link``); see attach_faults.
 LINKED_SERVICES = ("tftp", "dns", "pnp", "ftp")
@@ -162,8 +167,14 @@ class LabServices:
     (for the timeline) stopped and started again, all by one table."""
 
     def __init__(self, reactor, spec, root: str, *, cert_dir: str | None = None, faults=None,
-                 upload_folders=None, own_fleet: bool = False):
+                 upload_folders=None, own_fleet: bool = False, share_ports: str | None = None,
+                 shared=SHAREABLE):
         self.reactor = reactor
+        # "open" / "join": the SHAREABLE services bind their ports with SO_REUSEPORT, so
+        # several processes serve them (labsim.net.reuseport); None: this process alone.
+        self.share_ports = share_ports
+        self.shared = tuple(shared)  # which of them
+        self.auth_secret: bytes | None = None  # HTTP Digest nonces' key, shared with the other processes
         # True under `labsim run`: the only clients are the run's own phones, which all come
         # from one address, so a per-address limit would throttle the fleet, not a hog.
         self.own_fleet = own_fleet
@@ -205,6 +216,18 @@ class LabServices:
         if configured is not None:
             return configured
         return 0 if self.own_fleet else serve_default
+
+    def share_for(self, name: str) -> str | None:
+        if name not in self.shared or not self.share_ports:
+            return None
+        # A restart (the timeline) joins the port other processes may still serve.
+        return "join" if name in self.bound_ports else self.share_ports
+
+    def hand_over(self, names) -> defer.Deferred:
+        """Stop serving ``names`` here (other processes joined their ports and serve
+        them); their ports stay known (``bound_ports``)."""
+        return defer.gatherResults([_stop(name, self.running.pop(name)) for name in names
+                                    if name in self.running], consumeErrors=True)
 
     def port_for(self, name: str) -> int:
         return self.bound_ports.get(name, getattr(self.spec, name).port)

@@ -55,6 +55,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
+from labsim.net.reuseport import shared_socket
 from labsim.net.udp import refuse_a_shared_port, set_receive_buffer
 from labsim.services.disk_store import DiskFolder
 from labsim.services.tftp import (
@@ -381,8 +382,9 @@ class _TransferProtocol:
 class TftpServerHandle:
     """A running server. ``port`` is the bound port (useful when started on port 0)."""
 
-    def __init__(self, reactor, config: TftpServerConfig, host: str, *, clock=None):
+    def __init__(self, reactor, config: TftpServerConfig, host: str, *, clock=None, share: str | None = None):
         self.reactor = reactor
+        self.share = share  # the port shared with other processes (labsim.net.reuseport), or None
         self.clock = clock if clock is not None else reactor
         self.config = config
         self.host = host
@@ -406,8 +408,11 @@ class TftpServerHandle:
         # SO_REUSEADDR only on a fixed port, so a restarted server can rebind at once; on
         # port 0 it could land on a port another REUSEADDR socket already holds.
         try:
-            refuse_a_shared_port(self.host, port)
-            sock = _udp_socket(self._family, self.host, port, reuse_addr=port != 0)
+            if self.share:
+                sock = shared_socket(socket.SOCK_DGRAM, self.host, port, self.share)
+            else:
+                refuse_a_shared_port(self.host, port)
+                sock = _udp_socket(self._family, self.host, port, reuse_addr=port != 0)
         except OSError as exc:
             raise CannotListenError(self.host, port, exc) from exc
         set_receive_buffer(sock, RECEIVE_BUFFER)
@@ -504,9 +509,11 @@ class TftpServerHandle:
 
 
 def start_tftp_server(
-    reactor, config: TftpServerConfig, host: str = "127.0.0.1", port: int = 6969, *, clock=None
+    reactor, config: TftpServerConfig, host: str = "127.0.0.1", port: int = 6969, *, clock=None,
+    share: str | None = None,
 ) -> TftpServerHandle:
-    """Start serving ``config.root`` on ``host:port`` (port 0: any free port; see ``.port``)."""
-    server = TftpServerHandle(reactor, config, host, clock=clock)
+    """Start serving ``config.root`` on ``host:port`` (port 0: any free port; see ``.port``).
+    ``share``: the port is served by several processes (labsim.net.reuseport)."""
+    server = TftpServerHandle(reactor, config, host, clock=clock, share=share)
     server._listen(port)
     return server

@@ -57,7 +57,16 @@ def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
             if e["detail"].startswith("lease "):
                 firsts.setdefault(e["detail"].split()[1], set()).add(p["mac"])
     assert all(len(macs) == 1 for macs in firsts.values()), "one address leased to two phones"
-    # Service counters are the parent's services' own; each shard relayed from its own address.
+    # The workers served HTTP and TFTP on the shared ports (the parent none: the report's
+    # counters, which add the parent's own, are the workers' sums), as many as one process
+    # counted; every worker served TFTP transfers (each its own flow, hashed over both;
+    # HTTP rides on few keep-alive connections at 60 phones, which may all hash to one).
+    # Each shard relayed DHCP from its own address.
+    assert "(TFTP, HTTP in every worker)" in two.stdout
+    shards = shard_services(tmp_path / "w2")
+    assert all(stats["tftp"]["transfers_ok"] > 0 for stats in shards), shards
+    for name, counter in (("http", "requests"), ("tftp", "transfers_ok")):
+        assert 0 < report2["services"][name][counter] == sum(stats[name][counter] for stats in shards)
     assert report2["services"]["http"]["requests"] == report1["services"]["http"]["requests"]
     assert report2["network"]["relay"]["sent"] == report1["network"]["relay"]["sent"]
     # The report's time series counts every shard's requests and phones.
@@ -208,13 +217,155 @@ def test_a_worker_that_dies_still_leaves_a_merged_report_with_every_phone(tmp_pa
     assert not [pid for pid in workers if _alive(pid)]
 
 
+def shard_services(report_dir, count=2) -> list[dict]:
+    """Each worker's own service counters (its shard.json)."""
+    return [json.loads((report_dir / "shards" / f"shard-{i}-of-{count}" / "shard.json").read_text())["services"]
+            for i in range(count)]
+
+
 @pytest.mark.parametrize("name", ["tftp-outage", "dns-outage"])
 def test_service_outages_from_the_timeline_reach_the_phones_of_every_worker(tmp_path, name):
-    """tftp-outage: stop_service/start_service on the parent's TFTP; dns-outage: a fault on
-    the parent's DNS removed by the timeline, phones resolving through it. Each scenario's
-    own expectations say nobody got ready before the outage ended."""
+    """tftp-outage: stop_service/start_service of TFTP, which every worker serves; dns-outage:
+    a fault on DNS (served by every worker, on port 0 here, found with --ports-file) removed
+    by the timeline. Each scenario's own expectations say nobody got ready before the outage
+    ended; each worker answered its share after it."""
     scenario = QUICKSTART.parent / f"{name}.yaml"
-    proc, report = run(tmp_path, name, scenario, "--phones", "20", "--workers", "2")
+    extra = []
+    if name == "dns-outage":  # DHCP (the parent's) and DNS (every worker's) on port 0
+        text = scenario.read_text().replace("port: 6767", "port: 0").replace("port: 5354", "port: 0")
+        scenario = tmp_path / "dns-outage.yaml"
+        scenario.write_text(text)
+        extra = ["--ports-file", str(tmp_path / "ports.json")]
+    proc, report = run(tmp_path, name, scenario, "--phones", "20", "--workers", "2", *extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [e["passed"] for e in report["expectations"]] == [True, True]
     assert report["timeline"] and all(not e["outcome"].startswith("error") for e in report["timeline"])
+    served, counter = ("tftp", "transfers_ok") if name == "tftp-outage" else ("dns", "queries")
+    shards = shard_services(tmp_path / name)
+    if served == "tftp":  # 20 phones' transfers, hashed over both; DNS: each worker's phones share one resolver socket
+        assert all(stats[served][counter] > 0 for stats in shards), shards  # every worker served after the restart
+    assert 0 < report["services"][served][counter] == sum(stats[served][counter] for stats in shards)
+    if extra:
+        ports = json.loads((tmp_path / "ports.json").read_text())
+        assert set(ports) == {"dhcp", "http", "dns"} and all(ports.values())
+        assert f"DNS 127.0.0.1:{ports['dns']}" in proc.stdout
+
+
+OUTAGE_AND_FAULT = """
+name: outage-and-fault
+time_limit_s: 120
+services:
+  dhcp:
+    port: 6767
+    options: {66: "http://127.0.0.1:8080/"}
+    classes:
+      - name: lobby
+        match: {vendor_class: {prefix: yealink-lobby}}
+        options: {66: "tftp://127.0.0.1:6969/"}
+  tftp: {port: 6969}
+  http: {port: 8080}
+provisioning:
+  files:
+    y000000000066.cfg: |
+      account.1.sip_server.1.address = 127.0.0.1
+  per_phone:
+    - name: "{mac}.cfg"
+      text: |
+        account.1.user_name = 4{index:03d}
+fleets:
+  - name: desk
+    vendor: yealink
+    model: T46S
+    count: 20
+    first_mac: "00:15:65:41:00:01"
+    boot: {pattern: storm, random_delay_s: 1}
+    flash: {settings: {static.auto_provision.attempt_before_failed: 8,
+                       static.auto_provision.retry_delay_after_file_transfer_failed: 2}}
+  - name: lobby
+    vendor: yealink
+    model: T46S
+    count: 20
+    first_mac: "00:15:65:42:00:01"
+    boot: {pattern: storm, random_delay_s: 1}
+    flash: {settings: {static.auto_provision.dhcp_option.option60_value: yealink-lobby,
+                       static.auto_provision.attempt_before_failed: 8,
+                       static.auto_provision.retry_delay_after_file_transfer_failed: 2}}
+faults:
+  - {name: cfg-503, service: http, http_status: 503, path: "/*.cfg"}
+timeline:
+  - at: 0
+    do: {stop_service: tftp}
+  - at: 5
+    do: [{start_service: tftp}, {remove_fault: cfg-503}]
+expect:
+  - phones.ready == 100%
+"""
+
+
+def test_a_tftp_outage_and_an_http_fault_act_in_every_worker_as_in_one_process(tmp_path):
+    """TFTP stopped and started by the timeline, and an HTTP fault (503 for every .cfg)
+    removed by it: with 2 workers, each serving both on the shared ports, every phone ends
+    as with one process and none is ready before the timeline ended both (at 5 s)."""
+    scenario = tmp_path / "outage.yaml"
+    scenario.write_text(OUTAGE_AND_FAULT)
+    one, report1 = run(tmp_path, "w1", scenario, "--workers", "1")
+    two, report2 = run(tmp_path, "w2", scenario, "--workers", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
+    assert outcome(report1) == outcome(report2)
+    for report in (report1, report2):
+        assert [e["action"] for e in report["timeline"]] == ["stop_service", "start_service", "remove_fault"]
+        assert min(p["ready_at_s"] for p in report["phones"]) > report["timeline"][-1]["t"]
+    shards = shard_services(tmp_path / "w2")
+    # Whichever process served a phone's .cfg before 5 s answered 503 (no phone was ready
+    # before), and each worker served TFTP once it was back (the keep-alive HTTP
+    # connections of 20 phones may all hash to one process; TFTP flows are many).
+    assert all(stats["http"]["status"].get("503", 0) > 0 for stats in shards if stats["http"]["requests"]), shards
+    assert all(stats["tftp"]["transfers_ok"] > 0 for stats in shards), shards
+    # The report's counters are the workers' summed (the parent serves neither).
+    merged = report2["services"]
+    assert merged["http"]["requests"] == sum(stats["http"]["requests"] for stats in shards)
+    assert merged["http"]["status"]["503"] == sum(stats["http"]["status"]["503"] for stats in shards)
+    assert merged["tftp"]["transfers_ok"] == sum(stats["tftp"]["transfers_ok"] for stats in shards)
+    assert report2["network"]["faults"]["http_forced"] == report2["services"]["http"]["status"]["503"]
+
+
+def test_uploads_from_every_worker_are_kept_and_listed(tmp_path):
+    """Polycom phones PUT their logs and overrides: whichever process takes a PUT, the file
+    lands in the one upload folder and the merged report lists it."""
+    from tests.e2e.test_uploads_kept import POLYCOM_RUN
+
+    scenario = tmp_path / "uploads.yaml"
+    scenario.write_text(POLYCOM_RUN.format(dhcp=6767, http=8080, time_limit=60, polling="", timeline="")
+                        .replace("VVX400: 3", "VVX400: 8"))
+    proc, report = run(tmp_path, "w2", scenario, "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kept = tmp_path / "w2" / "uploads"
+    names = sorted(p.name for p in kept.iterdir())
+    assert names == sorted(f"0004f2cc000{i}-{kind}" for i in range(1, 9) for kind in ("app.log", "phone.cfg"))
+    assert sorted(u["path"] for u in report["uploads"]) == [str(kept / name) for name in names]
+    shards = shard_services(tmp_path / "w2")
+    assert sum(stats["http"].get("uploads", 0) for stats in shards) == report["services"]["http"]["uploads"] >= 16
+
+
+def test_https_with_digest_auth_on_two_workers_is_one_server_to_the_phones(tmp_path):
+    """HTTPS with Digest auth served by every worker (one certificate, the parent's; one
+    nonce key: tests/unit/test_shared_ports.py shows a nonce crossing processes): as many
+    challenges (401) and answers as with one process, and the same outcome per phone."""
+    from tests.e2e.test_run_scenarios import scenario_text
+
+    p = {"dhcp_port": 6767, "tftp_port": 6969, "http_port": 8080}
+    text = scenario_text(option66="https://alice:s3cret@127.0.0.1:8080/", count=24, **p).replace(
+        "http: {port: 8080}", """http:
+    port: 8080
+    tls: true
+    auth: [{path: "*.cfg", scheme: digest, users: {alice: s3cret}}]""")
+    scenario = tmp_path / "https.yaml"
+    scenario.write_text(text)
+    one, report1 = run(tmp_path, "w1", scenario, "--workers", "1")
+    two, report2 = run(tmp_path, "w2", scenario, "--workers", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stdout + two.stderr
+    assert outcome(report1) == outcome(report2)
+    assert report2["services"]["http"]["status"] == report1["services"]["http"]["status"]
+    shards = shard_services(tmp_path / "w2")
+    assert sum(stats["http"]["status"].get("200", 0) for stats in shards) == report2["services"]["http"]["status"]["200"]
+    assert (tmp_path / "w2" / "cert.pem").exists()
