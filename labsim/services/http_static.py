@@ -117,6 +117,25 @@ class _Slice:
         return data
 
 
+def site_files(config: HttpServerConfig, authenticator: HttpAuthenticator, *, store=DiskFiles) -> StaticFiles:
+    """The site's ``StaticFiles`` for ``config``: the root through ``store`` (a DiskFiles
+    class; the in-memory lab's remembers what it found), uploads on disk."""
+    root = os.path.realpath(os.fsencode(config.root))
+    uploads = prefix = None
+    if config.uploads:
+        upload_root = os.path.realpath(os.path.join(root, os.fsencode(config.upload_dir)))
+        if not _is_inside(upload_root, root) or upload_root == root:
+            raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the HTTP root")
+        os.makedirs(upload_root, exist_ok=True)
+        prefix = upload_root[len(root) + 1 :]
+        if config.upload_root is not None:
+            os.makedirs(config.upload_root, exist_ok=True)
+            upload_root = os.path.realpath(os.fsencode(config.upload_root))
+        uploads = DiskFiles(upload_root)
+    return StaticFiles(store(root), listing=config.directory_listing, auth=authenticator if config.auth else None,
+                       uploads=uploads, upload_prefix=prefix, uploads_elsewhere=config.upload_root is not None)
+
+
 class StaticRoot(Resource):
     """Answers every request itself (a leaf), so twisted.web never walks a tree."""
 
@@ -125,20 +144,7 @@ class StaticRoot(Resource):
     def __init__(self, config: HttpServerConfig, authenticator: HttpAuthenticator):
         super().__init__()
         self.root = os.path.realpath(os.fsencode(config.root))
-        uploads = prefix = None
-        if config.uploads:
-            upload_root = os.path.realpath(os.path.join(self.root, os.fsencode(config.upload_dir)))
-            if not _is_inside(upload_root, self.root) or upload_root == self.root:
-                raise ValueError(f"upload_dir {config.upload_dir!r} must be a folder inside the HTTP root")
-            os.makedirs(upload_root, exist_ok=True)
-            prefix = upload_root[len(self.root) + 1 :]
-            if config.upload_root is not None:
-                os.makedirs(config.upload_root, exist_ok=True)
-                upload_root = os.path.realpath(os.fsencode(config.upload_root))
-            uploads = DiskFiles(upload_root)
-        self.files = StaticFiles(DiskFiles(self.root), listing=config.directory_listing,
-                                 auth=authenticator if config.auth else None, uploads=uploads, upload_prefix=prefix,
-                                 uploads_elsewhere=config.upload_root is not None)
+        self.files = site_files(config, authenticator)
 
     listing = property(lambda self: self.files.listing, lambda self, on: setattr(self.files, "listing", on))
     stats: HttpStats | None = property(lambda self: self.files.stats,

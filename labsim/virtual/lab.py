@@ -11,10 +11,11 @@ What each service is here:
 
 - DHCP: ``services.dhcp.DhcpServer`` itself. Every message goes as bytes through the
   fault set's ``dhcp`` link both ways, as on the loopback relay.
-- HTTP(S): a file under the provisioning root, found as the HTTP server finds it
-  (``safe_relative_path``/``resolve_under``), with the server's fault answers (forced
-  status, ``down``/``loss`` as 503, ``slow_s``/``delay_s``); ``auth`` rules as their
-  outcome (the right user and password, or ``denied``), not their challenge exchange.
+- HTTP(S): the HTTP server's own core, ``services.http_files.StaticFiles``, over the
+  provisioning root (``virtual.http``): path checks, Basic/Digest challenges answered as
+  the phones' fetcher answers them, PUTs into ``upload_dir`` stored where the scenario's
+  uploads go; with the server's fault answers first (forced status, ``down``/``loss`` as
+  503, ``slow_s``/``delay_s``).
 - TFTP: the file under the root, or ``not_found``. Under datagram faults each exchange
   (the request, each 1428-byte block) is drawn through the fault set both ways and
   retried after 1 s, six tries at most, as the phones' client does; six lost: ``timeout``.
@@ -26,7 +27,6 @@ DNS and FTP have no in-memory form yet: a scenario with them is refused (see
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import replace
 from urllib.parse import urlsplit
@@ -38,9 +38,10 @@ from labsim.phones.events import FetchResult
 from labsim.services.dhcp import DhcpServer
 from labsim.services.http import safe_relative_path
 from labsim.services.http_static import resolve_under
-from labsim.services.lab import LABELS, SERVICE_ORDER, dhcp_config
+from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.loopback import is_host_name
+from labsim.virtual.http import GET, PUT, VirtualHttp
 from labsim.wire import dhcp, sip_pnp
 
 SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "pnp")
@@ -72,8 +73,6 @@ def virtual_time_problems(scenario) -> list[tuple[str, str]]:
             problems.append((f"services.{name}.interface", "a network interface needs real sockets"))
     if services.dhcp is not None and services.dhcp.lease_file:
         problems.append(("services.dhcp.lease_file", "the lease file is written on the wall clock"))
-    if services.http is not None and (services.http.uploads or getattr(services.http, "directory_listing", False)):
-        problems.append(("services.http.uploads", "uploads have no in-memory form yet"))
     return problems
 
 
@@ -85,11 +84,13 @@ class _Service:
         self.spec = spec
         self.port = spec.port
         self.stats: dict = {}
+        self.http: VirtualHttp | None = None
 
 
 class VirtualServices:
-    def __init__(self, clock, spec, root: str, *, faults=None):
+    def __init__(self, clock, spec, root: str, *, faults=None, upload_folders=None):
         self.clock = clock
+        self.upload_folders = upload_folders  # run.UploadFolders: where uploads are stored
         self.spec = spec
         self.root = root
         self._root_bytes = os.path.realpath(root).encode()
@@ -130,7 +131,13 @@ class VirtualServices:
             self.pnp_responder = PnpResponder(config)
             service.stats = self.pnp_responder.stats
         elif name == "http":
-            service.stats = service.stats or {"requests": 0, "bytes_sent": 0, "status": {}}
+            # A restarted server starts with empty caches and a new Digest secret; the counters go on.
+            counters = service.stats or None
+            upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
+            service.http = VirtualHttp(spec, self.root, self.clock, upload_root)
+            if counters is not None:
+                service.http.stats = service.http.site.stats = counters
+            service.stats = service.http.stats
         elif name == "tftp":
             service.stats = service.stats or {"requests": 0, "transfers_ok": 0, "not_found": 0, "timeouts": 0}
         self.running[name] = self.handles[name] = service
@@ -144,13 +151,8 @@ class VirtualServices:
                          for name, service in self.running.items()) + " (in memory, virtual time)"
 
     def stats(self) -> dict:
-        result = {}
-        for name, service in self.handles.items():
-            stats = dict(service.stats)
-            if name == "http":
-                stats["status"] = {str(code): n for code, n in sorted(service.stats["status"].items())}
-            result[name] = stats
-        return result
+        return {name: _stats_of(name, service) if name == "http" else dict(service.stats)
+                for name, service in self.handles.items()}
 
     def stop(self):
         self.running.clear()
@@ -187,6 +189,9 @@ class VirtualServices:
 
     def files_changed(self) -> None:
         self._files.clear()
+        for service in self.handles.values():
+            if service.http is not None:
+                service.http.forget_files()
 
     def read(self, url_path: str) -> bytes | None:
         try:
@@ -205,34 +210,17 @@ class VirtualServices:
         with open(found[0], "rb") as handle:
             return handle.read()
 
-    def http_answer(self, path: str, credentials) -> tuple[FetchResult, float]:
-        """(the phone's result, extra delay) for a GET, as the HTTP server would answer."""
-        service = self.running["http"]
-        stats = service.stats
-        stats["requests"] += 1
+    def http_answer(self, request, path: str, body: bytes | None = None) -> tuple[FetchResult, float]:
+        """(the phone's result, extra delay) for a GET (or, with ``body``, a PUT) of
+        ``request.url``: the scenario's HTTP faults first, as the server consults them."""
+        http = self.running["http"].http
         forced, delay = (None, 0.0)
         if self.faults is not None and self.faults._by_service.get("http"):
             forced, delay = self.faults.http(path, 0, self.clock.seconds())
-        code, body = forced, None
-        if code is None:
-            code = self._auth_code(path, credentials)
-        if code is None:
-            body = self.read(path)
-            code = 200 if body is not None else 404
-        stats["status"][code] = stats["status"].get(code, 0) + 1
-        if code == 200:
-            stats["bytes_sent"] += len(body)
-            return FetchResult("ok", body), delay
-        status = {404: "not_found", 401: "denied", 403: "denied"}.get(code, "error")
-        return FetchResult(status, detail=f"HTTP {code}"), delay
-
-    def _auth_code(self, path: str, credentials) -> int | None:
-        for rule in self.spec.http.auth:
-            if fnmatch.fnmatchcase(path, rule.path):
-                if credentials is not None and rule.users.get(credentials.user) == credentials.password:
-                    return None
-                return 401
-        return None
+        if forced is not None:
+            return http.forced(forced), delay
+        method = GET if body is None else PUT
+        return http.exchange(method, request.url, request.user_agent, request.credentials, body), delay
 
 
 class _Relay:
@@ -323,6 +311,19 @@ class VirtualNetwork:
         result, delay = self._answer(request)
         self.clock.callLater(self.latency_s + delay, deliver, request, result)
 
+    def upload(self, request) -> defer.Deferred:
+        """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT to the lab's HTTP
+        service, stored on disk where the scenario's uploads go; other schemes cannot
+        upload in memory yet."""
+        scheme = self._target(request.url)[0]
+        if scheme in ("http", "https"):
+            result, delay = self._answer(request, request.body or b"")
+        else:
+            result, delay = FetchResult("error", detail=f"{scheme}:// uploads are not supported in virtual time"), 0.0
+        deferred = defer.Deferred()
+        self.clock.callLater(self.latency_s + delay, deferred.callback, result)
+        return deferred
+
     def _target(self, url: str) -> tuple:
         """(scheme, port, path, refusal or None) of a URL, worked out once per URL: a fleet
         asks for the same few URLs every pass."""
@@ -342,7 +343,8 @@ class VirtualNetwork:
             target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal)
         return target
 
-    def _answer(self, request) -> tuple[FetchResult, float]:
+    def _answer(self, request, body: bytes | None = None) -> tuple[FetchResult, float]:
+        """(result, delay) of a download, or with ``body`` an HTTP upload."""
         scheme, port, path, refusal = self._target(request.url)
         if refusal is not None:
             self.stats["fetch_refused"] += 1
@@ -353,7 +355,7 @@ class VirtualNetwork:
             if service is None or service.port != port:
                 return FetchResult("error", detail="HTTP: Connection was refused by other side: 111: "
                                                    "Connection refused."), 0.0
-            result, delay = services.http_answer(path, request.credentials)
+            result, delay = services.http_answer(request, path, body)
             if delay >= HTTP_TIMEOUT_S:
                 return FetchResult("timeout", detail=f"HTTP: no answer within {HTTP_TIMEOUT_S:g} s"), HTTP_TIMEOUT_S
             return result, delay

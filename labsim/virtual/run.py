@@ -33,7 +33,8 @@ class VirtualScenarioRun(ScenarioRun):
 
     def _start_services(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.members)
-        self._services = VirtualServices(self.reactor, self.scenario.services, root, faults=self.faults)
+        self._services = VirtualServices(self.reactor, self.scenario.services, root, faults=self.faults,
+                                         upload_folders=self.uploads)
         return self._services.start()
 
     def _start_network(self) -> str:

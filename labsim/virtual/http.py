@@ -1,0 +1,114 @@
+"""HTTP(S) in the in-memory lab: labsim's own HTTP core, ``StaticFiles``, answering the
+phones' GETs and PUTs as the server on sockets does (the same path checks, Basic and
+Digest challenges, uploads into ``upload_dir`` stored on disk where the scenario's
+uploads go), and the phones' side of the exchange as their fetcher has it (one answer to
+a 401, the same status words). Only the bytes on a connection are left out.
+
+The provisioning root changes in a run only by the timeline's actions: the store
+remembers what it found until ``forget`` (the run calls it after each action), so a
+request costs no ``stat``.
+"""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlsplit
+
+from labsim.phones.events import FetchResult
+from labsim.services.http import HttpAuthenticator, HttpAuthRule, HttpServerConfig, HttpStats
+from labsim.services.http_files import STREAM, WHOLE, error
+from labsim.services.http_static import DiskFiles, site_files
+from labsim.transport.http_fetch import STATUS_OF_CODE, _authorization
+
+GET, PUT = b"GET", b"PUT"
+SUCCESS = {GET: (200,), PUT: (200, 201, 204)}  # as the fleet's HttpFetcher counts them
+
+
+class RememberedFiles(DiskFiles):
+    """The provisioning root, each path looked up once until ``forget``."""
+
+    def __init__(self, root: bytes):
+        super().__init__(root)
+        self._found: dict[bytes, object] = {}
+
+    def find(self, relative: bytes):
+        try:
+            return self._found[relative]
+        except KeyError:
+            found = self._found[relative] = super().find(relative)
+            return found
+
+    def forget(self) -> None:
+        self._found.clear()
+
+
+class VirtualHttp:
+    """One HTTP service of the in-memory lab (its site and counters)."""
+
+    def __init__(self, spec, root: str, clock, upload_root: str | None):
+        rules = [HttpAuthRule(rule.path, rule.scheme, dict(rule.users), rule.realm) for rule in spec.auth]
+        config = HttpServerConfig(root=root, directory_listing=spec.directory_listing, uploads=spec.uploads,
+                                  upload_dir=spec.upload_dir, auth=rules, upload_root=upload_root)
+        self.clock = clock
+        self.site = site_files(config, HttpAuthenticator(rules, clock.seconds), store=RememberedFiles)
+        self.stats = self.site.stats = HttpStats()
+        self._urls: dict[str, tuple] = {}
+
+    def forget_files(self) -> None:
+        self.site.files.forget()
+
+    def exchange(self, method: bytes, url: str, user_agent: str, credentials, body: bytes | None = None) -> FetchResult:
+        """A GET or PUT of ``url`` as the phones' fetcher makes it, answered by the site."""
+        path, uri, host = self._request_line(url)
+        fields = {b"Host": host, b"User-Agent": [user_agent.encode("utf-8")]}
+        answer, data = self._answer(method, path, uri, fields, body)
+        if answer.status == 401 and credentials is not None:
+            challenges = [value for name, value in answer.headers if name == b"WWW-Authenticate"]
+            authorization = _authorization(challenges, credentials, url, method.decode())
+            if authorization is not None:
+                fields[b"Authorization"] = [authorization]
+                answer, data = self._answer(method, path, uri, fields, body)
+        if answer.status in SUCCESS[method]:
+            if method == PUT:
+                self.forget_files()  # a new file, perhaps one the site serves
+                return FetchResult("ok")
+            return FetchResult("ok", data)
+        return FetchResult(STATUS_OF_CODE.get(answer.status, "error"), detail=f"HTTP {answer.status}")
+
+    def _request_line(self, url: str) -> tuple[bytes, bytes, list[bytes]]:
+        """(path, target, Host field) of ``url``, worked out once per URL."""
+        found = self._urls.get(url)
+        if found is None:
+            parts = urlsplit(url)
+            path = (parts.path or "/").encode("ascii", "surrogateescape")
+            uri = path + (b"?" + parts.query.encode("ascii", "surrogateescape") if parts.query else b"")
+            found = self._urls[url] = (path, uri, [parts.netloc.rsplit("@", 1)[-1].encode("ascii", "surrogateescape")])
+        return found
+
+    def forced(self, status: int) -> FetchResult:
+        """The answer a fault forces (``error``/``down``/``loss``), counted as the site counts it."""
+        self._count(status, len(error(status).body))
+        return FetchResult(STATUS_OF_CODE.get(status, "error"), detail=f"HTTP {status}")
+
+    def _answer(self, method: bytes, path: bytes, uri: bytes, fields, body: bytes | None):
+        content = io.BytesIO(body) if body is not None else None  # read only by a PUT
+        answer = self.site.answer(method, path, uri, fields, content, self.clock.seconds())
+        if answer.how == WHOLE:
+            data = answer.body
+        elif answer.how == STREAM:  # a large file (firmware): read from where the answer starts
+            stream = answer.stream
+            try:
+                stream.seek(answer.first)
+                data = stream.read(answer.length)
+            finally:
+                stream.close()
+        else:
+            data = b""
+        self._count(answer.status, len(data))
+        return answer, data
+
+    def _count(self, status: int, sent: int) -> None:
+        stats = self.stats
+        stats.requests += 1
+        stats.status[status] = stats.status.get(status, 0) + 1
+        stats.bytes_sent += sent
