@@ -155,7 +155,9 @@ class WorkerSide(amp.AMP):
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
-        if self.run.report is None:  # the parent is gone: keep what was done, then leave
+        # The parent is gone (also after a report of a lab kept open for its dashboard):
+        # keep what was done, then leave.
+        if not self.run.closed:
             self.run.interrupt("interrupted (the --workers parent went away)")
             self._shut_down()
 

@@ -11,6 +11,9 @@ from its shard's capture, and the exercise check on the parent's mirror.
 """
 
 import json
+import os
+import signal
+import time
 
 import pytest
 
@@ -139,3 +142,34 @@ def test_controls_packets_and_the_check_reach_both_shards(tmp_path):
     report = lab.report()
     assert report["summary"]["by_state"]["failed"] == 6
     assert report["network"]["faults"]["delayed"] > 0, "the DHCP fault delayed datagrams in the shards"
+
+
+def test_workers_of_an_open_lab_leave_when_its_parent_dies(tmp_path):
+    """A settled lab kept open for the page: SIGKILL on the parent, and no worker stays."""
+    lab = DashboardLab(tmp_path, extra=("--workers", "2"))
+    workers: list[int] = []
+    try:
+        lab.wait_until(lambda: "the lab stays open" in "".join(lab.output), what="the settled, merged report")
+        with open(f"/proc/{lab.proc.pid}/task/{lab.proc.pid}/children") as handle:
+            workers = [int(pid) for pid in handle.read().split()]
+        assert len(workers) == 2
+        lab.proc.send_signal(signal.SIGKILL)
+        lab.proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
+            for pid in workers:
+                try:  # reap them here: the killed parent's children are not ours to wait for, so poll
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            time.sleep(0.1)
+        alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+                 and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert alive == [], "workers outlived their parent"
+    finally:
+        lab.close()
+        for pid in workers:  # whatever the outcome, leave nothing behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
