@@ -374,7 +374,6 @@ class ScenarioRun:
             self._pacer.stop()  # phones not powered on yet stay off
             if self._flush_timer is not None and self._flush_timer.active():
                 self._flush_timer.cancel()
-            gc.unfreeze()  # what start() froze may be collected again
             for driver in self._drivers:
                 driver.stop()
             if self.timeline is not None:
@@ -418,6 +417,7 @@ class ScenarioRun:
             self.stream.flush()
             return
         self.stream.flush()
+        gc.unfreeze()  # what start() froze may be collected again (after the report: a collection walks every phone)
         shutil.rmtree(self._workdir, ignore_errors=True)
         if not self.finished.called:
             self.finished.callback(self.exit_code)

@@ -98,24 +98,27 @@ def _seconds(value: float | None) -> str:
     return f"{value:.3g} s"
 
 
-def state_series(phones: list[dict], end_t: float, samples: int = STATE_SAMPLES) -> tuple[list[float], dict[str, list[int]]]:
-    """Phones in each state at ``samples + 1`` evenly spaced moments from 0 to ``end_t``.
+def state_changes(phone: dict) -> list[tuple[float, str, str]]:
+    """A phone's state changes as (t, from, to): ``off`` until its first one."""
+    changes = []
+    previous = "off"
+    for event in phone["events"]:
+        if event["kind"] != "state" or event["state"] == previous:
+            continue
+        changes.append((event["t"], previous, event["state"]))
+        previous = event["state"]
+    return changes
 
-    A phone is ``off`` until its first state change; each change moves it from the
-    state it was in to the new one."""
-    changes: list[tuple[float, str, str]] = []
-    for phone in phones:
-        previous = "off"
-        for event in phone["events"]:
-            if event["kind"] != "state" or event["state"] == previous:
-                continue
-            changes.append((event["t"], previous, event["state"]))
-            previous = event["state"]
-    changes.sort(key=lambda change: change[0])
+
+def state_series(changes: list[tuple[float, str, str]], phones: int, end_t: float,
+                 samples: int = STATE_SAMPLES) -> tuple[list[float], dict[str, list[int]]]:
+    """Phones in each state at ``samples + 1`` evenly spaced moments from 0 to ``end_t``,
+    from every phone's ``state_changes``: each moves a phone from one state to another."""
+    changes = sorted(changes, key=lambda change: change[0])
     end_t = max(end_t, changes[-1][0] if changes else 0.0, 1e-3)
     times = [end_t * k / samples for k in range(samples + 1)]
     counts = dict.fromkeys(STATES, 0)
-    counts["off"] = len(phones)
+    counts["off"] = phones
     series = {state: [] for state in STATES}
     index = 0
     for moment in times:
@@ -237,16 +240,17 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
         for label, color, extra in items) + "</div>"
 
 
-def states_svg(phones: list[dict], end_t: float, run_series: dict | None | bool = None) -> str:
+def states_svg(changes: list[tuple[float, str, str]], phones: int, end_t: float,
+               run_series: dict | None | bool = None) -> str:
     """From the report's time series when it has one (a long run's per-phone event lists
-    may be cut short), else from the phones' events."""
+    may be cut short), else from the phones' state changes."""
     if run_series:
         bucket = run_series["bucket_s"]
         series = run_series["states"]
         times = [index * bucket for index in range(len(series["off"]))] or [0.0]
     else:
-        times, series = state_series(phones, end_t)
-    plot = _Plot(times[-1], len(phones))
+        times, series = state_series(changes, phones, end_t)
+    plot = _Plot(times[-1], phones)
     parts = plot.axes("seconds since the run started", "phones", counts=True)
     lower = [0] * len(times)
     shown = []
@@ -326,12 +330,14 @@ def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = 
 # --- the page -------------------------------------------------------------------------
 
 
-def table_data(phones: list[dict], budget: int = TABLE_EVENT_BUDGET) -> tuple[list, str]:
+def table_data(phones, budget: int = TABLE_EVENT_BUDGET, total: int | None = None) -> tuple[list, str]:
     """The phone table's rows for the page's script, and a note when something was left out.
 
     Each row: [mac, fleet, vendor, model, state, reboots, powered on, ready at, failure,
-    events] with events [t, state index, is_step, detail]."""
-    total = sum(len(phone["events"]) for phone in phones)
+    events] with events [t, state index, is_step, detail]. ``total``: the phones' events
+    in all, when the caller has counted them."""
+    if total is None:
+        total = sum(len(phone["events"]) for phone in phones)
     with_steps = total <= budget
     state_index = {state: i for i, state in enumerate(STATES)}
     rows, used, note = [], 0, ""
@@ -395,18 +401,30 @@ def _summary_html(report: dict) -> str:
 
 def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
                rows: list[tuple] | None = None) -> str:
-    phones = report["phones"]
-    end_t = max([report.get("duration_s") or 0.0]
-                + [phone["events"][-1]["t"] for phone in phones if phone["events"]])
-    ready = [p["ready_at_s"] - p["powered_on_at_s"] for p in phones
-             if p["ready_at_s"] is not None and p["powered_on_at_s"] is not None]
+    return "\n".join(html_pieces(report, stage_latencies=stage_latencies, rows=rows)) + "\n"
+
+
+def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
+                rows: list[tuple] | None = None) -> list[str]:
+    """The page in pieces (written one after the other, never joined into one string)."""
+    phones = report["phones"]  # a run's are made as they are read (observe.report.PhoneEntries): one pass
+    end_t = report.get("duration_s") or 0.0
+    ready, changes, cut, total = [], [], False, 0
+    for phone in phones:
+        events = phone["events"]
+        if events:
+            end_t = max(end_t, events[-1]["t"])
+            total += len(events)
+            changes += state_changes(phone)
+        if phone["ready_at_s"] is not None and phone["powered_on_at_s"] is not None:
+            ready.append(phone["ready_at_s"] - phone["powered_on_at_s"])
+        # Phones' event lists cut short (a long run): their states over time come from the
+        # series counted during the run instead (coarser: one sample a bucket).
+        cut = cut or bool(phone.get("events_dropped"))
     histograms = [histogram_svg("power on → ready", ready)]
-    # Phones' event lists cut short (a long run): their states over time come from the
-    # series counted during the run instead (coarser: one sample a bucket).
-    cut = any(phone.get("events_dropped") for phone in phones)
     for stage, values in sorted((stage_latencies or {}).items()):
         histograms.append(histogram_svg(f"stage {stage}", values))
-    table_rows, table_note = table_data(phones)
+    table_rows, table_note = table_data(phones, total=total)
     page = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -414,7 +432,7 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
         f"<title>labsim: {html.escape(report['scenario']['name'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         _summary_html(report),
-        '<section><h2>Phones by state over time</h2>', states_svg(phones, end_t, cut and report.get("series")),
+        '<section><h2>Phones by state over time</h2>', states_svg(changes, len(phones), end_t, cut and report.get("series")),
         "</section>",
         '<section><h2>Latency</h2><div class="histograms">', *histograms, "</div></section>",
         '<section><h2>Requests per second</h2>',
@@ -436,7 +454,7 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
         f'END_T={end_t!r}, PAGE_SIZE={PAGE_SIZE};\n{_SCRIPT}</script>',
         "</body></html>",
     ]
-    return "\n".join(page) + "\n"
+    return page
 
 
 def write_html_report(report: dict, report_dir: str, *, stage_latencies: dict[str, list[float]] | None = None,
@@ -444,8 +462,11 @@ def write_html_report(report: dict, report_dir: str, *, stage_latencies: dict[st
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "report.html")
     temporary = path + ".tmp"
+    pieces = html_pieces(report, stage_latencies=stage_latencies, rows=rows)
     with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(build_html(report, stage_latencies=stage_latencies, rows=rows))
+        for piece in pieces:
+            handle.write(piece)
+            handle.write("\n")
     os.replace(temporary, path)
     return path
 

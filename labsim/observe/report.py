@@ -1,7 +1,9 @@
 """The run report: ``report.json`` (schema in docs/report.md) and the summary table.
 
 Everything here is computed from the phones' own records after the run, so the hot path
-of a run pays nothing for reporting.
+of a run pays nothing for reporting. The report's phones (``PhoneEntries``) are made one
+at a time as they are written, so writing the report of a 100,000-phone run does not
+hold a second copy of the fleet as dicts.
 """
 
 from __future__ import annotations
@@ -142,9 +144,30 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "network": record.network,
         "timeline": record.timeline,
         "uploads": record.uploads,
-        "phones": [_phone_entry(member, record.events_cap) for member in members],
+        "phones": PhoneEntries(members, record.events_cap),
         **({"series": record.series.to_report(record.end_t)} if record.series is not None else {}),
     }
+
+
+class PhoneEntries:
+    """``report["phones"]``: each phone's entry, made when it is read (the fleet's
+    ``members`` stay the one copy). A sequence: ``len``, iteration, indexing."""
+
+    def __init__(self, members, events_cap: int | None = None):
+        self.members = members
+        self.events_cap = events_cap
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self):
+        cap = self.events_cap
+        return (_phone_entry(member, cap) for member in self.members)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [_phone_entry(member, self.events_cap) for member in self.members[index]]
+        return _phone_entry(self.members[index], self.events_cap)
 
 
 def _phone_entry(member, events_cap: int | None = None) -> dict:
@@ -180,25 +203,34 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def report_text(report: dict) -> str:
-    """report.json's text: indented, but each phone on one line. json indents only with
-    its pure-Python encoder, ~10x slower than the C one: a week of 10,000 phones spent
-    most of its writing time there."""
+def report_chunks(report: dict):
+    """report.json's text, a piece at a time: indented, but each phone on one line, written
+    as it is made. json indents only with its pure-Python encoder, ~10x slower than the C
+    one: a week of 10,000 phones spent most of its writing time there."""
     if "phones" not in report:
-        return json.dumps(report, indent=1) + "\n"
+        yield json.dumps(report, indent=1) + "\n"
+        return
     compact = json.JSONEncoder(separators=(", ", ": ")).encode
     rest = {key: value for key, value in report.items() if key != "phones"}
-    text = json.dumps(rest, indent=1)
-    phones = ",\n  ".join(compact(phone) for phone in report["phones"])
-    return text[:-2] + ',\n "phones": [\n  ' + phones + "\n ]\n}\n"
+    yield json.dumps(rest, indent=1)[:-2] + ',\n "phones": ['
+    separator = "\n  "
+    for phone in report["phones"]:
+        yield separator + compact(phone)
+        separator = ",\n  "
+    yield "\n ]\n}\n"
 
 
 def write_report(report: dict, report_dir: str) -> str:
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "report.json")
     temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(report_text(report))
+    try:
+        with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
+            for chunk in report_chunks(report):
+                handle.write(chunk)
+    except BaseException:
+        os.unlink(temporary)
+        raise
     os.replace(temporary, path)  # a reader never sees half a report
     return path
 

@@ -18,6 +18,7 @@ The phone turns those into actions for a driver and never does I/O itself.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Generator
@@ -236,7 +237,9 @@ class Phone:
         if pending is None:
             return []
         stage, started, server, url = pending
-        self.stages.append(StageTiming(stage, started, now, event.result.status, server))
+        # Stage and server names are the same for thousands of phones: one string each
+        # (interned), not one per download in every phone's ``stages``.
+        self.stages.append(StageTiming(sys.intern(stage), started, now, event.result.status, server))
         result = event.result
         self.fetch_error = None if result.ok else (url, result.status, result.detail)
         return self._resume(event.result, now)
@@ -423,7 +426,7 @@ _IN_ANY_STATE: dict[type, Callable] = {}
 @lru_cache(maxsize=1 << 18)  # a fleet asks for the same URLs every pass (one or two its own a phone)
 def _server_of(url: str) -> str:
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"
+    return sys.intern(f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}")
 
 
 def _kind(event) -> object:

@@ -6,6 +6,8 @@ is an explicit empty value. Which keys mean what belongs to the phone profile.
 
 from __future__ import annotations
 
+import sys
+
 VERSION_HEADER = "#!version:1.0.0.1"
 NULL_VALUE = "%NULL%"
 
@@ -34,7 +36,8 @@ def parse(data: bytes, *, require_header: bool = True) -> dict[str, str]:
         key, value = key.strip(), value.strip()
         if not key:
             continue
-        settings[key] = "" if value == NULL_VALUE else value
+        # Interned: a fleet's flash holds the same keys and mostly the same values, once.
+        settings[sys.intern(key)] = "" if value == NULL_VALUE else sys.intern(value)
     return settings
 
 

@@ -18,6 +18,7 @@ from labsim.observe.html_report import (
     nice_step,
     rate_series,
     request_times,
+    state_changes,
     state_series,
     table_data,
     write_html_report,
@@ -63,7 +64,9 @@ def three_phones():
 
 
 def test_state_series_counts_each_phone_in_its_state_at_each_moment():
-    times, series = state_series(three_phones(), end_t=10.0, samples=10)
+    phones = three_phones()
+    times, series = state_series([c for p in phones for c in state_changes(p)], len(phones), end_t=10.0,
+                                 samples=10)
     assert times == [float(k) for k in range(11)]
     assert series["off"] == [3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
     assert series["booting"] == [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
@@ -76,7 +79,8 @@ def test_state_series_counts_each_phone_in_its_state_at_each_moment():
 @given(st.lists(st.lists(st.tuples(st.floats(0, 100), st.sampled_from(STATES)), max_size=8), max_size=12))
 def test_state_series_always_accounts_for_every_phone(timelines):
     phones = [phone(f"00:00:00:00:00:{i:02x}", sorted(changes)) for i, changes in enumerate(timelines)]
-    times, series = state_series(phones, end_t=50.0, samples=20)
+    times, series = state_series([c for p in phones for c in state_changes(p)], len(phones), end_t=50.0,
+                                 samples=20)
     assert len(times) == 21
     for index in range(len(times)):
         assert sum(series[state][index] for state in STATES) == len(phones)
