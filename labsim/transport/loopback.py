@@ -261,22 +261,21 @@ class LoopbackNetwork:
         return looked_up.addCallbacks(reached, lookup_failed)
 
     def _fetch_from(self, request: Fetch, address: str, parts, source: str | None = None) -> defer.Deferred:
-        url = parts.geturl()
         scheme = parts.scheme
         if scheme in ("http", "https"):
-            target, host = _by_address(parts, address)
+            target, host = _by_address(request.url, parts, address)
             return self._http_from(source).get(target, request.user_agent, request.credentials, host=host)
         if scheme == "tftp":
             return _tftp(self.reactor, address, parts.port or 69, unquote(parts.path.lstrip("/")), source)
         if scheme == "ftp":  # credentials travel in the request; none: anonymous
             return ftp_get(self.reactor, address, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials,
                            bind_host=source)
-        return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported: {url}"))
+        return defer.succeed(FetchResult("error", detail=f"{scheme}:// downloads are not supported: {parts.geturl()}"))
 
     def _upload_to(self, request, address: str, parts, source: str | None = None) -> defer.Deferred:
         scheme = parts.scheme
         if scheme in ("http", "https"):
-            target, host = _by_address(parts, address)
+            target, host = _by_address(request.url, parts, address)
             return self._http_from(source).put(target, request.body, request.user_agent, request.credentials, host=host)
         path = unquote(parts.path.lstrip("/"))
         if scheme == "tftp":
@@ -307,11 +306,13 @@ def is_host_name(host: str) -> bool:
     return parse_ip(host.strip("[]")) is None
 
 
-def _by_address(parts, address: str) -> tuple[str, str | None]:
-    """The URL with its host replaced by ``address`` (so no system resolver is ever
-    asked), and the Host header to send when the URL named the server by name."""
+def _by_address(url: str, parts, address: str) -> tuple[str, str | None]:
+    """The URL (``parts``: it split) with its host replaced by ``address`` (so no system
+    resolver is ever asked), and the Host header to send when the URL named the server
+    by name. A URL that names an address is sent as it is (the fetcher splits it again;
+    rebuilding it from ``parts`` cost ~4 % of a storm's CPU)."""
     if not is_host_name(parts.hostname or ""):
-        return parts.geturl(), None
+        return url, None
     netloc_host = f"[{address}]" if ":" in address else address
     port = f":{parts.port}" if parts.port else ""
     userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.protocol import DatagramProtocol
 
-from labsim.net.udp import bind_udp
+from labsim.net.udp import bind_client
 from labsim.transport.guard import parse_ip
 from labsim.wire import tftp as wire
 from labsim.wire.tftp import Step
@@ -615,12 +615,12 @@ def _run(reactor, caller: str, host: str, make_session, clock, linger_s: float,
         if protocol.closed:  # cancelled while waiting for a port
             return
         try:
-            if ":" in local:  # bind_udp is IPv4-only
+            if ":" in local:  # bind_client is IPv4-only
                 protocol.port = reactor.listenUDP(0, protocol, interface=local, maxPacketSize=MAX_DATAGRAM)
             else:
                 # No SO_REUSEADDR: with it, Linux may auto-bind two sockets to one ephemeral
                 # port, and two phones' transfers would share a TID.
-                protocol.port = bind_udp(reactor, protocol, local, 0, reuse_addr=False, max_packet=MAX_DATAGRAM)
+                protocol.port = bind_client(reactor, protocol, local, max_packet=MAX_DATAGRAM)
         except Exception as exc:  # CannotListenError / OSError: out of file descriptors or ports
             if _errno_of(exc) in _NO_PORT_ERRNOS and clock.seconds() + wait <= give_up_at:
                 protocol._bind_retry = clock.callLater(wait, bind, min(wait * 2, 2.0))
