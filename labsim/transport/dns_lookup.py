@@ -177,7 +177,16 @@ class LabResolver(DatagramProtocol):
         self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
         self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
                       "tcp_failures": 0}
-        self.port = bind_udp(reactor, self, bind_host, 0)
+        self.port = self._open(reactor, bind_host)
+
+    # The two ways out, for a resolver over another network (the in-memory lab: labsim.virtual.dns).
+    def _open(self, reactor, bind_host: str):
+        """The UDP port this resolver sends from (it becomes ``self.transport``)."""
+        return bind_udp(reactor, self, bind_host, 0)
+
+    def _tcp_attempt(self, message: bytes):
+        """One TCP question (``done``, ``closed``, ``abort``: see _TcpAttempt)."""
+        return _TcpAttempt(self.reactor, self.server, message, self.timeout_s)
 
     def resolve(self, name: str) -> defer.Deferred:
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""
@@ -239,7 +248,7 @@ class LabResolver(DatagramProtocol):
         query.tries += 1
         self.stats["tcp_queries"] += 1
         message = self.codec.build_query(query.name, "A", query.qid)
-        query.tcp = attempt = _TcpAttempt(self.reactor, self.server, message, self.timeout_s)
+        query.tcp = attempt = self._tcp_attempt(message)
         self._connections.add(attempt)
         attempt.closed.addCallback(lambda _: self._connections.discard(attempt))
         attempt.done.addCallbacks(self._tcp_answered, self._tcp_failed, callbackArgs=(query,), errbackArgs=(query,))

@@ -21,7 +21,10 @@ What each service is here:
   retried after 1 s, six tries at most, as the phones' client does; six lost: ``timeout``.
 - PnP: ``services.pnp.PnpResponder`` itself, SIP as bytes.
 
-DNS and FTP have no in-memory form yet: a scenario with them is refused (see
+- DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
+  (``virtual.dns``) through the ``dns`` faults when a URL names its host.
+
+FTP has no in-memory form yet: a scenario with it is refused (see
 ``virtual_time_problems``), as are the ones that need real sockets.
 """
 
@@ -41,10 +44,13 @@ from labsim.services.http_static import resolve_under
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.loopback import is_host_name
+from labsim.transport.dns_lookup import LookupFailed
+from labsim.virtual.dns import VirtualResolver
 from labsim.virtual.http import GET, PUT, VirtualHttp
+from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
 from labsim.wire import dhcp, sip_pnp
 
-SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "pnp")
+SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "dns", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
 TFTP_GIVE_UP_S = 6.0  # the phones' TFTP client: 1 s timeout, 5 retransmissions
 TFTP_RETRY_S, TFTP_TRIES, TFTP_BLOCK = 1.0, 6, 1428
@@ -85,6 +91,7 @@ class _Service:
         self.port = spec.port
         self.stats: dict = {}
         self.http: VirtualHttp | None = None
+        self.answerer: DnsAnswerer | None = None  # DNS
 
 
 class VirtualServices:
@@ -107,7 +114,7 @@ class VirtualServices:
     tftp = property(lambda self: self.running.get("tftp"))
     http = property(lambda self: self.running.get("http"))
     ftp = property(lambda self: None)
-    dns = property(lambda self: None)
+    dns = property(lambda self: self.running.get("dns"))
     pnp = property(lambda self: self.running.get("pnp"))
 
     def start(self):
@@ -123,6 +130,11 @@ class VirtualServices:
             # A restarted server has forgotten its leases, as labsim's does without a lease file.
             self.dhcp_server = DhcpServer(dhcp_config(spec))
             service.stats = self.dhcp_server.stats
+        elif name == "dns":
+            # A restarted server starts afresh (its answer cache, its counters), as on sockets.
+            records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
+            service.answerer = DnsAnswerer(Zone(records))
+            service.stats = service.answerer.stats
         elif name == "pnp":
             from labsim.services.pnp import PnpResponder, PnpResponderConfig
 
@@ -151,8 +163,12 @@ class VirtualServices:
                          for name, service in self.running.items()) + " (in memory, virtual time)"
 
     def stats(self) -> dict:
-        return {name: _stats_of(name, service) if name == "http" else dict(service.stats)
+        return {name: _stats_of(name, service) if name in ("http", "dns") else dict(service.stats)
                 for name, service in self.handles.items()}
+
+    def dns_answerer(self) -> DnsAnswerer | None:
+        service = self.running.get("dns")
+        return service.answerer if service is not None else None
 
     def stop(self):
         self.running.clear()
@@ -244,6 +260,11 @@ class VirtualNetwork:
         self._targets: dict[str, tuple] = {}
         self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
         self.tftp_link = FaultyLink(faults, "tftp", clock) if faults is not None else None
+        dns = services.spec.dns
+        self.resolver = None  # names in URLs: through the lab's DNS service (virtual.dns), as on sockets
+        if dns is not None:
+            self.resolver = VirtualResolver(clock, (dns.address, dns.port), services.dns_answerer,
+                                            FaultyLink(faults, "dns", clock) if faults is not None else None)
 
     @property
     def pnp_reachable(self) -> bool:
@@ -301,51 +322,80 @@ class VirtualNetwork:
     # --- downloads -------------------------------------------------------------------
 
     def fetch(self, request) -> defer.Deferred:
-        result, delay = self._answer(request)
         deferred = defer.Deferred()
-        self.clock.callLater(self.latency_s + delay, deferred.callback, result)
+        self.fetch_into(request, lambda _request, result: deferred.callback(result))
         return deferred
 
     def fetch_into(self, request, deliver) -> None:
         """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
+        name = self._target(request.url)[4]
+        if name is not None:
+            self._looked_up(name, request, None).addCallback(
+                lambda answer: self.clock.callLater(self.latency_s + answer[1], deliver, request, answer[0]))
+            return
         result, delay = self._answer(request)
         self.clock.callLater(self.latency_s + delay, deliver, request, result)
+
+    def _looked_up(self, name: str, request, body: bytes | None) -> defer.Deferred:
+        """(result, delay) of the request once ``name`` is resolved by the lab's DNS, as
+        LoopbackNetwork does it: an address off loopback is refused, a failed lookup is an error."""
+        def reached(address):
+            try:
+                loopback_address(address)
+            except NotLoopback as exc:
+                self.stats["fetch_refused"] += 1
+                return FetchResult("refused", detail=str(exc)), 0.0
+            return self._answer(request, body)
+
+        def failed(failure):
+            failure.trap(LookupFailed)
+            self.stats["dns_failures"] = self.stats.get("dns_failures", 0) + 1
+            return FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}"), 0.0
+
+        return self.resolver.resolve(name).addCallbacks(reached, failed)
 
     def upload(self, request) -> defer.Deferred:
         """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT to the lab's HTTP
         service, stored on disk where the scenario's uploads go; other schemes cannot
         upload in memory yet."""
-        scheme = self._target(request.url)[0]
-        if scheme in ("http", "https"):
-            result, delay = self._answer(request, request.body or b"")
+        scheme, _, _, _, name = self._target(request.url)
+        if scheme not in ("http", "https"):
+            answered = defer.succeed((FetchResult("error", detail=f"{scheme}:// uploads are not supported in "
+                                                                   "virtual time"), 0.0))
+        elif name is not None:
+            answered = self._looked_up(name, request, request.body or b"")
         else:
-            result, delay = FetchResult("error", detail=f"{scheme}:// uploads are not supported in virtual time"), 0.0
+            answered = defer.succeed(self._answer(request, request.body or b""))
         deferred = defer.Deferred()
-        self.clock.callLater(self.latency_s + delay, deferred.callback, result)
+        answered.addCallback(lambda answer: self.clock.callLater(self.latency_s + answer[1], deferred.callback,
+                                                                 answer[0]))
         return deferred
 
     def _target(self, url: str) -> tuple:
-        """(scheme, port, path, refusal or None) of a URL, worked out once per URL: a fleet
-        asks for the same few URLs every pass."""
+        """(scheme, port, path, refusal or None, host name to resolve or None) of a URL,
+        worked out once per URL: a fleet asks for the same few URLs every pass."""
         target = self._targets.get(url)
         if target is None:
             parts = urlsplit(url)
             host = parts.hostname or ""
-            refusal = None
+            refusal = name = None
             if is_host_name(host):
-                refusal = f"{host}: a host name, and the lab has no DNS server (services.dns or network.dns_server)"
+                if self.resolver is not None:
+                    name = host
+                else:
+                    refusal = f"{host}: a host name, and the lab has no DNS server (services.dns or network.dns_server)"
             else:
                 try:
                     loopback_address(host)
                 except NotLoopback as exc:
                     refusal = str(exc)
             default_port = {"http": 80, "https": 443, "tftp": 69}.get(parts.scheme, 0)
-            target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal)
+            target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
         return target
 
     def _answer(self, request, body: bytes | None = None) -> tuple[FetchResult, float]:
         """(result, delay) of a download, or with ``body`` an HTTP upload."""
-        scheme, port, path, refusal = self._target(request.url)
+        scheme, port, path, refusal, _ = self._target(request.url)
         if refusal is not None:
             self.stats["fetch_refused"] += 1
             return FetchResult("refused", detail=refusal), 0.0

@@ -1,0 +1,72 @@
+"""The phones' resolver over the in-memory lab (labsim.virtual.dns): LabResolver's own
+logic asking labsim's DnsAnswerer, on a simulated clock."""
+
+from labsim.transport.dns_lookup import LookupFailed
+from labsim.virtual.clock import HeapClock
+from labsim.virtual.dns import VirtualResolver
+from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
+
+
+class Link:
+    """A fault link that lets datagrams through, and may refuse TCP (``down``)."""
+
+    def __init__(self, down=False):
+        self.down, self.carried = down, []
+
+    def carry(self, direction, data, forward):
+        self.carried.append(direction)
+        forward(data)
+
+    def refuses(self):
+        return self.down
+
+    def answer_delay(self):
+        return 0.0
+
+
+def lookup(resolver, clock, name, until=10.0):
+    outcome = []
+    resolver.resolve_all(name).addBoth(outcome.append)
+    clock.run_until(clock.seconds() + until)
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+def answerer(records):
+    return DnsAnswerer(Zone([DnsRecordConfig(name, "A", value) for name, value in records]))
+
+
+def test_a_name_resolves_through_the_answerer_and_is_cached():
+    clock, server, link = HeapClock(), answerer([("provisioning.lab", "127.0.0.1")]), Link()
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, link)
+    assert lookup(resolver, clock, "provisioning.lab") == ["127.0.0.1"]
+    assert link.carried == ["in", "out"] and server.stats.queries == 1
+    assert lookup(resolver, clock, "Provisioning.Lab.") == ["127.0.0.1"]  # from the cache
+    assert server.stats.queries == 1 and resolver.stats["cache_hits"] == 1
+
+
+def test_a_stopped_server_means_three_tries_a_second_apart_then_failure():
+    clock = HeapClock()
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: None)
+    started = clock.seconds()
+    failure = lookup(resolver, clock, "provisioning.lab")
+    assert failure.check(LookupFailed) and "no answer from the lab DNS" in failure.getErrorMessage()
+    assert resolver.stats["queries"] == 3 and clock.seconds() - started >= 3.0
+
+
+def test_a_truncated_answer_is_asked_again_over_tcp_and_all_addresses_come_back():
+    many = [("big.lab", f"127.0.1.{n}") for n in range(1, 61)]  # far more than 512 bytes of answer
+    clock, server = HeapClock(), answerer(many)
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    assert lookup(resolver, clock, "big.lab") == [value for _, value in many]
+    assert resolver.stats["truncated"] == 1 and resolver.stats["tcp_queries"] == 1
+    assert server.stats.tcp_queries == 1
+
+
+def test_tcp_refused_by_a_down_fault_fails_after_the_attempts():
+    many = [("big.lab", f"127.0.1.{n}") for n in range(1, 61)]
+    clock, server = HeapClock(), answerer(many)
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link(down=True))
+    failure = lookup(resolver, clock, "big.lab")
+    assert failure.check(LookupFailed) and "truncated" in failure.getErrorMessage()
+    assert resolver.stats["tcp_failures"] == 3
