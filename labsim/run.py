@@ -118,6 +118,7 @@ class ScenarioRun:
     # seconds of events), and the phones' older download timings archived every so many writes.
     EVENTS_FLUSH_S = 2.0
     ARCHIVE_EVERY = 30
+    EVENT_ROWS_PER_TURN = 1000
 
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
@@ -233,8 +234,14 @@ class ScenarioRun:
         return self._stream
 
     def _flush_events(self) -> None:
-        self._stream.flush(self.timeline.log if self.timeline else ())
-        self._flush_timer = self.reactor.callLater(self.EVENTS_FLUSH_S, self._flush_events)
+        self._stream.take(self.timeline.log if self.timeline else ())
+        self._write_events()
+
+    def _write_events(self) -> None:
+        # A bounded part a reactor turn, so the phones' timers and sockets are served between parts.
+        more = self._stream.write_some(self.EVENT_ROWS_PER_TURN)
+        self._flush_timer = self.reactor.callLater(0 if more else self.EVENTS_FLUSH_S,
+                                                   self._write_events if more else self._flush_events)
 
     def _start_network(self) -> str:
         """The phones' network; returns how it reaches DHCP, for the first line."""

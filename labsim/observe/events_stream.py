@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import deque
 from operator import itemgetter
 
 from labsim.observe.events_log import row_line
@@ -38,8 +39,15 @@ class EventStream:
         self.archive = archive  # observe.stage_archive.StageArchive: phones' older timings go there
         self.archive_every = archive_every
         self._flushes = 0
+        self._queued: deque[list[tuple]] = deque()  # taken, sorted, not written yet
 
     def flush(self, actions=()) -> None:
+        self.take(actions)
+        self.write_some(None)
+
+    def take(self, actions=()) -> None:
+        """Queue what was recorded since the last take, sorted, for ``write_some`` (no
+        formatting yet: cheap)."""
         rows: list[tuple] = [(record.t, None, "action", record.entry, record.action, record.outcome)
                              for record in actions[self._actions:]]
         self._actions = len(actions)
@@ -49,7 +57,26 @@ class EventStream:
             for member in self.members:
                 take(member.phone)
         rows.extend(self.log.take())
-        self._write(rows)
+        rows.sort(key=itemgetter(0))
+        if rows:
+            self._queued.append(rows)
+
+    def write_some(self, limit: int | None) -> bool:
+        """Write up to ``limit`` queued rows (None: all), in order; True while rows remain.
+        A run on sockets writes a few thousand a reactor turn: two seconds of a 5,000
+        phones/s fleet's rows written in one turn stalled its power-on pacer by ~0.5 s."""
+        queued = self._queued
+        while queued and (limit is None or limit > 0):
+            rows = queued[0]
+            if limit is None or len(rows) <= limit:
+                queued.popleft()
+                part = rows
+            else:
+                part, queued[0] = rows[:limit], rows[limit:]
+            if limit is not None:
+                limit -= len(part)
+            self._write(part)
+        return bool(queued)
 
     def _write(self, rows: list[tuple]) -> None:
         rows.sort(key=itemgetter(0))

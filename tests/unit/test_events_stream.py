@@ -85,3 +85,28 @@ def test_archived_timings_give_the_same_report_numbers():
     assert {k: sorted(v) for k, v in stage_latencies(moved, archive).items()} == {
         k: sorted(v) for k, v in stage_latencies(whole).items()}
     assert server_statistics(moved, archive) == server_statistics(whole)
+
+
+def test_written_a_few_rows_at_a_time_the_file_is_the_same_and_in_order(tmp_path):
+    """The run writes a taken batch over several reactor turns (write_some with a limit);
+    a take while a batch is still queued, and close, keep the order."""
+    def fill(log, hour):
+        for index in range(7):
+            message = DhcpMessage(op=1, xid=index, chaddr=b"\0" * 6, options={53: b"\x01"})
+            log.dhcp(hour * 10.0 + 7 - index, f"00:15:65:00:00:{index:02x}", "out", message)
+
+    everything = []
+    log = EventLog()
+    stream = EventStream(str(tmp_path), log)
+    fill(log, 0)
+    everything += sorted(log.rows, key=itemgetter(0))
+    stream.take()
+    assert stream.write_some(3) and stream.write_some(3)  # 6 of 7 written, one row left
+    fill(log, 1)
+    everything += sorted(log.rows, key=itemgetter(0))
+    stream.take()  # queued behind the row still waiting
+    assert stream.write_some(2) is True and stream.rows_written == 8
+    stream.close(end_t=100.0, complete=True, end_reason="done")
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert lines[:-1] == [row_line(row) for row in everything]
+    assert json.loads(lines[-1])["events"] == 14
