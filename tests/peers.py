@@ -64,7 +64,20 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-_RANGE = (10000, max(12000, _ephemeral_low()))
+def _port_range() -> tuple[int, int]:
+    """Below the ephemeral range; under pytest-xdist (``-n``) each worker process takes
+    its own slice, so two workers never pick the same number for their children."""
+    low, high = 10000, max(12000, _ephemeral_low())
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        index = int(worker[2:]) % count
+        size = (high - low) // count
+        low, high = low + index * size, low + (index + 1) * size
+    return low, high
+
+
+_RANGE = _port_range()
 _next = [random.randrange(*_RANGE)]
 
 
