@@ -24,3 +24,14 @@ def pytest_configure(config):
     every child start with the default again (exec resets handled signals)."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, as scripts/test runs), the interop
+    tests run one after another on one worker: Kea, dnsmasq and in.tftpd hold loopback
+    ports 67 and 69, and a fleet's relay binds 127.0.0.2:67, which two such tests cannot
+    share. Everything else spreads over the workers."""
+    interop = os.path.join(ROOT, "tests", "interop") + os.sep
+    for item in items:
+        if str(item.path).startswith(interop):
+            item.add_marker(pytest.mark.xdist_group("interop-privileged-ports"))
