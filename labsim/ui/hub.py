@@ -47,6 +47,7 @@ class Dashboard:
                                 for m in members], rates=self._rates)
         self.metrics_registry = registry_for(LabCollector(members=lambda: members, services=self._service_stats))
         self._totals_seen: dict[str, int] = {}
+        self._capture_indexes: dict = {}  # capture path -> labsim.ui.packets.CaptureIndex
         self._rates_at = reactor.seconds()
         self._epoch = reactor.seconds()
         self._flusher = task.LoopingCall(self._flush)
@@ -149,14 +150,22 @@ class Dashboard:
 
     def phone_capture(self, mac: str):
         """(pcap header, frames) of one phone from the run's --pcap capture, or None."""
-        from labsim.ui.packets import phone_frames
-
         capture = self.run._capture if self.run is not None else None
         mac = mac.lower().replace("-", ":")
         if capture is None or mac not in self.feed.index_of:
             return None
         capture.flush()  # the writer buffers: what the phone did so far goes to the file
-        return phone_frames(capture.path, mac)
+        return self.frames_in(capture.path, mac)
+
+    def frames_in(self, path: str, mac: str):
+        """(pcap header, frames) of ``mac`` in the capture at ``path``, through that
+        file's index (built at the first click, brought up to date at each one after)."""
+        from labsim.ui.packets import CaptureIndex
+
+        index = self._capture_indexes.get(path)
+        if index is None:
+            index = self._capture_indexes[path] = CaptureIndex(path, self.feed.index_of)
+        return index.phone_frames(mac)
 
     def packets(self, mac: str) -> list[dict] | None:
         from labsim.ui.packets import packet_rows

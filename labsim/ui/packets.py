@@ -3,38 +3,104 @@ pcap file of only that phone's frames.
 
 The capture (``observe.pcap``) writes every frame with the phone's own MAC as the
 Ethernet source or destination, so a phone's frames are the ones whose MAC matches.
-The file is read when a page asks (after flushing the writer's buffer); the run does
-nothing more while it captures.
+The run does nothing more while it captures: the file is indexed when a page first asks
+(``CaptureIndex``: where each phone's frames are), and each later click reads only what
+the capture wrote since, then the phone's own records. A 10,000-phone capture is read
+once, not once per click.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from array import array
 
 GLOBAL_HEADER = 24
 RECORD_HEADER = struct.Struct("<IIII")  # ts_sec, ts_usec, incl_len, orig_len (little-endian, as scapy writes)
 MAX_ROWS = 3000
+READ_CHUNK = 4 * 1024 * 1024  # the index reads a large capture in parts of this size
 _DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE", 8: "INFORM"}
 _TCP_FLAGS = ((0x02, "SYN"), (0x10, "ACK"), (0x08, "PSH"), (0x01, "FIN"), (0x04, "RST"))
 
 
+def _mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", "").replace("-", ""))
+
+
 def phone_frames(path: str, mac: str):
-    """(pcap global header, [(ts_sec, ts_usec, frame)]) for the frames to or from ``mac``."""
-    wanted = bytes.fromhex(mac.replace(":", "").replace("-", ""))
-    frames = []
-    with open(path, "rb") as handle:
-        header = handle.read(GLOBAL_HEADER)
-        while True:
-            record = handle.read(RECORD_HEADER.size)
-            if len(record) < RECORD_HEADER.size:
+    """(pcap global header, [(ts_sec, ts_usec, frame)]) for the frames to or from ``mac``,
+    reading the whole file (``CaptureIndex`` reads it once for every phone)."""
+    return CaptureIndex(path, {mac}).phone_frames(mac)
+
+
+class CaptureIndex:
+    """Where each phone's records are in a growing pcap file: for every MAC (of ``macs``,
+    the lab's phones, or every MAC when None), the file offsets of the records it sent or
+    received, 8 bytes each. ``update`` reads only what was written since the last call
+    (a record cut off by the writer is read next time); a file that shrank (a new
+    capture at the same path) is indexed again from its start."""
+
+    def __init__(self, path: str, macs=None):
+        self.path = path
+        self.macs = None if macs is None else {_mac_bytes(mac) for mac in macs}
+        self.header = b""
+        self.offset = 0  # the file is indexed up to here (a record boundary)
+        self.records: dict[bytes, array] = {}
+        self.bytes_read = 0  # of the file, over every update (a click after the first reads only what is new)
+
+    def update(self) -> None:
+        if os.path.getsize(self.path) < self.offset:
+            self.header, self.offset, self.records = b"", 0, {}
+        with open(self.path, "rb") as handle:
+            if not self.header:
+                header = handle.read(GLOBAL_HEADER)
+                self.bytes_read += len(header)
+                if len(header) < GLOBAL_HEADER:
+                    return
+                self.header, self.offset = header, GLOBAL_HEADER
+            handle.seek(self.offset)
+            rest = b""
+            while True:
+                chunk = handle.read(READ_CHUNK)
+                if not chunk:
+                    break
+                self.bytes_read += len(chunk)
+                data = rest + chunk
+                used = self._index(data, self.offset)
+                self.offset += used
+                rest = data[used:]
+
+    def _index(self, data: bytes, base: int) -> int:
+        """Index the whole records in ``data`` (which starts at file offset ``base``);
+        returns how many bytes they take."""
+        position, size, unpack, records, wanted = 0, len(data), RECORD_HEADER.unpack_from, self.records, self.macs
+        while position + RECORD_HEADER.size <= size:
+            length = unpack(data, position)[2]
+            end = position + RECORD_HEADER.size + length
+            if end > size:
                 break
-            sec, usec, length, _ = RECORD_HEADER.unpack(record)
-            frame = handle.read(length)
-            if len(frame) < length:
-                break  # the writer is mid-record
-            if frame[0:6] == wanted or frame[6:12] == wanted:
-                frames.append((sec, usec, frame))
-    return header, frames
+            frame = position + RECORD_HEADER.size
+            destination, source = data[frame:frame + 6], data[frame + 6:frame + 12]
+            for mac in (destination, source) if destination != source else (source,):
+                if wanted is None or mac in wanted:
+                    found = records.get(mac)
+                    if found is None:
+                        found = records[mac] = array("Q")
+                    found.append(base + position)
+            position = end
+        return position
+
+    def phone_frames(self, mac: str):
+        """(pcap global header, [(ts_sec, ts_usec, frame)]) of ``mac``, the capture as it
+        is now (the caller flushes the writer first)."""
+        self.update()
+        frames = []
+        with open(self.path, "rb") as handle:
+            for offset in self.records.get(_mac_bytes(mac), ()):
+                handle.seek(offset)
+                sec, usec, length, _ = RECORD_HEADER.unpack(handle.read(RECORD_HEADER.size))
+                frames.append((sec, usec, handle.read(length)))
+        return self.header, frames
 
 
 def pcap_bytes(header: bytes, frames) -> bytes:

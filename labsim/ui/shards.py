@@ -9,8 +9,9 @@ in the workers. What the page shows comes from where it lives:
   process);
 - the request-rate chart: the requests per service each worker adds to that stream;
 - a phone's story and its packets: asked of the one worker that holds the phone, over
-  the same AMP connection (``PhoneStory``, ``FlushCapture``), only when a page opens the
-  phone, so the stream carries no events;
+  the same AMP connection (``PhoneStory``; ``FlushCapture``, then the parent reads that
+  shard's capture through its index), only when a page opens the phone, so the stream
+  carries no events;
 - the services view and the trainer controls: the parent's own services and timeline;
   an action on phones is sent to the shards that hold them (``Deliver``), a fault to
   every shard (``ChangeFault``).
@@ -59,15 +60,13 @@ class ShardedDashboard(Dashboard):
 
     def phone_capture(self, mac: str) -> defer.Deferred:
         from labsim.observe.pcap_merge import shard_capture_path
-        from labsim.ui.packets import phone_frames
-
         held = self._holder(mac)
         if held is None or not self.run.pcap_path:
             return defer.succeed(None)
         shard = self.run.by_mac[held[0]].shard
         path = shard_capture_path(self.run.pcap_path, Shard(shard, self.run.count).label)
         flushed = held[1].callRemote(FlushCapture)  # the worker's buffered frames reach its file first
-        return flushed.addCallback(lambda _: phone_frames(path, held[0]))
+        return flushed.addCallback(lambda _: self.frames_in(path, held[0]))
 
     def packets(self, mac: str) -> defer.Deferred:
         from labsim.ui.packets import packet_rows
