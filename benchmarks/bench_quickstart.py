@@ -133,6 +133,21 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
     workers_cpu = sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)
     print(f"CPU time:               labsim {sampler.cpu_s.get(proc.pid, 0):.1f} s"
           + (f" (the parent: services, timeline, merge), workers {workers_cpu:.1f} s" if workers_cpu else ""))
+    # The storm's CPU: each process's CPU seconds from the start instant to the last ready
+    # (start-up and building the phones come before, the report after). report.json's
+    # start is in whole seconds: the storm is taken from 1 s after it (the phones are still
+    # booting, on timers) to 0.5 s after it + the last ready.
+    start = _wall_of(report["started"])
+    before, after = sampler.cpu_at(start + 1.0), sampler.cpu_at(start + 0.5 + last_ready)
+    if after:
+        storm = {pid: seconds - before.get(pid, 0.0) for pid, seconds in after.items()}
+        per = [storm.get(proc.pid, 0.0)] + [seconds for pid, seconds in sorted(storm.items()) if pid != proc.pid]
+        cores = len(os.sched_getaffinity(0))
+        floor = max(max(per), sum(per) / cores)
+        result.update(storm_cpu=sum(per), storm_floor=floor)
+        print(f"CPU in the storm:       {' + '.join(f'{seconds:.1f}' for seconds in per)} = {sum(per):.1f} s "
+              f"({'parent + workers' if len(per) > 1 else 'one process'}); CPU-bound floor on {cores} idle cores "
+              f"(the busiest process, or the total over the cores): {floor:.1f} s")
     print_problems(report)
     print_pacing(report)
     if proc.returncode != 0 and not interrupted:
@@ -146,14 +161,17 @@ def print_comparison(results: list[dict]) -> None:
     # On a shared, loaded machine wall times say how much CPU the run was given; the CPU
     # seconds (the whole run, report included: parent + workers) say what it cost.
     print(f"\n{'run':<14} {'ready':>7} {'failed':>7} {'last ready':>11} {'phones/s':>9} {'x first':>8} "
-          f"{'peak RSS':>10} {'CPU parent + workers':>21} {'phones/CPU-s':>13}")
+          f"{'peak RSS':>10} {'CPU parent + workers':>21} {'phones/CPU-s':>13} {'storm CPU':>10} "
+          f"{'CPU floor':>10} {'x first (floor)':>16}")
     for result in results:
         rate = result["ready"] / result["last_ready"] if result["last_ready"] else 0
         ratio = f"{rate / base_rate:.2f}" if base_rate else "n/a"
         print(f"{result['label']:<14} {result['ready']:>7} {result['failed']:>7} {result['last_ready']:>10.2f}s "
               f"{rate:>9.0f} {ratio:>8} {result['peak_rss_kb'] / 1024:>7.0f} MiB "
               f"{result['cpu_parent']:>10.1f} + {result['cpu_workers']:>6.1f} s "
-              f"{result['ready'] / max(0.1, result['cpu_parent'] + result['cpu_workers']):>12.0f}"
+              f"{result['ready'] / max(0.1, result['cpu_parent'] + result['cpu_workers']):>12.0f} "
+              f"{result.get('storm_cpu', 0):>9.1f}s {result.get('storm_floor', 0):>9.1f}s "
+              f"{(base.get('storm_floor', 0) / result['storm_floor']) if result.get('storm_floor') else 0:>16.2f}"
               + ("  (interrupted)" if result["interrupted"] else ""))
 
 
@@ -166,6 +184,7 @@ class RssSampler:
         self.pid = pid
         self.peak_kb = 0
         self.cpu_s: dict[int, float] = {}  # pid -> user + system CPU seconds, last seen
+        self.history: list[tuple[float, dict[int, float]]] = []  # (time.time(), cpu_s then)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -182,6 +201,23 @@ class RssSampler:
             self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
             for pid in tree:
                 self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), _cpu_s(pid))
+            self.history.append((time.time(), dict(self.cpu_s)))
+
+    def cpu_at(self, when: float) -> dict[int, float]:
+        """Each process's CPU seconds as last sampled at or before ``when`` (time.time())."""
+        found = {}
+        for at, cpu in self.history:
+            if at > when:
+                break
+            found = cpu
+        return found
+
+
+def _wall_of(started: str) -> float:
+    """report.json's ``started`` (ISO 8601, whole seconds) as time.time()."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(started).timestamp()
 
 
 def _tree(root: int) -> list[int]:
