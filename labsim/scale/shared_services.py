@@ -16,9 +16,11 @@ How it starts: the parent starts every service itself (so a port in use, port 0,
 services' ports opened for sharing; each worker joins those ports before it says Hello;
 then the parent hands them over (stops its own copy) before the shared start instant.
 
-A service whose limit counts connections across clients (``ftp.max_connections_per_address``,
-``dns.tcp_max_connections_per_address`` set in the scenario) stays in the parent alone:
-N processes would each allow the limit, N times what the scenario says.
+A service whose limit counts across clients stays in the parent alone, where N processes
+would each allow it, N times what the scenario says: a per-address connection limit set
+in the scenario (``ftp.max_connections_per_address``, ``dns.tcp_max_connections_per_address``),
+or a fault with ``bandwidth_kbps`` on it (one line's capacity), in ``faults`` or added by
+the timeline.
 """
 
 from __future__ import annotations
@@ -32,15 +34,22 @@ from labsim.services.lab import SHAREABLE
 LIMITS = {"ftp": "max_connections_per_address", "dns": "tcp_max_connections_per_address"}
 
 
-def served_by_workers(spec) -> tuple[str, ...]:
+def served_by_workers(scenario) -> tuple[str, ...]:
     """The file services the workers serve too (the rest stay in the parent alone)."""
-    names = []
+    spec, names = scenario.services, []
+    capped = {fault.service for fault in all_faults(scenario) if fault.bandwidth_kbps}
     for name in SHAREABLE:
         section = getattr(spec, name, None)
-        if section is None or getattr(section, LIMITS.get(name, ""), None):
+        if section is None or getattr(section, LIMITS.get(name, ""), None) or name in capped:
             continue
         names.append(name)
     return tuple(names)
+
+
+def all_faults(scenario) -> list:
+    """The scenario's faults and those its timeline adds."""
+    added = [action.add_fault for entry in scenario.timeline for action in entry.actions() if action.add_fault]
+    return [*scenario.faults, *added]
 
 
 def worker_lab(services, spec, names, *, report_dir: str, uploads_override: str | None) -> str:

@@ -196,7 +196,7 @@ class WorkersRun:
         self._all_ready = defer.Deferred()
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self._services: LabServices | None = None
-        self.shared = served_by_workers(self.scenario.services)  # the services every worker serves too
+        self.shared = served_by_workers(self.scenario)  # the services every worker serves too
         self._lab = ""  # what the workers need to serve them (--worker-lab)
         self._described = ""
         self._deadline = self._progress = None

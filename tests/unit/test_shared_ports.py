@@ -108,10 +108,21 @@ class SharedPortTests(unittest.TestCase):
             for s in sockets:
                 s.close()
 
-    def test_a_per_address_limit_keeps_that_service_in_one_process(self):
-        self.assertEqual(served_by_workers(self._spec()), ("tftp", "http", "ftp", "dns"))
+    def _scenario(self, text: str):
+        path = self.mktemp()
+        with open(path, "w") as handle:
+            handle.write(text)
+        return load_scenario(path).scenario
+
+    def test_a_limit_over_all_clients_keeps_that_service_in_one_process(self):
+        self.assertEqual(served_by_workers(self._scenario(SCENARIO)), ("tftp", "http", "ftp", "dns"))
         limited = SCENARIO.replace("anonymous: true}", "anonymous: true, max_connections_per_address: 4}")
-        self.assertEqual(served_by_workers(self._spec(limited)), ("tftp", "http", "dns"))
+        self.assertEqual(served_by_workers(self._scenario(limited)), ("tftp", "http", "dns"))
+        # One line's bandwidth: in the scenario's faults, or added by the timeline.
+        capped = SCENARIO + "faults:\n  - {service: tftp, bandwidth_kbps: 64}\n"
+        self.assertEqual(served_by_workers(self._scenario(capped)), ("http", "ftp", "dns"))
+        later = SCENARIO + "timeline:\n  - at: 5\n    do: {add_fault: {service: dns, bandwidth_kbps: 8}}\n"
+        self.assertEqual(served_by_workers(self._scenario(later)), ("tftp", "http", "ftp"))
 
 
 DIGEST_LAB = SCENARIO.replace("http: {port: 0}", 'http: {port: 0, auth: [{path: "*.cfg", scheme: digest, '
