@@ -22,6 +22,7 @@ from labsim.faults import FaultSet, FaultyLink, fault_from_spec
 from labsim.fleet.fleet import build_fleets
 from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
+from labsim.lab_control import LabServicesControl
 from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
 from labsim.observe.events_log import EventLog, RecordingLink
@@ -475,11 +476,9 @@ class ScenarioRun:
             yield self._services.stop()
 
 
-class _LabControl:
-    """What the timeline may do to a running lab."""
-
-    def __init__(self, run: ScenarioRun):
-        self.run = run
+class _LabControl(LabServicesControl):
+    """What the timeline may do to a running lab: its services (LabServicesControl) and
+    its phones."""
 
     def changes(self) -> int:
         return self.run.state_changes
@@ -490,31 +489,6 @@ class _LabControl:
     def metrics(self):
         metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive)
         return metrics, per_phone, len(self.run.members)
-
-    def file_path(self, name: str) -> str:
-        root = os.path.realpath(self.run._services.root)
-        path = os.path.realpath(os.path.join(root, name))
-        if not path.startswith(root + os.sep):
-            raise ValueError(f"{name!r} is outside the provisioning root")
-        return path
-
-    def service(self, verb: str, name: str) -> str:
-        return self.run._services.control(verb, name)
-
-    def add_fault(self, spec) -> str:
-        fault = fault_from_spec(spec, len(self.run.faults.faults))
-        self.run.faults.add(fault)
-        return f"fault {fault.name} on {fault.service} added"
-
-    def remove_fault(self, name: str) -> str:
-        found = self.run.faults.remove(name)
-        return f"fault {name} removed" if found else f"no fault named {name}"
-
-    def set_dhcp_options(self, options: dict) -> str:
-        return self.run._services.set_dhcp_options(options)
-
-    def remove_dhcp_options(self, keys: list) -> str:
-        return self.run._services.remove_dhcp_options(keys)
 
     def timeline_changed(self) -> None:
         self.run._on_timeline_action()

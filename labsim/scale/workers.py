@@ -30,6 +30,7 @@ from twisted.protocols import amp
 
 from labsim.faults import FaultSet, fault_from_spec
 from labsim.fleet.shard import Shard, roster
+from labsim.lab_control import LabServicesControl
 from labsim.scenario.expectations import parse_expectation
 from labsim.observe.merge import MergeError, merge_report
 from labsim.observe.pcap_merge import shard_capture_path
@@ -521,11 +522,9 @@ class WorkersRun:
                 yield process.ended
 
 
-class _WorkersControl:
-    """What the timeline may do: the lab's services here, the phones in their shards."""
-
-    def __init__(self, run: WorkersRun):
-        self.run = run
+class _WorkersControl(LabServicesControl):
+    """What the timeline may do: the lab's services here and in the workers that run
+    them too, the phones in their shards."""
 
     def drivers(self):
         return self.run.fleet
@@ -533,13 +532,6 @@ class _WorkersControl:
     def metrics(self):
         metrics, per_phone = phone_metrics(self.run.fleet)
         return metrics, per_phone, len(self.run.fleet)
-
-    def file_path(self, name: str) -> str:
-        root = os.path.realpath(self.run._services.root)
-        path = os.path.realpath(os.path.join(root, name))
-        if not path.startswith(root + os.sep):
-            raise ValueError(f"{name!r} is outside the provisioning root")
-        return path
 
     def service(self, verb: str, name: str) -> str:
         if name not in self.run.shared:
@@ -556,25 +548,14 @@ class _WorkersControl:
         if answer["outcome"].startswith("error"):
             self.run.stream.write(f"\nlabsim: worker {index}: {answer['outcome']}\n")
 
-    def add_fault(self, spec) -> str:
-        fault = fault_from_spec(spec, len(self.run.faults.faults))
-        self.run.faults.add(fault)
+    def fault_added(self, spec) -> None:
         payload = json.dumps(spec.model_dump(mode="json", exclude_none=True))
         for side in self.run.sides:  # DHCP faults sit on each shard's relay
             side.callRemote(ChangeFault, verb="add", spec=payload)
-        return f"fault {fault.name} on {fault.service} added"
 
-    def remove_fault(self, name: str) -> str:
-        found = self.run.faults.remove(name)
+    def fault_removed(self, name: str) -> None:
         for side in self.run.sides:
             side.callRemote(ChangeFault, verb="remove", spec=name)
-        return f"fault {name} removed" if found else f"no fault named {name}"
-
-    def set_dhcp_options(self, options: dict) -> str:
-        return self.run._services.set_dhcp_options(options)
-
-    def remove_dhcp_options(self, keys: list) -> str:
-        return self.run._services.remove_dhcp_options(keys)
 
     def timeline_changed(self) -> None:
         self.run.send_outbox()
