@@ -5,9 +5,11 @@ In headless Chromium: every tile turns ready, a phone of each shard opens with i
 (asked of the worker that holds it: file names and MD5s as report.json has them), and a
 power-cycle of one phone from the page reaches that phone in its shard (its story and the
 final report count one power cycle for it, none for the others). Over HTTP: the
-services view, a DHCP option and a power-cycle of all phones from the control API
-reaching both shards, a fault added in every shard, packets of a phone of each shard
-from its shard's capture, and the exercise check on the parent's mirror.
+services view, a factory reset of one phone reaching it in its shard, a DHCP option and
+a power-cycle of all phones from the control API reaching both shards, a fault added in
+every shard, packets of a phone of each shard from its shard's capture, and the
+exercise check on the parent's mirror. And a worker leaves when the parent of an open
+lab dies.
 """
 
 import json
@@ -118,6 +120,16 @@ def test_controls_packets_and_the_check_reach_both_shards(tmp_path):
         assert [(e["check"], e["passed"], e["observed"]) for e in body["expectations"]] == [
             ("phones.ready == 100%", True, 6)]
 
+        # A factory reset of one given phone reaches it in its shard (shard 0 here).
+        reset = one_phone_per_shard()[0]
+        status, body = lab.act(f'{{factory_reset: {{macs: ["{reset}"]}}}}')
+        assert status == 200 and body["done"][0]["outcome"] == "factory reset: 1 phone(s)", body
+        lab.wait_until(lambda: (lambda p: p["state"] == "ready" and any(
+            "factory reset: flash cleared" in row["text"] for row in p["timeline"]))(
+            lab.json(f"api/phone?mac={reset}")[1]), what="the factory-reset phone ready again in its shard")
+        others = [lab.json(f"api/phone?mac={mac}")[1] for mac in SHARD_OF if mac != reset]
+        assert not any("factory reset" in row["text"] for p in others for row in p["timeline"])
+
         # A fault reaches every shard; the services run once, in the parent.
         status, body = lab.act("{add_fault: {name: slow, service: dhcp, delay_s: 0.001}}")
         assert status == 200, body
@@ -136,7 +148,7 @@ def test_controls_packets_and_the_check_reach_both_shards(tmp_path):
         status, services = lab.json("api/services")
         assert [fault["name"] for fault in services["faults"]] == ["slow"]
         assert [r["action"] for r in services["timeline"]] == [
-            "add_fault", "stop_service", "start_service", "set_dhcp_option", "power_cycle"]
+            "factory_reset", "add_fault", "stop_service", "start_service", "set_dhcp_option", "power_cycle"]
     finally:
         assert lab.close() == 1, "".join(lab.output[-60:])  # the expectation fails now: every phone failed
     report = lab.report()
