@@ -128,6 +128,9 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
     ttr = summary["time_to_ready_s"]
     print(f"time to ready p50/p95/p99/max: {ttr['p50']} / {ttr['p95']} / {ttr['p99']} / {ttr['max']} s")
     print(f"wall time of the run:   {wall:.2f} s")
+    reporting = re.search(r"reports took ([\d.]+) s of CPU", out)
+    if reporting:
+        print(f"writing the reports:    {reporting.group(1)} s of CPU (report.json, events.jsonl's rest, junit, html)")
     print(f"peak RSS (all labsim processes together, sampled every {RssSampler.INTERVAL_S} s): "
           f"{sampler.peak_kb / 1024:.1f} MiB ({sampler.peak_kb / phones:.1f} KiB per phone)")
     workers_cpu = sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)

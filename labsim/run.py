@@ -395,6 +395,7 @@ class ScenarioRun:
         release_all = getattr(self._network, "release_all", None)
         if release_all is not None and final:  # a real network: give back every lease (close() waits)
             self.releasing = release_all()
+        self._reporting_since = time.process_time()
         record = RunRecord(
             scenario_name=self.scenario.name,
             scenario_file=self.loaded.path,
@@ -455,7 +456,8 @@ class ScenarioRun:
             except Exception as exc:  # one broken output must not cost the others
                 self.stream.write(f"  labsim: could not write {name}: {exc!r}\n")
         self.stream.write(f"  also written: {', '.join(written)}"
-                          + (f" ({self._capture.packets} packets)" if self._capture is not None else "") + "\n")
+                          + (f" ({self._capture.packets} packets)" if self._capture is not None else "")
+                          + f"; reports took {time.process_time() - self._reporting_since:.1f} s of CPU\n")
 
     def _write_event_file(self, end_t: float) -> None:
         """The rest of events.jsonl and its run line (the stream wrote the rest as the run
