@@ -14,8 +14,11 @@ counters:
 * RSS of the services: flat means no sample after the first 10 minutes more than 10 %
   above the 10-minute sample. The fleet process keeps every phone's history for its
   report (events.jsonl, report.json), which grows with the run: printed, not judged;
-* stuck phones: a phone not ready (or failed) at the end, or never ready; and phones that
-  stopped resyncing: the last pass ended (``ready``) more than three periods before the end;
+* stuck phones: a phone never ready, or one in a pass at the end that had made no progress
+  (no event) for two periods; a phone in a pass that was still moving when the time limit
+  came is counted apart (``mid-pass``: a real phone's resync can be cut by a power cut as
+  well); and phones that stopped resyncing: the last pass ended (``ready``) more than three
+  periods before the end;
 * lost uploads: uploads the phones saw accepted minus uploads the servers counted, and
   every uploading phone's log in the scenario's upload folder after the services stop.
 
@@ -194,7 +197,9 @@ def main() -> int:
         wall = time.monotonic() - started
     finally:
         if serve.poll() is None:
-            serve.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a shell starts a background job with SIGINT ignored, and
+            # this script is often such a job; labsim serve stops alike on either.
+            serve.send_signal(signal.SIGTERM)
             try:
                 serve.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -221,11 +226,14 @@ def verdict(work: str, report_dir: str, serve_output: str, samples, wall: float)
     end_t = report["duration_s"]
     last_ready: dict[str, float] = {}
     passes: dict[str, int] = {}
+    last_event: dict[str, float] = {}
     uploads_ok = 0
     uploaders: set[str] = set()
     with open(os.path.join(report_dir, "events.jsonl"), encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
+            if "mac" in row:
+                last_event[row["mac"]] = row["t"]
             if row.get("kind") == "state" and row.get("state") == "ready":
                 last_ready[row["mac"]] = row["t"]
                 passes[row["mac"]] = passes.get(row["mac"], 0) + 1
@@ -234,7 +242,10 @@ def verdict(work: str, report_dir: str, serve_output: str, samples, wall: float)
                 uploaders.add(row["mac"])
     macs = [phone["mac"] for phone in report["phones"]]
     settled = {phone["mac"] for phone in report["phones"] if phone["state"] in ("ready", "failed")}
-    stuck = [mac for mac in macs if mac not in settled or mac not in last_ready]  # in a state, or never ready
+    in_a_pass = [mac for mac in macs if mac not in settled]
+    stuck = [mac for mac in macs if mac not in last_ready
+             or (mac in in_a_pass and end_t - last_event.get(mac, 0.0) > 2 * RESYNC_S)]
+    mid_pass = [mac for mac in in_a_pass if mac not in stuck]
     stopped = [mac for mac in macs if mac not in stuck and end_t - last_ready[mac] > 3 * RESYNC_S]
     counted = server_uploads(serve_output)
     received = sum(counted.values())
@@ -255,7 +266,8 @@ def verdict(work: str, report_dir: str, serve_output: str, samples, wall: float)
               f"last {samples[-1][2]:.1f} MiB" + (f" ({(samples[-1][2] - samples[1][2]) / max(minutes - 1, 1):+.1f}"
                                                    " MiB/min after the first minute)" if len(samples) > 2 else ""))
     print(f"passes per phone (ready entries): min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
-    print(f"stuck phones (not ready or failed at the end, or never ready): {len(stuck)} {stuck[:5]}")
+    print(f"stuck phones (never ready, or in a pass with no event for {2 * RESYNC_S} s at the end): "
+          f"{len(stuck)} {stuck[:5]}; mid-pass when the time limit came: {len(mid_pass)}")
     print(f"phones that stopped resyncing (last pass over {3 * RESYNC_S} s before the end): {len(stopped)} "
           f"{stopped[:5]}")
     print(f"uploads: {uploads_ok} accepted per the phones, {received} counted by the servers {counted}; "
