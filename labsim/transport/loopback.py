@@ -27,8 +27,10 @@ from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, t
 from labsim.wire import dhcp, sip_pnp
 
 
-# Bytes of DHCP replies the relay reads per reactor turn: ~50 replies (~5 ms of work).
-RELAY_READ_PER_TURN = 16 * 1024
+# The relay's receive buffer: 32 MiB holds ~50,000 replies (a loopback datagram costs
+# ~1.3 KB of it), a 50,000-phone storm's worth; the kernel's 208 KB default dropped ~20 %
+# of a 2,000-phone storm's, and 4 MiB holds ~6,500.
+RELAY_BUFFER = 32 << 20
 
 
 class DhcpRelay(DatagramProtocol):
@@ -161,18 +163,12 @@ class LoopbackNetwork:
         self.reactor = reactor
         self.relay = DhcpRelay(dhcp_server, relay_address, dhcp_link)
         # The server answers a relay on the server port, so the relay listens on it too.
-        # Replies arrive in bursts in a storm: 4 MiB, not the default 208 KB (which dropped
-        # ~20% of a 2,000-phone storm's datagrams at the server socket).
+        # Replies arrive in bursts in a storm (RELAY_BUFFER).
         # SO_REUSEADDR stays on: dnsmasq without bind-interfaces holds 0.0.0.0:67 and the
         # relay must share the port. The price would be two fleets on one relay address
         # silently sharing each other's replies: refused here instead.
         refuse_a_taken_relay_address(relay_address, dhcp_server[1])
-        self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=4 << 20)
-        # A bounded read per reactor turn, so a backlog of replies is worked off over
-        # several short turns with the power-on pacer's timer served between them
-        # (Twisted reads up to 256 KB, ~700 replies, in one turn: at 5,000 phones/s those
-        # turns of 50-100 ms made the pacer's ticks late and its sends bursty).
-        self.relay_port.maxThroughput = RELAY_READ_PER_TURN
+        self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=RELAY_BUFFER)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
         self.stats = {"fetch_refused": 0}
         # PnP: a SIP socket only when the fleet has a PnP server to send to.
@@ -209,14 +205,10 @@ class LoopbackNetwork:
     def read_waiting(self) -> None:
         """Hand out every DHCP reply already waiting at the relay socket (PhoneDriver calls
         this before a late timer fires, so it does not miss a reply that waits unread)."""
-        port = self.relay_port
-        port.maxThroughput = 1 << 62  # all that waits: the loop ends when the socket is empty
         try:
-            port.doRead()
+            self.relay_port.doRead()
         except Exception:  # nothing to read, or a socket error: the timer goes ahead
             pass
-        finally:
-            port.maxThroughput = RELAY_READ_PER_TURN
 
     def fetch(self, request: Fetch, source: str | None = None) -> defer.Deferred:
         """Download; ``source``: the address to send from (None: the kernel's choice)."""
