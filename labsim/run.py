@@ -42,9 +42,11 @@ from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-# report.json keeps a phone's first and last events up to this many (a week of hourly
-# resyncs is thousands); events.jsonl has them all.
-EVENTS_PER_PHONE_IN_REPORT = 200
+# A phone keeps its first and last events up to this many, in memory and in report.json
+# (a boot is ~25; an hour of resyncs every minute ~800, a week of hourly ones thousands);
+# events.jsonl has them all. 100: a run of resyncing phones stops growing after a few
+# passes, and a phone still sees its recent failures (Snom counts them for its back-off).
+EVENTS_PER_PHONE_IN_REPORT = 100
 
 
 def materialize_provisioning(loaded, into: str, members=()) -> str:
