@@ -72,7 +72,7 @@ class HeapClock:
             if call.cancelled or call.called:
                 heapq.heappop(heap)
                 continue
-            due = call.getTime()
+            due = call.time + call.delayed_time  # getTime(), without the method call
             if due == when:
                 return when
             heapq.heappop(heap)
