@@ -186,11 +186,9 @@ def main() -> int:
     for kind in ("udp", "tcp"):
         for mode in ("reuseport", "handed"):
             r = one(kind, mode, args.servers, args.seconds, args.flows if kind == "udp" else min(args.flows, 8))
-            total = r["server_cpu_s"] + r["client_cpu_s"]
             print(f"{kind:4} {mode:10} {r['per_s']:8.0f} {str(r['shares']):>16} {r['empty_per_request']:19.3f} "
                   f"{r['server_cpu_s']:11.2f}s {r['client_cpu_s']:10.2f}s "
                   f"{1000 * r['server_cpu_s'] / max(1, r['per_s'] * args.seconds):14.3f}s", flush=True)
-            del total
     return 0
 
 

@@ -16,10 +16,11 @@ is still refused.
 - ``"join"``: a worker joining the port the parent opened (always a fixed port), and
   any process restarting the service later (the timeline's ``start_service``).
 
-Why not one socket bound by the parent and handed to every worker: see
-docs/performance.md, "Scale out" (measured: SO_REUSEPORT spreads the load evenly, a
-shared socket wakes every process for each datagram; and a restarted service would need
-a new socket sent to every worker).
+Why not one socket bound by the parent and handed to every worker: measured
+(benchmarks/bench_shared_port.py, docs/performance.md "Scale out") the two spread the load
+alike, SO_REUSEPORT more evenly; what decides is the timeline's ``start_service``: with
+SO_REUSEPORT each process binds again on its own, where a handed socket would have to be
+made anew by the parent and sent to every worker (SCM_RIGHTS) at each restart.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
-from labsim.scale.protocol import Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard, chunks
+from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
+                                  chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline

@@ -261,8 +261,8 @@ class HttpServerHandle:
 
 
 def start_http_server(
-    reactor, config: HttpServerConfig, host: str = "127.0.0.1", port: int = 8080, access_log_size: int = ACCESS_LOG_SIZE,
-    *, share: str | None = None,
+    reactor, config: HttpServerConfig, host: str = "127.0.0.1", port: int = 8080,
+    access_log_size: int = ACCESS_LOG_SIZE, *, share: str | None = None,
 ) -> HttpServerHandle:
     """Listen on ``host:port`` (0: any free port; the handle says which). ``share``: the
     port is served by several processes (labsim.net.reuseport)."""

@@ -68,7 +68,8 @@ def _start_tftp(lab, spec):
     config = TftpServerConfig(root=lab.root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
                               max_retransmits=spec.max_retransmits, uploads=spec.uploads, upload_dir=spec.upload_dir,
                               upload_root=lab.upload_folder(spec))
-    return start_tftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("tftp"), share=lab.share_for("tftp"))
+    return start_tftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("tftp"),
+                             share=lab.share_for("tftp"))
 
 
 def _start_http(lab, spec):
@@ -80,7 +81,8 @@ def _start_http(lab, spec):
                               cert_file=spec.cert_file, key_file=spec.key_file, idle_timeout_s=spec.idle_timeout_s,
                               header_timeout_s=spec.header_timeout_s, auth_secret=lab.auth_secret,
                               upload_root=lab.upload_folder(spec))
-    return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"), share=lab.share_for("http"))
+    return start_http_server(lab.reactor, config, host=spec.address, port=lab.port_for("http"),
+                             share=lab.share_for("http"))
 
 
 FTP_PER_ADDRESS = FtpServerConfig.max_connections_per_address  # labsim serve's default
@@ -93,7 +95,8 @@ def _start_ftp(lab, spec):
                              max_connections_per_address=lab.per_address_limit(spec.max_connections_per_address,
                                                                                FTP_PER_ADDRESS),
                              upload_root=lab.upload_folder(spec))
-    return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"), share=lab.share_for("ftp"))
+    return start_ftp_server(lab.reactor, config, host=spec.address, port=lab.port_for("ftp"),
+                            share=lab.share_for("ftp"))
 
 
 def _start_dns(lab, spec):
@@ -105,7 +108,8 @@ def _start_dns(lab, spec):
     config = DnsServerConfig(records, tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
                              tcp_max_connections_per_address=lab.per_address_limit(
                                  spec.tcp_max_connections_per_address, TCP_MAX_CONNECTIONS_PER_ADDRESS))
-    return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"), share=lab.share_for("dns"))
+    return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"),
+                            share=lab.share_for("dns"))
 
 
 def _start_pnp(lab, spec):
