@@ -186,3 +186,28 @@ class SharedDigestKeyTests(unittest.TestCase):
         status, _ = yield threads.deferToThread(_get, port, {"Authorization": authorization})
         self.assertEqual(status, 200)
         self.assertEqual(worker.stats()["http"]["status"], {"200": 1})
+
+
+class WorkerJoinTests(unittest.TestCase):
+    def test_a_worker_that_cannot_join_a_port_says_which_service_and_port(self):
+        """A port taken by a socket that does not share it (not the parent's): the worker
+        cannot start, and says so naming the service, the port and the key to change (the
+        parent shows a worker's words when it ends while starting)."""
+        import types
+
+        from labsim.scale.shared_services import start_worker_services
+
+        path = self.mktemp()
+        with open(path, "w") as handle:
+            handle.write(SCENARIO)
+        loaded = load_scenario(path)
+        root = self.mktemp()
+        os.makedirs(root)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+            holder.bind(("127.0.0.1", 0))
+            port = holder.getsockname()[1]
+            lab = {"root": root, "report_dir": self.mktemp(), "uploads": None, "ports": {"tftp": port}}
+            run = types.SimpleNamespace(scenario=loaded.scenario, loaded=loaded, reactor=reactor, faults=None)
+            with self.assertRaises(ServiceStartError) as caught:
+                start_worker_services(run, lab)
+        self.assertIn(f"TFTP cannot listen on 127.0.0.1:{port}: address already in use", str(caught.exception))
