@@ -44,6 +44,7 @@ from labsim.wire import dhcp
 DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
               8: "INFORM"}
 KINDS = ("state", "step", "dhcp", "fetch", "upload", "action", "run")
+_STORY_KINDS = ("dhcp", "fetch", "upload")  # the rows a phone's story shows (labsim.ui.story)
 _BROADCAST_FLAG = 0x8000
 
 
@@ -73,6 +74,16 @@ class EventLog:
         self.in_flight: dict[int, tuple[float, str, str, str, int, str]] = {}
         self._token = 0
         self.series = None  # an observe.series.TimeSeries counting requests as they go, or None
+        self._story_rows = 0  # keep_for_story: each phone's last exchanges kept after they are written
+        self.by_phone: dict[str, deque] = {}
+
+    def keep_for_story(self, rows_per_phone: int = 64) -> None:
+        """A dashboard watches (``--ui``): keep each phone's last ``rows_per_phone`` DHCP
+        and transfer rows after the stream writes them, so the phone's story has them
+        however many other phones logged since (``recent`` is the whole fleet's last
+        rows: a 10,000-phone storm pushes a phone out of it in seconds). Only with --ui:
+        one small ring per phone, the rows themselves already made."""
+        self._story_rows = rows_per_phone
 
     def phone_event(self, phone, event: tuple) -> None:
         """A phone's state change or step, ``(t, state, detail, kind)``, which the phone
@@ -90,6 +101,14 @@ class EventLog:
         readable in ``recent`` for a while."""
         rows, self.rows = self.rows, []
         self.recent.extend(rows)
+        if self._story_rows:
+            rings, size = self.by_phone, self._story_rows
+            for row in rows:
+                if row[2] in _STORY_KINDS:
+                    ring = rings.get(row[1])
+                    if ring is None:
+                        ring = rings[row[1]] = deque(maxlen=size)
+                    ring.append(row)
         self.written += len(rows)
         return rows
 
@@ -107,6 +126,8 @@ class EventLog:
 
     def phone_rows(self, mac: str) -> list[tuple]:
         """One phone's rows still in memory (recently written, and not yet written)."""
+        if self._story_rows:
+            return [*self.by_phone.get(mac, ()), *(row for row in self.rows if row[1] == mac)]
         return [row for source in (self.recent, self.rows) for row in source if row[1] == mac]
 
     def dhcp(self, t: float, mac: str, direction: str, message: dhcp.DhcpMessage) -> None:

@@ -74,6 +74,8 @@ class WorkerSide(amp.AMP):
     @Begin.responder
     def begin(self, start_at: float, targets: str, stay_open: bool | None = None):
         self.run.stay_open = bool(stay_open)  # --ui: a settled lab stays up; Finish ends it
+        if stay_open:  # a dashboard may ask for any phone's story (PhoneStory)
+            self.run._events.keep_for_story()
         self.run.start_at = start_at
         self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}
         started = self.run.start()

@@ -58,6 +58,7 @@ class Dashboard:
         self._log_wanted_until = 0.0
         self.status = "starting"
         if run is not None:
+            self._keep_stories()
             run.counter.listeners.append(self._state_changed)
             # Writing a big report blocks the reactor for seconds: the pages get the last changes first.
             run.before_report.append(self._flush)
@@ -65,6 +66,10 @@ class Dashboard:
     @property
     def services(self):
         return self.run._services if self.run is not None else self._services
+
+    def _keep_stories(self) -> None:
+        """Each phone's exchanges stay readable for its story after events.jsonl has them."""
+        self.run._events.keep_for_story()
 
     # --- the change feed ------------------------------------------------------------
 

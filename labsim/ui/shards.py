@@ -33,6 +33,9 @@ _NOT_MIRRORED = ("stage.", "service.")
 
 
 class ShardedDashboard(Dashboard):
+    def _keep_stories(self) -> None:
+        pass  # the workers keep their phones' exchanges (Begin with stay_open)
+
     def request_totals(self) -> dict[str, int]:
         totals: dict[str, int] = {}
         for counters in self.run.shard_counters.values():
