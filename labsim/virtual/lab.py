@@ -24,15 +24,17 @@ What each service is here:
 - DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
   (``virtual.dns``) through the ``dns`` faults when a URL names its host.
 
-FTP has no in-memory form yet: a scenario with it is refused (see
-``virtual_time_problems``), as are the ones that need real sockets.
+- FTP: a phone's whole exchange answered at once under the server's own authorizer and
+  root (``virtual.ftp``), uploads on disk; stream faults as delays and refusals.
+
+What needs real sockets is refused (see ``virtual_time_problems``).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import replace
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
 
@@ -43,18 +45,20 @@ from labsim.services.http import safe_relative_path
 from labsim.services.http_static import resolve_under
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
-from labsim.transport.loopback import is_host_name
+from labsim.transport.loopback import _url_credentials, is_host_name
 from labsim.transport.dns_lookup import LookupFailed
 from labsim.virtual.dns import VirtualResolver
+from labsim.virtual.ftp import VirtualFtp
 from labsim.virtual.http import GET, PUT, VirtualHttp
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
 from labsim.wire import dhcp, sip_pnp
 
-SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "dns", "pnp")
+SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
 TFTP_GIVE_UP_S = 6.0  # the phones' TFTP client: 1 s timeout, 5 retransmissions
 TFTP_RETRY_S, TFTP_TRIES, TFTP_BLOCK = 1.0, 6, 1428
 HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
+FTP_TIMEOUT_S = 30.0  # transport.ftp_fetch's time limit for a whole exchange
 
 
 def virtual_time_problems(scenario) -> list[tuple[str, str]]:
@@ -92,6 +96,7 @@ class _Service:
         self.stats: dict = {}
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
+        self.ftp: VirtualFtp | None = None
 
 
 class VirtualServices:
@@ -113,7 +118,7 @@ class VirtualServices:
     dhcp = property(lambda self: self.running.get("dhcp"))
     tftp = property(lambda self: self.running.get("tftp"))
     http = property(lambda self: self.running.get("http"))
-    ftp = property(lambda self: None)
+    ftp = property(lambda self: self.running.get("ftp"))
     dns = property(lambda self: self.running.get("dns"))
     pnp = property(lambda self: self.running.get("pnp"))
 
@@ -130,6 +135,11 @@ class VirtualServices:
             # A restarted server has forgotten its leases, as labsim's does without a lease file.
             self.dhcp_server = DhcpServer(dhcp_config(spec))
             service.stats = self.dhcp_server.stats
+        elif name == "ftp":
+            upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
+            link = FaultyLink(self.faults, "ftp", self.clock) if self.faults is not None else None
+            service.ftp = VirtualFtp(spec, self.root, upload_root, link)
+            service.stats = service.ftp.stats
         elif name == "dns":
             # A restarted server starts afresh (its answer cache, its counters), as on sockets.
             records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
@@ -359,7 +369,7 @@ class VirtualNetwork:
         service, stored on disk where the scenario's uploads go; other schemes cannot
         upload in memory yet."""
         scheme, _, _, _, name = self._target(request.url)
-        if scheme not in ("http", "https"):
+        if scheme not in ("http", "https", "ftp"):
             answered = defer.succeed((FetchResult("error", detail=f"{scheme}:// uploads are not supported in "
                                                                    "virtual time"), 0.0))
         elif name is not None:
@@ -389,7 +399,7 @@ class VirtualNetwork:
                     loopback_address(host)
                 except NotLoopback as exc:
                     refusal = str(exc)
-            default_port = {"http": 80, "https": 443, "tftp": 69}.get(parts.scheme, 0)
+            default_port = {"http": 80, "https": 443, "tftp": 69, "ftp": 21}.get(parts.scheme, 0)
             target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
         return target
 
@@ -409,6 +419,20 @@ class VirtualNetwork:
             if delay >= HTTP_TIMEOUT_S:
                 return FetchResult("timeout", detail=f"HTTP: no answer within {HTTP_TIMEOUT_S:g} s"), HTTP_TIMEOUT_S
             return result, delay
+        if scheme == "ftp":
+            service = services.running.get("ftp")
+            if service is None or service.port != port:
+                return FetchResult("error", detail="FTP: connection refused"), 0.0
+            # Credentials: a download's travel in the request; an upload's are the URL's, else the request's.
+            credentials = request.credentials
+            if body is not None:
+                credentials = _url_credentials(urlsplit(request.url)) or credentials
+            result, took = service.ftp.exchange(unquote(path.lstrip("/")), credentials, body)
+            if took >= FTP_TIMEOUT_S:
+                host = urlsplit(request.url).hostname
+                return FetchResult("timeout", detail=f"FTP: no answer from {host}:{port} in {FTP_TIMEOUT_S:g}s"), \
+                    FTP_TIMEOUT_S
+            return result, took
         if scheme == "tftp":
             service = services.running.get("tftp")
             if service is None or service.port != port:

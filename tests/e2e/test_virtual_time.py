@@ -86,13 +86,13 @@ def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
 
 @pytest.mark.parametrize("change, key", [
     ("services:\n", "network:\n  dhcp_server: 127.0.0.1\nservices:\n"),
-    ("  tftp: {port: 6969}\n", "  tftp: {port: 6969}\n  ftp: {port: 2121}\n"),
+    ("lease_time_s: 7200,", "lease_time_s: 7200, lease_file: leases.json,"),
 ])
 def test_what_needs_real_sockets_is_refused_naming_the_key(tmp_path, change, key):
     text = SCENARIO.format(seed=1, duration="1h").replace(change, key)
     proc, report_dir = run(tmp_path, "refused", text=text)
     assert proc.returncode == 2 and not report_dir.exists()
-    named = "network.dhcp_server" if "dhcp_server" in key else "services.ftp"
+    named = "network.dhcp_server" if "dhcp_server" in key else "services.dhcp.lease_file"
     assert f"{named}: not possible in virtual time" in proc.stderr
 
 

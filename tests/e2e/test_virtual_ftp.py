@@ -1,0 +1,77 @@
+"""FTP in virtual time answers under the FTP server's own rules (labsim.virtual.ftp):
+each scenario runs on sockets (pyftpdlib) and in virtual time and must end the same:
+per-phone states, reboots and files, logins and files by the server's counters, and
+the uploads stored."""
+
+import pytest
+
+from tests.e2e.test_virtual_http import run
+from tests.peers import free_tcp_port, free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+YEALINK = """\
+name: virtual-ftp
+time_limit_s: 60
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "ftp://{login}127.0.0.1:{ftp}/"}}}}
+  ftp: {{port: {ftp}, users: {{alice: s3cret}}, anonymous: {anonymous}}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\n"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 3}}, first_mac: "00:15:65:00:00:01"}}
+"""
+
+POLYCOM = """\
+name: virtual-ftp-uploads
+time_limit_s: 60
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "ftp://alice:s3cret@127.0.0.1:{ftp}/"}}}}
+  ftp: {{port: {ftp}, users: {{alice: s3cret}}, uploads: true, upload_dir: uploads}}
+provisioning:
+  files:
+    000000000000.cfg: '<?xml version="1.0" standalone="yes"?>
+      <APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="phone[PHONE_MAC_ADDRESS].cfg"
+      LOG_FILE_DIRECTORY="uploads" OVERRIDES_DIRECTORY="uploads"/>'
+  per_phone: [{{name: "phone{{mac}}.cfg", text: '<polycomConfig><reg reg.1.address="{{index}}"/></polycomConfig>'}}]
+fleets:
+  - {{vendor: polycom, models: {{VVX500: 3}}, first_mac: "00:04:f2:00:00:01"}}
+"""
+
+COUNTERS = ("logins_ok", "logins_failed", "files_sent", "files_received")
+
+
+def ending(report: dict) -> tuple:
+    import os
+
+    phones = {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in report["phones"]}
+    ftp = report["services"]["ftp"]
+    uploads = sorted(os.path.basename(u["path"]) for u in report.get("uploads") or ())
+    return phones, {key: ftp[key] for key in COUNTERS}, uploads
+
+
+def both_clocks(tmp_path, template: str, **values):
+    text = template.format(dhcp=free_udp_port(), ftp=free_tcp_port(), **values)
+    return run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+
+
+@pytest.mark.parametrize("login, anonymous, state", [("alice:s3cret@", "false", "ready"),
+                                                      ("", "true", "ready"),
+                                                      ("alice:wrong@", "false", "failed"),
+                                                      ("", "false", "failed")])
+def test_downloads_end_as_on_sockets(tmp_path, login, anonymous, state):
+    on_sockets, in_memory = both_clocks(tmp_path, YEALINK, login=login, anonymous=anonymous)
+    assert ending(in_memory) == ending(on_sockets)
+    assert {phone["state"] for phone in in_memory["phones"]} == {state}
+
+
+def test_uploads_are_stored_as_on_sockets(tmp_path):
+    on_sockets, in_memory = both_clocks(tmp_path, POLYCOM)
+    assert ending(in_memory) == ending(on_sockets)
+    _, counters, names = ending(in_memory)
+    assert counters["files_received"] >= 3
+    assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= set(names)
