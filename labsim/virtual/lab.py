@@ -24,6 +24,7 @@ What each service is here:
 - DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
   (``virtual.dns``) through the ``dns`` faults when a URL names its host.
 
+- TFTP uploads: the TFTP server's own request handler and write transfer (``virtual.tftp``).
 - FTP: a phone's whole exchange answered at once under the server's own authorizer and
   root (``virtual.ftp``), uploads on disk; stream faults as delays and refusals.
 
@@ -48,6 +49,7 @@ from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.loopback import _url_credentials, is_host_name
 from labsim.transport.dns_lookup import LookupFailed
 from labsim.virtual.dns import VirtualResolver
+from labsim.virtual import tftp as virtual_tftp
 from labsim.virtual.ftp import VirtualFtp
 from labsim.virtual.http import GET, PUT, VirtualHttp
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
@@ -97,6 +99,7 @@ class _Service:
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
         self.ftp: VirtualFtp | None = None
+        self.tftp_uploads = None  # TFTP: the server's request handler, for WRQs
 
 
 class VirtualServices:
@@ -162,6 +165,8 @@ class VirtualServices:
             service.stats = service.http.stats
         elif name == "tftp":
             service.stats = service.stats or {"requests": 0, "transfers_ok": 0, "not_found": 0, "timeouts": 0}
+            upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
+            service.tftp_uploads = virtual_tftp.upload_handler(spec, self.root, upload_root)
         self.running[name] = self.handles[name] = service
 
     @property
@@ -369,7 +374,7 @@ class VirtualNetwork:
         service, stored on disk where the scenario's uploads go; other schemes cannot
         upload in memory yet."""
         scheme, _, _, _, name = self._target(request.url)
-        if scheme not in ("http", "https", "ftp"):
+        if scheme not in ("http", "https", "ftp", "tftp"):
             answered = defer.succeed((FetchResult("error", detail=f"{scheme}:// uploads are not supported in "
                                                                    "virtual time"), 0.0))
         elif name is not None:
@@ -437,8 +442,10 @@ class VirtualNetwork:
             service = services.running.get("tftp")
             if service is None or service.port != port:
                 return FetchResult("timeout", detail="TFTP: no answer"), TFTP_GIVE_UP_S
-            body = services.read(path.lstrip("/"))
-            # RRQ and its answer, then (a file) each block and its ACK: every exchange
+            upload = body
+            if upload is None:
+                body = services.read(path.lstrip("/"))
+            # RRQ (or WRQ) and its answer, then (a file) each block and its ACK: every exchange
             # retried after 1 s, six tries at most, as the phones' TFTP client does.
             exchanges = 1 if body is None else 1 + len(body) // TFTP_BLOCK + 1
             waited = 0.0
@@ -448,6 +455,11 @@ class VirtualNetwork:
                     service.stats["timeouts"] += 1
                     return FetchResult("timeout", detail="TFTP: no answer"), waited + TFTP_GIVE_UP_S
                 waited += tries * TFTP_RETRY_S
+            if upload is not None:
+                result = virtual_tftp.put(service.tftp_uploads, unquote(path.lstrip("/")), upload)
+                if result.ok:
+                    service.stats["uploads"] = service.stats.get("uploads", 0) + 1
+                return result, waited
             service.stats["requests"] += 1
             if body is None:
                 service.stats["not_found"] += 1
