@@ -118,7 +118,7 @@ class Scenario(Strict):
         "with clock: virtual, simulated time (time_limit_s stays wall-clock)")
     clock: Literal["real", "virtual"] = Field(
         "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
-        "DHCP, HTTP, TFTP and PnP; see docs/virtual-time.md)")
+        "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md)")
     # --- end virtual time
     services: Services = Services()
     provisioning: Provisioning = Provisioning()
