@@ -45,10 +45,12 @@ EDGE_COUNTERS = (
 STANDARD_SERVER_PORT = 67
 # A storm's DHCP datagrams arrive in bursts: with the default 208 KB receive buffer the
 # server socket dropped ~2,400 of 11,000 relayed datagrams from 2,000 phones (and each
-# drop costs that phone a 4 s+ retransmission); 4 MiB (~6,500 datagrams: each costs ~1.3 KB
-# of the buffer on loopback) still dropped 260,000+ of a 50,000-phone storm's. 32 MiB holds
-# ~50,000. The memory is the kernel's, and only while datagrams wait.
-DEFAULT_RECV_BUFFER = 32 << 20
+# drop costs that phone a 4 s+ retransmission). 4 MiB (~6,500 datagrams: each costs ~1.3 KB
+# of the buffer on loopback) absorbs the burst. Not more: 32 MiB (~52,000) was tried, and
+# at 50,000 phones the queue then held more than the 4 s a client waits before it
+# retransmits, the server answered stale requests while the retransmissions overflowed it
+# (491,646 drops by 200 s, against 261,823 in a whole run with 4 MiB).
+DEFAULT_RECV_BUFFER = 4 << 20
 
 # What a live observer is told after each datagram: the protocol that took it, the
 # request, the replies, and a note when nothing could be offered ("pool exhausted").

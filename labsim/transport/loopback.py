@@ -27,10 +27,10 @@ from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, t
 from labsim.wire import dhcp, sip_pnp
 
 
-# The relay's receive buffer: 32 MiB holds ~50,000 replies (a loopback datagram costs
-# ~1.3 KB of it), a 50,000-phone storm's worth; the kernel's 208 KB default dropped ~20 %
-# of a 2,000-phone storm's, and 4 MiB holds ~6,500.
-RELAY_BUFFER = 32 << 20
+# The relay's receive buffer: 4 MiB holds ~6,500 replies (a loopback datagram costs ~1.3 KB
+# of it); the kernel's 208 KB default dropped ~20 % of a 2,000-phone storm's. A deeper queue
+# holds replies longer than the phones wait for them (see dhcp_udp.DEFAULT_RECV_BUFFER).
+RELAY_BUFFER = 4 << 20
 
 
 class DhcpRelay(DatagramProtocol):
