@@ -242,7 +242,10 @@ class ScenarioRun:
 
     def _write_events(self) -> None:
         # A bounded part a reactor turn, so the phones' timers and sockets are served between parts.
-        more = self._stream.write_some(self.EVENT_ROWS_PER_TURN)
+        # At least an eighth of what waits, so the writing keeps up with a fleet that records
+        # more than that a turn: a saturated 100,000-phone run, 1,000 a turn, had written
+        # 38 MB of events.jsonl after 13 minutes and held the rest (~250 MB) in memory.
+        more = self._stream.write_some(max(self.EVENT_ROWS_PER_TURN, self._stream.queued // 8))
         self._flush_timer = self.reactor.callLater(0 if more else self.EVENTS_FLUSH_S,
                                                    self._write_events if more else self._flush_events)
 

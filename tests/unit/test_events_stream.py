@@ -105,7 +105,7 @@ def test_written_a_few_rows_at_a_time_the_file_is_the_same_and_in_order(tmp_path
     fill(log, 1)
     everything += sorted(log.rows, key=itemgetter(0))
     stream.take()  # queued behind the row still waiting
-    assert stream.write_some(2) is True and stream.rows_written == 8
+    assert stream.write_some(2) is True and stream.rows_written == 8 and stream.queued == 6
     stream.close(end_t=100.0, complete=True, end_reason="done")
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert lines[:-1] == [row_line(row) for row in everything]
