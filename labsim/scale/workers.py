@@ -421,9 +421,16 @@ class WorkersRun:
         asks = [side.callRemote(WriteShard, reason=reason, complete=complete)
                 for side, process in zip(self.sides, self.processes) if not process.ended.called]
         writing = self._writing = defer.gatherResults(asks, consumeErrors=True)
-        writing.addCallback(lambda _: self._merge(reason, complete))
-        writing.addCallback(lambda _: self.stream.write("  labsim: the lab stays open for the dashboard; Ctrl-C to "
-                                                        "close it (the report is written again then)\n"))
+
+        def merge(_):
+            if self._ending:  # Ctrl-C came meanwhile: the final report follows
+                return None
+            self._merge(reason, complete)
+            self.stream.write("  labsim: the lab stays open for the dashboard; Ctrl-C to close it (the report is "
+                              "written again then)\n")
+            return None
+
+        writing.addCallback(merge)
         writing.addErrback(self._merge_failed)
 
         def written(result):
