@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -45,8 +46,11 @@ def browser():
     options.binary_location = "/usr/bin/chromium"
     for flag in FLAGS:
         options.add_argument(flag)
-    options.add_argument("--user-data-dir=" + tempfile.mkdtemp(prefix="bench-chromium-"))
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    options.add_argument("--user-data-dir=" + profile)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.profile_dir = profile  # removed after quit()
+    return driver
 
 
 def last_ready(report_dir: str) -> tuple[float, int]:
@@ -148,6 +152,7 @@ def one_round(phones: int, ui: bool, driver, screenshot: str | None, workers: st
         if proc.poll() is None:
             proc.kill()
     wall, ready = last_ready(report_dir)
+    shutil.rmtree(report_dir, ignore_errors=True)  # a 10,000-phone report folder is ~100 MB
     return wall, ready, page
 
 
@@ -175,6 +180,7 @@ def main() -> int:
                       f"to settle {cpus[name][-1]:6.1f} s" + (f"; the page showed {page}" if page else ""), flush=True)
     finally:
         driver.quit()
+        shutil.rmtree(driver.profile_dir, ignore_errors=True)
     base_wall, base_cpu = statistics.median(walls["without --ui"]), statistics.median(cpus["without --ui"])
     for name, _, _ in modes:
         wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
