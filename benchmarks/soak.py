@@ -12,8 +12,8 @@ memory (VmRSS) once a minute and, at the end, reads the fleet's report and the s
 counters:
 
 * RSS of the services: flat means no sample after the first 10 minutes more than 10 %
-  above the 10-minute sample. The fleet process keeps every phone's history for its
-  report (events.jsonl, report.json), which grows with the run: printed, not judged;
+  above the 10-minute sample. The fleet process writes events.jsonl as it goes and keeps
+  a phone's first and last events for report.json: its RSS is printed, not judged;
 * stuck phones: a phone never ready, or one in a pass at the end that had made no progress
   (no event) for two periods; a phone in a pass that was still moving when the time limit
   came is counted apart (``mid-pass``: a real phone's resync can be cut by a power cut as
@@ -262,7 +262,7 @@ def verdict(work: str, report_dir: str, serve_output: str, samples, wall: float)
               f"max after {max(after_10, default=float('nan')):.1f} MiB, last {samples[-1][1]:.1f} MiB"
               + (f"; growth after 10 min {growth:+.1%}" if growth is not None else ""))
         minutes = samples[-1][0] - samples[0][0]
-        print(f"RSS of the fleet (phones and their recorded history): first {samples[0][2]:.1f} MiB, "
+        print(f"RSS of the fleet (phones, their first and last events): first {samples[0][2]:.1f} MiB, "
               f"last {samples[-1][2]:.1f} MiB" + (f" ({(samples[-1][2] - samples[1][2]) / max(minutes - 1, 1):+.1f}"
                                                    " MiB/min after the first minute)" if len(samples) > 2 else ""))
     print(f"passes per phone (ready entries): min {counts[0]}, median {counts[len(counts) // 2]}, max {counts[-1]}")
