@@ -315,13 +315,18 @@ class RecordingLink:
         lease = self.driver_side.phone.lease
         return lease.address if lease is not None else None
 
-    def fetch(self, request):
+    def _fetch_begins(self, request):
+        """Record a download's start: the log's token, and the capture's flow (or None)."""
         now = self.clock.seconds()
         token = self.log.fetch_started(now - self.epoch, self.mac, request.url)
         flow = None
         if self.capture is not None:
             flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes, self._address(),
                                               request.url, request.user_agent, request.credentials)
+        return token, flow
+
+    def fetch(self, request):
+        token, flow = self._fetch_begins(request)
         deferred = self.network.fetch(request)
         deferred.addBoth(self._fetched, token, flow, False)
         return deferred
@@ -332,12 +337,7 @@ class RecordingLink:
         return self._fetch_into if getattr(self.network, "fetch_into", None) is not None else None
 
     def _fetch_into(self, request, deliver) -> None:
-        now = self.clock.seconds()
-        token = self.log.fetch_started(now - self.epoch, self.mac, request.url)
-        flow = None
-        if self.capture is not None:
-            flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes, self._address(),
-                                              request.url, request.user_agent, request.credentials)
+        token, flow = self._fetch_begins(request)
 
         def answered(request, result) -> None:
             self._fetched(result, token, flow, False)
