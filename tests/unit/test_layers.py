@@ -161,10 +161,12 @@ def test_pure_modules_do_no_io(module):
     assert not problems, f"{source_path(module).relative_to(ROOT.parent)} must stay I/O-free:\n  " + "\n  ".join(problems)
 
 
-@pytest.mark.parametrize("module", sorted(KNOWN_IMPURE))
-def test_known_impure_list_is_current(module):
-    assert module in MODULES, f"{module} no longer exists: drop it from KNOWN_IMPURE"
-    assert purity_problems(module), f"{module} is I/O-free now: drop it from KNOWN_IMPURE"
+def test_known_impure_list_is_current():
+    # One test over the list, not one per entry: the list is empty now (every core is
+    # I/O-free) and an empty parametrization would be reported as a skip.
+    for module in sorted(KNOWN_IMPURE):
+        assert module in MODULES, f"{module} no longer exists: drop it from KNOWN_IMPURE"
+        assert purity_problems(module), f"{module} is I/O-free now: drop it from KNOWN_IMPURE"
 
 
 LAYER_RULES = [
