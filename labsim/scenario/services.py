@@ -97,7 +97,8 @@ class DhcpService(Strict):
     )
     reservations: dict[str, IPv4] = Field(default_factory=dict, description="MAC -> fixed address")
     lease_file: str | None = Field(
-        None, description="keep leases across restarts in this file (relative to the report folder, or absolute)"
+        None, description="keep leases across restarts in this file (relative to the report folder, or absolute); "
+        "with clock: virtual its times are simulated (docs/virtual-time.md)"
     )
 
     @field_validator("subnet")

@@ -13,6 +13,11 @@ Calls due at the same moment run in the order they were scheduled, as with
 ``task.Clock`` (whose sort is stable). A call ``reset`` or ``delay``ed to a moment other
 calls are due at too may run before or after them: ``task.Clock`` keeps it where its old
 time put it, the reactor's own heap promises nothing, and neither does this clock.
+
+Some timers keep nothing going: the DHCP server's lease-file writer ticks every second
+for as long as the server runs. They are scheduled through ``background()``, a view of
+the clock, so a run can tell "only those are left" (``only_background``) from work still
+to do, and end instead of ticking on by itself.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class HeapClock:
         self._pushes = count()  # tells apart two entries of one call at one time
         self._order = count()  # a call's place among calls due at the same moment
         self._live = 0  # scheduled and neither run nor cancelled
+        self._background = 0  # of those, scheduled through background()
 
     def seconds(self) -> float:
         return self.rightNow
@@ -50,6 +56,16 @@ class HeapClock:
 
     def _cancelled(self, call: DelayedCall) -> None:
         self._live -= 1
+        if getattr(call, "background", False):
+            self._background -= 1
+
+    def background(self) -> "BackgroundTimers":
+        """This clock, for timers a run should not wait on (see the module's docstring)."""
+        return BackgroundTimers(self)
+
+    def only_background(self) -> bool:
+        """Whether every pending call is a background one (none pending: True)."""
+        return self._live == self._background
 
     def getDelayedCalls(self) -> list[DelayedCall]:
         """The pending calls, earliest first (O(n): for tests and the end of a run)."""
@@ -107,3 +123,28 @@ class HeapClock:
     def pump(self, timings) -> None:
         for amount in timings:
             self.advance(amount)
+
+
+@implementer(IReactorTime)
+class BackgroundTimers:
+    """``IReactorTime`` over a HeapClock whose calls are counted as background ones."""
+
+    def __init__(self, clock: HeapClock):
+        self.clock = clock
+
+    def seconds(self) -> float:
+        return self.clock.rightNow
+
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object, **kw: object) -> DelayedCall:
+        clock = self.clock
+        call = clock.callLater(delay, self._run, callable, args, kw)
+        call.background = True
+        clock._background += 1
+        return call
+
+    def _run(self, callable, args, kw) -> None:
+        self.clock._background -= 1
+        callable(*args, **kw)
+
+    def getDelayedCalls(self) -> list[DelayedCall]:
+        return [call for call in self.clock.getDelayedCalls() if getattr(call, "background", False)]

@@ -10,7 +10,9 @@ either way; only these adapters differ.
 What each service is here:
 
 - DHCP: ``services.dhcp.DhcpServer`` itself. Every message goes as bytes through the
-  fault set's ``dhcp`` link both ways, as on the loopback relay.
+  fault set's ``dhcp`` link both ways, as on the loopback relay. A ``lease_file`` is kept
+  by the server's own ``LeaseFileKeeper``, its timer on the simulated clock (a background
+  one: it does not keep a run going), so the times in the file are simulated time.
 - HTTP(S): the HTTP server's own core, ``services.http_files.StaticFiles``, over the
   provisioning root (``virtual.http``): path checks, Basic/Digest challenges answered as
   the phones' fetcher answers them, PUTs into ``upload_dir`` stored where the scenario's
@@ -42,6 +44,8 @@ from twisted.internet import defer
 from labsim.faults import FaultyLink
 from labsim.phones.events import FetchResult
 from labsim.services.dhcp import DhcpServer
+from labsim.services.dhcp_udp import LeaseFileKeeper
+from labsim.services.lease_file import resolve_lease_path
 from labsim.services.http import safe_relative_path
 from labsim.services.http_static import resolve_under
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
@@ -83,8 +87,6 @@ def virtual_time_problems(scenario) -> list[tuple[str, str]]:
             problems.append((f"services.{name}", "has no in-memory form yet: run it with the real clock"))
         if getattr(spec, "interface", None):
             problems.append((f"services.{name}.interface", "a network interface needs real sockets"))
-    if services.dhcp is not None and services.dhcp.lease_file:
-        problems.append(("services.dhcp.lease_file", "the lease file is written on the wall clock"))
     return problems
 
 
@@ -100,11 +102,13 @@ class _Service:
         self.answerer: DnsAnswerer | None = None  # DNS
         self.ftp: VirtualFtp | None = None
         self.tftp_uploads = None  # TFTP: the server's request handler, for WRQs
+        self.keeper: LeaseFileKeeper | None = None  # DHCP with a lease_file
 
 
 class VirtualServices:
-    def __init__(self, clock, spec, root: str, *, faults=None, upload_folders=None):
+    def __init__(self, clock, spec, root: str, *, faults=None, upload_folders=None, cert_dir: str | None = None):
         self.clock = clock
+        self.cert_dir = cert_dir  # the report folder: a relative lease_file lives there, as on sockets
         self.upload_folders = upload_folders  # run.UploadFolders: where uploads are stored
         self.spec = spec
         self.root = root
@@ -138,6 +142,11 @@ class VirtualServices:
             # A restarted server has forgotten its leases, as labsim's does without a lease file.
             self.dhcp_server = DhcpServer(dhcp_config(spec))
             service.stats = self.dhcp_server.stats
+            if spec.lease_file:  # with one, it restores them (start_dhcp_server's order: load, then tick)
+                service.keeper = LeaseFileKeeper(self.dhcp_server, resolve_lease_path(spec.lease_file, self.cert_dir),
+                                                 self.clock.background())
+                service.keeper.load()
+                service.keeper.start()
         elif name == "ftp":
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
             link = FaultyLink(self.faults, "ftp", self.clock) if self.faults is not None else None
@@ -186,8 +195,16 @@ class VirtualServices:
         return service.answerer if service is not None else None
 
     def stop(self):
+        for service in self.running.values():
+            self._stopped(service)
         self.running.clear()
         return defer.succeed(None)
+
+    @staticmethod
+    def _stopped(service: _Service) -> None:
+        if service.keeper is not None:  # the lease file's last write, as DhcpListening.stopListening does it
+            service.keeper.stop()
+            service.keeper = None
 
     def attach_faults(self) -> None:
         """Faults are consulted per request (VirtualNetwork): nothing to attach."""
@@ -196,7 +213,8 @@ class VirtualServices:
         if getattr(self.spec, name, None) is None:
             raise ValueError(f"the scenario runs no {name} service")
         if verb in ("stop", "restart"):
-            self.running.pop(name, None)
+            if name in self.running:
+                self._stopped(self.running.pop(name))
             if name == "dhcp":
                 self.dhcp_server = None
             if name == "pnp":

@@ -34,7 +34,7 @@ class VirtualScenarioRun(ScenarioRun):
     def _start_services(self):
         root = materialize_provisioning(self.loaded, self._workdir, self.members)
         self._services = VirtualServices(self.reactor, self.scenario.services, root, faults=self.faults,
-                                         upload_folders=self.uploads)
+                                         upload_folders=self.uploads, cert_dir=self.report_dir)
         return self._services.start()
 
     def _start_network(self) -> str:
@@ -100,7 +100,7 @@ def drive(run: ScenarioRun, clock: HeapClock, stream) -> None:
     events = 0
     while not finished.called:
         due = clock.next_time()
-        if due is None:
+        if due is None or clock._live == clock._background:  # only_background(), inlined: once per event
             run._end("nothing left to happen (no timer, no message in flight)")
             return
         clock.run_until(due)

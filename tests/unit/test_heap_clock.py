@@ -122,3 +122,25 @@ def test_the_same_operations_give_the_same_calls_at_the_same_times_as_task_clock
     else:  # exactly, equal times in scheduling order included
         assert heap_log == reference_log
     assert len([entry for entry in heap_log if entry[0] != "active"]) > 60  # the scenario did run calls
+
+
+def test_background_timers_run_on_the_clock_but_a_run_can_tell_they_are_all_that_is_left():
+    from twisted.internet.task import LoopingCall
+
+    clock, ticks, ran = HeapClock(), [], []
+    assert clock.only_background()  # nothing pending at all
+    loop = LoopingCall(lambda: ticks.append(clock.seconds()))
+    loop.clock = clock.background()
+    loop.start(1.0, now=False)
+    work = clock.callLater(2.5, ran.append, "work")
+    assert not clock.only_background()
+    clock.advance(3)
+    assert ticks == [1, 2, 3] and ran == ["work"] and clock.only_background()
+    other = clock.callLater(1, ran.append, "other")
+    assert not clock.only_background()
+    other.cancel()
+    assert clock.only_background() and len(clock) == 1
+    assert [c.getTime() for c in clock.background().getDelayedCalls()] == [4]
+    loop.stop()  # cancels its pending background call
+    assert len(clock) == 0 and clock._background == 0 and clock.only_background()
+    assert work.called and not work.active()
