@@ -26,7 +26,7 @@ from labsim.lab_control import LabServicesControl
 from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
 from labsim.observe.events_log import EventLog, RecordingLink
-from labsim.observe.events_stream import EventStream
+from labsim.observe.events_stream import EventStream, ScheduledWriter
 from labsim.observe.html_report import write_html_report
 from labsim.observe.junit import write_junit
 from labsim.observe.pcap import PcapCapture
@@ -171,7 +171,7 @@ class ScenarioRun:
         self.pcap_path = pcap_path
         self._events = EventLog(keep_per_phone=EVENTS_PER_PHONE_IN_REPORT)
         self._stream: EventStream | None = None  # writes the log to events.jsonl as the run goes
-        self._flush_timer = None
+        self._event_writer: ScheduledWriter | None = None  # events.jsonl written as the run goes
         self.state_changes = 0  # phone state changes so far (the timeline's conditions look when it moves)
         self.stage_archive = None  # the phones' older download timings, as numbers (observe.stage_archive)
         # Requests per service and phones per state over time, counted as they happen.
@@ -196,8 +196,10 @@ class ScenarioRun:
             driver.fleet = member.fleet
             self._drivers.append(driver)
             member.phone.journal = self._events  # its state changes and steps go to events.jsonl too
-        self._open_event_stream()
-        self._flush_timer = self.reactor.callLater(self.EVENTS_FLUSH_S, self._flush_events)
+        self._event_writer = ScheduledWriter(self._open_event_stream(), self.reactor, period=self.EVENTS_FLUSH_S,
+                                             rows_per_turn=self.EVENT_ROWS_PER_TURN,
+                                             actions=lambda: self.timeline.log if self.timeline else ())
+        self._event_writer.start()
         # Everything built so far lives for the whole run: out of the collector's sight,
         # so a full collection does not walk every phone's objects and stall the run
         # (measured: stalls of ~200 ms at 2,000 phones, the power-on schedule's worst).
@@ -235,19 +237,6 @@ class ScenarioRun:
             self._stream = EventStream(self.report_dir, self._events, self.members, archive=self.stage_archive,
                                        archive_every=self.ARCHIVE_EVERY)
         return self._stream
-
-    def _flush_events(self) -> None:
-        self._stream.take(self.timeline.log if self.timeline else ())
-        self._write_events()
-
-    def _write_events(self) -> None:
-        # A bounded part a reactor turn, so the phones' timers and sockets are served between parts.
-        # At least an eighth of what waits, so the writing keeps up with a fleet that records
-        # more than that a turn: a saturated 100,000-phone run, 1,000 a turn, had written
-        # 38 MB of events.jsonl after 13 minutes and held the rest (~250 MB) in memory.
-        more = self._stream.write_some(max(self.EVENT_ROWS_PER_TURN, self._stream.queued // 8))
-        self._flush_timer = self.reactor.callLater(0 if more else self.EVENTS_FLUSH_S,
-                                                   self._write_events if more else self._flush_events)
 
     def _start_network(self) -> str:
         """The phones' network; returns how it reaches DHCP, for the first line."""
@@ -385,8 +374,8 @@ class ScenarioRun:
         if final:
             self.closed = True
             self._pacer.stop()  # phones not powered on yet stay off
-            if self._flush_timer is not None and self._flush_timer.active():
-                self._flush_timer.cancel()
+            if self._event_writer is not None:
+                self._event_writer.stop()
             for driver in self._drivers:
                 driver.stop()
             if self.timeline is not None:

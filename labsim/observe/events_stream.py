@@ -118,3 +118,41 @@ class EventStream:
         self._handle.close()
         os.replace(self._temporary, self.path)
         return self.path
+
+
+class ScheduledWriter:
+    """An ``EventStream`` written on a clock while the run goes on.
+
+    Every ``period`` seconds it takes what was recorded (cheap: no formatting), then writes
+    it a bounded part a clock turn, so the phones' timers and sockets are served between
+    parts: two seconds of a 5,000 phones/s fleet's rows written in one turn stalled its
+    power-on pacer by ~0.5 s. A part is at least an eighth of what waits, so the writing
+    keeps up with a fleet that records more than ``rows_per_turn`` a turn: a saturated
+    100,000-phone run writing 1,000 rows a turn had written 38 MB of events.jsonl after 13
+    minutes and held the rest (~250 MB) in memory. The clock is the reactor (wall seconds)
+    or the virtual clock (simulated seconds): only ``period`` differs.
+    """
+
+    def __init__(self, stream: EventStream, clock, *, period: float, rows_per_turn: int, actions=tuple):
+        self.stream = stream
+        self.clock = clock
+        self.period = period
+        self.rows_per_turn = rows_per_turn
+        self.actions = actions  # () -> the timeline's log so far (its actions go in the file too)
+        self._timer = None
+
+    def start(self) -> None:
+        self._timer = self.clock.callLater(self.period, self._take)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _take(self) -> None:
+        self.stream.take(self.actions())
+        self._write()
+
+    def _write(self) -> None:
+        more = self.stream.write_some(max(self.rows_per_turn, self.stream.queued // 8))
+        self._timer = self.clock.callLater(0 if more else self.period, self._write if more else self._take)

@@ -4,8 +4,10 @@ import json
 from operator import itemgetter
 from types import SimpleNamespace
 
+from twisted.internet.task import Clock
+
 from labsim.observe.events_log import EventLog, row_line
-from labsim.observe.events_stream import EventStream
+from labsim.observe.events_stream import EventStream, ScheduledWriter
 from labsim.observe.report import _phone_entry
 from labsim.wire.dhcp import DhcpMessage
 
@@ -110,3 +112,87 @@ def test_written_a_few_rows_at_a_time_the_file_is_the_same_and_in_order(tmp_path
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert lines[:-1] == [row_line(row) for row in everything]
     assert json.loads(lines[-1])["events"] == 14
+
+
+def _dhcp_rows(log, count, t):
+    for index in range(count):
+        message = DhcpMessage(op=1, xid=index, chaddr=b"\0" * 6, options={53: b"\x01"})
+        log.dhcp(t, f"00:15:65:00:{index // 256:02x}:{index % 256:02x}", "out", message)
+
+
+def _watched(clock, stream):
+    """Each timer the writer arms (its delay) and each part it writes (rows), in order:
+    task.Clock runs a callLater(0) chain within one advance, so the parts are told apart
+    by the timers between them, one reactor turn each on a real reactor."""
+    seen = []
+    arm, write = clock.callLater, stream.write_some
+
+    def call_later(delay, f, *a, **kw):
+        seen.append(("timer", delay))
+        return arm(delay, f, *a, **kw)
+
+    def write_some(limit):
+        before = stream.rows_written
+        more = write(limit)
+        seen.append(("wrote", stream.rows_written - before))
+        return more
+
+    clock.callLater, stream.write_some = call_later, write_some
+    return seen
+
+
+def test_the_scheduled_writer_takes_every_period_and_writes_a_bounded_part_a_turn(tmp_path):
+    clock, log = Clock(), EventLog()
+    stream = EventStream(str(tmp_path), log)
+    seen = _watched(clock, stream)
+    writer = ScheduledWriter(stream, clock, period=2.0, rows_per_turn=10, actions=lambda: [])
+    writer.start()
+    _dhcp_rows(log, 25, 0.5)
+    clock.advance(1.9)
+    assert stream.rows_written == 0 and len(log.rows) == 25  # nothing taken before the period
+    clock.advance(0.1)
+    assert seen == [("timer", 2.0), ("wrote", 10), ("timer", 0), ("wrote", 10), ("timer", 0), ("wrote", 5),
+                    ("timer", 2.0)]  # a part a turn; all written, the next take waits a period
+    _dhcp_rows(log, 3, 2.5)
+    clock.advance(1.9)
+    assert stream.rows_written == 25
+    clock.advance(0.1)
+    assert stream.rows_written == 28
+    writer.stop()
+    assert clock.getDelayedCalls() == []
+    _dhcp_rows(log, 2, 5.0)
+    clock.advance(10.0)
+    assert stream.rows_written == 28 and len(log.rows) == 2  # stopped: close writes the rest
+    stream.close(end_t=20.0, complete=True, end_reason="done")
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == 31 and json.loads(lines[-1])["events"] == 30
+
+
+def test_the_scheduled_writer_writes_at_least_an_eighth_of_what_waits(tmp_path):
+    """A fleet recording more rows a turn than rows_per_turn must not fall behind forever."""
+    clock, log = Clock(), EventLog()
+    stream = EventStream(str(tmp_path), log)
+    seen = _watched(clock, stream)
+    writer = ScheduledWriter(stream, clock, period=1.0, rows_per_turn=5, actions=tuple)
+    writer.start()
+    _dhcp_rows(log, 800, 0.2)
+    clock.advance(1.0)
+    parts = [n for what, n in seen if what == "wrote"]
+    assert parts[:3] == [100, 700 // 8, (700 - 87) // 8]  # an eighth of what waits, not 5
+    assert sum(parts) == 800 and min(parts[:-1]) == 5  # never under rows_per_turn but for the rest
+    writer.stop()
+
+
+def test_the_scheduled_writer_writes_the_timeline_actions_too(tmp_path):
+    clock, log = Clock(), EventLog()
+    stream = EventStream(str(tmp_path), log)
+    actions = []
+    writer = ScheduledWriter(stream, clock, period=1.0, rows_per_turn=100, actions=lambda: actions)
+    writer.start()
+    actions.append(SimpleNamespace(t=0.3, entry=0, action="power_cycle", outcome="3 phones"))
+    _dhcp_rows(log, 1, 0.6)
+    clock.advance(1.0)
+    writer.stop()
+    stream.close(end_t=2.0, complete=True, end_reason="done")
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert kinds == ["action", "dhcp", "run"]
