@@ -8,9 +8,16 @@ each pass asks for two boot files, the Common and the MAC CFG) and the peak RSS 
 run's process. ``--profile`` runs the smallest size in this process under cProfile (CPU time) and
 prints where the time goes.
 
+``--workers N`` runs each size twice, side by side: in one process and as
+``labsim run --clock virtual --workers N`` (N shards, each its own process and clock, one
+merged report), and prints for both the wall time, the CPU time of all processes (user +
+system, the shards included), passes per wall second and the peak RSS of all processes
+(one process: its own; workers: each shard's peak and the parent's, added up — an upper
+bound, the peaks need not coincide), then the ratios.
+
 A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
-[--days 7] [--profile]``. Numbers from a shared, loaded machine vary by 2x and more:
-say so when quoting them.
+[--days 7] [--workers N] [--profile]``. Numbers from a shared, loaded machine vary by 2x
+and more: say so when quoting them.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import io
 import json
 import os
 import pstats
+import re
 import subprocess
 import sys
 import tempfile
@@ -66,20 +74,27 @@ expect:
 """
 
 
-def run_once(phones: int, days: int, workdir: str) -> dict:
+def run_once(phones: int, days: int, workdir: str, workers: int | None = None) -> dict:
     path = os.path.join(workdir, f"bench-{phones}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(SCENARIO.format(phones=phones, days=days))
-    report_dir = os.path.join(workdir, f"report-{phones}")
+    report_dir = os.path.join(workdir, f"report-{phones}-{workers or 1}")
     env = dict(os.environ, PYTHONPATH=ROOT)
-    cpu_before = _children_cpu()
+    command = [sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir]
+    if workers:
+        command += ["--workers", str(workers)]
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    output, _ = proc.communicate()
-    # wait4 is gone once communicate() reaped it: the kernel kept the child's peak RSS for us.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = proc.stdout.read()
+    # wait4: this child's own usage (its CPU includes the shards it waited for).
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
-    cpu = _children_cpu() - cpu_before  # on a loaded machine wall time overstates labsim's own cost
+    cpu = usage.ru_utime + usage.ru_stime  # on a loaded machine wall time overstates labsim's own cost
+    rss = usage.ru_maxrss / 1024
+    summed = re.search(r"\(sum (\d+) MiB\)", output)
+    if workers and summed:
+        rss = float(summed.group(1))  # every shard's peak and the parent's, added (the run says them)
     if proc.returncode != 0:
         sys.stdout.write(output[-3000:])
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
@@ -88,14 +103,7 @@ def run_once(phones: int, days: int, workdir: str) -> dict:
     run_line = next((line for line in output.splitlines() if line.startswith("Scenario ")), "")
     return {"phones": phones, "wall_s": wall, "run_line": run_line, "requests": requests,
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
-            "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu}
-
-
-def _children_cpu() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+            "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss}
 
 
 def clock_only(timers: int, days: int, clock) -> float:
@@ -123,12 +131,6 @@ def clock_only(timers: int, days: int, clock) -> float:
     return time.perf_counter() - started
 
 
-def peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def profile(phones: int, days: int, workdir: str) -> str:
     sys.path.insert(0, ROOT)
     from labsim.scenario.loader import load_scenario
@@ -152,6 +154,8 @@ def main() -> int:
     parser.add_argument("--phones", default="1000,10000", help="fleet sizes, comma-separated")
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="also profile the smallest size in-process")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="also run each size with --workers N and print both side by side")
     parser.add_argument("--clock-only", metavar="TIMERS", type=int,
                         help="instead: only the clocks, task.Clock vs labsim's HeapClock, with this many hourly timers")
     args = parser.parse_args()
@@ -169,17 +173,24 @@ def main() -> int:
         return 0
     sizes = [int(size) for size in args.phones.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-virtual-") as workdir:
-        print(f"{'phones':>7} {'days':>4} {'wall s':>8} {'CPU s':>8} {'sim s/wall s':>12} {'passes':>9} "
-              f"{'passes/s':>9} {'ready':>6} {'peak RSS MiB':>12}")
+        print(f"{'phones':>7} {'days':>4} {'processes':>10} {'wall s':>8} {'CPU s':>8} {'sim s/wall s':>12} "
+              f"{'passes':>9} {'passes/s':>9} {'ready':>6} {'peak RSS MiB':>12}")
         for phones in sizes:
-            before = peak_rss_mib()
-            result = run_once(phones, args.days, workdir)
-            rss = peak_rss_mib()  # the largest child so far: sizes run smallest first
-            print(f"{phones:>7} {args.days:>4} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} "
-                  f"{result['simulated_s'] / result['wall_s']:>12.0f} "
-                  f"{result['passes']:>9.0f} {result['passes'] / result['wall_s']:>9.0f} {result['ready']:>6} "
-                  f"{rss:>12.0f}{'' if rss > before else ' (<= an earlier run)'}")
-            print(f"        {result['run_line']}")
+            results = []
+            for workers in [None] + ([args.workers] if args.workers else []):
+                result = run_once(phones, args.days, workdir, workers)
+                results.append(result)
+                label = "1" if workers is None else f"{workers} shards"
+                print(f"{phones:>7} {args.days:>4} {label:>10} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} "
+                      f"{result['simulated_s'] / result['wall_s']:>12.0f} "
+                      f"{result['passes']:>9.0f} {result['passes'] / result['wall_s']:>9.0f} {result['ready']:>6} "
+                      f"{result['rss_mib']:>12.0f}" + ("" if result["exit"] == 0 else f"  (exit {result['exit']})"))
+                sys.stdout.flush()
+            if len(results) == 2:
+                one, many = results
+                print(f"        --workers {args.workers} against one process: wall {one['wall_s'] / many['wall_s']:.2f}x "
+                      f"faster, CPU {many['cpu_s'] / one['cpu_s']:.2f}x, peak RSS {many['rss_mib'] / one['rss_mib']:.2f}x; "
+                      f"os.getloadavg() {os.getloadavg()[0]:.1f}")
             sys.stdout.flush()
         if args.profile:
             print(profile(min(sizes), args.days, workdir))

@@ -224,10 +224,14 @@ def command_run(args) -> int:
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
         loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
     if loaded.scenario.clock == "virtual":
-        if args.workers is not None or args.shard is not None or getattr(args, "ui", None):
-            print("labsim run: --clock virtual runs in one process, without --workers, --shard or --ui",
-                  file=sys.stderr)
+        if getattr(args, "ui", None):
+            print("labsim run: --ui with --clock virtual: a virtual run is over in seconds, with no live lab "
+                  "to watch; open report.html instead", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if args.workers is not None or args.shard is not None:  # shards in virtual time (issue 15)
+            from labsim.scale.virtual_shards import run_virtual_sharded
+
+            return run_virtual_sharded(loaded, args)
         from labsim.virtual.run import run_virtual
 
         return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap)

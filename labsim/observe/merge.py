@@ -10,7 +10,12 @@ percentiles are computed over every phone's samples (never averaged per shard), 
 add up, and every expectation is judged over the whole fleet.
 
 ``events.jsonl`` files are merged line by line in time order (each shard's is already
-sorted, and every shard counts time from the one shared start instant).
+sorted, and every shard counts time from the one shared start instant); lines at the same
+time keep shard order (shard 0 first), so the same shards give the same file.
+
+A shard that counted its time series and archived older download timings as it ran (a
+virtual-time shard, ``observe.merge_series``) is merged from those counts, and its
+``events.jsonl`` is streamed line by line into the merged file, never held in memory.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def _phone_record(member) -> dict:
         "power_cycles": phone.power_cycles, "powered_on_at": phone.powered_on_at, "ready_at": phone.ready_at,
         "flash": phone.flash.to_dict(),
         "events": [list(event) for event in phone.events],
+        "events_dropped": getattr(phone, "events_dropped", 0),
         "stages": [[s.stage, s.started, s.ended, s.status, s.server] for s in phone.stages],
         "server_source": getattr(phone, "server_source", None),
         "fetch_error": getattr(phone, "fetch_error", None),
@@ -103,6 +109,7 @@ class RecordedPhone:
     stages: list
     server_source: tuple | None = None  # why a phone failed (observe.problems)
     fetch_error: tuple | None = None
+    events_dropped: int = 0  # left out of ``events`` by a long run (they are in events.jsonl)
 
 
 @dataclass
@@ -151,6 +158,7 @@ def _member(entry: dict) -> RecordedMember:
         stages=[StageTiming(*stage) for stage in entry["stages"]],
         server_source=tuple(entry["server_source"]) if entry.get("server_source") else None,
         fetch_error=tuple(entry["fetch_error"]) if entry.get("fetch_error") else None,
+        events_dropped=int(entry.get("events_dropped") or 0),
     )
     return RecordedMember(entry["fleet"], entry["vendor"], phone, int(entry["order"]))
 
@@ -261,6 +269,57 @@ def merged_rows(shards: list[dict]) -> list[tuple]:
     return list(heapq.merge(*(read_event_rows(shard["directory"]) for shard in shards), key=lambda row: row[0]))
 
 
+def _actions(shard: dict) -> list:
+    return [(entry.get("t"), entry.get("entry"), entry.get("action"), entry.get("outcome"))
+            for entry in shard["timeline"]]
+
+
+def _timed_lines(path: str, keep_actions: bool):
+    """(t, line) of each event line of a shard's events.jsonl, in file order, without
+    its ``run`` line (and, unless ``keep_actions``, its timeline action lines)."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise MergeError(f"{path}: missing (every shard writes events.jsonl beside shard.json)") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            head = line[:120]
+            if '"mac": null, "kind": "run"' in head or (not keep_actions and '"mac": null, "kind": "action"' in head):
+                continue
+            try:
+                if line.startswith('{"t": '):  # every line labsim writes: no JSON parse for the time
+                    t = float(line[6:line.index(",", 6)])
+                else:
+                    t = float(json.loads(line)["t"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise MergeError(f"{path}:{number}: not an events.jsonl line ({exc!r})") from None
+            yield t, line if line.endswith("\n") else line + "\n"
+
+
+def merge_event_files(shards: list[dict], report_dir: str, *, complete: bool, end_reason: str, end_t: float,
+                      actions_of_first_only: bool = False) -> str:
+    """The shards' events.jsonl merged into one, streamed: in time order, lines at the same
+    time in shard order (then each file's own order), so the same shards always give the
+    same bytes. ``actions_of_first_only``: every shard logged the same timeline actions,
+    kept once (the first shard's)."""
+    os.makedirs(report_dir, exist_ok=True)
+    path = os.path.join(report_dir, "events.jsonl")
+    temporary = path + ".tmp"
+    streams = [_timed_lines(os.path.join(shard["directory"], "events.jsonl"),
+                            keep_actions=not actions_of_first_only or position == 0)
+               for position, shard in enumerate(shards)]
+    written = 0
+    with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
+        for _, line in heapq.merge(*streams, key=lambda item: item[0]):
+            handle.write(line)
+            written += 1
+        handle.write(json.dumps({"t": round(end_t, 6), "mac": None, "kind": "run", "complete": complete,
+                                 "end_reason": end_reason, "events": written},
+                                ensure_ascii=False, separators=(", ", ": ")) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
 # --- the merged report -------------------------------------------------------------------
 
 
@@ -299,6 +358,14 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         members = sorted(members + [member for index in lost for member in stand_ins(index)],
                          key=lambda member: member.order)
     first = shards[0]
+    # Virtual-time shards carry their counts (observe.merge_series); real-clock ones are
+    # counted again from their events.
+    counted = not lost and all("series" in shard for shard in shards)
+    timeline, one_timeline = merged_timeline(shards), False
+    if counted and all(_actions(shard) == _actions(first) for shard in shards):
+        # Every shard ran the whole timeline on its own copy of the lab, with the same
+        # outcomes (phones picked over the whole fleet): the run's timeline is one of them.
+        timeline, one_timeline = first["timeline"], True
     reasons = list(dict.fromkeys(shard["end_reason"] for shard in shards))
     fields = dict(
         scenario_name=first["scenario"]["name"], scenario_file=first["scenario"]["file"],
@@ -307,9 +374,10 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         expectations=expectations_of(first),
         services=add_counters([extra_services or {}] + [shard["services"] for shard in shards]),
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
-        timeline=merged_timeline(shards), complete=all(shard["complete"] for shard in shards),
+        timeline=timeline, complete=all(shard["complete"] for shard in shards),
         end_reason="; ".join(reasons),
-        uploads=[upload for shard in shards for upload in shard.get("uploads", [])],
+        uploads=list({upload["path"]: upload for shard in shards
+                      for upload in shard.get("uploads", [])}.values()),  # shards on one host list one folder
     )
     fields.update(overrides or {})
     if lost:
@@ -318,20 +386,37 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
             stream.write(f"  labsim: shard {index}/{len(shard_dirs)} wrote no report ({why}); its phones are "
                          "reported as last seen, without their timelines\n")
     end_t = max(shard["end_t"] for shard in shards)
-    rows = merged_rows(shards)
-    if overrides and "timeline" in overrides:  # a --workers parent ran the timeline: its actions
-        actions = [(e["t"], None, "action", e["entry"], e["action"], e["outcome"]) for e in overrides["timeline"]]
-        rows = list(heapq.merge(rows, sorted(actions, key=lambda row: row[0]), key=lambda row: row[0]))
-    fields.update(series=series_of(rows, len(members), first.get("series_bucket_s", 1)), end_t=end_t,
-                  events_cap=EVENTS_PER_PHONE_IN_REPORT)
+    if counted:
+        from labsim.observe.merge_series import merged_archive, merged_series
+
+        rows = None
+        try:
+            series = merged_series([shard["series"] for shard in shards], len(members))
+            archive = merged_archive([shard.get("stage_archive") or {"latencies": {}, "server_latencies": {},
+                                                                     "server_status": {}} for shard in shards])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MergeError(f"{first['path']} and the others: their series cannot be merged ({exc})") from None
+        fields.update(series=series, stage_archive=archive)
+    else:
+        rows = merged_rows(shards)
+        if overrides and "timeline" in overrides:  # a --workers parent ran the timeline: its actions
+            actions = [(e["t"], None, "action", e["entry"], e["action"], e["outcome"])
+                       for e in overrides["timeline"]]
+            rows = list(heapq.merge(rows, sorted(actions, key=lambda row: row[0]), key=lambda row: row[0]))
+        fields["series"] = series_of(rows, len(members), first.get("series_bucket_s", 1))
+    fields.update(end_t=end_t, events_cap=EVENTS_PER_PHONE_IN_REPORT)
     record = RunRecord(**fields)
     report = build_report(record, judge(record))
     path = write_report(report, report_dir)
     table = summary_table(report)
     stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
-    write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
+    if rows is None:
+        merge_event_files(shards, report_dir, complete=report["complete"], end_reason=report["end_reason"],
+                          end_t=end_t, actions_of_first_only=one_timeline)
+    else:
+        write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
     write_junit(report, report_dir, system_out=table)
-    write_html_report(report, report_dir, stage_latencies=stage_latencies(members), rows=rows)
+    write_html_report(report, report_dir, stage_latencies=stage_latencies(members, record.stage_archive), rows=rows)
     written = ["events.jsonl", "junit.xml", "report.html"]
     if pcap_path:
         from labsim.observe.pcap_merge import merge_pcaps

@@ -25,6 +25,7 @@ def add_run_options(run) -> None:
                           "(2026-12-05T00:10:00Z) or seconds since the epoch")
     run.add_argument("--control-fds", help=argparse.SUPPRESS)  # a --workers parent's AMP pipes
     run.add_argument("--worker-lab", help=argparse.SUPPRESS)  # the file services a worker serves too (JSON)
+    run.add_argument("--virtual-worker", action="store_true", help=argparse.SUPPRESS)  # a virtual --workers shard
 
 
 def add_merge_command(commands) -> None:

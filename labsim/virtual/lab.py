@@ -140,7 +140,7 @@ class VirtualServices:
         service = self.handles.get(name) or _Service(name, spec)
         if name == "dhcp":
             # A restarted server has forgotten its leases, as labsim's does without a lease file.
-            self.dhcp_server = DhcpServer(dhcp_config(spec))
+            self.dhcp_server = DhcpServer(self.dhcp_config(spec))
             service.stats = self.dhcp_server.stats
             if spec.lease_file:  # with one, it restores them (start_dhcp_server's order: load, then tick)
                 service.keeper = LeaseFileKeeper(self.dhcp_server, resolve_lease_path(spec.lease_file, self.cert_dir),
@@ -177,6 +177,10 @@ class VirtualServices:
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
             service.tftp_uploads = virtual_tftp.upload_handler(spec, self.root, upload_root)
         self.running[name] = self.handles[name] = service
+
+    def dhcp_config(self, spec):
+        """The DHCP server's configuration (a virtual-time shard's hands out its part of the pool)."""
+        return dhcp_config(spec)
 
     @property
     def dhcp_port(self) -> int:

@@ -1,0 +1,353 @@
+"""Virtual time on every core: ``labsim run FILE --clock virtual --workers N`` (and one
+shard of it, ``--clock virtual --shard i/N``).
+
+A run in virtual time is bound by the CPU (~190 µs of CPython a provisioning pass), so
+its only way to go faster is more processes. Each of N shards is its own process with
+its own simulated clock and its own copy of labsim's in-memory services; its phones are
+the ones the real-clock workers would give it (``fleet.shard``: position ``p`` of each
+fleet to shard ``p % N``). Nothing passes between the shards while they run: the
+parent starts them, waits, and merges their shard reports as ``labsim merge`` does
+(``observe.merge``, from the counts each shard kept: ``observe.merge_series``).
+
+What keeps N processes one run:
+
+- **DHCP leases stay unique across the fleet**: each shard's DHCP server hands out only
+  its own contiguous part of ``services.dhcp.pool`` (``pool_part``: the pool cut in N
+  runs in shard order, ``size // N`` addresses each and one more for each of the first
+  ``size % N``, as the shard rule gives the first shards one phone more); reservations stay
+  with the one phone they name, in whichever shard holds it. A pool too small for a
+  shard's share of the phones, where the whole pool would have held them all, is refused.
+- **The timeline at fixed times applies in every shard**: a service action on each
+  shard's copy of the services, a file action on each shard's copy of the files, a phone
+  action on the phones picked over the whole fleet exactly as one process picks them
+  (same order, same random stream), each shard acting on those it holds.
+- **``when:`` is refused** (a condition on the whole fleet's counters would need the
+  shards to stop at each window of simulated time and wait for each other; not built).
+- What cannot be split is refused naming its key (``virtual_shard_problems``).
+
+A fault's random draws come from the shard's own stream (the scenario seed and the
+shard), so which request a 5 % loss hits differs between N values; the rate does not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+from labsim.faults import FaultSet, fault_from_spec
+from labsim.fleet.fleet import build_fleets
+from labsim.fleet.shard import Shard, roster
+from labsim.observe.merge import shard_record, write_shard_record
+from labsim.observe.merge_series import archive_record, series_record
+from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, materialize_provisioning
+from labsim.timeline import Timeline
+from labsim.virtual.lab import VirtualServices
+from labsim.virtual.run import VirtualScenarioRun, run_virtual, simulated
+
+SHARD_LOG = "shard.log"
+
+
+def pool_part(start: str, end: str, shard: Shard) -> tuple[str, str]:
+    """The contiguous part of the pool ``start``..``end`` that shard ``i`` of ``N`` hands
+    out: ``size // N`` addresses, one more for each of the first ``size % N`` shards (as the
+    shard rule gives the first shards one phone more), in shard order."""
+    first, last = int(ipaddress.IPv4Address(start)), int(ipaddress.IPv4Address(end))
+    size = last - first + 1
+    base, extra = divmod(size, shard.count)
+    low = first + shard.index * base + min(shard.index, extra)
+    high = low + base + (1 if shard.index < extra else 0) - 1
+    if base == 0:
+        raise ValueError(f"services.dhcp.pool: {size} address(es) cannot be split into {shard.count} parts")
+    return str(ipaddress.IPv4Address(low)), str(ipaddress.IPv4Address(high))
+
+
+def virtual_shard_problems(scenario, count: int) -> list[tuple[str, str]]:
+    """(key, why) for each part of the scenario N virtual-time shards cannot keep."""
+    if count == 1:
+        return []  # one shard is the whole fleet: a one-process run
+    problems = []
+    for number, entry in enumerate(scenario.timeline, 1):
+        label = f"timeline entry {number}" + (f" ({entry.name})" if entry.name else "")
+        if entry.when is not None:
+            problems.append((f"{label}: when", f"'{entry.when}' is judged on the whole fleet's counters, which "
+                             "no shard sees while the shards run apart; use 'at:', or run without --workers"))
+        for action in entry.actions():
+            if action.kind == "add_fault" and getattr(action.argument, "bandwidth_kbps", None):
+                problems.append((f"{label}: add_fault.bandwidth_kbps", "a link's bandwidth is shared by the whole "
+                                 "fleet; each shard would have all of it"))
+    for index, fault in enumerate(scenario.faults):
+        if fault.bandwidth_kbps:
+            problems.append((f"faults[{index}].bandwidth_kbps", "a link's bandwidth is shared by the whole fleet; "
+                             "each shard would have all of it"))
+    dhcp = scenario.services.dhcp
+    if dhcp is not None:
+        if dhcp.lease_file:
+            problems.append(("services.dhcp.lease_file", "each shard's server holds its own part of the leases; "
+                             "N processes cannot write one lease file"))
+        problems += _pool_problems(scenario, dhcp, count)
+    return problems
+
+
+def _pool_problems(scenario, dhcp, count: int) -> list[tuple[str, str]]:
+    """A pool whose parts cannot hold each shard's phones though the whole pool holds the fleet."""
+    reserved_macs = {mac.lower().replace("-", ":") for mac in dhcp.reservations}
+    excluded = {int(ipaddress.IPv4Address(ip)) for ip in dhcp.reservations.values()}
+    if dhcp.server_id or dhcp.address:
+        try:
+            excluded.add(int(ipaddress.IPv4Address(dhcp.server_id or dhcp.address)))
+        except ValueError:
+            pass
+    needing = [0] * count
+    for entry in roster(scenario, count):
+        if entry.phone.mac not in reserved_macs:
+            needing[entry.shard] += 1
+
+    def room(start: str, end: str) -> int:
+        first, last = int(ipaddress.IPv4Address(start)), int(ipaddress.IPv4Address(end))
+        return last - first + 1 - sum(1 for ip in excluded if first <= ip <= last)
+
+    if room(dhcp.pool.start, dhcp.pool.end) < sum(needing):
+        return []  # too small for one process too: the same shortage, not one the split makes
+    for index in range(count):
+        try:
+            start, end = pool_part(dhcp.pool.start, dhcp.pool.end, Shard(index, count))
+        except ValueError as exc:
+            return [("services.dhcp.pool", str(exc))]
+        if room(start, end) < needing[index]:
+            return [("services.dhcp.pool", f"shard {index}/{count} hands out {start}..{end}, "
+                     f"{room(start, end)} address(es) for its {needing[index]} phones: make the pool larger "
+                     "or use fewer workers")]
+    return []
+
+
+class ShardServices(VirtualServices):
+    """A shard's copy of the lab's services: its DHCP server hands out its part of the pool."""
+
+    def __init__(self, *args, shard: Shard, **kw):
+        super().__init__(*args, **kw)
+        self.shard = shard
+
+    def dhcp_config(self, spec):
+        config = super().dhcp_config(spec)
+        start, end = pool_part(config.pool_start, config.pool_end, self.shard)
+        return replace(config, pool_start=start, pool_end=end)
+
+
+class VirtualShardRun(VirtualScenarioRun):
+    """Shard ``i`` of ``N`` in virtual time: its phones, its own clock and services, the
+    whole timeline; at the end ``shard.json`` with the counts the merge adds up."""
+
+    def __init__(self, clock, loaded, *, shard: Shard, light_outputs: bool = False, **kw):
+        self.shard = shard
+        self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
+        super().__init__(clock, loaded, **kw)
+        if shard.count > 1:  # each shard draws its faults from its own stream
+            self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults:{shard}"))
+            for index, spec in enumerate(self.scenario.faults):
+                self.faults.add(fault_from_spec(spec, index))
+
+    def _build_members(self, saved_flash):
+        return build_fleets(self.scenario, saved_flash, shard=self.shard)
+
+    def _start_services(self):
+        # Per-phone files from the whole fleet: a template's {index} counts every phone of its fleet.
+        root = materialize_provisioning(self.loaded, self._workdir, roster(self.scenario, self.shard.count))
+        self._services = ShardServices(self.reactor, self.scenario.services, root, faults=self.faults,
+                                       upload_folders=self.uploads, shard=self.shard)
+        return self._services.start()
+
+    def _make_timeline(self):
+        from labsim.scale.shard_run import _ShardControl
+
+        if not self.scenario.timeline:
+            return None
+        self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
+        return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
+
+    def _save_state(self) -> None:
+        pass  # the merge saves the whole fleet's flash (--state-dir)
+
+    def _report(self, record) -> str:
+        if not self.light_outputs:
+            return super()._report(record)
+        # A --workers shard: the parent judges the whole fleet from shard.json.
+        self.report = {"started": record.started, "duration_s": round(record.duration_s, 3),
+                       "complete": record.complete, "end_reason": record.end_reason, "passed": True,
+                       "services": record.services, "network": record.network, "timeline": record.timeline,
+                       "uploads": record.uploads}
+        return ""
+
+    def _write_outputs(self, table: str) -> None:
+        end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
+        if self.light_outputs:
+            self._write_event_file(end_t)
+            if self._capture is not None:
+                self._capture.close()
+        else:
+            super()._write_outputs(table)
+        record = shard_record(shard=self.shard, scenario=self.scenario, scenario_file=self.loaded.path,
+                              members=self.members, report=self.report, start_at=self._epoch, end_t=end_t,
+                              series_bucket_s=self.series.bucket_s)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        record.update(pcap=os.path.abspath(self.pcap_path) if self.pcap_path else None,
+                      clock="virtual", series=series_record(self.series, end_t),
+                      stage_archive=archive_record(self.stage_archive),
+                      process={"cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_kib": usage.ru_maxrss})
+        write_shard_record(record, self.report_dir)  # last: its presence says the shard finished
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def run_virtual_sharded(loaded, args) -> int:
+    """``--clock virtual`` with ``--workers N`` (the parent) or ``--shard i/N`` (one shard)."""
+    from labsim.scale.cli_scale import workers_count
+
+    if args.start_at is not None:
+        print("labsim run: --start-at: a virtual-time shard's clock starts at the virtual epoch, not a wall "
+              "instant; leave it out", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    count = shard.count if shard is not None else workers_count(args.workers)
+    problems = virtual_shard_problems(loaded.scenario, count)
+    if problems:
+        option = f"--shard {shard}" if shard is not None else f"--workers {args.workers}"
+        for key, why in problems:
+            print(f"{loaded.path}: {key}: not possible with {option} in virtual time: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if shard is not None:
+        return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap,
+                           run_class=VirtualShardRun, shard=shard, light_outputs=bool(args.virtual_worker))
+    return VirtualWorkers(loaded, args, count).run()
+
+
+class VirtualWorkers:
+    """The parent: N shard processes, then one merged report."""
+
+    def __init__(self, loaded, args, count: int, stream=sys.stdout):
+        self.loaded, self.args, self.count, self.stream = loaded, args, count, stream
+        self.shards = [Shard(index, count) for index in range(count)]
+        self.dirs = [os.path.join(args.report_dir, "shards", shard.label) for shard in self.shards]
+        self.processes: list[subprocess.Popen] = []
+        self._signalled = False
+
+    def command(self, shard: Shard, directory: str) -> list[str]:
+        args = self.args
+        command = [sys.executable, "-m", "labsim", "run", self.loaded.path, "--clock", "virtual",
+                   "--shard", str(shard), "--report-dir", directory, "--virtual-worker"]
+        if args.phones is not None:
+            command += ["--phones", str(args.phones)]
+        if args.duration is not None:
+            command += ["--duration", args.duration]
+        if args.state_dir:
+            command += ["--state-dir", args.state_dir]
+        if args.pcap:
+            from labsim.observe.pcap_merge import shard_capture_path
+
+            command += ["--pcap", shard_capture_path(args.pcap, shard.label)]
+        return command
+
+    def run(self) -> int:
+        from labsim.observe.merge import MergeError, merge_report
+        from labsim.observe.pcap_merge import PcapMergeError
+
+        scenario = self.loaded.scenario
+        phones = sum(fleet.total for fleet in scenario.fleets)
+        self.stream.write(f"labsim: {scenario.name}: {phones} phones in {self.count} virtual-time shards "
+                          f"(a process, a clock and a copy of the lab's services each; logs in "
+                          f"{os.path.join(self.args.report_dir, 'shards')}/*/{SHARD_LOG})\n")
+        self.stream.flush()
+        wall_start = time.monotonic()
+        previous = {number: signal.signal(number, self._forward) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for shard, directory in zip(self.shards, self.dirs):
+                os.makedirs(directory, exist_ok=True)
+                for stale in ("shard.json", "events.jsonl"):  # never merge an earlier run's shard
+                    if os.path.exists(os.path.join(directory, stale)):
+                        os.remove(os.path.join(directory, stale))
+                with open(os.path.join(directory, SHARD_LOG), "w", encoding="utf-8") as log:
+                    # Its own session: a terminal's Ctrl-C reaches the parent only, which
+                    # passes on one SIGTERM (a second could cut a shard's report short).
+                    self.processes.append(subprocess.Popen(self.command(shard, directory), stdout=log,
+                                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                           start_new_session=True))
+            for process in self.processes:
+                self._wait(process)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            for process in self.processes:  # only if the parent itself failed
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        wall = time.monotonic() - wall_start
+        for shard, directory, process in zip(self.shards, self.dirs, self.processes):
+            if process.returncode not in (0, 1) or not os.path.exists(os.path.join(directory, "shard.json")):
+                self.stream.write(f"labsim: shard {shard} ended with exit code {process.returncode}; the end of "
+                                  f"its log:\n{_tail(os.path.join(directory, SHARD_LOG))}\n")
+        try:
+            code = merge_report(self.dirs, self.args.report_dir, self.stream, state_dir=self.args.state_dir,
+                                pcap_path=self.args.pcap)
+        except (MergeError, PcapMergeError, OSError) as exc:
+            self.stream.write(f"labsim: no merged report: {exc}\n")
+            return EXIT_FAILED
+        self.stream.write(self.usage_line(wall) + "\n")
+        self.stream.flush()
+        return code
+
+    def _wait(self, process: subprocess.Popen) -> None:
+        while True:
+            try:
+                process.wait()
+                return
+            except KeyboardInterrupt:  # a handler raised it: go on waiting for the shards' reports
+                continue
+
+    def _forward(self, signum, frame) -> None:
+        """Ctrl-C or SIGTERM: every shard ends its run and writes its report; then the merge."""
+        if self._signalled:
+            return
+        self._signalled = True
+        self.stream.write("\nlabsim: interrupted: the shards write their reports, then the merge\n")
+        self.stream.flush()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def usage_line(self, wall: float) -> str:
+        """Simulated time, wall time, and what the processes cost (each shard measures itself)."""
+        import json
+
+        span = cpu = 0.0
+        rss = []
+        for directory in self.dirs:
+            try:
+                with open(os.path.join(directory, "shard.json"), encoding="utf-8") as handle:
+                    record = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            span = max(span, record.get("end_t", 0.0))
+            cpu += record.get("process", {}).get("cpu_s", 0.0)
+            rss.append(record.get("process", {}).get("peak_rss_kib", 0) / 1024)
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        cpu += own.ru_utime + own.ru_stime
+        parent = own.ru_maxrss / 1024
+        return (f"  virtual time: {simulated(span)} simulated in {wall:.1f}s wall "
+                f"({span / wall if wall > 0 else 0:,.0f}x real time) by {self.count} shards; CPU of all processes "
+                f"{cpu:.1f}s; peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
+                f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).rstrip()
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,134 @@
+"""``labsim run --clock virtual --workers N``: the fleet in N shards, each its own process,
+clock and copy of the lab's services, merged into one report. Against one process: the
+same phones end the same way (states, reboots, files and MD5s, flash, expectation
+verdicts, time series, service counters); only the DHCP addresses differ (each shard
+leases from its own part of the pool). Two runs with the same seed and N give the same
+events.jsonl byte for byte; ``--shard i/N`` run by hand and ``labsim merge`` give what the
+workers give."""
+
+import ipaddress
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from labsim.fleet.shard import Shard
+from labsim.scale.virtual_shards import pool_part
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO = """\
+name: virtual-shards
+seed: 3
+clock: virtual
+duration: 1d
+services:
+  dhcp: {{port: 6767, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}}, lease_time_s: 7200,
+         options: {{66: "http://127.0.0.1:8080/"}}}}
+  http: {{port: 8080}}
+  tftp: {{port: 6969}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.auto_provision.repeat.enable = 1\\nstatic.auto_provision.repeat.minutes = 60\\n"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 15, T54S: 10}}, first_mac: "00:15:65:00:00:01",
+     boot: {{pattern: storm, random_delay_s: 120}}}}
+{faults}
+timeline:
+  - at: 7200
+    do: {{stop_service: dhcp}}
+  - at: 10800
+    do: {{edit_file: {{name: y000000000066.cfg, set: {{lang.gui: French}}}}}}
+  - at: 18000
+    do: {{power_cycle: {{phones: 30%}}}}
+  - at: 21600
+    do: {{start_service: dhcp}}
+expect:
+  - phones.ready == 100%
+  - phone.reboots <= 1
+  - service.http.requests_per_min.max < 200
+"""
+
+LOSSY = "faults: [{service: dhcp, loss: 0.1}, {service: http, loss: 0.05}]"
+WALL_CLOCK = ("started", "duration_s")  # docs/report.md: the report's wall-clock fields
+ADDRESS = re.compile(r"10\.1\.\d+\.\d+")
+
+
+def labsim(tmp_path, *args, faults=""):
+    path = tmp_path / ("lossy.yaml" if faults else "scenario.yaml")
+    path.write_text(SCENARIO.format(faults=faults))
+    proc = subprocess.run([sys.executable, "-m", "labsim", *[str(path) if a == "SCENARIO" else str(a) for a in args]],
+                          capture_output=True, text=True, timeout=120)
+    return proc
+
+
+def report_of(directory) -> dict:
+    return json.loads((directory / "report.json").read_text())
+
+
+def without_addresses(text: str) -> str:
+    return ADDRESS.sub("10.1.x.x", text)
+
+
+def test_two_workers_end_every_phone_as_one_process_does(tmp_path):
+    one = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "one")
+    two = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "two", "--workers", "2",
+                 "--pcap", tmp_path / "two.pcap")
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert "25 phones in 2 virtual-time shards" in two.stdout and "CPU of all processes" in two.stdout
+    a, b = report_of(tmp_path / "one"), report_of(tmp_path / "two")
+    assert len(a["phones"]) == 25 and a["summary"]["by_state"]["ready"] == 25
+    assert sum(phone["power_cycles"] for phone in a["phones"]) == 8  # 30 % of 25 (7.5, rounded), each cycled once
+    for field in a:
+        if field not in WALL_CLOCK + ("phones",):
+            assert a[field] == b[field], field  # expectations, summary, series, services, timeline ...
+    for phone_a, phone_b in zip(a["phones"], b["phones"], strict=True):
+        assert {k: v for k, v in phone_a.items() if k != "events"} == \
+               {k: v for k, v in phone_b.items() if k != "events"}  # state, reboots, files and MD5s, flash
+        assert without_addresses(json.dumps(phone_a["events"])) == without_addresses(json.dumps(phone_b["events"]))
+    events_a = (tmp_path / "one" / "events.jsonl").read_text()
+    events_b = (tmp_path / "two" / "events.jsonl").read_text()
+    # The same lines; those of one instant in shard order rather than one process's order.
+    assert events_a != events_b
+    assert sorted(without_addresses(events_a).splitlines()) == sorted(without_addresses(events_b).splitlines())
+    # Leases unique across the fleet: each shard leases only from its own part of the pool.
+    parts = [pool_part("10.1.0.10", "10.1.3.250", Shard(index, 2)) for index in range(2)]
+    acks = [json.loads(line) for line in events_b.splitlines() if '"type": "ACK"' in line]
+    assert len(acks) > 50
+    for ack in acks:
+        start, end = parts[(int(ack["mac"][-2:], 16) - 1) % 2]  # the shard rule: fleet position % 2
+        assert ipaddress.IPv4Address(start) <= ipaddress.IPv4Address(ack["yiaddr"]) <= ipaddress.IPv4Address(end)
+    shards = tmp_path / "two" / "shards"
+    assert (shards / "shard-0-of-2" / "shard.json").exists() and (shards / "shard-1-of-2" / "shard.json").exists()
+    assert (tmp_path / "two.pcap").stat().st_size > 10_000  # one capture merged from the shards'
+
+
+def test_the_same_seed_and_n_give_the_same_events_byte_for_byte(tmp_path):
+    runs = [labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / name, "--workers", "2", faults=LOSSY)
+            for name in ("a", "b")]
+    for proc in runs:
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    a, b = (tmp_path / "a" / "events.jsonl").read_bytes(), (tmp_path / "b" / "events.jsonl").read_bytes()
+    assert a == b and len(a) > 100_000
+    report_a, report_b = report_of(tmp_path / "a"), report_of(tmp_path / "b")
+    assert report_a["network"]["faults"] and report_a["network"]["faults"] == report_b["network"]["faults"]
+    assert {k: v for k, v in report_a.items() if k not in WALL_CLOCK} == \
+           {k: v for k, v in report_b.items() if k not in WALL_CLOCK}
+
+
+def test_shards_run_by_hand_and_merged_are_the_workers_run(tmp_path):
+    workers = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "workers", "--workers", "2")
+    assert workers.returncode == 0, workers.stdout + workers.stderr
+    for index in range(2):
+        shard = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / f"s{index}", "--shard", f"{index}/2")
+        assert shard.returncode == 0, shard.stdout + shard.stderr
+        assert (tmp_path / f"s{index}" / "report.json").exists()  # a shard by hand writes its own report too
+    merged = labsim(tmp_path, "merge", tmp_path / "s0", tmp_path / "s1", "--report-dir", tmp_path / "merged")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert (tmp_path / "merged" / "events.jsonl").read_bytes() == (tmp_path / "workers" / "events.jsonl").read_bytes()
+    a, b = report_of(tmp_path / "workers"), report_of(tmp_path / "merged")
+    assert {k: v for k, v in a.items() if k not in WALL_CLOCK} == {k: v for k, v in b.items() if k not in WALL_CLOCK}
