@@ -46,7 +46,7 @@ from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import Shard, roster
 from labsim.observe.merge import shard_record, write_shard_record
 from labsim.observe.merge_series import archive_record, series_record
-from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, materialize_provisioning
+from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.timeline import Timeline
 from labsim.virtual.lab import VirtualServices
 from labsim.virtual.run import VirtualScenarioRun, run_virtual, simulated
@@ -130,9 +130,7 @@ def _pool_problems(scenario, dhcp, count: int) -> list[tuple[str, str]]:
 class ShardServices(VirtualServices):
     """A shard's copy of the lab's services: its DHCP server hands out its part of the pool."""
 
-    def __init__(self, *args, shard: Shard, **kw):
-        super().__init__(*args, **kw)
-        self.shard = shard
+    shard: Shard  # set on the class made for each shard (VirtualShardRun)
 
     def dhcp_config(self, spec):
         config = super().dhcp_config(spec)
@@ -147,6 +145,7 @@ class VirtualShardRun(VirtualScenarioRun):
     def __init__(self, clock, loaded, *, shard: Shard, light_outputs: bool = False, **kw):
         self.shard = shard
         self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
+        self.services_class = type("ShardServices", (ShardServices,), {"shard": shard})
         super().__init__(clock, loaded, **kw)
         if shard.count > 1:  # each shard draws its faults from its own stream
             self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults:{shard}"))
@@ -156,12 +155,9 @@ class VirtualShardRun(VirtualScenarioRun):
     def _build_members(self, saved_flash):
         return build_fleets(self.scenario, saved_flash, shard=self.shard)
 
-    def _start_services(self):
-        # Per-phone files from the whole fleet: a template's {index} counts every phone of its fleet.
-        root = materialize_provisioning(self.loaded, self._workdir, roster(self.scenario, self.shard.count))
-        self._services = ShardServices(self.reactor, self.scenario.services, root, faults=self.faults,
-                                       upload_folders=self.uploads, shard=self.shard)
-        return self._services.start()
+    def _whole_fleet(self):
+        # Per-phone files for every phone: a template's {index} counts every phone of its fleet.
+        return roster(self.scenario, self.shard.count)
 
     def _make_timeline(self):
         from labsim.scale.shard_run import _ShardControl

@@ -31,11 +31,17 @@ class VirtualScenarioRun(ScenarioRun):
     EVENTS_FLUSH_S = 3600.0  # simulated seconds between writes of events.jsonl (a week does not fit in memory)
     ARCHIVE_EVERY = 1
 
+    services_class = VirtualServices  # a shard's hands out its part of the DHCP pool (scale/virtual_shards.py)
+
     def _start_services(self):
-        root = materialize_provisioning(self.loaded, self._workdir, self.members)
-        self._services = VirtualServices(self.reactor, self.scenario.services, root, faults=self.faults,
-                                         upload_folders=self.uploads, cert_dir=self.report_dir)
+        root = materialize_provisioning(self.loaded, self._workdir, self._whole_fleet())
+        self._services = self.services_class(self.reactor, self.scenario.services, root, faults=self.faults,
+                                             upload_folders=self.uploads, cert_dir=self.report_dir)
         return self._services.start()
+
+    def _whole_fleet(self):
+        """The phones per-phone files are made for (a shard makes them for every phone)."""
+        return self.members
 
     def _start_network(self) -> str:
         self._network = VirtualNetwork(self.reactor, self._services, faults=self.faults,
