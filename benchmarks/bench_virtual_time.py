@@ -6,7 +6,9 @@ renewed at T1, switched on over the first hour. Prints per fleet size: wall time
 simulated seconds per wall second, provisioning passes per second (HTTP requests / 4:
 each pass asks for two boot files, the Common and the MAC CFG) and the peak RSS of the
 run's process. ``--profile`` runs the smallest size in this process under cProfile (CPU time) and
-prints where the time goes.
+prints where the time goes. ``--scheme tftp``: the same fleet provisioning over TFTP
+(labsim's TFTP server and the phones' client, both their own state machines, over the
+in-memory network) instead of HTTP.
 
 ``--workers N`` runs each size twice, side by side: in one process and as
 ``labsim run --clock virtual --workers N`` (N shards, each its own process and clock, one
@@ -49,8 +51,8 @@ services:
     subnet: 10.0.0.0/8
     pool: {{start: 10.0.0.10, end: 10.0.250.250}}
     lease_time_s: 86400
-    options: {{66: "http://127.0.0.1:8080/"}}
-  http: {{port: 8080}}
+    options: {{66: "{scheme}://127.0.0.1:{port}/"}}
+  {scheme}: {{port: {port}}}
 provisioning:
   files:
     y000000000066.cfg: |
@@ -74,10 +76,18 @@ expect:
 """
 
 
-def run_once(phones: int, days: int, workdir: str, workers: int | None = None) -> dict:
+PORTS = {"http": 8080, "tftp": 6969}
+REQUESTS = {"http": "requests", "tftp": "rrq"}  # the server's counter of downloads asked for
+
+
+def scenario(phones: int, days: int, scheme: str) -> str:
+    return SCENARIO.format(phones=phones, days=days, scheme=scheme, port=PORTS[scheme])
+
+
+def run_once(phones: int, days: int, workdir: str, workers: int | None = None, scheme: str = "http") -> dict:
     path = os.path.join(workdir, f"bench-{phones}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(SCENARIO.format(phones=phones, days=days))
+        handle.write(scenario(phones, days, scheme))
     report_dir = os.path.join(workdir, f"report-{phones}-{workers or 1}")
     env = dict(os.environ, PYTHONPATH=ROOT)
     command = [sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir]
@@ -99,7 +109,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None) -
         sys.stdout.write(output[-3000:])
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
         report = json.load(handle)
-    requests = report["services"]["http"]["requests"]
+    requests = report["services"][scheme][REQUESTS[scheme]]
     run_line = next((line for line in output.splitlines() if line.startswith("Scenario ")), "")
     return {"phones": phones, "wall_s": wall, "run_line": run_line, "requests": requests,
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
@@ -131,14 +141,14 @@ def clock_only(timers: int, days: int, clock) -> float:
     return time.perf_counter() - started
 
 
-def profile(phones: int, days: int, workdir: str) -> str:
+def profile(phones: int, days: int, workdir: str, scheme: str = "http") -> str:
     sys.path.insert(0, ROOT)
     from labsim.scenario.loader import load_scenario
     from labsim.virtual.run import run_virtual
 
     path = os.path.join(workdir, f"profile-{phones}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(SCENARIO.format(phones=phones, days=days))
+        handle.write(scenario(phones, days, scheme))
     loaded = load_scenario(path)
     profiler = cProfile.Profile(time.process_time)  # CPU time: on a shared machine wall time counts the waits
     profiler.enable()
@@ -153,6 +163,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phones", default="1000,10000", help="fleet sizes, comma-separated")
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--scheme", choices=sorted(PORTS), default="http", help="how the phones provision")
     parser.add_argument("--profile", action="store_true", help="also profile the smallest size in-process")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="also run each size with --workers N and print both side by side")
@@ -178,7 +189,7 @@ def main() -> int:
         for phones in sizes:
             results = []
             for workers in [None] + ([args.workers] if args.workers else []):
-                result = run_once(phones, args.days, workdir, workers)
+                result = run_once(phones, args.days, workdir, workers, args.scheme)
                 results.append(result)
                 label = "1" if workers is None else f"{workers} shards"
                 print(f"{phones:>7} {args.days:>4} {label:>10} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} "
@@ -193,7 +204,7 @@ def main() -> int:
                       f"os.getloadavg() {os.getloadavg()[0]:.1f}")
             sys.stdout.flush()
         if args.profile:
-            print(profile(min(sizes), args.days, workdir))
+            print(profile(min(sizes), args.days, workdir, args.scheme))
     return 0
 
 

@@ -333,20 +333,24 @@ def _tftp(reactor, host: str, port: int, filename: str, source: str | None = Non
 def _tftp_outcome(transfer: defer.Deferred) -> defer.Deferred:
     """A TFTP download's bytes (or an upload's byte count) as a FetchResult."""
 
-    def done(outcome):
-        return FetchResult("ok", outcome if isinstance(outcome, bytes) else None)
-
     def failed(failure):
         failure.trap(TftpError, TftpTimeout)
-        exc = failure.value
-        if isinstance(exc, TftpNotFound):
-            return FetchResult("not_found", detail=f"TFTP: {exc}")
-        if isinstance(exc, TftpTimeout):
-            return FetchResult("timeout", detail="TFTP: no answer")
-        status = "denied" if getattr(exc, "code", None) == 2 else "error"
-        return FetchResult(status, detail=f"TFTP: {exc}")
+        return tftp_outcome(None, failure.value)
 
-    return transfer.addCallbacks(done, failed)
+    return transfer.addCallbacks(lambda outcome: tftp_outcome(outcome, None), failed)
+
+
+def tftp_outcome(outcome, error: Exception | None) -> FetchResult:
+    """How a phone reads a finished TFTP session: its bytes (an upload: its byte count)
+    or its error (also the in-memory lab's, labsim.virtual.tftp)."""
+    if error is None:
+        return FetchResult("ok", outcome if isinstance(outcome, bytes) else None)
+    if isinstance(error, TftpNotFound):
+        return FetchResult("not_found", detail=f"TFTP: {error}")
+    if isinstance(error, TftpTimeout):
+        return FetchResult("timeout", detail="TFTP: no answer")
+    status = "denied" if getattr(error, "code", None) == 2 else "error"
+    return FetchResult(status, detail=f"TFTP: {error}")
 
 
 def _url_credentials(parts):

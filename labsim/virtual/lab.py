@@ -18,15 +18,15 @@ What each service is here:
   the phones' fetcher answers them, PUTs into ``upload_dir`` stored where the scenario's
   uploads go; with the server's fault answers first (forced status, ``down``/``loss`` as
   503, ``slow_s``/``delay_s``).
-- TFTP: the file under the root, or ``not_found``. Under datagram faults each exchange
-  (the request, each 1428-byte block) is drawn through the fault set both ways and
-  retried after 1 s, six tries at most, as the phones' client does; six lost: ``timeout``.
+- TFTP: the phones' own TFTP client against the TFTP server's own request handler and
+  transfers (``virtual.tftp``), downloads and uploads alike, every datagram through the
+  ``tftp`` faults as on sockets; the root's files read once per timeline action
+  (``_RunFolder``), uploads on disk where a run on sockets stores them.
 - PnP: ``services.pnp.PnpResponder`` itself, SIP as bytes.
 
 - DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
   (``virtual.dns``) through the ``dns`` faults when a URL names its host.
 
-- TFTP uploads: the TFTP server's own request handler and write transfer (``virtual.tftp``).
 - FTP: a phone's whole exchange answered at once under the server's own authorizer and
   root (``virtual.ftp``), uploads on disk; stream faults as delays and refusals.
 
@@ -35,7 +35,6 @@ What needs real sockets is refused (see ``virtual_time_problems``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
@@ -46,8 +45,8 @@ from labsim.phones.events import FetchResult
 from labsim.services.dhcp import DhcpServer
 from labsim.services.dhcp_udp import LeaseFileKeeper
 from labsim.services.lease_file import resolve_lease_path
-from labsim.services.http import safe_relative_path
-from labsim.services.http_static import resolve_under
+from labsim.services.disk_store import DiskFolder
+from labsim.services.file_store import NoSuchFile, NotAllowed
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.loopback import _url_credentials, is_host_name
@@ -61,8 +60,6 @@ from labsim.wire import dhcp, sip_pnp
 
 SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
-TFTP_GIVE_UP_S = 6.0  # the phones' TFTP client: 1 s timeout, 5 retransmissions
-TFTP_RETRY_S, TFTP_TRIES, TFTP_BLOCK = 1.0, 6, 1428
 HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
 FTP_TIMEOUT_S = 30.0  # transport.ftp_fetch's time limit for a whole exchange
 
@@ -101,7 +98,7 @@ class _Service:
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
         self.ftp: VirtualFtp | None = None
-        self.tftp_uploads = None  # TFTP: the server's request handler, for WRQs
+        self.tftp = None  # TFTP: the server's request handler (services.tftp_udp.DiskTftpRequestHandler)
         self.keeper: LeaseFileKeeper | None = None  # DHCP with a lease_file
 
 
@@ -112,15 +109,12 @@ class VirtualServices:
         self.upload_folders = upload_folders  # run.UploadFolders: where uploads are stored
         self.spec = spec
         self.root = root
-        self._root_bytes = os.path.realpath(root).encode()
         self.faults = faults
         self.running: dict[str, _Service] = {}
         self.handles: dict[str, _Service] = {}  # every service ever started, for its counters
         self.dhcp_server: DhcpServer | None = None
         self.pnp_responder = None
-        # URL path -> the file's bytes (or None). Files change in a run only by the timeline's
-        # actions, after each of which the run calls files_changed(): no stat per request.
-        self._files: dict[str, bytes | None] = {}
+        self.tftp_files = _RunFolder(root)  # what the TFTP server reads the root through
 
     dhcp = property(lambda self: self.running.get("dhcp"))
     tftp = property(lambda self: self.running.get("tftp"))
@@ -173,9 +167,11 @@ class VirtualServices:
                 service.http.stats = service.http.site.stats = counters
             service.stats = service.http.stats
         elif name == "tftp":
-            service.stats = service.stats or {"requests": 0, "transfers_ok": 0, "not_found": 0, "timeouts": 0}
+            # A restarted server starts afresh (its cache, its counters), as on sockets.
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
-            service.tftp_uploads = virtual_tftp.upload_handler(spec, self.root, upload_root)
+            service.tftp = virtual_tftp.server_handler(spec, self.root, upload_root)
+            service.tftp.files = self.tftp_files
+            service.stats = service.tftp.stats
         self.running[name] = self.handles[name] = service
 
     def dhcp_config(self, spec):
@@ -241,27 +237,10 @@ class VirtualServices:
     # --- files, as the HTTP and TFTP servers find them ---------------------------------
 
     def files_changed(self) -> None:
-        self._files.clear()
+        self.tftp_files.forget()
         for service in self.handles.values():
             if service.http is not None:
                 service.http.forget_files()
-
-    def read(self, url_path: str) -> bytes | None:
-        try:
-            return self._files[url_path]
-        except KeyError:
-            body = self._files[url_path] = self._read(url_path)
-            return body
-
-    def _read(self, url_path: str) -> bytes | None:
-        relative = safe_relative_path(url_path.encode())
-        if relative is None:
-            return None
-        found = resolve_under(self._root_bytes, relative)
-        if found is None or not os.path.isfile(found[0]):
-            return None
-        with open(found[0], "rb") as handle:
-            return handle.read()
 
     def http_answer(self, request, path: str, body: bytes | None = None) -> tuple[FetchResult, float]:
         """(the phone's result, extra delay) for a GET (or, with ``body``, a PUT) of
@@ -274,6 +253,41 @@ class VirtualServices:
             return http.forced(forced), delay
         method = GET if body is None else PUT
         return http.exchange(method, request.url, request.user_agent, request.credentials, body), delay
+
+
+class _RunFolder(DiskFolder):
+    """The provisioning root as the TFTP server reads it in a run in memory: each name is
+    read (and its path checked) once, and its answer, file or refusal, kept until the
+    timeline next acts (``forget``): files change in a run only by the timeline's actions
+    (uploads go to their own folder), so the stat a socket server makes per request to
+    see a file is unchanged would always say it is."""
+
+    def __init__(self, root: str):
+        super().__init__(root)
+        self._answers: dict[tuple, tuple] = {}  # name -> (data, version, locator) or (refusal class, message)
+        self._versions: dict[str, tuple] = {}  # locator -> the version read() gave
+
+    def forget(self) -> None:
+        self._answers.clear()
+        self._versions.clear()
+
+    def read(self, parts: list[str]):
+        key = tuple(parts)
+        answer = self._answers.get(key)
+        if answer is None:
+            try:
+                answer = super().read(parts)
+                self._versions[answer[2]] = answer[1]
+            except (NoSuchFile, NotAllowed) as refusal:
+                answer = (type(refusal), str(refusal))
+            self._answers[key] = answer
+        if len(answer) == 2:
+            raise answer[0](answer[1])
+        return answer
+
+    def version(self, locator: str):
+        version = self._versions.get(locator)
+        return version if version is not None else super().version(locator)
 
 
 class _Relay:
@@ -462,46 +476,17 @@ class VirtualNetwork:
             return result, took
         if scheme == "tftp":
             service = services.running.get("tftp")
-            if service is None or service.port != port:
-                return FetchResult("timeout", detail="TFTP: no answer"), TFTP_GIVE_UP_S
-            upload = body
-            if upload is None:
-                body = services.read(path.lstrip("/"))
-            # RRQ (or WRQ) and its answer, then (a file) each block and its ACK: every exchange
-            # retried after 1 s, six tries at most, as the phones' TFTP client does.
-            exchanges = 1 if body is None else 1 + len(body) // TFTP_BLOCK + 1
-            waited = 0.0
-            for _ in range(exchanges):
-                tries = self._tftp_tries()
-                if tries is None:
-                    service.stats["timeouts"] += 1
-                    return FetchResult("timeout", detail="TFTP: no answer"), waited + TFTP_GIVE_UP_S
-                waited += tries * TFTP_RETRY_S
-            if upload is not None:
-                result = virtual_tftp.put(service.tftp_uploads, unquote(path.lstrip("/")), upload)
-                if result.ok:
-                    service.stats["uploads"] = service.stats.get("uploads", 0) + 1
-                return result, waited
-            service.stats["requests"] += 1
+            handler = service.tftp if service is not None and service.port == port else None
+            name = unquote(path.lstrip("/"))
+            server = (services.spec.tftp.address, port)
             if body is None:
-                service.stats["not_found"] += 1
-                return FetchResult("not_found", detail="TFTP: TFTP error 1: File not found"), waited
-            service.stats["transfers_ok"] += 1
-            return FetchResult("ok", body), waited
+                session = virtual_tftp.get_session(server, name)
+            else:
+                session = virtual_tftp.put_session(server, name, body)
+            result, took = virtual_tftp.exchange(session, handler, self.faults, self.clock.seconds(), self.latency_s)
+            return result, max(0.0, took - self.latency_s)  # the caller adds the last hop
         return FetchResult("error", detail=f"{scheme}:// downloads are not supported in virtual time: "
                                            f"{request.url}"), 0.0
-
-    def _tftp_tries(self) -> int | None:
-        """Failed tries before one datagram and its answer both got through the TFTP faults
-        (0: the first try did), or None when all six were lost."""
-        faults = self.faults
-        if faults is None or not faults._by_service.get("tftp"):
-            return 0
-        now = self.clock.seconds()
-        for tries in range(TFTP_TRIES):
-            if faults.plan("tftp", "in", b"RRQ", now) and faults.plan("tftp", "out", b"DATA", now):
-                return tries
-        return None
 
     # --- PnP -------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ them, including on random bytes. Why not call tftpy on the hot path:
   message byte when the NUL terminator is missing.
 
 ``decode_request`` lowercases option names (RFC 2347: case-insensitive); tftpy
-keeps them as sent. ``encode_rrq`` still goes through tftpy (clients only: not hot).
+keeps them as sent. ``encode_rrq`` builds what tftpy's ``TftpPacketRRQ`` builds (a test
+compares them), ~20x faster: in virtual time every download starts with one.
 
 Every decoder raises ``TftpDecodeError`` and nothing else on bad input, so callers can
 count-and-drop with one ``except``.
@@ -27,7 +28,6 @@ import struct
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
-from tftpy.TftpPacketTypes import TftpPacketRRQ
 
 # Opcodes (RFC 1350 + RFC 2347's OACK).
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
@@ -132,12 +132,8 @@ def decode_ack(datagram: bytes) -> int:
 
 
 def encode_rrq(filename: str, options: Mapping[str, object] | None = None) -> bytes:
-    """An octet-mode RRQ (tftpy encodes octet mode only, which is all phones use)."""
-    packet = TftpPacketRRQ()
-    packet.filename = filename
-    packet.mode = "octet"
-    packet.options = {k: str(v) for k, v in (options or {}).items()}
-    return packet.encode().buffer
+    """An octet-mode RRQ (all phones use octet mode)."""
+    return encode_request(RRQ, filename, "octet", options)
 
 
 def encode_request(opcode: int, filename: str, mode: str = "octet", options: Mapping[str, object] | None = None) -> bytes:

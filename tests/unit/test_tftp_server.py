@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tftpy.TftpPacketFactory import TftpPacketFactory
-from tftpy.TftpPacketTypes import TftpPacketACK, TftpPacketDAT, TftpPacketERR, TftpPacketOACK
+from tftpy.TftpPacketTypes import TftpPacketACK, TftpPacketDAT, TftpPacketERR, TftpPacketOACK, TftpPacketRRQ
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest as trial
@@ -1095,3 +1095,13 @@ class AdapterOverLoopback(trial.TestCase):
             self.addCleanup(probe.close)
             probe.bind(tid)  # every port is free again
         yield server.stop()  # twice is harmless
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(st.characters(min_codepoint=1, max_codepoint=127), min_size=1, max_size=40),
+       st.dictionaries(st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=10),
+                       st.one_of(st.integers(0, 65535), st.text("0123456789", min_size=1, max_size=6)), max_size=4))
+def test_rrq_encoder_matches_tftpy(filename, options):
+    ref = TftpPacketRRQ()
+    ref.filename, ref.mode, ref.options = filename, "octet", {k: str(v) for k, v in options.items()}
+    assert wire.encode_rrq(filename, options) == ref.encode().buffer

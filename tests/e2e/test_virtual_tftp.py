@@ -1,0 +1,111 @@
+"""TFTP in virtual time is the phones' own TFTP client against the TFTP server's own
+request handler and transfers (labsim.virtual.tftp), datagram by datagram. The same
+scenarios on sockets and in virtual time end the same: a Yealink fleet downloading a
+multi-block file at a negotiated blksize (with files missing and a name refused), the
+server's counters of requests, transfers, refusals and DATA bytes; the same fleet
+under 30 % datagram loss (the server's and the phones' retransmissions); and a Polycom
+fleet uploading its logs, with uploads on and off."""
+
+import json
+import os
+
+import pytest
+
+from tests.e2e.test_virtual_http import run
+from tests.peers import free_udp_port
+
+pytestmark = pytest.mark.e2e
+
+POLYCOM = """\
+name: virtual-tftp-uploads
+time_limit_s: 60
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "tftp://127.0.0.1:{tftp}/"}}}}
+  tftp: {{port: {tftp}, uploads: {uploads}, upload_dir: uploads}}
+provisioning:
+  files:
+    000000000000.cfg: '<?xml version="1.0" standalone="yes"?>
+      <APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="phone[PHONE_MAC_ADDRESS].cfg"
+      LOG_FILE_DIRECTORY="uploads" OVERRIDES_DIRECTORY="uploads"/>'
+  per_phone: [{{name: "phone{{mac}}.cfg", text: '<polycomConfig><reg reg.1.address="{{index}}"/></polycomConfig>'}}]
+fleets:
+  - {{vendor: polycom, models: {{VVX400: 3}}, first_mac: "00:04:f2:00:00:01"}}
+"""
+
+
+YEALINK = """\
+name: virtual-tftp-downloads
+seed: 7
+time_limit_s: 120
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "tftp://127.0.0.1:{tftp}/"}}}}
+  tftp: {{port: {tftp}, blksize_max: 512, timeout_s: 0.5, max_retransmits: 10}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\n{padding}"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 4}}, first_mac: "00:15:65:00:00:01", behaviour: {{retry_delay_s: 1.0}}}}
+{faults}"""
+LOSS = "faults:\n  - {name: lossy, service: tftp, direction: both, loss: 0.3}\n"
+# transfers_ok is not among them: a run on sockets ends (and stops its server) as soon as
+# its phones have settled, so the last ACK of each phone's last file may still be on its
+# way; in memory an exchange is played to its end.
+SERVER_COUNTS = ("rrq", "transfers_started", "not_found", "access_violation", "option_refused")
+
+
+def yealink(loss: bool) -> str:
+    padding = "".join(f"# line {n} of a long comment to make the file several blocks long\\n" for n in range(40))
+    return YEALINK.format(dhcp=free_udp_port(), tftp=free_udp_port(), padding=padding, faults=LOSS if loss else "")
+
+
+def test_downloads_end_as_on_sockets_with_the_same_server_counters(tmp_path):
+    text = yealink(loss=False)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    phones = {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in on_sockets["phones"]}
+    assert {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in in_memory["phones"]} == phones
+    assert {state for state, _, _ in phones.values()} == {"ready"}
+    server = {key: on_sockets["services"]["tftp"][key] for key in SERVER_COUNTS}
+    assert {key: in_memory["services"]["tftp"][key] for key in SERVER_COUNTS} == server
+    assert server["not_found"] > 0 and server["transfers_started"] > 0  # the .boot files are missing
+    stats = in_memory["services"]["tftp"]
+    assert stats["transfers_ok"] == stats["transfers_started"]
+    assert on_sockets["services"]["tftp"]["transfers_ok"] >= stats["transfers_ok"] - len(phones)
+    assert stats["retransmits"] == stats["timeouts"] == stats["duplicate_acks"] == 0  # nothing lost in memory
+    # blksize 1428 asked, 512 granted (the OACK): the common file went out in 512-byte DATA
+    lines = (tmp_path / "virtual" / "report" / "events.jsonl").read_text().splitlines()
+    fetched = [event for event in map(json.loads, lines) if event["kind"] == "fetch" and event["status"] == "ok"]
+    assert all(e["bytes"] > 3 * 512 for e in fetched if e["url"].endswith("y000000000066.cfg"))
+    # each file: an OACK, then its DATA, the last one short (empty after a full one)
+    assert stats["packets_sent"] == sum(1 + e["bytes"] // 512 + 1 for e in fetched) > 4 * len(fetched)
+
+
+def test_lost_datagrams_are_retransmitted_by_both_ends_as_on_sockets(tmp_path):
+    text = yealink(loss=True)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    for report in (on_sockets, in_memory):
+        assert {p["state"] for p in report["phones"]} == {"ready"}
+        assert report["services"]["tftp"]["retransmits"] > 0 and report["network"]["faults"]["dropped"] > 0
+    assert ({p["mac"]: p["files"] for p in in_memory["phones"]} == {p["mac"]: p["files"] for p in on_sockets["phones"]})
+
+
+def ending(report: dict) -> tuple:
+    phones = {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in report["phones"]}
+    uploads = sorted((os.path.basename(u["path"]), u["bytes"]) for u in report.get("uploads") or ())
+    outcomes = sorted((e["detail"].split(" (")[0]) for p in report["phones"] for e in p["events"]
+                      if "upload" in e["detail"].lower())
+    return phones, uploads, outcomes
+
+
+@pytest.mark.parametrize("uploads", ["true", "false"])
+def test_uploads_end_as_on_sockets(tmp_path, uploads):
+    text = POLYCOM.format(dhcp=free_udp_port(), tftp=free_udp_port(), uploads=uploads)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    _, stored, outcomes = ending(in_memory)
+    if uploads == "true":
+        assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= {name for name, _ in stored}
+    else:
+        assert not stored and outcomes
