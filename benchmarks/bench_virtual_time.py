@@ -18,7 +18,7 @@ system, the shards included), passes per wall second and the peak RSS of all pro
 bound, the peaks need not coincide), then the ratios.
 
 A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
-[--days 7] [--workers N] [--profile]``. Numbers from a shared, loaded machine vary by 2x
+[--days 7] [--workers N] [--scheme http|tftp] [--profile]``. Numbers from a shared, loaded machine vary by 2x
 and more: say so when quoting them.
 """
 
