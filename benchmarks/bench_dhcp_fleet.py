@@ -5,17 +5,20 @@ private network namespace (``unshare --net``), as benchmarks/bench_dhcp.py does.
 Both load generators are relay agents: perfdhcp on 127.0.0.2:67, labsim's fleet on
 127.0.0.3:67; Kea (memfile, one subnet listing both relays) on 127.0.0.1.
 
-    sudo python benchmarks/bench_dhcp_fleet.py [--rates 1000,2000,5000] [--duration 4]
+    sudo python benchmarks/bench_dhcp_fleet.py [--rates 1000,2000,5000] [--duration 4] [--workers 0,2]
 
 For each rate, alternating in one run: perfdhcp ``-r RATE`` for ``--duration`` seconds,
 then a labsim fleet of RATE x duration phones powering on in a ramp of RATE per second
 with ``boot_time_s: 0`` and ``until: dhcp`` (each phone's DISCOVER leaves at its power-on
-moment). Printed per rate: DORA/s completed within the load period (perfdhcp's own
-count; labsim's from each phone's ready time) and loss for both (labsim's "loss" is its
-retransmitted DHCP messages over all it sent: a retransmission means an answer did not
-come in time), and how late labsim's phones powered on against the schedule (p50/p99/max,
-from report.json's network.power_on_lateness_ms). Target (issue 12): labsim >= 1.0x
-perfdhcp at < 1 % loss, the power-on error p99 a few ms at 5,000/s.
+moment), once per ``--workers`` value: 0 = one process, N = ``labsim run --workers N``
+(shard i relays from 127.0.0.3 + i; Kea lists 127.0.0.3-10). Printed per rate: DORA/s
+completed within the load period (perfdhcp's own count; labsim's from each phone's ready
+time) and loss for both (labsim's "loss" is its retransmitted DHCP messages over all it
+sent: a retransmission means an answer did not come in time), how late labsim's phones
+powered on against the schedule (p50/p99/max, from report.json's
+network.power_on_lateness_ms), and labsim's CPU per phone (user + system of labsim and
+its workers, for the whole run: start-up and report included). Target (issue 12): labsim
+>= 1.0x perfdhcp at < 1 % loss, the power-on error p99 a few ms at 5,000/s.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,6 +40,14 @@ from bench_dhcp import (  # noqa: E402  (the same Kea set-up, perfdhcp runner an
 )
 
 FLEET_RELAY = "127.0.0.3"
+# With --workers N the fleet's shard i relays from FLEET_RELAY + i (labsim.fleet.shard.relay_address_for):
+# Kea must list every one of them as a relay of the subnet.
+MAX_WORKERS = 8
+
+
+def fleet_relays(count: int = MAX_WORKERS) -> list[str]:
+    base = [int(part) for part in FLEET_RELAY.split(".")]
+    return [".".join(map(str, base[:3] + [base[3] + index])) for index in range(count)]
 
 
 def start_kea(workdir: Path) -> subprocess.Popen:
@@ -44,7 +56,7 @@ def start_kea(workdir: Path) -> subprocess.Popen:
         "lease-database": {"type": "memfile", "persist": False, "lfc-interval": 0},
         "valid-lifetime": 3600,
         "subnet4": [{"id": 1, "subnet": SUBNET, "pools": [{"pool": f"{POOL_START} - {POOL_END}"}],
-                     "relay": {"ip-addresses": [RELAY, FLEET_RELAY]},
+                     "relay": {"ip-addresses": [RELAY, *fleet_relays()]},
                      "option-data": [{"name": "routers", "data": "10.0.0.1"}]}],
         "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stderr"}], "severity": "WARN"}],
     }}
@@ -71,15 +83,22 @@ fleets:
 """
 
 
-def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str) -> dict:
+def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str, workers: int = 0) -> dict:
     from labsim.fleet.pacer import lateness_percentile
 
-    path = workdir / f"fleet-{rate}.yaml"
+    name = f"{rate}-w{workers}"
+    path = workdir / f"fleet-{name}.yaml"
     path.write_text(fleet_scenario(rate, duration, first_mac))
-    report_dir = workdir / f"report-{rate}"
-    subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir)],
-                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    report_dir = workdir / f"report-{name}"
+    command = [sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir)]
+    if workers:
+        command += ["--workers", str(workers)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                    timeout=duration + 120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # labsim's CPU (user + system, its workers included), start-up and report too.
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     report = json.loads((report_dir / "report.json").read_text())
     phones = report["phones"]
     ready = [phone for phone in phones if phone["state"] == "ready"]
@@ -89,7 +108,7 @@ def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str) -> dict:
     sent = report["network"]["relay"]["sent"]
     lateness = report["network"].get("power_on_lateness_ms", {})
     return {
-        "phones": len(phones), "ready": len(ready),
+        "phones": len(phones), "ready": len(ready), "cpu_us_per_phone": cpu_s / len(phones) * 1e6,
         "dora_per_s": in_period / duration,
         "loss": (sent - 2 * len(ready)) / sent if sent else 1.0,
         "late_p50_ms": lateness_percentile(lateness, 0.5), "late_p99_ms": lateness_percentile(lateness, 0.99),
@@ -101,6 +120,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds of load per run")
     parser.add_argument("--rates", default="1000,2000,5000")
+    parser.add_argument("--workers", default="0,2",
+                        help="labsim runs per rate: 0 = one process, N = --workers N (shard i relays from "
+                             f"{FLEET_RELAY}+i, all listed in Kea's config); comma-separated")
     args = parser.parse_args()
     enter_private_netns()
     os.environ["PATH"] += os.pathsep + "/usr/sbin"
@@ -113,16 +135,20 @@ def main() -> None:
         try:
             wait_until_answering(kea)
             print(f"Kea 2.x memfile, relayed; {args.duration} s of load per run")
-            print(f"{'rate/s':>7} {'perfdhcp DORA/s':>15} {'loss':>7} {'labsim DORA/s':>14} {'loss':>7} "
-                  f"{'ratio':>6} {'power-on late p50/p99/max ms':>29}")
-            for number, rate in enumerate(int(r) for r in args.rates.split(",")):
+            print(f"{'rate/s':>7} {'perfdhcp DORA/s':>15} {'loss':>7} {'labsim':>7} {'DORA/s':>7} {'loss':>7} "
+                  f"{'ratio':>6} {'power-on late p50/p99/max ms':>29} {'CPU/phone':>10}")
+            number = 0
+            for rate in (int(r) for r in args.rates.split(",")):
                 perf = perfdhcp(rate, args.duration)
-                fleet = run_fleet(workdir, rate, args.duration, f"00:15:65:{number + 16:02x}:00:01")
-                ratio = fleet["dora_per_s"] / perf.achieved if perf.achieved else 0.0
-                late = f"{fleet['late_p50_ms']:.0f} / {fleet['late_p99_ms']:.0f} / {fleet['late_max_ms']}"
-                print(f"{rate:>7} {perf.achieved:>15.0f} {perf.loss:>7.2%} {fleet['dora_per_s']:>14.0f} "
-                      f"{fleet['loss']:>7.2%} {ratio:>6.2f} {late:>29}   ({fleet['ready']}/{fleet['phones']} leased)",
-                      flush=True)
+                for workers in (int(w) for w in args.workers.split(",")):
+                    number += 1
+                    fleet = run_fleet(workdir, rate, args.duration, f"00:15:65:{number + 16:02x}:00:01", workers)
+                    ratio = fleet["dora_per_s"] / perf.achieved if perf.achieved else 0.0
+                    late = f"{fleet['late_p50_ms']:.0f} / {fleet['late_p99_ms']:.0f} / {fleet['late_max_ms']}"
+                    print(f"{rate:>7} {perf.achieved:>15.0f} {perf.loss:>7.2%} {f'w{workers}' if workers else 'one':>7} "
+                          f"{fleet['dora_per_s']:>7.0f} {fleet['loss']:>7.2%} {ratio:>6.2f} {late:>29} "
+                          f"{fleet['cpu_us_per_phone']:>7.0f} us   ({fleet['ready']}/{fleet['phones']} leased)",
+                          flush=True)
         finally:
             stop(kea)
 

@@ -20,6 +20,7 @@ from twisted.internet import defer
 
 from labsim.faults import FaultSet, FaultyLink, fault_from_spec
 from labsim.fleet.fleet import build_fleets
+from labsim.fleet.collector import FullCollectionsHeld
 from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
 from labsim.lab_control import LabServicesControl
@@ -155,7 +156,9 @@ class ScenarioRun:
         self.control = _LabControl(self)
         self.before_report: list = []  # called before the report is written (the dashboard flushes its feed)
         self._drivers: list[PhoneDriver] = []
-        self._pacer = Pacer(reactor)
+        # While phones power on, the collector's full passes mostly wait (fleet/collector.py).
+        self._collections = FullCollectionsHeld()
+        self._pacer = Pacer(reactor, on_done=self._collections.release)
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
@@ -220,6 +223,7 @@ class ScenarioRun:
             driver.epoch = driver.network.epoch = self._epoch
             power_on.append((now + lead + member.power_on_at, driver.power_on))
         self._pacer.schedule(power_on)  # one timer for the whole arrival schedule (fleet/pacer.py)
+        self._collections.hold()
         self._pacer.start()
         self.timeline = self._make_timeline()
         if self.timeline is not None:

@@ -22,8 +22,10 @@ LATENESS_CAP_MS = 1000
 
 
 class Pacer:
-    def __init__(self, clock):
+    def __init__(self, clock, on_done: Callable[[], None] | None = None):
+        """``on_done``: called once, when the last phone has been released or on ``stop``."""
         self.clock = clock
+        self.on_done = on_done
         self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._next = 0  # index of the next call to release
         self._timer = None
@@ -42,6 +44,12 @@ class Pacer:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._done()
+
+    def _done(self) -> None:
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None:
+            on_done()
 
     @property
     def pending(self) -> int:
@@ -51,6 +59,8 @@ class Pacer:
         self._timer = None
         if self._next < len(self._due):
             self._timer = self.clock.callLater(max(0.0, self._due[self._next][0] - now), self._release)
+        else:
+            self._done()
 
     def _release(self) -> None:
         now = self.clock.seconds()

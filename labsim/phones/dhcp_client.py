@@ -30,6 +30,9 @@ from labsim.wire.dhcp import DhcpMessage
 RETRANSMIT_TIMER = "dhcp"
 OFFER_WINDOW_TIMER = "dhcp_offers"
 LEASE_TIMER = "dhcp_lease"
+# The timers a DHCP reply that has arrived but is not read yet can make stale (the
+# driver reads waiting replies before one of these fires; other timers need no read).
+REPLY_TIMERS = frozenset({RETRANSMIT_TIMER, OFFER_WINDOW_TIMER, LEASE_TIMER})
 FIRST_TIMEOUT_S = 4.0
 MAX_TIMEOUT_S = 64.0
 REQUEST_ATTEMPTS = 4  # then start again from DISCOVER

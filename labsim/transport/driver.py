@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from labsim.phones.dhcp_client import REPLY_TIMERS
 from labsim.phones.events import (
     CancelAllTimers,
     CancelTimer,
@@ -111,13 +112,16 @@ class PhoneDriver:
         self.deliver(FetchDone(request.request_id, result))
 
     def _fire(self, name: str) -> None:
-        if self._read_waiting is not None:
+        if self._read_waiting is not None and name in REPLY_TIMERS:
             # A reactor turn runs its due timers before it reads sockets: under load a
             # retransmission timer fires late with the reply already waiting. Read what
             # waits first; if it moved the phone on (this timer restarted or cancelled),
             # the firing is stale and the phone never sees it. (Reading only for timers
             # more than 20 ms late was tried: a 10,000-phone quickstart then sent 5,966-
-            # 7,754 DHCP retransmissions instead of 228, answers waiting unread.)
+            # 7,754 DHCP retransmissions instead of 228, answers waiting unread.) Only the
+            # DHCP client's timers: a reply cannot make a boot or resync timer stale, and
+            # a read before each of a storm's boot timers made the relay's per-read bound
+            # (loopback.RELAY_READ_BYTES) no bound at all.
             self._timers[name] = _FIRING
             self._read_waiting()
             if self._timers.get(name) is not _FIRING:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
@@ -37,17 +36,18 @@ class DhcpRelay(DatagramProtocol):
     def __init__(self, server: tuple[str, int], relay_address: str, link=None):
         self.server = server
         self.relay_address = relay_address
+        self._giaddr = socket.inet_aton(relay_address)
         self.link = link  # a FaultyLink for the "dhcp" service, or None
         self.phones: dict[bytes, object] = {}
         self.stats = {"sent": 0, "received": 0, "malformed": 0, "unknown_client": 0}
 
     def send(self, driver, message: dhcp.DhcpMessage) -> None:
-        relayed = replace(message, giaddr=self.relay_address, hops=message.hops + 1)
+        data = dhcp.relayed(dhcp.encode(message), self._giaddr)
         self.stats["sent"] += 1
         if self.link is None:
-            self._write(dhcp.encode(relayed))
+            self._write(data)
         else:
-            self.link.carry("in", dhcp.encode(relayed), self._write)
+            self.link.carry("in", data, self._write)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:

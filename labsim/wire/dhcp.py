@@ -229,6 +229,20 @@ def encode(msg: DhcpMessage) -> bytes:
     return out
 
 
+_GIADDR_OFFSET = 24  # op htype hlen hops (4), xid (4), secs flags (4), ciaddr yiaddr siaddr (12)
+
+
+def relayed(data: bytes, giaddr: bytes) -> bytes:
+    """An encoded client message as a relay agent forwards it (RFC 1542 4.1.1): ``hops``
+    one more, ``giaddr`` (4 bytes) the relay's address. Patches the bytes instead of
+    copying the message to encode it again (a dataclass ``replace`` per DHCP message
+    was ~6 % of a fleet's CPU at 5,000 phones/s)."""
+    if len(data) < HEADER_LEN or len(giaddr) != 4:
+        raise ValueError("not an encoded DHCP message and a 4-byte giaddr")
+    return b"".join((data[:3], bytes((min(data[3] + 1, 255),)), data[4:_GIADDR_OFFSET], giaddr,
+                     data[_GIADDR_OFFSET + 4:]))
+
+
 # -- helpers for option payloads ------------------------------------------------------
 
 

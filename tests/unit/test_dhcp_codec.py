@@ -449,3 +449,21 @@ def test_encode_options_mapping():
     }
     with pytest.raises(ValueError, match="given twice"):
         encode_options({"tftp_server_name": "a", 66: "b"})
+
+
+@settings(max_examples=150, deadline=None)
+@given(messages())
+def test_relayed_bytes_are_the_message_with_giaddr_and_one_more_hop(msg):
+    """What the fleet's relay sends: the same as encoding a copy with the relay's giaddr and
+    hops + 1 (the relay patches the bytes instead)."""
+    from dataclasses import replace
+    from socket import inet_aton
+
+    msg.hops = min(msg.hops, 254)
+    assert dhcp.relayed(encode(msg), inet_aton("127.0.0.3")) == encode(replace(msg, giaddr="127.0.0.3",
+                                                                              hops=msg.hops + 1))
+
+
+def test_relayed_refuses_what_is_not_a_message():
+    with pytest.raises(ValueError):
+        dhcp.relayed(b"\x01" * 10, b"\x7f\x00\x00\x03")

@@ -65,3 +65,21 @@ def test_without_anything_waiting_the_timer_still_retransmits():
     clock.advance(0)
     clock.advance(10)
     assert network.sent.count(dhcp.DISCOVER) >= 2 and phone.state == "dhcp"
+
+
+def test_only_the_dhcp_clients_timers_read_first():
+    """A boot timer cannot be made stale by a reply, so it reads nothing: a storm's boot
+    timers, one per phone, would each drain the relay's socket and undo its per-read bound."""
+
+    class CountingReads(SocketLikeNetwork):
+        reads = 0
+
+        def read_waiting(self):
+            self.reads += 1
+            super().read_waiting()
+
+    clock, network, phone = booted(CountingReads)
+    clock.advance(0)  # the boot timer fires: DISCOVER sent, nothing read for it
+    assert network.sent == [dhcp.DISCOVER] and network.reads == 0
+    clock.advance(10)  # the DHCP retransmission timer fires: the waiting OFFER is read first
+    assert network.reads >= 1 and phone.state == "ready" and phone.dhcp.stats["retransmit"] == 0

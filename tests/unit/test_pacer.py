@@ -45,3 +45,21 @@ def test_ties_keep_the_given_order_and_stop_leaves_the_rest_off():
     pacer.stop()
     clock.advance(5)
     assert len(released) == 4 and clock.getDelayedCalls() == []
+
+
+def test_on_done_is_called_once_after_the_last_phone_or_on_stop():
+    clock, done = Clock(), []
+    pacer = Pacer(clock, on_done=lambda: done.append(clock.seconds()))
+    pacer.schedule([(0.1, lambda: None), (0.2, lambda: None)])
+    pacer.start()
+    clock.advance(0.15)
+    assert done == []
+    clock.advance(0.1)
+    assert done == [0.25]
+    pacer.stop()
+    assert done == [0.25]  # once
+    stopped = Pacer(clock, on_done=lambda: done.append("stopped"))
+    stopped.schedule([(10.0, lambda: None)])
+    stopped.start()
+    stopped.stop()  # the run ended before its last phone: done all the same
+    assert done == [0.25, "stopped"]
