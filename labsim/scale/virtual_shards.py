@@ -34,6 +34,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -49,7 +50,7 @@ from labsim.observe.merge_series import archive_record, series_record
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.timeline import Timeline
 from labsim.virtual.lab import VirtualServices
-from labsim.virtual.run import VirtualScenarioRun, run_virtual, simulated
+from labsim.virtual.run import PROGRESS_EVERY_S, VirtualScenarioRun, run_virtual, simulated
 
 SHARD_LOG = "shard.log"
 
@@ -274,8 +275,7 @@ class VirtualWorkers:
                     self.processes.append(subprocess.Popen(self.command(shard, directory), stdout=log,
                                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                            start_new_session=True))
-            for process in self.processes:
-                self._wait(process)
+            self._wait_all(wall_start)
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
@@ -298,13 +298,24 @@ class VirtualWorkers:
         self.stream.flush()
         return code
 
-    def _wait(self, process: subprocess.Popen) -> None:
-        while True:
+    def _wait_all(self, wall_start: float) -> None:
+        """Until every shard has ended; every few wall seconds, where each shard is in
+        simulated time (from the progress lines in its shard.log)."""
+        next_line = wall_start + PROGRESS_EVERY_S
+        while any(process.poll() is None for process in self.processes):
             try:
-                process.wait()
-                return
+                self.processes[[p.poll() for p in self.processes].index(None)].wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
             except KeyboardInterrupt:  # a handler raised it: go on waiting for the shards' reports
                 continue
+            now = time.monotonic()
+            if now >= next_line and any(process.poll() is None for process in self.processes):
+                next_line = now + PROGRESS_EVERY_S
+                where = [f"{shard} {_simulated_so_far(os.path.join(directory, SHARD_LOG), process)}"
+                         for shard, directory, process in zip(self.shards, self.dirs, self.processes)]
+                self.stream.write(f"  [{now - wall_start:.0f}s wall] simulated time per shard: {', '.join(where)}\n")
+                self.stream.flush()
 
     def _forward(self, signum, frame) -> None:
         """Ctrl-C or SIGTERM: every shard ends its run and writes its report; then the merge."""
@@ -339,6 +350,20 @@ class VirtualWorkers:
                 f"({span / wall if wall > 0 else 0:,.0f}x real time) by {self.count} shards; CPU of all processes "
                 f"{cpu:.1f}s; peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
                 f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")
+
+
+def _simulated_so_far(path: str, process: subprocess.Popen) -> str:
+    """The simulated time of a shard's last progress line ("... | simulated 1d 02:00:00 in 12s wall")."""
+    if process.poll() is not None:
+        return "done"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - 2000))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return "starting"
+    found = re.findall(r"\| simulated (.+?) in \d+s wall", tail)
+    return found[-1] if found else "starting"
 
 
 def _tail(path: str, lines: int = 15) -> str:
