@@ -236,6 +236,7 @@ class _FaultAwareHandler(_CountingHandler):
     dtp_handler = _PacedDTPHandler
     _held: list = ()  # commands a delay fault holds back: (due, line, cmd, arg)
     _release = None  # the timer that acts on the first held command
+    server_loop = None  # the server's _ReactorDrivenLoop (start_ftp_server sets it)
 
     def handle(self):
         link = self.fault_link
@@ -275,6 +276,11 @@ class _FaultAwareHandler(_CountingHandler):
                 self.handle_error()
         if self._held and not self._closed:
             self._release = self.clock.callLater(self._held[0][0] - now, self._act_on_held)
+        if self.server_loop is not None:
+            # Acted on outside a pass of pyftpdlib's loop: a timer that set (the delayed
+            # answer to a failed login) would otherwise wait for the loop's next pass,
+            # up to BACKSTOP_S later (a 530 measured 0.3 s late under a 0.2 s delay).
+            self.server_loop.run_pass()
 
     def close(self):
         if self._release is not None and self._release.active():
@@ -480,6 +486,7 @@ def start_ftp_server(reactor, config: FtpServerConfig, host: str = "127.0.0.1", 
     server.max_cons = config.max_connections
     server.max_cons_per_ip = config.max_connections_per_address
     loop = _ReactorDrivenLoop(reactor, ioloop, stats)
+    handler.server_loop = loop
     reactor.addReader(loop)
     return FtpServerHandle(server, loop, stats)
 

@@ -5,9 +5,18 @@ quit) answered at once under the FTP server's own rules — its pyftpdlib author
 stores them — and the phones' client's reading of the outcome (530 ``denied``, 550
 ``not_found``). What only the protocol shows (PASV, reply pacing) stays with sockets.
 
-Stream faults as the server applies them: ``down`` refuses the connection; delays hold
-each of the exchange's answers (greeting, USER, PASS, TYPE, PASV, the transfer);
-``bandwidth_kbps`` paces the file. A failed login answers after the server's delay.
+Stream faults where the server applies them (``services.ftp``): ``down`` refuses the
+connection (no session); a delay (``delay_s``, ``jitter_s``, ``slow_s``) holds each
+command the phones' client sends before the server acts on it, drawn per command as the
+server draws it. That client (Twisted's ``FTPClient``, ``transport.ftp_fetch``) waits for
+the greeting (not held), then sends USER, PASS, TYPE I, PASV and RETR (or STOR), each
+after the answer to the one before, and QUIT once it has its result: the phone waits for
+five held commands (two and the server's failed-login delay when PASS is refused), and
+the QUIT's draw is made and counted but holds nothing the phone waits for.
+``bandwidth_kbps`` paces the file (``size / rate``). Measured against pyftpdlib under a
+0.2 s delay (tests/e2e/test_virtual_ftp.py): a download 1.0 s on both (plus loopback
+round trips on sockets, 1 ms in memory), a refused login 0.9 s, and the same count of
+delayed commands (sockets: minus the QUITs still unread when the run ended).
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ from pyftpdlib.authorizers import AuthenticationFailed
 from labsim.phones.events import ANONYMOUS, FetchResult
 from labsim.services.ftp import FtpServerConfig, build_authorizer, new_stats, upload_real
 
-ANSWERS_PER_EXCHANGE = 6  # greeting, USER, PASS, TYPE I, PASV, RETR/STOR
+LOGIN_COMMANDS = 2  # USER, PASS
+TRANSFER_COMMANDS = 3  # TYPE I, PASV, RETR or STOR
+AFTER_RESULT_COMMANDS = 1  # QUIT
 
 
 class VirtualFtp:
@@ -39,24 +50,34 @@ class VirtualFtp:
     def exchange(self, path: str, credentials, body: bytes | None = None) -> tuple[FetchResult, float]:
         """(result, seconds it took) of a RETR of ``path`` (or, with ``body``, a STOR) as
         the phones' FTP client makes it."""
+        if not path or path.endswith("/"):  # the client gives up before it connects
+            return FetchResult("error", detail=f"FTP: {path!r} names no file"), 0.0
         link = self.link
         if link is not None and link.refuses():
             return FetchResult("error", detail="FTP: connection refused"), 0.0
-        if not path or path.endswith("/"):
-            return FetchResult("error", detail=f"FTP: {path!r} names no file"), 0.0
-        took = sum(link.answer_delay() for _ in range(ANSWERS_PER_EXCHANGE)) if link is not None else 0.0
         self.stats["sessions"] += 1
+        took = self._held(LOGIN_COMMANDS)
         user, password = (credentials.user, credentials.password) if credentials else ANONYMOUS
         try:
             self.authorizer.validate_authentication(user, password, None)
         except AuthenticationFailed as exc:
             self.stats["logins_failed"] += 1
+            self._held(AFTER_RESULT_COMMANDS)
             return FetchResult("denied", detail=f"FTP: 530 {exc}"), took + self.config.auth_failed_delay_s
         self.stats["logins_ok"] += 1
+        took += self._held(TRANSFER_COMMANDS)
         real = self._real(path)
-        if body is None:
-            return self._retr(user, real, took)
-        return self._stor(user, real, body, took)
+        answer = self._retr(user, real, took) if body is None else self._stor(user, real, body, took)
+        self._held(AFTER_RESULT_COMMANDS)
+        return answer
+
+    def _held(self, commands: int) -> float:
+        """Seconds the server holds ``commands`` commands, one after the other, under the
+        delay faults (each drawn and counted as the server does)."""
+        link = self.link
+        if link is None:
+            return 0.0
+        return sum(link.answer_delay() for _ in range(commands))
 
     def _real(self, path: str) -> str | None:
         """The file ``path`` names (relative to the login folder), as the server maps it;
@@ -92,4 +113,8 @@ class VirtualFtp:
     def _paced(self, size: int, direction: str) -> float:
         """Seconds a transfer of ``size`` bytes takes under a ``bandwidth_kbps`` fault."""
         kbps = self.link.bandwidth_kbps(direction) if self.link is not None else None
-        return size * 8 / (kbps * 1000) if kbps else 0.0
+        if not kbps:
+            return 0.0
+        if size:
+            self.link.count("throttled")  # as the server's paced data connection counts it
+        return size * 8 / (kbps * 1000)

@@ -1,7 +1,11 @@
 """FTP in virtual time answers under the FTP server's own rules (labsim.virtual.ftp):
 each scenario runs on sockets (pyftpdlib) and in virtual time and must end the same:
 per-phone states, reboots and files, logins and files by the server's counters, and
-the uploads stored."""
+the uploads stored. Under a delay fault the server holds each command the phones'
+client sends: the time a download or a refused login takes, and how many commands were
+held, are the same in memory as measured on sockets."""
+
+import json
 
 import pytest
 
@@ -23,7 +27,7 @@ provisioning:
   per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
 fleets:
   - {{vendor: yealink, models: {{T46S: 3}}, first_mac: "00:15:65:00:00:01"}}
-"""
+{faults}"""
 
 POLYCOM = """\
 name: virtual-ftp-uploads
@@ -54,8 +58,8 @@ def ending(report: dict) -> tuple:
     return phones, {key: ftp[key] for key in COUNTERS}, uploads
 
 
-def both_clocks(tmp_path, template: str, **values):
-    text = template.format(dhcp=free_udp_port(), ftp=free_tcp_port(), **values)
+def both_clocks(tmp_path, template: str, faults: str = "", **values):
+    text = template.format(dhcp=free_udp_port(), ftp=free_tcp_port(), faults=faults, **values)
     return run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
 
 
@@ -75,3 +79,30 @@ def test_uploads_are_stored_as_on_sockets(tmp_path):
     _, counters, names = ending(in_memory)
     assert counters["files_received"] >= 3
     assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= set(names)
+
+
+DELAY_S = 0.2
+HELD = {"ready": (5, 0.0), "failed": (2, 0.5)}  # commands the phone waits for; the failed-login delay
+
+
+@pytest.mark.parametrize("login, state", [("alice:s3cret@", "ready"), ("alice:wrong@", "failed")])
+def test_a_delay_fault_holds_the_same_commands_as_on_sockets(tmp_path, login, state):
+    faults = f"faults:\n  - {{name: slow, service: ftp, delay_s: {DELAY_S}}}\n"
+    on_sockets, in_memory = both_clocks(tmp_path, YEALINK, faults, login=login, anonymous="false")
+    assert ending(in_memory) == ending(on_sockets)
+    assert {phone["state"] for phone in in_memory["phones"]} == {state}
+    waited, after_login = HELD[state]
+    expected = waited * DELAY_S + after_login  # USER, PASS (TYPE I, PASV, RETR), as the server holds them
+    latencies = {}
+    for name in ("sockets", "virtual"):
+        lines = (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()
+        latencies[name] = [e["latency_s"] for e in map(json.loads, lines) if e["kind"] == "fetch"]
+    assert latencies["virtual"] and all(t == pytest.approx(expected + 0.001) for t in latencies["virtual"])
+    assert latencies["sockets"] and all(expected <= t < expected + 0.25 for t in latencies["sockets"])
+    # Every command held is counted, QUIT included (drawn after the phone has its result):
+    # on sockets the last QUIT of each phone may still be unread when the run ends.
+    sessions = in_memory["services"]["ftp"]["sessions"]
+    delayed = {name: report["network"]["faults"]["delayed"] for name, report in (("sockets", on_sockets),
+                                                                                 ("virtual", in_memory))}
+    assert delayed["virtual"] == sessions * (waited + 1)
+    assert delayed["virtual"] - len(in_memory["phones"]) <= delayed["sockets"] <= delayed["virtual"]
