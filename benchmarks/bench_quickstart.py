@@ -2,7 +2,9 @@
 
 Prints phones per second to `ready` and the peak RSS of the labsim processes. A benchmark,
 not a test: run it by hand (`python benchmarks/bench_quickstart.py --phones 2000`), or
-compare scale-out in one run (`--phones 10000 --workers 1,2`). Ctrl-C stops the labsim
+compare scale-out in one run (`--phones 10000 --workers 1,2`), or print the memory a phone
+costs (`--phones 20000,100000`: the peak RSS of each size and the slope between them, issue
+12 §5's measure). Ctrl-C stops the labsim
 run under way the way a user's Ctrl-C does (it writes its partial report) and still
 prints what was measured.
 The quickstart's own ramp is replaced by a storm so the number measures labsim, not the
@@ -57,27 +59,49 @@ def _free_port(kind) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phones", type=int, default=2000)
+    parser.add_argument("--phones", default="2000", metavar="N[,N,...]",
+                        help="fleet size; several (e.g. 20000,100000): one run each, one after the other, "
+                             "and the peak RSS's slope per phone between them")
     parser.add_argument("--workers", metavar="N,N,...",
                         help="run once per value with `labsim run --workers N` (e.g. 0,1,2; 0 = one process "
                              "without --workers), in this order, and compare; default: one process")
     args = parser.parse_args()
     # "0" in the list: one process, no --workers (the baseline the workers are compared with).
     runs = [None] if not args.workers else [None if v.strip() == "0" else v.strip() for v in args.workers.split(",")]
+    sizes = [int(value) for value in args.phones.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "bench.yaml")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(scaled_scenario(args.phones))
-        for workers in runs:
-            result = run_once(path, os.path.join(tmp, f"report-{workers or 'one'}"), args.phones, workers)
-            results.append(result)
-            if result["interrupted"]:
+        for phones in sizes:
+            path = os.path.join(tmp, f"bench-{phones}.yaml")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(scaled_scenario(phones))
+            for workers in runs:
+                result = run_once(path, os.path.join(tmp, f"report-{phones}-{workers or 'one'}"), phones, workers)
+                result["phones"] = phones
+                results.append(result)
+                if result["interrupted"]:
+                    break
+            if results[-1]["interrupted"]:
                 print("interrupted: the runs after this one were not made")
                 break
-    if len(results) > 1:
+    if len(runs) > 1:
         print_comparison(results)
+    if len(sizes) > 1:
+        print_slope(results)
     return 0
+
+
+def print_slope(results: list[dict]) -> None:
+    """Issue 12 §5: what one more phone costs, the peak RSS's slope between fleet sizes."""
+    print(f"\n{'phones':>8} {'ready':>8} {'peak RSS':>11} {'RSS at last ready':>18}")
+    for result in results:
+        print(f"{result['phones']:>8} {result['ready']:>8} {result['peak_rss_kb'] / 1024:>7.1f} MiB "
+              f"{result['rss_at_ready_kb'] / 1024:>14.1f} MiB")
+    for first, then in zip(results, results[1:]):
+        if then["phones"] != first["phones"]:
+            slope = (then["peak_rss_kb"] - first["peak_rss_kb"]) * 1024 / (then["phones"] - first["phones"])
+            print(f"slope {first['phones']} -> {then['phones']} phones: {slope:,.0f} bytes "
+                  f"({slope / 1024:.1f} KiB) of peak RSS per phone (target: <= 10,000 bytes)")
 
 
 def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> dict:
@@ -108,6 +132,7 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
     wall = time.monotonic() - started
     sampler.stop()
     result = {"label": label, "interrupted": interrupted, "wall": wall, "peak_rss_kb": sampler.peak_kb,
+              "rss_at_ready_kb": 0,
               "ready": 0, "failed": 0, "last_ready": 0.0, "cpu_parent": sampler.cpu_s.get(proc.pid, 0.0),
               "cpu_workers": sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)}
     report_path = os.path.join(report_dir, "report.json")
@@ -133,6 +158,9 @@ def run_once(path: str, report_dir: str, phones: int, workers: str | None) -> di
         print(f"writing the reports:    {reporting.group(1)} s of CPU (report.json, events.jsonl's rest, junit, html)")
     print(f"peak RSS (all labsim processes together, sampled every {RssSampler.INTERVAL_S} s): "
           f"{sampler.peak_kb / 1024:.1f} MiB ({sampler.peak_kb / phones:.1f} KiB per phone)")
+    # The storm's own peak, apart from the reports written after it.
+    result["rss_at_ready_kb"] = sampler.rss_at(_wall_of(report["started"]) + 1.0 + last_ready)
+    print(f"RSS at the last ready:  {result['rss_at_ready_kb'] / 1024:.1f} MiB (the largest sample up to then)")
     workers_cpu = sum(seconds for pid, seconds in sampler.cpu_s.items() if pid != proc.pid)
     print(f"CPU time:               labsim {sampler.cpu_s.get(proc.pid, 0):.1f} s"
           + (f" (the parent: services, timeline, merge), workers {workers_cpu:.1f} s" if workers_cpu else ""))
@@ -187,7 +215,7 @@ class RssSampler:
         self.pid = pid
         self.peak_kb = 0
         self.cpu_s: dict[int, float] = {}  # pid -> user + system CPU seconds, last seen
-        self.history: list[tuple[float, dict[int, float]]] = []  # (time.time(), cpu_s then)
+        self.history: list[tuple[float, dict[int, float], int]] = []  # (time.time(), cpu_s then, peak RSS then)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -204,15 +232,24 @@ class RssSampler:
             self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
             for pid in tree:
                 self.cpu_s[pid] = max(self.cpu_s.get(pid, 0.0), _cpu_s(pid))
-            self.history.append((time.time(), dict(self.cpu_s)))
+            self.history.append((time.time(), dict(self.cpu_s), self.peak_kb))
 
     def cpu_at(self, when: float) -> dict[int, float]:
         """Each process's CPU seconds as last sampled at or before ``when`` (time.time())."""
         found = {}
-        for at, cpu in self.history:
+        for at, cpu, _ in self.history:
             if at > when:
                 break
             found = cpu
+        return found
+
+    def rss_at(self, when: float) -> int:
+        """The peak RSS (KiB) sampled up to ``when`` (time.time())."""
+        found = 0
+        for at, _, peak in self.history:
+            if at > when:
+                break
+            found = peak
         return found
 
 

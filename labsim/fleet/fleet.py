@@ -11,7 +11,7 @@ from labsim.phones.phone_random import PhoneRandom
 from labsim.phones.vendors import profile_for
 
 
-@dataclass
+@dataclass(slots=True)
 class FleetMember:
     fleet: str
     vendor: str

@@ -21,7 +21,9 @@ clock reading a hair before T1 cannot make it mean something else.
 from __future__ import annotations
 
 import random
+from array import array
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from labsim.phones.events import SendDhcp, StartTimer, CancelTimer
 from labsim.wire import dhcp
@@ -57,12 +59,12 @@ class DhcpIdentity:
     offer_window_s: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Lease:
     address: str
     server_id: str | None
     lease_time_s: int | None  # None (no option 51) or INFINITE_LEASE: never runs out
-    options: dict[int, bytes] = field(default_factory=dict)
+    options: dict[int, bytes] = field(default_factory=dict)  # read-only: shared (see _shared_options)
     acquired_at: float = 0.0
     renew_s: float | None = None  # T1, from acquired_at
     rebind_s: float | None = None  # T2
@@ -81,7 +83,7 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     """The lease an ACK grants, with T1/T2 from options 58/59 or the RFC 2131 defaults
     (kept in order: T1 <= T2 <= the lease time, whatever the server sent)."""
     lease = Lease(address=ack.yiaddr, server_id=ack.option_ip(54), lease_time_s=ack.option_u32(51),
-                  options=dict(ack.options), acquired_at=now)
+                  options=_shared_options(ack.options), acquired_at=now)
     if lease.expires:
         total = float(lease.lease_time_s)
         rebind = ack.option_u32(59)
@@ -92,7 +94,33 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     return lease
 
 
+# A server sends the same options to every phone of a class: each set is kept once, read-only,
+# for every lease that has it (a dict and its bytes a phone were ~0.6 KB of each phone).
+_OPTION_SETS_LIMIT = 4096
+_option_sets: dict[tuple, MappingProxyType] = {}
+
+
+def _shared_options(options: dict[int, bytes]) -> MappingProxyType:
+    key = tuple(options.items())
+    found = _option_sets.get(key)
+    if found is None:
+        if len(_option_sets) >= _OPTION_SETS_LIMIT:
+            _option_sets.clear()  # sets that do not recur (per-phone options): start again
+        found = _option_sets[key] = MappingProxyType(dict(options))
+    return found
+
+
+# What a client counts (``DhcpClient.stats``), kept as one small array of numbers a phone.
+COUNTS = ("discover", "request", "offer", "ack", "nak", "retransmit", "init_reboot", "renew", "rebind", "expired")
+(_DISCOVER, _REQUEST, _OFFER, _ACK, _NAK, _RETRANSMIT, _INIT_REBOOT, _RENEW, _REBIND,
+ _EXPIRED) = range(len(COUNTS))
+
+
 class DhcpClient:
+    # No per-instance __dict__: every phone has one for the whole run.
+    __slots__ = ("mac", "identity", "rng", "state", "xid", "started_at", "attempt", "offers", "chosen", "lease",
+                 "remembered", "lost_reason", "_due", "counts")
+
     def __init__(self, mac: bytes, identity: DhcpIdentity, rng: random.Random):
         self.mac = mac
         self.identity = identity
@@ -109,8 +137,12 @@ class DhcpClient:
         self.remembered: str | None = None
         self.lost_reason = ""  # why the last lease was lost (set when state goes back to INIT)
         self._due = ""  # what LEASE_TIMER means: "renew", "rebind" or "expire"
-        self.stats = {"discover": 0, "request": 0, "offer": 0, "ack": 0, "nak": 0, "retransmit": 0,
-                      "init_reboot": 0, "renew": 0, "rebind": 0, "expired": 0}
+        self.counts = array("I", bytes(4 * len(COUNTS)))  # by COUNTS
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """What this client has sent, received and done, by name (COUNTS)."""
+        return dict(zip(COUNTS, self.counts))
 
     # --- entry points -------------------------------------------------------------
 
@@ -120,7 +152,7 @@ class DhcpClient:
         if self.remembered is None:
             return [CancelTimer(LEASE_TIMER)] + self.start(now)
         self._new_transaction(INIT_REBOOT, now)
-        self.stats["init_reboot"] += 1
+        self.counts[_INIT_REBOOT] += 1
         return [CancelTimer(LEASE_TIMER)] + self._send_init_reboot(now)
 
     def start(self, now: float) -> list:
@@ -145,7 +177,7 @@ class DhcpClient:
             return self._request(self._longest_lease(), now)
         if name != RETRANSMIT_TIMER:
             return []
-        self.stats["retransmit"] += 1
+        self.counts[_RETRANSMIT] += 1
         if self.state == SELECTING:
             self.attempt += 1
             return self._send_discover(now)
@@ -164,7 +196,7 @@ class DhcpClient:
     # --- acquiring ----------------------------------------------------------------
 
     def _on_offer(self, offer: DhcpMessage, now: float) -> list:
-        self.stats["offer"] += 1
+        self.counts[_OFFER] += 1
         if self.identity.offer_window_s <= 0:
             return self._request(offer, now)
         self.offers.append(offer)
@@ -183,8 +215,10 @@ class DhcpClient:
         return [CancelTimer(RETRANSMIT_TIMER)] + self._send_request(now)
 
     def _on_ack(self, ack: DhcpMessage, now: float) -> list:
-        self.stats["ack"] += 1
+        self.counts[_ACK] += 1
         self.state = BOUND
+        self.chosen = None  # the OFFER answered: not needed once bound
+        self.offers.clear()
         self.lease = lease_from_ack(ack, now)
         self.remembered = self.lease.address
         actions = [CancelTimer(RETRANSMIT_TIMER)]
@@ -196,7 +230,7 @@ class DhcpClient:
 
     def _on_nak(self, nak: DhcpMessage, now: float) -> list:
         """REQUESTING or INIT-REBOOT: that address is not to be had; start over."""
-        self.stats["nak"] += 1
+        self.counts[_NAK] += 1
         self.remembered = None
         return [CancelTimer(RETRANSMIT_TIMER)] + self.start(now)
 
@@ -208,16 +242,16 @@ class DhcpClient:
             return []
         renew_at, rebind_at, expires_at = self.lease.times()
         if due == "expire":
-            self.stats["expired"] += 1
+            self.counts[_EXPIRED] += 1
             return self._lose(f"lease of {self.lease.address} expired", now)
         if due == "rebind" or self.state == REBINDING:
             if self.state != REBINDING:
                 self._new_transaction(REBINDING, now)
-            self.stats["rebind"] += 1
+            self.counts[_REBIND] += 1
             return [self._send_lease_request(now, to=None), self._next_lease_retransmit(now, expires_at, "expire")]
         if self.state != RENEWING:
             self._new_transaction(RENEWING, now)
-        self.stats["renew"] += 1
+        self.counts[_RENEW] += 1
         to = self.lease.server_id
         return [self._send_lease_request(now, to=to), self._next_lease_retransmit(now, rebind_at, "rebind")]
 
@@ -234,7 +268,7 @@ class DhcpClient:
         return StartTimer(LEASE_TIMER, max(0.0, moment - now))
 
     def _on_lease_nak(self, nak: DhcpMessage, now: float) -> list:
-        self.stats["nak"] += 1
+        self.counts[_NAK] += 1
         return self._lose(f"lease of {self.lease.address} refused (NAK) while {self.state.lower()}", now)
 
     def _lose(self, why: str, now: float) -> list:
@@ -260,13 +294,13 @@ class DhcpClient:
             self._due = ""
 
     def _send_discover(self, now: float) -> list:
-        self.stats["discover"] += 1
+        self.counts[_DISCOVER] += 1
         options = {MESSAGE_TYPE: bytes([dhcp.DISCOVER])}
         self._identity_options(options)
         return [SendDhcp(self._message(options, now)), StartTimer(RETRANSMIT_TIMER, self._timeout())]
 
     def _send_request(self, now: float) -> list:
-        self.stats["request"] += 1
+        self.counts[_REQUEST] += 1
         offer = self.chosen
         options = {MESSAGE_TYPE: bytes([dhcp.REQUEST])}
         options[50] = dhcp.encode_ip_list([offer.yiaddr])
@@ -277,7 +311,7 @@ class DhcpClient:
 
     def _send_init_reboot(self, now: float) -> list:
         """RFC 2131 4.3.2: option 50 the remembered address, no server id, ciaddr zero."""
-        self.stats["request"] += 1
+        self.counts[_REQUEST] += 1
         options = {MESSAGE_TYPE: bytes([dhcp.REQUEST]), 50: dhcp.encode_ip_list([self.remembered])}
         self._identity_options(options)
         return [SendDhcp(self._message(options, now)), StartTimer(RETRANSMIT_TIMER, self._timeout())]
@@ -285,7 +319,7 @@ class DhcpClient:
     def _send_lease_request(self, now: float, *, to: str | None) -> SendDhcp:
         """RENEWING (``to`` the server) or REBINDING (broadcast): ciaddr is the lease,
         neither option 50 nor 54 (RFC 2131 4.3.2, table 5)."""
-        self.stats["request"] += 1
+        self.counts[_REQUEST] += 1
         options = {MESSAGE_TYPE: bytes([dhcp.REQUEST])}
         self._identity_options(options)
         message = self._message(options, now)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class Flash:
     settings: dict[str, str] = field(default_factory=dict)
     file_md5: dict[str, str] = field(default_factory=dict)  # file name -> MD5 last applied

@@ -49,6 +49,7 @@ from labsim.phones.events import (
     Upload,
 )
 from labsim.phones.flash import Flash
+from labsim.phones.packed import EventList, PackedRecords, shared
 from labsim.wire import sip_pnp
 
 OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
@@ -82,6 +83,23 @@ class StageTiming:
     server: str = ""  # scheme://host:port the stage talked to (per-server statistics)
 
 
+class StageList(PackedRecords):
+    """A phone's download timings, packed (phones/packed.py): two floats and a shared
+    (stage, status, server) a timing; read back as ``StageTiming``s."""
+
+    __slots__ = ()
+    WIDTH = 2
+
+    def append(self, timing: StageTiming) -> None:
+        self._times.append(timing.started)
+        self._times.append(timing.ended)
+        self._texts.append(shared((timing.stage, timing.status, timing.server)))
+
+    def _record(self, index: int) -> StageTiming:
+        stage, status, server = self._texts[index]
+        return StageTiming(stage, self._times[2 * index], self._times[2 * index + 1], status, server)
+
+
 Procedure = Generator[object, FetchResult | None, ProvisioningOutcome]
 
 
@@ -90,7 +108,8 @@ class Phone:
     # every one of them for its whole length).
     __slots__ = (
         "mac", "mac_bytes", "model", "profile", "rng", "flash", "boot_time_s", "until", "state", "reboots",
-        "power_cycles", "powered_on_at", "ready_at", "failure", "events", "events_dropped", "journal", "stages", "lease",
+        "power_cycles", "powered_on_at", "ready_at", "failure", "failures_in_a_row", "events", "events_dropped",
+        "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
         "trigger", "pnp_reachable", "pnp_url", "_pnp",
     )
@@ -125,14 +144,18 @@ class Phone:
         self.powered_on_at: float | None = None
         self.ready_at: float | None = None
         self.failure = ""
+        # Failed passes since the phone was last ready or (re)booted (Snom's back-off
+        # reads it; kept apart from ``events``, which a long run trims).
+        self.failures_in_a_row = 0
         # The timeline: (time, state, detail, kind); kind "state" for a state change,
         # "step" for a step inside a state (a download, a retry, the server found).
-        self.events: list[tuple[float, str, str, str]] = []
+        # Packed (phones/packed.py): a fleet keeps them for the whole run.
+        self.events = EventList()
         self.events_dropped = 0  # events let go of in a long run (written to events.jsonl first)
         # Where the run records every event as it happens (observe.events_log.EventLog), or
         # None; it may trim ``events`` to their first and last ones.
         self.journal = None
-        self.stages: list[StageTiming] = []
+        self.stages = StageList()
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, profile.dhcp_identity(self), rng)
         self._procedure: Procedure | None = None
@@ -187,7 +210,7 @@ class Phone:
             return actions
         self.lease = self.dhcp.lease
         # The server that gave the lease (option 54): the report's per-server line for DHCP.
-        server = f"dhcp://{self.lease.server_id}" if self.lease.server_id else ""
+        server = sys.intern(f"dhcp://{self.lease.server_id}") if self.lease.server_id else ""
         self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok", server))
         detail = f"lease {self.lease.address} from {self.lease.server_id}"
         if self.until == "dhcp":
@@ -236,6 +259,8 @@ class Phone:
         pending = self._pending.pop(event.request_id, None)
         if pending is None:
             return []
+        if not self._pending:
+            self._pending.clear()  # an emptied dict keeps its table; cleared, it lets go of it
         stage, started, server, url = pending
         # Stage and server names are the same for thousands of phones: one string each
         # (interned), not one per download in every phone's ``stages``.
@@ -391,6 +416,10 @@ class Phone:
 
     def _enter(self, state: str, now: float, detail: str = "") -> list:
         old, self.state = self.state, state
+        if state == FAILED:
+            self.failures_in_a_row += 1
+        elif state in (READY, BOOTING, REBOOTING):
+            self.failures_in_a_row = 0
         self._record((now, state, sys.intern(detail), "state"))
         return [StateChanged(old, state, detail)]
 

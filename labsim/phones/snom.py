@@ -376,17 +376,10 @@ def retry_delay_s(phone, failures_before: int) -> float:
 
 
 def failures_in_a_row(phone) -> int:
-    """Failed passes since the phone last was ready or (re)booted: its timeline says. The
-    count lives in RAM on a real phone, so a restart starts the back-off again."""
-    count = 0
-    for _, state, _, kind in reversed(phone.events):
-        if kind != "state":
-            continue
-        if state == "failed":
-            count += 1
-        elif state in ("ready", "booting", "rebooting"):
-            break
-    return count
+    """Failed passes since the phone last was ready or (re)booted (the phone counts them
+    as it changes state). The count lives in RAM on a real phone, so a restart starts
+    the back-off again."""
+    return phone.failures_in_a_row
 
 
 def _failed(phone, reason: str) -> ProvisioningOutcome:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import sys
 from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
@@ -276,7 +277,9 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
                                    next_check_s=next_check_s(phone, behaviour))
 
     # Change detection compares what was downloaded, before any decryption.
-    md5s = {file.name: hashlib.md5(file.body).hexdigest() for file in files if file.body is not None}
+    # Interned: the common file's name and MD5 are the same in every phone's flash.
+    md5s = {sys.intern(file.name): sys.intern(hashlib.md5(file.body).hexdigest())
+            for file in files if file.body is not None}
     if all(phone.flash.file_md5.get(file.name) == md5s.get(file.name) for file in files):
         return ProvisioningOutcome("unchanged", reason="MD5 of every file matches flash: nothing applied",
                                    next_check_s=next_check_s(phone, behaviour))

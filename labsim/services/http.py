@@ -50,9 +50,13 @@ from typing import Callable
 from urllib.parse import unquote_to_bytes
 
 # Files up to this size are kept in memory; the cache as a whole is emptied past the cap
-# (a provisioning tree is small; firmware images are the large files and stream).
+# in bytes or in files, as TFTP's (a provisioning tree is small; firmware images are the
+# large files and stream). The file cap: a fleet's own files (one a phone) cost ~1 KB each
+# to keep, whatever their size, and are read once or twice: without it a 100,000-phone
+# storm kept ~80 MB of them (issue 12 §5).
 CACHE_FILE_MAX = 1 << 20
 CACHE_TOTAL_MAX = 64 << 20
+CACHE_FILES_MAX = 10_000
 # A Digest nonce is an HMAC of its issue time, so the server keeps no per-client state.
 # A phone may sit on one nonce across a whole boot's worth of downloads.
 NONCE_LIFETIME = 3600.0

@@ -31,6 +31,7 @@ from labsim.services.file_store import NotAllowed
 from labsim.services.http import (
     ALLOWED_METHODS,
     CACHE_FILE_MAX,
+    CACHE_FILES_MAX,
     CACHE_TOTAL_MAX,
     EXTRA_TYPES,
     UPLOAD_MAX,
@@ -318,7 +319,7 @@ class StaticFiles:
         old = self._cache.pop(locator, None)
         if old is not None:
             self._cached_bytes -= old.size
-        if self._cached_bytes + len(body) > CACHE_TOTAL_MAX:
+        if self._cached_bytes + len(body) > CACHE_TOTAL_MAX or len(self._cache) >= CACHE_FILES_MAX:
             self._cache.clear()
             self._cached_bytes = 0
         entry = FileVersion(st, content_type(locator_name(locator)), body, now)

@@ -29,12 +29,17 @@ from labsim.phones.events import (
 
 
 class PhoneDriver:
+    # No per-instance __dict__: one a phone for the whole run. ``fleet``: the fleet's name
+    # (set by the run; the timeline's selections read it).
+    __slots__ = ("phone", "clock", "network", "epoch", "observer", "_timers", "_read_waiting", "_fetch_into", "fleet")
+
     def __init__(self, phone, clock, network, *, epoch: float | None = None, observer=None):
         self.phone = phone
         self.clock = clock
         self.network = network
         self.epoch = clock.seconds() if epoch is None else epoch
         self.observer = observer
+        self.fleet: str | None = None
         self._timers: dict[str, object] = {}
         # A network whose replies may be waiting unread when a timer fires (sockets): it
         # can read them first (see _fire). None for networks that deliver at once.

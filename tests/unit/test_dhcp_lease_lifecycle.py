@@ -118,6 +118,20 @@ def test_t1_and_t2_from_options_58_and_59_else_half_and_seven_eighths():
     assert not lease_from_ack(ack(lease=0xFFFFFFFF), 0.0).expires and not lease_from_ack(ack(), 0.0).expires
 
 
+def test_leases_with_the_same_options_share_them_read_only():
+    """A server sends a class of phones the same options: a fleet keeps them once."""
+    def ack(yiaddr: str, boot_file: bytes) -> dhcp.DhcpMessage:
+        raw = {53: bytes([dhcp.ACK]), 54: bytes([198, 18, 0, 1]), 51: (3600).to_bytes(4, "big"), 67: boot_file}
+        return dhcp.DhcpMessage(dhcp.BOOTREPLY, 1, b"\0" * 6, raw, yiaddr=yiaddr)
+
+    first, second = lease_from_ack(ack("10.1.0.9", b"a.cfg"), 0.0), lease_from_ack(ack("10.1.0.10", b"a.cfg"), 1.0)
+    other = lease_from_ack(ack("10.1.0.11", b"b.cfg"), 2.0)
+    assert first.options is second.options and first.options[67] == b"a.cfg" and other.options[67] == b"b.cfg"
+    assert (first.address, second.address, first.server_id) == ("10.1.0.9", "10.1.0.10", "198.18.0.1")
+    with pytest.raises(TypeError):
+        first.options[67] = b"changed"
+
+
 def test_renewal_at_the_servers_t1_option():
     lab = Lab(server(lease_time_s=1000, options={58: (100).to_bytes(4, "big"), 59: (200).to_bytes(4, "big")}))
     acquired = lab.booted_and_ready()

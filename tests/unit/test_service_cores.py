@@ -152,3 +152,20 @@ def test_http_stores_an_upload_in_memory():
     again = server.answer(b"PUT", b"/uploads/0004f2000001-app.log", b"", HOST, io.BytesIO(b"more\n"), 0.0)
     assert again.status == 204 and uploads.files[b"0004f2000001-app.log"] == b"more\n"
     assert server.answer(b"PUT", b"/elsewhere.log", b"", HOST, io.BytesIO(b"x"), 0.0).status == 403
+
+
+def test_http_file_cache_holds_at_most_its_number_of_files(monkeypatch):
+    """A fleet's own files (one a phone) are small but many: the cache is bounded in files
+    as well as bytes, and what it let go of is read again, unchanged."""
+    from labsim.services import http_files
+    from labsim.services.http_files import MemoryFiles, StaticFiles
+
+    monkeypatch.setattr(http_files, "CACHE_FILES_MAX", 50)
+    files = MemoryFiles({f"cfg/{n:012x}.cfg": b"#!version:1.0.0.1\naccount.1.user_name = %d\n" % n for n in range(200)})
+    server = StaticFiles(files)
+    for _ in range(2):
+        for n in range(200):
+            path = f"/cfg/{n:012x}.cfg".encode()
+            answer = server.answer(b"GET", path, path, HOST, None, 1_767_225_600.0)
+            assert answer.status == 200 and answer.body.endswith(b"= %d\n" % n)
+            assert len(server._cache) <= 50

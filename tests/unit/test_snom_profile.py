@@ -350,6 +350,22 @@ def test_back_off_after_failures_random_3_to_6_s_doubling_capped_at_3600():
     assert min(firsts) < 3.5 and max(firsts) > 5.5  # random over the whole 3-6 s
 
 
+def test_back_off_counts_failures_the_phone_no_longer_keeps_in_its_events():
+    """A long run keeps a phone's first and last events only (EventLog trims the middle):
+    the back-off still counts every failure since the last good pass or restart."""
+    from labsim.observe.events_log import EventLog
+
+    l = lab({})
+    l.phone.journal = EventLog(keep_per_phone=4)
+    l.boot()
+    l.advance(6 * 3600)
+    assert l.phone.events_dropped > 0 and len(l.phone.events) <= 6
+    assert l.phone.failures_in_a_row >= 12
+    delays = [float(detail.rsplit("retry in ", 1)[1].rstrip("s")) for _, state, detail, kind in l.phone.events
+              if state == "failed" and kind == "state"]
+    assert delays[-1] == pytest.approx(3600, abs=0.01)
+
+
 def test_back_off_starts_again_after_a_good_pass_or_a_restart():
     l = lab({})
     phone = l.boot()
