@@ -17,7 +17,8 @@ time) and loss for both (labsim's "loss" is its retransmitted DHCP messages over
 sent: a retransmission means an answer did not come in time), how late labsim's phones
 powered on against the schedule (p50/p99/max, from report.json's
 network.power_on_lateness_ms), and labsim's CPU per phone (user + system of labsim and
-its workers, for the whole run: start-up and report included). Target (issue 12): labsim
+its workers, sampled from /proc, from the start instant to the last lease: start-up and
+report left out). Target (issue 12): labsim
 >= 1.0x perfdhcp at < 1 % loss, the power-on error p99 a few ms at 5,000/s.
 """
 
@@ -26,11 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +39,7 @@ from bench_dhcp import (  # noqa: E402  (the same Kea set-up, perfdhcp runner an
     POOL_END, POOL_START, PORT, RELAY, REPO, SERVER, SUBNET, enter_private_netns, perfdhcp, stop,
     wait_until_answering,
 )
+from bench_quickstart import RssSampler  # noqa: E402  (CPU of labsim and its workers, from /proc)
 
 FLEET_RELAY = "127.0.0.3"
 # With --workers N the fleet's shard i relays from FLEET_RELAY + i (labsim.fleet.shard.relay_address_for):
@@ -67,6 +69,10 @@ def start_kea(workdir: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=(workdir / "kea.log").open("w"), text=True)
 
 
+class CpuSampler(RssSampler):
+    INTERVAL_S = 0.05  # a 4 s storm: the window's ends to 50 ms
+
+
 def fleet_scenario(rate: int, duration: int, first_mac: str) -> str:
     return f"""\
 name: dhcp-fleet-{rate}
@@ -85,6 +91,7 @@ fleets:
 
 def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str, workers: int = 0) -> dict:
     from labsim.fleet.pacer import lateness_percentile
+    from labsim.scale.workers import START_MARGIN_S
 
     name = f"{rate}-w{workers}"
     path = workdir / f"fleet-{name}.yaml"
@@ -93,12 +100,21 @@ def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str, workers: 
     command = [sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir)]
     if workers:
         command += ["--workers", str(workers)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                   timeout=duration + 120)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # labsim's CPU (user + system, its workers included), start-up and report too.
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # Unbuffered: labsim's first line ("labsim: NAME: N phones ...") is written at the start
+    # instant, and its arrival here starts the storm's CPU window.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    with (workdir / f"labsim-{name}.err").open("w") as errors:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        sampler = CpuSampler(proc.pid)
+        sampler.start()
+        started = None
+        try:
+            for line in proc.stdout:
+                if started is None and line.startswith("labsim: "):
+                    started = time.time()
+            proc.wait(timeout=duration + 120)
+        finally:
+            sampler.stop()
     report = json.loads((report_dir / "report.json").read_text())
     phones = report["phones"]
     ready = [phone for phone in phones if phone["state"] == "ready"]
@@ -106,9 +122,19 @@ def run_fleet(workdir: Path, rate: int, duration: int, first_mac: str, workers: 
     first = min(phone["powered_on_at_s"] for phone in phones)
     in_period = sum(1 for phone in ready if phone["ready_at_s"] <= first + duration)
     sent = report["network"]["relay"]["sent"]
+    # labsim's CPU (user + system, its workers too) from the start instant to the last lease
+    # (start-up and the report left out), per phone. With workers the line comes before the
+    # shared start instant, START_MARGIN_S after the parent chose it.
+    last_ready = max((phone["ready_at_s"] for phone in ready), default=0.0)
+    storm_cpu = None
+    if started is not None:
+        end = started + last_ready + (START_MARGIN_S if workers else 0.0)
+        before, after = sampler.cpu_at(started), sampler.cpu_at(end)
+        storm_cpu = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
     lateness = report["network"].get("power_on_lateness_ms", {})
     return {
-        "phones": len(phones), "ready": len(ready), "cpu_us_per_phone": cpu_s / len(phones) * 1e6,
+        "phones": len(phones), "ready": len(ready),
+        "cpu_us_per_phone": storm_cpu / len(phones) * 1e6 if storm_cpu else float("nan"),
         "dora_per_s": in_period / duration,
         "loss": (sent - 2 * len(ready)) / sent if sent else 1.0,
         "late_p50_ms": lateness_percentile(lateness, 0.5), "late_p99_ms": lateness_percentile(lateness, 0.99),
