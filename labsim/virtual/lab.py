@@ -478,7 +478,8 @@ class VirtualNetwork:
             service = services.running.get("tftp")
             handler = service.tftp if service is not None and service.port == port else None
             name = unquote(path.lstrip("/"))
-            server = (services.spec.tftp.address, port)
+            # Where the answers come from: the server's address (a URL may name it by name).
+            server = (services.spec.tftp.address if services.spec.tftp is not None else "127.0.0.1", port)
             if body is None:
                 session = virtual_tftp.get_session(server, name)
             else:

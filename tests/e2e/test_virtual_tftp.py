@@ -109,3 +109,14 @@ def test_uploads_end_as_on_sockets(tmp_path, uploads):
         assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= {name for name, _ in stored}
     else:
         assert not stored and outcomes
+
+
+def test_a_tftp_url_with_no_tftp_service_times_out_as_the_phones_client_does(tmp_path):
+    text = yealink(loss=False).replace("  tftp: {port:", "  # tftp: {port:")
+    report = run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert "tftp" not in report["services"]
+    lines = (tmp_path / "virtual" / "report" / "events.jsonl").read_text().splitlines()
+    fetches = [e for e in map(json.loads, lines) if e["kind"] == "fetch"]
+    # RRQ and five retransmissions, 1 s doubling up to 8 s: 31 s, then "no answer"
+    assert fetches and {(e["status"], e["latency_s"], e["detail"]) for e in fetches} == {("timeout", 31.0,
+                                                                                          "TFTP: no answer")}
