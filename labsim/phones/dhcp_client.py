@@ -94,6 +94,20 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     return lease
 
 
+# A fleet's phones of one model say the same things: one identity each, not one a phone.
+_IDENTITIES_LIMIT = 4096
+_identities: dict[DhcpIdentity, DhcpIdentity] = {}
+
+
+def shared_identity(identity: DhcpIdentity) -> DhcpIdentity:
+    found = _identities.get(identity)
+    if found is None:
+        if len(_identities) >= _IDENTITIES_LIMIT:
+            _identities.clear()  # identities that name the phone (a MAC in option 12): start again
+        found = _identities[identity] = identity
+    return found
+
+
 # A server sends the same options to every phone of a class: each set is kept once, read-only,
 # for every lease that has it (a dict and its bytes a phone were ~0.6 KB of each phone).
 _OPTION_SETS_LIMIT = 4096

@@ -132,6 +132,13 @@ def test_leases_with_the_same_options_share_them_read_only():
         first.options[67] = b"changed"
 
 
+def test_phones_of_one_model_share_one_dhcp_identity():
+    phones = [Phone(f"00:15:65:00:00:0{n}", "T46S", yealink, rng=random.Random(n)) for n in range(3)]
+    other = Phone("00:15:65:00:00:09", "T48S", yealink, rng=random.Random(9))
+    assert phones[0].dhcp.identity is phones[1].dhcp.identity is phones[2].dhcp.identity
+    assert other.dhcp.identity is not phones[0].dhcp.identity and other.dhcp.identity.hostname == b"SIP-T48S"
+
+
 def test_renewal_at_the_servers_t1_option():
     lab = Lab(server(lease_time_s=1000, options={58: (100).to_bytes(4, "big"), 59: (200).to_bytes(4, "big")}))
     acquired = lab.booted_and_ready()
