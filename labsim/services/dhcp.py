@@ -173,6 +173,7 @@ class DhcpServer:
             self.stats[f"class_{client_class.name}"] = 0  # ACKs sent with the class's options
         # Bumped on every change to the leases: the lease file is rewritten when it moved.
         self.lease_version = 0
+        self.on_leases_changed: Callable[[], None] | None = None  # the lease file's keeper, told of each change
 
         self._handlers: dict[int, Callable[[DhcpMessage, float], list[Reply]]] = {
             DISCOVER: self._discover,
@@ -239,6 +240,11 @@ class DhcpServer:
             return []
         return handler(msg, now)
 
+    def _leases_changed(self) -> None:
+        self.lease_version += 1
+        if self.on_leases_changed is not None:
+            self.on_leases_changed()
+
     def expire(self, now: float) -> int:
         """Free the leases and offers that ran out by ``now``; returns how many."""
         count = 0
@@ -247,7 +253,7 @@ class DhcpServer:
             count += 1
         if count:
             self.stats["expired"] += count
-            self.lease_version += 1
+            self._leases_changed()
         return count
 
     def classify(self, msg: DhcpMessage) -> ClientClass | None:
@@ -296,7 +302,7 @@ class DhcpServer:
             restored += 1
         self.stats["leases_restored"] += restored
         self.stats["leases_dropped"] += dropped
-        self.lease_version += 1
+        self._leases_changed()
 
     # -- one method per message type --
 
@@ -368,7 +374,7 @@ class DhcpServer:
             self.stats["ignored"] += 1
             return []
         self.leases.decline(lease, now + self.config.decline_hold_s)
-        self.lease_version += 1
+        self._leases_changed()
         self.stats["declined"] += 1
         return []
 
@@ -431,14 +437,14 @@ class DhcpServer:
         return True
 
     def _hold(self, mac: bytes, ip: str, state: str, expires: float) -> Lease:
-        self.lease_version += 1
+        self._leases_changed()
         lease, moved_from = self.leases.hold(mac, ip, state, expires)
         if moved_from is not None:
             self.pool.give_back(moved_from.ip)
         return lease
 
     def _free(self, lease: Lease) -> None:
-        self.lease_version += 1
+        self._leases_changed()
         self.leases.free(lease)
         self.pool.give_back(lease.ip)
 

@@ -188,6 +188,11 @@ class LeaseTable:
         self._schedule(marker)
         return marker
 
+    def next_expiry(self) -> float | None:
+        """When the next lease or offer may run out (possibly earlier: a renewed lease's
+        old time stays queued until it is reached), or None."""
+        return self._expiry[0][0] if self._expiry else None
+
     def pop_expired(self, now: float) -> Iterator[Lease]:
         """Free every lease whose time has come, yielding each."""
         heap = self._expiry

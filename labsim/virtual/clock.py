@@ -14,8 +14,8 @@ Calls due at the same moment run in the order they were scheduled, as with
 calls are due at too may run before or after them: ``task.Clock`` keeps it where its old
 time put it, the reactor's own heap promises nothing, and neither does this clock.
 
-Some timers keep nothing going: the DHCP server's lease-file writer ticks every second
-for as long as the server runs. They are scheduled through ``background()``, a view of
+Some timers keep nothing going: the DHCP server's lease-file writer ticks whenever a
+lease will run out, for as long as the server runs. They are scheduled through ``background()``, a view of
 the clock, so a run can tell "only those are left" (``only_background``) from work still
 to do, and end instead of ticking on by itself.
 """

@@ -266,3 +266,25 @@ class LeaseFileRestartTest(trial.TestCase):
         offer = yield relay.received.get()
         self.assertEqual(offer.yiaddr, "10.1.0.11")
         self.assertEqual(protocol.stats["leases_restored"], 2)
+
+
+def test_the_keeper_ticks_only_when_there_is_something_to_do(tmp_path):
+    clock = Clock()
+    server = make_server(lease_time_s=60)
+    keeper = LeaseFileKeeper(server, str(tmp_path / "l.txt"), clock)
+    keeper.start()
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [1]  # the first tick writes the file anyway
+    clock.advance(1)
+    assert server.stats["lease_file_writes"] == 1 and clock.getDelayedCalls() == []  # no lease: asleep
+    clock.advance(3.5)
+    dora(server, MAC_A, clock.seconds())  # at 4.5: the next tick on the grid, 5, writes it
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [5]
+    clock.advance(0.5)
+    assert server.stats["lease_file_writes"] == 2
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [65]  # the tick at which the lease runs out
+    clock.advance(60)
+    assert [r.state for r in read_lease_file(keeper.path)] == ["free"] and server.stats["lease_file_writes"] == 3
+    clock.advance(10)
+    assert clock.getDelayedCalls() == [] and server.stats["lease_file_writes"] == 3
+    keeper.stop()
+    assert server.on_leases_changed is None
