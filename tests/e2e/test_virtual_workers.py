@@ -74,7 +74,7 @@ def without_addresses(text: str) -> str:
 
 
 def test_two_workers_end_every_phone_as_one_process_does(tmp_path):
-    one = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "one")
+    one = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "one", "--pcap", tmp_path / "one.pcap")
     two = labsim(tmp_path, "run", "SCENARIO", "--report-dir", tmp_path / "two", "--workers", "2",
                  "--pcap", tmp_path / "two.pcap")
     assert one.returncode == 0, one.stdout + one.stderr
@@ -104,7 +104,9 @@ def test_two_workers_end_every_phone_as_one_process_does(tmp_path):
         assert ipaddress.IPv4Address(start) <= ipaddress.IPv4Address(ack["yiaddr"]) <= ipaddress.IPv4Address(end)
     shards = tmp_path / "two" / "shards"
     assert (shards / "shard-0-of-2" / "shard.json").exists() and (shards / "shard-1-of-2" / "shard.json").exists()
-    assert (tmp_path / "two.pcap").stat().st_size > 10_000  # one capture merged from the shards'
+    # One capture merged from the shards' (each kept beside it): the same frames as one process's.
+    assert (tmp_path / "two.shard-0-of-2.pcap").exists() and (tmp_path / "two.shard-1-of-2.pcap").exists()
+    assert (tmp_path / "two.pcap").stat().st_size == (tmp_path / "one.pcap").stat().st_size > 10_000
 
 
 def test_the_same_seed_and_n_give_the_same_events_byte_for_byte(tmp_path):
