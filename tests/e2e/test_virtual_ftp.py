@@ -106,3 +106,24 @@ def test_a_delay_fault_holds_the_same_commands_as_on_sockets(tmp_path, login, st
                                                                                  ("virtual", in_memory))}
     assert delayed["virtual"] == sessions * (waited + 1)
     assert delayed["virtual"] - len(in_memory["phones"]) <= delayed["sockets"] <= delayed["virtual"]
+
+
+def test_a_bandwidth_fault_paces_the_file_as_on_sockets(tmp_path):
+    kbps = 64
+    faults = f"faults:\n  - {{name: thin, service: ftp, direction: out, bandwidth_kbps: {kbps}}}\n"
+    padding = "".join(f"# padding line {n:03d} so that the common file takes about a second\\n" for n in range(120))
+    template = YEALINK.replace('static.network.lldp.enable = 1\\n"', 'static.network.lldp.enable = 1\\n' + padding + '"')
+    assert padding in template
+    on_sockets, in_memory = both_clocks(tmp_path, template, faults, login="alice:s3cret@", anonymous="false")
+    assert ending(in_memory) == ending(on_sockets)
+    for name, report in (("sockets", on_sockets), ("virtual", in_memory)):
+        lines = (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()
+        fetches = [e for e in map(json.loads, lines) if e["kind"] == "fetch" and e["status"] == "ok"]
+        assert max(e["bytes"] for e in fetches) > 6000
+        for e in fetches:  # size / rate (in memory plus its one hop; on sockets the round trips)
+            paced = e["bytes"] * 8 / (kbps * 1000)
+            if name == "virtual":
+                assert e["latency_s"] == pytest.approx(paced + 0.001)
+            else:
+                assert paced <= e["latency_s"] < paced + 0.15
+    assert in_memory["network"]["faults"]["throttled"] == on_sockets["network"]["faults"]["throttled"] > 0
