@@ -134,3 +134,39 @@ def test_shards_run_by_hand_and_merged_are_the_workers_run(tmp_path):
     assert (tmp_path / "merged" / "events.jsonl").read_bytes() == (tmp_path / "workers" / "events.jsonl").read_bytes()
     a, b = report_of(tmp_path / "workers"), report_of(tmp_path / "merged")
     assert {k: v for k, v in a.items() if k not in WALL_CLOCK} == {k: v for k, v in b.items() if k not in WALL_CLOCK}
+
+
+def test_sigterm_ends_every_shard_and_writes_the_merged_partial_report(tmp_path):
+    """SIGTERM (or Ctrl-C) on the parent: each shard gets one SIGTERM, writes its report,
+    the parent merges them into a report marked incomplete; no process is left."""
+    import os
+    import signal
+    import time
+
+    path = tmp_path / "week.yaml"
+    path.write_text(SCENARIO.format(faults="").replace("duration: 1d", "duration: 30d"))
+    report_dir = tmp_path / "cut"
+    parent = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
+                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        shards = [report_dir / "shards" / f"shard-{index}-of-2" / "events.jsonl.tmp" for index in range(2)]
+        deadline = time.monotonic() + 60
+        while not all(shard.exists() for shard in shards) and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # both shards are running their phones
+        time.sleep(0.5)
+        parent.send_signal(signal.SIGTERM)
+        output, _ = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 1, output
+    report = report_of(report_dir)
+    assert report["complete"] is False and report["end_reason"] == "interrupted (signal)", output
+    assert len(report["phones"]) == 25
+    assert (report_dir / "events.jsonl").read_text().splitlines()[-1].endswith(
+        '"complete": false, "end_reason": "interrupted (signal)", "events": %d}' % (
+            len((report_dir / "events.jsonl").read_text().splitlines()) - 1))
+    left = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if str(report_dir) in line]
+    assert left == []
+    assert not os.path.exists(report_dir / "shards" / "shard-0-of-2" / "events.jsonl.tmp")
