@@ -271,6 +271,13 @@ def merged_rows(shards: list[dict]) -> list[tuple]:
     return list(heapq.merge(*(read_event_rows(shard["directory"]) for shard in shards), key=lambda row: row[0]))
 
 
+def end_reason_of(shards: list[dict]) -> str:
+    """Why the run ended: each shard's reason once, in shard order; a shard that had no
+    phones (a fleet smaller than the shard count) says nothing of the run."""
+    speaking = [shard for shard in shards if shard["members"]] or shards
+    return "; ".join(dict.fromkeys(shard["end_reason"] for shard in speaking))
+
+
 def _actions(shard: dict) -> list:
     return [(entry.get("t"), entry.get("entry"), entry.get("action"), entry.get("outcome"))
             for entry in shard["timeline"]]
@@ -431,7 +438,6 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         # Every shard ran the whole timeline on its own copy of the lab, with the same
         # outcomes (phones picked over the whole fleet): the run's timeline is one of them.
         timeline, one_timeline = first["timeline"], True
-    reasons = list(dict.fromkeys(shard["end_reason"] for shard in shards))
     fields = dict(
         scenario_name=first["scenario"]["name"], scenario_file=first["scenario"]["file"],
         seed=first["scenario"]["seed"], started=min(shard["started"] for shard in shards),
@@ -440,7 +446,7 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
         services=add_counters([extra_services or {}] + [shard["services"] for shard in shards]),
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
         timeline=timeline, complete=all(shard["complete"] for shard in shards),
-        end_reason="; ".join(reasons),
+        end_reason=end_reason_of(shards),
         uploads=list({upload["path"]: upload for shard in shards
                       for upload in shard.get("uploads", [])}.values()),  # shards on one host list one folder
     )

@@ -252,3 +252,16 @@ def test_events_merged_a_batch_at_a_time_are_a_line_by_line_merge(tmp_path, batc
     merge_event_files(shards, str(out), complete=True, end_reason="", end_t=99.0, batch_lines=batch_lines)
     merged = (out / "events.jsonl").read_text().splitlines(keepends=True)
     assert merged[:-1] == [line for _, line in heapq.merge(*expected_streams, key=lambda item: item[0])]
+
+
+def test_the_end_reason_is_each_shards_once_and_a_shard_without_phones_says_nothing():
+    from labsim.observe.merge import end_reason_of
+
+    def shard(reason, phones):
+        return {"end_reason": reason, "members": [object()] * phones}
+
+    assert end_reason_of([shard("duration of 1d reached", 1), shard("no phones", 0),
+                          shard("duration of 1d reached", 2)]) == "duration of 1d reached"
+    assert end_reason_of([shard("all phones settled", 1), shard("interrupted (signal)", 1)]) == \
+        "all phones settled; interrupted (signal)"
+    assert end_reason_of([shard("no phones", 0), shard("no phones", 0)]) == "no phones"
