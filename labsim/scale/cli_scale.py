@@ -16,10 +16,13 @@ def add_run_options(run) -> None:
     run.add_argument("--workers", metavar="N|auto",
                      help="run the phones in N processes (shards, each with its own reactor, started on one "
                           "shared instant) while this process runs the scenario's services, and merge one report; "
-                          "'auto' = the CPUs this process may use (os.sched_getaffinity). Default: one process")
+                          "with --clock virtual each shard has its own simulated clock and copy of the services "
+                          "(docs/virtual-time.md). 'auto' = the CPUs this process may use (os.sched_getaffinity). "
+                          "Default: one process")
     run.add_argument("--shard", metavar="I/N",
                      help="run only shard I of N of the fleets (I from 0), against services running elsewhere "
-                          "(labsim serve FILE, or real servers); write shard.json for `labsim merge`")
+                          "(labsim serve FILE, or real servers; with --clock virtual: its own copy in memory); "
+                          "write shard.json for `labsim merge`")
     run.add_argument("--start-at", metavar="TIME",
                      help="with --shard: the shared start instant of all shards, ISO 8601 "
                           "(2026-12-05T00:10:00Z) or seconds since the epoch")

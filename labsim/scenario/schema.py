@@ -118,7 +118,8 @@ class Scenario(Strict):
         "with clock: virtual, simulated time (time_limit_s stays wall-clock)")
     clock: Literal["real", "virtual"] = Field(
         "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
-        "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md)")
+        "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md); with run --workers N, N shards "
+        "each with its own clock and copy of the services (no timeline when: then)")
     # --- end virtual time
     services: Services = Services()
     provisioning: Provisioning = Provisioning()
