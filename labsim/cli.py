@@ -234,7 +234,8 @@ def command_run(args) -> int:
             return run_virtual_sharded(loaded, args)
         from labsim.virtual.run import run_virtual
 
-        return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap)
+        return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap,
+                           uploads_dir=args.uploads)
     _raise_open_file_limit()
     from twisted.internet import epollreactor
 

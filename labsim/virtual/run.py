@@ -63,7 +63,7 @@ def simulated(seconds: float) -> str:
 
 
 def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
-                stream=sys.stdout, run_class=None, **run_options) -> int:
+                uploads_dir: str | None = None, stream=sys.stdout, run_class=None, **run_options) -> int:
     """One run in virtual time (``run_class``: VirtualScenarioRun unless given, with
     ``run_options``: a shard, labsim.scale.virtual_shards)."""
     problems = virtual_time_problems(loaded.scenario)
@@ -75,7 +75,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
     try:
         run = (run_class or VirtualScenarioRun)(clock, loaded, report_dir=report_dir, stream=stream,
                                                 interactive=False, state_dir=state_dir, pcap_path=pcap_path,
-                                                **run_options)
+                                                uploads_dir=uploads_dir, **run_options)
     except ValueError as exc:
         print(f"{loaded.path}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -170,3 +170,36 @@ def test_sigterm_ends_every_shard_and_writes_the_merged_partial_report(tmp_path)
             if str(report_dir) in line]
     assert left == []
     assert not os.path.exists(report_dir / "shards" / "shard-0-of-2" / "events.jsonl.tmp")
+
+
+UPLOADS = """\
+name: virtual-shard-uploads
+clock: virtual
+services:
+  dhcp: {port: 6767, subnet: 10.1.0.0/16, pool: {start: 10.1.0.10, end: 10.1.3.250},
+         options: {66: "http://127.0.0.1:8080/"}}
+  http: {port: 8080, uploads: true, upload_dir: uploads}
+provisioning:
+  files:
+    000000000000.cfg: '<?xml version="1.0" standalone="yes"?>
+      <APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="phone[PHONE_MAC_ADDRESS].cfg"
+      LOG_FILE_DIRECTORY="uploads" OVERRIDES_DIRECTORY="uploads"/>'
+  per_phone: [{name: "phone{mac}.cfg", text: '<polycomConfig><reg reg.1.address="{index}"/></polycomConfig>'}]
+fleets:
+  - {vendor: polycom, models: {VVX500: 3}, first_mac: "00:04:f2:00:00:01"}
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_uploads_go_to_the_uploads_folder_given_and_are_listed_once(tmp_path, workers):
+    path = tmp_path / "uploads.yaml"
+    path.write_text(UPLOADS)
+    folder = tmp_path / "kept"
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / "r"),
+                           "--uploads", str(folder), *(["--workers", workers] if workers else [])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = [upload["path"] for upload in report_of(tmp_path / "r")["uploads"]]
+    assert len(listed) == len(set(listed)) >= 3
+    assert all(path.startswith(str(folder) + "/") for path in listed)
+    assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= {p.name for p in folder.iterdir()}
