@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from socket import inet_aton, inet_ntoa
 
 # Lease states.
@@ -34,6 +34,10 @@ class Lease:
     mac: bytes | None  # None for a declined address
     state: str  # OFFERED, BOUND, FREE or DECLINED
     expires: float
+    # When its entry in the expiry heap comes up (-1: none). A lease held again for longer
+    # keeps that entry, which schedules it anew when it comes, instead of adding one
+    # (every ACK added one that stayed for the lease time: issue 12 §5).
+    due: float = field(default=-1.0, compare=False, repr=False)
 
 
 def ip_int(ip: str) -> int:
@@ -197,10 +201,16 @@ class LeaseTable:
         """Free every lease whose time has come, yielding each."""
         heap = self._expiry
         while heap and heap[0][0] <= now:
-            _, _, lease = heapq.heappop(heap)
-            if lease.expires <= now and self._by_ip.get(lease.ip) is lease:
+            when, _, lease = heapq.heappop(heap)
+            if lease.due == when:
+                lease.due = -1.0
+            if self._by_ip.get(lease.ip) is not lease:
+                continue
+            if lease.expires <= now:
                 self._unhold(lease)
                 yield lease
+            else:
+                self._schedule(lease)  # held longer since: its new time
 
     def _unhold(self, lease: Lease) -> None:
         if self._by_ip.get(lease.ip) is lease:
@@ -210,5 +220,8 @@ class LeaseTable:
         lease.state = FREE
 
     def _schedule(self, lease: Lease) -> None:
+        if 0.0 <= lease.due <= lease.expires:
+            return  # an entry comes up by then, and schedules it again (pop_expired)
+        lease.due = lease.expires
         self._seq += 1
         heapq.heappush(self._expiry, (lease.expires, self._seq, lease))
