@@ -228,6 +228,10 @@ def command_run(args) -> int:
             print("labsim run: --ui with --clock virtual: a virtual run is over in seconds, with no live lab "
                   "to watch; open report.html instead", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if args.ports_file:
+            print("labsim run: --ports-file with --clock virtual: nothing listens on a port in memory",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
         if args.workers is not None or args.shard is not None:  # shards in virtual time (issue 15)
             from labsim.scale.virtual_shards import run_virtual_sharded
 
