@@ -51,7 +51,8 @@ def series_record(series: TimeSeries, end_t: float) -> dict:
     seconds = max(1, int(end_t) + 1)
     return {
         "bucket_s": series.bucket_s,
-        "per_second_u32le": {service: _packed(counts[:seconds]) for service, counts in sorted(series.per_second.items())},
+        "per_second_u32le": {service: _packed(counts[:seconds])
+                             for service, counts in sorted(series.per_second.items())},
         "states": {state: list(samples) for state, samples in series.states.items()},
         "final": dict(series._counts),
     }

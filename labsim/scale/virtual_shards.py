@@ -221,7 +221,8 @@ def run_virtual_sharded(loaded, args) -> int:
         return EXIT_BAD_INPUT
     if shard is not None:
         return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap,
-                           uploads_dir=args.uploads, run_class=VirtualShardRun, shard=shard, light_outputs=bool(args.virtual_worker))
+                           uploads_dir=args.uploads, run_class=VirtualShardRun, shard=shard,
+                           light_outputs=bool(args.virtual_worker))
     return VirtualWorkers(loaded, args, count).run()
 
 
