@@ -178,6 +178,9 @@ def check_complete_set(shards: list[dict], absent=frozenset()) -> None:
             if shard["scenario"][key] != first["scenario"][key]:
                 raise MergeError(f"{shard['path']}: scenario {key} {shard['scenario'][key]!r} differs from "
                                  f"{first['scenario'][key]!r} in {first['path']}: not shards of one run")
+        if shard.get("clock", "real") != first.get("clock", "real"):
+            raise MergeError(f"{shard['path']}: a {shard.get('clock', 'real')}-clock shard, {first['path']} a "
+                             f"{first.get('clock', 'real')}-clock one: not shards of one run")
         if shard["shard"]["count"] != count:
             raise MergeError(f"{shard['path']}: shard {shard['shard']['index']}/{shard['shard']['count']} "
                              f"does not belong with {first['path']} (a run of {count} shards)")

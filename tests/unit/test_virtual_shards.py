@@ -266,3 +266,14 @@ def test_the_end_reason_is_each_shards_once_and_a_shard_without_phones_says_noth
     assert end_reason_of([shard("all phones settled", 1), shard("interrupted (signal)", 1)]) == \
         "all phones settled; interrupted (signal)"
     assert end_reason_of([shard("no phones", 0), shard("no phones", 0)]) == "no phones"
+
+
+def test_a_virtual_shard_and_a_real_clock_shard_are_not_merged():
+    from labsim.observe.merge import check_complete_set
+
+    def shard(index, path, **extra):
+        return {"path": path, "scenario": {"name": "t", "seed": 1}, "shard": {"index": index, "count": 2}, **extra}
+
+    check_complete_set([shard(0, "a/shard.json", clock="virtual"), shard(1, "b/shard.json", clock="virtual")])
+    with pytest.raises(MergeError, match=r"b/shard.json: a real-clock shard, a/shard.json a virtual-clock one"):
+        check_complete_set([shard(0, "a/shard.json", clock="virtual"), shard(1, "b/shard.json")])
