@@ -26,7 +26,7 @@ from twisted.internet import defer
 
 from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import relay_address_for, roster
-from labsim.observe.merge import shard_record, write_shard_record
+from labsim.observe.merge import shard_record, shard_report_fields, write_shard_record
 from labsim.run import ScenarioRun, _LabControl
 from labsim.timeline import Timeline
 
@@ -171,11 +171,7 @@ class ShardRun(ScenarioRun):
     def _report(self, record) -> str:
         if not self.light_outputs:
             return super()._report(record)
-        # A --workers shard: the parent judges and reports the whole fleet from shard.json.
-        self.report = {"started": record.started, "duration_s": round(record.duration_s, 3),
-                       "complete": record.complete, "end_reason": record.end_reason, "passed": True,
-                       "services": record.services, "network": record.network, "timeline": record.timeline,
-                       "uploads": record.uploads}
+        self.report = shard_report_fields(record)  # the parent judges the whole fleet from shard.json
         return ""
 
     def _target(self, name: str, spec_address, spec_port):

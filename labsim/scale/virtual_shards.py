@@ -45,7 +45,7 @@ from dataclasses import replace
 from labsim.faults import FaultSet, fault_from_spec
 from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import Shard, roster
-from labsim.observe.merge import shard_record, write_shard_record
+from labsim.observe.merge import shard_record, shard_report_fields, write_shard_record
 from labsim.observe.merge_series import archive_record, series_record
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.timeline import Timeline
@@ -174,11 +174,7 @@ class VirtualShardRun(VirtualScenarioRun):
     def _report(self, record) -> str:
         if not self.light_outputs:
             return super()._report(record)
-        # A --workers shard: the parent judges the whole fleet from shard.json.
-        self.report = {"started": record.started, "duration_s": round(record.duration_s, 3),
-                       "complete": record.complete, "end_reason": record.end_reason, "passed": True,
-                       "services": record.services, "network": record.network, "timeline": record.timeline,
-                       "uploads": record.uploads}
+        self.report = shard_report_fields(record)  # the parent judges the whole fleet from shard.json
         return ""
 
     def _write_outputs(self, table: str) -> None:
