@@ -23,6 +23,7 @@ from labsim.transport.dns_lookup import LabResolver, LookupFailed
 from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address, parse_ip
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get, tftp_put
+from labsim.transport.transfer_gate import TransferGate
 from labsim.wire import dhcp, sip_pnp
 
 
@@ -170,6 +171,7 @@ class LoopbackNetwork:
         refuse_a_taken_relay_address(relay_address, dhcp_server[1])
         self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=RELAY_BUFFER)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
+        self.tftp_gates: dict[tuple[str, int], TransferGate] = {}  # per server: its transfers in flight
         self.stats = {"fetch_refused": 0}
         # PnP: a SIP socket only when the fleet has a PnP server to send to.
         self.sip = self.sip_port = None
@@ -258,7 +260,8 @@ class LoopbackNetwork:
             target, host = _by_address(request.url, parts, address)
             return self._http_from(source).get(target, request.user_agent, request.credentials, host=host)
         if scheme == "tftp":
-            return _tftp(self.reactor, address, parts.port or 69, unquote(parts.path.lstrip("/")), source)
+            port, path = parts.port or 69, unquote(parts.path.lstrip("/"))
+            return self._tftp_gate(address, port).run(lambda: _tftp(self.reactor, address, port, path, source))
         if scheme == "ftp":  # credentials travel in the request; none: anonymous
             return ftp_get(self.reactor, address, parts.port or 21, unquote(parts.path.lstrip("/")), request.credentials,
                            bind_host=source)
@@ -271,13 +274,20 @@ class LoopbackNetwork:
             return self._http_from(source).put(target, request.body, request.user_agent, request.credentials, host=host)
         path = unquote(parts.path.lstrip("/"))
         if scheme == "tftp":
-            return _tftp_outcome(tftp_put(self.reactor, address, parts.port or 69, path, request.body,
-                                          blksize=1428, tsize=True, linger_s=TFTP_LINGER_S, bind_host=source,
-                                          **TFTP_TIMING))
+            port = parts.port or 69
+            return self._tftp_gate(address, port).run(lambda: _tftp_outcome(tftp_put(
+                self.reactor, address, port, path, request.body, blksize=1428, tsize=True, linger_s=TFTP_LINGER_S,
+                bind_host=source, **TFTP_TIMING)))
         if scheme == "ftp":  # credentials: the URL's user:password, else the request's, else anonymous
             return ftp_put(self.reactor, address, parts.port or 21, path, request.body,
                            _url_credentials(parts) or request.credentials, bind_host=source)
         return defer.succeed(FetchResult("error", detail=f"{scheme}:// uploads are not supported"))
+
+    def _tftp_gate(self, address: str, port: int) -> TransferGate:
+        gate = self.tftp_gates.get((address, port))
+        if gate is None:
+            gate = self.tftp_gates[(address, port)] = TransferGate()
+        return gate
 
     # --- end uploads
 
