@@ -281,6 +281,7 @@ class RealNetwork(LoopbackNetwork):
         self._http_timeout_s = http_timeout_s
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s, bind_host=self.info.address)
         self._fetchers: dict[str, HttpFetcher] = {}
+        self.tftp_gates = {}  # as LoopbackNetwork's: a fleet's TFTP transfers in flight, per server
         self._drivers: list = []
         self.packet_reader = self.relay_port = None
         if spec.dhcp_mode == "relay":
