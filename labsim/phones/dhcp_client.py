@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from labsim.phones.events import SendDhcp, StartTimer, CancelTimer
+from labsim.phones.packed import SharedValues
 from labsim.wire import dhcp
 from labsim.wire.dhcp import DhcpMessage
 
@@ -94,34 +95,17 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     return lease
 
 
-# A fleet's phones of one model say the same things: one identity each, not one a phone.
-_IDENTITIES_LIMIT = 4096
-_identities: dict[DhcpIdentity, DhcpIdentity] = {}
-
-
-def shared_identity(identity: DhcpIdentity) -> DhcpIdentity:
-    found = _identities.get(identity)
-    if found is None:
-        if len(_identities) >= _IDENTITIES_LIMIT:
-            _identities.clear()  # identities that name the phone (a MAC in option 12): start again
-        found = _identities[identity] = identity
-    return found
-
+# A fleet's phones of one model say the same things: one identity each, not one a phone
+# (identities that name the phone, a MAC in option 12, do not recur).
+shared_identity = SharedValues(4096).one
 
 # A server sends the same options to every phone of a class: each set is kept once, read-only,
 # for every lease that has it (a dict and its bytes a phone were ~0.6 KB of each phone).
-_OPTION_SETS_LIMIT = 4096
-_option_sets: dict[tuple, MappingProxyType] = {}
+_option_sets = SharedValues(4096, make=lambda items: MappingProxyType(dict(items)))
 
 
 def _shared_options(options: dict[int, bytes]) -> MappingProxyType:
-    key = tuple(options.items())
-    found = _option_sets.get(key)
-    if found is None:
-        if len(_option_sets) >= _OPTION_SETS_LIMIT:
-            _option_sets.clear()  # sets that do not recur (per-phone options): start again
-        found = _option_sets[key] = MappingProxyType(dict(options))
-    return found
+    return _option_sets.one(tuple(options.items()))
 
 
 # What a client counts (``DhcpClient.stats``), kept as one small array of numbers a phone.

@@ -15,20 +15,31 @@ from __future__ import annotations
 
 from array import array
 
-# Texts seen, each tuple kept once. They recur across a fleet; one that does not is
-# shared with nothing and only costs its entry here until the table is full, when it
-# starts again (records keep what they refer to).
-_SHARED_LIMIT = 1 << 16
-_shared: dict[tuple, tuple] = {}
+class SharedValues:
+    """Equal values kept once across a fleet: ``one(key)`` is the value first made for an
+    equal key (``make(key)``; the key itself by default). Values that recur (texts, a
+    model's DHCP identity, a class's options) are then one object for every phone; one
+    that does not is shared with nothing and only costs its entry until the table holds
+    ``limit``, when it starts again (what holds a value keeps it)."""
+
+    __slots__ = ("limit", "make", "_values")
+
+    def __init__(self, limit: int, make=None):
+        self.limit = limit
+        self.make = make
+        self._values: dict = {}
+
+    def one(self, key):
+        found = self._values.get(key)
+        if found is None:
+            if len(self._values) >= self.limit:
+                self._values.clear()
+            found = self._values[key] = key if self.make is None else self.make(key)
+        return found
 
 
-def shared(texts: tuple) -> tuple:
-    found = _shared.get(texts)
-    if found is None:
-        if len(_shared) >= _SHARED_LIMIT:
-            _shared.clear()
-        found = _shared[texts] = texts
-    return found
+# Texts seen, each tuple kept once.
+shared = SharedValues(1 << 16).one
 
 
 class PackedRecords:

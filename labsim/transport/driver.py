@@ -125,8 +125,7 @@ class PhoneDriver:
             # more than 20 ms late was tried: a 10,000-phone quickstart then sent 5,966-
             # 7,754 DHCP retransmissions instead of 228, answers waiting unread.) Only the
             # DHCP client's timers: a reply cannot make a boot or resync timer stale, and
-            # a read before each of a storm's boot timers made the relay's per-read bound
-            # (loopback.RELAY_READ_BYTES) no bound at all.
+            # an empty read before each of a storm's boot timers cost ~7.7 µs a phone.
             self._timers[name] = _FIRING
             self._read_waiting()
             if self._timers.get(name) is not _FIRING:
