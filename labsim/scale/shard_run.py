@@ -116,7 +116,25 @@ class _Absent:
         pass
 
 
-class ShardRun(ScenarioRun):
+class ShardOfTheFleet:
+    """What shard ``i`` of ``N`` does differently from a whole run, on either clock (mixed
+    in before ScenarioRun or VirtualScenarioRun): it builds only its phones, leaves the
+    flash and (for a --workers shard) the judging to the merge of every shard."""
+
+    def _build_members(self, saved_flash):
+        return build_fleets(self.scenario, saved_flash, shard=self.shard)
+
+    def _save_state(self) -> None:
+        pass  # the merge saves the whole fleet's flash (labsim merge --state-dir)
+
+    def _report(self, record) -> str:
+        if not self.light_outputs:
+            return super()._report(record)
+        self.report = shard_report_fields(record)  # the parent judges the whole fleet from shard.json
+        return ""
+
+
+class ShardRun(ShardOfTheFleet, ScenarioRun):
     def __init__(self, reactor, loaded, *, shard, start_at: float | None = None, targets: dict | None = None,
                  relay_address: str | None = None, coordinated: bool = False, light_outputs: bool = False,
                  lab: dict | None = None, **kw):
@@ -136,9 +154,6 @@ class ShardRun(ScenarioRun):
         super().__init__(reactor, loaded, **kw)
         self.relay_address = relay_address or relay_address_for(self.scenario.network.relay_address, shard)
         self.counter.listeners.append(self._changed)
-
-    def _build_members(self, saved_flash):
-        return build_fleets(self.scenario, saved_flash, shard=self.shard)
 
     def start_lab_services(self) -> None:
         """A --workers worker joins the parent's file service ports before it says Hello."""
@@ -164,15 +179,6 @@ class ShardRun(ScenarioRun):
         if self.coordinated or not self.scenario.timeline:
             return None
         return Timeline(self.scenario.timeline, _ShardControl(self), self.reactor, self._epoch, self.scenario.seed)
-
-    def _save_state(self) -> None:
-        pass  # the merge saves the whole fleet's flash (labsim merge --state-dir)
-
-    def _report(self, record) -> str:
-        if not self.light_outputs:
-            return super()._report(record)
-        self.report = shard_report_fields(record)  # the parent judges the whole fleet from shard.json
-        return ""
 
     def _target(self, name: str, spec_address, spec_port):
         if name in self.targets:

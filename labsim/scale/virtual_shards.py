@@ -43,11 +43,11 @@ import time
 from dataclasses import replace
 
 from labsim.faults import FaultSet, fault_from_spec
-from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import Shard, roster
-from labsim.observe.merge import shard_record, shard_report_fields, write_shard_record
+from labsim.observe.merge import shard_record, write_shard_record
 from labsim.observe.merge_series import archive_record, series_record
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
+from labsim.scale.shard_run import ShardOfTheFleet, _ShardControl
 from labsim.timeline import Timeline
 from labsim.virtual.lab import VirtualServices
 from labsim.virtual.run import PROGRESS_EVERY_S, VirtualScenarioRun, run_virtual, simulated
@@ -139,7 +139,7 @@ class ShardServices(VirtualServices):
         return replace(config, pool_start=start, pool_end=end)
 
 
-class VirtualShardRun(VirtualScenarioRun):
+class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
     """Shard ``i`` of ``N`` in virtual time: its phones, its own clock and services, the
     whole timeline; at the end ``shard.json`` with the counts the merge adds up."""
 
@@ -153,29 +153,15 @@ class VirtualShardRun(VirtualScenarioRun):
             for index, spec in enumerate(self.scenario.faults):
                 self.faults.add(fault_from_spec(spec, index))
 
-    def _build_members(self, saved_flash):
-        return build_fleets(self.scenario, saved_flash, shard=self.shard)
-
     def _whole_fleet(self):
         # Per-phone files for every phone: a template's {index} counts every phone of its fleet.
         return roster(self.scenario, self.shard.count)
 
     def _make_timeline(self):
-        from labsim.scale.shard_run import _ShardControl
-
         if not self.scenario.timeline:
             return None
         self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
-
-    def _save_state(self) -> None:
-        pass  # the merge saves the whole fleet's flash (--state-dir)
-
-    def _report(self, record) -> str:
-        if not self.light_outputs:
-            return super()._report(record)
-        self.report = shard_report_fields(record)  # the parent judges the whole fleet from shard.json
-        return ""
 
     def _write_outputs(self, table: str) -> None:
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
