@@ -14,6 +14,7 @@ ramp rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -65,12 +66,16 @@ def main() -> int:
     parser.add_argument("--workers", metavar="N,N,...",
                         help="run once per value with `labsim run --workers N` (e.g. 0,1,2; 0 = one process "
                              "without --workers), in this order, and compare; default: one process")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="write the scenarios and every run's report folder under DIR and keep them "
+                             "(to look into a failed phone's events); default: a temporary folder")
     args = parser.parse_args()
     # "0" in the list: one process, no --workers (the baseline the workers are compared with).
     runs = [None] if not args.workers else [None if v.strip() == "0" else v.strip() for v in args.workers.split(",")]
     sizes = [int(value) for value in args.phones.split(",")]
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
+        os.makedirs(tmp, exist_ok=True)
         for phones in sizes:
             path = os.path.join(tmp, f"bench-{phones}.yaml")
             with open(path, "w", encoding="utf-8") as handle:
