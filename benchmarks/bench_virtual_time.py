@@ -15,7 +15,9 @@ in-memory network) instead of HTTP.
 merged report), and prints for both the wall time, the CPU time of all processes (user +
 system, the shards included), passes per wall second and the peak RSS of all processes
 (one process: its own; workers: each shard's peak and the parent's, added up — an upper
-bound, the peaks need not coincide), then the ratios.
+bound, the peaks need not coincide), then the ratios, and how long the parent's merge
+took after the last shard ended (wall and the parent's CPU: what the shards cannot
+hide). ``--workers-only`` leaves out the one-process run.
 
 A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
 [--days 7] [--workers N] [--scheme http|tftp] [--profile]``. Numbers from a shared, loaded machine vary by 2x
@@ -105,6 +107,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     summed = re.search(r"\(sum (\d+) MiB\)", output)
     if workers and summed:
         rss = float(summed.group(1))  # every shard's peak and the parent's, added (the run says them)
+    tail = re.search(r"merge after the last shard ended: ([\d.]+)s wall, ([\d.]+)s CPU", output)
     if proc.returncode != 0:
         sys.stdout.write(output[-3000:])
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
@@ -113,7 +116,8 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     run_line = next((line for line in output.splitlines() if line.startswith("Scenario ")), "")
     return {"phones": phones, "wall_s": wall, "run_line": run_line, "requests": requests,
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
-            "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss}
+            "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss,
+            "tail": (float(tail.group(1)), float(tail.group(2))) if tail else None}
 
 
 def clock_only(timers: int, days: int, clock) -> float:
@@ -167,6 +171,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="also profile the smallest size in-process")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="also run each size with --workers N and print both side by side")
+    parser.add_argument("--workers-only", action="store_true",
+                        help="with --workers: only the --workers N run (no one-process run beside it)")
     parser.add_argument("--clock-only", metavar="TIMERS", type=int,
                         help="instead: only the clocks, task.Clock vs labsim's HeapClock, with this many hourly timers")
     args = parser.parse_args()
@@ -188,7 +194,8 @@ def main() -> int:
               f"{'passes':>9} {'passes/s':>9} {'ready':>6} {'peak RSS MiB':>12}")
         for phones in sizes:
             results = []
-            for workers in [None] + ([args.workers] if args.workers else []):
+            single = [] if args.workers and args.workers_only else [None]
+            for workers in single + ([args.workers] if args.workers else []):
                 result = run_once(phones, args.days, workdir, workers, args.scheme)
                 results.append(result)
                 label = "1" if workers is None else f"{workers} shards"
@@ -196,6 +203,9 @@ def main() -> int:
                       f"{result['simulated_s'] / result['wall_s']:>12.0f} "
                       f"{result['passes']:>9.0f} {result['passes'] / result['wall_s']:>9.0f} {result['ready']:>6} "
                       f"{result['rss_mib']:>12.0f}" + ("" if result["exit"] == 0 else f"  (exit {result['exit']})"))
+                if result["tail"]:
+                    print(f"        the parent's merge after the last shard ended: {result['tail'][0]:.2f} s wall, "
+                          f"{result['tail'][1]:.2f} s CPU")
                 sys.stdout.flush()
             if len(results) == 2:
                 one, many = results

@@ -23,8 +23,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-from bisect import bisect_left
-from itertools import islice
 from dataclasses import dataclass
 
 from labsim.observe.events_log import DHCP_TYPES
@@ -149,7 +147,7 @@ def load_shard(directory: str) -> dict:
     if data.get("format") != FORMAT:
         raise MergeError(f"{path}: format {data.get('format')!r}, this labsim reads format {FORMAT}")
     try:
-        data["members"] = [_member(entry) for entry in data["phones"]]
+        data["members"] = [_member(entry) for entry in data.pop("phones")]  # not both in memory
         shard = data["shard"]
         int(shard["index"]), int(shard["count"])
         data["scenario"]["name"], data["expectations"], data["complete"]
@@ -296,113 +294,28 @@ def _actions(shard: dict) -> list:
             for entry in shard["timeline"]]
 
 
-_PREFIX = '{"t": '  # every line labsim writes starts so: its time is read without a JSON parse
-_NULL_MAC = '"mac": null, "kind": "'  # a run or action line (every other line names a phone)
-
-
-def _not_ours() -> float:
-    raise ValueError("a line labsim did not write")
-
-
-class _ShardEvents:
-    """One shard's events.jsonl, read a batch of lines at a time: the lines not yet
-    written and their times (without its ``run`` line and, unless ``keep_actions``, its
-    timeline action lines)."""
-
-    def __init__(self, path: str, keep_actions: bool, batch_lines: int):
-        self.path, self.keep_actions, self.batch_lines = path, keep_actions, batch_lines
-        try:
-            self.handle = open(path, encoding="utf-8")
-        except FileNotFoundError:
-            raise MergeError(f"{path}: missing (every shard writes events.jsonl beside shard.json)") from None
-        self.lines: list[str] = []
-        self.times: list[float] = []
-        self.read = 0  # lines read so far, for errors
-        self.done = False
-
-    def fill(self) -> None:
-        """Append the next batch of the file; ``done`` at its end."""
-        raw = [] if self.done else list(islice(self.handle, self.batch_lines))
-        if not raw:
-            self.done = True
-            self.handle.close()
-            return
-        first = self.read + 1
-        self.read += len(raw)
-        if not raw[-1].endswith("\n"):
-            raw[-1] += "\n"
-        lines = [line for line in raw if line.find(_NULL_MAC, 0, 80) < 0]
-        if len(lines) != len(raw):  # rare: keep the action lines asked for, drop the run line
-            lines = [line for line in raw if line.find(_NULL_MAC, 0, 80) < 0
-                     or (self.keep_actions and line.find(_NULL_MAC + 'action"', 0, 90) >= 0)]
-        try:
-            times = [float(line[6:line.index(",", 6)]) if line.startswith(_PREFIX) else _not_ours()
-                     for line in lines]
-        except ValueError:  # slowly, line by line: which line is it?
-            lines, times = [], []
-            for number, line in enumerate(raw, first):
-                if line.find(_NULL_MAC, 0, 80) >= 0 and not (
-                        self.keep_actions and line.find(_NULL_MAC + 'action"', 0, 90) >= 0):
-                    continue
-                lines.append(line)
-                times.append(self._time(line, number))
-        self.lines += lines
-        self.times += times
-
-    def _time(self, line: str, number: int) -> float:
-        try:
-            if line.startswith(_PREFIX):
-                return float(line[6:line.index(",", 6)])
-            return float(json.loads(line)["t"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MergeError(f"{self.path}:{number}: not an events.jsonl line ({exc!r})") from None
-
-
 def merge_event_files(shards: list[dict], report_dir: str, *, complete: bool, end_reason: str, end_t: float,
-                      actions_of_first_only: bool = False, batch_lines: int = 1 << 16) -> str:
-    """The shards' events.jsonl merged into one, streamed: in time order, lines at the same
-    time in shard order (then each file's own order), so the same shards always give the
-    same bytes. ``actions_of_first_only``: every shard logged the same timeline actions,
-    kept once (the first shard's).
+                      actions_of_first_only: bool = False, chunk_bytes: int = 1 << 22, merge=None) -> str:
+    """The shards' events.jsonl merged into one, streamed (``observe.events_merge``): in
+    time order, lines at the same time in shard order (then each file's own order), so the
+    same shards always give the same bytes. ``actions_of_first_only``: every shard logged
+    the same timeline actions, kept once (the first shard's). ``merge``: an
+    ``EventsMerge`` of these shards begun while they ran (``--clock virtual --workers``),
+    finished here; else one is made over the finished files."""
+    from labsim.observe.events_merge import EventsMerge, EventsMergeError
 
-    A batch at a time, not a line at a time (a week of 1,000 phones is 2 million lines):
-    every line earlier than the earliest of the shards' last lines read can be written,
-    sorted stably by time over the shards' parts laid one after the other (which keeps
-    shard order, then file order, on ties); a shard whose lines all wait reads more."""
-    os.makedirs(report_dir, exist_ok=True)
-    path = os.path.join(report_dir, "events.jsonl")
-    temporary = path + ".tmp"
-    sources = [_ShardEvents(os.path.join(shard["directory"], "events.jsonl"),
-                            not actions_of_first_only or position == 0, batch_lines)
-               for position, shard in enumerate(shards)]
-    written = 0
-    with open(temporary, "w", encoding="utf-8", buffering=1 << 20) as handle:
-        while True:
-            for source in sources:
-                while not source.done and len(source.lines) < source.batch_lines:
-                    source.fill()
-            open_ones = [source for source in sources if not source.done]
-            # Lines before the horizon are final: an open shard's next lines come at its last time or later.
-            horizon = min(source.times[-1] for source in open_ones) if open_ones else float("inf")
-            cuts = [bisect_left(source.times, horizon) for source in sources]
-            if not any(cuts):
-                if not open_ones:
-                    break
-                for source in open_ones:  # every line read waits for the horizon: read further
-                    if source.times[-1] == horizon:
-                        source.batch_lines *= 2
-                continue
-            lines = [line for source, cut in zip(sources, cuts) for line in source.lines[:cut]]
-            times = [t for source, cut in zip(sources, cuts) for t in source.times[:cut]]
-            handle.writelines([lines[index] for index in sorted(range(len(times)), key=times.__getitem__)])
-            written += len(lines)
-            for source, cut in zip(sources, cuts):
-                del source.lines[:cut], source.times[:cut]
-        handle.write(json.dumps({"t": round(end_t, 6), "mac": None, "kind": "run", "complete": complete,
-                                 "end_reason": end_reason, "events": written},
-                                ensure_ascii=False, separators=(", ", ": ")) + "\n")
-    os.replace(temporary, path)
-    return path
+    directories = [os.path.abspath(shard["directory"]) for shard in shards]
+    if merge is not None and merge.directories != directories:  # not these shards, or not in this order
+        merge.abandon()
+        merge = None
+    try:
+        if merge is None:
+            merge = EventsMerge(directories, report_dir, chunk_bytes=chunk_bytes)
+        return merge.finish(complete=complete, end_reason=end_reason, end_t=end_t,
+                            actions_of_first_only=actions_of_first_only)
+    except EventsMergeError as exc:
+        merge.abandon()
+        raise MergeError(str(exc)) from None
 
 
 # --- the merged report -------------------------------------------------------------------
@@ -411,13 +324,16 @@ def merge_event_files(shards: list[dict], report_dir: str, *, complete: bool, en
 def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: dict | None = None,
                  extra_network: dict | None = None, extra_services: dict | None = None,
                  state_dir: str | None = None,
-                 pcap_path: str | None = None, stand_ins=None) -> int:
+                 pcap_path: str | None = None, stand_ins=None, events_merge=None, usage: list | None = None) -> int:
     """Writes the merged report folder (report.json, events.jsonl, junit.xml,
     report.html) and, when asked, the merged capture and the fleet's flash
     (``--state-dir``). ``overrides`` replaces fields of the run record (a ``--workers``
     parent knows the services' counters, its timeline and why the run ended);
     ``extra_network`` and ``extra_services`` are added to the shards' network and service
-    counters (a ``--workers`` parent's own services). ``stand_ins(index)``, when
+    counters (a ``--workers`` parent's own services). ``events_merge``: the merge of the
+    shards' events.jsonl begun while they ran (``observe.events_merge``; used only if the
+    shards carry their counts, else abandoned). ``usage``, when given, gets each shard's
+    ``end_t`` and ``process`` (what it cost) as read. ``stand_ins(index)``, when
     given, stands in for a shard whose report cannot be read (a worker that died): its
     phones as the caller last saw them, and the report is marked incomplete. Returns
     ``run``'s exit code; raises MergeError for shard reports that cannot be merged."""
@@ -438,6 +354,8 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
             lost[index] = str(exc)
     check_complete_set(shards, absent=set(lost))
     shards.sort(key=lambda shard: shard["shard"]["index"])
+    if usage is not None:
+        usage += [{"end_t": shard.get("end_t", 0.0), "process": shard.get("process", {})} for shard in shards]
     members = merged_members(shards)
     if lost:
         members = sorted(members + [member for index in lost for member in stand_ins(index)],
@@ -480,6 +398,8 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
                                                                      "server_status": {}} for shard in shards])
         except (KeyError, TypeError, ValueError) as exc:
             raise MergeError(f"{first['path']} and the others: their series cannot be merged ({exc})") from None
+        for shard in shards:  # their counts are in the merged ones now (at 10,000 phones a week, ~70 MB a shard)
+            shard.pop("series"), shard.pop("stage_archive", None)
         fields.update(series=series, stage_archive=archive)
     else:
         rows = merged_rows(shards)
@@ -496,8 +416,10 @@ def merge_report(shard_dirs: list[str], report_dir: str, stream, *, overrides: d
     stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
     if rows is None:
         merge_event_files(shards, report_dir, complete=report["complete"], end_reason=report["end_reason"],
-                          end_t=end_t, actions_of_first_only=one_timeline)
+                          end_t=end_t, actions_of_first_only=one_timeline, merge=events_merge)
     else:
+        if events_merge is not None:
+            events_merge.abandon()
         write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
     write_junit(report, report_dir, system_out=table)
     write_html_report(report, report_dir, stage_latencies=stage_latencies(members, record.stage_archive), rows=rows)

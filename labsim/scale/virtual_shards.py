@@ -216,6 +216,8 @@ class VirtualWorkers:
         self.shards = [Shard(index, count) for index in range(count)]
         self.dirs = [os.path.join(args.report_dir, "shards", shard.label) for shard in self.shards]
         self.processes: list[subprocess.Popen] = []
+        self.events_merge = None  # observe.events_merge.EventsMerge: their events.jsonl merged as they write
+        self.usage: list[dict] = []  # each shard's end_t and process, as the merge read them
         self._signalled = False
 
     def command(self, shard: Shard, directory: str) -> list[str]:
@@ -237,6 +239,7 @@ class VirtualWorkers:
         return command
 
     def run(self) -> int:
+        from labsim.observe.events_merge import EventsMerge
         from labsim.observe.merge import MergeError, merge_report
         from labsim.observe.pcap_merge import PcapMergeError
 
@@ -251,7 +254,7 @@ class VirtualWorkers:
         try:
             for shard, directory in zip(self.shards, self.dirs):
                 os.makedirs(directory, exist_ok=True)
-                for stale in ("shard.json", "events.jsonl"):  # never merge an earlier run's shard
+                for stale in ("shard.json", "events.jsonl", "events.jsonl.tmp"):  # never merge an earlier run's
                     if os.path.exists(os.path.join(directory, stale)):
                         os.remove(os.path.join(directory, stale))
                 with open(os.path.join(directory, SHARD_LOG), "w", encoding="utf-8") as log:
@@ -260,6 +263,8 @@ class VirtualWorkers:
                     self.processes.append(subprocess.Popen(self.command(shard, directory), stdout=log,
                                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                            start_new_session=True))
+            self.events_merge = EventsMerge(self.dirs, self.args.report_dir, writing=[
+                (lambda process=process: process.poll() is None) for process in self.processes])
             self._wait_all(wall_start)
         finally:
             for number, handler in previous.items():
@@ -268,28 +273,36 @@ class VirtualWorkers:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-        wall = time.monotonic() - wall_start
+        last_shard_ended, tail_cpu_from = time.monotonic(), time.process_time()
         for shard, directory, process in zip(self.shards, self.dirs, self.processes):
             if process.returncode not in (0, 1) or not os.path.exists(os.path.join(directory, "shard.json")):
                 self.stream.write(f"labsim: shard {shard} ended with exit code {process.returncode}; the end of "
                                   f"its log:\n{_tail(os.path.join(directory, SHARD_LOG))}\n")
         try:
             code = merge_report(self.dirs, self.args.report_dir, self.stream, state_dir=self.args.state_dir,
-                                pcap_path=self.args.pcap)
+                                pcap_path=self.args.pcap, events_merge=self.events_merge, usage=self.usage)
         except (MergeError, PcapMergeError, OSError) as exc:
             self.stream.write(f"labsim: no merged report: {exc}\n")
             return EXIT_FAILED
-        self.stream.write(self.usage_line(wall) + "\n")
+        finally:
+            if self.events_merge is not None:
+                self.events_merge.abandon()  # what is left of it, if the merge did not finish it
+        now = time.monotonic()
+        self.stream.write(self.usage_line(now - wall_start) + "\n")
+        self.stream.write(f"  merge after the last shard ended: {now - last_shard_ended:.2f}s wall, "
+                          f"{time.process_time() - tail_cpu_from:.2f}s CPU of the parent\n")
         self.stream.flush()
         return code
 
     def _wait_all(self, wall_start: float) -> None:
-        """Until every shard has ended; every few wall seconds, where each shard is in
-        simulated time (from the progress lines in its shard.log)."""
+        """Until every shard has ended, merging their events.jsonl as far as they wrote
+        them; every few wall seconds, where each shard is in simulated time (from the
+        progress lines in its shard.log)."""
         next_line = wall_start + PROGRESS_EVERY_S
         while any(process.poll() is None for process in self.processes):
             try:
-                self.processes[[p.poll() for p in self.processes].index(None)].wait(timeout=0.2)
+                if not self._merge_some():
+                    self.processes[[p.poll() for p in self.processes].index(None)].wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
             except KeyboardInterrupt:  # a handler raised it: go on waiting for the shards' reports
@@ -301,6 +314,21 @@ class VirtualWorkers:
                          for shard, directory, process in zip(self.shards, self.dirs, self.processes)]
                 self.stream.write(f"  [{now - wall_start:.0f}s wall] simulated time per shard: {', '.join(where)}\n")
                 self.stream.flush()
+
+    def _merge_some(self) -> bool:
+        """A part of the shards' events.jsonl merged (what is final so far); False when
+        there is nothing to merge now. A file the merge cannot read is left to the merge
+        at the end, which names it."""
+        from labsim.observe.events_merge import EventsMergeError
+
+        if self.events_merge is None:
+            return False
+        try:
+            return self.events_merge.step()
+        except (EventsMergeError, OSError):
+            self.events_merge.abandon()
+            self.events_merge = None
+            return False
 
     def _forward(self, signum, frame) -> None:
         """Ctrl-C or SIGTERM: every shard ends its run and writes its report; then the merge."""
@@ -315,19 +343,9 @@ class VirtualWorkers:
 
     def usage_line(self, wall: float) -> str:
         """Simulated time, wall time, and what the processes cost (each shard measures itself)."""
-        import json
-
-        span = cpu = 0.0
-        rss = []
-        for directory in self.dirs:
-            try:
-                with open(os.path.join(directory, "shard.json"), encoding="utf-8") as handle:
-                    record = json.load(handle)
-            except (OSError, ValueError):
-                continue
-            span = max(span, record.get("end_t", 0.0))
-            cpu += record.get("process", {}).get("cpu_s", 0.0)
-            rss.append(record.get("process", {}).get("peak_rss_kib", 0) / 1024)
+        span = max((record["end_t"] for record in self.usage), default=0.0)
+        cpu = sum(record["process"].get("cpu_s", 0.0) for record in self.usage)
+        rss = [record["process"].get("peak_rss_kib", 0) / 1024 for record in self.usage]
         own = resource.getrusage(resource.RUSAGE_SELF)
         cpu += own.ru_utime + own.ru_stime
         parent = own.ru_maxrss / 1024

@@ -233,14 +233,14 @@ def test_what_virtual_shards_cannot_keep_stops_the_run_before_it_starts(tmp_path
     assert not (tmp_path / "r").exists()  # nothing was started
 
 
-@pytest.mark.parametrize("batch_lines", [1, 3, 64, 1 << 16])
-def test_events_merged_a_batch_at_a_time_are_a_line_by_line_merge(tmp_path, batch_lines):
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 64, 4096, 1 << 22])
+def test_events_merged_a_chunk_at_a_time_are_a_line_by_line_merge(tmp_path, chunk_bytes):
     """Many shards, many ties (times on a coarse grid, runs of equal times longer than a
     batch), a line with its keys in another order: the same bytes as heapq.merge of the
     lines by time (which keeps shard order, then file order, on ties)."""
     import heapq
 
-    rng = random.Random(batch_lines)
+    rng = random.Random(chunk_bytes)
     shards, expected_streams = [], []
     for index in range(4):
         times = sorted(rng.choice([0.5, 1.0, 1.0, 1.0, 2.25, 3.0]) + rng.randrange(50) for _ in range(300))
@@ -250,7 +250,7 @@ def test_events_merged_a_batch_at_a_time_are_a_line_by_line_merge(tmp_path, batc
         shards.append(_write(tmp_path / f"s{index}", lines + [_line(99.0, None, "run")]))
         expected_streams.append([(line["t"], json.dumps(line, separators=(", ", ": ")) + "\n") for line in lines])
     out = tmp_path / "out"
-    merge_event_files(shards, str(out), complete=True, end_reason="", end_t=99.0, batch_lines=batch_lines)
+    merge_event_files(shards, str(out), complete=True, end_reason="", end_t=99.0, chunk_bytes=chunk_bytes)
     merged = (out / "events.jsonl").read_text().splitlines(keepends=True)
     assert merged[:-1] == [line for _, line in heapq.merge(*expected_streams, key=lambda item: item[0])]
 
