@@ -85,13 +85,14 @@ class EventLog:
         one small ring per phone, the rows themselves already made."""
         self._story_rows = rows_per_phone
 
-    def phone_event(self, phone, event: tuple) -> None:
+    def phone_event(self, phone, event: tuple, count: int | None = None) -> None:
         """A phone's state change or step, ``(t, state, detail, kind)``, which the phone
-        has just appended to its own ``events`` (the phone's ``journal`` is this log)."""
+        has just appended to its own ``events`` (the phone's ``journal`` is this log);
+        ``count``: how many events the phone holds now, when the caller knows."""
         t, state, detail, kind = event
         self.rows.append((t, phone.mac, kind, state, detail))
-        events = phone.events
-        if len(events) > self._trim_at:
+        if (len(phone.events) if count is None else count) > self._trim_at:
+            events = phone.events
             drop = len(events) - self.head - self.tail
             del events[self.head:self.head + drop]
             phone.events_dropped += drop
@@ -175,42 +176,107 @@ URL_LIMIT = DETAIL_LIMIT = 2000
 _DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
+def _verbatim(text) -> bool:
+    """Whether ``text`` goes into a line as it is: a str, printable (client_text leaves it
+    alone), without the two characters JSON escapes among printable ones, and no longer
+    than client_text keeps (else the line goes through the encoder, which writes the same
+    for anything that passes here)."""
+    return (type(text) is str and len(text) <= URL_LIMIT and text.isprintable() and '"' not in text
+            and "\\" not in text)
+
+
+class _Memo(dict):
+    """A table that works out a missing entry with ``make`` and starts again when full."""
+
+    __slots__ = ("make", "limit")
+
+    def __init__(self, make, limit: int):
+        super().__init__()
+        self.make, self.limit = make, limit
+
+    def __missing__(self, key):
+        value = self.make(key)
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+# The parts of a line after its MAC, by the row's texts: a fleet's lines repeat a few
+# thousand (kind, state, detail) and (kind, url, status, detail, md5) combinations, each
+# checked and formatted once; None when a text is not verbatim (the encoder writes it).
+# Keys hold only texts (a str equals no other type), so an entry fits every row it is found for.
+def _state_rest(key: tuple) -> str | None:
+    kind, state, detail = key
+    if _verbatim(state) and _verbatim(detail):
+        return f'", "kind": "{kind}", "state": "{state}", "detail": "{detail}"}}'
+    return None
+
+
+def _transfer_rest(key: tuple) -> tuple[str, str] | None:
+    kind, url, status, detail, md5 = key
+    if _verbatim(url) and _verbatim(status) and _verbatim(detail) and _verbatim(md5):
+        return (f'", "kind": "{kind}", "url": "{url}", "status": "{status}", "bytes": ',
+                f', "detail": "{detail}", "md5": "{md5}"}}')
+    return None
+
+
+_STATE_RESTS = _Memo(_state_rest, 1 << 17)
+_TRANSFER_RESTS = _Memo(_transfer_rest, 1 << 17)
+_MACS = _Memo(_verbatim, 1 << 17)
+_last_time = [1.0, "1.0"]  # the last line's time (a float of at least 0.001) and its text
+
+
+def seconds_text(x) -> str:
+    """``round(x, 6)`` as the JSON encoder writes it (its ``repr``), at half the cost for
+    the times and latencies of a run (a float from 0.001 to 1e9): ``%.6f`` rounds the
+    exact binary value to six places as ``round`` does (both correctly rounded), and a
+    decimal of at most 15 significant digits is what ``repr`` writes for the float
+    nearest it (two such decimals never share a float), trailing zeros aside. Anything
+    else (ints, tiny or huge values, -0.0, NaN) goes through ``round`` and ``repr``."""
+    if type(x) is float and 0.001 <= x < 1e9:
+        text = ("%.6f" % x).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return repr(round(x, 6))
+
+
+def _time_text(t) -> str:
+    """``seconds_text(t)``; a run's lines come in time order, many at one moment."""
+    last = _last_time
+    if t is last[0] or (type(t) is float and t == last[0]):
+        return last[1]
+    text = seconds_text(t)
+    if type(t) is float and t >= 0.001:
+        last[0], last[1] = t, text
+    return text
+
+
 def row_line(row: tuple) -> str:
     """One line of events.jsonl (without its newline). The rows a long run is made of
     (DHCP, downloads, the phones' states and steps) are formatted directly when every
-    text in them is plain (``_plain``: nothing client_text or the encoder would change),
-    so the line is what the JSON encoder would write, at a third of its cost."""
+    text in them is plain (``_verbatim``: nothing client_text or the encoder would change),
+    so the line is what the JSON encoder would write, at a fraction of its cost."""
     kind = row[2]
-    if kind == "dhcp":
-        t, mac, _, direction, message_type, xid, yiaddr = row
-        kind = DHCP_TYPES.get(message_type)
-        if kind is not None and mac is not None:
-            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "dhcp", "dir": "{direction}", '
-                    f'"type": "{kind}", "xid": "0x{xid:08x}", "yiaddr": "{yiaddr}"}}')
-    elif kind == "fetch" or kind == "upload":
-        t, mac, _, url, status, size, latency, detail, md5 = row
-        if (type(size) is int and _plain(url, detail, mac, status, md5) and len(url) <= URL_LIMIT
-                and len(detail) <= DETAIL_LIMIT):
-            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "url": "{url}", '
-                    f'"status": "{status}", "bytes": {size!r}, "latency_s": {round(latency, 6)!r}, '
-                    f'"detail": "{detail}", "md5": "{md5}"}}')
-    elif kind == "state" or kind == "step":
-        t, mac, _, state, detail = row
-        if _plain(detail, mac, state) and len(detail) <= DETAIL_LIMIT:
-            return (f'{{"t": {round(t, 6)!r}, "mac": "{mac}", "kind": "{kind}", "state": "{state}", '
-                    f'"detail": "{detail}"}}')
-    return _DUMPS(row_to_json(row))
-
-
-def _plain(*texts) -> bool:
-    """Whether these go into a line as they are: all str (joining anything else fails),
-    printable (client_text leaves them alone) and without the two characters JSON escapes
-    among printable ones. The caller checks the lengths (client_text cuts long ones)."""
     try:
-        text = "".join(texts)
-    except TypeError:
-        return False
-    return text.isprintable() and '"' not in text and "\\" not in text
+        if kind == "state" or kind == "step":
+            rest = _STATE_RESTS[row[2:]]
+            if rest is not None and _MACS[row[1]]:
+                return f'{{"t": {_time_text(row[0])}, "mac": "{row[1]}{rest}'
+        elif kind == "dhcp":
+            t, mac, _, direction, message_type, xid, yiaddr = row
+            kind = DHCP_TYPES.get(message_type)
+            if kind is not None and mac is not None:
+                return (f'{{"t": {_time_text(t)}, "mac": "{mac}", "kind": "dhcp", "dir": "{direction}", '
+                        f'"type": "{kind}", "xid": "0x{xid:08x}", "yiaddr": "{yiaddr}"}}')
+        elif kind == "fetch" or kind == "upload":
+            t, mac, _, url, status, size, latency, detail, md5 = row
+            parts = _TRANSFER_RESTS[(kind, url, status, detail, md5)]
+            if parts is not None and type(size) is int and _MACS[mac]:
+                return (f'{{"t": {_time_text(t)}, "mac": "{mac}{parts[0]}{size!r}, '
+                        f'"latency_s": {seconds_text(latency)}{parts[1]}')
+    except (TypeError, ValueError):  # an unhashable text, a row of another shape: the encoder's way
+        pass
+    return _DUMPS(row_to_json(row))
 
 
 def row_to_json(row: tuple) -> dict:

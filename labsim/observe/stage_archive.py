@@ -25,20 +25,30 @@ class StageArchive:
 
     def take(self, phone, keep: int = KEEP_PER_PHONE) -> None:
         stages = phone.stages
-        if len(stages) <= keep:
+        count = len(stages) - keep
+        if count <= 0:
             return
-        moved = stages[: len(stages) - keep]
-        del stages[: len(stages) - keep]
-        for timing in moved:
-            latency = timing.ended - timing.started
-            values = self.latencies.get(timing.stage)
+        # The timings as numbers and shared (stage, status, server) texts, not made into
+        # StageTimings again: the archive takes a phone's older ones every simulated hour.
+        if hasattr(stages, "pop_oldest"):  # a phone's StageList
+            times, texts = stages.pop_oldest(count)
+            pairs = iter(times)
+            moved = zip(texts, pairs, pairs)
+        else:  # any list of StageTimings
+            moved = [((timing.stage, timing.status, timing.server), timing.started, timing.ended)
+                     for timing in stages[:count]]
+            del stages[:count]
+        latencies, server_latencies, server_status = self.latencies, self.server_latencies, self.server_status
+        for (stage, status, server), started, ended in moved:
+            latency = ended - started
+            values = latencies.get(stage)
             if values is None:
-                values = self.latencies[timing.stage] = array("d")
+                values = latencies[stage] = array("d")
             values.append(latency)
-            if timing.server:
-                server = self.server_latencies.get(timing.server)
-                if server is None:
-                    server = self.server_latencies[timing.server] = array("d")
-                    self.server_status[timing.server] = Counter()
-                server.append(latency)
-                self.server_status[timing.server][timing.status] += 1
+            if server:
+                values = server_latencies.get(server)
+                if values is None:
+                    values = server_latencies[server] = array("d")
+                    server_status[server] = Counter()
+                values.append(latency)
+                server_status[server][status] += 1

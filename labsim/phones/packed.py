@@ -15,26 +15,26 @@ from __future__ import annotations
 
 from array import array
 
-class SharedValues:
+class SharedValues(dict):
     """Equal values kept once across a fleet: ``one(key)`` is the value first made for an
     equal key (``make(key)``; the key itself by default). Values that recur (texts, a
     model's DHCP identity, a class's options) are then one object for every phone; one
     that does not is shared with nothing and only costs its entry until the table holds
-    ``limit``, when it starts again (what holds a value keeps it)."""
+    ``limit``, when it starts again (what holds a value keeps it). A dict whose missing
+    entries are made: ``one`` is its own lookup, with no Python call when the key is there."""
 
-    __slots__ = ("limit", "make", "_values")
+    __slots__ = ("limit", "make", "one")
 
     def __init__(self, limit: int, make=None):
+        super().__init__()
         self.limit = limit
         self.make = make
-        self._values: dict = {}
+        self.one = self.__getitem__
 
-    def one(self, key):
-        found = self._values.get(key)
-        if found is None:
-            if len(self._values) >= self.limit:
-                self._values.clear()
-            found = self._values[key] = key if self.make is None else self.make(key)
+    def __missing__(self, key):
+        if len(self) >= self.limit:
+            self.clear()
+        found = self[key] = key if self.make is None else self.make(key)
         return found
 
 
@@ -87,6 +87,14 @@ class PackedRecords:
         del self._texts[start:stop]
         del self._times[start * self.WIDTH:stop * self.WIDTH]
 
+    def pop_oldest(self, count: int) -> tuple[array, list[tuple]]:
+        """Remove the first ``count`` records and return them packed: their ``WIDTH``
+        floats each, in order, and their texts (for a reader that wants numbers, not
+        records: observe.stage_archive)."""
+        times, texts = self._times[:count * self.WIDTH], self._texts[:count]
+        self._delete(0, count)
+        return times, texts
+
     def __iter__(self):
         for index in range(len(self._texts)):
             yield self._record(index)
@@ -107,17 +115,18 @@ class PackedRecords:
 
 # An event's (state, kind) as one byte: a phone has seven states and two kinds of event.
 _pairs: list[tuple[str, str]] = []
-_pair_tags: dict[tuple[str, str], int] = {}
 
 
-def _pair_tag(state: str, kind: str) -> int:
-    tag = _pair_tags.get((state, kind))
-    if tag is None:
+class _PairTags(dict):
+    def __missing__(self, pair: tuple[str, str]) -> int:
         if len(_pairs) > 255:
-            raise ValueError(f"more than 256 (state, kind) pairs in phone events: {state!r}, {kind!r}")
-        tag = _pair_tags[(state, kind)] = len(_pairs)
-        _pairs.append((state, kind))
-    return tag
+            raise ValueError(f"more than 256 (state, kind) pairs in phone events: {pair[0]!r}, {pair[1]!r}")
+        tag = self[pair] = len(_pairs)
+        _pairs.append(pair)
+        return tag
+
+
+_pair_tags = _PairTags()
 
 
 class EventList(PackedRecords):
@@ -132,10 +141,16 @@ class EventList(PackedRecords):
         super().__init__(records)
 
     def append(self, event: tuple[float, str, str, str]) -> None:
-        t, state, detail, kind = event
+        self.add(*event)
+
+    def add(self, t: float, state: str, detail: str, kind: str) -> int:
+        """``append((t, state, detail, kind))``, and how many events there are now (the
+        phone's hot path: one call per event, the count for the journal's trimming)."""
         self._times.append(t)
-        self._texts.append(detail)
-        self._tags.append(_pair_tag(state, kind))
+        texts = self._texts
+        texts.append(detail)
+        self._tags.append(_pair_tags[state, kind])
+        return len(texts)
 
     def _record(self, index: int) -> tuple[float, str, str, str]:
         state, kind = _pairs[self._tags[index]]

@@ -92,9 +92,14 @@ class StageList(PackedRecords):
     WIDTH = 2
 
     def append(self, timing: StageTiming) -> None:
-        self._times.append(timing.started)
-        self._times.append(timing.ended)
-        self._texts.append(shared((timing.stage, timing.status, timing.server)))
+        self.add(timing.stage, timing.started, timing.ended, timing.status, timing.server)
+
+    def add(self, stage: str, started: float, ended: float, status: str, server: str = "") -> None:
+        """``append(StageTiming(...))`` without making the StageTiming (a download's hot path)."""
+        times = self._times
+        times.append(started)
+        times.append(ended)
+        self._texts.append(shared((stage, status, server)))
 
     def _record(self, index: int) -> StageTiming:
         stage, status, server = self._texts[index]
@@ -178,7 +183,9 @@ class Phone:
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
     def handle(self, event, now: float) -> list:
-        handler = _TRANSITIONS.get((self.state, _kind(event)))
+        # The key: (state, event type), or (state, "timer:NAME") for a timer.
+        handler = _TRANSITIONS.get((self.state, "timer:" + event.name if type(event) is TimerFired
+                                    else type(event)))
         if handler is None and self.state != OFF:
             handler = _IN_ANY_STATE.get(type(event))
         if handler is None:
@@ -265,8 +272,8 @@ class Phone:
         stage, started, server, url = pending
         # Stage and server names are the same for thousands of phones: one string each
         # (interned), not one per download in every phone's ``stages``.
-        self.stages.append(StageTiming(sys.intern(stage), started, now, event.result.status, server))
         result = event.result
+        self.stages.add(sys.intern(stage), started, now, result.status, server)
         self.fetch_error = None if result.ok else (url, result.status, result.detail)
         return self._resume(event.result, now)
 
@@ -421,7 +428,10 @@ class Phone:
             self.failures_in_a_row += 1
         elif state in (READY, BOOTING, REBOOTING):
             self.failures_in_a_row = 0
-        self._record((now, state, sys.intern(detail), "state"))
+        detail = sys.intern(detail)
+        count = self.events.add(now, state, detail, "state")
+        if self.journal is not None:
+            self.journal.phone_event(self, (now, state, detail, "state"), count)
         return [StateChanged(old, state, detail)]
 
     # --- things a procedure may ask of its phone ------------------------------------
@@ -430,12 +440,10 @@ class Phone:
         """Record a step inside the current state (shown in the phone's timeline)."""
         # Interned: most steps read the same for a whole fleet ("downloaded y000000000000.cfg
         # (228 bytes)"), kept once instead of once a phone.
-        self._record((self.now, self.state, sys.intern(detail), "step"))
-
-    def _record(self, event: tuple[float, str, str, str]) -> None:
-        self.events.append(event)
+        detail = sys.intern(detail)
+        count = self.events.add(self.now, self.state, detail, "step")
         if self.journal is not None:
-            self.journal.phone_event(self, event)
+            self.journal.phone_event(self, (self.now, self.state, detail, "step"), count)
 
     def server_from(self, server, source: str, noun: str = "server") -> None:
         """The procedure found its provisioning server (``source``: "DHCP option 66",
@@ -462,12 +470,6 @@ _IN_ANY_STATE: dict[type, Callable] = {}
 def _server_of(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return sys.intern(f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}")
-
-
-def _kind(event) -> object:
-    if isinstance(event, TimerFired):
-        return "timer:" + event.name
-    return type(event)
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {

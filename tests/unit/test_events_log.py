@@ -421,3 +421,26 @@ def test_download_and_state_lines_are_what_the_json_encoder_writes():
         else:
             row = (t, mac, kind, rng.choice(["ready", "provisioning"]), rng.choice(texts))
         assert row_line(row) == encode(row_to_json(row)), row
+
+
+def test_seconds_text_is_what_repr_of_round_writes():
+    """Times and latencies are written through ``seconds_text`` (``%.6f``, trailing zeros
+    cut) instead of ``repr(round(x, 6))``: the same text for every value, halfway cases
+    and their neighbours included, and the slow way for what the fast one cannot take."""
+    import random
+    import struct
+
+    from labsim.observe.events_log import seconds_text
+
+    def neighbour(x: float, step: int) -> float:
+        return struct.unpack("<d", struct.pack("<q", struct.unpack("<q", struct.pack("<d", x))[0] + step))[0]
+
+    rng = random.Random(11)
+    values = [0, 5, True, 0.0, -0.0, -1.5, 1e-7, 5e-5, 0.0005, 0.001, 0.0009999999, 0.00099999999999, 86400.0,
+              604799.9999999, 999999999.9999999, 1e9, 1e16, float("nan"), float("inf")]
+    for _ in range(20_000):
+        halfway = (rng.randrange(0, 10**13) + 0.5) / 1e7
+        values += [rng.uniform(0, 1e6), rng.uniform(0, 2), 10 ** rng.uniform(-5, 9.2), halfway,
+                   neighbour(halfway, 1), neighbour(halfway, -1), rng.randrange(0, 10**7) * 0.001]
+    for value in values:
+        assert seconds_text(value) == repr(round(value, 6)), value

@@ -4,6 +4,7 @@ import json
 from operator import itemgetter
 from types import SimpleNamespace
 
+import pytest
 from twisted.internet.task import Clock
 
 from labsim.observe.events_log import EventLog, row_line
@@ -67,16 +68,20 @@ def test_a_snapshot_is_the_file_so_far_and_recording_goes_on(tmp_path):
     assert [(line["t"], line["kind"]) for line in lines] == [(0.5, "dhcp"), (2.0, "dhcp"), (3.0, "fetch"), (3.0, "run")]
 
 
-def test_archived_timings_give_the_same_report_numbers():
+@pytest.mark.parametrize("packed", [False, True], ids=["list", "StageList"])
+def test_archived_timings_give_the_same_report_numbers(packed):
+    """The archive takes a phone's StageList as packed numbers (pop_oldest) and any other
+    list of timings one by one: the report's numbers are the same either way."""
     from labsim.observe.report import server_statistics, stage_latencies
     from labsim.observe.stage_archive import StageArchive
-    from labsim.phones.phone import StageTiming
+    from labsim.phones.phone import StageList, StageTiming
 
     def fleet():
         members = [member(f"00:15:65:00:00:0{n}") for n in range(1, 4)]
         for n, m in enumerate(members):
-            m.phone.stages = [StageTiming("common_cfg" if i % 2 else "mac_cfg", i * 10.0, i * 10.0 + 0.001 * (i + n),
-                                          "ok" if i % 7 else "not_found", "http://127.0.0.1:8080") for i in range(50)]
+            m.phone.stages = (StageList if packed else list)([StageTiming("common_cfg" if i % 2 else "mac_cfg", i * 10.0, i * 10.0 + 0.001 * (i + n),
+                                          "ok" if i % 7 else "not_found", "http://127.0.0.1:8080" if i % 3 else "")
+                for i in range(50)])
         return members
 
     whole, moved = fleet(), fleet()
