@@ -108,6 +108,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     if workers and summed:
         rss = float(summed.group(1))  # every shard's peak and the parent's, added (the run says them)
     tail = re.search(r"merge after the last shard ended: ([\d.]+)s wall, ([\d.]+)s CPU", output)
+    parent = re.search(r"parent (\d+) MiB \(sum", output)
     if proc.returncode != 0:
         sys.stdout.write(output[-3000:])
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
@@ -117,7 +118,8 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     return {"phones": phones, "wall_s": wall, "run_line": run_line, "requests": requests,
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
             "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss,
-            "tail": (float(tail.group(1)), float(tail.group(2))) if tail else None}
+            "tail": (float(tail.group(1)), float(tail.group(2))) if tail else None,
+            "parent_rss_mib": float(parent.group(1)) if parent else None}
 
 
 def clock_only(timers: int, days: int, clock) -> float:
@@ -205,7 +207,7 @@ def main() -> int:
                       f"{result['rss_mib']:>12.0f}" + ("" if result["exit"] == 0 else f"  (exit {result['exit']})"))
                 if result["tail"]:
                     print(f"        the parent's merge after the last shard ended: {result['tail'][0]:.2f} s wall, "
-                          f"{result['tail'][1]:.2f} s CPU")
+                          f"{result['tail'][1]:.2f} s CPU; the parent's peak RSS {result['parent_rss_mib'] or 0:.0f} MiB")
                 sys.stdout.flush()
             if len(results) == 2:
                 one, many = results
