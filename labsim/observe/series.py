@@ -17,6 +17,7 @@ Services are named as in the scenario: ``dhcp`` (each message a phone sends), ``
 from __future__ import annotations
 
 from array import array
+from functools import lru_cache
 
 from labsim.phones.phone import STATES
 
@@ -34,6 +35,7 @@ def bucket_for(horizon_s: float) -> int:
     return 600
 
 
+@lru_cache(maxsize=4096)  # a fleet asks for the same few URLs all run long
 def service_of_url(url: str) -> str:
     return _SCHEME_SERVICE.get(url.split(":", 1)[0].lower(), "other")
 
@@ -58,7 +60,15 @@ class TimeSeries:
         counts[second] += 1
 
     def fetch(self, url: str, t: float) -> None:
-        self.request(service_of_url(url), t)
+        # request(service_of_url(url), t), without the second call: once per download
+        service = service_of_url(url)
+        counts = self.per_second.get(service)
+        if counts is None:
+            counts = self.per_second[service] = array("I")
+        second = int(t) if t > 0 else 0
+        if second >= len(counts):
+            counts.frombytes(bytes(4 * (second + 1 - len(counts) + 3600)))  # an hour ahead at a time
+        counts[second] += 1
 
     def state_changed(self, t: float, old: str, new: str) -> None:
         self._sample_until(t)

@@ -13,6 +13,7 @@ iteration both ways), so readers need not know.
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 
 class SharedValues(dict):
@@ -40,6 +41,20 @@ class SharedValues(dict):
 
 # Texts seen, each tuple kept once.
 shared = SharedValues(1 << 16).one
+
+# MD5s of small bodies by their bytes: a fleet downloads the same few files all run long
+# (the phone compares them with flash, events.jsonl writes them), and a lookup of bytes
+# seen before costs a tenth of hashing them again (a bytes object keeps its hash).
+# Bounded: at most 16,384 bodies of at most 2 KiB.
+MD5_REMEMBERED_MAX = 2048
+_md5s = SharedValues(1 << 14, make=lambda body: hashlib.md5(body).hexdigest()).one
+
+
+def md5_hex(body: bytes) -> str:
+    """``hashlib.md5(body).hexdigest()``."""
+    if len(body) <= MD5_REMEMBERED_MAX and type(body) is bytes:
+        return _md5s(body)
+    return hashlib.md5(body).hexdigest()
 
 
 class PackedRecords:

@@ -23,15 +23,16 @@ flashed.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import re
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
+from labsim.phones.packed import md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -127,6 +128,7 @@ def default_firmware(model: str) -> str:
     return f"{MODEL_CODES[model]}.85.0.5"
 
 
+@lru_cache(maxsize=256)  # asked every pass; a fleet runs a few firmware versions
 def firmware_generation(firmware: str) -> int:
     parts = firmware.split(".")
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -255,7 +257,7 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
     except BadProvisioningUrl as exc:
         return ProvisioningOutcome("failed", reason=f"{source}: {exc}")
     phone.server_from(server, source)
-    phone.flash.provisioning_url = str(server)
+    phone.flash.provisioning_url = phone.server_source[0]  # str(server), as server_from made it
     credentials = _credentials(server, settings)
     attempts, retry_delay = _retry_settings(settings, behaviour)
 
@@ -278,7 +280,7 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
 
     # Change detection compares what was downloaded, before any decryption.
     # Interned: the common file's name and MD5 are the same in every phone's flash.
-    md5s = {sys.intern(file.name): sys.intern(hashlib.md5(file.body).hexdigest())
+    md5s = {sys.intern(file.name): sys.intern(md5_hex(file.body))
             for file in files if file.body is not None}
     if all(phone.flash.file_md5.get(file.name) == md5s.get(file.name) for file in files):
         return ProvisioningOutcome("unchanged", reason="MD5 of every file matches flash: nothing applied",

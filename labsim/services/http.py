@@ -46,6 +46,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 from urllib.parse import unquote_to_bytes
 
@@ -148,6 +149,9 @@ def mac_from_user_agent(user_agent: str | None) -> str | None:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
+# A fleet asks for the same few paths over and over (a virtual week: millions of
+# requests for a few thousand paths); the answer depends on the path alone.
+@lru_cache(maxsize=4096)
 def safe_relative_path(raw_path: bytes) -> bytes | None:
     """The request path as a relative filesystem path, or None if it tries to leave.
 

@@ -113,8 +113,20 @@ class HttpAnswer:
 
 
 def error(status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> HttpAnswer:
+    if not headers:  # the same answer every time (answers are never changed once made)
+        answer = _ERRORS.get(status)
+        if answer is None:
+            answer = _ERRORS[status] = _error(status, ())
+        return answer
+    return _error(status, headers)
+
+
+def _error(status: int, headers: tuple[tuple[bytes, bytes], ...]) -> HttpAnswer:
     body = b"%d %s\n" % (status, reason(status))
     return HttpAnswer(status, WHOLE, b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body), body, headers)
+
+
+_ERRORS: dict[int, HttpAnswer] = {}  # status -> its plain error answer
 
 
 def _whole(status: int, body: bytes, ctype: bytes, headers=()) -> HttpAnswer:
@@ -210,7 +222,10 @@ class StaticFiles:
                     return error(UNAUTHORIZED, ((b"WWW-Authenticate", challenge.encode("latin-1")),))
         if method == b"PUT":
             return self._put(relative, fields, content, now)
-        store, below = self._where(relative)
+        if self.uploads_elsewhere:
+            store, below = self._where(relative)
+        else:  # _where's answer when uploads are read from the root: once per request
+            store, below = self.files, relative
         found = store.find(below)
         if found is None:
             return error(NOT_FOUND)

@@ -15,6 +15,7 @@ import io
 from urllib.parse import urlsplit
 
 from labsim.phones.events import FetchResult
+from labsim.phones.packed import SharedValues
 from labsim.services.http import HttpAuthenticator, HttpAuthRule, HttpServerConfig, HttpStats
 from labsim.services.http_files import STREAM, WHOLE, error
 from labsim.services.http_static import DiskFiles, site_files
@@ -22,6 +23,16 @@ from labsim.transport.http_fetch import STATUS_OF_CODE, _authorization
 
 GET, PUT = b"GET", b"PUT"
 SUCCESS = {GET: (200,), PUT: (200, 201, 204)}  # as the fleet's HttpFetcher counts them
+
+
+# A FetchResult is frozen, so one made for a body (the site's cached bytes: the same
+# object every time a file is asked for) or for a status serves every download answered
+# so: a week of a fleet gets the same few answers millions of times. Bounded: at most
+# 1,024 bodies of at most 16 KiB held.
+REMEMBERED_BODY_MAX = 16 * 1024
+_results = SharedValues(1024, make=lambda data: FetchResult("ok", data)).one
+_failures = SharedValues(64, make=lambda status: FetchResult(STATUS_OF_CODE.get(status, "error"),
+                                                             detail=f"HTTP {status}")).one
 
 
 class RememberedFiles(DiskFiles):
@@ -59,7 +70,8 @@ class VirtualHttp:
 
     def exchange(self, method: bytes, url: str, user_agent: str, credentials, body: bytes | None = None) -> FetchResult:
         """A GET or PUT of ``url`` as the phones' fetcher makes it, answered by the site."""
-        path, uri, host = self._request_line(url)
+        found = self._urls.get(url)  # _request_line, without the call once the URL is known
+        path, uri, host = found if found is not None else self._request_line(url)
         fields = {b"Host": host, b"User-Agent": [user_agent.encode("utf-8")]}
         answer, data = self._answer(method, path, uri, fields, body)
         if answer.status == 401 and credentials is not None:
@@ -72,8 +84,8 @@ class VirtualHttp:
             if method == PUT:
                 self.forget_files()  # a new file, perhaps one the site serves
                 return FetchResult("ok")
-            return FetchResult("ok", data)
-        return FetchResult(STATUS_OF_CODE.get(answer.status, "error"), detail=f"HTTP {answer.status}")
+            return _results(data) if len(data) <= REMEMBERED_BODY_MAX else FetchResult("ok", data)
+        return _failures(answer.status)
 
     def _request_line(self, url: str) -> tuple[bytes, bytes, list[bytes]]:
         """(path, target, Host field) of ``url``, worked out once per URL."""
@@ -104,7 +116,10 @@ class VirtualHttp:
                 stream.close()
         else:
             data = b""
-        self._count(answer.status, len(data))
+        stats = self.stats  # _count, inlined: once per request
+        stats.requests += 1
+        stats.status[answer.status] = stats.status.get(answer.status, 0) + 1
+        stats.bytes_sent += len(data)
         return answer, data
 
     def _count(self, status: int, sent: int) -> None:

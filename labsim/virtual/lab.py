@@ -379,12 +379,12 @@ class VirtualNetwork:
 
     def fetch_into(self, request, deliver) -> None:
         """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
-        name = self._target(request.url)[4]
-        if name is not None:
-            self._looked_up(name, request, None).addCallback(
+        target = self._target(request.url)
+        if target[4] is not None:  # a host name: the lab's DNS first
+            self._looked_up(target[4], request, None).addCallback(
                 lambda answer: self.clock.callLater(self.latency_s + answer[1], deliver, request, answer[0]))
             return
-        result, delay = self._answer(request)
+        result, delay = self._answer(request, None, target)
         self.clock.callLater(self.latency_s + delay, deliver, request, result)
 
     def _looked_up(self, name: str, request, body: bytes | None) -> defer.Deferred:
@@ -444,9 +444,10 @@ class VirtualNetwork:
             target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
         return target
 
-    def _answer(self, request, body: bytes | None = None) -> tuple[FetchResult, float]:
-        """(result, delay) of a download, or with ``body`` an HTTP upload."""
-        scheme, port, path, refusal, _ = self._target(request.url)
+    def _answer(self, request, body: bytes | None = None, target: tuple | None = None) -> tuple[FetchResult, float]:
+        """(result, delay) of a download, or with ``body`` an HTTP upload (``target``: the
+        URL's ``_target``, when the caller has it)."""
+        scheme, port, path, refusal, _ = self._target(request.url) if target is None else target
         if refusal is not None:
             self.stats["fetch_refused"] += 1
             return FetchResult("refused", detail=refusal), 0.0

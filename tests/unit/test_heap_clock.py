@@ -4,7 +4,8 @@ import random
 
 import pytest
 from twisted.internet import error
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface.verify import verifyObject
 from twisted.internet.task import Clock
 
 from labsim.virtual.clock import HeapClock
@@ -12,6 +13,36 @@ from labsim.virtual.clock import HeapClock
 
 def test_provides_ireactortime():
     assert IReactorTime.providedBy(HeapClock())
+
+
+def test_a_scheduled_call_keeps_twisteds_delayedcall_rules():
+    """callLater returns labsim's slotted ScheduledCall: IDelayedCall with the errors and
+    reset/delay rules of Twisted's DelayedCall, side by side with task.Clock's."""
+    for clock in (HeapClock(), Clock()):
+        ran = []
+        call = clock.callLater(5, ran.append, "a")
+        verifyObject(IDelayedCall, call)
+        assert call.active() and call.getTime() == 5
+        call.delay(2)
+        assert call.getTime() == 7
+        call.delay(-4)  # earlier than first set: moved at once
+        assert call.getTime() == 3
+        clock.advance(1)
+        call.reset(1)  # from now: 2
+        assert call.getTime() == 2
+        clock.advance(1)
+        assert ran == ["a"] and not call.active()
+        for change in (call.cancel, lambda: call.reset(1), lambda: call.delay(1)):
+            with pytest.raises(error.AlreadyCalled):
+                change()
+        other = clock.callLater(1, ran.append, "b")
+        other.cancel()
+        for change in (other.cancel, lambda: other.reset(1), lambda: other.delay(1)):
+            with pytest.raises(error.AlreadyCancelled):
+                change()
+        clock.advance(5)
+        assert ran == ["a"] and clock.getDelayedCalls() == []
+        assert "ScheduledCall" in repr(call) or "DelayedCall" in repr(call)
 
 
 def test_calls_run_in_time_order_and_equal_times_in_scheduling_order():

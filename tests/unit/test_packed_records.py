@@ -54,3 +54,16 @@ def test_an_event_keeps_its_float_time_exactly_and_its_texts():
     events = EventList([(0.1 + 0.2, "dhcp", "lease 10.0.0.1 from 10.0.0.254", "step")])
     assert events[0] == (0.1 + 0.2, "dhcp", "lease 10.0.0.1 from 10.0.0.254", "step")
     assert events[-1][0] == 0.30000000000000004
+
+
+def test_md5_hex_is_hashlibs_for_remembered_and_other_bodies():
+    import hashlib
+
+    from labsim.phones import packed
+
+    bodies = [b"", b"#!version:1.0.0.1\n", b"x" * packed.MD5_REMEMBERED_MAX, b"y" * (packed.MD5_REMEMBERED_MAX + 1),
+              bytearray(b"#!version:1.0.0.1\n"), memoryview(b"abc")]
+    bodies += [n.to_bytes(3, "big") * (n % 50) for n in range(20_000)]  # more than the table holds: it starts again
+    for _ in range(2):
+        for body in bodies:
+            assert packed.md5_hex(body) == hashlib.md5(body).hexdigest()
