@@ -5,9 +5,11 @@ A run in virtual time is bound by the CPU (~190 µs of CPython a provisioning pa
 its only way to go faster is more processes. Each of N shards is its own process with
 its own simulated clock and its own copy of labsim's in-memory services; its phones are
 the ones the real-clock workers would give it (``fleet.shard``: position ``p`` of each
-fleet to shard ``p % N``). Nothing passes between the shards while they run: the
-parent starts them, waits, and merges their shard reports as ``labsim merge`` does
-(``observe.merge``, from the counts each shard kept: ``observe.merge_series``).
+fleet to shard ``p % N``). Nothing passes between the shards while they run (but the
+counts a pending ``when:`` reads, at each condition tick): the parent starts them, merges
+their events.jsonl as they write them (``observe.events_merge``) and then their shard
+reports as ``labsim merge`` does (``observe.merge``, from the counts each shard kept:
+``observe.merge_series``).
 
 What keeps N processes one run:
 
@@ -21,8 +23,8 @@ What keeps N processes one run:
   shard's copy of the services, a file action on each shard's copy of the files, a phone
   action on the phones picked over the whole fleet exactly as one process picks them
   (same order, same random stream), each shard acting on those it holds.
-- **``when:`` is refused** (a condition on the whole fleet's counters would need the
-  shards to stop at each window of simulated time and wait for each other; not built).
+- **``when:`` is judged on the whole fleet's counts** at every condition tick, where the
+  shards meet through the parent (``fleet_conditions``); only counts, with a duration.
 - What cannot be split is refused naming its key (``virtual_shard_problems``).
 
 A fault's random draws come from the shard's own stream (the scenario seed and the
@@ -69,16 +71,22 @@ def pool_part(start: str, end: str, shard: Shard) -> tuple[str, str]:
     return str(ipaddress.IPv4Address(low)), str(ipaddress.IPv4Address(high))
 
 
-def virtual_shard_problems(scenario, count: int) -> list[tuple[str, str]]:
-    """(key, why) for each part of the scenario N virtual-time shards cannot keep."""
+def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list[tuple[str, str]]:
+    """(key, why) for each part of the scenario N virtual-time shards cannot keep.
+    ``parent``: the shards have a ``--workers`` parent to judge ``when:`` on the whole
+    fleet (``fleet_conditions``); a ``--shard`` run alone has none."""
+    from labsim.scale.fleet_conditions import condition_problem
+
     if count == 1:
         return []  # one shard is the whole fleet: a one-process run
     problems = []
     for number, entry in enumerate(scenario.timeline, 1):
         label = f"timeline entry {number}" + (f" ({entry.name})" if entry.name else "")
-        if entry.when is not None:
+        if entry.when is not None and not parent:
             problems.append((f"{label}: when", f"'{entry.when}' is judged on the whole fleet's counters, which "
-                             "no shard sees while the shards run apart; use 'at:', or run without --workers"))
+                             "a shard run alone does not see; use --workers, 'at:', or run without --shard"))
+        elif entry.when is not None and (why := condition_problem(entry, scenario.duration)):
+            problems.append((f"{label}: when", why))
         for action in entry.actions():
             if action.kind == "add_fault" and getattr(action.argument, "bandwidth_kbps", None):
                 problems.append((f"{label}: add_fault.bandwidth_kbps", "a link's bandwidth is shared by the whole "
@@ -158,9 +166,15 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
         return roster(self.scenario, self.shard.count)
 
     def _make_timeline(self):
+        from labsim.scale.fleet_conditions import FleetConditions, fleet_conditions_from_environment
+
         if not self.scenario.timeline:
             return None
-        self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
+        pipes = fleet_conditions_from_environment() if self.light_outputs else None
+        if pipes is not None and any(entry.when is not None for entry in self.scenario.timeline):
+            self.control = FleetConditions(self, *pipes)  # when: judged on the whole fleet's counts
+        else:
+            self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
 
     def _write_outputs(self, table: str) -> None:
@@ -193,9 +207,12 @@ def run_virtual_sharded(loaded, args) -> int:
         print("labsim run: --start-at: a virtual-time shard's clock starts at the virtual epoch, not a wall "
               "instant; leave it out", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from labsim.scale.fleet_conditions import fleet_conditions_from_environment
+
     shard = Shard.parse(args.shard) if args.shard is not None else None
     count = shard.count if shard is not None else workers_count(args.workers)
-    problems = virtual_shard_problems(loaded.scenario, count)
+    parent = shard is None or bool(args.virtual_worker and fleet_conditions_from_environment())
+    problems = virtual_shard_problems(loaded.scenario, count, parent=parent)
     if problems:
         option = f"--shard {shard}" if shard is not None else f"--workers {args.workers}"
         for key, why in problems:
@@ -218,6 +235,7 @@ class VirtualWorkers:
         self.processes: list[subprocess.Popen] = []
         self.events_merge = None  # observe.events_merge.EventsMerge: their events.jsonl merged as they write
         self.usage: list[dict] = []  # each shard's end_t and process, as the merge read them
+        self.barrier = None  # fleet_conditions.ConditionsBarrier: when: judged on the whole fleet
         self._signalled = False
 
     def command(self, shard: Shard, directory: str) -> list[str]:
@@ -251,6 +269,10 @@ class VirtualWorkers:
         self.stream.flush()
         wall_start = time.monotonic()
         previous = {number: signal.signal(number, self._forward) for number in (signal.SIGINT, signal.SIGTERM)}
+        if self.count > 1 and any(entry.when is not None for entry in scenario.timeline):
+            from labsim.scale.fleet_conditions import ConditionsBarrier
+
+            self.barrier = ConditionsBarrier(self.count)
         try:
             for shard, directory in zip(self.shards, self.dirs):
                 os.makedirs(directory, exist_ok=True)
@@ -260,9 +282,13 @@ class VirtualWorkers:
                 with open(os.path.join(directory, SHARD_LOG), "w", encoding="utf-8") as log:
                     # Its own session: a terminal's Ctrl-C reaches the parent only, which
                     # passes on one SIGTERM (a second could cut a shard's report short).
+                    environment, fds = self.barrier.environment(shard.index) if self.barrier else ({}, ())
                     self.processes.append(subprocess.Popen(self.command(shard, directory), stdout=log,
                                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                           start_new_session=True))
+                                                           start_new_session=True, pass_fds=fds,
+                                                           env={**os.environ, **environment}))
+            if self.barrier is not None:
+                self.barrier.started()
             self.events_merge = EventsMerge(self.dirs, self.args.report_dir, writing=[
                 (lambda process=process: process.poll() is None) for process in self.processes])
             self._wait_all(wall_start)
@@ -273,6 +299,8 @@ class VirtualWorkers:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+            if self.barrier is not None:
+                self.barrier.close()
         last_shard_ended, tail_cpu_from = time.monotonic(), time.process_time()
         for shard, directory, process in zip(self.shards, self.dirs, self.processes):
             if process.returncode not in (0, 1) or not os.path.exists(os.path.join(directory, "shard.json")):
@@ -301,7 +329,11 @@ class VirtualWorkers:
         next_line = wall_start + PROGRESS_EVERY_S
         while any(process.poll() is None for process in self.processes):
             try:
-                if not self._merge_some():
+                if self.barrier is not None and self.barrier.in_step(time.monotonic()):
+                    self.barrier.serve(0.2)  # the shards meet every tick: answer them at once, merge later
+                elif self.barrier is not None:
+                    self.barrier.serve(0 if self._merge_some() else 0.2)
+                elif not self._merge_some():
                     self.processes[[p.poll() for p in self.processes].index(None)].wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass

@@ -203,3 +203,90 @@ def test_uploads_go_to_the_uploads_folder_given_and_are_listed_once(tmp_path, wo
     assert len(listed) == len(set(listed)) >= 3
     assert all(path.startswith(str(folder) + "/") for path in listed)
     assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= {p.name for p in folder.iterdir()}
+
+
+WHEN = """\
+name: virtual-shards-when
+seed: 3
+clock: virtual
+duration: {duration}
+services:
+  dhcp: {{port: 6767, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}}, lease_time_s: 7200,
+         options: {{66: "http://127.0.0.1:8080/"}}}}
+  http: {{port: 8080}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.auto_provision.repeat.enable = 1\\nstatic.auto_provision.repeat.minutes = 60\\n"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 15, T54S: 10}}, first_mac: "00:15:65:00:00:01",
+     boot: {{pattern: storm, random_delay_s: 120}}}}
+timeline:
+  - when: {first}
+    do: {{power_cycle: {{phones: 30%}}}}
+  - at: 7200
+    do: {{stop_service: dhcp}}
+  - name: after the outage
+    when: phones.dhcp >= 20
+    do: [{{start_service: dhcp}}, {{power_cycle: {{phones: 2}}}}]
+expect:
+  - phones.ready == 100%
+"""
+
+
+def test_when_is_judged_on_the_whole_fleet_at_the_instant_one_process_judges_it(tmp_path):
+    """Two conditions on the fleet's counts (half the phones ready; 20 phones back in DHCP
+    after the server stopped), with an at: between them: --workers 2 fires both at the
+    instants one process does (the shards meet at every condition tick), picks the same
+    phones, and every phone ends as in one process."""
+    path = tmp_path / "when.yaml"
+    path.write_text(WHEN.format(duration="6h", first="phones.ready >= 50%"))
+    runs = [subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / name),
+                            *extra], capture_output=True, text=True, timeout=120)
+            for name, extra in (("one", []), ("two", ["--workers", "2"]))]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = report_of(tmp_path / "one"), report_of(tmp_path / "two")
+    fired = [(entry["entry"], entry["action"]) for entry in a["timeline"]]
+    assert fired == [("when phones.ready >= 50%", "power_cycle"), ("at 7200s", "stop_service"),
+                     ("after the outage", "start_service"), ("after the outage", "power_cycle")]
+    assert 0 < a["timeline"][0]["t"] < 7200 < a["timeline"][2]["t"]
+    for field in a:
+        if field not in WALL_CLOCK + ("phones",):
+            assert a[field] == b[field], field  # the timeline with its instants, summary, series, expectations
+    for phone_a, phone_b in zip(a["phones"], b["phones"], strict=True):
+        assert {k: v for k, v in phone_a.items() if k != "events"} == \
+               {k: v for k, v in phone_b.items() if k != "events"}
+        assert without_addresses(json.dumps(phone_a["events"])) == without_addresses(json.dumps(phone_b["events"]))
+
+
+def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path):
+    """A condition that never holds keeps the shards meeting at every tick for the whole
+    run: SIGTERM on the parent still ends every shard, merges a partial report, and leaves
+    no process."""
+    import signal
+    import time
+
+    path = tmp_path / "never.yaml"
+    path.write_text(WHEN.format(duration="30d", first="phones.failed >= 100%"))
+    report_dir = tmp_path / "cut"
+    parent = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
+                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        shards = [report_dir / "shards" / f"shard-{index}-of-2" / "events.jsonl.tmp" for index in range(2)]
+        deadline = time.monotonic() + 60
+        while not all(shard.exists() for shard in shards) and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        parent.send_signal(signal.SIGTERM)
+        output, _ = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 1, output
+    report = report_of(report_dir)
+    assert report["complete"] is False and report["end_reason"] == "interrupted (signal)", output
+    assert len(report["phones"]) == 25 and report["timeline"] == []  # the condition never held
+    left = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if str(report_dir) in line]
+    assert left == []

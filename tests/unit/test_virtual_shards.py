@@ -67,11 +67,25 @@ def test_one_shard_is_a_whole_run_and_keeps_everything():
                                                 "{phones: 1}}}]"), 1) == []
 
 
-def test_when_is_refused_naming_the_entry_and_the_key():
-    problems = virtual_shard_problems(scenario(tail="timeline: [{name: half, when: phones.ready >= 50%, "
-                                                    "do: {power_cycle: {phones: 1}}}]"), 2)
-    assert [key for key, _ in problems] == ["timeline entry 1 (half): when"]
-    assert "whole fleet" in problems[0][1]
+def test_when_on_counts_with_a_duration_is_judged_across_shards_and_anything_else_refused():
+    """A --workers parent adds the shards' counts at every condition tick
+    (scale.fleet_conditions); a condition on samples, a run without a duration, or a shard
+    run alone are refused, naming the entry and the key."""
+    def problems(when, duration="duration: 2h\n", **kw):
+        return virtual_shard_problems(scenario(extra=duration, tail=f"timeline: [{{name: half, when: '{when}', "
+                                               "do: {power_cycle: {phones: 1}}}]"), 2, **kw)
+
+    assert problems("phones.ready >= 50%") == []
+    assert problems("reboots.total >= 3") == []
+    for when, says in [("time_to_ready.p95 < 10", "reads time_to_ready.p95, which is not a count"),
+                       ("stage.dhcp.max < 2", "reads stage.dhcp.max, which is not a count"),
+                       ("phone.reboots <= 1", "reads phone.reboots, which is not a count")]:
+        found = problems(when)
+        assert [key for key, _ in found] == ["timeline entry 1 (half): when"] and says in found[0][1]
+    found = problems("phones.ready >= 50%", duration="")
+    assert [key for key, _ in found] == ["timeline entry 1 (half): when"] and "needs a duration" in found[0][1]
+    found = problems("phones.ready >= 50%", parent=False)
+    assert [key for key, _ in found] == ["timeline entry 1 (half): when"] and "a shard run alone" in found[0][1]
 
 
 def test_a_lease_file_and_bandwidth_faults_are_refused_naming_the_key():
