@@ -1,19 +1,21 @@
-"""While phones power on, CPython's full collections wait (labsim.fleet.collector): a
-full pass over a storm's objects stalls the reactor for tens of ms."""
+"""While phones power on, CPython's full collections wait and its generation-1 passes come
+after every young pass or two (labsim.fleet.collector): a full pass over a storm's objects
+stalls the reactor for tens of ms, a generation-1 pass over ten young passes' survivors
+for several."""
 
 import gc
 
 from labsim.fleet.collector import FullCollectionsHeld
 
 
-def full_collections_while_allocating(survivors: int) -> int:
-    """Full collections while ``survivors`` containers are made and kept (so each young
-    pass promotes them), counted from a clean start."""
-    full = []
+def passes_while_allocating(survivors: int) -> list[int]:
+    """The generation of each collection while ``survivors`` containers are made and kept
+    (so each young pass promotes them), from a clean start."""
+    passes = []
 
     def counted(phase, info):
-        if phase == "start" and info["generation"] == 2:
-            full.append(1)
+        if phase == "start":
+            passes.append(info["generation"])
 
     kept = []
     gc.freeze()  # the test process's own objects out of the way: the oldest generation starts empty,
@@ -24,7 +26,11 @@ def full_collections_while_allocating(survivors: int) -> int:
     finally:
         gc.callbacks.remove(counted)
         gc.unfreeze()
-    return len(full)
+    return passes
+
+
+def full_collections_while_allocating(survivors: int) -> int:
+    return passes_while_allocating(survivors).count(2)
 
 
 def test_full_collections_wait_while_held_and_the_thresholds_come_back():
@@ -33,7 +39,7 @@ def test_full_collections_wait_while_held_and_the_thresholds_come_back():
     try:
         # ~140 young passes, 14 of generation 1: CPython's own thresholds make a full pass ...
         assert full_collections_while_allocating(100_000) >= 1
-        held = FullCollectionsHeld(threshold=100)
+        held = FullCollectionsHeld(threshold=100, middle=10)
         held.hold()
         held.hold()  # twice: still the one saved value to put back
         assert held.held and gc.get_threshold() == (700, 10, 100)
@@ -42,5 +48,25 @@ def test_full_collections_wait_while_held_and_the_thresholds_come_back():
         held.release()
         held.release()
         assert not held.held and gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_while_held_generation_1_is_collected_after_every_young_pass_or_two():
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
+    try:
+        default = passes_while_allocating(100_000)
+        assert default.count(1) <= len(default) // 10  # one in eleven: ten young passes' survivors each
+        held = FullCollectionsHeld()
+        held.hold()
+        assert gc.get_threshold() == (700, 1, 400)
+        held_passes = passes_while_allocating(100_000)
+        held.release()
+        assert gc.get_threshold() == (700, 10, 10)
+        assert held_passes.count(2) == 0
+        assert held_passes.count(1) >= len(held_passes) // 3 - 1  # one in three
+        runs = "".join(map(str, held_passes)).split("1")  # young passes between two of generation 1
+        assert max(len(run) for run in runs) <= 2
     finally:
         gc.set_threshold(*saved)
