@@ -241,6 +241,29 @@ def seconds_text(x) -> str:
     return repr(round(x, 6))
 
 
+class _LatencyTexts(dict):
+    """Latency (a float of at least 0.001) -> ``seconds_text``: a fleet's downloads take
+    the same few latencies (the lab's hop, a fault's delay) over and over. Only floats go
+    in and are looked up (an int equal to a float would find the float's text)."""
+
+    __slots__ = ()
+
+    def __missing__(self, latency: float) -> str:
+        if len(self) >= 4096:
+            self.clear()
+        text = self[latency] = seconds_text(latency)
+        return text
+
+
+_latency_texts = _LatencyTexts()
+
+
+def _latency_text(latency) -> str:
+    if type(latency) is float and latency >= 0.001:
+        return _latency_texts[latency]
+    return seconds_text(latency)
+
+
 def _time_text(t) -> str:
     """``seconds_text(t)``; a run's lines come in time order, many at one moment."""
     last = _last_time
@@ -274,7 +297,7 @@ def row_line(row: tuple) -> str:
             parts = _TRANSFER_RESTS[(kind, url, status, detail, md5)]
             if parts is not None and type(size) is int and _MACS[mac]:
                 return (f'{{"t": {_time_text(t)}, "mac": "{mac}{parts[0]}{size!r}, '
-                        f'"latency_s": {seconds_text(latency)}{parts[1]}')
+                        f'"latency_s": {_latency_text(latency)}{parts[1]}')
     except (TypeError, ValueError):  # an unhashable text, a row of another shape: the encoder's way
         pass
     return _DUMPS(row_to_json(row))

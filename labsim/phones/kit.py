@@ -12,8 +12,8 @@ How to add a vendor is in docs/architecture.md ("Adding a vendor").
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Protocol
+from functools import lru_cache, partial
+from typing import Any, Callable, Protocol
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
@@ -52,6 +52,10 @@ class BoundProfile:
         self.behaviour = behaviour
         self.VENDOR = vendor.VENDOR
         self.MODELS = vendor.MODELS
+        # Asked once a download and once a pass: the vendor's own function with the
+        # behaviour bound, with no method call in between.
+        self.user_agent: Callable[[Any], str] = partial(vendor.user_agent, behaviour=behaviour)
+        self.provision: Callable[[Any], Procedure] = partial(vendor.provision, behaviour=behaviour)
 
     def default_firmware(self, model: str) -> str:
         return self.vendor.default_firmware(model)
@@ -59,14 +63,8 @@ class BoundProfile:
     def dhcp_identity(self, phone) -> DhcpIdentity:
         return self.vendor.dhcp_identity(phone, self.behaviour)
 
-    def user_agent(self, phone) -> str:
-        return self.vendor.user_agent(phone, self.behaviour)
-
     def check_sync_action(self, phone, reboot_requested: bool) -> str:
         return self.vendor.check_sync_action(phone, reboot_requested, self.behaviour)
-
-    def provision(self, phone) -> Procedure:
-        return self.vendor.provision(phone, self.behaviour)
 
 
 # --- downloading ---------------------------------------------------------------------------

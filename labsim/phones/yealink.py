@@ -116,6 +116,7 @@ class YealinkBehaviour:
 DEFAULT_BEHAVIOUR = YealinkBehaviour()
 
 
+@lru_cache(maxsize=64)
 def common_cfg_name(model: str) -> str:
     return f"y{MODEL_CODES[model]:012d}.cfg"
 
@@ -227,6 +228,9 @@ def substitute(value: str, phone) -> str:
 # --- the provisioning procedure --------------------------------------------------------
 
 
+_STAGE_OF_ROLE = {"common": "common_cfg", "mac": "mac_cfg"}  # a file's stage name; others "cfg"
+
+
 @dataclass
 class _File:
     name: str  # as remembered in flash
@@ -263,25 +267,23 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
 
     files, overwrite = yield from _boot_file_plan(phone, server, credentials, behaviour)
     if files is None:
-        files = [
-            _File(common_cfg_name(phone.model), server.file_url(common_cfg_name(phone.model)), "common"),
-            _File(mac_cfg_name(phone.mac), server.file_url(mac_cfg_name(phone.mac)), "mac"),
-        ]
+        common, own = common_cfg_name(phone.model), mac_cfg_name(phone.mac)
+        files = [_File(common, server.file_url(common), "common"), _File(own, server.file_url(own), "mac")]
     if settings.get(PROTECT_KEY) == "1":
         name = f"{bare_mac(phone.mac)}-local.cfg"
         files.append(_File(name, server.file_url(name), "local"))
 
     for file in files:
-        stage = f"{file.role}_cfg" if file.role in ("common", "mac") else "cfg"
+        stage = _STAGE_OF_ROLE.get(file.role, "cfg")
         file.body = yield from download(phone, file.url, file.name, credentials, stage, attempts, retry_delay)
-    if all(file.body is None for file in files):
+    downloaded = [file for file in files if file.body is not None]
+    if not downloaded:
         return ProvisioningOutcome("failed", reason="no configuration file could be downloaded",
                                    next_check_s=next_check_s(phone, behaviour))
 
     # Change detection compares what was downloaded, before any decryption.
     # Interned: the common file's name and MD5 are the same in every phone's flash.
-    md5s = {sys.intern(file.name): sys.intern(md5_hex(file.body))
-            for file in files if file.body is not None}
+    md5s = {sys.intern(file.name): sys.intern(md5_hex(file.body)) for file in downloaded}
     if all(phone.flash.file_md5.get(file.name) == md5s.get(file.name) for file in files):
         return ProvisioningOutcome("unchanged", reason="MD5 of every file matches flash: nothing applied",
                                    next_check_s=next_check_s(phone, behaviour))
