@@ -35,7 +35,7 @@ def bucket_for(horizon_s: float) -> int:
     return 600
 
 
-@lru_cache(maxsize=4096)  # a fleet asks for the same few URLs all run long
+@lru_cache(maxsize=1 << 15)  # a fleet asks for the same URLs all run long (a few per phone)
 def service_of_url(url: str) -> str:
     return _SCHEME_SERVICE.get(url.split(":", 1)[0].lower(), "other")
 
@@ -71,7 +71,8 @@ class TimeSeries:
         counts[second] += 1
 
     def state_changed(self, t: float, old: str, new: str) -> None:
-        self._sample_until(t)
+        if len(self.states["off"]) < (int(t // self.bucket_s) + 1 if t >= 0 else 0):  # a boundary passed
+            self._sample_until(t)
         self._counts[old] -= 1
         self._counts[new] += 1
 

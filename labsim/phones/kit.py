@@ -87,8 +87,9 @@ def download(phone, url: str, name: str, credentials: Credentials | None, stage:
 
 
 # A Download is frozen: one per (url, credentials, stage) serves every pass that asks
-# for that file (a frozen dataclass costs ~1 µs to make, a lookup here ~0.15).
-_download_request = lru_cache(maxsize=4096)(Download)
+# for that file (a frozen dataclass costs ~1 µs to make, a lookup here ~0.15). Sized for
+# each phone's own files in fleets of ~10,000.
+_download_request = lru_cache(maxsize=1 << 15)(Download)
 
 
 def url_credentials(server: ServerUrl, otherwise: Credentials | None = None) -> Credentials | None:

@@ -39,20 +39,43 @@ class SharedValues(dict):
         return found
 
 
+class BodyValues(SharedValues):
+    """SharedValues keyed by bodies (bytes), bounded also by the bytes the keys hold:
+    it starts again when a new body would take it over ``max_bytes``. Callers keep
+    large bodies out (``BODY_REMEMBERED_MAX``)."""
+
+    __slots__ = ("max_bytes", "held")
+
+    def __init__(self, limit: int, max_bytes: int, make):
+        super().__init__(limit, make)
+        self.max_bytes = max_bytes
+        self.held = 0
+
+    def __missing__(self, body: bytes):
+        if len(self) >= self.limit or self.held + len(body) > self.max_bytes:
+            self.clear()
+            self.held = 0
+        self.held += len(body)
+        found = self[body] = self.make(body)
+        return found
+
+
 # Texts seen, each tuple kept once.
 shared = SharedValues(1 << 16).one
 
-# MD5s of small bodies by their bytes: a fleet downloads the same few files all run long
-# (the phone compares them with flash, events.jsonl writes them), and a lookup of bytes
-# seen before costs a tenth of hashing them again (a bytes object keeps its hash).
-# Bounded: at most 16,384 bodies of at most 2 KiB.
-MD5_REMEMBERED_MAX = 2048
-_md5s = SharedValues(1 << 14, make=lambda body: hashlib.md5(body).hexdigest()).one
+# Values made from a downloaded body, remembered by its bytes: a fleet downloads the same
+# files all run long (each phone its own and the common ones), and a lookup of bytes seen
+# before costs a tenth of an MD5 (a bytes object keeps its hash; the same object, the
+# site's cached body, compares by identity). Bodies of at most 64 KiB, 16 MiB in all.
+BODY_REMEMBERED_MAX = 64 * 1024
+BODY_TABLE_ENTRIES, BODY_TABLE_BYTES = 1 << 15, 16 << 20
+_md5s = BodyValues(BODY_TABLE_ENTRIES, BODY_TABLE_BYTES, lambda body: hashlib.md5(body).hexdigest()).one
 
 
 def md5_hex(body: bytes) -> str:
-    """``hashlib.md5(body).hexdigest()``."""
-    if len(body) <= MD5_REMEMBERED_MAX and type(body) is bytes:
+    """``hashlib.md5(body).hexdigest()``: the phone compares its files with flash and
+    events.jsonl writes their MD5s, every file every pass."""
+    if len(body) <= BODY_REMEMBERED_MAX and type(body) is bytes:
         return _md5s(body)
     return hashlib.md5(body).hexdigest()
 

@@ -149,9 +149,9 @@ def mac_from_user_agent(user_agent: str | None) -> str | None:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-# A fleet asks for the same few paths over and over (a virtual week: millions of
-# requests for a few thousand paths); the answer depends on the path alone.
-@lru_cache(maxsize=4096)
+# A fleet asks for the same paths over and over (a virtual week: millions of requests
+# for a few per phone); the answer depends on the path alone.
+@lru_cache(maxsize=1 << 15)  # each phone's own file paths too, for fleets of ~10,000
 def safe_relative_path(raw_path: bytes) -> bytes | None:
     """The request path as a relative filesystem path, or None if it tries to leave.
 

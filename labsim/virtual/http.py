@@ -15,7 +15,7 @@ import io
 from urllib.parse import urlsplit
 
 from labsim.phones.events import FetchResult
-from labsim.phones.packed import SharedValues
+from labsim.phones.packed import BODY_REMEMBERED_MAX, BODY_TABLE_BYTES, BODY_TABLE_ENTRIES, BodyValues, SharedValues
 from labsim.services.http import HttpAuthenticator, HttpAuthRule, HttpServerConfig, HttpStats
 from labsim.services.http_files import STREAM, WHOLE, error
 from labsim.services.http_static import DiskFiles, site_files
@@ -27,10 +27,9 @@ SUCCESS = {GET: (200,), PUT: (200, 201, 204)}  # as the fleet's HttpFetcher coun
 
 # A FetchResult is frozen, so one made for a body (the site's cached bytes: the same
 # object every time a file is asked for) or for a status serves every download answered
-# so: a week of a fleet gets the same few answers millions of times. Bounded: at most
-# 1,024 bodies of at most 16 KiB held.
-REMEMBERED_BODY_MAX = 16 * 1024
-_results = SharedValues(1024, make=lambda data: FetchResult("ok", data)).one
+# so: a week of a fleet gets the same few answers millions of times (bounded as
+# packed.md5_hex's table is).
+_results = BodyValues(BODY_TABLE_ENTRIES, BODY_TABLE_BYTES, lambda data: FetchResult("ok", data)).one
 _failures = SharedValues(64, make=lambda status: FetchResult(STATUS_OF_CODE.get(status, "error"),
                                                              detail=f"HTTP {status}")).one
 
@@ -84,7 +83,7 @@ class VirtualHttp:
             if method == PUT:
                 self.forget_files()  # a new file, perhaps one the site serves
                 return FetchResult("ok")
-            return _results(data) if len(data) <= REMEMBERED_BODY_MAX else FetchResult("ok", data)
+            return _results(data) if len(data) <= BODY_REMEMBERED_MAX else FetchResult("ok", data)
         return _failures(answer.status)
 
     def _request_line(self, url: str) -> tuple[bytes, bytes, list[bytes]]:

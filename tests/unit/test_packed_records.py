@@ -61,9 +61,23 @@ def test_md5_hex_is_hashlibs_for_remembered_and_other_bodies():
 
     from labsim.phones import packed
 
-    bodies = [b"", b"#!version:1.0.0.1\n", b"x" * packed.MD5_REMEMBERED_MAX, b"y" * (packed.MD5_REMEMBERED_MAX + 1),
+    bodies = [b"", b"#!version:1.0.0.1\n", b"x" * packed.BODY_REMEMBERED_MAX, b"y" * (packed.BODY_REMEMBERED_MAX + 1),
               bytearray(b"#!version:1.0.0.1\n"), memoryview(b"abc")]
-    bodies += [n.to_bytes(3, "big") * (n % 50) for n in range(20_000)]  # more than the table holds: it starts again
+    bodies += [n.to_bytes(3, "big") * (n % 50) for n in range(40_000)]  # more than the table holds: it starts again
     for _ in range(2):
         for body in bodies:
             assert packed.md5_hex(body) == hashlib.md5(body).hexdigest()
+
+
+def test_a_body_table_is_bounded_by_entries_and_by_bytes():
+    from labsim.phones.packed import BodyValues
+
+    made = []
+    table = BodyValues(4, 100, lambda body: made.append(body) or len(body))
+    assert [table.one(b"a" * 40), table.one(b"b" * 40), table.one(b"a" * 40)] == [40, 40, 40]
+    assert made == [b"a" * 40, b"b" * 40] and table.held == 80
+    table.one(b"c" * 30)  # 110 bytes: starts again with this one
+    assert len(table) == 1 and table.held == 30
+    for n in range(4):
+        table.one(bytes([n]))
+    assert len(table) == 1 and table.held == 1  # c and three bytes held; the fifth entry started it again
