@@ -9,7 +9,9 @@ that moved since its last tick, its counts (phones per state, reboots). Once eve
 still running has come to the tick, the parent answers each with the fleet's sums; each
 shard judges the conditions on them, all alike, and fires the same entries in the same
 order (phones picked over the whole fleet with the random stream every shard shares,
-``shard_run._ShardControl``). When no condition is pending, the timeline stops its tick
+``shard_run._ShardControl``). Each shard also says when its next call is due; until the
+earliest of those no phone anywhere can change state, so every shard skips the ticks
+before it alike (one process sees no change at them and judges nothing either). When no condition is pending, the timeline stops its tick
 in every shard at the same instant and the shards run free again.
 
 Only counts add up across shards: a condition on ``time_to_ready.*`` or ``stage.*`` (over
@@ -67,11 +69,16 @@ class FleetConditions(_ShardControl):
         self._write_fd = write_fd
         self._sent = None  # this shard's change count at its last counts sent
         self._sums = None  # the parent's last answer: the fleet's sums
+        self._quiet_until = float("-inf")  # before then no shard has anything due: nothing can change
 
     def changes(self) -> int:
         run = self.run
+        now = run.reactor.seconds() - run._epoch
+        if self._sums is not None and now < self._quiet_until:
+            return self._sums["changes"]  # every shard skips this tick alike: one process sees no change here
         own = run.state_changes
-        message = {"changes": own}
+        due = run.reactor.next_time()  # the tick running now is not in the heap: what else comes next
+        message = {"changes": own, "next": None if due is None else due - run._epoch}
         if own != self._sent:
             self._sent = own
             message["counts"] = counts_of(run.members)
@@ -84,6 +91,8 @@ class FleetConditions(_ShardControl):
             self._sums = None
             return own
         self._sums = json.loads(line)
+        quiet = self._sums["quiet_until"]
+        self._quiet_until = float("inf") if quiet is None else quiet
         return self._sums["changes"]
 
     def metrics(self):
@@ -103,6 +112,7 @@ class ConditionsBarrier:
         self._waiting: list[dict | None] = [None] * count
         self._open = [True] * count
         self._changes = [0] * count
+        self._next: list[float | None] = [None] * count  # each shard's next call due (None: none)
         self._counts: list[dict] = [{} for _ in range(count)]
         self.ticks = 0  # answered
         self._last_answer = float("-inf")  # when (monotonic) the last tick was answered
@@ -138,6 +148,7 @@ class ConditionsBarrier:
                 line, self._buffers[index] = self._buffers[index].split(b"\n", 1)
                 message = json.loads(line)
                 self._changes[index] = message["changes"]
+                self._next[index] = message["next"]
                 if "counts" in message:
                     self._counts[index] = message["counts"]
                 self._waiting[index] = message
@@ -152,7 +163,9 @@ class ConditionsBarrier:
         for counts in self._counts:
             for key, value in counts.items():
                 metrics[key] = metrics.get(key, 0) + value
-        reply = json.dumps({"changes": sum(self._changes), "metrics": metrics}).encode() + b"\n"
+        upcoming = [self._next[index] for index in live if self._next[index] is not None]
+        reply = json.dumps({"changes": sum(self._changes), "metrics": metrics,
+                            "quiet_until": min(upcoming) if upcoming else None}).encode() + b"\n"
         for index in live:
             self._waiting[index] = None
             try:

@@ -319,6 +319,8 @@ class VirtualWorkers:
         self.stream.write(self.usage_line(now - wall_start) + "\n")
         self.stream.write(f"  merge after the last shard ended: {now - last_shard_ended:.2f}s wall, "
                           f"{time.process_time() - tail_cpu_from:.2f}s CPU of the parent\n")
+        if self.barrier is not None:
+            self.stream.write(f"  timeline conditions: the shards met at {self.barrier.ticks} condition ticks\n")
         self.stream.flush()
         return code
 
