@@ -60,15 +60,7 @@ class TimeSeries:
         counts[second] += 1
 
     def fetch(self, url: str, t: float) -> None:
-        # request(service_of_url(url), t), without the second call: once per download
-        service = service_of_url(url)
-        counts = self.per_second.get(service)
-        if counts is None:
-            counts = self.per_second[service] = array("I")
-        second = int(t) if t > 0 else 0
-        if second >= len(counts):
-            counts.frombytes(bytes(4 * (second + 1 - len(counts) + 3600)))  # an hour ahead at a time
-        counts[second] += 1
+        self.request(service_of_url(url), t)
 
     def state_changed(self, t: float, old: str, new: str) -> None:
         if len(self.states["off"]) < (int(t // self.bucket_s) + 1 if t >= 0 else 0):  # a boundary passed
