@@ -486,8 +486,8 @@ class _LabControl(LabServicesControl):
     def drivers(self) -> list[PhoneDriver]:
         return self.run._drivers
 
-    def metrics(self):
-        metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive)
+    def metrics(self, wanted=None):
+        metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive, wanted)
         return metrics, per_phone, len(self.run.members)
 
     def timeline_changed(self) -> None:

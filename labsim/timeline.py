@@ -83,12 +83,11 @@ class Timeline:
             self._ticker = self.clock.callLater(CONDITION_INTERVAL_S, self._check_conditions)
 
     def _evaluate(self) -> None:
-        metrics, per_phone, total = self.control.metrics()
-        for item in self.pending:
-            if item.done or item.entry.when is None:
-                continue
-            verdict = evaluate(parse_expectation(item.entry.when), metrics, per_phone, total)
-            if verdict.passed:
+        checks = [(item, parse_expectation(item.entry.when)) for item in self.pending
+                  if not item.done and item.entry.when is not None]
+        metrics, per_phone, total = self.control.metrics({check.metric for _, check in checks})
+        for item, check in checks:
+            if not item.done and evaluate(check, metrics, per_phone, total).passed:
                 self._fire(item)
 
     def _fire(self, item: _Pending) -> None:

@@ -43,21 +43,36 @@ class RunRecord:
     stage_archive: object = None  # observe.stage_archive.StageArchive: a long run's older timings
 
 
-def phone_metrics(members, archive=None) -> tuple[dict, dict]:
-    """(aggregate metrics, per-phone metrics) for expectations."""
+def count_metrics(members) -> dict[str, int]:
+    """The counts a check may read: phones in all and per state, reboots in all."""
     by_state = Counter(member.phone.state for member in members)
-    metrics: dict[str, float | None] = {"phones.total": len(members)}
+    metrics = {"phones.total": len(members)}
     for state in STATES:
         metrics[f"phones.{state}"] = by_state.get(state, 0)
     metrics["reboots.total"] = sum(member.phone.reboots for member in members)
-    ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
-                   if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
-    for stat, value in summarize(ready_times).items():
-        metrics[f"time_to_ready.{stat}"] = value
-    for stage, values in stage_latencies(members, archive).items():
-        for stat, value in summarize(values).items():
-            metrics[f"stage.{stage}.{stat}"] = value
-    per_phone = {"phone.reboots": [(m.phone.mac, m.phone.reboots) for m in members]}
+    return metrics
+
+
+def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
+    """(aggregate metrics, per-phone metrics) for expectations. ``wanted``: the metric
+    names the caller will read (None: every one). The timeline asks for what its pending
+    conditions read alone, twice a second while a phone moves: the latency percentiles
+    sort every sample of the run (a 1,000-phone day with a pending ``when:`` took 290 s
+    instead of 4 s when each look computed them)."""
+    def reads(prefix: str) -> bool:
+        return wanted is None or any(name.startswith(prefix) for name in wanted)
+
+    metrics: dict[str, float | None] = count_metrics(members)
+    if reads("time_to_ready."):
+        ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
+                       if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
+        for stat, value in summarize(ready_times).items():
+            metrics[f"time_to_ready.{stat}"] = value
+    if reads("stage."):
+        for stage, values in stage_latencies(members, archive).items():
+            for stat, value in summarize(values).items():
+                metrics[f"stage.{stage}.{stat}"] = value
+    per_phone = {"phone.reboots": [(m.phone.mac, m.phone.reboots) for m in members]} if reads("phone.") else {}
     return metrics, per_phone
 
 

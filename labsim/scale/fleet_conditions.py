@@ -29,9 +29,8 @@ import json
 import os
 import select
 import time
-from collections import Counter
 
-from labsim.phones.phone import STATES
+from labsim.observe.report import count_metrics
 from labsim.scale.shard_run import _ShardControl
 from labsim.scenario.expectations import parse_expectation
 
@@ -48,15 +47,6 @@ def condition_problem(entry, duration) -> str | None:
         return (f"'{entry.when}' across shards needs a duration (duration: in the scenario or --duration): without "
                 "one, one process also judges it when the last phone settles, an instant no shard sees alone")
     return None
-
-
-def counts_of(members) -> dict[str, int]:
-    """What a condition may read, for these phones (as ``observe.report.phone_metrics``
-    counts it)."""
-    by_state = Counter(member.phone.state for member in members)
-    counts = {"phones.total": len(members), "reboots.total": sum(member.phone.reboots for member in members)}
-    counts.update((f"phones.{state}", by_state.get(state, 0)) for state in STATES)
-    return counts
 
 
 class FleetConditions(_ShardControl):
@@ -81,7 +71,7 @@ class FleetConditions(_ShardControl):
         message = {"changes": own, "next": None if due is None else due - run._epoch}
         if own != self._sent:
             self._sent = own
-            message["counts"] = counts_of(run.members)
+            message["counts"] = count_metrics(run.members)
         try:
             os.write(self._write_fd, json.dumps(message).encode() + b"\n")
             line = self._replies.readline()
@@ -95,9 +85,9 @@ class FleetConditions(_ShardControl):
         self._quiet_until = float("inf") if quiet is None else quiet
         return self._sums["changes"]
 
-    def metrics(self):
+    def metrics(self, wanted=None):
         if self._sums is None:
-            return super().metrics()
+            return super().metrics(wanted)
         return dict(self._sums["metrics"]), {}, self._sums["metrics"]["phones.total"]
 
 

@@ -537,8 +537,8 @@ class _WorkersControl(LabServicesControl):
     def drivers(self):
         return self.run.fleet
 
-    def metrics(self):
-        metrics, per_phone = phone_metrics(self.run.fleet)
+    def metrics(self, wanted=None):
+        metrics, per_phone = phone_metrics(self.run.fleet, wanted=wanted)
         return metrics, per_phone, len(self.run.fleet)
 
     def service(self, verb: str, name: str) -> str:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from labsim.fleet.fleet import FleetMember
 from labsim.observe import report as report_mod
-from labsim.observe.report import RunRecord, build_report, judge, summary_table, write_report
+from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.observe.stats import percentile, summarize
 from labsim.phones import yealink
 from labsim.phones.phone import Phone, StageTiming
@@ -121,6 +121,29 @@ def test_judge_computes_metrics_from_the_phones():
     assert verdicts["time_to_ready.count == 3"].passed
     assert verdicts["stage.dhcp.count == 2"].passed
     assert verdicts["stage.common_cfg.max < 0.21"].passed
+
+
+class _NoSamples:
+    """A stage archive that fails the test if its samples are read."""
+
+    @property
+    def latencies(self):
+        raise AssertionError("the latencies were read")
+
+
+def test_phone_metrics_computes_only_what_is_wanted():
+    members = _members()
+    everything, per_phone = phone_metrics(members)
+    counts, none_per_phone = phone_metrics(members, _NoSamples(), wanted={"phones.ready"})
+    assert counts == {name: value for name, value in everything.items()
+                      if name.startswith("phones.") or name == "reboots.total"}
+    assert counts["phones.ready"] == 3 and none_per_phone == {}
+    stages, _ = phone_metrics(members, wanted={"stage.dhcp.p95"})
+    assert stages["stage.dhcp.count"] == everything["stage.dhcp.count"] == 2
+    assert "time_to_ready.max" not in stages
+    ready, reboots = phone_metrics(members, _NoSamples(), wanted={"time_to_ready.max", "phone.reboots"})
+    assert ready["time_to_ready.max"] == everything["time_to_ready.max"] == 4.0
+    assert reboots == per_phone
 
 
 def test_build_report_summary_and_phones():

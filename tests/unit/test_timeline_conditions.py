@@ -23,8 +23,9 @@ class Control:
     def changes(self):
         return self.state_changes
 
-    def metrics(self):
+    def metrics(self, wanted):
         self.looks += 1
+        self.wanted = wanted
         return {"phones.ready": self.ready}, {}, 1
 
     def remove_fault(self, name):
@@ -44,3 +45,4 @@ def test_no_state_change_no_new_look_and_a_change_is_seen():
     control.ready, control.state_changes = 1, 1
     clock.advance(1)
     assert control.looks == 2 and [r.action for r in timeline.log] == ["remove_fault"]
+    assert control.wanted == {"phones.ready"}  # what the condition reads, not every metric
