@@ -8,9 +8,12 @@ workers give."""
 
 import ipaddress
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,6 +70,32 @@ def labsim(tmp_path, *args, faults=""):
 
 def report_of(directory) -> dict:
     return json.loads((directory / "report.json").read_text())
+
+
+def terminated_while_shards_run(path, report_dir, settle_s: float):
+    """Run ``path`` with ``--workers 2``, SIGTERM the parent ``settle_s`` after both shards
+    are writing their events; (its exit code, its output, its report), after checking
+    that the report is the partial one and that no process of the run is left."""
+    parent = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
+                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        shards = [report_dir / "shards" / f"shard-{index}-of-2" / "events.jsonl.tmp" for index in range(2)]
+        deadline = time.monotonic() + 60
+        while not all(shard.exists() for shard in shards) and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # both shards are running their phones
+        time.sleep(settle_s)
+        parent.send_signal(signal.SIGTERM)
+        output, _ = parent.communicate(timeout=60)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 1, output
+    report = report_of(report_dir)
+    assert report["complete"] is False and report["end_reason"] == "interrupted (signal)", output
+    left = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if str(report_dir) in line]
+    assert left == []
+    return report
 
 
 def without_addresses(text: str) -> str:
@@ -139,36 +168,14 @@ def test_shards_run_by_hand_and_merged_are_the_workers_run(tmp_path):
 def test_sigterm_ends_every_shard_and_writes_the_merged_partial_report(tmp_path):
     """SIGTERM (or Ctrl-C) on the parent: each shard gets one SIGTERM, writes its report,
     the parent merges them into a report marked incomplete; no process is left."""
-    import os
-    import signal
-    import time
-
     path = tmp_path / "week.yaml"
     path.write_text(SCENARIO.format(faults="").replace("duration: 1d", "duration: 30d"))
     report_dir = tmp_path / "cut"
-    parent = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
-                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        shards = [report_dir / "shards" / f"shard-{index}-of-2" / "events.jsonl.tmp" for index in range(2)]
-        deadline = time.monotonic() + 60
-        while not all(shard.exists() for shard in shards) and parent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)  # both shards are running their phones
-        time.sleep(0.5)
-        parent.send_signal(signal.SIGTERM)
-        output, _ = parent.communicate(timeout=60)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 1, output
-    report = report_of(report_dir)
-    assert report["complete"] is False and report["end_reason"] == "interrupted (signal)", output
+    report = terminated_while_shards_run(path, report_dir, settle_s=0.5)
     assert len(report["phones"]) == 25
     assert (report_dir / "events.jsonl").read_text().splitlines()[-1].endswith(
         '"complete": false, "end_reason": "interrupted (signal)", "events": %d}' % (
             len((report_dir / "events.jsonl").read_text().splitlines()) - 1))
-    left = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-            if str(report_dir) in line]
-    assert left == []
     assert not os.path.exists(report_dir / "shards" / "shard-0-of-2" / "events.jsonl.tmp")
 
 
@@ -267,30 +274,8 @@ def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path)
     """A condition that never holds keeps the shards meeting at every tick for the whole
     run: SIGTERM on the parent still ends every shard, merges a partial report, and leaves
     no process."""
-    import signal
-    import time
-
     path = tmp_path / "never.yaml"
     path.write_text(WHEN.format(duration="30d", first="phones.failed >= 100%"))
-    report_dir = tmp_path / "cut"
-    parent = subprocess.Popen([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(report_dir),
-                               "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        shards = [report_dir / "shards" / f"shard-{index}-of-2" / "events.jsonl.tmp" for index in range(2)]
-        deadline = time.monotonic() + 60
-        while not all(shard.exists() for shard in shards) and parent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
-        parent.send_signal(signal.SIGTERM)
-        output, _ = parent.communicate(timeout=60)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 1, output
-    report = report_of(report_dir)
-    assert report["complete"] is False and report["end_reason"] == "interrupted (signal)", output
+    report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
     assert len(report["phones"]) == 25
     assert not [entry for entry in report["timeline"] if entry["entry"].startswith("when")]  # it never held
-    left = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-            if str(report_dir) in line]
-    assert left == []
