@@ -11,8 +11,9 @@ shard judges the conditions on them, all alike, and fires the same entries in th
 order (phones picked over the whole fleet with the random stream every shard shares,
 ``shard_run._ShardControl``). Each shard also says when its next call is due; until the
 earliest of those no phone anywhere can change state, so every shard skips the ticks
-before it alike (one process sees no change at them and judges nothing either). When no condition is pending, the timeline stops its tick
-in every shard at the same instant and the shards run free again.
+before it alike (one process sees no change at them and judges nothing either). When no
+condition is pending, the timeline stops its tick in every shard at the same instant and
+the shards run free again.
 
 Only counts add up across shards: a condition on ``time_to_ready.*`` or ``stage.*`` (over
 every sample) or ``phone.reboots`` (every phone) is refused, and so is a run without a
