@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 
 from labsim.observe.log_text import client_text
 from labsim.phones.events import FetchResult
-from labsim.phones.packed import md5_hex
+from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp
 
 DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
@@ -186,23 +186,6 @@ def _verbatim(text) -> bool:
             and "\\" not in text)
 
 
-class _Memo(dict):
-    """A table that works out a missing entry with ``make`` and starts again when full."""
-
-    __slots__ = ("make", "limit")
-
-    def __init__(self, make, limit: int):
-        super().__init__()
-        self.make, self.limit = make, limit
-
-    def __missing__(self, key):
-        value = self.make(key)
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = value
-        return value
-
-
 # The parts of a line after its MAC, by the row's texts: a fleet's lines repeat a few
 # thousand (kind, state, detail) and (kind, url, status, detail, md5) combinations, each
 # checked and formatted once; None when a text is not verbatim (the encoder writes it).
@@ -222,9 +205,9 @@ def _transfer_rest(key: tuple) -> tuple[str, str] | None:
     return None
 
 
-_STATE_RESTS = _Memo(_state_rest, 1 << 17)
-_TRANSFER_RESTS = _Memo(_transfer_rest, 1 << 17)
-_MACS = _Memo(_verbatim, 1 << 17)
+_STATE_RESTS = SharedValues(1 << 17, _state_rest)
+_TRANSFER_RESTS = SharedValues(1 << 17, _transfer_rest)
+_MACS = SharedValues(1 << 17, _verbatim)
 _last_time = [1.0, "1.0"]  # the last line's time (a float of at least 0.001) and its text
 
 
@@ -241,21 +224,10 @@ def seconds_text(x) -> str:
     return repr(round(x, 6))
 
 
-class _LatencyTexts(dict):
-    """Latency (a float of at least 0.001) -> ``seconds_text``: a fleet's downloads take
-    the same few latencies (the lab's hop, a fault's delay) over and over. Only floats go
-    in and are looked up (an int equal to a float would find the float's text)."""
-
-    __slots__ = ()
-
-    def __missing__(self, latency: float) -> str:
-        if len(self) >= 4096:
-            self.clear()
-        text = self[latency] = seconds_text(latency)
-        return text
-
-
-_latency_texts = _LatencyTexts()
+# Latency (a float of at least 0.001) -> its text: a fleet's downloads take the same few
+# latencies (the lab's hop, a fault's delay) over and over. Only floats go in and are
+# looked up (an int equal to a float would find the float's text).
+_latency_texts = SharedValues(4096, seconds_text)
 
 
 def _latency_text(latency) -> str:
