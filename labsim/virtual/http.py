@@ -69,8 +69,7 @@ class VirtualHttp:
 
     def exchange(self, method: bytes, url: str, user_agent: str, credentials, body: bytes | None = None) -> FetchResult:
         """A GET or PUT of ``url`` as the phones' fetcher makes it, answered by the site."""
-        found = self._urls.get(url)  # _request_line, without the call once the URL is known
-        path, uri, host = found if found is not None else self._request_line(url)
+        path, uri, host = self._request_line(url)
         fields = {b"Host": host, b"User-Agent": [user_agent.encode("utf-8")]}
         answer, data = self._answer(method, path, uri, fields, body)
         if answer.status == 401 and credentials is not None:
@@ -115,10 +114,7 @@ class VirtualHttp:
                 stream.close()
         else:
             data = b""
-        stats = self.stats  # _count, inlined: once per request
-        stats.requests += 1
-        stats.status[answer.status] = stats.status.get(answer.status, 0) + 1
-        stats.bytes_sent += len(data)
+        self._count(answer.status, len(data))
         return answer, data
 
     def _count(self, status: int, sent: int) -> None:

@@ -379,7 +379,7 @@ class VirtualNetwork:
 
     def fetch_into(self, request, deliver) -> None:
         """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
-        target = self._targets.get(request.url) or self._target(request.url)  # once worked out, no call
+        target = self._target(request.url)
         if target[4] is not None:  # a host name: the lab's DNS first
             self._looked_up(target[4], request, None).addCallback(
                 lambda answer: self.clock.callLater(self.latency_s + answer[1], deliver, request, answer[0]))
