@@ -4,21 +4,24 @@ One process looks at its conditions on a tick every ``timeline.CONDITION_INTERVA
 simulated time while one is pending, and judges them when some phone changed state since
 the last look. Under ``--clock virtual --workers N`` every shard runs the same timeline,
 so every shard comes to that tick at the same simulated instant. There it stops (its
-clock does not move while it waits) and sends the parent its state-change count and, if
-that moved since its last tick, its counts (phones per state, reboots). Once every shard
-still running has come to the tick, the parent answers each with the fleet's sums; each
-shard judges the conditions on them, all alike, and fires the same entries in the same
-order (phones picked over the whole fleet with the random stream every shard shares,
+clock does not move while it waits) and sends the parent its state-change count and
+what moved since its last meeting (``fleet_metrics``: its counts and the phones that
+changed state, if some did; the stage timings its phones added, if a condition reads
+them). Once every shard still running has come to the tick, the parent answers each
+with the fleet's change count and, when that moved (the shards judge then), the metrics
+the pending conditions read, computed over the whole fleet; each shard judges the
+conditions on them, all alike, and fires the same entries in the same order (phones
+picked over the whole fleet with the random stream every shard shares,
 ``shard_run._ShardControl``). Each shard also says when its next call is due; until the
 earliest of those no phone anywhere can change state, so every shard skips the ticks
-before it alike (one process sees no change at them and judges nothing either). When no
-condition is pending, the timeline stops its tick in every shard at the same instant and
-the shards run free again.
+before it alike (one process sees no change at them and judges nothing either); an
+entry that fires may start calls before then, so every shard meets at the next tick
+again. When no condition is pending, the timeline stops its tick in every shard at the
+same instant and the shards run free again.
 
-Only counts add up across shards: a condition on ``time_to_ready.*`` or ``stage.*`` (over
-every sample) or ``phone.reboots`` (every phone) is refused, and so is a run without a
-duration (one process also judges its conditions at the instant its last phone settles,
-and may end the run there: an instant no shard sees on its own).
+A run without a duration is refused: one process also judges its conditions at the
+instant its last phone settles, and may end the run there (an instant no shard sees on
+its own).
 
 The channel is a pair of pipes per shard, named to the shard by ``ENVIRONMENT``; a line of
 JSON each way per tick.
@@ -31,7 +34,7 @@ import os
 import select
 import time
 
-from labsim.observe.report import count_metrics
+from labsim.scale.fleet_metrics import FleetMetrics, MetricsOutbox
 from labsim.scale.shard_run import _ShardControl
 from labsim.scenario.expectations import parse_expectation
 
@@ -40,14 +43,14 @@ ENVIRONMENT = "LABSIM_FLEET_CONDITIONS"  # "READ_FD,WRITE_FD": a --workers shard
 
 def condition_problem(entry, duration) -> str | None:
     """Why a timeline entry's ``when:`` cannot be judged across shards, or None."""
-    metric = parse_expectation(entry.when).metric
-    if not (metric.startswith("phones.") or metric == "reboots.total"):
-        return (f"'{entry.when}' reads {metric}, which is not a count the shards can add up (only phones.<state>, "
-                "phones.total and reboots.total are); use one of those, or run without --workers")
     if duration is None:
         return (f"'{entry.when}' across shards needs a duration (duration: in the scenario or --duration): without "
                 "one, one process also judges it when the last phone settles, an instant no shard sees alone")
     return None
+
+
+def _condition_metric(entry) -> str:
+    return parse_expectation(entry.when).metric
 
 
 class FleetConditions(_ShardControl):
@@ -58,8 +61,13 @@ class FleetConditions(_ShardControl):
         super().__init__(run)
         self._replies = os.fdopen(read_fd, "rb")
         self._write_fd = write_fd
-        self._sent = None  # this shard's change count at its last counts sent
-        self._sums = None  # the parent's last answer: the fleet's sums
+        self._metrics_read = {index: _condition_metric(entry) for index, entry in enumerate(run.scenario.timeline)
+                              if entry.when is not None}
+        self._wanted = sorted(set(self._metrics_read.values()))
+        self._wanted_sent = None
+        self.outbox = MetricsOutbox(run, set(self._wanted))
+        self._sums = None  # the parent's last answer: the fleet's change count
+        self._metrics = None  # the fleet's metrics at the last answer that judged
         self._quiet_until = float("-inf")  # before then no shard has anything due: nothing can change
 
     def changes(self) -> int:
@@ -70,26 +78,40 @@ class FleetConditions(_ShardControl):
         own = run.state_changes
         due = run.reactor.next_time()  # the tick running now is not in the heap: what else comes next
         message = {"changes": own, "next": None if due is None else due - run._epoch}
-        if own != self._sent:
-            self._sent = own
-            message["counts"] = count_metrics(run.members)
+        self.outbox.fill(message, own)
+        if self._wanted != self._wanted_sent:
+            self._wanted_sent = message["wanted"] = self._wanted
         try:
             os.write(self._write_fd, json.dumps(message).encode() + b"\n")
             line = self._replies.readline()
         except BrokenPipeError:
             line = b""
         if not line:  # the parent is gone (the run is being torn down): this shard's own view
-            self._sums = None
+            self._sums = self._metrics = None
             return own
         self._sums = json.loads(line)
+        if "metrics" in self._sums:  # the fleet's changes moved: the timeline judges now
+            self._metrics = self._sums["metrics"], self._sums["per_phone"]
         quiet = self._sums["quiet_until"]
         self._quiet_until = float("inf") if quiet is None else quiet
         return self._sums["changes"]
 
     def metrics(self, wanted=None):
-        if self._sums is None:
+        if self._sums is None or self._metrics is None:
             return super().metrics(wanted)
-        return dict(self._sums["metrics"]), {}, self._sums["metrics"]["phones.total"]
+        metrics, per_phone = self._metrics
+        return dict(metrics), per_phone, metrics["phones.total"]
+
+    def timeline_changed(self) -> None:
+        # An entry fired: its actions may start calls earlier than the quiet time the
+        # shards agreed on before it (every shard fires alike, so every shard meets again).
+        self._quiet_until = float("-inf")
+        timeline = self.run.timeline
+        if timeline is not None:
+            self._wanted = sorted({self._metrics_read[item.index] for item in timeline.pending
+                                   if not item.done and item.index in self._metrics_read})
+            self.outbox.want(set(self._wanted))
+        super().timeline_changed()
 
 
 class ConditionsBarrier:
@@ -104,7 +126,9 @@ class ConditionsBarrier:
         self._open = [True] * count
         self._changes = [0] * count
         self._next: list[float | None] = [None] * count  # each shard's next call due (None: none)
-        self._counts: list[dict] = [{} for _ in range(count)]
+        self.fleet = FleetMetrics(count)
+        self._wanted: list[str] = []  # what the pending conditions read (every shard has the same)
+        self._judged_changes = None  # the fleet's change count at the last answer the shards judged on
         self.ticks = 0  # answered
         self._last_answer = float("-inf")  # when (monotonic) the last tick was answered
 
@@ -140,8 +164,8 @@ class ConditionsBarrier:
                 message = json.loads(line)
                 self._changes[index] = message["changes"]
                 self._next[index] = message["next"]
-                if "counts" in message:
-                    self._counts[index] = message["counts"]
+                self._wanted = message.get("wanted", self._wanted)
+                self.fleet.take(index, message)
                 self._waiting[index] = message
         self._answer()
         return bool(ready)
@@ -150,13 +174,12 @@ class ConditionsBarrier:
         live = [index for index in range(len(self.pipes)) if self._open[index]]
         if not live or any(self._waiting[index] is None for index in live):
             return
-        metrics: dict[str, int] = {}
-        for counts in self._counts:
-            for key, value in counts.items():
-                metrics[key] = metrics.get(key, 0) + value
         upcoming = [self._next[index] for index in live if self._next[index] is not None]
-        reply = json.dumps({"changes": sum(self._changes), "metrics": metrics,
-                            "quiet_until": min(upcoming) if upcoming else None}).encode() + b"\n"
+        answer = {"changes": sum(self._changes), "quiet_until": min(upcoming) if upcoming else None}
+        if answer["changes"] != self._judged_changes:  # the shards judge their conditions now: what they read
+            self._judged_changes = answer["changes"]
+            answer["metrics"], answer["per_phone"] = self.fleet.metrics(self._wanted)
+        reply = json.dumps(answer).encode() + b"\n"
         for index in live:
             self._waiting[index] = None
             try:

@@ -6,7 +6,7 @@ its only way to go faster is more processes. Each of N shards is its own process
 its own simulated clock and its own copy of labsim's in-memory services; its phones are
 the ones the real-clock workers would give it (``fleet.shard``: position ``p`` of each
 fleet to shard ``p % N``). Nothing passes between the shards while they run (but the
-counts a pending ``when:`` reads, at each condition tick): the parent starts them, merges
+metrics a pending ``when:`` reads, at each condition tick): the parent starts them, merges
 their events.jsonl as they write them (``observe.events_merge``) and then their shard
 reports as ``labsim merge`` does (``observe.merge``, from the counts each shard kept:
 ``observe.merge_series``).
@@ -23,8 +23,8 @@ What keeps N processes one run:
   shard's copy of the services, a file action on each shard's copy of the files, a phone
   action on the phones picked over the whole fleet exactly as one process picks them
   (same order, same random stream), each shard acting on those it holds.
-- **``when:`` is judged on the whole fleet's counts** at every condition tick, where the
-  shards meet through the parent (``fleet_conditions``); only counts, with a duration.
+- **``when:`` is judged on the whole fleet** at every condition tick, where the
+  shards meet through the parent (``fleet_conditions``); with a duration.
 - What cannot be split is refused naming its key (``virtual_shard_problems``).
 
 A fault's random draws come from the shard's own stream (the scenario seed and the
@@ -83,7 +83,7 @@ def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list
     for number, entry in enumerate(scenario.timeline, 1):
         label = f"timeline entry {number}" + (f" ({entry.name})" if entry.name else "")
         if entry.when is not None and not parent:
-            problems.append((f"{label}: when", f"'{entry.when}' is judged on the whole fleet's counters, which "
+            problems.append((f"{label}: when", f"'{entry.when}' is judged on the whole fleet, which "
                              "a shard run alone does not see; use --workers, 'at:', or run without --shard"))
         elif entry.when is not None and (why := condition_problem(entry, scenario.duration)):
             problems.append((f"{label}: when", why))

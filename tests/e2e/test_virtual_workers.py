@@ -236,31 +236,24 @@ timeline:
   - name: after the outage
     when: phones.dhcp >= 20
     do: [{{start_service: dhcp}}, {{power_cycle: {{phones: 2}}}}]
-expect:
+{more}expect:
   - phones.ready == 100%
 """
 
 
-def test_when_is_judged_on_the_whole_fleet_at_the_instant_one_process_judges_it(tmp_path):
-    """Two conditions on the fleet's counts (half the phones ready; 20 phones back in DHCP
-    after the server stopped), with an at: between them: --workers 2 fires both at the
-    instants one process does (the shards meet at every condition tick), picks the same
-    phones, and every phone ends as in one process."""
+def one_process_and_two_workers(tmp_path, text: str):
+    """The scenario ``text`` run by one process and by ``--workers 2``: (one's report,
+    the workers' report, the workers' output), after checking that they are the same run
+    (every report field but the wall-clock ones, each phone's entry with its events,
+    addresses aside)."""
     path = tmp_path / "when.yaml"
-    path.write_text(WHEN.format(duration="6h", first="phones.ready >= 50%"))
+    path.write_text(text)
     runs = [subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / name),
                             *extra], capture_output=True, text=True, timeout=120)
             for name, extra in (("one", []), ("two", ["--workers", "2"]))]
     for proc in runs:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = report_of(tmp_path / "one"), report_of(tmp_path / "two")
-    # They met at the ticks where a call was due somewhere, not at all 21,796 before the last verdict.
-    met = int(re.search(r"the shards met at (\d+) condition ticks", runs[1].stdout).group(1))
-    assert 0 < met < a["timeline"][2]["t"] / 0.5 / 4
-    fired = [(entry["entry"], entry["action"]) for entry in a["timeline"]]
-    assert fired == [("when phones.ready >= 50%", "power_cycle"), ("at 7200s", "stop_service"),
-                     ("after the outage", "start_service"), ("after the outage", "power_cycle")]
-    assert 0 < a["timeline"][0]["t"] < 7200 < a["timeline"][2]["t"]
     for field in a:
         if field not in WALL_CLOCK + ("phones",):
             assert a[field] == b[field], field  # the timeline with its instants, summary, series, expectations
@@ -268,6 +261,39 @@ def test_when_is_judged_on_the_whole_fleet_at_the_instant_one_process_judges_it(
         assert {k: v for k, v in phone_a.items() if k != "events"} == \
                {k: v for k, v in phone_b.items() if k != "events"}
         assert without_addresses(json.dumps(phone_a["events"])) == without_addresses(json.dumps(phone_b["events"]))
+    return a, b, runs[1].stdout
+
+
+def test_when_is_judged_on_the_whole_fleet_at_the_instant_one_process_judges_it(tmp_path):
+    """Two conditions on the fleet's counts (half the phones ready; 20 phones back in DHCP
+    after the server stopped), with an at: between them: --workers 2 fires both at the
+    instants one process does (the shards meet at every condition tick), picks the same
+    phones, and every phone ends as in one process."""
+    a, _, output = one_process_and_two_workers(tmp_path, WHEN.format(duration="6h", first="phones.ready >= 50%",
+                                                                      more=""))
+    # They met at the ticks where a call was due somewhere, not at all 21,796 before the last verdict.
+    met = int(re.search(r"the shards met at (\d+) condition ticks", output).group(1))
+    assert 0 < met < a["timeline"][2]["t"] / 0.5 / 4
+    fired = [(entry["entry"], entry["action"]) for entry in a["timeline"]]
+    assert fired == [("when phones.ready >= 50%", "power_cycle"), ("at 7200s", "stop_service"),
+                     ("after the outage", "start_service"), ("after the outage", "power_cycle")]
+    assert 0 < a["timeline"][0]["t"] < 7200 < a["timeline"][2]["t"]
+
+
+def test_when_on_percentiles_is_judged_on_every_phone_and_sample_of_the_fleet(tmp_path):
+    """Conditions on percentiles (over every phone's time to ready; over every DHCP
+    latency, the archived ones included, as the outage stretches them): --workers 2 fires
+    them at the instants one process does (each shard sends the parent what moved, the
+    parent computes the percentile as one process does); on each shard's own values they
+    fire at other instants."""
+    more = "  - when: stage.dhcp.p95 > 0.003\n    do: {{power_cycle: {{phones: 8}}}}\n"
+    a, _, _ = one_process_and_two_workers(tmp_path, WHEN.format(duration="6h", first="time_to_ready.p90 >= 3",
+                                                                 more=more.format()))
+    fired = [(entry["entry"], entry["action"]) for entry in a["timeline"]]
+    assert fired == [("when time_to_ready.p90 >= 3", "power_cycle"), ("at 7200s", "stop_service"),
+                     ("after the outage", "start_service"), ("after the outage", "power_cycle"),
+                     ("when stage.dhcp.p95 > 0.003", "power_cycle")]
+    assert a["timeline"][-1]["t"] > a["timeline"][2]["t"]
 
 
 def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path):
@@ -275,7 +301,7 @@ def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path)
     run: SIGTERM on the parent still ends every shard, merges a partial report, and leaves
     no process."""
     path = tmp_path / "never.yaml"
-    path.write_text(WHEN.format(duration="30d", first="phones.failed >= 100%"))
+    path.write_text(WHEN.format(duration="30d", first="phones.failed >= 100%", more=""))
     report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
     assert len(report["phones"]) == 25
     assert not [entry for entry in report["timeline"] if entry["entry"].startswith("when")]  # it never held

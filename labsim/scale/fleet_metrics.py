@@ -1,0 +1,157 @@
+"""The metrics a ``when:`` reads, for the whole fleet of ``--clock virtual --workers N``.
+
+Counts add up: each shard sends its phones per state and its reboots, and the parent
+sums them. The other metrics are over every phone or every sample, so each shard sends
+what moved since its last meeting and the parent keeps the fleet's:
+
+- ``time_to_ready.*``, ``phone.reboots``: a phone's time to ready and reboot count
+  change only when it changes state, so a shard sends (MAC, reboots, time to ready) for
+  the phones that changed state since it last sent (every phone the first time);
+- ``stage.*``: a stage's latencies only grow (a long run's archive moves a phone's older
+  timings, it keeps them), so a shard sends each timing its phones add, as they add it.
+
+The parent computes a statistic over the fleet's values with the code one process uses
+(``observe.stats.statistic``, over values it keeps sorted), and only those the pending
+conditions read (``wanted``). ``phone.reboots`` holds when it holds for every phone, so
+what decides it is which reboot counts occur: the shards judge on one phone of each.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from labsim.observe.report import count_metrics
+from labsim.observe.stats import statistic
+from labsim.phones.phone import StageList
+
+PER_PHONE_PREFIXES = ("time_to_ready.", "phone.")
+
+
+def reads(wanted, prefixes) -> bool:
+    return any(name.startswith(prefixes) for name in wanted)
+
+
+class _ReportedStages(StageList):
+    """A phone's ``stages`` that also hands each new timing's latency to its shard's
+    outbox (while a pending ``when:`` reads ``stage.*``)."""
+
+    __slots__ = ("outbox",)
+
+    def __init__(self, outbox: "MetricsOutbox"):
+        super().__init__()
+        self.outbox = outbox
+
+    def add(self, stage: str, started: float, ended: float, status: str, server: str = "") -> None:
+        StageList.add(self, stage, started, ended, status, server)
+        if self.outbox.stages_wanted:
+            self.outbox.stage_samples.setdefault(stage, []).append(ended - started)
+
+
+class MetricsOutbox:
+    """A shard's side: what it tells the parent at a meeting, of what moved since the last."""
+
+    def __init__(self, run, wanted: set[str]):
+        self.run = run
+        self.sent_changes = None  # the shard's state-change count when it last sent its counts
+        self.phones_wanted = reads(wanted, PER_PHONE_PREFIXES)
+        self.stages_wanted = reads(wanted, ("stage.",))
+        self.stage_samples: dict[str, list[float]] = {}
+        self._changed: dict = {}  # phones that changed state since the last send (ordered: a run replays)
+        if self.phones_wanted:
+            self._changed = dict.fromkeys(member.phone for member in run.members)
+            run.counter.listeners.append(self._state_changed)
+        if self.stages_wanted:
+            for member in run.members:  # before any phone has run: nothing to carry over
+                member.phone.stages = _ReportedStages(self)
+
+    def want(self, wanted: set[str]) -> None:
+        """What the pending conditions read now (it only shrinks as entries fire)."""
+        self.phones_wanted = self.phones_wanted and reads(wanted, PER_PHONE_PREFIXES)
+        self.stages_wanted = self.stages_wanted and reads(wanted, ("stage.",))
+        if not self.phones_wanted:
+            self._changed.clear()
+        if not self.stages_wanted:
+            self.stage_samples.clear()
+
+    def _state_changed(self, driver, old: str, new: str) -> None:
+        if self.phones_wanted:
+            self._changed[driver.phone] = None
+
+    def fill(self, message: dict, changes: int) -> None:
+        """Add to ``message`` what moved: counts and phones when a phone changed state,
+        the stage timings added since the last meeting."""
+        if changes != self.sent_changes:
+            self.sent_changes = changes
+            message["counts"] = count_metrics(self.run.members)
+            if self._changed:
+                message["phones"] = [[phone.mac, phone.reboots, _time_to_ready(phone)] for phone in self._changed]
+                self._changed.clear()
+        if self.stage_samples:
+            message["stages"] = self.stage_samples
+            self.stage_samples = {}
+
+
+def _time_to_ready(phone) -> float | None:
+    # As observe.report.phone_metrics reads it.
+    if phone.ready_at is None or phone.powered_on_at is None:
+        return None
+    return phone.ready_at - phone.powered_on_at
+
+
+class FleetMetrics:
+    """The parent's side: the fleet's counts, phones and stage latencies from every
+    shard's messages, and the metrics a judgement reads."""
+
+    def __init__(self, count: int):
+        self._counts: list[dict] = [{} for _ in range(count)]
+        self._phones: dict[str, tuple[int, float | None]] = {}  # MAC -> (reboots, time to ready)
+        self._ready_times: list[float] = []  # sorted
+        self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
+        self._stages: dict[str, list[float]] = {}
+        self._unsorted: set[str] = set()  # stages with latencies added since they were sorted
+
+    def take(self, index: int, message: dict) -> None:
+        if "counts" in message:
+            self._counts[index] = message["counts"]
+        for mac, reboots, ready in message.get("phones", ()):
+            self._phone(mac, reboots, ready)
+        for stage, latencies in message.get("stages", {}).items():
+            self._stages.setdefault(stage, []).extend(latencies)
+            self._unsorted.add(stage)
+
+    def _phone(self, mac: str, reboots: int, ready: float | None) -> None:
+        old = self._phones.get(mac)
+        if old is not None:
+            old_reboots, old_ready = old
+            if old_ready is not None:
+                del self._ready_times[bisect.bisect_left(self._ready_times, old_ready)]
+            same = self._reboots[old_reboots]
+            del same[mac]
+            if not same:
+                del self._reboots[old_reboots]
+        self._phones[mac] = (reboots, ready)
+        if ready is not None:
+            bisect.insort(self._ready_times, ready)
+        self._reboots.setdefault(reboots, {})[mac] = None
+
+    def metrics(self, wanted) -> tuple[dict, dict]:
+        """(metrics, per-phone metrics) as ``observe.report.phone_metrics`` gives them for
+        ``wanted``, over the whole fleet."""
+        metrics: dict = {}
+        for counts in self._counts:
+            for key, value in counts.items():
+                metrics[key] = metrics.get(key, 0) + value
+        per_phone = {}
+        for name in sorted(wanted):
+            parts = name.split(".")
+            if parts[0] == "time_to_ready":
+                metrics[name] = statistic(self._ready_times, parts[1])
+            elif parts[0] == "stage" and parts[1] in self._stages:  # one process has no key for a stage never seen
+                values = self._stages[parts[1]]
+                if parts[1] in self._unsorted:
+                    values.sort()
+                    self._unsorted.discard(parts[1])
+                metrics[name] = statistic(values, parts[2])
+            elif name == "phone.reboots":
+                per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
+        return metrics, per_phone
