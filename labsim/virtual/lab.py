@@ -19,9 +19,9 @@ What each service is here:
   uploads go; with the server's fault answers first (forced status, ``down``/``loss`` as
   503, ``slow_s``/``delay_s``).
 - TFTP: the phones' own TFTP client against the TFTP server's own request handler and
-  transfers (``virtual.tftp``), downloads and uploads alike, every datagram through the
-  ``tftp`` faults as on sockets; the root's files read once per timeline action
-  (``_RunFolder``), uploads on disk where a run on sockets stores them.
+  transfers (``virtual.tftp``), downloads and uploads alike, every datagram its own call
+  on the clock, through the ``tftp`` faults as on sockets; the root's files read once
+  per timeline action (``_RunFolder``), uploads on disk where a run on sockets stores them.
 - PnP: ``services.pnp.PnpResponder`` itself, SIP as bytes.
 
 - DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
@@ -98,7 +98,7 @@ class _Service:
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
         self.ftp: VirtualFtp | None = None
-        self.tftp = None  # TFTP: the server's request handler (services.tftp_udp.DiskTftpRequestHandler)
+        self.tftp: virtual_tftp.VirtualTftpServer | None = None  # TFTP: its handler and running transfers
         self.keeper: LeaseFileKeeper | None = None  # DHCP with a lease_file
 
 
@@ -169,9 +169,10 @@ class VirtualServices:
         elif name == "tftp":
             # A restarted server starts afresh (its cache, its counters), as on sockets.
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
-            service.tftp = virtual_tftp.server_handler(spec, self.root, upload_root)
-            service.tftp.files = self.tftp_files
-            service.stats = service.tftp.stats
+            handler = virtual_tftp.server_handler(spec, self.root, upload_root)
+            handler.files = self.tftp_files
+            service.tftp = virtual_tftp.VirtualTftpServer(handler, spec.address, spec.port)
+            service.stats = handler.stats
         self.running[name] = self.handles[name] = service
 
     def dhcp_config(self, spec):
@@ -202,6 +203,8 @@ class VirtualServices:
 
     @staticmethod
     def _stopped(service: _Service) -> None:
+        if service.tftp is not None:  # its running transfers are abandoned, as on sockets
+            service.tftp.stop()
         if service.keeper is not None:  # the lease file's last write, as DhcpListening.stopListening does it
             service.keeper.stop()
             service.keeper = None
@@ -310,7 +313,7 @@ class VirtualNetwork:
         self.stats = {"fetch_refused": 0}
         self._targets: dict[str, tuple] = {}
         self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
-        self.tftp_link = FaultyLink(faults, "tftp", clock) if faults is not None else None
+        self.tftp = virtual_tftp.TftpWire(clock, faults, latency_s, self._tftp_server)
         dns = services.spec.dns
         self.resolver = None  # names in URLs: through the lab's DNS service (virtual.dns), as on sockets
         if dns is not None:
@@ -381,46 +384,65 @@ class VirtualNetwork:
         """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
         target = self._target(request.url)
         if target[4] is not None:  # a host name: the lab's DNS first
-            self._looked_up(target[4], request, None).addCallback(
-                lambda answer: self.clock.callLater(self.latency_s + answer[1], deliver, request, answer[0]))
+            self._looked_up(target[4], request, None, deliver)
             return
-        result, delay = self._answer(request, None, target)
-        self.clock.callLater(self.latency_s + delay, deliver, request, result)
+        self._reply(request, None, target, deliver)
 
-    def _looked_up(self, name: str, request, body: bytes | None) -> defer.Deferred:
-        """(result, delay) of the request once ``name`` is resolved by the lab's DNS, as
-        LoopbackNetwork does it: an address off loopback is refused, a failed lookup is an error."""
+    def _looked_up(self, name: str, request, body: bytes | None, deliver) -> None:
+        """The request once ``name`` is resolved by the lab's DNS, as LoopbackNetwork does
+        it: an address off loopback is refused, a failed lookup is an error."""
         def reached(address):
             try:
                 loopback_address(address)
             except NotLoopback as exc:
                 self.stats["fetch_refused"] += 1
-                return FetchResult("refused", detail=str(exc)), 0.0
-            return self._answer(request, body)
+                self.clock.callLater(self.latency_s, deliver, request, FetchResult("refused", detail=str(exc)))
+                return
+            self._reply(request, body, None, deliver)
 
         def failed(failure):
             failure.trap(LookupFailed)
             self.stats["dns_failures"] = self.stats.get("dns_failures", 0) + 1
-            return FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}"), 0.0
+            self.clock.callLater(self.latency_s, deliver, request,
+                                 FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}"))
 
-        return self.resolver.resolve(name).addCallbacks(reached, failed)
+        self.resolver.resolve(name).addCallbacks(reached, failed)
 
     def upload(self, request) -> defer.Deferred:
-        """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT to the lab's HTTP
-        service, stored on disk where the scenario's uploads go; other schemes cannot
-        upload in memory yet."""
+        """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT, a TFTP WRQ or an FTP
+        STOR to the lab's service, stored on disk where the scenario's uploads go."""
         scheme, _, _, _, name = self._target(request.url)
-        if scheme not in ("http", "https", "ftp", "tftp"):
-            answered = defer.succeed((FetchResult("error", detail=f"{scheme}:// uploads are not supported in "
-                                                                   "virtual time"), 0.0))
-        elif name is not None:
-            answered = self._looked_up(name, request, request.body or b"")
-        else:
-            answered = defer.succeed(self._answer(request, request.body or b""))
         deferred = defer.Deferred()
-        answered.addCallback(lambda answer: self.clock.callLater(self.latency_s + answer[1], deferred.callback,
-                                                                 answer[0]))
+        deliver = lambda _request, result: deferred.callback(result)  # noqa: E731 (an upload is rare)
+        if scheme not in ("http", "https", "ftp", "tftp"):
+            self.clock.callLater(self.latency_s, deliver, request,
+                                 FetchResult("error", detail=f"{scheme}:// uploads are not supported in virtual time"))
+        elif name is not None:
+            self._looked_up(name, request, request.body or b"", deliver)
+        else:
+            self._reply(request, request.body or b"", None, deliver)
         return deferred
+
+    def _reply(self, request, body: bytes | None, target: tuple | None, deliver) -> None:
+        """Answer a download (or, with ``body``, an upload): TFTP datagram by datagram on
+        the clock (``virtual.tftp``), the other schemes' answers one hop after the answer."""
+        scheme, port, path, refusal, _ = self._target(request.url) if target is None else target
+        if scheme == "tftp" and refusal is None:
+            name = unquote(path.lstrip("/"))
+            # Where the answers come from: the server's address (a URL may name it by name).
+            server = (self.services.spec.tftp.address if self.services.spec.tftp is not None else "127.0.0.1", port)
+            if body is None:
+                self.tftp.get(server, name, request, deliver)
+            else:
+                self.tftp.put(server, name, body, request, deliver)
+            return
+        result, delay = self._answer(request, body, target)
+        self.clock.callLater(self.latency_s + delay, deliver, request, result)
+
+    def _tftp_server(self):
+        """The TFTP service running now (``virtual.tftp.VirtualTftpServer``), or None."""
+        service = self.services.running.get("tftp")
+        return service.tftp if service is not None else None
 
     def _target(self, url: str) -> tuple:
         """(scheme, port, path, refusal or None, host name to resolve or None) of a URL,
@@ -445,8 +467,8 @@ class VirtualNetwork:
         return target
 
     def _answer(self, request, body: bytes | None = None, target: tuple | None = None) -> tuple[FetchResult, float]:
-        """(result, delay) of a download, or with ``body`` an HTTP upload (``target``: the
-        URL's ``_target``, when the caller has it)."""
+        """(result, delay) of a download, or with ``body`` an upload, by HTTP(S) or FTP
+        (``target``: the URL's ``_target``, when the caller has it); TFTP is ``_reply``'s."""
         scheme, port, path, refusal, _ = self._target(request.url) if target is None else target
         if refusal is not None:
             self.stats["fetch_refused"] += 1
@@ -475,18 +497,6 @@ class VirtualNetwork:
                 return FetchResult("timeout", detail=f"FTP: no answer from {host}:{port} in {FTP_TIMEOUT_S:g}s"), \
                     FTP_TIMEOUT_S
             return result, took
-        if scheme == "tftp":
-            service = services.running.get("tftp")
-            handler = service.tftp if service is not None and service.port == port else None
-            name = unquote(path.lstrip("/"))
-            # Where the answers come from: the server's address (a URL may name it by name).
-            server = (services.spec.tftp.address if services.spec.tftp is not None else "127.0.0.1", port)
-            if body is None:
-                session = virtual_tftp.get_session(server, name)
-            else:
-                session = virtual_tftp.put_session(server, name, body)
-            result, took = virtual_tftp.exchange(session, handler, self.faults, self.clock.seconds(), self.latency_s)
-            return result, max(0.0, took - self.latency_s)  # the caller adds the last hop
         return FetchResult("error", detail=f"{scheme}:// downloads are not supported in virtual time: "
                                            f"{request.url}"), 0.0
 

@@ -1,5 +1,5 @@
 """TFTP in the in-memory lab: the phones' own TFTP client against the TFTP server's own
-core, datagram by datagram.
+core, each datagram its own event on the simulated clock.
 
 The two ends are the same I/O-free state machines the socket adapters drive: the
 phones' ``TftpReadSession``/``TftpWriteSession`` (``transport.tftp_client``, with the
@@ -7,35 +7,42 @@ options and timing ``transport.loopback`` gives them: ``blksize`` 1428, ``tsize`
 doubling to 8 s, five retransmissions) and the server's ``DiskTftpRequestHandler`` with
 its ``ReadTransfer``/``WriteTransfer`` (``services.tftp``: the path checks, the file
 cache, option negotiation, retransmissions, uploads only into ``upload_dir``, every
-counter). Here only the adapters differ:
+counter). Only the adapters differ, and they keep the socket adapters' rules:
 
-- Each datagram takes one hop (``LATENCY_S``) and passes the scenario's ``tftp`` faults
-  as the socket server's link applies them: into the server ``in`` (the request and
-  every ACK or DATA), out of it ``out`` (OACK, DATA, ACKs); the ERROR answering a
-  request, and ERROR 5 to a stranger, go out directly, as the socket server sends them.
-- Each side keeps one retransmission timer, as its adapter does: the client's is reset
-  by every step that sets one; the server's fires at the last deadline its transfer set.
-  A datagram due at the same moment as a timer is taken first (both adapters read their
-  socket before acting on a late timer).
-- A request retransmitted before the server's answer got through starts a second
+- Each datagram is a call on the clock, due one hop (``latency_s``) after it was sent,
+  later by what the scenario's ``tftp`` faults add (``in`` towards the server, ``out``
+  from it, drawn when it is sent, as the socket server's link draws them); the ERROR
+  answering a request, and ERROR 5 to a stranger, go out directly, as the socket server
+  sends them. So a transfer interleaves with everything else in the run: a timeline
+  action, a fault window opening or closing, other phones' transfers.
+- The server is looked up when a datagram arrives, as a socket is: a stopped server
+  reads nothing (the phones' clients retry, then time out), and a restarted one has
+  forgotten the transfers it was running (its new transfer ports never match the old
+  ones). A request reads the root as it is when the request arrives.
+- Each side has one retransmission timer, a real call on the clock, moved by every step
+  that sets one (``ScheduledCall.reset``). A timer that comes due lets the datagrams due
+  at that same moment go first (both socket adapters read their socket before acting
+  on a late timer): it acts one ``callLater(0)`` later, behind them.
+- The server's end of a transfer is its own port (TID), numbered from 65536 on over the
+  run: never a service's port, never used twice, so a datagram for a transfer of a
+  server since stopped finds nothing and is dropped, as at its closed socket. A
+  request retransmitted before the server's answer got through starts a second
   transfer from another TID, as on sockets (the client answers it with ERROR 5).
 - A finished client answers a repeated last DATA with its last ACK for as long as its
-  port lingers (10 s after the last datagram); a finished server transfer drops what
-  still arrives for it (``late_packets``) for its quiet period, as the pool socket does.
+  port lingers (10 s after the last datagram it heard: a time kept, not a timer); a
+  finished server transfer drops what still arrives for it (``late_packets``) for its
+  quiet period, then answers ERROR 5, as its pool socket does.
+- The phone gets its result the moment its session ends (as from the socket client's
+  Deferred); the server's last steps (the final ACK's hop, a dally, retransmissions of a
+  last DATA whose ACK was lost) go on after it on the clock.
 
-One exchange is played out at once, on its own small queue, when the phone asks: the
-phone gets its result at the simulated moment its session ended; the server's counters
-(and the fault draws, made with each datagram's own simulated time) are those of the
-whole exchange, including what the server does after the phone is done (a dally, the
-retransmissions of a last DATA whose ACK was lost). What it does not see: a timeline
-action that stops the service or edits a file in the middle of one transfer (it sees the
-lab as it was when the request left; a transfer lasts milliseconds unless datagrams are
-lost).
+Cost, against playing a whole transfer at once on a private queue: every datagram is a
+``ScheduledCall`` on the run's heap, no closure (the handlers are methods called with
+their object as the first argument).
 """
 
 from __future__ import annotations
 
-import heapq
 from itertools import count
 
 from labsim.services.tftp import Reject, TftpServerConfig
@@ -46,9 +53,8 @@ from labsim.transport.tftp_client import TftpReadSession, TftpWriteSession
 from labsim.wire.tftp import Step
 
 CLIENT_BLKSIZE = 1428  # what the phones' client asks for (transport.loopback)
-PEER = ("127.0.0.1", 1)  # the phone's end of every transfer (one exchange at a time)
-FIRST_TID = 2  # the server's transfer ports, counted up per exchange
-INFINITY = float("inf")
+CLIENT_HOST = "127.0.0.1"  # the phones' end of every transfer (each has its own port)
+FIRST_PORT = 65536  # ports of transfers (both ends), counted up over a run: above any real one
 DONE = Step(done=True)
 
 
@@ -68,103 +74,252 @@ def put_session(server: tuple[str, int], name: str, body: bytes) -> TftpWriteSes
     return TftpWriteSession(server, name, body, blksize=CLIENT_BLKSIZE, tsize=True, **TFTP_TIMING)
 
 
-def exchange(session, handler: DiskTftpRequestHandler | None, faults, now: float, latency_s: float):
-    """(the phone's FetchResult, seconds until its session ended) of ``session`` (not
-    started) played against ``handler`` (None: nobody answers, as when the server is
-    stopped) from simulated time ``now``, through ``faults`` (a FaultSet, or None)."""
-    faulty = faults is not None and bool(faults._by_service.get("tftp"))
-    server = session.server
-    queue: list = []  # (due, order, to_server, datagram, destination or source)
-    order = count()
-    transfers: dict = {}  # server TID -> [transfer, deadline, ended at (None: running)]
-    tids = count(FIRST_TID)
-    stats = handler.stats if handler is not None else None
-    client_deadline = INFINITY
-    ended = None  # when the client's session ended (relative to now)
-    last_heard = 0.0  # when the finished client's port last heard something (its linger)
+class VirtualTftpServer:
+    """One start of the TFTP service in memory: its request handler on the well-known
+    port, the transfers it runs by their TID, and the TIDs whose transfers ended lately."""
 
-    def carry(to_server: bool, packet: bytes, address, t: float) -> None:
-        if not faulty:
-            heapq.heappush(queue, (t + latency_s, next(order), to_server, packet, address))
+    def __init__(self, handler: DiskTftpRequestHandler, host: str, port: int):
+        self.handler = handler
+        self.stats = handler.stats
+        self.host = host
+        self.port = port
+        self.quiet_s = quiet_s(handler.config)
+        self.transfers: dict[int, ServerEnd] = {}
+        # TID -> until when its late datagrams are dropped; in end order, so the expired
+        # ones are at the front (one forgotten per one added, as the socket pool does).
+        self.quiet_until: dict[int, float] = {}
+        self.first_tid: int | None = None  # TIDs below it are an earlier start's
+
+    def stop(self) -> None:
+        """Abandon every running transfer, as the socket server's ``stop`` does."""
+        for end in self.transfers.values():
+            end.stop_timer()
+        self.transfers.clear()
+        self.stats["active"] = 0
+
+    def ended(self, end: "ServerEnd", now: float) -> None:
+        if self.transfers.pop(end.port, None) is None:
             return
-        for delay, data in faults.plan("tftp", "in" if to_server else "out", packet, now + t):
-            heapq.heappush(queue, (t + latency_s + delay, next(order), to_server, data, address))
+        self.stats["active"] -= 1
+        quiet_until = self.quiet_until
+        quiet_until[end.port] = now + self.quiet_s
+        oldest = next(iter(quiet_until))
+        if quiet_until[oldest] <= now:
+            del quiet_until[oldest]
 
-    def client_step(step, t: float) -> None:
-        nonlocal client_deadline, ended, last_heard
-        for packet, address in step.send:
-            carry(True, packet, address, t)
-        if step.done:
-            client_deadline = INFINITY
-            if ended is None:
-                ended = last_heard = t
-        elif step.timer is not None:
-            client_deadline = t + step.timer
 
-    def server_step(tid, step, t: float) -> None:
-        entry = transfers[tid]
-        for packet, _ in step.send:
-            carry(False, packet, tid, t)
-        if step.done:
-            entry[1], entry[2] = INFINITY, t
-        elif step.timer is not None:
-            entry[1] = t + step.timer
+class TftpWire:
+    """The in-memory UDP between the phones' TFTP clients and the lab's TFTP server."""
 
-    def at_server(datagram: bytes, destination, t: float) -> None:
-        if destination == server:  # the well-known port: a request (or a stray)
-            outcome = handler.handle(datagram, PEER)
-            if outcome is None:
+    def __init__(self, clock, faults, latency_s: float, running_server):
+        self.clock = clock
+        self.faults = faults  # a FaultSet, or None
+        self.latency_s = latency_s
+        self.running_server = running_server  # () -> the VirtualTftpServer running now, or None
+        self._ports = count(FIRST_PORT)
+
+    def get(self, server: tuple[str, int], name: str, request, deliver) -> None:
+        """Download ``name`` from ``server``; ``deliver(request, FetchResult)`` when the phone's session ends."""
+        ClientEnd(self, get_session(server, name), request, deliver).start()
+
+    def put(self, server: tuple[str, int], name: str, body: bytes, request, deliver) -> None:
+        """Upload ``body`` as ``name`` (a WRQ); ``deliver`` as for ``get``."""
+        ClientEnd(self, put_session(server, name, body), request, deliver).start()
+
+    def new_port(self) -> int:
+        return next(self._ports)
+
+    def to_server(self, packet: bytes, port: int, client: "ClientEnd") -> None:
+        """``packet`` from ``client`` to the server's ``port`` (its well-known port or a TID)."""
+        faults = self.faults
+        if faults is None or not faults._by_service.get("tftp"):
+            self.clock.callLater(self.latency_s, TftpWire._at_server, self, packet, port, client)
+            return
+        for delay, data in faults.plan("tftp", "in", packet, self.clock.rightNow):
+            self.clock.callLater(self.latency_s + delay, TftpWire._at_server, self, data, port, client)
+
+    def to_client(self, packet: bytes, source: tuple, client: "ClientEnd", faulty: bool = True) -> None:
+        """``packet`` from the server's ``source`` (host, TID) to ``client``; ``faulty``:
+        through the ``out`` faults (a transfer's packets; not a refusal's ERROR)."""
+        faults = self.faults
+        if not faulty or faults is None or not faults._by_service.get("tftp"):
+            self.clock.callLater(self.latency_s, ClientEnd.receive, client, packet, source)
+            return
+        for delay, data in faults.plan("tftp", "out", packet, self.clock.rightNow):
+            self.clock.callLater(self.latency_s + delay, ClientEnd.receive, client, data, source)
+
+    def _at_server(self, datagram: bytes, port: int, client: "ClientEnd") -> None:
+        server = self.running_server()
+        if server is None:
+            return  # stopped: nobody reads the port; the client's timers run
+        if port == server.port:
+            self._request(server, datagram, client)
+            return
+        end = server.transfers.get(port)
+        if end is not None:
+            end.receive(datagram, client)
+        elif server.first_tid is None or port < server.first_tid:
+            return  # an earlier start's transfer: its socket is closed
+        elif server.quiet_until.get(port, 0.0) > self.clock.rightNow:
+            server.stats["late_packets"] += 1  # of a transfer that just ended there: dropped
+        else:
+            self.stranger(server, datagram, port, client)
+
+    def _request(self, server: VirtualTftpServer, datagram: bytes, client: "ClientEnd") -> None:
+        try:
+            outcome = server.handler.handle(datagram, client.address)
+        except Exception:  # as the socket adapter: a bug costs this request, never the run
+            server.stats["internal_errors"] += 1
+            return
+        if outcome is None:
+            return
+        port = self.new_port()
+        if server.first_tid is None:
+            server.first_tid = port
+        if isinstance(outcome, Reject):
+            self.to_client(outcome.packet, (server.host, port), client, faulty=False)
+            return
+        end = server.transfers[port] = ServerEnd(self, server, outcome, port, client)
+        server.stats["active"] += 1
+        end.act(outcome.start)
+
+    def stranger(self, server: VirtualTftpServer, datagram: bytes, port: int, client: "ClientEnd") -> None:
+        """RFC 1350's ERROR 5 from a transfer port to a client with no transfer there."""
+        for packet, _ in answer_stranger(datagram, client.address, server.stats).send:
+            self.to_client(packet, (server.host, port), client, faulty=False)
+
+
+class ClientEnd:
+    """One phone's TFTP session on its own port, run as the client's socket adapter
+    (``transport.tftp_client._SessionProtocol``) runs it, on the simulated clock."""
+
+    __slots__ = ("wire", "session", "request", "deliver", "address", "timer", "ended", "last_heard")
+
+    def __init__(self, wire: TftpWire, session, request, deliver):
+        self.wire = wire
+        self.session = session
+        self.request = request
+        self.deliver = deliver  # deliver(request, FetchResult), once
+        self.address = (CLIENT_HOST, wire.new_port())
+        self.timer = None  # the retransmission timer's ScheduledCall
+        self.ended: float | None = None  # when the session ended
+        self.last_heard = 0.0  # when the ended session's port last heard anything (its linger)
+
+    def start(self) -> None:
+        self._apply(self.session.start())
+
+    def receive(self, datagram: bytes, source: tuple) -> None:
+        if self.ended is None:
+            try:
+                step = self.session.datagram_received(datagram, source)
+            except Exception as exc:  # a bug in the session must still end the transfer
+                step = self._broken(exc)
+            self._apply(step)
+            return
+        now = self.wire.clock.rightNow
+        if now <= self.last_heard + TFTP_LINGER_S:  # the port still held: only the finished answers
+            self.last_heard = now
+            try:
+                step = self.session.after_finish(datagram, source)
+            except Exception:
                 return
-            tid = (server[0], next(tids))
-            if isinstance(outcome, Reject):
-                heapq.heappush(queue, (t + latency_s, next(order), False, outcome.packet, tid))
-                return
-            transfers[tid] = [outcome, INFINITY, None]
-            server_step(tid, outcome.start(), t)
-            return
-        entry = transfers.get(destination)
-        if entry is None:
-            return
-        if entry[2] is not None:  # that transfer is over: its pool socket drops or refuses it
-            if t < entry[2] + quiet:
-                stats["late_packets"] += 1
+            for packet, address in step.send:
+                self.wire.to_server(packet, address[1], self)
+
+    def _timer_due(self) -> None:
+        self.timer = self.wire.clock.callLater(0, ClientEnd._timer_fired, self)  # datagrams due now first
+
+    def _timer_fired(self) -> None:
+        self.timer = None
+        try:
+            step = self.session.timer_expired()
+        except Exception as exc:
+            step = self._broken(exc)
+        self._apply(step)
+
+    def _broken(self, exc: Exception) -> Step:
+        self.session.finished = True
+        self.session.error = exc
+        return DONE
+
+    def _apply(self, step: Step) -> None:
+        send, timer, done = step
+        wire = self.wire
+        for packet, address in send:
+            wire.to_server(packet, address[1], self)
+        if done:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.ended = self.last_heard = wire.clock.rightNow
+            session = self.session
+            self.deliver(self.request, tftp_outcome(session.result, session.error))
+        elif timer is not None:
+            if self.timer is None:
+                self.timer = wire.clock.callLater(timer, ClientEnd._timer_due, self)
             else:
-                for packet, _ in answer_stranger(datagram, PEER, stats).send:
-                    heapq.heappush(queue, (t + latency_s, next(order), False, packet, destination))
+                self.timer.reset(timer)
+
+
+class ServerEnd:
+    """One transfer of the server on its TID, run as the socket server's
+    ``_TransferProtocol`` runs it, on the simulated clock."""
+
+    __slots__ = ("wire", "server", "transfer", "port", "source", "client", "timer")
+
+    def __init__(self, wire: TftpWire, server: VirtualTftpServer, transfer, port: int, client: ClientEnd):
+        self.wire = wire
+        self.server = server
+        self.transfer = transfer  # a ReadTransfer or WriteTransfer
+        self.port = port
+        self.source = (server.host, port)  # where its packets come from, as the client sees them
+        self.client = client
+        self.timer = None
+
+    def receive(self, datagram: bytes, client: ClientEnd) -> None:
+        if client is not self.client:
+            # On sockets a transfer is found by its client's address: another client's
+            # datagram never reaches it, its pool socket answers.
+            self.wire.stranger(self.server, datagram, self.port, client)
             return
         try:
-            step = entry[0].datagram_received(datagram, PEER)
+            step = self.transfer.datagram_received(datagram, client.address)
         except Exception:  # as the socket adapter: a bug ends the transfer, never the run
-            stats["internal_errors"] += 1
+            self.server.stats["internal_errors"] += 1
             step = DONE
-        server_step(destination, step, t)
+        self._apply(step)
 
-    def at_client(datagram: bytes, source, t: float) -> None:
-        nonlocal last_heard
-        if ended is None:
-            client_step(session.datagram_received(datagram, source), t)
-        elif t <= last_heard + TFTP_LINGER_S:  # the port still held: only the finished answers
-            last_heard = t
-            for packet, address in session.after_finish(datagram, source).send:
-                carry(True, packet, address, t)
+    def act(self, method) -> None:
+        """Apply what ``method()`` (the transfer's start or timer_expired) returns."""
+        try:
+            step = method()
+        except Exception:
+            self.server.stats["internal_errors"] += 1
+            step = DONE
+        self._apply(step)
 
-    quiet = quiet_s(handler.config) if handler is not None else 0.0
-    client_step(session.start(), 0.0)
-    while True:
-        timer_due, timer_tid = client_deadline, None
-        for tid, entry in transfers.items():
-            if entry[1] < timer_due:
-                timer_due, timer_tid = entry[1], tid
-        if queue and queue[0][0] <= timer_due:
-            t, _, to_server, datagram, address = heapq.heappop(queue)
-            if not to_server:
-                at_client(datagram, address, t)
-            elif handler is not None:
-                at_server(datagram, address, t)
-        elif timer_due == INFINITY:
-            break
-        elif timer_tid is None:
-            client_step(session.timer_expired(), timer_due)
-        else:
-            server_step(timer_tid, transfers[timer_tid][0].timer_expired(), timer_due)
-    return tftp_outcome(session.result, session.error), ended
+    def _timer_due(self) -> None:
+        self.timer = self.wire.clock.callLater(0, ServerEnd._timer_fired, self)  # datagrams due now first
+
+    def _timer_fired(self) -> None:
+        self.timer = None
+        self.act(self.transfer.timer_expired)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _apply(self, step: Step) -> None:
+        send, timer, done = step
+        wire = self.wire
+        for packet, _ in send:  # a transfer sends only to its client
+            wire.to_client(packet, self.source, self.client)
+        if done:
+            self.stop_timer()
+            self.server.ended(self, wire.clock.rightNow)
+        elif timer is not None:
+            if self.timer is None:
+                self.timer = wire.clock.callLater(timer, ServerEnd._timer_due, self)
+            else:
+                self.timer.reset(timer)
