@@ -19,34 +19,31 @@ entry that fires may start calls before then, so every shard meets at the next t
 again. When no condition is pending, the timeline stops its tick in every shard at the
 same instant and the shards run free again.
 
-A run without a duration is refused: one process also judges its conditions at the
-instant its last phone settles, and may end the run there (an instant no shard sees on
-its own).
+A run without a duration ends, in one process, at the instant every phone has settled,
+after judging its conditions there (they may fire entries that start phones again: then
+it goes on). Across shards that instant is the fleet's: a shard whose own phones have
+all settled asks the parent whether the others' have (a *check*), and until the fleet
+settles it keeps meeting the others before each of its instants (a *hold*) rather than
+running ahead of an instant where the fleet settles (``fleet_barrier`` orders them).
+When it does, every shard judges there on the fleet's metrics, fires the same entries,
+and ends, or goes on, alike.
 
 The channel is a pair of pipes per shard, named to the shard by ``ENVIRONMENT``; a line of
-JSON each way per tick.
+JSON each way per meeting.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import select
-import time
 
-from labsim.scale.fleet_metrics import FleetMetrics, MetricsOutbox
+from labsim.scale.fleet_metrics import MetricsOutbox
 from labsim.scale.shard_run import _ShardControl
 from labsim.scenario.expectations import parse_expectation
 
 ENVIRONMENT = "LABSIM_FLEET_CONDITIONS"  # "READ_FD,WRITE_FD": a --workers shard's pipes to its parent
-
-
-def condition_problem(entry, duration) -> str | None:
-    """Why a timeline entry's ``when:`` cannot be judged across shards, or None."""
-    if duration is None:
-        return (f"'{entry.when}' across shards needs a duration (duration: in the scenario or --duration): without "
-                "one, one process also judges it when the last phone settles, an instant no shard sees alone")
-    return None
+NOTHING_LEFT = "nothing left to happen (no timer, no message in flight)"  # as virtual.run.drive says it
 
 
 def _condition_metric(entry) -> str:
@@ -55,7 +52,8 @@ def _condition_metric(entry) -> str:
 
 class FleetConditions(_ShardControl):
     """A ``--workers`` shard's timeline control whose conditions see the whole fleet: at
-    each condition tick, ``changes`` meets the other shards through the parent."""
+    each condition tick, ``changes`` meets the other shards through the parent; in a run
+    without a duration, ``settle_check`` and ``before_instant`` find the fleet's end."""
 
     def __init__(self, run, read_fd: int, write_fd: int):
         super().__init__(run)
@@ -66,18 +64,25 @@ class FleetConditions(_ShardControl):
         self._wanted = sorted(set(self._metrics_read.values()))
         self._wanted_sent = None
         self.outbox = MetricsOutbox(run, set(self._wanted))
-        self._sums = None  # the parent's last answer: the fleet's change count
+        self.alone = False  # the parent is gone (the run is being torn down): this shard's own view
+        self._changes = None  # the fleet's change count at the last tick met
         self._metrics = None  # the fleet's metrics at the last answer that judged
-        self._quiet_until = float("-inf")  # before then no shard has anything due: nothing can change
+        self._quiet_until = -math.inf  # before then no shard has anything due: nothing can change
+        self._horizon = -math.inf  # before then no other shard has anything due (a settled shard runs on)
+        self.fired = 0  # entries fired (a settled judgement that fired some asks what they left unsettled)
 
-    def changes(self) -> int:
+    # --- meeting the others ---------------------------------------------------------
+
+    def _meet(self, kind: str, at: float | None) -> dict | None:
+        """Tell the parent where this shard waits and what moved; its answer (None: the
+        parent is gone)."""
+        if self.alone:
+            return None
         run = self.run
-        now = run.reactor.seconds() - run._epoch
-        if self._sums is not None and now < self._quiet_until:
-            return self._sums["changes"]  # every shard skips this tick alike: one process sees no change here
         own = run.state_changes
-        due = run.reactor.next_time()  # the tick running now is not in the heap: what else comes next
-        message = {"changes": own, "next": None if due is None else due - run._epoch}
+        due = run.reactor.next_time()  # what comes next, the call running now aside
+        message = {"kind": kind, "at": at, "due": due, "u": run.unsettled, "changes": own,
+                   "next": None if due is None else due - run._epoch}
         self.outbox.fill(message, own)
         if self._wanted != self._wanted_sent:
             self._wanted_sent = message["wanted"] = self._wanted
@@ -86,26 +91,40 @@ class FleetConditions(_ShardControl):
             line = self._replies.readline()
         except BrokenPipeError:
             line = b""
-        if not line:  # the parent is gone (the run is being torn down): this shard's own view
-            self._sums = self._metrics = None
-            return own
-        self._sums = json.loads(line)
-        if "metrics" in self._sums:  # the fleet's changes moved: the timeline judges now
-            self._metrics = self._sums["metrics"], self._sums["per_phone"]
-        quiet = self._sums["quiet_until"]
-        self._quiet_until = float("inf") if quiet is None else quiet
-        return self._sums["changes"]
+        if not line:
+            self.alone, self._changes, self._metrics = True, None, None
+            return None
+        answer = json.loads(line)
+        if "metrics" in answer:  # the shards judge now
+            self._metrics = answer["metrics"], answer["per_phone"]
+        self._horizon = math.inf if answer["horizon"] is None else answer["horizon"]
+        return answer
+
+    def changes(self) -> int:
+        run = self.run
+        now = run.reactor.seconds() - run._epoch
+        if self._changes is not None and now < self._quiet_until:
+            return self._changes  # every shard skips this tick alike: one process sees no change here
+        answer = self._meet("tick", run.reactor.seconds())
+        if answer is None:
+            return run.state_changes
+        quiet = answer["quiet_until"]
+        self._quiet_until = math.inf if quiet is None else quiet
+        self._changes = answer["changes"]
+        return self._changes
 
     def metrics(self, wanted=None):
-        if self._sums is None or self._metrics is None:
+        if self._metrics is None:
             return super().metrics(wanted)
         metrics, per_phone = self._metrics
         return dict(metrics), per_phone, metrics["phones.total"]
 
     def timeline_changed(self) -> None:
-        # An entry fired: its actions may start calls earlier than the quiet time the
-        # shards agreed on before it (every shard fires alike, so every shard meets again).
-        self._quiet_until = float("-inf")
+        # An entry fired: its actions may start calls earlier than the quiet time and the
+        # horizons the shards agreed on before it (every shard fires alike, so every
+        # shard meets again).
+        self._quiet_until = self._horizon = -math.inf
+        self.fired += 1
         timeline = self.run.timeline
         if timeline is not None:
             self._wanted = sorted({self._metrics_read[item.index] for item in timeline.pending
@@ -113,95 +132,50 @@ class FleetConditions(_ShardControl):
             self.outbox.want(set(self._wanted))
         super().timeline_changed()
 
+    # --- the end of a run without a duration --------------------------------------------
 
-class ConditionsBarrier:
-    """The parent's side: every shard's tick, answered with the fleet's sums once every
-    shard still running has come to it. A shard that ended counts with its last counts
-    (its phones stay as they ended)."""
+    def settle_check(self) -> None:
+        """This shard's phones have all settled, now: one process would look whether the
+        whole fleet has (``ScenarioRun._end_if_settled``); the parent says."""
+        answer = self._meet("check", self.run.reactor.seconds())
+        if answer is None:
+            self.run.end_if_own_settled()
+        elif answer["settled"] is not None:
+            self._judge_settled()
 
-    def __init__(self, count: int):
-        self.pipes = [(os.pipe(), os.pipe()) for _ in range(count)]  # (to the parent, to the shard)
-        self._buffers = [b""] * count
-        self._waiting: list[dict | None] = [None] * count
-        self._open = [True] * count
-        self._changes = [0] * count
-        self._next: list[float | None] = [None] * count  # each shard's next call due (None: none)
-        self.fleet = FleetMetrics(count)
-        self._wanted: list[str] = []  # what the pending conditions read (every shard has the same)
-        self._judged_changes = None  # the fleet's change count at the last answer the shards judged on
-        self.ticks = 0  # answered
-        self._last_answer = float("-inf")  # when (monotonic) the last tick was answered
-
-    def environment(self, index: int) -> tuple[dict, tuple[int, int]]:
-        """The shard's environment entry and the fds it inherits."""
-        (_, to_parent), (from_parent, _) = self.pipes[index]
-        return {ENVIRONMENT: f"{from_parent},{to_parent}"}, (from_parent, to_parent)
-
-    def started(self) -> None:
-        """The shards have their ends: close the parent's copies of them."""
-        for (_, to_parent), (from_parent, _) in self.pipes:
-            os.close(to_parent)
-            os.close(from_parent)
-
-    def serve(self, timeout: float) -> bool:
-        """Read what the shards sent (waiting up to ``timeout``) and answer a tick every
-        shard has come to; True if anything was read."""
-        readable = [self.pipes[i][0][0] for i in range(len(self.pipes)) if self._open[i]]
-        if not readable:
+    def before_instant(self, due: float | None) -> bool:
+        """Before the shard's clock runs its calls at ``due`` (None: it has none left).
+        A shard whose phones are not all settled runs on (the fleet is not settled while
+        they are not); a settled one, from its horizon on, first waits for the others.
+        True when it did something else than run on (judged the fleet settled, ended)."""
+        run = self.run
+        if due is not None and (run.unsettled or due < self._horizon) or self.alone:
             return False
-        ready, _, _ = select.select(readable, [], [], timeout)
-        for index, ((from_shard, _), _) in enumerate(self.pipes):
-            if from_shard not in ready:
-                continue
-            data = os.read(from_shard, 1 << 16)
-            if not data:
-                self._open[index] = False
-                self._waiting[index] = None
-                continue
-            self._buffers[index] += data
-            while b"\n" in self._buffers[index]:
-                line, self._buffers[index] = self._buffers[index].split(b"\n", 1)
-                message = json.loads(line)
-                self._changes[index] = message["changes"]
-                self._next[index] = message["next"]
-                self._wanted = message.get("wanted", self._wanted)
-                self.fleet.take(index, message)
-                self._waiting[index] = message
-        self._answer()
-        return bool(ready)
+        answer = self._meet("hold", due)
+        if answer is None or answer.get("go"):
+            return False
+        if answer.get("nothing_left"):
+            run._end(NOTHING_LEFT)
+            return True
+        if answer["settled"] is not None:
+            run.reactor.run_until(answer["settled"])  # nothing is due here before it: the clock moves there
+            self._judge_settled()
+            return True
+        return False
 
-    def _answer(self) -> None:
-        live = [index for index in range(len(self.pipes)) if self._open[index]]
-        if not live or any(self._waiting[index] is None for index in live):
-            return
-        upcoming = [self._next[index] for index in live if self._next[index] is not None]
-        answer = {"changes": sum(self._changes), "quiet_until": min(upcoming) if upcoming else None}
-        if answer["changes"] != self._judged_changes:  # the shards judge their conditions now: what they read
-            self._judged_changes = answer["changes"]
-            answer["metrics"], answer["per_phone"] = self.fleet.metrics(self._wanted)
-        reply = json.dumps(answer).encode() + b"\n"
-        for index in live:
-            self._waiting[index] = None
-            try:
-                os.write(self.pipes[index][1][1], reply)
-            except BrokenPipeError:
-                self._open[index] = False
-        self.ticks += 1
-        self._last_answer = time.monotonic()
-
-    def in_step(self, now: float) -> bool:
-        """Whether the shards are meeting at ticks now (answered within the last second):
-        then the parent only answers them, as a merge step would keep them waiting."""
-        return now - self._last_answer < 1.0
-
-    def close(self) -> None:
-        for (from_shard, _), (_, to_shard) in self.pipes:
-            for fd in (from_shard, to_shard):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
+    def _judge_settled(self) -> None:
+        """The whole fleet settled at this instant: judge as one process does there, on
+        the fleet's metrics; end the run if every phone is still settled after what fired
+        and no timed action is left."""
+        run, timeline = self.run, self.run.timeline
+        fired = self.fired
+        timeline.check_conditions_now()
+        unsettled = 0
+        if self.fired != fired:  # what the entries did: every shard fired the same
+            answer = self._meet("after", run.reactor.seconds())
+            unsettled = run.unsettled if answer is None else answer["unsettled"]
+        if unsettled == 0 and not timeline.timed_actions_left:
+            run._end("all phones settled")
 
 def fleet_conditions_from_environment():
     """The pipes a ``--workers`` parent gave this shard, or None."""

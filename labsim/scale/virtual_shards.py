@@ -6,7 +6,8 @@ its only way to go faster is more processes. Each of N shards is its own process
 its own simulated clock and its own copy of labsim's in-memory services; its phones are
 the ones the real-clock workers would give it (``fleet.shard``: position ``p`` of each
 fleet to shard ``p % N``). Nothing passes between the shards while they run (but the
-metrics a pending ``when:`` reads, at each condition tick): the parent starts them, merges
+metrics a pending ``when:`` reads, at each condition tick, and, in a run without a
+duration, whether the whole fleet has settled): the parent starts them, merges
 their events.jsonl as they write them (``observe.events_merge``) and then their shard
 reports as ``labsim merge`` does (``observe.merge``, from the counts each shard kept:
 ``observe.merge_series``).
@@ -24,7 +25,8 @@ What keeps N processes one run:
   action on the phones picked over the whole fleet exactly as one process picks them
   (same order, same random stream), each shard acting on those it holds.
 - **``when:`` is judged on the whole fleet** at every condition tick, where the
-  shards meet through the parent (``fleet_conditions``); with a duration.
+  shards meet through the parent (``fleet_conditions``); a run without a duration ends
+  where the whole fleet has settled.
 - What cannot be split is refused naming its key (``virtual_shard_problems``).
 
 A fault's random draws come from the shard's own stream (the scenario seed and the
@@ -75,8 +77,6 @@ def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list
     """(key, why) for each part of the scenario N virtual-time shards cannot keep.
     ``parent``: the shards have a ``--workers`` parent to judge ``when:`` on the whole
     fleet (``fleet_conditions``); a ``--shard`` run alone has none."""
-    from labsim.scale.fleet_conditions import condition_problem
-
     if count == 1:
         return []  # one shard is the whole fleet: a one-process run
     problems = []
@@ -85,8 +85,6 @@ def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list
         if entry.when is not None and not parent:
             problems.append((f"{label}: when", f"'{entry.when}' is judged on the whole fleet, which "
                              "a shard run alone does not see; use --workers, 'at:', or run without --shard"))
-        elif entry.when is not None and (why := condition_problem(entry, scenario.duration)):
-            problems.append((f"{label}: when", why))
         for action in entry.actions():
             if action.kind == "add_fault" and getattr(action.argument, "bandwidth_kbps", None):
                 problems.append((f"{label}: add_fault.bandwidth_kbps", "a link's bandwidth is shared by the whole "
@@ -172,10 +170,24 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
             return None
         pipes = fleet_conditions_from_environment() if self.light_outputs else None
         if pipes is not None and any(entry.when is not None for entry in self.scenario.timeline):
-            self.control = FleetConditions(self, *pipes)  # when: judged on the whole fleet's counts
+            self.control = FleetConditions(self, *pipes)  # when: judged on the whole fleet
+            if self.duration_s is None:  # the run ends where the whole fleet has settled
+                self.before_instant = self.control.before_instant
         else:
             self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
+
+    def _end_if_settled(self) -> None:
+        # Without a duration, a --workers shard's phones settling is not the fleet's: it
+        # asks the parent (scale/fleet_conditions.py), which knows where the others are.
+        if getattr(self, "before_instant", None) is None or self.control.alone:
+            return super()._end_if_settled()
+        if not self.closed and self.unsettled == 0:
+            self.control.settle_check()
+
+    def end_if_own_settled(self) -> None:
+        """Its own phones' view of the end (the parent is gone: the run is being torn down)."""
+        super()._end_if_settled()
 
     def _write_outputs(self, table: str) -> None:
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
@@ -270,7 +282,7 @@ class VirtualWorkers:
         wall_start = time.monotonic()
         previous = {number: signal.signal(number, self._forward) for number in (signal.SIGINT, signal.SIGTERM)}
         if self.count > 1 and any(entry.when is not None for entry in scenario.timeline):
-            from labsim.scale.fleet_conditions import ConditionsBarrier
+            from labsim.scale.fleet_barrier import ConditionsBarrier
 
             self.barrier = ConditionsBarrier(self.count)
         try:
@@ -320,7 +332,9 @@ class VirtualWorkers:
         self.stream.write(f"  merge after the last shard ended: {now - last_shard_ended:.2f}s wall, "
                           f"{time.process_time() - tail_cpu_from:.2f}s CPU of the parent\n")
         if self.barrier is not None:
-            self.stream.write(f"  timeline conditions: the shards met at {self.barrier.ticks} condition ticks\n")
+            ends = self.barrier.meetings - self.barrier.ticks
+            self.stream.write(f"  timeline conditions: the shards met at {self.barrier.ticks} condition ticks"
+                              + (f" and {ends} times for the fleet's end" if ends else "") + "\n")
         self.stream.flush()
         return code
 

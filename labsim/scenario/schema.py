@@ -119,7 +119,7 @@ class Scenario(Strict):
     clock: Literal["real", "virtual"] = Field(
         "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
         "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md); with run --workers N, N shards "
-        "each with its own clock and copy of the services (a timeline when: needs a duration)")
+        "each with its own clock and copy of the services (a timeline when: is judged on the whole fleet)")
     # --- end virtual time
     services: Services = Services()
     provisioning: Provisioning = Provisioning()

@@ -106,12 +106,19 @@ def drive(run: ScenarioRun, clock: HeapClock, stream) -> None:
     deadline = wall_start + run.scenario.time_limit_s
     next_line = wall_start + PROGRESS_EVERY_S
     finished = run.finished
+    # A --workers shard of a run without a duration meets the others before an instant
+    # where the fleet may have settled (scale/fleet_conditions.py); True: it did instead.
+    meet = getattr(run, "before_instant", None)
     events = 0
     while not finished.called:
         due = clock.next_time()
         if due is None or clock._live == clock._background:  # only_background(), inlined: once per event
+            if meet is not None and meet(None):
+                continue
             run._end("nothing left to happen (no timer, no message in flight)")
             return
+        if meet is not None and meet(due):
+            continue
         clock.run_until(due)
         events += 1
         if events % CHECK_EVERY == 0:

@@ -216,7 +216,7 @@ WHEN = """\
 name: virtual-shards-when
 seed: 3
 clock: virtual
-duration: {duration}
+{duration}
 services:
   dhcp: {{port: 6767, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}}, lease_time_s: 7200,
          options: {{66: "http://127.0.0.1:8080/"}}}}
@@ -269,7 +269,7 @@ def test_when_is_judged_on_the_whole_fleet_at_the_instant_one_process_judges_it(
     after the server stopped), with an at: between them: --workers 2 fires both at the
     instants one process does (the shards meet at every condition tick), picks the same
     phones, and every phone ends as in one process."""
-    a, _, output = one_process_and_two_workers(tmp_path, WHEN.format(duration="6h", first="phones.ready >= 50%",
+    a, _, output = one_process_and_two_workers(tmp_path, WHEN.format(duration="duration: 6h", first="phones.ready >= 50%",
                                                                       more=""))
     # They met at the ticks where a call was due somewhere, not at all 21,796 before the last verdict.
     met = int(re.search(r"the shards met at (\d+) condition ticks", output).group(1))
@@ -287,7 +287,7 @@ def test_when_on_percentiles_is_judged_on_every_phone_and_sample_of_the_fleet(tm
     parent computes the percentile as one process does); on each shard's own values they
     fire at other instants."""
     more = "  - when: stage.dhcp.p95 > 0.003\n    do: {{power_cycle: {{phones: 8}}}}\n"
-    a, _, _ = one_process_and_two_workers(tmp_path, WHEN.format(duration="6h", first="time_to_ready.p90 >= 3",
+    a, _, _ = one_process_and_two_workers(tmp_path, WHEN.format(duration="duration: 6h", first="time_to_ready.p90 >= 3",
                                                                  more=more.format()))
     fired = [(entry["entry"], entry["action"]) for entry in a["timeline"]]
     assert fired == [("when time_to_ready.p90 >= 3", "power_cycle"), ("at 7200s", "stop_service"),
@@ -296,12 +296,36 @@ def test_when_on_percentiles_is_judged_on_every_phone_and_sample_of_the_fleet(tm
     assert a["timeline"][-1]["t"] > a["timeline"][2]["t"]
 
 
+def test_without_a_duration_the_run_ends_and_judges_where_the_whole_fleet_settles(tmp_path):
+    """No duration: one process judges its conditions at the instant its last phone
+    settles and ends there unless what fired starts phones again or a timed action is
+    left. --workers 2: the condition fires at that instant (not a tick's), after one
+    shard's phones had all settled, its power cycle reaches that shard's phones too, and
+    the run ends where the whole fleet settles after the outage, as in one process."""
+    a, _, output = one_process_and_two_workers(tmp_path, WHEN.format(duration="", first="phones.ready >= 100%",
+                                                                      more=""))
+    fired = [(entry["entry"], entry["outcome"]) for entry in a["timeline"]]
+    assert fired == [("when phones.ready >= 100%", "power cycle: 8 phone(s)"), ("at 7200s", "stop dhcp")]
+    settled_at = a["timeline"][0]["t"]
+    assert settled_at % 0.5 != 0  # the instant the last phone settled, not a condition tick
+    last_ready = [max(phone["ready_at_s"] for phone in a["phones"] if (int(phone["mac"][-2:], 16) - 1) % 2 == shard)
+                  for shard in range(2)]
+    assert min(last_ready) < max(last_ready) <= settled_at  # one shard's phones had settled first
+    cycled = {(int(phone["mac"][-2:], 16) - 1) % 2 for phone in a["phones"] if phone["power_cycles"]}
+    assert cycled == {0, 1}
+    assert a["end_reason"] == "all phones settled"
+    for name in ("one", "two"):  # the run's line, last in events.jsonl: where it ended
+        run = json.loads((tmp_path / name / "events.jsonl").read_text().splitlines()[-1])
+        assert (run["kind"], run["t"]) == ("run", 7200.0)
+    assert "times for the fleet's end" in output
+
+
 def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path):
     """A condition that never holds keeps the shards meeting at every tick for the whole
     run: SIGTERM on the parent still ends every shard, merges a partial report, and leaves
     no process."""
     path = tmp_path / "never.yaml"
-    path.write_text(WHEN.format(duration="30d", first="phones.failed >= 100%", more=""))
+    path.write_text(WHEN.format(duration="duration: 30d", first="phones.failed >= 100%", more=""))
     report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
     assert len(report["phones"]) == 25
     assert not [entry for entry in report["timeline"] if entry["entry"].startswith("when")]  # it never held
