@@ -93,6 +93,17 @@ def test_lost_datagrams_are_retransmitted_by_both_ends_as_on_sockets(tmp_path):
     assert ({p["mac"]: p["files"] for p in in_memory["phones"]} == {p["mac"]: p["files"] for p in on_sockets["phones"]})
 
 
+def test_a_lossy_run_replays_byte_for_byte_and_another_seed_differs(tmp_path):
+    # Every datagram is a call on the clock, its fault draws made when it is sent, among
+    # the other phones' datagrams and timers: the order is the clock's, the same each run.
+    text = yealink(loss=True)
+    first, second = run(tmp_path, "first", text, "--clock", "virtual"), run(tmp_path, "second", text, "--clock", "virtual")
+    other = run(tmp_path, "other", text.replace("seed: 7", "seed: 8"), "--clock", "virtual")
+    assert first["services"]["tftp"]["retransmits"] > 0 and first["network"]["faults"]["dropped"] > 0
+    events = [(tmp_path / name / "report" / "events.jsonl").read_bytes() for name in ("first", "second", "other")]
+    assert events[0] == events[1] != events[2]
+
+
 def ending(report: dict) -> tuple:
     phones = {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in report["phones"]}
     uploads = sorted((os.path.basename(u["path"]), u["bytes"]) for u in report.get("uploads") or ())
