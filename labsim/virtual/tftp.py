@@ -118,13 +118,17 @@ class TftpWire:
         self.running_server = running_server  # () -> the VirtualTftpServer running now, or None
         self._ports = count(FIRST_PORT)
 
-    def get(self, server: tuple[str, int], name: str, request, deliver) -> None:
+    def get(self, server: tuple[str, int], name: str, request, deliver) -> "ClientEnd":
         """Download ``name`` from ``server``; ``deliver(request, FetchResult)`` when the phone's session ends."""
-        ClientEnd(self, get_session(server, name), request, deliver).start()
+        client = ClientEnd(self, get_session(server, name), request, deliver)
+        client.start()
+        return client
 
-    def put(self, server: tuple[str, int], name: str, body: bytes, request, deliver) -> None:
+    def put(self, server: tuple[str, int], name: str, body: bytes, request, deliver) -> "ClientEnd":
         """Upload ``body`` as ``name`` (a WRQ); ``deliver`` as for ``get``."""
-        ClientEnd(self, put_session(server, name, body), request, deliver).start()
+        client = ClientEnd(self, put_session(server, name, body), request, deliver)
+        client.start()
+        return client
 
     def new_port(self) -> int:
         return next(self._ports)

@@ -65,10 +65,10 @@ class Lab:
         self.results.append((self.clock.seconds(), request, result))
 
     def get(self, name="a.cfg", request="get"):
-        self.wire.get(SERVER, name, request, self.deliver)
+        return self.wire.get(SERVER, name, request, self.deliver)
 
     def put(self, name, body, request="put"):
-        self.wire.put(SERVER, name, body, request, self.deliver)
+        return self.wire.put(SERVER, name, body, request, self.deliver)
 
     def run(self, until=None):
         while True:
@@ -226,3 +226,29 @@ def test_an_upload_is_stored_and_the_server_dallies_after_the_phone_is_done(root
     assert lab.stats["uploads"] == 1 and lab.stats["active"] == 1  # dallying for a lost final ACK
     lab.run()
     assert lab.stats["active"] == 0 and lab.stats["retransmits"] == 0
+
+
+def test_a_server_stopped_mid_upload_stores_nothing_and_the_phone_times_out(root):
+    lab = Lab(root, uploads=True, blksize_max=512)
+    lab.put("uploads/phone.log", b"L" * 5000)  # ten DATA
+    lab.run(until=6.5 * HOP)  # DATA 1 and 2 acknowledged, DATA 3 on its way
+    lab.stop()
+    lab.run()
+    when, result = lab.only_result()
+    assert result.status == "timeout" and when == pytest.approx(6 * HOP + BACKOFF_S)  # DATA 3 went out at 6 hops
+    assert not (root / "uploads" / "phone.log").exists()  # a WRQ stores only a whole file
+
+
+def test_late_datagrams_for_an_ended_transfer_are_dropped_then_answered_with_error_5(root):
+    lab = Lab(root)
+    client = lab.get()
+    lab.run()
+    (tid,) = lab.server.quiet_until  # the transfer's port, quiet for the server's retransmission window
+    ack = wire.encode_ack(1)
+    lab.clock.callLater(1.0, virtual_tftp.TftpWire._at_server, lab.wire, ack, tid, client)
+    lab.run()
+    assert lab.stats["late_packets"] == 1 and lab.stats["unknown_tid"] == 0
+    lab.clock.callLater(lab.server.quiet_s, virtual_tftp.TftpWire._at_server, lab.wire, ack, tid, client)
+    lab.run()
+    assert lab.stats["late_packets"] == 1 and lab.stats["unknown_tid"] == 1  # the pool socket answers a stranger
+    assert lab.only_result()[1].ok  # the phone's download long done; its port ignores the ERROR
