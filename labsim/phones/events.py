@@ -62,10 +62,12 @@ class FetchResult:
     status: str
     body: bytes | None = None
     detail: str = ""
+    # Worked out once: asked twice a download (the phone's record of it and its procedure),
+    # and in memory one result serves every download of a file (virtual.http).
+    ok: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", self.status == "ok")
 
 
 FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused")

@@ -67,8 +67,13 @@ class PhoneDriver:
         self.deliver(SipReceived(message, source))
 
     def deliver(self, event) -> None:
-        for action in self.phone.handle(event, self.now()):
-            self._carry_out(action)
+        # The phone's time read here rather than through now(), and each action carried
+        # out by its entry in _CARRY_OUT: a week of a fleet delivers ~5 events a pass.
+        for action in self.phone.handle(event, self.clock.seconds() - self.epoch):
+            carry_out = _CARRY_OUT.get(type(action))
+            if carry_out is None:
+                raise TypeError(f"unknown phone action {action!r}")
+            carry_out(self, action)
 
     def stop(self) -> None:
         """Cancel every timer (the end of a run)."""
@@ -77,38 +82,43 @@ class PhoneDriver:
                 call.cancel()
         self._timers.clear()
 
-    def _carry_out(self, action) -> None:
-        kind = type(action)
-        if kind is SendDhcp:
-            self.network.send_dhcp(self, action.message)
-        elif kind is SendSip:
-            self.network.send_sip(self, action.message, action.to)
-        elif kind is StartTimer:
-            self._cancel(action.name)
-            self._timers[action.name] = self.clock.callLater(action.delay_s, self._fire, action.name)
-        elif kind is CancelTimer:
-            self._cancel(action.name)
-        elif kind is CancelAllTimers:
-            self.stop()
-        elif kind is Fetch:
-            if self._fetch_into is not None:
-                self._fetch_into(action, self._answered)
-                return
-            deferred = self.network.fetch(action)
-            deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
-            deferred.addCallback(self._fetched, action.request_id)
-        elif kind is Put:
-            # A network that cannot upload answers like a server that refuses the PUT.
-            upload = getattr(self.network, "upload", None)
-            deferred = upload(action) if upload is not None else defer.succeed(
-                FetchResult("error", detail="this network does not carry uploads"))
-            deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
-            deferred.addCallback(self._fetched, action.request_id)
-        elif kind is StateChanged:
-            if self.observer is not None:
-                self.observer.state_changed(self, action.old, action.new)
-        else:
-            raise TypeError(f"unknown phone action {action!r}")
+    # --- the actions a phone returns, one method each (the table _CARRY_OUT) -----------
+
+    def _send_dhcp(self, action: SendDhcp) -> None:
+        self.network.send_dhcp(self, action.message)
+
+    def _send_sip(self, action: SendSip) -> None:
+        self.network.send_sip(self, action.message, action.to)
+
+    def _start_timer(self, action: StartTimer) -> None:
+        self._cancel(action.name)
+        self._timers[action.name] = self.clock.callLater(action.delay_s, self._fire, action.name)
+
+    def _cancel_timer(self, action: CancelTimer) -> None:
+        self._cancel(action.name)
+
+    def _cancel_all_timers(self, action: CancelAllTimers) -> None:
+        self.stop()
+
+    def _fetch(self, action: Fetch) -> None:
+        if self._fetch_into is not None:
+            self._fetch_into(action, self._answered)
+            return
+        deferred = self.network.fetch(action)
+        deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
+        deferred.addCallback(self._fetched, action.request_id)
+
+    def _put(self, action: Put) -> None:
+        # A network that cannot upload answers like a server that refuses the PUT.
+        upload = getattr(self.network, "upload", None)
+        deferred = upload(action) if upload is not None else defer.succeed(
+            FetchResult("error", detail="this network does not carry uploads"))
+        deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
+        deferred.addCallback(self._fetched, action.request_id)
+
+    def _state_changed(self, action: StateChanged) -> None:
+        if self.observer is not None:
+            self.observer.state_changed(self, action.old, action.new)
 
     def _fetched(self, result: FetchResult, request_id: int) -> None:
         self.deliver(FetchDone(request_id, result))
@@ -152,3 +162,14 @@ class _Firing:
 
 
 _FIRING = _Firing()
+
+_CARRY_OUT = {
+    SendDhcp: PhoneDriver._send_dhcp,
+    SendSip: PhoneDriver._send_sip,
+    StartTimer: PhoneDriver._start_timer,
+    CancelTimer: PhoneDriver._cancel_timer,
+    CancelAllTimers: PhoneDriver._cancel_all_timers,
+    Fetch: PhoneDriver._fetch,
+    Put: PhoneDriver._put,
+    StateChanged: PhoneDriver._state_changed,
+}

@@ -14,6 +14,13 @@ Calls due at the same moment run in the order they were scheduled, as with
 calls are due at too may run before or after them: ``task.Clock`` keeps it where its old
 time put it, the reactor's own heap promises nothing, and neither does this clock.
 
+Most of a run's events need none of that: the in-memory network's answers to downloads
+are never cancelled or moved. ``schedule`` puts such a call on the
+heap as it is, without a ``ScheduledCall`` to make (~0.2 µs against ~0.65 for
+``callLater``; a week of 1,000 phones schedules ~700,000 answers). It runs in its turn
+like any other call (same time and order rules); it is not an ``IDelayedCall``, so
+``getDelayedCalls`` does not list it, but it keeps the run going like one (``len``).
+
 Some timers keep nothing going: the DHCP server's lease-file writer ticks whenever a
 lease will run out, for as long as the server runs. They are scheduled through ``background()``, a view of
 the clock, so a run can tell "only those are left" (``only_background``) from work still
@@ -104,9 +111,12 @@ class ScheduledCall:
 class HeapClock:
     def __init__(self, start: float = 0.0):
         self.rightNow = start
-        self._heap: list[tuple[float, int, int, ScheduledCall]] = []
-        self._pushes = count()  # tells apart two entries of one call at one time
-        self._order = count()  # a call's place among calls due at the same moment
+        # (time, order, call, None) for a ScheduledCall; (time, order, function, args) for
+        # a call made with ``schedule``. ``order`` (a call's place among calls due at the
+        # same moment) is unique to a call: two entries tie only when they are one
+        # ScheduledCall's, pushed again at the same time, and then either may go first.
+        self._heap: list[tuple] = []
+        self._order = count()
         self._live = 0  # scheduled and neither run nor cancelled
         self._background = 0  # of those, scheduled through background()
 
@@ -117,11 +127,17 @@ class HeapClock:
         when = self.rightNow + delay
         call = ScheduledCall(when, callable, args, kw, self, next(self._order))
         self._live += 1
-        heapq.heappush(self._heap, (when, call.order, next(self._pushes), call))  # _push, inlined
+        heapq.heappush(self._heap, (when, call.order, call, None))  # _push, inlined
         return call
 
+    def schedule(self, delay: float, callable: Callable[..., object], *args: object) -> None:
+        """``callLater`` for a call nobody will cancel, move or ask about (see the module's
+        docstring): it runs ``delay`` seconds from now, in its turn."""
+        self._live += 1
+        heapq.heappush(self._heap, (self.rightNow + delay, next(self._order), callable, args))
+
     def _push(self, call: ScheduledCall) -> None:
-        heapq.heappush(self._heap, (call.time + call.delayed_time, call.order, next(self._pushes), call))  # getTime()
+        heapq.heappush(self._heap, (call.time + call.delayed_time, call.order, call, None))  # getTime()
 
     def _cancelled(self, call: ScheduledCall) -> None:
         self._live -= 1
@@ -137,10 +153,13 @@ class HeapClock:
         return self._live == self._background
 
     def getDelayedCalls(self) -> list[ScheduledCall]:
-        """The pending calls, earliest first (O(n): for tests and the end of a run)."""
+        """The pending ScheduledCalls, earliest first (O(n): for tests and the end of a
+        run); calls made with ``schedule`` are not among them."""
         seen, calls = set(), []
-        for entry in sorted(self._heap):
-            call = entry[3]
+        for entry in sorted(self._heap, key=lambda entry: entry[:2]):
+            call = entry[2]
+            if entry[3] is not None:
+                continue
             if not (call.cancelled or call.called) and id(call) not in seen:
                 seen.add(id(call))
                 calls.append(call)
@@ -153,7 +172,9 @@ class HeapClock:
         """When the earliest pending call is due, or None when nothing is pending."""
         heap = self._heap
         while heap:
-            when, _, _, call = heap[0]
+            when, _, call, args = heap[0]
+            if args is not None:  # made with schedule(): nothing moves or cancels it
+                return when
             if call.cancelled or call.called:
                 heapq.heappop(heap)
                 continue
@@ -178,7 +199,16 @@ class HeapClock:
         heap = self._heap
         pop = heapq.heappop
         while heap:
-            when, _, _, call = heap[0]  # next_time(), inlined: once per event of a run
+            when, _, call, args = heap[0]  # next_time(), inlined: once per event of a run
+            if args is not None:  # made with schedule(): due as pushed, never cancelled
+                if when > moment:
+                    break
+                pop(heap)
+                if when > self.rightNow:
+                    self.rightNow = when
+                self._live -= 1
+                call(*args)
+                continue
             if call.cancelled or call.called:
                 pop(heap)
                 continue

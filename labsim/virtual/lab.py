@@ -42,6 +42,7 @@ from twisted.internet import defer
 
 from labsim.faults import FaultyLink
 from labsim.phones.events import FetchResult
+from labsim.phones.packed import SharedValues
 from labsim.services.dhcp import DhcpServer
 from labsim.services.dhcp_udp import LeaseFileKeeper
 from labsim.services.lease_file import resolve_lease_path
@@ -311,7 +312,9 @@ class VirtualNetwork:
         self.latency_s = latency_s
         self.relay = _Relay()
         self.stats = {"fetch_refused": 0}
-        self._targets: dict[str, tuple] = {}
+        # A URL's target, worked out once (_work_out_target): a fleet asks for the same few
+        # URLs every pass, each a lookup with no Python call (bounded: a phone has its own).
+        self._target = SharedValues(1 << 17, self._work_out_target).one
         self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
         self.tftp = virtual_tftp.TftpWire(clock, faults, latency_s, self._tftp_server)
         dns = services.spec.dns
@@ -437,34 +440,31 @@ class VirtualNetwork:
                 self.tftp.put(server, name, body, request, deliver)
             return
         result, delay = self._answer(request, body, target)
-        self.clock.callLater(self.latency_s + delay, deliver, request, result)
+        # Nothing cancels an answer on its way (HeapClock.schedule: no ScheduledCall to make).
+        self.clock.schedule(self.latency_s + delay, deliver, request, result)
 
     def _tftp_server(self):
         """The TFTP service running now (``virtual.tftp.VirtualTftpServer``), or None."""
         service = self.services.running.get("tftp")
         return service.tftp if service is not None else None
 
-    def _target(self, url: str) -> tuple:
-        """(scheme, port, path, refusal or None, host name to resolve or None) of a URL,
-        worked out once per URL: a fleet asks for the same few URLs every pass."""
-        target = self._targets.get(url)
-        if target is None:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            refusal = name = None
-            if is_host_name(host):
-                if self.resolver is not None:
-                    name = host
-                else:
-                    refusal = f"{host}: a host name, and the lab has no DNS server (services.dns or network.dns_server)"
+    def _work_out_target(self, url: str) -> tuple:
+        """(scheme, port, path, refusal or None, host name to resolve or None) of a URL."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        refusal = name = None
+        if is_host_name(host):
+            if self.resolver is not None:
+                name = host
             else:
-                try:
-                    loopback_address(host)
-                except NotLoopback as exc:
-                    refusal = str(exc)
-            default_port = {"http": 80, "https": 443, "tftp": 69, "ftp": 21}.get(parts.scheme, 0)
-            target = self._targets[url] = (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
-        return target
+                refusal = f"{host}: a host name, and the lab has no DNS server (services.dns or network.dns_server)"
+        else:
+            try:
+                loopback_address(host)
+            except NotLoopback as exc:
+                refusal = str(exc)
+        default_port = {"http": 80, "https": 443, "tftp": 69, "ftp": 21}.get(parts.scheme, 0)
+        return (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
 
     def _answer(self, request, body: bytes | None = None, target: tuple | None = None) -> tuple[FetchResult, float]:
         """(result, delay) of a download, or with ``body`` an upload, by HTTP(S) or FTP

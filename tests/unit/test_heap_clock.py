@@ -93,6 +93,27 @@ def test_time_during_a_call_is_the_calls_own_moment():
     assert seen == [3] and clock.seconds() == 10
 
 
+def test_a_call_made_with_schedule_runs_in_its_turn_among_callLaters_and_keeps_the_run_going():
+    """schedule() (the in-memory network's answers): the same time and order rules as
+    callLater, no IDelayedCall to cancel, counted as pending until it runs."""
+    clock, ran = HeapClock(), []
+    clock.callLater(2, ran.append, "call 1")
+    clock.schedule(2, ran.append, "scheduled 2")
+    moved = clock.callLater(5, ran.append, "moved to 1.5")
+    clock.schedule(1, ran.append, "scheduled 1")
+    clock.callLater(2, ran.append, "call 3")
+    moved.reset(1.5)
+    clock.callLater(0, lambda: clock.schedule(0, ran.append, f"scheduled at {clock.seconds()} for now"))
+    assert len(clock) == 6 and len(clock.getDelayedCalls()) == 4 and clock.next_time() == 0
+    clock.advance(1)
+    assert ran == ["scheduled at 0.0 for now", "scheduled 1"] and clock.next_time() == 1.5
+    assert not clock.only_background()
+    clock.advance(0.5)
+    assert ran[-1] == "moved to 1.5" and clock.seconds() == 1.5 and len(clock) == 3
+    clock.advance(10)
+    assert ran[3:] == ["call 1", "scheduled 2", "call 3"] and len(clock) == 0 and clock.next_time() is None
+
+
 def _scenario(clock, rng: random.Random, log: list, advance, moves: bool):
     """Random callLater/cancel/reset/delay with calls scheduling calls; the same ops on
     either clock. Delays are integers so both clocks see exactly the same times."""
