@@ -20,7 +20,7 @@ from twisted.internet import defer
 
 from labsim.faults import FaultSet, FaultyLink, fault_from_spec
 from labsim.fleet.fleet import build_fleets
-from labsim.fleet.collector import FullCollectionsHeld
+from labsim.fleet.collector import FullCollectionsHeld, SurvivorsFrozen
 from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
 from labsim.lab_control import LabServicesControl
@@ -158,6 +158,7 @@ class ScenarioRun:
         self._drivers: list[PhoneDriver] = []
         # While phones power on, the collector's full passes mostly wait (fleet/collector.py).
         self._collections = FullCollectionsHeld()
+        self._survivors = SurvivorsFrozen()  # and later, full collections walk only what is new
         self._pacer = Pacer(reactor, on_done=self._collections.release)
         self._workdir = tempfile.mkdtemp(prefix="labsim-")
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
@@ -208,6 +209,7 @@ class ScenarioRun:
         # (measured: stalls of ~200 ms at 2,000 phones, the power-on schedule's worst).
         gc.collect()
         gc.freeze()
+        self._survivors.install()
         # The start instant comes after that set-up (seconds at 100,000 phones), or the
         # first phones would be late against their schedule before the run began.
         self._epoch = self._start_instant()
@@ -424,6 +426,7 @@ class ScenarioRun:
             self.stream.flush()
             return
         self.stream.flush()
+        self._survivors.remove()
         gc.unfreeze()  # what start() froze may be collected again (after the report: a collection walks every phone)
         shutil.rmtree(self._workdir, ignore_errors=True)
         if not self.finished.called:

@@ -1,4 +1,5 @@
-"""Short garbage collections while a power-on schedule runs.
+"""Short garbage collections while a power-on schedule runs, and fewer walks over what a
+long run keeps (``SurvivorsFrozen``, at the end).
 
 What a run builds before its start instant is frozen out of the collector's sight
 (``gc.freeze`` in run.py), but everything made during a storm (DHCP messages, leases,
@@ -58,3 +59,42 @@ class FullCollectionsHeld:
             return
         gc.set_threshold(*self._saved)
         self._saved = None
+
+
+# A full collection walks every object the run keeps, again and again, though nearly all
+# of it lives on: a 10,000-phone week in virtual time ran ~46 full collections a
+# simulated day, each ~0.22 s of CPU (12 % of the run). Freezing what one leaves makes the
+# next walk only what is newer. Something frozen that later becomes garbage in a cycle
+# is not freed until the next walk of everything: that comes every RESCAN_EVERY-th full
+# collection (measured: a 10,000-phone day with the collector off entirely peaked 2 %
+# above one with it on: the run makes little cyclic garbage).
+RESCAN_EVERY = 10
+
+
+class SurvivorsFrozen:
+    """While installed, what survives a full collection is frozen (``gc.freeze``), and
+    every ``rescan_every``-th full collection walks everything again (``gc.unfreeze``
+    first). ``remove()`` stops it; what is frozen stays frozen (the run unfreezes at its
+    end, as it does what it froze at its start)."""
+
+    def __init__(self, rescan_every: int = RESCAN_EVERY):
+        self.rescan_every = rescan_every
+        self.full_collections = 0
+
+    def install(self) -> None:
+        if self._on_collection not in gc.callbacks:
+            gc.callbacks.append(self._on_collection)
+
+    def remove(self) -> None:
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self.full_collections += 1
+            if self.full_collections % self.rescan_every == 0:
+                gc.unfreeze()  # this one walks everything: frozen cycles that died go now
+        else:
+            gc.freeze()

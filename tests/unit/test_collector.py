@@ -5,7 +5,9 @@ for several."""
 
 import gc
 
-from labsim.fleet.collector import FullCollectionsHeld
+import weakref
+
+from labsim.fleet.collector import FullCollectionsHeld, SurvivorsFrozen
 
 
 def passes_while_allocating(survivors: int) -> list[int]:
@@ -70,3 +72,55 @@ def test_while_held_generation_1_is_collected_after_every_young_pass_or_two():
         assert max(len(run) for run in runs) <= 2
     finally:
         gc.set_threshold(*saved)
+
+
+class Node:
+    """A container that can be part of a cycle and be watched by a weak reference."""
+
+    def __init__(self):
+        self.other = None
+
+
+def dead_cycle() -> weakref.ref:
+    """A two-node cycle that survives one full collection (frozen by it, if frozen ones
+    are) and is garbage after: the weak reference says when it is freed."""
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    watch = weakref.ref(first)
+    gc.collect()  # alive here: a survivor
+    return watch
+
+
+def test_what_survives_a_full_collection_is_frozen_and_every_tenth_walks_everything():
+    frozen = SurvivorsFrozen(rescan_every=10)
+    frozen.install()
+    frozen.install()  # once is enough: one callback
+    try:
+        gc.unfreeze()
+        gc.collect()  # full collection 1
+        assert gc.get_freeze_count() > 0  # its survivors (the test process's objects) are frozen
+        kept = [Node() for _ in range(1000)]
+        before = gc.get_freeze_count()
+        gc.collect(1)  # a middle pass freezes nothing
+        assert gc.get_freeze_count() == before
+        watch = dead_cycle()  # full collection 2 froze the cycle
+        assert gc.get_freeze_count() >= before + len(kept) + 2
+        for _ in range(3, 10):  # full collections 3..9 walk only what is new: the frozen cycle stays
+            gc.collect()
+            assert watch() is not None
+        gc.collect()  # the tenth walks everything and frees it
+        assert watch() is None
+        assert frozen.full_collections == 10
+    finally:
+        frozen.remove()
+        gc.unfreeze()
+    assert frozen._on_collection not in gc.callbacks
+    gc.collect()  # removed: nothing is frozen any more
+    assert gc.get_freeze_count() == 0
+
+
+def test_without_it_a_dead_cycle_goes_at_the_next_full_collection():
+    gc.unfreeze()
+    watch = dead_cycle()
+    gc.collect()
+    assert watch() is None
