@@ -9,12 +9,13 @@ its ``ReadTransfer``/``WriteTransfer`` (``services.tftp``: the path checks, the 
 cache, option negotiation, retransmissions, uploads only into ``upload_dir``, every
 counter). Only the adapters differ, and they keep the socket adapters' rules:
 
-- Each datagram is a call on the clock, due one hop (``latency_s``) after it was sent,
-  later by what the scenario's ``tftp`` faults add (``in`` towards the server, ``out``
-  from it, drawn when it is sent, as the socket server's link draws them); the ERROR
-  answering a request, and ERROR 5 to a stranger, go out directly, as the socket server
-  sends them. So a transfer interleaves with everything else in the run: a timeline
-  action, a fault window opening or closing, other phones' transfers.
+- Each datagram is a call on the clock, due one hop (``latency_s``) after it was sent.
+  The scenario's ``tftp`` faults act where the socket server's link does, inside the
+  server (``TftpWire``): ``in`` once a datagram has reached the server, ``out`` before a
+  transfer's packet leaves; the ERROR answering a request, and ERROR 5 to a stranger, go
+  out directly, as the socket server sends them. So a transfer interleaves with
+  everything else in the run: a timeline action, a fault window opening or closing,
+  other phones' transfers.
 - The server is looked up when a datagram arrives, as a socket is: a stopped server
   reads nothing (the phones' clients retry, then time out), and a restarted one has
   forgotten the transfers it was running (its new transfer ports never match the old
@@ -89,11 +90,13 @@ class VirtualTftpServer:
         # ones are at the front (one forgotten per one added, as the socket pool does).
         self.quiet_until: dict[int, float] = {}
         self.first_tid: int | None = None  # TIDs below it are an earlier start's
+        self.stopped = False
 
     def stop(self) -> None:
         """Abandon every running transfer, as the socket server's ``stop`` does."""
+        self.stopped = True
         for end in self.transfers.values():
-            end.stop_timer()
+            end.close()
         self.transfers.clear()
         self.stats["active"] = 0
 
@@ -109,7 +112,14 @@ class VirtualTftpServer:
 
 
 class TftpWire:
-    """The in-memory UDP between the phones' TFTP clients and the lab's TFTP server."""
+    """The in-memory UDP between the phones' TFTP clients and the lab's TFTP server.
+
+    The ``tftp`` faults sit where the socket server's link does, inside the server: a
+    datagram reaches the server's port one hop after it was sent, is found there as the
+    socket adapter finds it (the listening port, or a transfer by its client), and is
+    then held as the ``in`` faults say; a transfer's packet is held as the ``out`` faults
+    say, then takes its hop. What a fault still holds when its transfer ends (or the
+    server stops) is dropped, as the socket server's closed transfer drops it."""
 
     def __init__(self, clock, faults, latency_s: float, running_server):
         self.clock = clock
@@ -117,6 +127,7 @@ class TftpWire:
         self.latency_s = latency_s
         self.running_server = running_server  # () -> the VirtualTftpServer running now, or None
         self._ports = count(FIRST_PORT)
+        self._on_request = self._request  # bound once: the in faults may hold a request
 
     def get(self, server: tuple[str, int], name: str, request, deliver) -> "ClientEnd":
         """Download ``name`` from ``server``; ``deliver(request, FetchResult)`` when the phone's session ends."""
@@ -135,39 +146,53 @@ class TftpWire:
 
     def to_server(self, packet: bytes, port: int, client: "ClientEnd") -> None:
         """``packet`` from ``client`` to the server's ``port`` (its well-known port or a TID)."""
+        self.clock.callLater(self.latency_s, TftpWire._at_server, self, packet, port, client)
+
+    def to_client(self, packet: bytes, source: tuple, client: "ClientEnd") -> None:
+        """``packet`` from the server's ``source`` (host, TID) to ``client``, past the faults."""
+        self.clock.callLater(self.latency_s, ClientEnd.receive, client, packet, source)
+
+    def from_transfer(self, packet: bytes, end: "ServerEnd") -> None:
+        """A transfer's ``packet`` to its client, through the ``out`` faults."""
         faults = self.faults
         if faults is None or not faults._by_service.get("tftp"):
-            self.clock.callLater(self.latency_s, TftpWire._at_server, self, packet, port, client)
-            return
-        for delay, data in faults.plan("tftp", "in", packet, self.clock.rightNow):
-            self.clock.callLater(self.latency_s + delay, TftpWire._at_server, self, data, port, client)
-
-    def to_client(self, packet: bytes, source: tuple, client: "ClientEnd", faulty: bool = True) -> None:
-        """``packet`` from the server's ``source`` (host, TID) to ``client``; ``faulty``:
-        through the ``out`` faults (a transfer's packets; not a refusal's ERROR)."""
-        faults = self.faults
-        if not faulty or faults is None or not faults._by_service.get("tftp"):
-            self.clock.callLater(self.latency_s, ClientEnd.receive, client, packet, source)
+            self.clock.callLater(self.latency_s, ClientEnd.receive, end.client, packet, end.source)
             return
         for delay, data in faults.plan("tftp", "out", packet, self.clock.rightNow):
-            self.clock.callLater(self.latency_s + delay, ClientEnd.receive, client, data, source)
+            if delay <= 0:
+                self.clock.callLater(self.latency_s, ClientEnd.receive, end.client, data, end.source)
+            else:
+                self.clock.callLater(delay, ServerEnd.send_held, end, data)
 
     def _at_server(self, datagram: bytes, port: int, client: "ClientEnd") -> None:
         server = self.running_server()
         if server is None:
             return  # stopped: nobody reads the port; the client's timers run
         if port == server.port:
-            self._request(server, datagram, client)
+            self._link_in(datagram, self._on_request, server, client)
             return
         end = server.transfers.get(port)
-        if end is not None:
-            end.receive(datagram, client)
+        if end is not None and client is end.client:
+            self._link_in(datagram, ServerEnd.receive, end, client)
         elif server.first_tid is None or port < server.first_tid:
             return  # an earlier start's transfer: its socket is closed
-        elif server.quiet_until.get(port, 0.0) > self.clock.rightNow:
+        elif end is None and server.quiet_until.get(port, 0.0) > self.clock.rightNow:
             server.stats["late_packets"] += 1  # of a transfer that just ended there: dropped
-        else:
+        else:  # a stranger to its pool socket (a transfer is found by its client's address)
             self.stranger(server, datagram, port, client)
+
+    def _link_in(self, datagram: bytes, handle, target, client: "ClientEnd") -> None:
+        """``handle(target, data, client)`` for each copy the ``in`` faults let through,
+        at once or when they let it go (FaultyLink.carry's rule)."""
+        faults = self.faults
+        if faults is None or not faults._by_service.get("tftp"):
+            handle(target, datagram, client)
+            return
+        for delay, data in faults.plan("tftp", "in", datagram, self.clock.rightNow):
+            if delay <= 0:
+                handle(target, data, client)
+            else:
+                self.clock.callLater(delay, handle, target, data, client)
 
     def _request(self, server: VirtualTftpServer, datagram: bytes, client: "ClientEnd") -> None:
         try:
@@ -175,22 +200,23 @@ class TftpWire:
         except Exception:  # as the socket adapter: a bug costs this request, never the run
             server.stats["internal_errors"] += 1
             return
-        if outcome is None:
+        if outcome is None or server.stopped:  # stopped while a fault held it: counted, never answered
             return
         port = self.new_port()
         if server.first_tid is None:
             server.first_tid = port
-        if isinstance(outcome, Reject):
-            self.to_client(outcome.packet, (server.host, port), client, faulty=False)
+        if isinstance(outcome, Reject):  # sent directly, as the socket server sends it
+            self.to_client(outcome.packet, (server.host, port), client)
             return
         end = server.transfers[port] = ServerEnd(self, server, outcome, port, client)
         server.stats["active"] += 1
         end.act(outcome.start)
 
     def stranger(self, server: VirtualTftpServer, datagram: bytes, port: int, client: "ClientEnd") -> None:
-        """RFC 1350's ERROR 5 from a transfer port to a client with no transfer there."""
+        """RFC 1350's ERROR 5 from a transfer port to a client with no transfer there
+        (sent directly, as the socket server sends it)."""
         for packet, _ in answer_stranger(datagram, client.address, server.stats).send:
-            self.to_client(packet, (server.host, port), client, faulty=False)
+            self.to_client(packet, (server.host, port), client)
 
 
 class ClientEnd:
@@ -269,7 +295,7 @@ class ServerEnd:
     """One transfer of the server on its TID, run as the socket server's
     ``_TransferProtocol`` runs it, on the simulated clock."""
 
-    __slots__ = ("wire", "server", "transfer", "port", "source", "client", "timer")
+    __slots__ = ("wire", "server", "transfer", "port", "source", "client", "timer", "closed")
 
     def __init__(self, wire: TftpWire, server: VirtualTftpServer, transfer, port: int, client: ClientEnd):
         self.wire = wire
@@ -277,14 +303,12 @@ class ServerEnd:
         self.transfer = transfer  # a ReadTransfer or WriteTransfer
         self.port = port
         self.source = (server.host, port)  # where its packets come from, as the client sees them
-        self.client = client
+        self.client = client  # the only sender it hears: another one is its pool socket's stranger
         self.timer = None
+        self.closed = False
 
     def receive(self, datagram: bytes, client: ClientEnd) -> None:
-        if client is not self.client:
-            # On sockets a transfer is found by its client's address: another client's
-            # datagram never reaches it, its pool socket answers.
-            self.wire.stranger(self.server, datagram, self.port, client)
+        if self.closed:  # ended (or the server stopped) while a fault held the datagram
             return
         try:
             step = self.transfer.datagram_received(datagram, client.address)
@@ -292,6 +316,11 @@ class ServerEnd:
             self.server.stats["internal_errors"] += 1
             step = DONE
         self._apply(step)
+
+    def send_held(self, packet: bytes) -> None:
+        """A packet the ``out`` faults held: sent now, unless the transfer is over."""
+        if not self.closed:
+            self.wire.to_client(packet, self.source, self.client)
 
     def act(self, method) -> None:
         """Apply what ``method()`` (the transfer's start or timer_expired) returns."""
@@ -309,7 +338,8 @@ class ServerEnd:
         self.timer = None
         self.act(self.transfer.timer_expired)
 
-    def stop_timer(self) -> None:
+    def close(self) -> None:
+        self.closed = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -318,9 +348,9 @@ class ServerEnd:
         send, timer, done = step
         wire = self.wire
         for packet, _ in send:  # a transfer sends only to its client
-            wire.to_client(packet, self.source, self.client)
+            wire.from_transfer(packet, self)
         if done:
-            self.stop_timer()
+            self.close()
             self.server.ended(self, wire.clock.rightNow)
         elif timer is not None:
             if self.timer is None:

@@ -173,9 +173,9 @@ def mid_transfer(tmp_path, first: str, then: str) -> tuple[dict, dict]:
 
 
 def test_a_server_stopped_in_the_middle_of_a_transfer_leaves_the_phone_to_time_out(tmp_path):
-    # This scenario on sockets (run by hand, 2026-12-05): the common file times out at
-    # 34.02 s after 32.80 s (in memory: 34.024 s after 32.818 s), the phones start over
-    # and the run ends at 49.5 s (48.5 s); the same server counters (rrq 20, 4 transfers
+    # This scenario on sockets (run by hand twice, 2026-12-05): the common file times out
+    # at 34.02 s and 33.90 s (in memory: 33.82 s), the phones start over and the run ends
+    # at 49.5 s and 48.6 s (48.3 s); the same server counters (rrq 20, 4 transfers
     # started and ok, not_found 16, 76 packets, 35,596 bytes). Too slow for the suite: 50 s of wall.
     report, fetches = mid_transfer(tmp_path, "{stop_service: tftp}", "{start_service: tftp}")
     for events in fetches.values():

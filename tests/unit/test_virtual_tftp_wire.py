@@ -252,3 +252,22 @@ def test_late_datagrams_for_an_ended_transfer_are_dropped_then_answered_with_err
     lab.run()
     assert lab.stats["late_packets"] == 1 and lab.stats["unknown_tid"] == 1  # the pool socket answers a stranger
     assert lab.only_result()[1].ok  # the phone's download long done; its port ignores the ERROR
+
+
+def test_what_a_fault_holds_when_the_server_stops_is_dropped_as_by_the_socket_server(root):
+    # The faults act inside the server, where its socket link does: DATA 1, held 0.5 s
+    # on its way out, and a request held 0.5 s on its way in, both outlive the server.
+    lab = Lab(root, faults=Faults(held={"out": {2: 0.5}, "in": {3: 0.5}}), blksize_max=512)
+    stats = lab.stats
+    lab.get("big.cfg", "held data")  # in: RRQ (1), ACK 0 (2)
+    lab.clock.callLater(0.05, lab.get, "a.cfg", "held request")  # in: its RRQ (3)
+    lab.run(until=0.1)
+    lab.stop()
+    lab.run()
+    results = {request: (when, result.status) for when, request, result in lab.results}
+    # Neither heard anything after the stop: timeouts 31 s after ACK 0 (2 hops) and the RRQ (0.05 s).
+    assert results["held data"][1] == results["held request"][1] == "timeout"
+    assert results["held data"][0] == pytest.approx(2 * HOP + BACKOFF_S)
+    assert results["held request"][0] == pytest.approx(0.05 + BACKOFF_S)
+    # The held request was read by the stopped server (counted), never answered.
+    assert stats["rrq"] == 2 and stats["transfers_started"] == 1 and stats["packets_sent"] == 2  # OACK, DATA 1
