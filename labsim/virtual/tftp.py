@@ -37,9 +37,10 @@ counter). Only the adapters differ, and they keep the socket adapters' rules:
   Deferred); the server's last steps (the final ACK's hop, a dally, retransmissions of a
   last DATA whose ACK was lost) go on after it on the clock.
 
-Cost, against playing a whole transfer at once on a private queue: every datagram is a
-``ScheduledCall`` on the run's heap, no closure (the handlers are methods called with
-their object as the first argument).
+Cost, against playing a whole transfer at once on a private queue: every datagram is an
+entry on the run's heap (``HeapClock.schedule``: no ``ScheduledCall``, nothing cancels a
+datagram), every transfer two timers; no closure or bound method per datagram (the
+handlers are functions called with their object as the first argument).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class TftpWire:
         self.running_server = running_server  # () -> the VirtualTftpServer running now, or None
         self._ports = count(FIRST_PORT)
         self._on_request = self._request  # bound once: the in faults may hold a request
+        # A datagram on its way is never cancelled or moved: HeapClock.schedule, no
+        # ScheduledCall made (the timers are callLater's: they are moved and cancelled).
+        self._schedule = clock.schedule
 
     def get(self, server: tuple[str, int], name: str, request, deliver) -> "ClientEnd":
         """Download ``name`` from ``server``; ``deliver(request, FetchResult)`` when the phone's session ends."""
@@ -146,23 +150,23 @@ class TftpWire:
 
     def to_server(self, packet: bytes, port: int, client: "ClientEnd") -> None:
         """``packet`` from ``client`` to the server's ``port`` (its well-known port or a TID)."""
-        self.clock.callLater(self.latency_s, TftpWire._at_server, self, packet, port, client)
+        self._schedule(self.latency_s, TftpWire._at_server, self, packet, port, client)
 
     def to_client(self, packet: bytes, source: tuple, client: "ClientEnd") -> None:
         """``packet`` from the server's ``source`` (host, TID) to ``client``, past the faults."""
-        self.clock.callLater(self.latency_s, ClientEnd.receive, client, packet, source)
+        self._schedule(self.latency_s, ClientEnd.receive, client, packet, source)
 
     def from_transfer(self, packet: bytes, end: "ServerEnd") -> None:
         """A transfer's ``packet`` to its client, through the ``out`` faults."""
         faults = self.faults
         if faults is None or not faults._by_service.get("tftp"):
-            self.clock.callLater(self.latency_s, ClientEnd.receive, end.client, packet, end.source)
+            self._schedule(self.latency_s, ClientEnd.receive, end.client, packet, end.source)
             return
         for delay, data in faults.plan("tftp", "out", packet, self.clock.rightNow):
             if delay <= 0:
-                self.clock.callLater(self.latency_s, ClientEnd.receive, end.client, data, end.source)
+                self._schedule(self.latency_s, ClientEnd.receive, end.client, data, end.source)
             else:
-                self.clock.callLater(delay, ServerEnd.send_held, end, data)
+                self._schedule(delay, ServerEnd.send_held, end, data)
 
     def _at_server(self, datagram: bytes, port: int, client: "ClientEnd") -> None:
         server = self.running_server()
@@ -192,7 +196,7 @@ class TftpWire:
             if delay <= 0:
                 handle(target, data, client)
             else:
-                self.clock.callLater(delay, handle, target, data, client)
+                self._schedule(delay, handle, target, data, client)
 
     def _request(self, server: VirtualTftpServer, datagram: bytes, client: "ClientEnd") -> None:
         try:
