@@ -82,14 +82,18 @@ PORTS = {"http": 8080, "tftp": 6969}
 REQUESTS = {"http": "requests", "tftp": "rrq"}  # the server's counter of downloads asked for
 
 
-def scenario(phones: int, days: int, scheme: str) -> str:
-    return SCENARIO.format(phones=phones, days=days, scheme=scheme, port=PORTS[scheme])
+def scenario(phones: int, days: int, scheme: str, when: str | None = None) -> str:
+    text = SCENARIO.format(phones=phones, days=days, scheme=scheme, port=PORTS[scheme])
+    if when:  # a timeline condition, pending for the whole run if it never holds (what judging it costs)
+        text += f"timeline:\n  - when: {when}\n    do: {{power_cycle: {{phones: 1}}}}\n"
+    return text
 
 
-def run_once(phones: int, days: int, workdir: str, workers: int | None = None, scheme: str = "http") -> dict:
+def run_once(phones: int, days: int, workdir: str, workers: int | None = None, scheme: str = "http",
+             when: str | None = None) -> dict:
     path = os.path.join(workdir, f"bench-{phones}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(scenario(phones, days, scheme))
+        handle.write(scenario(phones, days, scheme, when))
     report_dir = os.path.join(workdir, f"report-{phones}-{workers or 1}")
     env = dict(os.environ, PYTHONPATH=ROOT)
     command = [sys.executable, "-m", "labsim", "run", path, "--report-dir", report_dir]
@@ -107,6 +111,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     summed = re.search(r"\(sum (\d+) MiB\)", output)
     if workers and summed:
         rss = float(summed.group(1))  # every shard's peak and the parent's, added (the run says them)
+    met = re.search(r"timeline conditions: the shards met at .*", output)
     tail = re.search(r"merge after the last shard ended: ([\d.]+)s wall, ([\d.]+)s CPU", output)
     parent = re.search(r"parent (\d+) MiB \(sum", output)
     if proc.returncode != 0:
@@ -119,7 +124,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
             "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss,
             "tail": (float(tail.group(1)), float(tail.group(2))) if tail else None,
-            "parent_rss_mib": float(parent.group(1)) if parent else None}
+            "parent_rss_mib": float(parent.group(1)) if parent else None, "met": met.group(0) if met else None}
 
 
 def clock_only(timers: int, days: int, clock) -> float:
@@ -175,6 +180,9 @@ def main() -> int:
                         help="also run each size with --workers N and print both side by side")
     parser.add_argument("--workers-only", action="store_true",
                         help="with --workers: only the --workers N run (no one-process run beside it)")
+    parser.add_argument("--when", metavar="CONDITION",
+                        help="give the scenario a timeline condition (e.g. 'time_to_ready.p95 > 100000', which never "
+                             "holds: the cost of judging it all run long)")
     parser.add_argument("--clock-only", metavar="TIMERS", type=int,
                         help="instead: only the clocks, task.Clock vs labsim's HeapClock, with this many hourly timers")
     args = parser.parse_args()
@@ -198,7 +206,7 @@ def main() -> int:
             results = []
             single = [] if args.workers and args.workers_only else [None]
             for workers in single + ([args.workers] if args.workers else []):
-                result = run_once(phones, args.days, workdir, workers, args.scheme)
+                result = run_once(phones, args.days, workdir, workers, args.scheme, args.when)
                 results.append(result)
                 label = "1" if workers is None else f"{workers} shards"
                 print(f"{phones:>7} {args.days:>4} {label:>10} {result['wall_s']:>8.1f} {result['cpu_s']:>8.1f} "
@@ -208,6 +216,8 @@ def main() -> int:
                 if result["tail"]:
                     print(f"        the parent's merge after the last shard ended: {result['tail'][0]:.2f} s wall, "
                           f"{result['tail'][1]:.2f} s CPU; the parent's peak RSS {result['parent_rss_mib'] or 0:.0f} MiB")
+                if result["met"]:
+                    print(f"        {result['met']}")
                 sys.stdout.flush()
             if len(results) == 2:
                 one, many = results

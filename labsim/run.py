@@ -486,6 +486,12 @@ class _LabControl(LabServicesControl):
     def changes(self) -> int:
         return self.run.state_changes
 
+    def nothing_due_before(self) -> float | None:
+        """When the next call is due on a simulated clock (none before it can change a
+        phone's state), or None (a real reactor does not say)."""
+        next_time = getattr(self.run.reactor, "next_time", None)
+        return next_time() if next_time is not None else None
+
     def drivers(self) -> list[PhoneDriver]:
         return self.run._drivers
 

@@ -80,7 +80,22 @@ class Timeline:
             self._seen = seen
             self._evaluate()
         if any(not item.done and item.entry.when is not None for item in self.pending):
-            self._ticker = self.clock.callLater(CONDITION_INTERVAL_S, self._check_conditions)
+            self._ticker = self.clock.callLater(self._next_look(), self._check_conditions)
+
+    def _next_look(self) -> float:
+        """Seconds to the next tick worth running. A tick before the next call due anywhere
+        sees no change (no phone can change state before it), so the next tick that runs
+        is the last one before that call: the same instants as tick after tick (added up
+        the same way), in the same order among the calls of an instant (none can be
+        scheduled in between), without running each one."""
+        now = self.clock.seconds()
+        tick = now + CONDITION_INTERVAL_S
+        nothing_due_before = getattr(self.control, "nothing_due_before", None)
+        due = nothing_due_before() if nothing_due_before is not None else None
+        if due is not None:
+            while tick + CONDITION_INTERVAL_S < due:
+                tick += CONDITION_INTERVAL_S
+        return tick - now
 
     def _evaluate(self) -> None:
         checks = [(item, parse_expectation(item.entry.when)) for item in self.pending

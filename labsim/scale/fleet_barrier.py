@@ -156,6 +156,8 @@ class ConditionsBarrier:
         if what == "tick":
             upcoming = [self._next[index] for index in live if self._next[index] is not None]
             answer["quiet_until"] = min(upcoming) if upcoming else None
+            dues = [waiting[index]["due"] for index in live if waiting[index].get("due") is not None]
+            answer["quiet_at"] = min(dues) if dues else None  # the same, on the shards' clocks
             self.ticks += 1
         if what == "settled" or (what == "tick" and answer["changes"] != self._judged_changes):
             # The shards judge their conditions now: what they read, over the whole fleet.

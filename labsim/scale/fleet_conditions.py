@@ -68,6 +68,7 @@ class FleetConditions(_ShardControl):
         self._changes = None  # the fleet's change count at the last tick met
         self._metrics = None  # the fleet's metrics at the last answer that judged
         self._quiet_until = -math.inf  # before then no shard has anything due: nothing can change
+        self._quiet_at = None  # the same instant on this shard's clock
         self._horizon = -math.inf  # before then no other shard has anything due (a settled shard runs on)
         self.fired = 0  # entries fired (a settled judgement that fired some asks what they left unsettled)
 
@@ -110,8 +111,14 @@ class FleetConditions(_ShardControl):
             return run.state_changes
         quiet = answer["quiet_until"]
         self._quiet_until = math.inf if quiet is None else quiet
+        self._quiet_at = answer["quiet_at"]
         self._changes = answer["changes"]
         return self._changes
+
+    def nothing_due_before(self) -> float | None:
+        """When the next call is due in any shard, as the shards last agreed (the timeline
+        runs no tick before the last one ahead of it: none could see a change)."""
+        return None if self._changes is None or self.alone else self._quiet_at
 
     def metrics(self, wanted=None):
         if self._metrics is None:
@@ -124,6 +131,7 @@ class FleetConditions(_ShardControl):
         # horizons the shards agreed on before it (every shard fires alike, so every
         # shard meets again).
         self._quiet_until = self._horizon = -math.inf
+        self._quiet_at = None
         self.fired += 1
         timeline = self.run.timeline
         if timeline is not None:

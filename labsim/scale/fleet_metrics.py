@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import bisect
 
-from labsim.observe.report import count_metrics
 from labsim.observe.stats import statistic
-from labsim.phones.phone import StageList
+from labsim.phones.phone import STATES, StageList
 
 PER_PHONE_PREFIXES = ("time_to_ready.", "phone.")
 
@@ -59,7 +58,12 @@ class MetricsOutbox:
         self._changed: dict = {}  # phones that changed state since the last send (ordered: a run replays)
         if self.phones_wanted:
             self._changed = dict.fromkeys(member.phone for member in run.members)
-            run.counter.listeners.append(self._state_changed)
+        # observe.report.count_metrics, kept as the phones change rather than counted over
+        # them at each meeting (a meeting's largest cost at 1,000 phones): the run's
+        # counter has the phones per state; a phone's reboots grow just before it changes state.
+        self._reboots = {member.phone: member.phone.reboots for member in run.members}
+        self._reboots_total = sum(self._reboots.values())
+        run.counter.listeners.append(self._state_changed)
         if self.stages_wanted:
             for member in run.members:  # before any phone has run: nothing to carry over
                 member.phone.stages = _ReportedStages(self)
@@ -74,15 +78,29 @@ class MetricsOutbox:
             self.stage_samples.clear()
 
     def _state_changed(self, driver, old: str, new: str) -> None:
+        phone = driver.phone
+        reboots = phone.reboots
+        if reboots != self._reboots[phone]:
+            self._reboots_total += reboots - self._reboots[phone]
+            self._reboots[phone] = reboots
         if self.phones_wanted:
-            self._changed[driver.phone] = None
+            self._changed[phone] = None
+
+    def counts(self) -> dict[str, int]:
+        """``observe.report.count_metrics`` of the shard's phones."""
+        by_state = self.run.counter.counts
+        counts = {"phones.total": len(self.run.members)}
+        for state in STATES:
+            counts[f"phones.{state}"] = by_state.get(state, 0)
+        counts["reboots.total"] = self._reboots_total
+        return counts
 
     def fill(self, message: dict, changes: int) -> None:
         """Add to ``message`` what moved: counts and phones when a phone changed state,
         the stage timings added since the last meeting."""
         if changes != self.sent_changes:
             self.sent_changes = changes
-            message["counts"] = count_metrics(self.run.members)
+            message["counts"] = self.counts()
             if self._changed:
                 message["phones"] = [[phone.mac, phone.reboots, _time_to_ready(phone)] for phone in self._changed]
                 self._changed.clear()

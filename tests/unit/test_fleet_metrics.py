@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from labsim.observe.report import phone_metrics
+from labsim.observe.report import count_metrics, phone_metrics
 from labsim.observe.stage_archive import StageArchive
 from labsim.observe.stats import STATISTICS, summarize
 from labsim.phones.phone import STATES, StageList
@@ -35,15 +35,23 @@ class Driver:
 
 
 class Counter:
-    def __init__(self):
-        self.listeners = []
+    """observe.progress.StateCounter's part the outbox reads."""
+
+    def __init__(self, total: int):
+        self.counts, self.listeners = {"off": total}, []
+
+    def state_changed(self, driver, old: str, new: str) -> None:
+        self.counts[old] -= 1
+        self.counts[new] = self.counts.get(new, 0) + 1
+        for listener in self.listeners:
+            listener(driver, old, new)
 
 
 class Shard:
     """What MetricsOutbox reads of a shard's run: its members, its state listeners."""
 
     def __init__(self, members):
-        self.members, self.counter, self.changes = members, Counter(), 0
+        self.members, self.counter, self.changes = members, Counter(len(members)), 0
 
     def change(self, phone, rng: random.Random, now: float) -> None:
         old = phone.state
@@ -54,8 +62,7 @@ class Shard:
         if phone.state == "ready" and phone.ready_at is None and phone.powered_on_at is not None:
             phone.ready_at = now + rng.choice([0.001, 0.5, 2.0, 17.25])
         self.changes += 1
-        for listener in self.counter.listeners:
-            listener(Driver(phone), old, phone.state)
+        self.counter.state_changed(Driver(phone), old, phone.state)
 
 
 WANTED = {"phones.ready", "time_to_ready.p50", "time_to_ready.p95", "time_to_ready.max", "time_to_ready.mean",
@@ -102,6 +109,7 @@ def test_what_the_shards_send_gives_the_parent_the_metrics_one_process_computes(
         got, per_phone = parent.metrics(WANTED)
         for name in WANTED - {"phone.reboots"}:
             assert got.get(name) == expected.get(name), (meeting, name)
+        assert {key: got[key] for key in count_metrics(members)} == count_metrics(members)
         for check in map(parse_expectation, CHECKS):
             assert evaluate(check, got, per_phone, len(members)).passed == \
                 evaluate(check, expected, expected_per_phone, len(members)).passed, (meeting, check.text)

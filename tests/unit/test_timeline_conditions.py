@@ -46,3 +46,40 @@ def test_no_state_change_no_new_look_and_a_change_is_seen():
     clock.advance(1)
     assert control.looks == 2 and [r.action for r in timeline.log] == ["remove_fault"]
     assert control.wanted == {"phones.ready"}  # what the condition reads, not every metric
+
+
+class QuietControl(Control):
+    """A control on a simulated clock: it says when its next call is due."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock, self.calls = clock, 0
+
+    def changes(self):
+        self.calls += 1
+        return self.state_changes
+
+    def nothing_due_before(self):
+        return self.clock.next_time()
+
+
+def test_ticks_before_the_next_call_due_are_not_run_and_the_change_is_seen_at_the_same_tick():
+    """Nothing can change before the next call due: the timeline runs the last tick before
+    it and not those between (here 7,000 of them), and judges at the tick one after the
+    change, at the instant tick after tick would have (the same floats)."""
+    scenario = parse_scenario_text(SCENARIO)
+    seen = {}
+    for name, control_class in (("every tick", Control), ("skipping", QuietControl)):
+        clock = HeapClock(1767484800.0)
+        control = control_class(clock) if control_class is QuietControl else control_class()
+        timeline = Timeline(scenario.timeline, control, clock, 1767484800.0, 1)
+        timeline.start()
+
+        def change(control=control):
+            control.ready, control.state_changes = 1, 1
+
+        clock.callLater(3600.2, change)
+        clock.advance(3700)
+        seen[name] = (timeline.log[0].t, getattr(control, "calls", None))
+    assert seen["every tick"][0] == seen["skipping"][0] == 3600.5
+    assert seen["skipping"][1] < 10  # of the 7,201 ticks up to the change
