@@ -199,6 +199,7 @@ class StaticFiles:
         self.stats: HttpStats | None = None  # the site's, for the upload counters
         self._cache: dict[Hashable, FileVersion] = {}
         self._cached_bytes = 0
+        self.files_max = CACHE_FILES_MAX  # files kept before the cache starts again (labsim.virtual keeps more)
 
     def answer(self, method: bytes, path: bytes, uri: bytes, fields: Mapping[bytes, list[bytes]], content,
                now: float, version: bytes = b"HTTP/1.1") -> HttpAnswer:
@@ -334,7 +335,7 @@ class StaticFiles:
         old = self._cache.pop(locator, None)
         if old is not None:
             self._cached_bytes -= old.size
-        if self._cached_bytes + len(body) > CACHE_TOTAL_MAX or len(self._cache) >= CACHE_FILES_MAX:
+        if self._cached_bytes + len(body) > CACHE_TOTAL_MAX or len(self._cache) >= self.files_max:
             self._cache.clear()
             self._cached_bytes = 0
         entry = FileVersion(st, content_type(locator_name(locator)), body, now)

@@ -225,6 +225,7 @@ class TftpRequestHandler:
         self._upload_parts = name_parts(config.upload_dir)
         self._cache: dict[str, _CachedFile] = {}
         self._cached_bytes = 0
+        self.names_max = CACHE_NAMES_MAX  # names kept before the cache starts again (labsim.virtual keeps more)
 
     def handle(self, datagram: bytes, addr: Address) -> "ReadTransfer | WriteTransfer | Reject | None":
         stats = self.stats
@@ -346,7 +347,7 @@ class TftpRequestHandler:
         return packets
 
     def _charge(self, entry: _CachedFile, size: int) -> None:
-        if self._cached_bytes + size > CACHE_TOTAL_MAX or len(self._cache) >= CACHE_NAMES_MAX:
+        if self._cached_bytes + size > CACHE_TOTAL_MAX or len(self._cache) >= self.names_max:
             # Simple and bounded: start over (a provisioning tree fits many times over).
             self.clear_cache()
         entry.cost += size

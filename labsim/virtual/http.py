@@ -20,6 +20,7 @@ from labsim.services.http import HttpAuthenticator, HttpAuthRule, HttpServerConf
 from labsim.services.http_files import STREAM, WHOLE, error
 from labsim.services.http_static import DiskFiles, site_files
 from labsim.transport.http_fetch import STATUS_OF_CODE, _authorization
+from labsim.virtual import FILES_CACHED
 
 GET, PUT = b"GET", b"PUT"
 SUCCESS = {GET: (200,), PUT: (200, 201, 204)}  # as the fleet's HttpFetcher counts them
@@ -69,6 +70,7 @@ class VirtualHttp:
                                   upload_dir=spec.upload_dir, auth=rules, upload_root=upload_root)
         self.clock = clock
         self.site = site_files(config, HttpAuthenticator(rules, clock.seconds), store=RememberedFiles)
+        self.site.files_max = FILES_CACHED  # every pass reads every phone's file again (labsim/virtual/__init__.py)
         self.stats = self.site.stats = HttpStats()
         # (path, target, Host field) of a URL, worked out once (a lookup with no Python call).
         self._request_line = SharedValues(1 << 17, _request_line).one

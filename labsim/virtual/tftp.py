@@ -52,6 +52,7 @@ from labsim.services.tftp_transfer import answer_stranger
 from labsim.services.tftp_udp import DiskTftpRequestHandler, quiet_s
 from labsim.transport.loopback import TFTP_LINGER_S, TFTP_TIMING, tftp_outcome
 from labsim.transport.tftp_client import TftpReadSession, TftpWriteSession
+from labsim.virtual import FILES_CACHED
 from labsim.wire.tftp import Step
 
 CLIENT_BLKSIZE = 1428  # what the phones' client asks for (transport.loopback)
@@ -65,7 +66,9 @@ def server_handler(spec, root: str, upload_root: str | None) -> DiskTftpRequestH
     config = TftpServerConfig(root=root, blksize_max=spec.blksize_max, timeout_s=spec.timeout_s,
                               max_retransmits=spec.max_retransmits, uploads=spec.uploads,
                               upload_dir=spec.upload_dir, upload_root=upload_root)
-    return DiskTftpRequestHandler(config)
+    handler = DiskTftpRequestHandler(config)
+    handler.names_max = FILES_CACHED  # every pass reads every phone's file again (labsim/virtual/__init__.py)
+    return handler
 
 
 def get_session(server: tuple[str, int], name: str) -> TftpReadSession:
