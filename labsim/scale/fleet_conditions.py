@@ -26,7 +26,8 @@ all settled asks the parent whether the others' have (a *check*), and until the 
 settles it keeps meeting the others before each of its instants (a *hold*) rather than
 running ahead of an instant where the fleet settles (``fleet_barrier`` orders them).
 When it does, every shard judges there on the fleet's metrics, fires the same entries,
-and ends, or goes on, alike.
+and ends, or goes on, alike. (A run without a duration meets so even with no ``when:``:
+the run's end is the fleet's.)
 
 The channel is a pair of pipes per shard, named to the shard by ``ENVIRONMENT``; a line of
 JSON each way per meeting.
@@ -177,12 +178,13 @@ class FleetConditions(_ShardControl):
         and no timed action is left."""
         run, timeline = self.run, self.run.timeline
         fired = self.fired
-        timeline.check_conditions_now()
+        if timeline is not None:
+            timeline.check_conditions_now()
         unsettled = 0
         if self.fired != fired:  # what the entries did: every shard fired the same
             answer = self._meet("after", run.reactor.seconds())
             unsettled = run.unsettled if answer is None else answer["unsettled"]
-        if unsettled == 0 and not timeline.timed_actions_left:
+        if unsettled == 0 and not (timeline is not None and timeline.timed_actions_left):
             run._end("all phones settled")
 
 def fleet_conditions_from_environment():

@@ -166,15 +166,15 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
     def _make_timeline(self):
         from labsim.scale.fleet_conditions import FleetConditions, fleet_conditions_from_environment
 
-        if not self.scenario.timeline:
-            return None
         pipes = fleet_conditions_from_environment() if self.light_outputs else None
-        if pipes is not None and any(entry.when is not None for entry in self.scenario.timeline):
+        if pipes is not None:  # the parent made them: a when: to judge, or no duration
             self.control = FleetConditions(self, *pipes)  # when: judged on the whole fleet
             if self.duration_s is None:  # the run ends where the whole fleet has settled
                 self.before_instant = self.control.before_instant
-        else:
+        elif self.scenario.timeline:
             self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
+        if not self.scenario.timeline:
+            return None
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
 
     def _end_if_settled(self) -> None:
@@ -281,7 +281,10 @@ class VirtualWorkers:
         self.stream.flush()
         wall_start = time.monotonic()
         previous = {number: signal.signal(number, self._forward) for number in (signal.SIGINT, signal.SIGTERM)}
-        if self.count > 1 and any(entry.when is not None for entry in scenario.timeline):
+        # The shards meet through the parent to judge a when: on the whole fleet, and, in
+        # a run without a duration, to end where the whole fleet has settled.
+        no_duration = self.args.duration is None and scenario.duration is None
+        if self.count > 1 and (no_duration or any(entry.when is not None for entry in scenario.timeline)):
             from labsim.scale.fleet_barrier import ConditionsBarrier
 
             self.barrier = ConditionsBarrier(self.count)

@@ -320,6 +320,39 @@ def test_without_a_duration_the_run_ends_and_judges_where_the_whole_fleet_settle
     assert "times for the fleet's end" in output
 
 
+RESYNCING = """\
+name: virtual-shards-resyncing
+seed: 1
+clock: virtual
+services:
+  dhcp: {port: 6767, subnet: 10.1.0.0/16, pool: {start: 10.1.0.10, end: 10.1.3.250}, lease_time_s: 7200,
+         options: {66: "http://127.0.0.1:8080/"}}
+  http: {port: 8080}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.auto_provision.repeat.enable = 1\\nstatic.auto_provision.repeat.minutes = 1\\n"
+  per_phone: [{name: "{mac}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {index}\\n"}]
+fleets:
+  - {vendor: yealink, models: {T46S: 24, T54S: 16}, first_mac: "00:15:65:00:00:01",
+     boot: {pattern: storm, random_delay_s: 300}}
+expect:
+  - phones.ready == 100%
+"""
+
+
+def test_without_a_duration_or_a_timeline_a_shard_goes_on_until_the_whole_fleet_settles(tmp_path):
+    """Phones resyncing every minute, no duration, no timeline: one process ends at the
+    first instant every phone is settled, and until then the phones that settled early
+    resync. --workers 2: a shard whose phones settled first does not end there, and every
+    phone ends as in one process (a shard ending where its own phones settled lost some
+    of their resyncs)."""
+    a, _, output = one_process_and_two_workers(tmp_path, RESYNCING)
+    assert a["end_reason"] == "all phones settled" and "times for the fleet's end" in output
+    resynced = [phone for phone in a["phones"]
+                if sum(event["state"] == "provisioning" and event["kind"] == "state" for event in phone["events"]) > 1]
+    assert resynced  # some phones provisioned again before the fleet settled
+
+
 def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path):
     """A condition that never holds keeps the shards meeting at every tick for the whole
     run: SIGTERM on the parent still ends every shard, merges a partial report, and leaves
