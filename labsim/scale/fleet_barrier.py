@@ -58,7 +58,9 @@ def next_step(waiting: dict[int, dict], ended_settled: bool = True) -> tuple[str
     kind, at = first.get("kind", "tick"), first.get("at")
     if kind in ("tick", "after"):
         if any(message.get("kind", "tick") != kind for message in waiting.values()):
-            raise ValueError(f"a shard waits at a {kind} the others did not come to: {waiting}")
+            where = ", ".join(f"shard {index} at a {message.get('kind', 'tick')} at {message['at']}"
+                              for index, message in sorted(waiting.items()))
+            raise ValueError(f"a shard waits at a {kind} the others did not come to ({where})")
         return kind, sorted(waiting)
     if kind == "hold":
         if at is None:

@@ -247,7 +247,7 @@ class VirtualWorkers:
         self.processes: list[subprocess.Popen] = []
         self.events_merge = None  # observe.events_merge.EventsMerge: their events.jsonl merged as they write
         self.usage: list[dict] = []  # each shard's end_t and process, as the merge read them
-        self.barrier = None  # fleet_conditions.ConditionsBarrier: when: judged on the whole fleet
+        self.barrier = None  # fleet_barrier.ConditionsBarrier: when: and the end judged on the whole fleet
         self._signalled = False
 
     def command(self, shard: Shard, directory: str) -> list[str]:
@@ -356,6 +356,10 @@ class VirtualWorkers:
                     self.processes[[p.poll() for p in self.processes].index(None)].wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
+            except ValueError as exc:  # the shards disagree where they are (a bug): each goes on alone
+                self.stream.write(f"labsim: the shards' meetings stopped ({exc}); each judges its own phones\n")
+                self.barrier.close()  # every shard reads the end of its pipe: its own view from there
+                self.barrier = None
             except KeyboardInterrupt:  # a handler raised it: go on waiting for the shards' reports
                 continue
             now = time.monotonic()
