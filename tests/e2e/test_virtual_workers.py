@@ -362,3 +362,15 @@ def test_sigterm_while_the_shards_meet_at_every_tick_leaves_no_process(tmp_path)
     report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
     assert len(report["phones"]) == 25
     assert not [entry for entry in report["timeline"] if entry["entry"].startswith("when")]  # it never held
+
+
+def test_sigterm_while_settled_shards_meet_before_each_instant_leaves_no_process(tmp_path):
+    """No duration, a timed action far ahead: the fleet settles early and the run goes on,
+    the shards meeting before each instant while their phones are settled (resyncing
+    every minute). SIGTERM on the parent still ends every shard, merges a partial report,
+    and leaves no process."""
+    path = tmp_path / "held.yaml"
+    path.write_text(RESYNCING.replace("expect:", "timeline:\n  - at: 2000000\n    do: {stop_service: http}\nexpect:"))
+    report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
+    assert len(report["phones"]) == 40 and report["timeline"] == []
+
