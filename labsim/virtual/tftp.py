@@ -33,6 +33,9 @@ counter). Only the adapters differ, and they keep the socket adapters' rules:
   port lingers (10 s after the last datagram it heard: a time kept, not a timer); a
   finished server transfer drops what still arrives for it (``late_packets``) for its
   quiet period, then answers ERROR 5, as its pool socket does.
+- At most ``TRANSFERS_PER_SERVER`` (512) of the fleet's sessions to one server run at
+  once; the rest wait their turn, their clocks not started, as the socket network's
+  ``TransferGate`` has them (a storm under loss keeps thousands of transfers open).
 - The phone gets its result the moment its session ends (as from the socket client's
   Deferred); the server's last steps (the final ACK's hop, a dally, retransmissions of a
   last DATA whose ACK was lost) go on after it on the clock.
@@ -45,6 +48,7 @@ handlers are functions called with their object as the first argument).
 
 from __future__ import annotations
 
+from collections import deque
 from itertools import count
 
 from labsim.services.tftp import Reject, TftpServerConfig
@@ -52,6 +56,7 @@ from labsim.services.tftp_transfer import answer_stranger
 from labsim.services.tftp_udp import DiskTftpRequestHandler, quiet_s
 from labsim.transport.loopback import TFTP_LINGER_S, TFTP_TIMING, tftp_outcome
 from labsim.transport.tftp_client import TftpReadSession, TftpWriteSession
+from labsim.transport.transfer_gate import TRANSFERS_PER_SERVER
 from labsim.virtual import FILES_CACHED
 from labsim.wire.tftp import Step
 
@@ -125,12 +130,14 @@ class TftpWire:
     say, then takes its hop. What a fault still holds when its transfer ends (or the
     server stops) is dropped, as the socket server's closed transfer drops it."""
 
-    def __init__(self, clock, faults, latency_s: float, running_server):
+    def __init__(self, clock, faults, latency_s: float, running_server, limit: int = TRANSFERS_PER_SERVER):
         self.clock = clock
         self.faults = faults  # a FaultSet, or None
         self.latency_s = latency_s
         self.running_server = running_server  # () -> the VirtualTftpServer running now, or None
         self._ports = count(FIRST_PORT)
+        self.limit = limit  # the fleet's transfers in flight to one server (the rest wait)
+        self._gates: dict[int, _Gate] = {}  # by the server's port
         self._on_request = self._request  # bound once: the in faults may hold a request
         # A datagram on its way is never cancelled or moved: HeapClock.schedule, no
         # ScheduledCall made (the timers are callLater's: they are moved and cancelled).
@@ -138,15 +145,35 @@ class TftpWire:
 
     def get(self, server: tuple[str, int], name: str, request, deliver) -> "ClientEnd":
         """Download ``name`` from ``server``; ``deliver(request, FetchResult)`` when the phone's session ends."""
-        client = ClientEnd(self, get_session(server, name), request, deliver)
-        client.start()
-        return client
+        return self._admit(ClientEnd(self, get_session(server, name), request, deliver))
 
     def put(self, server: tuple[str, int], name: str, body: bytes, request, deliver) -> "ClientEnd":
         """Upload ``body`` as ``name`` (a WRQ); ``deliver`` as for ``get``."""
-        client = ClientEnd(self, put_session(server, name, body), request, deliver)
-        client.start()
+        return self._admit(ClientEnd(self, put_session(server, name, body), request, deliver))
+
+    def _admit(self, client: "ClientEnd") -> "ClientEnd":
+        """Start ``client``'s session now, or when the fleet has fewer than ``limit``
+        transfers to that server in flight: the socket network's ``TransferGate``, whose
+        queue a session's clock does not run in."""
+        port = client.session.server[1]
+        gate = self._gates.get(port)
+        if gate is None:
+            gate = self._gates[port] = _Gate()
+        client.gate = gate
+        if gate.running < self.limit:
+            gate.running += 1
+            client.start()
+        else:
+            gate.waiting.append(client)
         return client
+
+    def session_ended(self, gate: "_Gate") -> None:
+        """A session through ``gate`` ended: the next one waiting starts (before its
+        phone hears the result, as the gate's callback comes first on sockets)."""
+        if gate.waiting:
+            gate.waiting.popleft().start()
+        else:
+            gate.running -= 1
 
     def new_port(self) -> int:
         return next(self._ports)
@@ -226,11 +253,21 @@ class TftpWire:
             self.to_client(packet, (server.host, port), client)
 
 
+class _Gate:
+    """A server's sessions in flight and those waiting their turn."""
+
+    __slots__ = ("running", "waiting")
+
+    def __init__(self):
+        self.running = 0
+        self.waiting: deque[ClientEnd] = deque()
+
+
 class ClientEnd:
     """One phone's TFTP session on its own port, run as the client's socket adapter
     (``transport.tftp_client._SessionProtocol``) runs it, on the simulated clock."""
 
-    __slots__ = ("wire", "session", "request", "deliver", "address", "timer", "ended", "last_heard")
+    __slots__ = ("wire", "session", "request", "deliver", "address", "timer", "ended", "last_heard", "gate")
 
     def __init__(self, wire: TftpWire, session, request, deliver):
         self.wire = wire
@@ -241,6 +278,7 @@ class ClientEnd:
         self.timer = None  # the retransmission timer's ScheduledCall
         self.ended: float | None = None  # when the session ended
         self.last_heard = 0.0  # when the ended session's port last heard anything (its linger)
+        self.gate: _Gate | None = None  # its place among the fleet's transfers to its server
 
     def start(self) -> None:
         self._apply(self.session.start())
@@ -289,6 +327,7 @@ class ClientEnd:
                 self.timer.cancel()
                 self.timer = None
             self.ended = self.last_heard = wire.clock.rightNow
+            wire.session_ended(self.gate)
             session = self.session
             self.deliver(self.request, tftp_outcome(session.result, session.error))
         elif timer is not None:

@@ -271,3 +271,23 @@ def test_what_a_fault_holds_when_the_server_stops_is_dropped_as_by_the_socket_se
     assert results["held request"][0] == pytest.approx(0.05 + BACKOFF_S)
     # The held request was read by the stopped server (counted), never answered.
     assert stats["rrq"] == 2 and stats["transfers_started"] == 1 and stats["packets_sent"] == 2  # OACK, DATA 1
+
+
+def test_at_most_limit_transfers_to_a_server_at_once_the_rest_wait_with_their_clocks_stopped(root):
+    # The socket network's TransferGate (512 a server): a waiting session has sent nothing
+    # and its timers have not started; it starts the moment one in flight ends.
+    lab = Lab(root)
+    lab.wire.limit = 2
+    lab.server = None  # nobody answers: the first two time out after 31 s
+    lab.get("a.cfg", "first")
+    lab.get("a.cfg", "second")
+    lab.get("a.cfg", "third")
+    lab.run(until=1.5)
+    assert [client.session.retransmits for client in lab.wire._gates[SERVER[1]].waiting] == [0]
+    lab.start()  # back at 1.5 s: the first two's next retries (at 3 s) are answered
+    lab.run()
+    times = {request: when for when, request, _ in lab.results}
+    assert all(result.ok for _, _, result in lab.results)
+    assert times["first"] == times["second"] == pytest.approx(3 + 4 * HOP)
+    assert times["third"] == pytest.approx(times["first"] + 4 * HOP)  # started when the first ended
+    assert lab.wire._gates[SERVER[1]].running == 0
