@@ -17,8 +17,8 @@ Services are named as in the scenario: ``dhcp`` (each message a phone sends), ``
 from __future__ import annotations
 
 from array import array
-from functools import lru_cache
 
+from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
 
 SERIES_METRICS = ("requests_per_s", "requests_per_min")
@@ -35,9 +35,12 @@ def bucket_for(horizon_s: float) -> int:
     return 600
 
 
-@lru_cache(maxsize=1 << 15)  # a fleet asks for the same URLs all run long (a few per phone)
-def service_of_url(url: str) -> str:
+def _work_out_service(url: str) -> str:
     return _SCHEME_SERVICE.get(url.split(":", 1)[0].lower(), "other")
+
+
+# A fleet asks for the same URLs all run long (a few per phone): sized for fleets of ~10,000.
+service_of_url = SharedValues(1 << 17, _work_out_service).one
 
 
 class TimeSeries:

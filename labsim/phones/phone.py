@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Generator
 
 from labsim.phones.dhcp_client import (
@@ -50,7 +49,7 @@ from labsim.phones.events import (
     Upload,
 )
 from labsim.phones.flash import Flash
-from labsim.phones.packed import EventList, PackedRecords, shared
+from labsim.phones.packed import EventList, PackedRecords, SharedValues, shared
 from labsim.wire import sip_pnp
 
 OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
@@ -432,7 +431,7 @@ class Phone:
         count = self.events.add(now, state, detail, "state")
         if self.journal is not None:
             self.journal.phone_event(self, (now, state, detail, "state"), count)
-        return [_state_changed(old, state, detail)]
+        return [_state_changes((old, state, detail))]
 
     # --- things a procedure may ask of its phone ------------------------------------
 
@@ -464,18 +463,21 @@ class _PnpWait:
 _IN_ANY_STATE: dict[type, Callable] = {}
 
 
-# A fleet asks for the same URLs every pass; a phone's own URL (one or two a phone) is
-# worth no entry: 262,144 of them were ~180 bytes a phone of a 100,000-phone run (issue
-# 12 §5), and working one out again costs ~1 µs.
-@lru_cache(maxsize=4096)
-def _server_of(url: str) -> str:
+def _work_out_server(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return sys.intern(f"{scheme}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}")
 
 
+# A fleet asks for the same URLs every pass, each phone its own one or two besides the
+# shared ones: sized for fleets of ~10,000 (at 4,096 entries a 10,000-phone fleet's own
+# URLs pushed the shared ones out: half the lookups missed). Bounded: past 131,072 URLs
+# (a 100,000-phone run) it starts again, and working one out again costs ~1 µs.
+_server_of = SharedValues(1 << 17, _work_out_server).one
+
+
 # A StateChanged is frozen: one per (old, new, detail) serves every phone that changes so
-# (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.15).
-_state_changed = lru_cache(maxsize=4096)(StateChanged)
+# (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.05).
+_state_changes = SharedValues(4096, lambda key: StateChanged(*key)).one
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {

@@ -27,12 +27,11 @@ import posixpath
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.packed import md5_hex
+from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -116,9 +115,11 @@ class YealinkBehaviour:
 DEFAULT_BEHAVIOUR = YealinkBehaviour()
 
 
-@lru_cache(maxsize=64)
-def common_cfg_name(model: str) -> str:
+def _work_out_common_cfg_name(model: str) -> str:
     return f"y{MODEL_CODES[model]:012d}.cfg"
+
+
+common_cfg_name = SharedValues(64, _work_out_common_cfg_name).one
 
 
 def mac_cfg_name(mac: str) -> str:
@@ -129,10 +130,12 @@ def default_firmware(model: str) -> str:
     return f"{MODEL_CODES[model]}.85.0.5"
 
 
-@lru_cache(maxsize=256)  # asked every pass; a fleet runs a few firmware versions
-def firmware_generation(firmware: str) -> int:
+def _work_out_firmware_generation(firmware: str) -> int:
     parts = firmware.split(".")
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+firmware_generation = SharedValues(256, _work_out_firmware_generation).one  # asked every pass; a fleet runs a few firmware versions
 
 
 def user_agent(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> str:

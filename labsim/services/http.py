@@ -46,9 +46,10 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable
 from urllib.parse import unquote_to_bytes
+
+from labsim.phones.packed import SharedValues
 
 # Files up to this size are kept in memory; the cache as a whole is emptied past the cap
 # in bytes or in files, as TFTP's (a provisioning tree is small; firmware images are the
@@ -149,10 +150,7 @@ def mac_from_user_agent(user_agent: str | None) -> str | None:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-# A fleet asks for the same paths over and over (a virtual week: millions of requests
-# for a few per phone); the answer depends on the path alone.
-@lru_cache(maxsize=1 << 15)  # each phone's own file paths too, for fleets of ~10,000
-def safe_relative_path(raw_path: bytes) -> bytes | None:
+def _work_out_relative_path(raw_path: bytes) -> bytes | None:
     """The request path as a relative filesystem path, or None if it tries to leave.
 
     Percent-decoding happens before splitting, so ``%2e%2e%2f`` is caught like ``../``;
@@ -168,6 +166,12 @@ def safe_relative_path(raw_path: bytes) -> bytes | None:
         if part and part != b".":
             parts.append(part)
     return b"/".join(parts)
+
+
+# A fleet asks for the same paths over and over (a virtual week: millions of requests
+# for a few per phone); the answer depends on the path alone. Each phone's own file
+# paths too, for fleets of ~10,000.
+safe_relative_path = SharedValues(1 << 15, _work_out_relative_path).one
 
 
 # --- authentication, I/O-free ----------------------------------------------------------

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from labsim.phones.packed import SharedValues
 
 SCHEMES = ("tftp", "ftp", "http", "https")
 DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
@@ -17,14 +18,17 @@ DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
 
 # A phone asks for the same few names on the same server every pass (hourly, for a week,
 # in virtual time): the functions below are pure, and remembering their answers saves
-# most of the URL building a resync costs. Bounded: a fleet has one entry per phone or file.
+# most of the URL building a resync costs. Bounded: a fleet has one entry per phone or file
+# (tables whose missing entries are made: a lookup is no Python call).
 CACHE_SIZE = 1 << 18
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def bare_mac(mac: str) -> str:
-    """A MAC as file names carry it: ``00:0B:82:12:34:56`` / ``00-0b-82-…`` -> ``000b82123456``."""
+def _work_out_bare_mac(mac: str) -> str:
     return re.sub(r"[^0-9a-f]", "", mac.lower())
+
+
+bare_mac = SharedValues(CACHE_SIZE, _work_out_bare_mac).one
+"""A MAC as file names carry it: ``00:0B:82:12:34:56`` / ``00-0b-82-…`` -> ``000b82123456``."""
 
 
 class BadProvisioningUrl(ValueError):
@@ -43,7 +47,7 @@ class ServerUrl:
     def file_url(self, filename: str, *, credentials: bool = False) -> str:
         """The URL of a file in this folder. Credentials are left out unless asked for:
         most vendors send them separately (Basic/Digest, FTP USER/PASS)."""
-        return _file_url(self, filename, credentials)
+        return _file_urls((self, filename, credentials))
 
     def _build_url(self, filename: str, credentials: bool) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -62,19 +66,16 @@ class ServerUrl:
         return self.file_url("", credentials=True)
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _file_url(server: ServerUrl, filename: str, credentials: bool) -> str:
-    return server._build_url(filename, credentials)
+_file_urls = SharedValues(CACHE_SIZE, lambda key: key[0]._build_url(key[1], key[2])).one
 
 
 def parse_server(value: str, *, credential_separators: str = ":") -> ServerUrl:
     """Parse a provisioning server value. ``credential_separators`` lists the characters a
     vendor accepts between user and password (Avaya also accepts ``user;pass@``).
     A ServerUrl is frozen, so the same value gives the same (shared) one."""
-    return _parse_server(value, credential_separators)
+    return _servers((value, credential_separators))
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def _parse_server(value: str, credential_separators: str) -> ServerUrl:
     value = value.strip().strip("\x00").strip()
     if not value:
@@ -117,6 +118,9 @@ def _parse_server(value: str, credential_separators: str) -> ServerUrl:
         last = path.rsplit("/", 1)[-1]
         path = path[: -len(last)] if "." in last else path + "/"
     return ServerUrl(scheme, host.lower(), port, path, user, password)
+
+
+_servers = SharedValues(CACHE_SIZE, lambda key: _parse_server(*key)).one
 
 
 def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
