@@ -30,6 +30,7 @@ from bisect import bisect_left
 _PREFIX = b'{"t": '  # every line labsim writes starts so: its time is read without a JSON parse
 _NULL_MAC = b'"mac": null, "kind": "'  # a run or action line (every other line names a phone)
 _ACTION = _NULL_MAC + b'action"'
+_NEXT_LINE = b"\n" + _PREFIX  # where every line but a block's first starts
 
 
 class EventsMergeError(ValueError):
@@ -91,22 +92,34 @@ class ShardEvents:
         if not cut:
             self.rest += chunk
             return True
-        raw = (self.rest + chunk[:cut]).split(b"\n")
-        raw.pop()  # after the last newline: nothing
+        block = self.rest + chunk[:cut]
         self.rest = chunk[cut:]
-        self._add([line + b"\n" for line in raw])
+        self._add(block)
         return True
 
-    def _add(self, raw: list[bytes]) -> None:
+    def _add(self, block: bytes) -> None:
+        """Take the whole lines of ``block``. What can be is asked of the whole block at
+        once, in C (its lines, whether any is a run or action line, whether every line
+        starts as labsim's do), not line by line: a week of a 10,000-phone fleet is ~22
+        million lines (a 4 MiB block: ~17 instead of ~30 ms)."""
+        if b"\r" in block:  # splitlines would cut there too (JSON escapes it: never in a line labsim writes)
+            raw = [line + b"\n" for line in block.split(b"\n")[:-1]]
+        else:
+            raw = block.splitlines(keepends=True)
         first = self.read + 1
         self.read += len(raw)
         lines = raw
-        marked = any([line.find(_NULL_MAC, 0, 80) >= 0 for line in raw])  # rare: a run or action line
+        # Rare: a run or action line (the block is searched first, in one scan).
+        marked = _NULL_MAC in block and any([line.find(_NULL_MAC, 0, 80) >= 0 for line in raw])
         if marked:
             lines = [line for line in raw if line.find(_NULL_MAC, 0, 80) < 0 or line.find(_ACTION, 0, 90) >= 0]
         try:
-            times = [float(line[6:line.index(b",", 6)]) if line.startswith(_PREFIX) else _not_ours()
-                     for line in lines]
+            if not marked and block.startswith(_PREFIX) and block.count(_NEXT_LINE) == len(raw) - 1:
+                # Every line starts as labsim's lines do (counted in one scan of the block).
+                times = [float(line[6:line.index(b",", 6)]) for line in lines]
+            else:
+                times = [float(line[6:line.index(b",", 6)]) if line.startswith(_PREFIX) else _not_ours()
+                         for line in lines]
         except ValueError:  # slowly, line by line: which line is it?
             lines, times = [], []
             for number, line in enumerate(raw, first):

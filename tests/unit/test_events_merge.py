@@ -131,3 +131,38 @@ def test_a_shard_that_ended_without_its_file_is_named(tmp_path):
         merge.step()
     merge.abandon()
     assert not os.path.exists(tmp_path / "out" / "events.jsonl.tmp")
+
+
+def _merged_bytes(tmp_path, files: list[bytes], chunk_bytes: int) -> bytes:
+    directories = []
+    for index, data in enumerate(files):
+        directory = tmp_path / f"s{index}"
+        directory.mkdir()
+        (directory / "events.jsonl").write_bytes(data)
+        directories.append(str(directory))
+    merge = EventsMerge(directories, str(tmp_path / "out"), chunk_bytes=chunk_bytes)
+    merge.run_to_end()
+    path = merge.finish(complete=True, end_reason="done", end_t=9.0, actions_of_first_only=True)
+    return open(path, "rb").read()
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 22])  # lines cut across reads, and one read
+def test_a_line_holding_a_bare_carriage_return_stays_one_line(tmp_path, chunk_bytes):
+    """Blocks are cut into lines at newlines only (a bare CR, which labsim's JSON never
+    writes, is not a line end: bytes.splitlines would make it one)."""
+    zero = b"".join(_text({"t": float(t), "mac": "a", "kind": "state", "detail": "x"}).encode() for t in range(4))
+    odd = b'{"t": 1.5, "mac": "b", "kind": "state", "detail": "half\rway"}\n'
+    one = _text({"t": 0.5, "mac": "b", "kind": "state"}).encode() + odd
+    merged = _merged_bytes(tmp_path, [zero, one], chunk_bytes)
+    assert odd in merged and merged.count(b"\n") == 7  # six lines and the run line
+    assert merged.index(odd) < merged.index(b'{"t": 2.0')
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 22])
+def test_a_line_labsim_did_not_write_is_named_by_file_and_line(tmp_path, chunk_bytes):
+    from labsim.observe.events_merge import EventsMergeError
+
+    good = b"".join(_text({"t": float(t), "mac": "a", "kind": "state"}).encode() for t in range(3))
+    bad = good + b'{"mac": "a", "t": "three"}\n' + _text({"t": 4.0, "mac": "a", "kind": "state"}).encode()
+    with pytest.raises(EventsMergeError, match=r"s1/events.jsonl:4: not an events.jsonl line"):
+        _merged_bytes(tmp_path, [good, bad], chunk_bytes)
