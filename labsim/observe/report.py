@@ -45,12 +45,29 @@ class RunRecord:
 
 def count_metrics(members) -> dict[str, int]:
     """The counts a check may read: phones in all and per state, reboots in all."""
-    by_state = Counter(member.phone.state for member in members)
-    metrics = {"phones.total": len(members)}
+    return counts_of(len(members), Counter(member.phone.state for member in members),
+                     sum(member.phone.reboots for member in members))
+
+
+def counts_of(total: int, by_state, reboots: int) -> dict[str, int]:
+    """``count_metrics`` from phones in all, a mapping of phones per state and reboots in
+    all (a ``--workers`` shard keeps these as its phones change: scale/fleet_metrics.py)."""
+    metrics = {"phones.total": total}
     for state in STATES:
         metrics[f"phones.{state}"] = by_state.get(state, 0)
-    metrics["reboots.total"] = sum(member.phone.reboots for member in members)
+    metrics["reboots.total"] = reboots
     return metrics
+
+
+def time_to_ready(phone) -> float | None:
+    """Seconds from a phone's power-on to its ready state, or None (not ready yet)."""
+    if phone.ready_at is None or phone.powered_on_at is None:
+        return None
+    return phone.ready_at - phone.powered_on_at
+
+
+def _ready_times(members) -> list[float]:
+    return [ready for ready in (time_to_ready(member.phone) for member in members) if ready is not None]
 
 
 def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
@@ -64,8 +81,7 @@ def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
 
     metrics: dict[str, float | None] = count_metrics(members)
     if reads("time_to_ready."):
-        ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
-                       if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
+        ready_times = _ready_times(members)
         for stat, value in summarize(ready_times).items():
             metrics[f"time_to_ready.{stat}"] = value
     if reads("stage."):
@@ -131,8 +147,7 @@ def judge(record: RunRecord) -> list[Verdict]:
 def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
     members = record.members
     by_state = Counter(member.phone.state for member in members)
-    ready_times = [m.phone.ready_at - m.phone.powered_on_at for m in members
-                   if m.phone.ready_at is not None and m.phone.powered_on_at is not None]
+    ready_times = _ready_times(members)
     return {
         "schema_version": SCHEMA_VERSION,
         "scenario": {"name": record.scenario_name, "file": record.scenario_file, "seed": record.seed},

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import bisect
 
+from labsim.observe.report import counts_of, time_to_ready
 from labsim.observe.stats import statistic
-from labsim.phones.phone import STATES, StageList
+from labsim.phones.phone import StageList
 
 PER_PHONE_PREFIXES = ("time_to_ready.", "phone.")
 
@@ -88,12 +89,7 @@ class MetricsOutbox:
 
     def counts(self) -> dict[str, int]:
         """``observe.report.count_metrics`` of the shard's phones."""
-        by_state = self.run.counter.counts
-        counts = {"phones.total": len(self.run.members)}
-        for state in STATES:
-            counts[f"phones.{state}"] = by_state.get(state, 0)
-        counts["reboots.total"] = self._reboots_total
-        return counts
+        return counts_of(len(self.run.members), self.run.counter.counts, self._reboots_total)
 
     def fill(self, message: dict, changes: int) -> None:
         """Add to ``message`` what moved: counts and phones when a phone changed state,
@@ -102,18 +98,11 @@ class MetricsOutbox:
             self.sent_changes = changes
             message["counts"] = self.counts()
             if self._changed:
-                message["phones"] = [[phone.mac, phone.reboots, _time_to_ready(phone)] for phone in self._changed]
+                message["phones"] = [[phone.mac, phone.reboots, time_to_ready(phone)] for phone in self._changed]
                 self._changed.clear()
         if self.stage_samples:
             message["stages"] = self.stage_samples
             self.stage_samples = {}
-
-
-def _time_to_ready(phone) -> float | None:
-    # As observe.report.phone_metrics reads it.
-    if phone.ready_at is None or phone.powered_on_at is None:
-        return None
-    return phone.ready_at - phone.powered_on_at
 
 
 class FleetMetrics:
