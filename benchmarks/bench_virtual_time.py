@@ -8,7 +8,8 @@ each pass asks for two boot files, the Common and the MAC CFG) and the peak RSS 
 run's process. ``--profile`` runs the smallest size in this process under cProfile (CPU time) and
 prints where the time goes. ``--scheme tftp``: the same fleet provisioning over TFTP
 (labsim's TFTP server and the phones' client, both their own state machines, over the
-in-memory network) instead of HTTP.
+in-memory network) instead of HTTP; ``--scheme ftp``: over FTP (anonymous logins; the
+server's ``sessions`` counts the downloads).
 
 ``--workers N`` runs each size twice, side by side: in one process and as
 ``labsim run --clock virtual --workers N`` (N shards, each its own process and clock, one
@@ -20,7 +21,7 @@ took after the last shard ended (wall and the parent's CPU: what the shards cann
 hide). ``--workers-only`` leaves out the one-process run.
 
 A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
-[--days 7] [--workers N] [--scheme http|tftp] [--profile]``. Numbers from a shared, loaded machine vary by 2x
+[--days 7] [--workers N] [--scheme http|tftp|ftp] [--profile]``. Numbers from a shared, loaded machine vary by 2x
 and more: say so when quoting them.
 """
 
@@ -54,7 +55,7 @@ services:
     pool: {{start: 10.0.0.10, end: 10.0.250.250}}
     lease_time_s: 86400
     options: {{66: "{scheme}://127.0.0.1:{port}/"}}
-  {scheme}: {{port: {port}}}
+  {scheme}: {{port: {port}{service_extra}}}
 provisioning:
   files:
     y000000000066.cfg: |
@@ -78,12 +79,14 @@ expect:
 """
 
 
-PORTS = {"http": 8080, "tftp": 6969}
-REQUESTS = {"http": "requests", "tftp": "rrq"}  # the server's counter of downloads asked for
+PORTS = {"http": 8080, "tftp": 6969, "ftp": 2121}
+REQUESTS = {"http": "requests", "tftp": "rrq", "ftp": "sessions"}  # the server's counter of downloads asked for
+SERVICE_EXTRA = {"ftp": ", anonymous: true"}  # the phones log in as anonymous (no credentials in the URL)
 
 
 def scenario(phones: int, days: int, scheme: str, when: str | None = None) -> str:
-    text = SCENARIO.format(phones=phones, days=days, scheme=scheme, port=PORTS[scheme])
+    text = SCENARIO.format(phones=phones, days=days, scheme=scheme, port=PORTS[scheme],
+                           service_extra=SERVICE_EXTRA.get(scheme, ""))
     if when:  # a timeline condition, pending for the whole run if it never holds (what judging it costs)
         text += f"timeline:\n  - when: {when}\n    do: {{power_cycle: {{phones: 1}}}}\n"
     return text

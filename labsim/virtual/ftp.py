@@ -1,122 +1,87 @@
-"""FTP in the in-memory lab: a phone's whole FTP exchange (log in, one RETR or STOR,
-quit) answered at once under the FTP server's own rules — its pyftpdlib authorizer as
-``services.ftp.build_authorizer`` makes it (users, anonymous, read-only except
-``upload_dir``), the provisioning root, uploads stored on disk where a run on sockets
-stores them — and the phones' client's reading of the outcome (530 ``denied``, 550
-``not_found``). What only the protocol shows (PASV, reply pacing) stays with sockets.
+"""FTP in the in-memory lab: the phones' own FTP client against labsim's own FTP server,
+every segment of the control and the passive data connections a call on the simulated
+clock (``virtual.tcp``).
 
-Stream faults where the server applies them (``services.ftp``): ``down`` refuses the
-connection (no session); a delay (``delay_s``, ``jitter_s``, ``slow_s``) holds each
-command the phones' client sends before the server acts on it, drawn per command as the
-server draws it. That client (Twisted's ``FTPClient``, ``transport.ftp_fetch``) waits for
-the greeting (not held), then sends USER, PASS, TYPE I, PASV and RETR (or STOR), each
-after the answer to the one before, and QUIT once it has its result: the phone waits for
-five held commands (two and the server's failed-login delay when PASS is refused), and
-the QUIT's draw is made and counted but holds nothing the phone waits for.
-``bandwidth_kbps`` paces the file (``size / rate``). Measured against pyftpdlib under a
-0.2 s delay (tests/e2e/test_virtual_ftp.py): a download 1.0 s on both (plus loopback
-round trips on sockets, 1 ms in memory), a refused login 0.9 s, and the same count of
-delayed commands (sockets: minus the QUITs still unread when the run ended); a 7.4 KB
-file under ``bandwidth_kbps: 64`` takes its size / rate on both (0.93 s; on sockets up to
-~50 ms more for the round trips and the pacer's chunks), with the same ``throttled`` count.
+The two ends are the code a run on sockets uses; only the adapters differ:
+
+- the server is ``services.ftp``'s handler class for the scenario's service (pyftpdlib's
+  ``FTPHandler``/``DTPHandler`` with labsim's counters, fault hooks and pacing, its
+  filesystem view with the upload folder, its authorizer), accepted by pyftpdlib's own
+  ``FTPServer`` (connection limits, the 220 greeting) from a listening socket of the lab,
+  its IO loop a ``MemoryLoop`` (timers on the simulated clock: the idle timeout, the
+  delayed 530, held commands, pacing). Two adapter choices differ from the socket server:
+  the passive data port is a listening socket of the lab (``_LabPassiveDTP``: pyftpdlib's
+  ``PassiveDTP`` with its socket made here), numbered deterministically (from
+  ``passive_ports`` when the scenario sets them, else 30000 up) where pyftpdlib would let
+  the kernel or ``random`` choose; and ``sendfile`` is off (there is no descriptor to
+  send from);
+- the client is ``transport.ftp_fetch`` (Twisted's ``FTPClient``: USER, PASS, TYPE I,
+  PASV, RETR or STOR, QUIT) with a reactor whose clock is the run's and whose
+  ``connectTCP`` goes through the lab (``virtual.tcp.LabReactor``), its 30 s time limit a
+  timer on that clock.
+
+So everything the protocol shows is there in memory as on sockets: the reply texts, the
+227 and the data connection it names, the order of replies, and where the ``ftp`` faults
+act, inside the server: ``down`` closes a new connection before the greeting, a delay
+holds each command the server reads (QUIT included, when it arrives before the client's
+close), ``bandwidth_kbps`` paces the data connection on the clock. A timeline action or a
+fault window lands in the middle of an exchange: a stopped server closes every
+connection (the client reads the close and reports the error it reports on sockets) and
+forgets its data ports; a restarted one is a new server that knows none of the old
+sessions. Times are the lab's: every segment takes one hop (``latency_s``), so an
+exchange lasts its round trips (about 16 hops) plus what the server holds.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
+try:
+    from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
+except ImportError:  # pyftpdlib 1.5: one handlers module
+    from pyftpdlib.handlers import PassiveDTP
+from pyftpdlib.servers import FTPServer
 
-from pyftpdlib.authorizers import AuthenticationFailed
+from labsim.services.ftp import FtpServerConfig, handler_class, new_stats
+from labsim.virtual.tcp import ListeningSocket, MemoryLoop, PortTable
 
-from labsim.phones.events import ANONYMOUS, FetchResult
-from labsim.services.ftp import FtpServerConfig, build_authorizer, new_stats, upload_real
-
-LOGIN_COMMANDS = 2  # USER, PASS
-TRANSFER_COMMANDS = 3  # TYPE I, PASV, RETR or STOR
-AFTER_RESULT_COMMANDS = 1  # QUIT
+BACKLOG = 1024  # as start_ftp_server listens
 
 
-class VirtualFtp:
-    """One FTP service of the in-memory lab (its rules and counters)."""
+class _LabPassiveDTP(PassiveDTP):
+    """pyftpdlib's passive data listener, its socket one of the lab's (the rest of PASV,
+    the 227 and who may connect, is pyftpdlib's)."""
 
-    def __init__(self, spec, root: str, upload_root: str | None, link=None):
+    def create_socket(self, family, type):
+        server = self.cmd_channel.server.lab_server
+        self.set_socket(ListeningSocket(server.loop, server.host, server.ports))
+
+
+class VirtualFtpServer:
+    """One start of the FTP service in memory: pyftpdlib's server and sessions on a
+    ``MemoryLoop``, and the ports it listens on."""
+
+    def __init__(self, spec, root: str, upload_root: str | None, clock, link=None):
         self.config = FtpServerConfig(root=root, users=dict(spec.users), anonymous=spec.anonymous,
-                                      uploads=spec.uploads, upload_dir=spec.upload_dir, upload_root=upload_root)
-        self.root = os.path.realpath(root)
-        self.authorizer = build_authorizer(self.config)
-        self.upload_virtual = "/" + self.config.upload_dir.strip("/")
-        self.upload_folder = upload_real(self.config)  # where STOR writes (created), None: uploads off
-        self.link = link  # a labsim.faults.FaultyLink for "ftp", or None
+                                      uploads=spec.uploads, upload_dir=spec.upload_dir, upload_root=upload_root,
+                                      idle_timeout_s=spec.idle_timeout_s,
+                                      max_connections_per_address=spec.max_connections_per_address or 0)
         self.stats = new_stats()
+        self.host, self.port = spec.address, spec.port
+        self.loop = MemoryLoop(clock, self.stats)
+        self.ports = PortTable(*spec.passive_ports) if spec.passive_ports else PortTable()
+        handler = handler_class(self.config, clock, self.stats)
+        handler = type("LabFtpHandlerInMemory", (handler,), {"passive_dtp": _LabPassiveDTP, "use_sendfile": False})
+        handler.fault_link = link
+        listener = ListeningSocket(self.loop, self.host, self.ports)
+        listener.bind((self.host, self.port))
+        self.server = FTPServer(listener, handler, ioloop=self.loop, backlog=BACKLOG)
+        self.server.lab_server = self
+        self.server.max_cons = self.config.max_connections
+        self.server.max_cons_per_ip = self.config.max_connections_per_address
 
-    def exchange(self, path: str, credentials, body: bytes | None = None) -> tuple[FetchResult, float]:
-        """(result, seconds it took) of a RETR of ``path`` (or, with ``body``, a STOR) as
-        the phones' FTP client makes it."""
-        if not path or path.endswith("/"):  # the client gives up before it connects
-            return FetchResult("error", detail=f"FTP: {path!r} names no file"), 0.0
-        link = self.link
-        if link is not None and link.refuses():
-            return FetchResult("error", detail="FTP: connection refused"), 0.0
-        self.stats["sessions"] += 1
-        took = self._held(LOGIN_COMMANDS)
-        user, password = (credentials.user, credentials.password) if credentials else ANONYMOUS
-        try:
-            self.authorizer.validate_authentication(user, password, None)
-        except AuthenticationFailed as exc:
-            self.stats["logins_failed"] += 1
-            self._held(AFTER_RESULT_COMMANDS)
-            return FetchResult("denied", detail=f"FTP: 530 {exc}"), took + self.config.auth_failed_delay_s
-        self.stats["logins_ok"] += 1
-        took += self._held(TRANSFER_COMMANDS)
-        real = self._real(path)
-        answer = self._retr(user, real, took) if body is None else self._stor(user, real, body, took)
-        self._held(AFTER_RESULT_COMMANDS)
-        return answer
+    def listener_at(self, port: int) -> ListeningSocket | None:
+        return self.ports.listening.get(port)
 
-    def _held(self, commands: int) -> float:
-        """Seconds the server holds ``commands`` commands, one after the other, under the
-        delay faults (each drawn and counted as the server does)."""
-        link = self.link
-        if link is None:
-            return 0.0
-        return sum(link.answer_delay() for _ in range(commands))
-
-    def _real(self, path: str) -> str | None:
-        """The file ``path`` names (relative to the login folder), as the server maps it;
-        None when it leads out of the root (or out of the upload folder)."""
-        virtual = posixpath.normpath("/" + path)
-        if self.upload_folder is not None and (virtual == self.upload_virtual
-                                               or virtual.startswith(self.upload_virtual + "/")):
-            base, rest = self.upload_folder, virtual[len(self.upload_virtual):]
-        else:
-            base, rest = self.root, virtual
-        real = os.path.realpath(os.path.join(base, rest.lstrip("/")))
-        return real if real == base or real.startswith(base + os.sep) else None
-
-    def _retr(self, user: str, real: str | None, took: float) -> tuple[FetchResult, float]:
-        if real is None or not os.path.isfile(real) or not self.authorizer.has_perm(user, "r", real):
-            return FetchResult("not_found", detail="FTP: 550 No such file or directory."), took
-        with open(real, "rb") as handle:
-            data = handle.read()
-        self.stats["files_sent"] += 1
-        self.stats["bytes_sent"] += len(data)
-        return FetchResult("ok", data), took + self._paced(len(data), "out")
-
-    def _stor(self, user: str, real: str | None, body: bytes, took: float) -> tuple[FetchResult, float]:
-        if real is None or os.path.isdir(real) or not self.authorizer.has_perm(user, "w", real):
-            return FetchResult("not_found", detail="FTP: 550 Not enough privileges."), took
-        os.makedirs(os.path.dirname(real), exist_ok=True)
-        with open(real, "wb") as handle:
-            handle.write(body)
-        self.stats["files_received"] += 1
-        self.stats["bytes_received"] += len(body)
-        return FetchResult("ok"), took + self._paced(len(body), "in")
-
-    def _paced(self, size: int, direction: str) -> float:
-        """Seconds a transfer of ``size`` bytes takes under a ``bandwidth_kbps`` fault."""
-        kbps = self.link.bandwidth_kbps(direction) if self.link is not None else None
-        if not kbps:
-            return 0.0
-        if size:
-            self.link.count("throttled")  # as the server's paced data connection counts it
-        return size * 8 / (kbps * 1000)
+    def stop(self) -> None:
+        """Close the listener and every session, as the socket server's ``stop`` does."""
+        if not self.loop.closed:
+            self.loop.close()

@@ -27,8 +27,10 @@ What each service is here:
 - DNS: ``wire.dns_records.DnsAnswerer`` itself, asked by the phones' own resolver
   (``virtual.dns``) through the ``dns`` faults when a URL names its host.
 
-- FTP: a phone's whole exchange answered at once under the server's own authorizer and
-  root (``virtual.ftp``), uploads on disk; stream faults as delays and refusals.
+- FTP: the phones' own FTP client against the FTP server's own pyftpdlib handlers
+  (``virtual.ftp``), control and passive data connections over the lab's TCP
+  (``virtual.tcp``), every segment a call on the clock; the ``ftp`` faults act inside
+  the server as on sockets; uploads on disk where a run on sockets stores them.
 
 What needs real sockets is refused (see ``virtual_time_problems``).
 """
@@ -50,19 +52,20 @@ from labsim.services.disk_store import DiskFolder
 from labsim.services.file_store import NoSuchFile, NotAllowed
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
+from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.loopback import _url_credentials, is_host_name
 from labsim.transport.dns_lookup import LookupFailed
 from labsim.virtual.dns import VirtualResolver
 from labsim.virtual import tftp as virtual_tftp
-from labsim.virtual.ftp import VirtualFtp
+from labsim.virtual.ftp import VirtualFtpServer
 from labsim.virtual.http import GET, PUT, VirtualHttp
+from labsim.virtual.tcp import LabReactor, TcpLab
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
 from labsim.wire import dhcp, sip_pnp
 
 SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
 HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
-FTP_TIMEOUT_S = 30.0  # transport.ftp_fetch's time limit for a whole exchange
 
 
 def virtual_time_problems(scenario) -> list[tuple[str, str]]:
@@ -98,7 +101,7 @@ class _Service:
         self.stats: dict = {}
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
-        self.ftp: VirtualFtp | None = None
+        self.ftp: VirtualFtpServer | None = None  # FTP: one start of the server, its sessions and ports
         self.tftp: virtual_tftp.VirtualTftpServer | None = None  # TFTP: its handler and running transfers
         self.keeper: LeaseFileKeeper | None = None  # DHCP with a lease_file
 
@@ -145,7 +148,7 @@ class VirtualServices:
         elif name == "ftp":
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
             link = FaultyLink(self.faults, "ftp", self.clock) if self.faults is not None else None
-            service.ftp = VirtualFtp(spec, self.root, upload_root, link)
+            service.ftp = VirtualFtpServer(spec, self.root, upload_root, self.clock, link)
             service.stats = service.ftp.stats
         elif name == "dns":
             # A restarted server starts afresh (its answer cache, its counters), as on sockets.
@@ -206,6 +209,8 @@ class VirtualServices:
     def _stopped(service: _Service) -> None:
         if service.tftp is not None:  # its running transfers are abandoned, as on sockets
             service.tftp.stop()
+        if service.ftp is not None:  # its sessions are closed, its data ports forgotten, as on sockets
+            service.ftp.stop()
         if service.keeper is not None:  # the lease file's last write, as DhcpListening.stopListening does it
             service.keeper.stop()
             service.keeper = None
@@ -317,6 +322,7 @@ class VirtualNetwork:
         self._target = SharedValues(1 << 17, self._work_out_target).one
         self.dhcp_link = FaultyLink(faults, "dhcp", clock) if faults is not None else None
         self.tftp = virtual_tftp.TftpWire(clock, faults, latency_s, self._tftp_server)
+        self.ftp_reactor = LabReactor(clock, TcpLab(clock, latency_s, self._ftp_listener))
         dns = services.spec.dns
         self.resolver = None  # names in URLs: through the lab's DNS service (virtual.dns), as on sockets
         if dns is not None:
@@ -428,8 +434,12 @@ class VirtualNetwork:
 
     def _reply(self, request, body: bytes | None, target: tuple | None, deliver) -> None:
         """Answer a download (or, with ``body``, an upload): TFTP datagram by datagram on
-        the clock (``virtual.tftp``), the other schemes' answers one hop after the answer."""
+        the clock (``virtual.tftp``), FTP segment by segment (``virtual.ftp``), the other
+        schemes' answers one hop after the answer."""
         scheme, port, path, refusal, _ = self._target(request.url) if target is None else target
+        if scheme == "ftp" and refusal is None:
+            self._ftp(request, body, port, unquote(path.lstrip("/")), deliver)
+            return
         if scheme == "tftp" and refusal is None:
             name = unquote(path.lstrip("/"))
             # Where the answers come from: the server's address (a URL may name it by name).
@@ -442,6 +452,29 @@ class VirtualNetwork:
         result, delay = self._answer(request, body, target)
         # Nothing cancels an answer on its way (HeapClock.schedule: no ScheduledCall to make).
         self.clock.schedule(self.latency_s + delay, deliver, request, result)
+
+    def _ftp(self, request, body: bytes | None, port: int, path: str, deliver) -> None:
+        """The phones' FTP client (``transport.ftp_fetch``) through the lab's TCP, as
+        LoopbackNetwork runs it: a download's credentials travel in the request; an
+        upload's are the URL's, else the request's."""
+        parts = urlsplit(request.url)
+        host = parts.hostname
+        if is_host_name(host):  # looked up already: the address the lab's DNS gave is the service's
+            host = self.services.spec.ftp.address if self.services.spec.ftp is not None else "127.0.0.1"
+        if body is None:
+            exchange = ftp_get(self.ftp_reactor, host, port, path, request.credentials)
+        else:
+            exchange = ftp_put(self.ftp_reactor, host, port, path, body, _url_credentials(parts) or request.credentials)
+        if exchange.called:  # answered before any connection (a path naming no file): one hop, as before
+            exchange.addCallback(lambda result: self.clock.schedule(self.latency_s, deliver, request, result))
+        else:
+            exchange.addCallback(lambda result: deliver(request, result))
+
+    def _ftp_listener(self, port: int):
+        """Where a connection to ``port`` arrives: the running FTP server's listening
+        socket there (its service port, a passive data port), or None (refused)."""
+        service = self.services.running.get("ftp")
+        return service.ftp.listener_at(port) if service is not None else None
 
     def _tftp_server(self):
         """The TFTP service running now (``virtual.tftp.VirtualTftpServer``), or None."""
@@ -467,8 +500,8 @@ class VirtualNetwork:
         return (parts.scheme, parts.port or default_port, parts.path or "/", refusal, name)
 
     def _answer(self, request, body: bytes | None = None, target: tuple | None = None) -> tuple[FetchResult, float]:
-        """(result, delay) of a download, or with ``body`` an upload, by HTTP(S) or FTP
-        (``target``: the URL's ``_target``, when the caller has it); TFTP is ``_reply``'s."""
+        """(result, delay) of a download, or with ``body`` an upload, by HTTP(S)
+        (``target``: the URL's ``_target``, when the caller has it); TFTP and FTP are ``_reply``'s."""
         scheme, port, path, refusal, _ = self._target(request.url) if target is None else target
         if refusal is not None:
             self.stats["fetch_refused"] += 1
@@ -483,20 +516,6 @@ class VirtualNetwork:
             if delay >= HTTP_TIMEOUT_S:
                 return FetchResult("timeout", detail=f"HTTP: no answer within {HTTP_TIMEOUT_S:g} s"), HTTP_TIMEOUT_S
             return result, delay
-        if scheme == "ftp":
-            service = services.running.get("ftp")
-            if service is None or service.port != port:
-                return FetchResult("error", detail="FTP: connection refused"), 0.0
-            # Credentials: a download's travel in the request; an upload's are the URL's, else the request's.
-            credentials = request.credentials
-            if body is not None:
-                credentials = _url_credentials(urlsplit(request.url)) or credentials
-            result, took = service.ftp.exchange(unquote(path.lstrip("/")), credentials, body)
-            if took >= FTP_TIMEOUT_S:
-                host = urlsplit(request.url).hostname
-                return FetchResult("timeout", detail=f"FTP: no answer from {host}:{port} in {FTP_TIMEOUT_S:g}s"), \
-                    FTP_TIMEOUT_S
-            return result, took
         return FetchResult("error", detail=f"{scheme}:// downloads are not supported in virtual time: "
                                            f"{request.url}"), 0.0
 

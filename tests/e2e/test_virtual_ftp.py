@@ -1,9 +1,12 @@
-"""FTP in virtual time answers under the FTP server's own rules (labsim.virtual.ftp):
-each scenario runs on sockets (pyftpdlib) and in virtual time and must end the same:
-per-phone states, reboots and files, logins and files by the server's counters, and
-the uploads stored. Under a delay fault the server holds each command the phones'
-client sends: the time a download or a refused login takes, and how many commands were
-held, are the same in memory as measured on sockets."""
+"""FTP in virtual time is the phones' own FTP client against labsim's own FTP server
+(pyftpdlib's handlers) over the lab's TCP, segment by segment on the clock
+(labsim.virtual.ftp): each scenario runs on sockets (pyftpdlib) and in virtual time and
+must end the same: per-phone states, reboots and files, logins and files by the
+server's counters, and the uploads stored. Under a delay fault the server holds each
+command it reads: the time a download or a refused login takes (plus, in memory, the
+exchange's hops), and how many commands were held, are the same in memory as measured
+on sockets. A server stopped, or a fault removed, in the middle of an exchange acts on
+it in memory as on sockets, fetch by fetch."""
 
 import json
 
@@ -82,7 +85,11 @@ def test_uploads_are_stored_as_on_sockets(tmp_path):
 
 
 DELAY_S = 0.2
-HELD = {"ready": (5, 0.0), "failed": (2, 0.5)}  # commands the phone waits for; the failed-login delay
+HOP_S = 0.001  # the in-memory lab's latency: every segment one hop
+# Commands the phone waits for; the failed-login delay; the hops of the exchange in memory
+# (SYN, SYN-ACK with the 220, then USER, PASS, TYPE I, PASV and their replies, the data
+# connection's SYN with the RETR, the file and 226 back: 12; a refused login ends at the 530: 6).
+HELD = {"ready": (5, 0.0, 12), "failed": (2, 0.5, 6)}
 
 
 @pytest.mark.parametrize("login, state", [("alice:s3cret@", "ready"), ("alice:wrong@", "failed")])
@@ -91,21 +98,21 @@ def test_a_delay_fault_holds_the_same_commands_as_on_sockets(tmp_path, login, st
     on_sockets, in_memory = both_clocks(tmp_path, YEALINK, faults, login=login, anonymous="false")
     assert ending(in_memory) == ending(on_sockets)
     assert {phone["state"] for phone in in_memory["phones"]} == {state}
-    waited, after_login = HELD[state]
+    waited, after_login, hops = HELD[state]
     expected = waited * DELAY_S + after_login  # USER, PASS (TYPE I, PASV, RETR), as the server holds them
     latencies = {}
     for name in ("sockets", "virtual"):
         lines = (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()
         latencies[name] = [e["latency_s"] for e in map(json.loads, lines) if e["kind"] == "fetch"]
-    assert latencies["virtual"] and all(t == pytest.approx(expected + 0.001) for t in latencies["virtual"])
+    assert latencies["virtual"] and all(t == pytest.approx(expected + hops * HOP_S) for t in latencies["virtual"])
     assert latencies["sockets"] and all(expected <= t < expected + 0.25 for t in latencies["sockets"])
-    # Every command held is counted, QUIT included (drawn after the phone has its result):
-    # on sockets the last QUIT of each phone may still be unread when the run ends.
+    # Every command held is counted, QUIT included (read after the phone has its result):
+    # on both clocks the last QUIT of each phone may still be on its way when the run ends.
     sessions = in_memory["services"]["ftp"]["sessions"]
-    delayed = {name: report["network"]["faults"]["delayed"] for name, report in (("sockets", on_sockets),
-                                                                                 ("virtual", in_memory))}
-    assert delayed["virtual"] == sessions * (waited + 1)
-    assert delayed["virtual"] - len(in_memory["phones"]) <= delayed["sockets"] <= delayed["virtual"]
+    phones = len(in_memory["phones"])
+    for report in (on_sockets, in_memory):
+        delayed = report["network"]["faults"]["delayed"]
+        assert sessions * waited + sessions - phones <= delayed <= sessions * (waited + 1)
 
 
 def test_a_bandwidth_fault_paces_the_file_as_on_sockets(tmp_path):
@@ -120,10 +127,103 @@ def test_a_bandwidth_fault_paces_the_file_as_on_sockets(tmp_path):
         lines = (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()
         fetches = [e for e in map(json.loads, lines) if e["kind"] == "fetch" and e["status"] == "ok"]
         assert max(e["bytes"] for e in fetches) > 6000
-        for e in fetches:  # size / rate (in memory plus its one hop; on sockets the round trips)
+        for e in fetches:  # size / rate, plus the round trips (in memory: the 12 hops of a download)
             paced = e["bytes"] * 8 / (kbps * 1000)
             if name == "virtual":
-                assert e["latency_s"] == pytest.approx(paced + 0.001)
+                assert e["latency_s"] == pytest.approx(paced + 12 * HOP_S, abs=1e-5)  # events keep microseconds
             else:
                 assert paced <= e["latency_s"] < paced + 0.15
     assert in_memory["network"]["faults"]["throttled"] == on_sockets["network"]["faults"]["throttled"] > 0
+
+
+MID_EXCHANGE = """\
+name: virtual-ftp-mid-exchange
+seed: 5
+time_limit_s: 60
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "ftp://alice:s3cret@127.0.0.1:{ftp}/"}}}}
+  ftp: {{port: {ftp}, users: {{alice: s3cret}}}}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\n"
+  per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
+fleets:
+  - {{vendor: yealink, models: {{T46S: 2}}, first_mac: "00:15:65:00:00:01", behaviour: {{retry_delay_s: 1.0}}}}
+faults:
+  - {{name: slow, service: ftp, delay_s: 0.5}}
+timeline:
+{timeline}"""
+
+
+def fetches_of(tmp_path, name: str) -> dict:
+    """Per phone, its FTP fetches in order: (url, status, detail, when it ended)."""
+    fetches = {}
+    for event in map(json.loads, (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()):
+        if event["kind"] == "fetch":
+            fetches.setdefault(event["mac"], []).append((event["url"], event["status"], event.get("detail", ""),
+                                                         event["t"]))
+    return fetches
+
+
+def same_fetches(tmp_path, slack_s: float) -> dict:
+    """The fetches in memory, checked against the run on sockets: the same, in the same
+    order, ending within ``slack_s`` of each other."""
+    on_sockets, in_memory = fetches_of(tmp_path, "sockets"), fetches_of(tmp_path, "virtual")
+    assert {mac: [f[:3] for f in fs] for mac, fs in in_memory.items()} == \
+        {mac: [f[:3] for f in fs] for mac, fs in on_sockets.items()}
+    for mac, fs in in_memory.items():
+        for mine, theirs in zip(fs, on_sockets[mac]):
+            assert abs(mine[3] - theirs[3]) < slack_s, (mine, theirs)
+    return in_memory
+
+
+def test_a_server_stopped_in_the_middle_of_an_exchange_closes_it_as_on_sockets(tmp_path):
+    # Each command held 0.5 s: the phones' first download (asked at ~1 s) is 2 s into its
+    # exchange when the server stops at 3 s. The socket server's stop closes its control
+    # connection; so does the server in memory, and the phone reads the same close. Its
+    # retries meet a closed port until the server is back at 6 s.
+    timeline = "  - {at: 3, do: {stop_service: ftp}}\n  - {at: 6, do: {start_service: ftp}}\n"
+    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    fetches = same_fetches(tmp_path, slack_s=0.3)
+    for events in fetches.values():
+        _, status, detail, ended = events[0]
+        assert (status, ended) == ("error", pytest.approx(3.0, abs=0.002))
+        assert detail.startswith("FTP: the server closed the connection")
+        refused = [e for e in events if e[2] == "FTP: connection refused"]
+        assert refused and all(3.0 < e[3] < 6.0 for e in refused)  # retried while it was stopped
+        assert events[-1][1] == "ok" and events[-1][3] > 6.0
+    # The restarted server counted only its own sessions: none of the ones it never knew.
+    assert in_memory["services"]["ftp"]["logins_ok"] == on_sockets["services"]["ftp"]["logins_ok"]
+
+
+def test_a_delay_window_closing_in_the_middle_of_an_exchange_frees_the_commands_after_it(tmp_path):
+    # Each command held 0.5 s until the fault is removed at 2 s: the phones' first download
+    # (asked at ~1 s, USER and PASS held) sends its TYPE I after 2 s and is answered at
+    # once, as on sockets: the exchange ends at ~2 s, not 2.5 s after it began.
+    timeline = "  - {at: 2, do: {remove_fault: slow}}\n"
+    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    fetches = same_fetches(tmp_path, slack_s=0.1)
+    for events in fetches.values():
+        _, status, _, ended = events[0]
+        assert 2.0 < ended < 2.1
+    assert on_sockets["network"]["faults"]["delayed"] == in_memory["network"]["faults"]["delayed"] == 4
+
+
+def test_a_jittered_run_in_memory_replays_byte_for_byte(tmp_path):
+    faults = "faults:\n  - {name: jitter, service: ftp, delay_s: 0.05, jitter_s: 0.3}\n"
+    port, dhcp = free_tcp_port(), free_udp_port()
+
+    def events(name: str, seed: int) -> bytes:
+        text = YEALINK.format(dhcp=dhcp, ftp=port, faults=faults, login="alice:s3cret@", anonymous="false")
+        run(tmp_path, name, f"seed: {seed}\n" + text, "--clock", "virtual")
+        return (tmp_path / name / "report" / "events.jsonl").read_bytes()
+
+    first = events("first", 11)
+    assert b'"kind":"fetch"' in first.replace(b" ", b"")
+    assert events("again", 11) == first
+    assert events("other-seed", 12) != first
