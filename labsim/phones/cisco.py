@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
-from labsim.phones.kit import parse_int, pass_outcome
+from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
@@ -406,7 +406,7 @@ def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
     if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
         return None
     start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
-    now_of_day = (behaviour.clock_start_s + phone.now) % DAY_S
-    until = start - now_of_day if now_of_day < start else DAY_S - now_of_day + start
-    return until + phone.rng.uniform(0, parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
+    # Each phone resyncs at its own moment in the random delay, once a day.
+    return next_window_moment_s(phone, behaviour.clock_start_s + phone.now, start,
+                                parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
 

@@ -121,6 +121,43 @@ def clock_s(text: str | None) -> int | None:
     return int(match.group(1)) * 3600 + int(match.group(2)) * 60
 
 
+DAY_S = 86400
+SERVED_S = 1.0  # a window's moment closer than this counts as come: the pass running now serves it
+
+
+def next_window_moment_s(phone, now_s: float, start_s: float, span_s: float, days=range(7)) -> float | None:
+    """Seconds from ``now_s`` (the phone's wall clock: seconds after the Sunday 00:00 its
+    week counts from) to the phone's own moment in the next provisioning window that
+    opens ``start_s`` after midnight and lasts ``span_s``, on a day of the week in
+    ``days`` (0 Sunday); None when no day is.
+
+    The phone draws its moment in a window once (``Phone.window_draw``) and keeps it until
+    that moment has come: a window is served by a pass at the phone's moment, whatever
+    other passes (a repeat timer's) fall into the window before it. Drawing again at
+    every pass would pull a fleet's repeat timers towards the window's start, a little
+    more each day (the earliest of several draws wins), a stampede labsim would have
+    made up."""
+    today = int(now_s // DAY_S)
+    first = today - 1  # yesterday's window may last past midnight
+    drawn = phone.window_draw
+    if drawn is not None and drawn[0] > first:
+        first = drawn[0]  # a moment is drawn for a day only once the earlier days' have come
+    for day in range(first, today + 8):
+        if day % 7 not in days or day * DAY_S + start_s + span_s <= now_s + SERVED_S:
+            continue  # no window that day, or it is over
+        moment = day * DAY_S + start_s + span_s * _window_fraction(phone, day)
+        if moment > now_s + SERVED_S:
+            return moment - now_s
+    return None
+
+
+def _window_fraction(phone, day: int) -> float:
+    drawn = phone.window_draw
+    if drawn is None or drawn[0] != day:
+        drawn = phone.window_draw = (day, phone.rng.random())
+    return drawn[1]
+
+
 def option_text(payload: bytes | None) -> str:
     """A DHCP option's value as text, without the NULs and blanks servers pad it with."""
     return payload.decode("latin-1").strip("\x00 \t\r\n") if payload else ""

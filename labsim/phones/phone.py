@@ -116,7 +116,7 @@ class Phone:
         "power_cycles", "powered_on_at", "ready_at", "failure", "failures_in_a_row", "events", "events_dropped",
         "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
-        "trigger", "pnp_reachable", "pnp_url", "_pnp",
+        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw",
     )
 
     def __init__(
@@ -178,6 +178,10 @@ class Phone:
         self.pnp_reachable = False
         self.pnp_url: str | None = None
         self._pnp: _PnpWait | None = None
+        # The phone's own moment in its next provisioning window (a vendor's daily or
+        # weekly window "with a random offset per phone"): (day, fraction), drawn once
+        # per window by ``kit.moment_in_window``.
+        self.window_draw: tuple[int, float] | None = None
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.

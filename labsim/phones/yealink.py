@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
-from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
+from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
+                               url_credentials)
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -482,8 +483,6 @@ def _absolute(value: str, server: ServerUrl) -> str:
 
 # --- when to provision again ---------------------------------------------------------------
 
-WEEK_S = 7 * 86400
-
 
 def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
     """Seconds until the phone's own timers say provision again, or None."""
@@ -506,14 +505,5 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
     if not days or begin is None or end is None:
         return None
     span = (end - begin) % 86400 or 86400
-    now_in_week = (behaviour.week_starts_s + phone.now) % WEEK_S
-    for day_offset in range(8):
-        day = (int(now_in_week // 86400) + day_offset) % 7
-        if day not in days:
-            continue
-        start = (int(now_in_week // 86400) + day_offset) * 86400 + begin
-        if start <= now_in_week:
-            continue  # a window already begun (perhaps the one just served) is not entered again
-        moment = start + phone.rng.uniform(0, span)  # each phone picks its own moment in the window
-        return moment - now_in_week
-    return None
+    # Each phone provisions at its own moment in the window, once per window.
+    return next_window_moment_s(phone, behaviour.week_starts_s + phone.now, begin, span, days)

@@ -296,6 +296,22 @@ def test_resync_at_daily_with_its_random_delay():
     assert 9000 <= later[0] <= 9600 and 86400 + 9000 <= later[1] <= 86400 + 9600
 
 
+@pytest.mark.parametrize("seed", range(1, 5))
+def test_resync_at_served_at_the_phones_own_moment_though_periodic_resyncs_come_first(seed):
+    # Hourly periodic resyncs fall inside 02:30 + the random delay before the phone's
+    # moment there; the daily resync still comes at that moment: one pass off the hourly
+    # beat a day (drawing the delay again at every pass dropped it whenever a periodic
+    # pass came after 02:30 first).
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="0230", Resync_At_Random_Delay=3600)}, seed=seed)
+    l.boot()
+    l.advance(3 * 86400)
+    starts = pass_times(l)
+    for day in range(3):
+        begin, end = day * 86400 + 9000, day * 86400 + 9000 + 3600
+        off_beat = [t for before, t in zip(starts, starts[1:]) if begin <= t < end and abs(t - before - 3600) > 10]
+        assert len(off_beat) == 1, (day, [round(t) for t in starts if begin - 3600 <= t < end])
+
+
 def test_provision_enable_no_means_no_resync_at_all():
     l = lab({"spa504G.cfg": xml(A=1)}, settings={"Provision_Enable": "No"})
     phone = l.boot()

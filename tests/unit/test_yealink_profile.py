@@ -261,6 +261,47 @@ def test_weekly_window_reprovisions_inside_the_window():
     assert len(l.urls("y000000000066.cfg")) == before + 1  # once inside 02:00-03:00
 
 
+HOURLY_AND_WINDOW = dict(static__auto_provision__repeat__enable=1, static__auto_provision__repeat__minutes=60,
+                         static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
+                         static__auto_provision__weekly__begin_time="02:00",
+                         static__auto_provision__weekly__end_time="04:00")
+
+
+def pass_starts(l) -> list[float]:
+    return [t for t, state, _, kind in l.phone.events if kind == "state" and state == "provisioning"]
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_weekly_window_served_at_the_phones_own_moment_though_hourly_passes_come_first(seed):
+    # Hourly passes run into the window before the phone's moment in it; the window still
+    # gets its own pass there: one pass off the hourly beat in each window. (Drawing the
+    # moment again at every pass and skipping a window once one had begun left a window
+    # without its pass whenever the draw came after the next hourly pass, and pulled the
+    # hourly beat towards 02:00 a little more each day.)
+    l = lab({"y000000000066.cfg": cfg(**HOURLY_AND_WINDOW)}, seed=seed)
+    l.boot()
+    l.advance(3 * 86400)
+    starts = pass_starts(l)
+    for day in range(3):
+        begin, end = day * 86400 + 2 * 3600, day * 86400 + 4 * 3600
+        off_beat = [t for before, t in zip(starts, starts[1:])
+                    if begin <= t < end and abs(t - before - 3600) > 10]
+        assert len(off_beat) == 1, (day, [round(t) for t in starts if begin - 3600 <= t < end])
+
+
+def test_weekly_window_moment_is_drawn_once_per_window():
+    phone = lab({}).phone
+    phone.flash.settings.update({key.replace("__", "."): str(value) for key, value in HOURLY_AND_WINDOW.items()})
+    seen = set()
+    for now in (600.0, 1800.0, 3600.0, 5400.0, 7000.0):  # before 02:00: the same moment every time
+        phone.now = now
+        seen.add(round(now + yealink._next_weekly_window(phone, phone.flash.settings, yealink.DEFAULT_BEHAVIOUR), 6))
+    assert len(seen) == 1 and 7200 <= seen.pop() < 14400
+    phone.now = 86400 + 600.0  # the next day's window: a moment of its own
+    tomorrow = phone.now + yealink._next_weekly_window(phone, phone.flash.settings, yealink.DEFAULT_BEHAVIOUR)
+    assert 86400 + 7200 <= tomorrow < 86400 + 14400
+
+
 def test_power_on_0_skips_provisioning_at_boot():
     flash = Flash(firmware="66.85.0.5", settings={"static.auto_provision.power_on": "0"})
     l = lab({"y000000000066.cfg": cfg(a=1)}, flash=flash)
