@@ -259,7 +259,7 @@ class _LabSocket:
     family = socket.AF_INET
     type = socket.SOCK_STREAM
     closed = False
-    moved = 0  # segments read or accepted: a check that moved nothing does not repeat
+    moved = 0  # segments read, sent or accepted: a check that moved nothing does not repeat
 
     def __init__(self, loop: "MemoryLoop", host: str, port: int):
         self.loop = loop
@@ -318,6 +318,7 @@ class ServerSocket(_LabSocket):
         if self.was_reset:
             raise ConnectionResetError(errno.ECONNRESET, "reset by peer")
         if data:
+            self.moved += 1
             self.loop.clock.schedule(self.latency_s, ClientTransport.receive, self.client, bytes(data))
         return len(data)
 
@@ -522,7 +523,6 @@ class MemoryLoop:
             _read(instance)
         if events & self.WRITE and fd in self.socket_map and sock.writable_now and instance.writable():
             _write(instance)
-            moved -= 1  # a write moved bytes (or closed the channel)
         if sock.moved != moved and fd in self.socket_map and (self.events[fd] & self.WRITE or sock.readable_now()):
             self.ready(fd)
 

@@ -264,3 +264,20 @@ def test_the_same_exchanges_give_the_same_times_twice(tmp_path):
 
     first = times(tmp_path / "a")
     assert first == times(tmp_path / "b") and len({when for when, _ in first}) > 2
+
+
+def test_a_file_larger_than_the_servers_buffers_goes_in_several_writes_and_reads(tmp_path):
+    # pyftpdlib sends 64 KiB a write and reads 64 KiB a recv: the loop checks the data
+    # channel again after each one that moved bytes, as epoll would report it again.
+    big = bytes(range(256)) * 1000  # 256,000 bytes: four writes of the file producer
+    (tmp_path / "firmware.rom").write_bytes(big)
+    lab = Lab(tmp_path)
+    lab.get("firmware.rom")
+    lab.put("uploads/backup.bin", big)
+    lab.clock.advance(60)
+    assert sorted(result.status for _, result in lab.results) == ["ok", "ok"]
+    assert [result.body for _, result in lab.results if result.body] == [big]
+    assert (tmp_path / "uploads" / "backup.bin").read_bytes() == big
+    stats = lab.server.stats
+    assert (stats["bytes_sent"], stats["bytes_received"]) == (len(big), len(big))
+    assert len(lab.clock) == 0
