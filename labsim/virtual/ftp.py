@@ -23,13 +23,15 @@ The two ends are the code a run on sockets uses; only the adapters differ:
 So everything the protocol shows is there in memory as on sockets: the reply texts, the
 227 and the data connection it names, the order of replies, and where the ``ftp`` faults
 act, inside the server: ``down`` closes a new connection before the greeting, a delay
-holds each command the server reads (QUIT included, when it arrives before the client's
-close), ``bandwidth_kbps`` paces the data connection on the clock. A timeline action or a
+holds each command the server reads (the QUIT too: drawn and counted, then the client's
+close ends the session), ``bandwidth_kbps`` paces the data connection on the clock. A timeline action or a
 fault window lands in the middle of an exchange: a stopped server closes every
 connection (the client reads the close and reports the error it reports on sockets) and
 forgets its data ports; a restarted one is a new server that knows none of the old
 sessions. Times are the lab's: every segment takes one hop (``latency_s``), so an
-exchange lasts its round trips (about 16 hops) plus what the server holds.
+exchange lasts its round trips (a download 12 hops: SYN, SYN-ACK and 220, USER, PASS,
+TYPE I and PASV with their replies, the RETR beside the data connection's SYN, the file
+and the 226) plus what the server holds.
 """
 
 from __future__ import annotations
