@@ -30,6 +30,7 @@ from sys import intern
 from labsim.observe.events_log import DHCP_TYPES
 from labsim.phones.flash import Flash
 from labsim.phones.phone import StageTiming
+from labsim.services.counters import add_counters
 
 SHARD_FILE = "shard.json"
 FORMAT = 1
@@ -229,21 +230,6 @@ def merged_members(shards: list[dict]) -> list[RecordedMember]:
     members = [member for shard in shards for member in shard["members"]]
     members.sort(key=lambda member: member.order)
     return members
-
-
-def add_counters(items: list[dict]) -> dict:
-    """Counters added key by key (nested dicts too); a text keeps the first value."""
-    total: dict = {}
-    for item in items:
-        for key, value in (item or {}).items():
-            if isinstance(value, dict):
-                total[key] = add_counters([total.get(key) or {}, value])
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                    isinstance(total.get(key, 0), (int, float)):
-                total[key] = total.get(key, 0) + value
-            else:
-                total.setdefault(key, value)
-    return total
 
 
 def merged_timeline(shards: list[dict]) -> list[dict]:

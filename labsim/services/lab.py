@@ -6,6 +6,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from labsim.services.counters import add_counters
 from labsim.services.dhcp import DhcpServerConfig
 from labsim.services.dhcp_udp import start_dhcp_server
 from labsim.services.dns import TCP_MAX_CONNECTIONS_PER_ADDRESS
@@ -190,6 +191,9 @@ class LabServices:
         self.cert_dir = cert_dir
         self.faults = faults  # labsim.faults.FaultSet: the scenario's injected faults
         self.running: dict[str, object] = {}  # name -> handle
+        # name -> the handles of its earlier starts, which the timeline stopped: the
+        # report's counters of a service are the whole run's.
+        self.stopped: dict[str, list] = {}
         # The port each service got on its first start: a service asked for port 0 keeps
         # the port the kernel gave it when the timeline restarts it (phones were told it).
         self.bound_ports: dict[str, int] = {}
@@ -259,7 +263,14 @@ class LabServices:
                          for name, handle in self.running.items())
 
     def stats(self) -> dict:
-        return {name: _stats_of(name, handle) for name, handle in self.running.items()}
+        """Each service's counters over the run: those of every start added up (a service
+        the timeline restarted starts afresh; one it stopped is still counted)."""
+        result = {}
+        for name in SERVICE_ORDER:
+            handles = self.stopped.get(name, []) + ([self.running[name]] if name in self.running else [])
+            if handles:
+                result[name] = add_counters([_stats_of(name, handle) for handle in handles])
+        return result
 
     @defer.inlineCallbacks
     def stop(self):
@@ -292,7 +303,9 @@ class LabServices:
             raise ValueError(f"the scenario runs no {name} service")
         stopping = None
         if verb in ("stop", "restart") and name in self.running:
-            stopping = _stop(name, self.running.pop(name))
+            handle = self.running.pop(name)
+            self.stopped.setdefault(name, []).append(handle)
+            stopping = _stop(name, handle)
         if verb in ("start", "restart") and name not in self.running:
             if stopping is not None and not stopping.called:
                 # Twisted closes a listening socket on the reactor's next turn: binding

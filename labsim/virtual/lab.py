@@ -50,6 +50,7 @@ from labsim.services.dhcp_udp import LeaseFileKeeper
 from labsim.services.lease_file import resolve_lease_path
 from labsim.services.disk_store import DiskFolder
 from labsim.services.file_store import NoSuchFile, NotAllowed
+from labsim.services.counters import add_counters
 from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
@@ -99,11 +100,16 @@ class _Service:
         self.spec = spec
         self.port = spec.port
         self.stats: dict = {}
+        self.earlier: list[dict] = []  # the counters of its earlier starts: the report's are the run's
         self.http: VirtualHttp | None = None
         self.answerer: DnsAnswerer | None = None  # DNS
         self.ftp: VirtualFtpServer | None = None  # FTP: one start of the server, its sessions and ports
         self.tftp: virtual_tftp.VirtualTftpServer | None = None  # TFTP: its handler and running transfers
         self.keeper: LeaseFileKeeper | None = None  # DHCP with a lease_file
+
+
+def _counters(service: _Service) -> dict:
+    return _stats_of(service.name, service) if service.name in ("http", "dns") else dict(service.stats)
 
 
 class VirtualServices:
@@ -136,6 +142,8 @@ class VirtualServices:
     def _start_one(self, name: str) -> None:
         spec = getattr(self.spec, name)
         service = self.handles.get(name) or _Service(name, spec)
+        if name in self.handles:  # started again: its counters so far are kept, the new server's added
+            service.earlier.append(_counters(service))
         if name == "dhcp":
             # A restarted server has forgotten its leases, as labsim's does without a lease file.
             self.dhcp_server = DhcpServer(self.dhcp_config(spec))
@@ -151,7 +159,7 @@ class VirtualServices:
             service.ftp = VirtualFtpServer(spec, self.root, upload_root, self.clock, link)
             service.stats = service.ftp.stats
         elif name == "dns":
-            # A restarted server starts afresh (its answer cache, its counters), as on sockets.
+            # A restarted server starts afresh (its answer cache, counters from zero), as on sockets.
             records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
             service.answerer = DnsAnswerer(Zone(records))
             service.stats = service.answerer.stats
@@ -163,15 +171,12 @@ class VirtualServices:
             self.pnp_responder = PnpResponder(config)
             service.stats = self.pnp_responder.stats
         elif name == "http":
-            # A restarted server starts with empty caches and a new Digest secret; the counters go on.
-            counters = service.stats or None
+            # A restarted server starts afresh (empty caches, a new Digest secret, counters from zero), as on sockets.
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
             service.http = VirtualHttp(spec, self.root, self.clock, upload_root)
-            if counters is not None:
-                service.http.stats = service.http.site.stats = counters
             service.stats = service.http.stats
         elif name == "tftp":
-            # A restarted server starts afresh (its cache, its counters), as on sockets.
+            # A restarted server starts afresh (its cache, counters from zero), as on sockets.
             upload_root = self.upload_folders.folder(spec.upload_dir) if spec.uploads and self.upload_folders else None
             handler = virtual_tftp.server_handler(spec, self.root, upload_root)
             handler.files = self.tftp_files
@@ -192,8 +197,9 @@ class VirtualServices:
                          for name, service in self.running.items()) + " (in memory, virtual time)"
 
     def stats(self) -> dict:
-        return {name: _stats_of(name, service) if name in ("http", "dns") else dict(service.stats)
-                for name, service in self.handles.items()}
+        """Each service's counters over the run: every start's added up, as on sockets."""
+        return {name: add_counters([*self.handles[name].earlier, _counters(self.handles[name])])
+                for name in SERVICE_ORDER if name in self.handles}
 
     def dns_answerer(self) -> DnsAnswerer | None:
         service = self.running.get("dns")

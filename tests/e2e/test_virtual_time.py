@@ -67,6 +67,9 @@ def test_a_day_in_virtual_time_resyncs_hourly_renews_leases_and_follows_the_time
     lost = [e for e in events if e["kind"] == "state" and e["state"] == "dhcp" and "expired" in e["detail"]]
     assert len(lost) == 10 and all(7200 < e["t"] < 21600 for e in lost)
     assert all(e["passed"] for e in report["expectations"]) and len(report["expectations"]) == 3  # French everywhere
+    # The DHCP service's counters are the run's, both its starts': every ACK a phone got.
+    acks = [e for e in events if e["kind"] == "dhcp" and e["dir"] == "in" and e["type"] == "ACK"]
+    assert len(acks) > 20 and report["services"]["dhcp"]["ack"] == len(acks)
 
 
 def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
