@@ -214,6 +214,23 @@ def test_a_delay_window_closing_in_the_middle_of_an_exchange_frees_the_commands_
     assert on_sockets["network"]["faults"]["delayed"] == in_memory["network"]["faults"]["delayed"] == 4
 
 
+def test_down_closes_new_connections_before_the_greeting_as_on_sockets(tmp_path):
+    # Down from the start until 2.5 s: each connection the phones open is accepted and
+    # closed before the 220 (the session never starts), read by the phone as on sockets.
+    timeline = "  - {at: 2.5, do: {remove_fault: outage}}\n"
+    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline).replace(
+        "faults:\n", "faults:\n  - {name: outage, service: ftp, down: true}\n")
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    fetches = same_fetches(tmp_path, slack_s=0.3)
+    for events in fetches.values():
+        closed = [e for e in events if e[3] < 2.5]
+        assert closed and all(e[1:3] == ("error", "FTP: the server closed the connection (Connection was closed "
+                                                  "cleanly.)") for e in closed)
+        assert events[-1][1] == "ok"
+    assert in_memory["network"]["faults"]["refused"] == on_sockets["network"]["faults"]["refused"] > 0
+
+
 def test_a_jittered_run_in_memory_replays_byte_for_byte(tmp_path):
     faults = "faults:\n  - {name: jitter, service: ftp, delay_s: 0.05, jitter_s: 0.3}\n"
     port, dhcp = free_tcp_port(), free_udp_port()
