@@ -195,7 +195,7 @@ def test_a_server_stopped_in_the_middle_of_an_exchange_closes_it_as_on_sockets(t
         refused = [e for e in events if e[2] == "FTP: connection refused"]
         assert refused and all(3.0 < e[3] < 6.0 for e in refused)  # retried while it was stopped
         assert events[-1][1] == "ok" and events[-1][3] > 6.0
-    # The restarted server counted only its own sessions: none of the ones it never knew.
+    # The run's logins, both starts' added up, as on sockets.
     assert in_memory["services"]["ftp"]["logins_ok"] == on_sockets["services"]["ftp"]["logins_ok"]
 
 
