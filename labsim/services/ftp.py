@@ -28,7 +28,9 @@ apply:
   go on. Closing rather than refusing keeps the listening socket, so removing the fault
   needs no re-bind;
 - ``slow_s`` (and ``delay_s``, ``jitter_s``): each command is acted on, and so answered,
-  that much later, in order: logins, PASV and the start of every transfer are late;
+  that much later, in order: logins, PASV and the start of every transfer are late; an
+  upload's data connection whose bytes arrive while its STOR is held waits for it
+  (pyftpdlib alone would close it, and the upload hang until the client gave up);
 - ``bandwidth_kbps``: the data connection is paced (``labsim.faults.Pacer``) on the
   reactor's clock: ``out`` caps downloads and listings, ``in`` uploads. pyftpdlib's own
   ``ThrottledDTPHandler`` does run under this reactor driving (its sleeps are scheduler
@@ -201,6 +203,17 @@ class _PacedDTPHandler(DTPHandler):
         if chunk and wait > 0:
             self._sleep(wait, self.ioloop.READ)
         return chunk
+
+    def readable(self):
+        # pyftpdlib closes a data channel that has bytes before its transfer was asked for
+        # (a client gone, it assumes; else the loop would spin on it). Under a delay fault
+        # the STOR that asks for it is held while the client has sent the file already:
+        # every upload would hang until the client's time limit. Out of the loop's reading
+        # instead, until the STOR, acted on, enables it (``enable_receiving``).
+        if not self.receive and not self._initialized and self.cmd_channel._held:
+            self.modify_ioloop_events(0)
+            return False
+        return super().readable()
 
     def _paced(self) -> Pacer:
         if self._pacer is None:

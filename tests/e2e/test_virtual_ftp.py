@@ -84,6 +84,19 @@ def test_uploads_are_stored_as_on_sockets(tmp_path):
     assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= set(names)
 
 
+def test_uploads_under_a_delay_fault_are_stored_as_on_sockets(tmp_path):
+    # The phones' client sends the file as soon as the data connection opens, while the
+    # server still holds the STOR: the data channel waits for it (pyftpdlib alone closed
+    # it, and every upload hung until the client's 30 s limit, on both clocks).
+    text = POLYCOM.format(dhcp=free_udp_port(), ftp=free_tcp_port()) + \
+        "faults:\n  - {name: slow, service: ftp, delay_s: 0.2}\n"
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    _, counters, names = ending(in_memory)
+    assert counters["files_received"] == 6 and len(names) == 6  # each phone's override and log
+    assert same_fetches(tmp_path, slack_s=0.1)
+
+
 DELAY_S = 0.2
 HOP_S = 0.001  # the in-memory lab's latency: every segment one hop
 # Commands the phone waits for; the failed-login delay; the hops of the exchange in memory
@@ -157,10 +170,10 @@ timeline:
 
 
 def fetches_of(tmp_path, name: str) -> dict:
-    """Per phone, its FTP fetches in order: (url, status, detail, when it ended)."""
+    """Per phone, its FTP fetches and uploads in order: (url, status, detail, when it ended)."""
     fetches = {}
     for event in map(json.loads, (tmp_path / name / "report" / "events.jsonl").read_text().splitlines()):
-        if event["kind"] == "fetch":
+        if event["kind"] in ("fetch", "upload"):
             fetches.setdefault(event["mac"], []).append((event["url"], event["status"], event.get("detail", ""),
                                                          event["t"]))
     return fetches

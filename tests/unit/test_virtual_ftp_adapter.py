@@ -281,3 +281,14 @@ def test_a_file_larger_than_the_servers_buffers_goes_in_several_writes_and_reads
     stats = lab.server.stats
     assert (stats["bytes_sent"], stats["bytes_received"]) == (len(big), len(big))
     assert len(lab.clock) == 0
+
+
+def test_an_upload_whose_stor_is_held_waits_for_it_rather_than_losing_the_file(tmp_path):
+    # The client sends the file as soon as the data connection opens; under a delay the
+    # STOR reaches the server's handler later: the data channel waits for it.
+    lab = Lab(tmp_path, ActiveFault("slow", "ftp", delay_s=0.2))
+    lab.put("uploads/0004f2000001-app.log", b"log line\n")
+    lab.clock.advance(60)
+    [(when, result)] = lab.results
+    assert result.status == "ok" and when == pytest.approx(5 * 0.2 + 12 * HOP)
+    assert (tmp_path / "uploads" / "0004f2000001-app.log").read_bytes() == b"log line\n"
