@@ -37,6 +37,7 @@ from labsim.observe.stage_archive import StageArchive
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
+from labsim.scenario.expectations import parse_expectation
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 from labsim.transport.driver import PhoneDriver
@@ -286,6 +287,7 @@ class ScenarioRun:
         return self.reactor.seconds()
 
     def _make_timeline(self):
+        self.control.watch_conditions(self.scenario.timeline)
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
 
     def _report(self, record) -> str:
@@ -495,8 +497,23 @@ class _LabControl(LabServicesControl):
     def drivers(self) -> list[PhoneDriver]:
         return self.run._drivers
 
+    live = None  # scale.fleet_metrics.RunMetrics: what the scenario's when: conditions read, kept as it moves
+
+    def watch_conditions(self, entries) -> None:
+        """Keep what the ``when:`` conditions of ``entries`` read as the phones change
+        (called before any phone has run)."""
+        from labsim.scale.fleet_metrics import RunMetrics
+
+        wanted = {parse_expectation(entry.when).metric for entry in entries if entry.when is not None}
+        if wanted:
+            self.live = RunMetrics(self.run, wanted)
+
     def metrics(self, wanted=None):
-        metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive, wanted)
+        live = self.live
+        if live is not None and live.covers(wanted):
+            metrics, per_phone = live.metrics(wanted, self.run.state_changes)
+        else:  # every metric (a report), or one no condition of the scenario read: counted afresh
+            metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive, wanted)
         return metrics, per_phone, len(self.run.members)
 
     def timeline_changed(self) -> None:
