@@ -233,9 +233,10 @@ def command_run(args) -> int:
                   file=sys.stderr)
             return EXIT_BAD_INPUT
         if args.workers is not None or args.shard is not None:  # shards in virtual time (issue 15)
-            from labsim.scale.virtual_shards import run_virtual_sharded
+            from labsim.scale.virtual_shards import one_process_instead, run_virtual_sharded
 
-            return run_virtual_sharded(loaded, args)
+            if not one_process_instead(loaded, args):
+                return run_virtual_sharded(loaded, args)
         from labsim.virtual.run import run_virtual
 
         return run_virtual(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap,

@@ -296,6 +296,29 @@ def test_when_on_percentiles_is_judged_on_every_phone_and_sample_of_the_fleet(tm
     assert a["timeline"][-1]["t"] > a["timeline"][2]["t"]
 
 
+def test_workers_auto_runs_a_scenario_with_a_when_in_one_process_and_says_so(tmp_path):
+    """Shards meet at every condition tick while a when: is pending, which costs more than
+    the cores give: --workers auto runs such a scenario in one process (the same run as
+    without --workers); --workers 2 still shards it, and auto shards a scenario without one."""
+    path = tmp_path / "when.yaml"
+    path.write_text(WHEN.format(duration="duration: 3h", first="phones.ready >= 50%", more=""))
+
+    def run(name, *extra):
+        proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / name),
+                               *extra], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    said = "--workers auto: the timeline has a when: condition"
+    assert said in run("auto", "--workers", "auto") and not (tmp_path / "auto" / "shards").exists()
+    assert said not in run("one")
+    one, auto = report_of(tmp_path / "one"), report_of(tmp_path / "auto")
+    assert {k: v for k, v in one.items() if k not in WALL_CLOCK} == {k: v for k, v in auto.items() if k not in WALL_CLOCK}
+    assert said not in run("two", "--workers", "2") and (tmp_path / "two" / "shards" / "shard-1-of-2").is_dir()
+    path.write_text(SCENARIO.format(faults=""))
+    assert said not in run("plain", "--workers", "auto") and (tmp_path / "plain" / "shards").is_dir()
+
+
 def test_without_a_duration_the_run_ends_and_judges_where_the_whole_fleet_settles(tmp_path):
     """No duration: one process judges its conditions at the instant its last phone
     settles and ends there unless what fired starts phones again or a timed action is
