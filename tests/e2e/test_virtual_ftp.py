@@ -191,16 +191,24 @@ def same_fetches(tmp_path, slack_s: float) -> dict:
     return in_memory
 
 
+def on_both_clocks(tmp_path, timeline: str, faults: str = "") -> tuple[dict, dict, dict]:
+    """MID_EXCHANGE with ``timeline`` (and ``faults`` before its own) run on sockets and in
+    memory: (the report on sockets, the report in memory, the fetches in memory), after
+    checking that both ended alike, fetch by fetch."""
+    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
+    text = text.replace("faults:\n", "faults:\n" + faults)
+    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    assert ending(in_memory) == ending(on_sockets)
+    return on_sockets, in_memory, same_fetches(tmp_path, slack_s=0.3)
+
+
 def test_a_server_stopped_in_the_middle_of_an_exchange_closes_it_as_on_sockets(tmp_path):
     # Each command held 0.5 s: the phones' first download (asked at ~1 s) is 2 s into its
     # exchange when the server stops at 3 s. The socket server's stop closes its control
     # connection; so does the server in memory, and the phone reads the same close. Its
     # retries meet a closed port until the server is back at 6 s.
-    timeline = "  - {at: 3, do: {stop_service: ftp}}\n  - {at: 6, do: {start_service: ftp}}\n"
-    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
-    assert ending(in_memory) == ending(on_sockets)
-    fetches = same_fetches(tmp_path, slack_s=0.3)
+    on_sockets, in_memory, fetches = on_both_clocks(
+        tmp_path, "  - {at: 3, do: {stop_service: ftp}}\n  - {at: 6, do: {start_service: ftp}}\n")
     for events in fetches.values():
         _, status, detail, ended = events[0]
         assert (status, ended) == ("error", pytest.approx(3.0, abs=0.002))
@@ -216,11 +224,7 @@ def test_a_delay_window_closing_in_the_middle_of_an_exchange_frees_the_commands_
     # Each command held 0.5 s until the fault is removed at 2 s: the phones' first download
     # (asked at ~1 s, USER and PASS held) sends its TYPE I after 2 s and is answered at
     # once, as on sockets: the exchange ends at ~2 s, not 2.5 s after it began.
-    timeline = "  - {at: 2, do: {remove_fault: slow}}\n"
-    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
-    assert ending(in_memory) == ending(on_sockets)
-    fetches = same_fetches(tmp_path, slack_s=0.3)
+    on_sockets, in_memory, fetches = on_both_clocks(tmp_path, "  - {at: 2, do: {remove_fault: slow}}\n")
     for events in fetches.values():
         _, status, _, ended = events[0]
         assert 2.0 < ended < 2.1
@@ -230,12 +234,8 @@ def test_a_delay_window_closing_in_the_middle_of_an_exchange_frees_the_commands_
 def test_down_closes_new_connections_before_the_greeting_as_on_sockets(tmp_path):
     # Down from the start until 2.5 s: each connection the phones open is accepted and
     # closed before the 220 (the session never starts), read by the phone as on sockets.
-    timeline = "  - {at: 2.5, do: {remove_fault: outage}}\n"
-    text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline).replace(
-        "faults:\n", "faults:\n  - {name: outage, service: ftp, down: true}\n")
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
-    assert ending(in_memory) == ending(on_sockets)
-    fetches = same_fetches(tmp_path, slack_s=0.3)
+    on_sockets, in_memory, fetches = on_both_clocks(tmp_path, "  - {at: 2.5, do: {remove_fault: outage}}\n",
+                                                    faults="  - {name: outage, service: ftp, down: true}\n")
     for events in fetches.values():
         closed = [e for e in events if e[3] < 2.5]
         assert closed and all(e[1:3] == ("error", "FTP: the server closed the connection (Connection was closed "
