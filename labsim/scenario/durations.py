@@ -32,7 +32,16 @@ def parse_duration(value) -> float:
 
 
 def format_duration(seconds: float) -> str:
+    """As a scenario writes it: ``7d``, ``8d12h``, ``1h30m``, ``2m30s``, ``1.5s`` (under two
+    minutes, seconds alone: ``90s``)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest, parts = int(seconds), []
     for unit in ("d", "h", "m"):
-        if seconds >= UNITS[unit] and seconds % UNITS[unit] == 0:
-            return f"{seconds / UNITS[unit]:g}{unit}"
-    return f"{seconds:g}s"
+        size = int(UNITS[unit])
+        if rest >= size and (unit != "m" or rest % size == 0 or rest >= 2 * size):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if rest or not parts:
+        parts.append(f"{rest}s")
+    return "".join(parts)

@@ -18,3 +18,7 @@ def test_not_durations(text):
 
 def test_format():
     assert [format_duration(s) for s in (604800, 3600, 90, 1.5)] == ["7d", "1h", "90s", "1.5s"]
+    # Several units from the largest, as a scenario writes them, and read back the same.
+    cases = {734400: "8d12h", 5400: "1h30m", 86460: "1d1m", 200: "3m20s", 150: "2m30s", 119: "119s", 14: "14s", 120: "2m"}
+    assert {seconds: format_duration(seconds) for seconds in cases} == cases
+    assert all(parse_duration(text) == seconds for seconds, text in cases.items())
