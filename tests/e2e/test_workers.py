@@ -316,10 +316,12 @@ def test_a_tftp_outage_and_an_http_fault_act_in_every_worker_as_in_one_process(t
         assert [e["action"] for e in report["timeline"]] == ["stop_service", "start_service", "remove_fault"]
         assert min(p["ready_at_s"] for p in report["phones"]) > report["timeline"][-1]["t"]
     shards = shard_services(tmp_path / "w2")
-    # Whichever process served a phone's .cfg before 5 s answered 503 (no phone was ready
-    # before), and each worker served TFTP once it was back (the keep-alive HTTP
-    # connections of 20 phones may all hash to one process; TFTP flows are many).
-    assert all(stats["http"]["status"].get("503", 0) > 0 for stats in shards if stats["http"]["requests"]), shards
+    # No phone was ready before 5 s, whichever process served it (above): every process
+    # that served a .cfg before then answered 503. Which ones did is the kernel's choice
+    # (SO_REUSEPORT hashes each keep-alive HTTP connection, and 20 phones' may all land on
+    # one process; one CI run had a worker whose 16 requests all came after 5 s), so only
+    # the sum is certain; each worker served TFTP once it was back (TFTP flows are many).
+    assert sum(stats["http"]["status"].get("503", 0) for stats in shards) > 0, shards
     assert all(stats["tftp"]["transfers_ok"] > 0 for stats in shards), shards
     # The report's counters are the workers' summed (the parent serves neither).
     merged = report2["services"]
