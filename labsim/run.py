@@ -37,9 +37,8 @@ from labsim.observe.stage_archive import StageArchive
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
-from labsim.scenario.expectations import parse_expectation
 from labsim.services.lab import LabServices
-from labsim.timeline import Timeline
+from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
 
@@ -504,7 +503,7 @@ class _LabControl(LabServicesControl):
         (called before any phone has run)."""
         from labsim.scale.fleet_metrics import RunMetrics
 
-        wanted = {parse_expectation(entry.when).metric for entry in entries if entry.when is not None}
+        wanted = {condition_metric(entry) for entry in entries if entry.when is not None}
         if wanted:
             self.live = RunMetrics(self.run, wanted)
 

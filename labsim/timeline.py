@@ -169,6 +169,11 @@ class Timeline:
         return self.rng.sample(drivers, min(count, len(drivers)))
 
 
+def condition_metric(entry) -> str:
+    """The metric a timeline entry's ``when:`` reads."""
+    return parse_expectation(entry.when).metric
+
+
 def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = path + ".labsim-tmp"

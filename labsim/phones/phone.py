@@ -180,7 +180,7 @@ class Phone:
         self._pnp: _PnpWait | None = None
         # The phone's own moment in its next provisioning window (a vendor's daily or
         # weekly window "with a random offset per phone"): (day, fraction), drawn once
-        # per window by ``kit.moment_in_window``.
+        # per window by ``kit.next_window_moment_s``.
         self.window_draw: tuple[int, float] | None = None
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,

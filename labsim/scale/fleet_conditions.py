@@ -41,14 +41,10 @@ import os
 
 from labsim.scale.fleet_metrics import MetricsOutbox
 from labsim.scale.shard_run import _ShardControl
-from labsim.scenario.expectations import parse_expectation
+from labsim.timeline import condition_metric
 
 ENVIRONMENT = "LABSIM_FLEET_CONDITIONS"  # "READ_FD,WRITE_FD": a --workers shard's pipes to its parent
 NOTHING_LEFT = "nothing left to happen (no timer, no message in flight)"  # as virtual.run.drive says it
-
-
-def _condition_metric(entry) -> str:
-    return parse_expectation(entry.when).metric
 
 
 class FleetConditions(_ShardControl):
@@ -60,7 +56,7 @@ class FleetConditions(_ShardControl):
         super().__init__(run)
         self._replies = os.fdopen(read_fd, "rb")
         self._write_fd = write_fd
-        self._metrics_read = {index: _condition_metric(entry) for index, entry in enumerate(run.scenario.timeline)
+        self._metrics_read = {index: condition_metric(entry) for index, entry in enumerate(run.scenario.timeline)
                               if entry.when is not None}
         self._wanted = sorted(set(self._metrics_read.values()))
         self._wanted_sent = None
