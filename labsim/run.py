@@ -122,6 +122,7 @@ class ScenarioRun:
     # seconds of events), and the phones' older download timings archived every so many writes.
     EVENTS_FLUSH_S = 2.0
     ARCHIVE_EVERY = 30
+    EVENTS_INDEX = False  # events.jsonl.index beside events.jsonl: a shard's, for the merge
     EVENT_ROWS_PER_TURN = 1000
 
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
@@ -241,7 +242,7 @@ class ScenarioRun:
         if self._stream is None:
             self.stage_archive = StageArchive()
             self._stream = EventStream(self.report_dir, self._events, self.members, archive=self.stage_archive,
-                                       archive_every=self.ARCHIVE_EVERY)
+                                       archive_every=self.ARCHIVE_EVERY, index=self.EVENTS_INDEX)
         return self._stream
 
     def _start_network(self) -> str:

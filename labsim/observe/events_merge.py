@@ -1,17 +1,28 @@
 """The shards' ``events.jsonl`` merged into one, streamed: after the shards ended
 (``labsim merge``) or while they still write them (``--clock virtual --workers N``).
 
-The order is one rule, whatever the batches: time order, lines of the same time in shard
-order (shard 0 first), then in each file's own order; so the same shards always give the
-same bytes. Each shard's file is in time order (``observe.events_stream`` writes a
-flush's rows after the previous flush's, and a shard's clock only goes forward), so every
-line earlier than the horizon, the earliest of the last times read from the shards still
-being read, is final: whatever a shard writes later comes at its last time or after.
+The order is one rule, whatever the batches: time order (a line's time as written, to
+the microsecond), lines of the same time in shard order (shard 0 first), then in each
+file's own order; so the same shards always give the same bytes. Each shard's file is in
+time order (``observe.events_stream`` writes a flush's rows after the previous flush's,
+and a shard's clock only goes forward), so every line earlier than the horizon, the
+earliest of the last times read from the shards still being read, is final: whatever a
+shard writes later comes at its last time or after.
 
 A shard still running writes its file under ``events.jsonl.tmp`` (renamed when it ends),
 an hour of simulated time at a time; ``EventsMerge.step`` reads what it has written so far
 (whole lines only) and writes what is final, so when the last shard ends only its last
 lines are left to merge. A file that is complete is read the same way, to its end.
+
+A shard's stream also writes ``events.jsonl.index``: for each block it wrote, the number
+of lines, each line's time as recorded (unrounded) and its length. With it the merge never
+looks inside a line: it knows where each line ends and when it happened, and copies the
+shards' bytes in runs (the lines of one shard that come together: a phone's pass is a
+dozen lines), a few microseconds a run instead of about one a line (a week of 10,000
+phones is ~22 million lines). A recorded time orders as its written text does once both
+are rounded to the microsecond, which the merge does at the edges of each run only. A
+file without an index (another tool's, an older labsim's) is read line by line, its times
+parsed from the text; bytes past the index (a stopped shard's, the run line) too.
 
 Every shard of a virtual run logs the same timeline actions; whether they are kept once
 (the first shard's, when every shard's timeline log is the same) is known only from the
@@ -25,7 +36,11 @@ from __future__ import annotations
 
 import json
 import os
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+
+from labsim.observe.events_index import INDEX_NAME, IndexReader
 
 _PREFIX = b'{"t": '  # every line labsim writes starts so: its time is read without a JSON parse
 _NULL_MAC = b'"mac": null, "kind": "'  # a run or action line (every other line names a phone)
@@ -41,80 +56,185 @@ def _not_ours() -> float:
     raise ValueError("a line labsim did not write")
 
 
+def _written(t: float) -> float:
+    """A time as a line's text holds it (``observe.events_log.seconds_text``)."""
+    return round(t, 6)
+
+
+def _count_before(times, value: float, start: int, end: int) -> int:
+    """Where in ``times[start:end]`` (sorted) the lines whose written time is earlier than
+    ``value`` (a written time) end."""
+    at = bisect_left(times, value, start, end)  # later ones are at or after value, written too
+    while at > start and _written(times[at - 1]) >= value:  # just below value: rounds up to it
+        at -= 1
+    return at
+
+
+def _count_up_to(times, value: float, start: int, end: int) -> int:
+    """Where in ``times[start:end]`` the lines written at ``value`` or earlier end."""
+    at = bisect_right(times, value, start, end)
+    while at < end and _written(times[at]) <= value:  # just above value: rounds down to it
+        at += 1
+    return at
+
+
+class Part:
+    """Lines of one shard taken for writing: their bytes (from offset ``base`` of the
+    shard's file), where each ends in the file, their times, and which are held (indexes)."""
+
+    __slots__ = ("data", "base", "ends", "times", "held")
+
+    def __init__(self, data: bytes, base: int, ends, times, held: list[int]):
+        self.data, self.base, self.ends, self.times, self.held = data, base, ends, times, held
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def start(self, line: int) -> int:
+        """Where line ``line`` starts in ``data``."""
+        return self.ends[line - 1] - self.base if line else 0
+
+
 class ShardEvents:
     """One shard's events.jsonl, read as far as it is written: its whole lines not merged
-    yet and their times (without its ``run`` line). ``writing()`` says whether the shard
-    may still add to it (None: a finished file); ``position`` > 0 marks its action lines
-    as held (see the module's doc)."""
+    yet (their bytes, where each ends, their times), without its ``run`` line.
+    ``writing()`` says whether the shard may still add to it (None: a finished file);
+    ``position`` > 0 marks its action lines as held (see the module's doc).
+
+    Offsets count the bytes kept from the file (a dropped line's are not): ``data`` holds
+    them from ``base`` on; the lines not merged yet start at ``start`` and end at ``ends``;
+    from ``known`` to the end of ``data`` are bytes read that are not lines yet."""
 
     def __init__(self, directory: str, position: int, *, writing=None, chunk_bytes: int = 1 << 22):
         self.path = os.path.join(directory, "events.jsonl")
+        self.index_path = os.path.join(directory, INDEX_NAME)
         self.position = position
         self.writing = writing
         self.chunk_bytes = chunk_bytes
         self.handle = None
-        self.rest = b""  # the start of a line not written whole yet
-        self.lines: list[bytes] = []
-        self.times: list[float] = []
-        self.held: set[int] = set()  # indexes in ``lines`` of held action lines
-        self.last_t = float("-inf")  # the time of the last line read: nothing later comes earlier
+        self.index = None  # the index's handle, if the shard writes one
+        self.index_reader = None
+        self.records: list[tuple[array, array]] = []  # indexed blocks whose bytes are not all read yet
+        self.data = bytearray()
+        self.base = self.start = self.known = 0
+        self.ends = array("q")
+        self.times = array("d")  # each line's time (as recorded, or as parsed: the same once rounded)
+        self.held: set[int] = set()  # indexes of held action lines
+        self.last_t = float("-inf")  # the written time of the last line read: nothing later comes earlier
         self.read = 0  # lines read so far, for errors
+        self.parsed = 0  # of which read from their text (past the index, or no index)
         self.done = False
 
+    def __len__(self) -> int:
+        return len(self.times)
+
     def _open(self, ended: bool) -> bool:
-        for path in (self.path + ".tmp", self.path):  # written under .tmp, renamed at the shard's end
+        for suffix in (".tmp", ""):  # written under .tmp, renamed at the shard's end
             try:
-                self.handle = open(path, "rb")
-                return True
+                self.handle = open(self.path + suffix, "rb")
+                break
             except FileNotFoundError:
                 continue
-        if ended:
-            raise EventsMergeError(f"{self.path}: missing (every shard writes events.jsonl beside shard.json)")
-        return False  # the shard has not opened it yet
+        else:
+            if ended:
+                raise EventsMergeError(f"{self.path}: missing (every shard writes events.jsonl beside shard.json)")
+            return False  # the shard has not opened it yet
+        for suffix in (".tmp", ""):  # a stream opens its index before its events.jsonl
+            try:
+                self.index = open(self.index_path + suffix, "rb")
+                self.index_reader = IndexReader()
+                break
+            except FileNotFoundError:
+                continue
+        return True
 
     def fill(self) -> bool:
-        """Read the next chunk written; True if anything changed (lines read, or the end)."""
+        """Read the next chunk written; True if anything changed (bytes read, or the end)."""
         if self.done:
             return False
         ended = self.writing is None or not self.writing()  # before reading: then the end read is the end
         if self.handle is None and not self._open(ended):
             return False
         chunk = self.handle.read(self.chunk_bytes)
-        if not chunk:
-            if not ended:
-                return False
-            self.done = True
-            self.handle.close()
-            if not self.rest:
+        if chunk:
+            self.data += chunk
+        if self.index is not None:
+            records = self.index_reader.feed(self.index.read(self.chunk_bytes))
+            self.records += records
+            self._take_indexed()
+            if chunk or records:
                 return True
-            chunk = b"\n"  # a last line without its newline
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            self.rest += chunk
+            if ended:  # a stopped shard's index may name bytes it never wrote: read what it did
+                self.records = []
+        elif chunk:
+            cut = self.data.rfind(b"\n", self.known - self.base) + 1
+            if cut:
+                self._add(self.base + cut)
             return True
-        block = self.rest + chunk[:cut]
-        self.rest = chunk[cut:]
-        self._add(block)
+        if not ended:
+            return False
+        self.done = True  # both files read to their end
+        self.close()
+        if self.known < self.base + len(self.data):  # past the index, or a last line without its newline
+            if not self.data.endswith(b"\n"):
+                self.data += b"\n"
+            self._add(self.base + len(self.data))
         return True
 
-    def _add(self, block: bytes) -> None:
-        """Take the whole lines of ``block``. What can be is asked of the whole block at
-        once, in C (its lines, whether any is a run or action line, whether every line
-        starts as labsim's do), not line by line: a week of a 10,000-phone fleet is ~22
-        million lines (a 4 MiB block: ~17 instead of ~30 ms)."""
+    def _take_indexed(self) -> None:
+        """The indexed blocks whose bytes have all been read become lines. A block is
+        checked where it is cheap to (its first and last line start as labsim's lines do,
+        and it ends with a newline), not line by line."""
+        data = self.data
+        while self.records:
+            times, lengths = self.records[0]
+            size = sum(lengths) + len(lengths)
+            at = self.known - self.base
+            stop = at + size
+            if stop > len(data):
+                break
+            del self.records[0]
+            if not (data.startswith(_PREFIX, at) and data[stop - 1] == 10
+                    and data.startswith(_PREFIX, stop - lengths[-1] - 1)):
+                raise EventsMergeError(f"{self.path}:{self.read + 1}: the lines do not match {self.index_path}")
+            if data.find(_NULL_MAC, at, stop) >= 0:  # rare: an action line (held, or not) or a run line (dropped)
+                self._add(self.base + stop, times)
+                continue
+            self.read += len(lengths)
+            ends = self.ends
+            ends.extend(accumulate(map((1).__add__, lengths), initial=self.known))
+            del ends[len(ends) - len(lengths) - 1]  # accumulate's initial value
+            self.known += size
+            self.times.extend(times)
+            self.last_t = _written(times[-1])
+
+    def _add(self, stop: int, recorded=None) -> None:
+        """The bytes from ``known`` to ``stop`` (whole lines) become lines, their times from
+        ``recorded`` (the index's) or read from their text; run lines dropped. What can be
+        is asked of the whole block at once, in C (its lines, whether any is a run or
+        action line, whether every line starts as labsim's do), not line by line."""
+        at = self.known - self.base
+        block = bytes(self.data[at:stop - self.base])
         if b"\r" in block:  # splitlines would cut there too (JSON escapes it: never in a line labsim writes)
             raw = [line + b"\n" for line in block.split(b"\n")[:-1]]
         else:
             raw = block.splitlines(keepends=True)
         first = self.read + 1
         self.read += len(raw)
+        if recorded is None:
+            self.parsed += len(raw)
         lines = raw
         # Rare: a run or action line (the block is searched first, in one scan).
         marked = _NULL_MAC in block and any([line.find(_NULL_MAC, 0, 80) >= 0 for line in raw])
         if marked:
-            lines = [line for line in raw if line.find(_NULL_MAC, 0, 80) < 0 or line.find(_ACTION, 0, 90) >= 0]
+            keep = [line.find(_NULL_MAC, 0, 80) < 0 or line.find(_ACTION, 0, 90) >= 0 for line in raw]
+            lines = [line for line, kept in zip(raw, keep) if kept]
+            if recorded is not None:
+                recorded = [t for t, kept in zip(recorded, keep) if kept]
         try:
-            if not marked and block.startswith(_PREFIX) and block.count(_NEXT_LINE) == len(raw) - 1:
+            if recorded is not None:
+                times = recorded
+            elif not marked and block.startswith(_PREFIX) and block.count(_NEXT_LINE) == len(raw) - 1:
                 # Every line starts as labsim's lines do (counted in one scan of the block).
                 times = [float(line[6:line.index(b",", 6)]) for line in lines]
             else:
@@ -127,13 +247,19 @@ class ShardEvents:
                     continue
                 lines.append(line)
                 times.append(self._time(line, number))
+        if len(lines) < len(raw):  # the dropped lines' bytes go
+            self.data[at:stop - self.base] = b"".join(lines)
         if marked and self.position:
-            base = len(self.lines)
+            base = len(self.times)
             self.held.update(base + index for index, line in enumerate(lines) if line.find(_ACTION, 0, 90) >= 0)
-        self.lines += lines
-        self.times += times
-        if times:
-            self.last_t = times[-1]
+        if not lines:
+            return
+        ends = self.ends
+        ends.extend(accumulate(map(len, lines), initial=self.known))
+        del ends[len(ends) - len(lines) - 1]
+        self.known = ends[-1]
+        self.times.extend(times)
+        self.last_t = _written(times[-1])
 
     def _time(self, line: bytes, number: int) -> float:
         try:
@@ -143,19 +269,31 @@ class ShardEvents:
         except (ValueError, KeyError, TypeError) as exc:
             raise EventsMergeError(f"{self.path}:{number}: not an events.jsonl line ({exc!r})") from None
 
-    def take(self, cut: int) -> tuple[list[bytes], list[float], list[int]]:
-        """The first ``cut`` lines, their times and which of them are held; gone from here."""
-        lines, times = self.lines[:cut], self.times[:cut]
-        del self.lines[:cut], self.times[:cut]
-        held = []
+    def final_count(self, horizon: float) -> int:
+        """How many of the lines read are written earlier than ``horizon`` (a written time)."""
+        return _count_before(self.times, horizon, 0, len(self.times))
+
+    def take(self, cut: int) -> Part:
+        """The first ``cut`` lines as a ``Part``; gone from here."""
+        if not cut:
+            return Part(b"", self.start, self.ends[:0], self.times[:0], [])
+        end = self.ends[cut - 1]
+        part = Part(bytes(self.data[self.start - self.base:end - self.base]), self.start, self.ends[:cut],
+                    self.times[:cut], [])
+        del self.ends[:cut], self.times[:cut]
+        self.start = end
+        if end - self.base > max(1 << 20, len(self.data) // 2):  # what is taken goes, now and then
+            del self.data[:end - self.base]
+            self.base = end
         if self.held:
-            held = sorted(index for index in self.held if index < cut)
+            part.held = sorted(index for index in self.held if index < cut)
             self.held = {index - cut for index in self.held if index >= cut}
-        return lines, times, held
+        return part
 
     def close(self) -> None:
-        if self.handle is not None and not self.handle.closed:
-            self.handle.close()
+        for handle in (self.handle, self.index):
+            if handle is not None and not handle.closed:
+                handle.close()
 
 
 class EventsMerge:
@@ -180,12 +318,12 @@ class EventsMerge:
         (the shards have not written further yet, or everything is merged)."""
         sources = self.sources
         for source in sources:
-            if len(source.lines) < 1 << 14:
+            if len(source) < 1 << 14:
                 source.fill()
         while True:
             open_ones = [source for source in sources if not source.done]
             horizon = min(source.last_t for source in open_ones) if open_ones else float("inf")
-            cuts = [bisect_left(source.times, horizon) for source in sources]
+            cuts = [source.final_count(horizon) for source in sources]
             if any(cuts):
                 self._write([source.take(cut) for source, cut in zip(sources, cuts)])
                 return True
@@ -194,28 +332,41 @@ class EventsMerge:
             if not open_ones or not any([source.fill() for source in open_ones if source.last_t == horizon]):
                 return False
 
-    def _write(self, parts) -> None:
-        lines = [line for part_lines, _, _ in parts for line in part_lines]
-        times = [t for _, part_times, _ in parts for t in part_times]
-        order = sorted(range(len(times)), key=times.__getitem__)  # stable: shard order, then file order
-        held, base = set(), 0
-        for part_lines, _, part_held in parts:
-            held.update(base + index for index in part_held)
-            base += len(part_lines)
-        if not held:
-            self.handle.writelines([lines[index] for index in order])
-            self.written += len(lines)
-            return
-        for index in order:
-            if index in held:
-                self.held.append((self.handle.tell(), lines[index]))
+    def _write(self, parts: list[Part]) -> None:
+        """The parts' lines in merged order: runs of one shard's lines copied as they are.
+        A run of shard s ends before its first line written later than another shard's
+        next line (or at the same time, when that shard comes first)."""
+        heads = [[index, 0, _written(part.times[0])] for index, part in enumerate(parts) if len(part)]
+        while heads:
+            head = min(heads, key=_head_order)
+            index, line, _ = head
+            part = parts[index]
+            end = len(part)
+            for other, other_line, other_t in heads:
+                if other != index:
+                    end = (_count_up_to if index < other else _count_before)(part.times, other_t, line, end)
+            self._copy(part, line, end)
+            if end == len(part):
+                heads.remove(head)
             else:
-                self.handle.write(lines[index])
-                self.written += 1
+                head[1], head[2] = end, _written(part.times[end])
+
+    def _copy(self, part: Part, start: int, end: int) -> None:
+        """Lines ``start`` to ``end`` of ``part`` into the merged file; a held one aside."""
+        held = part.held
+        if held:
+            first = bisect_left(held, start)
+            for index in held[first:bisect_left(held, end)]:
+                self._copy(part, start, index)
+                self.held.append((self.handle.tell(), part.data[part.start(index):part.start(index + 1)]))
+                start = index + 1
+        if start < end:
+            self.handle.write(memoryview(part.data)[part.start(start):part.start(end)])
+            self.written += end - start
 
     def run_to_end(self) -> None:
         """Every shard's file has ended (or ends while this runs): merge all of it."""
-        while not all(source.done for source in self.sources) or any(source.lines for source in self.sources):
+        while not all(source.done for source in self.sources) or any(len(source) for source in self.sources):
             if not self.step() and not all(source.done for source in self.sources):
                 import time
 
@@ -259,3 +410,7 @@ class EventsMerge:
         self.handle.close()
         if os.path.exists(self._temporary):
             os.remove(self._temporary)
+
+
+def _head_order(head: list) -> tuple[float, int]:
+    return head[2], head[0]  # the earliest written time; on a tie, the earlier shard

@@ -10,6 +10,10 @@ virtual time every simulated hour. The file is complete and in time order when t
 ends, written under a temporary name and renamed (a reader never sees half a file); a
 lab the dashboard keeps open gets a copy of it so far (``snapshot``).
 
+A shard's stream (``index=True``) also writes ``events.jsonl.index`` (``observe.events_index``):
+where each line ends and its time, so the merge of the shards' files copies their bytes
+without reading their lines.
+
 Every ``archive_every`` flushes, the phones' older download timings move into the
 run's ``StageArchive`` (numbers, not objects), so a long run's phones stay small too.
 """
@@ -22,14 +26,23 @@ import shutil
 from collections import deque
 from operator import itemgetter
 
+from labsim.observe.events_index import INDEX_NAME, index_record
 from labsim.observe.events_log import row_line
 
 
 class EventStream:
-    def __init__(self, report_dir: str, log, members=(), *, archive=None, archive_every: int = 1):
+    def __init__(self, report_dir: str, log, members=(), *, archive=None, archive_every: int = 1,
+                 index: bool = False):
         os.makedirs(report_dir, exist_ok=True)
         self.path = os.path.join(report_dir, "events.jsonl")
         self._temporary = self.path + ".tmp"
+        self.index_path = os.path.join(report_dir, INDEX_NAME)
+        # Opened first: a reader that finds events.jsonl finds the index, if there is one.
+        self._index = open(self.index_path + ".tmp", "wb", buffering=1 << 16) if index else None
+        if not index:  # an earlier run's index would describe another file
+            for stale in (self.index_path, self.index_path + ".tmp"):
+                if os.path.exists(stale):
+                    os.remove(stale)
         self._handle = open(self._temporary, "w", encoding="utf-8", buffering=1 << 20)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
         self.log = log
@@ -88,7 +101,11 @@ class EventStream:
         """Write ``rows``, already in time order: each queued list was sorted when taken
         and a part of it is a slice of it (the unfinished rows at close are sorted there)."""
         if rows:  # an hour of a fleet in one write of a few MB, not two writes a line
-            self._handle.write("\n".join([row_line(row) for row in rows]) + "\n")
+            lines = [row_line(row) for row in rows]
+            text = "\n".join(lines) + "\n"
+            self._handle.write(text)
+            if self._index is not None:  # after its lines: a reader waits for the bytes it names
+                self._index.write(index_record([row[0] for row in rows], lines, text))
         self.rows_written += len(rows)
 
     def _run_line(self, *, end_t: float, complete: bool, end_reason: str, events: int) -> str:
@@ -117,6 +134,9 @@ class EventStream:
         self._handle.write(self._run_line(end_t=end_t, complete=complete, end_reason=end_reason,
                                           events=self.rows_written))
         self._handle.close()
+        if self._index is not None:
+            self._index.close()
+            os.replace(self.index_path + ".tmp", self.index_path)
         os.replace(self._temporary, self.path)
         return self.path
 

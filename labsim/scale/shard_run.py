@@ -121,6 +121,8 @@ class ShardOfTheFleet:
     in before ScenarioRun or VirtualScenarioRun): it builds only its phones, leaves the
     flash and (for a --workers shard) the judging to the merge of every shard."""
 
+    EVENTS_INDEX = True  # the merge copies this shard's events.jsonl by its index (observe.events_index)
+
     def _build_members(self, saved_flash):
         return build_fleets(self.scenario, saved_flash, shard=self.shard)
 

@@ -286,6 +286,7 @@ class VirtualWorkers:
         return command
 
     def run(self) -> int:
+        from labsim.observe.events_index import INDEX_NAME
         from labsim.observe.events_merge import EventsMerge
         from labsim.observe.merge import MergeError, merge_report
         from labsim.observe.pcap_merge import PcapMergeError
@@ -308,7 +309,7 @@ class VirtualWorkers:
         try:
             for shard, directory in zip(self.shards, self.dirs):
                 os.makedirs(directory, exist_ok=True)
-                for stale in ("shard.json", "events.jsonl", "events.jsonl.tmp"):  # never merge an earlier run's
+                for stale in ("shard.json", "events.jsonl", "events.jsonl.tmp", INDEX_NAME, INDEX_NAME + ".tmp"):  # never merge an earlier run's
                     if os.path.exists(os.path.join(directory, stale)):
                         os.remove(os.path.join(directory, stale))
                 with open(os.path.join(directory, SHARD_LOG), "w", encoding="utf-8") as log:

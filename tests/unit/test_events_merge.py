@@ -166,3 +166,156 @@ def test_a_line_labsim_did_not_write_is_named_by_file_and_line(tmp_path, chunk_b
     bad = good + b'{"mac": "a", "t": "three"}\n' + _text({"t": 4.0, "mac": "a", "kind": "state"}).encode()
     with pytest.raises(EventsMergeError, match=r"s1/events.jsonl:4: not an events.jsonl line"):
         _merged_bytes(tmp_path, [good, bad], chunk_bytes)
+
+
+# --- shards that write events.jsonl.index (observe.events_index) -------------------------
+
+
+def _indexed_shards(tmp_path, rng, count: int) -> list:
+    """``count`` shards' files written by the stream a shard run uses (``index=True``):
+    state and step lines, flushed in blocks, phones of all shards at times that collide
+    once written to the microsecond though they differ as recorded (a shard's 2.0000004
+    is written 2.0, as another's 1.9999996 is), a detail with non-ASCII text (its bytes
+    are not its characters), and every shard's action lines. Returns the staging folders."""
+    from types import SimpleNamespace
+
+    from labsim.observe.events_log import EventLog
+    from labsim.observe.events_stream import EventStream
+
+    folders = []
+    for index in range(count):
+        folder = tmp_path / f"staged-{index}"
+        log = EventLog()
+        stream = EventStream(str(folder), log, index=True)
+        actions = []
+        for block in range(6):
+            for _ in range(rng.randrange(0, 120)):
+                phone = SimpleNamespace(mac=f"00:15:65:00:{index:02x}:{rng.randrange(256):02x}", events=[],
+                                        events_dropped=0)
+                t = block * 10 + rng.choice([0, 2, 2, 5]) + rng.choice([0.0, 4e-7, -4e-7, 0.25, 0.5000004])
+                detail = rng.choice(["", "downloaded y000000000066.cfg (131 bytes)", "Grüße \u00e9t\u00e9 ✓"])
+                log.phone_event(phone, (max(t, 0.001), "provisioning", detail, rng.choice(["state", "step"])))
+            if block in (2, 4):  # the timeline's actions, logged alike by every shard
+                actions.append(SimpleNamespace(t=block * 10 + 2.0, entry=block, action="power_cycle",
+                                               outcome="power cycle: 2 phone(s)"))
+            stream.flush(actions)
+        stream.close(end_t=60.0, complete=True, end_reason="duration of 1m reached", actions=actions)
+        folders.append(folder)
+    return folders
+
+
+def _merged_with_and_without_index(tmp_path, folders, chunk: int, actions_of_first_only: bool = True):
+    """(merged bytes, lines each shard's file had read from their text), with the index
+    and with it deleted."""
+    results = []
+    for name, files in (("indexed", ("events.jsonl", "events.jsonl.index")), ("plain", ("events.jsonl",))):
+        merge = EventsMerge(_copy_folders(folders, tmp_path / name, files), str(tmp_path / name / "out"),
+                            chunk_bytes=chunk)
+        path = merge.finish(complete=True, end_reason="done", end_t=60.0, actions_of_first_only=actions_of_first_only)
+        results.append((open(path, "rb").read(), [source.parsed for source in merge.sources]))
+    return results
+
+
+def _copy_folders(folders, target, names=("events.jsonl", "events.jsonl.index")) -> list[str]:
+    out = []
+    for index, folder in enumerate(folders):
+        directory = target / f"s{index}"
+        directory.mkdir(parents=True)
+        for name in names:
+            (directory / name).write_bytes((folder / name).read_bytes())
+        out.append(str(directory))
+    return out
+
+
+@pytest.mark.parametrize("actions_of_first_only", [True, False])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_shards_with_an_index_merge_to_the_bytes_of_the_line_by_line_merge(tmp_path, seed, actions_of_first_only):
+    """With their index the shards' bytes are copied in runs, ordered by the recorded
+    times rounded at the runs' edges; without it (the same files, the index deleted) each
+    line's time is parsed from its text. Both give the same bytes, and those are the
+    reference merge of the lines by their written time, ties in shard order."""
+    rng = random.Random(seed)
+    count = rng.choice([2, 3])
+    folders = _indexed_shards(tmp_path, rng, count)
+    chunk = rng.choice([97, 4096, 1 << 22])
+    (indexed, parsed), (plain, _) = (_merged_with_and_without_index(tmp_path, folders, chunk, actions_of_first_only))
+    assert parsed == [1] * count  # with the index only the run line is read from its text
+    assert indexed == plain
+    results = [indexed]
+    streams = [[json.loads(line) for line in (folder / "events.jsonl").read_text("utf-8").splitlines()][:-1]
+               for folder in folders]
+    expected = [json.loads(text) for text in _reference(streams, actions_of_first_only)]
+    assert [json.loads(line) for line in results[0].decode("utf-8").splitlines()[:-1]] == expected
+    assert "Grüße" in results[0].decode("utf-8")
+    written = [line["t"] for line in expected]
+    assert any(a == b for a, b in zip(written, written[1:])), "no tie once written"
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_merge_while_indexed_shards_write_is_the_merge_of_the_finished_files(tmp_path, seed):
+    """Each shard's events.jsonl and index arrive in pieces that cut lines and records
+    (either file ahead of the other); the merge reads as they come and, at the end, has
+    written the bytes of the merge of the finished files."""
+    rng = random.Random(seed)
+    folders = _indexed_shards(tmp_path, rng, 2)
+    contents = [[(folder / name).read_bytes() for name in ("events.jsonl", "events.jsonl.index")]
+                for folder in folders]
+    directories = [tmp_path / "live" / f"s{index}" for index in range(2)]
+    for directory in directories:
+        directory.mkdir(parents=True)
+        (directory / "events.jsonl.index.tmp").write_bytes(b"")  # a stream opens its index first
+        (directory / "events.jsonl.tmp").write_bytes(b"")
+    done = [[0, 0], [0, 0]]
+    running = [True, True]
+    merge = EventsMerge([str(d) for d in directories], str(tmp_path / "live" / "out"),
+                        writing=[lambda i=i: running[i] for i in range(2)], chunk_bytes=rng.choice([61, 5000]))
+    while any(running):
+        for index, directory in enumerate(directories):
+            if not running[index]:
+                continue
+            which = rng.randrange(2)
+            name = ("events.jsonl.tmp", "events.jsonl.index.tmp")[which]
+            data = contents[index][which]
+            piece = data[done[index][which]:done[index][which] + rng.randrange(1, 3000)]
+            with open(directory / name, "ab") as handle:
+                handle.write(piece)
+            done[index][which] += len(piece)
+            if done[index] == [len(contents[index][0]), len(contents[index][1])]:
+                os.replace(directory / "events.jsonl.index.tmp", directory / "events.jsonl.index")
+                os.replace(directory / "events.jsonl.tmp", directory / "events.jsonl")
+                running[index] = False
+        while merge.step():
+            pass
+    live = merge.finish(complete=True, end_reason="done", end_t=60.0, actions_of_first_only=True)
+    after = merge_event_files([{"directory": str(folder)} for folder in folders], str(tmp_path / "after"),
+                              complete=True, end_reason="done", end_t=60.0, actions_of_first_only=True)
+    assert open(live, "rb").read() == open(after, "rb").read()
+
+
+def test_an_index_that_does_not_match_its_file_is_named(tmp_path):
+    from labsim.observe.events_merge import EventsMergeError
+
+    folders = _indexed_shards(tmp_path, random.Random(7), 2)
+    directories = _copy_folders(folders, tmp_path / "bad")
+    events = os.path.join(directories[1], "events.jsonl")
+    data = open(events, "rb").read()
+    with open(events, "wb") as handle:  # a line one byte longer than its index says
+        handle.write(data.replace(b'"provisioning"', b'"provisioning "', 1))
+    merge = EventsMerge(directories, str(tmp_path / "out"))
+    with pytest.raises(EventsMergeError, match=r"s1/events.jsonl:\d+: the lines do not match .*events.jsonl.index"):
+        merge.run_to_end()
+    merge.abandon()
+
+
+def test_a_stopped_shard_past_its_index_is_read_line_by_line(tmp_path):
+    """A shard stopped mid-block: its events.jsonl goes on past what its index names and
+    ends without a newline, as a stopped shard's file does: the lines past the index are
+    read from their text, and merged as without an index."""
+    folders = _indexed_shards(tmp_path, random.Random(8), 2)
+    index_bytes = (folders[1] / "events.jsonl.index").read_bytes()
+    (folders[1] / "events.jsonl.index").write_bytes(index_bytes[:len(index_bytes) // 2])  # cut mid-record
+    events = (folders[1] / "events.jsonl").read_bytes()
+    (folders[1] / "events.jsonl").write_bytes(events[:events.rindex(b"\n", 0, len(events) - 1)])  # no run line
+    (indexed, parsed), (plain, plain_parsed) = _merged_with_and_without_index(tmp_path, folders, 300)
+    assert indexed == plain and indexed.count(b"\n") > 100
+    assert parsed[0] == 1 and 1 < parsed[1] < plain_parsed[1]  # the lines past the index only
