@@ -28,7 +28,7 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
 from labsim.observe.events_log import EventLog, RecordingLink
 from labsim.observe.events_stream import EventStream, ScheduledWriter
-from labsim.observe.html_report import write_html_report
+from labsim.observe.html_report import PageFacts, write_html_report
 from labsim.observe.junit import write_junit
 from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
@@ -176,6 +176,7 @@ class ScenarioRun:
         self.pcap_path = pcap_path
         self._events = EventLog(keep_per_phone=EVENTS_PER_PHONE_IN_REPORT)
         self._stream: EventStream | None = None  # writes the log to events.jsonl as the run goes
+        self._page_facts: PageFacts | None = None  # what report.html reads of the report's phones
         self._event_writer: ScheduledWriter | None = None  # events.jsonl written as the run goes
         self.state_changes = 0  # phone state changes so far (the timeline's conditions look when it moves)
         self.stage_archive = None  # the phones' older download timings, as numbers (observe.stage_archive)
@@ -293,7 +294,8 @@ class ScenarioRun:
     def _report(self, record) -> str:
         """Judge the run, write report.json, save the flash; the summary table."""
         self.report = build_report(record, judge(record))
-        path = write_report(self.report, self.report_dir)
+        self._page_facts = PageFacts(self.report)  # what report.html reads of the phones, gathered now
+        path = write_report(self.report, self.report_dir, each_phone=self._page_facts.add)
         self._save_state()
         table = summary_table(self.report)
         self.stream.write(table + f"\n  report: {path}\n")
@@ -446,7 +448,8 @@ class ScenarioRun:
             ("events.jsonl", lambda: self._write_event_file(end_t)),
             ("junit.xml", lambda: write_junit(report, self.report_dir, system_out=table)),
             ("report.html", lambda: write_html_report(report, self.report_dir,
-                                                      stage_latencies=stage_latencies(self.members, self.stage_archive))),
+                                                      stage_latencies=stage_latencies(self.members, self.stage_archive),
+                                                      facts=self._page_facts)),
         ]
         if self._capture is not None:
             # A lab the dashboard keeps open keeps capturing: flushed now, closed at the end.

@@ -330,31 +330,72 @@ def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = 
 # --- the page -------------------------------------------------------------------------
 
 
-def table_data(phones, budget: int = TABLE_EVENT_BUDGET, total: int | None = None) -> tuple[list, str]:
+def table_data(phones, budget: int = TABLE_EVENT_BUDGET) -> tuple[list, str]:
     """The phone table's rows for the page's script, and a note when something was left out.
 
     Each row: [mac, fleet, vendor, model, state, reboots, powered on, ready at, failure,
-    events] with events [t, state index, is_step, detail]. ``total``: the phones' events
-    in all, when the caller has counted them."""
-    if total is None:
-        total = sum(len(phone["events"]) for phone in phones)
-    with_steps = total <= budget
-    state_index = {state: i for i, state in enumerate(STATES)}
-    rows, used, note = [], 0, ""
-    for count, phone in enumerate(phones):
-        events = [[event["t"], state_index.get(event["state"], 0), int(event["kind"] != "state"), event["detail"]]
-                  for event in phone["events"] if with_steps or event["kind"] == "state"]
-        if used + len(events) > budget and rows:
-            note = (f"The table shows the first {count} of {len(phones)} phones; "
+    events] with events [t, state index, is_step, detail]."""
+    table = PhoneTable(budget)
+    for phone in phones:
+        table.add(phone)
+    return table.finish()
+
+
+class PhoneTable:
+    """``table_data`` in one pass over the phones: a run's phone entries are made as they
+    are read, and making them again for the table was a third of writing a 10,000-phone
+    report. Steps stay in the rows while every phone's events so far fit the budget; at
+    the first phone that makes them not fit, the rows so far lose their steps and later
+    rows are made without (as when every phone was counted first: the sums of the rows
+    so far fit, with steps and so without). Then rows stop at the first that does not
+    fit; the phones after it are only counted."""
+
+    def __init__(self, budget: int = TABLE_EVENT_BUDGET):
+        self.budget = budget
+        self.total = 0  # every phone's events so far, steps included
+        self.phones = 0
+        self.rows: list = []
+        self.used = 0  # the events in the rows, once steps are left out
+        self.shown: int | None = None  # the rows shown, once one did not fit
+        self._state_index = {state: i for i, state in enumerate(STATES)}
+
+    @property
+    def with_steps(self) -> bool:
+        return self.total <= self.budget
+
+    def add(self, phone: dict) -> None:
+        self.phones += 1
+        events = phone["events"]
+        was_with_steps = self.with_steps
+        self.total += len(events)
+        if self.shown is not None:
+            return
+        with_steps = self.with_steps
+        if was_with_steps and not with_steps:
+            for row in self.rows:
+                row[9] = [event for event in row[9] if not event[2]]
+            self.used = sum(len(row[9]) for row in self.rows)
+        index = self._state_index
+        timeline = [[event["t"], index.get(event["state"], 0), int(event["kind"] != "state"), event["detail"]]
+                    for event in events if with_steps or event["kind"] == "state"]
+        if not with_steps:
+            if self.used + len(timeline) > self.budget and self.rows:
+                self.shown = len(self.rows)
+                return
+            self.used += len(timeline)
+        self.rows.append([phone["mac"], phone["fleet"], phone["vendor"], phone["model"], phone["state"],
+                          phone["reboots"], phone["powered_on_at_s"], phone["ready_at_s"], phone["failure"] or "",
+                          timeline])
+
+    def finish(self) -> tuple[list, str]:
+        note = ""
+        if self.shown is not None:
+            note = (f"The table shows the first {self.shown} of {self.phones} phones; "
                     f"report.json and events.jsonl have every one.")
-            break
-        used += len(events)
-        rows.append([phone["mac"], phone["fleet"], phone["vendor"], phone["model"], phone["state"],
-                     phone["reboots"], phone["powered_on_at_s"], phone["ready_at_s"], phone["failure"] or "", events])
-    if not with_steps:
-        note = ("Steps inside states are left out of the timelines to keep the page small; "
-                "events.jsonl has them. " + note).strip()
-    return rows, note
+        if not self.with_steps:
+            note = ("Steps inside states are left out of the timelines to keep the page small; "
+                    "events.jsonl has them. " + note).strip()
+        return self.rows, note
 
 
 def _embed_json(value) -> str:
@@ -404,27 +445,51 @@ def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None =
     return "\n".join(html_pieces(report, stage_latencies=stage_latencies, rows=rows)) + "\n"
 
 
-def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
-                rows: list[tuple] | None = None) -> list[str]:
-    """The page in pieces (written one after the other, never joined into one string)."""
-    phones = report["phones"]  # a run's are made as they are read (observe.report.PhoneEntries): one pass
-    end_t = report.get("duration_s") or 0.0
-    ready, changes, cut, total = [], [], False, 0
-    for phone in phones:
+class PageFacts:
+    """What the page reads of every phone, gathered a phone at a time (``add``), so the
+    phones are gone through once: by the page itself, or while report.json is written
+    (``observe.report.write_report``'s ``each_phone``; a run's phone entries are made as
+    they are read, and making them again for the page was a third of writing a
+    10,000-phone report)."""
+
+    def __init__(self, report: dict):
+        self.end_t = report.get("duration_s") or 0.0
+        self.ready: list[float] = []
+        self.changes: list[tuple[float, str, str]] = []
+        self.cut = False
+        self.table = PhoneTable()
+
+    @property
+    def phones(self) -> int:
+        return self.table.phones
+
+    def add(self, phone: dict) -> None:
+        self.table.add(phone)
         events = phone["events"]
         if events:
-            end_t = max(end_t, events[-1]["t"])
-            total += len(events)
-            changes += state_changes(phone)
+            self.end_t = max(self.end_t, events[-1]["t"])
+            self.changes += state_changes(phone)
         if phone["ready_at_s"] is not None and phone["powered_on_at_s"] is not None:
-            ready.append(phone["ready_at_s"] - phone["powered_on_at_s"])
+            self.ready.append(phone["ready_at_s"] - phone["powered_on_at_s"])
         # Phones' event lists cut short (a long run): their states over time come from the
         # series counted during the run instead (coarser: one sample a bucket).
-        cut = cut or bool(phone.get("events_dropped"))
+        self.cut = self.cut or bool(phone.get("events_dropped"))
+
+
+def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
+                rows: list[tuple] | None = None, facts: PageFacts | None = None) -> list[str]:
+    """The page in pieces (written one after the other, never joined into one string).
+    ``facts``: gathered from every phone of this report already (else here)."""
+    phones = report["phones"]  # a run's are made as they are read (observe.report.PhoneEntries): one pass
+    if facts is None or facts.phones != len(phones):
+        facts = PageFacts(report)
+        for phone in phones:
+            facts.add(phone)
+    end_t, ready, changes, cut = facts.end_t, facts.ready, facts.changes, facts.cut
     histograms = [histogram_svg("power on → ready", ready)]
     for stage, values in sorted((stage_latencies or {}).items()):
         histograms.append(histogram_svg(f"stage {stage}", values))
-    table_rows, table_note = table_data(phones, total=total)
+    table_rows, table_note = facts.table.finish()
     page = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -458,11 +523,11 @@ def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None 
 
 
 def write_html_report(report: dict, report_dir: str, *, stage_latencies: dict[str, list[float]] | None = None,
-                      rows: list[tuple] | None = None) -> str:
+                      rows: list[tuple] | None = None, facts: PageFacts | None = None) -> str:
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "report.html")
     temporary = path + ".tmp"
-    pieces = html_pieces(report, stage_latencies=stage_latencies, rows=rows)
+    pieces = html_pieces(report, stage_latencies=stage_latencies, rows=rows, facts=facts)
     with open(temporary, "w", encoding="utf-8") as handle:
         for piece in pieces:
             handle.write(piece)

@@ -370,7 +370,7 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
             stand_ins, events_merge, usage, shard_count) -> int:
     from labsim.fleet.state_dir import save_flash
     from labsim.observe.events_log import write_events
-    from labsim.observe.html_report import write_html_report
+    from labsim.observe.html_report import PageFacts, write_html_report
     from labsim.observe.junit import write_junit
     from labsim.observe.report import RunRecord, build_report, judge, stage_latencies, summary_table, write_report
     from labsim.run import EVENTS_PER_PHONE_IN_REPORT
@@ -434,7 +434,8 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
     fields.update(end_t=end_t, events_cap=EVENTS_PER_PHONE_IN_REPORT)
     record = RunRecord(**fields)
     report = build_report(record, judge(record))
-    path = write_report(report, report_dir)
+    facts = PageFacts(report)  # what report.html reads of the phones, gathered as report.json is written
+    path = write_report(report, report_dir, each_phone=facts.add)
     table = summary_table(report)
     stream.write(table + f"\n  report: {path} (merged from {len(shards)} shards)\n")
     if rows is None:
@@ -445,7 +446,8 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
             events_merge.abandon()
         write_events(rows, report_dir, complete=report["complete"], end_reason=report["end_reason"], end_t=end_t)
     write_junit(report, report_dir, system_out=table)
-    write_html_report(report, report_dir, stage_latencies=stage_latencies(members, record.stage_archive), rows=rows)
+    write_html_report(report, report_dir, stage_latencies=stage_latencies(members, record.stage_archive), rows=rows,
+                      facts=facts)
     written = ["events.jsonl", "junit.xml", "report.html"]
     if pcap_path:
         from labsim.observe.pcap_merge import merge_pcaps

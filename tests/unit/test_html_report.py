@@ -222,6 +222,46 @@ def test_a_big_fleet_keeps_the_page_small():
     assert len(rows) == 100 and note == "" and len(rows[0][9]) == 6
 
 
+def _table_counted_first(phones, budget):
+    """The table's rule as stated: steps only if every phone's events fit the budget (all
+    counted first), then rows until the first that does not fit."""
+    total = sum(len(p["events"]) for p in phones)
+    with_steps = total <= budget
+    rows, used, note = [], 0, ""
+    for count, p in enumerate(phones):
+        events = [[e["t"], STATES.index(e["state"]) if e["state"] in STATES else 0, int(e["kind"] != "state"),
+                   e["detail"]] for e in p["events"] if with_steps or e["kind"] == "state"]
+        if used + len(events) > budget and rows:
+            note = f"The table shows the first {count} of {len(phones)} phones; report.json and events.jsonl have every one."
+            break
+        used += len(events)
+        rows.append([p["mac"], p["fleet"], p["vendor"], p["model"], p["state"], p["reboots"], p["powered_on_at_s"],
+                     p["ready_at_s"], p["failure"] or "", events])
+    if not with_steps:
+        note = ("Steps inside states are left out of the timelines to keep the page small; "
+                "events.jsonl has them. " + note).strip()
+    return rows, note
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_phone_table_made_in_one_pass_is_the_table_of_every_phone_counted_first(seed):
+    """html_pieces makes each phone's row as the phone comes (a run's entries are made as
+    they are read): the same rows and note as when every phone's events are counted first,
+    whether the budget ends before, at or after the phones' states and steps."""
+    import random
+
+    rng = random.Random(seed)
+    phones = []
+    for i in range(rng.randrange(1, 40)):
+        changes = [(float(n), rng.choice(STATES)) for n in range(rng.randrange(0, 6))]
+        steps = [(n + 0.5, "provisioning", f"step {n}") for n in range(rng.randrange(0, 12))]
+        phones.append(phone(f"00:15:65:00:00:{i:02x}", changes, steps=steps))
+    total = sum(len(p["events"]) for p in phones)
+    states = sum(e["kind"] == "state" for p in phones for e in p["events"])
+    budget = rng.choice([0, 1, 5, states // 2, states, states + 1, total - 1, total, total + 10])
+    assert table_data(phones, budget=max(budget, 0)) == _table_counted_first(phones, max(budget, 0))
+
+
 def test_a_run_with_no_phones_or_requests_still_renders(tmp_path):
     path = write_html_report(report([]), str(tmp_path), rows=[])
     text = open(path, encoding="utf-8").read()
