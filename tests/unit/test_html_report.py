@@ -97,6 +97,17 @@ def test_histogram_puts_every_value_in_the_bin_that_covers_it(values):
         assert start + index * width <= value * (1 + 1e-9) + 1e-12
 
 
+@given(st.lists(st.sampled_from([0.001, 0.002, 0.0015, 0.25, 3.0, 30.0]), min_size=1, max_size=500))
+def test_histogram_counts_each_value_where_it_falls_however_often_it_repeats(values):
+    """A long run's latencies are a few values repeated millions of times: counted once
+    each, binned with their count, the same counts as binning every value."""
+    start, width, counts = histogram(values, bins=17)
+    expected = [0] * 17
+    for value in values:
+        expected[min(16, max(0, int((value - start) / width)))] += 1
+    assert counts == expected
+
+
 def test_histogram_starts_at_zero_unless_the_values_sit_far_from_it():
     assert histogram([0.1, 0.5, 1.0])[0] == 0.0
     start, _, _ = histogram([10.0, 10.5, 11.0])
