@@ -310,7 +310,8 @@ class EventsMerge:
         self.path = os.path.join(report_dir, "events.jsonl")
         self._temporary = self.path + ".tmp"
         self.handle = open(self._temporary, "wb", buffering=1 << 20)
-        self.written = 0
+        self.written = 0  # lines
+        self.size = 0  # bytes
         self.held: list[tuple[int, bytes]] = []  # (offset in the merged file, line): other shards' actions
 
     def step(self) -> bool:
@@ -333,36 +334,26 @@ class EventsMerge:
                 return False
 
     def _write(self, parts: list[Part]) -> None:
-        """The parts' lines in merged order: runs of one shard's lines copied as they are.
-        A run of shard s ends before its first line written later than another shard's
-        next line (or at the same time, when that shard comes first)."""
-        heads = [[index, 0, _written(part.times[0])] for index, part in enumerate(parts) if len(part)]
-        while heads:
-            head = min(heads, key=_head_order)
-            index, line, _ = head
+        """The parts' lines in merged order: runs of one shard's lines (``_runs``) copied as
+        they are, in one write; a held line aside, with where it belongs."""
+        views = [memoryview(part.data) for part in parts]
+        pieces, at = [], self.size
+        for index, start, end in _runs(parts):
             part = parts[index]
-            end = len(part)
-            for other, other_line, other_t in heads:
-                if other != index:
-                    end = (_count_up_to if index < other else _count_before)(part.times, other_t, line, end)
-            self._copy(part, line, end)
-            if end == len(part):
-                heads.remove(head)
-            else:
-                head[1], head[2] = end, _written(part.times[end])
-
-    def _copy(self, part: Part, start: int, end: int) -> None:
-        """Lines ``start`` to ``end`` of ``part`` into the merged file; a held one aside."""
-        held = part.held
-        if held:
-            first = bisect_left(held, start)
-            for index in held[first:bisect_left(held, end)]:
-                self._copy(part, start, index)
-                self.held.append((self.handle.tell(), part.data[part.start(index):part.start(index + 1)]))
-                start = index + 1
-        if start < end:
-            self.handle.write(memoryview(part.data)[part.start(start):part.start(end)])
             self.written += end - start
+            if part.held:  # rare: a held action line inside the run
+                for line in part.held[bisect_left(part.held, start):bisect_left(part.held, end)]:
+                    piece = views[index][part.start(start):part.start(line)]
+                    pieces.append(piece)
+                    at += len(piece)
+                    self.held.append((at, part.data[part.start(line):part.start(line + 1)]))
+                    self.written -= 1
+                    start = line + 1
+            piece = views[index][part.start(start):part.start(end)]
+            pieces.append(piece)
+            at += len(piece)
+        self.handle.writelines(pieces)
+        self.size = at
 
     def run_to_end(self) -> None:
         """Every shard's file has ended (or ends while this runs): merge all of it."""
@@ -410,6 +401,58 @@ class EventsMerge:
         self.handle.close()
         if os.path.exists(self._temporary):
             os.remove(self._temporary)
+
+
+def _runs(parts: list[Part]) -> list[tuple[int, int, int]]:
+    """(part, first line, end) of each run, in merged order. A run of shard s ends before
+    its first line written later than another shard's next line (or at the same time,
+    when that shard comes first)."""
+    present = [index for index, part in enumerate(parts) if len(part)]
+    if len(present) == 2:
+        return _runs_of_two(parts, *present)
+    runs = []
+    heads = [[index, 0, _written(parts[index].times[0])] for index in present]
+    while heads:
+        head = min(heads, key=_head_order)
+        index, line, _ = head
+        part = parts[index]
+        end = len(part)
+        for other, _, other_t in heads:
+            if other != index:
+                end = (_count_up_to if index < other else _count_before)(part.times, other_t, line, end)
+        runs.append((index, line, end))
+        if end == len(part):
+            heads.remove(head)
+        else:
+            head[1], head[2] = end, _written(part.times[end])
+    return runs
+
+
+def _runs_of_two(parts: list[Part], first: int, second: int) -> list[tuple[int, int, int]]:
+    """``_runs`` of two shards (``first`` before ``second``), taking turns: the first's
+    lines written at or before the second's next, then the second's written before the
+    first's next (each turn takes one line at least: the other's next line is later)."""
+    times_a, times_b = parts[first].times, parts[second].times
+    count_a, count_b = len(times_a), len(times_b)
+    runs = []
+    a = b = 0
+    while True:
+        end = _count_up_to(times_a, _written(times_b[b]), a, count_a)
+        if end > a:
+            runs.append((first, a, end))
+            a = end
+        if a == count_a:
+            break
+        end = _count_before(times_b, _written(times_a[a]), b, count_b)
+        runs.append((second, b, end))
+        b = end
+        if b == count_b:
+            break
+    if a < count_a:
+        runs.append((first, a, count_a))
+    if b < count_b:
+        runs.append((second, b, count_b))
+    return runs
 
 
 def _head_order(head: list) -> tuple[float, int]:
