@@ -220,6 +220,8 @@ class ShardEvents:
         else:
             raw = block.splitlines(keepends=True)
         first = self.read + 1
+        if recorded is not None and len(recorded) != len(raw):
+            raise EventsMergeError(f"{self.path}:{first}: the lines do not match {self.index_path}")
         self.read += len(raw)
         if recorded is None:
             self.parsed += len(raw)

@@ -456,6 +456,7 @@ class PageFacts:
     10,000-phone report)."""
 
     def __init__(self, report: dict):
+        self.report = report  # the one they are facts of
         self.end_t = report.get("duration_s") or 0.0
         self.ready: list[float] = []
         self.changes: list[tuple[float, str, str]] = []
@@ -482,9 +483,10 @@ class PageFacts:
 def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
                 rows: list[tuple] | None = None, facts: PageFacts | None = None) -> list[str]:
     """The page in pieces (written one after the other, never joined into one string).
-    ``facts``: gathered from every phone of this report already (else here)."""
+    ``facts``: gathered from every phone of this report already (else, or if they are
+    another report's or were not gathered to the end, here)."""
     phones = report["phones"]  # a run's are made as they are read (observe.report.PhoneEntries): one pass
-    if facts is None or facts.phones != len(phones):
+    if facts is None or facts.report is not report or facts.phones != len(phones):
         facts = PageFacts(report)
         for phone in phones:
             facts.add(phone)

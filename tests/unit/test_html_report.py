@@ -278,3 +278,18 @@ def test_a_run_with_no_phones_or_requests_still_renders(tmp_path):
     text = open(path, encoding="utf-8").read()
     assert "No requests were recorded." in text and text.rstrip().endswith("</html>")
     assert not (tmp_path / "report.html.tmp").exists()
+
+
+def test_facts_gathered_while_report_json_is_written_make_the_same_page(tmp_path):
+    """report.html's facts gathered as report.json writes each phone (one pass over the
+    phones) give the page made from the phones; another report's facts are not used."""
+    from labsim.observe.html_report import PageFacts, html_pieces
+    from labsim.observe.report import write_report
+
+    rep = report(three_phones())
+    facts = PageFacts(rep)
+    write_report(rep, str(tmp_path), each_phone=facts.add)
+    assert facts.phones == 3
+    assert html_pieces(rep, facts=facts) == html_pieces(rep)
+    other = report(three_phones()[:1] * 3)  # as many phones, other events
+    assert html_pieces(other, facts=facts) == html_pieces(other) != html_pieces(rep)
