@@ -417,14 +417,15 @@ class VirtualWorkers:
     def usage_line(self, wall: float) -> str:
         """Simulated time, wall time, and what the processes cost (each shard measures itself)."""
         span = max((record["end_t"] for record in self.usage), default=0.0)
-        cpu = sum(record["process"].get("cpu_s", 0.0) for record in self.usage)
+        shards_cpu = [record["process"].get("cpu_s", 0.0) for record in self.usage]
         rss = [record["process"].get("peak_rss_kib", 0) / 1024 for record in self.usage]
         own = resource.getrusage(resource.RUSAGE_SELF)
-        cpu += own.ru_utime + own.ru_stime
+        parent_cpu = own.ru_utime + own.ru_stime  # on two cores, what the parent takes the shards lack
         parent = own.ru_maxrss / 1024
         return (f"  virtual time: {simulated(span)} simulated in {wall:.1f}s wall "
                 f"({span / wall if wall > 0 else 0:,.0f}x real time) by {self.count} shards; CPU of all processes "
-                f"{cpu:.1f}s; peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
+                f"{sum(shards_cpu) + parent_cpu:.1f}s (shards {', '.join(f'{cpu:.1f}' for cpu in shards_cpu)}s, "
+                f"parent {parent_cpu:.1f}s); peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
                 f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")
 
 

@@ -108,7 +108,10 @@ def test_two_workers_end_every_phone_as_one_process_does(tmp_path):
                  "--pcap", tmp_path / "two.pcap")
     assert one.returncode == 0, one.stdout + one.stderr
     assert two.returncode == 0, two.stdout + two.stderr
-    assert "25 phones in 2 virtual-time shards" in two.stdout and "CPU of all processes" in two.stdout
+    assert "25 phones in 2 virtual-time shards" in two.stdout
+    cpu = re.search(r"CPU of all processes ([\d.]+)s \(shards ([\d.]+), ([\d.]+)s, parent ([\d.]+)s\)", two.stdout)
+    assert cpu, two.stdout  # each process's share, which add up to the whole
+    assert abs(float(cpu[1]) - sum(float(part) for part in cpu.groups()[1:])) < 0.25 and float(cpu[4]) > 0
     a, b = report_of(tmp_path / "one"), report_of(tmp_path / "two")
     assert len(a["phones"]) == 25 and a["summary"]["by_state"]["ready"] == 25
     assert sum(phone["power_cycles"] for phone in a["phones"]) == 8  # 30 % of 25 (7.5, rounded), each cycled once
