@@ -38,7 +38,7 @@ import json
 import os
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import accumulate
+from itertools import accumulate, islice
 
 from labsim.observe.events_index import INDEX_NAME, IndexReader
 
@@ -54,6 +54,17 @@ class EventsMergeError(ValueError):
 
 def _not_ours() -> float:
     raise ValueError("a line labsim did not write")
+
+
+def _open_written(path: str):
+    """``path`` for reading as its writer leaves it: under ``.tmp`` while it writes, renamed
+    when it ends (tried in that order, so a rename between the two is no miss); or None."""
+    for suffix in (".tmp", ""):
+        try:
+            return open(path + suffix, "rb")
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def _written(t: float) -> float:
@@ -129,23 +140,13 @@ class ShardEvents:
         return len(self.times)
 
     def _open(self, ended: bool) -> bool:
-        for suffix in (".tmp", ""):  # written under .tmp, renamed at the shard's end
-            try:
-                self.handle = open(self.path + suffix, "rb")
-                break
-            except FileNotFoundError:
-                continue
-        else:
+        self.handle = _open_written(self.path)
+        if self.handle is None:
             if ended:
                 raise EventsMergeError(f"{self.path}: missing (every shard writes events.jsonl beside shard.json)")
             return False  # the shard has not opened it yet
-        for suffix in (".tmp", ""):  # a stream opens its index before its events.jsonl
-            try:
-                self.index = open(self.index_path + suffix, "rb")
-                self.index_reader = IndexReader()
-                break
-            except FileNotFoundError:
-                continue
+        self.index = _open_written(self.index_path)  # a stream opens its index before its events.jsonl
+        self.index_reader = IndexReader() if self.index is not None else None
         return True
 
     def fill(self) -> bool:
@@ -201,12 +202,7 @@ class ShardEvents:
                 self._add(self.base + stop, times)
                 continue
             self.read += len(lengths)
-            ends = self.ends
-            ends.extend(accumulate(map((1).__add__, lengths), initial=self.known))
-            del ends[len(ends) - len(lengths) - 1]  # accumulate's initial value
-            self.known += size
-            self.times.extend(times)
-            self.last_t = _written(times[-1])
+            self._append(map((1).__add__, lengths), times)
 
     def _add(self, stop: int, recorded=None) -> None:
         """The bytes from ``known`` to ``stop`` (whole lines) become lines, their times from
@@ -254,12 +250,13 @@ class ShardEvents:
         if marked and self.position:
             base = len(self.times)
             self.held.update(base + index for index, line in enumerate(lines) if line.find(_ACTION, 0, 90) >= 0)
-        if not lines:
-            return
-        ends = self.ends
-        ends.extend(accumulate(map(len, lines), initial=self.known))
-        del ends[len(ends) - len(lines) - 1]
-        self.known = ends[-1]
+        if lines:
+            self._append(map(len, lines), times)
+
+    def _append(self, sizes, times) -> None:
+        """Lines of ``sizes`` bytes (newline included) from ``known`` on, at ``times``."""
+        self.ends.extend(islice(accumulate(sizes, initial=self.known), 1, None))
+        self.known = self.ends[-1]
         self.times.extend(times)
         self.last_t = _written(times[-1])
 

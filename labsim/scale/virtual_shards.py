@@ -309,7 +309,8 @@ class VirtualWorkers:
         try:
             for shard, directory in zip(self.shards, self.dirs):
                 os.makedirs(directory, exist_ok=True)
-                for stale in ("shard.json", "events.jsonl", "events.jsonl.tmp", INDEX_NAME, INDEX_NAME + ".tmp"):  # never merge an earlier run's
+                # Never merge an earlier run's files.
+                for stale in ("shard.json", "events.jsonl", "events.jsonl.tmp", INDEX_NAME, INDEX_NAME + ".tmp"):
                     if os.path.exists(os.path.join(directory, stale)):
                         os.remove(os.path.join(directory, stale))
                 with open(os.path.join(directory, SHARD_LOG), "w", encoding="utf-8") as log:
