@@ -18,11 +18,10 @@ import html
 import json
 import math
 import os
-from collections import Counter
 from urllib.parse import urlsplit
 
+from labsim.observe.latencies import counted_items, counted_percentile
 from labsim.observe.problems import problem_line
-from labsim.observe.stats import percentile
 from labsim.phones.phone import STATES
 
 STATE_COLORS = {
@@ -133,12 +132,16 @@ def state_series(changes: list[tuple[float, str, str]], phones: int, end_t: floa
     return times, series
 
 
-def histogram_range(values: list[float]) -> tuple[float, float]:
+def histogram_range(values) -> tuple[float, float]:
     """The x range of a histogram: from 0, unless every value sits far from it (then the
     bars would all crowd one corner), to a little past the largest value."""
-    if not values:
+    return _range_of(counted_items(values))
+
+
+def _range_of(items: list[tuple[float, int]]) -> tuple[float, float]:
+    if not items:
         return 0.0, 1.0
-    low, high = min(values), max(values)
+    low, high = items[0][0], items[-1][0]
     span = high - low
     pad = (span or high or 1.0) * 0.06
     start = 0.0
@@ -148,16 +151,21 @@ def histogram_range(values: list[float]) -> tuple[float, float]:
     return start, high + pad
 
 
-def histogram(values: list[float], bins: int = HISTOGRAM_BINS) -> tuple[float, float, list[int]]:
-    """(start, bin width, counts) of ``bins`` equal bins covering every value."""
-    start, end = histogram_range(values)
+def histogram(values, bins: int = HISTOGRAM_BINS) -> tuple[float, float, list[int]]:
+    """(start, bin width, counts) of ``bins`` equal bins covering every value (a list, or
+    an observe.latencies.Latencies)."""
+    return _bins_of(counted_items(values), bins)
+
+
+def _bins_of(items: list[tuple[float, int]], bins: int = HISTOGRAM_BINS) -> tuple[float, float, list[int]]:
+    start, end = _range_of(items)
     width = (end - start) / bins
     if not width > 0:  # values so close to zero that the width underflows
         width = 1.0 / bins
     counts = [0] * bins
     # Each distinct value binned once, with its count: a long run's latencies are millions
     # of a few values (in virtual time every download of a lab without faults takes one hop).
-    for value, times in Counter(values).items():
+    for value, times in items:
         counts[min(bins - 1, max(0, int((value - start) / width)))] += times
     return start, width, counts
 
@@ -271,8 +279,11 @@ def states_svg(changes: list[tuple[float, str, str]], phones: int, end_t: float,
     return plot.svg("states", parts, "phones by state over time") + _legend(shown)
 
 
-def histogram_svg(name: str, values: list[float]) -> str:
-    start, width, counts = histogram(values)
+def histogram_svg(name: str, values) -> str:
+    """``values``: a list, or an observe.latencies.Latencies (a long run's, counted by value)."""
+    items = counted_items(values)
+    total = sum(times for _, times in items)
+    start, width, counts = _bins_of(items)
     plot = _Plot(start + width * len(counts), max(counts), width=440, height=220, x_min=start)
     parts = plot.axes("seconds", "count", counts=True)
     for index, count in enumerate(counts):
@@ -283,9 +294,8 @@ def histogram_svg(name: str, values: list[float]) -> str:
         y = plot.y(count)
         parts.append(f'<rect class="bar" x="{x}" y="{y}" width="{max(0.5, round(x_next - x - 1, 1))}" '
                      f'height="{round(plot.y0 - y, 1)}"><title>{_fmt(low)}–{_fmt(high)} s: {count}</title></rect>')
-    ordered = sorted(values)
     for label, p, color in (("p50", 50, "#2b6cb0"), ("p95", 95, "#dd6b20"), ("p99", 99, "#c53030")):
-        value = percentile(ordered, p)
+        value = counted_percentile(items, total, p)
         if value is None:
             continue
         x = plot.x(value)
@@ -297,7 +307,7 @@ def histogram_svg(name: str, values: list[float]) -> str:
         parts.append(f'<text class="marker-label" fill="{color}" x="{x - 3 if left else x + 3}" '
                      f'y="{plot.y1 + offset}" text-anchor="{"end" if left else "start"}">{label} '
                      f'{_seconds(value)}</text>')
-    summary = (f"n={len(values)}" if values else "no data")
+    summary = f"n={total}" if total else "no data"
     return (f'<figure class="histogram"><figcaption>{html.escape(name)} <small>{summary}</small></figcaption>'
             + plot.svg("histogram", parts, f"{name} latency histogram") + "</figure>")
 

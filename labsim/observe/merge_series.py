@@ -8,13 +8,14 @@ into memory, so a virtual shard writes the counts themselves into ``shard.json``
 
 - per service, the requests of each second of the run (32-bit counts, base64);
 - per state, the phones in it at each bucket boundary, and at the shard's end;
-- per stage and per server, the latencies of the downloads moved to the archive, and the
-  servers' counts by status.
+- per stage and per server, the latencies of the downloads moved to the archive (each
+  distinct value with its count, 64-bit; or every value when they are all different),
+  and the servers' counts by status.
 
 Merging adds them: requests second by second (so the busiest second and minute of the
 fleet are exact, not a sum of per-shard peaks), phones per state boundary by boundary (a
 shard that ended earlier keeps its end counts for the boundaries after it), latencies
-concatenated (percentiles over every sample).
+added together (percentiles over every sample).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from array import array
 from collections import Counter
 
+from labsim.observe.latencies import Latencies
 from labsim.observe.series import TimeSeries
 from labsim.observe.stage_archive import StageArchive
 
@@ -62,10 +64,29 @@ def archive_record(archive: StageArchive | None) -> dict:
     if archive is None:
         return {"latencies": {}, "server_latencies": {}, "server_status": {}}
     return {
-        "latencies": {stage: _packed(values) for stage, values in sorted(archive.latencies.items())},
-        "server_latencies": {server: _packed(values) for server, values in sorted(archive.server_latencies.items())},
+        "latencies": {stage: _latencies_record(values) for stage, values in sorted(archive.latencies.items())},
+        "server_latencies": {server: _latencies_record(values)
+                             for server, values in sorted(archive.server_latencies.items())},
         "server_status": {server: dict(counts) for server, counts in sorted(archive.server_status.items())},
     }
+
+
+def _latencies_record(latencies: Latencies) -> str | dict:
+    """Counted latencies as their distinct values and counts; listed ones as every value."""
+    if not latencies.counted:
+        return _packed(array("d", latencies))
+    items = latencies.items()
+    return {"values_f64le": _packed(array("d", (value for value, _ in items))),
+            "counts_u64le": _packed(array("Q", (times for _, times in items)))}
+
+
+def _latencies_of(record: str | dict) -> Latencies:
+    latencies = Latencies()
+    if isinstance(record, str):  # every value (listed, or a shard of an older labsim)
+        latencies.extend(_unpacked("d", record))
+    else:
+        latencies.add_counts(zip(_unpacked("d", record["values_f64le"]), _unpacked("Q", record["counts_u64le"])))
+    return latencies
 
 
 # --- merging (the parent, labsim merge) ----------------------------------------------------
@@ -107,10 +128,14 @@ def merged_series(records: list[dict], phones: int) -> TimeSeries:
 def merged_archive(records: list[dict]) -> StageArchive:
     archive = StageArchive()
     for record in records:
-        for stage, text in record["latencies"].items():
-            archive.latencies.setdefault(stage, array("d")).extend(_unpacked("d", text))
-        for server, text in record["server_latencies"].items():
-            archive.server_latencies.setdefault(server, array("d")).extend(_unpacked("d", text))
+        for kept, recorded in ((archive.latencies, record["latencies"]),
+                               (archive.server_latencies, record["server_latencies"])):
+            for name, text in recorded.items():
+                values = _latencies_of(text)
+                if name in kept:
+                    kept[name].update(values)
+                else:
+                    kept[name] = values
         for server, counts in record["server_status"].items():
             archive.server_status.setdefault(server, Counter()).update(counts)
     return archive

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
+from labsim.observe.latencies import Latencies
 from labsim.observe.stats import summarize
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
@@ -93,30 +94,39 @@ def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
     return metrics, per_phone
 
 
-def stage_latencies(members, archive=None) -> dict[str, list[float]]:
+def stage_latencies(members, archive=None) -> dict[str, Latencies]:
     """Stage name -> every latency of it: the phones' timings, and those a long run moved
-    to its ``archive`` (observe.stage_archive)."""
-    stages: dict[str, list[float]] = {}
+    to its ``archive`` (observe.stage_archive), counted by value (observe.latencies)."""
+    stages: dict[str, Latencies] = {}
     if archive is not None:
-        stages.update((stage, list(values)) for stage, values in archive.latencies.items())
+        for stage, values in archive.latencies.items():
+            stages[stage] = kept = Latencies()
+            kept.update(values)
     for member in members:
         for timing in member.phone.stages:
-            stages.setdefault(timing.stage, []).append(timing.ended - timing.started)
+            values = stages.get(timing.stage)
+            if values is None:
+                values = stages[timing.stage] = Latencies()
+            values.append(timing.ended - timing.started)
     return stages
 
 
 def server_statistics(members, archive=None) -> dict:
     """Per server the phones talked to: requests by outcome and latency (load tests)."""
-    latencies: dict[str, list[float]] = {}
+    latencies: dict[str, Latencies] = {}
     outcomes: dict[str, Counter] = {}
     if archive is not None:
         for server, values in archive.server_latencies.items():
-            latencies[server] = list(values)
+            latencies[server] = kept = Latencies()
+            kept.update(values)
             outcomes[server] = Counter(archive.server_status[server])
     for member in members:
         for timing in member.phone.stages:
             if timing.server:
-                latencies.setdefault(timing.server, []).append(timing.ended - timing.started)
+                values = latencies.get(timing.server)
+                if values is None:
+                    values = latencies[timing.server] = Latencies()
+                values.append(timing.ended - timing.started)
                 outcomes.setdefault(timing.server, Counter())[timing.status] += 1
     result = {}
     for server in sorted(latencies):

@@ -3,24 +3,26 @@
 Every download a phone makes is a ``StageTiming`` in ``phone.stages`` (stage, start,
 end, status, server): the report's stage latencies and per-server statistics come from
 them. A week of 10,000 phones resyncing hourly makes millions; a virtual run moves all
-but each phone's last few into this archive every simulated hour: per stage an array of
-latencies (8 bytes each), per server its latencies and a count by status. The report
+but each phone's last few into this archive every simulated hour: per stage its
+latencies (``observe.latencies``: each distinct value once with its count, or 8 bytes a
+value when they are all different), per server its latencies and a count by status. The report
 reads the archive and the phones' remaining timings together, so its numbers are the
 same as if nothing had been moved.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections import Counter
+
+from labsim.observe.latencies import Latencies
 
 KEEP_PER_PHONE = 20  # the last timings stay with the phone (its latest failure, for the report's causes)
 
 
 class StageArchive:
     def __init__(self):
-        self.latencies: dict[str, array] = {}
-        self.server_latencies: dict[str, array] = {}
+        self.latencies: dict[str, Latencies] = {}
+        self.server_latencies: dict[str, Latencies] = {}
         self.server_status: dict[str, Counter] = {}
 
     def take(self, phone, keep: int = KEEP_PER_PHONE) -> None:
@@ -43,12 +45,12 @@ class StageArchive:
             latency = ended - started
             values = latencies.get(stage)
             if values is None:
-                values = latencies[stage] = array("d")
+                values = latencies[stage] = Latencies()
             values.append(latency)
             if server:
                 values = server_latencies.get(server)
                 if values is None:
-                    values = server_latencies[server] = array("d")
+                    values = server_latencies[server] = Latencies()
                     server_status[server] = Counter()
                 values.append(latency)
                 server_status[server][status] += 1

@@ -24,16 +24,21 @@ def statistic(ordered: list[float], name: str) -> float | int | None:
     if not ordered:
         return None
     if name == "max":
-        return _r(ordered[-1])
+        return rounded(ordered[-1])
     if name == "mean":
-        return _r(sum(ordered) / len(ordered))
-    return _r(percentile(ordered, int(name[1:])))
+        return rounded(sum(ordered) / len(ordered))
+    return rounded(percentile(ordered, int(name[1:])))
 
 
-def summarize(values: list[float]) -> dict:
+def summarize(values) -> dict:
+    """Every one of ``STATISTICS`` of ``values``: a list, or an ``observe.latencies.Latencies``
+    (which works them out from its counts)."""
+    if hasattr(values, "summary"):
+        return values.summary()
     ordered = sorted(values)
     return {name: statistic(ordered, name) for name in STATISTICS}
 
 
-def _r(value: float) -> float:
+def rounded(value: float) -> float:
+    """A statistic as reports give it."""
     return round(value, 4)

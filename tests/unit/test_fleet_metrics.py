@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from labsim.observe.latencies import Latencies
 from labsim.observe.report import count_metrics, phone_metrics
 from labsim.observe.stage_archive import StageArchive
 from labsim.observe.stats import STATISTICS, summarize
@@ -104,7 +105,7 @@ def test_what_the_shards_send_gives_the_parent_the_metrics_one_process_computes(
         whole = StageArchive()
         for archive in archives:
             for stage, values in archive.latencies.items():
-                whole.latencies.setdefault(stage, type(values)("d")).extend(values)
+                whole.latencies.setdefault(stage, Latencies()).update(values)
         expected, expected_per_phone = phone_metrics(members, whole, WANTED)
         got, per_phone = parent.metrics(WANTED)
         for name in WANTED - {"phone.reboots"}:
