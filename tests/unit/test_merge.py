@@ -13,9 +13,10 @@ import pytest
 from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import Shard
 from labsim.observe.events_log import write_events
-from labsim.observe.merge import MergeError, merge_report, shard_record, write_shard_record
+from labsim.observe.merge import MergeError, load_shard, merge_report, shard_record, write_shard_record
 from labsim.observe.report import RunRecord, build_report, judge
 from labsim.observe.stats import summarize
+from labsim.phones.packed import EventList
 from labsim.phones.phone import StageTiming
 from labsim.scenario.loader import parse_scenario_text
 
@@ -108,6 +109,26 @@ def test_the_merged_report_judges_and_summarizes_the_whole_fleet(tmp_path, scena
     # The time series, rebuilt from every shard's events: phones by state over the run.
     states = report["series"]["states"]
     assert states["ready"][-1] == 8 and states["ready"][3] == 2 and states["booting"][1] == 8
+
+
+def test_a_loaded_shard_keeps_each_phones_events_packed_as_the_phone_did(tmp_path, scenario):
+    """The parent of a long run holds every phone's kept events: packed (8 bytes of time,
+    a byte of state and kind, a shared detail) they read back as the phone recorded them;
+    events of another shape are kept as they were written."""
+    directory = _shard_dir(tmp_path, scenario, 0)
+    members = load_shard(directory)["members"]
+    events = members[0].phone.events
+    assert isinstance(events, EventList)
+    assert list(events) == [(0.5, "booting", "power on", "state"), (0.5 + READY_AFTER[0], "ready", "", "state")]
+    details = {id(member.phone.events[0][2]) for member in members}
+    assert len(details) == 1  # one "power on" for the fleet
+    path = os.path.join(directory, "shard.json")
+    with open(path) as handle:
+        record = json.load(handle)
+    record["phones"][0]["events"] = [[1.0, "booting", "power on"]]  # three fields: not a phone's
+    with open(path, "w") as handle:
+        json.dump(record, handle)
+    assert load_shard(directory)["members"][0].phone.events == [(1.0, "booting", "power on")]
 
 
 def test_a_failure_in_one_shard_fails_the_fleet_and_the_exit_code(tmp_path, scenario):
