@@ -26,30 +26,45 @@ DISTINCT_MAX = 4096
 class Latencies:
     """A multiset of floats: ``append``, ``extend``, ``update`` (another's), ``len``,
     iteration in ascending order, ``items()`` ((value, count) ascending) and ``summary()``
-    (``observe.stats.summarize`` of every value)."""
+    (``observe.stats.summarize`` of every value).
 
-    __slots__ = ("_counts", "_values")
+    ``append`` is an array's own (a C call: a long run adds millions, one at a time); what
+    it gathered is counted when the values are next read, or when ``fold()`` is called (an
+    owner adding for a long time calls it now and then to keep that array short)."""
+
+    __slots__ = ("_counts", "_values", "_pending", "append")
 
     def __init__(self, values=()):
         self._counts: Counter | None = Counter()  # value -> times seen, until too many distinct values
         self._values: array | None = None  # then every value
+        self._pending = array("d")  # appended, not yet counted
+        self.append = self._pending.append
         self.extend(values)
 
     @property
     def counted(self) -> bool:
         """True while values are kept once each with a count."""
+        self.fold()
         return self._counts is not None
 
-    def append(self, value: float) -> None:
-        counts = self._counts
-        if counts is None:
-            self._values.append(value)
+    def fold(self) -> None:
+        """Count what ``append`` gathered."""
+        pending = self._pending
+        if not pending:
             return
-        counts[value] += 1
-        if len(counts) > DISTINCT_MAX:
-            self._spill()
+        first = pending[0]
+        alike = pending.count(first)  # a C scan: in virtual time a stage's downloads mostly take one value
+        if alike == len(pending) and self._counts is not None and first in self._counts:
+            self._counts[first] += alike
+        else:
+            self._add(pending)
+        del pending[:]  # the same array: ``append`` is its method
 
     def extend(self, values) -> None:
+        self.fold()
+        self._add(values)
+
+    def _add(self, values) -> None:
         counts = self._counts
         if counts is None:
             self._values.extend(values)
@@ -60,6 +75,7 @@ class Latencies:
 
     def add_counts(self, pairs) -> None:
         """Add (value, count) pairs (another's ``items()``, a record read back)."""
+        self.fold()
         counts = self._counts
         if counts is None:
             for value, times in pairs:
@@ -71,6 +87,7 @@ class Latencies:
             self._spill()
 
     def update(self, other: Latencies) -> None:
+        other.fold()
         if other._counts is not None:
             self.add_counts(other._counts.items())
         else:
@@ -81,6 +98,7 @@ class Latencies:
         self._counts = None
 
     def __len__(self) -> int:
+        self.fold()
         return len(self._values) if self._counts is None else self._counts.total()
 
     def __iter__(self):
@@ -89,11 +107,13 @@ class Latencies:
 
     def items(self) -> list[tuple[float, int]]:
         """(value, times seen), ascending by value."""
+        self.fold()
         counts = self._counts if self._counts is not None else Counter(self._values)
         return sorted(counts.items())
 
     def summary(self) -> dict:
         """``observe.stats.summarize`` of every value."""
+        self.fold()
         if self._counts is None:
             ordered = sorted(self._values)
             return {name: statistic(ordered, name) for name in STATISTICS}

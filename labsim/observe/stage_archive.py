@@ -16,6 +16,7 @@ from collections import Counter
 
 from labsim.observe.latencies import Latencies
 
+FOLD_EVERY = 4096  # takes between countings of what was gathered (~16,000 latencies a stage)
 KEEP_PER_PHONE = 20  # the last timings stay with the phone (its latest failure, for the report's causes)
 
 
@@ -24,6 +25,13 @@ class StageArchive:
         self.latencies: dict[str, Latencies] = {}
         self.server_latencies: dict[str, Latencies] = {}
         self.server_status: dict[str, Counter] = {}
+        self._takes = 0
+
+    def fold(self) -> None:
+        """Count the latencies gathered since (``Latencies.fold``)."""
+        for kept in (self.latencies, self.server_latencies):
+            for values in kept.values():
+                values.fold()
 
     def take(self, phone, keep: int = KEEP_PER_PHONE) -> None:
         stages = phone.stages
@@ -54,3 +62,6 @@ class StageArchive:
                     server_status[server] = Counter()
                 values.append(latency)
                 server_status[server][status] += 1
+        self._takes += 1
+        if not self._takes % FOLD_EVERY:
+            self.fold()

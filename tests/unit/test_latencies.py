@@ -64,7 +64,24 @@ def test_a_percentile_walks_the_counts_to_the_nearest_rank(values, p):
     assert counted_percentile(kept.items(), len(kept), p) == percentile(sorted(values), p)
 
 
-def test_a_week_of_one_hop_downloads_is_one_value_with_its_count():
+def test_appended_values_are_counted_when_folded_or_read():
+    """``append`` gathers into an array (a C call); a fold counts them, a value seen before
+    by one scan of the array."""
+    kept, every = Latencies(), []
+    for batch in ([0.001] * 100, [0.001] * 50 + [0.002], [0.001] * 10, [0.002] * 3, []):
+        for value in batch:
+            kept.append(value)
+        every += batch
+        kept.fold()
+        assert not kept._pending
+    kept.append(0.004)
+    every.append(0.004)
+    assert kept.items() == [(0.001, 160), (0.002, 4), (0.004, 1)]  # read: folded first
+    assert kept.summary() == summarize(every) and len(kept) == len(every)
+
+
+def test_a_week_of_one_hop_downloads_is_one_value_with_its_count(monkeypatch):
+    monkeypatch.setattr("labsim.observe.stage_archive.FOLD_EVERY", 7)  # counted as it goes, not only when read
     archive = StageArchive()
     phone = type("Phone", (), {})()
     for hour in range(168):
@@ -73,6 +90,8 @@ def test_a_week_of_one_hop_downloads_is_one_value_with_its_count():
             started = 3600.0 * hour + index * 0.01
             phone.stages.add("boot", started, started + 0.001, "ok", "http://127.0.0.1:8080")
         archive.take(phone, keep=0)
+        if hour == 100:
+            assert len(archive.latencies["boot"]._pending) < 7 * 400
     boot = archive.latencies["boot"]
     assert boot.counted and len(boot) == 168 * 400
     assert len(boot.items()) < 20  # the subtraction's rounding: a few floats near 0.001, not 67,200
