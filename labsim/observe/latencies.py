@@ -13,6 +13,7 @@ same order, so a report does not depend on how its latencies were kept.
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
 from collections import Counter
@@ -32,13 +33,14 @@ class Latencies:
     it gathered is counted when the values are next read, or when ``fold()`` is called (an
     owner adding for a long time calls it now and then to keep that array short)."""
 
-    __slots__ = ("_counts", "_values", "_pending", "append")
+    __slots__ = ("_counts", "_values", "_pending", "append", "_ordered")
 
     def __init__(self, values=()):
         self._counts: Counter | None = Counter()  # value -> times seen, until too many distinct values
         self._values: array | None = None  # then every value
         self._pending = array("d")  # appended, not yet counted
         self.append = self._pending.append
+        self._ordered: list[float] | None = None  # every value sorted, kept for ``statistic`` once they differ
         self.extend(values)
 
     @property
@@ -118,6 +120,26 @@ class Latencies:
             ordered = sorted(self._values)
             return {name: statistic(ordered, name) for name in STATISTICS}
         return {name: _counted_statistic(self.items(), self._counts.total(), name) for name in STATISTICS}
+
+    def statistic(self, name: str) -> float | int | None:
+        """One of ``STATISTICS``, as ``summary()`` gives it, for a reader that asks again and
+        again while values arrive (a pending ``when:`` on a stage): from the counts, or,
+        once the values differ, from a sorted list kept up to date with what was added."""
+        self.fold()
+        if self._counts is not None:
+            return _counted_statistic(self.items(), self._counts.total(), name)
+        ordered = self._ordered
+        if ordered is None:
+            ordered = self._ordered = sorted(self._values)
+        elif len(ordered) < len(self._values):
+            added = self._values[len(ordered):]
+            if len(added) < 64:  # a few: each into its place
+                for value in added:
+                    bisect.insort(ordered, value)
+            else:  # a sorted run and the rest: one merge
+                ordered.extend(added)
+                ordered.sort()
+        return statistic(ordered, name)
 
     def __repr__(self) -> str:
         return f"Latencies({len(self)} values, {'counted' if self.counted else 'listed'})"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 
+from labsim.observe.latencies import Latencies
 from labsim.observe.report import counts_of, time_to_ready
 from labsim.observe.stats import statistic
 from labsim.phones.phone import StageList
@@ -117,8 +118,7 @@ class FleetMetrics:
         self._phones: dict[str, tuple[int, float | None]] = {}  # MAC -> (reboots, time to ready)
         self._ready_times: list[float] = []  # sorted
         self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
-        self._stages: dict[str, list[float]] = {}
-        self._unsorted: set[str] = set()  # stages with latencies added since they were sorted
+        self._stages: dict[str, Latencies] = {}  # counted by value (observe.latencies): a look sorts no list
 
     def take(self, index: int, message: dict) -> None:
         if "counts" in message:
@@ -126,8 +126,10 @@ class FleetMetrics:
         for mac, reboots, ready in message.get("phones", ()):
             self._phone(mac, reboots, ready)
         for stage, latencies in message.get("stages", {}).items():
-            self._stages.setdefault(stage, []).extend(latencies)
-            self._unsorted.add(stage)
+            kept = self._stages.get(stage)
+            if kept is None:
+                kept = self._stages[stage] = Latencies()
+            kept.extend(latencies)
 
     def _phone(self, mac: str, reboots: int, ready: float | None) -> None:
         old = self._phones.get(mac)
@@ -157,11 +159,7 @@ class FleetMetrics:
             if parts[0] == "time_to_ready":
                 metrics[name] = statistic(self._ready_times, parts[1])
             elif parts[0] == "stage" and parts[1] in self._stages:  # one process has no key for a stage never seen
-                values = self._stages[parts[1]]
-                if parts[1] in self._unsorted:
-                    values.sort()
-                    self._unsorted.discard(parts[1])
-                metrics[name] = statistic(values, parts[2])
+                metrics[name] = self._stages[parts[1]].statistic(parts[2])
             elif name == "phone.reboots":
                 per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
         return metrics, per_phone

@@ -180,7 +180,9 @@ class ShardRun(ShardOfTheFleet, ScenarioRun):
     def _make_timeline(self):
         if self.coordinated or not self.scenario.timeline:
             return None
-        return Timeline(self.scenario.timeline, _ShardControl(self), self.reactor, self._epoch, self.scenario.seed)
+        control = _ShardControl(self)
+        control.watch_conditions(self.scenario.timeline)  # its own phones' metrics, kept as they move
+        return Timeline(self.scenario.timeline, control, self.reactor, self._epoch, self.scenario.seed)
 
     def _target(self, name: str, spec_address, spec_port):
         if name in self.targets:

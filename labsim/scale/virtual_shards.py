@@ -173,6 +173,7 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
                 self.before_instant = self.control.before_instant
         elif self.scenario.timeline:
             self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
+            self.control.watch_conditions(self.scenario.timeline)  # its own phones' metrics, kept as they move
         if not self.scenario.timeline:
             return None
         return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)

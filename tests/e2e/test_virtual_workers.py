@@ -244,8 +244,8 @@ timeline:
 """
 
 
-def one_process_and_two_workers(tmp_path, text: str):
-    """The scenario ``text`` run by one process and by ``--workers 2``: (one's report,
+def one_process_and_two_workers(tmp_path, text: str, workers: str = "2"):
+    """The scenario ``text`` run by one process and by ``--workers 2`` (``workers``): (one's report,
     the workers' report, the workers' output), after checking that they are the same run
     (every report field but the wall-clock ones, each phone's entry with its events,
     addresses aside)."""
@@ -253,7 +253,7 @@ def one_process_and_two_workers(tmp_path, text: str):
     path.write_text(text)
     runs = [subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / name),
                             *extra], capture_output=True, text=True, timeout=120)
-            for name, extra in (("one", []), ("two", ["--workers", "2"]))]
+            for name, extra in (("one", []), ("two", ["--workers", workers]))]
     for proc in runs:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = report_of(tmp_path / "one"), report_of(tmp_path / "two")
@@ -297,6 +297,17 @@ def test_when_on_percentiles_is_judged_on_every_phone_and_sample_of_the_fleet(tm
                      ("after the outage", "start_service"), ("after the outage", "power_cycle"),
                      ("when stage.dhcp.p95 > 0.003", "power_cycle")]
     assert a["timeline"][-1]["t"] > a["timeline"][2]["t"]
+
+
+def test_one_shard_keeps_what_its_conditions_read_and_judges_as_one_process(tmp_path):
+    """``--workers 1``: one shard and no one to meet. It keeps what its conditions read as
+    its phones move, as one process does (a look that counted over every phone and sample
+    made a 1,000-phone day with a pending stage percentile take 240 s instead of 6), and
+    fires them at the same instants."""
+    more = "  - when: stage.dhcp.p95 > 0.003\n    do: {{power_cycle: {{phones: 8}}}}\n"
+    a, _, _ = one_process_and_two_workers(tmp_path, WHEN.format(duration="duration: 6h", first="time_to_ready.p90 >= 3",
+                                                                 more=more.format()), workers="1")
+    assert [entry["entry"] for entry in a["timeline"]][-1] == "when stage.dhcp.p95 > 0.003"
 
 
 def test_workers_auto_runs_a_scenario_with_a_when_in_one_process_and_says_so(tmp_path):
