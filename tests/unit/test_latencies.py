@@ -16,7 +16,7 @@ from labsim.observe.latencies import Latencies, counted_percentile
 from labsim.observe.merge_series import _latencies_of, _latencies_record, archive_record, merged_archive
 from labsim.observe.report import server_statistics, stage_latencies
 from labsim.observe.stage_archive import StageArchive
-from labsim.observe.stats import percentile, summarize
+from labsim.observe.stats import percentile, statistic, summarize
 from labsim.phones.phone import StageList
 
 # Few distinct values (virtual time: whole hops) and many (sockets: every latency differs).
@@ -160,3 +160,19 @@ def test_the_mean_adds_every_value_as_the_list_does(value):
     list here (the sum drifts): the report's mean must not depend on how it was kept."""
     values = [value] * 1000
     assert Latencies(values).summary()["mean"] == summarize(values)["mean"]
+
+
+@given(st.lists(st.one_of(REPEATING, DIFFERENT), min_size=1, max_size=6), st.sampled_from(["p50", "p95", "max", "mean"]))
+def test_a_statistic_asked_again_as_values_arrive_is_that_of_every_value_so_far(batches, name):
+    """A pending when: on a stage asks at every look while latencies arrive: counted, or
+    from a sorted list kept up to date (a few values each into its place, many merged)."""
+    latencies_module.DISTINCT_MAX, saved = 8, latencies_module.DISTINCT_MAX
+    try:
+        kept, every = Latencies(), []
+        for batch in batches:
+            kept.extend(batch)
+            every += batch
+            assert kept.statistic(name) == statistic(sorted(every), name)
+            assert kept.summary() == summarize(every)
+    finally:
+        latencies_module.DISTINCT_MAX = saved
