@@ -10,8 +10,9 @@ what moved since its last meeting and the parent keeps the fleet's:
 - ``stage.*``: a stage's latencies only grow (a long run's archive moves a phone's older
   timings, it keeps them), so a shard sends each timing its phones add, as they add it.
 
-The parent computes a statistic over the fleet's values with the code one process uses
-(``observe.stats.statistic``, over values it keeps sorted), and only those the pending
+The parent computes a statistic over the fleet's values as one process does (times to
+ready kept sorted for ``observe.stats.statistic``; stage latencies counted by value,
+``observe.latencies``), and only those the pending
 conditions read (``wanted``). ``phone.reboots`` holds when it holds for every phone, so
 what decides it is which reboot counts occur: the shards judge on one phone of each.
 
