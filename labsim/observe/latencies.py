@@ -107,6 +107,13 @@ class Latencies:
         """Every value, in ascending order."""
         return chain.from_iterable(repeat(value, times) for value, times in self.items())
 
+    def as_array(self) -> array:
+        """Every value as doubles: as kept once they differ, else ascending."""
+        self.fold()
+        if self._counts is None:
+            return self._values
+        return array("d", iter(self))
+
     def items(self) -> list[tuple[float, int]]:
         """(value, times seen), ascending by value."""
         self.fold()

@@ -74,7 +74,7 @@ def archive_record(archive: StageArchive | None) -> dict:
 def _latencies_record(latencies: Latencies) -> str | dict:
     """Counted latencies as their distinct values and counts; listed ones as every value."""
     if not latencies.counted:
-        return _packed(array("d", latencies))
+        return _packed(latencies.as_array())
     items = latencies.items()
     return {"values_f64le": _packed(array("d", (value for value, _ in items))),
             "counts_u64le": _packed(array("Q", (times for _, times in items)))}

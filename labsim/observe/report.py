@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
+from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
-from labsim.observe.latencies import Latencies
 from labsim.observe.stats import summarize
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
