@@ -65,8 +65,22 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
         "network": report["network"],
         "timeline": report["timeline"],
         "uploads": report.get("uploads", []),
-        "phones": [_phone_record(member) for member in members],
+        "phones": PhoneRecords(members),
     }
+
+
+class PhoneRecords:
+    """A shard's phones as its record lists them, each made when read: a 5,000-phone
+    shard's ~60 MB of them are written one at a time, never all held."""
+
+    def __init__(self, members):
+        self.members = members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self):
+        return (_phone_record(member) for member in self.members)
 
 
 def _phone_record(member) -> dict:
@@ -95,10 +109,26 @@ def shard_report_fields(record) -> dict:
 
 
 def write_shard_record(record: dict, report_dir: str) -> str:
+    """``shard.json``: the JSON of ``record`` (compact), written a phone at a time by the C
+    encoder (``json.dump`` writes its chunks with the pure-Python one: a 5,000-phone
+    shard's record took 1.9 s instead of 1.0, with every phone's record held at once)."""
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, SHARD_FILE)
+    encode = json.JSONEncoder(separators=(",", ":")).encode
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(record, handle, separators=(",", ":"))
+        separator = "{"
+        for key, value in record.items():
+            handle.write(separator + encode(key) + ":")
+            separator = ","
+            if key == "phones":
+                between = "["
+                for phone in value:
+                    handle.write(between + encode(phone))
+                    between = ","
+                handle.write("[]" if between == "[" else "]")
+            else:
+                handle.write(encode(value))
+        handle.write("}" if separator == "," else "{}")
     os.replace(path + ".tmp", path)
     return path
 

@@ -131,6 +131,23 @@ def test_a_loaded_shard_keeps_each_phones_events_packed_as_the_phone_did(tmp_pat
     assert load_shard(directory)["members"][0].phone.events == [(1.0, "booting", "power on")]
 
 
+@pytest.mark.parametrize("phones", [4, 0])
+def test_a_shard_record_is_written_a_phone_at_a_time_as_the_json_of_the_whole(tmp_path, scenario, phones):
+    members = build_fleets(scenario, shard=Shard(0, 2))[:phones]
+    for member in members:
+        member.phone.events.append((0.5, "booting", "power on \u2013 \"first\"", "state"))
+    record = shard_record(shard=Shard(0, 2), scenario=scenario, scenario_file="merged.yaml", members=members,
+                          report={"started": "2026-12-05T00:00:00+00:00", "duration_s": 1.0, "complete": True,
+                                  "end_reason": "all phones settled", "services": {}, "network": {},
+                                  "timeline": []}, start_at=0.0, end_t=1.0)
+    record["pcap"] = None
+    written = (tmp_path / "s" / "shard.json")
+    write_shard_record(record, str(tmp_path / "s"))
+    whole = json.dumps({**record, "phones": list(record["phones"])}, separators=(",", ":"))
+    assert written.read_text(encoding="utf-8") == whole
+    assert len(json.loads(whole)["phones"]) == phones
+
+
 def test_a_failure_in_one_shard_fails_the_fleet_and_the_exit_code(tmp_path, scenario):
     dirs = [_shard_dir(tmp_path, scenario, 0), _shard_dir(tmp_path, scenario, 1, fail_mac="00:15:65:00:00:04")]
     code, report, _ = _merge(dirs, tmp_path / "out")
