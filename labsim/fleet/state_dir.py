@@ -38,6 +38,6 @@ def save_flash(state_dir: str, members) -> str:
     data = {"format": FORMAT, "phones": {m.phone.mac: m.phone.flash.to_dict() for m in members}}
     temporary = path + ".tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
+        handle.write(json.dumps(data))  # the C encoder (json.dump encodes in pure Python)
     os.replace(temporary, path)
     return path
