@@ -18,7 +18,7 @@ system, the shards included), passes per wall second and the peak RSS of all pro
 (one process: its own; workers: each shard's peak and the parent's, added up — an upper
 bound, the peaks need not coincide), then the ratios, and how long the parent's merge
 took after the last shard ended (wall and the parent's CPU: what the shards cannot
-hide). ``--workers-only`` leaves out the one-process run.
+hide) and the CPU of each shard and of the parent, as the run says them. ``--workers-only`` leaves out the one-process run.
 
 A benchmark, not a test: ``python benchmarks/bench_virtual_time.py [--phones 1000,10000]
 [--days 7] [--workers N] [--scheme http|tftp|ftp] [--profile]``. Numbers from a shared, loaded machine vary by 2x
@@ -117,6 +117,7 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
     met = re.search(r"timeline conditions: the shards met at .*", output)
     tail = re.search(r"merge after the last shard ended: ([\d.]+)s wall, ([\d.]+)s CPU", output)
     parent = re.search(r"parent (\d+) MiB \(sum", output)
+    split = re.search(r"CPU of all processes [\d.]+s \(shards ([\d., ]+)s, parent ([\d.]+)s\)", output)
     if proc.returncode != 0:
         sys.stdout.write(output[-3000:])
     with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
@@ -127,7 +128,8 @@ def run_once(phones: int, days: int, workdir: str, workers: int | None = None, s
             "passes": requests / REQUESTS_PER_PASS, "ready": report["summary"]["by_state"]["ready"],
             "simulated_s": days * 86400, "exit": proc.returncode, "cpu_s": cpu, "rss_mib": rss,
             "tail": (float(tail.group(1)), float(tail.group(2))) if tail else None,
-            "parent_rss_mib": float(parent.group(1)) if parent else None, "met": met.group(0) if met else None}
+            "parent_rss_mib": float(parent.group(1)) if parent else None, "met": met.group(0) if met else None,
+            "cpu_split": (split.group(1), split.group(2)) if split else None}
 
 
 def clock_only(timers: int, days: int, clock) -> float:
@@ -219,6 +221,8 @@ def main() -> int:
                 if result["tail"]:
                     print(f"        the parent's merge after the last shard ended: {result['tail'][0]:.2f} s wall, "
                           f"{result['tail'][1]:.2f} s CPU; the parent's peak RSS {result['parent_rss_mib'] or 0:.0f} MiB")
+                if result["cpu_split"]:
+                    print(f"        CPU of each process: shards {result['cpu_split'][0]} s, parent {result['cpu_split'][1]} s")
                 if result["met"]:
                     print(f"        {result['met']}")
                 sys.stdout.flush()
