@@ -288,8 +288,13 @@ class ScenarioRun:
         return self.reactor.seconds()
 
     def _make_timeline(self):
-        self.control.watch_conditions(self.scenario.timeline)
-        return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
+        return self._timeline(self.control)
+
+    def _timeline(self, control) -> Timeline:
+        """The scenario's timeline acting through ``control``, which keeps what the ``when:``
+        conditions read as the phones move (made before any phone has run)."""
+        control.watch_conditions(self.scenario.timeline)
+        return Timeline(self.scenario.timeline, control, self.reactor, self._epoch, self.scenario.seed)
 
     def _report(self, record) -> str:
         """Judge the run, write report.json, save the flash; the summary table."""

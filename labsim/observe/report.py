@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
@@ -97,37 +97,29 @@ def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
 def stage_latencies(members, archive=None) -> dict[str, Latencies]:
     """Stage name -> every latency of it: the phones' timings, and those a long run moved
     to its ``archive`` (observe.stage_archive), counted by value (observe.latencies)."""
-    stages: dict[str, Latencies] = {}
+    stages: defaultdict[str, Latencies] = defaultdict(Latencies)
     if archive is not None:
         for stage, values in archive.latencies.items():
-            stages[stage] = kept = Latencies()
-            kept.update(values)
+            stages[stage].update(values)
     for member in members:
         for timing in member.phone.stages:
-            values = stages.get(timing.stage)
-            if values is None:
-                values = stages[timing.stage] = Latencies()
-            values.append(timing.ended - timing.started)
-    return stages
+            stages[timing.stage].append(timing.ended - timing.started)
+    return dict(stages)
 
 
 def server_statistics(members, archive=None) -> dict:
     """Per server the phones talked to: requests by outcome and latency (load tests)."""
-    latencies: dict[str, Latencies] = {}
-    outcomes: dict[str, Counter] = {}
+    latencies: defaultdict[str, Latencies] = defaultdict(Latencies)
+    outcomes: defaultdict[str, Counter] = defaultdict(Counter)
     if archive is not None:
         for server, values in archive.server_latencies.items():
-            latencies[server] = kept = Latencies()
-            kept.update(values)
-            outcomes[server] = Counter(archive.server_status[server])
+            latencies[server].update(values)
+            outcomes[server].update(archive.server_status[server])
     for member in members:
         for timing in member.phone.stages:
             if timing.server:
-                values = latencies.get(timing.server)
-                if values is None:
-                    values = latencies[timing.server] = Latencies()
-                values.append(timing.ended - timing.started)
-                outcomes.setdefault(timing.server, Counter())[timing.status] += 1
+                latencies[timing.server].append(timing.ended - timing.started)
+                outcomes[timing.server][timing.status] += 1
     result = {}
     for server in sorted(latencies):
         counts = outcomes[server]

@@ -117,6 +117,10 @@ class FleetConditions(_ShardControl):
         runs no tick before the last one ahead of it: none could see a change)."""
         return None if self._changes is None or self.alone else self._quiet_at
 
+    def watch_conditions(self, entries) -> None:
+        """Nothing to keep here: the parent keeps the fleet's metrics from what this shard's
+        outbox sends at each meeting."""
+
     def metrics(self, wanted=None):
         if self._metrics is None:
             return super().metrics(wanted)

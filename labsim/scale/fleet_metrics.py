@@ -23,6 +23,7 @@ One process judges its own conditions the same way, as a fleet of one shard
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 
 from labsim.observe.latencies import Latencies
 from labsim.observe.report import counts_of, time_to_ready
@@ -119,7 +120,7 @@ class FleetMetrics:
         self._phones: dict[str, tuple[int, float | None]] = {}  # MAC -> (reboots, time to ready)
         self._ready_times: list[float] = []  # sorted
         self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
-        self._stages: dict[str, Latencies] = {}  # counted by value (observe.latencies): a look sorts no list
+        self._stages: defaultdict[str, Latencies] = defaultdict(Latencies)  # counted by value: a look sorts no list
 
     def take(self, index: int, message: dict) -> None:
         if "counts" in message:
@@ -127,10 +128,7 @@ class FleetMetrics:
         for mac, reboots, ready in message.get("phones", ()):
             self._phone(mac, reboots, ready)
         for stage, latencies in message.get("stages", {}).items():
-            kept = self._stages.get(stage)
-            if kept is None:
-                kept = self._stages[stage] = Latencies()
-            kept.extend(latencies)
+            self._stages[stage].extend(latencies)
 
     def _phone(self, mac: str, reboots: int, ready: float | None) -> None:
         old = self._phones.get(mac)

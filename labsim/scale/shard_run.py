@@ -28,7 +28,6 @@ from labsim.fleet.fleet import build_fleets
 from labsim.fleet.shard import relay_address_for, roster
 from labsim.observe.merge import shard_record, shard_report_fields, write_shard_record
 from labsim.run import ScenarioRun, _LabControl
-from labsim.timeline import Timeline
 
 PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
@@ -180,9 +179,7 @@ class ShardRun(ShardOfTheFleet, ScenarioRun):
     def _make_timeline(self):
         if self.coordinated or not self.scenario.timeline:
             return None
-        control = _ShardControl(self)
-        control.watch_conditions(self.scenario.timeline)  # its own phones' metrics, kept as they move
-        return Timeline(self.scenario.timeline, control, self.reactor, self._epoch, self.scenario.seed)
+        return self._timeline(_ShardControl(self))
 
     def _target(self, name: str, spec_address, spec_port):
         if name in self.targets:

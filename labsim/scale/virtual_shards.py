@@ -52,7 +52,6 @@ from labsim.observe.merge import shard_record, write_shard_record
 from labsim.observe.merge_series import archive_record, series_record
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.scale.shard_run import ShardOfTheFleet, _ShardControl
-from labsim.timeline import Timeline
 from labsim.virtual.lab import VirtualServices
 from labsim.virtual.run import PROGRESS_EVERY_S, VirtualScenarioRun, run_virtual, simulated
 
@@ -173,10 +172,9 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
                 self.before_instant = self.control.before_instant
         elif self.scenario.timeline:
             self.control = _ShardControl(self)  # phones picked over the whole fleet, acted on here
-            self.control.watch_conditions(self.scenario.timeline)  # its own phones' metrics, kept as they move
         if not self.scenario.timeline:
             return None
-        return Timeline(self.scenario.timeline, self.control, self.reactor, self._epoch, self.scenario.seed)
+        return self._timeline(self.control)
 
     def _end_if_settled(self) -> None:
         # Without a duration, a --workers shard's phones settling is not the fleet's: it
