@@ -30,6 +30,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
+from labsim.phones.local_time import hours_offset_s
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
@@ -407,6 +408,7 @@ def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
         return None
     start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
     # Each phone resyncs at its own moment in the random delay, once a day.
-    return next_window_moment_s(phone, behaviour.clock_start_s + phone.now, start,
-                                parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
+    # Resync_At is local time: the lab's clock moved by Time_Zone ("GMT-05:00").
+    now = behaviour.clock_start_s + phone.now + hours_offset_s(phone.flash.settings.get("Time_Zone"))
+    return next_window_moment_s(phone, now, start, parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
 

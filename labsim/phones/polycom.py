@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
+from labsim.phones.local_time import seconds_offset_s
 from labsim.wire import polycom_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -81,6 +82,7 @@ SERVER_USER_KEY, SERVER_PASSWORD_KEY = "device.prov.user", "device.prov.password
 DEVICE_PREFIX, DEVICE_SET_KEY = "device.", "device.set"
 POLLING_ENABLED, POLLING_MODE, POLLING_PERIOD = "prov.polling.enabled", "prov.polling.mode", "prov.polling.period"
 POLLING_TIME, POLLING_TIME_END = "prov.polling.time", "prov.polling.timeRandomEnd"
+GMT_OFFSET = "tcpIpApp.sntp.gmtOffset"  # seconds east of UTC: the clock prov.polling.time is read on
 CHECK_SYNC_ALWAYS_REBOOT = "voIpProt.SIP.specialEvent.checkSync.alwaysReboot"
 BOOT_SERVER_MODES = {"0": "66", "1": "custom", "2": "static", "3": "custom+66"}
 
@@ -437,7 +439,7 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
     if start is None:
         return None
     days = max(1, period // DAY_S)
-    now_of_day = (behaviour.clock_start_s + phone.now) % DAY_S
+    now_of_day = (behaviour.clock_start_s + phone.now + seconds_offset_s(settings.get(GMT_OFFSET))) % DAY_S
     until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     if mode == "random":
         end = clock_s(settings.get(POLLING_TIME_END, "")) or start

@@ -32,6 +32,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
+from labsim.phones.local_time import hours_offset_s
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -80,6 +81,7 @@ WEEKLY_END_KEY = AP + "weekly.end_time"
 ATTEMPTS_KEY = AP + "attempt_before_failed"
 RETRY_DELAY_KEY = AP + "retry_delay_after_file_transfer_failed"
 PROTECT_KEY = AP + "custom.protect"
+TIME_ZONE_KEY = "local_time.time_zone"  # "+8", "-5", "+5:30": the clock the weekly window keeps
 AES_IN_FILE_KEY = AP + "aes_key_in_file"
 AES_COMMON_KEY = AP + "aes_key_16.com"
 AES_MAC_KEY = AP + "aes_key_16.mac"
@@ -506,4 +508,5 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
         return None
     span = (end - begin) % 86400 or 86400
     # Each phone provisions at its own moment in the window, once per window.
-    return next_window_moment_s(phone, behaviour.week_starts_s + phone.now, begin, span, days)
+    now = behaviour.week_starts_s + phone.now + hours_offset_s(settings.get(TIME_ZONE_KEY))
+    return next_window_moment_s(phone, now, begin, span, days)

@@ -118,3 +118,29 @@ def test_pcap_frames_carry_simulated_time(tmp_path):
     assert stamps and sunday <= stamps[0] < sunday + 60
     assert stamps[-1] > sunday + 5 * 3600  # hours of simulated time in one capture, written in seconds
     assert stamps == sorted(stamps)
+
+
+ZONED = """\
+name: zoned-window
+duration: 2d
+services:
+  dhcp: {port: 6767, subnet: 10.1.0.0/16, pool: {start: 10.1.0.10, end: 10.1.3.250}, lease_time_s: 172800,
+         options: {66: "http://127.0.0.1:8080/"}}
+  http: {port: 8080}
+provisioning:
+  files:
+    y000000000066.cfg: "#!version:1.0.0.1\\nlocal_time.time_zone = -5\\nstatic.auto_provision.weekly.enable = 1\\nstatic.auto_provision.weekly.dayofweek = 0123456\\nstatic.auto_provision.weekly.begin_time = 02:00\\nstatic.auto_provision.weekly.end_time = 03:00\\n"
+fleets:
+  - {vendor: yealink, models: {T46S: 10}, first_mac: "00:15:65:00:00:01", boot: {pattern: storm, random_delay_s: 30}}
+"""
+
+
+def test_a_weekly_window_is_kept_in_the_zone_the_phones_were_given(tmp_path):
+    # 02:00-03:00 on phones provisioned with local_time.time_zone = -5 is 07:00-08:00 on
+    # the lab's clock (UTC): the plot of a site's load shows it where the phones put it.
+    proc, report_dir = run(tmp_path, "zoned", text=ZONED)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
+    later = [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/y000000000066.cfg") and e["t"] > 60]
+    assert len(later) == 2 * 10
+    assert all(7 * 3600 <= t % 86400 < 8 * 3600 for t in later), sorted(later)

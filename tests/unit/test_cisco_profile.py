@@ -415,3 +415,14 @@ def test_option_160_file_stands_in_for_profile_rule_and_other_rules_use_its_fold
     phone = l.boot()
     assert l.urls() == ["http://127.0.0.1:8080/p/boot.xml", f"http://127.0.0.1:8080/p/{MA}.xml"]
     assert phone.flash.settings["Z"] == "1"
+
+
+@pytest.mark.parametrize("zone, at_utc", [("GMT-05:00", 7 * 3600 + 1800), ("GMT+01:00", 3600 + 1800),
+                                          ("GMT+05:30", 21 * 3600), ("", 2 * 3600 + 1800)])
+def test_resync_at_is_kept_in_the_phones_time_zone(zone, at_utc):
+    # Resync_At 02:30 is local time: Time_Zone moves it on the lab's clock (UTC).
+    zone_setting = {"Time_Zone": zone} if zone else {}
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=0, **zone_setting)})
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [at_utc, at_utc + 86400]

@@ -458,3 +458,17 @@ def test_behaviour_choices_are_checked():
         profile_for("polycom", {"boot_server_mode": "option66"})
     with pytest.raises(ValueError, match="unknown polycom behaviour"):
         profile_for("polycom", {"no_such": 1})
+
+
+@pytest.mark.parametrize("gmt_offset, hour_utc", [("-18000", 8), ("3600", 2), ("19800", 21.5), ("", 3), ("x", 3)])
+def test_polling_time_is_kept_in_the_phones_time_zone(gmt_offset, hour_utc):
+    # prov.polling.time 03:00 is local time: tcpIpApp.sntp.gmtOffset (seconds east of UTC)
+    # moves it on the lab's clock; none, or one that is not a number, keeps the lab's clock.
+    zone = {"tcpIpApp__sntp__gmtOffset": gmt_offset} if gmt_offset else {}
+    l = lab({"000000000000.cfg": master("a.cfg"),
+             "a.cfg": cfg(prov__polling__enabled=1, prov__polling__mode="abs", prov__polling__time="03:00", **zone)})
+    l.boot()
+    l.advance(2 * 86400)
+    later = [round(t) for t in pass_times(l)[1:]]
+    first = round(hour_utc * 3600) % 86400
+    assert later == [first, first + 86400], later

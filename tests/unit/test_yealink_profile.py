@@ -356,3 +356,19 @@ def test_credentials_from_url_or_from_settings_travel_with_each_download():
     l2 = lab({"y000000000066.cfg": cfg(a=1)}, flash=flash)
     l2.boot()
     assert l2.network.fetches[0].credentials.user == "bob"
+
+
+@pytest.mark.parametrize("zone, opens_at", [("+1", 1 * 3600), ("-5", 7 * 3600), ("+5:30", 20 * 3600 + 1800),
+                                            ("", 2 * 3600), ("China(Beijing)", 2 * 3600)])
+def test_weekly_window_is_kept_in_the_phones_time_zone(zone, opens_at):
+    # 02:00-03:00 local: on the lab's clock (UTC) 01:00 for +1, 07:00 for -5, the day
+    # before's 20:30 for +5:30; no zone, or one that is not a zone, keeps the lab's clock.
+    settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
+                    static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00")
+    if zone:
+        settings["local_time__time_zone"] = zone
+    l = lab({"y000000000066.cfg": cfg(**settings)})
+    l.boot()
+    l.advance(2 * 86400, step=60)
+    later = pass_starts(l)[1:]
+    assert len(later) == 2 and all((t - opens_at) % 86400 < 3600 for t in later), [round(t) for t in later]

@@ -1,0 +1,54 @@
+"""A phone's own clock, as its resync windows read it: the lab's clock moved by the time
+zone the phone was provisioned with.
+
+A real phone takes UTC from NTP and keeps its schedule in local time: a weekly window of
+02:00-04:00 on phones provisioned with a zone of ``+1`` opens at 01:00 UTC, and on phones
+provisioned with ``-5`` at 07:00 UTC. The lab's clock is UTC (a virtual run starts on
+Sunday 2026-01-04 00:00 UTC). Each vendor profile names the setting that holds the zone
+and its form; this module reads the forms.
+
+Not modelled: daylight saving time (a virtual run starts in January, and a zone's summer
+rules are not in its offset), and the vendors' factory zones: a phone provisioned with no
+zone, or with a value that is not one, keeps the lab's clock.
+"""
+
+from __future__ import annotations
+
+import re
+
+EAST_MAX_S = 14 * 3600  # UTC+14:00, the easternmost zone in use
+WEST_MAX_S = 12 * 3600  # UTC-12:00
+
+_HOURS_MINUTES = re.compile(r"(?:GMT|UTC)?([+-]?)(\d{1,2})(?::(\d{2}))?", re.IGNORECASE)
+
+
+def hours_offset_s(text: str | None) -> int:
+    """A zone written as hours and minutes east of UTC, as most phones write it: ``+8``,
+    ``-5``, ``+5:30``, ``0``, ``GMT-05:00``, ``UTC+1``, ``GMT``. Seconds east of UTC; 0
+    for anything else."""
+    if not text:
+        return 0
+    text = text.replace(" ", "").strip('"')
+    if text.upper() in ("GMT", "UTC"):
+        return 0
+    match = _HOURS_MINUTES.fullmatch(text)
+    if match is None:
+        return 0
+    sign, hours, minutes = match.groups()
+    if minutes is not None and int(minutes) > 59:
+        return 0
+    offset = int(hours) * 3600 + int(minutes or 0) * 60
+    return _within_range(-offset if sign == "-" else offset)
+
+
+def seconds_offset_s(text: str | None) -> int:
+    """A zone written as whole seconds east of UTC (``-18000`` for UTC-5). 0 for anything
+    else."""
+    try:
+        return _within_range(int((text or "").strip()))
+    except ValueError:
+        return 0
+
+
+def _within_range(offset_s: int) -> int:
+    return offset_s if -WEST_MAX_S <= offset_s <= EAST_MAX_S else 0
