@@ -1,6 +1,8 @@
 """Lengths of simulated time as a scenario and the command line write them: ``90s``,
 ``15m``, ``12h``, ``7d`` (these unit names exactly), several together from the largest
-(``8d12h``, ``1h30m``), or a plain number of seconds."""
+(``8d12h``, ``1h30m``), or a plain number of seconds. A run's ``duration`` is one, and so
+is a timeline entry's ``at`` (how long after the start: ``6d`` is Saturday 00:00 of a
+virtual run, which starts on a Sunday)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,22 @@ _DURATION = re.compile(rf"^\s*(?:{_PART}\s*)+$")
 
 
 def parse_duration(value) -> float:
-    """Seconds; ValueError naming the accepted forms for anything else."""
+    """Seconds, more than 0; ValueError naming the accepted forms for anything else."""
+    seconds = _seconds(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be more than 0")
+    return seconds
+
+
+def parse_moment(value) -> float:
+    """How long after the start, in seconds: a duration, or 0 (the start itself)."""
+    seconds = _seconds(value)
+    if seconds < 0:
+        raise ValueError(f"{value!r}: a moment after the start is not negative")
+    return seconds
+
+
+def _seconds(value) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
@@ -26,8 +43,6 @@ def parse_duration(value) -> float:
             raise ValueError(f"{value!r} is not a duration: a number and one of the units s, m, h, d "
                              "(e.g. 90s, 15m, 12h, 7d, 8d12h), or a number of seconds")
         seconds = sum(float(number) * UNITS[unit] for number, unit in parts)
-    if seconds <= 0:
-        raise ValueError(f"{value!r}: a duration must be more than 0")
     return seconds
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from labsim.scenario.durations import parse_moment
 from labsim.scenario.expectations import ExpectationText
 from labsim.scenario.faults import Fault
 from labsim.scenario.fields import MAC_PATTERN, ModelName, Strict
@@ -107,7 +108,8 @@ class Action(Strict):
 
 
 class TimelineEntry(Strict):
-    at: float | None = Field(None, ge=0, description="seconds after the fleet starts")
+    at: Annotated[float, BeforeValidator(parse_moment)] | None = Field(
+        None, description="when, after the fleet starts: seconds, or 90s, 15m, 12h, 6d, 8d6h (as duration)")
     when: ExpectationText | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
     do: Union[Action, list[Action]]
     name: str | None = None

@@ -1,6 +1,6 @@
 import pytest
 
-from labsim.scenario.durations import format_duration, parse_duration
+from labsim.scenario.durations import format_duration, parse_duration, parse_moment
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800),
@@ -22,3 +22,10 @@ def test_format():
     cases = {734400: "8d12h", 5400: "1h30m", 86460: "1d1m", 200: "3m20s", 150: "2m30s", 119: "119s", 14: "14s", 120: "2m"}
     assert {seconds: format_duration(seconds) for seconds in cases} == cases
     assert all(parse_duration(text) == seconds for seconds, text in cases.items())
+
+
+def test_moments_after_the_start_are_durations_or_zero():
+    assert [parse_moment(v) for v in (0, "0s", 0.5, "6d", "8d6h")] == [0, 0, 0.5, 518400, 712800]
+    for bad in (-1, "-1s", "x", True, "6 days"):
+        with pytest.raises(ValueError):
+            parse_moment(bad)

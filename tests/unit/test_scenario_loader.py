@@ -520,6 +520,20 @@ def test_a_bad_key_in_a_single_timeline_action_is_one_problem_at_that_key():
     assert "not ftp" in problems[0].message
 
 
+def test_a_timeline_moment_is_seconds_or_a_duration():
+    text = VALID + "timeline:\n" + "".join(f"  - {{at: {at}, do: {{stop_service: dhcp}}}}\n"
+                                            for at in ("0", "90", "6d", "8d6h", "1.5h"))
+    loaded = parse_scenario_text(text, "s.yaml")
+    assert [entry.at for entry in loaded.timeline] == [0, 90, 6 * 86400, 8 * 86400 + 6 * 3600, 5400]
+
+
+@pytest.mark.parametrize("at, says", [("-5", "not negative"), ("6 days", "not a duration"), ("6D", "not a duration")])
+def test_a_bad_timeline_moment_names_its_line_and_field(at, says):
+    text = VALID + f"timeline:\n  - at: {at}\n    do: {{stop_service: dhcp}}\n"
+    problem = problem_at(problems_of(text), "timeline[0].at")
+    assert says in problem.message and problem.mark.line == locate(text, "at:").line
+
+
 def test_a_control_character_is_a_located_yaml_error_not_a_traceback():
     with pytest.raises(ScenarioError) as caught:
         parse_scenario_text("name: x\nfleets: \x1f", "f.yaml")
