@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from labsim.observe.latencies import counted_items, counted_percentile
 from labsim.observe.problems import problem_line
 from labsim.phones.phone import STATES
+from labsim.scenario.durations import format_duration
 
 STATE_COLORS = {
     "off": "#c9ced6", "booting": "#9ecae1", "dhcp": "#4292c6", "provisioning": "#fd8d3c",
@@ -68,6 +69,25 @@ def x_ticks_between(low: float, high: float, target: int) -> list[float]:
     step = nice_step(high - low, target)
     first = math.ceil(low / step - 1e-9)
     return [round(i * step, 10) for i in range(first, int(math.floor(high / step + 1e-9)) + 1)]
+
+
+# A time axis over two minutes steps as a clock does, and says its ticks as a scenario
+# writes a duration: a week's ticks fall on the days (0, 1d, 2d ...), where a timeline's
+# "at: 6d" puts its action, not on 0, 100000, 200000 seconds.
+SECONDS_AXIS_MAX_S = 120.0
+_TIME_STEPS_S = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+
+
+def time_axis(end_t: float, target: int = 10) -> tuple[str, list[float], list[str]]:
+    """(axis title, tick values, tick labels) for a time axis from 0 to ``end_t`` seconds."""
+    if end_t < SECONDS_AXIS_MAX_S:
+        values = x_ticks_between(0.0, end_t, target)
+        return "seconds since the run started", values, _tick_labels(values)
+    step = next((s for s in _TIME_STEPS_S if end_t / s <= target), None)
+    if step is None:  # past eight weeks: whole weeks
+        step = 604800 * math.ceil(end_t / 604800 / target)
+    values = [float(i * step) for i in range(int(end_t // step) + 1)]
+    return "time since the run started", values, ["0"] + [format_duration(v) for v in values[1:]]
 
 
 def _tick_labels(values: list[float]) -> list[str]:
@@ -219,7 +239,7 @@ class _Plot:
         return round(self.y0 - (self.y0 - self.y1) * value / self.y_max, 1)
 
     def axes(self, x_label: str, y_label: str, x_ticks: list[float] | None = None, *,
-             counts: bool = False) -> list[str]:
+             counts: bool = False, x_tick_labels: list[str] | None = None) -> list[str]:
         parts = []
         y_values = ticks(self.y_max, 5, whole=counts)
         for value, text in zip(y_values, _tick_labels(y_values)):
@@ -227,7 +247,7 @@ class _Plot:
             parts.append(f'<line class="grid" x1="{self.x0}" y1="{y}" x2="{self.x1}" y2="{y}"/>'
                          f'<text class="tick" x="{self.x0 - 6}" y="{y + 4}" text-anchor="end">{text}</text>')
         x_values = x_ticks if x_ticks is not None else x_ticks_between(self.x_min, self.x_max, 8)
-        for value, text in zip(x_values, _tick_labels(x_values)):
+        for value, text in zip(x_values, x_tick_labels or _tick_labels(x_values)):
             x = self.x(value)
             parts.append(f'<line class="axis" x1="{x}" y1="{self.y0}" x2="{x}" y2="{self.y0 + 4}"/>'
                          f'<text class="tick" x="{x}" y="{self.y0 + 16}" text-anchor="middle">{text}</text>')
@@ -262,7 +282,8 @@ def states_svg(changes: list[tuple[float, str, str]], phones: int, end_t: float,
     else:
         times, series = state_series(changes, phones, end_t)
     plot = _Plot(times[-1], phones)
-    parts = plot.axes("seconds since the run started", "phones", counts=True)
+    title, values, labels = time_axis(plot.x_max)
+    parts = plot.axes(title, "phones", values, counts=True, x_tick_labels=labels)
     lower = [0] * len(times)
     shown = []
     for state in STACK_ORDER:
@@ -328,7 +349,9 @@ def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = 
         return '<p class="note">No requests were recorded.</p>'
     count = len(next(iter(rates.values())))
     plot = _Plot(width * count, max(max(values) for values in rates.values()))
-    parts = plot.axes(f"seconds since the run started (buckets of {_fmt(width)} s)", "requests per second")
+    title, values, labels = time_axis(plot.x_max)
+    parts = plot.axes(f"{title} (buckets of {format_duration(width)})", "requests per second", values,
+                      x_tick_labels=labels)
     legend = []
     for service in sorted(rates, key=list(SERVICE_COLORS).index):
         values = rates[service]

@@ -293,3 +293,34 @@ def test_facts_gathered_while_report_json_is_written_make_the_same_page(tmp_path
     assert html_pieces(rep, facts=facts) == html_pieces(rep)
     other = report(three_phones()[:1] * 3)  # as many phones, other events
     assert html_pieces(other, facts=facts) == html_pieces(other) != html_pieces(rep)
+
+
+# --- the time axes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("end_t, labels", [
+    (604800, ["0", "1d", "2d", "3d", "4d", "5d", "6d", "7d"]),
+    (734400, ["0", "1d", "2d", "3d", "4d", "5d", "6d", "7d", "8d"]),  # lease-expiry's 8d12h: a tick a day
+    (86400, ["0", "3h", "6h", "9h", "12h", "15h", "18h", "21h", "1d"]),
+    (3600, ["0", "10m", "20m", "30m", "40m", "50m", "1h"]),
+])
+def test_a_long_runs_time_axis_steps_as_a_clock_and_speaks_durations(end_t, labels):
+    title, values, texts = html_report.time_axis(end_t)
+    assert title == "time since the run started" and texts == labels
+    assert values == [i * (values[1] - values[0]) for i in range(len(values))] and values[-1] <= end_t
+
+
+def test_a_short_runs_time_axis_is_in_seconds():
+    title, values, texts = html_report.time_axis(45)
+    assert title == "seconds since the run started" and texts == ["0", "5", "10", "15", "20", "25", "30", "35", "40", "45"]
+
+
+def test_a_weeks_plots_are_ticked_in_days_and_buckets_said_as_durations():
+    bucket = 600
+    count = 7 * 86400 // bucket + 1
+    series = {"bucket_s": bucket, "requests": {"http": [3] * count},
+              "states": {state: [2 if state == "ready" else 0] * count for state in STATES}}
+    for svg in (html_report.states_svg([], 2, 7 * 86400, series), html_report.rates_svg(None, 7 * 86400, series)):
+        ticks = re.findall(r'<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]*)</text>', svg)
+        assert ticks == ["0", "1d", "2d", "3d", "4d", "5d", "6d", "7d"], ticks
+    assert "time since the run started (buckets of 10m)" in html_report.rates_svg(None, 7 * 86400, series)
