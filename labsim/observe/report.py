@@ -300,8 +300,10 @@ def summary_table(report: dict) -> str:
     for stage, stats in summary["stages_s"].items():
         lines.append(f"  stage {stage:<12} n={stats['count']:<6} p50 {stats['p50']:.4f}  p95 {stats['p95']:.4f}  max {stats['max']:.4f}")
     for server, stats in summary.get("servers", {}).items():
+        # Which errors: a Yealink's boot files are optional, and their 404s are half its requests.
+        which = ", ".join(f"{status} {n}" for status, n in stats.get("by_status", {}).items() if status != "ok")
         lines.append(f"  server {server:<28} requests {stats['requests']:<6} errors {stats['errors']:<5} "
-                     f"p95 {stats['latency_s']['p95']:.4f}s")
+                     f"p95 {stats['latency_s']['p95']:.4f}s" + (f"  ({which})" if which else ""))
     for name, counters in (report.get("services") or {}).items():
         lines.append(f"  service {name:<6} {service_counters_line(counters)}")
     if report.get("uploads"):

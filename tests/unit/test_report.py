@@ -195,6 +195,20 @@ def test_summary_table_with_no_ready_phone_and_no_expectations():
     assert "time to ready" not in table and "expectations" not in table
 
 
+def test_summary_table_says_which_statuses_a_servers_errors_were():
+    phone = _phone(1, state="ready", reboots=1, on=0.0, ready=2.0)
+    server = "http://127.0.0.1:8080"
+    phone.phone.stages = [StageTiming("boot", 1.0, 1.1, "not_found", server), StageTiming("boot", 1.1, 1.2, "not_found", server),
+                          StageTiming("common_cfg", 1.2, 1.3, "ok", server), StageTiming("mac_cfg", 1.3, 1.4, "timeout", server)]
+    clean = _phone(2, state="ready", reboots=1, on=0.0, ready=2.0)
+    clean.phone.stages = [StageTiming("dhcp", 0.5, 0.6, "ok", "dhcp://127.0.0.1")]
+    record = _record([], members=[phone, clean])
+    lines = summary_table(build_report(record, judge(record))).splitlines()
+    line = next(line for line in lines if server in line)
+    assert "requests 4" in line and "errors 3" in line and line.endswith("(not_found 2, timeout 1)")
+    assert next(line for line in lines if "dhcp://" in line).endswith("s")  # no errors: nothing to say
+
+
 # --- writing ----------------------------------------------------------------------------
 
 
