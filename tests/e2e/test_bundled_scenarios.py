@@ -102,3 +102,26 @@ def test_every_training_lab_has_an_exercise_for_the_dashboard():
     for name in TRAINING_LABS:
         lab = load_scenario(os.path.join(SCENARIOS, name)).scenario.lab
         assert lab is not None and lab.task.strip() and len(lab.hints) >= 2 and lab.check, name
+
+
+def test_two_sites_windows_five_hours_apart_and_the_stampede_without_new_yorks_zone(tmp_path):
+    path = os.path.join(SCENARIOS, "two-sites-time-zones.yaml")
+
+    def window_hours(report_dir):
+        hours = {}
+        for line in open(report_dir / "events.jsonl", encoding="utf-8"):
+            event = json.loads(line)
+            if event["kind"] == "fetch" and event["t"] > 86400:  # Monday
+                hours[int(event["t"] // 3600) - 24] = hours.get(int(event["t"] // 3600) - 24, 0) + 1
+        return hours
+
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert window_hours(tmp_path / "report") == {2: 600 * 4, 7: 600 * 4}  # 02:00 and 07:00 UTC, four requests a pass
+    text = open(path).read()
+    assert "        local_time.time_zone = -5\n" in text
+    proc, report = run(path, tmp_path, text=text.replace("        local_time.time_zone = -5\n", ""))
+    assert proc.returncode == 1
+    assert window_hours(tmp_path / "report") == {2: 1200 * 4}  # both sites at 02:00 UTC
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]
