@@ -6,6 +6,7 @@ virtual run, which starts on a Sunday)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -30,8 +31,8 @@ def parse_moment(value) -> float:
 
 
 def _seconds(value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{value!r} is not a duration")  # YAML's .nan and .inf are floats
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:

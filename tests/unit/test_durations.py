@@ -10,7 +10,7 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["7w", "7", "d", "12h8d", "1h1h", "0s", -5, True, "7 days"])
+@pytest.mark.parametrize("text", ["7w", "7", "d", "12h8d", "1h1h", "0s", -5, True, "7 days", float("nan"), float("inf")])
 def test_not_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -26,6 +26,6 @@ def test_format():
 
 def test_moments_after_the_start_are_durations_or_zero():
     assert [parse_moment(v) for v in (0, "0s", 0.5, "6d", "8d6h")] == [0, 0, 0.5, 518400, 712800]
-    for bad in (-1, "-1s", "x", True, "6 days"):
+    for bad in (-1, "-1s", "x", True, "6 days", float("nan"), float("inf")):
         with pytest.raises(ValueError):
             parse_moment(bad)
