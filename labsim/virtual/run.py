@@ -62,6 +62,12 @@ def simulated(seconds: float) -> str:
     return f"{days}d {hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+def on_the_calendar(seconds: float) -> str:
+    """Where ``seconds`` after the start falls on the virtual clock's calendar (UTC, the
+    phones' clock unless a time zone moves theirs): ``Monday 2026-01-12 12:00 UTC``."""
+    return time.strftime("%A %Y-%m-%d %H:%M UTC", time.gmtime(VIRTUAL_EPOCH + seconds))
+
+
 def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
                 uploads_dir: str | None = None, stream=sys.stdout, run_class=None, **run_options) -> int:
     """One run in virtual time (``run_class``: VirtualScenarioRun unless given, with
@@ -95,7 +101,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         signal.signal(signal.SIGTERM, previous)
     run.close()
     span, wall = clock.seconds() - run._epoch, time.monotonic() - wall_start
-    stream.write(f"  virtual time: {simulated(span)} simulated in {wall:.1f}s wall "
+    stream.write(f"  virtual time: {simulated(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
                  f"({span / wall if wall > 0 else 0:,.0f}x real time)\n")
     return getattr(run, "exit_code", EXIT_FAILED)
 

@@ -19,6 +19,7 @@ from labsim.observe.series import TimeSeries
 from labsim.observe.stage_archive import StageArchive
 from labsim.phones.phone import StageTiming
 from labsim.scale.virtual_shards import pool_part, virtual_shard_problems
+from labsim.virtual.run import on_the_calendar
 from labsim.scenario.loader import parse_scenario_text
 
 SCENARIO = """
@@ -284,3 +285,11 @@ def test_a_virtual_shard_and_a_real_clock_shard_are_not_merged():
     check_complete_set([shard(0, "a/shard.json", clock="virtual"), shard(1, "b/shard.json", clock="virtual")])
     with pytest.raises(MergeError, match=r"b/shard.json: a real-clock shard, a/shard.json a virtual-clock one"):
         check_complete_set([shard(0, "a/shard.json", clock="virtual"), shard(1, "b/shard.json")])
+
+
+def test_the_end_of_a_virtual_run_is_said_on_its_calendar():
+    # The virtual clock starts on Sunday 2026-01-04 00:00 UTC: lease-expiry's "at: 6d" is
+    # Saturday, its end 8d12h later Monday noon.
+    assert on_the_calendar(0) == "Sunday 2026-01-04 00:00 UTC"
+    assert on_the_calendar(6 * 86400) == "Saturday 2026-01-10 00:00 UTC"
+    assert on_the_calendar(8 * 86400 + 12 * 3600 + 59.9) == "Monday 2026-01-12 12:00 UTC"
