@@ -32,6 +32,7 @@ import cProfile
 import io
 import json
 import os
+import platform
 import pstats
 import re
 import subprocess
@@ -204,6 +205,9 @@ def main() -> int:
               f"({reference / heap:.0f}x)")
         return 0
     sizes = [int(size) for size in args.phones.split(",")]
+    # The interpreter's build counts: Debian's python3 (built with PGO and LTO) ran this
+    # bench 1.08-1.2x faster than a pyenv build of 3.11 without --enable-optimizations.
+    print(f"python {platform.python_version()} ({os.path.realpath(sys.executable)})")
     with tempfile.TemporaryDirectory(prefix="bench-virtual-") as workdir:
         print(f"{'phones':>7} {'days':>4} {'processes':>10} {'wall s':>8} {'CPU s':>8} {'sim s/wall s':>12} "
               f"{'passes':>9} {'passes/s':>9} {'ready':>6} {'peak RSS MiB':>12}")
