@@ -36,7 +36,6 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import ProvisioningOutcome
 from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.kit import download, url_credentials
-from labsim.phones.local_time import hours_offset_s
 from labsim.wire import avaya_cfg
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
 
@@ -85,7 +84,6 @@ PROFILE_KEY_PREFIX = "profile/"
 
 AUTO_UPDATE, AUTO_UPDATE_TIME, AUTO_UPDATE_TIME_RANGE = "AUTO_UPDATE", "AUTO_UPDATE_TIME", "AUTO_UPDATE_TIME_RANGE"
 AUTO_UPDATE_RANGE_HOURS = (1, 6)
-GMT_OFFSET = "GMTOFFSET"  # "-5:00": the zone AUTO_UPDATE_TIME is local time in
 DAY_S = 86_400
 
 
@@ -208,7 +206,7 @@ def next_daily_check_s(settings: dict[str, str], now_s: float, rng, behaviour: A
     hours = int(range_text) if range_text.isdigit() else behaviour.auto_update_range_default_h
     low, high = AUTO_UPDATE_RANGE_HOURS
     hours = min(max(hours, low), high)  # (unverified) out-of-range values are clamped
-    time_of_day = (behaviour.clock_start_s + now_s + hours_offset_s(settings.get(GMT_OFFSET))) % DAY_S
+    time_of_day = (behaviour.clock_start_s + now_s) % DAY_S
     until_window = start - time_of_day if time_of_day < start else DAY_S - time_of_day + start
     return until_window + rng.uniform(0.0, hours * 3600.0)
 

@@ -632,13 +632,3 @@ def test_a_fleets_check_sync_setting_reaches_the_phone():
     assert profile_for("avaya").check_sync_action(None, False) == "ignore"
     assert profile_for("avaya", {"check_sync": "resync"}).check_sync_action(None, False) == "resync"
     assert profile_for("avaya", {"check_sync": "resync"}).check_sync_action(None, True) == "reboot"
-
-
-@pytest.mark.parametrize("zone, at_utc", [("-5:00", 6 * 3600), ("+1:00", 0), ("+5:30", 19 * 3600 + 1800), (None, 3600)])
-def test_auto_update_time_is_kept_in_the_phones_time_zone(zone, at_utc):
-    # AUTO_UPDATE_TIME 01:00 is local time: GMTOFFSET moves it on the lab's clock (UTC).
-    values = {"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "3600", "AUTO_UPDATE_TIME_RANGE": "1"}
-    if zone is not None:
-        values["GMTOFFSET"] = zone
-    until = avaya.next_daily_check_s(values, 600.0, random.Random(3))
-    assert at_utc <= (600.0 + until) % avaya.DAY_S < at_utc + 3600
