@@ -2,7 +2,8 @@
 
 N Yealink T46S phones (default 1,000 and 10,000), 7 simulated days, resync every 60
 minutes (``static.auto_provision.repeat``: 168 passes a phone), 1-day DHCP leases
-renewed at T1, switched on over the first hour. Prints per fleet size: wall time,
+renewed at T1, switched on over the first hour. Prints the interpreter (its build counts:
+docs/performance.md), then per fleet size: wall time,
 simulated seconds per wall second, provisioning passes per second (HTTP requests / 4:
 each pass asks for two boot files, the Common and the MAC CFG) and the peak RSS of the
 run's process. ``--profile`` runs the smallest size in this process under cProfile (CPU time) and
