@@ -126,7 +126,8 @@ class Latencies:
         if self._counts is None:
             ordered = sorted(self._values)
             return {name: statistic(ordered, name) for name in STATISTICS}
-        return {name: _counted_statistic(self.items(), self._counts.total(), name) for name in STATISTICS}
+        items, total = self.items(), self._counts.total()  # sorted once for every statistic
+        return {name: _counted_statistic(items, total, name) for name in STATISTICS}
 
     def statistic(self, name: str) -> float | int | None:
         """One of ``STATISTICS``, as ``summary()`` gives it, for a reader that asks again and
