@@ -20,7 +20,8 @@ Server Path), checked by ``P238`` (0 always, 1 only when the prefix/postfix chan
 changed any P-value reboots the phone too; a pass that changed nothing does not.
 
 When: at power-on; by ``P194`` Automatic Upgrade (0 no, 1 every ``P193`` minutes,
-2 daily at hour ``P285``, 3 weekly on day ``P286`` at hour ``P285``); on a SIP NOTIFY
+2 daily at hour ``P285``, 3 weekly on day ``P286`` at hour ``P285``, hours of the phone's
+own clock: UTC moved by ``P64``, a POSIX time zone such as ``EST5EDT``); on a SIP NOTIFY
 check-sync.
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.kit import bare_mac, option_text, parse_int, pass_outcome, url_credentials
+from labsim.phones.local_time import posix_offset_s
 from labsim.wire import dhcp, grandstream_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -77,6 +79,9 @@ PROCESS_ALL_FILES = "P8467"  # "Download and process all available config files"
 FIRMWARE_SERVER, FIRMWARE_VIA, FIRMWARE_PREFIX, FIRMWARE_POSTFIX = "P192", "P6767", "P232", "P233"
 FIRMWARE_CHECK = "P238"  # 0 always, 1 when the prefix/postfix changed, 2 never
 AUTO_UPGRADE, AUTO_UPGRADE_MINUTES, AUTO_UPGRADE_HOUR, AUTO_UPGRADE_DAY = "P194", "P193", "P285", "P286"
+# The phone's time zone as a POSIX TZ string ("EST5EDT", "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"),
+# the form provisioning systems write into P64 (unverified against a Grandstream guide).
+TIME_ZONE = "P64"
 HOSTNAME, VENDOR_CLASS_ID = "P146", "P148"  # (unverified) options 12 and 60 when set
 
 DEFAULTS = {
@@ -348,12 +353,13 @@ def _firmware(phone):
 
 def next_check_s(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
     """P194: 1 every P193 minutes; 2 daily at hour P285; 3 weekly on day P286 (0 Sunday)
-    at hour P285; 0 never. A failed pass waits for the same schedule."""
+    at hour P285; 0 never. The hours are the phone's local time (P64). A failed pass
+    waits for the same schedule."""
     mode = setting(phone, AUTO_UPGRADE).strip()
     if mode == "1":
         return 60.0 * max(1, parse_int(setting(phone, AUTO_UPGRADE_MINUTES), 10080))
     hour = min(23, parse_int(setting(phone, AUTO_UPGRADE_HOUR), 1))
-    now = behaviour.clock_start_s + phone.now
+    now = behaviour.clock_start_s + phone.now + posix_offset_s(setting(phone, TIME_ZONE))
     if mode == "2":
         return _until(now, hour * 3600, DAY_S)
     if mode == "3":

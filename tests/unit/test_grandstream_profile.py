@@ -328,6 +328,17 @@ def test_p194_2_daily_at_hour_p285():
     assert [round(t) for t in pass_times(l)[1:]] == [3 * 3600, 86400 + 3 * 3600]
 
 
+@pytest.mark.parametrize("zone, at_utc", [("EST5EDT,M3.2.0,M11.1.0", 8 * 3600), ("CET-1CEST,M3.5.0,M10.5.0/3", 2 * 3600),
+                                          ("IST-5:30", 21 * 3600 + 1800), ("", 3 * 3600), ("auto", 3 * 3600)])
+def test_p285_is_an_hour_of_the_time_zone_in_p64(zone, at_utc):
+    # Daily at 03:00 local: P64 (POSIX, hours west of UTC) moves it on the lab's clock (UTC).
+    settings = {"P1": "1", "P194": "2", "P285": "3", **({"P64": zone} if zone else {})}
+    l = lab({"cfg.xml": gs(P1=1)}, settings=settings)
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [at_utc, at_utc + 86400]
+
+
 def test_p194_3_weekly_on_day_p286_at_hour_p285():
     behaviour = profile_for("grandstream", {"clock_start_s": 2 * 86400.0})  # the run starts on Tuesday 00:00
     l = lab({"cfg.xml": gs(P1=1)}, settings={"P1": "1", "P194": "3", "P285": "2", "P286": "1"}, profile=behaviour)

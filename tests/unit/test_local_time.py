@@ -2,7 +2,7 @@
 
 import pytest
 
-from labsim.phones.local_time import EAST_MAX_S, WEST_MAX_S, hours_offset_s, seconds_offset_s
+from labsim.phones.local_time import EAST_MAX_S, WEST_MAX_S, hours_offset_s, posix_offset_s, seconds_offset_s
 
 
 @pytest.mark.parametrize("text, offset", [
@@ -30,3 +30,22 @@ def test_whole_seconds_east_of_utc(text, offset):
 @pytest.mark.parametrize("text", [None, "", "x", "50401", "-43201", "3600.5", "-5:00"])
 def test_seconds_that_are_not_a_zone_keep_the_labs_clock(text):
     assert seconds_offset_s(text) == 0
+
+
+@pytest.mark.parametrize("text, offset", [
+    ("EST5EDT", -5 * 3600), ("EST+5EDT,M3.2.0/02:00:00,M11.1.0/02:00:00", -5 * 3600), ("EST5", -5 * 3600),
+    ("CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00", 3600), ("GMT0BST,M3.5.0/1,M10.5.0", 0), ("UTC0", 0),
+    ("IST-5:30", 5 * 3600 + 1800), ("<+0545>-5:45", 5 * 3600 + 2700), ("<-03>3", -3 * 3600),
+    ("NZST-12NZDT,M9.5.0,M4.1.0/3", 12 * 3600), ("TZA+12", -WEST_MAX_S), ("LINT-14", EAST_MAX_S),
+    ("EST05:00:30", -(5 * 3600 + 30)), ("EST5<EDT>", -5 * 3600), (' "CST6CDT" ', -6 * 3600),
+])
+def test_posix_tz_counts_hours_west_of_utc(text, offset):
+    # POSIX TZ: the standard time's offset is positive west of Greenwich (EST5 is UTC-5).
+    assert posix_offset_s(text) == offset
+
+
+@pytest.mark.parametrize("text", [None, "", "auto", "UTC", "EST", "ES5", "EST5x", "EST5,M3.2.0,M11.1.0",
+                                  "EST25", "XYZ-15", "EST5:60", "EST5:00:60", ":America/New_York", "+8", "-18000",
+                                  "<+05>"])
+def test_what_is_not_a_posix_zone_keeps_the_labs_clock(text):
+    assert posix_offset_s(text) == 0
