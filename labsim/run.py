@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -37,6 +36,7 @@ from labsim.observe.stage_archive import StageArchive
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
+from labsim.scratch import scratch_folder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
@@ -161,7 +161,7 @@ class ScenarioRun:
         self._collections = FullCollectionsHeld()
         self._survivors = SurvivorsFrozen()  # and later, full collections walk only what is new
         self._pacer = Pacer(reactor, on_done=self._collections.release)
-        self._workdir = tempfile.mkdtemp(prefix="labsim-")
+        self._workdir = scratch_folder(loaded)
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
         self._network: LoopbackNetwork | None = None

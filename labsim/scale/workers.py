@@ -21,7 +21,6 @@ import random
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -41,6 +40,7 @@ from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
+from labsim.scratch import scratch_folder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 
@@ -196,7 +196,7 @@ class WorkersRun:
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
         self._hellos: dict[int, int] = {}
         self._all_ready = defer.Deferred()
-        self._workdir = tempfile.mkdtemp(prefix="labsim-")
+        self._workdir = scratch_folder(loaded)
         self._services: LabServices | None = None
         self.shared = served_by_workers(self.scenario)  # the services every worker serves too
         self._lab = ""  # what the workers need to serve them (--worker-lab)

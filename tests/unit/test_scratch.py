@@ -1,0 +1,103 @@
+"""Where a run writes its provisioning tree: tmpfs when the tree fits, else the usual place."""
+
+import os
+import tempfile
+
+import pytest
+
+from labsim import scratch
+from labsim.scenario.loader import LoadedScenario, parse_scenario_text
+
+SCENARIO = """\
+name: scratch
+services:
+  dhcp: {{port: 6767, subnet: 10.0.0.0/16, pool: {{start: 10.0.0.10, end: 10.0.250.250}}}}
+  http: {{port: 8080}}
+provisioning:
+  {directory}files:
+    common.cfg: "0123456789"
+  per_phone:
+    - name: "{{mac}}.cfg"
+      text: "account = {{index}}"
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: {phones}
+    first_mac: "00:15:65:00:00:01"
+"""
+
+
+def loaded(tmp_path, phones=10, directory=None):
+    text = SCENARIO.format(phones=phones, directory=f"directory: {directory}\n  " if directory else "")
+    return LoadedScenario(scenario=parse_scenario_text(text), path=str(tmp_path / "scratch.yaml"))
+
+
+@pytest.fixture
+def shared_memory(tmp_path, monkeypatch):
+    """A stand-in for /dev/shm with ``free`` bytes of room."""
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    monkeypatch.setattr(scratch, "SHARED_MEMORY", str(folder))
+    monkeypatch.setattr(scratch, "_is_tmpfs", lambda path: path == str(folder))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    room = {"free": 1 << 30}
+    monkeypatch.setattr(scratch, "_memory_available", lambda: room["free"])
+    return folder, room
+
+
+def test_the_tree_counts_the_folder_the_inline_files_and_every_phones_files(tmp_path):
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "fw.bin").write_bytes(b"x" * 100_000)
+    page = scratch.PER_FILE_OVERHEAD
+    per_phone = len("account = {index}") + 64 + page
+    assert scratch.tree_bytes(loaded(tmp_path, phones=10)) == (10 + page) + 10 * per_phone
+    assert scratch.tree_bytes(loaded(tmp_path, phones=1000, directory="tree")) == (
+        100_000 + page + 10 + page + 1000 * per_phone)
+
+
+def test_a_tree_that_fits_goes_on_tmpfs(tmp_path, shared_memory):
+    folder, _ = shared_memory
+    made = scratch.scratch_folder(loaded(tmp_path))
+    assert os.path.dirname(made) == str(folder) and os.path.isdir(made)
+    assert os.path.basename(made).startswith("labsim-")
+
+
+def test_a_tree_larger_than_a_quarter_of_the_free_memory_goes_where_tempfile_puts_it(tmp_path, shared_memory):
+    folder, room = shared_memory
+    needed = scratch.tree_bytes(loaded(tmp_path, phones=1000))
+    room["free"] = needed * 4 - 1
+    made = scratch.scratch_folder(loaded(tmp_path, phones=1000))
+    try:
+        assert os.path.dirname(made) == tempfile.gettempdir()
+    finally:
+        os.rmdir(made)
+    room["free"] = needed * 4
+    assert os.path.dirname(scratch.scratch_folder(loaded(tmp_path, phones=1000))) == str(folder)
+
+
+def test_a_tmpdir_the_user_set_is_used_as_it_is(tmp_path, shared_memory, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    monkeypatch.setenv("TMPDIR", str(mine))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    assert os.path.dirname(scratch.scratch_folder(loaded(tmp_path))) == str(mine)
+
+
+def test_no_tmpfs_or_no_room_to_write_is_the_usual_place(tmp_path, shared_memory, monkeypatch):
+    folder, _ = shared_memory
+    monkeypatch.setattr(scratch, "_is_tmpfs", lambda path: False)
+    made = scratch.scratch_folder(loaded(tmp_path))
+    assert os.path.dirname(made) == tempfile.gettempdir()
+    os.rmdir(made)
+
+
+def test_tmpfs_is_read_from_the_mount_table():
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        table = [line.split() for line in mounts]
+    tmpfs = [fields[1] for fields in table if fields[2] == "tmpfs"]
+    other = [fields[1] for fields in table if fields[2] not in ("tmpfs",) and fields[1] not in tmpfs]
+    assert other and not scratch._is_tmpfs(other[0])
+    if tmpfs:
+        assert scratch._is_tmpfs(tmpfs[0])
+    assert not scratch._is_tmpfs("/no/such/mount")
+    assert scratch._memory_available() > 0
