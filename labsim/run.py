@@ -287,6 +287,10 @@ class ScenarioRun:
     def _start_instant(self) -> float:
         return self.reactor.seconds()
 
+    def _simulated_from(self) -> float | None:
+        """Where a virtual run's clock started (its calendar); None: the real clock."""
+        return None
+
     def _make_timeline(self):
         return self._timeline(self.control)
 
@@ -425,6 +429,7 @@ class ScenarioRun:
             end_t=self.reactor.seconds() - self._epoch if self._epoch else 0.0,
             events_cap=EVENTS_PER_PHONE_IN_REPORT,
             stage_archive=self.stage_archive,
+            simulated_from=self._simulated_from(),
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs

@@ -18,6 +18,7 @@ import html
 import json
 import math
 import os
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from labsim.observe.latencies import counted_items, counted_percentile
@@ -446,10 +447,15 @@ def _summary_html(report: dict) -> str:
     if not report["complete"]:
         badges.append(f'<span class="badge incomplete">INCOMPLETE: {html.escape(report["end_reason"])}</span>')
     scenario = report["scenario"]
+    simulated = report.get("simulated")
+    when = [("duration", f"{report['duration_s']:.1f} s"), ("started", report["started"] or "–")]
+    if simulated:  # a virtual run: what it simulated first, its wall time after
+        when = [("simulated", f"{format_duration(simulated['duration_s'])}, {_calendar_text(simulated['from'])} "
+                              f"to {_calendar_text(simulated['to'])}"),
+                ("wall time", f"{report['duration_s']:.1f} s"), ("run at", report["started"] or "–")]
     facts = [
         ("phones", str(summary["phones"])),
-        ("duration", f"{report['duration_s']:.1f} s"),
-        ("started", report["started"] or "–"),
+        *when,
         ("end", report["end_reason"]),
         ("seed", str(scenario["seed"])),
         ("reboots", str(summary["reboots_total"])),
@@ -476,6 +482,15 @@ def _summary_html(report: dict) -> str:
     )
 
 
+def _calendar_text(moment: str) -> str:
+    """``2026-01-04T00:00:00+00:00`` as ``Sun 2026-01-04 00:00 UTC`` (a week reads by its days)."""
+    try:
+        parsed = datetime.fromisoformat(moment)
+    except (TypeError, ValueError):
+        return str(moment)
+    return parsed.astimezone(timezone.utc).strftime("%a %Y-%m-%d %H:%M UTC")
+
+
 def build_html(report: dict, *, stage_latencies: dict[str, list[float]] | None = None,
                rows: list[tuple] | None = None) -> str:
     return "\n".join(html_pieces(report, stage_latencies=stage_latencies, rows=rows)) + "\n"
@@ -490,7 +505,8 @@ class PageFacts:
 
     def __init__(self, report: dict):
         self.report = report  # the one they are facts of
-        self.end_t = report.get("duration_s") or 0.0
+        simulated = report.get("simulated")  # a virtual run's axes end where its simulated time did
+        self.end_t = (simulated["duration_s"] if simulated else report.get("duration_s")) or 0.0
         self.ready: list[float] = []
         self.changes: list[tuple[float, str, str]] = []
         self.cut = False

@@ -437,6 +437,8 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
         timeline=timeline, complete=all(shard["complete"] for shard in shards),
         end_reason=end_reason_of(shards),
+        # Virtual-time shards all start at the virtual clock's epoch (their start_at).
+        simulated_from=first["start_at"] if first.get("clock") == "virtual" else None,
         uploads=list({upload["path"]: upload for shard in shards
                       for upload in shard.get("uploads", [])}.values()),  # shards on one host list one folder
     )

@@ -12,6 +12,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
 from labsim.observe.latencies import Latencies
@@ -43,6 +44,8 @@ class RunRecord:
     end_t: float = 0.0  # the run's end, in seconds from its start (simulated time in a virtual run)
     events_cap: int | None = None  # keep at most this many events per phone in the report
     stage_archive: object = None  # observe.stage_archive.StageArchive: a long run's older timings
+    # A virtual run: the moment its clock starts at (epoch seconds: its calendar); None on the real clock.
+    simulated_from: float | None = None
 
 
 def count_metrics(members) -> dict[str, int]:
@@ -147,6 +150,18 @@ def judge(record: RunRecord) -> list[Verdict]:
     return verdicts
 
 
+def simulated_span(simulated_from: float | None, end_t: float) -> dict | None:
+    """What a virtual run simulated: from and to on its clock's calendar (ISO 8601, UTC),
+    and how long (seconds). None for a run on the real clock (its ``duration_s`` says it)."""
+    if simulated_from is None:
+        return None
+    return {"from": _calendar(simulated_from), "to": _calendar(simulated_from + end_t), "duration_s": round(end_t, 3)}
+
+
+def _calendar(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")
+
+
 def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
     members = record.members
     by_state = Counter(member.phone.state for member in members)
@@ -158,6 +173,8 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "duration_s": round(record.duration_s, 3),
         "complete": record.complete,
         "end_reason": record.end_reason,
+        "clock": "real" if record.simulated_from is None else "virtual",
+        "simulated": simulated_span(record.simulated_from, record.end_t),
         "passed": all(v.passed for v in verdicts),
         "expectations": [
             {"name": v.name, "check": e.check, "passed": v.passed, "observed": v.observed, "detail": v.detail}

@@ -51,6 +51,9 @@ class VirtualScenarioRun(ScenarioRun):
     def _start_watch(self, lead: float) -> None:
         """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them."""
 
+    def _simulated_from(self) -> float | None:
+        return self._epoch
+
     def _on_timeline_action(self) -> None:
         self._services.files_changed()  # an action may have edited, replaced or deleted a file
         super()._on_timeline_action()

@@ -85,6 +85,9 @@ def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
         for key in ("started", "duration_s"):
             report.pop(key)
     assert reports[0] == reports[1]
+    assert reports[0]["clock"] == "virtual"
+    assert reports[0]["simulated"] == {"from": "2026-01-04T00:00:00+00:00", "to": "2026-01-04T08:00:00+00:00",
+                                       "duration_s": 28800.0}
 
 
 @pytest.mark.parametrize("change, key, named", [

@@ -324,3 +324,15 @@ def test_a_weeks_plots_are_ticked_in_days_and_buckets_said_as_durations():
         ticks = re.findall(r'<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]*)</text>', svg)
         assert ticks == ["0", "1d", "2d", "3d", "4d", "5d", "6d", "7d"], ticks
     assert "time since the run started (buckets of 10m)" in html_report.rates_svg(None, 7 * 86400, series)
+
+
+def test_a_virtual_runs_page_says_what_it_simulated_and_its_axes_end_there():
+    rep = report(three_phones())
+    rep["simulated"] = {"from": "2026-01-04T00:00:00+00:00", "to": "2026-01-11T00:00:00+00:00", "duration_s": 604800.0}
+    page = build_html(rep)
+    facts = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", page))
+    assert facts["simulated"] == "7d, Sun 2026-01-04 00:00 UTC to Sun 2026-01-11 00:00 UTC"
+    assert facts["wall time"] == "10.0 s" and "duration" not in facts
+    assert html_report.PageFacts(rep).end_t == 604800.0  # not the 10 s of wall time
+    real = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", build_html(report(three_phones()))))
+    assert real["duration"] == "10.0 s" and "simulated" not in real

@@ -169,6 +169,19 @@ def test_build_report_summary_and_phones():
     assert phones["00:15:65:00:00:03"]["files"] == {"y000000000066.cfg": f"{3:032x}"}
 
 
+def test_a_report_says_its_clock_and_what_a_virtual_run_simulated():
+    record = _record([])
+    real = build_report(record, judge(record))
+    assert real["clock"] == "real" and real["simulated"] is None
+    # A virtual run from Sunday 2026-01-04 00:00 UTC whose simulated time ended 7 days and 90.5 s later.
+    record.simulated_from, record.end_t = 1767484800.0, 7 * 86400 + 90.5
+    virtual = build_report(record, judge(record))
+    assert virtual["clock"] == "virtual"
+    assert virtual["simulated"] == {"from": "2026-01-04T00:00:00+00:00", "to": "2026-01-11T00:01:30+00:00",
+                                    "duration_s": 604890.5}
+    assert virtual["duration_s"] == 12.346  # the wall time stays what it was
+
+
 def test_report_passes_only_when_every_expectation_holds():
     record = _record([(None, "phones.ready >= 75%"), (None, "reboots.total <= 4")])
     assert build_report(record, judge(record))["passed"] is True
