@@ -310,7 +310,6 @@ def command_serve(args) -> int:
         return EXIT_BAD_INPUT
     _raise_open_file_limit()
     import shutil
-    import tempfile
 
     from twisted.internet import epollreactor
 
@@ -321,6 +320,7 @@ def command_serve(args) -> int:
     from labsim.fleet.fleet import build_fleets
     from labsim.observe.live_log import LiveLog, format_counters
     from labsim.run import UploadFolders, materialize_provisioning
+    from labsim.scratch import scratch_folder
     from labsim.services.lab import LabServices
 
     from labsim.services.on_interface import services_on_interface
@@ -330,7 +330,7 @@ def command_serve(args) -> int:
     except ValueError as exc:
         print(f"{args.scenario}: services.dhcp.interface: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    workdir = tempfile.mkdtemp(prefix="labsim-serve-")
+    workdir = scratch_folder(loaded, prefix="labsim-serve-")
     try:
         # The fleets only matter for per-phone files: the served tree is the one `run` serves.
         root = materialize_provisioning(loaded, workdir, build_fleets(loaded.scenario))

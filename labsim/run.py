@@ -161,7 +161,7 @@ class ScenarioRun:
         self._collections = FullCollectionsHeld()
         self._survivors = SurvivorsFrozen()  # and later, full collections walk only what is new
         self._pacer = Pacer(reactor, on_done=self._collections.release)
-        self._workdir = scratch_folder(loaded)
+        self._workdir: str | None = None  # the served provisioning tree's folder, made as the run starts
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
         self._network: LoopbackNetwork | None = None
@@ -190,10 +190,14 @@ class ScenarioRun:
     @defer.inlineCallbacks
     def start(self):
         """Start everything; ``self.finished`` fires with the exit code."""
-        if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
-            self._capture = PcapCapture(self.pcap_path)
-        yield self._start_services()
-        where = self._start_network()
+        try:
+            if self.pcap_path:  # run outputs: fail before anything starts if the file cannot be made
+                self._capture = PcapCapture(self.pcap_path)
+            yield self._start_services()
+            where = self._start_network()
+        except Exception:
+            self._remove_workdir()  # a run that cannot start (a port in use …) leaves no tree behind
+            raise
         for member in self.members:
             # run outputs: the phone reaches the network through a link that records it.
             link = RecordingLink(self._network.phone_view(member.phone), self._events, self.reactor, 0.0,
@@ -273,8 +277,19 @@ class ScenarioRun:
     def _build_members(self, saved_flash):
         return build_fleets(self.scenario, saved_flash)
 
+    def _provisioning_root(self, members) -> str:
+        """The tree the services serve, written into a scratch folder of the run's own
+        (``labsim/scratch.py``), removed when the run ends or cannot start."""
+        self._workdir = scratch_folder(self.loaded)
+        return materialize_provisioning(self.loaded, self._workdir, members)
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
     def _start_services(self):
-        root = materialize_provisioning(self.loaded, self._workdir, self.members)
+        root = self._provisioning_root(self.members)
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
                                      own_fleet=True,
                                      faults=self.faults, upload_folders=self.uploads)
@@ -442,7 +457,7 @@ class ScenarioRun:
         self.stream.flush()
         self._survivors.remove()
         gc.unfreeze()  # what start() froze may be collected again (after the report: a collection walks every phone)
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._remove_workdir()
         if not self.finished.called:
             self.finished.callback(self.exit_code)
 

@@ -7,11 +7,17 @@ than writing its bytes: on the 2-core VM these numbers come from (ext4), 10,000 
 files took 0.6-4.0 s of system time, and 0.17 s on tmpfs (docs/performance.md). So the
 folder goes on tmpfs (``/dev/shm``) when there is one with room to spare for the tree,
 else where ``tempfile`` puts it. A ``TMPDIR`` the user set is theirs: it is used as it is.
+
+tmpfs is memory until the machine restarts: a run killed before it could delete its folder
+(SIGKILL, a crash) would hold it there. So a folder on tmpfs is named with its run's
+process id, and the next run there deletes the folders of runs whose process is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 
 SHARED_MEMORY = "/dev/shm"
@@ -43,11 +49,42 @@ def tree_bytes(loaded) -> int:
 def scratch_folder(loaded, prefix: str = "labsim-") -> str:
     """A new folder for the run's provisioning tree: on tmpfs when it fits (see above)."""
     if "TMPDIR" not in os.environ and _fits_in_shared_memory(tree_bytes(loaded)):
+        _sweep_left_behind(SHARED_MEMORY, prefix)
         try:
-            return tempfile.mkdtemp(prefix=prefix, dir=SHARED_MEMORY)
+            return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=SHARED_MEMORY)
         except OSError:
             pass  # not writable after all: the usual place
     return tempfile.mkdtemp(prefix=prefix)
+
+
+def _sweep_left_behind(folder: str, prefix: str) -> None:
+    """Delete ``<prefix><pid>-*`` folders in ``folder`` that this user owns and whose
+    process no longer exists (a live process of that id, even another program, keeps its
+    folder: a reused id only delays the sweep)."""
+    named = re.compile(re.escape(prefix) + r"(\d+)-")
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = named.match(entry.name)
+        try:
+            if (match is None or not entry.is_dir(follow_symlinks=False)
+                    or entry.stat(follow_symlinks=False).st_uid != os.getuid() or _alive(int(match.group(1)))):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _fits_in_shared_memory(needed: int) -> bool:

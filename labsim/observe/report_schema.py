@@ -168,6 +168,20 @@ REPORT_SCHEMA = {
         "duration_s": {"type": "number", "minimum": 0},
         "complete": {"type": "boolean"},
         "end_reason": {"type": "string"},
+        "clock": {"enum": ["real", "virtual"], "description": "virtual: a run in virtual time (--clock virtual)"},
+        "simulated": {
+            "description": "a virtual run's simulated time (its calendar starts 2026-01-04T00:00:00+00:00); "
+                           "null on the real clock",
+            "anyOf": [
+                {"type": "null"},
+                {"type": "object",
+                 "properties": {"from": {"type": "string", "description": "ISO 8601 UTC, on the virtual calendar"},
+                                "to": {"type": "string", "description": "ISO 8601 UTC, on the virtual calendar"},
+                                "duration_s": {"type": "number", "minimum": 0,
+                                               "description": "simulated seconds from the fleet's start to the end"}},
+                 "required": ["from", "to", "duration_s"], "additionalProperties": False},
+            ],
+        },
         "passed": {"type": "boolean"},
         "expectations": {"type": "array", "items": EXPECTATION},
         "summary": {
@@ -212,7 +226,8 @@ REPORT_SCHEMA = {
             "additionalProperties": False,
         },
     },
-    "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "passed",
+    "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "clock", "simulated",
+                 "passed",
                  "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],
 }
 

@@ -196,7 +196,7 @@ class WorkersRun:
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
         self._hellos: dict[int, int] = {}
         self._all_ready = defer.Deferred()
-        self._workdir = scratch_folder(loaded)
+        self._workdir: str | None = None  # the served provisioning tree's folder, made as the run starts
         self._services: LabServices | None = None
         self.shared = served_by_workers(self.scenario)  # the services every worker serves too
         self._lab = ""  # what the workers need to serve them (--worker-lab)
@@ -225,6 +225,15 @@ class WorkersRun:
 
     @defer.inlineCallbacks
     def start(self):
+        try:
+            yield self._start()
+        except Exception:
+            self._remove_workdir()  # a run that cannot start (a port in use …) leaves no tree behind
+            raise
+
+    @defer.inlineCallbacks
+    def _start(self):
+        self._workdir = scratch_folder(self.loaded)
         root = materialize_provisioning(self.loaded, self._workdir, self.fleet)
         if self.stay_open:  # --ui: the dashboard's live log and service counters read the parent's services
             self.shared = ()
@@ -501,8 +510,13 @@ class WorkersRun:
         self.exit_code = EXIT_FAILED
         return self.exit_code
 
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
     def _finished(self, code):
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self._remove_workdir()
         if not self.finished.called:
             self.finished.callback(code)
 

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun, materialize_provisioning
+from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
 
@@ -34,7 +34,7 @@ class VirtualScenarioRun(ScenarioRun):
     services_class = VirtualServices  # a shard's hands out its part of the DHCP pool (scale/virtual_shards.py)
 
     def _start_services(self):
-        root = materialize_provisioning(self.loaded, self._workdir, self._whole_fleet())
+        root = self._provisioning_root(self._whole_fleet())
         self._services = self.services_class(self.reactor, self.scenario.services, root, faults=self.faults,
                                              upload_folders=self.uploads, cert_dir=self.report_dir)
         return self._services.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -184,6 +185,31 @@ def test_an_interrupted_run_writes_every_output_marked_incomplete(tmp_path):
     discovers = [p for p in rdpcap(str(tmp_path / "lab.pcap")) if DHCP in p]
     assert discovers and all(p[Ether].dst == "ff:ff:ff:ff:ff:ff" for p in discovers)
     assert len(discovers) == sum(1 for e in events if e["kind"] == "dhcp")
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_a_run_leaves_no_scratch_folder_whether_it_starts_or_not(tmp_path, workers):
+    # The served provisioning tree goes into a scratch folder (labsim/scratch.py; a TMPDIR
+    # the user set is used as it is): deleted at the end, and when a port in use stops the
+    # run before it starts.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    text = lab_scenario(scheme="http", count=4)
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(text)
+    command = [sys.executable, "-m", "labsim", "run", str(scenario), "--report-dir", str(tmp_path / "report")]
+    command += ["--workers", workers] if workers else []
+    env = dict(os.environ, TMPDIR=str(scratch))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(scratch.iterdir()) == []
+    http_port = int(text.split("http: {port: ")[1].split("}")[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", http_port))
+        taken.listen()
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT, env=env)
+    assert proc.returncode != 0 and "cannot start" in proc.stderr, proc.stdout + proc.stderr
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_pcap_file_that_cannot_be_made_stops_the_run_before_it_starts(tmp_path):

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import jsonschema
 import pytest
+
+from labsim.observe.report_schema import REPORT_SCHEMA
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +84,7 @@ def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
     assert events == (second_dir / "events.jsonl").read_bytes()
     assert events != (other_dir / "events.jsonl").read_bytes()
     reports = [json.loads((d / "report.json").read_text()) for d in (first_dir, second_dir)]
+    jsonschema.validate(reports[0], REPORT_SCHEMA, cls=jsonschema.Draft202012Validator)
     for report in reports:  # the wall-clock fields (docs/report.md)
         for key in ("started", "duration_s"):
             report.pop(key)

@@ -101,3 +101,22 @@ def test_tmpfs_is_read_from_the_mount_table():
         assert scratch._is_tmpfs(tmpfs[0])
     assert not scratch._is_tmpfs("/no/such/mount")
     assert scratch._memory_available() > 0
+
+
+def test_a_folder_on_tmpfs_names_its_process_and_folders_of_dead_runs_are_swept(tmp_path, shared_memory):
+    import subprocess
+    import sys
+
+    folder, _ = shared_memory
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has exited (its id is not reused within this test)
+    left = folder / f"labsim-{dead}-abc123"
+    (left / "provisioning").mkdir(parents=True)
+    (left / "provisioning" / "001565000001.cfg").write_text("x")
+    alive = folder / f"labsim-{os.getppid()}-def456"  # the test runner's parent: alive
+    alive.mkdir()
+    other = folder / "someone-elses"
+    other.mkdir()
+    made = scratch.scratch_folder(loaded(tmp_path))
+    assert os.path.basename(made).startswith(f"labsim-{os.getpid()}-")
+    assert not left.exists() and alive.is_dir() and other.is_dir()
