@@ -12,7 +12,9 @@ Used by ``tests/fuzz/test_fuzz.py`` (a fixed small budget in the suite) and
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -20,6 +22,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hypothesis import strategies as st
+
+def _served_folder(prefix: str) -> str:
+    """A folder for a target's server to serve, deleted when the process ends (a target
+    lives as long as the fuzzing that calls it)."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
 
 # --- inputs: raw bytes, or a seed message with random edits ---------------------------------
 
@@ -111,7 +121,7 @@ def _tftp_target():
     from labsim.services.tftp_udp import DiskTftpRequestHandler
     from labsim.wire import tftp as wire
 
-    root = tempfile.mkdtemp(prefix="labsim-fuzz-tftp-")
+    root = _served_folder("labsim-fuzz-tftp-")
     os.makedirs(os.path.join(root, "sub"))
     with open(os.path.join(root, "phone.cfg"), "wb") as handle:
         handle.write(b"x" * 3000)
@@ -236,7 +246,7 @@ def _http_target():
     from labsim.services.http_static import StaticRoot
     from labsim.services.http_web import ProvisioningSite
 
-    root = tempfile.mkdtemp(prefix="labsim-fuzz-http-")
+    root = _served_folder("labsim-fuzz-http-")
     with open(os.path.join(root, "a.cfg"), "wb") as handle:
         handle.write(b"a = 1\n" * 100)
     clock = Clock()
@@ -272,7 +282,7 @@ def _ftp_target():
 
     from labsim.services.ftp import FtpServerConfig, handler_class, new_stats
 
-    root = tempfile.mkdtemp(prefix="labsim-fuzz-ftp-")
+    root = _served_folder("labsim-fuzz-ftp-")
     os.makedirs(os.path.join(root, "uploads"))
     with open(os.path.join(root, "a.cfg"), "wb") as handle:
         handle.write(b"a = 1\n")
