@@ -309,8 +309,6 @@ def command_serve(args) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     _raise_open_file_limit()
-    import shutil
-
     from twisted.internet import epollreactor
 
     epollreactor.install()
@@ -320,7 +318,7 @@ def command_serve(args) -> int:
     from labsim.fleet.fleet import build_fleets
     from labsim.observe.live_log import LiveLog, format_counters
     from labsim.run import UploadFolders, materialize_provisioning
-    from labsim.scratch import scratch_folder
+    from labsim.scratch import ScratchFolder
     from labsim.services.lab import LabServices
 
     from labsim.services.on_interface import services_on_interface
@@ -330,10 +328,10 @@ def command_serve(args) -> int:
     except ValueError as exc:
         print(f"{args.scenario}: services.dhcp.interface: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    workdir = scratch_folder(loaded, prefix="labsim-serve-")
+    scratch = ScratchFolder(loaded, prefix="labsim-serve-")
     try:
         # The fleets only matter for per-phone files: the served tree is the one `run` serves.
-        root = materialize_provisioning(loaded, workdir, build_fleets(loaded.scenario))
+        root = materialize_provisioning(loaded, scratch.make(), build_fleets(loaded.scenario))
         uploads = UploadFolders(loaded, args.report_dir, args.uploads)
         services = LabServices(reactor, spec, root, cert_dir=args.report_dir, upload_folders=uploads,
                                faults=_scenario_faults(loaded.scenario))
@@ -365,7 +363,7 @@ def command_serve(args) -> int:
             print(f"uploads kept in {', '.join(sorted(uploads.used))}", flush=True)
         return EXIT_PASSED
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        scratch.remove()
 
 
 def _scenario_faults(scenario):

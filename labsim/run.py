@@ -36,7 +36,7 @@ from labsim.observe.stage_archive import StageArchive
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
-from labsim.scratch import scratch_folder
+from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
@@ -161,7 +161,7 @@ class ScenarioRun:
         self._collections = FullCollectionsHeld()
         self._survivors = SurvivorsFrozen()  # and later, full collections walk only what is new
         self._pacer = Pacer(reactor, on_done=self._collections.release)
-        self._workdir: str | None = None  # the served provisioning tree's folder, made as the run starts
+        self._scratch = ScratchFolder(loaded)  # where the served provisioning tree goes, made as the run starts
         self.uploads = UploadFolders(loaded, report_dir, uploads_dir)
         self._services: LabServices | None = None
         self._network: LoopbackNetwork | None = None
@@ -196,7 +196,7 @@ class ScenarioRun:
             yield self._start_services()
             where = self._start_network()
         except Exception:
-            self._remove_workdir()  # a run that cannot start (a port in use …) leaves no tree behind
+            self._scratch.remove()  # a run that cannot start (a port in use …) leaves no tree behind
             raise
         for member in self.members:
             # run outputs: the phone reaches the network through a link that records it.
@@ -280,13 +280,7 @@ class ScenarioRun:
     def _provisioning_root(self, members) -> str:
         """The tree the services serve, written into a scratch folder of the run's own
         (``labsim/scratch.py``), removed when the run ends or cannot start."""
-        self._workdir = scratch_folder(self.loaded)
-        return materialize_provisioning(self.loaded, self._workdir, members)
-
-    def _remove_workdir(self) -> None:
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        return materialize_provisioning(self.loaded, self._scratch.make(), members)
 
     def _start_services(self):
         root = self._provisioning_root(self.members)
@@ -457,7 +451,7 @@ class ScenarioRun:
         self.stream.flush()
         self._survivors.remove()
         gc.unfreeze()  # what start() froze may be collected again (after the report: a collection walks every phone)
-        self._remove_workdir()
+        self._scratch.remove()
         if not self.finished.called:
             self.finished.callback(self.exit_code)
 

@@ -57,6 +57,26 @@ def scratch_folder(loaded, prefix: str = "labsim-") -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+class ScratchFolder:
+    """One run's scratch folder: ``make()`` makes it (``scratch_folder``) and says where,
+    ``remove()`` deletes it with what it holds; both may be called again."""
+
+    def __init__(self, loaded, prefix: str = "labsim-"):
+        self.loaded = loaded
+        self.prefix = prefix
+        self.path: str | None = None
+
+    def make(self) -> str:
+        if self.path is None:
+            self.path = scratch_folder(self.loaded, self.prefix)
+        return self.path
+
+    def remove(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+
 def _sweep_left_behind(folder: str, prefix: str) -> None:
     """Delete ``<prefix><pid>-*`` folders in ``folder`` that this user owns and whose
     process no longer exists (a live process of that id, even another program, keeps its

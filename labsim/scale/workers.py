@@ -19,7 +19,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,7 +39,7 @@ from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
-from labsim.scratch import scratch_folder
+from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
 
@@ -196,7 +195,7 @@ class WorkersRun:
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
         self._hellos: dict[int, int] = {}
         self._all_ready = defer.Deferred()
-        self._workdir: str | None = None  # the served provisioning tree's folder, made as the run starts
+        self._scratch = ScratchFolder(loaded)  # where the served provisioning tree goes, made as the run starts
         self._services: LabServices | None = None
         self.shared = served_by_workers(self.scenario)  # the services every worker serves too
         self._lab = ""  # what the workers need to serve them (--worker-lab)
@@ -228,13 +227,12 @@ class WorkersRun:
         try:
             yield self._start()
         except Exception:
-            self._remove_workdir()  # a run that cannot start (a port in use …) leaves no tree behind
+            self._scratch.remove()  # a run that cannot start (a port in use …) leaves no tree behind
             raise
 
     @defer.inlineCallbacks
     def _start(self):
-        self._workdir = scratch_folder(self.loaded)
-        root = materialize_provisioning(self.loaded, self._workdir, self.fleet)
+        root = materialize_provisioning(self.loaded, self._scratch.make(), self.fleet)
         if self.stay_open:  # --ui: the dashboard's live log and service counters read the parent's services
             self.shared = ()
         self._services = LabServices(self.reactor, self.scenario.services, root, cert_dir=self.report_dir,
@@ -510,13 +508,8 @@ class WorkersRun:
         self.exit_code = EXIT_FAILED
         return self.exit_code
 
-    def _remove_workdir(self) -> None:
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
     def _finished(self, code):
-        self._remove_workdir()
+        self._scratch.remove()
         if not self.finished.called:
             self.finished.callback(code)
 

@@ -120,3 +120,14 @@ def test_a_folder_on_tmpfs_names_its_process_and_folders_of_dead_runs_are_swept(
     made = scratch.scratch_folder(loaded(tmp_path))
     assert os.path.basename(made).startswith(f"labsim-{os.getpid()}-")
     assert not left.exists() and alive.is_dir() and other.is_dir()
+
+
+def test_a_scratch_folder_is_made_once_and_removed_with_what_it_holds(tmp_path, shared_memory):
+    scratch_run = scratch.ScratchFolder(loaded(tmp_path))
+    assert scratch_run.path is None  # nothing is made before the run asks
+    made = scratch_run.make()
+    assert scratch_run.make() == made and os.path.isdir(made)
+    os.makedirs(os.path.join(made, "provisioning", "sub"))
+    scratch_run.remove()
+    assert not os.path.exists(made) and scratch_run.path is None
+    scratch_run.remove()  # again: nothing to do
