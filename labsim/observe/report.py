@@ -19,6 +19,7 @@ from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
+from labsim.scenario.durations import clock_text
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
 
@@ -302,9 +303,20 @@ def service_counters_line(counters: dict, most: int = 6) -> str:
     return ", ".join(shown) if shown else "(nothing)"
 
 
+LONG_S = 3600  # a time this long or longer is also written as days and a clock
+
+
+def _long(seconds: float, text: str) -> str:
+    """``text`` (a number of seconds), and past an hour the same as days and a clock: a
+    DHCP stage across a weekend's outage reads ``151126.4092 (1d 17:58:46)``."""
+    return f"{text} ({clock_text(seconds)})" if seconds >= LONG_S else text
+
+
 def summary_table(report: dict) -> str:
     summary = report["summary"]
-    lines = [f"Scenario {report['scenario']['name']!r}: {summary['phones']} phones in {report['duration_s']:.1f}s"
+    simulated = report.get("simulated")
+    span = (f", {clock_text(simulated['duration_s'])} simulated" if simulated else "") + f" in {report['duration_s']:.1f}s"
+    lines = [f"Scenario {report['scenario']['name']!r}: {summary['phones']} phones{span}"
              + ("" if report["complete"] else f" (INCOMPLETE: {report['end_reason']})")]
     states = ", ".join(f"{s} {n}" for s, n in summary["by_state"].items() if n)
     lines.append(f"  final states: {states}")
@@ -313,14 +325,17 @@ def summary_table(report: dict) -> str:
     lines.append(f"  reboots: {summary['reboots_total']}")
     ttr = summary["time_to_ready_s"]
     if ttr["count"]:
-        lines.append(f"  time to ready (s): p50 {ttr['p50']:.3f}  p95 {ttr['p95']:.3f}  p99 {ttr['p99']:.3f}  max {ttr['max']:.3f}")
+        lines.append("  time to ready (s): " + "  ".join(f"{key} {_long(ttr[key], f'{ttr[key]:.3f}')}"
+                                                       for key in ("p50", "p95", "p99", "max")))
     for stage, stats in summary["stages_s"].items():
-        lines.append(f"  stage {stage:<12} n={stats['count']:<6} p50 {stats['p50']:.4f}  p95 {stats['p95']:.4f}  max {stats['max']:.4f}")
+        lines.append(f"  stage {stage:<12} n={stats['count']:<6} " + "  ".join(
+            f"{key} {_long(stats[key], f'{stats[key]:.4f}')}" for key in ("p50", "p95", "max")))
     for server, stats in summary.get("servers", {}).items():
         # Which errors: a Yealink's boot files are optional, and their 404s are half its requests.
         which = ", ".join(f"{status} {n}" for status, n in stats.get("by_status", {}).items() if status != "ok")
+        p95 = stats["latency_s"]["p95"]
         lines.append(f"  server {server:<28} requests {stats['requests']:<6} errors {stats['errors']:<5} "
-                     f"p95 {stats['latency_s']['p95']:.4f}s" + (f"  ({which})" if which else ""))
+                     f"p95 {_long(p95, f'{p95:.4f}s')}" + (f"  ({which})" if which else ""))
     for name, counters in (report.get("services") or {}).items():
         lines.append(f"  service {name:<6} {service_counters_line(counters)}")
     if report.get("uploads"):

@@ -47,6 +47,13 @@ def _seconds(value) -> float:
     return seconds
 
 
+def clock_text(seconds: float) -> str:
+    """A long span as days and a clock, to the second: ``8d 12:00:00``, ``0d 06:30:15``."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def format_duration(seconds: float) -> str:
     """As a scenario writes it: ``7d``, ``8d12h``, ``1h30m``, ``2m30s``, ``1.5s`` (under two
     minutes, seconds alone: ``90s``)."""

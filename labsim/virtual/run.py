@@ -14,6 +14,7 @@ import sys
 import time
 
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun
+from labsim.scenario.durations import clock_text
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
 
@@ -59,10 +60,6 @@ class VirtualScenarioRun(ScenarioRun):
         super()._on_timeline_action()
 
 
-def simulated(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    return f"{days}d {hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def on_the_calendar(seconds: float) -> str:
@@ -104,7 +101,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         signal.signal(signal.SIGTERM, previous)
     run.close()
     span, wall = clock.seconds() - run._epoch, time.monotonic() - wall_start
-    stream.write(f"  virtual time: {simulated(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
+    stream.write(f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
                  f"({span / wall if wall > 0 else 0:,.0f}x real time)\n")
     return getattr(run, "exit_code", EXIT_FAILED)
 
@@ -138,7 +135,7 @@ def drive(run: ScenarioRun, clock: HeapClock, stream) -> None:
             if wall >= next_line:
                 next_line = wall + PROGRESS_EVERY_S
                 line = run.counter.line(clock.seconds() - run._epoch)
-                stream.write(f"{line}  | simulated {simulated(clock.seconds() - run._epoch)} "
+                stream.write(f"{line}  | simulated {clock_text(clock.seconds() - run._epoch)} "
                              f"in {wall - wall_start:.0f}s wall\n")
                 stream.flush()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from labsim.scenario.durations import format_duration, parse_duration, parse_moment
+from labsim.scenario.durations import clock_text, format_duration, parse_duration, parse_moment
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800),
@@ -29,3 +29,9 @@ def test_moments_after_the_start_are_durations_or_zero():
     for bad in (-1, "-1s", "x", True, "6 days", float("nan"), float("inf")):
         with pytest.raises(ValueError):
             parse_moment(bad)
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0d 00:00:00"), (59.9, "0d 00:00:59"), (3600, "0d 01:00:00"),
+                                           (151126.4092, "1d 17:58:46"), (8 * 86400 + 12 * 3600, "8d 12:00:00")])
+def test_clock_text_is_days_and_a_clock_to_the_second(seconds, text):
+    assert clock_text(seconds) == text

@@ -222,6 +222,23 @@ def test_summary_table_says_which_statuses_a_servers_errors_were():
     assert next(line for line in lines if "dhcp://" in line).endswith("s")  # no errors: nothing to say
 
 
+
+def test_summary_table_of_a_virtual_run_says_what_it_simulated_and_long_times_as_days():
+    # A DHCP stage across a weekend without a server: 151,126 s is 1d 17:58:46.
+    phone = _phone(1, state="ready", reboots=1, on=0.0, ready=2.0)
+    phone.phone.stages = [StageTiming("dhcp", 10.0, 10.0 + 151126.4092, "ok", "dhcp://127.0.0.1")]
+    record = _record([], members=[phone])
+    real = summary_table(build_report(record, judge(record))).splitlines()
+    assert real[0] == "Scenario 'unit': 1 phones in 12.3s"
+    record.simulated_from, record.end_t = 1767484800.0, 8 * 86400 + 12 * 3600
+    lines = summary_table(build_report(record, judge(record))).splitlines()
+    assert lines[0] == "Scenario 'unit': 1 phones, 8d 12:00:00 simulated in 12.3s"
+    stage = next(line for line in lines if "stage dhcp" in line)
+    assert "p50 151126.4092 (1d 17:58:46)" in stage and "max 151126.4092 (1d 17:58:46)" in stage
+    assert next(line for line in lines if "dhcp://" in line).endswith("p95 151126.4092s (1d 17:58:46)")
+    assert "p50 2.000  p95 2.000" in next(line for line in lines if "time to ready" in line)  # short: as before
+
+
 # --- writing ----------------------------------------------------------------------------
 
 
