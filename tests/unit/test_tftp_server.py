@@ -159,6 +159,21 @@ def tftpy_request(datagram: bytes):
     return (datagram[1], packet.filename, packet.mode, {str(k).lower(): str(v) for k, v in packet.options.items()})
 
 
+def reference_request(datagram: bytes):
+    """tftpy's reading, but for the one documented difference: labsim accepts a file name
+    in UTF-8 (wire.decode_request), where tftpy decodes names as ASCII and refuses it."""
+    expected = tftpy_request(datagram)
+    name = datagram[2:].split(b"\x00", 1)[0]
+    if expected is not None or name.isascii() or b"\x00" not in datagram[2:]:
+        return expected
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    stand_in = tftpy_request(datagram[:2] + b"x" + datagram[2 + len(name):])  # the rest read as tftpy reads it
+    return None if stand_in is None else (stand_in[0], text, *stand_in[2:])
+
+
 def fast_request(datagram: bytes):
     try:
         request = wire.decode_request(datagram)
@@ -177,7 +192,17 @@ PIECES = st.one_of(
 @given(st.sampled_from([1, 2]), st.lists(PIECES, max_size=8), st.booleans())
 def test_request_fast_path_accepts_and_refuses_what_tftpy_does(opcode, pieces, terminated):
     datagram = bytes([0, opcode]) + b"\x00".join(pieces) + (b"\x00" if terminated else b"")
-    assert fast_request(datagram) == tftpy_request(datagram), datagram
+    assert fast_request(datagram) == reference_request(datagram), datagram
+
+
+@pytest.mark.parametrize("datagram, expected", [
+    (b"\x00\x01\xc2\x80\x00\x00", (1, "\x80", "", {})),  # found by the property above: U+0080 in UTF-8
+    (b"\x00\x01t\xc3\xa9l\xc3\xa9phone.cfg\x00octet\x00", (1, "t\u00e9l\u00e9phone.cfg", "octet", {})),
+    (b"\x00\x01\xc2\x00octet\x00", None),  # not UTF-8: refused by both
+])
+def test_a_utf8_file_name_is_read_where_tftpy_refuses_it(datagram, expected):
+    assert tftpy_request(datagram) is None
+    assert fast_request(datagram) == reference_request(datagram) == expected
 
 
 def test_request_fast_path_on_the_usual_shapes():
