@@ -25,9 +25,10 @@ class StateCounter:
         for listener in self.listeners:
             listener(driver, old, new)
 
-    def line(self, elapsed: float, rates: dict[str, float] | None = None) -> str:
+    def line(self, elapsed: float, rates: dict[str, float] | None = None, stamp: str | None = None) -> str:
+        """``[  12.5s] 500 phones: dhcp 20, ready 480``; ``stamp`` in place of the seconds."""
         parts = [f"{state} {self.counts[state]}" for state in STATES if self.counts[state]]
-        text = f"[{elapsed:7.1f}s] {self.total} phones: " + ", ".join(parts)
+        text = f"[{stamp or f'{elapsed:7.1f}s'}] {self.total} phones: " + ", ".join(parts)
         if rates:
             text += "  | " + ", ".join(f"{name} {value:.0f}/s" for name, value in rates.items())
         return text

@@ -38,7 +38,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
-import re
 import resource
 import signal
 import subprocess
@@ -54,7 +53,8 @@ from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.scale.shard_run import ShardOfTheFleet, _ShardControl
 from labsim.scenario.durations import clock_text
 from labsim.virtual.lab import VirtualServices
-from labsim.virtual.run import PROGRESS_EVERY_S, VirtualScenarioRun, on_the_calendar, run_virtual
+from labsim.virtual.run import (PROGRESS_EVERY_S, PROGRESS_SIMULATED, VirtualScenarioRun, on_the_calendar,
+                                run_virtual)
 
 SHARD_LOG = "shard.log"
 
@@ -431,7 +431,7 @@ class VirtualWorkers:
 
 
 def _simulated_so_far(path: str, process: subprocess.Popen) -> str:
-    """The simulated time of a shard's last progress line ("... | simulated 1d 02:00:00 in 12s wall")."""
+    """The simulated time of a shard's last progress line ("[1d 02:00:00] 250 phones: … | 12s wall")."""
     if process.poll() is not None:
         return "done"
     try:
@@ -440,7 +440,7 @@ def _simulated_so_far(path: str, process: subprocess.Popen) -> str:
             tail = handle.read().decode("utf-8", "replace")
     except OSError:
         return "starting"
-    found = re.findall(r"\| simulated (.+?) in \d+s wall", tail)
+    found = PROGRESS_SIMULATED.findall(tail)
     return found[-1] if found else "starting"
 
 

@@ -9,6 +9,7 @@ and Ctrl-C or SIGTERM end the run with its report written, as with sockets.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -24,6 +25,9 @@ from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_pro
 VIRTUAL_EPOCH = 1767484800.0
 CHECK_EVERY = 4096  # events between looks at the wall clock
 PROGRESS_EVERY_S = 5.0  # wall seconds between progress lines
+# A progress line, "[6d 17:32:49] 500 phones: dhcp 500  | 5s wall": the simulated time it
+# was written at (the parent of --workers shows each shard's from its log).
+PROGRESS_SIMULATED = re.compile(r"^\[(\d+d \d\d:\d\d:\d\d)\] .*\| \d+s wall$", re.MULTILINE)
 
 
 class VirtualScenarioRun(ScenarioRun):
@@ -134,10 +138,13 @@ def drive(run: ScenarioRun, clock: HeapClock, stream) -> None:
                 return
             if wall >= next_line:
                 next_line = wall + PROGRESS_EVERY_S
-                line = run.counter.line(clock.seconds() - run._epoch)
-                stream.write(f"{line}  | simulated {clock_text(clock.seconds() - run._epoch)} "
-                             f"in {wall - wall_start:.0f}s wall\n")
+                stream.write(progress_line(run.counter, clock.seconds() - run._epoch, wall - wall_start) + "\n")
                 stream.flush()
+
+
+def progress_line(counter, simulated_s: float, wall_s: float) -> str:
+    """``[6d 17:32:49] 500 phones: dhcp 500  | 5s wall`` (``PROGRESS_SIMULATED`` reads it)."""
+    return f"{counter.line(simulated_s, stamp=clock_text(simulated_s))}  | {wall_s:.0f}s wall"
 
 
 def _raise_interrupt(signum, frame):

@@ -293,3 +293,22 @@ def test_the_end_of_a_virtual_run_is_said_on_its_calendar():
     assert on_the_calendar(0) == "Sunday 2026-01-04 00:00 UTC"
     assert on_the_calendar(6 * 86400) == "Saturday 2026-01-10 00:00 UTC"
     assert on_the_calendar(8 * 86400 + 12 * 3600 + 59.9) == "Monday 2026-01-12 12:00 UTC"
+
+
+def test_the_parent_reads_a_shards_simulated_time_from_its_last_progress_line(tmp_path):
+    # The line the shard's run loop writes (virtual/run.py) and the parent reads back.
+    from labsim.observe.progress import StateCounter
+    from labsim.scale.virtual_shards import _simulated_so_far
+    from labsim.virtual.run import progress_line
+
+    class Running:  # a shard still running
+        def poll(self):
+            return None
+
+    counter = StateCounter(250)
+    log = tmp_path / "shard.log"
+    log.write_text("labsim: week: 250 phones; services: ...\n"
+                   + "".join(progress_line(counter, t, wall) + "\n" for t, wall in ((3600.0, 5.2), (93784.0, 10.4))))
+    assert _simulated_so_far(str(log), Running()) == "1d 02:03:04"
+    log.write_text("labsim: week: 250 phones; services: ...\n")
+    assert _simulated_so_far(str(log), Running()) == "starting"
