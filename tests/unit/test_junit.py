@@ -123,3 +123,17 @@ def test_a_run_that_never_started_is_stamped_now_and_the_file_is_written_atomica
     assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60
     assert open(path, "rb").read().startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     assert not (tmp_path / "junit.xml.tmp").exists()
+
+
+def test_a_virtual_runs_suite_says_what_it_simulated_beside_its_wall_time():
+    report = make_report([expectation("phones.ready == 100%", True)])
+    plain = {p.get("name") for p in parse(report).iter("property")}
+    assert "clock" not in plain and "simulated_s" not in plain
+    report["simulated"] = {"from": "2026-01-04T00:00:00+00:00", "to": "2026-01-11T00:00:00+00:00", "duration_s": 604800.0}
+    root = parse(report)
+    check_ant_structure(root)
+    properties = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert properties["clock"] == "virtual" and properties["simulated_s"] == "604800.0"
+    assert properties["simulated_from"] == "2026-01-04T00:00:00+00:00"
+    assert properties["simulated_to"] == "2026-01-11T00:00:00+00:00"
+    assert root.get("time") == "12.500"  # the wall time, as CI systems expect of a suite
