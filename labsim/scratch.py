@@ -10,7 +10,9 @@ else where ``tempfile`` puts it. A ``TMPDIR`` the user set is theirs: it is used
 
 tmpfs is memory until the machine restarts: a run killed before it could delete its folder
 (SIGKILL, a crash) would hold it there. So a folder on tmpfs is named with its run's
-process id, and the next run there deletes the folders of runs whose process is gone.
+process id (and the process-id namespace it counts in: containers sharing ``/dev/shm``
+number their processes apart), and the next run there deletes the folders, of its own
+namespace, of runs whose process is gone.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def scratch_folder(loaded, prefix: str = "labsim-") -> str:
     if "TMPDIR" not in os.environ and _fits_in_shared_memory(tree_bytes(loaded)):
         _sweep_left_behind(SHARED_MEMORY, prefix)
         try:
-            return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=SHARED_MEMORY)
+            return tempfile.mkdtemp(prefix=f"{prefix}{_pid_namespace()}-{os.getpid()}-", dir=SHARED_MEMORY)
         except OSError:
             pass  # not writable after all: the usual place
     return tempfile.mkdtemp(prefix=prefix)
@@ -77,11 +79,19 @@ class ScratchFolder:
             self.path = None
 
 
+def _pid_namespace() -> str:
+    """This process's process-id namespace (``/proc/self/ns/pid``'s inode), "0" if unknown."""
+    try:
+        return re.sub(r"\D", "", os.readlink("/proc/self/ns/pid")) or "0"
+    except OSError:
+        return "0"
+
+
 def _sweep_left_behind(folder: str, prefix: str) -> None:
-    """Delete ``<prefix><pid>-*`` folders in ``folder`` that this user owns and whose
-    process no longer exists (a live process of that id, even another program, keeps its
-    folder: a reused id only delays the sweep)."""
-    named = re.compile(re.escape(prefix) + r"(\d+)-")
+    """Delete ``<prefix><namespace>-<pid>-*`` folders in ``folder`` that this user owns, of
+    this process's namespace, whose process no longer exists (a live process of that id,
+    even another program, keeps its folder: a reused id only delays the sweep)."""
+    named = re.compile(re.escape(f"{prefix}{_pid_namespace()}-") + r"(\d+)-")
     try:
         entries = list(os.scandir(folder))
     except OSError:

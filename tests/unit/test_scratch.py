@@ -110,16 +110,20 @@ def test_a_folder_on_tmpfs_names_its_process_and_folders_of_dead_runs_are_swept(
     folder, _ = shared_memory
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(gone.stdout)  # a process that has exited (its id is not reused within this test)
-    left = folder / f"labsim-{dead}-abc123"
+    space = scratch._pid_namespace()
+    assert space.isdigit() and space != "0"  # Linux: /proc/self/ns/pid
+    left = folder / f"labsim-{space}-{dead}-abc123"
     (left / "provisioning").mkdir(parents=True)
     (left / "provisioning" / "001565000001.cfg").write_text("x")
-    alive = folder / f"labsim-{os.getppid()}-def456"  # the test runner's parent: alive
+    alive = folder / f"labsim-{space}-{os.getppid()}-def456"  # the test runner's parent: alive
     alive.mkdir()
+    elsewhere = folder / f"labsim-1{space}-{dead}-ghi789"  # another namespace's: its ids are not ours to judge
+    elsewhere.mkdir()
     other = folder / "someone-elses"
     other.mkdir()
     made = scratch.scratch_folder(loaded(tmp_path))
-    assert os.path.basename(made).startswith(f"labsim-{os.getpid()}-")
-    assert not left.exists() and alive.is_dir() and other.is_dir()
+    assert os.path.basename(made).startswith(f"labsim-{space}-{os.getpid()}-")
+    assert not left.exists() and alive.is_dir() and elsewhere.is_dir() and other.is_dir()
 
 
 def test_a_scratch_folder_is_made_once_and_removed_with_what_it_holds(tmp_path, shared_memory):
