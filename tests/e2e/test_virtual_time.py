@@ -151,3 +151,32 @@ def test_a_weekly_window_is_kept_in_the_zone_the_phones_were_given(tmp_path):
     later = [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/y000000000066.cfg") and e["t"] > 60]
     assert len(later) == 2 * 10
     assert all(7 * 3600 <= t % 86400 < 8 * 3600 for t in later), sorted(later)
+
+
+GRANDSTREAM_ZONED = """\
+name: grandstream-zoned
+clock: virtual
+duration: 2d
+services:
+  dhcp: {port: 6767, subnet: 10.0.0.0/16, pool: {start: 10.0.0.10, end: 10.0.0.250}, lease_time_s: 86400,
+         options: {66: "http://127.0.0.1:8080/"}}
+  http: {port: 8080}
+provisioning:
+  files:
+    cfg.xml: |
+      <gs_provision version="1"><config version="1"><P194>2</P194><P285>3</P285><P64>EST5EDT,M3.2.0,M11.1.0</P64></config></gs_provision>
+fleets:
+  - {vendor: grandstream, models: {GXP2170: 6}, first_mac: "00:0b:82:00:00:01", boot: {pattern: storm, random_delay_s: 60}}
+expect:
+  - phones.ready == 100%
+"""
+
+
+def test_a_grandstream_daily_check_is_kept_in_the_posix_zone_it_was_given(tmp_path):
+    # P194 2, P285 3: daily at 03:00 on the phone's clock; P64 EST5EDT is UTC-5, so 08:00 UTC.
+    proc, report_dir = run(tmp_path, "gs-zoned", text=GRANDSTREAM_ZONED)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
+    later = [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/cfg.xml") and e["t"] > 3600]
+    assert len(later) == 2 * 6
+    assert all(8 * 3600 <= t % 86400 < 8 * 3600 + 60 for t in later), sorted(later)
