@@ -448,11 +448,12 @@ def _summary_html(report: dict) -> str:
         badges.append(f'<span class="badge incomplete">INCOMPLETE: {html.escape(report["end_reason"])}</span>')
     scenario = report["scenario"]
     simulated = report.get("simulated")
-    when = [("duration", f"{report['duration_s']:.1f} s"), ("started", report["started"] or "–")]
     if simulated:  # a virtual run: what it simulated first, its wall time after
         when = [("simulated", f"{format_duration(simulated['duration_s'])}, {_calendar_text(simulated['from'])} "
                               f"to {_calendar_text(simulated['to'])}"),
                 ("wall time", f"{report['duration_s']:.1f} s"), ("run at", report["started"] or "–")]
+    else:
+        when = [("duration", f"{report['duration_s']:.1f} s"), ("started", report["started"] or "–")]
     facts = [
         ("phones", str(summary["phones"])),
         *when,

@@ -14,12 +14,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from labsim.scenario.durations import clock_text
 from labsim.scenario.expectations import Verdict, evaluate, evaluate_flash, parse_expectation
 from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
-from labsim.scenario.durations import clock_text
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
 

@@ -37,10 +37,7 @@ def hours_offset_s(text: str | None) -> int:
     for anything else."""
     if not text:
         return 0
-    text = text.replace(" ", "").strip('"')
-    if text.upper() in ("GMT", "UTC"):
-        return 0
-    match = _HOURS_MINUTES.fullmatch(text)
+    match = _HOURS_MINUTES.fullmatch(text.replace(" ", "").strip('"'))  # "GMT" alone: no match, 0
     if match is None:
         return 0
     sign, hours, minutes = match.groups()

@@ -51,10 +51,9 @@ from labsim.observe.merge import shard_record, write_shard_record
 from labsim.observe.merge_series import archive_record, series_record
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.scale.shard_run import ShardOfTheFleet, _ShardControl
-from labsim.scenario.durations import clock_text
 from labsim.virtual.lab import VirtualServices
-from labsim.virtual.run import (PROGRESS_EVERY_S, PROGRESS_SIMULATED, VirtualScenarioRun, on_the_calendar,
-                                run_virtual)
+from labsim.virtual.run import (PROGRESS_EVERY_S, PROGRESS_SIMULATED, VirtualScenarioRun, run_virtual,
+                                virtual_time_line)
 
 SHARD_LOG = "shard.log"
 
@@ -423,8 +422,7 @@ class VirtualWorkers:
         own = resource.getrusage(resource.RUSAGE_SELF)
         parent_cpu = own.ru_utime + own.ru_stime  # on two cores, what the parent takes the shards lack
         parent = own.ru_maxrss / 1024
-        return (f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
-                f"({span / wall if wall > 0 else 0:,.0f}x real time) by {self.count} shards; CPU of all processes "
+        return (f"{virtual_time_line(span, wall)} by {self.count} shards; CPU of all processes "
                 f"{sum(shards_cpu) + parent_cpu:.1f}s (shards {', '.join(f'{cpu:.1f}' for cpu in shards_cpu)}s, "
                 f"parent {parent_cpu:.1f}s); peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
                 f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")

@@ -64,12 +64,16 @@ class VirtualScenarioRun(ScenarioRun):
         super()._on_timeline_action()
 
 
-
-
 def on_the_calendar(seconds: float) -> str:
     """Where ``seconds`` after the start falls on the virtual clock's calendar (UTC, the
     phones' clock unless a time zone moves theirs): ``Monday 2026-01-12 12:00 UTC``."""
     return time.strftime("%A %Y-%m-%d %H:%M UTC", time.gmtime(VIRTUAL_EPOCH + seconds))
+
+
+def virtual_time_line(span: float, wall: float) -> str:
+    """The run's last line: how much it simulated, to where on the calendar, in what wall time."""
+    return (f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
+            f"({span / wall if wall > 0 else 0:,.0f}x real time)")
 
 
 def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
@@ -105,8 +109,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         signal.signal(signal.SIGTERM, previous)
     run.close()
     span, wall = clock.seconds() - run._epoch, time.monotonic() - wall_start
-    stream.write(f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
-                 f"({span / wall if wall > 0 else 0:,.0f}x real time)\n")
+    stream.write(virtual_time_line(span, wall) + "\n")
     return getattr(run, "exit_code", EXIT_FAILED)
 
 

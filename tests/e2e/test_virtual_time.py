@@ -142,20 +142,23 @@ fleets:
 """
 
 
+def fetch_times(proc, report_dir, name: str, after: float) -> list[float]:
+    """When the run's phones fetched ``name`` after ``after`` seconds (the run passed)."""
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
+    return [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/" + name) and e["t"] > after]
+
+
 def test_a_weekly_window_is_kept_in_the_zone_the_phones_were_given(tmp_path):
     # 02:00-03:00 on phones provisioned with local_time.time_zone = -5 is 07:00-08:00 on
     # the lab's clock (UTC): the plot of a site's load shows it where the phones put it.
-    proc, report_dir = run(tmp_path, "zoned", text=ZONED)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
-    later = [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/y000000000066.cfg") and e["t"] > 60]
+    later = fetch_times(*run(tmp_path, "zoned", text=ZONED), "y000000000066.cfg", after=60)
     assert len(later) == 2 * 10
     assert all(7 * 3600 <= t % 86400 < 8 * 3600 for t in later), sorted(later)
 
 
 GRANDSTREAM_ZONED = """\
 name: grandstream-zoned
-clock: virtual
 duration: 2d
 services:
   dhcp: {port: 6767, subnet: 10.0.0.0/16, pool: {start: 10.0.0.10, end: 10.0.0.250}, lease_time_s: 86400,
@@ -174,9 +177,6 @@ expect:
 
 def test_a_grandstream_daily_check_is_kept_in_the_posix_zone_it_was_given(tmp_path):
     # P194 2, P285 3: daily at 03:00 on the phone's clock; P64 EST5EDT is UTC-5, so 08:00 UTC.
-    proc, report_dir = run(tmp_path, "gs-zoned", text=GRANDSTREAM_ZONED)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
-    later = [e["t"] for e in events if e["kind"] == "fetch" and e["url"].endswith("/cfg.xml") and e["t"] > 3600]
+    later = fetch_times(*run(tmp_path, "gs-zoned", text=GRANDSTREAM_ZONED), "cfg.xml", after=3600)
     assert len(later) == 2 * 6
     assert all(8 * 3600 <= t % 86400 < 8 * 3600 + 60 for t in later), sorted(later)
