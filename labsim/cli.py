@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "clock, else real)")
     run.add_argument("--duration", metavar="TIME", help="run this long whether or not the phones settle: "
                                                         "90s, 15m, 12h, 7d (simulated time with --clock virtual)")
+    run.add_argument("--clock-starts", metavar="WHEN", help="the date and time (UTC) the phones' clocks read when "
+                                                              "the run begins, e.g. '2026-03-27 12:00' (default: "
+                                                              "the scenario's clock_starts, else 2026-01-04 00:00)")
     run.set_defaults(func=command_run)
     add_merge_command(commands)
 
@@ -212,6 +215,16 @@ def command_run(args) -> int:
         from labsim.scenario.loader import LoadedScenario
 
         loaded = LoadedScenario(scale_scenario(loaded.scenario, args.phones), loaded.path)
+    if args.clock_starts is not None:
+        from labsim.scenario.calendar_start import parse_start
+        from labsim.scenario.loader import LoadedScenario
+
+        try:
+            clock_starts = parse_start(args.clock_starts)
+        except ValueError as exc:
+            print(f"labsim: --clock-starts: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        loaded = LoadedScenario(loaded.scenario.model_copy(update={"clock_starts": clock_starts}), loaded.path)
     if args.duration is not None or args.clock is not None:  # virtual time (issue 15)
         from labsim.scenario.durations import parse_duration
         from labsim.scenario.loader import LoadedScenario

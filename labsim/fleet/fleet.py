@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from labsim.phones.flash import Flash
 from labsim.phones.phone import Phone
 from labsim.phones.phone_random import PhoneRandom
-from labsim.phones.vendors import profile_for
+from labsim.phones.vendors import calendar_behaviour, profile_for
+from labsim.scenario.calendar_start import clock_start_s
 
 
 @dataclass(slots=True)
@@ -74,9 +75,10 @@ def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None, shard=No
     seen_macs: set[str] = set()
     saved_flash = saved_flash or {}
     order = -1
+    clock_start = clock_start_s(scenario.clock_starts)
     for index, fleet in enumerate(scenario.fleets):
         name = fleet_name(fleet, index)
-        profile = profile_for(fleet.vendor, fleet.behaviour)
+        profile = profile_for(fleet.vendor, {**calendar_behaviour(fleet.vendor, clock_start), **fleet.behaviour})
         models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
         macs = mac_range(fleet.first_mac, len(models))
         schedule_rng = random.Random(f"{scenario.seed}:{name}:boot")

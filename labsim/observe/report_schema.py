@@ -170,8 +170,8 @@ REPORT_SCHEMA = {
         "end_reason": {"type": "string"},
         "clock": {"enum": ["real", "virtual"], "description": "virtual: a run in virtual time (--clock virtual)"},
         "simulated": {
-            "description": "a virtual run's simulated time (its calendar starts 2026-01-04T00:00:00+00:00); "
-                           "null on the real clock",
+            "description": "a virtual run's simulated time (its calendar starts at the scenario's clock_starts, "
+                           "else 2026-01-04T00:00:00+00:00); null on the real clock",
             "anyOf": [
                 {"type": "null"},
                 {"type": "object",

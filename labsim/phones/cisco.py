@@ -20,6 +20,7 @@ that is not found fails the resync only with ``Resync_Fails_On_FNF``. After the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import re
@@ -30,7 +31,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
-from labsim.phones.local_time import hours_offset_s
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
@@ -86,6 +87,10 @@ DEFAULTS = {
     "Resync_At_Random_Delay": "600",
     "Upgrade_Enable": "Yes",
     "Upgrade_Rule": "",
+    # Summer time: the MPP guide's rule (the last Sunday of March to the last of October,
+    # 02:00, one hour); (unverified) that it is on by default.
+    "Daylight_Saving_Time_Enable": "Yes",
+    "Daylight_Saving_Time_Rule": "start=3/-1/7/2;end=10/-1/7/2;save=1",
 }
 DAY_S = 86_400
 
@@ -409,6 +414,58 @@ def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
     start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
     # Each phone resyncs at its own moment in the random delay, once a day.
     # Resync_At is local time: the lab's clock moved by Time_Zone ("GMT-05:00").
-    now = behaviour.clock_start_s + phone.now + hours_offset_s(phone.flash.settings.get("Time_Zone"))
-    return next_window_moment_s(phone, now, start, parse_int(setting(phone, "Resync_At_Random_Delay"), 0))
+    lab_now = behaviour.clock_start_s + phone.now
+    zone = phone_zone(phone)
+    delay = parse_int(setting(phone, "Resync_At_Random_Delay"), 0)
+    wait = next_window_moment_s(phone, zone.local_s(lab_now), start, delay)
+    return None if wait is None else zone.wait_s(lab_now, wait)
+
+
+def phone_zone(phone) -> Zone:
+    """``Time_Zone`` and, with ``Daylight_Saving_Time_Enable``, ``Daylight_Saving_Time_Rule``'s
+    summer time. A phone given no zone keeps the lab's clock."""
+    return _zone(phone.flash.settings.get("Time_Zone"), is_yes(setting(phone, "Daylight_Saving_Time_Enable")),
+                 setting(phone, "Daylight_Saving_Time_Rule"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(zone: str | None, summer: bool, rule: str) -> Zone:
+    standard_s = hours_offset_s(zone)
+    if standard_s is None:
+        return Zone()  # no zone, or not one: the lab's clock
+    standard = Zone(standard_s)
+    if not summer:
+        return standard
+    fields = dict(part.strip().partition("=")[::2] for part in rule.split(";") if "=" in part)
+    starts, ends = _dst_day(fields.get("start", "")), _dst_day(fields.get("end", ""))
+    save = _dst_clock_s(fields.get("save", "1"))
+    if starts is None or ends is None or save is None or not 0 < save <= 3 * 3600:
+        return standard  # a rule that cannot be read, or summer time that does not go forward
+    return Zone(standard.standard_s, save, starts, ends)
+
+
+def _dst_day(text: str) -> DayRule | None:
+    """``month/day/weekday[/HH[:mm[:ss]]]``: weekday 0, the date ``day``; weekday 1-7
+    (Monday-Sunday), that weekday on or after ``day``, or with a negative day on or before
+    it, counted from the month's end (-1 its last day: ``10/-1/7`` the last Sunday)."""
+    parts = text.strip().split("/")
+    if len(parts) not in (3, 4) or not all(re.fullmatch(r"-?\d{1,2}", part.strip()) for part in parts[:3]):
+        return None
+    month, day, weekday = (int(part) for part in parts[:3])
+    at = _dst_clock_s(parts[3]) if len(parts) == 4 else 0
+    if not 1 <= month <= 12 or not 1 <= abs(day) <= 31 or not 0 <= weekday <= 7 or at is None:
+        return None
+    if weekday == 0:
+        return DayRule(month, day, None, at) if day > 0 else None
+    return DayRule(month, day if day > 0 else day - 6, weekday % 7, at)  # on or before d: on or after d-6
+
+
+def _dst_clock_s(text: str) -> int | None:
+    """``[+|-]HH[:mm[:ss]]`` in seconds (``2``, ``1:30``, ``0:0:0``)."""
+    match = re.fullmatch(r"([+-]?)(\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}))?", text.strip())
+    if match is None:
+        return None
+    sign, hours, minutes, seconds = match.groups()
+    value = int(hours) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
+    return -value if sign == "-" else value
 

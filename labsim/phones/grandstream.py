@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.kit import bare_mac, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.local_time import posix_offset_s
+from labsim.phones.local_time import Zone, posix_zone
 from labsim.wire import dhcp, grandstream_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -82,6 +82,7 @@ AUTO_UPGRADE, AUTO_UPGRADE_MINUTES, AUTO_UPGRADE_HOUR, AUTO_UPGRADE_DAY = "P194"
 # The phone's time zone as a POSIX TZ string ("EST5EDT", "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"),
 # the form provisioning systems write into P64 (unverified against a Grandstream guide).
 TIME_ZONE = "P64"
+CUSTOM_TIME_ZONE = "P246"  # the self-defined zone, a POSIX TZ string, when P64 is "customize"
 HOSTNAME, VENDOR_CLASS_ID = "P146", "P148"  # (unverified) options 12 and 60 when set
 
 DEFAULTS = {
@@ -359,13 +360,22 @@ def next_check_s(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> 
     if mode == "1":
         return 60.0 * max(1, parse_int(setting(phone, AUTO_UPGRADE_MINUTES), 10080))
     hour = min(23, parse_int(setting(phone, AUTO_UPGRADE_HOUR), 1))
-    now = behaviour.clock_start_s + phone.now + posix_offset_s(setting(phone, TIME_ZONE))
+    lab_now = behaviour.clock_start_s + phone.now
+    zone = phone_zone(phone)
+    now = zone.local_s(lab_now)
     if mode == "2":
-        return _until(now, hour * 3600, DAY_S)
+        return zone.wait_s(lab_now, _until(now, hour * 3600, DAY_S))
     if mode == "3":
         day = min(6, parse_int(setting(phone, AUTO_UPGRADE_DAY), 1))
-        return _until(now, day * DAY_S + hour * 3600, WEEK_S)
+        return zone.wait_s(lab_now, _until(now, day * DAY_S + hour * 3600, WEEK_S))
     return None
+
+
+def phone_zone(phone) -> Zone:
+    """``P64`` as a POSIX TZ string, summer time included; ``customize`` reads the
+    self-defined zone in ``P246``."""
+    zone = setting(phone, TIME_ZONE)
+    return posix_zone(setting(phone, CUSTOM_TIME_ZONE) if zone.strip() == "customize" else zone)
 
 
 def _until(now: float, moment: float, period: float) -> float:

@@ -22,6 +22,7 @@ Polling (``prov.polling.*``) re-runs the same procedure without a reboot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 import re
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.local_time import seconds_offset_s
+from labsim.phones.local_time import DayRule, Zone, seconds_offset_s
 from labsim.wire import polycom_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -439,12 +440,59 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
     if start is None:
         return None
     days = max(1, period // DAY_S)
-    now_of_day = (behaviour.clock_start_s + phone.now + seconds_offset_s(settings.get(GMT_OFFSET))) % DAY_S
+    lab_now = behaviour.clock_start_s + phone.now
+    zone = phone_zone(settings)
+    now_of_day = zone.local_s(lab_now) % DAY_S
     until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     if mode == "random":
         end = clock_s(settings.get(POLLING_TIME_END, "")) or start
-        return until + phone.rng.uniform(0, (end - start) % DAY_S)
-    return until
+        until += phone.rng.uniform(0, (end - start) % DAY_S)
+    return zone.wait_s(lab_now, until)
+
+
+def phone_zone(settings: dict) -> Zone:
+    """``tcpIpApp.sntp.gmtOffset`` and the ``tcpIpApp.sntp.daylightSavings.*`` summer time
+    (on by factory default, with the United States' rule). A phone given no offset keeps
+    the lab's clock."""
+    return _zone(settings.get(GMT_OFFSET), *(settings.get(DST + name, default) for name, default in DST_DEFAULTS))
+
+
+DST = "tcpIpApp.sntp.daylightSavings."
+# The SoundPoint guide's factory values: on; the first Sunday (dayOfWeek 1) on or after
+# 8 March to the first on or after 1 November, at 02:00; (unverified) one hour.
+DST_DEFAULTS = (("enable", "1"), ("fixedDayEnable", "0"),
+                ("start.month", "3"), ("start.date", "8"), ("start.time", "2"), ("start.dayOfWeek", "1"),
+                ("start.dayOfWeek.lastInMonth", "0"),
+                ("stop.month", "11"), ("stop.date", "1"), ("stop.time", "2"), ("stop.dayOfWeek", "1"),
+                ("stop.dayOfWeek.lastInMonth", "0"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(offset: str | None, enable: str, fixed_day: str, *days: str) -> Zone:
+    standard_s = seconds_offset_s(offset)
+    if standard_s is None:
+        return Zone()  # no offset, or not one: the lab's clock
+    standard = Zone(standard_s)
+    if enable.strip() != "1":
+        return standard
+    starts, ends = _dst_day(fixed_day, *days[:5]), _dst_day(fixed_day, *days[5:])
+    if starts is None or ends is None:
+        return standard
+    return Zone(standard.standard_s, 3600, starts, ends)
+
+
+def _dst_day(fixed_day: str, month: str, date: str, hour: str, weekday: str, last_in_month: str) -> DayRule | None:
+    """With ``fixedDayEnable`` 1 the date itself; else the ``dayOfWeek`` (1 Sunday … 7
+    Saturday) on or after the date (1, 8, 15, 22: the first … fourth), or with
+    ``lastInMonth`` 1 the month's last such day."""
+    month, date, hour, weekday = (parse_int(value, -1) for value in (month, date, hour, weekday))
+    if not 1 <= month <= 12 or not 1 <= date <= 31 or not 0 <= hour <= 23:
+        return None
+    if fixed_day.strip() == "1":
+        return DayRule(month, date, None, hour * 3600)
+    if not 1 <= weekday <= 7:
+        return None
+    return DayRule(month, -7 if last_in_month.strip() == "1" else date, weekday - 1, hour * 3600)
 
 
 def _ended(phone, result: str, reason: str, behaviour: PolycomBehaviour) -> ProvisioningOutcome:

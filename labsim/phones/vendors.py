@@ -30,5 +30,18 @@ def behaviour_for(vendor: str, overrides: dict):
     return dataclasses.replace(default, **overrides)
 
 
+# The behaviour knobs that say where on the calendar a run starts (seconds after
+# local_time.CALENDAR_ORIGIN_S): a scenario's clock_starts sets them, a fleet's behaviour may
+# still name its own.
+CALENDAR_KNOBS = ("clock_start_s", "week_starts_s")
+
+
+def calendar_behaviour(vendor: str, clock_start_s: float) -> dict:
+    """The behaviour overrides that start ``vendor``'s phones' clocks ``clock_start_s``
+    after the calendar's origin (none for a vendor whose phones keep no clock)."""
+    fields = {f.name for f in dataclasses.fields(VENDORS[vendor].DEFAULT_BEHAVIOUR)}
+    return {name: clock_start_s for name in CALENDAR_KNOBS if name in fields}
+
+
 def profile_for(vendor: str, overrides: dict | None = None) -> BoundProfile:
     return BoundProfile(VENDORS[vendor], behaviour_for(vendor, overrides or {}))

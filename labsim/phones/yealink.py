@@ -23,6 +23,7 @@ flashed.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import sys
@@ -32,7 +33,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
-from labsim.phones.local_time import hours_offset_s
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -82,6 +83,12 @@ ATTEMPTS_KEY = AP + "attempt_before_failed"
 RETRY_DELAY_KEY = AP + "retry_delay_after_file_transfer_failed"
 PROTECT_KEY = AP + "custom.protect"
 TIME_ZONE_KEY = "local_time.time_zone"  # "+8", "-5", "+5:30": the clock the weekly window keeps
+# Summer time: 0 off, 1 by the rule below, 2 (the factory value) "automatic", from Yealink's
+# AutoDST file by zone name, which labsim does not model (no summer time).
+SUMMER_TIME_KEY = "local_time.summer_time"
+DST_TYPE_KEY = "local_time.dst_time_type"  # 0 by date ("month/day/hour"), 1 by week ("month/week/weekday/hour")
+DST_START_KEY, DST_END_KEY = "local_time.start_time", "local_time.end_time"
+DST_OFFSET_KEY = "local_time.offset_time"  # minutes the clock goes forward
 AES_IN_FILE_KEY = AP + "aes_key_in_file"
 AES_COMMON_KEY = AP + "aes_key_16.com"
 AES_MAC_KEY = AP + "aes_key_16.mac"
@@ -508,5 +515,49 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
         return None
     span = (end - begin) % 86400 or 86400
     # Each phone provisions at its own moment in the window, once per window.
-    now = behaviour.week_starts_s + phone.now + hours_offset_s(settings.get(TIME_ZONE_KEY))
-    return next_window_moment_s(phone, now, begin, span, days)
+    lab_now = behaviour.week_starts_s + phone.now
+    zone = phone_zone(settings)
+    wait = next_window_moment_s(phone, zone.local_s(lab_now), begin, span, days)
+    return None if wait is None else zone.wait_s(lab_now, wait)
+
+
+def phone_zone(settings: dict) -> Zone:
+    """The time zone the phone keeps its weekly window in: ``local_time.time_zone`` and,
+    with ``local_time.summer_time = 1``, the summer time its rule gives."""
+    return _zone(settings.get(TIME_ZONE_KEY), settings.get(SUMMER_TIME_KEY, "2"), settings.get(DST_TYPE_KEY, "0"),
+                 settings.get(DST_START_KEY, "1/1/0"), settings.get(DST_END_KEY, "12/31/23"),
+                 settings.get(DST_OFFSET_KEY, "60"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(zone: str | None, summer: str, kind: str, start: str, end: str, offset: str) -> Zone:
+    standard_s = hours_offset_s(zone)
+    if standard_s is None:
+        return Zone()  # no zone, or not one: the lab's clock
+    standard = Zone(standard_s)
+    if summer.strip() != "1":
+        return standard
+    starts, ends = _dst_day(kind, start), _dst_day(kind, end)
+    extra = parse_int(offset, 60) * 60
+    if starts is None or ends is None or not 0 < extra <= 3 * 3600:
+        return standard
+    return Zone(standard.standard_s, extra, starts, ends)
+
+
+def _dst_day(kind: str, text: str) -> DayRule | None:
+    """``local_time.start_time``/``end_time``: by date "month/day/hour" (``3/29/2``); by week
+    "month/week/weekday/hour", week 1-5 (5 the last), weekday 1 Monday … 7 Sunday
+    (``3/2/7/2``, the second Sunday of March at 02:00). Hours 0-23 from midnight."""
+    parts = [part.strip() for part in (text or "").split("/")]
+    if not all(part.isdigit() for part in parts) or len(parts) != (4 if kind.strip() == "1" else 3):
+        return None
+    numbers = [int(part) for part in parts]
+    month, hour = numbers[0], numbers[-1]
+    if not 1 <= month <= 12 or hour > 23:
+        return None
+    if len(numbers) == 3:
+        return DayRule(month, numbers[1], None, hour * 3600) if 1 <= numbers[1] <= 31 else None
+    week, weekday = numbers[1], numbers[2]
+    if not (1 <= week <= 5 and 1 <= weekday <= 7):
+        return None
+    return DayRule(month, -7 if week == 5 else 1 + 7 * (week - 1), weekday % 7, hour * 3600)

@@ -104,6 +104,8 @@ def run_workers(reactor, loaded, args) -> int:
     from labsim.scale.workers import WorkersRun
 
     extra = ["--phones", str(args.phones)] if args.phones is not None else []
+    if args.clock_starts is not None:
+        extra += ["--clock-starts", args.clock_starts]
     try:
         run = WorkersRun(reactor, loaded, workers=workers_count(args.workers), report_dir=args.report_dir,
                          argv_extra=extra, state_dir=args.state_dir, pcap_path=args.pcap,

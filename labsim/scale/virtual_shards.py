@@ -53,7 +53,7 @@ from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED
 from labsim.scale.shard_run import ShardOfTheFleet, _ShardControl
 from labsim.virtual.lab import VirtualServices
 from labsim.virtual.run import (PROGRESS_EVERY_S, PROGRESS_SIMULATED, VirtualScenarioRun, run_virtual,
-                                virtual_time_line)
+                                virtual_epoch, virtual_time_line)
 
 SHARD_LOG = "shard.log"
 
@@ -274,6 +274,8 @@ class VirtualWorkers:
             command += ["--phones", str(args.phones)]
         if args.duration is not None:
             command += ["--duration", args.duration]
+        if args.clock_starts is not None:
+            command += ["--clock-starts", args.clock_starts]
         if args.state_dir:
             command += ["--state-dir", args.state_dir]
         if args.uploads:
@@ -422,7 +424,7 @@ class VirtualWorkers:
         own = resource.getrusage(resource.RUSAGE_SELF)
         parent_cpu = own.ru_utime + own.ru_stime  # on two cores, what the parent takes the shards lack
         parent = own.ru_maxrss / 1024
-        return (f"{virtual_time_line(span, wall)} by {self.count} shards; CPU of all processes "
+        return (f"{virtual_time_line(span, wall, virtual_epoch(self.loaded.scenario))} by {self.count} shards; CPU of all processes "
                 f"{sum(shards_cpu) + parent_cpu:.1f}s (shards {', '.join(f'{cpu:.1f}' for cpu in shards_cpu)}s, "
                 f"parent {parent_cpu:.1f}s); peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
                 f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
+from labsim.scenario.calendar_start import START_SCHEMA, parse_start
 from labsim.scenario.durations import parse_duration
 from labsim.scenario.fields import (  # noqa: F401  (re-exported)
     IPv4,
@@ -120,6 +121,10 @@ class Scenario(Strict):
         "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
         "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md); with run --workers N, N shards "
         "each with its own clock and copy of the services (a timeline when: is judged on the whole fleet)")
+    clock_starts: Annotated[float, BeforeValidator(parse_start), WithJsonSchema(START_SCHEMA)] | None = Field(
+        None, description="the date and time (UTC) the phones' clocks read when the run begins: their resync "
+        "windows and summer time follow it, e.g. 2026-03-27 12:00 for the weekend Europe's clocks go forward "
+        "(default Sunday 2026-01-04 00:00); with clock: virtual, the simulated calendar starts there")
     # --- end virtual time
     services: Services = Services()
     provisioning: Provisioning = Provisioning()

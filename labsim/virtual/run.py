@@ -14,15 +14,15 @@ import signal
 import sys
 import time
 
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun
 from labsim.scenario.durations import clock_text
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
 
-# Where a virtual run's clock starts: 2026-01-04 00:00:00 UTC, a Sunday (the start of the week
-# the phones count their weekly windows from, Yealink's week_starts_s 0). Only the capture
-# shows it (frame timestamps); everything else counts from the start of the run.
-VIRTUAL_EPOCH = 1767484800.0
+# Where a virtual run's clock starts unless the scenario's clock_starts says otherwise:
+# 2026-01-04 00:00:00 UTC, a Sunday, the origin of the phones' calendar (local_time).
+VIRTUAL_EPOCH = float(CALENDAR_ORIGIN_S)
 CHECK_EVERY = 4096  # events between looks at the wall clock
 PROGRESS_EVERY_S = 5.0  # wall seconds between progress lines
 # A progress line, "[6d 17:32:49] 500 phones: dhcp 500  | 5s wall": the simulated time it
@@ -64,15 +64,20 @@ class VirtualScenarioRun(ScenarioRun):
         super()._on_timeline_action()
 
 
-def on_the_calendar(seconds: float) -> str:
-    """Where ``seconds`` after the start falls on the virtual clock's calendar (UTC, the
+def on_the_calendar(seconds: float, start: float = VIRTUAL_EPOCH) -> str:
+    """Where ``seconds`` after ``start`` falls on the virtual clock's calendar (UTC, the
     phones' clock unless a time zone moves theirs): ``Monday 2026-01-12 12:00 UTC``."""
-    return time.strftime("%A %Y-%m-%d %H:%M UTC", time.gmtime(VIRTUAL_EPOCH + seconds))
+    return time.strftime("%A %Y-%m-%d %H:%M UTC", time.gmtime(start + seconds))
 
 
-def virtual_time_line(span: float, wall: float) -> str:
+def virtual_epoch(scenario) -> float:
+    """Where the scenario's virtual clock starts."""
+    return VIRTUAL_EPOCH if scenario.clock_starts is None else scenario.clock_starts
+
+
+def virtual_time_line(span: float, wall: float, start: float = VIRTUAL_EPOCH) -> str:
     """The run's last line: how much it simulated, to where on the calendar, in what wall time."""
-    return (f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span)}) in {wall:.1f}s wall "
+    return (f"  virtual time: {clock_text(span)} simulated (to {on_the_calendar(span, start)}) in {wall:.1f}s wall "
             f"({span / wall if wall > 0 else 0:,.0f}x real time)")
 
 
@@ -85,7 +90,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         for key, why in problems:
             print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    clock = HeapClock(VIRTUAL_EPOCH)
+    clock = HeapClock(virtual_epoch(loaded.scenario))
     try:
         run = (run_class or VirtualScenarioRun)(clock, loaded, report_dir=report_dir, stream=stream,
                                                 interactive=False, state_dir=state_dir, pcap_path=pcap_path,
@@ -109,7 +114,7 @@ def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_p
         signal.signal(signal.SIGTERM, previous)
     run.close()
     span, wall = clock.seconds() - run._epoch, time.monotonic() - wall_start
-    stream.write(virtual_time_line(span, wall) + "\n")
+    stream.write(virtual_time_line(span, wall, run._epoch) + "\n")
     return getattr(run, "exit_code", EXIT_FAILED)
 
 

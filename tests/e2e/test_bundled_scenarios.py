@@ -125,3 +125,34 @@ def test_two_sites_windows_five_hours_apart_and_the_stampede_without_new_yorks_z
     assert window_hours(tmp_path / "report") == {2: 1200 * 4}  # both sites at 02:00 UTC
     failing = [e for e in report["expectations"] if not e["passed"]]
     assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]
+
+
+def test_spring_forward_keeps_the_windows_an_hour_apart_and_the_stampede_without_berlins_summer_time(tmp_path):
+    path = os.path.join(SCENARIOS, "spring-forward.yaml")
+
+    def window_hours(report_dir):
+        """Fetches by site and hour of the lab's clock (UTC) after the boot hour."""
+        hours = {}
+        for line in open(report_dir / "events.jsonl", encoding="utf-8"):
+            event = json.loads(line)
+            if event["kind"] == "fetch" and event["t"] > 7200:
+                key = ("london" if event["mac"].startswith("00:15:65:c2") else "berlin", int(event["t"] // 3600))
+                hours[key] = hours.get(key, 0) + 1
+        return hours
+
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report["simulated"]["from"] == "2026-03-28T00:00:00+00:00"  # the scenario's clock_starts
+    # Saturday: Berlin 03:00 CET = 02:00 UTC, London 03:00 GMT = 03:00 UTC; Sunday, after
+    # the change at 01:00 UTC: 03:00 CEST = 01:00 UTC (hour 25), 03:00 BST = 02:00 UTC (26).
+    assert window_hours(tmp_path / "report") == {("berlin", 2): 2400, ("london", 3): 2400,
+                                                 ("berlin", 25): 2400, ("london", 26): 2400}
+    text = open(path).read()
+    berlin = text.index("fleets: [berlin]")
+    proc, report = run(path, tmp_path, text=text[:berlin] + text[berlin:].replace(
+        "        local_time.summer_time = 1\n", "", 1))
+    assert proc.returncode == 1
+    assert window_hours(tmp_path / "report") == {("berlin", 2): 2400, ("london", 3): 2400, ("berlin", 26): 2400,
+                                                 ("london", 26): 2400}  # Berlin keeps CET: onto London's hour
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]

@@ -1,6 +1,8 @@
 """Cisco SPA/MPP rules from spec/phones.md ("Breadth profiles"), one test each (fake
 clock, in-memory network, no sockets). docs/phones-cisco.md maps each rule to its test."""
 
+from datetime import datetime, timezone
+
 import pytest
 from twisted.internet import defer
 
@@ -426,3 +428,54 @@ def test_resync_at_is_kept_in_the_phones_time_zone(zone, at_utc):
     l.boot()
     l.advance(2 * 86400)
     assert [round(t) for t in pass_times(l)[1:]] == [at_utc, at_utc + 86400]
+
+
+# --- summer time ----------------------------------------------------------------------------------
+
+SPRING_WEEKEND = 83 * 86400.0  # Saturday 2026-03-28 00:00 UTC: 83 days after the calendar's origin (Sunday 2026-01-04)
+
+
+@pytest.mark.parametrize("settings, sunday_utc", [
+    ({}, 2 * 3600),  # the factory rule: the last Sunday of March, 02:00: 04:00 CEST is 02:00 UTC
+    ({"Daylight_Saving_Time_Enable": "No"}, 3 * 3600),
+    ({"Daylight_Saving_Time_Rule": "start=4/1/7/2;end=10/-1/7/2;save=1"}, 3 * 3600),  # not until April
+    ({"Daylight_Saving_Time_Rule": "start=3/-1/7/2;end=10/-1/7/2;save=2"}, 1 * 3600),  # two hours forward
+])
+def test_resync_at_follows_summer_time(settings, sunday_utc):
+    # Resync_At 04:00 local in GMT+01:00 from Saturday 2026-03-28: Saturday at 03:00 UTC,
+    # Sunday an hour earlier once summer time has started at 02:00.
+    profile = profile_for("cisco", {"clock_start_s": SPRING_WEEKEND})
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0400", Resync_At_Random_Delay=0,
+                                Time_Zone="GMT+01:00", **settings)}, profile=profile)
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [3 * 3600, 86400 + sunday_utc]
+
+
+@pytest.mark.parametrize("rule, starts, ends, save_s", [
+    ("start=3/-1/7/2;end=10/-1/7/2;save=1", "2026-03-29 02:00", "2026-10-25 02:00", 3600),  # last Sundays
+    ("start=3/8/7/2;end=11/1/7/2;save=1", "2026-03-08 02:00", "2026-11-01 02:00", 3600),  # Sundays on or after
+    ("start=4/1/0/0:0:0;end=9/30/0/23:59:59;save=0:30", "2026-04-01 00:00", "2026-09-30 23:59", 1800),  # dates
+    ("start=3/-8/6;end=10/-1/1/3:30;save=+1", "2026-03-21 00:00", "2026-10-26 03:30", 3600),  # on or before
+])
+def test_daylight_saving_time_rule_is_read_as_the_guide_writes_it(rule, starts, ends, save_s):
+    zone = cisco._zone("GMT+00:00", True, rule)
+    assert zone.summer_extra_s == save_s
+    for change, expected in ((zone.summer_starts, starts), (zone.summer_ends, ends)):
+        assert datetime.fromtimestamp(change.local_moment(2026), timezone.utc).strftime("%Y-%m-%d %H:%M") == expected
+
+
+@pytest.mark.parametrize("zone, summer, rule", [
+    ("GMT+01:00", True, "start=3/-1/7;end=10/-1/7/2"),  # save defaults to 1: this one is read
+    ("GMT+01:00", True, "start=13/-1/7/2;end=10/-1/7/2;save=1"),
+    ("GMT+01:00", True, "start=3/-1/8/2;end=10/-1/7/2;save=1"),
+    ("GMT+01:00", True, "start=3/-1/0/2;end=10/-1/7/2;save=1"),  # a date cannot count back
+    ("GMT+01:00", True, "start=3/-1/7/2;end=10/-1/7/2;save=-1"),  # summer time that goes back
+    ("GMT+01:00", True, "nonsense"),
+    ("GMT+01:00", False, "start=3/-1/7/2;end=10/-1/7/2;save=1"),
+    ("", True, "start=3/-1/7/2;end=10/-1/7/2;save=1"),  # no zone: the lab's clock
+])
+def test_only_a_rule_that_reads_gives_summer_time(zone, summer, rule):
+    read = cisco._zone(zone, summer, rule)
+    assert read.has_summer_time == (rule == "start=3/-1/7;end=10/-1/7/2")
+    assert read.standard_s == (3600 if zone else 0)

@@ -386,3 +386,22 @@ def test_behaviour_knobs_are_checked():
         profile_for("grandstream", {"check_sync": "maybe"})
     with pytest.raises(ValueError, match="dhcp_server_options"):
         profile_for("grandstream", {"dhcp_server_options": "66,150"})
+
+
+SPRING_WEEKEND = 83 * 86400.0  # Saturday 2026-03-28 00:00 UTC: 83 days after the calendar's origin
+
+
+@pytest.mark.parametrize("settings, sunday_utc", [
+    ({"P64": "CET-1CEST,M3.5.0,M10.5.0/3"}, 2),  # 04:00 CEST
+    ({"P64": "customize", "P246": "CET-1CEST,M3.5.0,M10.5.0/3"}, 2),  # the self-defined zone
+    ({"P64": "CET-1"}, 3),  # no summer time
+    ({"P64": "CET-1CEST,M4.1.0,M10.5.0/3"}, 3),  # not until April
+])
+def test_p285_follows_the_summer_time_of_the_posix_zone(settings, sunday_utc):
+    # Daily at 04:00 local from Saturday 2026-03-28: 03:00 UTC on Saturday, and on Sunday
+    # an hour earlier once Europe's summer time has started at 02:00.
+    profile = profile_for("grandstream", {"clock_start_s": SPRING_WEEKEND})
+    l = lab({"cfg.xml": gs(P1=1)}, settings={"P1": "1", "P194": "2", "P285": "4", **settings}, profile=profile)
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [3 * 3600, 86400 + sunday_utc * 3600]

@@ -1,8 +1,13 @@
-"""The zones phones are provisioned with, as their resync windows read them."""
+"""The zones phones are provisioned with, as their resync windows read them, summer time
+included."""
+
+import calendar
+from datetime import datetime, timezone
 
 import pytest
 
-from labsim.phones.local_time import EAST_MAX_S, WEST_MAX_S, hours_offset_s, posix_offset_s, seconds_offset_s
+from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
+                                      hours_offset_s, posix_offset_s, posix_zone, seconds_offset_s)
 
 
 @pytest.mark.parametrize("text, offset", [
@@ -18,7 +23,7 @@ def test_hours_and_minutes_east_of_utc(text, offset):
 @pytest.mark.parametrize("text", [None, "", "+15", "-13", "+5:60", "+5:3", "123", "EST", "+8h", "China(Beijing)",
                                   "GMT-", "--5", "+5:30:00"])
 def test_what_is_not_a_zone_keeps_the_labs_clock(text):
-    assert hours_offset_s(text) == 0
+    assert hours_offset_s(text) is None
 
 
 @pytest.mark.parametrize("text, offset", [("-18000", -18000), ("3600", 3600), (" 19800 ", 19800), ("0", 0),
@@ -29,7 +34,7 @@ def test_whole_seconds_east_of_utc(text, offset):
 
 @pytest.mark.parametrize("text", [None, "", "x", "50401", "-43201", "3600.5", "-5:00"])
 def test_seconds_that_are_not_a_zone_keep_the_labs_clock(text):
-    assert seconds_offset_s(text) == 0
+    assert seconds_offset_s(text) is None
 
 
 @pytest.mark.parametrize("text, offset", [
@@ -49,3 +54,84 @@ def test_posix_tz_counts_hours_west_of_utc(text, offset):
                                   "<+05>"])
 def test_what_is_not_a_posix_zone_keeps_the_labs_clock(text):
     assert posix_offset_s(text) == 0
+
+
+# --- summer time -----------------------------------------------------------------------------
+
+
+def lab(text: str) -> float:
+    """A UTC date and time as the lab's clock counts it."""
+    return calendar.timegm(datetime.fromisoformat(text).timetuple()) - CALENDAR_ORIGIN_S
+
+
+def on_the_clock(seconds: float) -> str:
+    return datetime.fromtimestamp(CALENDAR_ORIGIN_S + seconds, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+CET = "CET-1CEST,M3.5.0,M10.5.0/3"
+
+
+@pytest.mark.parametrize("rule, year, day", [
+    (DayRule(3, -7, 0), 2026, "2026-03-29"),  # the last Sunday of March
+    (DayRule(3, -7, 0), 2027, "2027-03-28"),
+    (DayRule(3, 8, 0), 2026, "2026-03-08"),  # the second Sunday: on or after the 8th
+    (DayRule(11, 1, 0), 2026, "2026-11-01"),  # the first Sunday of November
+    (DayRule(10, -1, None), 2026, "2026-10-31"),  # the month's last day
+    (DayRule(2, 29, None), 2026, "2026-02-28"),  # a day the month lacks: its last
+    (DayRule(4, 1, 3), 2026, "2026-04-01"),  # the first Wednesday of April 2026 is the 1st
+    (YearDayRule(60, False), 2028, "2028-03-01"),  # J60 is 1 March, leap year or not
+    (YearDayRule(60, False), 2026, "2026-03-01"),
+    (YearDayRule(59, True), 2028, "2028-02-29"),  # n counts 29 February
+])
+def test_a_change_falls_on_the_day_its_rule_names(rule, year, day):
+    assert datetime.fromtimestamp(rule.local_moment(year), timezone.utc).strftime("%Y-%m-%d %H:%M") == day + " 02:00"
+
+
+@pytest.mark.parametrize("text, moments", [
+    # Europe: 01:00 UTC both times (02:00 CET forward, 03:00 CEST back).
+    (CET, {"2026-03-29 00:59": 3600, "2026-03-29 01:00": 7200, "2026-10-25 00:59": 7200, "2026-10-25 01:00": 3600}),
+    # The United States: 02:00 EST is 07:00 UTC, 02:00 EDT 06:00 UTC; EST5EDT without a rule takes theirs.
+    ("EST5EDT", {"2026-03-08 06:59": -18000, "2026-03-08 07:00": -14400, "2026-11-01 05:59": -14400,
+                 "2026-11-01 06:00": -18000, "2026-01-04 00:00": -18000}),
+    ("EST5EDT4,M3.2.0/2:00:00,M11.1.0/2:00:00", {"2026-03-08 07:00": -14400, "2026-07-01 00:00": -14400}),
+    # New Zealand: summer across the new year.
+    ("NZST-12NZDT,M9.5.0,M4.1.0/3", {"2026-01-04 00:00": 13 * 3600, "2026-04-04 13:59": 13 * 3600,
+                                     "2026-04-04 14:00": 12 * 3600, "2026-09-26 14:00": 13 * 3600}),
+    # A summer time of its own size, and Julian days.
+    ("<+1030>-10:30<+11>-11,M10.1.0,M4.1.0", {"2026-01-04 00:00": 11 * 3600, "2026-06-01 00:00": 37800}),
+    ("XST3XDT,J60/0,J300/0", {"2026-02-28 12:00": -3 * 3600, "2026-03-01 03:00": -2 * 3600}),
+])
+def test_a_posix_zone_keeps_summer_time_by_its_rule(text, moments):
+    zone = posix_zone(text)
+    assert zone.has_summer_time
+    assert {moment: zone.offset_at(lab(moment)) for moment in moments} == moments
+
+
+@pytest.mark.parametrize("text", ["EST5", "UTC0", "EST5EDT,M13.1.0,M11.1.0", "EST5EDT,M3.2.0", "EST5EDT6",
+                                  "EST5EDT,M3.2.7,M11.1.0", "EST5EDT,J0,J100", "EST5EDT,M3.2.0/200,M11.1.0"])
+def test_a_posix_summer_time_that_cannot_be_read_keeps_standard_time(text):
+    zone = posix_zone(text)
+    assert not zone.has_summer_time and zone.standard_s == posix_offset_s(text)
+
+
+def wait_until(zone: Zone, now: str, local_wait_s: float) -> str:
+    return on_the_clock(lab(now) + zone.wait_s(lab(now), local_wait_s))
+
+
+@pytest.mark.parametrize("now, local_wait_h, comes_at", [
+    # Saturday 12:00 UTC is 13:00 CET; Sunday 04:00 CEST is 02:00 UTC: 15 h on the phone, 14 on the lab's clock.
+    ("2026-03-28 12:00", 15, "2026-03-29 02:00"),
+    ("2026-03-28 12:00", 12.5, "2026-03-29 00:30"),  # 01:30 CET: before the change
+    ("2026-03-28 12:00", 13.5, "2026-03-29 01:30"),  # 02:30 does not exist: 03:30 CEST, as mktime reads it
+    # Saturday 12:00 UTC is 14:00 CEST; Sunday 04:00 CET is 03:00 UTC: 14 h on the phone, 15 on the lab's clock.
+    ("2026-10-24 12:00", 14, "2026-10-25 03:00"),
+    ("2026-10-24 12:00", 12.5, "2026-10-25 00:30"),  # 02:30 comes twice: the first time, CEST
+    ("2026-06-01 12:00", 24, "2026-06-02 12:00"),  # no change on the way
+])
+def test_a_phone_waits_for_its_own_clock_across_a_change(now, local_wait_h, comes_at):
+    assert wait_until(posix_zone(CET), now, local_wait_h * 3600) == comes_at
+
+
+def test_without_summer_time_a_wait_is_the_labs():
+    assert Zone(3600).wait_s(lab("2026-03-28 12:00"), 54000.0) == 54000.0
+    assert Zone(3600).offset_at(lab("2026-07-01 00:00")) == 3600

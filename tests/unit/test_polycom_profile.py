@@ -472,3 +472,36 @@ def test_polling_time_is_kept_in_the_phones_time_zone(gmt_offset, hour_utc):
     later = [round(t) for t in pass_times(l)[1:]]
     first = round(hour_utc * 3600) % 86400
     assert later == [first, first + 86400], later
+
+
+# --- summer time ------------------------------------------------------------------------------------
+
+BEFORE_US_SPRING = 62 * 86400.0  # Saturday 2026-03-07 00:00 UTC: 62 days after the calendar's origin
+
+
+@pytest.mark.parametrize("summer, sunday_utc", [
+    ({}, 7),  # the factory rule: the second Sunday of March (on or after the 8th), 02:00
+    ({"tcpIpApp__sntp__daylightSavings__enable": "0"}, 8),
+    ({"tcpIpApp__sntp__daylightSavings__start__date": "15"}, 8),  # the third Sunday: not yet
+    ({"tcpIpApp__sntp__daylightSavings__fixedDayEnable": "1", "tcpIpApp__sntp__daylightSavings__start__date": "8"}, 7),
+    ({"tcpIpApp__sntp__daylightSavings__start__dayOfWeek__lastInMonth": "1"}, 8),  # the last Sunday of March
+])
+def test_polling_time_follows_summer_time(summer, sunday_utc):
+    # prov.polling.time 03:00 local at gmtOffset -18000 (UTC-5) from Saturday 2026-03-07:
+    # Saturday at 08:00 UTC, Sunday 8 March at 07:00 UTC once summer time has started.
+    profile = profile_for("polycom", {"clock_start_s": BEFORE_US_SPRING})
+    l = lab({"000000000000.cfg": master("a.cfg"),
+             "a.cfg": cfg(prov__polling__enabled=1, prov__polling__mode="abs", prov__polling__time="03:00",
+                          tcpIpApp__sntp__gmtOffset="-18000", **summer)}, profile=profile)
+    l.boot()
+    l.advance(2 * 86400)
+    later = [t for t, state, _, kind in l.phone.events if kind == "state" and state == "provisioning"][1:]
+    assert [round(t) for t in later] == [8 * 3600, 86400 + sunday_utc * 3600]
+
+
+def test_summer_time_needs_an_offset_the_phone_can_read():
+    assert not polycom.phone_zone({}).has_summer_time  # no gmtOffset: the lab's clock
+    assert not polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "x"}).has_summer_time
+    assert polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "0"}).has_summer_time
+    assert not polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "0",
+                                   "tcpIpApp.sntp.daylightSavings.start.month": "13"}).has_summer_time

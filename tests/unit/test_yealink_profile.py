@@ -13,6 +13,7 @@ import pytest
 from labsim.phones import yealink
 from labsim.phones.events import CheckSync
 from labsim.phones.flash import Flash
+from labsim.phones.vendors import profile_for
 from labsim.wire import yealink_aes, yealink_cfg
 from tests.phonelab import PhoneLab
 
@@ -26,8 +27,8 @@ def cfg(**settings) -> bytes:
     return yealink_cfg.render({key.replace("__", "."): str(value) for key, value in settings.items()})
 
 
-def lab(files, *, options=HTTP, model="T46S", firmware=None, flash=None, **kw):
-    return PhoneLab(yealink, model=model, mac=MAC, options=options, files=files, firmware=firmware, flash=flash, **kw)
+def lab(files, *, options=HTTP, model="T46S", firmware=None, flash=None, profile=yealink, **kw):
+    return PhoneLab(profile, model=model, mac=MAC, options=options, files=files, firmware=firmware, flash=flash, **kw)
 
 
 # --- files and their order ------------------------------------------------------------
@@ -372,3 +373,39 @@ def test_weekly_window_is_kept_in_the_phones_time_zone(zone, opens_at):
     l.advance(2 * 86400, step=60)
     later = pass_starts(l)[1:]
     assert len(later) == 2 and all((t - opens_at) % 86400 < 3600 for t in later), [round(t) for t in later]
+
+
+SPRING_WEEKEND = 83 * 86400.0  # Saturday 2026-03-28 00:00 UTC: 83 days after the calendar's origin
+
+
+@pytest.mark.parametrize("summer, sunday_opens_at", [
+    # by week: the last (5) Sunday (7) of March at 02:00 to the last of October at 03:00
+    (dict(local_time__summer_time=1, local_time__dst_time_type=1, local_time__start_time="3/5/7/2",
+          local_time__end_time="10/5/7/3"), 2 * 3600),
+    (dict(local_time__summer_time=1, local_time__start_time="3/29/2", local_time__end_time="10/25/3"), 2 * 3600),
+    (dict(local_time__summer_time=1, local_time__start_time="3/29/2", local_time__end_time="10/25/3",
+          local_time__offset_time=120), 1 * 3600),  # two hours forward
+    (dict(local_time__summer_time=1, local_time__start_time="4/5/2", local_time__end_time="10/25/3"), 3 * 3600),
+    (dict(local_time__summer_time=0, local_time__start_time="3/29/2", local_time__end_time="10/25/3"), 3 * 3600),
+    ({}, 3 * 3600),  # 2, "automatic" by Yealink's AutoDST file: not modelled, no summer time
+])
+def test_weekly_window_follows_summer_time(summer, sunday_opens_at):
+    # 04:00-04:10 local at local_time.time_zone +1 from Saturday 2026-03-28: Saturday's
+    # window opens at 03:00 UTC, Sunday's an hour earlier once summer time has started.
+    settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
+                    static__auto_provision__weekly__begin_time="04:00",
+                    static__auto_provision__weekly__end_time="04:10", local_time__time_zone="+1", **summer)
+    l = lab({"y000000000066.cfg": cfg(**settings)}, profile=profile_for("yealink", {"week_starts_s": SPRING_WEEKEND}))
+    l.boot()
+    l.advance(2 * 86400, step=60)
+    later = pass_starts(l)[1:]
+    assert len(later) == 2, later
+    assert 3 * 3600 <= later[0] < 3 * 3600 + 600 and 86400 + sunday_opens_at <= later[1] < 86400 + sunday_opens_at + 600
+
+
+@pytest.mark.parametrize("kind, text", [("1", "3/5/7"), ("1", "3/6/7/2"), ("1", "3/5/0/2"), ("1", "13/5/7/2"),
+                                        ("0", "3/32/2"), ("0", "3/29/24"), ("0", "3/5/7/2"), ("0", "x")])
+def test_a_summer_time_rule_that_does_not_read_keeps_standard_time(kind, text):
+    zone = yealink.phone_zone({"local_time.time_zone": "+1", "local_time.summer_time": "1",
+                               "local_time.dst_time_type": kind, "local_time.start_time": text})
+    assert zone.standard_s == 3600 and not zone.has_summer_time
