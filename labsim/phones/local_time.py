@@ -5,7 +5,7 @@ A real phone takes UTC from NTP and keeps its schedule in local time: a weekly w
 02:00-04:00 on phones provisioned with a zone of ``+1`` opens at 01:00 UTC, and on phones
 provisioned with ``-5`` at 07:00 UTC. The lab's clock is UTC; it counts from
 ``CALENDAR_ORIGIN_S``, Sunday 2026-01-04 00:00 UTC, plus the vendor behaviour's
-``clock_start_s`` (which a scenario's ``start:`` sets). Each vendor profile names the
+``clock_start_s`` (which a scenario's ``clock_starts`` sets). Each vendor profile names the
 settings that hold the zone and its form; this module reads the forms.
 
 Three forms of zone: hours and minutes east of UTC (``+8``, ``GMT-05:00``), whole seconds
@@ -175,13 +175,6 @@ def seconds_offset_s(text: str | None) -> int | None:
         return _within_range(int((text or "").strip()))
     except ValueError:
         return None
-
-
-def posix_offset_s(text: str | None) -> int:
-    """A zone written as a POSIX ``TZ`` string (``EST5EDT``, ``<+0530>-5:30``,
-    ``CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00``): seconds east of UTC of its standard
-    time. 0 for anything else, a name alone (``UTC``) included."""
-    return posix_zone(text).standard_s
 
 
 # Where a POSIX string names a summer time but gives no rule, C libraries take the United

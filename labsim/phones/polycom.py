@@ -84,6 +84,14 @@ DEVICE_PREFIX, DEVICE_SET_KEY = "device.", "device.set"
 POLLING_ENABLED, POLLING_MODE, POLLING_PERIOD = "prov.polling.enabled", "prov.polling.mode", "prov.polling.period"
 POLLING_TIME, POLLING_TIME_END = "prov.polling.time", "prov.polling.timeRandomEnd"
 GMT_OFFSET = "tcpIpApp.sntp.gmtOffset"  # seconds east of UTC: the clock prov.polling.time is read on
+DST = "tcpIpApp.sntp.daylightSavings."
+# The SoundPoint guide's factory values: on; the first Sunday (dayOfWeek 1) on or after
+# 8 March to the first on or after 1 November, at 02:00; (unverified) one hour.
+DST_DEFAULTS = (("enable", "1"), ("fixedDayEnable", "0"),
+                ("start.month", "3"), ("start.date", "8"), ("start.time", "2"), ("start.dayOfWeek", "1"),
+                ("start.dayOfWeek.lastInMonth", "0"),
+                ("stop.month", "11"), ("stop.date", "1"), ("stop.time", "2"), ("stop.dayOfWeek", "1"),
+                ("stop.dayOfWeek.lastInMonth", "0"))
 CHECK_SYNC_ALWAYS_REBOOT = "voIpProt.SIP.specialEvent.checkSync.alwaysReboot"
 BOOT_SERVER_MODES = {"0": "66", "1": "custom", "2": "static", "3": "custom+66"}
 
@@ -455,16 +463,6 @@ def phone_zone(settings: dict) -> Zone:
     (on by factory default, with the United States' rule). A phone given no offset keeps
     the lab's clock."""
     return _zone(settings.get(GMT_OFFSET), *(settings.get(DST + name, default) for name, default in DST_DEFAULTS))
-
-
-DST = "tcpIpApp.sntp.daylightSavings."
-# The SoundPoint guide's factory values: on; the first Sunday (dayOfWeek 1) on or after
-# 8 March to the first on or after 1 November, at 02:00; (unverified) one hour.
-DST_DEFAULTS = (("enable", "1"), ("fixedDayEnable", "0"),
-                ("start.month", "3"), ("start.date", "8"), ("start.time", "2"), ("start.dayOfWeek", "1"),
-                ("start.dayOfWeek.lastInMonth", "0"),
-                ("stop.month", "11"), ("stop.date", "1"), ("stop.time", "2"), ("stop.dayOfWeek", "1"),
-                ("stop.dayOfWeek.lastInMonth", "0"))
 
 
 @functools.lru_cache(maxsize=1024)
