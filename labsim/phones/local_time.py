@@ -72,7 +72,7 @@ class DayRule:
         if self.weekday is not None:
             first_weekday = (calendar.weekday(year, self.month, day) + 1) % 7  # 0 Sunday
             day += (self.weekday - first_weekday) % 7
-            if day > length:  # "the fifth Sunday" of a month with four: POSIX's rule is its last
+            if day > length:  # on or after a day late in the month: that month's last such weekday
                 day -= 7
         return calendar.timegm((year, self.month, day, 0, 0, 0)) + self.time_s
 

@@ -424,7 +424,8 @@ class VirtualWorkers:
         own = resource.getrusage(resource.RUSAGE_SELF)
         parent_cpu = own.ru_utime + own.ru_stime  # on two cores, what the parent takes the shards lack
         parent = own.ru_maxrss / 1024
-        return (f"{virtual_time_line(span, wall, virtual_epoch(self.loaded.scenario))} by {self.count} shards; CPU of all processes "
+        line = virtual_time_line(span, wall, virtual_epoch(self.loaded.scenario))
+        return (f"{line} by {self.count} shards; CPU of all processes "
                 f"{sum(shards_cpu) + parent_cpu:.1f}s (shards {', '.join(f'{cpu:.1f}' for cpu in shards_cpu)}s, "
                 f"parent {parent_cpu:.1f}s); peak RSS: shards {', '.join(f'{mib:.0f}' for mib in rss)} MiB, parent "
                 f"{parent:.0f} MiB (sum {sum(rss) + parent:.0f} MiB)")

@@ -1,10 +1,10 @@
-"""Where on the calendar a run starts: a scenario's ``start:``, the date and time the
+"""Where on the calendar a run starts: a scenario's ``clock_starts``, the date and time the
 phones' clocks read when the run begins (UTC), as YAML and the command line write it:
 ``2026-03-28``, ``2026-03-28 22:00``, ``2026-03-28T22:00:00Z``, ``2026-03-29T00:00+01:00``
 (an offset is turned into UTC).
 
 The phones' resync windows and summer time read it (``labsim.phones.local_time``); a
-virtual run's clock starts there too. Without ``start:``, Sunday 2026-01-04 00:00 UTC."""
+virtual run's clock starts there too. Without it, Sunday 2026-01-04 00:00 UTC."""
 
 from __future__ import annotations
 

@@ -127,18 +127,20 @@ def test_two_sites_windows_five_hours_apart_and_the_stampede_without_new_yorks_z
     assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]
 
 
+def site_window_hours(report_dir):
+    """spring-forward's fetches by site and hour of the lab's clock (UTC), after the boot hour."""
+    hours = {}
+    for line in open(report_dir / "events.jsonl", encoding="utf-8"):
+        event = json.loads(line)
+        if event["kind"] == "fetch" and event["t"] > 7200:
+            key = ("london" if event["mac"].startswith("00:15:65:c2") else "berlin", int(event["t"] // 3600))
+            hours[key] = hours.get(key, 0) + 1
+    return hours
+
+
 def test_spring_forward_keeps_the_windows_an_hour_apart_and_the_stampede_without_berlins_summer_time(tmp_path):
     path = os.path.join(SCENARIOS, "spring-forward.yaml")
-
-    def window_hours(report_dir):
-        """Fetches by site and hour of the lab's clock (UTC) after the boot hour."""
-        hours = {}
-        for line in open(report_dir / "events.jsonl", encoding="utf-8"):
-            event = json.loads(line)
-            if event["kind"] == "fetch" and event["t"] > 7200:
-                key = ("london" if event["mac"].startswith("00:15:65:c2") else "berlin", int(event["t"] // 3600))
-                hours[key] = hours.get(key, 0) + 1
-        return hours
+    window_hours = site_window_hours
 
     proc, report = run(path, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -156,3 +158,15 @@ def test_spring_forward_keeps_the_windows_an_hour_apart_and_the_stampede_without
                                                  ("london", 26): 2400}  # Berlin keeps CET: onto London's hour
     failing = [e for e in report["expectations"] if not e["passed"]]
     assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]
+
+
+def test_clock_starts_on_the_command_line_moves_every_shards_calendar(tmp_path):
+    # A week earlier, 2026-03-21: no change of clock that weekend, so Sunday's windows stay
+    # where Saturday's were (Berlin 02:00 UTC, London 03:00), in both shards.
+    proc, report = run(os.path.join(SCENARIOS, "spring-forward.yaml"), tmp_path, "--workers", "2",
+                       "--clock-starts", "2026-03-21")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report["simulated"]["from"] == "2026-03-21T00:00:00+00:00"
+    assert "(to Monday 2026-03-23 00:00 UTC)" in proc.stdout and "by 2 shards" in proc.stdout
+    assert site_window_hours(tmp_path / "report") == {("berlin", 2): 2400, ("london", 3): 2400,
+                                                      ("berlin", 26): 2400, ("london", 27): 2400}
