@@ -31,7 +31,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
@@ -430,18 +430,12 @@ def phone_zone(phone) -> Zone:
 
 @functools.lru_cache(maxsize=1024)
 def _zone(zone: str | None, summer: bool, rule: str) -> Zone:
-    standard_s = hours_offset_s(zone)
-    if standard_s is None:
-        return Zone()  # no zone, or not one: the lab's clock
-    standard = Zone(standard_s)
     if not summer:
-        return standard
+        return zone_from(hours_offset_s(zone))
     fields = dict(part.strip().partition("=")[::2] for part in rule.split(";") if "=" in part)
-    starts, ends = _dst_day(fields.get("start", "")), _dst_day(fields.get("end", ""))
     save = _dst_clock_s(fields.get("save", "1"))
-    if starts is None or ends is None or save is None or not 0 < save <= 3 * 3600:
-        return standard  # a rule that cannot be read, or summer time that does not go forward
-    return Zone(standard.standard_s, save, starts, ends)
+    return zone_from(hours_offset_s(zone), _dst_day(fields.get("start", "")), _dst_day(fields.get("end", "")),
+                     0 if save is None else save)
 
 
 def _dst_day(text: str) -> DayRule | None:

@@ -144,6 +144,21 @@ class Zone:
         return first - lab_s  # in the hour the spring change skips
 
 
+SUMMER_EXTRA_MAX_S = 3 * 3600
+
+
+def zone_from(standard_s: int | None, starts: DayRule | YearDayRule | None = None,
+              ends: DayRule | YearDayRule | None = None, summer_extra_s: int = 0) -> Zone:
+    """The zone a phone's settings give: none for a standard offset that was not given or
+    did not read (the lab's clock); summer time only when both changes read and it goes
+    forward (by up to three hours), else standard time alone."""
+    if standard_s is None:
+        return Zone()
+    if starts is None or ends is None or not 0 < summer_extra_s <= SUMMER_EXTRA_MAX_S:
+        return Zone(standard_s)
+    return Zone(standard_s, summer_extra_s, starts, ends)
+
+
 @functools.lru_cache(maxsize=4096)
 def _changes(zone: Zone, year: int) -> tuple[int, int]:
     """When summer time starts and ends in ``year``, in seconds since 1970 UTC."""

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.local_time import DayRule, Zone, seconds_offset_s
+from labsim.phones.local_time import DayRule, Zone, seconds_offset_s, zone_from
 from labsim.wire import polycom_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -467,16 +467,9 @@ def phone_zone(settings: dict) -> Zone:
 
 @functools.lru_cache(maxsize=1024)
 def _zone(offset: str | None, enable: str, fixed_day: str, *days: str) -> Zone:
-    standard_s = seconds_offset_s(offset)
-    if standard_s is None:
-        return Zone()  # no offset, or not one: the lab's clock
-    standard = Zone(standard_s)
     if enable.strip() != "1":
-        return standard
-    starts, ends = _dst_day(fixed_day, *days[:5]), _dst_day(fixed_day, *days[5:])
-    if starts is None or ends is None:
-        return standard
-    return Zone(standard.standard_s, 3600, starts, ends)
+        return zone_from(seconds_offset_s(offset))
+    return zone_from(seconds_offset_s(offset), _dst_day(fixed_day, *days[:5]), _dst_day(fixed_day, *days[5:]), 3600)
 
 
 def _dst_day(fixed_day: str, month: str, date: str, hour: str, weekday: str, last_in_month: str) -> DayRule | None:

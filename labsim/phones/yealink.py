@@ -33,7 +33,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -531,17 +531,9 @@ def phone_zone(settings: dict) -> Zone:
 
 @functools.lru_cache(maxsize=1024)
 def _zone(zone: str | None, summer: str, kind: str, start: str, end: str, offset: str) -> Zone:
-    standard_s = hours_offset_s(zone)
-    if standard_s is None:
-        return Zone()  # no zone, or not one: the lab's clock
-    standard = Zone(standard_s)
     if summer.strip() != "1":
-        return standard
-    starts, ends = _dst_day(kind, start), _dst_day(kind, end)
-    extra = parse_int(offset, 60) * 60
-    if starts is None or ends is None or not 0 < extra <= 3 * 3600:
-        return standard
-    return Zone(standard.standard_s, extra, starts, ends)
+        return zone_from(hours_offset_s(zone))
+    return zone_from(hours_offset_s(zone), _dst_day(kind, start), _dst_day(kind, end), parse_int(offset, 60) * 60)
 
 
 def _dst_day(kind: str, text: str) -> DayRule | None:
