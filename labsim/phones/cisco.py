@@ -443,7 +443,7 @@ def _dst_day(text: str) -> DayRule | None:
     (Monday-Sunday), that weekday on or after ``day``, or with a negative day on or before
     it, counted from the month's end (-1 its last day: ``10/-1/7`` the last Sunday)."""
     parts = text.strip().split("/")
-    if len(parts) not in (3, 4) or not all(re.fullmatch(r"-?\d{1,2}", part.strip()) for part in parts[:3]):
+    if len(parts) not in (3, 4) or not all(re.fullmatch(r"-?[0-9]{1,2}", part.strip()) for part in parts[:3]):
         return None
     month, day, weekday = (int(part) for part in parts[:3])
     at = _dst_clock_s(parts[3]) if len(parts) == 4 else 0
@@ -456,7 +456,7 @@ def _dst_day(text: str) -> DayRule | None:
 
 def _dst_clock_s(text: str) -> int | None:
     """``[+|-]HH[:mm[:ss]]`` in seconds (``2``, ``1:30``, ``0:0:0``)."""
-    match = re.fullmatch(r"([+-]?)(\d{1,2})(?::(\d{1,2}))?(?::(\d{1,2}))?", text.strip())
+    match = re.fullmatch(r"([+-]?)([0-9]{1,2})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?", text.strip())
     if match is None:
         return None
     sign, hours, minutes, seconds = match.groups()

@@ -107,7 +107,7 @@ def url_credentials(server: ServerUrl, otherwise: Credentials | None = None) -> 
 def parse_int(text: str | None, default):
     """A setting's non-negative whole number, or ``default`` when it is absent or not one."""
     text = (text or "").strip()
-    return int(text) if text.isdigit() else default
+    return int(text) if text.isascii() and text.isdigit() else default  # "²" is a digit to isdigit, not to int
 
 
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")

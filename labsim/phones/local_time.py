@@ -41,13 +41,13 @@ DAY_S = 86400
 # positive *west* of Greenwich; the summer time's name and rules may follow.
 _POSIX_NAME = r"(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)"
 _POSIX_OFFSET = r"([+-]?)(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?"
-_POSIX_STANDARD = re.compile(_POSIX_NAME + _POSIX_OFFSET + r"(?=$|[A-Za-z]{3}|<)")
-_POSIX_SUMMER = re.compile(_POSIX_NAME + r"(?:" + _POSIX_OFFSET + r")?(?:,([^,]+),([^,]+))?")
+_POSIX_STANDARD = re.compile(_POSIX_NAME + _POSIX_OFFSET + r"(?=$|[A-Za-z]{3}|<)", re.ASCII)
+_POSIX_SUMMER = re.compile(_POSIX_NAME + r"(?:" + _POSIX_OFFSET + r")?(?:,([^,]+),([^,]+))?", re.ASCII)
 # A change's day: Mm.w.d (day d, 0 Sunday, of week w, 5 the last, of month m), Jn (day n of
 # 1-365, 29 February never counted) or n (0-365, counted); then /time, 02:00:00 if absent.
-_POSIX_DAY = re.compile(r"(?:M(\d{1,2})\.(\d)\.(\d)|J(\d{1,3})|(\d{1,3}))(?:/([+-]?\d{1,3}(?::\d{1,2}){0,2}))?")
-_HOURS_MINUTES = re.compile(r"(?:GMT|UTC)?([+-]?)(\d{1,2})(?::(\d{2}))?", re.IGNORECASE)
-_POSIX_TIME = re.compile(r"([+-]?)(\d{1,3})(?::(\d{1,2})(?::(\d{1,2}))?)?")
+_POSIX_DAY = re.compile(r"(?:M(\d{1,2})\.(\d)\.(\d)|J(\d{1,3})|(\d{1,3}))(?:/([+-]?\d{1,3}(?::\d{1,2}){0,2}))?", re.ASCII)
+_HOURS_MINUTES = re.compile(r"(?:GMT|UTC)?([+-]?)(\d{1,2})(?::(\d{2}))?", re.IGNORECASE | re.ASCII)
+_POSIX_TIME = re.compile(r"([+-]?)(\d{1,3})(?::(\d{1,2})(?::(\d{1,2}))?)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,8 @@ def hours_offset_s(text: str | None) -> int | None:
 def seconds_offset_s(text: str | None) -> int | None:
     """A zone written as whole seconds east of UTC (``-18000`` for UTC-5). None for anything
     else."""
-    try:
-        return _within_range(int((text or "").strip()))
-    except ValueError:
-        return None
+    text = (text or "").strip()
+    return _within_range(int(text)) if re.fullmatch(r"-?[0-9]+", text) else None
 
 
 # Where a POSIX string names a summer time but gives no rule, C libraries take the United

@@ -541,7 +541,8 @@ def _dst_day(kind: str, text: str) -> DayRule | None:
     "month/week/weekday/hour", week 1-5 (5 the last), weekday 1 Monday … 7 Sunday
     (``3/2/7/2``, the second Sunday of March at 02:00). Hours 0-23 from midnight."""
     parts = [part.strip() for part in (text or "").split("/")]
-    if not all(part.isdigit() for part in parts) or len(parts) != (4 if kind.strip() == "1" else 3):
+    digits = all(part.isascii() and part.isdigit() for part in parts)
+    if not digits or len(parts) != (4 if kind.strip() == "1" else 3):
         return None
     numbers = [int(part) for part in parts]
     month, hour = numbers[0], numbers[-1]

@@ -5,7 +5,9 @@ import calendar
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, strategies as st
 
+from labsim.phones import cisco, polycom, yealink
 from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
                                       hours_offset_s, posix_zone, seconds_offset_s)
 
@@ -134,3 +136,34 @@ def test_a_phone_waits_for_its_own_clock_across_a_change(now, local_wait_h, come
 def test_without_summer_time_a_wait_is_the_labs():
     assert Zone(3600).wait_s(lab("2026-03-28 12:00"), 54000.0) == 54000.0
     assert Zone(3600).offset_at(lab("2026-07-01 00:00")) == 3600
+
+
+# --- properties: any text reads without an error; a wait lands where the phone's clock says --------
+
+RULES = [CET, "EST5EDT", "NZST-12NZDT,M9.5.0,M4.1.0/3", "<+1030>-10:30<+11>-11,M10.1.0,M4.1.0",
+         "XST3XDT,J60/0,J300/0", "AAA-2BBB-5,M3.5.0/-1,M10.5.0/26"]
+
+
+@given(st.text(max_size=60))
+def test_any_text_is_a_zone_or_none_never_an_error(text):
+    for zone in (posix_zone(text), yealink.phone_zone({"local_time.time_zone": "+1", "local_time.summer_time": "1",
+                                                       "local_time.dst_time_type": text[:1],
+                                                       "local_time.start_time": text, "local_time.end_time": text,
+                                                       "local_time.offset_time": text}),
+                 cisco._zone(text, True, text), cisco._zone("GMT+01:00", True, f"start={text};end={text};save={text}"),
+                 polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": text, **{polycom.DST + name: text
+                                                                         for name, _ in polycom.DST_DEFAULTS}})):
+        assert isinstance(zone, Zone) and zone.offset_at(0.0) == zone.offset_at(0.0)
+    assert hours_offset_s(text) is None or -WEST_MAX_S <= hours_offset_s(text) <= EAST_MAX_S
+    assert seconds_offset_s(text) is None or -WEST_MAX_S <= seconds_offset_s(text) <= EAST_MAX_S
+
+
+@given(st.sampled_from(RULES), st.floats(0, 2 * 365 * 86400), st.floats(0, 8 * 86400))
+def test_a_wait_ends_where_the_phones_own_clock_has_moved_on_by_it(rule, lab_s, local_wait_s):
+    zone = posix_zone(rule)
+    wait = zone.wait_s(lab_s, local_wait_s)
+    assert wait >= 0
+    moved = zone.local_s(lab_s + wait) - zone.local_s(lab_s)
+    # Exactly the wait, or, for a moment the spring change skipped, as much later as the clock jumped.
+    assert moved == pytest.approx(local_wait_s, abs=1e-6) or moved == pytest.approx(
+        local_wait_s + zone.summer_extra_s, abs=1e-6)

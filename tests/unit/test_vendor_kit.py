@@ -102,6 +102,7 @@ def test_download_returns_the_body_at_the_first_success():
 def test_values_as_the_manuals_write_them():
     assert kit.parse_int(" 42 ", 7) == 42 and kit.parse_int(None, 7) == 7 and kit.parse_int("-1", 7) == 7
     assert kit.parse_int("4x", None) is None
+    assert kit.parse_int("²", 7) == 7 and kit.parse_int("1\u00b9", 7) == 7  # digits to str.isdigit, not to int()
     assert kit.clock_s("03:30") == 3 * 3600 + 1800 and kit.clock_s("24:00") is None and kit.clock_s(None) is None
     assert kit.option_text(b"http://p/\x00\x00 ") == "http://p/" and kit.option_text(None) == ""
     assert kit.bare_mac("00:0B:82:12:34:56") == "000b82123456" == kit.bare_mac("00-0b-82-12-34-56")
