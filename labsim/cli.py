@@ -163,9 +163,9 @@ UPLOADS_HELP = ("store uploads (HTTP PUT, TFTP WRQ, FTP STOR) in DIR (default: e
                 "inside provisioning.directory, or inside --report-dir when the scenario has none)")
 
 
-def _load_or_report(path: str):
+def _load_or_report(path: str, overrides: dict | None = None):
     try:
-        return load_scenario(path)
+        return load_scenario(path, overrides)
     except ScenarioError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -204,7 +204,17 @@ def command_run(args) -> int:
     if problem:
         print(f"labsim run: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    loaded = _load_or_report(args.scenario)
+    overrides = {}
+    if args.clock_starts is not None:
+        from labsim.scenario.calendar_start import parse_start
+
+        try:
+            parse_start(args.clock_starts)
+        except ValueError as exc:
+            print(f"labsim: --clock-starts: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        overrides["clock_starts"] = args.clock_starts  # validated with the file: a timeline's dates count from it
+    loaded = _load_or_report(args.scenario, overrides)
     if loaded is None:
         return EXIT_BAD_INPUT
     if args.phones is not None:
@@ -215,16 +225,6 @@ def command_run(args) -> int:
         from labsim.scenario.loader import LoadedScenario
 
         loaded = LoadedScenario(scale_scenario(loaded.scenario, args.phones), loaded.path)
-    if args.clock_starts is not None:
-        from labsim.scenario.calendar_start import parse_start
-        from labsim.scenario.loader import LoadedScenario
-
-        try:
-            clock_starts = parse_start(args.clock_starts)
-        except ValueError as exc:
-            print(f"labsim: --clock-starts: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        loaded = LoadedScenario(loaded.scenario.model_copy(update={"clock_starts": clock_starts}), loaded.path)
     if args.duration is not None or args.clock is not None:  # virtual time (issue 15)
         from labsim.scenario.durations import parse_duration
         from labsim.scenario.loader import LoadedScenario

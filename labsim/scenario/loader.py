@@ -12,6 +12,7 @@ from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
+from labsim.scenario.calendar_start import parse_start
 from labsim.scenario.checks import cross_checks, port_clashes
 from labsim.scenario.schema import Scenario
 from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
@@ -48,7 +49,9 @@ class LoadedScenario:
 MAX_SCENARIO_BYTES = 4 * 1024 * 1024  # a scenario file larger than this is refused unread
 
 
-def load_scenario(path: str) -> LoadedScenario:
+def load_scenario(path: str, overrides: dict | None = None) -> LoadedScenario:
+    """The scenario in ``path``; ``overrides``: top-level keys the command line gives
+    instead of the file's (``clock_starts``), validated with the rest."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read(MAX_SCENARIO_BYTES + 1)
@@ -60,7 +63,7 @@ def load_scenario(path: str) -> LoadedScenario:
         raise ScenarioError([Problem(path, None, "", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ScenarioError([Problem(path, None, "", f"not UTF-8 text: {exc.reason}")]) from None
-    loaded = LoadedScenario(parse_scenario_text(text, path), path)
+    loaded = LoadedScenario(parse_scenario_text(text, path, overrides), path)
     _check_directory(loaded, text)
     return loaded
 
@@ -79,7 +82,7 @@ def _check_directory(loaded: LoadedScenario, text: str) -> None:
     raise ScenarioError([Problem(loaded.path, mark, "provisioning.directory", f"{folder} {why}")])
 
 
-def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
+def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict | None = None) -> Scenario:
     try:
         doc = load_marked(text)
     except YamlError as exc:
@@ -89,9 +92,10 @@ def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
     problems = [Problem(filename, e.mark, _field_text(e.path), e.message) for e in doc.problems]
     problems += [Problem(filename, doc.mark_for(path), _field_text(path), message)
                  for path, message in cross_checks(doc.data) + port_clashes(doc)]
+    data = {**doc.data, **(overrides or {})}
     scenario = None
     try:
-        scenario = Scenario.model_validate(doc.data)
+        scenario = Scenario.model_validate(data, context={"clock_starts": _clock_starts(data)})
     except ValidationError as exc:
         errors = _drop_other_union_branches(exc.errors(include_url=False))
         problems += [_problem(filename, doc, error) for error in errors]
@@ -99,6 +103,14 @@ def parse_scenario_text(text: str, filename: str = "<scenario>") -> Scenario:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ScenarioError(_dedupe(problems))
     return scenario
+
+
+def _clock_starts(data: dict) -> float | None:
+    """The start a timeline's calendar moments count from (a bad one is the field's own error)."""
+    try:
+        return parse_start(data["clock_starts"]) if data.get("clock_starts") is not None else None
+    except ValueError:
+        return None
 
 
 def _field_text(loc) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
+from labsim.scenario.calendar_start import is_calendar_moment, parse_start, start_text
 from labsim.scenario.durations import parse_moment
 from labsim.scenario.expectations import ExpectationText
 from labsim.scenario.faults import Fault
@@ -108,11 +110,27 @@ class Action(Strict):
 
 
 class TimelineEntry(Strict):
-    at: Annotated[float, BeforeValidator(parse_moment)] | None = Field(
-        None, description="when, after the fleet starts: seconds, or 90s, 15m, 12h, 6d, 8d6h (as duration)")
+    at: float | None = Field(
+        None, description="when, after the fleet starts: seconds, or 90s, 15m, 12h, 6d, 8d6h (as duration); "
+        "or a date and time in UTC on the run's calendar (2026-03-29 01:00, from clock_starts)",
+        json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
     when: ExpectationText | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
     do: Union[Action, list[Action]]
     name: str | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, value, info: ValidationInfo):
+        """A duration after the start, or a calendar moment made one: seconds after the
+        scenario's clock_starts (the loader passes it as ``context``)."""
+        if value is None or not is_calendar_moment(value):
+            return None if value is None else parse_moment(value)
+        start = (info.context or {}).get("clock_starts")
+        start = CALENDAR_ORIGIN_S if start is None else start
+        after = parse_start(value) - start
+        if after < 0:
+            raise ValueError(f"{value} is before the run starts ({start_text(start)})")
+        return after
 
     @model_validator(mode="after")
     def _at_or_when(self):

@@ -8,7 +8,7 @@ from labsim import cli
 from labsim.fleet.fleet import build_fleets
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.scenario.calendar_start import clock_start_s, parse_start
-from labsim.scenario.loader import ScenarioError, parse_scenario_text
+from labsim.scenario.loader import ScenarioError, load_scenario, parse_scenario_text
 from labsim.virtual.run import on_the_calendar, virtual_epoch, virtual_time_line
 
 SATURDAY = 1774656000.0  # 2026-03-28 00:00:00 UTC
@@ -83,3 +83,43 @@ def test_clock_starts_on_the_command_line_is_checked_before_anything_starts(tmp_
                      "--report-dir", str(tmp_path / "r")])
     assert code == 2 and "--clock-starts: 'soon' is not a date and time" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+TIMELINE = """\
+name: t
+{start}
+services: {{dhcp: {{}}}}
+fleets:
+  - {{name: desk, vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}}
+timeline:
+  - at: {at}
+    do: {{stop_service: dhcp}}
+"""
+
+
+@pytest.mark.parametrize("start, at, seconds", [
+    ("clock_starts: 2026-03-28", "2026-03-29 01:00", 86400 + 3600),  # Europe's change, from Saturday
+    ("clock_starts: 2026-03-28 12:00", "'2026-03-29T01:00:00Z'", 13 * 3600),
+    ("", "2026-01-10", 6 * 86400),  # without clock_starts, from Sunday 2026-01-04
+    ("clock_starts: 2026-03-28", "6d", 6 * 86400),  # durations still count from the start
+    ("clock_starts: 2026-03-28", "90", 90),
+])
+def test_a_timeline_moment_may_be_a_date_on_the_runs_calendar(start, at, seconds):
+    assert parse_scenario_text(TIMELINE.format(start=start, at=at)).timeline[0].at == seconds
+
+
+def test_a_date_before_the_start_names_its_line_and_field():
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(TIMELINE.format(start="clock_starts: 2026-03-28", at="2026-03-27 23:00"), "s.yaml")
+    [problem] = caught.value.problems
+    assert str(problem) == "s.yaml:7:5: timeline[0].at: 2026-03-27 23:00 is before the run starts (2026-03-28 00:00 UTC)"
+
+
+def test_clock_starts_from_the_command_line_is_what_a_timelines_dates_count_from(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(TIMELINE.format(start="clock_starts: 2026-03-28", at="2026-03-29 01:00"))
+    assert load_scenario(str(path)).scenario.timeline[0].at == 86400 + 3600
+    moved = load_scenario(str(path), {"clock_starts": "2026-03-29"}).scenario
+    assert moved.clock_starts == SATURDAY + 86400 and moved.timeline[0].at == 3600
+    with pytest.raises(ScenarioError, match=r"timeline\[0\]\.at: 2026-03-29 01:00 is before the run starts"):
+        load_scenario(str(path), {"clock_starts": "2026-03-30"})
