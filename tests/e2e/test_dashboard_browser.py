@@ -135,7 +135,9 @@ def test_a_student_reads_the_exercise_reveals_hints_and_checks_the_lab(browser, 
         wait = WebDriverWait(browser, 45, poll_frequency=0.2)
         wait.until(lambda d: tile_states(d).get("failed") == 10)
         browser.find_element(By.ID, "lab-tab").click()
-        assert "The phones never get ready" in browser.find_element(By.ID, "lab-task").text
+        # The tab shows once the browser has laid it out again: wait for its text (an
+        # element not yet shown reads as '' to WebDriver; CI once read it too early).
+        wait.until(lambda d: "The phones never get ready" in d.find_element(By.ID, "lab-task").text)
         assert browser.find_elements(By.CSS_SELECTOR, ".hint") == []
         for shown in (1, 2):
             browser.find_element(By.ID, "hint-next").click()
