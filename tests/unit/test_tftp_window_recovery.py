@@ -152,7 +152,8 @@ def atftp_like_run(content: bytes, windowsize: int, drop=(), duplicate=(), blksi
 
     The receiver ACKs after ``windowsize`` blocks in order since the last ACK it sent
     (any ACK), and the file's last block; on the first block out of order (or a copy)
-    after an in-order one it repeats its last ACK, later ones it ignores.
+    after an in-order one it repeats its last ACK, later ones it ignores; when nothing is in
+    flight it ACKs its last block in order again.
     ``drop`` / ``duplicate``: keys like ("data", 5) or ("ack", 4); each acts on the first
     such packet only. The server's timer fires only when nothing is in flight. Returns
     (transfer, received bytes or None, timer expiries).
@@ -182,7 +183,15 @@ def atftp_like_run(content: bytes, windowsize: int, drop=(), duplicate=(), blksi
         if transfer.finished:
             break
         if not link:
+            # Nothing in flight: both ends time out, and each sends its last packet again
+            # (RFC 1350), the receiver an ACK of its last block in order. Without that, a
+            # lost repeat of its ACK would leave it ignoring every resend to the server's
+            # give-up (found by the property test below: blocks 3, window 2, DATA 2 and
+            # ACKs 1 and 2 lost).
             expiries += 1
+            if not complete:
+                extra_sent, since_ack = False, 0
+                post(wire.Step(send=((ack(expected - 1), PEER),)), "ack")
             post(transfer.timer_expired(), "data")
             continue
         kind, packet = link.pop(0)
