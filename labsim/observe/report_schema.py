@@ -142,6 +142,9 @@ PHONE = {
                                  "file_md5": {"type": "object", "additionalProperties": {"type": "string"}},
                                  "provisioning_url": {"type": ["string", "null"]},
                                  "profiles": {"type": "object"},
+                                 "kept_files": {"type": "object", "additionalProperties": {"type": "string"},
+                                                "description": "files the phone keeps to read later (Yealink's "
+                                                               "AutoDST.xml): name -> MD5 of its text"},
                                  "settings_count": {"type": "integer", "minimum": 0}}},
         "events": {"type": "array", "items": EVENT},
         "events_dropped": {"type": "integer", "minimum": 1, "description": "events left out of this list in a "

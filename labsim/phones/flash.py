@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from labsim.phones.packed import md5_hex
+
 
 @dataclass(slots=True)
 class Flash:
@@ -17,12 +19,14 @@ class Flash:
     firmware: str = ""
     provisioning_url: str = ""
     profiles: dict[str, str] = field(default_factory=dict)  # Avaya server profiles: role -> file
+    kept_files: dict[str, str] = field(default_factory=dict)  # files read later: Yealink's AutoDST.xml -> its text
 
     def factory_reset(self, firmware: str) -> None:
         self.settings.clear()
         self.file_md5.clear()
         self.versions.clear()
         self.profiles.clear()
+        self.kept_files.clear()
         self.provisioning_url = ""
         self.firmware = firmware
 
@@ -40,6 +44,7 @@ class Flash:
             "versions": dict(self.versions),
             "provisioning_url": self.provisioning_url,
             "profiles": dict(self.profiles),
+            "kept_files": {name: md5_hex(text.encode()) for name, text in self.kept_files.items()},
             "settings_count": len(self.settings),
         }
 

@@ -23,7 +23,6 @@ flashed.
 
 from __future__ import annotations
 
-import functools
 import posixpath
 import re
 import sys
@@ -33,7 +32,8 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
+from labsim.phones import yealink_summer_time as summer_time
+from labsim.phones.local_time import Zone
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
@@ -82,13 +82,6 @@ WEEKLY_END_KEY = AP + "weekly.end_time"
 ATTEMPTS_KEY = AP + "attempt_before_failed"
 RETRY_DELAY_KEY = AP + "retry_delay_after_file_transfer_failed"
 PROTECT_KEY = AP + "custom.protect"
-TIME_ZONE_KEY = "local_time.time_zone"  # "+8", "-5", "+5:30": the clock the weekly window keeps
-# Summer time: 0 off, 1 by the rule below, 2 (the factory value) "automatic", from Yealink's
-# AutoDST file by zone name, which labsim does not model (no summer time).
-SUMMER_TIME_KEY = "local_time.summer_time"
-DST_TYPE_KEY = "local_time.dst_time_type"  # 0 by date ("month/day/hour"), 1 by week ("month/week/weekday/hour")
-DST_START_KEY, DST_END_KEY = "local_time.start_time", "local_time.end_time"
-DST_OFFSET_KEY = "local_time.offset_time"  # minutes the clock goes forward
 AES_IN_FILE_KEY = AP + "aes_key_in_file"
 AES_COMMON_KEY = AP + "aes_key_16.com"
 AES_MAC_KEY = AP + "aes_key_16.mac"
@@ -100,8 +93,10 @@ NOTIFY_REBOOT_KEY = "sip.notify_reboot_enable"
 RESOURCE_KEYS = (
     "ringtone.url", "local_contact.data.url", "directory_setting.url", "super_search.url",
     "wallpaper_upload.url", "screensaver.upload_url", "gui_lang.url", "trusted_certificates.url",
-    "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url",
+    "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url", summer_time.AUTO_DST_URL_KEY,
 )
+# Resources whose body the phone keeps on flash and reads later, under this name.
+KEPT_RESOURCES = {summer_time.AUTO_DST_URL_KEY: summer_time.AUTO_DST_FILE}
 
 _FIRMWARE_VERSION = re.compile(r"(\d+\.\d+\.\d+\.\d+)\.rom$", re.IGNORECASE)
 _INCLUDE = re.compile(r'^include:config\s*[<"]([^>"]+)[>"]\s*$', re.IGNORECASE)
@@ -464,7 +459,20 @@ def _resources(phone, server: ServerUrl, credentials, changed: list[str]):
             continue
         url = _absolute(substitute(value, phone), server)
         name = posixpath.basename(url.split("?", 1)[0]) or key
-        yield from download(phone, url, name, credentials, "resource", 1, 0)
+        body = yield from download(phone, url, name, credentials, "resource", 1, 0)
+        if body is not None and key in KEPT_RESOURCES:
+            _keep(phone, KEPT_RESOURCES[key], name, body)
+
+
+def _keep(phone, kept_as: str, name: str, body: bytes) -> None:
+    # Interned: a fleet given the same file keeps one copy of it in memory.
+    text = sys.intern(body.decode("utf-8", "replace"))
+    phone.flash.kept_files[kept_as] = text
+    if kept_as == summer_time.AUTO_DST_FILE:
+        try:
+            summer_time.read_template(text)
+        except summer_time.TemplateError as exc:
+            phone.note(f"{name} is no AutoDST template ({exc}): the factory one applies")
 
 
 def _firmware(phone, server: ServerUrl, credentials, behaviour: YealinkBehaviour):
@@ -516,41 +524,11 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
     span = (end - begin) % 86400 or 86400
     # Each phone provisions at its own moment in the window, once per window.
     lab_now = behaviour.week_starts_s + phone.now
-    zone = phone_zone(settings)
+    zone = phone_zone(phone)
     wait = next_window_moment_s(phone, zone.local_s(lab_now), begin, span, days)
     return None if wait is None else zone.wait_s(lab_now, wait)
 
 
-def phone_zone(settings: dict) -> Zone:
-    """The time zone the phone keeps its weekly window in: ``local_time.time_zone`` and,
-    with ``local_time.summer_time = 1``, the summer time its rule gives."""
-    return _zone(settings.get(TIME_ZONE_KEY), settings.get(SUMMER_TIME_KEY, "2"), settings.get(DST_TYPE_KEY, "0"),
-                 settings.get(DST_START_KEY, "1/1/0"), settings.get(DST_END_KEY, "12/31/23"),
-                 settings.get(DST_OFFSET_KEY, "60"))
-
-
-@functools.lru_cache(maxsize=1024)
-def _zone(zone: str | None, summer: str, kind: str, start: str, end: str, offset: str) -> Zone:
-    if summer.strip() != "1":
-        return zone_from(hours_offset_s(zone))
-    return zone_from(hours_offset_s(zone), _dst_day(kind, start), _dst_day(kind, end), parse_int(offset, 60) * 60)
-
-
-def _dst_day(kind: str, text: str) -> DayRule | None:
-    """``local_time.start_time``/``end_time``: by date "month/day/hour" (``3/29/2``); by week
-    "month/week/weekday/hour", week 1-5 (5 the last), weekday 1 Monday … 7 Sunday
-    (``3/2/7/2``, the second Sunday of March at 02:00). Hours 0-23 from midnight."""
-    parts = [part.strip() for part in (text or "").split("/")]
-    digits = all(part.isascii() and part.isdigit() for part in parts)
-    if not digits or len(parts) != (4 if kind.strip() == "1" else 3):
-        return None
-    numbers = [int(part) for part in parts]
-    month, hour = numbers[0], numbers[-1]
-    if not 1 <= month <= 12 or hour > 23:
-        return None
-    if len(numbers) == 3:
-        return DayRule(month, numbers[1], None, hour * 3600) if 1 <= numbers[1] <= 31 else None
-    week, weekday = numbers[1], numbers[2]
-    if not (1 <= week <= 5 and 1 <= weekday <= 7):
-        return None
-    return DayRule(month, -7 if week == 5 else 1 + 7 * (week - 1), weekday % 7, hour * 3600)
+def phone_zone(phone) -> Zone:
+    """The time zone the phone keeps its weekly window in (``yealink_summer_time``)."""
+    return summer_time.phone_zone(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE))

@@ -3,11 +3,12 @@ included."""
 
 import calendar
 from datetime import datetime, timezone
+from xml.sax.saxutils import quoteattr
 
 import pytest
 from hypothesis import given, strategies as st
 
-from labsim.phones import cisco, polycom, yealink
+from labsim.phones import cisco, polycom, yealink_summer_time
 from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
                                       hours_offset_s, posix_zone, seconds_offset_s)
 
@@ -146,10 +147,20 @@ RULES = [CET, "EST5EDT", "NZST-12NZDT,M9.5.0,M4.1.0/3", "<+1030>-10:30<+11>-11,M
 
 @given(st.text(max_size=60))
 def test_any_text_is_a_zone_or_none_never_an_error(text):
-    for zone in (posix_zone(text), yealink.phone_zone({"local_time.time_zone": "+1", "local_time.summer_time": "1",
-                                                       "local_time.dst_time_type": text[:1],
-                                                       "local_time.start_time": text, "local_time.end_time": text,
-                                                       "local_time.offset_time": text}),
+    value = quoteattr(text)
+    template = (f'<DSTData><DST szTime={value} szZone={value} iType={quoteattr(text[:1])} szStart={value} '
+                f'szEnd={value} szOffset={value}/><DST szTime="+1" szZone={value} iType="1" szStart={value} '
+                f'szEnd={value} szOffset={value}/></DSTData>')
+    for zone in (posix_zone(text), yealink_summer_time.phone_zone({"local_time.time_zone": "+1",
+                                                                   "local_time.summer_time": "1",
+                                                                   "local_time.dst_time_type": text[:1],
+                                                                   "local_time.start_time": text,
+                                                                   "local_time.end_time": text,
+                                                                   "local_time.offset_time": text}),
+                 yealink_summer_time.phone_zone({"local_time.time_zone": "+1", "local_time.time_zone_name": text},
+                                                own_template=template),
+                 yealink_summer_time.phone_zone({"local_time.time_zone": text, "local_time.time_zone_name": text},
+                                                own_template=text),
                  cisco._zone(text, True, text), cisco._zone("GMT+01:00", True, f"start={text};end={text};save={text}"),
                  polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": text, **{polycom.DST + name: text
                                                                          for name, _ in polycom.DST_DEFAULTS}})):

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from labsim.phones import yealink
+from labsim.phones import yealink, yealink_summer_time
 from labsim.phones.events import CheckSync
 from labsim.phones.flash import Flash
 from labsim.phones.vendors import profile_for
@@ -387,7 +387,12 @@ SPRING_WEEKEND = 83 * 86400.0  # Saturday 2026-03-28 00:00 UTC: 83 days after th
           local_time__offset_time=120), 1 * 3600),  # two hours forward
     (dict(local_time__summer_time=1, local_time__start_time="4/5/2", local_time__end_time="10/25/3"), 3 * 3600),
     (dict(local_time__summer_time=0, local_time__start_time="3/29/2", local_time__end_time="10/25/3"), 3 * 3600),
-    ({}, 3 * 3600),  # 2, "automatic" by Yealink's AutoDST file: not modelled, no summer time
+    # 2 (the factory value), automatic: the AutoDST entry of the zone's offset and name
+    ({}, 3 * 3600),  # no name: the factory China(Beijing), which has no entry at +1
+    (dict(local_time__time_zone_name="Germany(Berlin)"), 2 * 3600),
+    (dict(local_time__summer_time=2, local_time__time_zone_name="France(Paris)"), 2 * 3600),
+    (dict(local_time__time_zone_name="United Kingdom(London)"), 3 * 3600),  # London's entry is at 0, not +1
+    (dict(local_time__summer_time=0, local_time__time_zone_name="Germany(Berlin)"), 3 * 3600),
 ])
 def test_weekly_window_follows_summer_time(summer, sunday_opens_at):
     # 04:00-04:10 local at local_time.time_zone +1 from Saturday 2026-03-28: Saturday's
@@ -403,9 +408,51 @@ def test_weekly_window_follows_summer_time(summer, sunday_opens_at):
     assert 3 * 3600 <= later[0] < 3 * 3600 + 600 and 86400 + sunday_opens_at <= later[1] < 86400 + sunday_opens_at + 600
 
 
+OWN_AUTO_DST = b"""<DSTData>
+  <DST szTime="+1" szZone="Lab(Town)" iType="0" szStart="3/29/2" szEnd="10/25/3" szOffset="120"/>
+</DSTData>
+"""
+
+
+@pytest.mark.parametrize("name, template, sunday_opens_at", [
+    ("Lab(Town)", OWN_AUTO_DST, 1 * 3600),  # the phone's own entry: two hours forward
+    ("Germany(Berlin)", OWN_AUTO_DST, 3 * 3600),  # its own template replaces the factory one as a whole
+    ("Germany(Berlin)", b"+1 Germany(Berlin) none", 2 * 3600),  # one that does not parse leaves the factory one
+    ("Lab(Town)", None, 3 * 3600),  # auto_dst.url names a file the server does not have: the factory template
+])
+def test_auto_dst_url_gives_the_phone_its_own_template(name, template, sunday_opens_at):
+    settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
+                    static__auto_provision__weekly__begin_time="04:00", static__auto_provision__weekly__end_time="04:10",
+                    local_time__time_zone="+1", local_time__time_zone_name=name, auto_dst__url="AutoDST-lab.xml")
+    files = {"y000000000066.cfg": cfg(**settings)}
+    if template is not None:
+        files["AutoDST-lab.xml"] = template
+    l = lab(files, profile=profile_for("yealink", {"week_starts_s": SPRING_WEEKEND}))
+    l.boot()
+    names = [url.rsplit("/", 1)[1] for url in l.urls()]
+    assert names.index("AutoDST-lab.xml") > names.index(f"{BARE}.cfg")  # a resource, after the configuration
+    kept = l.phone.flash.kept_files
+    assert kept == ({} if template is None else {"AutoDST.xml": template.decode()})
+    l.advance(2 * 86400, step=60)
+    later = pass_starts(l)[1:]
+    assert len(later) == 2, later
+    assert 3 * 3600 <= later[0] < 3 * 3600 + 600 and 86400 + sunday_opens_at <= later[1] < 86400 + sunday_opens_at + 600
+    unreadable = [detail for _, _, detail, _ in l.phone.events if "is no AutoDST template" in detail]
+    assert len(unreadable) == (1 if template and not template.startswith(b"<") else 0)
+    assert kept == l.phone.flash.kept_files  # downloaded once: the setting did not change again
+
+
+def test_the_kept_template_survives_a_reboot_and_goes_with_a_factory_reset():
+    flash = Flash(settings={"local_time.time_zone": "+1"}, kept_files={"AutoDST.xml": OWN_AUTO_DST.decode()})
+    assert Flash.from_dict(flash.to_dict()) == flash  # what --state-dir saves and loads
+    assert flash.summary()["kept_files"] == {"AutoDST.xml": hashlib.md5(OWN_AUTO_DST).hexdigest()}
+    flash.factory_reset("66.86.0.15")
+    assert flash.kept_files == {} and flash.summary()["kept_files"] == {}
+
+
 @pytest.mark.parametrize("kind, text", [("1", "3/5/7"), ("1", "3/6/7/2"), ("1", "3/5/0/2"), ("1", "13/5/7/2"),
                                         ("0", "3/32/2"), ("0", "3/29/24"), ("0", "3/5/7/2"), ("0", "x")])
 def test_a_summer_time_rule_that_does_not_read_keeps_standard_time(kind, text):
-    zone = yealink.phone_zone({"local_time.time_zone": "+1", "local_time.summer_time": "1",
+    zone = yealink_summer_time.phone_zone({"local_time.time_zone": "+1", "local_time.summer_time": "1",
                                "local_time.dst_time_type": kind, "local_time.start_time": text})
     assert zone.standard_s == 3600 and not zone.has_summer_time
