@@ -95,6 +95,8 @@ RESOURCE_KEYS = (
     "wallpaper_upload.url", "screensaver.upload_url", "gui_lang.url", "trusted_certificates.url",
     "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url", summer_time.AUTO_DST_URL_KEY,
 )
+# Settings that move the phone's clock: a pass that changes one notes what the clock now keeps.
+_CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY)
 # Resources whose body the phone keeps on flash and reads later, under this name.
 KEPT_RESOURCES = {summer_time.AUTO_DST_URL_KEY: summer_time.AUTO_DST_FILE}
 
@@ -312,6 +314,10 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
     changed = _apply(phone, merged, md5s, overwrite=overwrite)
 
     yield from _resources(phone, server, credentials, changed)
+    if any(key.startswith(_CLOCK_KEYS) for key in changed):
+        clock = summer_time.describe(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE))
+        if clock is not None:
+            phone.note(clock)
     flashed = yield from _firmware(phone, server, credentials, behaviour)
 
     reboot_keys = [key for key in changed if needs_reboot(key)]

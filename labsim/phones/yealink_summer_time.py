@@ -159,6 +159,27 @@ def _zone(zone: str | None, summer: str, name: str, own_template: str | None,
     return zone_from(standard_s)
 
 
+def describe(settings: Mapping[str, str], own_template: str | None = None) -> str | None:
+    """What the phone's clock keeps, in words for its timeline, or None without a zone:
+    ``clock +1, Germany(Berlin) in the factory AutoDST template: summer time +60 min``."""
+    zone_text = (settings.get(TIME_ZONE_KEY) or "").strip()
+    if hours_offset_s(zone_text) is None:
+        return None
+    zone = phone_zone(settings, own_template)
+    summer = settings.get(SUMMER_TIME_KEY, "2").strip()
+    kept = f"summer time +{zone.summer_extra_s // 60} min" if zone.has_summer_time else "no summer time"
+    if summer == "1":
+        rule = "by its rule" if zone.has_summer_time else "its rule does not read"
+        return f"clock {zone_text}, {rule}: {kept}"
+    if summer != "2":
+        return f"clock {zone_text}: {kept}"
+    name = settings.get(TIME_ZONE_NAME_KEY, FACTORY_TIME_ZONE_NAME).strip()
+    own = own_template is not None and _template_or_none(own_template) is not None
+    template = f"its own AutoDST template ({AUTO_DST_FILE})" if own else "the factory AutoDST template"
+    found = (zone.standard_s, name) in template_zones(own_template)
+    return f"clock {zone_text}, {name} {'in' if found else 'not in'} {template}: {kept}"
+
+
 def template_zones(own_template: str | None) -> Template:
     """The zones the phone looks its own up in: its own template if it parses, else the factory one."""
     own = _template_or_none(own_template) if own_template is not None else None

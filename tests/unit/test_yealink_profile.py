@@ -414,13 +414,19 @@ OWN_AUTO_DST = b"""<DSTData>
 """
 
 
-@pytest.mark.parametrize("name, template, sunday_opens_at", [
-    ("Lab(Town)", OWN_AUTO_DST, 1 * 3600),  # the phone's own entry: two hours forward
-    ("Germany(Berlin)", OWN_AUTO_DST, 3 * 3600),  # its own template replaces the factory one as a whole
-    ("Germany(Berlin)", b"+1 Germany(Berlin) none", 2 * 3600),  # one that does not parse leaves the factory one
-    ("Lab(Town)", None, 3 * 3600),  # auto_dst.url names a file the server does not have: the factory template
+@pytest.mark.parametrize("name, template, sunday_opens_at, clock", [
+    # the phone's own entry: two hours forward
+    ("Lab(Town)", OWN_AUTO_DST, 1 * 3600, "Lab(Town) in its own AutoDST template (AutoDST.xml): summer time +120 min"),
+    # its own template replaces the factory one as a whole
+    ("Germany(Berlin)", OWN_AUTO_DST, 3 * 3600, "Germany(Berlin) not in its own AutoDST template (AutoDST.xml): "
+                                                "no summer time"),
+    # one that does not parse leaves the factory one
+    ("Germany(Berlin)", b"+1 Germany(Berlin) none", 2 * 3600,
+     "Germany(Berlin) in the factory AutoDST template: summer time +60 min"),
+    # auto_dst.url names a file the server does not have: the factory template
+    ("Lab(Town)", None, 3 * 3600, "Lab(Town) not in the factory AutoDST template: no summer time"),
 ])
-def test_auto_dst_url_gives_the_phone_its_own_template(name, template, sunday_opens_at):
+def test_auto_dst_url_gives_the_phone_its_own_template(name, template, sunday_opens_at, clock):
     settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
                     static__auto_provision__weekly__begin_time="04:00", static__auto_provision__weekly__end_time="04:10",
                     local_time__time_zone="+1", local_time__time_zone_name=name, auto_dst__url="AutoDST-lab.xml")
@@ -431,7 +437,7 @@ def test_auto_dst_url_gives_the_phone_its_own_template(name, template, sunday_op
     l.boot()
     names = [url.rsplit("/", 1)[1] for url in l.urls()]
     assert names.index("AutoDST-lab.xml") > names.index(f"{BARE}.cfg")  # a resource, after the configuration
-    kept = l.phone.flash.kept_files
+    kept = dict(l.phone.flash.kept_files)
     assert kept == ({} if template is None else {"AutoDST.xml": template.decode()})
     l.advance(2 * 86400, step=60)
     later = pass_starts(l)[1:]
@@ -439,7 +445,11 @@ def test_auto_dst_url_gives_the_phone_its_own_template(name, template, sunday_op
     assert 3 * 3600 <= later[0] < 3 * 3600 + 600 and 86400 + sunday_opens_at <= later[1] < 86400 + sunday_opens_at + 600
     unreadable = [detail for _, _, detail, _ in l.phone.events if "is no AutoDST template" in detail]
     assert len(unreadable) == (1 if template and not template.startswith(b"<") else 0)
-    assert kept == l.phone.flash.kept_files  # downloaded once: the setting did not change again
+    # the pass that set the zone says what the clock keeps, once
+    assert [detail for _, _, detail, _ in l.phone.events if detail.startswith("clock ")] == [f"clock +1, {clock}"]
+    # asked for once, by the pass that set auto_dst.url; the later passes leave what flash keeps
+    assert [url for url in l.urls() if url.endswith("/AutoDST-lab.xml")] == ["http://127.0.0.1:8080/AutoDST-lab.xml"]
+    assert l.phone.flash.kept_files == kept
 
 
 def test_the_kept_template_survives_a_reboot_and_goes_with_a_factory_reset():

@@ -144,3 +144,25 @@ def test_a_change_reads_as_yealinks_rules_write_it(kind, text, rule):
 @pytest.mark.parametrize("text, minutes", [(None, 60), ("", 60), ("30", 30), ("+90", 90), ("-60", -60), ("x", 60)])
 def test_minutes_forward(text, minutes):
     assert summer_time.forward_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("settings, own, words", [
+    ({"local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)"}, None,
+     "clock +1, Germany(Berlin) in the factory AutoDST template: summer time +60 min"),
+    ({"local_time.time_zone": "+1"}, None, "clock +1, China(Beijing) not in the factory AutoDST template: no summer time"),
+    ({"local_time.time_zone": "+8"}, None, "clock +8, China(Beijing) in the factory AutoDST template: no summer time"),
+    ({"local_time.time_zone": "+1", "local_time.time_zone_name": "Lab(Town)"}, OWN,
+     "clock +1, Lab(Town) in its own AutoDST template (AutoDST.xml): summer time +120 min"),
+    ({"local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)"}, "<x",
+     "clock +1, Germany(Berlin) in the factory AutoDST template: summer time +60 min"),  # its own does not parse
+    ({"local_time.time_zone": "0", "local_time.summer_time": "1", "local_time.dst_time_type": "1",
+      "local_time.start_time": "3/5/7/1", "local_time.end_time": "10/5/7/2"}, None, "clock 0, by its rule: summer time +60 min"),
+    ({"local_time.time_zone": "0", "local_time.summer_time": "1"}, None,  # 1/1/0 to 12/31/23: a rule that reads
+     "clock 0, by its rule: summer time +60 min"),
+    ({"local_time.time_zone": "0", "local_time.summer_time": "1", "local_time.start_time": "x"}, None,
+     "clock 0, its rule does not read: no summer time"),
+    ({"local_time.time_zone": "+1", "local_time.summer_time": "0"}, None, "clock +1: no summer time"),
+    ({"local_time.time_zone_name": "Germany(Berlin)"}, None, None),  # no zone: the lab's clock, nothing to say
+])
+def test_the_phones_timeline_says_what_its_clock_keeps(settings, own, words):
+    assert summer_time.describe(settings, own) == words
