@@ -17,6 +17,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from labsim.wire.numbers import is_number
+
 
 class BadShard(ValueError):
     pass
@@ -37,7 +39,7 @@ class Shard:
     def parse(cls, text: str) -> "Shard":
         """``"i/N"`` (``--shard 0/4``; ``i`` counts from 0, as JOB_COMPLETION_INDEX does)."""
         index, slash, count = text.partition("/")
-        if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+        if not slash or not is_number(index.strip()) or not is_number(count.strip()):
             raise BadShard(f"{text!r}: expected INDEX/COUNT, e.g. 0/4 (INDEX from 0 to COUNT-1)")
         return cls(int(index), int(count))
 

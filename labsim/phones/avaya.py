@@ -38,6 +38,7 @@ from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.kit import download, url_credentials
 from labsim.wire import avaya_cfg
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
+from labsim.wire.numbers import is_number
 
 VENDOR = "avaya"
 
@@ -199,11 +200,11 @@ def next_daily_check_s(settings: dict[str, str], now_s: float, rng, behaviour: A
     if settings.get(AUTO_UPDATE, "").strip().upper() != "YES":
         return None
     start_text = settings.get(AUTO_UPDATE_TIME, "").strip()
-    if not start_text.isdigit() or int(start_text) >= DAY_S:
+    if not is_number(start_text) or int(start_text) >= DAY_S:
         return None
     start = int(start_text)
     range_text = settings.get(AUTO_UPDATE_TIME_RANGE, "").strip()
-    hours = int(range_text) if range_text.isdigit() else behaviour.auto_update_range_default_h
+    hours = int(range_text) if is_number(range_text) else behaviour.auto_update_range_default_h
     low, high = AUTO_UPDATE_RANGE_HOURS
     hours = min(max(hours, low), high)  # (unverified) out-of-range values are clamped
     time_of_day = (behaviour.clock_start_s + now_s) % DAY_S

@@ -35,6 +35,7 @@ from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
+from labsim.wire.numbers import is_number
 
 VENDOR = "cisco"
 
@@ -191,7 +192,7 @@ def dhcp_sources(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> list[S
     options = phone.lease.options if phone.lease else {}
     order = phone.flash.settings.get("DHCP_Option_To_Use") or behaviour.dhcp_option_order
     for part in order.split(","):
-        code = int(part) if part.strip().isdigit() else None
+        code = int(part) if is_number(part.strip()) else None
         payload = options.get(code) if code in (66, 150, 159, 160) else None
         if not payload:
             continue

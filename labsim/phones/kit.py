@@ -19,6 +19,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import Procedure, Wait
+from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import ServerUrl, bare_mac  # noqa: F401  (bare_mac: for profiles)
 
 class VendorProfile(Protocol):
@@ -107,7 +108,7 @@ def url_credentials(server: ServerUrl, otherwise: Credentials | None = None) -> 
 def parse_int(text: str | None, default):
     """A setting's non-negative whole number, or ``default`` when it is absent or not one."""
     text = (text or "").strip()
-    return int(text) if text.isascii() and text.isdigit() else default  # "²" is a digit to isdigit, not to int
+    return int(text) if is_number(text) else default
 
 
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")

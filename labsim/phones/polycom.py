@@ -35,6 +35,7 @@ from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_in
 from labsim.phones.local_time import DayRule, Zone, seconds_offset_s, zone_from
 from labsim.wire import polycom_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
+from labsim.wire.numbers import is_number
 
 VENDOR = "polycom"
 
@@ -175,7 +176,7 @@ def find_server(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> tuple
     options = phone.lease.options if phone.lease else {}
     mode = BOOT_SERVER_MODES.get(settings.get(BOOT_SERVER_USE_KEY, ""), behaviour.boot_server_mode)
     custom = settings.get(BOOT_SERVER_OPTION_KEY, "")
-    custom = int(custom) if custom.isdigit() and 128 <= int(custom) <= 254 else behaviour.custom_option
+    custom = int(custom) if is_number(custom) and 128 <= int(custom) <= 254 else behaviour.custom_option
     codes = {"66": [66], "custom": [custom], "custom+66": [custom, 66], "static": []}[mode]
     for code in codes:
         value = option_text(options.get(code))

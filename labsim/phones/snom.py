@@ -43,6 +43,7 @@ from labsim.phones.flash import changed_keys
 from labsim.phones.kit import option_text, pass_outcome
 from labsim.wire import dhcp, snom_cfg
 from labsim.wire.provisioning_url import SCHEMES, split_userinfo
+from labsim.wire.numbers import is_number
 
 VENDOR = "snom"
 
@@ -367,7 +368,7 @@ def _firmware_from_status(phone, status: str, behaviour: SnomBehaviour):
 def refresh_s(phone) -> float | None:
     """``settings_refresh_timer`` seconds after a good pass; 0 (the default) never."""
     text = setting(phone, REFRESH_KEY).strip()
-    return float(text) if text.isdigit() and int(text) > 0 else None
+    return float(text) if is_number(text) and int(text) > 0 else None
 
 
 def retry_delay_s(phone, failures_before: int) -> float:

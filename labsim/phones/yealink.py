@@ -37,6 +37,7 @@ from labsim.phones.local_time import Zone
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
+from labsim.wire.numbers import is_number
 
 VENDOR = "yealink"
 
@@ -139,7 +140,7 @@ def default_firmware(model: str) -> str:
 
 def _work_out_firmware_generation(firmware: str) -> int:
     parts = firmware.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return int(parts[1]) if len(parts) > 1 and is_number(parts[1]) else 0
 
 
 firmware_generation = SharedValues(256, _work_out_firmware_generation).one  # asked every pass; a fleet runs a few firmware versions
@@ -206,7 +207,7 @@ def _user_option_codes(text: str) -> list[int]:
     codes = []
     for part in text.replace(";", ",").split(","):
         part = part.strip()
-        if part.isdigit() and 128 <= int(part) <= 254:
+        if is_number(part) and 128 <= int(part) <= 254:
             codes.append(int(part))
     return codes
 
@@ -522,7 +523,7 @@ def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> floa
 
 
 def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> float | None:
-    days = {int(ch) for ch in settings.get(WEEKLY_DAYS_KEY, "0123456") if ch.isdigit() and int(ch) < 7}
+    days = {int(ch) for ch in settings.get(WEEKLY_DAYS_KEY, "0123456") if is_number(ch) and int(ch) < 7}
     begin = clock_s(settings.get(WEEKLY_BEGIN_KEY, "00:00"))
     end = clock_s(settings.get(WEEKLY_END_KEY, "00:00"))
     if not days or begin is None or end is None:

@@ -38,6 +38,7 @@ from typing import Mapping
 
 from labsim.phones.kit import parse_int
 from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
+from labsim.wire.numbers import is_number
 
 SUMMER_TIME_KEY = "local_time.summer_time"
 DST_TYPE_KEY = "local_time.dst_time_type"  # 0 by date ("month/day/hour"), 1 by week ("month/week/weekday/hour")
@@ -211,7 +212,7 @@ def dst_day(kind: str, text: str) -> DayRule | None:
         days_before = parse_int(before[1:], 0) if before.startswith("-") else 0
         if not 1 <= days_before <= 6:
             return None
-    digits = all(part.isascii() and part.isdigit() for part in parts)
+    digits = all(is_number(part) for part in parts)
     if not digits or len(parts) != (4 if by_week else 3):
         return None
     numbers = [int(part) for part in parts]

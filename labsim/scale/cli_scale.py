@@ -8,6 +8,7 @@ import os
 import sys
 
 from labsim.fleet.shard import BadShard, Shard, wall_time
+from labsim.wire.numbers import is_number
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -72,7 +73,7 @@ def scale_option_problem(args) -> str | None:
 def workers_count(text: str) -> int:
     if text == "auto":
         return len(os.sched_getaffinity(0))
-    if not text.isdigit() or int(text) < 1:
+    if not is_number(text) or int(text) < 1:
         raise ValueError(f"--workers {text!r}: a number of processes (1 or more) or 'auto'")
     return int(text)
 

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from labsim.phones.vendors import VENDORS
 from labsim.scenario.fields import IPv4, InterfaceName, MAC_PATTERN, ModelName, NetworkOrAddress, Port, Strict, _ipv4
+from labsim.wire.numbers import is_number
 
 
 class PerPhoneFile(Strict):
@@ -226,6 +227,6 @@ def parse_host_port(value: str, default_port: int) -> tuple[str, int]:
     """``127.0.0.1:5070`` -> ("127.0.0.1", 5070); ValueError naming the problem."""
     host, _, port = value.strip().partition(":")
     _ipv4(host)
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
+    if port and not (is_number(port) and 0 < int(port) < 65536):
         raise ValueError(f"{value!r}: bad port {port!r}")
     return host, int(port) if port else default_port

@@ -25,6 +25,7 @@ from labsim.wire.dns_records import (  # re-exported: the public DNS API lives h
     DnsResolver,
     SrvTarget,
 )
+from labsim.wire.numbers import is_number
 
 __all__ = [
     "DnsLookupError",
@@ -73,7 +74,7 @@ def parse_zone(text: str) -> list[DnsRecordConfig]:
                 continue
             name, rest = fields[0], fields[1:]
             ttl = 300
-            if rest and rest[0].isdigit():
+            if rest and is_number(rest[0]):
                 ttl, rest = int(rest[0]), rest[1:]
             rtype, value = rest[0].upper(), " ".join(rest[1:])
             if not value:

@@ -20,6 +20,7 @@ from twisted.protocols.ftp import CommandFailed, ConnectionLost, FTPClient
 from twisted.python.failure import Failure
 
 from labsim.phones.events import ANONYMOUS, FetchResult
+from labsim.wire.numbers import is_number
 
 STATUS_OF_CODE = {530: "denied", 550: "not_found"}
 
@@ -172,7 +173,7 @@ def _reply(failure: Failure) -> tuple[int | None, str]:
         value = failure.value
         if isinstance(value, CommandFailed) and value.args and value.args[0]:
             line = str(value.args[0][-1])
-            return (int(line[:3]) if line[:3].isdigit() else None), line
+            return (int(line[:3]) if is_number(line[:3]) else None), line
         if isinstance(value, ConnectionLost) and len(value.args) > 1 and isinstance(value.args[1], Failure):
             failure = value.args[1]
             continue

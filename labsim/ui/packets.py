@@ -15,6 +15,8 @@ import os
 import struct
 from array import array
 
+from labsim.wire.numbers import is_number
+
 GLOBAL_HEADER = 24
 RECORD_HEADER = struct.Struct("<IIII")  # ts_sec, ts_usec, incl_len, orig_len (little-endian, as scapy writes)
 MAX_ROWS = 3000
@@ -142,7 +144,7 @@ def describe(frame: bytes) -> dict:
         row.update(source=f"{src_ip}:{sport}", destination=f"{dst_ip}:{dport}", protocol="TCP",
                    info=f"[{names}] seq={seq} ack={ack} len={len(payload)}")
         line = _first_line(payload)
-        if line and (line.startswith(("GET ", "PUT ", "HTTP/")) or line[:3].isdigit() or line.isupper()):
+        if line and (line.startswith(("GET ", "PUT ", "HTTP/")) or is_number(line[:3]) or line.isupper()):
             row["protocol"] = "HTTP" if line.startswith(("GET ", "PUT ", "HTTP/")) else "FTP"
             row["info"] = line
     return row

@@ -28,6 +28,7 @@ from twisted.web import resource, server, static
 from zope.interface import implementer
 
 from labsim.ui.controls import ControlError
+from labsim.wire.numbers import is_number
 
 MAX_BODY = 256 * 1024
 
@@ -218,7 +219,7 @@ def parse_bind(text: str) -> tuple[str, int]:
     """``PORT`` (loopback) or ``HOST:PORT``; ValueError with a plain message otherwise."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not is_number(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"--ui wants PORT or HOST:PORT (e.g. 8089 or 127.0.0.1:8089), not {text!r}")
     return host, int(port)
 

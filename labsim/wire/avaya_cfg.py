@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from labsim.wire.numbers import is_number
+
 MAX_LINE_CHARS = 80
 DOWNLOAD_MODES = ("AUTO", "FORCED")
 PROTOCOLS = ("TFTP", "FTP", "HTTP", "HTTPS")
@@ -152,7 +154,7 @@ def is_higher(candidate: str, stored: str | None) -> bool:
 def _version_key(version: str | None):
     if not version:
         return None
-    if version.isdigit():
+    if is_number(version):
         return int(version)
     match = _FIRMWARE_VERSION.match(version)
     if match:

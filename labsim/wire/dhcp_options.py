@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labsim.wire.dhcp import encode_tlvs
+from labsim.wire.numbers import is_number
 
 OPTION_NAMES: dict[str, int] = {
     "subnet_mask": 1,
@@ -108,7 +109,7 @@ def option_code(key: str | int) -> int:
         raise ValueError(f"not a DHCP option: {key!r}")
     if isinstance(key, int):
         code = key
-    elif isinstance(key, str) and key.strip().isdigit():
+    elif isinstance(key, str) and is_number(key.strip()):
         code = int(key.strip())
     elif isinstance(key, str):
         normalised = key.strip().lower().replace("-", "_")

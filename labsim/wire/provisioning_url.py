@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from labsim.phones.packed import SharedValues
+from labsim.wire.numbers import is_number
 
 SCHEMES = ("tftp", "ftp", "http", "https")
 DEFAULT_PORTS = {"tftp": 69, "ftp": 21, "http": 80, "https": 443}
@@ -135,6 +136,6 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
 
 
 def _port(text: str, value: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not is_number(text) or not 0 < int(text) < 65536:
         raise BadProvisioningUrl(f"bad port {text!r} in {value!r}")
     return int(text)

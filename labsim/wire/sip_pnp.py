@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from labsim.wire.numbers import is_number
+
 PNP_MULTICAST = ("224.0.1.75", 5060)  # "sip.mcast.net", RFC 6080 section 4.1.2
 BRANCH_MAGIC = "z9hG4bK"  # RFC 3261 8.1.1.7: a branch that starts with it is RFC 3261 compliant
 MAX_MESSAGE = 65535
@@ -135,7 +137,7 @@ def parse(data: bytes) -> SipMessage:
 def _start_line(line: str) -> SipMessage:
     parts = line.split(" ", 2)
     if len(parts) == 3 and parts[0] == "SIP/2.0":
-        if not (parts[1].isdigit() and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 699):
+        if not (is_number(parts[1]) and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 699):
             raise SipParseError(f"bad status code {parts[1]!r}")
         return SipMessage(status=int(parts[1]), reason=parts[2])
     if len(parts) == 3 and parts[2] == "SIP/2.0" and _TOKEN.match(parts[0]) and ":" in parts[1]:
@@ -160,7 +162,7 @@ def _body(message: SipMessage, rest: bytes) -> bytes:
     length_text = message.header("content-length")
     if length_text is None:
         return rest  # allowed over UDP: the body is the rest of the datagram
-    if not length_text.isdigit():
+    if not is_number(length_text):
         raise SipParseError(f"bad Content-Length {length_text!r}")
     length = int(length_text)
     if length > len(rest):
@@ -171,7 +173,7 @@ def _body(message: SipMessage, rest: bytes) -> bytes:
 def parse_cseq(value: str) -> tuple[int, str]:
     number, _, method = value.strip().partition(" ")
     method = method.strip()
-    if not number.isdigit() or int(number) >= 2**31 or not method or not _TOKEN.match(method):
+    if not is_number(number) or int(number) >= 2**31 or not method or not _TOKEN.match(method):
         raise SipParseError(f"bad CSeq {value!r}")
     return int(number), method.upper()
 
@@ -227,7 +229,7 @@ def uri_host_port(uri: str, default_port: int = 5060) -> tuple[str, int]:
         port = after[1:] if after.startswith(":") else ""
     else:
         host, _, port = hostport.partition(":")
-    if port and not port.isdigit():
+    if port and not is_number(port):
         raise SipParseError(f"bad port in {uri!r}")
     if not host:
         raise SipParseError(f"no host in {uri!r}")
