@@ -33,12 +33,12 @@ through ``auto_dst.url`` or ``summer_time = 1``.
 from __future__ import annotations
 
 import functools
-import xml.etree.ElementTree as ElementTree
 from typing import Mapping
 
 from labsim.phones.kit import parse_int
 from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.wire.numbers import is_number
+from labsim.wire.xml_document import NotXml, parse_xml
 
 SUMMER_TIME_KEY = "local_time.summer_time"
 DST_TYPE_KEY = "local_time.dst_time_type"  # 0 by date ("month/day/hour"), 1 by week ("month/week/weekday/hour")
@@ -114,9 +114,9 @@ def read_template(text: str) -> Template:
     ``szZone`` are passed over (the phone's menus skip them); the first entry of a zone
     counts. Raises :class:`TemplateError` for text that is not such a template."""
     try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as exc:
-        raise TemplateError(f"not XML: {exc}") from None
+        root = parse_xml(text)
+    except NotXml as exc:
+        raise TemplateError(str(exc)) from None
     if root.tag != "DSTData":
         raise TemplateError(f"its root element is <{root.tag}>, not <DSTData>")
     zones: dict[tuple[int, str], Zone] = {}

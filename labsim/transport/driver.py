@@ -26,6 +26,7 @@ from labsim.phones.events import (
     StateChanged,
     TimerFired,
 )
+from labsim.wire.provisioning_url import url_problem
 
 
 class PhoneDriver:
@@ -101,6 +102,8 @@ class PhoneDriver:
         self.stop()
 
     def _fetch(self, action: Fetch) -> None:
+        if self._refused_url(action):
+            return
         if self._fetch_into is not None:
             self._fetch_into(action, self._answered)
             return
@@ -108,7 +111,17 @@ class PhoneDriver:
         deferred.addErrback(lambda failure: FetchResult("error", detail=failure.getErrorMessage()))
         deferred.addCallback(self._fetched, action.request_id)
 
+    def _refused_url(self, action: Fetch | Put) -> bool:
+        """A URL no network can split fails its request at once, as a real phone's would,
+        instead of raising out of the network's fetch (every network splits it)."""
+        problem = url_problem(action.url)
+        if problem:
+            self.clock.callLater(0.0, self._fetched, FetchResult("error", detail=problem), action.request_id)
+        return bool(problem)
+
     def _put(self, action: Put) -> None:
+        if self._refused_url(action):
+            return
         # A network that cannot upload answers like a server that refuses the PUT.
         upload = getattr(self.network, "upload", None)
         deferred = upload(action) if upload is not None else defer.succeed(

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 import shlex
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
+
+from labsim.wire.xml_document import NotXml, parse_xml
 
 MAX_PROFILE_BYTES = 4 << 20
 
@@ -42,9 +43,9 @@ def parse_profile(body: bytes) -> dict[str, str]:
 
 def _parse_xml(body: bytes) -> dict[str, str]:
     try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise NotACiscoProfile(f"profile is not well-formed XML ({exc})") from None
+        root = parse_xml(body)
+    except NotXml as exc:
+        raise NotACiscoProfile(f"profile is {exc}") from None
     settings: dict[str, str] = {}
     for element in root.iter():
         if element is root or len(element):

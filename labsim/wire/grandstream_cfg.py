@@ -25,11 +25,11 @@
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 from labsim.wire.provisioning_url import bare_mac
+from labsim.wire.xml_document import NotXml, parse_xml
 
 MAX_FILE_BYTES = 4 << 20  # configuration files are kilobytes; refuse to parse anything huge
 IMAGE_HEADER_BYTES = 512
@@ -67,9 +67,9 @@ def parse_provision(body: bytes) -> GsProvision:
     if not is_xml(body):
         raise NotAGrandstreamFile("not XML (a legacy binary or encrypted configuration file?)")
     try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise NotAGrandstreamFile(f"not well-formed XML ({exc})") from None
+        root = parse_xml(body)
+    except NotXml as exc:
+        raise NotAGrandstreamFile(str(exc)) from None
     if root.tag != "gs_provision":
         raise NotAGrandstreamFile(f"root element is <{root.tag}>, not <gs_provision>")
     mac_element = root.find("mac")

@@ -21,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 from labsim.wire import dhcp
 from labsim.wire.dhcp_options import encode_option_value
+from labsim.wire.xml_document import NotXml, parse_xml
 
 POLYCOM_ENTERPRISE = 13885  # IANA enterprise number of Polycom, Inc.
 MAC_MACRO = "[PHONE_MAC_ADDRESS]"
@@ -143,6 +144,6 @@ def _xml_root(body: bytes, what: str) -> ElementTree.Element:
     if len(body) > MAX_FILE_BYTES:
         raise NotAPolycomFile(f"{what} is {len(body)} bytes; more than {MAX_FILE_BYTES} is not read")
     try:
-        return ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise NotAPolycomFile(f"{what} is not well-formed XML ({exc})") from None
+        return parse_xml(body)
+    except NotXml as exc:
+        raise NotAPolycomFile(f"{what} is {exc}") from None

@@ -124,6 +124,20 @@ def _parse_server(value: str, credential_separators: str) -> ServerUrl:
 _servers = SharedValues(CACHE_SIZE, lambda key: _parse_server(*key)).one
 
 
+def _work_out_url_problem(url: str) -> str:
+    try:
+        urlsplit(url).port  # an unclosed "[" of an IPv6 host, a port that is no number or out of range
+    except ValueError as exc:
+        return f"bad URL {url[:200]!r}: {exc}"
+    return ""
+
+
+# Why a URL a phone was given cannot be asked for ("" when it can): a phone's setting may
+# hold anything, and each network's fetch splits the URL again. Remembered, as a phone
+# asks for its URLs again every pass.
+url_problem = SharedValues(CACHE_SIZE, _work_out_url_problem).one
+
+
 def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     """A file URL's ``user:pass@`` taken out: (the URL without it, user, password); the
     user is None when the URL has none. For vendors that send credentials separately."""

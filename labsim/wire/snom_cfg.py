@@ -34,6 +34,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from labsim.wire.xml_document import NotXml, parse_xml
+
 MAX_FILE_BYTES = 4 << 20  # a settings file larger than this is not read
 SETTING_SECTIONS = ("phone-settings", "functionKeys", "firmware-settings")
 PERM_FLAGS = {"$": "RW", "!": "R"}  # text form: the character before the colon
@@ -76,9 +78,9 @@ def parse(body: bytes) -> SettingsFile:
 
 def _parse_xml(body: bytes) -> SettingsFile:
     try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise NotASnomSettingsFile(f"not well-formed XML ({exc})") from None
+        root = parse_xml(body)
+    except NotXml as exc:
+        raise NotASnomSettingsFile(str(exc)) from None
     if root.tag not in ("settings", "phone-settings"):
         raise NotASnomSettingsFile(f"XML root is <{root.tag}>, not <settings>")
     parsed = SettingsFile("xml")

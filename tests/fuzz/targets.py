@@ -347,6 +347,102 @@ def _scenario_target():
     return seeds, 8192, check
 
 
+# --- the files a phone downloads, through its vendor's procedure ----------------------------
+
+
+class _EveryPath(dict):
+    """A server's files where every path not named holds the same body: whatever file the
+    phone asks for (its common file, its own, the files those name, firmware) is the input."""
+
+    def __init__(self, body: bytes, named: dict[str, bytes]):
+        super().__init__(named)
+        self.body = body
+
+    def get(self, path, default=None):
+        return super().get(path, self.body)
+
+
+PHONE_MODELS = {"yealink": ("T46S", "00:15:65:13:ae:0b"), "cisco": ("SPA504G", "00:0e:08:ab:cd:ef"),
+                "polycom": ("VVX400", "00:04:f2:ab:cd:ef"), "grandstream": ("GXP2170", "00:0b:82:ab:cd:ef"),
+                "snom": ("D785", "00:04:13:ab:cd:ef"), "avaya": ("1220", "00:17:65:fd:bf:1d")}
+
+
+def _phone_config_seeds() -> dict[str, list[bytes]]:
+    """Per vendor, files with the settings its procedure reads: timers, windows, zones and
+    summer time, servers, firmware, resources."""
+    from labsim.wire import avaya_cfg, cisco_cfg, grandstream_cfg, polycom_cfg, snom_cfg, yealink_cfg
+
+    url = "http://127.0.0.1:8080/"
+    return {
+        "yealink": [yealink_cfg.render({
+            "static.auto_provision.repeat.enable": "1", "static.auto_provision.repeat.minutes": "60",
+            "static.auto_provision.weekly.enable": "1", "static.auto_provision.weekly.dayofweek": "0123456",
+            "static.auto_provision.weekly.begin_time": "02:00", "static.auto_provision.weekly.end_time": "03:00",
+            "static.auto_provision.server.url": url, "static.auto_provision.attempt_before_failed": "2",
+            "static.auto_provision.dhcp_option.list_user_options": "160,66", "static.firmware.url": url + "66.86.0.15.rom",
+            "local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)", "local_time.summer_time": "1",
+            "local_time.dst_time_type": "1", "local_time.start_time": "3/5/7/2", "local_time.end_time": "10/5/7/3",
+            "auto_dst.url": "AutoDST.xml", "ringtone.url": "Ring1.wav", "static.network.vlan.internet_port_enable": "0"}),
+            b'<DSTData><DST szTime="+1" szZone="A(B)" iType="1" szStart="3/5/7/2" szEnd="10/5/7/3" szOffset="60"/>'
+            b'</DSTData>'],
+        "cisco": [cisco_cfg.render_xml({
+            "Profile_Rule": url + "spa$PSN.xml", "Profile_Rule_B": "tftp://127.0.0.1/$MA.cfg", "Resync_Periodic": "3600",
+            "Resync_Random_Delay": "60", "Resync_At": "0300", "Resync_At_Random_Delay": "600", "Time_Zone": "GMT+01:00",
+            "Daylight_Saving_Time_Enable": "Yes", "Daylight_Saving_Time_Rule": "start=3/-1/7/2;end=10/-1/7/3;save=1",
+            "Resync_Error_Retry_Delay": "60", "DHCP_Option_To_Use": "66,160,159,150", "Upgrade_Enable": "Yes",
+            "Upgrade_Rule": url + "spa-7-6-2.bin"})],
+        "polycom": [polycom_cfg.render_config({
+            "prov.polling.enabled": "1", "prov.polling.mode": "abs", "prov.polling.period": "86400",
+            "prov.polling.time": "03:00", "prov.polling.timeRandomEnd": "04:00", "tcpIpApp.sntp.gmtOffset": "3600",
+            "tcpIpApp.sntp.daylightSavings.enable": "1", "device.set": "1", "device.prov.serverName": url,
+            "device.dhcp.bootSrvUseOpt": "custom+66", "device.dhcp.bootSrvOpt": "160"})],
+        "grandstream": [grandstream_cfg.render_provision({
+            "P194": "3", "P193": "60", "P285": "3", "P286": "2", "P64": "CET-1CEST,M3.5.0,M10.5.0/3", "P246": "EST5EDT",
+            "P192": url + "fw", "P237": url, "P212": "2", "P238": "0", "P8467": "1"}, mac="00:0b:82:ab:cd:ef")],
+        "snom": [snom_cfg.render_xml({"setting_server": url + "snom.xml", "settings_refresh_timer": "3600",
+                                      "update_policy": "auto_update", "firmware_status": url + "fw.xml",
+                                      "pnp_config": "on"}),
+                 snom_cfg.render_text({"settings_refresh_timer": "3600", "setting_server": url})],
+        "avaya": [avaya_cfg.render_provisioning([
+            ("DEVICE_CONFIG", {"FILENAME": "SIP$MACADDR.cfg", "VERSION": "000001"}),
+            ("USER_CONFIG", {"FILENAME": ["a.cfg", "b.cfg"], "PROTOCOL": "HTTP", "SERVER_IP": "127.0.0.1"}),
+            ("FW", {"DOWNLOAD_MODE": "AUTO", "FILENAME": "SIP12x004.01.13.00.bin"})]),
+            avaya_cfg.render_settings({"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "7200", "AUTO_UPDATE_TIME_RANGE": "2",
+                                       "PRIMARY_SERVER_PROFILE": "primary.cfg", "ENABLE_UPDATE": "1"})],
+    }
+
+
+def _phone_config_target():
+    """The input's first byte picks the vendor; the rest is every file its phone downloads
+    but those ``named``. The phone boots and lives a day: its procedure may fail a pass,
+    never end in an internal error."""
+    from labsim.phones.vendors import profile_for
+    from labsim.wire import polycom_cfg
+    from tests.phonelab import PhoneLab
+
+    vendors = sorted(PHONE_MODELS)
+    seeds = [bytes([vendors.index(vendor)]) + body for vendor, bodies in _phone_config_seeds().items()
+             for body in bodies]
+    # Files that are not the input: Yealink's boot files are absent (a boot file lists the
+    # files to fetch; the input as one would list none), Polycom's master file names one.
+    named = {"yealink": {"00156513ae0b.boot": None, "y000000000000.boot": None},
+             "polycom": {"0004f2abcdef.cfg": polycom_cfg.render_master(["settings.cfg"])}}
+
+    def check(data: bytes) -> None:
+        if not data:
+            return
+        vendor = vendors[data[0] % len(vendors)]
+        model, mac = PHONE_MODELS[vendor]
+        lab = PhoneLab(profile_for(vendor, {}), model=model, mac=mac,
+                       options={66: b"http://127.0.0.1:8080/", 160: b"http://127.0.0.1:8080/"})
+        lab.network.files = _EveryPath(data[1:], named.get(vendor, {}))
+        lab.boot(limit_s=300.0, step=5.0)
+        lab.advance(86400.0)
+        assert "internal error" not in (lab.phone.failure or ""), lab.phone.failure
+
+    return seeds, 4096, check
+
+
 @dataclass
 class Target:
     name: str
@@ -359,4 +455,5 @@ class Target:
 
 TARGETS = [Target("dhcp", _dhcp_target), Target("tftp", _tftp_target), Target("dns_udp", _dns_udp_target),
            Target("dns_tcp", _dns_tcp_target), Target("sip_pnp", _sip_target), Target("http", _http_target),
-           Target("ftp", _ftp_target), Target("scenario", _scenario_target)]
+           Target("ftp", _ftp_target), Target("scenario", _scenario_target),
+           Target("phone_config", _phone_config_target)]

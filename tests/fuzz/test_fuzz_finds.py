@@ -49,3 +49,25 @@ def test_a_contact_uri_with_a_space_gets_no_notify_nobody_could_parse():
     data = subscribe.encode().replace(b"<sip:127.0.0.1:5060>", b"<sip:127.0.0. :5060>")
     assert b"127.0.0. :5060" in data
     check(data)  # parses what the responder sends: nothing, here
+
+
+@pytest.mark.parametrize("vendor, root", [("grandstream", b"<gs_provision version='1'/>"),
+                                          ("polycom", b"<polycomConfig/>"), ("snom", b"<settings/>"),
+                                          ("cisco", b"<flat-profile/>")])
+def test_a_config_file_declaring_an_encoding_python_does_not_know_fails_the_pass_not_the_phone(vendor, root):
+    # encoding="TTF-8": ElementTree raised LookupError, not ParseError, and the phone
+    # ended in "internal error in the grandstream procedure: LookupError(...)".
+    from tests.fuzz.targets import PHONE_MODELS
+
+    _, _, check = BY_NAME["phone_config"].build()
+    check(bytes([sorted(PHONE_MODELS).index(vendor)]) + b'<?xml version="1.0" encoding="TTF-8"?>' + root)
+
+
+def test_a_url_in_a_setting_that_does_not_split_fails_its_download_not_the_phone():
+    # ringtone.url = http://[::1/...: urlsplit raised "Invalid IPv6 URL" out of the
+    # network's fetch, and the phone never settled.
+    from tests.fuzz.targets import PHONE_MODELS
+
+    _, _, check = BY_NAME["phone_config"].build()
+    check(bytes([sorted(PHONE_MODELS).index("yealink")]) + b"#!version:1.0.0.1\nringtone.url = http://[::1/r.wav\n")
+

@@ -236,6 +236,21 @@ def test_resource_files_downloaded_after_the_configuration():
     assert "contacts.xml" in names
 
 
+@pytest.mark.parametrize("url, problem", [("http://[::1/Ring1.wav", "Invalid IPv6 URL"),
+                                          ("http://127.0.0.1:99999/Ring1.wav", "Port out of range"),
+                                          ("http://127.0.0.1:x/Ring1.wav", "Port")])
+def test_a_resource_url_no_network_can_split_fails_that_download_only(url, problem):
+    # Found by the phone_config fuzz target: the URL raised out of the network's fetch and
+    # the phone never settled. Now the request fails at once, as a real phone's would.
+    files = {"y000000000066.cfg": cfg(ringtone__url=url, local_contact__data__url="contacts.xml"),
+             "contacts.xml": b"<x/>"}
+    l = lab(files)
+    l.boot()
+    assert l.phone.state == "ready" and l.urls()[-1].endswith("/contacts.xml")
+    failed = [detail for _, _, detail, _ in l.phone.events if detail.startswith("Ring1.wav: error bad URL")]
+    assert len(failed) == 1 and problem in failed[0], failed
+
+
 # --- triggers ------------------------------------------------------------------------------
 
 

@@ -118,10 +118,12 @@ def test_an_own_template_replaces_the_factory_one_as_a_whole():
 
 
 @pytest.mark.parametrize("text, error", [
-    ("", "not XML"), ("<DSTData><DST szTime='+1'></DSTData>", "not XML"), ("+1 Germany(Berlin) 3/5/7/2", "not XML"),
+    ("", "not well-formed XML"), ("<DSTData><DST szTime='+1'></DSTData>", "not well-formed XML"),
+    ("+1 Germany(Berlin) 3/5/7/2", "not well-formed XML"),
     ("<Zones><DST szTime='+1' szZone='A(B)'/></Zones>", "root element is <Zones>"),
 ])
 def test_an_own_template_that_does_not_parse_leaves_the_factory_one(text, error):
+    # (The phone keeps the file as text, UTF-8: a declared encoding is not read again.)
     with pytest.raises(TemplateError, match=error):
         read_template(text)
     berlin = {"local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)"}
