@@ -25,7 +25,6 @@ import hashlib
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
@@ -34,7 +33,7 @@ from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
 from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
-from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo
+from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo, url_part
 from labsim.wire.numbers import is_number
 
 VENDOR = "cisco"
@@ -203,7 +202,7 @@ def dhcp_sources(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> list[S
         value = payload.decode("latin-1").strip("\x00 \t\r\n")
         if not value:
             continue
-        if code in (159, 160) and "://" in value and posixpath.splitext(urlsplit(value).path)[1]:
+        if code in (159, 160) and "://" in value and posixpath.splitext(url_part(value, "path"))[1]:
             return [Source(value, f"DHCP option {code}", is_file=True)]
         try:
             return [Source(parse_server(value).with_credentials(), f"DHCP option {code}")]
@@ -316,7 +315,7 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
 
 
 def _apply(phone, key: str, url: str, body: bytes, failures: list[str], behaviour: CiscoBehaviour) -> None:
-    name = posixpath.basename(urlsplit(url).path) or key
+    name = posixpath.basename(url_part(url, "path")) or key
     if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and not behaviour.accept_plain_text:
         failures.append(f"{key}: {name} is not an XML profile")
         return
@@ -371,7 +370,7 @@ def _upgrade(phone, sources: list[Source]):
     except (cisco_cfg.NotACiscoProfile, BadProvisioningUrl) as exc:
         phone.note(f"Upgrade_Rule: {exc}")
         return False
-    version = image_version(urlsplit(url).path or url)
+    version = image_version(url_part(url, "path") or url)
     if version == phone.flash.firmware:
         return False
     for target, origin in tries:

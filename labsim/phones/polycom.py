@@ -27,14 +27,13 @@ import hashlib
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
 from labsim.phones.local_time import DayRule, Zone, seconds_offset_s, zone_from
 from labsim.wire import polycom_cfg
-from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
+from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server, url_part
 from labsim.wire.numbers import is_number
 
 VENDOR = "polycom"
@@ -191,7 +190,7 @@ def find_server(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> tuple
 
 def named_master_file(value: str) -> str | None:
     """The master file a boot-server URL names (``http://prov/site/lab.cfg`` -> ``lab.cfg``)."""
-    path = urlsplit(value if "://" in value else "x://" + value).path
+    path = url_part(value if "://" in value else "x://" + value, "path")
     last = path.rsplit("/", 1)[-1]
     return last if last.lower().endswith(".cfg") else None
 

@@ -42,7 +42,7 @@ from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOu
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import option_text, pass_outcome
 from labsim.wire import dhcp, snom_cfg
-from labsim.wire.provisioning_url import SCHEMES, split_userinfo
+from labsim.wire.provisioning_url import SCHEMES, split_userinfo, url_part
 from labsim.wire.numbers import is_number
 
 VENDOR = "snom"
@@ -195,7 +195,11 @@ def file_url(value: str, phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) ->
     url = snom_cfg.expand_macros(value.strip(), macros(phone, behaviour))
     if "://" not in url:
         url = "tftp://" + url.lstrip("/")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # a port that is no number or out of range
+    except ValueError as exc:
+        raise BadSettingUrl(f"{value!r}: {exc}") from None
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         raise BadSettingUrl(f"{value!r} is not a tftp, ftp, http or https URL")
     path = parts.path or "/"
@@ -288,7 +292,7 @@ def _read(phone, url: str, credentials, depth: int, seen: set[str], failures: li
         except BadSettingUrl as exc:
             phone.note(f"setting file {exc}; skipped")
             continue
-        if child_credentials is None and urlsplit(child_url).netloc == urlsplit(url).netloc:
+        if child_credentials is None and url_part(child_url, "netloc") == url_part(url, "netloc"):
             child_credentials = credentials  # the same server: the same login (unverified)
         yield from _read(phone, child_url, child_credentials, depth + 1, seen, failures, behaviour)
 
@@ -299,7 +303,7 @@ def _apply(phone, url: str, body: bytes, parsed: snom_cfg.SettingsFile) -> None:
         settings[item.name] = item.value
         if item.perm is not None:
             settings[item.name + PERM_SUFFIX] = item.perm
-    name = urlsplit(url).path.rsplit("/", 1)[-1] or url
+    name = url_part(url, "path").rsplit("/", 1)[-1] or url
     phone.flash.file_md5[name] = hashlib.md5(body).hexdigest()
     chained = f", chaining {len(parsed.setting_files)}" if parsed.setting_files else ""
     phone.note(f"applied {len(parsed.settings)} settings from {name} ({parsed.form}{chained})")

@@ -138,6 +138,16 @@ def _work_out_url_problem(url: str) -> str:
 url_problem = SharedValues(CACHE_SIZE, _work_out_url_problem).one
 
 
+def url_part(url: str, part: str) -> str:
+    """A part of a URL as ``urlsplit`` reads it (``"path"``, ``"netloc"``), or "" for a URL
+    it refuses: a phone's setting may hold such a URL, and asking for it fails with
+    :data:`url_problem`'s reason, so the phone's own reading of it must not raise first."""
+    try:
+        return getattr(urlsplit(url), part)
+    except ValueError:
+        return ""
+
+
 def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     """A file URL's ``user:pass@`` taken out: (the URL without it, user, password); the
     user is None when the URL has none. For vendors that send credentials separately."""

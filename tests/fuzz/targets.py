@@ -443,6 +443,54 @@ def _phone_config_target():
     return seeds, 4096, check
 
 
+def _phone_dhcp_target():
+    """A DHCP reply from a server labsim does not control (a real one on the user's network),
+    to each vendor's phone: the input is the OFFER to its DISCOVER and, with option 53 made
+    ACK, the answer to its REQUEST; then the phone lives four hours (its provisioning on
+    whatever the options said, the lease's renewal, rebinding and end). The first byte picks the vendor. The phone's client may
+    ignore the reply, never raise or end in an internal error."""
+    from labsim.phones.vendors import profile_for
+    from labsim.wire import dhcp
+    from tests.phonelab import PhoneLab
+
+    vendors = sorted(PHONE_MODELS)
+    options = {53: bytes([dhcp.OFFER]), 54: bytes([127, 0, 0, 1]), 51: (3600).to_bytes(4, "big"),
+               58: (1800).to_bytes(4, "big"), 59: (3150).to_bytes(4, "big"), 1: bytes([255, 255, 255, 0]),
+               3: bytes([10, 1, 0, 1]), 6: bytes([127, 0, 0, 1]), 42: bytes([127, 0, 0, 1]),
+               66: b"http://127.0.0.1:8080/", 43: b"\x01\x16http://127.0.0.1:8080/", 150: bytes([127, 0, 0, 1]),
+               160: b"http://127.0.0.1/p", 159: b"tftp://127.0.0.1/", 2: (3600).to_bytes(4, "big"),
+               120: b"\x00\x03lab\x00", 125: b"\x00\x00\x0d\xe9\x06\x05\x04http"}
+    offer = dhcp.DhcpMessage(op=2, xid=0, chaddr=bytes(6), yiaddr="10.1.0.20", siaddr="127.0.0.1", options=options)
+    seeds = [bytes([index]) + dhcp.encode(offer) for index in range(len(vendors))]
+
+    def check(data: bytes) -> None:
+        if not data:
+            return
+        try:
+            reply = dhcp.decode(data[1:])
+        except dhcp.DhcpDecodeError:
+            return
+        vendor = vendors[data[0] % len(vendors)]
+        model, mac = PHONE_MODELS[vendor]
+        lab = PhoneLab(profile_for(vendor, {}), model=model, mac=mac, files={})
+        lab.network.dhcp_server = None  # the input answers
+        lab.driver.power_on()
+        lab.advance(30.0)
+        for answer_type in (dhcp.OFFER, dhcp.ACK):
+            if not lab.network.dhcp_sent:
+                break
+            sent = lab.network.dhcp_sent[-1]
+            reply.xid, reply.chaddr = sent.xid, sent.chaddr
+            if answer_type == dhcp.ACK and reply.message_type == dhcp.OFFER:
+                reply.options[53] = bytes([dhcp.ACK])
+            lab.driver.dhcp_received(reply)
+            lab.advance(10.0)
+        lab.advance(4 * 3600.0)  # the seeds' lease of an hour: renewing, rebinding, lost, DHCP again
+        assert "internal error" not in (lab.phone.failure or ""), lab.phone.failure
+
+    return seeds, 1500, check
+
+
 @dataclass
 class Target:
     name: str
@@ -456,4 +504,4 @@ class Target:
 TARGETS = [Target("dhcp", _dhcp_target), Target("tftp", _tftp_target), Target("dns_udp", _dns_udp_target),
            Target("dns_tcp", _dns_tcp_target), Target("sip_pnp", _sip_target), Target("http", _http_target),
            Target("ftp", _ftp_target), Target("scenario", _scenario_target),
-           Target("phone_config", _phone_config_target)]
+           Target("phone_config", _phone_config_target), Target("phone_dhcp", _phone_dhcp_target)]

@@ -71,3 +71,18 @@ def test_a_url_in_a_setting_that_does_not_split_fails_its_download_not_the_phone
     _, _, check = BY_NAME["phone_config"].build()
     check(bytes([sorted(PHONE_MODELS).index("yealink")]) + b"#!version:1.0.0.1\nringtone.url = http://[::1/r.wav\n")
 
+
+@pytest.mark.parametrize("vendor", ["snom", "cisco", "polycom", "yealink", "grandstream", "avaya"])
+@pytest.mark.parametrize("url", [b"http://[::1/p.htm", b"http://127.0.0.1:99999/", b"tftp://[x]]/p"])
+def test_an_option_66_url_that_does_not_split_fails_the_pass_not_the_phone(vendor, url):
+    # A DHCP server gave snom phones option 66 http://[::1/...: urlsplit raised out of the
+    # procedure ("internal error in the snom procedure: ValueError('Invalid IPv6 URL')").
+    from labsim.wire import dhcp
+    from tests.fuzz.targets import PHONE_MODELS
+
+    offer = dhcp.DhcpMessage(op=2, xid=0, chaddr=bytes(6), yiaddr="10.1.0.20",
+                             options={53: bytes([dhcp.OFFER]), 54: bytes([127, 0, 0, 1]), 51: (3600).to_bytes(4, "big"),
+                                      66: url, 160: url, 159: url, 150: bytes([127, 0, 0, 1])})
+    _, _, check = BY_NAME["phone_dhcp"].build()
+    check(bytes([sorted(PHONE_MODELS).index(vendor)]) + dhcp.encode(offer))
+
