@@ -347,6 +347,98 @@ def _scenario_target():
     return seeds, 8192, check
 
 
+# --- what servers send the phones' clients ------------------------------------------------
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """An input as a run of datagrams: each a length byte, then that many bytes."""
+    frames, at = [], 0
+    while at < len(data):
+        length = data[at]
+        frames.append(data[at + 1:at + 1 + length])
+        at += 1 + length
+    return frames
+
+
+def _framed(*frames: bytes) -> bytes:
+    return b"".join(bytes([len(frame)]) + frame for frame in frames)
+
+
+def _phone_tftp_target():
+    """Datagrams from a TFTP server (and from strangers) to a phone's download and upload
+    sessions, with timers between them. What must hold: no exception, every datagram the
+    session sends is a TFTP packet that decodes, and a finished download's result is the
+    blocks it acknowledged."""
+    from labsim.transport.tftp_client import TftpReadSession, TftpWriteSession
+    from labsim.wire import tftp as wire
+
+    server, tid = ("127.0.0.1", 69), ("127.0.0.1", 40001)
+    seeds = [
+        b"\x00" + _framed(wire.encode_oack({"blksize": "16", "tsize": "20"}), wire.encode_data(1, b"a" * 16),
+                          wire.encode_data(2, b"b" * 4)),
+        b"\x00" + _framed(wire.encode_oack({"blksize": "16"}), wire.encode_data(1, b"x" * 16),
+                          wire.encode_data(1, b"x" * 16), wire.encode_data(2, b"")),
+        b"\x00" + _framed(wire.encode_error(1, "File not found")),
+        b"\x01" + _framed(wire.encode_oack({"blksize": "16"}), wire.encode_ack(1), wire.encode_ack(2), wire.encode_ack(2)),
+        b"\x01" + _framed(wire.encode_ack(0), wire.encode_ack(1), wire.encode_error(3, "Disk full")),
+    ]
+
+    def check(data: bytes) -> None:
+        if not data:
+            return
+        if data[0] % 2:
+            session = TftpWriteSession(server, "up.log", b"u" * 40, blksize=16, timeout_s=1.0, max_retransmits=3)
+        else:
+            session = TftpReadSession(server, "f.cfg", blksize=16, tsize=True, timeout_s=1.0, max_retransmits=3)
+        steps = [session.start()]
+        for index, frame in enumerate(_frames(data[1:])):
+            source = tid if index % 7 else ("127.0.0.1", 40000 + index % 3)  # now and then a stranger
+            steps.append(session.datagram_received(frame, source))
+            if index % 5 == 4:
+                steps.append(session.timer_expired())
+            if session.finished:
+                steps.append(session.after_finish(frame, source))
+        for step in steps:
+            for packet, _ in step.send:
+                assert wire.opcode_of(packet) is not None, packet
+        if isinstance(session, TftpReadSession) and session.result is not None:
+            assert session.error is None
+
+    return seeds, 1500, check
+
+
+def _http_response_target():
+    """Bytes a server sends on a phone's HTTP connection, in pieces, to the response parser
+    (after a GET, a HEAD and a GET), then the server closing. Only ``HttpParseError``, and
+    every response it gives out has a status from 100 to 999 and a body of bytes."""
+    from labsim.wire.http1 import HttpParseError, ResponseParser
+
+    seeds = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"a\"\r\n\r\nhelloHTTP/1.1 200 OK\r\n"
+             b"Content-Length: 9\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"3\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n",
+             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+             b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"lab\", nonce=\"n\", qop=\"auth\"\r\n"
+             b"Content-Length: 0\r\n\r\n"]
+
+    def check(data: bytes) -> None:
+        parser = ResponseParser(max_body_size=1 << 16)
+        for method in (b"GET", b"HEAD", b"GET"):
+            parser.expect(method)
+        responses = []
+        try:
+            for at in range(0, len(data), 7):
+                responses += parser.feed(data[at:at + 7])
+            last = parser.eof()
+            if last is not None:
+                responses.append(last)
+        except HttpParseError:
+            pass
+        for response in responses:
+            assert 100 <= response.status <= 999 and isinstance(response.body, bytes), response
+
+    return seeds, 2048, check
+
+
 # --- the files a phone downloads, through its vendor's procedure ----------------------------
 
 
@@ -504,4 +596,5 @@ class Target:
 TARGETS = [Target("dhcp", _dhcp_target), Target("tftp", _tftp_target), Target("dns_udp", _dns_udp_target),
            Target("dns_tcp", _dns_tcp_target), Target("sip_pnp", _sip_target), Target("http", _http_target),
            Target("ftp", _ftp_target), Target("scenario", _scenario_target),
-           Target("phone_config", _phone_config_target), Target("phone_dhcp", _phone_dhcp_target)]
+           Target("phone_config", _phone_config_target), Target("phone_dhcp", _phone_dhcp_target),
+           Target("phone_tftp", _phone_tftp_target), Target("http_response", _http_response_target)]
