@@ -114,11 +114,9 @@ def read_template(text: str) -> Template:
     ``szZone`` are passed over (the phone's menus skip them); the first entry of a zone
     counts. Raises :class:`TemplateError` for text that is not such a template."""
     try:
-        root = parse_xml(text)
+        root = parse_xml(text, roots=("DSTData",))
     except NotXml as exc:
         raise TemplateError(str(exc)) from None
-    if root.tag != "DSTData":
-        raise TemplateError(f"its root element is <{root.tag}>, not <DSTData>")
     zones: dict[tuple[int, str], Zone] = {}
     for entry in root.iter("DST"):
         standard_s = hours_offset_s(entry.get("szTime"))

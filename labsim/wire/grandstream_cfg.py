@@ -67,11 +67,9 @@ def parse_provision(body: bytes) -> GsProvision:
     if not is_xml(body):
         raise NotAGrandstreamFile("not XML (a legacy binary or encrypted configuration file?)")
     try:
-        root = parse_xml(body)
+        root = parse_xml(body, roots=("gs_provision",))
     except NotXml as exc:
         raise NotAGrandstreamFile(str(exc)) from None
-    if root.tag != "gs_provision":
-        raise NotAGrandstreamFile(f"root element is <{root.tag}>, not <gs_provision>")
     mac_element = root.find("mac")
     mac = None
     if mac_element is not None and (mac_element.text or "").strip():

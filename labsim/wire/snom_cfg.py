@@ -78,11 +78,9 @@ def parse(body: bytes) -> SettingsFile:
 
 def _parse_xml(body: bytes) -> SettingsFile:
     try:
-        root = parse_xml(body)
+        root = parse_xml(body, roots=("settings", "phone-settings"))
     except NotXml as exc:
         raise NotASnomSettingsFile(str(exc)) from None
-    if root.tag not in ("settings", "phone-settings"):
-        raise NotASnomSettingsFile(f"XML root is <{root.tag}>, not <settings>")
     parsed = SettingsFile("xml")
     # A bare <phone-settings> root is accepted as the one section (unverified: seen in the wild).
     sections = [root] if root.tag == "phone-settings" else list(root)

@@ -18,11 +18,15 @@ class NotXml(ValueError):
     """Bytes that are not a well-formed XML document in an encoding Python reads."""
 
 
-def parse_xml(body: bytes | str) -> ElementTree.Element:
-    """The document's root element; :class:`NotXml` for anything else."""
+def parse_xml(body: bytes | str, roots: tuple[str, ...] = ()) -> ElementTree.Element:
+    """The document's root element; :class:`NotXml` for anything else, or for a root
+    element not named in ``roots`` (any root when it is empty)."""
     try:
-        return ElementTree.fromstring(body)
+        root = ElementTree.fromstring(body)
     except ElementTree.ParseError as exc:
         raise NotXml(f"not well-formed XML ({exc})") from None
     except (LookupError, ValueError) as exc:
         raise NotXml(f"not XML in an encoding that reads ({exc})") from None
+    if roots and root.tag not in roots:
+        raise NotXml(f"its root element is <{root.tag}>, not <{roots[0]}>")
+    return root

@@ -19,3 +19,16 @@ def test_every_vendors_xml_parser_gives_its_own_error_for_an_encoding_that_does_
     for parse, root, error in parsers:
         with pytest.raises(error):
             parse(head + root)
+
+
+@pytest.mark.parametrize("parse, body, error, message", [
+    (grandstream_cfg.parse_provision, b"<gs_config/>", grandstream_cfg.NotAGrandstreamFile,
+     "its root element is <gs_config>, not <gs_provision>"),
+    (snom_cfg.parse, b"<phone_settings/>", snom_cfg.NotASnomSettingsFile,
+     "its root element is <phone_settings>, not <settings>"),
+])
+def test_a_root_element_the_parser_does_not_take_is_named_in_its_error(parse, body, error, message):
+    with pytest.raises(error, match=message):
+        parse(body)
+    assert parse_xml(b"<a/>").tag == "a" and parse_xml(b"<b/>", roots=("a", "b")).tag == "b"
+    assert snom_cfg.parse(b"<phone-settings/>") is not None  # snom's second root
