@@ -24,7 +24,7 @@ def test_every_vendors_xml_parser_gives_its_own_error_for_an_encoding_that_does_
 @pytest.mark.parametrize("parse, body, error, message", [
     (grandstream_cfg.parse_provision, b"<gs_config/>", grandstream_cfg.NotAGrandstreamFile,
      "its root element is <gs_config>, not <gs_provision>"),
-    (snom_cfg.parse, b"<phone_settings/>", snom_cfg.NotASnomSettingsFile,
+    (snom_cfg.parse, b"<?xml version='1.0'?><phone_settings/>", snom_cfg.NotASnomSettingsFile,
      "its root element is <phone_settings>, not <settings>"),
 ])
 def test_a_root_element_the_parser_does_not_take_is_named_in_its_error(parse, body, error, message):
