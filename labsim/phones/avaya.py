@@ -37,8 +37,8 @@ from labsim.phones.events import ProvisioningOutcome
 from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.kit import download, url_credentials
 from labsim.wire import avaya_cfg
-from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
 from labsim.wire.numbers import is_number
+from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
 
 VENDOR = "avaya"
 

@@ -33,8 +33,8 @@ from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
 from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
-from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo, url_part
 from labsim.wire.numbers import is_number
+from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo, url_part
 
 VENDOR = "cisco"
 

@@ -33,8 +33,8 @@ from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
 from labsim.phones.local_time import DayRule, Zone, seconds_offset_s, zone_from
 from labsim.wire import polycom_cfg
-from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server, url_part
 from labsim.wire.numbers import is_number
+from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server, url_part
 
 VENDOR = "polycom"
 

@@ -42,8 +42,8 @@ from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOu
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import option_text, pass_outcome
 from labsim.wire import dhcp, snom_cfg
-from labsim.wire.provisioning_url import SCHEMES, split_userinfo, url_part
 from labsim.wire.numbers import is_number
+from labsim.wire.provisioning_url import SCHEMES, split_userinfo, url_part
 
 VENDOR = "snom"
 

@@ -28,16 +28,16 @@ import re
 import sys
 from dataclasses import dataclass
 
+from labsim.phones import yealink_summer_time as summer_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
-from labsim.phones import yealink_summer_time as summer_time
 from labsim.phones.local_time import Zone
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
-from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 from labsim.wire.numbers import is_number
+from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
 VENDOR = "yealink"
 
