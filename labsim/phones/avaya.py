@@ -29,6 +29,7 @@ again every day at ``AUTO_UPDATE_TIME`` plus a random offset within
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import ProvisioningOutcome
 from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.kit import download, url_credentials
+from labsim.phones.local_time import NORTH_AMERICAN_RULE, Zone, seconds_offset_s, zone_from
 from labsim.wire import avaya_cfg
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
@@ -84,6 +86,7 @@ SOFT_REBOOT_KEYS = frozenset({
 PROFILE_KEY_PREFIX = "profile/"
 
 AUTO_UPDATE, AUTO_UPDATE_TIME, AUTO_UPDATE_TIME_RANGE = "AUTO_UPDATE", "AUTO_UPDATE_TIME", "AUTO_UPDATE_TIME_RANGE"
+TIMEZONE_OFFSET, FORCE_TIME_ZONE, DST_ENABLED = "TIMEZONE_OFFSET", "FORCE_TIME_ZONE", "DST_ENABLED"
 AUTO_UPDATE_RANGE_HOURS = (1, 6)
 DAY_S = 86_400
 
@@ -105,8 +108,8 @@ class AvayaBehaviour:
     # (flashing it again would reboot the phone on every check, forever).
     reinstall_running_firmware: bool = False
     auto_update_range_default_h: int = 1  # (unverified) AUTO_UPDATE_TIME_RANGE when absent
-    # Where the simulated wall clock starts: seconds after local midnight when the run
-    # begins. (unverified default: the run starts at midnight.)
+    # Where the lab's clock starts: seconds after Sunday 2026-01-04 00:00 UTC when the run
+    # begins (a scenario's clock_starts sets it); the phone's TIMEZONE_OFFSET is added.
     clock_start_s: float = 0.0
     retry_after_failure_s: float | None = None  # (unverified) no retry timer is documented
     # (unverified) the seed lists no remote trigger (SIP NOTIFY check-sync): ignored.
@@ -192,10 +195,10 @@ def effective_settings(flash: Flash) -> dict[str, str]:
 def next_daily_check_s(settings: dict[str, str], now_s: float, rng, behaviour: AvayaBehaviour = DEFAULT_BEHAVIOUR):
     """Seconds from ``now_s`` to the next daily check, or None without ``AUTO_UPDATE YES``.
 
-    The check is at ``AUTO_UPDATE_TIME`` (seconds after midnight) on the next day whose
-    window has not begun yet, plus a random offset within ``AUTO_UPDATE_TIME_RANGE``
-    hours (1 to 6). A check made inside today's window therefore schedules tomorrow's,
-    so the phone checks at most once a day.
+    The check is at ``AUTO_UPDATE_TIME`` (seconds after midnight, on the phone's own
+    clock: :func:`phone_zone`) on the next day whose window has not begun yet, plus a
+    random offset within ``AUTO_UPDATE_TIME_RANGE`` hours (1 to 6). A check made inside
+    today's window therefore schedules tomorrow's, so the phone checks at most once a day.
     """
     if settings.get(AUTO_UPDATE, "").strip().upper() != "YES":
         return None
@@ -207,9 +210,30 @@ def next_daily_check_s(settings: dict[str, str], now_s: float, rng, behaviour: A
     hours = int(range_text) if is_number(range_text) else behaviour.auto_update_range_default_h
     low, high = AUTO_UPDATE_RANGE_HOURS
     hours = min(max(hours, low), high)  # (unverified) out-of-range values are clamped
-    time_of_day = (behaviour.clock_start_s + now_s) % DAY_S
+    zone = phone_zone(settings)
+    lab_now = behaviour.clock_start_s + now_s
+    time_of_day = zone.local_s(lab_now) % DAY_S
     until_window = start - time_of_day if time_of_day < start else DAY_S - time_of_day + start
-    return until_window + rng.uniform(0.0, hours * 3600.0)
+    return zone.wait_s(lab_now, until_window + rng.uniform(0.0, hours * 3600.0))
+
+
+def phone_zone(settings: dict[str, str]) -> Zone:
+    """The phone's clock: ``TIMEZONE_OFFSET`` seconds east of GMT (``-18000``), applied from
+    the device settings only with ``FORCE_TIME_ZONE YES`` (NO keeps the user's own
+    preference, not modelled: the lab's clock); ``DST_ENABLED YES`` (*unverified* default
+    YES) adds North America's summer time, the one rule the 1100/1200 series know.
+    From the SIP software's administration guides (the 1100 series' keywords; the 1200
+    series' are taken to be the same, *inferred*)."""
+    return _zone(settings.get(FORCE_TIME_ZONE, ""), settings.get(TIMEZONE_OFFSET), settings.get(DST_ENABLED, "YES"))
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(force: str, offset: str | None, summer: str) -> Zone:
+    if force.strip().upper() != "YES":
+        return Zone()
+    if summer.strip().upper() != "YES":
+        return zone_from(seconds_offset_s(offset))
+    return zone_from(seconds_offset_s(offset), *NORTH_AMERICAN_RULE, 3600)
 
 
 # --- finding the provisioning server ----------------------------------------------------------

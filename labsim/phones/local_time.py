@@ -190,9 +190,10 @@ def seconds_offset_s(text: str | None) -> int | None:
     return _within_range(int(text)) if re.fullmatch(r"-?[0-9]+", text) else None
 
 
-# Where a POSIX string names a summer time but gives no rule, C libraries take the United
-# States' (second Sunday of March to first Sunday of November, 02:00).
-POSIX_DEFAULT_RULE = (DayRule(3, 8, 0), DayRule(11, 1, 0))
+# North America's rule since 2007: the second Sunday of March to the first Sunday of
+# November, 02:00 local. Where a POSIX string names a summer time but gives no rule, C
+# libraries take it; so do phones with a fixed rule (Avaya's 1100/1200 series).
+NORTH_AMERICAN_RULE = POSIX_DEFAULT_RULE = (DayRule(3, 8, 0), DayRule(11, 1, 0))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -587,6 +587,41 @@ def test_clock_start_sets_the_simulated_wall_clock():
     assert 600 <= delay < 600 + 3600
 
 
+BEFORE_US_SPRING = 62 * 86400.0  # Saturday 2026-03-07 00:00 UTC; North America's clocks change on Sunday the 8th
+JULY = 178 * 86400.0  # Wednesday 2026-07-01 00:00 UTC
+
+
+@pytest.mark.parametrize("zone, start, opens_at", [
+    # AUTO_UPDATE_TIME 03:00 on the phone's clock, on the lab's (UTC) in January
+    ({"TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "YES"}, 0.0, 8 * 3600),  # EST: 08:00 UTC
+    ({"TIMEZONE_OFFSET": "3600", "FORCE_TIME_ZONE": "YES", "DST_ENABLED": "NO"}, 0.0, 2 * 3600),
+    ({"TIMEZONE_OFFSET": "-18000"}, 0.0, 3 * 3600),  # FORCE_TIME_ZONE absent: the user's zone (the lab's clock)
+    ({"TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "NO"}, 0.0, 3 * 3600),
+    ({"TIMEZONE_OFFSET": "-5:00", "FORCE_TIME_ZONE": "YES"}, 0.0, 3 * 3600),  # not seconds: no zone
+    # in July: North America's summer time, unless DST_ENABLED NO
+    ({"TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "YES"}, JULY, 7 * 3600),
+    ({"TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "YES", "DST_ENABLED": "NO"}, JULY, 8 * 3600),
+    ({"TIMEZONE_OFFSET": "3600", "FORCE_TIME_ZONE": "YES"}, JULY, 1 * 3600),  # the one rule it knows, in Europe too
+])
+def test_auto_update_time_is_on_the_phones_own_clock(zone, start, opens_at):
+    values = {"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "10800", "AUTO_UPDATE_TIME_RANGE": "1", **zone}
+    behaviour = avaya.AvayaBehaviour(clock_start_s=start)
+    delays = [avaya.next_daily_check_s(values, 0.0, random.Random(seed), behaviour) for seed in range(50)]
+    assert all(0 <= (delay - opens_at) % avaya.DAY_S < 3600 for delay in delays), sorted(delays)[:3]
+
+
+def test_auto_update_time_follows_north_americas_spring_change():
+    # 03:00 EST on Saturday is 08:00 UTC; on Sunday, after the change at 07:00 UTC, 03:00
+    # EDT is 07:00 UTC.
+    values = {"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "10800", "AUTO_UPDATE_TIME_RANGE": "1",
+              "TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "YES"}
+    behaviour = avaya.AvayaBehaviour(clock_start_s=BEFORE_US_SPRING)
+    saturday = avaya.next_daily_check_s(values, 0.0, random.Random(3), behaviour)
+    assert 8 * 3600 <= saturday < 9 * 3600
+    sunday = saturday + avaya.next_daily_check_s(values, saturday, random.Random(3), behaviour)
+    assert 86400 + 7 * 3600 <= sunday < 86400 + 8 * 3600
+
+
 @pytest.mark.parametrize("range_text, hours", [("0", 1), ("9", 6), ("3", 3)])
 def test_auto_update_time_range_is_one_to_six_hours(range_text, hours):
     values = {"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "0", "AUTO_UPDATE_TIME_RANGE": range_text}

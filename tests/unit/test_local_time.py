@@ -8,7 +8,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 from hypothesis import given, strategies as st
 
-from labsim.phones import cisco, polycom, yealink_summer_time
+from labsim.phones import avaya, cisco, polycom, yealink_summer_time
 from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
                                       hours_offset_s, posix_zone, seconds_offset_s)
 
@@ -162,6 +162,7 @@ def test_any_text_is_a_zone_or_none_never_an_error(text):
                  yealink_summer_time.phone_zone({"local_time.time_zone": text, "local_time.time_zone_name": text},
                                                 own_template=text),
                  cisco._zone(text, True, text), cisco._zone("GMT+01:00", True, f"start={text};end={text};save={text}"),
+                 avaya._zone(text, text, text), avaya._zone("YES", text, "YES"),
                  polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": text, **{polycom.DST + name: text
                                                                          for name, _ in polycom.DST_DEFAULTS}})):
         assert isinstance(zone, Zone) and zone.offset_at(0.0) == zone.offset_at(0.0)
