@@ -329,7 +329,8 @@ def test_p194_2_daily_at_hour_p285():
 
 
 @pytest.mark.parametrize("zone, at_utc", [("EST5EDT,M3.2.0,M11.1.0", 8 * 3600), ("CET-1CEST,M3.5.0,M10.5.0/3", 2 * 3600),
-                                          ("IST-5:30", 21 * 3600 + 1800), ("", 3 * 3600), ("auto", 3 * 3600)])
+                                          ("IST-5:30", 21 * 3600 + 1800), ("", 3 * 3600), ("auto", 3 * 3600),
+                                          ("420", 3 * 3600)])  # old firmware's GMT-5 (minutes + 720): not read
 def test_p285_is_an_hour_of_the_time_zone_in_p64(zone, at_utc):
     # Daily at 03:00 local: P64 (POSIX, hours west of UTC) moves it on the lab's clock (UTC).
     settings = {"P1": "1", "P194": "2", "P285": "3", **({"P64": zone} if zone else {})}
