@@ -188,8 +188,10 @@ def test_a_phones_packets_and_its_own_pcap_when_the_run_captures(tmp_path):
         assert status == 200
         (tmp_path / "one.pcap").write_bytes(pcap)
         tshark = require_binary("tshark")
-        listed = subprocess.run([tshark, "-r", str(tmp_path / "one.pcap")], capture_output=True, text=True,
-                                timeout=60)
+        # The HTTP service is on a fresh port, which Wireshark may have registered for another
+        # protocol (CI drew 29418, Gerrit's SSH port: the GET showed as SSH): say it is HTTP.
+        listed = subprocess.run([tshark, "-r", str(tmp_path / "one.pcap"), "-d", f"tcp.port=={lab.moves[8080]},http"],
+                                capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
         assert len(listed.stdout.splitlines()) == len(rows)
         assert "001565770002.cfg" in listed.stdout
