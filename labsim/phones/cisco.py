@@ -30,7 +30,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
+from labsim.phones.local_time import DayRule, Zone, clock_offset_s, hours_offset_s, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.numbers import is_number
@@ -433,7 +433,7 @@ def _zone(zone: str | None, summer: bool, rule: str) -> Zone:
     if not summer:
         return zone_from(hours_offset_s(zone))
     fields = dict(part.strip().partition("=")[::2] for part in rule.split(";") if "=" in part)
-    save = _dst_clock_s(fields.get("save", "1"))
+    save = clock_offset_s(fields.get("save", "1"), max_hours=99)
     return zone_from(hours_offset_s(zone), _dst_day(fields.get("start", "")), _dst_day(fields.get("end", "")),
                      0 if save is None else save)
 
@@ -446,20 +446,9 @@ def _dst_day(text: str) -> DayRule | None:
     if len(parts) not in (3, 4) or not all(re.fullmatch(r"-?[0-9]{1,2}", part.strip()) for part in parts[:3]):
         return None
     month, day, weekday = (int(part) for part in parts[:3])
-    at = _dst_clock_s(parts[3]) if len(parts) == 4 else 0
+    at = clock_offset_s(parts[3], max_hours=99) if len(parts) == 4 else 0
     if not 1 <= month <= 12 or not 1 <= abs(day) <= 31 or not 0 <= weekday <= 7 or at is None:
         return None
     if weekday == 0:
         return DayRule(month, day, None, at) if day > 0 else None
     return DayRule(month, day if day > 0 else day - 6, weekday % 7, at)  # on or before d: on or after d-6
-
-
-def _dst_clock_s(text: str) -> int | None:
-    """``[+|-]HH[:mm[:ss]]`` in seconds (``2``, ``1:30``, ``0:0:0``)."""
-    match = re.fullmatch(r"([+-]?)([0-9]{1,2})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?", text.strip())
-    if match is None:
-        return None
-    sign, hours, minutes, seconds = match.groups()
-    value = int(hours) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
-    return -value if sign == "-" else value
-

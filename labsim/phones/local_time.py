@@ -235,8 +235,7 @@ def _posix_day(text: str) -> DayRule | YearDayRule | None:
     month, week, weekday, julian, zero_based, at = match.groups()
     time_s = 7200
     if at is not None:
-        parts = _POSIX_TIME.fullmatch(at)
-        time_s = _posix_seconds(*parts.groups(), max_hours=167) if parts else None
+        time_s = clock_offset_s(at, max_hours=167)
         if time_s is None:
             return None
     if month is not None:
@@ -247,6 +246,13 @@ def _posix_day(text: str) -> DayRule | YearDayRule | None:
     if julian is not None:
         return YearDayRule(int(julian), False, time_s) if 1 <= int(julian) <= 365 else None
     return YearDayRule(int(zero_based), True, time_s) if int(zero_based) <= 365 else None
+
+
+def clock_offset_s(text: str, max_hours: int) -> int | None:
+    """``[+|-]h[:mm[:ss]]`` in seconds (``2``, ``-1:30``, ``02:00:00``), hours up to
+    ``max_hours``: the time of a change of clock, or how far it moves. None for anything else."""
+    match = _POSIX_TIME.fullmatch(text.strip())
+    return _posix_seconds(*match.groups(), max_hours=max_hours) if match else None
 
 
 def _posix_seconds(sign, hours, minutes, seconds, max_hours: int) -> int | None:
