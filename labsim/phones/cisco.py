@@ -30,7 +30,8 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
-from labsim.phones.local_time import DayRule, Zone, clock_offset_s, hours_offset_s, zone_from
+from labsim.phones.local_time import (DayRule, Zone, clock_offset_s, dhcp_time_offset_s, hours_offset_s, hours_text,
+                                     summer_words, zone_from)
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.numbers import is_number
@@ -87,6 +88,13 @@ DEFAULTS = {
     "Resync_At_Random_Delay": "600",
     "Upgrade_Enable": "Yes",
     "Upgrade_Rule": "",
+    # The factory zone: the MPP and 3PCC guides' "Default: GMT-08:00" (the SPA guides' table
+    # was not found: (unverified) that SPA firmware has the same). A phone given none, or a
+    # value that is not a zone, keeps it.
+    "Time_Zone": "GMT-08:00",
+    # Yes: the DHCP server's option 2 (Time Offset) is ignored; No: it stands for Time_Zone.
+    # The MPP and 3PCC guides: "Default: Yes" ((unverified) for SPA).
+    "Ignore_DHCP_Time_Offset": "Yes",
     # Summer time: the MPP guide's rule (the last Sunday of March to the last of October,
     # 02:00, one hour); (unverified) that it is on by default.
     "Daylight_Saving_Time_Enable": "Yes",
@@ -264,6 +272,8 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
 
     after = phone.flash.settings
     changed = changed_keys(before, after)
+    if not CLOCK_KEYS.isdisjoint(changed):
+        phone.note(describe_clock(phone))
     reboot_keys = [key for key in changed if key in _reboot_parameters(behaviour)]
     if flashed or reboot_keys:
         return pass_outcome(changed, noun="parameter",
@@ -421,20 +431,46 @@ def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
     return None if wait is None else zone.wait_s(lab_now, wait)
 
 
+# A pass that changes one of these notes what the phone's clock keeps.
+CLOCK_KEYS = frozenset({"Time_Zone", "Ignore_DHCP_Time_Offset", "Daylight_Saving_Time_Enable",
+                        "Daylight_Saving_Time_Rule", "Resync_At"})
+
+
 def phone_zone(phone) -> Zone:
-    """``Time_Zone`` and, with ``Daylight_Saving_Time_Enable``, ``Daylight_Saving_Time_Rule``'s
-    summer time. A phone given no zone keeps the lab's clock."""
-    return _zone(phone.flash.settings.get("Time_Zone"), is_yes(setting(phone, "Daylight_Saving_Time_Enable")),
+    """:func:`standard_offset` and, with ``Daylight_Saving_Time_Enable``,
+    ``Daylight_Saving_Time_Rule``'s summer time."""
+    return _zone(standard_offset(phone)[0], is_yes(setting(phone, "Daylight_Saving_Time_Enable")),
                  setting(phone, "Daylight_Saving_Time_Rule"))
 
 
+def standard_offset(phone) -> tuple[int, str]:
+    """The phone's standard offset east of UTC in seconds, and where it comes from in words:
+    the lease's option 2 with ``Ignore_DHCP_Time_Offset`` No, else ``Time_Zone``, else the
+    factory ``GMT-08:00`` (none given, or a value that is not a zone)."""
+    if not is_yes(setting(phone, "Ignore_DHCP_Time_Offset")) and phone.lease is not None:
+        offset_s = dhcp_time_offset_s(phone.lease.options)
+        if offset_s is not None:
+            return offset_s, f"{hours_text(offset_s)} from DHCP option 2 (Ignore_DHCP_Time_Offset No)"
+    given = (phone.flash.settings.get("Time_Zone") or "").strip()
+    offset_s = hours_offset_s(given)
+    if offset_s is not None:
+        return offset_s, given
+    why = "not set" if not given else f"{given!r} is no zone"
+    return hours_offset_s(DEFAULTS["Time_Zone"]), f"{DEFAULTS['Time_Zone']}, the factory zone (Time_Zone {why})"
+
+
+def describe_clock(phone) -> str:
+    """What the phone's clock keeps, for its timeline: ``clock GMT-05:00: summer time +60 min``."""
+    return f"clock {standard_offset(phone)[1]}: {summer_words(phone_zone(phone))}"
+
+
 @functools.lru_cache(maxsize=1024)
-def _zone(zone: str | None, summer: bool, rule: str) -> Zone:
+def _zone(standard_s: int, summer: bool, rule: str) -> Zone:
     if not summer:
-        return zone_from(hours_offset_s(zone))
+        return Zone(standard_s)
     fields = dict(part.strip().partition("=")[::2] for part in rule.split(";") if "=" in part)
     save = clock_offset_s(fields.get("save", "1"), max_hours=99)
-    return zone_from(hours_offset_s(zone), _dst_day(fields.get("start", "")), _dst_day(fields.get("end", "")),
+    return zone_from(standard_s, _dst_day(fields.get("start", "")), _dst_day(fields.get("end", "")),
                      0 if save is None else save)
 
 

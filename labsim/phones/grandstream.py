@@ -21,8 +21,9 @@ changed any P-value reboots the phone too; a pass that changed nothing does not.
 
 When: at power-on; by ``P194`` Automatic Upgrade (0 no, 1 every ``P193`` minutes,
 2 daily at hour ``P285``, 3 weekly on day ``P286`` at hour ``P285``, hours of the phone's
-own clock: UTC moved by ``P64``, a POSIX time zone such as ``EST5EDT``); on a SIP NOTIFY
-check-sync.
+own clock: UTC moved by ``P64``, a POSIX time zone such as ``EST5EDT``, or by the DHCP
+server's option 2 when it sends one, which ``P143`` lets override ``P64`` by factory
+default); on a SIP NOTIFY check-sync.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.kit import bare_mac, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.local_time import Zone, posix_zone
+from labsim.phones.local_time import Zone, dhcp_time_offset_s, hours_text, is_posix_zone, posix_zone, summer_words
 from labsim.wire import dhcp, grandstream_cfg
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server
 
@@ -83,6 +84,12 @@ AUTO_UPGRADE, AUTO_UPGRADE_MINUTES, AUTO_UPGRADE_HOUR, AUTO_UPGRADE_DAY = "P194"
 # the form provisioning systems write into P64 (unverified against a Grandstream guide).
 TIME_ZONE = "P64"
 CUSTOM_TIME_ZONE = "P246"  # the self-defined zone, a POSIX TZ string, when P64 is "customize"
+# "Allow DHCP Option 2 to override Time Zone setting. 0 - No, 1 - Yes. Default is 1"
+# (Grandstream's configuration template, GXP17xx 1.0.1.133; (unverified) for other models).
+DHCP_OVERRIDES_TIME_ZONE = "P143"
+# A pass that changes one of these notes what the phone's clock keeps.
+CLOCK_KEYS = frozenset({TIME_ZONE, CUSTOM_TIME_ZONE, DHCP_OVERRIDES_TIME_ZONE, AUTO_UPGRADE, AUTO_UPGRADE_HOUR,
+                        AUTO_UPGRADE_DAY})
 HOSTNAME, VENDOR_CLASS_ID = "P146", "P148"  # (unverified) options 12 and 60 when set
 
 DEFAULTS = {
@@ -95,6 +102,8 @@ DEFAULTS = {
     AUTO_UPGRADE_MINUTES: "10080",
     AUTO_UPGRADE_HOUR: "1",
     AUTO_UPGRADE_DAY: "1",
+    TIME_ZONE: "auto",  # "Automatic": what it follows is not documented; labsim keeps the lab's clock
+    DHCP_OVERRIDES_TIME_ZONE: "1",
 }
 SCHEMES_BY_VIA = {"0": "tftp", "1": "http", "2": "https", "3": "ftp"}  # 4 (FTPS) is not simulated
 # Where flash remembers the firmware prefix/postfix last checked (for P238 = 1).
@@ -246,6 +255,8 @@ def provision(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR):
             merged.setdefault(key, value)  # files come MAC first: the first to set a value wins
     phone.flash.settings.update(merged)
     changed = [key for key in merged if before.get(key) != merged[key]]
+    if not CLOCK_KEYS.isdisjoint(changed):
+        phone.note(describe_clock(phone))
 
     flashed = yield from _firmware(phone)
 
@@ -372,10 +383,28 @@ def next_check_s(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> 
 
 
 def phone_zone(phone) -> Zone:
-    """``P64`` as a POSIX TZ string, summer time included; ``customize`` reads the
-    self-defined zone in ``P246``."""
-    zone = setting(phone, TIME_ZONE)
-    return posix_zone(setting(phone, CUSTOM_TIME_ZONE) if zone.strip() == "customize" else zone)
+    """The DHCP server's option 2 with ``P143`` 1 (the factory value), a fixed offset; else
+    ``P64`` as a POSIX TZ string, summer time included (``customize`` reads the
+    self-defined zone in ``P246``); a ``P64`` that is not one (``auto``) keeps the lab's clock."""
+    return _zone_and_source(phone)[0]
+
+
+def describe_clock(phone) -> str:
+    """What the phone's clock keeps, for its timeline: ``clock EST5EDT: summer time +60 min``."""
+    zone, source = _zone_and_source(phone)
+    return f"clock {source}: {summer_words(zone)}"
+
+
+def _zone_and_source(phone) -> tuple[Zone, str]:
+    if setting(phone, DHCP_OVERRIDES_TIME_ZONE).strip() == "1" and phone.lease is not None:
+        offset_s = dhcp_time_offset_s(phone.lease.options)
+        if offset_s is not None:
+            return Zone(offset_s), f"{hours_text(offset_s)} from DHCP option 2 ({DHCP_OVERRIDES_TIME_ZONE} 1)"
+    zone = setting(phone, TIME_ZONE).strip()
+    key, text = (CUSTOM_TIME_ZONE, setting(phone, CUSTOM_TIME_ZONE).strip()) if zone == "customize" else (TIME_ZONE, zone)
+    if is_posix_zone(text):
+        return posix_zone(text), text
+    return Zone(), f"UTC, the lab's ({key} {text!r} is no POSIX time zone)"
 
 
 def _until(now: float, moment: float, period: float) -> float:

@@ -17,8 +17,10 @@ a year. A change's time is the local time in force just before it (POSIX's rule:
 02:00 is standard time, autumn's 02:00 summer time). A phone waiting for a moment on its
 own clock waits for it on that clock, across a change (:meth:`Zone.wait_s`).
 
-Not modelled: the vendors' factory zones: a phone provisioned with no zone, or with a value
-that is not one, keeps the lab's clock.
+A phone given no zone keeps its factory zone where the vendor documents one (Yealink's
+``+8``, Cisco's ``GMT-08:00``); where not, the lab's clock. Some phones let a DHCP server's
+option 2 (RFC 2132 §3.4, Time Offset: seconds east of UTC) stand for the zone they were
+given: :func:`dhcp_time_offset_s` reads it from the phone's lease.
 """
 
 from __future__ import annotations
@@ -183,6 +185,32 @@ def hours_offset_s(text: str | None) -> int | None:
     return _within_range(-offset if sign == "-" else offset)
 
 
+def summer_words(zone: Zone) -> str:
+    """``summer time +60 min`` or ``no summer time``: the end of a phone's clock note."""
+    return f"summer time +{zone.summer_extra_s // 60} min" if zone.has_summer_time else "no summer time"
+
+
+def hours_text(offset_s: int) -> str:
+    """An offset east of UTC as phones write it: ``+8``, ``-5``, ``+5:30``, ``0``."""
+    if offset_s == 0:
+        return "0"
+    hours, seconds = divmod(abs(offset_s), 3600)
+    minutes = seconds // 60
+    return f"{'-' if offset_s < 0 else '+'}{hours}" + (f":{minutes:02d}" if minutes else "")
+
+
+DHCP_TIME_OFFSET = 2  # RFC 2132 §3.4: the subnet's offset from UTC, signed seconds, east positive
+
+
+def dhcp_time_offset_s(options) -> int | None:
+    """Option 2 of a lease's options, or None: none sent, not the four bytes RFC 2132
+    fixes, or no zone in use (more than 14 hours east or 12 west)."""
+    payload = options.get(DHCP_TIME_OFFSET) if options else None
+    if payload is None or len(payload) != 4:
+        return None
+    return _within_range(int.from_bytes(payload, "big", signed=True))
+
+
 def seconds_offset_s(text: str | None) -> int | None:
     """A zone written as whole seconds east of UTC (``-18000`` for UTC-5). None for anything
     else."""
@@ -202,14 +230,12 @@ def posix_zone(text: str | None) -> Zone:
     without a rule takes ``POSIX_DEFAULT_RULE``). A string whose standard part is not a
     zone gives UTC; one whose summer part cannot be read gives its standard time alone."""
     text = (text or "").strip().strip('"')
-    match = _POSIX_STANDARD.match(text)
-    if match is None:
+    standard_part = _posix_standard(text)
+    if standard_part is None:
         return Zone()
-    west = _posix_seconds(*match.groups(), max_hours=24)
-    if west is None or _within_range(-west) is None:
-        return Zone()
+    west, end = standard_part
     standard = Zone(standard_s=-west)
-    rest = text[match.end():]
+    rest = text[end:]
     if not rest:
         return standard
     summer = _POSIX_SUMMER.fullmatch(rest)
@@ -226,6 +252,21 @@ def posix_zone(text: str | None) -> Zone:
         if starts is None or ends is None:
             return standard
     return Zone(-west, west - summer_west, starts, ends)
+
+
+def is_posix_zone(text: str | None) -> bool:
+    """Whether ``text`` starts with a POSIX zone's standard part (``EST5``, ``<+0530>-5:30``):
+    one :func:`posix_zone` reads, rather than the UTC it gives for anything else."""
+    return _posix_standard((text or "").strip().strip('"')) is not None
+
+
+def _posix_standard(text: str) -> tuple[int, int] | None:
+    """A POSIX zone's standard offset (seconds *west* of UTC) and where its part ends."""
+    match = _POSIX_STANDARD.match(text)
+    if match is None:
+        return None
+    west = _posix_seconds(*match.groups(), max_hours=24)
+    return None if west is None or _within_range(-west) is None else (west, match.end())
 
 
 def _posix_day(text: str) -> DayRule | YearDayRule | None:

@@ -33,7 +33,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
-from labsim.phones.local_time import Zone
+from labsim.phones.local_time import Zone, dhcp_time_offset_s
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
 from labsim.wire.numbers import is_number
@@ -97,7 +97,9 @@ RESOURCE_KEYS = (
     "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url", summer_time.AUTO_DST_URL_KEY,
 )
 # Settings that move the phone's clock: a pass that changes one notes what the clock now keeps.
-_CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY)
+# A pass that changes one of these notes what the phone's clock keeps (its weekly window's
+# included: a window set without a zone opens on the factory zone's clock).
+_CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY, "static.auto_provision.weekly.")
 # Resources whose body the phone keeps on flash and reads later, under this name.
 KEPT_RESOURCES = {summer_time.AUTO_DST_URL_KEY: summer_time.AUTO_DST_FILE}
 
@@ -316,9 +318,8 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
 
     yield from _resources(phone, server, credentials, changed)
     if any(key.startswith(_CLOCK_KEYS) for key in changed):
-        clock = summer_time.describe(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE))
-        if clock is not None:
-            phone.note(clock)
+        phone.note(summer_time.describe(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE),
+                                        _dhcp_offset_s(phone)))
     flashed = yield from _firmware(phone, server, credentials, behaviour)
 
     reboot_keys = [key for key in changed if needs_reboot(key)]
@@ -538,4 +539,9 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
 
 def phone_zone(phone) -> Zone:
     """The time zone the phone keeps its weekly window in (``yealink_summer_time``)."""
-    return summer_time.phone_zone(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE))
+    return summer_time.phone_zone(phone.flash.settings, phone.flash.kept_files.get(summer_time.AUTO_DST_FILE),
+                                  _dhcp_offset_s(phone))
+
+
+def _dhcp_offset_s(phone) -> int | None:
+    return dhcp_time_offset_s(phone.lease.options) if phone.lease is not None else None

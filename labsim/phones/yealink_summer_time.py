@@ -22,7 +22,8 @@ only when it has none or its own does not parse: a downloaded template replaces 
 factory one as a whole *(inferred from Yealink's firmware, not documented)*. The entry is
 the one whose offset and name are the phone's *(inferred: the phone lists names under
 their offset)*; none there, no summer time. The factory name is ``China(Beijing)``, whose
-entry has no rule.
+entry has no rule, at the factory offset ``+8``: a phone given no zone keeps China's clock.
+With ``local_time.dhcp_time`` 1, a DHCP server's option 2 stands for the zone.
 
 Yealink does not publish the factory template whole, and copies of it in the wild carry
 rules since abolished. ``FACTORY_TEMPLATE`` is labsim's: today's civil rules (2026) under
@@ -36,7 +37,7 @@ import functools
 from typing import Mapping
 
 from labsim.phones.kit import parse_int
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s, zone_from
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s, hours_text, summer_words, zone_from
 from labsim.wire.numbers import is_number
 from labsim.wire.xml_document import NotXml, parse_xml
 
@@ -46,7 +47,15 @@ DST_START_KEY, DST_END_KEY = "local_time.start_time", "local_time.end_time"
 DST_OFFSET_KEY = "local_time.offset_time"  # minutes the clock goes forward
 TIME_ZONE_KEY = "local_time.time_zone"  # "+8", "-5", "+5:30": the clock the weekly window keeps
 TIME_ZONE_NAME_KEY = "local_time.time_zone_name"
-FACTORY_TIME_ZONE_NAME = "China(Beijing)"
+# The factory zone: Yealink's templates, "the default value is +8", "the default time zone
+# name is China(Beijing)". A phone given none keeps it.
+FACTORY_TIME_ZONE, FACTORY_TIME_ZONE_NAME = "+8", "China(Beijing)"
+FACTORY_OFFSET_S = 8 * 3600
+# 1: the lease's option 2 (DHCP Time Offset) stands for local_time.time_zone. Factory 0.
+# Yealink's template: "update time with the offset time obtained from the DHCP server. It is
+# only available to offset from GMT 0"; that it replaces the zone, summer time still by
+# local_time.summer_time, is *inferred*.
+DHCP_TIME_KEY = "local_time.dhcp_time"
 AUTO_DST_URL_KEY = "auto_dst.url"
 AUTO_DST_FILE = "AutoDST.xml"  # the name the phone keeps a downloaded template under
 
@@ -137,46 +146,58 @@ def _template_or_none(text: str) -> Template | None:
         return None
 
 
-def phone_zone(settings: Mapping[str, str], own_template: str | None = None) -> Zone:
-    """The zone the phone keeps its clock in: ``local_time.time_zone`` and the summer time
-    ``local_time.summer_time`` gives; ``own_template`` is the AutoDST template it keeps
-    on flash, if any. No zone, or one that does not read, keeps the lab's clock."""
-    return _zone(settings.get(TIME_ZONE_KEY), settings.get(SUMMER_TIME_KEY, "2").strip(),
+def standard_offset(settings: Mapping[str, str], dhcp_offset_s: int | None = None) -> tuple[int, str]:
+    """The phone's standard offset east of UTC in seconds, and where it comes from in words:
+    the lease's option 2 with ``local_time.dhcp_time`` 1, else ``local_time.time_zone``,
+    else the factory ``+8`` (none given, or a value the phone does not take)."""
+    if dhcp_offset_s is not None and settings.get(DHCP_TIME_KEY, "0").strip() == "1":
+        return dhcp_offset_s, f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({DHCP_TIME_KEY} = 1)"
+    text = (settings.get(TIME_ZONE_KEY) or "").strip()
+    offset_s = hours_offset_s(text)
+    if offset_s is not None:
+        return offset_s, text
+    why = "not set" if not text else f"{text!r} is no zone"
+    return FACTORY_OFFSET_S, f"{FACTORY_TIME_ZONE}, the factory zone ({TIME_ZONE_KEY} {why})"
+
+
+def phone_zone(settings: Mapping[str, str], own_template: str | None = None,
+               dhcp_offset_s: int | None = None) -> Zone:
+    """The zone the phone keeps its clock in: :func:`standard_offset` and the summer time
+    ``local_time.summer_time`` gives; ``own_template`` is the AutoDST template it keeps on
+    flash, if any; ``dhcp_offset_s`` the option 2 of its lease, if any."""
+    return _zone(standard_offset(settings, dhcp_offset_s)[0], settings.get(SUMMER_TIME_KEY, "2").strip(),
                  settings.get(TIME_ZONE_NAME_KEY, FACTORY_TIME_ZONE_NAME).strip(), own_template,
                  settings.get(DST_TYPE_KEY, "0"), settings.get(DST_START_KEY, "1/1/0"),
                  settings.get(DST_END_KEY, "12/31/23"), settings.get(DST_OFFSET_KEY, "60"))
 
 
 @functools.lru_cache(maxsize=1024)
-def _zone(zone: str | None, summer: str, name: str, own_template: str | None,
+def _zone(standard_s: int, summer: str, name: str, own_template: str | None,
           kind: str, start: str, end: str, offset: str) -> Zone:
-    standard_s = hours_offset_s(zone)
     if summer == "1":
         return zone_from(standard_s, dst_day(kind, start), dst_day(kind, end), forward_minutes(offset) * 60)
-    if summer == "2" and standard_s is not None:
+    if summer == "2":
         return template_zones(own_template).get((standard_s, name), Zone(standard_s))
-    return zone_from(standard_s)
+    return Zone(standard_s)
 
 
-def describe(settings: Mapping[str, str], own_template: str | None = None) -> str | None:
-    """What the phone's clock keeps, in words for its timeline, or None without a zone:
+def describe(settings: Mapping[str, str], own_template: str | None = None, dhcp_offset_s: int | None = None) -> str:
+    """What the phone's clock keeps, in words for its timeline:
     ``clock +1, Germany(Berlin) in the factory AutoDST template: summer time +60 min``."""
-    zone_text = (settings.get(TIME_ZONE_KEY) or "").strip()
-    if hours_offset_s(zone_text) is None:
-        return None
-    zone = phone_zone(settings, own_template)
+    standard_s, source = standard_offset(settings, dhcp_offset_s)
+    zone = phone_zone(settings, own_template, dhcp_offset_s)
     summer = settings.get(SUMMER_TIME_KEY, "2").strip()
-    kept = f"summer time +{zone.summer_extra_s // 60} min" if zone.has_summer_time else "no summer time"
+    kept = summer_words(zone)
     if summer == "1":
         rule = "by its rule" if zone.has_summer_time else "its rule does not read"
-        return f"clock {zone_text}, {rule}: {kept}"
+        return f"clock {source}, {rule}: {kept}"
     if summer != "2":
-        return f"clock {zone_text}: {kept}"
+        return f"clock {source}: {kept}"
     name = settings.get(TIME_ZONE_NAME_KEY, FACTORY_TIME_ZONE_NAME).strip()
     own = own_template is not None and _template_or_none(own_template) is not None
     template = f"its own AutoDST template ({AUTO_DST_FILE})" if own else "the factory AutoDST template"
-    found = (zone.standard_s, name) in template_zones(own_template)
-    return f"clock {zone_text}, {name} {'in' if found else 'not in'} {template}: {kept}"
+    found = (standard_s, name) in template_zones(own_template)
+    return f"clock {source}, {name} {'in' if found else 'not in'} {template}: {kept}"
 
 
 def template_zones(own_template: str | None) -> Template:

@@ -290,7 +290,7 @@ def test_resync_fails_on_fnf_yes_fails_and_no_succeeds():
 
 
 def test_resync_at_daily_with_its_random_delay():
-    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=600)})
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=600, Time_Zone="GMT+00:00")})
     l.boot()
     l.advance(2 * 86400)
     later = pass_times(l)[1:]
@@ -304,7 +304,8 @@ def test_resync_at_served_at_the_phones_own_moment_though_periodic_resyncs_come_
     # moment there; the daily resync still comes at that moment: one pass off the hourly
     # beat a day (drawing the delay again at every pass dropped it whenever a periodic
     # pass came after 02:30 first).
-    l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="0230", Resync_At_Random_Delay=3600)}, seed=seed)
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="0230", Resync_At_Random_Delay=3600,
+                                Time_Zone="GMT+00:00")}, seed=seed)
     l.boot()
     l.advance(3 * 86400)
     starts = pass_times(l)
@@ -420,9 +421,11 @@ def test_option_160_file_stands_in_for_profile_rule_and_other_rules_use_its_fold
 
 
 @pytest.mark.parametrize("zone, at_utc", [("GMT-05:00", 7 * 3600 + 1800), ("GMT+01:00", 3600 + 1800),
-                                          ("GMT+05:30", 21 * 3600), ("", 2 * 3600 + 1800)])
+                                          ("GMT+05:30", 21 * 3600), ("GMT+00:00", 2 * 3600 + 1800),
+                                          ("", 10 * 3600 + 1800), ("Pacific", 10 * 3600 + 1800)])
 def test_resync_at_is_kept_in_the_phones_time_zone(zone, at_utc):
-    # Resync_At 02:30 is local time: Time_Zone moves it on the lab's clock (UTC).
+    # Resync_At 02:30 is local time: Time_Zone moves it on the lab's clock (UTC). None, or a
+    # value that is not a zone, keeps the factory GMT-08:00 (no summer time in January).
     zone_setting = {"Time_Zone": zone} if zone else {}
     l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=0, **zone_setting)})
     l.boot()
@@ -459,23 +462,49 @@ def test_resync_at_follows_summer_time(settings, sunday_utc):
     ("start=3/-8/6;end=10/-1/1/3:30;save=+1", "2026-03-21 00:00", "2026-10-26 03:30", 3600),  # on or before
 ])
 def test_daylight_saving_time_rule_is_read_as_the_guide_writes_it(rule, starts, ends, save_s):
-    zone = cisco._zone("GMT+00:00", True, rule)
+    zone = cisco._zone(0, True, rule)
     assert zone.summer_extra_s == save_s
     for change, expected in ((zone.summer_starts, starts), (zone.summer_ends, ends)):
         assert datetime.fromtimestamp(change.local_moment(2026), timezone.utc).strftime("%Y-%m-%d %H:%M") == expected
 
 
-@pytest.mark.parametrize("zone, summer, rule", [
-    ("GMT+01:00", True, "start=3/-1/7;end=10/-1/7/2"),  # save defaults to 1: this one is read
-    ("GMT+01:00", True, "start=13/-1/7/2;end=10/-1/7/2;save=1"),
-    ("GMT+01:00", True, "start=3/-1/8/2;end=10/-1/7/2;save=1"),
-    ("GMT+01:00", True, "start=3/-1/0/2;end=10/-1/7/2;save=1"),  # a date cannot count back
-    ("GMT+01:00", True, "start=3/-1/7/2;end=10/-1/7/2;save=-1"),  # summer time that goes back
-    ("GMT+01:00", True, "nonsense"),
-    ("GMT+01:00", False, "start=3/-1/7/2;end=10/-1/7/2;save=1"),
-    ("", True, "start=3/-1/7/2;end=10/-1/7/2;save=1"),  # no zone: the lab's clock
+@pytest.mark.parametrize("summer, rule", [
+    (True, "start=3/-1/7;end=10/-1/7/2"),  # save defaults to 1: this one is read
+    (True, "start=13/-1/7/2;end=10/-1/7/2;save=1"),
+    (True, "start=3/-1/8/2;end=10/-1/7/2;save=1"),
+    (True, "start=3/-1/0/2;end=10/-1/7/2;save=1"),  # a date cannot count back
+    (True, "start=3/-1/7/2;end=10/-1/7/2;save=-1"),  # summer time that goes back
+    (True, "nonsense"),
+    (False, "start=3/-1/7/2;end=10/-1/7/2;save=1"),
 ])
-def test_only_a_rule_that_reads_gives_summer_time(zone, summer, rule):
-    read = cisco._zone(zone, summer, rule)
+def test_only_a_rule_that_reads_gives_summer_time(summer, rule):
+    read = cisco._zone(3600, summer, rule)
     assert read.has_summer_time == (rule == "start=3/-1/7;end=10/-1/7/2")
-    assert read.standard_s == (3600 if zone else 0)
+    assert read.standard_s == 3600
+
+
+MINUS_2 = (-7200).to_bytes(4, "big", signed=True)
+
+
+@pytest.mark.parametrize("settings, option_2, at_utc, clock", [
+    # Ignore_DHCP_Time_Offset No: the DHCP server's option 2 (-2) stands for Time_Zone
+    ({"Ignore_DHCP_Time_Offset": "No"}, MINUS_2, 4 * 3600 + 1800,
+     "clock -2 from DHCP option 2 (Ignore_DHCP_Time_Offset No): summer time +60 min"),
+    ({}, MINUS_2, 1 * 3600 + 1800, "clock GMT+01:00: summer time +60 min"),  # Yes, the factory value: ignored
+    ({"Ignore_DHCP_Time_Offset": "No"}, None, 1 * 3600 + 1800, "clock GMT+01:00: summer time +60 min"),
+    ({"Ignore_DHCP_Time_Offset": "No"}, b"\x00\x00\x1c", 1 * 3600 + 1800,  # not four bytes: not read
+     "clock GMT+01:00: summer time +60 min"),
+    ({"Ignore_DHCP_Time_Offset": "No", "Time_Zone": ""}, None, 10 * 3600 + 1800,
+     "clock GMT-08:00, the factory zone (Time_Zone not set): summer time +60 min"),
+])
+def test_ignore_dhcp_time_offset_no_lets_option_2_stand_for_the_zone(settings, option_2, at_utc, clock):
+    # Resync_At 02:30 local, Time_Zone GMT+01:00 in January (no summer time yet).
+    options = dict(HTTP)
+    if option_2 is not None:
+        options[2] = option_2
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=0, Resync_At="0230", Resync_At_Random_Delay=0,
+                                **{"Time_Zone": "GMT+01:00", **settings})}, options=options)
+    phone = l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [at_utc, at_utc + 86400]
+    assert clock in [text for _, _, text, _ in phone.events]

@@ -340,6 +340,31 @@ def test_p285_is_an_hour_of_the_time_zone_in_p64(zone, at_utc):
     assert [round(t) for t in pass_times(l)[1:]] == [at_utc, at_utc + 86400]
 
 
+MINUS_2 = (-7200).to_bytes(4, "big", signed=True)
+
+
+@pytest.mark.parametrize("values, option_2, at_utc, clock", [
+    # P143 1, the factory value: the DHCP server's option 2 (-2) overrides P64, summer time and all
+    ({}, MINUS_2, 5 * 3600, "clock -2 from DHCP option 2 (P143 1): no summer time"),
+    ({"P143": "0"}, MINUS_2, 8 * 3600, "clock EST5EDT,M3.2.0,M11.1.0: summer time +60 min"),
+    ({}, None, 8 * 3600, "clock EST5EDT,M3.2.0,M11.1.0: summer time +60 min"),
+    ({"P64": "auto"}, None, 3 * 3600, "clock UTC, the lab's (P64 'auto' is no POSIX time zone): no summer time"),
+    ({"P64": "customize", "P246": "<+0530>-5:30"}, None, 21 * 3600 + 1800, "clock <+0530>-5:30: no summer time"),
+    ({"P64": "customize", "P246": "x"}, None, 3 * 3600, "clock UTC, the lab's (P246 'x' is no POSIX time zone): "
+                                                       "no summer time"),
+])
+def test_dhcp_option_2_overrides_p64_with_p143_on(values, option_2, at_utc, clock):
+    # Daily at 03:00 local, P64 New York's zone unless the case says otherwise.
+    options = dict(HTTP)
+    if option_2 is not None:
+        options[2] = option_2
+    l = lab({"cfg.xml": gs(**{"P194": "2", "P285": "3", "P64": "EST5EDT,M3.2.0,M11.1.0", **values})}, options=options)
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l) if t > 3600] == [at_utc, at_utc + 86400]
+    assert clock in [text for _, _, text, _ in l.phone.events]
+
+
 def test_p194_3_weekly_on_day_p286_at_hour_p285():
     behaviour = profile_for("grandstream", {"clock_start_s": 2 * 86400.0})  # the run starts on Tuesday 00:00
     l = lab({"cfg.xml": gs(P1=1)}, settings={"P1": "1", "P194": "3", "P285": "2", "P286": "1"}, profile=behaviour)

@@ -2,15 +2,17 @@
 included."""
 
 import calendar
+from types import SimpleNamespace
 from datetime import datetime, timezone
 from xml.sax.saxutils import quoteattr
 
 import pytest
 from hypothesis import given, strategies as st
 
-from labsim.phones import avaya, cisco, polycom, yealink_summer_time
+from labsim.phones import avaya, cisco, grandstream, polycom, yealink_summer_time
 from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
-                                      hours_offset_s, posix_zone, seconds_offset_s)
+                                      dhcp_time_offset_s, hours_offset_s, hours_text, is_posix_zone, posix_zone,
+                                      seconds_offset_s)
 
 
 @pytest.mark.parametrize("text, offset", [
@@ -145,6 +147,12 @@ RULES = [CET, "EST5EDT", "NZST-12NZDT,M9.5.0,M4.1.0/3", "<+1030>-10:30<+11>-11,M
          "XST3XDT,J60/0,J300/0", "AAA-2BBB-5,M3.5.0/-1,M10.5.0/26"]
 
 
+def settings_phone(settings: dict, option_2: bytes | None = None) -> SimpleNamespace:
+    """Just what a vendor's ``phone_zone`` reads: flash settings and the lease's options."""
+    lease = SimpleNamespace(options={2: option_2}) if option_2 is not None else None
+    return SimpleNamespace(flash=SimpleNamespace(settings=settings), lease=lease, model="SPA504G")
+
+
 @given(st.text(max_size=60))
 def test_any_text_is_a_zone_or_none_never_an_error(text):
     value = quoteattr(text)
@@ -161,7 +169,11 @@ def test_any_text_is_a_zone_or_none_never_an_error(text):
                                                 own_template=template),
                  yealink_summer_time.phone_zone({"local_time.time_zone": text, "local_time.time_zone_name": text},
                                                 own_template=text),
-                 cisco._zone(text, True, text), cisco._zone("GMT+01:00", True, f"start={text};end={text};save={text}"),
+                 cisco.phone_zone(settings_phone({"Time_Zone": text, "Ignore_DHCP_Time_Offset": "No",
+                                                  "Daylight_Saving_Time_Rule": text}, option_2=text.encode()[:4])),
+                 cisco._zone(3600, True, f"start={text};end={text};save={text}"),
+                 grandstream.phone_zone(settings_phone({"P64": text}, option_2=text.encode()[-4:])),
+                 grandstream.phone_zone(settings_phone({"P64": "customize", "P246": text, "P143": "0"})),
                  avaya._zone(text, text, text), avaya._zone("YES", text, "YES"),
                  polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": text, **{polycom.DST + name: text
                                                                          for name, _ in polycom.DST_DEFAULTS}})):
@@ -179,3 +191,27 @@ def test_a_wait_ends_where_the_phones_own_clock_has_moved_on_by_it(rule, lab_s, 
     # Exactly the wait, or, for a moment the spring change skipped, as much later as the clock jumped.
     assert moved == pytest.approx(local_wait_s, abs=1e-6) or moved == pytest.approx(
         local_wait_s + zone.summer_extra_s, abs=1e-6)
+
+
+@pytest.mark.parametrize("payload, offset", [
+    ((-18000).to_bytes(4, "big", signed=True), -18000), ((19800).to_bytes(4, "big", signed=True), 19800),
+    (bytes(4), 0), (EAST_MAX_S.to_bytes(4, "big", signed=True), EAST_MAX_S),
+    ((EAST_MAX_S + 1).to_bytes(4, "big", signed=True), None),  # no zone in use
+    ((-WEST_MAX_S - 1).to_bytes(4, "big", signed=True), None),
+    (b"\xff\xff\xb9", None), (b"\x00" * 5, None), (b"", None), (None, None),  # RFC 2132 fixes four bytes
+])
+def test_option_2_is_a_signed_offset_east_of_utc(payload, offset):
+    assert dhcp_time_offset_s({} if payload is None else {2: payload}) == offset
+
+
+@pytest.mark.parametrize("offset, text", [(8 * 3600, "+8"), (-5 * 3600, "-5"), (19800, "+5:30"), (-12600, "-3:30"),
+                                          (0, "0"), (20700, "+5:45")])
+def test_an_offset_is_written_as_phones_write_it_and_reads_back(offset, text):
+    assert hours_text(offset) == text and hours_offset_s(text) == offset
+
+
+@pytest.mark.parametrize("text, is_zone", [("EST5EDT", True), ("<+0530>-5:30", True), ("UTC0", True), ("auto", False),
+                                           ("customize", False), ("", False), ("420", False), ("EST25", False)])
+def test_a_posix_zone_is_told_from_what_is_not_one(text, is_zone):
+    assert is_posix_zone(text) == is_zone
+    assert is_zone or posix_zone(text) == Zone()

@@ -90,7 +90,7 @@ def test_a_yealink_weekly_day_that_is_not_an_ascii_digit_is_passed_over_and_the_
     files = {"y000000000066.cfg": yealink_cfg.render({
         "static.auto_provision.weekly.enable": "1", "static.auto_provision.weekly.dayofweek": "0²",
         "static.auto_provision.weekly.begin_time": "02:00", "static.auto_provision.weekly.end_time": "03:00",
-        "static.auto_provision.dhcp_option.list_user_options": "²,66"})}
+        "local_time.time_zone": "0", "static.auto_provision.dhcp_option.list_user_options": "²,66"})}
     lab = PhoneLab(profile_for("yealink", {}), model="T46S", mac="00:15:65:13:ae:0b",
                    options={66: b"http://127.0.0.1:8080/"}, files=files)
     lab.boot()

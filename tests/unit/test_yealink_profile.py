@@ -267,7 +267,8 @@ def test_repeat_minutes_reprovisions_on_its_timer():
 
 def test_weekly_window_reprovisions_inside_the_window():
     settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
-                    static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00")
+                    static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00",
+                    local_time__time_zone=0)  # the lab's clock, UTC
     l = lab({"y000000000066.cfg": cfg(**settings)})
     l.boot()
     before = len(l.urls("y000000000066.cfg"))
@@ -280,7 +281,7 @@ def test_weekly_window_reprovisions_inside_the_window():
 HOURLY_AND_WINDOW = dict(static__auto_provision__repeat__enable=1, static__auto_provision__repeat__minutes=60,
                          static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
                          static__auto_provision__weekly__begin_time="02:00",
-                         static__auto_provision__weekly__end_time="04:00")
+                         static__auto_provision__weekly__end_time="04:00", local_time__time_zone=0)
 
 
 def pass_starts(l) -> list[float]:
@@ -375,10 +376,11 @@ def test_credentials_from_url_or_from_settings_travel_with_each_download():
 
 
 @pytest.mark.parametrize("zone, opens_at", [("+1", 1 * 3600), ("-5", 7 * 3600), ("+5:30", 20 * 3600 + 1800),
-                                            ("", 2 * 3600), ("China(Beijing)", 2 * 3600)])
+                                            ("0", 2 * 3600), ("", 18 * 3600), ("China(Beijing)", 18 * 3600)])
 def test_weekly_window_is_kept_in_the_phones_time_zone(zone, opens_at):
     # 02:00-03:00 local: on the lab's clock (UTC) 01:00 for +1, 07:00 for -5, the day
-    # before's 20:30 for +5:30; no zone, or one that is not a zone, keeps the lab's clock.
+    # before's 20:30 for +5:30; no zone, or one that is not a zone, keeps the factory +8:
+    # the day before's 18:00.
     settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
                     static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00")
     if zone:
@@ -388,6 +390,27 @@ def test_weekly_window_is_kept_in_the_phones_time_zone(zone, opens_at):
     l.advance(2 * 86400, step=60)
     later = pass_starts(l)[1:]
     assert len(later) == 2 and all((t - opens_at) % 86400 < 3600 for t in later), [round(t) for t in later]
+
+
+@pytest.mark.parametrize("dhcp_time, opens_at", [("1", 4 * 3600), ("0", 1 * 3600), (None, 1 * 3600)])
+def test_dhcp_time_keeps_the_weekly_window_on_the_offset_of_option_2(dhcp_time, opens_at):
+    # 02:00-03:00 local; local_time.time_zone +1, and the DHCP server's option 2 says -2:
+    # with local_time.dhcp_time 1 the window opens at 04:00 UTC, else (0, the factory
+    # value) at 01:00.
+    settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
+                    static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00",
+                    local_time__time_zone="+1")
+    if dhcp_time is not None:
+        settings["local_time__dhcp_time"] = dhcp_time
+    l = lab({"y000000000066.cfg": cfg(**settings)},
+            options={66: b"http://127.0.0.1:8080/", 2: (-7200).to_bytes(4, "big", signed=True)})
+    l.boot()
+    l.advance(2 * 86400, step=60)
+    later = pass_starts(l)[1:]
+    assert len(later) == 2 and all((t - opens_at) % 86400 < 3600 for t in later), [round(t) for t in later]
+    source = "-2 from DHCP option 2 (local_time.dhcp_time = 1)" if dhcp_time == "1" else "+1"
+    assert any(f"clock {source}, China(Beijing) not in the factory AutoDST template" in text
+               for _, _, text, _ in l.phone.events), l.phone.events
 
 
 SPRING_WEEKEND = 83 * 86400.0  # Saturday 2026-03-28 00:00 UTC: 83 days after the calendar's origin

@@ -77,7 +77,9 @@ def test_factory_template_keeps_the_clock_iana_keeps_in_2026(offset_s, name):
     ({"local_time.time_zone": "+2", "local_time.time_zone_name": "Germany(Berlin)"}, 7200, False),  # not at +2
     ({"local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)", "local_time.summer_time": "0"},
      3600, False),
-    ({"local_time.time_zone_name": "Germany(Berlin)"}, 0, False),  # no zone: the lab's clock
+    ({"local_time.time_zone_name": "Germany(Berlin)"}, 8 * 3600, False),  # no zone: the factory +8, no Berlin there
+    ({}, 8 * 3600, False),  # the factory zone and name: China's clock
+    ({"local_time.time_zone": "China(Beijing)"}, 8 * 3600, False),  # not a zone: the factory one
     ({"local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)", "local_time.summer_time": "1",
       "local_time.start_time": "x"}, 3600, False),  # 1 reads the settings' rule only, and it does not read
 ])
@@ -165,7 +167,36 @@ def test_minutes_forward(text, minutes):
     ({"local_time.time_zone": "0", "local_time.summer_time": "1", "local_time.start_time": "x"}, None,
      "clock 0, its rule does not read: no summer time"),
     ({"local_time.time_zone": "+1", "local_time.summer_time": "0"}, None, "clock +1: no summer time"),
-    ({"local_time.time_zone_name": "Germany(Berlin)"}, None, None),  # no zone: the lab's clock, nothing to say
+    ({"local_time.time_zone_name": "Germany(Berlin)"}, None, "clock +8, the factory zone (local_time.time_zone "
+     "not set), Germany(Berlin) not in the factory AutoDST template: no summer time"),
+    ({"local_time.time_zone": "GMT+1"}, None, "clock GMT+1, China(Beijing) not in the factory AutoDST template: "
+                                              "no summer time"),
+    ({"local_time.time_zone": "Berlin"}, None, "clock +8, the factory zone (local_time.time_zone 'Berlin' is no zone), "
+                                               "China(Beijing) in the factory AutoDST template: no summer time"),
 ])
 def test_the_phones_timeline_says_what_its_clock_keeps(settings, own, words):
     assert summer_time.describe(settings, own) == words
+
+
+BERLIN = {"local_time.time_zone": "-5", "local_time.time_zone_name": "Germany(Berlin)"}
+
+
+@pytest.mark.parametrize("settings, dhcp_offset_s, standard_s, summer, words", [
+    # local_time.dhcp_time 1: the lease's option 2 stands for local_time.time_zone, its
+    # name still looked up with it (Berlin at +1 has summer time)
+    (dict(BERLIN, **{"local_time.dhcp_time": "1"}), 3600, 3600, True,
+     "clock +1 from DHCP option 2 (local_time.dhcp_time = 1), Germany(Berlin) in the factory AutoDST template: "
+     "summer time +60 min"),
+    (dict(BERLIN, **{"local_time.dhcp_time": "1"}), 19800, 19800, False,
+     "clock +5:30 from DHCP option 2 (local_time.dhcp_time = 1), Germany(Berlin) not in the factory AutoDST "
+     "template: no summer time"),
+    (dict(BERLIN, **{"local_time.dhcp_time": "0"}), 3600, -18000, False,  # 0, the factory value: the setting's
+     "clock -5, Germany(Berlin) not in the factory AutoDST template: no summer time"),
+    (BERLIN, 3600, -18000, False, "clock -5, Germany(Berlin) not in the factory AutoDST template: no summer time"),
+    (dict(BERLIN, **{"local_time.dhcp_time": "1"}), None, -18000, False,  # no option 2 in the lease
+     "clock -5, Germany(Berlin) not in the factory AutoDST template: no summer time"),
+])
+def test_dhcp_time_lets_option_2_stand_for_the_zone(settings, dhcp_offset_s, standard_s, summer, words):
+    zone = phone_zone(settings, None, dhcp_offset_s)
+    assert (zone.standard_s, zone.has_summer_time) == (standard_s, summer)
+    assert summer_time.describe(settings, None, dhcp_offset_s) == words
