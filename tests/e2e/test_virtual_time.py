@@ -175,8 +175,14 @@ expect:
 """
 
 
-def test_a_grandstream_daily_check_is_kept_in_the_posix_zone_it_was_given(tmp_path):
-    # P194 2, P285 3: daily at 03:00 on the phone's clock; P64 EST5EDT is UTC-5, so 08:00 UTC.
-    later = fetch_times(*run(tmp_path, "gs-zoned", text=GRANDSTREAM_ZONED), "cfg.xml", after=3600)
+@pytest.mark.parametrize("option_2, utc_hour", [(None, 8), (-7200, 5)])
+def test_a_grandstream_daily_check_is_kept_in_the_posix_zone_it_was_given(tmp_path, option_2, utc_hour):
+    # P194 2, P285 3: daily at 03:00 on the phone's clock; P64 EST5EDT is UTC-5, so 08:00
+    # UTC; unless the DHCP server sends option 2, which overrides P64 (P143 1, the factory
+    # value): -2 gives 05:00 UTC.
+    text = GRANDSTREAM_ZONED
+    if option_2 is not None:
+        text = text.replace('options: {66: "http://127.0.0.1:8080/"}', f'options: {{66: "http://127.0.0.1:8080/", time_offset: {option_2}}}')
+    later = fetch_times(*run(tmp_path, "gs-zoned", text=text), "cfg.xml", after=3600)
     assert len(later) == 2 * 6
-    assert all(8 * 3600 <= t % 86400 < 8 * 3600 + 60 for t in later), sorted(later)
+    assert all(utc_hour * 3600 <= t % 86400 < utc_hour * 3600 + 60 for t in later), sorted(later)

@@ -1,5 +1,5 @@
-"""labsim's Yealink phones provisioning against real servers: Kea for DHCP, tftpd-hpa
-and nginx for the files. Nothing of labsim's own services runs here."""
+"""labsim's phones provisioning against real servers: Kea for DHCP, tftpd-hpa and nginx
+for the files. Nothing of labsim's own services runs here."""
 
 import json
 import subprocess
@@ -81,3 +81,28 @@ def test_yealink_fleet_against_kea_and_nginx(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["summary"]["by_state"]["ready"] == 10
     assert report["phones"][3]["files"]["y000000000066.cfg"]
+
+
+GRANDSTREAM_DAILY = (b'<gs_provision version="1"><config version="1"><P194>2</P194><P285>3</P285>'
+                     b'<P64>EST5EDT,M3.2.0,M11.1.0</P64></config></gs_provision>')
+
+
+def test_grandstream_phones_take_their_clock_from_keas_option_2(tmp_path):
+    # Kea sends option 2 (time-offset, always-send: labsim's Grandstream does not list it
+    # in option 55); P143 1, the factory value, lets it override P64's New York zone.
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "cfg.xml").write_bytes(GRANDSTREAM_DAILY)
+    http_port = free_tcp_port()
+    options = [{"name": "tftp-server-name", "data": f"http://127.0.0.1:{http_port}/"},
+               {"name": "time-offset", "data": "-7200", "always-send": True}]
+    text = fleet_scenario(4).replace("vendor: yealink\n    model: T46S", "vendor: grandstream\n    model: GXP2170")
+    text = text.replace('"00:15:65:bb:00:01"', '"00:0b:82:bb:00:01"')
+    with kea(tmp_path, subnet="10.42.0.0/16", pool="10.42.0.10 - 10.42.3.250", relay=RELAY, options=options), \
+            nginx(str(root), http_port, tmp_path):
+        proc, report = run_fleet(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["summary"]["by_state"]["ready"] == 4
+    for phone in report["phones"]:
+        notes = [event["detail"] for event in phone["events"]]
+        assert "clock -2 from DHCP option 2 (P143 1): no summer time" in notes, notes
