@@ -26,12 +26,12 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from labsim.phones import local_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
-from labsim.phones.local_time import (DayRule, Zone, clock_offset_s, dhcp_time_offset_s, hours_offset_s, hours_text,
-                                     summer_words, zone_from)
+from labsim.phones.local_time import DayRule, Zone, clock_offset_s, dhcp_time_offset_s, summer_words, zone_from
 from labsim.phones.phone import Wait
 from labsim.wire import cisco_cfg, dhcp
 from labsim.wire.numbers import is_number
@@ -444,19 +444,13 @@ def phone_zone(phone) -> Zone:
 
 
 def standard_offset(phone) -> tuple[int, str]:
-    """The phone's standard offset east of UTC in seconds, and where it comes from in words:
-    the lease's option 2 with ``Ignore_DHCP_Time_Offset`` No, else ``Time_Zone``, else the
-    factory ``GMT-08:00`` (none given, or a value that is not a zone)."""
+    """The phone's standard offset and where it comes from in words: the lease's option 2
+    with ``Ignore_DHCP_Time_Offset`` No, else ``Time_Zone``, else the factory ``GMT-08:00``."""
+    dhcp_offset_s = None
     if not is_yes(setting(phone, "Ignore_DHCP_Time_Offset")) and phone.lease is not None:
-        offset_s = dhcp_time_offset_s(phone.lease.options)
-        if offset_s is not None:
-            return offset_s, f"{hours_text(offset_s)} from DHCP option 2 (Ignore_DHCP_Time_Offset No)"
-    given = (phone.flash.settings.get("Time_Zone") or "").strip()
-    offset_s = hours_offset_s(given)
-    if offset_s is not None:
-        return offset_s, given
-    why = "not set" if not given else f"{given!r} is no zone"
-    return hours_offset_s(DEFAULTS["Time_Zone"]), f"{DEFAULTS['Time_Zone']}, the factory zone (Time_Zone {why})"
+        dhcp_offset_s = dhcp_time_offset_s(phone.lease.options)
+    return local_time.standard_offset("Time_Zone", phone.flash.settings.get("Time_Zone"), DEFAULTS["Time_Zone"],
+                                      dhcp_offset_s, "Ignore_DHCP_Time_Offset No")
 
 
 def describe_clock(phone) -> str:

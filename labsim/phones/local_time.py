@@ -202,6 +202,22 @@ def hours_text(offset_s: int) -> str:
 DHCP_TIME_OFFSET = 2  # RFC 2132 §3.4: the subnet's offset from UTC, signed seconds, east positive
 
 
+def standard_offset(key: str, given: str | None, factory: str, dhcp_offset_s: int | None = None,
+                    dhcp_switch: str = "") -> tuple[int, str]:
+    """A phone's standard offset east of UTC in seconds, and where it comes from in words
+    for its timeline: ``dhcp_offset_s`` (option 2, when the phone's ``dhcp_switch`` lets it
+    stand for the zone), else the zone setting ``key`` as ``given`` (hours and minutes),
+    else the ``factory`` zone (none given, or a value that is not a zone)."""
+    if dhcp_offset_s is not None:
+        return dhcp_offset_s, f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({dhcp_switch})"
+    given = (given or "").strip()
+    offset_s = hours_offset_s(given)
+    if offset_s is not None:
+        return offset_s, given
+    why = "not set" if not given else f"{given!r} is no zone"
+    return hours_offset_s(factory), f"{factory}, the factory zone ({key} {why})"
+
+
 def dhcp_time_offset_s(options) -> int | None:
     """Option 2 of a lease's options, or None: none sent, not the four bytes RFC 2132
     fixes, or no zone in use (more than 14 hours east or 12 west)."""

@@ -96,7 +96,6 @@ RESOURCE_KEYS = (
     "wallpaper_upload.url", "screensaver.upload_url", "gui_lang.url", "trusted_certificates.url",
     "server_certificates.url", "dialplan_dialnow.url", "dialplan_replace_rule.url", summer_time.AUTO_DST_URL_KEY,
 )
-# Settings that move the phone's clock: a pass that changes one notes what the clock now keeps.
 # A pass that changes one of these notes what the phone's clock keeps (its weekly window's
 # included: a window set without a zone opens on the factory zone's clock).
 _CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY, "static.auto_provision.weekly.")

@@ -36,8 +36,9 @@ from __future__ import annotations
 import functools
 from typing import Mapping
 
+from labsim.phones import local_time
 from labsim.phones.kit import parse_int
-from labsim.phones.local_time import DayRule, Zone, hours_offset_s, hours_text, summer_words, zone_from
+from labsim.phones.local_time import DayRule, Zone, hours_offset_s, summer_words, zone_from
 from labsim.wire.numbers import is_number
 from labsim.wire.xml_document import NotXml, parse_xml
 
@@ -50,7 +51,6 @@ TIME_ZONE_NAME_KEY = "local_time.time_zone_name"
 # The factory zone: Yealink's templates, "the default value is +8", "the default time zone
 # name is China(Beijing)". A phone given none keeps it.
 FACTORY_TIME_ZONE, FACTORY_TIME_ZONE_NAME = "+8", "China(Beijing)"
-FACTORY_OFFSET_S = 8 * 3600
 # 1: the lease's option 2 (DHCP Time Offset) stands for local_time.time_zone. Factory 0.
 # Yealink's template: "update time with the offset time obtained from the DHCP server. It is
 # only available to offset from GMT 0"; that it replaces the zone, summer time still by
@@ -147,17 +147,12 @@ def _template_or_none(text: str) -> Template | None:
 
 
 def standard_offset(settings: Mapping[str, str], dhcp_offset_s: int | None = None) -> tuple[int, str]:
-    """The phone's standard offset east of UTC in seconds, and where it comes from in words:
-    the lease's option 2 with ``local_time.dhcp_time`` 1, else ``local_time.time_zone``,
-    else the factory ``+8`` (none given, or a value the phone does not take)."""
-    if dhcp_offset_s is not None and settings.get(DHCP_TIME_KEY, "0").strip() == "1":
-        return dhcp_offset_s, f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({DHCP_TIME_KEY} = 1)"
-    text = (settings.get(TIME_ZONE_KEY) or "").strip()
-    offset_s = hours_offset_s(text)
-    if offset_s is not None:
-        return offset_s, text
-    why = "not set" if not text else f"{text!r} is no zone"
-    return FACTORY_OFFSET_S, f"{FACTORY_TIME_ZONE}, the factory zone ({TIME_ZONE_KEY} {why})"
+    """The phone's standard offset and where it comes from in words: the lease's option 2
+    with ``local_time.dhcp_time`` 1, else ``local_time.time_zone``, else the factory ``+8``."""
+    if settings.get(DHCP_TIME_KEY, "0").strip() != "1":
+        dhcp_offset_s = None
+    return local_time.standard_offset(TIME_ZONE_KEY, settings.get(TIME_ZONE_KEY), FACTORY_TIME_ZONE, dhcp_offset_s,
+                                      f"{DHCP_TIME_KEY} = 1")
 
 
 def phone_zone(settings: Mapping[str, str], own_template: str | None = None,
