@@ -37,6 +37,8 @@ _COMPACT = {"i": "call-id", "f": "from", "t": "to", "v": "via", "m": "contact", 
 _CANONICAL = {"call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate"}
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")  # RFC 3261 8.1.1
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
+# A URI starts with its scheme and a colon (RFC 3261 25.1: ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")).
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:", re.ASCII)
 
 
 class SipParseError(ValueError):
@@ -140,7 +142,7 @@ def _start_line(line: str) -> SipMessage:
         if not (is_number(parts[1]) and len(parts[1]) == 3 and 100 <= int(parts[1]) <= 699):
             raise SipParseError(f"bad status code {parts[1]!r}")
         return SipMessage(status=int(parts[1]), reason=parts[2])
-    if len(parts) == 3 and parts[2] == "SIP/2.0" and _TOKEN.match(parts[0]) and ":" in parts[1]:
+    if len(parts) == 3 and parts[2] == "SIP/2.0" and _TOKEN.match(parts[0]) and _URI_SCHEME.match(parts[1]):
         return SipMessage(method=parts[0].upper(), uri=parts[1])
     raise SipParseError(f"not a SIP/2.0 start line: {line[:80]!r}")
 
@@ -202,11 +204,13 @@ def parse_name_addr(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _uri(text: str) -> str:
-    # A URI has no whitespace (RFC 3261 25.1): one with a space inside would become a
-    # NOTIFY request line nobody can parse (found by tests/fuzz).
+    # A URI has a scheme and no whitespace (RFC 3261 25.1): one without, or with a space
+    # inside, would become a NOTIFY request line nobody can parse (both found by tests/fuzz).
     uri = text.strip()
     if any(ch.isspace() for ch in uri):
         raise SipParseError(f"whitespace in the URI {uri[:80]!r}")
+    if not _URI_SCHEME.match(uri):
+        raise SipParseError(f"no scheme in the URI {uri[:80]!r}")
     return uri
 
 

@@ -51,6 +51,20 @@ def test_a_contact_uri_with_a_space_gets_no_notify_nobody_could_parse():
     check(data)  # parses what the responder sends: nothing, here
 
 
+@pytest.mark.parametrize("contact", [b"<sipI.0.1.75>", b"sipI.0.1.75", b"<:127.0.0.1>", b"<1x:127.0.0.1>"])
+def test_a_contact_that_is_no_uri_gets_no_notify_nobody_could_parse(contact):
+    # Found by the long run of 2026-12-06 (seed 2106): Contact <sipI.0.1.75> (a colon
+    # flipped) gave "NOTIFY sipI.0.1.75 SIP/2.0", a request line with no URI scheme.
+    _, _, check = BY_NAME["sip_pnp"].build()
+    from labsim.wire import sip_pnp
+
+    subscribe = sip_pnp.build_subscribe(mac="001565aa0001", vendor="Yealink", model="T46S", version="66.85.0.5",
+                                        local=("127.0.0.1", 5060), call_id="c1", tag="t1", branch="z9hG4bK1")
+    data = subscribe.encode().replace(b"<sip:127.0.0.1:5060>", contact)
+    assert contact in data
+    check(data)  # parses what the responder sends: nothing, here
+
+
 @pytest.mark.parametrize("vendor, root", [("grandstream", b"<gs_provision version='1'/>"),
                                           ("polycom", b"<polycomConfig/>"), ("snom", b"<settings/>"),
                                           ("cisco", b"<flat-profile/>")])
