@@ -18,7 +18,8 @@ a year. A change's time is the local time in force just before it (POSIX's rule:
 own clock waits for it on that clock, across a change (:meth:`Zone.wait_s`).
 
 A phone given no zone keeps its factory zone where the vendor documents one (Yealink's
-``+8``, Cisco's ``GMT-08:00``); where not, the lab's clock. Some phones let a DHCP server's
+``+8``, Cisco's ``GMT-08:00``, Polycom's ``0`` with the United States' summer time); where
+not, the lab's clock. Some phones let a DHCP server's
 option 2 (RFC 2132 §3.4, Time Offset: seconds east of UTC) stand for the zone they were
 given: :func:`dhcp_time_offset_s` reads it from the phone's lease.
 """
@@ -203,19 +204,21 @@ DHCP_TIME_OFFSET = 2  # RFC 2132 §3.4: the subnet's offset from UTC, signed sec
 
 
 def standard_offset(key: str, given: str | None, factory: str, dhcp_offset_s: int | None = None,
-                    dhcp_switch: str = "") -> tuple[int, str]:
+                    dhcp_switch: str = "", read=None) -> tuple[int, str]:
     """A phone's standard offset east of UTC in seconds, and where it comes from in words
     for its timeline: ``dhcp_offset_s`` (option 2, when the phone's ``dhcp_switch`` lets it
-    stand for the zone), else the zone setting ``key`` as ``given`` (hours and minutes),
-    else the ``factory`` zone (none given, or a value that is not a zone)."""
+    stand for the zone), else the zone setting ``key`` as ``given``, else the ``factory``
+    zone (none given, or a value that is not a zone). ``read``: the setting's form,
+    :func:`hours_offset_s` (``+1``, ``GMT-05:00``) unless given (:func:`seconds_offset_s`)."""
+    read = read or hours_offset_s
     if dhcp_offset_s is not None:
         return dhcp_offset_s, f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({dhcp_switch})"
     given = (given or "").strip()
-    offset_s = hours_offset_s(given)
+    offset_s = read(given)
     if offset_s is not None:
         return offset_s, given
     why = "not set" if not given else f"{given!r} is no zone"
-    return hours_offset_s(factory), f"{factory}, the factory zone ({key} {why})"
+    return read(factory), f"{factory}, the factory zone ({key} {why})"
 
 
 def dhcp_time_offset_s(options) -> int | None:

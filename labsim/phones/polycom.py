@@ -28,10 +28,11 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from labsim.phones import local_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
-from labsim.phones.local_time import DayRule, Zone, seconds_offset_s, zone_from
+from labsim.phones.local_time import DayRule, Zone, dhcp_time_offset_s, seconds_offset_s, summer_words, zone_from
 from labsim.wire import polycom_cfg
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import BadProvisioningUrl, ServerUrl, parse_server, url_part
@@ -84,6 +85,13 @@ DEVICE_PREFIX, DEVICE_SET_KEY = "device.", "device.set"
 POLLING_ENABLED, POLLING_MODE, POLLING_PERIOD = "prov.polling.enabled", "prov.polling.mode", "prov.polling.period"
 POLLING_TIME, POLLING_TIME_END = "prov.polling.time", "prov.polling.timeRandomEnd"
 GMT_OFFSET = "tcpIpApp.sntp.gmtOffset"  # seconds east of UTC: the clock prov.polling.time is read on
+FACTORY_GMT_OFFSET = "0"  # UC Software 5.x's site.cfg template (the SIP 1.4 guide's was -28800)
+# 0, the factory value (the same template): the DHCP server's option 2 stands for gmtOffset;
+# 1: the configured gmtOffset wins. The meaning is *inferred* from the name and from
+# provisioning tools' help ("If 'Disabled', the DHCP values for the GMT offset will be used").
+GMT_OFFSET_OVERRIDES_DHCP = "tcpIpApp.sntp.gmtOffset.overrideDHCP"
+# A pass that changes a setting under these notes what the phone's clock keeps.
+CLOCK_PREFIXES = ("tcpIpApp.sntp.gmtOffset", "tcpIpApp.sntp.daylightSavings.", "prov.polling.")
 DST = "tcpIpApp.sntp.daylightSavings."
 # The SoundPoint guide's factory values: on; the first Sunday (dayOfWeek 1) on or after
 # 8 March to the first on or after 1 November, at 02:00; (unverified) one hour.
@@ -264,6 +272,8 @@ def provision(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR):
 
     changed = _apply(phone, polycom_cfg.merge_first_wins(layers), behaviour)
     flash.file_md5 = md5s
+    if any(key.startswith(CLOCK_PREFIXES) for key in changed):
+        phone.note(describe_clock(phone))
 
     yield from _uploads(phone, fetch, master, overrides_path, overrides_body is None, behaviour)
 
@@ -449,7 +459,7 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
         return None
     days = max(1, period // DAY_S)
     lab_now = behaviour.clock_start_s + phone.now
-    zone = phone_zone(settings)
+    zone = phone_zone(phone)
     now_of_day = zone.local_s(lab_now) % DAY_S
     until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     if mode == "random":
@@ -458,18 +468,35 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
     return zone.wait_s(lab_now, until)
 
 
-def phone_zone(settings: dict) -> Zone:
-    """``tcpIpApp.sntp.gmtOffset`` and the ``tcpIpApp.sntp.daylightSavings.*`` summer time
-    (on by factory default, with the United States' rule). A phone given no offset keeps
-    the lab's clock."""
-    return _zone(settings.get(GMT_OFFSET), *(settings.get(DST + name, default) for name, default in DST_DEFAULTS))
+def phone_zone(phone) -> Zone:
+    """:func:`standard_offset` and the ``tcpIpApp.sntp.daylightSavings.*`` summer time (on
+    by factory default, with the United States' rule)."""
+    settings = phone.flash.settings
+    return _zone(standard_offset(phone)[0], *(settings.get(DST + name, default) for name, default in DST_DEFAULTS))
+
+
+def standard_offset(phone) -> tuple[int, str]:
+    """The phone's standard offset and where it comes from in words: the lease's option 2
+    with ``tcpIpApp.sntp.gmtOffset.overrideDHCP`` 0 (the factory value), else
+    ``tcpIpApp.sntp.gmtOffset``, else the factory ``0``."""
+    settings = phone.flash.settings
+    dhcp_offset_s = None
+    if settings.get(GMT_OFFSET_OVERRIDES_DHCP, "0").strip() != "1" and phone.lease is not None:
+        dhcp_offset_s = dhcp_time_offset_s(phone.lease.options)
+    return local_time.standard_offset(GMT_OFFSET, settings.get(GMT_OFFSET), FACTORY_GMT_OFFSET, dhcp_offset_s,
+                                      f"{GMT_OFFSET_OVERRIDES_DHCP} 0", read=seconds_offset_s)
+
+
+def describe_clock(phone) -> str:
+    """What the phone's clock keeps, for its timeline: ``clock -18000: summer time +60 min``."""
+    return f"clock {standard_offset(phone)[1]}: {summer_words(phone_zone(phone))}"
 
 
 @functools.lru_cache(maxsize=1024)
-def _zone(offset: str | None, enable: str, fixed_day: str, *days: str) -> Zone:
+def _zone(standard_s: int, enable: str, fixed_day: str, *days: str) -> Zone:
     if enable.strip() != "1":
-        return zone_from(seconds_offset_s(offset))
-    return zone_from(seconds_offset_s(offset), _dst_day(fixed_day, *days[:5]), _dst_day(fixed_day, *days[5:]), 3600)
+        return Zone(standard_s)
+    return zone_from(standard_s, _dst_day(fixed_day, *days[:5]), _dst_day(fixed_day, *days[5:]), 3600)
 
 
 def _dst_day(fixed_day: str, month: str, date: str, hour: str, weekday: str, last_in_month: str) -> DayRule | None:

@@ -175,8 +175,9 @@ def test_any_text_is_a_zone_or_none_never_an_error(text):
                  grandstream.phone_zone(settings_phone({"P64": text}, option_2=text.encode()[-4:])),
                  grandstream.phone_zone(settings_phone({"P64": "customize", "P246": text, "P143": "0"})),
                  avaya._zone(text, text, text), avaya._zone("YES", text, "YES"),
-                 polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": text, **{polycom.DST + name: text
-                                                                         for name, _ in polycom.DST_DEFAULTS}})):
+                 polycom.phone_zone(settings_phone({"tcpIpApp.sntp.gmtOffset": text,
+                                                    **{polycom.DST + name: text for name, _ in polycom.DST_DEFAULTS}},
+                                                   option_2=text.encode()[1:5]))):
         assert isinstance(zone, Zone) and zone.offset_at(0.0) == zone.offset_at(0.0)
     assert hours_offset_s(text) is None or -WEST_MAX_S <= hours_offset_s(text) <= EAST_MAX_S
     assert seconds_offset_s(text) is None or -WEST_MAX_S <= seconds_offset_s(text) <= EAST_MAX_S

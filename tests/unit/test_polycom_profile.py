@@ -2,6 +2,7 @@
 clock, in-memory network, no sockets). docs/phones-polycom.md maps each rule to its test."""
 
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, strategies as st
@@ -460,10 +461,12 @@ def test_behaviour_choices_are_checked():
         profile_for("polycom", {"no_such": 1})
 
 
-@pytest.mark.parametrize("gmt_offset, hour_utc", [("-18000", 8), ("3600", 2), ("19800", 21.5), ("", 3), ("x", 3)])
+@pytest.mark.parametrize("gmt_offset, hour_utc", [("-18000", 8), ("3600", 2), ("19800", 21.5), ("0", 3), ("", 3),
+                                                  ("x", 3)])
 def test_polling_time_is_kept_in_the_phones_time_zone(gmt_offset, hour_utc):
     # prov.polling.time 03:00 is local time: tcpIpApp.sntp.gmtOffset (seconds east of UTC)
-    # moves it on the lab's clock; none, or one that is not a number, keeps the lab's clock.
+    # moves it on the lab's clock; none, or one that is not a number, keeps the factory 0
+    # (in January: no summer time yet).
     zone = {"tcpIpApp__sntp__gmtOffset": gmt_offset} if gmt_offset else {}
     l = lab({"000000000000.cfg": master("a.cfg"),
              "a.cfg": cfg(prov__polling__enabled=1, prov__polling__mode="abs", prov__polling__time="03:00", **zone)})
@@ -499,9 +502,43 @@ def test_polling_time_follows_summer_time(summer, sunday_utc):
     assert [round(t) for t in later] == [8 * 3600, 86400 + sunday_utc * 3600]
 
 
-def test_summer_time_needs_an_offset_the_phone_can_read():
-    assert not polycom.phone_zone({}).has_summer_time  # no gmtOffset: the lab's clock
-    assert not polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "x"}).has_summer_time
-    assert polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "0"}).has_summer_time
-    assert not polycom.phone_zone({"tcpIpApp.sntp.gmtOffset": "0",
-                                   "tcpIpApp.sntp.daylightSavings.start.month": "13"}).has_summer_time
+def settings_phone(settings: dict, option_2: bytes | None = None) -> SimpleNamespace:
+    lease = SimpleNamespace(options={2: option_2}) if option_2 is not None else None
+    return SimpleNamespace(flash=SimpleNamespace(settings=settings), lease=lease)
+
+
+def test_the_factory_offset_is_utc_with_the_united_states_summer_time():
+    # No gmtOffset, or one that is not a number: the factory 0, and the factory summer
+    # time (on, the United States' rule) with it: such a phone's clock is UTC+1 from March
+    # to November.
+    for settings in ({}, {"tcpIpApp.sntp.gmtOffset": "x"}, {"tcpIpApp.sntp.gmtOffset": "0"}):
+        zone = polycom.phone_zone(settings_phone(settings))
+        assert zone.standard_s == 0 and zone.has_summer_time and zone.offset_at(180 * 86400) == 3600
+    assert not polycom.phone_zone(settings_phone({"tcpIpApp.sntp.gmtOffset": "0",
+                                                  "tcpIpApp.sntp.daylightSavings.start.month": "13"})).has_summer_time
+
+
+MINUS_2 = (-7200).to_bytes(4, "big", signed=True)
+
+
+@pytest.mark.parametrize("settings, option_2, hour_utc, clock", [
+    # overrideDHCP 0, the factory value: the DHCP server's option 2 (-2) stands for gmtOffset
+    ({}, MINUS_2, 5, "clock -2 from DHCP option 2 (tcpIpApp.sntp.gmtOffset.overrideDHCP 0): summer time +60 min"),
+    ({"tcpIpApp__sntp__gmtOffset__overrideDHCP": "1"}, MINUS_2, 8, "clock -18000: summer time +60 min"),
+    ({}, None, 8, "clock -18000: summer time +60 min"),
+    ({"tcpIpApp__sntp__gmtOffset": None}, None, 3,
+     "clock 0, the factory zone (tcpIpApp.sntp.gmtOffset not set): summer time +60 min"),
+])
+def test_option_2_stands_for_gmt_offset_unless_the_configured_one_overrides_it(settings, option_2, hour_utc, clock):
+    # prov.polling.time 03:00 local; gmtOffset -18000 (UTC-5) unless the case takes it out.
+    values = {"prov__polling__enabled": 1, "prov__polling__mode": "abs", "prov__polling__time": "03:00",
+              "tcpIpApp__sntp__gmtOffset": "-18000", **settings}
+    options = dict(HTTP)
+    if option_2 is not None:
+        options[2] = option_2
+    l = lab({"000000000000.cfg": master("a.cfg"),
+             "a.cfg": cfg(**{key: value for key, value in values.items() if value is not None})}, options=options)
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [hour_utc * 3600, 86400 + hour_utc * 3600]
+    assert clock in [text for _, _, text, _ in l.phone.events]
