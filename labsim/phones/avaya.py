@@ -37,7 +37,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import ProvisioningOutcome
 from labsim.phones.flash import Flash, changed_keys
 from labsim.phones.kit import download, url_credentials
-from labsim.phones.local_time import NORTH_AMERICAN_RULE, Zone, seconds_offset_s, zone_from
+from labsim.phones.local_time import NORTH_AMERICAN_RULE, Zone, seconds_offset_s, summer_words, zone_from
 from labsim.wire import avaya_cfg
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import DEFAULT_PORTS, BadProvisioningUrl, ServerUrl, parse_server
@@ -87,6 +87,8 @@ PROFILE_KEY_PREFIX = "profile/"
 
 AUTO_UPDATE, AUTO_UPDATE_TIME, AUTO_UPDATE_TIME_RANGE = "AUTO_UPDATE", "AUTO_UPDATE_TIME", "AUTO_UPDATE_TIME_RANGE"
 TIMEZONE_OFFSET, FORCE_TIME_ZONE, DST_ENABLED = "TIMEZONE_OFFSET", "FORCE_TIME_ZONE", "DST_ENABLED"
+# A pass that changes one of these notes what the phone's clock keeps.
+CLOCK_KEYS = frozenset({TIMEZONE_OFFSET, FORCE_TIME_ZONE, DST_ENABLED, AUTO_UPDATE, AUTO_UPDATE_TIME})
 AUTO_UPDATE_RANGE_HOURS = (1, 6)
 DAY_S = 86_400
 
@@ -225,6 +227,18 @@ def phone_zone(settings: dict[str, str]) -> Zone:
     From the SIP software's administration guides (the 1100 series' keywords; the 1200
     series' are taken to be the same, *inferred*)."""
     return _zone(settings.get(FORCE_TIME_ZONE, ""), settings.get(TIMEZONE_OFFSET), settings.get(DST_ENABLED, "YES"))
+
+
+def describe_clock(settings: dict[str, str]) -> str:
+    """What the phone's clock keeps, for its timeline: ``clock -18000: summer time +60 min``."""
+    offset = (settings.get(TIMEZONE_OFFSET) or "").strip()
+    if settings.get(FORCE_TIME_ZONE, "").strip().upper() != "YES":
+        source = f"UTC, the lab's ({FORCE_TIME_ZONE} not YES: the user's own zone, not modelled)"
+    elif seconds_offset_s(offset) is None:
+        source = f"UTC, the lab's ({TIMEZONE_OFFSET} {f'{offset!r} is no zone' if offset else 'not set'})"
+    else:
+        source = offset
+    return f"clock {source}: {summer_words(phone_zone(settings))}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -477,6 +491,8 @@ def _outcome(phone, this_pass: _Pass, behaviour: AvayaBehaviour) -> Provisioning
     after = effective_settings(phone.flash)
     before = this_pass.running
     changed = changed_keys(before, after)
+    if not CLOCK_KEYS.isdisjoint(changed):
+        phone.note(describe_clock(after))
     reboot_reasons = []
     if this_pass.firmware_installed:
         reboot_reasons.append(f"firmware {this_pass.firmware_installed} installed: reboot")

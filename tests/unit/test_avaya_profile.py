@@ -561,6 +561,9 @@ def test_auto_update_checks_daily_at_the_time_plus_an_offset_within_the_range():
     for day, at in enumerate(checks):
         assert day * avaya.DAY_S + 7200 <= at < day * avaya.DAY_S + 7200 + 2 * 3600
     assert lab.phone.reboots == 0
+    # the pass that set AUTO_UPDATE_TIME says which clock it keeps: no FORCE_TIME_ZONE here
+    assert "clock UTC, the lab's (FORCE_TIME_ZONE not YES: the user's own zone, not modelled): no summer time" in [
+        text for _, _, text, _ in lab.phone.events]
 
 
 def test_auto_update_offset_is_per_phone_from_its_rng():
@@ -608,6 +611,19 @@ def test_auto_update_time_is_on_the_phones_own_clock(zone, start, opens_at):
     behaviour = avaya.AvayaBehaviour(clock_start_s=start)
     delays = [avaya.next_daily_check_s(values, 0.0, random.Random(seed), behaviour) for seed in range(50)]
     assert all(0 <= (delay - opens_at) % avaya.DAY_S < 3600 for delay in delays), sorted(delays)[:3]
+
+
+@pytest.mark.parametrize("zone, clock", [
+    ({"TIMEZONE_OFFSET": "-18000", "FORCE_TIME_ZONE": "YES"}, "clock -18000: summer time +60 min"),
+    ({"TIMEZONE_OFFSET": "3600", "FORCE_TIME_ZONE": "YES", "DST_ENABLED": "NO"}, "clock 3600: no summer time"),
+    ({"TIMEZONE_OFFSET": "-18000"}, "clock UTC, the lab's (FORCE_TIME_ZONE not YES: the user's own zone, not modelled): "
+                                    "no summer time"),
+    ({"TIMEZONE_OFFSET": "-5:00", "FORCE_TIME_ZONE": "YES"},
+     "clock UTC, the lab's (TIMEZONE_OFFSET '-5:00' is no zone): no summer time"),
+    ({"FORCE_TIME_ZONE": "YES"}, "clock UTC, the lab's (TIMEZONE_OFFSET not set): no summer time"),
+])
+def test_the_timeline_says_which_clock_the_daily_check_keeps(zone, clock):
+    assert avaya.describe_clock({"AUTO_UPDATE": "YES", "AUTO_UPDATE_TIME": "10800", **zone}) == clock
 
 
 def test_auto_update_time_follows_north_americas_spring_change():
