@@ -33,6 +33,7 @@ from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
 from labsim.observe.series import TimeSeries
 from labsim.observe.stage_archive import StageArchive
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
 from labsim.scenario.durations import format_duration
@@ -439,6 +440,7 @@ class ScenarioRun:
             events_cap=EVENTS_PER_PHONE_IN_REPORT,
             stage_archive=self.stage_archive,
             simulated_from=self._simulated_from(),
+            calendar_from=self.scenario.clock_starts if self.scenario.clock_starts is not None else CALENDAR_ORIGIN_S,
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs

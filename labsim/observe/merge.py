@@ -29,6 +29,7 @@ from sys import intern
 
 from labsim.observe.events_log import DHCP_TYPES
 from labsim.phones.flash import Flash
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import EventList
 from labsim.phones.phone import StageTiming
 from labsim.services.counters import add_counters
@@ -55,6 +56,8 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
                      "phones": sum(fleet.total for fleet in scenario.fleets)},
         "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
         "start_at": start_at,
+        # where the run starts on the lab's calendar: "during" windows are read on it
+        "calendar_from": scenario.clock_starts if scenario.clock_starts is not None else CALENDAR_ORIGIN_S,
         "end_t": end_t,
         "series_bucket_s": series_bucket_s,
         "started": report["started"],
@@ -439,6 +442,7 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
         end_reason=end_reason_of(shards),
         # Virtual-time shards all start at the virtual clock's epoch (their start_at).
         simulated_from=first["start_at"] if first.get("clock") == "virtual" else None,
+        calendar_from=first.get("calendar_from", CALENDAR_ORIGIN_S),
         uploads=list({upload["path"]: upload for shard in shards
                       for upload in shard.get("uploads", [])}.values()),  # shards on one host list one folder
     )

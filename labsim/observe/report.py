@@ -20,6 +20,7 @@ from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
 
@@ -47,6 +48,9 @@ class RunRecord:
     stage_archive: object = None  # observe.stage_archive.StageArchive: a long run's older timings
     # A virtual run: the moment its clock starts at (epoch seconds: its calendar); None on the real clock.
     simulated_from: float | None = None
+    # Where the run starts on the lab's calendar (epoch seconds, UTC): the scenario's clock_starts,
+    # else the calendar's origin. What a "during" window of an expectation is read on.
+    calendar_from: float = CALENDAR_ORIGIN_S
 
 
 def count_metrics(members) -> dict[str, int]:
@@ -145,9 +149,12 @@ def judge(record: RunRecord) -> list[Verdict]:
     for expectation in record.expectations:
         if hasattr(expectation, "flash"):
             verdicts.append(evaluate_flash(expectation.flash, record.members, expectation.name))
-        else:
-            verdicts.append(evaluate(parse_expectation(expectation.check), metrics, per_phone,
-                                     len(record.members), expectation.name))
+            continue
+        check = parse_expectation(expectation.check)
+        if check.window is not None and check.key not in metrics and record.series is not None:
+            during = record.series.window_metrics(record.end_t, record.calendar_from, check.window)
+            metrics.update({f"{name} during {check.window.text}": value for name, value in during.items()})
+        verdicts.append(evaluate(check, metrics, per_phone, len(record.members), expectation.name))
     return verdicts
 
 

@@ -11,7 +11,8 @@ week).
 Services are named as in the scenario: ``dhcp`` (each message a phone sends), ``http``
 (HTTP and HTTPS requests), ``tftp``, ``ftp``. Expectations can use
 ``service.<name>.requests`` (the total), ``service.<name>.requests_per_s.<max|mean>`` and
-``service.<name>.requests_per_min.<max|mean>``.
+``service.<name>.requests_per_min.<max|mean>``, over the whole run or, with ``during``,
+over a part of every day (``observe.day_window``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,30 @@ class TimeSeries:
             result[f"service.{service}.requests_per_s.mean"] = round(sum(seconds) / len(seconds), 4)
             result[f"service.{service}.requests_per_min.max"] = max(minutes)
             result[f"service.{service}.requests_per_min.mean"] = round(sum(minutes) / len(minutes), 4)
+        return result
+
+    def window_metrics(self, end_t: float, calendar_from: float, window) -> dict[str, float]:
+        """:meth:`metrics` of the seconds in ``window`` (``observe.day_window``) only, the run
+        starting at ``calendar_from`` on the lab's calendar (seconds since 1970, UTC). A
+        service's metrics are absent when the window never came in the run."""
+        ranges = window.intervals(calendar_from, end_t)
+        span = sum(b - a for a, b in ranges)
+        result: dict[str, float] = {}
+        if not span:
+            return result
+        for service in sorted(self.per_second):
+            seconds = self._seconds(service, end_t)
+            minutes = _sums(seconds, 60)
+            inside = [count for a, b in ranges for count in seconds[a:b]]
+            # a minute counts when its first second is in the window
+            picked = [minutes[m] if m < len(minutes) else 0
+                      for a, b in ranges for m in range(-(-a // 60), -(-b // 60))]
+            result[f"service.{service}.requests"] = sum(inside)
+            result[f"service.{service}.requests_per_s.max"] = max(inside, default=0)
+            result[f"service.{service}.requests_per_s.mean"] = round(sum(inside) / span, 4)
+            if picked:
+                result[f"service.{service}.requests_per_min.max"] = max(picked)
+                result[f"service.{service}.requests_per_min.mean"] = round(sum(picked) / len(picked), 4)
         return result
 
     def to_report(self, end_t: float) -> dict:

@@ -6,6 +6,7 @@ An expectation is ``METRIC OP VALUE``, for example::
     phone.reboots == 1          # per phone: must hold for every phone
     time_to_ready.p95 < 60      # seconds
     stage.mac_cfg.p99 < 2
+    service.http.requests_per_min.max < 10 during mon-fri 08:00-18:00
 
 Metrics:
     phones.total, phones.<state>              phones by final state
@@ -13,7 +14,11 @@ Metrics:
     phone.reboots                             checked on every phone
     time_to_ready.<stat>                      power-on to ready, seconds
     stage.<stage>.<stat>                      one stage's latency (dhcp, common_cfg, ...)
-with <stat> one of p50, p90, p95, p99, max, mean, count.
+    service.<name>.requests                   the time series (observe.series): requests in all,
+    service.<name>.requests_per_<s|min>.<max|mean>   and per second or minute
+with <stat> one of p50, p90, p95, p99, max, mean, count. A service.* metric may be judged
+over a part of every day on the lab's calendar: ``during [DAYS] [HH:MM-HH:MM]``
+(observe.day_window).
 
 The models of a scenario's ``expectations:`` (``Expectation``, ``FlashExpectation``) are
 here too, beside the grammar.
@@ -29,6 +34,7 @@ from typing import Annotated, Union
 
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
+from labsim.observe.day_window import BadWindow, DayWindow, parse_window
 from labsim.phones.phone import STATES
 from labsim.scenario.fields import ModelName, Strict
 
@@ -40,7 +46,8 @@ OPERATORS = {
 STATS = ("p50", "p90", "p95", "p99", "max", "mean", "count")
 PER_PHONE_METRICS = ("phone.reboots",)
 
-_EXPRESSION = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|s)?\s*$")
+_EXPRESSION = re.compile(
+    r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*(%|s)?(?:\s+during\s+(\S.*?))?\s*$")
 
 
 class BadExpectation(ValueError):
@@ -54,10 +61,16 @@ class Check:
     op: str
     value: float
     percent: bool
+    window: DayWindow | None = None  # "during mon-fri 08:00-18:00": the series' metrics in that part of each day
 
     @property
     def per_phone(self) -> bool:
         return self.metric in PER_PHONE_METRICS
+
+    @property
+    def key(self) -> str:
+        """The metric's name among a run's metrics: with a window, ``METRIC during WINDOW``."""
+        return self.metric if self.window is None else f"{self.metric} during {self.window.text}"
 
 
 def known_metric(metric: str) -> bool:
@@ -85,7 +98,7 @@ def parse_expectation(text: str) -> Check:
             f"{text!r} is not 'METRIC OP VALUE' (e.g. 'phones.ready == 100%', 'time_to_ready.p95 < 60'); "
             f"OP is one of {', '.join(OPERATORS)}"
         )
-    metric, op, value, unit = match.groups()
+    metric, op, value, unit, during = match.groups()
     if not known_metric(metric):
         raise BadExpectation(
             f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
@@ -95,7 +108,15 @@ def parse_expectation(text: str) -> Check:
     percent = unit == "%"
     if percent and not metric.startswith("phones."):
         raise BadExpectation(f"'%' only applies to phones.<state> counts, not {metric!r}")
-    return Check(text.strip(), metric, op, float(value), percent)
+    window = None
+    if during is not None:
+        if not metric.startswith("service."):
+            raise BadExpectation(f"'during' only applies to the time series' service.* metrics, not {metric!r}")
+        try:
+            window = parse_window(during)
+        except BadWindow as exc:
+            raise BadExpectation(str(exc)) from None
+    return Check(text.strip(), metric, op, float(value), percent, window)
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,7 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         observed = {"min": min(numbers), "max": max(numbers)} if numbers else None
         detail = f"{len(failing)} of {len(values)} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
         return Verdict(label, bool(values) and not failing, observed, detail)
-    observed = metrics.get(check.metric)
+    observed = metrics.get(check.key)
     if observed is None:
         if check.metric.startswith("phones."):
             observed = 0
@@ -156,6 +177,16 @@ def _valid_check(check: str) -> str:
 
 
 ExpectationText = Annotated[str, AfterValidator(_valid_check)]
+
+
+def _valid_condition(check: str) -> str:
+    if parse_expectation(check).window is not None:
+        raise ValueError("'during' is for expectations, which judge the whole run: a when: condition holds "
+                         "or not at an instant")
+    return check
+
+
+ConditionText = Annotated[str, AfterValidator(_valid_condition)]
 
 
 class Expectation(Strict):

@@ -133,8 +133,9 @@ class Scenario(Strict):
     timeline: list[TimelineEntry] = Field(default_factory=list, description="actions at a time or on a condition")
     faults: list[Fault] = Field(default_factory=list, description="faults active from the start")
     expect: list[ExpectationItem] = Field(
-        default_factory=list, description="'METRIC OP VALUE' strings (e.g. 'phones.ready == 100%'), "
-        "{name, check}, or {flash: {...}} (see README: Expectations)"
+        default_factory=list, description="'METRIC OP VALUE [during DAYS HH:MM-HH:MM]' strings (e.g. "
+        "'phones.ready == 100%', 'service.http.requests == 0 during mon-fri 08:00-18:00'), {name, check}, or "
+        "{flash: {...}} (see README: Expectations)"
     )
     lab: Lab | None = Field(None, description="a training exercise for the dashboard (docs/dashboard.md)")
 

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.scenario.calendar_start import is_calendar_moment, parse_start, start_text
 from labsim.scenario.durations import parse_moment
-from labsim.scenario.expectations import ExpectationText
+from labsim.scenario.expectations import ConditionText
 from labsim.scenario.faults import Fault
 from labsim.scenario.fields import MAC_PATTERN, ModelName, Strict
 from labsim.scenario.services import DhcpService
@@ -114,7 +114,7 @@ class TimelineEntry(Strict):
         None, description="when, after the fleet starts: seconds, or 90s, 15m, 12h, 6d, 8d6h (as duration); "
         "or a date and time in UTC on the run's calendar (2026-03-29 01:00, from clock_starts)",
         json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
-    when: ExpectationText | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
+    when: ConditionText | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
     do: Union[Action, list[Action]]
     name: str | None = None
 

@@ -104,7 +104,7 @@ def test_every_training_lab_has_an_exercise_for_the_dashboard():
         assert lab is not None and lab.task.strip() and len(lab.hints) >= 2 and lab.check, name
 
 
-def test_two_sites_windows_five_hours_apart_and_the_stampede_without_new_yorks_zone(tmp_path):
+def test_two_sites_windows_five_hours_apart_the_stampede_without_new_yorks_zone_and_londons_factory_zone(tmp_path):
     path = os.path.join(SCENARIOS, "two-sites-time-zones.yaml")
 
     def window_hours(report_dir):
@@ -125,6 +125,15 @@ def test_two_sites_windows_five_hours_apart_and_the_stampede_without_new_yorks_z
     assert window_hours(tmp_path / "report") == {2: 1200 * 4}  # both sites at 02:00 UTC
     failing = [e for e in report["expectations"] if not e["passed"]]
     assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 400"]
+    # The second trap: no zone in the common file: London keeps the factory +8, and its
+    # Tuesday 02:00 is Monday 18:00 UTC, in New York's working day.
+    assert "      local_time.time_zone = 0\n" in text
+    proc, report = run(path, tmp_path, text=text.replace("      local_time.time_zone = 0\n", ""))
+    assert proc.returncode == 1
+    assert window_hours(tmp_path / "report") == {7: 600 * 4, 18: 600 * 4}
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [(e["check"], e["observed"]) for e in failing] == [
+        ("service.http.requests == 0 during mon-fri 08:00-23:00", 600 * 4)]
 
 
 def site_window_hours(report_dir):
