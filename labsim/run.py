@@ -297,6 +297,14 @@ class ScenarioRun:
     def _start_instant(self) -> float:
         return self.reactor.seconds()
 
+    def elapsed_s(self) -> float:
+        """Seconds since the run started, on its clock (simulated in a virtual run)."""
+        return self.reactor.seconds() - self._epoch if self._epoch else 0.0
+
+    def calendar_from(self) -> float:
+        """Where the run starts on the lab's calendar (epoch seconds, UTC): ``clock_starts``."""
+        return self.scenario.clock_starts if self.scenario.clock_starts is not None else CALENDAR_ORIGIN_S
+
     def _simulated_from(self) -> float | None:
         """Where a virtual run's clock started (its calendar); None: the real clock."""
         return None
@@ -436,11 +444,11 @@ class ScenarioRun:
             end_reason=reason,
             uploads=self.uploads.listing(),
             series=self.series,
-            end_t=self.reactor.seconds() - self._epoch if self._epoch else 0.0,
+            end_t=self.elapsed_s(),
             events_cap=EVENTS_PER_PHONE_IN_REPORT,
             stage_archive=self.stage_archive,
             simulated_from=self._simulated_from(),
-            calendar_from=self.scenario.clock_starts if self.scenario.clock_starts is not None else CALENDAR_ORIGIN_S,
+            calendar_from=self.calendar_from(),
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs

@@ -21,8 +21,10 @@ def run_check(run) -> list[dict]:
     if run is None:
         return []
     expectations = expectations_of(run.scenario)
+    # The run's time series so far, so that a service.* check is judged too.
     record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path, seed=run.scenario.seed,
-                       started="", duration_s=0.0, members=run.members, expectations=expectations)
+                       started="", duration_s=0.0, members=run.members, expectations=expectations,
+                       series=run.series, end_t=run.elapsed_s(), calendar_from=run.calendar_from())
     return [{"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
              "observed": verdict.observed, "detail": verdict.detail}
             for expectation, verdict in zip(expectations, judge(record))]

@@ -147,22 +147,27 @@ def test_the_exercise_is_on_the_page_and_its_check_says_pass_or_fail_with_what_w
     from tests.dashboard_lab import ROOT
 
     text = open(os.path.join(ROOT, "scenarios", "lab-wrong-option-66.yaml")).read()
+    # and a check on the request series, judged on the series so far (before: "no data")
+    text = text.replace("  check:\n", "  check:\n    - service.http.requests >= 1\n")
     lab = DashboardLab(tmp_path, scenario_text=text)
     try:
         status, info = lab.json("api/info")
         assert "never get ready" in info["lab"]["task"] and len(info["lab"]["hints"]) == 3
-        assert info["lab"]["check"] == ["phones.ready == 100%", "phone.reboots == 1"]
+        assert info["lab"]["check"] == ["service.http.requests >= 1", "phones.ready == 100%", "phone.reboots == 1"]
         lab.wait_until(lambda: lab.states().get("failed") == 10, what="10 phones failed")
         status, result = lab.json("api/check", body=b"{}")
         assert status == 200
-        assert [(e["check"], e["passed"], e["observed"]) for e in result["expectations"]] == [
+        asked = result["expectations"][0]["observed"]  # the phones' requests to where option 66 points
+        assert result["expectations"][0]["passed"] and asked >= 10
+        assert [(e["check"], e["passed"], e["observed"]) for e in result["expectations"][1:]] == [
             ("phones.ready == 100%", False, 0), ("phone.reboots == 1", False, {"min": 0, "max": 0})]
         # The trainer fixes the option from the page and power-cycles: now the check passes.
         status, _ = lab.act('[{set_dhcp_option: {66: "http://127.0.0.1:8080/"}}, {power_cycle: {phones: all}}]')
         assert status == 200
         lab.wait_until(lambda: lab.states().get("ready") == 10, what="10 phones ready")
         status, result = lab.json("api/check", body=b"{}")
-        assert [e["passed"] for e in result["expectations"]] == [True, True]
+        assert [e["passed"] for e in result["expectations"]] == [True, True, True]
+        assert result["expectations"][0]["observed"] > asked
     finally:
         lab.close()
 
