@@ -1,6 +1,8 @@
 """The timeline looks at its conditions again only when a phone has changed state."""
 
-from labsim.scenario.loader import parse_scenario_text
+import pytest
+
+from labsim.scenario.loader import ScenarioError, parse_scenario_text
 from labsim.timeline import Timeline
 from labsim.virtual.clock import HeapClock
 
@@ -83,3 +85,17 @@ def test_ticks_before_the_next_call_due_are_not_run_and_the_change_is_seen_at_th
         seen[name] = (timeline.log[0].t, getattr(control, "calls", None))
     assert seen["every tick"][0] == seen["skipping"][0] == 3600.5
     assert seen["skipping"][1] < 10  # of the 7,201 ticks up to the change
+
+
+@pytest.mark.parametrize("condition, says", [
+    # The request series is counted for the report, not kept for conditions: such a
+    # condition never held, silently, before it was refused.
+    ("service.http.requests > 40", "not the request series (service.http.requests)"),
+    ("service.dhcp.requests_per_min.max > 100", "not the request series"),
+    ("service.http.requests > 40 during mon", "'during' is for expectations"),
+])
+def test_a_condition_on_what_the_timeline_cannot_read_is_refused_with_its_line(condition, says):
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(SCENARIO.replace("phones.ready >= 1", condition), "s.yaml")
+    [problem] = caught.value.problems
+    assert problem.field == "timeline[0].when" and problem.mark.line == 5 and says in problem.message
