@@ -35,7 +35,7 @@ class DayWindow:
     text: str  # as written, normalised: "mon-fri 08:00-18:00"
     days: frozenset[int]  # 0 Sunday … 6 Saturday
     start_s: int  # the time of day it opens, seconds after midnight
-    end_s: int  # and closes; equal to start_s: the whole day
+    end_s: int  # and closes (86,400: midnight at the day's end); before start_s: past midnight
 
     def intervals(self, calendar_from: float, end_t: float) -> list[tuple[int, int]]:
         """The run's seconds in the window, as ``[a, b)`` ranges of whole seconds from its start."""
@@ -53,8 +53,6 @@ class DayWindow:
         return ranges
 
     def _parts_of_day(self) -> list[tuple[int, int]]:
-        if self.start_s == self.end_s:
-            return [(0, DAY_S)]
         if self.start_s < self.end_s:
             return [(self.start_s, self.end_s)]
         return [(0, self.end_s), (self.start_s, DAY_S)]
@@ -65,7 +63,7 @@ def parse_window(text: str) -> DayWindow:
     parts = text.strip().lower().split()
     if not parts or len(parts) > 2:
         raise BadWindow(f"'during {text.strip()}': give days, hours or both, e.g. 'during mon-fri 08:00-18:00'")
-    days, hours = frozenset(range(7)), (0, 0)
+    days, hours = frozenset(range(7)), (0, DAY_S)
     words = []
     if parts[0][:1].isalpha():
         words.append(parts[0])
@@ -95,9 +93,9 @@ def _hours(text: str) -> tuple[int, int]:
     if start_h > 23 or end_h > 24 or start_m > 59 or end_m > 59 or (end_h == 24 and end_m):
         raise BadWindow(f"{text!r}: hours 00:00 to 24:00")
     start, end = start_h * 3600 + start_m * 60, end_h * 3600 + end_m * 60
-    if start == end % DAY_S and end != DAY_S:
+    if start == end:
         raise BadWindow(f"{text!r} is empty: it ends where it starts (a whole day is 00:00-24:00 or no hours)")
-    return start, end % DAY_S if end == DAY_S and start == 0 else end
+    return start, end
 
 
 def _clock(seconds: int) -> str:

@@ -4,6 +4,7 @@
 from array import array
 
 import pytest
+from hypothesis import given, strategies as st
 
 from labsim.observe.day_window import BadWindow, parse_window
 from labsim.observe.series import TimeSeries
@@ -16,11 +17,12 @@ H = 3600
 
 @pytest.mark.parametrize("text, normal, days, hours", [
     ("mon-fri 08:00-18:00", "mon-fri 08:00-18:00", {1, 2, 3, 4, 5}, (8 * H, 18 * H)),
-    ("Sat", "sat", {6}, (0, 0)),
-    ("fri-mon", "fri-mon", {5, 6, 0, 1}, (0, 0)),  # across the week's end
+    ("Sat", "sat", {6}, (0, 24 * H)),
+    ("fri-mon", "fri-mon", {5, 6, 0, 1}, (0, 24 * H)),  # across the week's end
     ("22:00-06:00", "22:00-06:00", set(range(7)), (22 * H, 6 * H)),
     ("8:30-24:00", "08:30-24:00", set(range(7)), (8 * H + 1800, 24 * H)),
-    ("00:00-24:00", "00:00-00:00", set(range(7)), (0, 0)),
+    ("00:00-24:00", "00:00-24:00", set(range(7)), (0, 24 * H)),
+    ("18:00-00:00", "18:00-00:00", set(range(7)), (18 * H, 0)),  # to midnight, as a wrap
 ])
 def test_a_window_reads_as_written(text, normal, days, hours):
     window = parse_window(text)
@@ -83,3 +85,15 @@ def test_an_expectation_with_a_window_is_judged_on_the_windows_metrics():
     assert not evaluate(check, {"service.http.requests": 14}, {}, 10).passed  # no data: never judged passed
     with pytest.raises(BadExpectation, match="only applies to the time series"):
         parse_expectation("phones.ready == 100% during mon")
+
+
+@given(st.text(max_size=40))
+def test_any_window_text_reads_or_is_refused_with_a_reason(text):
+    try:
+        check = parse_expectation(f"service.http.requests == 0 during {text}")
+    except BadExpectation as exc:
+        assert str(exc)
+        return
+    ranges = check.window.intervals(SUNDAY, 8 * 86400)
+    assert all(0 <= a < b <= 8 * 86400 + 1 for a, b in ranges)
+    assert parse_window(check.window.text) == check.window  # what it says it is reads back the same
