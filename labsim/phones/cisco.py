@@ -72,8 +72,11 @@ MAC_PREFIXES = ("00:0e:08", "88:75:56", "00:56:2b")
 
 SPA_PROFILE_RULE, MPP_PROFILE_RULE = "/spa$PSN.cfg", "/$PSN.xml"
 RULE_KEYS = ("Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D")
-# (unverified) option 55: the standard set and the options the phone reads a server from.
-PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 15, 42, 43, 66, 67, 150, 159, 160])
+# Option 55. Option 2 (Time Offset, for Ignore_DHCP_Time_Offset No): the captures of SPA
+# phones' requests mostly ask for it ("1,3,42,6,7,15,58,59,66,2,150,151,160,159", Fingerbank)
+# and those of 7841/8841/8851 do (satori). (unverified) The rest: the standard set and the
+# options the phone reads a server from.
+PARAMETER_REQUEST_LIST = bytes([1, 2, 3, 6, 15, 42, 43, 66, 67, 150, 159, 160])
 
 # Parameters and their factory values (the guides' defaults; Profile_Rule by family).
 DEFAULTS = {

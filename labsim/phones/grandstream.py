@@ -69,8 +69,11 @@ MODEL_INFO = {
 MODELS = tuple(MODEL_INFO)
 MAC_PREFIXES = ("00:0b:82", "c0:74:ad", "ec:74:d7")
 
-# (unverified) option 55: the standard set and the options the phone reads servers from.
-PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 12, 15, 28, 42, 43, 66, 120, 150, 160])
+# Option 55. Option 2 (Time Offset, which overrides P64 by factory default, P143): the
+# captures of Grandstream phones' requests ask for it ("1,2,3,6,12,15,28,42,43,66,120,125",
+# Fingerbank, 2014), as Grandstream's DHCP options guide shows. (unverified) The rest: the
+# standard set and the options the phone reads servers from.
+PARAMETER_REQUEST_LIST = bytes([1, 2, 3, 6, 12, 15, 28, 42, 43, 66, 120, 150, 160])
 
 # The P-values that steer provisioning, with their factory values (the guides'
 # defaults, except P237/P192: a Grandstream cloud host there, empty in labsim).

@@ -73,7 +73,10 @@ MAC_PREFIXES = ("00:04:f2", "64:16:7f")
 
 DEFAULT_MASTER_FILE = "000000000000.cfg"
 # (unverified) what the phone asks for in option 55: the standard set, 66 and the custom 160.
-PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 12, 15, 42, 43, 66, 150, 151, 160])
+# Option 55. Option 2 (Time Offset, which stands for gmtOffset by factory default): every
+# capture of a Polycom phone's request asks for it (Fingerbank's VVX 310 fingerprint
+# "128,66,160,43,7,54,42,15,6,4,3,2,1", 2014; the older SoundPoints'). (unverified) The rest.
+PARAMETER_REQUEST_LIST = bytes([1, 2, 3, 6, 12, 15, 42, 43, 66, 150, 151, 160])
 DEFAULT_FTP_CREDENTIALS = Credentials("PlcmSpIp", "PlcmSpIp")  # the documented factory boot-server login
 
 # The phone's own settings that steer provisioning (names as in the UC Software guide).

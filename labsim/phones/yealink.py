@@ -52,7 +52,10 @@ MODELS = tuple(MODEL_CODES)
 MAC_PREFIXES = ("00:15:65", "80:5e:c0", "24:9a:d8", "44:db:d2", "80:5e:0c")
 
 DEFAULT_VENDOR_CLASS = "yealink"
-PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 15, 42, 43, 44, 66, 67, 120, 125, 150, 160, 161])
+# Option 55. Option 2 (Time Offset, for local_time.dhcp_time): every capture of a Yealink
+# phone's request asks for it (Fingerbank's fingerprint "1,2,3,4,6,7,12,15,28,42,66,67,43,120",
+# 2014, model not given). (unverified) The rest: the options the phone reads.
+PARAMETER_REQUEST_LIST = bytes([1, 2, 3, 6, 15, 42, 43, 44, 66, 67, 120, 125, 150, 160, 161])
 COMMON_BOOT_FILE = "y000000000000.boot"
 BOOT_FILES_SINCE_FIRMWARE = 81  # the second number of the firmware version (66.85.0.5 -> 85)
 

@@ -88,14 +88,14 @@ GRANDSTREAM_DAILY = (b'<gs_provision version="1"><config version="1"><P194>2</P1
 
 
 def test_grandstream_phones_take_their_clock_from_keas_option_2(tmp_path):
-    # Kea sends option 2 (time-offset, always-send: labsim's Grandstream does not list it
-    # in option 55); P143 1, the factory value, lets it override P64's New York zone.
+    # Kea sends option 2 (time-offset) because the phones ask for it in option 55, as real
+    # Grandstream phones do; P143 1, the factory value, lets it override P64's New York zone.
     root = tmp_path / "www"
     root.mkdir()
     (root / "cfg.xml").write_bytes(GRANDSTREAM_DAILY)
     http_port = free_tcp_port()
     options = [{"name": "tftp-server-name", "data": f"http://127.0.0.1:{http_port}/"},
-               {"name": "time-offset", "data": "-7200", "always-send": True}]
+               {"name": "time-offset", "data": "-7200"}]
     text = fleet_scenario(4).replace("vendor: yealink\n    model: T46S", "vendor: grandstream\n    model: GXP2170")
     text = text.replace('"00:15:65:bb:00:01"', '"00:0b:82:bb:00:01"')
     with kea(tmp_path, subnet="10.42.0.0/16", pool="10.42.0.10 - 10.42.3.250", relay=RELAY, options=options), \

@@ -2,8 +2,8 @@
 included."""
 
 import calendar
-from types import SimpleNamespace
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -13,6 +13,8 @@ from labsim.phones import avaya, cisco, grandstream, polycom, yealink_summer_tim
 from labsim.phones.local_time import (CALENDAR_ORIGIN_S, EAST_MAX_S, WEST_MAX_S, DayRule, YearDayRule, Zone,
                                       dhcp_time_offset_s, hours_offset_s, hours_text, is_posix_zone, posix_zone,
                                       seconds_offset_s)
+from labsim.phones.vendors import profile_for
+from tests.phonelab import PhoneLab
 
 
 @pytest.mark.parametrize("text, offset", [
@@ -216,3 +218,17 @@ def test_an_offset_is_written_as_phones_write_it_and_reads_back(offset, text):
 def test_a_posix_zone_is_told_from_what_is_not_one(text, is_zone):
     assert is_posix_zone(text) == is_zone
     assert is_zone or posix_zone(text) == Zone()
+
+
+@pytest.mark.parametrize("vendor, model, mac, asks", [
+    # The vendors whose phones read option 2 ask for it, as every capture of their
+    # requests does (Fingerbank, satori); snom's and Avaya's captures do not.
+    ("yealink", "T46S", "00:15:65:13:ae:0b", True), ("polycom", "VVX400", "00:04:f2:12:34:56", True),
+    ("cisco", "SPA504G", "e0:5f:b9:12:34:56", True), ("grandstream", "GXP2170", "00:0b:82:12:34:56", True),
+    ("snom", "D785", "00:04:13:ab:cd:ef", False), ("avaya", "1220", "00:17:65:fd:bf:1d", False),
+])
+def test_phones_that_read_option_2_ask_for_it(vendor, model, mac, asks):
+    lab = PhoneLab(profile_for(vendor), model=model, mac=mac, options={66: b"http://127.0.0.1:8080/"})
+    lab.boot()
+    discover = lab.network.dhcp_sent[0]
+    assert (2 in discover.options[55]) == asks
