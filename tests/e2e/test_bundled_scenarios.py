@@ -128,12 +128,20 @@ def test_two_sites_windows_five_hours_apart_the_stampede_without_new_yorks_zone_
     # The second trap: no zone in the common file: London keeps the factory +8, and its
     # Tuesday 02:00 is Monday 18:00 UTC, in New York's working day.
     assert "      local_time.time_zone = 0\n" in text
-    proc, report = run(path, tmp_path, text=text.replace("      local_time.time_zone = 0\n", ""))
+    trap = text.replace("      local_time.time_zone = 0\n", "")
+    during = "service.http.requests == 0 during mon-fri 08:00-23:00"
+    proc, report = run(path, tmp_path, text=trap)
     assert proc.returncode == 1
     assert window_hours(tmp_path / "report") == {7: 600 * 4, 18: 600 * 4}
     failing = [e for e in report["expectations"] if not e["passed"]]
-    assert [(e["check"], e["observed"]) for e in failing] == [
-        ("service.http.requests == 0 during mon-fri 08:00-23:00", 600 * 4)]
+    assert [(e["check"], e["observed"]) for e in failing] == [(during, 600 * 4)]
+    # Across two shards, the run starting on Monday: London's windows on Monday and Tuesday
+    # at 18:00 UTC both count, on the calendar each shard.json carries (read from the
+    # default start, a day earlier, only the second would).
+    proc, report = run(path, tmp_path, "--workers", "2", "--clock-starts", "2026-01-05", text=trap)
+    assert proc.returncode == 1
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [(e["check"], e["observed"]) for e in failing] == [(during, 2 * 600 * 4)]
 
 
 def site_window_hours(report_dir):
