@@ -203,14 +203,16 @@ def hours_text(offset_s: int) -> str:
 DHCP_TIME_OFFSET = 2  # RFC 2132 §3.4: the subnet's offset from UTC, signed seconds, east positive
 
 
+# Remembered: a fleet's phones give the same few zones, and a phone with a clock-based
+# window asks at every pass (the words are only read for its timeline).
+@functools.lru_cache(maxsize=1024)
 def standard_offset(key: str, given: str | None, factory: str, dhcp_offset_s: int | None = None,
-                    dhcp_switch: str = "", read=None) -> tuple[int, str]:
+                    dhcp_switch: str = "", read=hours_offset_s) -> tuple[int, str]:
     """A phone's standard offset east of UTC in seconds, and where it comes from in words
     for its timeline: ``dhcp_offset_s`` (option 2, when the phone's ``dhcp_switch`` lets it
     stand for the zone), else the zone setting ``key`` as ``given``, else the ``factory``
     zone (none given, or a value that is not a zone). ``read``: the setting's form,
-    :func:`hours_offset_s` (``+1``, ``GMT-05:00``) unless given (:func:`seconds_offset_s`)."""
-    read = read or hours_offset_s
+    :func:`hours_offset_s` (``+1``, ``GMT-05:00``) or :func:`seconds_offset_s`."""
     if dhcp_offset_s is not None:
         return dhcp_offset_s, f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({dhcp_switch})"
     given = (given or "").strip()
