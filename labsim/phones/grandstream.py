@@ -28,6 +28,7 @@ default); on a SIP NOTIFY check-sync.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -399,12 +400,18 @@ def describe_clock(phone) -> str:
 
 
 def _zone_and_source(phone) -> tuple[Zone, str]:
+    offset_s = None
     if setting(phone, DHCP_OVERRIDES_TIME_ZONE).strip() == "1" and phone.lease is not None:
         offset_s = dhcp_time_offset_s(phone.lease.options)
-        if offset_s is not None:
-            return Zone(offset_s), f"{hours_text(offset_s)} from DHCP option 2 ({DHCP_OVERRIDES_TIME_ZONE} 1)"
-    zone = setting(phone, TIME_ZONE).strip()
-    key, text = (CUSTOM_TIME_ZONE, setting(phone, CUSTOM_TIME_ZONE).strip()) if zone == "customize" else (TIME_ZONE, zone)
+    return _read_zone(offset_s, setting(phone, TIME_ZONE).strip(), setting(phone, CUSTOM_TIME_ZONE).strip())
+
+
+# Remembered: a phone with a daily or weekly check asks at every pass.
+@functools.lru_cache(maxsize=1024)
+def _read_zone(dhcp_offset_s: int | None, zone: str, custom: str) -> tuple[Zone, str]:
+    if dhcp_offset_s is not None:
+        return Zone(dhcp_offset_s), f"{hours_text(dhcp_offset_s)} from DHCP option 2 ({DHCP_OVERRIDES_TIME_ZONE} 1)"
+    key, text = (CUSTOM_TIME_ZONE, custom) if zone == "customize" else (TIME_ZONE, zone)
     if is_posix_zone(text):
         return posix_zone(text), text
     return Zone(), f"UTC, the lab's ({key} {text!r} is no POSIX time zone)"
