@@ -83,8 +83,16 @@ class TimeSeries:
     # --- results ------------------------------------------------------------------------
 
     def _seconds(self, service: str, end_t: float) -> array:
+        """The service's count for every second of the run up to ``end_t``. The counts
+        are allocated an hour ahead of the last request, so a service that went quiet
+        more than an hour before the end has fewer: the rest are seconds without a
+        request, and count as such (a mean is over the run's seconds)."""
         counts = self.per_second[service]
-        return counts[: max(1, int(end_t) + 1)] if end_t > 0 else counts[:1]
+        length = max(1, int(end_t) + 1) if end_t > 0 else 1
+        seconds = counts[:length]
+        if len(seconds) < length:
+            seconds.frombytes(bytes(4 * (length - len(seconds))))
+        return seconds
 
     def metrics(self, end_t: float) -> dict[str, float]:
         result: dict[str, float] = {}

@@ -26,6 +26,22 @@ def test_requests_per_second_minute_and_bucket_exact():
     assert report["requests"]["http"][0] == 7 and report["requests"]["http"][30] == 7 and sum(report["requests"]["http"]) == 14
 
 
+def test_means_are_over_every_second_of_the_run_after_the_service_went_quiet():
+    # The counts run an hour ahead of the last request: a mean over them, not over the
+    # run, made ten requests in a week's first seconds 0.0028 a second (10 / 3,610).
+    series = TimeSeries(7 * 86400)
+    for t in range(10):
+        series.request("http", float(t))
+    week = 7 * 86400
+    metrics = series.metrics(end_t=week - 0.5)
+    assert metrics["service.http.requests"] == 10
+    assert metrics["service.http.requests_per_s.mean"] == round(10 / week, 4) == 0.0
+    assert metrics["service.http.requests_per_min.mean"] == round(10 / (week // 60), 4) == 0.001
+    assert metrics["service.http.requests_per_s.max"] == 1 and metrics["service.http.requests_per_min.max"] == 10
+    # and within the counts, as before: 10 in the first 60 s
+    assert series.metrics(end_t=59.5)["service.http.requests_per_s.mean"] == round(10 / 60, 4)
+
+
 def test_phones_per_state_sampled_at_each_bucket_boundary():
     series = TimeSeries(60, total_phones=2)  # 1 s buckets
     series.state_changed(0.2, "off", "booting")
