@@ -518,7 +518,9 @@ class _LabControl(LabServicesControl):
     its phones."""
 
     def changes(self) -> int:
-        return self.run.state_changes
+        """What the timeline compares between looks: with none, the phones' state changes."""
+        live = self.live
+        return self.run.state_changes if live is None else live.outbox.changes()
 
     def nothing_due_before(self) -> float | None:
         """When the next call is due on a simulated clock (none before it can change a
@@ -543,9 +545,11 @@ class _LabControl(LabServicesControl):
     def metrics(self, wanted=None):
         live = self.live
         if live is not None and live.covers(wanted):
-            metrics, per_phone = live.metrics(wanted, self.run.state_changes)
+            metrics, per_phone = live.metrics(wanted)
         else:  # every metric (a report), or one no condition of the scenario read: counted afresh
             metrics, per_phone = phone_metrics(self.run.members, self.run.stage_archive, wanted)
+            if wanted is None or any(name.startswith("service.") for name in wanted):
+                metrics.update(self.run.series.metrics(self.run.elapsed_s()))
         return metrics, per_phone, len(self.run.members)
 
     def timeline_changed(self) -> None:

@@ -71,8 +71,10 @@ class Timeline:
             self._evaluate()
 
     def _check_conditions(self) -> None:
-        # Conditions read the phones' metrics, which move when a phone changes state: with
-        # no change since the last look there is nothing new to see. (A week in virtual
+        # Conditions read the phones' metrics, which move when a phone changes state, and
+        # the request series, which moves with each request (the control counts both among
+        # its changes while a condition reads the series): with no change since the last
+        # look there is nothing new to see. (A week in virtual
         # time is 1.2 million ticks; evaluating each over 10,000 phones would be hours.)
         changes = getattr(self.control, "changes", None)
         seen = changes() if changes is not None else None

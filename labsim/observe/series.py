@@ -51,6 +51,7 @@ class TimeSeries:
         self.states: dict[str, list[int]] = {state: [] for state in STATES}
         self._counts = dict.fromkeys(STATES, 0)
         self._counts["off"] = total_phones
+        self.requests = 0  # every service's requests so far (a when: on service.* looks when it moves)
 
     # --- recording (hot path) ---------------------------------------------------------
 
@@ -62,6 +63,7 @@ class TimeSeries:
         if second >= len(counts):
             counts.frombytes(bytes(4 * (second + 1 - len(counts) + 3600)))  # an hour ahead at a time
         counts[second] += 1
+        self.requests += 1
 
     def fetch(self, url: str, t: float) -> None:
         self.request(service_of_url(url), t)
@@ -88,7 +90,7 @@ class TimeSeries:
         more than an hour before the end has fewer: the rest are seconds without a
         request, and count as such (a mean is over the run's seconds)."""
         counts = self.per_second[service]
-        length = max(1, int(end_t) + 1) if end_t > 0 else 1
+        length = run_seconds(end_t)
         seconds = counts[:length]
         if len(seconds) < length:
             seconds.frombytes(bytes(4 * (length - len(seconds))))
@@ -98,12 +100,7 @@ class TimeSeries:
         result: dict[str, float] = {}
         for service in sorted(self.per_second):
             seconds = self._seconds(service, end_t)
-            minutes = _sums(seconds, 60)
-            result[f"service.{service}.requests"] = sum(seconds)
-            result[f"service.{service}.requests_per_s.max"] = max(seconds)
-            result[f"service.{service}.requests_per_s.mean"] = round(sum(seconds) / len(seconds), 4)
-            result[f"service.{service}.requests_per_min.max"] = max(minutes)
-            result[f"service.{service}.requests_per_min.mean"] = round(sum(minutes) / len(minutes), 4)
+            result.update(service_metrics(service, sum(seconds), max(seconds), max(_sums(seconds, 60)), end_t))
         return result
 
     def window_metrics(self, end_t: float, calendar_from: float, window) -> dict[str, float]:
@@ -140,6 +137,53 @@ class TimeSeries:
             "states": {state: samples[:buckets] for state, samples in self.states.items()},
             "peaks": self.metrics(end_t),
         }
+
+
+def run_seconds(end_t: float) -> int:
+    """How many seconds of counts a run ``end_t`` long has (its last one begun)."""
+    return max(1, int(end_t) + 1) if end_t > 0 else 1
+
+
+def service_metrics(service: str, total: int, busiest_second: int, busiest_minute: int,
+                    end_t: float) -> dict[str, float]:
+    """A service's ``service.*`` metrics for a run ``end_t`` long: the means over every
+    second and minute of it (the last ones as far as they went)."""
+    seconds = run_seconds(end_t)
+    minutes = -(-seconds // 60)
+    return {f"service.{service}.requests": total,
+            f"service.{service}.requests_per_s.max": busiest_second,
+            f"service.{service}.requests_per_s.mean": round(total / seconds, 4),
+            f"service.{service}.requests_per_min.max": busiest_minute,
+            f"service.{service}.requests_per_min.mean": round(total / minutes, 4)}
+
+
+class RunningRequests:
+    """A service's requests per second and per minute as they come in, with their total
+    and peaks kept up to date, so that a ``when:`` on ``service.*`` reads
+    :meth:`TimeSeries.metrics`' values at any instant without counting over the run. Fed
+    with (second, requests added): a ``--workers`` parent adds every shard's."""
+
+    __slots__ = ("per_second", "per_minute", "total", "busiest_second", "busiest_minute")
+
+    def __init__(self):
+        self.per_second = array("I")
+        self.per_minute = array("I")
+        self.total = self.busiest_second = self.busiest_minute = 0
+
+    def add(self, second: int, requests: int) -> None:
+        per_second, per_minute, minute = self.per_second, self.per_minute, second // 60
+        if second >= len(per_second):
+            per_second.frombytes(bytes(4 * (second + 1 - len(per_second) + 3600)))
+        if minute >= len(per_minute):
+            per_minute.frombytes(bytes(4 * (minute + 1 - len(per_minute) + 60)))
+        per_second[second] += requests
+        per_minute[minute] += requests
+        self.total += requests
+        self.busiest_second = max(self.busiest_second, per_second[second])
+        self.busiest_minute = max(self.busiest_minute, per_minute[minute])
+
+    def metrics(self, service: str, end_t: float) -> dict[str, float]:
+        return service_metrics(service, self.total, self.busiest_second, self.busiest_minute, end_t)
 
 
 def _padded(values: list[int], length: int) -> list[int]:

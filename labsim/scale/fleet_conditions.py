@@ -77,7 +77,7 @@ class FleetConditions(_ShardControl):
         if self.alone:
             return None
         run = self.run
-        own = run.state_changes
+        own = self.outbox.changes()
         due = run.reactor.next_time()  # what comes next, the call running now aside
         message = {"kind": kind, "at": at, "due": due, "u": run.unsettled, "changes": own,
                    "next": None if due is None else due - run._epoch}
@@ -105,7 +105,7 @@ class FleetConditions(_ShardControl):
             return self._changes  # every shard skips this tick alike: one process sees no change here
         answer = self._meet("tick", run.reactor.seconds())
         if answer is None:
-            return run.state_changes
+            return self.outbox.changes()
         quiet = answer["quiet_until"]
         self._quiet_until = math.inf if quiet is None else quiet
         self._quiet_at = answer["quiet_at"]

@@ -8,11 +8,17 @@ what moved since its last meeting and the parent keeps the fleet's:
   change only when it changes state, so a shard sends (MAC, reboots, time to ready) for
   the phones that changed state since it last sent (every phone the first time);
 - ``stage.*``: a stage's latencies only grow (a long run's archive moves a phone's older
-  timings, it keeps them), so a shard sends each timing its phones add, as they add it.
+  timings, it keeps them), so a shard sends each timing its phones add, as they add it;
+- ``service.*``: the requests a shard's phones made per second (``observe.series``),
+  for the seconds since it last sent (the last of those again: it may have grown), and
+  where the run is (``now``: a mean is over the run's seconds so far). Requests move
+  these without any phone changing state, so a shard counts its requests among its
+  changes (``MetricsOutbox.changes``) while a condition reads them.
 
 The parent computes a statistic over the fleet's values as one process does (times to
 ready kept sorted for ``observe.stats.statistic``; stage latencies counted by value,
-``observe.latencies``), and only those the pending
+``observe.latencies``; requests with their peaks kept, ``observe.series.RunningRequests``),
+and only those the pending
 conditions read (``wanted``). ``phone.reboots`` holds when it holds for every phone, so
 what decides it is which reboot counts occur: the shards judge on one phone of each.
 
@@ -27,6 +33,7 @@ from collections import defaultdict
 
 from labsim.observe.latencies import Latencies
 from labsim.observe.report import counts_of, time_to_ready
+from labsim.observe.series import RunningRequests
 from labsim.observe.stats import statistic
 from labsim.phones.phone import StageList
 
@@ -62,6 +69,11 @@ class MetricsOutbox:
         self.phones_wanted = reads(wanted, PER_PHONE_PREFIXES)
         self.stages_wanted = reads(wanted, ("stage.",))
         self.stage_samples: dict[str, list[float]] = {}
+        # Fixed for the run (its changes must only grow): whether some condition reads the requests.
+        self.counts_requests = reads(wanted, ("service.",))
+        self._requests_wanted = self.counts_requests
+        self._requests_sent = -1  # the series' request count when the shard last sent its requests
+        self._from_second = 0  # where the requests not yet sent begin (that second may have grown since)
         self._changed: dict = {}  # phones that changed state since the last send (ordered: a run replays)
         if self.phones_wanted:
             self._changed = dict.fromkeys(member.phone for member in run.members)
@@ -79,6 +91,7 @@ class MetricsOutbox:
         """What the pending conditions read now (it only shrinks as entries fire)."""
         self.phones_wanted = self.phones_wanted and reads(wanted, PER_PHONE_PREFIXES)
         self.stages_wanted = self.stages_wanted and reads(wanted, ("stage.",))
+        self._requests_wanted = self._requests_wanted and reads(wanted, ("service.",))
         if not self.phones_wanted:
             self._changed.clear()
         if not self.stages_wanted:
@@ -92,6 +105,12 @@ class MetricsOutbox:
             self._reboots[phone] = reboots
         if self.phones_wanted:
             self._changed[phone] = None
+
+    def changes(self) -> int:
+        """What a look compares with the last to see whether anything it reads moved: the
+        phones' state changes, and their requests while a condition may read them."""
+        run = self.run
+        return run.state_changes + run.series.requests if self.counts_requests else run.state_changes
 
     def counts(self) -> dict[str, int]:
         """``observe.report.count_metrics`` of the shard's phones."""
@@ -109,6 +128,23 @@ class MetricsOutbox:
         if self.stage_samples:
             message["stages"] = self.stage_samples
             self.stage_samples = {}
+        if self._requests_wanted:
+            self._fill_requests(message)
+
+    def _fill_requests(self, message: dict) -> None:
+        """The requests per second since the last send, by service: ``[first second,
+        [its count, the next second's, ...]]``, up to now's second."""
+        run = self.run
+        series, now = run.series, run.elapsed_s()
+        message["now"] = now
+        if series.requests == self._requests_sent:
+            return
+        self._requests_sent = series.requests
+        last = int(now) if now > 0 else 0  # a request is counted in the second it is made: none is later
+        first = self._from_second  # a service new since the last send made all its requests since
+        message["requests"] = {service: [first, counts[first:last + 1].tolist()]
+                               for service, counts in series.per_second.items()}
+        self._from_second = last
 
 
 class FleetMetrics:
@@ -121,6 +157,9 @@ class FleetMetrics:
         self._ready_times: list[float] = []  # sorted
         self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
         self._stages: defaultdict[str, Latencies] = defaultdict(Latencies)  # counted by value: a look sorts no list
+        self._requests: dict[str, RunningRequests] = {}
+        self._sent_last: dict[tuple[int, str], tuple[int, int]] = {}  # (shard, service) -> its last second sent, and count
+        self._now = 0.0  # where the run is, as far as the shards said
 
     def take(self, index: int, message: dict) -> None:
         if "counts" in message:
@@ -129,6 +168,21 @@ class FleetMetrics:
             self._phone(mac, reboots, ready)
         for stage, latencies in message.get("stages", {}).items():
             self._stages[stage].extend(latencies)
+        self._now = max(self._now, message.get("now", 0.0))
+        for service, (first, counts) in message.get("requests", {}).items():
+            self._take_requests(index, service, first, counts)
+
+    def _take_requests(self, index: int, service: str, first: int, counts: list[int]) -> None:
+        running = self._requests.get(service)
+        if running is None:
+            running = self._requests[service] = RunningRequests()
+        sent_second, sent_count = self._sent_last.get((index, service), (-1, 0))
+        for second, count in enumerate(counts, first):
+            added = count - sent_count if second == sent_second else count
+            if added:
+                running.add(second, added)
+        if counts:
+            self._sent_last[index, service] = (first + len(counts) - 1, counts[-1])
 
     def _phone(self, mac: str, reboots: int, ready: float | None) -> None:
         old = self._phones.get(mac)
@@ -161,6 +215,9 @@ class FleetMetrics:
                 metrics[name] = self._stages[parts[1]].statistic(parts[2])
             elif name == "phone.reboots":
                 per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
+        if reads(wanted, ("service.",)):  # one process has keys for the services asked so far only
+            for service in sorted(self._requests):
+                metrics.update(self._requests[service].metrics(service, self._now))
         return metrics, per_phone
 
 
@@ -179,9 +236,10 @@ class RunMetrics:
     def covers(self, wanted) -> bool:
         return wanted is not None and self.wanted.issuperset(wanted)
 
-    def metrics(self, wanted, changes: int) -> tuple[dict, dict]:
-        """``observe.report.phone_metrics``' answer for ``wanted`` (which ``covers``)."""
+    def metrics(self, wanted) -> tuple[dict, dict]:
+        """``observe.report.phone_metrics``' answer for ``wanted`` (which ``covers``), with
+        the series' ``service.*`` metrics so far."""
         message: dict = {}
-        self.outbox.fill(message, changes)
+        self.outbox.fill(message, self.outbox.changes())
         self.fleet.take(0, message)
         return self.fleet.metrics(wanted)

@@ -51,13 +51,16 @@ _ACTION_KINDS = {PowerCycle: "power_cycle", FactoryReset: "factory_reset", Check
 
 
 def refuse_what_workers_cannot_keep(scenario) -> None:
-    """A ``when:`` on per-stage latencies would need every phone's stage timings in the
-    parent while the run goes on; the mirror carries states, reboots and times."""
+    """A ``when:`` on per-stage latencies or on the request series would need every
+    phone's stage timings or requests in the parent while the run goes on; the mirror
+    carries states, reboots and times."""
     for number, entry in enumerate(scenario.timeline, 1):
-        if entry.when is not None and parse_expectation(entry.when).metric.startswith("stage."):
-            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': a stage "
-                             "latency is judged only after the run when the fleet is split; use "
-                             "time_to_ready or phone counts, or run without --workers")
+        metric = parse_expectation(entry.when).metric if entry.when is not None else ""
+        if metric.startswith(("stage.", "service.")):
+            what = "a stage latency" if metric.startswith("stage.") else "the request series"
+            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': {what} "
+                             "is judged only after the run when the fleet is split on sockets; use "
+                             "time_to_ready or phone counts, --clock virtual, or run without --workers")
     from labsim.scale.shard_run import refuse_real_network
 
     refuse_real_network(scenario, "--workers")

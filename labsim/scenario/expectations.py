@@ -184,11 +184,6 @@ def _valid_condition(check: str) -> str:
     if parsed.window is not None:
         raise ValueError("'during' is for expectations, which judge the whole run: a when: condition holds "
                          "or not at an instant")
-    if parsed.metric.startswith("service."):
-        # The conditions are judged on what the fleet's phones hold (their states, reboots and
-        # times), kept as they change; the request series is counted for the report only.
-        raise ValueError(f"a when: condition reads phones.*, reboots.total, phone.reboots, time_to_ready.* or "
-                         f"stage.*, not the request series ({parsed.metric}): expectations judge that")
     return check
 
 

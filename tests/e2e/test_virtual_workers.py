@@ -411,3 +411,28 @@ def test_sigterm_while_settled_shards_meet_before_each_instant_leaves_no_process
     report = terminated_while_shards_run(path, tmp_path / "cut", settle_s=1.0)
     assert len(report["phones"]) == 40 and report["timeline"] == []
 
+
+
+def test_when_on_the_request_series_is_judged_on_every_shards_requests(tmp_path):
+    """Conditions on the request series (the fleet's HTTP requests in all; its busiest
+    minute of DHCP, as the phones lose their leases in the outage and ask again and again,
+    with no server to answer): --workers 2 fires
+    them at the instants one process does, each shard sending the parent its requests
+    per second since the last meeting. On one shard's requests alone the first would hold
+    later (half the fleet's requests)."""
+    more = ("  - when: service.dhcp.requests_per_min.max >= 50\n    do: {{power_cycle: {{phones: 4}}}}\n"
+            "  - when: service.http.requests_per_s.max > 1000\n    do: {{power_cycle: {{phones: 1}}}}\n")
+    a, _, _ = one_process_and_two_workers(tmp_path, WHEN.format(duration="duration: 6h", first="service.http.requests >= 60",
+                                                                 more=more.format()))
+    fired = [(entry["entry"], entry["action"], entry["t"]) for entry in a["timeline"]]
+    assert [(entry, action) for entry, action, _ in fired] == [
+        ("when service.http.requests >= 60", "power_cycle"), ("at 7200s", "stop_service"),
+        ("when service.dhcp.requests_per_min.max >= 50", "power_cycle"),  # the storm's busiest: 35
+        ("after the outage", "start_service"), ("after the outage", "power_cycle")]
+    assert 7200 + 3600 < fired[2][2] < fired[3][2]  # once the leases (7,200 s, renewed before the stop) ran out
+    # The first fired at the first look at which 60 HTTP requests had been made, as counted
+    # from events.jsonl (a fetch's line is at its end, its start latency_s before).
+    started = sorted(round(line["t"] - line["latency_s"], 6) for line in map(json.loads, open(tmp_path / "one" / "events.jsonl"))
+                     if line["kind"] == "fetch" and line["url"].startswith("http:"))
+    t = fired[0][2]
+    assert len([s for s in started if s <= t]) >= 60 > len([s for s in started if s <= t - 0.5])

@@ -12,6 +12,7 @@ import pytest
 from labsim.observe.latencies import Latencies
 from labsim.observe.report import count_metrics, phone_metrics
 from labsim.observe.stage_archive import StageArchive
+from labsim.observe.series import TimeSeries
 from labsim.observe.stats import STATISTICS, summarize
 from labsim.phones.phone import STATES, StageList
 from labsim.scale.fleet_metrics import FleetMetrics, MetricsOutbox
@@ -116,6 +117,54 @@ def test_what_the_shards_send_gives_the_parent_the_metrics_one_process_computes(
                 evaluate(check, expected, expected_per_phone, len(members)).passed, (meeting, check.text)
         judged += expected["time_to_ready.count"] > 0 and expected.get("stage.dhcp.p99") is not None
     assert judged > 30  # most meetings had samples of both kinds to compare
+
+
+class SeriesShard(Shard):
+    """A shard whose phones make requests (``observe.series``) at its clock's ``now``."""
+
+    def __init__(self, members):
+        super().__init__(members)
+        self.series, self.now, self.state_changes = TimeSeries(7 * 86400), 0.0, 0
+
+    def elapsed_s(self) -> float:
+        return self.now
+
+
+SERIES_WANTED = {f"service.{service}.{metric}" for service in ("http", "dhcp", "tftp")
+                 for metric in ("requests", "requests_per_s.max", "requests_per_s.mean", "requests_per_min.max",
+                                "requests_per_min.mean")}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_shards_requests_give_the_parent_the_series_one_process_counts(seed):
+    """Each shard sends its requests per second since the last meeting (the last second
+    again, as more may have come in it); the parent's total, busiest second and minute
+    and means over the run so far are what one process's series gives for every request
+    of the fleet, at every meeting: several in a second, gaps of minutes and hours
+    between them, a service that first asks on day 3."""
+    rng = random.Random(seed)
+    shards = [SeriesShard([Member(index)]) for index in range(3)]
+    outboxes = [MetricsOutbox(shard, SERIES_WANTED) for shard in shards]
+    parent, whole = FleetMetrics(len(shards)), TimeSeries(7 * 86400)
+    now = 0.0
+    for meeting in range(120):
+        now += rng.choice([0.5, 0.5, 0.5, 3.0, 61.0, 3599.5, 20000.0])
+        for _ in range(rng.randrange(0, 9)):  # requests made since the last meeting, in time order
+            t = rng.uniform(max(0.0, now - 0.5), now)
+            service = rng.choice(["http", "http", "dhcp"] + (["tftp"] if now > 2 * 86400 else []))
+            shard = rng.choice(shards)
+            shard.series.request(service, t)
+            whole.request(service, t)
+        for index, (shard, outbox) in enumerate(zip(shards, outboxes)):
+            shard.now = now
+            assert outbox.changes() == shard.series.requests  # the requests are changes while read
+            message = {"changes": outbox.changes()}
+            outbox.fill(message, message["changes"])
+            parent.take(index, json.loads(json.dumps(message)))
+        got, _ = parent.metrics(SERIES_WANTED)
+        expected = whole.metrics(now)
+        assert {name: value for name, value in got.items() if name.startswith("service.")} == expected, meeting
+    assert whole.per_second["tftp"] and whole.metrics(now)["service.http.requests_per_s.max"] > 1
 
 
 def test_a_meeting_where_nothing_moved_sends_nothing_and_what_no_condition_reads_is_not_sent():

@@ -1,8 +1,9 @@
 """One process judges its ``when:`` conditions on metrics it keeps as its phones change
 (``scale.fleet_metrics.RunMetrics``), not by counting every phone at each look: at every
 look of a virtual run they are what counting over every phone gives
-(``observe.report.phone_metrics``), for counts, per-phone reboots, time to ready and a
-stage's latencies, while phones boot, resync, fail over a stopped server and are power-cycled."""
+(``observe.report.phone_metrics``), for counts, per-phone reboots, time to ready, a
+stage's latencies and the request series (``observe.series.TimeSeries.metrics`` so far),
+while phones boot, resync, fail over a stopped server and are power-cycled."""
 
 import io
 import json
@@ -33,6 +34,9 @@ timeline:
   - {when: "time_to_ready.p90 > 5000", do: {power_cycle: {phones: 1}}}
   - {when: "stage.common_cfg.p95 > 30", do: {power_cycle: {phones: 1}}}
   - {when: "phones.failed >= 20%", do: {power_cycle: {phones: 2}}}
+  - {when: "service.http.requests_per_min.max > 10000", do: {power_cycle: {phones: 1}}}
+  - {when: "service.dhcp.requests >= 75", do: {power_cycle: {phones: 2}}}
+  - {when: "service.http.requests_per_s.mean < 0.11", do: {power_cycle: {phones: 1}}}
 """
 
 
@@ -51,11 +55,12 @@ def test_the_metrics_kept_are_the_metrics_counted_at_every_look(tmp_path, monkey
     looks = []
     kept = fleet_metrics.RunMetrics.metrics
 
-    def checked(live, wanted, changes):
-        answer = kept(live, wanted, changes)
+    def checked(live, wanted):
+        answer = kept(live, wanted)
         run = live.outbox.run
-        looks.append((run.reactor.seconds() - run._epoch, sorted(wanted),
-                      same(answer, phone_metrics(run.members, run.stage_archive, wanted), wanted)))
+        counted = phone_metrics(run.members, run.stage_archive, wanted)
+        counted[0].update(run.series.metrics(run.elapsed_s()))
+        looks.append((run.elapsed_s(), sorted(wanted), same(answer, counted, wanted)))
         return answer
 
     monkeypatch.setattr(fleet_metrics.RunMetrics, "metrics", checked)
@@ -64,7 +69,9 @@ def test_the_metrics_kept_are_the_metrics_counted_at_every_look(tmp_path, monkey
     code = virtual_run.run_virtual(load_scenario(str(path)), report_dir=str(tmp_path / "report"), stream=io.StringIO())
     assert code in (0, 1)
     assert len(looks) > 200 and all(ok for _, _, ok in looks), [look for look in looks if not look[2]][:3]
-    assert {"phone.reboots", "time_to_ready.p90", "stage.common_cfg.p95"} <= set(looks[-1][1])  # read to the end
+    assert {"phone.reboots", "time_to_ready.p90", "stage.common_cfg.p95",
+            "service.http.requests_per_min.max"} <= set(looks[-1][1])  # read to the end
     timeline = json.loads((tmp_path / "report" / "report.json").read_text())["timeline"]
     fired = {entry["entry"] for entry in timeline}
-    assert "when phones.ready >= 50%" in fired and "when phones.failed >= 20%" in fired, fired
+    assert {"when phones.ready >= 50%", "when phones.failed >= 20%", "when service.dhcp.requests >= 75",
+            "when service.http.requests_per_s.mean < 0.11"} <= fired, fired

@@ -88,11 +88,8 @@ def test_ticks_before_the_next_call_due_are_not_run_and_the_change_is_seen_at_th
 
 
 @pytest.mark.parametrize("condition, says", [
-    # The request series is counted for the report, not kept for conditions: such a
-    # condition never held, silently, before it was refused.
-    ("service.http.requests > 40", "not the request series (service.http.requests)"),
-    ("service.dhcp.requests_per_min.max > 100", "not the request series"),
     ("service.http.requests > 40 during mon", "'during' is for expectations"),
+    ("service.dhcp.requests_per_min.max > 100 during 08:00-18:00", "'during' is for expectations"),
 ])
 def test_a_condition_on_what_the_timeline_cannot_read_is_refused_with_its_line(condition, says):
     with pytest.raises(ScenarioError) as caught:
