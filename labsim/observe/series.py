@@ -12,7 +12,8 @@ Services are named as in the scenario: ``dhcp`` (each message a phone sends), ``
 (HTTP and HTTPS requests), ``tftp``, ``ftp``. Expectations can use
 ``service.<name>.requests`` (the total), ``service.<name>.requests_per_s.<max|mean>`` and
 ``service.<name>.requests_per_min.<max|mean>``, over the whole run or, with ``during``,
-over a part of every day (``observe.day_window``).
+over a part of every day (``observe.day_window``). A service no phone asked has made no
+request in any second: its metrics are 0 (a report lists the services asked).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from labsim.phones.phone import STATES
 SERIES_METRICS = ("requests_per_s", "requests_per_min")
 SERIES_STATS = ("max", "mean")
 _SCHEME_SERVICE = {"http": "http", "https": "http", "tftp": "tftp", "ftp": "ftp"}
+SERVICES = ("dhcp", "http", "tftp", "ftp", "other")  # what the series counts under (a URL's other schemes: other)
 
 
 def bucket_for(horizon_s: float) -> int:
@@ -89,7 +91,7 @@ class TimeSeries:
         are allocated an hour ahead of the last request, so a service that went quiet
         more than an hour before the end has fewer: the rest are seconds without a
         request, and count as such (a mean is over the run's seconds)."""
-        counts = self.per_second[service]
+        counts = self.per_second.get(service, _NONE)
         length = run_seconds(end_t)
         seconds = counts[:length]
         if len(seconds) < length:
@@ -112,7 +114,7 @@ class TimeSeries:
         result: dict[str, float] = {}
         if not span:
             return result
-        for service in sorted(self.per_second):
+        for service in sorted(set(self.per_second) | set(SERVICES)):  # a service never asked: none in the window
             seconds = self._seconds(service, end_t)
             minutes = _sums(seconds, 60)
             inside = [count for a, b in ranges for count in seconds[a:b]]
@@ -137,6 +139,9 @@ class TimeSeries:
             "states": {state: samples[:buckets] for state, samples in self.states.items()},
             "peaks": self.metrics(end_t),
         }
+
+
+_NONE = array("I")  # the counts of a service never asked
 
 
 def run_seconds(end_t: float) -> int:

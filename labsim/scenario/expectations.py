@@ -84,10 +84,11 @@ def known_metric(metric: str) -> bool:
     if len(parts) == 3 and parts[0] == "stage":
         return parts[2] in STATS
     if parts[0] == "service":  # the run's time series (observe.series)
-        from labsim.observe.series import SERIES_METRICS, SERIES_STATS
+        from labsim.observe.series import SERIES_METRICS, SERIES_STATS, SERVICES
 
-        return (len(parts) == 3 and parts[2] == "requests") or (
-            len(parts) == 4 and parts[2] in SERIES_METRICS and parts[3] in SERIES_STATS)
+        return len(parts) > 2 and parts[1] in SERVICES and (
+            (len(parts) == 3 and parts[2] == "requests")
+            or (len(parts) == 4 and parts[2] in SERIES_METRICS and parts[3] in SERIES_STATS))
     return False
 
 
@@ -103,7 +104,8 @@ def parse_expectation(text: str) -> Check:
         raise BadExpectation(
             f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
             f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>, "
-            f"service.<dhcp|http|tftp|ftp>.requests, service.<name>.<requests_per_s|requests_per_min>.<max|mean>"
+            f"service.<dhcp|http|tftp|ftp|other>.requests, "
+            f"service.<dhcp|http|tftp|ftp|other>.<requests_per_s|requests_per_min>.<max|mean>"
         )
     percent = unit == "%"
     if percent and not metric.startswith("phones."):
@@ -140,8 +142,8 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         return Verdict(label, bool(values) and not failing, observed, detail)
     observed = metrics.get(check.key)
     if observed is None:
-        if check.metric.startswith("phones."):
-            observed = 0
+        if check.metric.startswith("phones.") or (check.metric.startswith("service.") and check.window is None):
+            observed = 0  # no phone in that state; no request to that service (a window: it never came)
         else:
             return Verdict(label, False, None, "no data for this metric")
     if check.percent:

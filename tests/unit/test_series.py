@@ -57,6 +57,25 @@ def test_expectations_on_the_series():
     check = parse_expectation("service.http.requests_per_min.max < 2000")
     assert evaluate(check, {"service.http.requests_per_min.max": 1999}, {}, 10).passed
     assert not evaluate(check, {"service.http.requests_per_min.max": 2000}, {}, 10).passed
-    assert not evaluate(check, {}, {}, 10).passed  # no HTTP at all: no data, not a pass
+    # A service no phone asked made no request in any second: its counts are 0 (before:
+    # "no data", so 'service.tftp.requests == 0' failed for an HTTP-only fleet).
+    verdict = evaluate(parse_expectation("service.tftp.requests == 0"), {"service.http.requests": 40}, {}, 10)
+    assert verdict.passed and verdict.observed == 0
+    assert evaluate(check, {}, {}, 10).passed
+    assert not evaluate(parse_expectation("service.ftp.requests_per_s.max > 0"), {}, {}, 10).passed
     with pytest.raises(BadExpectation):
         parse_expectation("service.http.requests_per_hour.max < 5")
+    # and a name the series does not count under is refused, not judged "no data"
+    with pytest.raises(BadExpectation, match=r"unknown metric 'service.htpp.requests'.*service.<dhcp\|http\|tftp\|ftp\|other>"):
+        parse_expectation("service.htpp.requests < 5")
+
+
+def test_a_window_has_zeros_for_a_service_never_asked_and_nothing_when_it_never_came():
+    from labsim.observe.day_window import parse_window
+
+    series = TimeSeries(3 * 86400)
+    series.request("http", 9 * 3600.0)  # Sunday 09:00 (the default calendar starts on a Sunday)
+    window = series.window_metrics(3 * 86400 - 1, 1767484800.0, parse_window("mon 08:00-18:00"))
+    assert window["service.http.requests"] == 0 and window["service.tftp.requests"] == 0
+    assert window["service.tftp.requests_per_min.max"] == 0
+    assert series.window_metrics(3 * 86400 - 1, 1767484800.0, parse_window("wed")) == {}
