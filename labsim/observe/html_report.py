@@ -91,6 +91,42 @@ def time_axis(end_t: float, target: int = 10) -> tuple[str, list[float], list[st
     return "time since the run started", values, ["0"] + [format_duration(v) for v in values[1:]]
 
 
+# A long virtual run's time ticks also say where they fall on the lab's calendar, UTC,
+# under the duration: a resync window, a working day (`during`) or a clock change reads by
+# the day and the hour. From a half-hour step on (a run of a few hours or more).
+CALENDAR_MIN_STEP_S = 1800
+CALENDAR_ROW = 13  # the plot's extra height for that second row of tick labels
+
+
+def calendar_notes(values: list[float], calendar_from: float | None) -> list[str] | None:
+    """The lab's calendar at each tick of ``time_axis`` (``calendar_from``: the run's start,
+    epoch seconds, UTC): a midnight by its day and date (``Mon 5 Jan``), another moment by
+    its time (``06:00``), with the day's name on the first tick of each day
+    (``Mon 06:00``). None when the axis is too short for it or there is no calendar."""
+    if calendar_from is None or len(values) < 2 or values[1] - values[0] < CALENDAR_MIN_STEP_S:
+        return None
+    notes, day = [], None
+    for value in values:
+        moment = datetime.fromtimestamp(calendar_from + value, timezone.utc)
+        if (moment.hour, moment.minute, moment.second) == (0, 0, 0):
+            notes.append(f"{moment:%a} {moment.day} {moment:%b}")
+        elif moment.date() != day:
+            notes.append(f"{moment:%a %H:%M}")
+        else:
+            notes.append(f"{moment:%H:%M}")
+        day = moment.date()
+    return notes
+
+
+def calendar_from_report(report: dict) -> float | None:
+    """Where a virtual run starts on the lab's calendar (epoch seconds), or None."""
+    simulated = report.get("simulated")
+    try:
+        return datetime.fromisoformat(simulated["from"]).timestamp() if simulated else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _tick_labels(values: list[float]) -> list[str]:
     """Tick labels with as many decimals as the step between ticks needs (0.405, 0.41,
     0.415 — not 0.41, 0.41, 0.42)."""
@@ -225,13 +261,14 @@ def rate_series(times_by_service: dict[str, list[float]], end_t: float, buckets:
 class _Plot:
     """Maps data to the pixels of one chart and draws its axes."""
 
-    def __init__(self, x_max: float, y_max: float, width: int = WIDTH, height: int = HEIGHT, x_min: float = 0.0):
+    def __init__(self, x_max: float, y_max: float, width: int = WIDTH, height: int = HEIGHT, x_min: float = 0.0,
+                 bottom: int = MARGIN_BOTTOM):
         self.width, self.height = width, height
         self.x_min = x_min
         self.x_max = x_max if x_max > x_min else x_min + 1.0
         self.y_max = y_max if y_max > 0 else 1.0
         self.x0, self.x1 = MARGIN_LEFT, width - MARGIN_RIGHT
-        self.y0, self.y1 = height - MARGIN_BOTTOM, MARGIN_TOP
+        self.y0, self.y1 = height - bottom, MARGIN_TOP
 
     def x(self, value: float) -> float:
         return round(self.x0 + (self.x1 - self.x0) * (value - self.x_min) / (self.x_max - self.x_min), 1)
@@ -240,7 +277,8 @@ class _Plot:
         return round(self.y0 - (self.y0 - self.y1) * value / self.y_max, 1)
 
     def axes(self, x_label: str, y_label: str, x_ticks: list[float] | None = None, *,
-             counts: bool = False, x_tick_labels: list[str] | None = None) -> list[str]:
+             counts: bool = False, x_tick_labels: list[str] | None = None,
+             x_tick_notes: list[str] | None = None) -> list[str]:
         parts = []
         y_values = ticks(self.y_max, 5, whole=counts)
         for value, text in zip(y_values, _tick_labels(y_values)):
@@ -252,6 +290,12 @@ class _Plot:
             x = self.x(value)
             parts.append(f'<line class="axis" x1="{x}" y1="{self.y0}" x2="{x}" y2="{self.y0 + 4}"/>'
                          f'<text class="tick" x="{x}" y="{self.y0 + 16}" text-anchor="middle">{text}</text>')
+        for value, note in zip(x_values, x_tick_notes or ()):
+            x = self.x(value)
+            # ~6 px a character: a note centred on the last tick would run past the edge
+            anchor = "end" if x + 3.2 * len(note) > self.width else "middle"
+            parts.append(f'<text class="tick calendar" x="{x}" y="{self.y0 + 16 + CALENDAR_ROW}" '
+                         f'text-anchor="{anchor}">{html.escape(note)}</text>')
         parts.append(f'<line class="axis" x1="{self.x0}" y1="{self.y0}" x2="{self.x1}" y2="{self.y0}"/>'
                      f'<line class="axis" x1="{self.x0}" y1="{self.y0}" x2="{self.x0}" y2="{self.y1}"/>')
         parts.append(f'<text class="label" x="{(self.x0 + self.x1) / 2}" y="{self.height - 6}" '
@@ -272,8 +316,19 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
         for label, color, extra in items) + "</div>"
 
 
+def _time_plot(x_max: float, y_max: float, calendar_from: float | None) -> tuple["_Plot", str, list, list, list]:
+    """A plot over a run's time: (plot, axis title, ticks, their labels, their calendar
+    notes or None), taller by a row when the ticks also say the calendar."""
+    title, values, labels = time_axis(x_max if x_max > 0 else 1.0)
+    notes = calendar_notes(values, calendar_from)
+    if notes is None:
+        return _Plot(x_max, y_max), title, values, labels, None
+    plot = _Plot(x_max, y_max, height=HEIGHT + CALENDAR_ROW, bottom=MARGIN_BOTTOM + CALENDAR_ROW)
+    return plot, f"{title}; below it, the lab's calendar (UTC)", values, labels, notes
+
+
 def states_svg(changes: list[tuple[float, str, str]], phones: int, end_t: float,
-               run_series: dict | None | bool = None) -> str:
+               run_series: dict | None | bool = None, calendar_from: float | None = None) -> str:
     """From the report's time series when it has one (a long run's per-phone event lists
     may be cut short), else from the phones' state changes."""
     if run_series:
@@ -282,9 +337,8 @@ def states_svg(changes: list[tuple[float, str, str]], phones: int, end_t: float,
         times = [index * bucket for index in range(len(series["off"]))] or [0.0]
     else:
         times, series = state_series(changes, phones, end_t)
-    plot = _Plot(times[-1], phones)
-    title, values, labels = time_axis(plot.x_max)
-    parts = plot.axes(title, "phones", values, counts=True, x_tick_labels=labels)
+    plot, title, values, labels, notes = _time_plot(times[-1], phones, calendar_from)
+    parts = plot.axes(title, "phones", values, counts=True, x_tick_labels=labels, x_tick_notes=notes)
     lower = [0] * len(times)
     shown = []
     for state in STACK_ORDER:
@@ -334,7 +388,8 @@ def histogram_svg(name: str, values) -> str:
             + plot.svg("histogram", parts, f"{name} latency histogram") + "</figure>")
 
 
-def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = None) -> str:
+def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = None,
+              calendar_from: float | None = None) -> str:
     if run_series is not None:  # counted during the run, per bucket of the series
         width = run_series["bucket_s"]
         rates = {service if service in SERVICE_COLORS else "other": [n / width for n in counts]
@@ -349,10 +404,10 @@ def rates_svg(rows: list[tuple] | None, end_t: float, run_series: dict | None = 
     if not rates:
         return '<p class="note">No requests were recorded.</p>'
     count = len(next(iter(rates.values())))
-    plot = _Plot(width * count, max(max(values) for values in rates.values()))
-    title, values, labels = time_axis(plot.x_max)
+    plot, title, values, labels, notes = _time_plot(width * count, max(max(values) for values in rates.values()),
+                                                    calendar_from)
     parts = plot.axes(f"{title} (buckets of {format_duration(width)})", "requests per second", values,
-                      x_tick_labels=labels)
+                      x_tick_labels=labels, x_tick_notes=notes)
     legend = []
     for service in sorted(rates, key=list(SERVICE_COLORS).index):
         values = rates[service]
@@ -552,11 +607,12 @@ def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None 
         f"<title>labsim: {html.escape(report['scenario']['name'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         _summary_html(report),
-        '<section><h2>Phones by state over time</h2>', states_svg(changes, len(phones), end_t, cut and report.get("series")),
+        '<section><h2>Phones by state over time</h2>',
+        states_svg(changes, len(phones), end_t, cut and report.get("series"), calendar_from_report(report)),
         "</section>",
         '<section><h2>Latency</h2><div class="histograms">', *histograms, "</div></section>",
         '<section><h2>Requests per second</h2>',
-        rates_svg(rows, end_t, report.get("series") if rows is None else None),
+        rates_svg(rows, end_t, report.get("series") if rows is None else None, calendar_from_report(report)),
         "</section>",
         '<section><h2>Phones</h2>',
         f'<p class="note">{html.escape(table_note)}</p>' if table_note else "",
@@ -603,7 +659,7 @@ h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:28px 0 8px;border-bo
 .chip,.legend span{display:inline-block;margin-right:14px;font-size:13px}
 .chip i,.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 svg.plot{width:100%;height:auto;display:block}
-.grid{stroke:#eef0f3}.axis{stroke:#9aa5b1}.tick{font-size:11px;fill:#616e7c}.label{font-size:12px;fill:#3e4c59}
+.grid{stroke:#eef0f3}.axis{stroke:#9aa5b1}.tick{font-size:11px;fill:#616e7c}.tick.calendar{fill:#2b6cb0}.label{font-size:12px;fill:#3e4c59}
 .area{stroke:none;opacity:.92}.bar{fill:#5b8def}.marker{stroke-width:1.5;stroke-dasharray:4 3}
 .marker-label{font-size:11px;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px}
 .histograms{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}

@@ -3,6 +3,7 @@ external script, style, font or image) whose plots carry the run's data."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -336,3 +337,42 @@ def test_a_virtual_runs_page_says_what_it_simulated_and_its_axes_end_there():
     assert html_report.PageFacts(rep).end_t == 604800.0  # not the 10 s of wall time
     real = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", build_html(report(three_phones()))))
     assert real["duration"] == "10.0 s" and "simulated" not in real
+
+
+SUNDAY = 1767484800.0  # Sun 2026-01-04 00:00 UTC, the default clock_starts
+
+
+@pytest.mark.parametrize("end_t, start, notes", [
+    (7 * 86400, SUNDAY, ["Sun 4 Jan", "Mon 5 Jan", "Tue 6 Jan", "Wed 7 Jan", "Thu 8 Jan", "Fri 9 Jan", "Sat 10 Jan",
+                         "Sun 11 Jan"]),
+    (86400, SUNDAY, ["Sun 4 Jan", "03:00", "06:00", "09:00", "12:00", "15:00", "18:00", "21:00", "Mon 5 Jan"]),
+    # a start that is not a midnight: the first tick of each day says the day's name
+    (3 * 86400, SUNDAY + 12.5 * 3600, ["Sun 12:30", "Mon 00:30", "12:30", "Tue 00:30", "12:30", "Wed 00:30", "12:30"]),
+    (2 * 86400, SUNDAY - 3600, ["Sat 23:00", "Sun 05:00", "11:00", "17:00", "23:00", "Mon 05:00", "11:00", "17:00",
+                                "23:00"]),
+    (10 * 86400, SUNDAY + 6 * 3600, ["Sun 06:00", "Mon 06:00", "Tue 06:00", "Wed 06:00", "Thu 06:00", "Fri 06:00",
+                                     "Sat 06:00", "Sun 06:00", "Mon 06:00", "Tue 06:00", "Wed 06:00"]),
+    (3600, SUNDAY, None),  # an hour: 10-minute ticks, the duration says enough
+    (7 * 86400, None, None),  # a run on the real clock: no calendar in its report
+])
+def test_a_long_virtual_runs_ticks_also_say_the_labs_calendar(end_t, start, notes):
+    _, values, _ = html_report.time_axis(end_t)
+    assert html_report.calendar_notes(values, start) == notes
+
+
+def test_a_virtual_weeks_page_has_the_calendar_under_its_time_axes_and_a_real_runs_has_not():
+    rep = report(three_phones())
+    bucket = 600
+    count = 7 * 86400 // bucket + 1
+    rep["series"] = {"bucket_s": bucket, "requests": {"http": [3] * count},
+                     "states": {state: [2 if state == "ready" else 0] * count for state in STATES}, "peaks": {}}
+    real = build_html(rep)
+    rep["simulated"] = {"from": "2026-01-04T00:00:00+00:00", "to": "2026-01-11T00:00:00+00:00", "duration_s": 604800.0}
+    virtual = build_html(rep)
+    notes = re.findall(r'<text class="tick calendar" x="[\d.]+" y="[\d.]+" text-anchor="(\w+)">([^<]*)</text>',
+                       virtual)
+    week = ["Sun 4 Jan", "Mon 5 Jan", "Tue 6 Jan", "Wed 7 Jan", "Thu 8 Jan", "Fri 9 Jan", "Sat 10 Jan", "Sun 11 Jan"]
+    assert [note for _, note in notes] == week * 2, notes  # the phones' states, the requests
+    assert [anchor for anchor, _ in notes] == (["middle"] * 7 + ["end"]) * 2  # the last one kept inside the plot
+    assert html.escape("below it, the lab's calendar (UTC)") in virtual
+    assert "tick calendar" not in real and "lab's calendar" not in real
