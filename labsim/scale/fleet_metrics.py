@@ -44,6 +44,13 @@ def reads(wanted, prefixes) -> bool:
     return any(name.startswith(prefixes) for name in wanted)
 
 
+def reads_requests(scenario) -> bool:
+    """Whether some ``when:`` of the scenario's timeline reads the request series."""
+    from labsim.timeline import condition_metric
+
+    return any(entry.when is not None and condition_metric(entry).startswith("service.") for entry in scenario.timeline)
+
+
 class _ReportedStages(StageList):
     """A phone's ``stages`` that also hands each new timing's latency to its shard's
     outbox (while a pending ``when:`` reads ``stage.*``)."""
@@ -72,8 +79,7 @@ class MetricsOutbox:
         # Fixed for the run (its changes must only grow): whether some condition reads the requests.
         self.counts_requests = reads(wanted, ("service.",))
         self._requests_wanted = self.counts_requests
-        self._requests_sent = -1  # the series' request count when the shard last sent its requests
-        self._from_second = 0  # where the requests not yet sent begin (that second may have grown since)
+        self._requests = RequestsOutbox(run)
         self._changed: dict = {}  # phones that changed state since the last send (ordered: a run replays)
         if self.phones_wanted:
             self._changed = dict.fromkeys(member.phone for member in run.members)
@@ -129,22 +135,64 @@ class MetricsOutbox:
             message["stages"] = self.stage_samples
             self.stage_samples = {}
         if self._requests_wanted:
-            self._fill_requests(message)
+            message["now"] = self.run.elapsed_s()
+            requests = self._requests.since_last()
+            if requests:
+                message["requests"] = requests
 
-    def _fill_requests(self, message: dict) -> None:
-        """The requests per second since the last send, by service: ``[first second,
-        [its count, the next second's, ...]]``, up to now's second."""
+
+class RequestsOutbox:
+    """A shard's requests, told as they come (a ``when:`` on ``service.*``): per service,
+    the requests per second since it last told, from the last second it told again (more
+    may have come in it since)."""
+
+    def __init__(self, run):
+        self.run = run
+        self._told = -1  # the series' request count when it last told
+        self._from_second = 0  # where the requests not yet told begin
+
+    def since_last(self) -> dict[str, list]:
+        """``{service: [first second, [its count, the next second's, ...]]}`` up to now's
+        second; empty when no request came since the last time."""
         run = self.run
         series, now = run.series, run.elapsed_s()
-        message["now"] = now
-        if series.requests == self._requests_sent:
-            return
-        self._requests_sent = series.requests
+        if series.requests == self._told:
+            return {}
+        self._told = series.requests
         last = int(now) if now > 0 else 0  # a request is counted in the second it is made: none is later
-        first = self._from_second  # a service new since the last send made all its requests since
-        message["requests"] = {service: [first, counts[first:last + 1].tolist()]
-                               for service, counts in series.per_second.items()}
+        first = self._from_second  # a service new since the last time made all its requests since
         self._from_second = last
+        return {service: [first, counts[first:last + 1].tolist()] for service, counts in series.per_second.items()}
+
+
+class FleetRequests:
+    """Every shard's requests per second as they tell them (``RequestsOutbox``), added up
+    over the fleet, with the series' ``service.*`` metrics kept as they come."""
+
+    def __init__(self):
+        self._requests: dict[str, RunningRequests] = {}
+        self._told_last: dict[tuple[int, str], tuple[int, int]] = {}  # (shard, service) -> its last second told, and count
+
+    def take(self, index: int, requests: dict[str, list]) -> None:
+        for service, (first, counts) in requests.items():
+            running = self._requests.get(service)
+            if running is None:
+                running = self._requests[service] = RunningRequests()
+            told_second, told_count = self._told_last.get((index, service), (-1, 0))
+            for second, count in enumerate(counts, first):
+                added = count - told_count if second == told_second else count
+                if added:
+                    running.add(second, added)
+            if counts:
+                self._told_last[index, service] = (first + len(counts) - 1, counts[-1])
+
+    def metrics(self, now: float) -> dict[str, float]:
+        """``observe.series.TimeSeries.metrics`` of the fleet's requests, ``now`` into the run
+        (a service no phone asked yet has none)."""
+        metrics: dict[str, float] = {}
+        for service in sorted(self._requests):
+            metrics.update(self._requests[service].metrics(service, now))
+        return metrics
 
 
 class FleetMetrics:
@@ -157,8 +205,7 @@ class FleetMetrics:
         self._ready_times: list[float] = []  # sorted
         self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
         self._stages: defaultdict[str, Latencies] = defaultdict(Latencies)  # counted by value: a look sorts no list
-        self._requests: dict[str, RunningRequests] = {}
-        self._sent_last: dict[tuple[int, str], tuple[int, int]] = {}  # (shard, service) -> its last second sent, and count
+        self._requests = FleetRequests()
         self._now = 0.0  # where the run is, as far as the shards said
 
     def take(self, index: int, message: dict) -> None:
@@ -169,20 +216,7 @@ class FleetMetrics:
         for stage, latencies in message.get("stages", {}).items():
             self._stages[stage].extend(latencies)
         self._now = max(self._now, message.get("now", 0.0))
-        for service, (first, counts) in message.get("requests", {}).items():
-            self._take_requests(index, service, first, counts)
-
-    def _take_requests(self, index: int, service: str, first: int, counts: list[int]) -> None:
-        running = self._requests.get(service)
-        if running is None:
-            running = self._requests[service] = RunningRequests()
-        sent_second, sent_count = self._sent_last.get((index, service), (-1, 0))
-        for second, count in enumerate(counts, first):
-            added = count - sent_count if second == sent_second else count
-            if added:
-                running.add(second, added)
-        if counts:
-            self._sent_last[index, service] = (first + len(counts) - 1, counts[-1])
+        self._requests.take(index, message.get("requests", {}))
 
     def _phone(self, mac: str, reboots: int, ready: float | None) -> None:
         old = self._phones.get(mac)
@@ -215,9 +249,8 @@ class FleetMetrics:
                 metrics[name] = self._stages[parts[1]].statistic(parts[2])
             elif name == "phone.reboots":
                 per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
-        if reads(wanted, ("service.",)):  # one process has keys for the services asked so far only
-            for service in sorted(self._requests):
-                metrics.update(self._requests[service].metrics(service, self._now))
+        if reads(wanted, ("service.",)):
+            metrics.update(self._requests.metrics(self._now))
         return metrics, per_phone
 
 

@@ -15,6 +15,7 @@ from twisted.internet import task
 from twisted.protocols import amp
 
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
+from labsim.scale.fleet_metrics import RequestsOutbox, reads_requests
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, FlushCapture, Hello,
                                   PhoneStory, WriteShard, chunks)
 
@@ -34,6 +35,8 @@ class WorkerSide(amp.AMP):
         self._members: dict | None = None  # mac -> member, built when a dashboard first asks
         self.exit_code = 1
         run.changes = self._changed
+        # A when: on the request series: the parent adds up every worker's requests per second.
+        self._requests = RequestsOutbox(run) if reads_requests(run.scenario) else None
 
     def connectionMade(self):
         super().connectionMade()
@@ -44,10 +47,13 @@ class WorkerSide(amp.AMP):
 
     def flush(self) -> None:
         counters = json.dumps(self.counters())
+        requests = self._requests.since_last() if self._requests is not None else None
+        # told once: the parent adds them up (the first message of the flush carries them)
+        told = json.dumps({**json.loads(counters), "requests_per_second": requests}) if requests else counters
         if not self._dirty:
-            if counters != self._counters_sent:  # requests go on while no phone changes state
+            if counters != self._counters_sent or requests:  # requests go on while no phone changes state
                 self._counters_sent = counters
-                self.callRemote(Changes, shard=self.run.shard.index, phones="[]", counters=counters)
+                self.callRemote(Changes, shard=self.run.shard.index, phones="[]", counters=told)
             return
         self._counters_sent = counters
         entries = []
@@ -55,8 +61,8 @@ class WorkerSide(amp.AMP):
             phone = driver.phone
             entries.append([mac, phone.state, phone.reboots, phone.powered_on_at, phone.ready_at])
         self._dirty.clear()
-        for part in chunks(entries, 80):
-            self.callRemote(Changes, shard=self.run.shard.index, phones=part, counters=counters)
+        for number, part in enumerate(chunks(entries, 80)):
+            self.callRemote(Changes, shard=self.run.shard.index, phones=part, counters=told if number == 0 else counters)
 
     def counters(self) -> dict:
         from labsim.scale.shared_services import live_counters

@@ -36,6 +36,7 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
+from labsim.scale.fleet_metrics import FleetRequests
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
@@ -51,15 +52,13 @@ _ACTION_KINDS = {PowerCycle: "power_cycle", FactoryReset: "factory_reset", Check
 
 
 def refuse_what_workers_cannot_keep(scenario) -> None:
-    """A ``when:`` on per-stage latencies or on the request series would need every
-    phone's stage timings or requests in the parent while the run goes on; the mirror
-    carries states, reboots and times."""
+    """A ``when:`` on per-stage latencies would need every phone's stage timings in the
+    parent while the run goes on; the mirror carries states, reboots and times (and the
+    workers tell their requests per second while a condition reads the series)."""
     for number, entry in enumerate(scenario.timeline, 1):
-        metric = parse_expectation(entry.when).metric if entry.when is not None else ""
-        if metric.startswith(("stage.", "service.")):
-            what = "a stage latency" if metric.startswith("stage.") else "the request series"
-            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': {what} "
-                             "is judged only after the run when the fleet is split on sockets; use "
+        if entry.when is not None and parse_expectation(entry.when).metric.startswith("stage."):
+            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': a stage "
+                             "latency is judged only after the run when the fleet is split on sockets; use "
                              "time_to_ready or phone counts, --clock virtual, or run without --workers")
     from labsim.scale.shard_run import refuse_real_network
 
@@ -193,6 +192,7 @@ class WorkersRun:
         self.exit_code = EXIT_FAILED
         self.timeline: Timeline | None = None
         self.shard_counters: dict[int, dict] = {}
+        self.requests = FleetRequests()  # every worker's requests per second (a when: on service.*)
         self.processes: list[WorkerProcess] = []
         self.sides: list[ParentSide] = []
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
@@ -334,6 +334,9 @@ class WorkersRun:
     # --- during the run ---------------------------------------------------------------------
 
     def _changes(self, index: int, entries: list, counters: dict) -> None:
+        requests = counters.pop("requests_per_second", None)
+        if requests:
+            self.requests.take(index, requests)
         self.shard_counters[index] = counters
         for mac, state, reboots, powered_on_at, ready_at in entries:
             driver = self.by_mac.get(mac)
@@ -549,6 +552,9 @@ class _WorkersControl(LabServicesControl):
 
     def metrics(self, wanted=None):
         metrics, per_phone = phone_metrics(self.run.fleet, wanted=wanted)
+        if wanted is None or any(name.startswith("service.") for name in wanted):
+            run = self.run
+            metrics.update(run.requests.metrics(run.reactor.seconds() - run._epoch))
         return metrics, per_phone, len(self.run.fleet)
 
     def service(self, verb: str, name: str) -> str:
