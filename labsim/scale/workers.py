@@ -36,7 +36,7 @@ from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
-from labsim.scale.fleet_metrics import FleetRequests
+from labsim.scale.fleet_metrics import FleetRequests, reads
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
@@ -552,7 +552,7 @@ class _WorkersControl(LabServicesControl):
 
     def metrics(self, wanted=None):
         metrics, per_phone = phone_metrics(self.run.fleet, wanted=wanted)
-        if wanted is None or any(name.startswith("service.") for name in wanted):
+        if wanted is None or reads(wanted, ("service.",)):
             run = self.run
             metrics.update(run.requests.metrics(run.reactor.seconds() - run._epoch))
         return metrics, per_phone, len(self.run.fleet)
