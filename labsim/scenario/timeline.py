@@ -114,7 +114,9 @@ class TimelineEntry(Strict):
         None, description="when, after the fleet starts: seconds, or 90s, 15m, 12h, 6d, 8d6h (as duration); "
         "or a date and time in UTC on the run's calendar (2026-03-29 01:00, from clock_starts)",
         json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
-    when: ConditionText | None = Field(None, description="a condition, e.g. 'phones.ready >= 50%' (checked twice a second)")
+    when: ConditionText | None = Field(None, description="a condition in the expectation grammar, e.g. "
+                                       "'phones.ready >= 50%' or 'service.http.requests_per_s.max > 200' (the "
+                                       "requests so far; looked at twice a second)")
     do: Union[Action, list[Action]]
     name: str | None = None
 
