@@ -17,6 +17,7 @@ ECB is what the phones implement; it is not a choice this module gets to improve
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 
@@ -87,14 +88,20 @@ def decrypt_key(security_enc: bytes) -> str:
     return raw.decode("ascii")
 
 
+_INI_SECTION = re.compile(rb"\[[ -~]{1,64}\][ \t]*(\r?\n|$)")  # a whole printable [section] line
+
+
 def looks_encrypted(data: bytes) -> bool:
     """The phone's guess whether a downloaded config needs decrypting.
 
-    Plain Yealink configs start with ``#!version`` (V70+) or ``[`` (old INI style); any
-    other text is still mostly printable, while AES output is uniformly random bytes.
+    Plain Yealink configs start with ``#!version`` (V70+) or an old INI style section
+    line (``[ autoprovision ]``); any other text is still mostly printable, while AES
+    output is uniformly random bytes. A lone ``[`` is not enough: one ciphertext in 256
+    starts with that byte, and a fleet of phones with their own keys would have a few
+    such files taken for plain text.
     """
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")  # BOM and blank lines are not content
-    if head.startswith((b"#!version", b"[")):
+    if head.startswith(b"#!version") or _INI_SECTION.match(head):
         return False
     if not data or len(data) % BLOCK:
         return False  # ECB output is always whole blocks

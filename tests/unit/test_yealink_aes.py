@@ -57,6 +57,24 @@ def test_vector_looks_encrypted_and_plain_does_not(vectors):
     assert not yealink_aes.looks_encrypted(b"account.1.enable = 1\n" * 16)
 
 
+def test_a_ciphertext_that_starts_with_a_bracket_still_looks_encrypted():
+    # One AES output in 256 starts with "[", which the old INI-style check took for a plain
+    # file (a fleet with per-phone keys had a few phones apply ciphertext; the CLI test
+    # with a fresh random key failed once in ~256 runs).
+    plaintext = b"#!version:1.0.0.1\naccount.1.user_name = 1001\n"
+    rng = random.Random(7)
+    found = []
+    while len(found) < 3:
+        key = yealink_aes.generate_key(rng)
+        ciphertext = yealink_aes.encrypt_file(plaintext, key)
+        if ciphertext.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            found.append(ciphertext)
+    assert all(yealink_aes.looks_encrypted(ciphertext) for ciphertext in found)
+    # while an old INI-style file is plain, even with mostly non-ASCII values
+    assert not yealink_aes.looks_encrypted("[ account ]\nlabel = 会议室电话会议室电话会议室\n".encode())
+    assert not yealink_aes.looks_encrypted(b"\xef\xbb\xbf\r\n[autoprovision]\r\nserver_address = 10.0.0.1\r\n")
+
+
 def test_generate_key_alphabet_and_seeded_reproducibility():
     key = yealink_aes.generate_key()
     assert len(key) == 16 and all(c in yealink_aes.KEY_ALPHABET for c in key)
