@@ -10,6 +10,7 @@ import argparse
 import json
 import resource
 import sys
+import time
 
 from labsim.scenario.loader import ScenarioError, load_scenario
 
@@ -45,6 +46,10 @@ examples:
   labsim run scenarios/external-load-test.yaml
       load-test your own servers (here Kea, tftpd-hpa and nginx on this host; see the
       file's comments): leave out services.dhcp and set network.dhcp_server/dhcp_port
+  labsim run scenarios/week-of-resyncs.yaml
+      a week of 2,000 phones in virtual time (clock: virtual): over in about a minute
+  labsim run scenarios/lease-expiry.yaml --ui 8089 --speed 3600
+      the same kind of run paced for a class, an hour a second, on the live dashboard
   labsim run my-lab.yaml --ports-file ports.json
       services on port 0 get a free port; ports.json says which ({"http": 41234, ...})
   sudo labsim run real-lab.yaml
@@ -119,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "clock, else real)")
     run.add_argument("--duration", metavar="TIME", help="run this long whether or not the phones settle: "
                                                         "90s, 15m, 12h, 7d (simulated time with --clock virtual)")
+    run.add_argument("--speed", type=float, metavar="X",
+                     help="with --clock virtual and --ui: pace the lab to X simulated seconds a wall second, for "
+                          "people watching (default 600: a day in 2 min 24 s)")
     run.add_argument("--clock-starts", metavar="WHEN", help="the date and time (UTC) the phones' clocks read when "
                                                               "the run begins, e.g. '2026-03-27 12:00' (default: "
                                                               "the scenario's clock_starts, else 2026-01-04 00:00)")
@@ -236,15 +244,22 @@ def command_run(args) -> int:
             return EXIT_BAD_INPUT
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
         loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
+    if getattr(args, "speed", None) is not None and not (loaded.scenario.clock == "virtual"
+                                                          and getattr(args, "ui", None)):
+        print("labsim run: --speed paces a virtual run for its dashboard: give it with --clock virtual and --ui",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     if loaded.scenario.clock == "virtual":
-        if getattr(args, "ui", None):
-            print("labsim run: --ui with --clock virtual: a virtual run is over in seconds, with no live lab "
-                  "to watch; open report.html instead", file=sys.stderr)
-            return EXIT_BAD_INPUT
         if args.ports_file:
             print("labsim run: --ports-file with --clock virtual: nothing listens on a port in memory",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
+        if getattr(args, "ui", None):
+            if args.workers is not None or args.shard is not None:
+                print("labsim run: --ui with --clock virtual runs one process (a paced lab to watch): "
+                      "leave out --workers and --shard", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            return _run_virtual_paced(loaded, args)
         if args.workers is not None or args.shard is not None:  # shards in virtual time (issue 15)
             from labsim.scale.virtual_shards import one_process_instead, run_virtual_sharded
 
@@ -304,6 +319,84 @@ def command_run(args) -> int:
     reactor.callWhenRunning(go)
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
     reactor.run()
+    return outcome.get("code", EXIT_FAILED)
+
+
+def _run_virtual_paced(loaded, args) -> int:
+    """``--clock virtual --ui``: the in-memory lab on its simulated clock, paced to
+    ``--speed`` simulated seconds a wall second (``virtual.paced``), with the dashboard
+    on the real reactor; the report when the run ends, the lab open until Ctrl-C."""
+    speed = args.speed
+    if speed is not None and not (0 < speed < float("inf")):
+        print(f"labsim run: --speed {speed:g}: simulated seconds a wall second, more than 0", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from twisted.internet import epollreactor
+
+    epollreactor.install()  # the page's reactor (before anything imports the default one)
+    _log_problems_to_stderr()
+    from twisted.internet import reactor
+
+    from labsim.virtual.lab import virtual_time_problems
+
+    problems = virtual_time_problems(loaded.scenario)
+    if problems:
+        for key, why in problems:
+            print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from labsim.ui.paced import PacedDashboard
+    from labsim.virtual.clock import HeapClock
+    from labsim.virtual.paced import DEFAULT_SPEED, Pacer
+    from labsim.virtual.run import VirtualScenarioRun, virtual_epoch, virtual_time_line
+
+    clock = HeapClock(virtual_epoch(loaded.scenario))
+    try:
+        run = VirtualScenarioRun(clock, loaded, report_dir=args.report_dir, interactive=False,
+                                 state_dir=args.state_dir, pcap_path=args.pcap, uploads_dir=args.uploads,
+                                 stay_open=True)
+    except ValueError as exc:
+        print(f"{loaded.path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    dashboard = _dashboard(args, reactor, kind=PacedDashboard, run=run, clock=clock)
+    if dashboard is False:
+        return EXIT_BAD_INPUT
+    speed = speed or DEFAULT_SPEED
+    pacer = Pacer(reactor, clock, run, speed, sys.stdout)
+    outcome: dict[str, int] = {}
+    wall_start = time.monotonic()
+
+    def started_failed(failure):
+        print(f"labsim: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
+        outcome["code"] = EXIT_BAD_INPUT
+        reactor.stop()
+
+    def started(_):
+        print(f"labsim: virtual time paced at {speed:g} simulated seconds a wall second (--speed)", flush=True)
+        dashboard.start()
+        pacer.start()
+
+    def finished(code):
+        outcome.setdefault("code", code)
+        pacer.stop()
+        closing = run.close()
+        closing.addBoth(lambda _: _stop_reactor(reactor))
+
+    def go():
+        run.finished.addCallback(finished)
+        starting = run.start()
+        starting.addCallbacks(started, started_failed)
+
+    def before_shutdown():
+        pacer.stop()
+        if not run.closed and "code" not in outcome:
+            outcome["code"] = run.interrupt("interrupted (signal)")
+
+    reactor.callWhenRunning(go)
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor.run()
+    if run._epoch:
+        sys.stdout.write(virtual_time_line(clock.seconds() - run._epoch, time.monotonic() - wall_start, run._epoch)
+                         + "\n")
     return outcome.get("code", EXIT_FAILED)
 
 

@@ -36,8 +36,11 @@ class _RingStream:
 
 
 class Dashboard:
-    def __init__(self, reactor, *, run=None, services=None, scenario=None, token: str | None = None):
-        self.reactor = reactor
+    def __init__(self, reactor, *, run=None, services=None, scenario=None, token: str | None = None, clock=None):
+        self.reactor = reactor  # the page's timers (the feed's frames, the live log's idle time): the wall clock
+        # The lab's time, which the frames, rates and leases are told in: the reactor's, or a
+        # paced virtual run's simulated clock (labsim.virtual.paced).
+        self.clock = clock if clock is not None else reactor
         self.run = run
         self._services = services
         self.scenario = run.scenario if run is not None else scenario
@@ -48,8 +51,8 @@ class Dashboard:
         self.metrics_registry = registry_for(LabCollector(members=lambda: members, services=self._service_stats))
         self._totals_seen: dict[str, int] = {}
         self._capture_indexes: dict = {}  # capture path -> labsim.ui.packets.CaptureIndex
-        self._rates_at = reactor.seconds()
-        self._epoch = reactor.seconds()
+        self._rates_at = self.clock.seconds()
+        self._epoch = self.clock.seconds()
         self._flusher = task.LoopingCall(self._flush)
         self._flusher.clock = reactor
         self.on_frame = []  # adapters: called after each flush
@@ -100,7 +103,7 @@ class Dashboard:
             self.set_status("serving")
         if self._live is not None and self.reactor.seconds() > self._log_wanted_until:
             self._stop_log()
-        frame = self.feed.flush(self.reactor.seconds() - self._epoch)
+        frame = self.feed.flush(self.clock.seconds() - self._epoch)
         if frame is not None:
             for deliver in self.on_frame:
                 deliver()
@@ -108,7 +111,7 @@ class Dashboard:
     def _rates(self) -> dict[str, float]:
         """Requests per second per service since the last call (DHCP messages the phones
         sent, downloads by URL scheme: the series report.html's request-rate chart draws)."""
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         span, self._rates_at = now - self._rates_at, now
         totals = self.request_totals()
         rates = {name: (count - self._totals_seen.get(name, 0)) / span
@@ -195,12 +198,16 @@ class Dashboard:
                 "faults": faults, "timeline": [vars(r) for r in self.run.timeline.log]
                 if self.run is not None and self.run.timeline is not None else []}
 
-    def _leases(self) -> list[dict]:
+    def _dhcp_server(self):
+        """The running DHCP server (its leases), or None."""
         services = self.services
-        if services is None or services.dhcp is None:
+        return services.dhcp[0].server if services is not None and services.dhcp is not None else None
+
+    def _leases(self) -> list[dict]:
+        server = self._dhcp_server()
+        if server is None:
             return []
-        server = services.dhcp[0].server
-        now = self.reactor.seconds()
+        now = self.clock.seconds()
         rows = [{"mac": lease.mac.hex(":") if lease.mac else None, "ip": lease.ip, "state": lease.state,
                  "expires_in_s": round(lease.expires - now, 1)} for lease in server.leases.clients()]
         return sorted(rows, key=lambda row: row["ip"])[:5000]

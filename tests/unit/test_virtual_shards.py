@@ -227,7 +227,7 @@ def test_a_broken_or_missing_events_file_is_named(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["--shard", "1/2"], "timeline entry 1: when: not possible with --shard 1/2 in virtual time"),
     (["--shard", "0/2", "--start-at", "0"], "--start-at: a virtual-time shard's clock starts at the virtual epoch"),
-    (["--ui", "127.0.0.1:0"], "--ui with --clock virtual"),
+    (["--ui", "127.0.0.1:0", "--workers", "2"], "--ui with --clock virtual runs one process (a paced lab"),
     (["--ports-file", "ports.json"], "--ports-file with --clock virtual: nothing listens"),
 ])
 def test_what_virtual_shards_cannot_keep_stops_the_run_before_it_starts(tmp_path, capsys, args, says):
