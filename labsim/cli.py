@@ -336,27 +336,15 @@ def _run_virtual_paced(loaded, args) -> int:
     _log_problems_to_stderr()
     from twisted.internet import reactor
 
-    from labsim.virtual.lab import virtual_time_problems
-
-    problems = virtual_time_problems(loaded.scenario)
-    if problems:
-        for key, why in problems:
-            print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
     from labsim.ui.paced import PacedDashboard
-    from labsim.virtual.clock import HeapClock
     from labsim.virtual.paced import DEFAULT_SPEED, Pacer
-    from labsim.virtual.run import VirtualScenarioRun, virtual_epoch, virtual_time_line
+    from labsim.virtual.run import virtual_run, virtual_time_line
 
-    clock = HeapClock(virtual_epoch(loaded.scenario))
-    try:
-        run = VirtualScenarioRun(clock, loaded, report_dir=args.report_dir, interactive=False,
-                                 state_dir=args.state_dir, pcap_path=args.pcap, uploads_dir=args.uploads,
-                                 stay_open=True)
-    except ValueError as exc:
-        print(f"{loaded.path}: {exc}", file=sys.stderr)
+    made = virtual_run(loaded, report_dir=args.report_dir, state_dir=args.state_dir, pcap_path=args.pcap,
+                       uploads_dir=args.uploads, stay_open=True)
+    if made is None:
         return EXIT_BAD_INPUT
+    run, clock = made
     dashboard = _dashboard(args, reactor, kind=PacedDashboard, run=run, clock=clock)
     if dashboard is False:
         return EXIT_BAD_INPUT

@@ -81,23 +81,31 @@ def virtual_time_line(span: float, wall: float, start: float = VIRTUAL_EPOCH) ->
             f"({span / wall if wall > 0 else 0:,.0f}x real time)")
 
 
-def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
-                uploads_dir: str | None = None, stream=sys.stdout, run_class=None, **run_options) -> int:
-    """One run in virtual time (``run_class``: VirtualScenarioRun unless given, with
-    ``run_options``: a shard, labsim.scale.virtual_shards)."""
+def virtual_run(loaded, run_class=None, **run_options):
+    """(the run, its clock) for the scenario in virtual time, or None when it cannot run
+    there (said on stderr, naming the key or the problem)."""
     problems = virtual_time_problems(loaded.scenario)
     if problems:
         for key, why in problems:
             print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return None
     clock = HeapClock(virtual_epoch(loaded.scenario))
     try:
-        run = (run_class or VirtualScenarioRun)(clock, loaded, report_dir=report_dir, stream=stream,
-                                                interactive=False, state_dir=state_dir, pcap_path=pcap_path,
-                                                uploads_dir=uploads_dir, **run_options)
+        return (run_class or VirtualScenarioRun)(clock, loaded, interactive=False, **run_options), clock
     except ValueError as exc:
         print(f"{loaded.path}: {exc}", file=sys.stderr)
+        return None
+
+
+def run_virtual(loaded, *, report_dir: str, state_dir: str | None = None, pcap_path: str | None = None,
+                uploads_dir: str | None = None, stream=sys.stdout, run_class=None, **run_options) -> int:
+    """One run in virtual time (``run_class``: VirtualScenarioRun unless given, with
+    ``run_options``: a shard, labsim.scale.virtual_shards)."""
+    made = virtual_run(loaded, run_class, report_dir=report_dir, stream=stream, state_dir=state_dir,
+                       pcap_path=pcap_path, uploads_dir=uploads_dir, **run_options)
+    if made is None:
         return EXIT_BAD_INPUT
+    run, clock = made
     started = run.start()
     failures = []
     started.addErrback(failures.append)
