@@ -116,6 +116,25 @@ def free_port_udp_and_tcp(host: str = "127.0.0.1") -> int:
     return _free_port(host, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
 
+def udp_bound(port: int, hosts=("127.0.0.1", "0.0.0.0")) -> bool:
+    """Whether a UDP socket of this network namespace is bound to ``port`` on one of
+    ``hosts`` (IPv4, from /proc/net/udp: a server that only listens cannot be asked)."""
+    wanted = {f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}" for host in hosts}
+    with open("/proc/net/udp", encoding="ascii") as table:
+        next(table)  # the header
+        return any(line.split()[1] in wanted for line in table)
+
+
+def wait_for_udp(port: int, timeout: float = 10.0, hosts=("127.0.0.1", "0.0.0.0")) -> None:
+    """Until a peer has bound its UDP ``port`` (a fixed sleep is too short on a loaded
+    machine: the phones' first DISCOVERs or RRQs are lost and they back off for seconds)."""
+    deadline = time.monotonic() + timeout
+    while not udp_bound(port, hosts):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing bound to UDP port {port} after {timeout}s")
+        time.sleep(0.02)
+
+
 def wait_for_tcp(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

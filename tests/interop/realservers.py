@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from tests.peers import require_binary, require_root, wait_for_tcp
+from tests.peers import require_binary, require_root, wait_for_tcp, wait_for_udp
 
 
 @contextlib.contextmanager
@@ -111,8 +111,8 @@ def kea(tmp, **config):
     require_root("Kea listens on port 67 and answers the relay on port 67")
     path = kea_config(str(tmp), **config)
     env = dict(os.environ, KEA_PIDFILE_DIR=str(tmp), KEA_LOCKFILE_DIR=str(tmp), KEA_LOG_CHECK_VERBOSE="0")
-    with privileged_ports(), running([binary, "-c", path], env=env, name="kea-dhcp4") as proc:
-        time.sleep(1.0)
+    with privileged_ports(), running([binary, "-c", path], env=env, name="kea-dhcp4",
+                                     ready=lambda: wait_for_udp(67)) as proc:
         if proc.poll() is not None:
             raise RuntimeError("kea-dhcp4 exited: " + proc.stdout.read().decode(errors="replace")[-2000:])
         yield proc
@@ -123,7 +123,7 @@ def tftpd_hpa(root: str, port: int):
     binary = require_binary("in.tftpd")
     require_root("in.tftpd drops privileges to a user")
     with running([binary, "--foreground", "--listen", "--address", f"127.0.0.1:{port}", "--user", "root",
-                  "--secure", root], name="in.tftpd") as proc:
+                  "--secure", root], name="in.tftpd", ready=lambda: wait_for_udp(port)) as proc:
         yield proc
 
 

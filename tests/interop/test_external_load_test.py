@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.interop.realservers import running
-from tests.peers import require_binary, require_root, wait_for_tcp
+from tests.peers import require_binary, require_root, wait_for_tcp, wait_for_udp
 
 pytestmark = pytest.mark.interop
 
@@ -28,9 +28,10 @@ def test_external_load_test_scenario_against_kea_tftpd_hpa_and_nginx(tmp_path):
     env = dict(os.environ, KEA_PIDFILE_DIR=str(work / "tmp"), KEA_LOCKFILE_DIR=str(work / "tmp"))
     conf = (work / "nginx.conf").read_text().replace("worker_processes 1;", "user root;\nworker_processes 1;")
     (work / "nginx.conf").write_text(conf)
-    with running([kea, "-c", str(work / "kea-dhcp4.json")], env=env, name="kea-dhcp4"), \
+    with running([kea, "-c", str(work / "kea-dhcp4.json")], env=env, name="kea-dhcp4",
+                 ready=lambda: wait_for_udp(67)), \
             running([tftpd, "--foreground", "--listen", "--address", "127.0.0.1:69", "--user", "root",
-                     "--secure", str(work / "tftpboot")], name="in.tftpd"), \
+                     "--secure", str(work / "tftpboot")], name="in.tftpd", ready=lambda: wait_for_udp(69)), \
             running([nginx, "-c", str(work / "nginx.conf"), "-p", str(work), "-g", "daemon off;"], name="nginx",
                     ready=lambda: wait_for_tcp("127.0.0.1", 8081)):
         proc = subprocess.run([sys.executable, "-m", "labsim", "run", SCENARIO, "--phones", "25",
