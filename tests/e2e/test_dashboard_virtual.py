@@ -97,6 +97,9 @@ def test_a_paced_virtual_lab_in_chromium(browser, tmp_path):  # noqa: F811 (the 
         wait.until(lambda d: tile_states(d).get("ready") == 6)
         wait.until(lambda d: (d.execute_script("return fleet.series.t[fleet.series.t.length - 1] || 0;") or 0) > 3600)
         browser.save_screenshot(str(tmp_path / "paced-fleet.png"))
+        # the charts say their span as a duration, not 90061 s
+        spans = browser.execute_script("return [45, 90, 150, 7200, 90061, 604800].map(durationText);")
+        assert spans == ["45 s", "90 s", "2m", "2h 00m", "1d 01h", "7d 00h"]
     finally:
         assert lab.close() == 0, "".join(lab.output[-40:])
 

@@ -194,6 +194,16 @@ function bindFilters() {
 
 // --- charts ----------------------------------------------------------------------------------
 
+// A chart's time as a duration: seconds for a storm, then minutes, hours and days (a
+// paced virtual-time lab's charts run for simulated days).
+function durationText(s) {
+  if (s < 120) return `${s.toFixed(0)} s`;
+  const m = Math.floor(s / 60), h = Math.floor(m / 60), d = Math.floor(h / 24);
+  if (d) return `${d}d ${String(h % 24).padStart(2, "0")}h`;
+  if (h) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+  return `${m}m`;
+}
+
 function lineChart(canvas, t, lines, yLabel) {
   const ctx = canvas.getContext("2d"), W = canvas.width, H = canvas.height, L = 44, B = 22, T = 8, R = 8;
   ctx.clearRect(0, 0, W, H);
@@ -203,7 +213,8 @@ function lineChart(canvas, t, lines, yLabel) {
   ctx.strokeStyle = "#999"; ctx.fillStyle = "#555"; ctx.font = "11px system-ui, sans-serif";
   ctx.beginPath(); ctx.moveTo(L, T); ctx.lineTo(L, H - B); ctx.lineTo(W - R, H - B); ctx.stroke();
   ctx.fillText(String(Math.round(yMax)), 4, T + 10); ctx.fillText("0", 30, H - B);
-  ctx.fillText(`${tMax.toFixed(0)} s`, W - R - 30, H - 6); ctx.fillText(yLabel, L + 4, T + 10);
+  ctx.fillText(yLabel, L + 4, T + 10);
+  ctx.textAlign = "right"; ctx.fillText(durationText(tMax), W - R, H - 6); ctx.textAlign = "left";
   for (const l of lines) {
     ctx.strokeStyle = l.color; ctx.lineWidth = 1.5; ctx.beginPath();
     l.values.forEach((v, k) => (k ? ctx.lineTo(X(t[k]), Y(v)) : ctx.moveTo(X(t[k]), Y(v))));
