@@ -46,10 +46,11 @@ class WorkerSide(amp.AMP):
         self._dirty[driver.phone.mac] = driver
 
     def flush(self) -> None:
-        counters = json.dumps(self.counters())
+        totals = self.counters()
+        counters = json.dumps(totals)
         requests = self._requests.since_last() if self._requests is not None else None
         # told once: the parent adds them up (the first message of the flush carries them)
-        told = json.dumps({**json.loads(counters), "requests_per_second": requests}) if requests else counters
+        told = json.dumps({**totals, "requests_per_second": requests}) if requests else counters
         if not self._dirty:
             if counters != self._counters_sent or requests:  # requests go on while no phone changes state
                 self._counters_sent = counters
