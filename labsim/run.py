@@ -33,9 +33,9 @@ from labsim.observe.pcap import PcapCapture
 from labsim.observe.report import stage_latencies
 from labsim.observe.series import TimeSeries
 from labsim.observe.stage_archive import StageArchive
-from labsim.phones.local_time import CALENDAR_ORIGIN_S
 # --- end run outputs ----------------------------------------------------------------
 from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
+from labsim.scenario import calendar_start
 from labsim.scenario.durations import format_duration
 from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
@@ -303,7 +303,7 @@ class ScenarioRun:
 
     def calendar_from(self) -> float:
         """Where the run starts on the lab's calendar (epoch seconds, UTC): ``clock_starts``."""
-        return self.scenario.clock_starts if self.scenario.clock_starts is not None else CALENDAR_ORIGIN_S
+        return calendar_start.calendar_from(self.scenario.clock_starts)
 
     def _simulated_from(self) -> float | None:
         """Where a virtual run's clock started (its calendar); None: the real clock."""

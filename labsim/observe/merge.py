@@ -32,6 +32,7 @@ from labsim.phones.flash import Flash
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import EventList
 from labsim.phones.phone import StageTiming
+from labsim.scenario.calendar_start import calendar_from
 from labsim.services.counters import add_counters
 
 SHARD_FILE = "shard.json"
@@ -57,7 +58,7 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
         "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
         "start_at": start_at,
         # where the run starts on the lab's calendar: "during" windows are read on it
-        "calendar_from": scenario.clock_starts if scenario.clock_starts is not None else CALENDAR_ORIGIN_S,
+        "calendar_from": calendar_from(scenario.clock_starts),
         "end_t": end_t,
         "series_bucket_s": series_bucket_s,
         "started": report["started"],

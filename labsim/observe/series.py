@@ -87,16 +87,7 @@ class TimeSeries:
     # --- results ------------------------------------------------------------------------
 
     def _seconds(self, service: str, end_t: float) -> array:
-        """The service's count for every second of the run up to ``end_t``. The counts
-        are allocated an hour ahead of the last request, so a service that went quiet
-        more than an hour before the end has fewer: the rest are seconds without a
-        request, and count as such (a mean is over the run's seconds)."""
-        counts = self.per_second.get(service, _NONE)
-        length = run_seconds(end_t)
-        seconds = counts[:length]
-        if len(seconds) < length:
-            seconds.frombytes(bytes(4 * (length - len(seconds))))
-        return seconds
+        return seconds_of_run(self.per_second.get(service, _NONE), end_t)
 
     def metrics(self, end_t: float) -> dict[str, float]:
         result: dict[str, float] = {}
@@ -106,28 +97,8 @@ class TimeSeries:
         return result
 
     def window_metrics(self, end_t: float, calendar_from: float, window) -> dict[str, float]:
-        """:meth:`metrics` of the seconds in ``window`` (``observe.day_window``) only, the run
-        starting at ``calendar_from`` on the lab's calendar (seconds since 1970, UTC). A
-        service's metrics are absent when the window never came in the run."""
-        ranges = window.intervals(calendar_from, end_t)
-        span = sum(b - a for a, b in ranges)
-        result: dict[str, float] = {}
-        if not span:
-            return result
-        for service in sorted(set(self.per_second) | set(SERVICES)):  # a service never asked: none in the window
-            seconds = self._seconds(service, end_t)
-            minutes = _sums(seconds, 60)
-            inside = [count for a, b in ranges for count in seconds[a:b]]
-            # a minute counts when its first second is in the window
-            picked = [minutes[m] if m < len(minutes) else 0
-                      for a, b in ranges for m in range(-(-a // 60), -(-b // 60))]
-            result[f"service.{service}.requests"] = sum(inside)
-            result[f"service.{service}.requests_per_s.max"] = max(inside, default=0)
-            result[f"service.{service}.requests_per_s.mean"] = round(sum(inside) / span, 4)
-            if picked:
-                result[f"service.{service}.requests_per_min.max"] = max(picked)
-                result[f"service.{service}.requests_per_min.mean"] = round(sum(picked) / len(picked), 4)
-        return result
+        """:func:`window_metrics` of this run's requests."""
+        return window_metrics(self.per_second, end_t, calendar_from, window)
 
     def to_report(self, end_t: float) -> dict:
         self._sample_until(end_t)
@@ -142,6 +113,44 @@ class TimeSeries:
 
 
 _NONE = array("I")  # the counts of a service never asked
+
+
+def seconds_of_run(counts: array, end_t: float) -> array:
+    """A service's count for every second of a run ``end_t`` long, from its counts per
+    second. Those are allocated an hour ahead of the last request, so a service that went
+    quiet more than an hour before the end has fewer: the rest are seconds without a
+    request, and count as such (a mean is over the run's seconds)."""
+    length = run_seconds(end_t)
+    seconds = counts[:length]
+    if len(seconds) < length:
+        seconds.frombytes(bytes(4 * (length - len(seconds))))
+    return seconds
+
+
+def window_metrics(per_second: dict[str, array], end_t: float, calendar_from: float, window) -> dict[str, float]:
+    """The ``service.*`` metrics of the seconds in ``window`` (``observe.day_window``) only,
+    from each service's requests per second (one process's :class:`TimeSeries`, or a
+    fleet's added up), the run starting at ``calendar_from`` on the lab's calendar (seconds
+    since 1970, UTC). A service's metrics are absent when the window never came in the run."""
+    ranges = window.intervals(calendar_from, end_t)
+    span = sum(b - a for a, b in ranges)
+    result: dict[str, float] = {}
+    if not span:
+        return result
+    for service in sorted(set(per_second) | set(SERVICES)):  # a service never asked: none in the window
+        seconds = seconds_of_run(per_second.get(service, _NONE), end_t)
+        minutes = _sums(seconds, 60)
+        inside = [count for a, b in ranges for count in seconds[a:b]]
+        # a minute counts when its first second is in the window
+        picked = [minutes[m] if m < len(minutes) else 0
+                  for a, b in ranges for m in range(-(-a // 60), -(-b // 60))]
+        result[f"service.{service}.requests"] = sum(inside)
+        result[f"service.{service}.requests_per_s.max"] = max(inside, default=0)
+        result[f"service.{service}.requests_per_s.mean"] = round(sum(inside) / span, 4)
+        if picked:
+            result[f"service.{service}.requests_per_min.max"] = max(picked)
+            result[f"service.{service}.requests_per_min.mean"] = round(sum(picked) / len(picked), 4)
+    return result
 
 
 def run_seconds(end_t: float) -> int:

@@ -33,7 +33,7 @@ from collections import defaultdict
 
 from labsim.observe.latencies import Latencies
 from labsim.observe.report import counts_of, time_to_ready
-from labsim.observe.series import RunningRequests
+from labsim.observe.series import RunningRequests, window_metrics
 from labsim.observe.stats import statistic
 from labsim.phones.phone import StageList
 
@@ -167,7 +167,9 @@ class RequestsOutbox:
 
 class FleetRequests:
     """Every shard's requests per second as they tell them (``RequestsOutbox``), added up
-    over the fleet, with the series' ``service.*`` metrics kept as they come."""
+    over the fleet, with the series' ``service.*`` metrics kept as they come. It reads as
+    a run's ``observe.series.TimeSeries`` does for a judgement (``metrics``,
+    ``window_metrics``): a dashboard's check judges an expectation on it."""
 
     def __init__(self):
         self._requests: dict[str, RunningRequests] = {}
@@ -193,6 +195,11 @@ class FleetRequests:
         for service in sorted(self._requests):
             metrics.update(self._requests[service].metrics(service, now))
         return metrics
+
+    def window_metrics(self, now: float, calendar_from: float, window) -> dict[str, float]:
+        """``observe.series.window_metrics`` of the fleet's requests so far."""
+        per_second = {service: running.per_second for service, running in self._requests.items()}
+        return window_metrics(per_second, now, calendar_from, window)
 
 
 class FleetMetrics:

@@ -83,6 +83,11 @@ class WorkerSide(amp.AMP):
         self.run.stay_open = bool(stay_open)  # --ui: a settled lab stays up; Finish ends it
         if stay_open:  # a dashboard may ask for any phone's story (PhoneStory)
             self.run._events.keep_for_story()
+            from labsim.ui.exercise import check_reads_requests
+
+            if self._requests is None and check_reads_requests(self.run.scenario):
+                # and judge its check on the fleet's requests (service.*): told from the start
+                self._requests = RequestsOutbox(self.run)
         self.run.start_at = start_at
         self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}
         started = self.run.start()

@@ -223,6 +223,10 @@ class WorkersRun:
         """The whole fleet as the parent sees it (what a dashboard and its controls read)."""
         return self.fleet
 
+    def elapsed_s(self) -> float:
+        """Seconds since the run started (the phones' start, ``Begin.start_at``)."""
+        return self.reactor.seconds() - self._epoch if self._epoch else 0.0
+
     # --- starting --------------------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -553,8 +557,7 @@ class _WorkersControl(LabServicesControl):
     def metrics(self, wanted=None):
         metrics, per_phone = phone_metrics(self.run.fleet, wanted=wanted)
         if wanted is None or reads(wanted, ("service.",)):
-            run = self.run
-            metrics.update(run.requests.metrics(run.reactor.seconds() - run._epoch))
+            metrics.update(self.run.requests.metrics(self.run.elapsed_s()))
         return metrics, per_phone, len(self.run.fleet)
 
     def service(self, verb: str, name: str) -> str:

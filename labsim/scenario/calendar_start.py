@@ -54,6 +54,12 @@ def start_text(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def calendar_from(start: float | None) -> float:
+    """Where a run starting at ``start`` (a scenario's ``clock_starts``, or None) begins on
+    the lab's calendar: seconds since 1970, UTC."""
+    return float(CALENDAR_ORIGIN_S) if start is None else start
+
+
 def clock_start_s(start: float | None) -> float:
     """A vendor behaviour's ``clock_start_s`` for a run starting at ``start``: seconds
     after ``CALENDAR_ORIGIN_S`` (negative before it)."""

@@ -17,6 +17,15 @@ def expectations_of(scenario) -> list:
     return scenario.expectations()
 
 
+def check_reads_requests(scenario) -> bool:
+    """Whether the check reads the request series (``service.*``): a ``--workers`` parent
+    then needs every worker's requests to judge it."""
+    from labsim.scenario.expectations import parse_expectation
+
+    return any(parse_expectation(check).metric.startswith("service.")
+               for check in (getattr(e, "check", None) for e in expectations_of(scenario)) if check is not None)
+
+
 def run_check(run) -> list[dict]:
     if run is None:
         return []

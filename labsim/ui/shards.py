@@ -28,9 +28,10 @@ from labsim.fleet.shard import Shard
 from labsim.scale.protocol import FlushCapture, PhoneStory
 from labsim.ui.hub import Dashboard
 
-# Expectations the parent's mirror cannot judge while the lab runs: it holds states,
-# reboots and times, not stage timings, request series or flash (the report judges them).
-_NOT_MIRRORED = ("stage.", "service.")
+# Expectations the parent cannot judge while the lab runs: it holds every phone's state,
+# reboots and times (its mirror) and the fleet's requests per second (the workers tell
+# them when the check reads service.*), not stage timings or flash (the report judges them).
+_NOT_MIRRORED = ("stage.",)
 # The request rates are taken over this window: a worker's counters come every 0.2 s when
 # its reactor keeps time, in a bunch after a stall, and a bunch over one 0.25 s frame would
 # draw a spike of several times the real rate.
@@ -100,19 +101,23 @@ class ShardedDashboard(Dashboard):
         return found.addCallback(lambda found: None if found is None else packet_rows(found[1], self._epoch))
 
     def check(self) -> list[dict]:
-        """The exercise's check on the mirror: phone counts, reboots and times to ready
-        are judged now; an expectation on stage timings or flash is said to be judged in
-        the report at the end (the parent does not hold them)."""
+        """The exercise's check on what the parent holds: phone counts, reboots and times
+        to ready (its mirror) and the request series (the fleet's requests per second, as
+        the workers tell them) are judged now; an expectation on stage timings or flash
+        is said to be judged in the report at the end."""
         from labsim.observe.report import RunRecord, judge
+        from labsim.scenario import calendar_start
         from labsim.scenario.expectations import parse_expectation
         from labsim.ui.exercise import expectations_of
 
-        expectations = expectations_of(self.run.scenario)
+        run = self.run
+        expectations = expectations_of(run.scenario)
         mirrored = [e for e in expectations if getattr(e, "check", None) is not None
                     and not parse_expectation(e.check).metric.startswith(_NOT_MIRRORED)]
-        record = RunRecord(scenario_name=self.run.scenario.name, scenario_file=self.run.loaded.path,
-                           seed=self.run.scenario.seed, started="", duration_s=0.0, members=self.run.members,
-                           expectations=mirrored)
+        record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path,
+                           seed=run.scenario.seed, started="", duration_s=0.0, members=run.members,
+                           expectations=mirrored, series=run.requests, end_t=run.elapsed_s(),
+                           calendar_from=calendar_start.calendar_from(run.scenario.clock_starts))
         verdicts = {id(e): v for e, v in zip(mirrored, judge(record))}
         results = []
         for expectation in expectations:
@@ -121,7 +126,7 @@ class ShardedDashboard(Dashboard):
                 results.append({"name": expectation.name, "check": getattr(expectation, "check", "flash"),
                                 "passed": False, "observed": None,
                                 "detail": "judged in the report at the end of a --workers run: the parent "
-                                          "sees phone states, reboots and times, not stage timings, request series or flash"})
+                                          "sees phone states, reboots, times and requests, not stage timings or flash"})
             else:
                 results.append({"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
                                 "observed": verdict.observed, "detail": verdict.detail})

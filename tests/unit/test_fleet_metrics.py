@@ -15,7 +15,8 @@ from labsim.observe.stage_archive import StageArchive
 from labsim.observe.series import TimeSeries
 from labsim.observe.stats import STATISTICS, summarize
 from labsim.phones.phone import STATES, StageList
-from labsim.scale.fleet_metrics import FleetMetrics, MetricsOutbox
+from labsim.phones.local_time import CALENDAR_ORIGIN_S
+from labsim.scale.fleet_metrics import FleetMetrics, FleetRequests, MetricsOutbox
 from labsim.scenario.expectations import evaluate, parse_expectation
 
 
@@ -141,11 +142,16 @@ def test_the_shards_requests_give_the_parent_the_series_one_process_counts(seed)
     again, as more may have come in it); the parent's total, busiest second and minute
     and means over the run so far are what one process's series gives for every request
     of the fleet, at every meeting: several in a second, gaps of minutes and hours
-    between them, a service that first asks on day 3."""
+    between them, a service that first asks on day 3. The fleet's requests give the
+    metrics of a window of the week too (a dashboard's check of a --workers lab)."""
     rng = random.Random(seed)
     shards = [SeriesShard([Member(index)]) for index in range(3)]
     outboxes = [MetricsOutbox(shard, SERIES_WANTED) for shard in shards]
     parent, whole = FleetMetrics(len(shards)), TimeSeries(7 * 86400)
+    fleet_requests = FleetRequests()
+    windows = [parse_expectation(f"service.http.requests > 0 during {text}").window
+               for text in ("mon-fri 08:00-18:00", "22:00-06:00", "sun-mon")]
+    windows_seen = set()
     now = 0.0
     for meeting in range(120):
         now += rng.choice([0.5, 0.5, 0.5, 3.0, 61.0, 3599.5, 20000.0])
@@ -161,9 +167,18 @@ def test_the_shards_requests_give_the_parent_the_series_one_process_counts(seed)
             message = {"changes": outbox.changes()}
             outbox.fill(message, message["changes"])
             parent.take(index, json.loads(json.dumps(message)))
+            if "requests" in message:
+                fleet_requests.take(index, json.loads(json.dumps(message["requests"])))
         got, _ = parent.metrics(SERIES_WANTED)
         expected = whole.metrics(now)
         assert {name: value for name, value in got.items() if name.startswith("service.")} == expected, meeting
+        assert fleet_requests.metrics(now) == expected, meeting
+        for number, window in enumerate(windows if meeting % 8 == 7 or meeting == 119 else ()):  # a week's seconds each
+            in_window = whole.window_metrics(now, CALENDAR_ORIGIN_S, window)
+            assert fleet_requests.window_metrics(now, CALENDAR_ORIGIN_S, window) == in_window, (meeting, number)
+            if in_window.get("service.http.requests"):
+                windows_seen.add(number)
+    assert windows_seen == {0, 1, 2}, "every window had requests in it"
     assert whole.per_second["tftp"] and whole.metrics(now)["service.http.requests_per_s.max"] > 1
 
 
