@@ -93,6 +93,24 @@ ENCRYPTED_ONLY_KEY = AP + "update_file_mode"
 FIRMWARE_URL_KEY = "static.firmware.url"
 NOTIFY_REBOOT_KEY = "sip.notify_reboot_enable"
 
+# The settings above under the name a file might give them without "static." (as older
+# guides and templates write them): the phone has no such setting, so the value changes
+# nothing. A pass that sets one notes which name the phone reads: a resync timer that
+# never fires is otherwise silent.
+_STATIC_NAME = {key[len("static."):]: key for key in (
+    *REBOOT_KEYS, SERVER_URL_KEY, SERVER_USER_KEY, SERVER_PASSWORD_KEY, USER_OPTIONS_KEY, USER_OPTIONS_ENABLE_KEY,
+    OPTION60_KEY, POWER_ON_KEY, PNP_ENABLE_KEY, REPEAT_ENABLE_KEY, REPEAT_MINUTES_KEY, WEEKLY_ENABLE_KEY,
+    WEEKLY_DAYS_KEY, WEEKLY_BEGIN_KEY, WEEKLY_END_KEY, ATTEMPTS_KEY, RETRY_DELAY_KEY, PROTECT_KEY, AES_IN_FILE_KEY,
+    AES_COMMON_KEY, AES_MAC_KEY, ENCRYPTED_ONLY_KEY, FIRMWARE_URL_KEY)}
+
+
+def _static_name(key: str) -> str | None:
+    """The ``static.`` setting a file meant by ``key``, or None."""
+    if key.startswith("network."):
+        return "static." + key
+    return _STATIC_NAME.get(key)
+
+
 # Files the configuration names that the phone downloads after applying it.
 RESOURCE_KEYS = (
     "ringtone.url", "local_contact.data.url", "directory_setting.url", "super_search.url",
@@ -317,6 +335,10 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
             phone.note(f"rejected {file.name}: {exc}")
             md5s.pop(file.name, None)
     changed = _apply(phone, merged, md5s, overwrite=overwrite)
+    for key in changed:
+        meant = _static_name(key)
+        if meant is not None and key in merged:
+            phone.note(f"{key} is no setting of this phone, which reads {meant}: no effect")
 
     yield from _resources(phone, server, credentials, changed)
     if any(key.startswith(_CLOCK_KEYS) for key in changed):

@@ -265,6 +265,29 @@ def test_repeat_minutes_reprovisions_on_its_timer():
     assert l.phone.state == "ready"
 
 
+def test_a_setting_without_its_static_prefix_changes_nothing_and_the_phone_says_which_name_it_reads():
+    """``auto_provision.repeat.enable`` (as older guides write it) is no setting of this
+    firmware: no resync comes, and the pass that applies it notes the name it reads, once."""
+    l = lab({"y000000000066.cfg": cfg(auto_provision__repeat__enable=1, auto_provision__repeat__minutes=5,
+                                      network__lldp__enable=1, account__1__user_name=7)})
+    l.boot()
+    notes = [step for step in l.steps() if "no setting of this phone" in step]
+    assert notes == [
+        "auto_provision.repeat.enable is no setting of this phone, which reads static.auto_provision.repeat.enable: no effect",
+        "auto_provision.repeat.minutes is no setting of this phone, which reads static.auto_provision.repeat.minutes: no effect",
+        "network.lldp.enable is no setting of this phone, which reads static.network.lldp.enable: no effect"]
+    assert l.phone.reboots == 0  # network.lldp.enable is not static.network.lldp.enable: no reboot
+    before = len(l.urls("y000000000066.cfg"))
+    l.advance(3 * 3600)
+    l.run()
+    assert len(l.urls("y000000000066.cfg")) == before, "no resync timer"
+    assert l.phone.flash.settings["auto_provision.repeat.enable"] == "1"  # kept, as a real phone keeps what it ignores
+    l.driver.deliver(CheckSync(reboot=False))  # a pass with the same file: nothing changes, no note again
+    l.run()
+    assert len(l.urls("y000000000066.cfg")) == before + 1
+    assert len([step for step in l.steps() if "no setting of this phone" in step]) == 3
+
+
 def test_weekly_window_reprovisions_inside_the_window():
     settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek="0123456",
                     static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00",
