@@ -46,9 +46,18 @@ def reads(wanted, prefixes) -> bool:
 
 def reads_requests(scenario) -> bool:
     """Whether some ``when:`` of the scenario's timeline reads the request series."""
+    return _timeline_reads(scenario, "service.")
+
+
+def reads_stages(scenario) -> bool:
+    """Whether some ``when:`` of the scenario's timeline reads a stage's latencies."""
+    return _timeline_reads(scenario, "stage.")
+
+
+def _timeline_reads(scenario, prefix: str) -> bool:
     from labsim.timeline import condition_metric
 
-    return any(entry.when is not None and condition_metric(entry).startswith("service.") for entry in scenario.timeline)
+    return any(entry.when is not None and condition_metric(entry).startswith(prefix) for entry in scenario.timeline)
 
 
 class _ReportedStages(StageList):
@@ -65,6 +74,38 @@ class _ReportedStages(StageList):
         StageList.add(self, stage, started, ended, status, server)
         if self.outbox.stages_wanted:
             self.outbox.stage_samples.setdefault(stage, []).append(ended - started)
+
+
+class StagesOutbox:
+    """A worker's stage latencies, told as its phones add them (a ``when:`` on ``stage.*``
+    under socket ``--workers``, or a dashboard's check): every phone's ``stages`` hands each
+    new timing here (``_ReportedStages``); made before any phone has run."""
+
+    stages_wanted = True
+
+    def __init__(self, members):
+        self.stage_samples: dict[str, list[float]] = {}
+        for member in members:
+            member.phone.stages = _ReportedStages(self)
+
+    def since_last(self) -> dict[str, list[float]]:
+        """``{stage: [latency, ...]}`` added since the last time (empty: none)."""
+        samples, self.stage_samples = self.stage_samples, {}
+        return samples
+
+
+class FleetStages:
+    """Every worker's stage latencies as they tell them, counted by value: read as a run's
+    ``observe.stage_archive`` is (``latencies``), so ``observe.report.phone_metrics`` gives
+    the fleet's ``stage.*`` metrics from it and the parent's mirror (whose phones hold no
+    timings)."""
+
+    def __init__(self):
+        self.latencies: defaultdict[str, Latencies] = defaultdict(Latencies)
+
+    def take(self, samples: dict[str, list[float]]) -> None:
+        for stage, latencies in samples.items():
+            self.latencies[stage].extend(latencies)
 
 
 class MetricsOutbox:

@@ -15,7 +15,7 @@ from twisted.internet import task
 from twisted.protocols import amp
 
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
-from labsim.scale.fleet_metrics import RequestsOutbox, reads_requests
+from labsim.scale.fleet_metrics import RequestsOutbox, StagesOutbox, reads_requests, reads_stages
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, FlushCapture, Hello,
                                   PhoneStory, WriteShard, chunks)
 
@@ -35,8 +35,10 @@ class WorkerSide(amp.AMP):
         self._members: dict | None = None  # mac -> member, built when a dashboard first asks
         self.exit_code = 1
         run.changes = self._changed
-        # A when: on the request series: the parent adds up every worker's requests per second.
+        # A when: on the request series or on stage latencies: the parent adds up every
+        # worker's requests per second, and keeps every worker's latencies.
         self._requests = RequestsOutbox(run) if reads_requests(run.scenario) else None
+        self._stages = StagesOutbox(run.members) if reads_stages(run.scenario) else None
 
     def connectionMade(self):
         super().connectionMade()
@@ -48,11 +50,15 @@ class WorkerSide(amp.AMP):
     def flush(self) -> None:
         totals = self.counters()
         counters = json.dumps(totals)
-        requests = self._requests.since_last() if self._requests is not None else None
-        # told once: the parent adds them up (the first message of the flush carries them)
-        told = json.dumps({**totals, "requests_per_second": requests}) if requests else counters
+        moved = {}  # told once: the parent adds them up (the first message of the flush carries them)
+        if self._requests is not None:
+            moved["requests_per_second"] = self._requests.since_last()
+        if self._stages is not None:
+            moved["stage_latencies"] = self._stages.since_last()
+        moved = {name: value for name, value in moved.items() if value}
+        told = json.dumps({**totals, **moved}) if moved else counters
         if not self._dirty:
-            if counters != self._counters_sent or requests:  # requests go on while no phone changes state
+            if counters != self._counters_sent or moved:  # requests and downloads go on while no phone changes state
                 self._counters_sent = counters
                 self.callRemote(Changes, shard=self.run.shard.index, phones="[]", counters=told)
             return
@@ -83,11 +89,14 @@ class WorkerSide(amp.AMP):
         self.run.stay_open = bool(stay_open)  # --ui: a settled lab stays up; Finish ends it
         if stay_open:  # a dashboard may ask for any phone's story (PhoneStory)
             self.run._events.keep_for_story()
-            from labsim.ui.exercise import check_reads_requests
+            from labsim.ui.exercise import check_reads
 
-            if self._requests is None and check_reads_requests(self.run.scenario):
-                # and judge its check on the fleet's requests (service.*): told from the start
+            # and judge its check on the fleet's requests (service.*) and stage latencies
+            # (stage.*): told from the start, before any phone has run
+            if self._requests is None and check_reads(self.run.scenario, "service."):
                 self._requests = RequestsOutbox(self.run)
+            if self._stages is None and check_reads(self.run.scenario, "stage."):
+                self._stages = StagesOutbox(self.run.members)
         self.run.start_at = start_at
         self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}
         started = self.run.start()

@@ -29,14 +29,13 @@ from twisted.protocols import amp
 from labsim.faults import FaultSet, fault_from_spec
 from labsim.fleet.shard import Shard, roster
 from labsim.lab_control import LabServicesControl
-from labsim.scenario.expectations import parse_expectation
 from labsim.observe.merge import MergeError, merge_report
 from labsim.observe.pcap_merge import shard_capture_path
 from labsim.observe.progress import ProgressPrinter, StateCounter
 from labsim.observe.report import phone_metrics
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.run import EXIT_FAILED, UploadFolders, materialize_provisioning
-from labsim.scale.fleet_metrics import FleetRequests, reads
+from labsim.scale.fleet_metrics import FleetRequests, FleetStages, reads
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
@@ -52,14 +51,9 @@ _ACTION_KINDS = {PowerCycle: "power_cycle", FactoryReset: "factory_reset", Check
 
 
 def refuse_what_workers_cannot_keep(scenario) -> None:
-    """A ``when:`` on per-stage latencies would need every phone's stage timings in the
-    parent while the run goes on; the mirror carries states, reboots and times (and the
-    workers tell their requests per second while a condition reads the series)."""
-    for number, entry in enumerate(scenario.timeline, 1):
-        if entry.when is not None and parse_expectation(entry.when).metric.startswith("stage."):
-            raise ValueError(f"--workers: timeline entry {number} waits for 'when: {entry.when}': a stage "
-                             "latency is judged only after the run when the fleet is split on sockets; use "
-                             "time_to_ready or phone counts, --clock virtual, or run without --workers")
+    """What needs the phones in the process that owns the network. (A ``when:`` reads the
+    parent's mirror of states, reboots and times, and what the workers tell while a
+    condition reads it: their requests per second and their stage latencies.)"""
     from labsim.scale.shard_run import refuse_real_network
 
     refuse_real_network(scenario, "--workers")
@@ -193,6 +187,7 @@ class WorkersRun:
         self.timeline: Timeline | None = None
         self.shard_counters: dict[int, dict] = {}
         self.requests = FleetRequests()  # every worker's requests per second (a when: on service.*)
+        self.stages = FleetStages()  # every worker's stage latencies (a when: on stage.*)
         self.processes: list[WorkerProcess] = []
         self.sides: list[ParentSide] = []
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
@@ -341,6 +336,9 @@ class WorkersRun:
         requests = counters.pop("requests_per_second", None)
         if requests:
             self.requests.take(index, requests)
+        stages = counters.pop("stage_latencies", None)
+        if stages:
+            self.stages.take(stages)
         self.shard_counters[index] = counters
         for mac, state, reboots, powered_on_at, ready_at in entries:
             driver = self.by_mac.get(mac)
@@ -555,7 +553,7 @@ class _WorkersControl(LabServicesControl):
         return self.run.fleet
 
     def metrics(self, wanted=None):
-        metrics, per_phone = phone_metrics(self.run.fleet, wanted=wanted)
+        metrics, per_phone = phone_metrics(self.run.fleet, self.run.stages, wanted=wanted)
         if wanted is None or reads(wanted, ("service.",)):
             metrics.update(self.run.requests.metrics(self.run.elapsed_s()))
         return metrics, per_phone, len(self.run.fleet)

@@ -17,12 +17,12 @@ def expectations_of(scenario) -> list:
     return scenario.expectations()
 
 
-def check_reads_requests(scenario) -> bool:
-    """Whether the check reads the request series (``service.*``): a ``--workers`` parent
-    then needs every worker's requests to judge it."""
+def check_reads(scenario, prefix: str) -> bool:
+    """Whether the check reads a metric under ``prefix`` (``service.``, ``stage.``): a
+    ``--workers`` parent then needs every worker's requests or latencies to judge it."""
     from labsim.scenario.expectations import parse_expectation
 
-    return any(parse_expectation(check).metric.startswith("service.")
+    return any(parse_expectation(check).metric.startswith(prefix)
                for check in (getattr(e, "check", None) for e in expectations_of(scenario)) if check is not None)
 
 

@@ -28,10 +28,6 @@ from labsim.fleet.shard import Shard
 from labsim.scale.protocol import FlushCapture, PhoneStory
 from labsim.ui.hub import Dashboard
 
-# Expectations the parent cannot judge while the lab runs: it holds every phone's state,
-# reboots and times (its mirror) and the fleet's requests per second (the workers tell
-# them when the check reads service.*), not stage timings or flash (the report judges them).
-_NOT_MIRRORED = ("stage.",)
 # The request rates are taken over this window: a worker's counters come every 0.2 s when
 # its reactor keeps time, in a bunch after a stall, and a bunch over one 0.25 s frame would
 # draw a spike of several times the real rate.
@@ -102,31 +98,30 @@ class ShardedDashboard(Dashboard):
 
     def check(self) -> list[dict]:
         """The exercise's check on what the parent holds: phone counts, reboots and times
-        to ready (its mirror) and the request series (the fleet's requests per second, as
-        the workers tell them) are judged now; an expectation on stage timings or flash
-        is said to be judged in the report at the end."""
+        to ready (its mirror), the request series and the stage latencies (as the workers
+        tell them) are judged now; an expectation on flash is said to be judged in the
+        report at the end."""
         from labsim.observe.report import RunRecord, judge
         from labsim.scenario import calendar_start
-        from labsim.scenario.expectations import parse_expectation
         from labsim.ui.exercise import expectations_of
 
         run = self.run
         expectations = expectations_of(run.scenario)
-        mirrored = [e for e in expectations if getattr(e, "check", None) is not None
-                    and not parse_expectation(e.check).metric.startswith(_NOT_MIRRORED)]
+        checks = [e for e in expectations if not hasattr(e, "flash")]
         record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path,
                            seed=run.scenario.seed, started="", duration_s=0.0, members=run.members,
-                           expectations=mirrored, series=run.requests, end_t=run.elapsed_s(),
+                           expectations=checks, series=run.requests, stage_archive=run.stages, end_t=run.elapsed_s(),
                            calendar_from=calendar_start.calendar_from(run.scenario.clock_starts))
-        verdicts = {id(e): v for e, v in zip(mirrored, judge(record))}
+        verdicts = {id(e): v for e, v in zip(checks, judge(record))}
         results = []
         for expectation in expectations:
             verdict = verdicts.get(id(expectation))
             if verdict is None:
-                results.append({"name": expectation.name, "check": getattr(expectation, "check", "flash"),
-                                "passed": False, "observed": None,
+                results.append({"name": expectation.name, "check": expectation.check, "passed": False,
+                                "observed": None,
                                 "detail": "judged in the report at the end of a --workers run: the parent "
-                                          "sees phone states, reboots, times and requests, not stage timings or flash"})
+                                          "sees phone states, reboots, times, requests and stage latencies, "
+                                          "not the phones' flash"})
             else:
                 results.append({"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
                                 "observed": verdict.observed, "detail": verdict.detail})

@@ -158,30 +158,34 @@ def test_controls_packets_and_the_check_reach_both_shards(tmp_path):
 
 SERIES_CHECKS = ["service.http.requests >= 6", "service.tftp.requests == 0", "service.http.requests_per_s.max >= 1",
                  "service.http.requests_per_min.max > 0 during sun 00:00-01:00",
+                 "stage.mac_cfg.count >= 6", "stage.dhcp.max < 60",
                  "service.dhcp.requests == 0 during mon-fri"]
 
 
-def test_the_check_judges_the_request_series_on_every_workers_requests(tmp_path):
-    """A check on service.* is judged on the fleet's requests as the workers tell them: once
-    the lab has settled it says what the merged report says (totals, busiest second and
-    minute, a window of the lab's calendar that came and one that did not); a check on
-    stage timings is still left to the report."""
+def test_the_check_judges_requests_and_stage_latencies_on_what_every_worker_tells(tmp_path):
+    """A check on service.* or stage.* is judged on the fleet's requests and download
+    timings as the workers tell them: once the lab has settled it says what the merged
+    report says (totals, busiest second and minute, a window of the lab's calendar that
+    came and one that did not, a stage's count and its slowest); a check on flash is still
+    left to the report."""
     text = SMALL_LAB.replace("  - phones.ready == 100%\n", "".join(f"  - {check}\n" for check in SERIES_CHECKS)
-                             + "  - stage.http.max < 60\n")
+                             + '  - {flash: {key: static.network.lldp.enable, equals: "1"}}\n')
     lab = DashboardLab(tmp_path, scenario_text=text, extra=("--workers", "2"))
     try:
         lab.wait_until(lambda: "the lab stays open" in "".join(lab.output), what="the settled, merged report")
         status, body = lab.json("api/check", body=b"{}")
         assert status == 200
-        checked = {e["check"]: e for e in body["expectations"]}
+        checks = body["expectations"]
+        checked = {e["check"]: e for e in checks}
         reported = {e["check"]: e for e in lab.report()["expectations"]}
-        for check in SERIES_CHECKS[:4]:
+        for check in SERIES_CHECKS[:-1]:
             assert (checked[check]["passed"], checked[check]["observed"]) == (True, reported[check]["observed"]), check
         assert reported["service.http.requests >= 6"]["observed"] >= 12  # both shards' phones: two files each
+        assert reported["stage.mac_cfg.count >= 6"]["observed"] >= 6
         # A window that has not come yet (the run is in its first minutes, Sunday on the lab's calendar).
-        assert (checked[SERIES_CHECKS[4]]["passed"], checked[SERIES_CHECKS[4]]["observed"]) == (False, None)
-        assert checked["stage.http.max < 60"]["observed"] is None
-        assert "judged in the report at the end" in checked["stage.http.max < 60"]["detail"]
+        assert (checked[SERIES_CHECKS[-1]]["passed"], checked[SERIES_CHECKS[-1]]["observed"]) == (False, None)
+        assert checks[-1]["check"] == "every phone: flash static.network.lldp.enable == '1'" and checks[-1]["observed"] is None
+        assert "judged in the report at the end" in checks[-1]["detail"]
     finally:
         lab.close()
 

@@ -145,6 +145,31 @@ timeline:
 
 
 @pytest.mark.parametrize("workers", [None, "2"])
+def test_a_when_on_a_stage_latency_is_judged_on_every_workers_downloads(tmp_path, workers):
+    """``when: stage.dhcp.count >= 3``: the HTTP server stops once three phones of the
+    fleet have their lease (a DHCP timing each), in one process and with --workers 2,
+    where each worker tells the parent its new stage latencies every 0.2 s."""
+    p = ports()
+    text = base(p, count=6, expect=("phones.failed >= 1",), time_limit=60)
+    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", "boot: {pattern: ramp, per_second: 3}")
+    text += """\
+timeline:
+  - name: three leases
+    when: stage.dhcp.count >= 3
+    do: {stop_service: http}
+"""
+    proc, report = run_labsim(tmp_path, text, *(["--workers", workers] if workers else []), timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [fired] = report["timeline"]
+    assert (fired["entry"], fired["action"]) == ("three leases", "stop_service")
+    acks = sorted(line["t"] for line in map(json.loads, open(tmp_path / "report" / "events.jsonl"))
+                  if line["kind"] == "dhcp" and line.get("type") == "ACK")
+    told = 0.2 if workers else 0.0  # a worker tells its latencies every 0.2 s
+    assert acks[2] - 0.05 <= fired["t"] <= acks[2] + 0.5 + told + 0.05, (acks, fired["t"])
+    assert "failed" in {ph["state"] for ph in report["phones"]}  # the later phones find no server
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
 def test_the_http_server_falls_over_after_its_first_requests_and_the_later_phones_fail(tmp_path, workers):
     """A trainer's lab: the server goes down once it has had 6 requests (a when: on the
     request series, looked at whenever a request or a state change moved it). The phones
