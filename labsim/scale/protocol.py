@@ -22,6 +22,9 @@ For a dashboard on the parent (``run --workers N --ui``), which reads the same s
     parent -> worker   FlushCapture()                  the shard's --pcap frames so far reach its file
     parent -> worker   WriteShard(reason, complete)    write shard.json now and keep running (the
                                                        report a settled --ui lab writes)
+    parent -> worker   JudgeFlash()                    "Check my lab": for each flash check of the
+                                                       lab's check, the phones it selects in the
+                                                       shard and those whose flash fails it
 
 ``Changes`` is the stream a live view reads: each entry is ``[mac, state, reboots,
 powered_on_at, ready_at]`` (times from the shared start instant), and ``counters`` the
@@ -51,11 +54,6 @@ class Begin(amp.Command):
     arguments = [(b"start_at", amp.Float()), (b"targets", amp.Unicode()),
                  (b"stay_open", amp.Boolean(optional=True))]
     response = []
-
-
-class Changes(amp.Command):
-    arguments = [(b"shard", amp.Integer()), (b"phones", amp.Unicode()), (b"counters", amp.Unicode())]
-    requiresAnswer = False
 
 
 class Deliver(amp.Command):
@@ -95,6 +93,12 @@ class LongText(amp.Argument):
         objects[name.decode("ascii")] = b"".join(parts).decode("utf-8")
 
 
+class Changes(amp.Command):
+    # counters: of any length (LongText): a storm's stage latencies in one flush pass 64 KiB
+    arguments = [(b"shard", amp.Integer()), (b"phones", amp.Unicode()), (b"counters", LongText())]
+    requiresAnswer = False
+
+
 class PhoneStory(amp.Command):
     arguments = [(b"mac", amp.Unicode())]
     response = [(b"story", LongText())]  # JSON; "null" when the shard does not hold the phone
@@ -103,6 +107,12 @@ class PhoneStory(amp.Command):
 class FlushCapture(amp.Command):
     arguments = []
     response = []
+
+
+class JudgeFlash(amp.Command):
+    arguments = []
+    # JSON: one [selected, [failing MAC, ...]] per flash check of the lab's check, in order
+    response = [(b"results", LongText())]
 
 
 class WriteShard(amp.Command):

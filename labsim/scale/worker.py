@@ -17,7 +17,7 @@ from twisted.protocols import amp
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 from labsim.scale.fleet_metrics import RequestsOutbox, StagesOutbox, reads_requests, reads_stages
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, FlushCapture, Hello,
-                                  PhoneStory, WriteShard, chunks)
+                                  JudgeFlash, PhoneStory, WriteShard, chunks)
 
 FLUSH_INTERVAL_S = 0.2
 
@@ -142,6 +142,15 @@ class WorkerSide(amp.AMP):
         member = self._members.get(mac)
         found = None if member is None else phone_story(self.run, member)
         return {"story": json.dumps(found, separators=(",", ":"))}
+
+    @JudgeFlash.responder
+    def judge_flash(self):
+        from labsim.scenario.expectations import flash_failures
+        from labsim.ui.exercise import flash_checks
+
+        members = self.run.members
+        results = [flash_failures(expectation.flash, members) for expectation in flash_checks(self.run.scenario)]
+        return {"results": json.dumps(results, separators=(",", ":"))}
 
     @FlushCapture.responder
     def flush_capture(self):

@@ -157,10 +157,18 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
 
 def evaluate_flash(check, members, name: str | None = None) -> Verdict:
     """Every selected phone's flash setting ``check.key`` passes the check."""
-    selected = [m for m in members if (check.model is None or m.phone.model == check.model)
-                and (check.fleet is None or m.fleet == check.fleet)]
+    return flash_verdict(check, *flash_failures(check, members), name)
+
+
+def flash_failures(check, members) -> tuple[int, list[str]]:
+    """(how many phones the check selects, the MACs of those whose flash fails it)."""
+    selected = 0
     failing = []
-    for member in selected:
+    for member in members:
+        if (check.model is not None and member.phone.model != check.model) or (
+                check.fleet is not None and member.fleet != check.fleet):
+            continue
+        selected += 1
         value = member.phone.flash.settings.get(check.key)
         if check.equals is not None:
             ok = value == check.equals
@@ -168,9 +176,15 @@ def evaluate_flash(check, members, name: str | None = None) -> Verdict:
             ok = bool(value) == check.set
         if not ok:
             failing.append(member.phone.mac)
-    detail = f"{len(failing)} of {len(selected)} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
+    return selected, failing
+
+
+def flash_verdict(check, selected: int, failing: list[str], name: str | None = None) -> Verdict:
+    """The verdict on ``selected`` phones of which ``failing`` (MACs, in fleet order) fail:
+    one process's, or a fleet's whose workers each counted theirs."""
+    detail = f"{len(failing)} of {selected} phones fail" + (f", e.g. {', '.join(failing[:5])}" if failing else "")
     return Verdict(name or check.describe(), bool(selected) and not failing,
-                   {"phones": len(selected), "failing": len(failing)}, detail)
+                   {"phones": selected, "failing": len(failing)}, detail)
 
 
 def _valid_check(check: str) -> str:

@@ -17,6 +17,11 @@ def expectations_of(scenario) -> list:
     return scenario.expectations()
 
 
+def flash_checks(scenario) -> list:
+    """The check's expectations on the phones' flash, in order."""
+    return [expectation for expectation in expectations_of(scenario) if hasattr(expectation, "flash")]
+
+
 def check_reads(scenario, prefix: str) -> bool:
     """Whether the check reads a metric under ``prefix`` (``service.``, ``stage.``): a
     ``--workers`` parent then needs every worker's requests or latencies to judge it."""

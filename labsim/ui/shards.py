@@ -25,7 +25,7 @@ from collections import deque
 from twisted.internet import defer
 
 from labsim.fleet.shard import Shard
-from labsim.scale.protocol import FlushCapture, PhoneStory
+from labsim.scale.protocol import FlushCapture, JudgeFlash, PhoneStory
 from labsim.ui.hub import Dashboard
 
 # The request rates are taken over this window: a worker's counters come every 0.2 s when
@@ -96,11 +96,12 @@ class ShardedDashboard(Dashboard):
         found = self.phone_capture(mac)
         return found.addCallback(lambda found: None if found is None else packet_rows(found[1], self._epoch))
 
-    def check(self) -> list[dict]:
-        """The exercise's check on what the parent holds: phone counts, reboots and times
-        to ready (its mirror), the request series and the stage latencies (as the workers
-        tell them) are judged now; an expectation on flash is said to be judged in the
-        report at the end."""
+    def check(self) -> defer.Deferred | list[dict]:
+        """The exercise's check on what the fleet holds now, as one process judges it: phone
+        counts, reboots and times to ready on the parent's mirror; the request series and
+        the stage latencies on what the workers tell; a flash check asked of every worker
+        (``JudgeFlash``: the phones it selects in its shard and those that fail it), which
+        makes the answer a Deferred."""
         from labsim.observe.report import RunRecord, judge
         from labsim.scenario import calendar_start
         from labsim.ui.exercise import expectations_of
@@ -113,16 +114,24 @@ class ShardedDashboard(Dashboard):
                            expectations=checks, series=run.requests, stage_archive=run.stages, end_t=run.elapsed_s(),
                            calendar_from=calendar_start.calendar_from(run.scenario.clock_starts))
         verdicts = {id(e): v for e, v in zip(checks, judge(record))}
-        results = []
-        for expectation in expectations:
-            verdict = verdicts.get(id(expectation))
-            if verdict is None:
-                results.append({"name": expectation.name, "check": expectation.check, "passed": False,
-                                "observed": None,
-                                "detail": "judged in the report at the end of a --workers run: the parent "
-                                          "sees phone states, reboots, times, requests and stage latencies, "
-                                          "not the phones' flash"})
-            else:
-                results.append({"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
-                                "observed": verdict.observed, "detail": verdict.detail})
-        return results
+        if len(checks) == len(expectations):
+            return self._results(expectations, verdicts)
+        asked = defer.gatherResults([side.callRemote(JudgeFlash) for side in run.sides], consumeErrors=True)
+        return asked.addCallback(self._with_flash, expectations, verdicts)
+
+    def _with_flash(self, answers: list[dict], expectations: list, verdicts: dict) -> list[dict]:
+        from labsim.scenario.expectations import flash_verdict
+
+        flash = [e for e in expectations if hasattr(e, "flash")]
+        shards = [json.loads(answer["results"]) for answer in answers]
+        order = {driver.phone.mac: index for index, driver in enumerate(self.run.fleet)}  # one process's order
+        for number, expectation in enumerate(flash):
+            selected = sum(results[number][0] for results in shards)
+            failing = sorted((mac for results in shards for mac in results[number][1]), key=order.__getitem__)
+            verdicts[id(expectation)] = flash_verdict(expectation.flash, selected, failing, expectation.name)
+        return self._results(expectations, verdicts)
+
+    @staticmethod
+    def _results(expectations: list, verdicts: dict) -> list[dict]:
+        return [{"name": verdicts[id(e)].name, "check": e.check, "passed": verdicts[id(e)].passed,
+                 "observed": verdicts[id(e)].observed, "detail": verdicts[id(e)].detail} for e in expectations]

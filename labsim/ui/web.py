@@ -54,9 +54,10 @@ def _pcap(request, mac: str, found) -> bytes:
     return pcap_bytes(*found)
 
 
-def _later(request, value, render):
+def _later(request, value, render, failed: str = "the worker holding that phone did not answer"):
     """``render(value)`` now, or when ``value`` (a Deferred: a --workers run asks the
-    worker that holds the phone) fires; 502 if the worker could not answer."""
+    worker that holds the phone, or every worker) fires; 502 saying ``failed`` if a
+    worker could not answer."""
     if not isinstance(value, defer.Deferred):
         return render(value)
 
@@ -69,8 +70,7 @@ def _later(request, value, render):
             request.finish()
 
     value.addCallback(render)
-    value.addErrback(lambda failure: _json(request, {"error": "the worker holding that phone did not answer: "
-                                                              + failure.getErrorMessage()}, 502))
+    value.addErrback(lambda failure: _json(request, {"error": f"{failed}: {failure.getErrorMessage()}"}, 502))
     value.addCallback(answer)
     return server.NOT_DONE_YET
 
@@ -176,7 +176,8 @@ class Api(resource.Resource):
         if len(body) > MAX_BODY:
             return _json(request, {"error": f"request body over {MAX_BODY // 1024} KiB"}, 413)
         if name == "check":
-            return _json(request, {"expectations": self.hub.check()})
+            return _later(request, self.hub.check(), lambda expectations: _json(request, {"expectations": expectations}),
+                          "a worker did not answer the check")
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:

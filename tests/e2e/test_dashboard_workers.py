@@ -162,12 +162,12 @@ SERIES_CHECKS = ["service.http.requests >= 6", "service.tftp.requests == 0", "se
                  "service.dhcp.requests == 0 during mon-fri"]
 
 
-def test_the_check_judges_requests_and_stage_latencies_on_what_every_worker_tells(tmp_path):
+def test_the_check_judges_requests_stage_latencies_and_flash_on_every_workers_phones(tmp_path):
     """A check on service.* or stage.* is judged on the fleet's requests and download
-    timings as the workers tell them: once the lab has settled it says what the merged
-    report says (totals, busiest second and minute, a window of the lab's calendar that
-    came and one that did not, a stage's count and its slowest); a check on flash is still
-    left to the report."""
+    timings as the workers tell them, a check on flash by asking every worker: once the
+    lab has settled it says what the merged report says (totals, busiest second and
+    minute, a window of the lab's calendar that came and one that did not, a stage's count
+    and its slowest, the phones whose flash fails, in the same order)."""
     text = SMALL_LAB.replace("  - phones.ready == 100%\n", "".join(f"  - {check}\n" for check in SERIES_CHECKS)
                              + '  - {flash: {key: static.network.lldp.enable, equals: "1"}}\n')
     lab = DashboardLab(tmp_path, scenario_text=text, extra=("--workers", "2"))
@@ -184,8 +184,13 @@ def test_the_check_judges_requests_and_stage_latencies_on_what_every_worker_tell
         assert reported["stage.mac_cfg.count >= 6"]["observed"] >= 6
         # A window that has not come yet (the run is in its first minutes, Sunday on the lab's calendar).
         assert (checked[SERIES_CHECKS[-1]]["passed"], checked[SERIES_CHECKS[-1]]["observed"]) == (False, None)
-        assert checks[-1]["check"] == "every phone: flash static.network.lldp.enable == '1'" and checks[-1]["observed"] is None
-        assert "judged in the report at the end" in checks[-1]["detail"]
+        # Flash, asked of both workers: the T54S phones (one in each shard) have no common file.
+        flash = "every phone: flash static.network.lldp.enable == '1'"
+        assert checks[-1]["check"] == flash
+        assert {key: checks[-1][key] for key in ("passed", "observed", "detail")} == {
+            key: reported[flash][key] for key in ("passed", "observed", "detail")}
+        assert checks[-1]["observed"] == {"phones": 6, "failing": 2} and {SHARD_OF[mac] for mac in (
+            "00:15:65:77:00:05", "00:15:65:77:00:06")} == {0, 1}, checks[-1]
     finally:
         lab.close()
 
