@@ -144,24 +144,26 @@ timeline:
     assert by_url == {f"http://127.0.0.1:{p['http_port']}/"}
 
 
+def http_stops_when(tmp_path, workers, name: str, when: str, *, count: int, per_second: int, expect):
+    """A run of ``count`` phones powered on ``per_second`` whose timeline stops the HTTP
+    server when ``when`` holds: (report.json, the timeline's one record)."""
+    text = base(ports(), count=count, expect=expect, time_limit=60)
+    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", f"boot: {{pattern: ramp, per_second: {per_second}}}")
+    text += f"timeline:\n  - name: {name}\n    when: {when}\n    do: {{stop_service: http}}\n"
+    proc, report = run_labsim(tmp_path, text, *(["--workers", workers] if workers else []), timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [fired] = report["timeline"]
+    assert (fired["entry"], fired["action"]) == (name, "stop_service")
+    return report, fired
+
+
 @pytest.mark.parametrize("workers", [None, "2"])
 def test_a_when_on_a_stage_latency_is_judged_on_every_workers_downloads(tmp_path, workers):
     """``when: stage.dhcp.count >= 3``: the HTTP server stops once three phones of the
     fleet have their lease (a DHCP timing each), in one process and with --workers 2,
     where each worker tells the parent its new stage latencies every 0.2 s."""
-    p = ports()
-    text = base(p, count=6, expect=("phones.failed >= 1",), time_limit=60)
-    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", "boot: {pattern: ramp, per_second: 3}")
-    text += """\
-timeline:
-  - name: three leases
-    when: stage.dhcp.count >= 3
-    do: {stop_service: http}
-"""
-    proc, report = run_labsim(tmp_path, text, *(["--workers", workers] if workers else []), timeout=90)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [fired] = report["timeline"]
-    assert (fired["entry"], fired["action"]) == ("three leases", "stop_service")
+    report, fired = http_stops_when(tmp_path, workers, "three leases", "stage.dhcp.count >= 3", count=6, per_second=3,
+                                    expect=("phones.failed >= 1",))
     acks = sorted(line["t"] for line in map(json.loads, open(tmp_path / "report" / "events.jsonl"))
                   if line["kind"] == "dhcp" and line.get("type") == "ACK")
     told = 0.2 if workers else 0.0  # a worker tells its latencies every 0.2 s
@@ -175,19 +177,8 @@ def test_the_http_server_falls_over_after_its_first_requests_and_the_later_phone
     request series, looked at whenever a request or a state change moved it). The phones
     booting before it provision; those after it fail. With --workers 2 the parent adds up
     what each worker tells of its requests, every 0.2 s, and stops the server in both."""
-    p = ports()
-    text = base(p, count=5, expect=("phones.failed >= 1", "phones.ready >= 1"), time_limit=60)
-    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", "boot: {pattern: ramp, per_second: 4}")
-    text += """\
-timeline:
-  - name: the server falls over
-    when: service.http.requests >= 6
-    do: {stop_service: http}
-"""
-    proc, report = run_labsim(tmp_path, text, *(["--workers", workers] if workers else []), timeout=90)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    [fell] = report["timeline"]
-    assert (fell["entry"], fell["action"]) == ("the server falls over", "stop_service")
+    report, fell = http_stops_when(tmp_path, workers, "the server falls over", "service.http.requests >= 6", count=5,
+                                   per_second=4, expect=("phones.failed >= 1", "phones.ready >= 1"))
     started = sorted(line["t"] - line["latency_s"] for line in map(json.loads, open(tmp_path / "report" / "events.jsonl"))
                      if line["kind"] == "fetch" and line["url"].startswith("http:"))
     assert len([t for t in started if t <= fell["t"]]) >= 6  # seen within a look (0.5 s) of the 6th
