@@ -121,8 +121,9 @@ class ShardedDashboard(Dashboard):
 
     def _with_flash(self, answers: list[dict], expectations: list, verdicts: dict) -> list[dict]:
         from labsim.scenario.expectations import flash_verdict
+        from labsim.ui.exercise import flash_checks
 
-        flash = [e for e in expectations if hasattr(e, "flash")]
+        flash = flash_checks(self.run.scenario)  # in the order each worker answered them
         shards = [json.loads(answer["results"]) for answer in answers]
         order = {driver.phone.mac: index for index, driver in enumerate(self.run.fleet)}  # one process's order
         for number, expectation in enumerate(flash):
