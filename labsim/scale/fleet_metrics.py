@@ -62,11 +62,11 @@ def _timeline_reads(scenario, prefix: str) -> bool:
 
 class _ReportedStages(StageList):
     """A phone's ``stages`` that also hands each new timing's latency to its shard's
-    outbox (while a pending ``when:`` reads ``stage.*``)."""
+    outbox (while a pending ``when:`` or a dashboard's check reads ``stage.*``)."""
 
     __slots__ = ("outbox",)
 
-    def __init__(self, outbox: "MetricsOutbox"):
+    def __init__(self, outbox: "StagesOutbox"):
         super().__init__()
         self.outbox = outbox
 
@@ -77,13 +77,12 @@ class _ReportedStages(StageList):
 
 
 class StagesOutbox:
-    """A worker's stage latencies, told as its phones add them (a ``when:`` on ``stage.*``
-    under socket ``--workers``, or a dashboard's check): every phone's ``stages`` hands each
-    new timing here (``_ReportedStages``); made before any phone has run."""
-
-    stages_wanted = True
+    """A shard's stage latencies, told as its phones add them (a ``when:`` on ``stage.*``
+    or a dashboard's check): every phone's ``stages`` hands each new timing here
+    (``_ReportedStages``); made before any phone has run, so nothing is to carry over."""
 
     def __init__(self, members):
+        self.stages_wanted = True
         self.stage_samples: dict[str, list[float]] = {}
         for member in members:
             member.phone.stages = _ReportedStages(self)
@@ -92,6 +91,11 @@ class StagesOutbox:
         """``{stage: [latency, ...]}`` added since the last time (empty: none)."""
         samples, self.stage_samples = self.stage_samples, {}
         return samples
+
+    def stop(self) -> None:
+        """Nothing reads them any more (the conditions that did fired): gather no more."""
+        self.stages_wanted = False
+        self.stage_samples = {}
 
 
 class FleetStages:
@@ -115,8 +119,7 @@ class MetricsOutbox:
         self.run = run
         self.sent_changes = None  # the shard's state-change count when it last sent its counts
         self.phones_wanted = reads(wanted, PER_PHONE_PREFIXES)
-        self.stages_wanted = reads(wanted, ("stage.",))
-        self.stage_samples: dict[str, list[float]] = {}
+        self._stages = StagesOutbox(run.members) if reads(wanted, ("stage.",)) else None
         # Fixed for the run (its changes must only grow): whether some condition reads the requests.
         self.counts_requests = reads(wanted, ("service.",))
         self._requests_wanted = self.counts_requests
@@ -130,19 +133,15 @@ class MetricsOutbox:
         self._reboots = {member.phone: member.phone.reboots for member in run.members}
         self._reboots_total = sum(self._reboots.values())
         run.counter.listeners.append(self._state_changed)
-        if self.stages_wanted:
-            for member in run.members:  # before any phone has run: nothing to carry over
-                member.phone.stages = _ReportedStages(self)
 
     def want(self, wanted: set[str]) -> None:
         """What the pending conditions read now (it only shrinks as entries fire)."""
         self.phones_wanted = self.phones_wanted and reads(wanted, PER_PHONE_PREFIXES)
-        self.stages_wanted = self.stages_wanted and reads(wanted, ("stage.",))
+        if self._stages is not None and not reads(wanted, ("stage.",)):
+            self._stages.stop()
         self._requests_wanted = self._requests_wanted and reads(wanted, ("service.",))
         if not self.phones_wanted:
             self._changed.clear()
-        if not self.stages_wanted:
-            self.stage_samples.clear()
 
     def _state_changed(self, driver, old: str, new: str) -> None:
         phone = driver.phone
@@ -172,9 +171,9 @@ class MetricsOutbox:
             if self._changed:
                 message["phones"] = [[phone.mac, phone.reboots, time_to_ready(phone)] for phone in self._changed]
                 self._changed.clear()
-        if self.stage_samples:
-            message["stages"] = self.stage_samples
-            self.stage_samples = {}
+        samples = self._stages.since_last() if self._stages is not None else None
+        if samples:
+            message["stages"] = samples
         if self._requests_wanted:
             message["now"] = self.run.elapsed_s()
             requests = self._requests.since_last()
@@ -252,7 +251,7 @@ class FleetMetrics:
         self._phones: dict[str, tuple[int, float | None]] = {}  # MAC -> (reboots, time to ready)
         self._ready_times: list[float] = []  # sorted
         self._reboots: dict[int, dict[str, None]] = {}  # reboot count -> the phones with it (ordered)
-        self._stages: defaultdict[str, Latencies] = defaultdict(Latencies)  # counted by value: a look sorts no list
+        self._stages = FleetStages()  # counted by value: a look sorts no list
         self._requests = FleetRequests()
         self._now = 0.0  # where the run is, as far as the shards said
 
@@ -261,8 +260,7 @@ class FleetMetrics:
             self._counts[index] = message["counts"]
         for mac, reboots, ready in message.get("phones", ()):
             self._phone(mac, reboots, ready)
-        for stage, latencies in message.get("stages", {}).items():
-            self._stages[stage].extend(latencies)
+        self._stages.take(message.get("stages", {}))
         self._now = max(self._now, message.get("now", 0.0))
         self._requests.take(index, message.get("requests", {}))
 
@@ -293,8 +291,8 @@ class FleetMetrics:
             parts = name.split(".")
             if parts[0] == "time_to_ready":
                 metrics[name] = statistic(self._ready_times, parts[1])
-            elif parts[0] == "stage" and parts[1] in self._stages:  # one process has no key for a stage never seen
-                metrics[name] = self._stages[parts[1]].statistic(parts[2])
+            elif parts[0] == "stage" and parts[1] in self._stages.latencies:  # one process has no key for a stage never seen
+                metrics[name] = self._stages.latencies[parts[1]].statistic(parts[2])
             elif name == "phone.reboots":
                 per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
         if reads(wanted, ("service.",)):

@@ -39,6 +39,7 @@ from labsim.scale.fleet_metrics import FleetRequests, FleetStages, reads
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, Hello, WriteShard,
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
+from labsim.scenario import calendar_start
 from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
@@ -186,8 +187,11 @@ class WorkersRun:
         self.exit_code = EXIT_FAILED
         self.timeline: Timeline | None = None
         self.shard_counters: dict[int, dict] = {}
-        self.requests = FleetRequests()  # every worker's requests per second (a when: on service.*)
-        self.stages = FleetStages()  # every worker's stage latencies (a when: on stage.*)
+        # What one process's run holds of its phones, from what the workers tell while a
+        # when: or a dashboard's check reads it: the requests per second (service.*), the
+        # stage latencies (stage.*).
+        self.series = FleetRequests()
+        self.stage_archive = FleetStages()
         self.processes: list[WorkerProcess] = []
         self.sides: list[ParentSide] = []
         self.shard_dirs = [os.path.join(report_dir, "shards", Shard(i, workers).label) for i in range(workers)]
@@ -221,6 +225,10 @@ class WorkersRun:
     def elapsed_s(self) -> float:
         """Seconds since the run started (the phones' start, ``Begin.start_at``)."""
         return self.reactor.seconds() - self._epoch if self._epoch else 0.0
+
+    def calendar_from(self) -> float:
+        """Where the run starts on the lab's calendar (epoch seconds, UTC): ``clock_starts``."""
+        return calendar_start.calendar_from(self.scenario.clock_starts)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -335,10 +343,10 @@ class WorkersRun:
     def _changes(self, index: int, entries: list, counters: dict) -> None:
         requests = counters.pop("requests_per_second", None)
         if requests:
-            self.requests.take(index, requests)
+            self.series.take(index, requests)
         stages = counters.pop("stage_latencies", None)
         if stages:
-            self.stages.take(stages)
+            self.stage_archive.take(stages)
         self.shard_counters[index] = counters
         for mac, state, reboots, powered_on_at, ready_at in entries:
             driver = self.by_mac.get(mac)
@@ -553,9 +561,9 @@ class _WorkersControl(LabServicesControl):
         return self.run.fleet
 
     def metrics(self, wanted=None):
-        metrics, per_phone = phone_metrics(self.run.fleet, self.run.stages, wanted=wanted)
+        metrics, per_phone = phone_metrics(self.run.fleet, self.run.stage_archive, wanted=wanted)
         if wanted is None or reads(wanted, ("service.",)):
-            metrics.update(self.run.requests.metrics(self.run.elapsed_s()))
+            metrics.update(self.run.series.metrics(self.run.elapsed_s()))
         return metrics, per_phone, len(self.run.fleet)
 
     def service(self, verb: str, name: str) -> str:

@@ -27,18 +27,31 @@ def check_reads(scenario, prefix: str) -> bool:
     ``--workers`` parent then needs every worker's requests or latencies to judge it."""
     from labsim.scenario.expectations import parse_expectation
 
-    return any(parse_expectation(check).metric.startswith(prefix)
-               for check in (getattr(e, "check", None) for e in expectations_of(scenario)) if check is not None)
+    return any(parse_expectation(e.check).metric.startswith(prefix)
+               for e in expectations_of(scenario) if not hasattr(e, "flash"))
+
+
+def judged_now(run, expectations: list) -> dict:
+    """``{id(expectation): Verdict}`` of ``expectations`` on the run as it is now, by the
+    code that judges them at the end: its phones (and the stage timings its archive took
+    from them), its request series so far, on its calendar. ``run`` is one process's, or a
+    ``--workers`` parent, which holds the same of the whole fleet (its mirror, and what
+    the workers tell)."""
+    record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path, seed=run.scenario.seed,
+                       started="", duration_s=0.0, members=run.members, expectations=expectations,
+                       series=run.series, stage_archive=run.stage_archive, end_t=run.elapsed_s(),
+                       calendar_from=run.calendar_from())
+    return {id(expectation): verdict for expectation, verdict in zip(expectations, judge(record))}
+
+
+def check_results(expectations: list, verdicts: dict) -> list[dict]:
+    """What the page shows of each expectation's verdict, in the check's order."""
+    return [{"name": verdicts[id(e)].name, "check": e.check, "passed": verdicts[id(e)].passed,
+             "observed": verdicts[id(e)].observed, "detail": verdicts[id(e)].detail} for e in expectations]
 
 
 def run_check(run) -> list[dict]:
     if run is None:
         return []
     expectations = expectations_of(run.scenario)
-    # The run's time series so far, so that a service.* check is judged too.
-    record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path, seed=run.scenario.seed,
-                       started="", duration_s=0.0, members=run.members, expectations=expectations,
-                       series=run.series, end_t=run.elapsed_s(), calendar_from=run.calendar_from())
-    return [{"name": verdict.name, "check": expectation.check, "passed": verdict.passed,
-             "observed": verdict.observed, "detail": verdict.detail}
-            for expectation, verdict in zip(expectations, judge(record))]
+    return check_results(expectations, judged_now(run, expectations))

@@ -102,26 +102,18 @@ class ShardedDashboard(Dashboard):
         the stage latencies on what the workers tell; a flash check asked of every worker
         (``JudgeFlash``: the phones it selects in its shard and those that fail it), which
         makes the answer a Deferred."""
-        from labsim.observe.report import RunRecord, judge
-        from labsim.scenario import calendar_start
-        from labsim.ui.exercise import expectations_of
+        from labsim.ui.exercise import check_results, expectations_of, judged_now
 
-        run = self.run
-        expectations = expectations_of(run.scenario)
-        checks = [e for e in expectations if not hasattr(e, "flash")]
-        record = RunRecord(scenario_name=run.scenario.name, scenario_file=run.loaded.path,
-                           seed=run.scenario.seed, started="", duration_s=0.0, members=run.members,
-                           expectations=checks, series=run.requests, stage_archive=run.stages, end_t=run.elapsed_s(),
-                           calendar_from=calendar_start.calendar_from(run.scenario.clock_starts))
-        verdicts = {id(e): v for e, v in zip(checks, judge(record))}
-        if len(checks) == len(expectations):
-            return self._results(expectations, verdicts)
-        asked = defer.gatherResults([side.callRemote(JudgeFlash) for side in run.sides], consumeErrors=True)
+        expectations = expectations_of(self.run.scenario)
+        verdicts = judged_now(self.run, [e for e in expectations if not hasattr(e, "flash")])
+        if len(verdicts) == len(expectations):
+            return check_results(expectations, verdicts)
+        asked = defer.gatherResults([side.callRemote(JudgeFlash) for side in self.run.sides], consumeErrors=True)
         return asked.addCallback(self._with_flash, expectations, verdicts)
 
     def _with_flash(self, answers: list[dict], expectations: list, verdicts: dict) -> list[dict]:
         from labsim.scenario.expectations import flash_verdict
-        from labsim.ui.exercise import flash_checks
+        from labsim.ui.exercise import check_results, flash_checks
 
         flash = flash_checks(self.run.scenario)  # in the order each worker answered them
         shards = [json.loads(answer["results"]) for answer in answers]
@@ -130,9 +122,4 @@ class ShardedDashboard(Dashboard):
             selected = sum(results[number][0] for results in shards)
             failing = sorted((mac for results in shards for mac in results[number][1]), key=order.__getitem__)
             verdicts[id(expectation)] = flash_verdict(expectation.flash, selected, failing, expectation.name)
-        return self._results(expectations, verdicts)
-
-    @staticmethod
-    def _results(expectations: list, verdicts: dict) -> list[dict]:
-        return [{"name": verdicts[id(e)].name, "check": e.check, "passed": verdicts[id(e)].passed,
-                 "observed": verdicts[id(e)].observed, "detail": verdicts[id(e)].detail} for e in expectations]
+        return check_results(expectations, verdicts)
