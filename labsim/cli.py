@@ -7,6 +7,7 @@ scenario file or bad usage (nothing was started).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import sys
@@ -188,8 +189,13 @@ def command_validate(args) -> int:
         if loaded is None:
             status = EXIT_BAD_INPUT
         else:
+            from labsim.scenario.sizing import noted
+
             fleets = loaded.scenario.fleets
-            print(f"{path}: valid ({len(fleets)} fleet(s), {sum(f.total for f in fleets)} phones)")
+            phones = sum(f.total for f in fleets)
+            print(f"{path}: valid ({len(fleets)} fleet(s), {phones} phones)")
+            for note in noted(loaded, phones).notes:
+                print(f"  note: {note}")
     return status
 
 
@@ -203,6 +209,18 @@ def command_schema(args) -> int:
         return EXIT_PASSED
     print(json.dumps(Scenario.model_json_schema(), indent=2))
     return EXIT_PASSED
+
+
+def _with_notes(loaded, written_phones: int, *, quiet: bool = False):
+    """The scenario with what labsim has to say about its size (scenario.sizing), printed
+    here before anything starts (``quiet``: a --workers worker, whose parent said it)."""
+    from labsim.scenario.sizing import noted
+
+    loaded = noted(loaded, written_phones)
+    if not quiet:
+        for note in loaded.notes:
+            print(f"labsim: note: {note}", file=sys.stderr)
+    return loaded
 
 
 def command_run(args) -> int:
@@ -225,17 +243,16 @@ def command_run(args) -> int:
     loaded = _load_or_report(args.scenario, overrides)
     if loaded is None:
         return EXIT_BAD_INPUT
+    written_phones = sum(fleet.total for fleet in loaded.scenario.fleets)
     if args.phones is not None:
         if args.phones < 1:
             print("labsim: --phones must be at least 1", file=sys.stderr)
             return EXIT_BAD_INPUT
         from labsim.fleet.fleet import scale_scenario
-        from labsim.scenario.loader import LoadedScenario
 
-        loaded = LoadedScenario(scale_scenario(loaded.scenario, args.phones), loaded.path)
+        loaded = dataclasses.replace(loaded, scenario=scale_scenario(loaded.scenario, args.phones))
     if args.duration is not None or args.clock is not None:  # virtual time (issue 15)
         from labsim.scenario.durations import parse_duration
-        from labsim.scenario.loader import LoadedScenario
 
         try:
             duration = parse_duration(args.duration) if args.duration is not None else loaded.scenario.duration
@@ -243,7 +260,8 @@ def command_run(args) -> int:
             print(f"labsim: --duration: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
-        loaded = LoadedScenario(loaded.scenario.model_copy(update=update), loaded.path)
+        loaded = dataclasses.replace(loaded, scenario=loaded.scenario.model_copy(update=update))
+    loaded = _with_notes(loaded, written_phones, quiet=args.control_fds is not None)
     if getattr(args, "speed", None) is not None and not (loaded.scenario.clock == "virtual"
                                                           and getattr(args, "ui", None)):
         print("labsim run: --speed paces a virtual run for its dashboard: give it with --clock virtual and --ui",

@@ -449,6 +449,7 @@ class ScenarioRun:
             stage_archive=self.stage_archive,
             simulated_from=self._simulated_from(),
             calendar_from=self.calendar_from(),
+            notes=list(self.loaded.notes),
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs

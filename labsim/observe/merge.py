@@ -48,7 +48,7 @@ class MergeError(ValueError):
 
 
 def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, start_at: float,
-                 end_t: float, series_bucket_s: int = 1) -> dict:
+                 end_t: float, series_bucket_s: int = 1, notes=()) -> dict:
     return {
         "format": FORMAT,
         "kind": "labsim-shard",
@@ -56,6 +56,7 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
         "scenario": {"name": scenario.name, "file": scenario_file, "seed": scenario.seed,
                      "phones": sum(fleet.total for fleet in scenario.fleets)},
         "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
+        "notes": list(notes),
         "start_at": start_at,
         # where the run starts on the lab's calendar: "during" windows are read on it
         "calendar_from": calendar_from(scenario.clock_starts),
@@ -437,6 +438,7 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
         seed=first["scenario"]["seed"], started=min(shard["started"] for shard in shards),
         duration_s=max(shard["duration_s"] for shard in shards), members=members,
         expectations=expectations_of(first),
+        notes=first.get("notes", []),
         services=add_counters([extra_services or {}] + [shard["services"] for shard in shards]),
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
         timeline=timeline, complete=all(shard["complete"] for shard in shards),

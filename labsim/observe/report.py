@@ -51,6 +51,7 @@ class RunRecord:
     # Where the run starts on the lab's calendar (epoch seconds, UTC): the scenario's clock_starts,
     # else the calendar's origin. What a "during" window of an expectation is read on.
     calendar_from: float = CALENDAR_ORIGIN_S
+    notes: list = field(default_factory=list)  # what labsim said about the scenario before the run (scenario.sizing)
 
 
 def count_metrics(members) -> dict[str, int]:
@@ -184,6 +185,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "clock": "real" if record.simulated_from is None else "virtual",
         "simulated": simulated_span(record.simulated_from, record.end_t),
         "passed": all(v.passed for v in verdicts),
+        "notes": list(record.notes),
         "expectations": [
             {"name": v.name, "check": e.check, "passed": v.passed, "observed": v.observed, "detail": v.detail}
             for e, v in zip(record.expectations, verdicts)
@@ -349,6 +351,8 @@ def summary_table(report: dict) -> str:
         folders = sorted({os.path.dirname(u["path"]) for u in report["uploads"]})
         lines.append(f"  uploads: {len(report['uploads'])} file(s) kept in {', '.join(folders[:3])}"
                      + (" ..." if len(folders) > 3 else ""))
+    for note in report.get("notes", []):
+        lines.append(f"  note: {note}")
     if report["expectations"]:
         lines.append("  expectations:")
         width = max(len(e["name"]) for e in report["expectations"])

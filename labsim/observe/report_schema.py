@@ -186,6 +186,11 @@ REPORT_SCHEMA = {
             ],
         },
         "passed": {"type": "boolean"},
+        "notes": {"type": "array", "items": {"type": "string"},
+                  "description": "what labsim said about the scenario before the run, each with its file, line "
+                                 "and field: a DHCP pool smaller than the phones that lease from it; with --phones, "
+                                 "each count the fleet's size changes that is kept as written (an expectation, a "
+                                 "when:, an action on a number of phones)"},
         "expectations": {"type": "array", "items": EXPECTATION},
         "summary": {
             "type": "object",
@@ -230,8 +235,7 @@ REPORT_SCHEMA = {
         },
     },
     "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "clock", "simulated",
-                 "passed",
-                 "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],
+                 "passed", "notes", "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],
 }
 
 

@@ -20,6 +20,7 @@ the parent runs the timeline and decides when the run ends.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from twisted.internet import defer
@@ -54,10 +55,8 @@ def shard_share_of_rate(loaded, shard):
     network = loaded.scenario.network
     if not network.interface or shard.count == 1:
         return loaded
-    from labsim.scenario.loader import LoadedScenario
-
     shared = network.model_copy(update={"dhcp_rate": network.dhcp_rate / shard.count})
-    return LoadedScenario(loaded.scenario.model_copy(update={"network": shared}), loaded.path)
+    return dataclasses.replace(loaded, scenario=loaded.scenario.model_copy(update={"network": shared}))
 
 
 def refuse_uncoordinated_timeline(scenario) -> None:
@@ -223,7 +222,7 @@ class ShardRun(ShardOfTheFleet, ScenarioRun):
         end_t = self.reactor.seconds() - self._epoch if self._epoch else 0.0
         record = shard_record(shard=self.shard, scenario=self.scenario, scenario_file=self.loaded.path,
                               members=self.members, report=self.report, start_at=self._epoch, end_t=end_t,
-                              series_bucket_s=self.series.bucket_s)
+                              series_bucket_s=self.series.bucket_s, notes=self.loaded.notes)
         record["pcap"] = os.path.abspath(self.pcap_path) if self.pcap_path else None
         write_shard_record(record, self.report_dir)
         if not self.light_outputs:

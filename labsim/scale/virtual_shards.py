@@ -103,21 +103,16 @@ def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list
 
 def _pool_problems(scenario, dhcp, count: int) -> list[tuple[str, str]]:
     """A pool whose parts cannot hold each shard's phones though the whole pool holds the fleet."""
+    from labsim.scenario.sizing import pool_room
+
     reserved_macs = {mac.lower().replace("-", ":") for mac in dhcp.reservations}
-    excluded = {int(ipaddress.IPv4Address(ip)) for ip in dhcp.reservations.values()}
-    if dhcp.server_id or dhcp.address:
-        try:
-            excluded.add(int(ipaddress.IPv4Address(dhcp.server_id or dhcp.address)))
-        except ValueError:
-            pass
     needing = [0] * count
     for entry in roster(scenario, count):
         if entry.phone.mac not in reserved_macs:
             needing[entry.shard] += 1
 
     def room(start: str, end: str) -> int:
-        first, last = int(ipaddress.IPv4Address(start)), int(ipaddress.IPv4Address(end))
-        return last - first + 1 - sum(1 for ip in excluded if first <= ip <= last)
+        return pool_room(dhcp, start, end)
 
     if room(dhcp.pool.start, dhcp.pool.end) < sum(needing):
         return []  # too small for one process too: the same shortage, not one the split makes
@@ -198,7 +193,7 @@ class VirtualShardRun(ShardOfTheFleet, VirtualScenarioRun):
             super()._write_outputs(table)
         record = shard_record(shard=self.shard, scenario=self.scenario, scenario_file=self.loaded.path,
                               members=self.members, report=self.report, start_at=self._epoch, end_t=end_t,
-                              series_bucket_s=self.series.bucket_s)
+                              series_bucket_s=self.series.bucket_s, notes=self.loaded.notes)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         record.update(pcap=os.path.abspath(self.pcap_path) if self.pcap_path else None,
                       clock="virtual", series=series_record(self.series, end_t),

@@ -40,6 +40,9 @@ class ScenarioError(Exception):
 class LoadedScenario:
     scenario: Scenario
     path: str
+    # What labsim said about the scenario before the run (scenario.sizing: a DHCP pool
+    # smaller than the fleet, numbers --phones kept as written); the report keeps them.
+    notes: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> str:

@@ -124,3 +124,54 @@ def test_run_summary_lists_every_service_it_used(tmp_path):
     services = {line.split()[1]: line for line in done.stdout.splitlines() if line.strip().startswith("service ")}
     assert set(services) == {"dhcp", "tftp", "http"}
     assert "ack 4" in services["dhcp"]  # 2 phones, 2 boots each
+
+
+SCALED = """\
+name: scaled
+clock: virtual
+services:
+  dhcp:
+    pool: {start: 10.1.0.10, end: 10.1.0.49}
+    options: {66: "http://127.0.0.1:8080/"}
+  http: {port: 8080}
+provisioning:
+  files:
+    y000000000066.cfg: |
+      #!version:1.0.0.1
+      lang.gui = English
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: 10
+    first_mac: "00:15:65:00:00:01"
+expect:
+  - phones.ready == 100%
+  - stage.common_cfg.count == 10
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["one process", "two shards"])
+def test_phones_says_which_counts_it_kept_as_written_and_the_report_keeps_it(tmp_path, workers):
+    """--phones 60 on a scenario written for 10: the pool of 40 holds too few, and the
+    stage count is the scenario's own number. Said before the run, with the file's line,
+    and kept in report.json, the summary and report.html (a --workers run's merged
+    report too), where the FAIL it explains is read."""
+    scenario = tmp_path / "scaled.yaml"
+    scenario.write_text(SCALED)
+    done = labsim("run", str(scenario), "--phones", "60", "--duration", "10m", "--report-dir",
+                  str(tmp_path / "report"), *workers)
+    assert done.returncode == 1, done.stdout + done.stderr
+    pool = (f"{scenario}:5:5: services.dhcp.pool: 10.1.0.10-10.1.0.49 holds 40 address(es) for the 60 phones that "
+            "lease one: 20 will get no lease while the others hold theirs (the server counts pool_exhausted)")
+    count = (f"{scenario}:20:5: expect[1]: 'stage.common_cfg.count == 10' compares a count that grows with the "
+             "fleet, written for 10 phones; --phones runs 60: kept as written")
+    assert [line for line in done.stderr.splitlines() if "note:" in line] == [
+        f"labsim: note: {pool}", f"labsim: note: {count}"]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["notes"] == [pool, count]
+    assert report["summary"]["by_state"]["ready"] == 40  # as the note said: 20 without a lease
+    assert f"  note: {count}\n  expectations:" in done.stdout
+    assert "kept as written" in (tmp_path / "report" / "report.html").read_text()
+    written = labsim("run", str(scenario), "--duration", "10m", "--report-dir", str(tmp_path / "as-written"))
+    assert written.returncode == 0 and "note" not in written.stderr
+    assert json.loads((tmp_path / "as-written" / "report.json").read_text())["notes"] == []
