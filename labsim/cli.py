@@ -81,6 +81,9 @@ VALIDATE_EXAMPLES = """\
 examples:
   labsim validate scenarios/quickstart.yaml
   labsim validate scenarios/*.yaml        every file; exit 2 if any has a problem
+  labsim validate scenarios/firmware-upgrade.yaml --phones 2000
+      what run --phones 2000 would keep as written (notes, not errors): the counts that
+      grow with the fleet, and a DHCP pool too small for it
 """
 
 
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a scenario file and list every problem",
                                    epilog=VALIDATE_EXAMPLES, formatter_class=raw)
     validate.add_argument("scenario", nargs="+")
+    validate.add_argument("--phones", type=int, metavar="N",
+                          help="as run --phones N would scale the fleets: also note what that keeps as written")
     validate.set_defaults(func=command_validate)
 
     schema = commands.add_parser("schema", help="print the scenario file's JSON Schema (for editors)")
@@ -183,19 +188,27 @@ def _load_or_report(path: str, overrides: dict | None = None):
 
 
 def command_validate(args) -> int:
+    from labsim.fleet.fleet import scale_scenario
+    from labsim.scenario.sizing import noted
+
+    if args.phones is not None and args.phones < 1:
+        print("labsim: --phones must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
     status = EXIT_PASSED
     for path in args.scenario:
         loaded = _load_or_report(path)
         if loaded is None:
             status = EXIT_BAD_INPUT
-        else:
-            from labsim.scenario.sizing import noted
-
-            fleets = loaded.scenario.fleets
-            phones = sum(f.total for f in fleets)
-            print(f"{path}: valid ({len(fleets)} fleet(s), {phones} phones)")
-            for note in noted(loaded, phones).notes:
-                print(f"  note: {note}")
+            continue
+        fleets = loaded.scenario.fleets
+        written = sum(f.total for f in fleets)
+        scaled = ""
+        if args.phones is not None:
+            loaded = dataclasses.replace(loaded, scenario=scale_scenario(loaded.scenario, args.phones))
+            scaled = f"; --phones {args.phones} runs {sum(f.total for f in loaded.scenario.fleets)}"
+        print(f"{path}: valid ({len(fleets)} fleet(s), {written} phones{scaled})")
+        for note in noted(loaded, written).notes:
+            print(f"  note: {note}")
     return status
 
 

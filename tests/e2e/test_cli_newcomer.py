@@ -175,3 +175,21 @@ def test_phones_says_which_counts_it_kept_as_written_and_the_report_keeps_it(tmp
     written = labsim("run", str(scenario), "--duration", "10m", "--report-dir", str(tmp_path / "as-written"))
     assert written.returncode == 0 and "note" not in written.stderr
     assert json.loads((tmp_path / "as-written" / "report.json").read_text())["notes"] == []
+
+
+def test_validate_phones_says_what_run_phones_would_keep_as_written(tmp_path):
+    scenario = tmp_path / "scaled.yaml"
+    scenario.write_text(SCALED)
+    as_written = labsim("validate", str(scenario))
+    assert as_written.returncode == 0 and as_written.stdout == f"{scenario}: valid (1 fleet(s), 10 phones)\n"
+    scaled = labsim("validate", str(scenario), "--phones", "60")
+    assert scaled.returncode == 0, scaled.stderr  # notes, not problems
+    assert scaled.stdout.splitlines() == [
+        f"{scenario}: valid (1 fleet(s), 10 phones; --phones 60 runs 60)",
+        f"  note: {scenario}:5:5: services.dhcp.pool: 10.1.0.10-10.1.0.49 holds 40 address(es) for the 60 phones "
+        "that lease one: 20 will get no lease while the others hold theirs (the server counts pool_exhausted)",
+        f"  note: {scenario}:20:5: expect[1]: 'stage.common_cfg.count == 10' compares a count that grows with the "
+        "fleet, written for 10 phones; --phones runs 60: kept as written",
+    ]
+    refused = labsim("validate", str(scenario), "--phones", "0")
+    assert refused.returncode == 2 and "--phones must be at least 1" in refused.stderr
