@@ -92,8 +92,8 @@ def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict
         raise ScenarioError([Problem(filename, exc.mark, "", exc.message)]) from None
     if not isinstance(doc.data, dict):
         raise ScenarioError([Problem(filename, doc.mark_for(()), "", "a scenario is a mapping of keys (name, fleets, ...)")])
-    problems = [Problem(filename, e.mark, _field_text(e.path), e.message) for e in doc.problems]
-    problems += [Problem(filename, doc.mark_for(path), _field_text(path), message)
+    problems = [Problem(filename, e.mark, field_text(e.path), e.message) for e in doc.problems]
+    problems += [Problem(filename, doc.mark_for(path), field_text(path), message)
                  for path, message in cross_checks(doc.data) + port_clashes(doc)]
     data = {**doc.data, **(overrides or {})}
     scenario = None
@@ -116,7 +116,7 @@ def _clock_starts(data: dict) -> float | None:
         return None
 
 
-def _field_text(loc) -> str:
+def field_text(loc) -> str:
     return ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in loc).replace(".[", "[")
 
 
@@ -124,7 +124,7 @@ def _problem(filename: str, doc, error: dict) -> Problem:
     loc = _user_path(error["loc"])
     if error["type"] == "extra_forbidden" and (not loc or loc[-1] != error["loc"][-1]):
         loc.append(error["loc"][-1])  # the user's own key, even one that looks like a branch name ("A")
-    field = _field_text(loc)
+    field = field_text(loc)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

@@ -24,7 +24,7 @@ import dataclasses
 import ipaddress
 
 from labsim.scenario.expectations import Check, parse_expectation
-from labsim.scenario.loader import LoadedScenario, Problem, _field_text
+from labsim.scenario.loader import LoadedScenario, Problem, field_text
 from labsim.scenario.yaml_marks import MarkedDocument, YamlError, load_marked
 
 
@@ -70,7 +70,7 @@ def sizing_notes(loaded: LoadedScenario, doc: MarkedDocument, written_phones: in
     notes = []
 
     def note(path: tuple, message: str) -> None:
-        notes.append(Problem(loaded.path, doc.mark_for(path), _field_text(path), message))
+        notes.append(Problem(loaded.path, doc.mark_for(path), field_text(path), message))
 
     dhcp = scenario.services.dhcp
     if dhcp is not None:

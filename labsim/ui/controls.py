@@ -42,7 +42,7 @@ def parse_actions(text: str) -> list:
     except YamlError as exc:
         raise ControlError([str(Problem(SOURCE, exc.mark, "do", exc.message))]) from None
     if doc.problems:
-        raise ControlError([str(Problem(SOURCE, e.mark, loader._field_text(("do", *e.path)), e.message))
+        raise ControlError([str(Problem(SOURCE, e.mark, loader.field_text(("do", *e.path)), e.message))
                             for e in doc.problems])
     if doc.data is None:
         raise ControlError([f"{SOURCE}: do: required but missing (an action such as {{power_cycle: {{phones: all}}}})"])
@@ -59,7 +59,7 @@ def parse_actions(text: str) -> list:
             elif error["type"] == "missing":
                 message = "required but missing"
             inner = tuple(path[1:]) if path[:1] == ["do"] else tuple(path)
-            problems.append(str(Problem(SOURCE, doc.mark_for(inner), loader._field_text(path), message)))
+            problems.append(str(Problem(SOURCE, doc.mark_for(inner), loader.field_text(path), message)))
         raise ControlError(sorted(set(problems))) from None
     if not entry.actions():
         raise ControlError([f"{SOURCE}: do: an empty list: no action to carry out"])
