@@ -205,6 +205,9 @@ def command_validate(args) -> int:
         scaled = ""
         if args.phones is not None:
             loaded = dataclasses.replace(loaded, scenario=scale_scenario(loaded.scenario, args.phones))
+            if _report_scaled_problems(loaded):
+                status = EXIT_BAD_INPUT
+                continue
             scaled = f"; --phones {args.phones} runs {sum(f.total for f in loaded.scenario.fleets)}"
         print(f"{path}: valid ({len(fleets)} fleet(s), {written} phones{scaled})")
         for note in noted(loaded, written).notes:
@@ -222,6 +225,16 @@ def command_schema(args) -> int:
         return EXIT_PASSED
     print(json.dumps(Scenario.model_json_schema(), indent=2))
     return EXIT_PASSED
+
+
+def _report_scaled_problems(loaded) -> bool:
+    """Print what --phones made impossible (scenario.sizing); True if anything."""
+    from labsim.scenario.sizing import scaled_fleet_problems
+
+    problems = scaled_fleet_problems(loaded)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return bool(problems)
 
 
 def _with_notes(loaded, written_phones: int, *, quiet: bool = False):
@@ -264,6 +277,8 @@ def command_run(args) -> int:
         from labsim.fleet.fleet import scale_scenario
 
         loaded = dataclasses.replace(loaded, scenario=scale_scenario(loaded.scenario, args.phones))
+        if _report_scaled_problems(loaded):
+            return EXIT_BAD_INPUT
     if args.duration is not None or args.clock is not None:  # virtual time (issue 15)
         from labsim.scenario.durations import parse_duration
 

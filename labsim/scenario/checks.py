@@ -16,18 +16,45 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     """(path, message) for every cross-part problem found."""
     problems: list[tuple[tuple, str]] = []
     fleets = data.get("fleets") if isinstance(data.get("fleets"), list) else []
-    ranges: list[tuple[int, int, str]] = []
     names: dict[str, int] = {}
     for index, fleet in enumerate(fleets):
         if not isinstance(fleet, dict):
             continue
-        label = fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleets[{index}]"
         if isinstance(fleet.get("name"), str):
             if fleet["name"] in names:
                 problems.append(((("fleets", index, "name")),
                                  f"fleet names must be unique: {fleet['name']!r} is already used by fleets[{names[fleet['name']]}]"))
             else:
                 names[fleet["name"]] = index
+    problems += mac_problems(fleets)
+    provisioning = data.get("provisioning") if isinstance(data.get("provisioning"), dict) else {}
+    templates = provisioning.get("per_phone") if isinstance(provisioning.get("per_phone"), list) else []
+    for index, template in enumerate(templates):
+        wanted = template.get("fleets") if isinstance(template, dict) else None
+        if not isinstance(wanted, list):
+            continue
+        for position, name in enumerate(wanted):
+            if name not in names:
+                problems.append((("provisioning", "per_phone", index, "fleets", position),
+                                 f"no fleet is named {name!r}; fleets: {', '.join(names) or '(none named)'}"))
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    network = data.get("network") if isinstance(data.get("network"), dict) else {}
+    if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
+        problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
+    problems += network_problems(network)  # where the run may send: loopback, or interface + allow
+    return problems
+
+
+def mac_problems(fleets: list) -> list[tuple[tuple, str]]:
+    """(path, message) for each fleet whose MACs run past the last one, into multicast
+    addresses or into another fleet's. ``fleets``: the file's fleets (mappings), or a
+    scaled scenario's as such (``scenario.sizing``)."""
+    problems: list[tuple[tuple, str]] = []
+    ranges: list[tuple[int, int, str]] = []
+    for index, fleet in enumerate(fleets):
+        if not isinstance(fleet, dict):
+            continue
+        label = fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleets[{index}]"
         span = _mac_span(fleet)
         if span is None:
             continue
@@ -45,21 +72,6 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
                 problems.append((("fleets", index, "first_mac"),
                                  f"fleet {label!r} has overlapping MAC ranges with fleet {other!r}"))
         ranges.append((start, end, label))
-    provisioning = data.get("provisioning") if isinstance(data.get("provisioning"), dict) else {}
-    templates = provisioning.get("per_phone") if isinstance(provisioning.get("per_phone"), list) else []
-    for index, template in enumerate(templates):
-        wanted = template.get("fleets") if isinstance(template, dict) else None
-        if not isinstance(wanted, list):
-            continue
-        for position, name in enumerate(wanted):
-            if name not in names:
-                problems.append((("provisioning", "per_phone", index, "fleets", position),
-                                 f"no fleet is named {name!r}; fleets: {', '.join(names) or '(none named)'}"))
-    services = data.get("services") if isinstance(data.get("services"), dict) else {}
-    network = data.get("network") if isinstance(data.get("network"), dict) else {}
-    if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
-        problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
-    problems += network_problems(network)  # where the run may send: loopback, or interface + allow
     return problems
 
 

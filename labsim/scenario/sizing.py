@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
+from labsim.scenario.checks import mac_problems
 from labsim.scenario.expectations import Check, parse_expectation
 from labsim.scenario.loader import LoadedScenario, Problem, field_text
 from labsim.scenario.yaml_marks import MarkedDocument, YamlError, load_marked
@@ -110,12 +111,32 @@ def sizing_notes(loaded: LoadedScenario, doc: MarkedDocument, written_phones: in
     return sorted(notes, key=lambda note: (note.mark.line, note.mark.column) if note.mark else (0, 0))
 
 
+def scaled_fleet_problems(loaded: LoadedScenario) -> list[Problem]:
+    """What makes ``loaded``'s fleets, scaled by ``--phones``, impossible to build: a
+    fleet whose MACs now run into the next fleet's (or past the last MAC). An error, as
+    ``labsim validate`` gives it for a file: the run does not start."""
+    fleets = [{"name": fleet.name, "first_mac": fleet.first_mac, "models": fleet.model_counts()}
+              for fleet in loaded.scenario.fleets]
+    problems = mac_problems(fleets)
+    if not problems:
+        return []
+    doc = _marks(loaded.path)
+    spans = ", ".join(f"{fleet['name'] or f'fleets[{index}]'} {sum(fleet['models'].values()):,} from "
+                      f"{fleet['first_mac']}" for index, fleet in enumerate(fleets))
+    return [Problem(loaded.path, doc.mark_for(path), field_text(path),
+                    f"{message} once --phones scales them ({spans}): set the fleets' first_mac further apart, "
+                    "or run fewer phones") for path, message in problems]
+
+
 def noted(loaded: LoadedScenario, written_phones: int) -> LoadedScenario:
     """``loaded`` with its notes (``sizing_notes``, placed in its file as it reads now)."""
-    try:
-        with open(loaded.path, encoding="utf-8") as handle:
-            doc = load_marked(handle.read())
-    except (OSError, UnicodeDecodeError, YamlError):  # changed since it was loaded: the notes without lines
-        doc = MarkedDocument({})
-    notes = tuple(str(problem) for problem in sizing_notes(loaded, doc, written_phones))
+    notes = tuple(str(problem) for problem in sizing_notes(loaded, _marks(loaded.path), written_phones))
     return dataclasses.replace(loaded, notes=notes)
+
+
+def _marks(path: str) -> MarkedDocument:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load_marked(handle.read())
+    except (OSError, UnicodeDecodeError, YamlError):  # changed since it was loaded: places without lines
+        return MarkedDocument({})

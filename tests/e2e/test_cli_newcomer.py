@@ -193,3 +193,17 @@ def test_validate_phones_says_what_run_phones_would_keep_as_written(tmp_path):
     ]
     refused = labsim("validate", str(scenario), "--phones", "0")
     assert refused.returncode == 2 and "--phones must be at least 1" in refused.stderr
+
+
+def test_phones_that_make_two_fleets_macs_overlap_stop_the_run_before_it_starts(tmp_path):
+    """The quickstart's desk fleet reaches its lobby fleet's MACs past ~5,000 phones: the
+    run and validate refuse at the lobby's first_mac, as for a file, and start nothing."""
+    quickstart = ROOT / "scenarios" / "quickstart.yaml"
+    for command in (("run", str(quickstart), "--clock", "virtual", "--report-dir", str(tmp_path / "report")),
+                    ("validate", str(quickstart))):
+        done = labsim(*command, "--phones", "10000")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert re.search(r"quickstart\.yaml:\d+:5: fleets\[1\]\.first_mac: fleet 'lobby' has overlapping MAC ranges "
+                         r"with fleet 'desk' once --phones scales them \(desk 8,000 from 00:15:65:00:00:01, lobby "
+                         r"2,000 from 00:15:65:00:10:01\)", done.stderr), done.stderr
+    assert not (tmp_path / "report").exists()

@@ -11,7 +11,7 @@ import pytest
 from labsim.fleet.fleet import scale_scenario
 from labsim.scenario.expectations import parse_expectation
 from labsim.scenario.loader import load_scenario
-from labsim.scenario.sizing import grows_with_fleet, noted
+from labsim.scenario.sizing import grows_with_fleet, noted, scaled_fleet_problems
 
 SCENARIO = """\
 name: sized
@@ -110,3 +110,40 @@ def test_a_lab_check_is_named_too(tmp_path):
     [*_, lab] = load(tmp_path, text, phones=30).notes
     assert lab.endswith("lab.check[0]: 'phones.ready >= 12' compares a count that grows with the fleet, "
                         "written for 12 phones; --phones runs 30: kept as written")
+
+
+TWO_FLEETS = """\
+name: two
+services: {dhcp: {pool: {start: 10.1.0.10, end: 10.1.250.250}}}
+fleets:
+  - name: desk
+    vendor: yealink
+    model: T46S
+    count: 8
+    first_mac: "00:15:65:00:00:01"
+  - name: lobby
+    vendor: yealink
+    model: T46S
+    count: 2
+    first_mac: "00:15:65:00:01:01"
+"""
+
+
+def test_phones_that_make_a_fleets_macs_run_into_the_next_is_a_problem_at_its_first_mac(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO_FLEETS)
+    loaded = load_scenario(str(path))
+
+    def scaled(phones):
+        return scaled_fleet_problems(dataclasses.replace(loaded, scenario=scale_scenario(loaded.scenario, phones)))
+
+    assert scaled(10) == [] and scaled(320) == []  # desk's 256 MACs end at 00:15:65:00:01:00
+    [problem] = scaled(330)
+    assert str(problem) == (
+        f"{path}:13:5: fleets[1].first_mac: fleet 'lobby' has overlapping MAC ranges with fleet 'desk' once --phones "
+        "scales them (desk 264 from 00:15:65:00:00:01, lobby 66 from 00:15:65:00:01:01): set the fleets' first_mac "
+        "further apart, or run fewer phones")
+    with pytest.raises(ValueError, match="already used by another fleet"):  # what the run would meet
+        from labsim.fleet.fleet import build_fleets
+
+        build_fleets(scale_scenario(loaded.scenario, 330))
