@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 
+from labsim.observe.phone_history import KINDS as HISTORY_KINDS
 from labsim.scenario.loader import ScenarioError, load_scenario
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -75,6 +76,16 @@ examples:
       services on port 0 get a free port; ports.json says which
   curl http://127.0.0.1:8080/y000000000066.cfg ; tftp 127.0.0.1 6969 -c get y000000000066.cfg
       try it with real clients while it serves
+"""
+
+STORY_EXAMPLES = """\
+examples:
+  labsim story labsim-report 00:15:65:00:00:01
+      every line of that phone in the run's events.jsonl, in words
+  labsim story week/ 00:15:65:20:00:07 --from '2026-01-10 00:00' --to 2d6h --kind state,dhcp
+      what it did over the weekend of a week-long virtual run: its states and DHCP only
+  labsim story week/ 001565200007 --from 5d --json | jq .
+      the raw lines from the sixth day on
 """
 
 VALIDATE_EXAMPLES = """\
@@ -143,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--phones", type=int, metavar="N",
                           help="as run --phones N would scale the fleets: also note what that keeps as written")
     validate.set_defaults(func=command_validate)
+
+    story = commands.add_parser("story", help="one phone's whole history from a run's events.jsonl",
+                                description="One phone's lines of a run's events.jsonl (and the timeline's actions), "
+                                            "in words, at their moments on the run's calendar: the simulated one of "
+                                            "a virtual run, the wall clock (UTC) of a run on sockets. report.json "
+                                            "keeps a long run's first and last 50 events of each phone; this reads "
+                                            "them all.",
+                                epilog=STORY_EXAMPLES, formatter_class=raw)
+    story.add_argument("report_dir", metavar="REPORT_DIR", help="the run's --report-dir (default of run: labsim-report)")
+    story.add_argument("mac", metavar="MAC", help="the phone: 00:15:65:00:00:01, 00-15-65-00-00-01 or 001565000001")
+    story.add_argument("--from", dest="since", metavar="WHEN", help="from this moment: a time after the start "
+                                                                    "(36h, 2d12h) or a date and time on the run's "
+                                                                    "calendar (2026-01-10 06:00)")
+    story.add_argument("--to", dest="until", metavar="WHEN", help="up to this moment (the same forms)")
+    story.add_argument("--kind", metavar="KIND[,KIND]", help="only these lines: " + ", ".join(HISTORY_KINDS))
+    story.add_argument("--json", action="store_true", help="the lines as events.jsonl has them (for jq)")
+    story.set_defaults(func=command_story)
 
     schema = commands.add_parser("schema", help="print the scenario file's JSON Schema (for editors)")
     schema.add_argument("--markdown", action="store_true", help="print the reference document instead")
@@ -213,6 +241,47 @@ def command_validate(args) -> int:
         for note in noted(loaded, written).notes:
             print(f"  note: {note}")
     return status
+
+
+def command_story(args) -> int:
+    from labsim.observe import phone_history as history
+
+    try:
+        mac = history.normal_mac(args.mac)
+        path = history.events_path(args.report_dir)
+        calendar = history.run_calendar(args.report_dir)
+        window = history.Window(
+            history.window_bound(args.since, calendar, "--from") if args.since else 0.0,
+            history.window_bound(args.until, calendar, "--to") if args.until else float("inf"))
+        if window.since > window.until:
+            raise history.HistoryError(f"--from {args.since} is after --to {args.until}")
+        kinds = set(HISTORY_KINDS)
+        if args.kind:
+            kinds = {kind.strip() for kind in args.kind.split(",") if kind.strip()}
+            unknown = sorted(kinds - set(HISTORY_KINDS))
+            if unknown:
+                raise history.HistoryError(f"--kind {', '.join(unknown)}: not a kind of line; "
+                                           f"kinds: {', '.join(HISTORY_KINDS)}")
+    except history.HistoryError as exc:
+        print(f"labsim story: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    own = shown = 0
+    try:
+        for line in history.phone_lines(path, mac, actions="action" in kinds):
+            own += line.get("mac") is not None
+            if line.get("kind") in kinds and window.holds(float(line.get("t") or 0.0)):
+                shown += 1
+                print(json.dumps(line) if args.json else history.history_text(line, calendar))
+    except BrokenPipeError:  # | head
+        sys.stderr.close()
+        return EXIT_PASSED
+    if not own:
+        print(f"labsim story: no line of {mac} in {path}", file=sys.stderr)
+        return EXIT_FAILED
+    clock = "simulated" if calendar.virtual else "wall clock, UTC"
+    print(f"{mac}: {shown:,} line(s) shown of {own:,} in {path}" + (f" (times: {clock})" if calendar.start else ""),
+          file=sys.stderr)
+    return EXIT_PASSED
 
 
 def command_schema(args) -> int:

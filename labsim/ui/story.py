@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from labsim.observe.events_log import DHCP_TYPES
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import phone_cause
+from labsim.observe.story_words import dhcp_words, fetch_words
 from labsim.wire import dhcp_options
 
 MAX_TIMELINE_ROWS = 2000  # a phone that re-provisions all day keeps its latest rows
@@ -56,16 +57,6 @@ def lease_of(phone) -> dict | None:
                         for code, raw in sorted(lease.options.items())]}
 
 
-def _fetch_words(kind: str, url: str, status: str, size: int, latency: float, detail: str, md5: str) -> str:
-    verb = "PUT" if kind == "upload" else "GET"
-    text = f"{verb} {url}: {status}"
-    if status == "ok":
-        text += f", {size} bytes" + (f", MD5 {md5}" if md5 and kind == "fetch" else "")
-    elif detail:
-        text += f" ({detail})"
-    return text + f", {latency * 1000:.1f} ms"
-
-
 def story(member, rows, *, capture_on: bool = False) -> dict:
     """Everything the page shows about one phone. ``rows``: the event log's rows of this phone."""
     phone = member.phone
@@ -76,11 +67,8 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
         kind = row[2]
         if kind == "dhcp":
             _, _, _, direction, message_type, xid, yiaddr = row
-            name = DHCP_TYPES.get(message_type, str(message_type))
-            words = f"DHCP {name} {'sent' if direction == 'out' else 'received'}"
-            if yiaddr and yiaddr != "0.0.0.0":
-                words += f" ({'offers' if name == 'OFFER' else 'address'} {yiaddr})"
-            timeline.append({"t": round(row[0], 4), "kind": "dhcp", "state": "dhcp", "text": words + f", xid 0x{xid:08x}"})
+            words = dhcp_words(DHCP_TYPES.get(message_type, str(message_type)), direction, yiaddr, f"0x{xid:08x}")
+            timeline.append({"t": round(row[0], 4), "kind": "dhcp", "state": "dhcp", "text": words})
         elif kind in ("fetch", "upload"):
             t, _, _, url, status, size, latency, detail, md5 = row
             url, detail = client_text(url, 2000), client_text(detail, 2000)  # what the network said, made safe
@@ -88,7 +76,7 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
                             "status": status, "bytes": size, "md5": md5, "latency_s": round(latency, 6),
                             "detail": detail})
             timeline.append({"t": round(t, 4), "kind": kind, "state": "provisioning",
-                             "text": _fetch_words(kind, url, status, size, latency, detail, md5)})
+                             "text": fetch_words(kind, url, status, size, latency, detail, md5)})
     timeline += [{"t": round(t, 4), "kind": kind, "state": state,
                   "text": (f"{state}" + (f": {detail}" if detail else "")) if kind == "state" else detail}
                  for t, state, detail, kind in ((t, s, client_text(d, 2000), k) for t, s, d, k in phone.events)]

@@ -35,7 +35,7 @@ def test_version_is_the_packages():
     assert done.stdout.strip() == f"labsim {declared}"
 
 
-@pytest.mark.parametrize("command", [(), ("run",), ("serve",), ("validate",)])
+@pytest.mark.parametrize("command", [(), ("run",), ("serve",), ("validate",), ("story",)])
 def test_every_help_has_real_examples(command):
     done = labsim(*command, "--help")
     assert done.returncode == 0
