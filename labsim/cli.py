@@ -35,6 +35,7 @@ examples:
   labsim run scenarios/quickstart.yaml           500 Yealink phones against labsim's own services
   labsim validate scenarios/*.yaml               check scenario files (file:line:column for each problem)
   labsim serve scenarios/quickstart.yaml         only the services, with a live log, for real phones
+  labsim story labsim-report 00:15:65:00:00:01   one phone's whole history from a run's events.jsonl
 
 'labsim COMMAND --help' has more examples for each command.
 """
