@@ -15,7 +15,8 @@ fails for a reason that is the scenario's, not the servers':
 
 ``sizing_notes`` gives each as a :class:`~labsim.scenario.loader.Problem` (file, line,
 field, words); ``labsim run`` prints them before the fleet starts and the report keeps
-them (``notes``).
+them (``notes``). One thing ``--phones`` can make impossible, fleets whose MACs now run
+into each other's, is an error instead (``scaled_fleet_problems``): the run does not start.
 """
 
 from __future__ import annotations
