@@ -76,14 +76,16 @@ def run_calendar(report_dir: str) -> RunCalendar:
 
 
 def events_path(report_dir: str) -> str:
-    """The run's events.jsonl; a run still going has only its ``.tmp``."""
+    """The run's events.jsonl. A run still going writes ``events.jsonl.tmp`` (renamed when
+    it ends), and a lab the dashboard keeps open also copies it so far to events.jsonl
+    each time it writes its report: the newer of the two has every line so far."""
     if not os.path.isdir(report_dir):
         raise HistoryError(f"{report_dir}: no such folder (give a run's --report-dir)")
-    for name in (EVENTS, EVENTS + ".tmp"):
-        path = os.path.join(report_dir, name)
-        if os.path.isfile(path):
-            return path
-    raise HistoryError(f"{report_dir}: no {EVENTS} here (labsim run writes one into its --report-dir)")
+    found = [path for path in (os.path.join(report_dir, EVENTS), os.path.join(report_dir, EVENTS + ".tmp"))
+             if os.path.isfile(path)]
+    if not found:
+        raise HistoryError(f"{report_dir}: no {EVENTS} here (labsim run writes one into its --report-dir)")
+    return max(found, key=os.path.getmtime)
 
 
 def phone_lines(path: str, mac: str, *, actions: bool = True) -> Iterator[dict]:

@@ -8,6 +8,7 @@ phone's own timeline, the event log's DHCP and download rows): nothing extra on 
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from urllib.parse import urlsplit
 
 from labsim.observe.events_log import DHCP_TYPES
@@ -57,8 +58,10 @@ def lease_of(phone) -> dict | None:
                         for code, raw in sorted(lease.options.items())]}
 
 
-def story(member, rows, *, capture_on: bool = False) -> dict:
-    """Everything the page shows about one phone. ``rows``: the event log's rows of this phone."""
+def story(member, rows, *, capture_on: bool = False, report_dir: str | None = None) -> dict:
+    """Everything the page shows about one phone. ``rows``: the event log's rows of this phone.
+    ``report_dir``: where the run writes its events.jsonl, for ``history`` (the command that
+    reads every line of the phone, when a long run left some out of ``events``)."""
     phone = member.phone
     # The exchanges first, so that at the same instant the ACK comes before the state it leads to.
     timeline = []
@@ -90,6 +93,10 @@ def story(member, rows, *, capture_on: bool = False) -> dict:
         "timeline": timeline[-MAX_TIMELINE_ROWS:], "fetches": fetches[-MAX_TIMELINE_ROWS:],
         "flash": {**flash.summary(), "settings": dict(sorted(flash.settings.items()))},
         "capture": capture_on,
+        # A long run keeps a phone's first and last events (and its latest exchanges) in
+        # memory; events.jsonl has every line, which the page points to.
+        "events_dropped": getattr(phone, "events_dropped", 0),
+        "history": f"labsim story {shlex.quote(report_dir)} {phone.mac}" if report_dir else None,
     }
 
 
@@ -97,4 +104,4 @@ def phone_story(run, member) -> dict:
     """One phone's story from the run that holds it (one process, or a --workers shard
     answering its parent): the phone itself and its rows of the run's event log."""
     rows = run._events.phone_rows(member.phone.mac)  # its recent exchanges (older ones are in events.jsonl)
-    return story(member, rows, capture_on=run._capture is not None)
+    return story(member, rows, capture_on=run._capture is not None, report_dir=getattr(run, "report_dir", None))

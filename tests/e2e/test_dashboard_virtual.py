@@ -120,3 +120,39 @@ def test_what_pacing_refuses(tmp_path, args, says):
                            *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and says in proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+A_LONG_DAY = PACED_LAB.replace("duration: 2h", "duration: 1d").replace("repeat.minutes = 30", "repeat.minutes = 10") \
+    .replace("count: 6,", "count: 2,")
+
+
+def test_a_long_runs_phone_story_says_what_it_left_out_and_where_every_line_is(browser, tmp_path):  # noqa: F811
+    """A day of resyncs every 10 minutes: the page's story keeps a phone's first and last
+    events, says how many it left out, and gives the command that reads them all from
+    the run's events.jsonl; that command prints every line of the phone."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lab = DashboardLab(tmp_path, A_LONG_DAY, extra=("--speed", "43200"))  # a day in 2 s
+    mac = "00:15:65:77:00:01"
+    try:
+        lab.wait_until(lambda: "the lab stays open" in "".join(lab.output), what="the report at the duration")
+        status, story = lab.json(f"api/phone?mac={mac}")
+        assert status == 200 and story["events_dropped"] > 500, story["events_dropped"]  # ~140 passes
+        assert story["history"] == f"labsim story {lab.report_dir} {mac}"
+        browser.get(lab.control_url)
+        browser.execute_script("openPhone(arguments[0]);", mac)
+        note = WebDriverWait(browser, 30).until(lambda d: d.execute_script(  # the panel redraws: read it whole
+            "const note = document.querySelector('#phone-body .left-out'); return note && note.textContent;"))
+        count, words = note.split(" ", 1)  # the lab goes on past its duration: more left out by now
+        assert int(count.replace(",", "")) >= story["events_dropped"]
+        assert words == ("earlier events of this phone are left out here: a long run keeps its first and last "
+                         f"ones, and its latest exchanges. Every line is in the run's events.jsonl: {story['history']}")
+    finally:
+        assert lab.close() == 0, "".join(lab.output[-40:])
+    done = subprocess.run([sys.executable, "-m", "labsim", *story["history"].split()[1:], "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with open(lab.report_dir / "events.jsonl", encoding="utf-8") as handle:
+        own = [json.loads(line) for line in handle if f'"mac": "{mac}"' in line or '"kind": "action"' in line]
+    assert [json.loads(line) for line in done.stdout.splitlines()] == own
+    assert len(own) > story["events_dropped"]

@@ -110,3 +110,16 @@ def test_a_folder_without_events_is_said_so(tmp_path):
     (tmp_path / "events.jsonl.tmp").write_text("")
     assert history.events_path(str(tmp_path)).endswith("events.jsonl.tmp")  # a run still going
     assert list(history.phone_lines(str(tmp_path / "events.jsonl.tmp"), "00:15:65:00:00:01")) == []
+
+
+def test_the_newer_of_events_jsonl_and_its_tmp_is_read(tmp_path):
+    """A lab the dashboard keeps open streams events.jsonl.tmp and copies it so far to
+    events.jsonl at each report: the stream is the newer."""
+    import os
+
+    done, going = tmp_path / "events.jsonl", tmp_path / "events.jsonl.tmp"
+    done.write_text(""), going.write_text("")
+    os.utime(done, (1000, 1000))
+    assert history.events_path(str(tmp_path)) == str(going)
+    os.utime(going, (900, 900))
+    assert history.events_path(str(tmp_path)) == str(done)

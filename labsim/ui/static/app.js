@@ -251,6 +251,11 @@ async function openPhone(mac) {
       (p.lease.lease_time_s ? `, lease ${p.lease.lease_time_s} s` : "") + "</p><table class='options'><tr><th>option</th><th>value</th></tr>" +
       p.lease.options.map((o) => `<tr><td>${esc(o.name)}</td><td><code>${esc(o.value)}</code></td></tr>`).join("") + "</table>";
   }
+  if (p.events_dropped > 0) {
+    html += `<p class="note left-out">${p.events_dropped.toLocaleString("en")} earlier events of this phone are left out here: ` +
+      "a long run keeps its first and last ones, and its latest exchanges." +
+      (p.history ? ` Every line is in the run's events.jsonl: <code>${esc(p.history)}</code>` : "") + "</p>";
+  }
   html += "<h3>Timeline</h3><table class='timeline'><tr><th>t (s)</th><th>what happened</th></tr>" +
     p.timeline.map((e) => `<tr><td class="t">${e.t.toFixed(3)}</td><td>${e.kind === "state" ? stateChip(e.state) + " " : ""}${esc(e.kind === "state" ? e.text.slice(e.state.length + 2) : e.text)}</td></tr>`).join("") + "</table>";
   html += "<h3>Downloads</h3><table class='fetches'><tr><th>t (s)</th><th>protocol</th><th>URL</th><th>status</th><th>bytes</th><th>MD5</th><th>ms</th></tr>" +
