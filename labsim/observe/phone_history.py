@@ -27,6 +27,7 @@ EVENTS = "events.jsonl"
 KINDS = ("state", "step", "dhcp", "fetch", "upload", "action")
 _MAC = re.compile(r"^[0-9a-f]{12}$")
 _ACTION = b'"mac": null, "kind": "action"'
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class HistoryError(ValueError):
@@ -52,18 +53,20 @@ class RunCalendar:
     def moment(self, t: float) -> str:
         if self.start is None:
             return ""
-        moment = datetime.fromtimestamp(self.start, timezone.utc) + timedelta(milliseconds=round(t * 1000))
+        moment = _EPOCH + timedelta(milliseconds=round((self.start + t) * 1000))  # rounded as offset_text rounds
         return moment.strftime("%a %Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def run_calendar(report_dir: str) -> RunCalendar:
     """The calendar of the run in ``report_dir``, from the head of its report.json (the
-    fields before the phones: the file of a large run is tens of MB)."""
+    fields before the phones: the file of a large run is tens of MB), or of a shard's
+    folder from its shard.json (``start_at``: the instant its t = 0 is, wall clock or
+    the virtual clock's epoch, which is then where the lab's calendar starts)."""
     try:
         with open(os.path.join(report_dir, "report.json"), encoding="utf-8") as handle:
             head = handle.read(16384)
     except OSError:
-        return RunCalendar(None, False)
+        return _shard_calendar(report_dir)
     simulated = re.search(r'"simulated":\s*\{\s*"from":\s*"([^"]+)"', head)
     started = re.search(r'"started":\s*"([^"]+)"', head)
     found = simulated or started
@@ -73,6 +76,20 @@ def run_calendar(report_dir: str) -> RunCalendar:
         return RunCalendar(datetime.fromisoformat(found.group(1)).timestamp(), simulated is not None)
     except ValueError:
         return RunCalendar(None, False)
+
+
+def _shard_calendar(report_dir: str) -> RunCalendar:
+    try:
+        with open(os.path.join(report_dir, "shard.json"), encoding="utf-8") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return RunCalendar(None, False)
+    start = re.search(r'"start_at":\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)', head)
+    calendar = re.search(r'"calendar_from":\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)', head)
+    if start is None:
+        return RunCalendar(None, False)
+    at = float(start.group(1))
+    return RunCalendar(at, calendar is not None and float(calendar.group(1)) == at)
 
 
 def events_path(report_dir: str) -> str:

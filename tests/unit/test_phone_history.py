@@ -123,3 +123,17 @@ def test_the_newer_of_events_jsonl_and_its_tmp_is_read(tmp_path):
     assert history.events_path(str(tmp_path)) == str(going)
     os.utime(going, (900, 900))
     assert history.events_path(str(tmp_path)) == str(done)
+
+
+def test_a_shards_folder_reads_its_calendar_from_shard_json(tmp_path):
+    """A --workers shard's folder has shard.json, no report.json: t = 0 is its start_at,
+    the wall clock on sockets, the virtual clock's epoch (the lab's calendar) in virtual time."""
+    record = {"format": 1, "kind": "labsim-shard", "expectations": [], "notes": [],
+              "start_at": 1796561078.445937, "calendar_from": 1767484800.0, "phones": []}
+    (tmp_path / "shard.json").write_text(json.dumps(record, separators=(",", ":")))
+    calendar = history.run_calendar(str(tmp_path))
+    assert calendar == history.RunCalendar(1796561078.445937, False)
+    assert calendar.moment(1.0) == "Sun 2026-12-06 12:44:39.446"
+    record["start_at"] = 1767484800.0
+    (tmp_path / "shard.json").write_text(json.dumps(record, separators=(",", ":")))
+    assert history.run_calendar(str(tmp_path)) == history.RunCalendar(1767484800.0, True)
