@@ -307,12 +307,19 @@ def _report_scaled_problems(loaded) -> bool:
     return bool(problems)
 
 
-def _with_notes(loaded, written_phones: int, *, quiet: bool = False):
-    """The scenario with what labsim has to say about its size (scenario.sizing), printed
-    here before anything starts (``quiet``: a --workers worker, whose parent said it)."""
+def _with_notes(loaded, written_phones: int, *, quiet: bool = False, state_dir: str | None = None):
+    """The scenario with what labsim has to say about its size (scenario.sizing) and
+    what it takes from ``state_dir``, printed here before anything starts (``quiet``: a
+    --workers worker, whose parent said it)."""
     from labsim.scenario.sizing import noted
 
     loaded = noted(loaded, written_phones)
+    if state_dir:
+        from labsim.fleet.fleet import mac_range
+        from labsim.fleet.state_dir import state_note
+
+        macs = [mac for fleet in loaded.scenario.fleets for mac in mac_range(fleet.first_mac, fleet.total)]
+        loaded = dataclasses.replace(loaded, notes=loaded.notes + (state_note(state_dir, macs),))
     if not quiet:
         for note in loaded.notes:
             print(f"labsim: note: {note}", file=sys.stderr)
@@ -359,7 +366,13 @@ def command_run(args) -> int:
             return EXIT_BAD_INPUT
         update = {"duration": duration, "clock": args.clock or loaded.scenario.clock}
         loaded = dataclasses.replace(loaded, scenario=loaded.scenario.model_copy(update=update))
-    loaded = _with_notes(loaded, written_phones, quiet=args.control_fds is not None)
+    from labsim.fleet.state_dir import StateDirError
+
+    try:
+        loaded = _with_notes(loaded, written_phones, quiet=args.control_fds is not None, state_dir=args.state_dir)
+    except StateDirError as exc:  # a --state-dir file that is not one
+        print(f"labsim: --state-dir: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if getattr(args, "speed", None) is not None and not (loaded.scenario.clock == "virtual"
                                                           and getattr(args, "ui", None)):
         print("labsim run: --speed paces a virtual run for its dashboard: give it with --clock virtual and --ui",

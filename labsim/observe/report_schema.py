@@ -190,7 +190,8 @@ REPORT_SCHEMA = {
                   "description": "what labsim said about the scenario before the run, each with its file, line "
                                  "and field: a DHCP pool smaller than the phones that lease from it; with --phones, "
                                  "each count the fleet's size changes that is kept as written (an expectation, a "
-                                 "when:, an action on a number of phones)"},
+                                 "when:, an action on a number of phones); with --state-dir, what the run takes from "
+                                 "its file"},
         "expectations": {"type": "array", "items": EXPECTATION},
         "summary": {
             "type": "object",

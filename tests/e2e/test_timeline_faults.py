@@ -123,8 +123,26 @@ def test_state_dir_second_run_continues_from_saved_flash(tmp_path):
     assert len(saved["phones"]) == 10
     second, report2 = run_labsim(tmp_path, base(p, expect=("phone.reboots == 0", "phones.ready == 100%")),
                                  "--state-dir", str(state))
+    saved_after_second = json.loads((state / "flash.json").read_text())["phones"]
     assert second.returncode == 0, second.stdout + second.stderr
     assert report2["phones"][0]["files"] == report1["phones"][0]["files"]
+    # Before each run labsim says what it takes from the file, and the report keeps it.
+    path = state / "flash.json"
+    first_note = (f"{path}: no saved flash yet: every phone starts from the scenario's flash, and the fleet's is "
+                  "saved there at the end")
+    assert f"labsim: note: {first_note}" in first.stderr and report1["notes"] == [first_note]
+    assert report2["notes"] == [f"{path}: the saved flash of 10 of this run's 10 phones"]
+    # A smaller run continues its own phones and keeps the other phones' flash in the file.
+    third, report3 = run_labsim(tmp_path, base(p, expect=("phone.reboots == 0",)), "--state-dir", str(state),
+                                "--phones", "4")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert report3["notes"] == [f"{path}: the saved flash of 4 of this run's 4 phones; 6 other saved phone(s) are "
+                                "not in this run and keep their flash in the file"]
+    after = json.loads(path.read_text())["phones"]
+    ran = {phone["mac"] for phone in report3["phones"]}
+    assert len(ran) == 4 and set(after) == set(saved_after_second)
+    assert {mac: after[mac] for mac in after if mac not in ran} == {
+        mac: flash for mac, flash in saved_after_second.items() if mac not in ran}  # the six others, as saved
 
 
 def test_changing_option_66_mid_run_sends_later_phones_elsewhere(tmp_path):
