@@ -22,6 +22,7 @@ from labsim.fleet.fleet import build_fleets
 from labsim.fleet.collector import FullCollectionsHeld, SurvivorsFrozen
 from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
+from labsim.scenario.timeline import entry_facts
 from labsim.lab_control import LabServicesControl
 from labsim.observe.progress import ProgressPrinter, StateCounter
 # --- run outputs: events.jsonl, junit.xml, report.html, --pcap ----------------------
@@ -119,6 +120,8 @@ class UploadFolders:
 
 
 class ScenarioRun:
+    # A run with a duration ends itself there; a --workers worker is ended by its parent.
+    ends_at_its_duration = True
     # events.jsonl is written every this many seconds of the run's clock (so memory holds
     # seconds of events), and the phones' older download timings archived every so many writes.
     EVENTS_FLUSH_S = 2.0
@@ -237,7 +240,7 @@ class ScenarioRun:
         self.timeline = self._make_timeline()
         if self.timeline is not None:
             self.timeline.start()
-        if self.duration_s is not None:
+        if self.duration_s is not None and self.ends_at_its_duration:
             self.reactor.callLater(lead + self.duration_s, self._end,
                                    f"duration of {format_duration(self.duration_s)} reached")
         self._start_watch(lead)
@@ -450,6 +453,7 @@ class ScenarioRun:
             simulated_from=self._simulated_from(),
             calendar_from=self.calendar_from(),
             notes=list(self.loaded.notes),
+            timeline_entries=entry_facts(self.scenario.timeline),
         )
         table = self._report(record)
         self._write_outputs(table)  # run outputs

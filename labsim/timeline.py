@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from labsim.scenario.expectations import evaluate, parse_expectation
+from labsim.scenario.timeline import entry_label
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
 
 CONDITION_INTERVAL_S = 0.5
@@ -109,8 +110,7 @@ class Timeline:
 
     def _fire(self, item: _Pending) -> None:
         item.done = True
-        label = item.entry.name or (f"at {item.entry.at:g}s" if item.entry.at is not None else f"when {item.entry.when}")
-        self.run_now(item.entry.actions(), label)
+        self.run_now(item.entry.actions(), entry_label(item.entry))
 
     def run_now(self, actions, label: str) -> list[TimelineRecord]:
         """Carry out actions now and log them under ``label`` (the dashboard's controls

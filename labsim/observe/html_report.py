@@ -527,13 +527,17 @@ def _summary_html(report: dict) -> str:
         for e in report["expectations"])
     problems = "".join(f"<li>{html.escape(problem_line(problem))}</li>" for problem in summary.get("problems", []))
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.get("notes", []))
+    not_run = "".join(f"<li>{html.escape(e['entry'])}: {html.escape(e['why'])}</li>"
+                      for e in report.get("timeline_not_run", []))
     return (
         f'<header><h1>{html.escape(scenario["name"])} {"".join(badges)}</h1>'
         f'<p class="file">{html.escape(scenario["file"])}</p>'
         '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{html.escape(v)}</dd></div>" for k, v in facts)
         + f'</dl><p class="states">{states}</p>'
         + (f'<ul class="problems">{problems}</ul>' if problems else "")
-        + (f'<p>Notes before the run:</p><ul class="notes">{notes}</ul>' if notes else "") + "</header>"
+        + (f'<p>Notes before the run:</p><ul class="notes">{notes}</ul>' if notes else "")
+        + (f'<p>Timeline entries that never ran:</p><ul class="not-run">{not_run}</ul>' if not_run else "")
+        + "</header>"
         + ('<section><h2>Expectations</h2><table class="expectations"><thead><tr><th></th><th>name</th>'
            '<th>check</th><th>observed</th><th>detail</th></tr></thead><tbody>' + expectations + "</tbody></table>"
            "</section>" if expectations else "")

@@ -33,6 +33,7 @@ from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import EventList
 from labsim.phones.phone import StageTiming
 from labsim.scenario.calendar_start import calendar_from
+from labsim.scenario.timeline import entry_facts
 from labsim.services.counters import add_counters
 
 SHARD_FILE = "shard.json"
@@ -57,6 +58,7 @@ def shard_record(*, shard, scenario, scenario_file: str, members, report: dict, 
                      "phones": sum(fleet.total for fleet in scenario.fleets)},
         "expectations": [e.model_dump(mode="json", exclude_none=True) for e in scenario.expectations()],
         "notes": list(notes),
+        "timeline_entries": entry_facts(scenario.timeline),
         "start_at": start_at,
         # where the run starts on the lab's calendar: "during" windows are read on it
         "calendar_from": calendar_from(scenario.clock_starts),
@@ -439,6 +441,7 @@ def _merged(shards, lost, report_dir, stream, *, overrides, extra_network, extra
         duration_s=max(shard["duration_s"] for shard in shards), members=members,
         expectations=expectations_of(first),
         notes=first.get("notes", []),
+        timeline_entries=first.get("timeline_entries", []),
         services=add_counters([extra_services or {}] + [shard["services"] for shard in shards]),
         network=add_counters([shard["network"] for shard in shards] + [extra_network or {}]),
         timeline=timeline, complete=all(shard["complete"] for shard in shards),

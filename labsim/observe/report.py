@@ -52,6 +52,7 @@ class RunRecord:
     # else the calendar's origin. What a "during" window of an expectation is read on.
     calendar_from: float = CALENDAR_ORIGIN_S
     notes: list = field(default_factory=list)  # what labsim said about the scenario before the run (scenario.sizing)
+    timeline_entries: list = field(default_factory=list)  # timeline.entry_facts: to say which never ran
 
 
 def count_metrics(members) -> dict[str, int]:
@@ -159,6 +160,26 @@ def judge(record: RunRecord) -> list[Verdict]:
     return verdicts
 
 
+def entries_not_run(facts: list[dict], records: list[dict], end_t: float) -> list[dict]:
+    """The timeline entries of ``facts`` that no record of the run's timeline names, and
+    why: a condition that never held (a ``when:`` written for a larger fleet, a metric
+    that never got there), or a time after the run's end. A run that passes says nothing
+    of an action it never carried out otherwise."""
+    ran = {record["entry"] for record in records}
+    missing = []
+    for fact in facts:
+        if fact["entry"] in ran:
+            continue
+        if fact["when"] is not None:
+            why = f"its condition '{fact['when']}' never held"
+        elif fact["at"] is not None and fact["at"] > end_t:
+            why = f"the run ended at {clock_text(end_t)}, before its time, {clock_text(fact['at'])}"
+        else:
+            why = "it did not run"
+        missing.append({"entry": fact["entry"], "why": why})
+    return missing
+
+
 def simulated_span(simulated_from: float | None, end_t: float) -> dict | None:
     """What a virtual run simulated: from and to on its clock's calendar (ISO 8601, UTC),
     and how long (seconds). None for a run on the real clock (its ``duration_s`` says it)."""
@@ -203,6 +224,7 @@ def build_report(record: RunRecord, verdicts: list[Verdict]) -> dict:
         "services": record.services,
         "network": record.network,
         "timeline": record.timeline,
+        "timeline_not_run": entries_not_run(record.timeline_entries, record.timeline, record.end_t),
         "uploads": record.uploads,
         "phones": PhoneEntries(members, record.events_cap),
         **({"series": record.series.to_report(record.end_t)} if record.series is not None else {}),
@@ -353,6 +375,8 @@ def summary_table(report: dict) -> str:
                      + (" ..." if len(folders) > 3 else ""))
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
+    for entry in report.get("timeline_not_run", []):
+        lines.append(f"  timeline: {entry['entry']!r} never ran: {entry['why']}")
     if report["expectations"]:
         lines.append("  expectations:")
         width = max(len(e["name"]) for e in report["expectations"])

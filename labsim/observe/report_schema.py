@@ -217,6 +217,15 @@ REPORT_SCHEMA = {
                                    "did) and power_on_lateness_ms (phones by how late they powered on)",
                     "additionalProperties": {"type": ["integer", "number", "object"]}},
         "timeline": {"type": "array", "items": TIMELINE_ENTRY},
+        "timeline_not_run": {
+            "type": "array",
+            "description": "each entry of the scenario's timeline that never carried out its actions, and why: a "
+                           "when: whose condition never held, an at: after the run's end. Empty when all ran",
+            "items": {"type": "object",
+                      "properties": {"entry": {"type": "string", "description": "as `timeline` names it: its name, "
+                                                                                 "else 'at 30s' or 'when …'"},
+                                     "why": {"type": "string"}},
+                      "required": ["entry", "why"], "additionalProperties": False}},
         "uploads": {"type": "array", "description": "every file the lab's services stored from an upload (HTTP PUT, "
                     "TFTP WRQ, FTP STOR), where it is now",
                     "items": {"type": "object", "properties": {"path": {"type": "string"},
@@ -236,7 +245,8 @@ REPORT_SCHEMA = {
         },
     },
     "required": ["schema_version", "scenario", "started", "duration_s", "complete", "end_reason", "clock", "simulated",
-                 "passed", "notes", "expectations", "summary", "services", "network", "timeline", "uploads", "phones"],
+                 "passed", "notes", "expectations", "summary", "services", "network", "timeline",
+                 "timeline_not_run", "uploads", "phones"],
 }
 
 

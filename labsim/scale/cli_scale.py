@@ -105,6 +105,8 @@ def run_workers(reactor, loaded, args) -> int:
     from labsim.scale.workers import WorkersRun
 
     extra = ["--phones", str(args.phones)] if args.phones is not None else []
+    if args.duration is not None:  # the workers' series span it, as one process's would
+        extra += ["--duration", args.duration]
     if args.clock_starts is not None:
         extra += ["--clock-starts", args.clock_starts]
     try:

@@ -144,6 +144,7 @@ class ShardRun(ShardOfTheFleet, ScenarioRun):
         self.start_at = start_at
         self.targets = targets or {}
         self.coordinated = coordinated
+        self.ends_at_its_duration = not coordinated  # under --workers the parent ends the run, at the duration too
         self.light_outputs = light_outputs  # a --workers shard: the parent writes junit and HTML
         self.changes = None  # a coordinated shard's listener: (driver, old, new)
         refuse_real_network(loaded.scenario, "--workers" if coordinated else "--shard")

@@ -40,6 +40,7 @@ from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, 
                                   chunks)
 from labsim.scale.shared_services import live_counters, served_by_workers, worker_lab
 from labsim.scenario import calendar_start
+from labsim.scenario.durations import format_duration
 from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
 from labsim.timeline import Timeline
@@ -286,6 +287,9 @@ class WorkersRun:
                                  self.scenario.seed)
         self.timeline.start()
         self._deadline = self.reactor.callLater(lead + self.scenario.time_limit_s, self._time_up)
+        if self.scenario.duration is not None:  # as one process: the run goes on to its duration, then ends
+            self.reactor.callLater(lead + self.scenario.duration, self._end,
+                                   f"duration of {format_duration(self.scenario.duration)} reached")
         self._progress = ProgressPrinter(self.counter, self.stream, self.reactor, self._epoch,
                                          interactive=self.interactive, counters=self._live_counters)
         self._progress.start()
@@ -375,6 +379,8 @@ class WorkersRun:
             self.reactor.callLater(0, self._end_if_settled)
 
     def _end_if_settled(self) -> None:
+        if self.scenario.duration is not None:
+            return  # a run with a duration goes on until it is over, as in one process
         if self.unsettled == 0 and self.timeline is not None:
             self.timeline.check_conditions_now()
         if self.unsettled == 0 and not (self.timeline and self.timeline.timed_actions_left) \

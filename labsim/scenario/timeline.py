@@ -142,3 +142,15 @@ class TimelineEntry(Strict):
 
     def actions(self) -> list[Action]:
         return self.do if isinstance(self.do, list) else [self.do]
+
+
+def entry_label(entry) -> str:
+    """How the report and events.jsonl name a timeline entry's actions: its name, else
+    ``at 30s`` or ``when phones.ready == 100%``."""
+    return entry.name or (f"at {entry.at:g}s" if entry.at is not None else f"when {entry.when}")
+
+
+def entry_facts(entries) -> list[dict]:
+    """What the report needs of the scenario's timeline entries to tell which never ran
+    (``entries_not_run``): plain data, kept in a shard's record for the merge."""
+    return [{"entry": entry_label(entry), "at": entry.at, "when": entry.when} for entry in entries]

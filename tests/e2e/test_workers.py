@@ -373,3 +373,41 @@ def test_https_with_digest_auth_on_two_workers_is_one_server_to_the_phones(tmp_p
     served = sum(stats["http"]["status"].get("200", 0) for stats in shards)
     assert served == report2["services"]["http"]["status"]["200"]
     assert (tmp_path / "w2" / "cert.pem").exists()
+
+
+AFTER_THE_DURATION = """
+timeline:
+  - name: never
+    when: phones.ready >= 5000
+    do: {power_cycle: {phones: all}}
+  - name: too late
+    at: 600
+    do: {stop_service: http}
+"""
+
+
+@pytest.mark.parametrize("duration", [("--duration", "6s"), ()], ids=["--duration", "duration in the file"])
+def test_workers_run_to_the_duration_as_one_process_and_say_which_entries_never_ran(tmp_path, duration):
+    """With a duration the run goes on that long whether or not the phones settle, and
+    ends there even with a timed entry still to come, on workers as in one process (the
+    parent had ignored the duration: it ended when the phones settled, or waited for the
+    later entry until the time limit). The report names the entries that never ran."""
+    scenario = tmp_path / "timed.yaml"
+    text = QUICKSTART.read_text() + AFTER_THE_DURATION
+    scenario.write_text(text if duration else text.replace("\ntime_limit_s:", "\nduration: 6s\ntime_limit_s:", 1))
+    runs = {}
+    for name, workers in (("w1", ()), ("w2", ("--workers", "2"))):
+        started = time.monotonic()
+        proc, report = run(tmp_path, name, scenario, "--phones", "20", *duration, *workers)
+        runs[name] = (proc, report, time.monotonic() - started)
+    for name, (proc, report, took) in runs.items():
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert report["end_reason"] == "duration of 6s reached" and report["complete"], (name, report["end_reason"])
+        assert 6 <= report["duration_s"] < 20, (name, report["duration_s"])
+        assert report["summary"]["by_state"]["ready"] == 20 and took < 60, (name, took)
+        assert report["timeline"] == []
+        assert report["timeline_not_run"] == [
+            {"entry": "never", "why": "its condition 'phones.ready >= 5000' never held"},
+            {"entry": "too late", "why": "the run ended at 0d 00:00:06, before its time, 0d 00:10:00"}]
+        assert "  timeline: 'too late' never ran: the run ended at 0d 00:00:06" in proc.stdout
+    assert outcome(runs["w1"][1]) == outcome(runs["w2"][1])
