@@ -142,10 +142,11 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         return Verdict(label, bool(values) and not failing, observed, detail)
     observed = metrics.get(check.key)
     if observed is None:
-        if check.metric.startswith("phones.") or (check.metric.startswith("service.") and check.window is None):
-            observed = 0  # no phone in that state; no request to that service (a window: it never came)
+        if (check.metric.startswith("phones.") or (check.metric.startswith("service.") and check.window is None)
+                or check.metric.endswith(".count")):
+            observed = 0  # no phone in that state; no request to that service, no timing of that stage (a window: it never came)
         else:
-            return Verdict(label, False, None, "no data for this metric")
+            return Verdict(label, False, None, "no data for this metric" + _which_stages(check.metric, metrics))
     if check.percent:
         # Exact arithmetic: '16.1%' of 1000 phones is 161, not 160.99999999999997.
         passed = compare(Fraction(observed) * 100, Fraction(str(check.value)) * total_phones)
@@ -153,6 +154,15 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         passed = compare(observed, check.value)
     detail = f"{observed / total_phones * 100:.1f}% of {total_phones}" if check.percent and total_phones else ""
     return Verdict(label, passed, observed, detail)
+
+
+def _which_stages(metric: str, metrics) -> str:
+    """For a stage with no timing (a stage the run's phones never went through, or a
+    misspelt one): the stages they did."""
+    if not metric.startswith("stage."):
+        return ""
+    seen = sorted({key.split(".")[1] for key in metrics if key.startswith("stage.")})
+    return f": no {metric.split('.')[1]!r} timing in this run" + (f" (its stages: {', '.join(seen)})" if seen else "")
 
 
 def evaluate_flash(check, members, name: str | None = None) -> Verdict:

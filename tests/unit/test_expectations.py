@@ -105,6 +105,19 @@ def test_missing_timing_metric_fails_with_a_reason():
     assert not verdict.passed and verdict.observed is None and "no data" in verdict.detail
 
 
+def test_a_stage_no_phone_went_through_has_a_count_of_zero_and_no_latency():
+    """'No firmware was downloaded' is stage.firmware.count == 0, which had failed with
+    'no data'; its latencies have none, and the verdict names the stages the run had
+    (a misspelt stage reads as one that never happened)."""
+    metrics = {"stage.mac_cfg.count": 10, "stage.mac_cfg.p95": 0.001, "stage.dhcp.count": 10}
+    assert _eval("stage.firmware.count == 0", metrics, total=10).passed
+    assert _eval("stage.firmware.count == 0", metrics, total=10).observed == 0
+    assert not _eval("stage.firmware.count >= 1", metrics, total=10).passed
+    verdict = _eval("stage.mac_cfgg.p95 < 2", metrics, total=10)
+    assert not verdict.passed and verdict.observed is None
+    assert verdict.detail == "no data for this metric: no 'mac_cfgg' timing in this run (its stages: dhcp, mac_cfg)"
+
+
 @pytest.mark.parametrize(
     "op, observed, threshold, expected",
     [
