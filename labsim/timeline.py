@@ -7,6 +7,7 @@ timeline touches the lab only through the ``LabControl`` the run hands it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
 import re
@@ -132,15 +133,17 @@ class Timeline:
         kind, argument = action.kind, action.argument
         control = self.control
         if kind == "edit_file":
-            return edit_key_value_file(control.file_path(argument.name), argument.set, argument.remove)
+            return edit_key_value_file(existing_file(control.file_path(argument.name), argument.name),
+                                       argument.set, argument.remove)
         if kind == "replace_file":
             _write(control.file_path(argument.name), argument.text.encode())
             return f"replaced {argument.name}"
         if kind == "delete_file":
-            os.remove(control.file_path(argument))
+            os.remove(existing_file(control.file_path(argument), argument))
             return f"deleted {argument}"
         if kind == "bump_version":
-            return bump_avaya_version(control.file_path(argument.name), argument.section)
+            return bump_avaya_version(existing_file(control.file_path(argument.name), argument.name),
+                                      argument.section)
         if kind in ("stop_service", "start_service", "restart_service"):
             return control.service(kind.split("_")[0], argument)
         if kind == "add_fault":
@@ -169,6 +172,22 @@ class Timeline:
             return drivers
         count = int(wanted) if isinstance(wanted, int) else round(len(drivers) * float(wanted[:-1]) / 100)
         return self.rng.sample(drivers, min(count, len(drivers)))
+
+
+def existing_file(path: str, name: str) -> str:
+    """``path`` if it is a file; else ValueError naming ``name`` as the scenario wrote it
+    and the provisioning files it may have meant (the lab's folder is a scratch copy whose
+    path says nothing to the user)."""
+    if os.path.isfile(path):
+        return path
+    folder = os.path.dirname(path)
+    try:
+        present = sorted(os.listdir(folder))
+    except OSError:
+        present = []
+    close = difflib.get_close_matches(os.path.basename(name), present, n=3, cutoff=0.8)
+    raise ValueError(f"no file {name!r} among the lab's provisioning files"
+                     + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
 
 
 def condition_metric(entry) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from labsim.observe.latencies import counted_items, counted_percentile
 from labsim.observe.problems import problem_line
 from labsim.phones.phone import STATES
-from labsim.scenario.durations import format_duration
+from labsim.scenario.durations import clock_text, format_duration
 
 STATE_COLORS = {
     "off": "#c9ced6", "booting": "#9ecae1", "dhcp": "#4292c6", "provisioning": "#fd8d3c",
@@ -527,8 +527,12 @@ def _summary_html(report: dict) -> str:
         for e in report["expectations"])
     problems = "".join(f"<li>{html.escape(problem_line(problem))}</li>" for problem in summary.get("problems", []))
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in report.get("notes", []))
-    not_run = "".join(f"<li>{html.escape(e['entry'])}: {html.escape(e['why'])}</li>"
-                      for e in report.get("timeline_not_run", []))
+    timeline = "".join(
+        f'<tr class="{"fail" if str(r["outcome"]).startswith("error: ") else ""}"><td>{clock_text(r["t"])}</td>'
+        f'<td>{html.escape(r["entry"])}</td><td>{html.escape(r["action"])}</td><td>{html.escape(r["outcome"])}</td></tr>'
+        for r in report.get("timeline", []))
+    timeline += "".join(f'<tr class="fail"><td>never</td><td>{html.escape(e["entry"])}</td><td></td>'
+                        f'<td>{html.escape(e["why"])}</td></tr>' for e in report.get("timeline_not_run", []))
     return (
         f'<header><h1>{html.escape(scenario["name"])} {"".join(badges)}</h1>'
         f'<p class="file">{html.escape(scenario["file"])}</p>'
@@ -536,11 +540,13 @@ def _summary_html(report: dict) -> str:
         + f'</dl><p class="states">{states}</p>'
         + (f'<ul class="problems">{problems}</ul>' if problems else "")
         + (f'<p>Notes before the run:</p><ul class="notes">{notes}</ul>' if notes else "")
-        + (f'<p>Timeline entries that never ran:</p><ul class="not-run">{not_run}</ul>' if not_run else "")
         + "</header>"
         + ('<section><h2>Expectations</h2><table class="expectations"><thead><tr><th></th><th>name</th>'
            '<th>check</th><th>observed</th><th>detail</th></tr></thead><tbody>' + expectations + "</tbody></table>"
            "</section>" if expectations else "")
+        + ('<section><h2>Timeline</h2><table class="actions"><thead><tr><th>at</th><th>entry</th>'
+           '<th>action</th><th>outcome</th></tr></thead><tbody>' + timeline + "</tbody></table></section>"
+           if timeline else "")
     )
 
 
@@ -672,7 +678,7 @@ svg.plot{width:100%;height:auto;display:block}
 figure{margin:0}figcaption{font-weight:600;font-size:13px}figcaption small{color:#7b8794;font-weight:400}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3}
 th{font-size:12px;color:#52606d;font-weight:600}
-.expectations tr.fail td:first-child{color:#d9480f;font-weight:700}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
+.expectations tr.fail td:first-child{color:#d9480f;font-weight:700}.actions tr.fail td{color:#d9480f}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
 .phones td.mac{font-family:ui-monospace,monospace;white-space:nowrap}.phones td.failure{color:#c92a2a;font-size:12px}
 .tl{position:relative;height:12px;min-width:220px;background:#f5f7fa;border-radius:2px;cursor:pointer}
 .tl b{position:absolute;top:0;bottom:0}

@@ -375,6 +375,10 @@ def summary_table(report: dict) -> str:
                      + (" ..." if len(folders) > 3 else ""))
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
+    for record in report.get("timeline", []):
+        if str(record.get("outcome", "")).startswith("error: "):
+            lines.append(f"  timeline: {record['entry']!r} {record['action']} at {clock_text(record['t'])} failed: "
+                         f"{record['outcome'][len('error: '):]}")
     for entry in report.get("timeline_not_run", []):
         lines.append(f"  timeline: {entry['entry']!r} never ran: {entry['why']}")
     if report["expectations"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from fractions import Fraction
 
 import pytest
@@ -290,3 +291,37 @@ def test_phone_timeline_reaches_the_report():
     events = report["phones"][0]["events"]
     assert [e["detail"] for e in events] == ["made by the test"]
     assert events[0]["state"] == "ready"
+
+
+def test_the_summary_and_the_page_say_which_timeline_actions_failed_and_which_entries_never_ran(tmp_path):
+    """A misspelt file in edit_file, a when: that never held, an at: after the end: the
+    run may pass, and each says so in the terminal and on report.html."""
+    from types import SimpleNamespace
+
+    from labsim.observe.html_report import write_html_report
+    from labsim.scenario.timeline import entry_facts
+
+    record = _record([(None, "phones.ready >= 75%")])
+    record.timeline = [
+        {"t": 30.0, "entry": "typo", "action": "edit_file",
+         "outcome": "error: no file 'y00000000066.cfg' among the lab's provisioning files"},
+        {"t": 30.0, "entry": "typo", "action": "check_sync", "outcome": "check sync: 4 phone(s)"}]
+    record.timeline_entries = entry_facts([SimpleNamespace(name="typo", at=30.0, when=None),
+                                           SimpleNamespace(name="cut", at=None, when="phones.ready >= 50"),
+                                           SimpleNamespace(name=None, at=7200.0, when=None)])
+    record.end_t = 3600.0
+    report = build_report(record, judge(record))
+    assert report["passed"] and report["timeline_not_run"] == [
+        {"entry": "cut", "why": "its condition 'phones.ready >= 50' never held"},
+        {"entry": "at 7200s", "why": "the run ended at 0d 01:00:00, before its time, 0d 02:00:00"}]
+    lines = summary_table(report).splitlines()
+    assert [line for line in lines if line.startswith("  timeline: ")] == [
+        "  timeline: 'typo' edit_file at 0d 00:00:30 failed: no file 'y00000000066.cfg' among the lab's "
+        "provisioning files",
+        "  timeline: 'cut' never ran: its condition 'phones.ready >= 50' never held",
+        "  timeline: 'at 7200s' never ran: the run ended at 0d 01:00:00, before its time, 0d 02:00:00"]
+    page = open(write_html_report(report, str(tmp_path), rows=[]), encoding="utf-8").read()
+    section = page.split("<h2>Timeline</h2>", 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr class="(fail|)"><td>([^<]*)</td><td>([^<]*)</td>', section)
+    assert rows == [("fail", "0d 00:00:30", "typo"), ("", "0d 00:00:30", "typo"), ("fail", "never", "cut"),
+                    ("fail", "never", "at 7200s")]
