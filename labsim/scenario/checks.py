@@ -42,6 +42,53 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
         problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
     problems += network_problems(network)  # where the run may send: loopback, or interface + allow
+    problems += timeline_problems(data, fleets)
+    return problems
+
+
+_SERVICE_ACTIONS = ("stop_service", "start_service", "restart_service")
+_PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
+
+
+def timeline_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
+    """Timeline actions that would find nothing to act on: a service the scenario does
+    not run, a fault no part of it names, a fleet or a model it has not. Each would run
+    and do nothing (the run passing all the same), so each is refused at its place."""
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    running = sorted(name for name, spec in services.items() if spec is not None)
+    timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
+    fleet_names = {(fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleet{index + 1}")
+                   for index, fleet in enumerate(fleets) if isinstance(fleet, dict)}
+    models = set()
+    for fleet in fleets:
+        if isinstance(fleet, dict):
+            models |= set(fleet["models"]) if isinstance(fleet.get("models"), dict) else {fleet.get("model")}
+    models = {str(model) for model in models if model is not None}
+    fault_names = {fault.get("name") for fault in (data.get("faults") if isinstance(data.get("faults"), list) else [])
+                   if isinstance(fault, dict)}
+    actions = []
+    for index, entry in enumerate(timeline):
+        steps = entry.get("do") if isinstance(entry, dict) else None
+        for number, action in enumerate(steps if isinstance(steps, list) else [steps]):
+            if isinstance(action, dict):
+                path = ("timeline", index, "do") + ((number,) if isinstance(steps, list) else ())
+                actions += [(path + (kind,), kind, value) for kind, value in action.items()]
+    fault_names |= {value.get("name") for _, kind, value in actions if kind == "add_fault" and isinstance(value, dict)}
+    problems = []
+    for path, kind, value in actions:
+        if kind in _SERVICE_ACTIONS and isinstance(value, str) and value not in running and value in SERVICE_SOCKETS:
+            problems.append((path, f"the scenario runs no {value} service (services: {', '.join(running) or 'none'})"))
+        elif kind == "remove_fault" and isinstance(value, str) and value != "all" and value not in fault_names:
+            named = sorted(name for name in fault_names if isinstance(name, str))
+            problems.append((path, f"no fault is named {value!r}; named faults: {', '.join(named) or 'none'} "
+                                   "(faults[].name, or a timeline add_fault's name)"))
+        elif kind in _PHONE_ACTIONS and isinstance(value, dict):
+            if isinstance(value.get("fleet"), str) and value["fleet"] not in fleet_names:
+                problems.append((path + ("fleet",), f"no fleet is named {value['fleet']!r}; fleets: "
+                                                    f"{', '.join(sorted(fleet_names))}"))
+            if value.get("model") is not None and str(value["model"]) not in models:
+                problems.append((path + ("model",), f"no fleet has model {value['model']!r}; models: "
+                                                    f"{', '.join(sorted(models))}"))
     return problems
 
 

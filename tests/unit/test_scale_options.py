@@ -13,6 +13,7 @@ from labsim.scenario.loader import parse_scenario_text
 BASE = """
 name: t
 network: {dhcp_server: 127.0.0.1}
+services: {http: {port: 8080}}  # run by labsim serve FILE beside the shards
 fleets: [{vendor: yealink, model: T46S, count: 4, first_mac: "00:15:65:00:00:01"}]
 """
 
@@ -40,7 +41,7 @@ def test_start_at_takes_iso_8601_or_epoch_seconds():
 
 @pytest.mark.parametrize("timeline, says", [
     ("- {when: phones.ready >= 50%, do: {power_cycle: {phones: 10%}}}", "waits for 'when: phones.ready >= 50%'"),
-    ("- {at: 5, do: {stop_service: dhcp}}", "does stop_service, which acts on the lab's services or files"),
+    ("- {at: 5, do: {stop_service: http}}", "does stop_service, which acts on the lab's services or files"),
     ("- {at: 5, name: edit, do: [{power_cycle: {phones: 1}}, {delete_file: a.cfg}]}", "entry 1 (edit) does delete_file"),
 ])
 def test_a_standalone_shard_refuses_what_it_cannot_see_or_run(timeline, says):

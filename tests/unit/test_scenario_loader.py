@@ -539,3 +539,33 @@ def test_a_control_character_is_a_located_yaml_error_not_a_traceback():
         parse_scenario_text("name: x\nfleets: \x1f", "f.yaml")
     assert [str(p) for p in caught.value.problems] == [
         "f.yaml:2:9: (top level): not valid YAML: special characters are not allowed"]
+
+
+def test_a_timeline_action_that_would_find_nothing_to_act_on_is_refused_at_its_place():
+    """A service the scenario does not run, a fault nothing names, a fleet or a model it
+    has not: each ran and did nothing (or failed in the timeline), and the run passed."""
+    text = VALID + textwrap.dedent("""\
+        faults: [{name: slow, service: dhcp, delay_s: 1}]
+        timeline:
+          - at: 30
+            do:
+              - stop_service: tftp
+              - remove_fault: nosuch
+              - power_cycle: {phones: 2, fleet: lobby}
+              - check_sync: {phones: all, model: T48S}
+              - {add_fault: {name: cut, service: dhcp, loss: 1}}
+          - at: 60
+            do: [{remove_fault: cut}, {remove_fault: slow}, {remove_fault: all}, {restart_service: dhcp},
+                 {factory_reset: {fleet: desk, model: T46S}}]
+        """)
+    problems = problems_of(text)
+    assert [(p.field, p.message) for p in problems] == [
+        ("timeline[0].do[0].stop_service", "the scenario runs no tftp service (services: dhcp)"),
+        ("timeline[0].do[1].remove_fault", "no fault is named 'nosuch'; named faults: cut, slow (faults[].name, or "
+                                           "a timeline add_fault's name)"),
+        ("timeline[0].do[2].power_cycle.fleet", "no fleet is named 'lobby'; fleets: desk"),
+        ("timeline[0].do[3].check_sync.model", "no fleet has model 'T48S'; models: T46S"),
+    ]
+    assert [(p.mark.line, p.mark.column) for p in problems] == [
+        tuple(vars(locate(text, "stop_service")).values()), tuple(vars(locate(text, "remove_fault")).values()),
+        tuple(vars(locate(text, "fleet: lobby")).values()), tuple(vars(locate(text, "model: T48S")).values())]

@@ -12,7 +12,7 @@ services: {dhcp: {port: 6767}}
 fleets: [{vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}]
 timeline:
   - when: phones.ready >= 1
-    do: {remove_fault: nothing}
+    do: {remove_fault: all}
 """
 
 
