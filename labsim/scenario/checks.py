@@ -46,6 +46,28 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     return problems
 
 
+def _fleet_names_and_models(fleets: list) -> tuple[set, set]:
+    names = {(fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleet{index + 1}")
+             for index, fleet in enumerate(fleets) if isinstance(fleet, dict)}
+    models = set()
+    for fleet in fleets:
+        if isinstance(fleet, dict):
+            models |= set(fleet["models"]) if isinstance(fleet.get("models"), dict) else {fleet.get("model")}
+    return names, {str(model) for model in models if model is not None}
+
+
+def _selection_problems(path: tuple, selection: dict, names: set, models: set) -> list[tuple[tuple, str]]:
+    """A phone selection (a timeline action's, a flash check's) naming a fleet or a model
+    the scenario has not: it would select no phone."""
+    problems = []
+    if isinstance(selection.get("fleet"), str) and selection["fleet"] not in names:
+        problems.append((path + ("fleet",), f"no fleet is named {selection['fleet']!r}; fleets: {', '.join(sorted(names))}"))
+    if selection.get("model") is not None and str(selection["model"]) not in models:
+        problems.append((path + ("model",), f"no fleet has model {selection['model']!r}; models: "
+                                            f"{', '.join(sorted(models))}"))
+    return problems
+
+
 _SERVICE_ACTIONS = ("stop_service", "start_service", "restart_service")
 _PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
@@ -57,13 +79,7 @@ def timeline_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     running = sorted(name for name, spec in services.items() if spec is not None)
     timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
-    fleet_names = {(fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleet{index + 1}")
-                   for index, fleet in enumerate(fleets) if isinstance(fleet, dict)}
-    models = set()
-    for fleet in fleets:
-        if isinstance(fleet, dict):
-            models |= set(fleet["models"]) if isinstance(fleet.get("models"), dict) else {fleet.get("model")}
-    models = {str(model) for model in models if model is not None}
+    fleet_names, models = _fleet_names_and_models(fleets)
     fault_names = {fault.get("name") for fault in (data.get("faults") if isinstance(data.get("faults"), list) else [])
                    if isinstance(fault, dict)}
     actions = []
@@ -83,12 +99,14 @@ def timeline_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
             problems.append((path, f"no fault is named {value!r}; named faults: {', '.join(named) or 'none'} "
                                    "(faults[].name, or a timeline add_fault's name)"))
         elif kind in _PHONE_ACTIONS and isinstance(value, dict):
-            if isinstance(value.get("fleet"), str) and value["fleet"] not in fleet_names:
-                problems.append((path + ("fleet",), f"no fleet is named {value['fleet']!r}; fleets: "
-                                                    f"{', '.join(sorted(fleet_names))}"))
-            if value.get("model") is not None and str(value["model"]) not in models:
-                problems.append((path + ("model",), f"no fleet has model {value['model']!r}; models: "
-                                                    f"{', '.join(sorted(models))}"))
+            problems += _selection_problems(path, value, fleet_names, models)
+    # A flash check on a fleet or a model the scenario has not selects no phone (and fails).
+    lab = data.get("lab") if isinstance(data.get("lab"), dict) else {}
+    for key, items in (("expect", data.get("expect")), ("lab", lab.get("check"))):
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and isinstance(item.get("flash"), dict):
+                path = (key, index, "flash") if key == "expect" else ("lab", "check", index, "flash")
+                problems += _selection_problems(path, item["flash"], fleet_names, models)
     return problems
 
 

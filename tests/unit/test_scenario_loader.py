@@ -569,3 +569,15 @@ def test_a_timeline_action_that_would_find_nothing_to_act_on_is_refused_at_its_p
     assert [(p.mark.line, p.mark.column) for p in problems] == [
         tuple(vars(locate(text, "stop_service")).values()), tuple(vars(locate(text, "remove_fault")).values()),
         tuple(vars(locate(text, "fleet: lobby")).values()), tuple(vars(locate(text, "model: T48S")).values())]
+
+
+def test_a_flash_check_on_a_fleet_or_model_the_scenario_has_not_is_refused_at_its_place():
+    text = VALID + textwrap.dedent("""\
+        expect:
+          - flash: {key: lang.gui, equals: English, fleet: lobby}
+          - flash: {key: lang.gui, equals: English, model: T48S}
+          - flash: {key: lang.gui, equals: English, fleet: desk, model: T46S}
+        """)
+    assert [(p.field, p.message) for p in problems_of(text)] == [
+        ("expect[0].flash.fleet", "no fleet is named 'lobby'; fleets: desk"),
+        ("expect[1].flash.model", "no fleet has model 'T48S'; models: T46S")]
