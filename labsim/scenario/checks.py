@@ -42,11 +42,12 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
         problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
     problems += network_problems(network)  # where the run may send: loopback, or interface + allow
-    problems += timeline_problems(data, fleets)
+    problems += nothing_to_act_on(data, fleets)
     return problems
 
 
 def _fleet_names_and_models(fleets: list) -> tuple[set, set]:
+    """The fleets' names (an unnamed one's as fleet.fleet_name gives it) and models."""
     names = {(fleet.get("name") if isinstance(fleet.get("name"), str) else f"fleet{index + 1}")
              for index, fleet in enumerate(fleets) if isinstance(fleet, dict)}
     models = set()
@@ -72,10 +73,11 @@ _SERVICE_ACTIONS = ("stop_service", "start_service", "restart_service")
 _PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
 
-def timeline_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
-    """Timeline actions that would find nothing to act on: a service the scenario does
-    not run, a fault no part of it names, a fleet or a model it has not. Each would run
-    and do nothing (the run passing all the same), so each is refused at its place."""
+def nothing_to_act_on(data: dict, fleets: list) -> list[tuple[tuple, str]]:
+    """Timeline actions that would find nothing to act on (a service the scenario does
+    not run, a fault no part of it names, a fleet or a model it has not), and flash
+    checks that would select no phone. Each would run and do nothing, or fail for a
+    reason that is the file's, so each is refused at its place."""
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     running = sorted(name for name, spec in services.items() if spec is not None)
     timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
