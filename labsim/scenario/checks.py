@@ -75,9 +75,12 @@ _PHONE_ACTIONS = ("power_cycle", "factory_reset", "check_sync")
 
 def nothing_to_act_on(data: dict, fleets: list) -> list[tuple[tuple, str]]:
     """Timeline actions that would find nothing to act on (a service the scenario does
-    not run, a fault no part of it names, a fleet or a model it has not), and flash
-    checks that would select no phone. Each would run and do nothing, or fail for a
-    reason that is the file's, so each is refused at its place."""
+    not run, a fault no part of it names, a fleet or a model it has not), faults on a
+    service the scenario does not run (but DHCP, whose faults act on the fleet's own DHCP
+    link, a fault acts inside labsim's service, not on a real server's traffic), and
+    flash checks that would select no phone. Each would
+    run and do nothing, or fail for a reason that is the file's, so each is refused at
+    its place."""
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     running = sorted(name for name, spec in services.items() if spec is not None)
     timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
@@ -93,6 +96,15 @@ def nothing_to_act_on(data: dict, fleets: list) -> list[tuple[tuple, str]]:
                 actions += [(path + (kind,), kind, value) for kind, value in action.items()]
     fault_names |= {value.get("name") for _, kind, value in actions if kind == "add_fault" and isinstance(value, dict)}
     problems = []
+    faults = data.get("faults") if isinstance(data.get("faults"), list) else []
+    for path, fault in [(("faults", index), fault) for index, fault in enumerate(faults)] + [
+            (path, value) for path, kind, value in actions if kind == "add_fault"]:
+        service = fault.get("service") if isinstance(fault, dict) else None
+        # DHCP faults act on the fleet's DHCP link, for any server; the others inside labsim's service.
+        if isinstance(service, str) and service in SERVICE_SOCKETS and service != "dhcp" and service not in running:
+            problems.append((path + ("service",), f"the scenario runs no {service} service, and a {service} fault acts "
+                                                  "inside labsim's own (only dhcp faults act on the fleet's side, for "
+                                                  f"any server; services: {', '.join(running) or 'none'})"))
     for path, kind, value in actions:
         if kind in _SERVICE_ACTIONS and isinstance(value, str) and value not in running and value in SERVICE_SOCKETS:
             problems.append((path, f"the scenario runs no {value} service (services: {', '.join(running) or 'none'})"))

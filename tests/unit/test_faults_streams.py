@@ -120,13 +120,20 @@ def test_chunk_size_is_about_fifty_milliseconds_of_line_within_bounds():
 # --- the scenario's Fault: which keys fit which service ------------------------------------
 
 SCENARIO = """\
+# Every service runs (a fault acts inside labsim's own services: one on a service the
+# scenario does not run is refused), and the fault is on line 7.
 name: faults
-services:
-  dhcp: {{port: 6767, subnet: 10.9.0.0/16, pool: {{start: 10.9.0.10, end: 10.9.0.250}}}}
 fleets:
   - {{name: desk, vendor: yealink, models: {{T46S: 1}}, first_mac: "00:15:65:00:00:01"}}
 faults:
   - {fault}
+services:
+  dhcp: {{port: 6767, subnet: 10.9.0.0/16, pool: {{start: 10.9.0.10, end: 10.9.0.250}}}}
+  tftp: {{}}
+  http: {{}}
+  ftp: {{}}
+  dns: {{}}
+  pnp: {{url: "http://127.0.0.1:8080/"}}
 """
 
 VALUE = {"loss": 0.2, "delay_s": 0.1, "jitter_s": 0.1, "duplicate": 0.2, "reorder": 0.2, "corrupt": 0.2,
@@ -191,8 +198,8 @@ timeline:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario_text(text, "f.yaml")
     located = [p for p in caught.value.problems if p.field.endswith("add_fault.corrupt")]
-    line = text.splitlines()[10]  # "      - add_fault: {service: ftp, corrupt: 0.5}"
-    assert located and (located[0].mark.line, located[0].mark.column) == (11, line.index("corrupt") + 1)
+    number, line = next((n, line) for n, line in enumerate(text.splitlines(), 1) if "add_fault" in line)
+    assert located and (located[0].mark.line, located[0].mark.column) == (number, line.index("corrupt") + 1)
 
 
 def test_the_table_covers_every_fault_key_but_name_service_and_direction():

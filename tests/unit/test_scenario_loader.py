@@ -513,11 +513,11 @@ def test_a_bad_key_in_a_single_timeline_action_is_one_problem_at_that_key():
     text = VALID + textwrap.dedent("""\
         timeline:
           - at: 1
-            do: {add_fault: {service: ftp, loss: 0.5}}
+            do: {add_fault: {service: dhcp, http_status: 500}}
         """)
     problems = problems_of(text)
-    assert [p.field for p in problems] == ["timeline[0].do.add_fault.loss"], [str(p) for p in problems]
-    assert "not ftp" in problems[0].message
+    assert [p.field for p in problems] == ["timeline[0].do.add_fault.http_status"], [str(p) for p in problems]
+    assert "not dhcp" in problems[0].message
 
 
 def test_a_timeline_moment_is_seconds_or_a_duration():
@@ -581,3 +581,21 @@ def test_a_flash_check_on_a_fleet_or_model_the_scenario_has_not_is_refused_at_it
     assert [(p.field, p.message) for p in problems_of(text)] == [
         ("expect[0].flash.fleet", "no fleet is named 'lobby'; fleets: desk"),
         ("expect[1].flash.model", "no fleet has model 'T48S'; models: T46S")]
+
+
+def test_a_fault_on_a_service_the_scenario_does_not_run_is_refused_at_its_service():
+    """A fault acts inside labsim's own service (DHCP's but on the fleet's DHCP link, for
+    any server): on one the scenario does not run (a real server's, say) it did nothing,
+    and the run went on as if the fault were there."""
+    text = VALID.replace("services:\n  dhcp: {}\n", "network: {dhcp_server: 127.0.0.1}\n") + textwrap.dedent("""\
+        faults: [{service: tftp, loss: 0.2}, {service: dhcp, loss: 0.1}]
+        timeline:
+          - at: 30
+            do: {add_fault: {service: http, http_status: 503}}
+        """)
+    assert [(p.field, p.message) for p in problems_of(text)] == [
+        ("faults[0].service", "the scenario runs no tftp service, and a tftp fault acts inside labsim's own (only "
+                              "dhcp faults act on the fleet's side, for any server; services: none)"),
+        ("timeline[0].do.add_fault.service", "the scenario runs no http service, and a http fault acts inside "
+                                             "labsim's own (only dhcp faults act on the fleet's side, for any server; "
+                                             "services: none)")]

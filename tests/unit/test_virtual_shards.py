@@ -85,7 +85,7 @@ def test_when_is_judged_across_shards_and_only_a_shard_run_alone_refuses_it():
 
 def test_a_lease_file_and_bandwidth_faults_are_refused_naming_the_key():
     keys = [key for key, _ in virtual_shard_problems(scenario(
-        extra="    lease_file: leases.csv",
+        extra="    lease_file: leases.csv\n  ftp: {}\n  tftp: {}",
         tail="faults: [{service: ftp, bandwidth_kbps: 100}]\n"
              "timeline: [{at: 10, do: {add_fault: {service: tftp, bandwidth_kbps: 50}}}]"), 2)]
     assert keys == ["timeline entry 1: add_fault.bandwidth_kbps", "faults[0].bandwidth_kbps",
