@@ -315,11 +315,10 @@ def _with_notes(loaded, written_phones: int, *, quiet: bool = False, state_dir: 
 
     loaded = noted(loaded, written_phones)
     if state_dir:
-        from labsim.fleet.fleet import mac_range
+        from labsim.fleet.fleet import fleet_macs
         from labsim.fleet.state_dir import state_note
 
-        macs = [mac for fleet in loaded.scenario.fleets for mac in mac_range(fleet.first_mac, fleet.total)]
-        loaded = dataclasses.replace(loaded, notes=loaded.notes + (state_note(state_dir, macs),))
+        loaded = dataclasses.replace(loaded, notes=loaded.notes + (state_note(state_dir, fleet_macs(loaded.scenario)),))
     if not quiet:
         for note in loaded.notes:
             print(f"labsim: note: {note}", file=sys.stderr)

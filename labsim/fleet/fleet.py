@@ -29,6 +29,11 @@ def mac_range(first_mac: str, count: int) -> list[str]:
     return [_mac_text(start + offset) for offset in range(count)]
 
 
+def fleet_macs(scenario) -> list[str]:
+    """Every phone's MAC, in the order the scenario's fleets give them."""
+    return [mac for fleet in scenario.fleets for mac in mac_range(fleet.first_mac, fleet.total)]
+
+
 def _mac_text(value: int) -> str:
     raw = f"{value:012x}"
     return ":".join(raw[i : i + 2] for i in range(0, 12, 2))

@@ -103,12 +103,12 @@ def virtual_shard_problems(scenario, count: int, *, parent: bool = True) -> list
 
 def _pool_problems(scenario, dhcp, count: int) -> list[tuple[str, str]]:
     """A pool whose parts cannot hold each shard's phones though the whole pool holds the fleet."""
-    from labsim.scenario.sizing import pool_room
+    from labsim.scenario.sizing import pool_room, reserved_macs
 
-    reserved_macs = {mac.lower().replace("-", ":") for mac in dhcp.reservations}
+    reserved = reserved_macs(dhcp)
     needing = [0] * count
     for entry in roster(scenario, count):
-        if entry.phone.mac not in reserved_macs:
+        if entry.phone.mac not in reserved:
             needing[entry.shard] += 1
 
     def room(start: str, end: str) -> int:

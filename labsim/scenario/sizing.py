@@ -53,15 +53,19 @@ def pool_room(dhcp, start: str, end: str) -> int:
     return last - first + 1 - sum(1 for ip in excluded if first <= ip <= last)
 
 
+def reserved_macs(dhcp) -> set[str]:
+    """The MACs ``dhcp.reservations`` names, as the fleet writes them."""
+    return {mac.lower().replace("-", ":") for mac in dhcp.reservations}
+
+
 def phones_needing_a_lease(scenario) -> int:
     """Phones that lease from the pool: the fleet but those with a reservation."""
-    reserved = {mac.lower().replace("-", ":") for mac in scenario.services.dhcp.reservations}
+    reserved = reserved_macs(scenario.services.dhcp)
     if not reserved:
         return sum(fleet.total for fleet in scenario.fleets)
-    from labsim.fleet.fleet import mac_range
+    from labsim.fleet.fleet import fleet_macs
 
-    return sum(1 for fleet in scenario.fleets for mac in mac_range(fleet.first_mac, fleet.total)
-               if mac not in reserved)
+    return sum(1 for mac in fleet_macs(scenario) if mac not in reserved)
 
 
 def sizing_notes(loaded: LoadedScenario, doc: MarkedDocument, written_phones: int) -> list[Problem]:
