@@ -315,10 +315,11 @@ def _with_notes(loaded, written_phones: int, *, quiet: bool = False, state_dir: 
 
     loaded = noted(loaded, written_phones)
     if state_dir:
-        from labsim.fleet.fleet import fleet_macs
+        from labsim.fleet.fleet import fleet_devices
         from labsim.fleet.state_dir import state_note
 
-        loaded = dataclasses.replace(loaded, notes=loaded.notes + (state_note(state_dir, fleet_macs(loaded.scenario)),))
+        note = state_note(state_dir, fleet_devices(loaded.scenario))
+        loaded = dataclasses.replace(loaded, notes=loaded.notes + (note,))
     if not quiet:
         for note in loaded.notes:
             print(f"labsim: note: {note}", file=sys.stderr)

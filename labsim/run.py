@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from twisted.internet import defer
 
 from labsim.faults import FaultSet, FaultyLink, fault_from_spec
-from labsim.fleet.fleet import build_fleets
+from labsim.fleet.fleet import build_fleets, fleet_devices
 from labsim.fleet.collector import FullCollectionsHeld, SurvivorsFrozen
 from labsim.fleet.pacer import Pacer
 from labsim.fleet.state_dir import load_flash, save_flash
@@ -142,7 +142,7 @@ class ScenarioRun:
         self.state_dir = state_dir
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
-        saved = load_flash(state_dir) if state_dir else {}
+        saved = load_flash(state_dir, fleet_devices(self.scenario)) if state_dir else {}
         self.members = self._build_members(saved)
         self.relay_address = self.scenario.network.relay_address
         self.faults = FaultSet(random.Random(f"{self.scenario.seed}:faults"))

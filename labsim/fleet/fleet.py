@@ -34,6 +34,18 @@ def fleet_macs(scenario) -> list[str]:
     return [mac for fleet in scenario.fleets for mac in mac_range(fleet.first_mac, fleet.total)]
 
 
+def fleet_models(fleet) -> list[str]:
+    """Each phone's model in MAC order: a fleet of mixed models is one block of MACs a model."""
+    return [model for model, count in fleet.model_counts().items() for _ in range(count)]
+
+
+def fleet_devices(scenario) -> dict[str, tuple[str, str]]:
+    """Every phone's MAC -> (vendor, model): which device a MAC is in this scenario
+    (``--state-dir`` gives saved flash only to the same device)."""
+    return {mac: (fleet.vendor, model) for fleet in scenario.fleets
+            for mac, model in zip(mac_range(fleet.first_mac, fleet.total), fleet_models(fleet))}
+
+
 def _mac_text(value: int) -> str:
     raw = f"{value:012x}"
     return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
@@ -84,7 +96,7 @@ def build_fleets(scenario, saved_flash: dict[str, Flash] | None = None, shard=No
     for index, fleet in enumerate(scenario.fleets):
         name = fleet_name(fleet, index)
         profile = profile_for(fleet.vendor, {**calendar_behaviour(fleet.vendor, clock_start), **fleet.behaviour})
-        models = [model for model, count in fleet.model_counts().items() for _ in range(count)]
+        models = fleet_models(fleet)
         macs = mac_range(fleet.first_mac, len(models))
         schedule_rng = random.Random(f"{scenario.seed}:{name}:boot")
         offsets = boot_offsets(fleet.boot, len(models), schedule_rng)

@@ -133,16 +133,25 @@ def test_state_dir_second_run_continues_from_saved_flash(tmp_path):
     assert f"labsim: note: {first_note}" in first.stderr and report1["notes"] == [first_note]
     assert report2["notes"] == [f"{path}: the saved flash of 10 of this run's 10 phones"]
     # A smaller run continues its own phones and keeps the other phones' flash in the file.
-    third, report3 = run_labsim(tmp_path, base(p, expect=("phone.reboots == 0",)), "--state-dir", str(state),
+    # --phones 4 gives each model a block of two MACs: the third and fourth are T48S
+    # phones here, T46S ones in the full fleet, so they are other devices and start from
+    # the scenario's flash (a reboot each), where the first two continue (none).
+    third, report3 = run_labsim(tmp_path, base(p, expect=("phone.reboots <= 1",)), "--state-dir", str(state),
                                 "--phones", "4")
     assert third.returncode == 0, third.stdout + third.stderr
-    assert report3["notes"] == [f"{path}: the saved flash of 4 of this run's 4 phones; 6 other saved phone(s) are "
-                                "not in this run and keep their flash in the file"]
+    assert report3["notes"] == [
+        f"{path}: the saved flash of 2 of this run's 4 phones; 2 start from the scenario's flash, 2 of them because "
+        "the file's flash at their MAC is another device's (e.g. 00:15:65:aa:00:03: saved by a yealink T46S, a "
+        "yealink T48S in this run); 6 other saved phone(s) are not in this run and keep their flash in the file"]
+    reboots = {phone["mac"]: (phone["model"], phone["reboots"]) for phone in report3["phones"]}
+    assert reboots == {"00:15:65:aa:00:01": ("T46S", 0), "00:15:65:aa:00:02": ("T46S", 0),
+                       "00:15:65:aa:00:03": ("T48S", 1), "00:15:65:aa:00:04": ("T48S", 1)}
     after = json.loads(path.read_text())["phones"]
-    ran = {phone["mac"] for phone in report3["phones"]}
-    assert len(ran) == 4 and set(after) == set(saved_after_second)
-    assert {mac: after[mac] for mac in after if mac not in ran} == {
-        mac: flash for mac, flash in saved_after_second.items() if mac not in ran}  # the six others, as saved
+    assert set(after) == set(saved_after_second)
+    assert {mac: entry["model"] for mac, entry in after.items() if mac in reboots} == {
+        mac: model for mac, (model, _) in reboots.items()}  # each MAC's flash now the device that ran there
+    assert {mac: after[mac] for mac in after if mac not in reboots} == {
+        mac: entry for mac, entry in saved_after_second.items() if mac not in reboots}  # the six others, as saved
 
 
 def test_changing_option_66_mid_run_sends_later_phones_elsewhere(tmp_path):

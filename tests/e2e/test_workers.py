@@ -85,7 +85,8 @@ def test_quickstart_on_two_workers_ends_as_on_one(tmp_path):
     assert all(packets) and len(merged) == sum(map(len, packets)) and merged == sorted(merged)
     # --state-dir: the whole fleet's flash, as one process saves it.
     saved = json.loads((tmp_path / "state" / "flash.json").read_text())["phones"]
-    assert len(saved) == 60 and all(f["settings"]["account.1.user_name"] for f in saved.values())
+    assert len(saved) == 60 and all(entry["flash"]["settings"]["account.1.user_name"] for entry in saved.values())
+    assert {entry["vendor"] for entry in saved.values()} == {"yealink"}
 
 
 def _pcap_times(path):

@@ -160,7 +160,8 @@ def test_state_dir_gets_the_whole_fleets_flash(tmp_path, scenario):
     dirs = [_shard_dir(tmp_path, scenario, i) for i in range(2)]
     _merge(dirs, tmp_path / "out", state_dir=str(tmp_path / "state"))
     saved = json.loads((tmp_path / "state" / "flash.json").read_text())["phones"]
-    assert len(saved) == 8 and saved["00:15:65:00:00:08"]["settings"] == {"account.1.user_name": "7"}
+    assert len(saved) == 8 and saved["00:15:65:00:00:08"]["flash"]["settings"] == {"account.1.user_name": "7"}
+    assert {(entry["vendor"], entry["model"]) for entry in saved.values()} == {("yealink", "T46S")}
 
 
 def test_a_missing_shard_is_named(tmp_path, scenario):
