@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Generator
 
 from labsim.phones.dhcp_client import (
-    INIT, REBINDING as REBINDING_LEASE, DhcpClient, Lease, LEASE_TIMER, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER,
+    INIT, REBINDING as REBINDING_LEASE, RENEWING as RENEWING_LEASE, DhcpClient, Lease, LEASE_TIMER, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER,
     shared_identity,
 )
 from labsim.phones.events import (
@@ -57,6 +57,9 @@ OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
 )
 STATES = (OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED)
 SETTLED_STATES = (READY, FAILED)
+# The lease's upkeep, timed as stages (after the first lease's "dhcp"): a renewal from its
+# first unicast REQUEST at T1, a rebinding from its first broadcast one at T2.
+LEASE_EXCHANGE_STAGES = {RENEWING_LEASE: "dhcp_renew", REBINDING_LEASE: "dhcp_rebind"}
 UNTIL_STAGES = ("dhcp", "config", "ready")  # where a fleet's phones may stop (scenario: fleets[].until)
 
 BOOT_TIMER = "boot"
@@ -236,24 +239,38 @@ class Phone:
     # --- the lease while the phone works: renew, rebind, or lose it -------------------
 
     def _lease_message(self, event: DhcpReceived, now: float) -> list:
-        before = self.dhcp.state
+        before, started = self.dhcp.state, self.dhcp.started_at
         actions = self.dhcp.on_message(event.message, now)
         if self.dhcp.state == INIT:
+            if before in LEASE_EXCHANGE_STAGES:  # a NAK: the server answered no
+                self._lease_exchange(before, started, now, "denied", self.lease.server_id)
             return self._lease_lost(now)
         if self.dhcp.lease is not self.lease and self.dhcp.lease is not None:
             self.lease = self.dhcp.lease  # renewed: its options are what later passes read
+            if before in LEASE_EXCHANGE_STAGES:
+                self._lease_exchange(before, started, now, "ok", self.lease.server_id)
             self.note(f"lease {self.lease.address} {'renewed' if before == 'RENEWING' else 'rebound'} "
                       f"from {self.lease.server_id}")
         return actions
 
     def _lease_timer(self, event: TimerFired, now: float) -> list:
-        before = self.dhcp.state
+        before, started = self.dhcp.state, self.dhcp.started_at
         actions = self.dhcp.on_timer(event.name, now)
+        if before in LEASE_EXCHANGE_STAGES and self.dhcp.state != before:  # its deadline (T2, expiry) came first
+            self._lease_exchange(before, started, now, "timeout", self.lease.server_id)
         if self.dhcp.state == INIT:
             return self._lease_lost(now)
         if self.dhcp.state != before and self.dhcp.state == REBINDING_LEASE:
             self.note(f"lease {self.lease.address}: no answer to the renewal by T2, rebinding")
         return actions
+
+    def _lease_exchange(self, state: str, started: float, now: float, status: str, server_id: str) -> None:
+        """A renewal or a rebinding ended: a timing like the first lease's, from its first
+        REQUEST to the ACK, the NAK or the deadline that ended it, so the report's
+        per-server line counts the lease's upkeep (most of what a server with short
+        leases answers) and its latency, and an unanswered one as a timeout."""
+        server = sys.intern(f"dhcp://{server_id}") if server_id else ""
+        self.stages.add(LEASE_EXCHANGE_STAGES[state], started, now, status, server)
 
     def _lease_lost(self, now: float) -> list:
         """No address any more: downloads under way fail (their late results are ignored),

@@ -36,6 +36,7 @@ expect:
     report = json.loads((report_dir / "report.json").read_text())
     assert report["end_reason"].startswith("duration of 14s")
     events = [json.loads(line) for line in (report_dir / "events.jsonl").read_text().splitlines()]
+    renewals = 0
     for phone in report["phones"]:
         mac = phone["mac"]
         acquired = next(e["t"] for e in events if e["mac"] == mac and e["kind"] == "dhcp" and e["type"] == "ACK")
@@ -46,6 +47,14 @@ expect:
         assert len(requests) >= 2 and len(renewed) >= 2, (mac, requests, renewed)
         assert abs(requests[0]["t"] - acquired - 5.0) < 0.5
         assert phone["state"] == "ready"
+        renewals += len(renewed)
     assert report["summary"]["by_state"]["ready"] == 5
+    # Each renewal is timed like the first lease (stage dhcp_renew) and counted on the
+    # server's line of the report, as a load test of a DHCP server wants it.
+    stages = report["summary"]["stages_s"]
+    assert stages["dhcp_renew"]["count"] == renewals and stages["dhcp_renew"]["max"] < 1.0
+    assert "dhcp_rebind" not in stages
+    server = report["summary"]["servers"]["dhcp://127.0.0.1"]
+    assert server["requests"] == stages["dhcp"]["count"] + renewals and server["errors"] == 0
     dhcp = report["services"]["dhcp"]
     assert dhcp["ack"] >= 5 * 3 and dhcp["nak"] == 0 and dhcp["discover"] == 5  # renewals, never a new DISCOVER

@@ -41,6 +41,7 @@ expect:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     events = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
+    answered = 0
     for phone in report["phones"]:
         mac = phone["mac"]
         mine = [e for e in events if e["mac"] == mac and e["kind"] == "dhcp"]
@@ -53,3 +54,11 @@ expect:
         assert {e["yiaddr"] for e in acks} == {first_ack["yiaddr"]} and first_ack["yiaddr"].startswith("10.42.")
         assert not [e for e in mine if e["type"] == "NAK"]
         assert phone["state"] == "ready"
+        answered += sum(1 for e in events if e["mac"] == mac and e["kind"] == "step" and "renewed" in e["detail"])
+    # Kea's answers to the renewals are the report's numbers for Kea: each one timed
+    # (stage dhcp_renew) and counted on Kea's line with the first leases, none an error.
+    stages = report["summary"]["stages_s"]
+    assert answered >= 8 and stages["dhcp_renew"]["count"] == answered
+    [(name, server)] = [(name, s) for name, s in report["summary"]["servers"].items() if name.startswith("dhcp://")]
+    assert server["requests"] == stages["dhcp"]["count"] + answered and server["by_status"] == {
+        "ok": server["requests"]}, (name, server)

@@ -46,6 +46,11 @@ class Lab:
     def sent(self, kind=None, since=0):
         return [m for m in self.network.dhcp_sent[since:] if kind is None or m.message_type == kind]
 
+    def lease_upkeep(self) -> list[tuple]:
+        """The renewals' and rebindings' timings: (stage, started, latency, status, server)."""
+        return [(t.stage, round(t.started, 3), round(t.ended - t.started, 3), t.status, t.server)
+                for t in self.phone.stages if t.stage in ("dhcp_renew", "dhcp_rebind")]
+
     def booted_and_ready(self) -> float:
         self.driver.power_on()
         self.until(60)
@@ -72,6 +77,12 @@ def test_renews_at_t1_by_unicast_request_with_ciaddr_through_the_relay():
     assert any("renewed" in detail for _, _, detail, kind in lab.phone.events if kind == "step")
     lab.until(acquired + 1000.2)  # and again at the new T1
     assert len(lab.sent(dhcp.REQUEST, since=before)) == 2
+    # Each renewal is an exchange with the server, timed like the first lease's, so the
+    # report's line for dhcp://127.0.0.1 counts it (a load test's renewals).
+    upkeep = lab.lease_upkeep()
+    assert [(stage, status, server) for stage, _, _, status, server in upkeep] == [
+        ("dhcp_renew", "ok", "dhcp://127.0.0.1")] * 2
+    assert upkeep[0][1] == pytest.approx(acquired + 500, abs=0.01) and 0 < upkeep[0][2] < 0.01
 
 
 def test_the_renewal_goes_to_the_server_that_gave_the_lease_and_rebinding_broadcasts():
@@ -170,6 +181,12 @@ def test_server_gone_rebinds_at_t2_and_loses_the_address_at_expiry_then_starts_o
     lab.until(acquired + 1200)
     assert lab.phone.state == "ready" and lab.phone.lease is not None and lab.phone.reboots == 1
     assert lab.phone.trigger == "new_lease"
+    # The renewal went unanswered from T1 to T2, the rebinding from T2 to expiry: both
+    # timed out at their deadline, against the server that gave the lease.
+    start = round(acquired, 3)
+    assert lab.lease_upkeep() == [
+        ("dhcp_renew", pytest.approx(start + 500), pytest.approx(375), "timeout", "dhcp://127.0.0.1"),
+        ("dhcp_rebind", pytest.approx(start + 875), pytest.approx(125), "timeout", "dhcp://127.0.0.1")]
 
 
 def test_expiry_in_the_middle_of_a_download_fails_it_and_the_late_result_is_ignored():
@@ -184,7 +201,8 @@ def test_expiry_in_the_middle_of_a_download_fails_it_and_the_late_result_is_igno
     assert lab.phone.state == "provisioning" and len(lab.network.fetches) == fetches + 1
     lab.until(acquired + 1010.0)  # expiry at 1000; the download's answer at 1002
     assert lab.phone.state == "dhcp" and lab.phone._pending == {}
-    assert len(lab.phone.stages) == stages  # the late answer was not taken
+    late = list(lab.phone.stages)[stages:]  # the late answer was not taken; the rebinding timed out
+    assert [(t.stage, t.status, round(t.ended - acquired, 3)) for t in late] == [("dhcp_rebind", "timeout", 1000.0)]
     assert len(lab.network.fetches) == fetches + 1  # and nothing else was asked without an address
 
 
@@ -224,6 +242,24 @@ def test_nak_while_renewing_loses_the_address():
     assert any("NAK" in detail for _, state, detail, _ in lab.phone.events if state == "dhcp")
     lab.until(acquired + 600)
     assert lab.phone.state == "ready" and lab.phone.lease.address.startswith("10.9.")
+    [(stage, started, _, status, asked)] = lab.lease_upkeep()  # the NAK: the server said no
+    assert (stage, status, asked) == ("dhcp_renew", "denied", "dhcp://127.0.0.1")
+    assert started == pytest.approx(acquired + 500, abs=0.01)
+
+
+def test_a_renewal_unanswered_until_t2_then_rebound_is_a_timeout_then_an_answered_rebinding():
+    lab = Lab(server(lease_time_s=1000))
+    acquired = lab.booted_and_ready()
+    dhcp_server, lab.network.dhcp_server = lab.network.dhcp_server, None
+    lab.until(acquired + 900)  # rebinding since T2 (875)
+    lab.network.dhcp_server = dhcp_server
+    lab.until(acquired + 940)  # its next broadcast REQUEST, at 937.5, is answered
+    assert lab.phone.dhcp.state == "BOUND" and lab.phone.state == "ready"
+    start = round(acquired, 3)
+    assert lab.lease_upkeep() == [
+        ("dhcp_renew", pytest.approx(start + 500), pytest.approx(375), "timeout", "dhcp://127.0.0.1"),
+        ("dhcp_rebind", pytest.approx(start + 875), pytest.approx(62.5, abs=0.01), "ok", "dhcp://127.0.0.1")]
+    assert any("rebound" in detail for _, _, detail, _ in lab.phone.events)
 
 
 def test_factory_reset_forgets_the_address():
