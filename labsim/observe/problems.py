@@ -11,8 +11,10 @@ phones with the same reason, server and error are counted together:
 
 from __future__ import annotations
 
+import re
+
 from labsim.observe.log_text import client_text
-from labsim.phones.phone import FAILED, READY
+from labsim.phones.phone import DHCP, FAILED, READY
 
 # Twisted's and the fetchers' words for an error, and the short form people say.
 _PLAIN_ERRORS = (
@@ -42,6 +44,9 @@ def phone_cause(phone) -> dict | None:
     """The cause of a failed or stuck phone: reason, server, where from, error. None for a ready phone."""
     if phone.state == READY:
         return None
+    if phone.state == DHCP:
+        # Looking for a lease: the provisioning server of its last pass is not the cause.
+        return {"reason": _why_no_lease(phone), "server": None, "server_from": None, "error": None}
     if phone.state == FAILED:
         reason = phone.failure or "failed"
     else:
@@ -56,6 +61,23 @@ def phone_cause(phone) -> dict | None:
     # A server, its source and an error are what the network said: made safe as every log line is.
     return {"reason": client_text(reason, 2000), "server": server and client_text(server, 2000),
             "server_from": source and client_text(source), "error": error and client_text(error, 2000)}
+
+
+_LEASE_OF = re.compile(r"^lease of \S+ ")
+
+
+def _why_no_lease(phone) -> str:
+    """A phone that had a lease and lost it says how in the event that took it back to
+    DHCP ("lease of 10.9.0.39 expired", "… refused (NAK) while renewing"; a boot's has no
+    detail): said without the address, so the phones that lost theirs alike are one group."""
+    events = phone.events
+    for index in range(len(events) - 1, -1, -1):
+        _, state, detail, kind = events[index]
+        if kind == "state":
+            if state == DHCP and _LEASE_OF.match(detail):
+                return f"lease {_LEASE_OF.sub('', detail)}, no DHCP lease since"
+            break
+    return _STUCK[DHCP]
 
 
 def _origin(url: str) -> str:

@@ -7,10 +7,12 @@ from twisted.internet.task import Clock
 from labsim.fleet.fleet import FleetMember
 from labsim.observe.problems import group_problems, phone_cause, plain_error, problem_line
 from labsim.phones import yealink
+from labsim.phones.events import PowerCycle
 from labsim.phones.phone import Phone
 from labsim.services.dhcp import DhcpServer, DhcpServerConfig
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.memory import InMemoryNetwork
+from labsim.wire import dhcp
 
 COMMON = b"#!version:1.0.0.1\naccount.1.sip_server.1.address = 127.0.0.1\n"
 
@@ -54,6 +56,51 @@ def test_stuck_phones_say_where_they_stopped():
     assert problem_line(group_problems(members)[0]) == "1 stuck: not powered on yet"
     phone.state = "dhcp"
     assert problem_line(group_problems(members)[0]) == "1 stuck: no DHCP lease yet"
+
+
+class NaksOnlyTheRenewalOf:
+    """A DHCP server gone quiet, except to one phone's REQUESTs, which a server for
+    another subnet answers (a NAK, its address not being in that subnet)."""
+
+    def __init__(self, mac: str):
+        self.chaddr = bytes.fromhex(mac.replace(":", ""))
+        self.other = DhcpServer(DhcpServerConfig(server_id="127.0.0.1", subnet="10.9.0.0/16", pool_start="10.9.0.10",
+                                                 pool_end="10.9.0.20", options={66: b"http://127.0.0.1:8080/"}))
+
+    def handle(self, message, now):
+        if message.chaddr != self.chaddr or message.message_type != dhcp.REQUEST:
+            return []
+        return self.other.handle(message, now)
+
+
+def test_phones_that_lost_their_lease_say_so_without_their_last_provisioning_server():
+    """100 s leases, then the server goes quiet: two phones' leases expire and they are
+    stuck looking for one. Their cause is the lease they lost, one group for both (not
+    one per address), and not the provisioning server of their last pass. The third
+    phone's renewal is NAKed: another group. A power cycle starts over as a boot."""
+    clock = Clock()
+    server = DhcpServer(DhcpServerConfig(server_id="127.0.0.1", lease_time_s=100, subnet="10.1.0.0/16",
+                                         pool_start="10.1.0.10", pool_end="10.1.0.250",
+                                         options={66: b"http://127.0.0.1:8080/"}))
+    network = InMemoryNetwork(clock, dhcp_server=server, files={"y000000000066.cfg": COMMON})
+    macs = [f"00:15:65:00:00:{n:02x}" for n in range(1, 4)]
+    members = [FleetMember("desk", "yealink", Phone(mac, "T46S", yealink, rng=random.Random(mac)), 0.0) for mac in macs]
+    drivers = [PhoneDriver(m.phone, clock, network) for m in members]
+    for driver in drivers:
+        driver.power_on()
+    clock.pump([0.05] * 400)  # 20 s
+    assert [m.phone.state for m in members] == ["ready"] * 3 and all(m.phone.server_source for m in members)
+    network.dhcp_server = NaksOnlyTheRenewalOf(macs[2])
+    clock.pump([1.0] * 130)  # past the leases' expiry
+    assert [m.phone.state for m in members] == ["dhcp"] * 3
+    assert [problem_line(problem) for problem in group_problems(members)] == [
+        "2 stuck: lease expired, no DHCP lease since",
+        "1 stuck: lease refused (NAK) while renewing, no DHCP lease since"]
+    assert phone_cause(members[0].phone) == {"reason": "lease expired, no DHCP lease since", "server": None,
+                                             "server_from": None, "error": None}
+    drivers[0].deliver(PowerCycle())
+    clock.pump([1.0] * 5)
+    assert members[0].phone.state == "dhcp" and phone_cause(members[0].phone)["reason"] == "no DHCP lease yet"
 
 
 def test_plain_errors():
