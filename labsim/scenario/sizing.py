@@ -11,7 +11,8 @@ fails for a reason that is the scenario's, not the servers':
   ``stage.mac_cfg.count == 500``, ``service.http.requests_per_min.max < 400``: a server's
   budget or a fleet's count, labsim cannot tell which), or an action on a number of
   phones (``power_cycle: {phones: 50}``). Percentages, per-phone checks and latencies
-  scale by themselves and are not named.
+  scale by themselves and are not named, nor is a count asked to be none or some
+  (``service.http.requests == 0 during mon-fri 08:00-18:00``, ``phones.failed >= 1``).
 
 ``sizing_notes`` gives each as a :class:`~labsim.scenario.loader.Problem` (file, line,
 field, words); ``labsim run`` prints them before the fleet starts and the report keeps
@@ -38,6 +39,16 @@ def grows_with_fleet(check: Check) -> bool:
     metric = check.metric
     return (metric.startswith(("phones.", "service.")) or metric == "reboots.total"
             or metric.endswith(".count"))
+
+
+def kept_as_written_matters(check: Check) -> bool:
+    """Whether a count compared as written says something else once ``--phones`` changes
+    the fleet: not when it asks for none or for some (``== 0``, ``< 1``, ``> 0``,
+    ``>= 1``: "no request during the day", "a phone failed"), which is the same question
+    at any size."""
+    if not grows_with_fleet(check):
+        return False
+    return not (check.value == 0 or (check.value == 1 and check.op in ("<", ">=")))
 
 
 def pool_room(dhcp, start: str, end: str) -> int:
@@ -95,7 +106,7 @@ def sizing_notes(loaded: LoadedScenario, doc: MarkedDocument, written_phones: in
             if hasattr(item, "flash"):
                 continue  # judged on every phone it selects: no count
             text = item if isinstance(item, str) else item.check
-            if not grows_with_fleet(parse_expectation(text)):
+            if not kept_as_written_matters(parse_expectation(text)):
                 continue
             path = (key, index) if key == "expect" else ("lab", "check", index)
             if not isinstance(item, str):
@@ -103,7 +114,7 @@ def sizing_notes(loaded: LoadedScenario, doc: MarkedDocument, written_phones: in
             note(path, f"'{text}' compares a count that grows with the fleet, {scaled}")
     raw_timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
     for index, entry in enumerate(scenario.timeline):
-        if entry.when is not None and grows_with_fleet(parse_expectation(entry.when)):
+        if entry.when is not None and kept_as_written_matters(parse_expectation(entry.when)):
             note(("timeline", index, "when"), f"'{entry.when}' compares a count that grows with the fleet, {scaled}")
         raw = raw_timeline[index] if index < len(raw_timeline) and isinstance(raw_timeline[index], dict) else {}
         listed = isinstance(raw.get("do"), list)

@@ -11,7 +11,7 @@ import pytest
 from labsim.fleet.fleet import scale_scenario
 from labsim.scenario.expectations import parse_expectation
 from labsim.scenario.loader import load_scenario
-from labsim.scenario.sizing import grows_with_fleet, noted, scaled_fleet_problems
+from labsim.scenario.sizing import grows_with_fleet, kept_as_written_matters, noted, scaled_fleet_problems
 
 SCENARIO = """\
 name: sized
@@ -65,6 +65,17 @@ def load(tmp_path, text: str, phones: int | None = None):
 ])
 def test_which_counts_grow_with_the_fleet(text, grows):
     assert grows_with_fleet(parse_expectation(text)) is grows
+
+
+@pytest.mark.parametrize("text, matters", [
+    ("phones.failed == 0", False), ("service.http.requests == 0 during mon-fri 08:00-23:00", False),
+    ("phones.failed >= 1", False), ("stage.firmware.count > 0", False), ("service.http.requests < 1", False),
+    ("phones.failed <= 0", False), ("phones.ready != 0", False),
+    ("phones.failed <= 1", True), ("phones.failed > 1", True), ("phones.ready >= 10", True),
+    ("service.http.requests_per_min.max < 400", True), ("phones.ready == 100%", False),
+])
+def test_none_or_some_means_the_same_at_any_size(text, matters):
+    assert kept_as_written_matters(parse_expectation(text)) is matters
 
 
 def test_a_pool_smaller_than_the_phones_that_lease_is_named_at_its_line(tmp_path):
