@@ -128,6 +128,11 @@ class ScenarioRun:
     ARCHIVE_EVERY = 30
     EVENTS_INDEX = False  # events.jsonl.index beside events.jsonl: a shard's, for the merge
     EVENT_ROWS_PER_TURN = 1000
+    # How long a settled fleet's run waits before it looks whether to end: what the phones
+    # sent last (a TFTP transfer's final ACK, after the phone has its file) reaches the
+    # services in far less on loopback, so their counters say every transfer ended (not
+    # "transfers_ok 79, active 1"). Virtual time ends at the instant (virtual/run.py).
+    LAST_PACKETS_S = 0.05
 
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
@@ -379,8 +384,10 @@ class ScenarioRun:
         if was != now:
             self.unsettled += -1 if now else 1
         if self.unsettled == 0:
-            # Let the phone finish its own step before the run tears things down.
-            self.reactor.callLater(0, self._end_if_settled)
+            # Let the phone finish its own step, and its last packets reach the services
+            # (a TFTP transfer's final ACK comes after the phone has its file), before the
+            # run reads their counters and tears things down.
+            self.reactor.callLater(self.LAST_PACKETS_S, self._end_if_settled)
 
     def _end_if_settled(self) -> None:
         if self.duration_s is not None:
