@@ -203,6 +203,20 @@ def test_summary_table_pass_fail_and_incomplete():
     assert "INCOMPLETE: time limit" in table and table.rstrip().endswith("result: FAILED")
 
 
+def test_summary_columns_are_as_wide_as_the_longest_stage_and_server():
+    members = [_phone(1, state="ready", ready=2.0)]
+    members[0].phone.stages = [StageTiming("dhcp", 0.0, 1.0, "ok", "dhcp://127.0.0.1"),
+                               StageTiming("primary_profile", 1.0, 1.5, "ok",
+                                           "https://provisioning.example.internal:8443")]
+    record = _record([], members=members)
+    table = summary_table(build_report(record, judge(record)))
+    stage_lines = [line for line in table.splitlines() if line.startswith("  stage ")]
+    server_lines = [line for line in table.splitlines() if line.startswith("  server ")]
+    assert len(stage_lines) == 2 and len({line.index(" n=") for line in stage_lines}) == 1
+    assert len(server_lines) == 2 and len({line.index(" requests ") for line in server_lines}) == 1
+    assert "primary_profile n=1" in table
+
+
 def test_summary_table_with_no_ready_phone_and_no_expectations():
     record = _record([], members=[_phone(9, state="failed")])
     table = summary_table(build_report(record, judge(record)))
