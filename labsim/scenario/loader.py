@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from labsim.scenario.calendar_start import parse_start
 from labsim.scenario.checks import cross_checks, port_clashes
 from labsim.scenario.schema import Scenario
+from labsim.scenario.virtual_time import virtual_time_problems
 from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
 
 
@@ -102,6 +103,9 @@ def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict
     except ValidationError as exc:
         errors = _drop_other_union_branches(exc.errors(include_url=False))
         problems += [_problem(filename, doc, error) for error in errors]
+    if scenario is not None and scenario.clock == "virtual":
+        problems += [Problem(filename, doc.mark_for(path), field_text(path), f"not possible in virtual time: {why}")
+                     for path, why in virtual_time_problems(scenario)]
     if problems:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ScenarioError(_dedupe(problems))

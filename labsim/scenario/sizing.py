@@ -136,7 +136,7 @@ def scaled_fleet_problems(loaded: LoadedScenario) -> list[Problem]:
     problems = mac_problems(fleets)
     if not problems:
         return []
-    doc = _marks(loaded.path)
+    doc = marks_of(loaded.path)
     spans = ", ".join(f"{fleet['name'] or f'fleets[{index}]'} {sum(fleet['models'].values()):,} from "
                       f"{fleet['first_mac']}" for index, fleet in enumerate(fleets))
     return [Problem(loaded.path, doc.mark_for(path), field_text(path),
@@ -146,11 +146,12 @@ def scaled_fleet_problems(loaded: LoadedScenario) -> list[Problem]:
 
 def noted(loaded: LoadedScenario, written_phones: int) -> LoadedScenario:
     """``loaded`` with its notes (``sizing_notes``, placed in its file as it reads now)."""
-    notes = tuple(str(problem) for problem in sizing_notes(loaded, _marks(loaded.path), written_phones))
+    notes = tuple(str(problem) for problem in sizing_notes(loaded, marks_of(loaded.path), written_phones))
     return dataclasses.replace(loaded, notes=notes)
 
 
-def _marks(path: str) -> MarkedDocument:
+def marks_of(path: str) -> MarkedDocument:
+    """The file at ``path`` with where each key is (for a Problem's line and column)."""
     try:
         with open(path, encoding="utf-8") as handle:
             return load_marked(handle.read())

@@ -32,7 +32,7 @@ What each service is here:
   (``virtual.tcp``), every segment a call on the clock; the ``ftp`` faults act inside
   the server as on sockets; uploads on disk where a run on sockets stores them.
 
-What needs real sockets is refused (see ``virtual_time_problems``).
+What needs real sockets is refused (``scenario/virtual_time.py``).
 """
 
 from __future__ import annotations
@@ -63,32 +63,8 @@ from labsim.virtual.tcp import LabReactor, TcpLab
 from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
 from labsim.wire import dhcp, sip_pnp
 
-SUPPORTED_SERVICES = ("dhcp", "tftp", "http", "ftp", "dns", "pnp")
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
 HTTP_TIMEOUT_S = 30.0  # LoopbackNetwork's HttpFetcher
-
-
-def virtual_time_problems(scenario) -> list[tuple[str, str]]:
-    """(key, why) for each part of the scenario a run in virtual time cannot do."""
-    problems = []
-    network = scenario.network
-    if network.dhcp_server:
-        problems.append(("network.dhcp_server", "an external DHCP server needs real sockets"))
-    if getattr(network, "interface", None):
-        problems.append(("network.interface", "a real network interface needs real sockets"))
-    for key in ("dns_server", "pnp_server"):
-        if getattr(network, key, None):
-            problems.append((f"network.{key}", "an external server needs real sockets"))
-    services = scenario.services
-    for name in SERVICE_ORDER:
-        spec = getattr(services, name, None)
-        if spec is None:
-            continue
-        if name not in SUPPORTED_SERVICES:
-            problems.append((f"services.{name}", "has no in-memory form yet: run it with the real clock"))
-        if getattr(spec, "interface", None):
-            problems.append((f"services.{name}.interface", "a network interface needs real sockets"))
-    return problems
 
 
 class _Service:

@@ -18,7 +18,8 @@ from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.run import EXIT_BAD_INPUT, EXIT_FAILED, ScenarioRun
 from labsim.scenario.durations import clock_text
 from labsim.virtual.clock import HeapClock
-from labsim.virtual.lab import VirtualNetwork, VirtualServices, virtual_time_problems
+from labsim.scenario.virtual_time import virtual_time_problems
+from labsim.virtual.lab import VirtualNetwork, VirtualServices
 
 # Where a virtual run's clock starts unless the scenario's clock_starts says otherwise:
 # 2026-01-04 00:00:00 UTC, a Sunday, the origin of the phones' calendar (local_time).
@@ -89,9 +90,14 @@ def virtual_run(loaded, run_class=None, **run_options):
     """(the run, its clock) for the scenario in virtual time, or None when it cannot run
     there (said on stderr, naming the key or the problem)."""
     problems = virtual_time_problems(loaded.scenario)
-    if problems:
-        for key, why in problems:
-            print(f"{loaded.path}: {key}: not possible in virtual time: {why}", file=sys.stderr)
+    if problems:  # --clock virtual on the command line (a file saying clock: virtual did not load)
+        from labsim.scenario.loader import Problem, field_text
+        from labsim.scenario.sizing import marks_of
+
+        doc = marks_of(loaded.path)
+        for path, why in problems:
+            print(Problem(loaded.path, doc.mark_for(path), field_text(path), f"not possible in virtual time: {why}"),
+                  file=sys.stderr)
         return None
     clock = HeapClock(virtual_epoch(loaded.scenario))
     try:

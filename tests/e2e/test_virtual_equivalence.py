@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from labsim.scenario.loader import load_scenario
-from labsim.virtual.lab import virtual_time_problems
+from labsim.scenario.virtual_time import virtual_time_problems
 from tests.relocate import relocated
 
 pytestmark = pytest.mark.e2e

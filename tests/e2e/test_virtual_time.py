@@ -94,16 +94,26 @@ def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
                                        "duration_s": 28800.0}
 
 
-@pytest.mark.parametrize("change, key, named", [
-    ("services:\n", "network:\n  dhcp_server: 127.0.0.1\nservices:\n", "network.dhcp_server"),
-    ("lease_time_s: 7200,", "lease_time_s: 7200, interface: lo,", "services.dhcp.interface"),
+@pytest.mark.parametrize("change, key, named, line", [
+    ("services:\n", "network:\n  dhcp_server: 127.0.0.1\nservices:\n", "network.dhcp_server", "5:3"),
+    ("lease_time_s: 7200,", "lease_time_s: 7200, interface: lo,", "services.dhcp.interface", "5:106"),
 ])
-def test_what_needs_real_sockets_is_refused_naming_the_key(tmp_path, change, key, named):
+def test_what_needs_real_sockets_is_refused_naming_the_key(tmp_path, change, key, named, line):
     text = SCENARIO.format(seed=1, duration="1h").replace(change, key)
     assert key in text
+    # --clock virtual on the command line: refused before the run starts, at the key's line.
     proc, report_dir = run(tmp_path, "refused", text=text)
     assert proc.returncode == 2 and not report_dir.exists()
-    assert f"{named}: not possible in virtual time" in proc.stderr, proc.stderr
+    path = tmp_path / "seed-1.yaml"
+    assert f"{path}:{line}: {named}: not possible in virtual time" in proc.stderr, proc.stderr
+    # clock: virtual in the file: labsim validate refuses it as run does.
+    path.write_text(text.replace("duration: 1h\n", "duration: 1h\nclock: virtual\n"))
+    line = f"{int(line.split(':')[0]) + 1}:{line.split(':')[1]}"
+    for command in (["validate", str(path)], ["run", str(path), "--report-dir", str(report_dir)]):
+        proc = subprocess.run([sys.executable, "-m", "labsim", *command], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and not report_dir.exists(), proc.stdout + proc.stderr
+        assert f"{path}:{line}: {named}: not possible in virtual time" in proc.stderr, proc.stderr
+        assert "nothing was started" in proc.stderr
 
 
 def test_serve_refuses_a_virtual_scenario(tmp_path):
