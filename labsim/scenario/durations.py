@@ -68,3 +68,16 @@ def format_duration(seconds: float) -> str:
     if rest or not parts:
         parts.append(f"{rest}s")
     return "".join(parts)
+
+
+def outlasts_the_time_limit(scenario) -> str | None:
+    """Words for a run on the real clock whose ``duration`` is longer than its
+    ``time_limit_s`` (wall time): it would stop at the limit, incomplete, every time (the
+    usual cause: a week written for virtual time without ``clock: virtual``); None when
+    the run can reach its duration."""
+    duration = scenario.duration
+    if scenario.clock == "virtual" or duration is None or duration <= scenario.time_limit_s:
+        return None
+    return (f"{clock_text(duration)} on the real clock outlasts time_limit_s ({scenario.time_limit_s:g} s of wall "
+            "time): the run would stop at the time limit, incomplete; run it in simulated time with clock: virtual "
+            "(or --clock virtual), or raise time_limit_s")

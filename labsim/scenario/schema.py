@@ -116,7 +116,9 @@ class Scenario(Strict):
     # --- virtual time (issue 15): how much time to simulate, and on which clock
     duration: Annotated[float, BeforeValidator(parse_duration)] | None = Field(
         None, description="run this long (90s, 15m, 12h, 7d), whether or not the phones settle; "
-        "with clock: virtual, simulated time (time_limit_s stays wall-clock)")
+        "with clock: virtual, simulated time (time_limit_s stays wall-clock). On the real clock a duration "
+        "longer than time_limit_s could never be reached: run refuses it (--duration too), validate notes it "
+        "(--clock virtual runs the file)")
     clock: Literal["real", "virtual"] = Field(
         "real", description="virtual: an in-memory lab whose time jumps from event to event (labsim's own "
         "DHCP, HTTP, TFTP, FTP, DNS and PnP; see docs/virtual-time.md); with run --workers N, N shards "

@@ -207,3 +207,26 @@ def test_phones_that_make_two_fleets_macs_overlap_stop_the_run_before_it_starts(
                          r"with fleet 'desk' once --phones scales them \(desk 8,000 from 00:15:65:00:00:01, lobby "
                          r"2,000 from 00:15:65:00:10:01\)", done.stderr), done.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_a_duration_the_real_clock_cannot_reach_before_the_time_limit_is_refused_and_says_why(tmp_path):
+    """A week written for virtual time, without clock: virtual: on the real clock it would
+    stop at the time limit every time. run refuses it at the duration's line (or at
+    --duration), validate notes it (--clock virtual runs the file), virtual time runs it."""
+    scenario = tmp_path / "week.yaml"
+    scenario.write_text(SCALED.replace("clock: virtual\n", "duration: 7d\ntime_limit_s: 60\n"))
+    why = ("on the real clock outlasts time_limit_s (60 s of wall time): the run would stop at the time limit, "
+           "incomplete; run it in simulated time with clock: virtual (or --clock virtual), or raise time_limit_s")
+    report = tmp_path / "report"
+    refused = labsim("run", str(scenario), "--report-dir", str(report))
+    assert refused.returncode == 2 and not report.exists(), refused.stdout + refused.stderr
+    assert f"{scenario}:2:1: duration: 7d 00:00:00 {why}" in refused.stderr
+    refused = labsim("run", str(scenario), "--duration", "2m", "--report-dir", str(report))
+    assert refused.returncode == 2 and f"--duration: 0d 00:02:00 {why}" in refused.stderr and not report.exists()
+    noted = labsim("validate", str(scenario))
+    assert noted.returncode == 0 and f"  note: {scenario}:2:1: duration: 7d 00:00:00 {why}" in noted.stdout
+    reached = labsim("run", str(scenario), "--duration", "8s", "--report-dir", str(report))
+    assert reached.returncode == 0, reached.stdout + reached.stderr
+    assert json.loads((report / "report.json").read_text())["end_reason"].startswith("duration of 8s reached")
+    virtual = labsim("run", str(scenario), "--clock", "virtual", "--report-dir", str(report))
+    assert virtual.returncode == 0 and "virtual time: 7d 00:00:00 simulated" in virtual.stdout, virtual.stderr

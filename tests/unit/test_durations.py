@@ -35,3 +35,19 @@ def test_moments_after_the_start_are_durations_or_zero():
                                            (151126.4092, "1d 17:58:46"), (8 * 86400 + 12 * 3600, "8d 12:00:00")])
 def test_clock_text_is_days_and_a_clock_to_the_second(seconds, text):
     assert clock_text(seconds) == text
+
+
+def test_a_duration_past_the_time_limit_is_said_only_on_the_real_clock():
+    from types import SimpleNamespace
+
+    from labsim.scenario.durations import outlasts_the_time_limit
+
+    def scenario(clock, duration, limit=300):
+        return SimpleNamespace(clock=clock, duration=duration, time_limit_s=limit)
+
+    assert outlasts_the_time_limit(scenario("real", 7 * 86400)).startswith(
+        "7d 00:00:00 on the real clock outlasts time_limit_s (300 s of wall time)")
+    assert outlasts_the_time_limit(scenario("real", 301)) is not None
+    assert outlasts_the_time_limit(scenario("real", 300)) is None  # it reaches its duration as the limit comes
+    assert outlasts_the_time_limit(scenario("real", None)) is None  # ends when the phones settle
+    assert outlasts_the_time_limit(scenario("virtual", 7 * 86400)) is None  # simulated time: the limit is wall time
