@@ -15,7 +15,7 @@ import time
 
 from labsim.observe.phone_history import KINDS as HISTORY_KINDS
 from labsim.scenario.durations import outlasts_the_time_limit
-from labsim.scenario.loader import ScenarioError, load_scenario
+from labsim.scenario.loader import ScenarioError, load_scenario, problem_at
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -243,19 +243,10 @@ def command_validate(args) -> int:
         notes = list(noted(loaded, written).notes)
         outlasting = outlasts_the_time_limit(loaded.scenario)
         if outlasting:  # not a problem of the file: --clock virtual runs it
-            notes.append(f"{_place(path, ('duration',))}: {outlasting}")
+            notes.append(str(problem_at(path, ("duration",), outlasting)))
         for note in notes:
             print(f"  note: {note}")
     return status
-
-
-def _place(path: str, key: tuple) -> str:
-    """``FILE:LINE:COLUMN: key`` of a key in a scenario file (``FILE: key`` if not found)."""
-    from labsim.scenario.loader import field_text
-    from labsim.scenario.sizing import marks_of
-
-    mark = marks_of(path).mark_for(key)
-    return f"{path}:{mark.line}:{mark.column}: {field_text(key)}" if mark else f"{path}: {field_text(key)}"
 
 
 def command_story(args) -> int:
@@ -382,8 +373,8 @@ def command_run(args) -> int:
         loaded = dataclasses.replace(loaded, scenario=loaded.scenario.model_copy(update=update))
     outlasting = outlasts_the_time_limit(loaded.scenario)
     if outlasting:
-        where = "--duration" if args.duration is not None else _place(loaded.path, ("duration",))
-        print(f"{where}: {outlasting}", file=sys.stderr)
+        print(f"--duration: {outlasting}" if args.duration is not None
+              else problem_at(loaded.path, ("duration",), outlasting), file=sys.stderr)
         return EXIT_BAD_INPUT
     from labsim.fleet.state_dir import StateDirError
 

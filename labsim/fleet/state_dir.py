@@ -57,10 +57,8 @@ def load_saved(state_dir: str) -> dict[str, SavedPhone]:
         if data.get("format") not in READABLE_FORMATS:
             raise StateDirError(f"{path}: format {data.get('format')!r}, this labsim reads formats "
                                 f"{', '.join(map(str, READABLE_FORMATS))}")
-        if data["format"] == 1:
-            return {mac: SavedPhone("", "", Flash.from_dict(flash)) for mac, flash in data["phones"].items()}
         return {mac: SavedPhone(entry["vendor"], entry["model"], Flash.from_dict(entry["flash"]))
-                for mac, entry in data["phones"].items()}
+                for mac, entry in _entries(data).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, StateDirError):
             raise
@@ -97,14 +95,19 @@ def _saved_phones(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-        phones = data["phones"]
-        if not isinstance(phones, dict):
+        if data.get("format") not in READABLE_FORMATS or not isinstance(data["phones"], dict):
             return {}
-        if data.get("format") == 1:
-            return {mac: {"vendor": "", "model": "", "flash": flash} for mac, flash in phones.items()}
-        return dict(phones) if data.get("format") == FORMAT else {}
+        return dict(_entries(data))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def _entries(data: dict) -> dict:
+    """A readable file's phones as this format writes them (MAC -> {vendor, model,
+    flash}): format 1's flash alone, with no device."""
+    if data["format"] == 1:
+        return {mac: {"vendor": "", "model": "", "flash": flash} for mac, flash in data["phones"].items()}
+    return data["phones"]
 
 
 def state_note(state_dir: str, devices: dict[str, tuple[str, str]]) -> str:

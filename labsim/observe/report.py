@@ -359,16 +359,16 @@ def summary_table(report: dict) -> str:
         lines.append("  time to ready (s): " + "  ".join(f"{key} {_long(ttr[key], f'{ttr[key]:.3f}')}"
                                                        for key in ("p50", "p95", "p99", "max")))
     # Columns as wide as the longest name (Avaya's primary_profile, a long server URL).
-    width = max(map(len, summary["stages_s"]), default=0)
+    width = max([12, *map(len, summary["stages_s"])])
     for stage, stats in summary["stages_s"].items():
-        lines.append(f"  stage {stage:<{max(12, width)}} n={stats['count']:<6} " + "  ".join(
+        lines.append(f"  stage {stage:<{width}} n={stats['count']:<6} " + "  ".join(
             f"{key} {_long(stats[key], f'{stats[key]:.4f}')}" for key in ("p50", "p95", "max")))
-    width = max(map(len, summary.get("servers", {})), default=0)
+    width = max([28, *map(len, summary.get("servers", {}))])
     for server, stats in summary.get("servers", {}).items():
         # Which errors: a Yealink's boot files are optional, and their 404s are half its requests.
         which = ", ".join(f"{status} {n}" for status, n in stats.get("by_status", {}).items() if status != "ok")
         p95 = stats["latency_s"]["p95"]
-        lines.append(f"  server {server:<{max(28, width)}} requests {stats['requests']:<6} errors {stats['errors']:<5} "
+        lines.append(f"  server {server:<{width}} requests {stats['requests']:<6} errors {stats['errors']:<5} "
                      f"p95 {_long(p95, f'{p95:.4f}s')}" + (f"  ({which})" if which else ""))
     for name, counters in (report.get("services") or {}).items():
         lines.append(f"  service {name:<6} {service_counters_line(counters)}")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable, Generator
 
 from labsim.phones.dhcp_client import (
-    INIT, REBINDING as REBINDING_LEASE, RENEWING as RENEWING_LEASE, DhcpClient, Lease, LEASE_TIMER, OFFER_WINDOW_TIMER, RETRANSMIT_TIMER,
-    shared_identity,
+    INIT, REBINDING as REBINDING_LEASE, RENEWING as RENEWING_LEASE, DhcpClient, Lease, LEASE_TIMER,
+    OFFER_WINDOW_TIMER, RETRANSMIT_TIMER, shared_identity,
 )
 from labsim.phones.events import (
     CancelAllTimers,
@@ -57,6 +57,12 @@ OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
 )
 STATES = (OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED)
 SETTLED_STATES = (READY, FAILED)
+def _dhcp_server(server_id: str) -> str:
+    """The server that gave a lease (option 54) as a timing names it, for the report's
+    per-server line: one string for the fleet (interned), not one per timing."""
+    return sys.intern(f"dhcp://{server_id}") if server_id else ""
+
+
 # The lease's upkeep, timed as stages (after the first lease's "dhcp"): a renewal from its
 # first unicast REQUEST at T1, a rebinding from its first broadcast one at T2.
 LEASE_EXCHANGE_STAGES = {RENEWING_LEASE: "dhcp_renew", REBINDING_LEASE: "dhcp_rebind"}
@@ -223,9 +229,7 @@ class Phone:
         if self.dhcp.lease is None:
             return actions
         self.lease = self.dhcp.lease
-        # The server that gave the lease (option 54): the report's per-server line for DHCP.
-        server = sys.intern(f"dhcp://{self.lease.server_id}") if self.lease.server_id else ""
-        self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok", server))
+        self.stages.append(StageTiming("dhcp", self._dhcp_started, now, "ok", _dhcp_server(self.lease.server_id)))
         detail = f"lease {self.lease.address} from {self.lease.server_id}"
         if self.until == "dhcp":
             return actions + self._done(now, f"{detail}; stops here (until: dhcp)")
@@ -249,7 +253,7 @@ class Phone:
             self.lease = self.dhcp.lease  # renewed: its options are what later passes read
             if before in LEASE_EXCHANGE_STAGES:
                 self._lease_exchange(before, started, now, "ok", self.lease.server_id)
-            self.note(f"lease {self.lease.address} {'renewed' if before == 'RENEWING' else 'rebound'} "
+            self.note(f"lease {self.lease.address} {'renewed' if before == RENEWING_LEASE else 'rebound'} "
                       f"from {self.lease.server_id}")
         return actions
 
@@ -269,8 +273,7 @@ class Phone:
         REQUEST to the ACK, the NAK or the deadline that ended it, so the report's
         per-server line counts the lease's upkeep (most of what a server with short
         leases answers) and its latency, and an unanswered one as a timeout."""
-        server = sys.intern(f"dhcp://{server_id}") if server_id else ""
-        self.stages.add(LEASE_EXCHANGE_STAGES[state], started, now, status, server)
+        self.stages.add(LEASE_EXCHANGE_STAGES[state], started, now, status, _dhcp_server(server_id))
 
     def _lease_lost(self, now: float) -> list:
         """No address any more: downloads under way fail (their late results are ignored),

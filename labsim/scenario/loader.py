@@ -16,7 +16,7 @@ from labsim.scenario.calendar_start import parse_start
 from labsim.scenario.checks import cross_checks, port_clashes
 from labsim.scenario.schema import Scenario
 from labsim.scenario.virtual_time import virtual_time_problems
-from labsim.scenario.yaml_marks import Mark, YamlError, load_marked
+from labsim.scenario.yaml_marks import Mark, MarkedDocument, YamlError, load_marked
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict
         errors = _drop_other_union_branches(exc.errors(include_url=False))
         problems += [_problem(filename, doc, error) for error in errors]
     if scenario is not None and scenario.clock == "virtual":
-        problems += [Problem(filename, doc.mark_for(path), field_text(path), f"not possible in virtual time: {why}")
-                     for path, why in virtual_time_problems(scenario)]
+        problems += virtual_time_refusals(scenario, filename, doc)
     if problems:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ScenarioError(_dedupe(problems))
@@ -218,3 +217,24 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             seen.add(key)
             unique.append(problem)
     return unique
+
+
+def virtual_time_refusals(scenario, filename: str, doc: MarkedDocument) -> list[Problem]:
+    """What ``scenario`` cannot have in virtual time (scenario.virtual_time), at its place
+    in the file: for a file saying ``clock: virtual`` and for ``run --clock virtual``."""
+    return [Problem(filename, doc.mark_for(path), field_text(path), f"not possible in virtual time: {why}")
+            for path, why in virtual_time_problems(scenario)]
+
+
+def marks_of(path: str) -> MarkedDocument:
+    """The file at ``path`` with where each key is (for a Problem's line and column)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load_marked(handle.read())
+    except (OSError, UnicodeDecodeError, YamlError):  # changed since it was loaded: places without lines
+        return MarkedDocument({})
+
+
+def problem_at(path: str, key: tuple, message: str) -> Problem:
+    """A problem of the file at ``path`` at ``key``'s place in it (found after loading)."""
+    return Problem(path, marks_of(path).mark_for(key), field_text(key), message)

@@ -27,8 +27,8 @@ import ipaddress
 
 from labsim.scenario.checks import mac_problems
 from labsim.scenario.expectations import Check, parse_expectation
-from labsim.scenario.loader import LoadedScenario, Problem, field_text
-from labsim.scenario.yaml_marks import MarkedDocument, YamlError, load_marked
+from labsim.scenario.loader import LoadedScenario, Problem, field_text, marks_of
+from labsim.scenario.yaml_marks import MarkedDocument
 
 
 def grows_with_fleet(check: Check) -> bool:
@@ -148,12 +148,3 @@ def noted(loaded: LoadedScenario, written_phones: int) -> LoadedScenario:
     """``loaded`` with its notes (``sizing_notes``, placed in its file as it reads now)."""
     notes = tuple(str(problem) for problem in sizing_notes(loaded, marks_of(loaded.path), written_phones))
     return dataclasses.replace(loaded, notes=notes)
-
-
-def marks_of(path: str) -> MarkedDocument:
-    """The file at ``path`` with where each key is (for a Problem's line and column)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return load_marked(handle.read())
-    except (OSError, UnicodeDecodeError, YamlError):  # changed since it was loaded: places without lines
-        return MarkedDocument({})

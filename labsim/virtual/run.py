@@ -91,13 +91,10 @@ def virtual_run(loaded, run_class=None, **run_options):
     there (said on stderr, naming the key or the problem)."""
     problems = virtual_time_problems(loaded.scenario)
     if problems:  # --clock virtual on the command line (a file saying clock: virtual did not load)
-        from labsim.scenario.loader import Problem, field_text
-        from labsim.scenario.sizing import marks_of
+        from labsim.scenario.loader import marks_of, virtual_time_refusals
 
-        doc = marks_of(loaded.path)
-        for path, why in problems:
-            print(Problem(loaded.path, doc.mark_for(path), field_text(path), f"not possible in virtual time: {why}"),
-                  file=sys.stderr)
+        for problem in virtual_time_refusals(loaded.scenario, loaded.path, marks_of(loaded.path)):
+            print(problem, file=sys.stderr)
         return None
     clock = HeapClock(virtual_epoch(loaded.scenario))
     try:
