@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scale the fleets to about N phones in all (keeping their mix): try a big scenario small")
     run.add_argument("--state-dir", help="load the phones' flash from here at the start and save it at the end, "
                                          "so the next run continues where this one stopped")
-    run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, TFTP, HTTP) to FILE, "
-                                                   "a pcap capture with synthetic headers for Wireshark/tshark")
+    run.add_argument("--pcap", metavar="FILE", help="also write the lab's traffic (DHCP, DNS, TFTP, HTTP, FTP, "
+                                                   "SIP PnP) to FILE, a pcap capture with synthetic headers for "
+                                                   "Wireshark/tshark")
     run.add_argument("--uploads", metavar="DIR", help=UPLOADS_HELP)
     run.add_argument("--ports-file", metavar="FILE",
                      help="write the port each service listens on to FILE (JSON), once they all listen")

@@ -24,6 +24,8 @@ outcome. The ``run`` line is always last.
 ``RecordingLink`` is where recording happens: it stands between one phone's driver and
 the fleet's network (any ``PhoneNetwork``), so neither the relay nor the fetchers carry
 any observation code, and a capture (``observe.pcap``) costs a ``None`` check when off.
+With a capture, a download's frames start when the network calls back ``connecting``
+(its request left, to the address the lab's DNS gave): one that never left has none.
 SIP PnP datagrams go to the capture only (they are in the phones' own step lines).
 """
 
@@ -311,6 +313,16 @@ def write_events(rows: list[tuple], report_dir: str, *, complete: bool, end_reas
     return path
 
 
+class _Captured:
+    """A download's or upload's flow in the capture, once its request has left (None
+    until then, and for good when it never does)."""
+
+    __slots__ = ("flow",)
+
+    def __init__(self):
+        self.flow = None
+
+
 class _DriverSide:
     """What the network sees as the phone's driver: replies are recorded, then delivered.
     Anything else the network asks of a driver goes straight to the real one."""
@@ -378,19 +390,28 @@ class RecordingLink:
         return lease.address if lease is not None else None
 
     def _fetch_begins(self, request):
-        """Record a download's start: the log's token, and the capture's flow (or None)."""
-        now = self.clock.seconds()
-        token = self.log.fetch_started(now - self.epoch, self.mac, request.url)
-        flow = None
-        if self.capture is not None:
-            flow = self.capture.fetch_started(now, self.driver_side.phone.mac_bytes, self._address(),
-                                              request.url, request.user_agent, request.credentials)
-        return token, flow
+        """Record a download's start: the log's token, and (capturing) the holder of its
+        flow with the network's ``connecting`` callback that writes it (else None, None)."""
+        token = self.log.fetch_started(self.clock.seconds() - self.epoch, self.mac, request.url)
+        if self.capture is None:
+            return token, None, None
+        captured = _Captured()
+
+        def connecting(address: str) -> None:
+            # The request leaves now, for the address the lab's DNS gave: its frames start
+            # here. A download that never left (its name did not resolve) has none.
+            captured.flow = self.capture.fetch_started(self.clock.seconds(), self.driver_side.phone.mac_bytes,
+                                                       self._address(), request.url, request.user_agent,
+                                                       request.credentials, server_ip=address)
+        return token, captured, connecting
 
     def fetch(self, request):
-        token, flow = self._fetch_begins(request)
-        deferred = self.network.fetch(request)
-        deferred.addBoth(self._fetched, token, flow, False)
+        token, captured, connecting = self._fetch_begins(request)
+        if connecting is None:
+            deferred = self.network.fetch(request)
+        else:
+            deferred = self.network.fetch(request, connecting=connecting)
+        deferred.addBoth(self._fetched, token, captured, False)
         return deferred
 
     @property
@@ -409,42 +430,48 @@ class RecordingLink:
 
             self.network.fetch_into(request, answered_uncaptured)
             return
-        token, flow = self._fetch_begins(request)
+        token, captured, connecting = self._fetch_begins(request)
 
         def answered(request, result) -> None:
-            self._fetched(result, token, flow, False)
+            self._fetched(result, token, captured, False)
             deliver(request, result)
 
-        self.network.fetch_into(request, answered)
+        self.network.fetch_into(request, answered, connecting)
 
     def upload(self, request):
         """A ``Put`` (Polycom's logs and overrides): recorded and captured like a download."""
         upload = getattr(self.network, "upload", None)
         if upload is None:  # answered as PhoneDriver answers for a network without uploads
             return defer.succeed(FetchResult("error", detail="this network does not carry uploads"))
-        now = self.clock.seconds()
         body = request.body or b""
-        token = self.log.upload_started(now - self.epoch, self.mac, request.url, len(body), hashlib.md5(body).hexdigest())
-        flow = None
-        if self.capture is not None:
-            flow = self.capture.upload_started(now, self.driver_side.phone.mac_bytes, self._address(),
-                                               request.url, body, request.user_agent, request.credentials)
-        deferred = upload(request)
-        deferred.addBoth(self._fetched, token, flow, True)
+        token = self.log.upload_started(self.clock.seconds() - self.epoch, self.mac, request.url, len(body),
+                                        hashlib.md5(body).hexdigest())
+        if self.capture is None:
+            deferred = upload(request)
+            captured = None
+        else:
+            captured = _Captured()
+
+            def connecting(address: str) -> None:  # as a download's (_fetch_begins)
+                captured.flow = self.capture.upload_started(self.clock.seconds(), self.driver_side.phone.mac_bytes,
+                                                            self._address(), request.url, body, request.user_agent,
+                                                            request.credentials, server_ip=address)
+            deferred = upload(request, connecting=connecting)
+        deferred.addBoth(self._fetched, token, captured, True)
         return deferred
 
-    def _fetched(self, outcome, token: int, flow, is_upload: bool):
+    def _fetched(self, outcome, token: int, captured, is_upload: bool):
         # A failure goes on to the driver unchanged (it makes it an "error" result);
         # the log records it the same way.
         result = outcome if isinstance(outcome, FetchResult) else FetchResult(
             "error", detail=outcome.getErrorMessage() if isinstance(outcome, Failure) else repr(outcome))
         now = self.clock.seconds()
         self.log.fetch_finished(token, now - self.epoch, result)
-        if self.capture is not None:
+        if captured is not None:
             if is_upload:
-                self.capture.upload_finished(flow, now, result)
+                self.capture.upload_finished(captured.flow, now, result)
             else:
-                self.capture.fetch_finished(flow, now, result)
+                self.capture.fetch_finished(captured.flow, now, result)
         return outcome
 
     def send_sip(self, driver, message, to) -> None:

@@ -42,7 +42,16 @@ What the capture shows, and what it makes up:
   (550 after RETR; 530 after PASS). The USER and PASS are the real ones (anonymous when
   the request had none): the capture shows what was on the wire. An upload is the same
   with STOR, the body going from the phone, which closes the data connection first.
-- The phone's IP is its leased address once it has one; the server's is the URL's.
+- DNS: the UDP queries of the fleet's resolver and the replies it took, real bytes, from
+  its own MAC (02:6c:61:62:00:02) and one port to the lab's DNS server on port 53,
+  whatever its real port. The phones share that resolver (one query a name, however many
+  phones ask, then its cache), so a query is not any one phone's. A lookup with no
+  answer shows as its tries a second apart and nothing back. Lookups over TCP (after a
+  truncated reply) are not shown.
+- The phone's IP is its leased address once it has one; the server's is the one the
+  request went to: the URL's, or what the lab's DNS gave for its host name. A download
+  is written from the moment its request left, so one whose name did not resolve has no
+  frames at all (its DNS queries are the story).
 - Receivers ACK every ``ACK_EVERY`` full segments, so a long body never fills the
   65,535-byte window Wireshark tracks.
 
@@ -69,6 +78,9 @@ LINKTYPE_ETHERNET = 1
 BROADCAST_MAC = b"\xff" * 6
 # A locally administered MAC ("lab" in ASCII) standing for every server in the lab.
 LAB_SERVER_MAC = bytes.fromhex("026c61620001")
+# ... and the fleet's shared DNS resolver (labsim.transport.dns_lookup), "lab" 2.
+LAB_RESOLVER_MAC = bytes.fromhex("026c61620002")
+DNS_PORT = 53
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 MSS = 1460
 TFTP_BLKSIZE = 1428  # what labsim's TFTP client asks for (transport/loopback.py)
@@ -247,6 +259,7 @@ class PcapCapture:
         self._ident = 0
         self._port = 49151
         self._isn = 0x1000
+        self._resolver_port: int | None = None
 
     # --- the plumbing -----------------------------------------------------------------
 
@@ -309,8 +322,10 @@ class PcapCapture:
         self._tcp(t, flow, not client_first, TCP_FIN | TCP_ACK)
         self._tcp(t, flow, client_first, TCP_ACK)
 
-    def _new_flow(self, mac: bytes, client_ip: str | None, url: str):
-        """(flow, URL parts) for a URL the capture can show, else None."""
+    def _new_flow(self, mac: bytes, client_ip: str | None, url: str, server_ip: str | None = None):
+        """(flow, URL parts) for a URL the capture can show, else None. ``server_ip``: the
+        address the request went to (what the lab's DNS gave for a host name); None: the
+        URL's own address."""
         parts = urlsplit(url)
         default_port = DEFAULT_PORTS.get(parts.scheme)
         if default_port is None:
@@ -319,8 +334,8 @@ class PcapCapture:
             port = parts.port or default_port
         except ValueError:
             return None
-        flow = _Flow(parts.scheme, mac, _ipv4_or(client_ip, "127.0.0.1"), _ipv4_or(parts.hostname, "127.0.0.1"),
-                     self._next_port(), port)
+        flow = _Flow(parts.scheme, mac, _ipv4_or(client_ip, "127.0.0.1"),
+                     _ipv4_or(server_ip or parts.hostname, "127.0.0.1"), self._next_port(), port)
         return flow, parts
 
     # --- DHCP -------------------------------------------------------------------------
@@ -334,6 +349,20 @@ class PcapCapture:
         to_mac = BROADCAST_MAC if to_ip == "255.255.255.255" else mac
         self._udp(t, LAB_SERVER_MAC, to_mac, _ipv4_or(server_ip, "127.0.0.1"), to_ip,
                   DHCP_SERVER_PORT, DHCP_CLIENT_PORT, payload)
+
+    # --- DNS ------------------------------------------------------------------------
+
+    def dns_datagram(self, t: float, payload: bytes, resolver_ip: str, server_ip: str, *, query: bool) -> None:
+        """A UDP query of the fleet's resolver (``query``) or a reply it took for one, with
+        its real bytes. The phones share that resolver (one query a name, then its cache),
+        so the frames are its own, from one port; the server's port is shown as 53."""
+        if self._resolver_port is None:
+            self._resolver_port = self._next_port()
+        resolver, server = _ipv4_or(resolver_ip, "127.0.0.1"), _ipv4_or(server_ip, "127.0.0.1")
+        if query:
+            self._udp(t, LAB_RESOLVER_MAC, LAB_SERVER_MAC, resolver, server, self._resolver_port, DNS_PORT, payload)
+        else:
+            self._udp(t, LAB_SERVER_MAC, LAB_RESOLVER_MAC, server, resolver, DNS_PORT, self._resolver_port, payload)
 
     # --- SIP PnP ----------------------------------------------------------------------
 
@@ -355,10 +384,11 @@ class PcapCapture:
     # --- downloads --------------------------------------------------------------------
 
     def fetch_started(self, t: float, mac: bytes, client_ip: str | None, url: str, user_agent: str = "",
-                      credentials=None) -> _Flow | None:
-        """Writes the request half of a download; returns the flow for ``fetch_finished``
-        (None for a URL the capture cannot show). ``credentials``: an FTP login's."""
-        opened = self._new_flow(mac, client_ip, url)
+                      credentials=None, server_ip: str | None = None) -> _Flow | None:
+        """Writes the request half of a download, as it leaves for ``server_ip``; returns
+        the flow for ``fetch_finished`` (None for a URL the capture cannot show).
+        ``credentials``: an FTP login's."""
+        opened = self._new_flow(mac, client_ip, url, server_ip)
         if opened is None:
             return None
         flow, parts = opened
@@ -391,10 +421,10 @@ class PcapCapture:
     # --- uploads ----------------------------------------------------------------------
 
     def upload_started(self, t: float, mac: bytes, client_ip: str | None, url: str, body: bytes,
-                       user_agent: str = "", credentials=None) -> _Flow | None:
+                       user_agent: str = "", credentials=None, server_ip: str | None = None) -> _Flow | None:
         """Writes the request half of an upload (HTTP PUT, FTP's login; a TFTP WRQ waits
         for its end); returns the flow for ``upload_finished`` (None: nothing to show)."""
-        opened = self._new_flow(mac, client_ip, url)
+        opened = self._new_flow(mac, client_ip, url, server_ip)
         if opened is None:
             return None
         flow, parts = opened

@@ -20,6 +20,7 @@ from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
+from labsim.phones.events import NEVER_SENT
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
@@ -118,20 +119,26 @@ def stage_latencies(members, archive=None) -> dict[str, Latencies]:
 
 
 def server_statistics(members, archive=None) -> dict:
-    """Per server the phones talked to: requests by outcome and latency (load tests)."""
+    """Per server the phones talked to: requests by outcome and latency (load tests).
+
+    A request that never left the phone (its host name did not resolve: NEVER_SENT) is
+    counted with its status, but its time is the lab DNS's, not the server's: it is left
+    out of the server's latency."""
     latencies: defaultdict[str, Latencies] = defaultdict(Latencies)
     outcomes: defaultdict[str, Counter] = defaultdict(Counter)
     if archive is not None:
         for server, values in archive.server_latencies.items():
             latencies[server].update(values)
-            outcomes[server].update(archive.server_status[server])
+        for server, counts in archive.server_status.items():
+            outcomes[server].update(counts)
     for member in members:
         for timing in member.phone.stages:
             if timing.server:
-                latencies[timing.server].append(timing.ended - timing.started)
                 outcomes[timing.server][timing.status] += 1
+                if timing.status not in NEVER_SENT:
+                    latencies[timing.server].append(timing.ended - timing.started)
     result = {}
-    for server in sorted(latencies):
+    for server in sorted(outcomes):
         counts = outcomes[server]
         requests = sum(counts.values())
         result[server] = {
@@ -367,9 +374,9 @@ def summary_table(report: dict) -> str:
     for server, stats in summary.get("servers", {}).items():
         # Which errors: a Yealink's boot files are optional, and their 404s are half its requests.
         which = ", ".join(f"{status} {n}" for status, n in stats.get("by_status", {}).items() if status != "ok")
-        p95 = stats["latency_s"]["p95"]
+        p95 = stats["latency_s"]["p95"]  # None: no request reached it (every name lookup failed)
         lines.append(f"  server {server:<{width}} requests {stats['requests']:<6} errors {stats['errors']:<5} "
-                     f"p95 {_long(p95, f'{p95:.4f}s')}" + (f"  ({which})" if which else ""))
+                     f"p95 {'-' if p95 is None else _long(p95, f'{p95:.4f}s')}" + (f"  ({which})" if which else ""))
     for name, counters in (report.get("services") or {}).items():
         lines.append(f"  service {name:<6} {service_counters_line(counters)}")
     if report.get("uploads"):

@@ -87,8 +87,10 @@ SERVER = {
         "requests": {"type": "integer", "minimum": 0},
         "errors": {"type": "integer", "minimum": 0},
         "by_status": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
-                      "description": "download outcome (ok, not_found, denied, error, timeout, refused) -> count"},
-        "latency_s": STATS,
+                      "description": "download outcome (ok, not_found, denied, error, timeout, refused, "
+                                     "dns: the host name did not resolve, nothing reached the server) -> count"},
+        "latency_s": {**STATS, "description": "the requests' durations, those that never reached the server "
+                                              "(dns) left out; null when none did"},
     },
     "required": ["requests", "errors", "by_status", "latency_s"],
 }
@@ -213,8 +215,9 @@ REPORT_SCHEMA = {
         "services": {"type": "object", "description": "each service that ran -> its counters",
                      "additionalProperties": _COUNTERS},
         "network": {"type": "object",
-                    "description": "the fleet's relay counters, fetch_refused, faults (what the scenario's faults "
-                                   "did) and power_on_lateness_ms (phones by how late they powered on)",
+                    "description": "the fleet's relay counters, fetch_refused, dns_failures (downloads whose host "
+                                   "name did not resolve), faults (what the scenario's faults did) and "
+                                   "power_on_lateness_ms (phones by how late they powered on)",
                     "additionalProperties": {"type": ["integer", "number", "object"]}},
         "timeline": {"type": "array", "items": TIMELINE_ENTRY},
         "timeline_not_run": {

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from labsim.observe.latencies import Latencies
+from labsim.phones.events import NEVER_SENT
 
 FOLD_EVERY = 4096  # takes between countings of what was gathered (~16,000 latencies a stage)
 KEEP_PER_PHONE = 20  # the last timings stay with the phone (its latest failure, for the report's causes)
@@ -60,7 +61,8 @@ class StageArchive:
                 if values is None:
                     values = server_latencies[server] = Latencies()
                     server_status[server] = Counter()
-                values.append(latency)
+                if status not in NEVER_SENT:  # as report.server_statistics: the DNS's time, not the server's
+                    values.append(latency)
                 server_status[server][status] += 1
         self._takes += 1
         if not self._takes % FOLD_EVERY:

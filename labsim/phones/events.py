@@ -70,7 +70,10 @@ class FetchResult:
         object.__setattr__(self, "ok", self.status == "ok")
 
 
-FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused")
+FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused", "dns")
+# "dns": the URL's host name did not resolve, so the request never left the phone: the
+# server named in the URL saw nothing of it (its latency statistics leave it out).
+NEVER_SENT = frozenset({"dns"})
 
 
 @dataclass(frozen=True, slots=True)

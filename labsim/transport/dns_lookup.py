@@ -177,6 +177,10 @@ class LabResolver(DatagramProtocol):
         self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
         self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
                       "tcp_failures": 0}
+        # --pcap: the run sets it (observe.pcap.PcapCapture), and every UDP query and reply
+        # to one is written to the capture as it passes.
+        self.capture = None
+        self.bind_host = bind_host
         self.port = self._open(reactor, bind_host)
 
     # The two ways out, for a resolver over another network (the in-memory lab: labsim.virtual.dns).
@@ -220,7 +224,10 @@ class LabResolver(DatagramProtocol):
     def _send(self, query: _Query) -> None:
         query.tries += 1
         self.stats["queries"] += 1
-        self.transport.write(self.codec.build_query(query.name, "A", query.qid), self.server)
+        message = self.codec.build_query(query.name, "A", query.qid)
+        self.transport.write(message, self.server)
+        if self.capture is not None:
+            self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, self.server[0], query=True)
         query.timer = self.reactor.callLater(self.timeout_s, self._timed_out, query)
 
     def _timed_out(self, query: _Query) -> None:
@@ -235,6 +242,8 @@ class LabResolver(DatagramProtocol):
         query = self._queries.get(int.from_bytes(data[:2], "big"))
         if query is None or query.over_tcp:
             return
+        if self.capture is not None:
+            self.capture.dns_datagram(self.reactor.seconds(), data, self.bind_host, self.server[0], query=False)
         if is_truncated(data):
             self.stats["truncated"] += 1
             self._cancel_timer(query)

@@ -235,7 +235,7 @@ class LoopbackNetwork:
         self.relay_port.doRead = BoundedReads(self.relay_port, RELAY_READ_BUDGET_S, RELAY_READ_BUDGET_MAX_S)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
         self.tftp_gates: dict[tuple[str, int], TransferGate] = {}  # per server: its transfers in flight
-        self.stats = {"fetch_refused": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0}
         # PnP: a SIP socket only when the fleet has a PnP server to send to.
         self.sip = self.sip_port = None
         if pnp_server is not None:
@@ -279,22 +279,26 @@ class LoopbackNetwork:
             except Exception:  # nothing to read, or a socket error: the timer goes ahead
                 pass
 
-    def fetch(self, request: Fetch, source: str | None = None) -> defer.Deferred:
-        """Download; ``source``: the address to send from (None: the kernel's choice)."""
-        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts, source))
+    def fetch(self, request: Fetch, source: str | None = None, connecting=None) -> defer.Deferred:
+        """Download; ``source``: the address to send from (None: the kernel's choice);
+        ``connecting(address)``: called when the request leaves for the server (after the
+        lab's DNS and the guard; never for one that did not leave), for the capture."""
+        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts, source),
+                               connecting)
 
-    def upload(self, request, source: str | None = None) -> defer.Deferred:
+    def upload(self, request, source: str | None = None, connecting=None) -> defer.Deferred:
         """Uploads (Polycom's logs): HTTP(S) PUT, TFTP WRQ or FTP STOR, by the URL's scheme;
         the same loopback guard and DNS as downloads."""
-        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts, source))
+        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts, source),
+                               connecting)
 
     def _http_from(self, source: str | None) -> HttpFetcher:
         return self.http
 
-    def _at_server(self, url: str, then) -> defer.Deferred:
+    def _at_server(self, url: str, then, connecting=None) -> defer.Deferred:
         """Find the loopback address of the URL's host (through the lab's DNS for a
-        name), then call ``then(address, parts)``; a refusal or a failed lookup becomes
-        the result instead."""
+        name), then call ``connecting(address)`` (if given) and ``then(address, parts)``;
+        a refusal or a failed lookup becomes the result instead."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         if is_host_name(host):
@@ -312,12 +316,14 @@ class LoopbackNetwork:
             except NotLoopback as exc:
                 self.stats["fetch_refused"] += 1
                 return FetchResult("refused", detail=str(exc))
+            if connecting is not None:
+                connecting(address)
             return then(address, parts)
 
         def lookup_failed(failure):
             failure.trap(LookupFailed)
-            self.stats["dns_failures"] = self.stats.get("dns_failures", 0) + 1
-            return FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}")
+            self.stats["dns_failures"] += 1
+            return FetchResult("dns", detail=f"DNS: {failure.getErrorMessage()}")
 
         return looked_up.addCallbacks(reached, lookup_failed)
 

@@ -63,8 +63,10 @@ class InMemoryNetwork:
             if target is not None:
                 self.clock.callLater(self.latency_s, target.dhcp_received, reply.message)
 
-    def fetch(self, request: Fetch) -> defer.Deferred:
+    def fetch(self, request: Fetch, connecting=None) -> defer.Deferred:
         self.fetches.append(request)
+        if connecting is not None:  # no DNS, no guard here: every request leaves for its URL's host
+            connecting(urlsplit(request.url).hostname)
         path = unquote(urlsplit(request.url).path).lstrip("/")
         body = self.files.get(path)
         result = FetchResult("ok", body) if body is not None else FetchResult("not_found", detail="no such file")
@@ -72,12 +74,14 @@ class InMemoryNetwork:
         self.clock.callLater(self.latency_s, deferred.callback, result)
         return deferred
 
-    def upload(self, request) -> defer.Deferred:
+    def upload(self, request, connecting=None) -> defer.Deferred:
         """A ``Put``: kept in ``uploads`` by path and served from then on, as a server that
         takes uploads would, whatever the URL's scheme (files are keyed by path, as for
         ``fetch``); answered after the same latency."""
         self.fetches.append(request)
         parts = urlsplit(request.url)
+        if connecting is not None:
+            connecting(parts.hostname)
         if self.accept_uploads:
             path = unquote(parts.path).lstrip("/")
             self.uploads[path] = self.files[path] = request.body

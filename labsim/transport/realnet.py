@@ -275,7 +275,7 @@ class RealNetwork(LoopbackNetwork):
         self.destination = self.allow.check
         self.source_mode = spec.source
         self.pacer = Pacer(reactor, spec.dhcp_rate)
-        self.stats = {"fetch_refused": 0, "address_errors": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0, "address_errors": 0}
         self.sip = self.sip_port = None  # PnP multicast on a real segment: not carried (yet)
         self.addresses = AddressTable(spec.interface) if spec.source == "leased" else None
         self._http_timeout_s = http_timeout_s
@@ -405,8 +405,8 @@ class _PhoneOnLink:
     def send_sip(self, driver, message, to) -> None:
         pass
 
-    def fetch(self, request):
-        return self.network.fetch(request, self.network.source_for(self.phone))
+    def fetch(self, request, connecting=None):
+        return self.network.fetch(request, self.network.source_for(self.phone), connecting)
 
-    def upload(self, request):
-        return self.network.upload(request, self.network.source_for(self.phone))
+    def upload(self, request, connecting=None):
+        return self.network.upload(request, self.network.source_for(self.phone), connecting)

@@ -298,7 +298,7 @@ class VirtualNetwork:
         self._giaddr = dhcp.encode_ip_list([relay_address])
         self.latency_s = latency_s
         self.relay = _Relay()
-        self.stats = {"fetch_refused": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0}
         # A URL's target, worked out once (_work_out_target): a fleet asks for the same few
         # URLs every pass, each a lookup with no Python call (bounded: a phone has its own).
         self._target = SharedValues(1 << 17, self._work_out_target).one
@@ -365,22 +365,25 @@ class VirtualNetwork:
 
     # --- downloads -------------------------------------------------------------------
 
-    def fetch(self, request) -> defer.Deferred:
+    def fetch(self, request, connecting=None) -> defer.Deferred:
         deferred = defer.Deferred()
-        self.fetch_into(request, lambda _request, result: deferred.callback(result))
+        self.fetch_into(request, lambda _request, result: deferred.callback(result), connecting)
         return deferred
 
-    def fetch_into(self, request, deliver) -> None:
-        """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer arrives."""
+    def fetch_into(self, request, deliver, connecting=None) -> None:
+        """``fetch`` without the Deferred: ``deliver(request, result)`` when the answer
+        arrives; ``connecting(address)`` when the request leaves (LoopbackNetwork.fetch)."""
         target = self._target(request.url)
         if target[4] is not None:  # a host name: the lab's DNS first
-            self._looked_up(target[4], request, None, deliver)
+            self._looked_up(target[4], request, None, deliver, connecting)
             return
+        if connecting is not None and target[3] is None:
+            connecting(urlsplit(request.url).hostname)
         self._reply(request, None, target, deliver)
 
-    def _looked_up(self, name: str, request, body: bytes | None, deliver) -> None:
+    def _looked_up(self, name: str, request, body: bytes | None, deliver, connecting=None) -> None:
         """The request once ``name`` is resolved by the lab's DNS, as LoopbackNetwork does
-        it: an address off loopback is refused, a failed lookup is an error."""
+        it: an address off loopback is refused, a failed lookup is status ``dns``."""
         def reached(address):
             try:
                 loopback_address(address)
@@ -388,28 +391,32 @@ class VirtualNetwork:
                 self.stats["fetch_refused"] += 1
                 self.clock.callLater(self.latency_s, deliver, request, FetchResult("refused", detail=str(exc)))
                 return
+            if connecting is not None:
+                connecting(address)
             self._reply(request, body, None, deliver)
 
         def failed(failure):
             failure.trap(LookupFailed)
-            self.stats["dns_failures"] = self.stats.get("dns_failures", 0) + 1
+            self.stats["dns_failures"] += 1
             self.clock.callLater(self.latency_s, deliver, request,
-                                 FetchResult("error", detail=f"DNS: {failure.getErrorMessage()}"))
+                                 FetchResult("dns", detail=f"DNS: {failure.getErrorMessage()}"))
 
         self.resolver.resolve(name).addCallbacks(reached, failed)
 
-    def upload(self, request) -> defer.Deferred:
+    def upload(self, request, connecting=None) -> defer.Deferred:
         """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT, a TFTP WRQ or an FTP
         STOR to the lab's service, stored on disk where the scenario's uploads go."""
-        scheme, _, _, _, name = self._target(request.url)
+        scheme, _, _, refusal, name = self._target(request.url)
         deferred = defer.Deferred()
         deliver = lambda _request, result: deferred.callback(result)  # noqa: E731 (an upload is rare)
         if scheme not in ("http", "https", "ftp", "tftp"):
             self.clock.callLater(self.latency_s, deliver, request,
                                  FetchResult("error", detail=f"{scheme}:// uploads are not supported in virtual time"))
         elif name is not None:
-            self._looked_up(name, request, request.body or b"", deliver)
+            self._looked_up(name, request, request.body or b"", deliver, connecting)
         else:
+            if connecting is not None and refusal is None:
+                connecting(urlsplit(request.url).hostname)
             self._reply(request, request.body or b"", None, deliver)
         return deferred
 

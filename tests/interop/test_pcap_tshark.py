@@ -271,3 +271,60 @@ def test_the_mixed_capture_has_nothing_malformed_or_flagged(tshark, mixed_run):
     flagged = fields(tshark, pcap, "_ws.malformed || tcp.analysis.flags || _ws.expert.severity >= warning",
                      "frame.number", "_ws.expert.message", decode_as=decode)
     assert flagged == []
+
+
+# --- a DNS outage, as Wireshark shows it --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dns_outage_run(tmp_path_factory):
+    """Option 66 names the server by host name; the lab's DNS is down for the first 4 s."""
+    from tests.e2e.test_faults_dns_pnp_ftp import by_name_scenario
+    from tests.e2e.test_run_scenarios import run_labsim
+
+    folder = tmp_path_factory.mktemp("pcap-dns")
+    text = by_name_scenario(count=3, expect=("phones.ready == 100%",)) + """\
+faults:
+  - {name: dns-outage, service: dns, down: true}
+timeline:
+  - at: 4
+    do: {remove_fault: dns-outage}
+"""
+    proc, report = run_labsim(folder, text, "--pcap", str(folder / "lab.pcap"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(folder / "lab.pcap"), report, [e for e in read_events(folder / "report") if e["kind"] == "fetch"]
+
+
+def test_a_dns_outage_shows_as_unanswered_queries_and_no_connection_until_the_name_resolves(tshark, dns_outage_run):
+    """What a trainer opens in Wireshark: the resolver's queries for the name, unanswered
+    while the DNS is down, then the answer, and only then TCP to the address it gave. A
+    download whose name did not resolve never left the phone, so it has no frames (it
+    used to show a connection to 127.0.0.1 that the server reset 3 s later)."""
+    pcap, report, fetches = dns_outage_run
+    dns = fields(tshark, pcap, "dns", "frame.time_epoch", "dns.flags.response", "dns.qry.name", "dns.a", "eth.src",
+                 "udp.srcport", "udp.dstport", "dns.id")
+    queries = [row for row in dns if row[1] == "0"]
+    answers = [row for row in dns if row[1] == "1"]
+    assert {row[2] for row in dns} == {"prov.lab.example"}
+    assert {row[4] for row in queries} == {"02:6c:61:62:00:02"} and {row[6] for row in queries} == {"53"}
+    assert len({row[5] for row in queries}) == 1  # the fleet's one resolver socket
+    faults, served = report["network"]["faults"], report["services"]["dns"]["queries"]
+    assert len(queries) == faults["dropped"] + served >= 4  # a lost lookup is three tries, then another lookup
+    assert len(answers) == served >= 1 and {row[3] for row in answers} == {"127.0.0.1"}
+    first_answer = min(float(row[0]) for row in answers)
+    assert sum(float(row[0]) < first_answer for row in queries) >= 3  # unanswered while down
+    tcp = fields(tshark, pcap, "tcp", "frame.time_epoch", "ip.dst", "ip.src")
+    assert tcp and min(float(row[0]) for row in tcp) >= first_answer
+    assert all("127.0.0.1" in (row[1], row[2]) for row in tcp)
+    port = urlsplit(fetches[0]["url"]).port
+    requests = fields(tshark, pcap, "http.request", "http.request.uri", decode_as=f"tcp.port=={port},http")
+    unresolved = [f for f in fetches if f["status"] == "dns"]
+    assert unresolved and len(unresolved) == report["network"]["dns_failures"]
+    assert sorted(r[0] for r in requests) == sorted(urlsplit(f["url"]).path for f in fetches if f["status"] != "dns")
+    flagged = fields(tshark, pcap, "_ws.malformed || tcp.analysis.flags || _ws.expert.severity >= warning",
+                     "frame.number", "_ws.expert.message")
+    # Wireshark marks a query sent again with the same ID, which is what the resolver's
+    # tries are; nothing else is flagged.
+    retried = [row for row in flagged if row[1].startswith("DNS query retransmission")]
+    assert [row for row in flagged if row not in retried] == []
+    assert len(retried) == len(queries) - len({row[7] for row in queries}) > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
@@ -28,6 +29,8 @@ class FakeNetwork:
         self.attached = []
         self.sent = []
         self.fetches: list[tuple[Fetch, defer.Deferred]] = []
+        self.connecting = []
+        self.hold_requests = False
         self.extra_calls = 0
 
     def attach(self, driver):
@@ -36,9 +39,14 @@ class FakeNetwork:
     def send_dhcp(self, driver, message):
         self.sent.append((driver, message))
 
-    def fetch(self, request):
+    def fetch(self, request, connecting=None):
+        """A request leaves at once for its URL's host, unless ``connecting`` is kept back
+        (a test calls it later, as the lab's DNS would answer; or never, a failed lookup)."""
         deferred = defer.Deferred()
         self.fetches.append((request, deferred))
+        self.connecting.append(connecting)
+        if connecting is not None and not self.hold_requests:
+            connecting(urlsplit(request.url).hostname)
         return deferred
 
     def something_new(self):  # what a later network may offer its drivers
@@ -137,11 +145,11 @@ class RecordingCapture:
     def dhcp_to_phone(self, t, mac, payload, server_ip, yiaddr, broadcast=False):
         self.calls.append(("in", t, mac, yiaddr))
 
-    def fetch_started(self, t, mac, client_ip, url, user_agent="", credentials=None):
-        self.calls.append(("fetch", t, client_ip, url, user_agent))
+    def fetch_started(self, t, mac, client_ip, url, user_agent="", credentials=None, server_ip=None):
+        self.calls.append(("fetch", t, client_ip, url, user_agent) + ((server_ip,) if server_ip != "127.0.0.1" else ()))
         return "flow"
 
-    def upload_started(self, t, mac, client_ip, url, body, user_agent="", credentials=None):
+    def upload_started(self, t, mac, client_ip, url, body, user_agent="", credentials=None, server_ip=None):
         self.calls.append(("upload", t, client_ip, url, body, user_agent))
         return "upload-flow"
 
@@ -167,6 +175,27 @@ def test_with_a_capture_every_exchange_is_also_captured_with_absolute_times():
     network.fetches[0][1].callback(FetchResult("not_found", detail="HTTP 404"))
     assert capture.calls == [("out", 1000.0, FakePhone.mac_bytes, 3), ("in", 1000.0, FakePhone.mac_bytes, "10.30.0.10"),
                              ("fetch", 1000.0, None, "http://127.0.0.1/a", "UA"), ("done", "flow", 1000.0, "not_found")]
+
+
+def test_a_download_is_captured_from_when_its_request_leaves_and_not_at_all_if_it_never_does():
+    """A host name: the request leaves once the lab's DNS answered, for that address, and
+    its frames start then; a name that did not resolve sends nothing, so the capture has
+    no frame of it (it used to show a connection to 127.0.0.1 that the server reset)."""
+    capture = RecordingCapture()
+    clock, network, log, link, driver = make_link(capture)
+    network.hold_requests = True
+    link.fetch(Fetch(1, "http://prov.lab:8080/a.cfg", user_agent="UA"))
+    link.fetch(Fetch(2, "http://prov.lab:8080/b.cfg", user_agent="UA"))
+    clock.advance(0.25)
+    network.connecting[0]("127.0.0.5")  # the DNS's answer, a moment later
+    clock.advance(0.25)
+    network.fetches[0][1].callback(FetchResult("ok", b"x"))
+    clock.advance(3.0)
+    network.fetches[1][1].callback(FetchResult("dns", detail="DNS: prov.lab: no answer from the lab DNS"))
+    assert capture.calls == [("fetch", 1000.25, None, "http://prov.lab:8080/a.cfg", "UA", "127.0.0.5"),
+                             ("done", "flow", 1000.5, "ok"), ("done", None, 1003.5, "dns")]
+    # The journal still times each download from the phone's request, the lookup included.
+    assert [(row[0], row[4]) for row in log.rows if row[2] == "fetch"] == [(0.5, "ok"), (3.5, "dns")]
 
 
 def test_a_real_phone_driver_works_through_the_link():
@@ -260,9 +289,11 @@ class UploadingNetwork(FakeNetwork):
         self.uploads: list[tuple[Put, defer.Deferred]] = []
         self.sip_sent = []
 
-    def upload(self, request):
+    def upload(self, request, connecting=None):
         deferred = defer.Deferred()
         self.uploads.append((request, deferred))
+        if connecting is not None:
+            connecting(urlsplit(request.url).hostname)
         return deferred
 
     def send_sip(self, driver, message, to):

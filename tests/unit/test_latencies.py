@@ -176,3 +176,25 @@ def test_a_statistic_asked_again_as_values_arrive_is_that_of_every_value_so_far(
             assert kept.summary() == summarize(every)
     finally:
         latencies_module.DISTINCT_MAX = saved
+
+
+@pytest.mark.parametrize("archived", [0, 3, 6])
+def test_a_download_whose_name_did_not_resolve_counts_for_the_server_but_not_in_its_latency(archived):
+    """Status dns: the request never left the phone. The server's line counts it by status
+    (the phones saw it fail) but its 3 s of lookup retries are not the server's latency,
+    whether the timing is still the phone's or a long run moved it to the archive."""
+    server = "http://prov.lab:8080"
+    phone = type("Phone", (), {})()
+    phone.stages = StageList()
+    for index, (status, latency) in enumerate([("dns", 3.0), ("dns", 3.0), ("ok", 0.002), ("not_found", 0.001),
+                                               ("ok", 0.004), ("dns", 3.0)]):
+        phone.stages.add("mac_cfg", 10.0 * index, 10.0 * index + latency, status, server)
+    archive = StageArchive()
+    archive.take(phone, keep=6 - archived)
+    member = type("Member", (), {"phone": phone})()
+    line = server_statistics([member], archive)[server]
+    assert (line["requests"], line["errors"], line["by_status"]) == (6, 4, {"dns": 3, "not_found": 1, "ok": 2})
+    assert line["latency_s"] == summarize([0.002, 0.001, 0.004])
+    # The stage is the phone's experience: the lookups' time is part of it.
+    assert stage_latencies([member], archive)["mac_cfg"].summary()["max"] == 3.0
+

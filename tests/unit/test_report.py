@@ -339,3 +339,20 @@ def test_the_summary_and_the_page_say_which_timeline_actions_failed_and_which_en
     rows = re.findall(r'<tr class="(fail|)"><td>([^<]*)</td><td>([^<]*)</td>', section)
     assert rows == [("fail", "0d 00:00:30", "typo"), ("", "0d 00:00:30", "typo"), ("fail", "never", "cut"),
                     ("fail", "never", "at 7200s")]
+
+
+def test_a_server_no_request_reached_shows_its_failed_lookups_and_no_latency():
+    """Every download of prov.lab failed on DNS: the server's line counts them as such,
+    with no latency (p95 -), and the report still follows its schema."""
+    phone = _phone(1, state="provisioning")
+    phone.phone.stages = [StageTiming("common_cfg", 1.0, 4.0, "dns", "http://prov.lab:8080"),
+                          StageTiming("common_cfg", 6.0, 9.0, "dns", "http://prov.lab:8080")]
+    record = _record([], members=[phone])
+    report = build_report(record, judge(record))
+    line = report["summary"]["servers"]["http://prov.lab:8080"]
+    assert (line["requests"], line["errors"], line["by_status"]) == (2, 2, {"dns": 2})
+    assert line["latency_s"]["count"] == 0 and line["latency_s"]["p95"] is None
+    assert report["summary"]["stages_s"]["common_cfg"]["max"] == 3.0  # the phone's wait is still its stage's
+    text = summary_table(report)
+    server_line = next(line for line in text.splitlines() if "prov.lab" in line)
+    assert server_line.endswith("errors 2     p95 -  (dns 2)"), server_line

@@ -70,3 +70,32 @@ def test_tcp_refused_by_a_down_fault_fails_after_the_attempts():
     failure = lookup(resolver, clock, "big.lab")
     assert failure.check(LookupFailed) and "truncated" in failure.getErrorMessage()
     assert resolver.stats["tcp_failures"] == 3
+
+
+def test_with_a_capture_the_resolvers_queries_and_the_replies_it_took_are_frames():
+    """--pcap: every query the resolver sends and every reply it takes, real bytes, from
+    the resolver's own MAC and one port to the server's port 53; a cached lookup sends
+    nothing; a server that does not answer leaves the three tries alone."""
+    from scapy.all import DNS, IP, UDP, Ether
+
+    from labsim.observe.pcap import PcapCapture
+    from tests.unit.test_pcap import ListSink
+
+    up = answerer([("provisioning.lab", "127.0.0.7")])
+    server = [up]
+    clock, sink = HeapClock(), ListSink()
+    resolver = VirtualResolver(clock, ("127.0.0.1", 5354), lambda: server[0])
+    resolver.capture = PcapCapture(sink=sink)
+    lookup(resolver, clock, "provisioning.lab")
+    lookup(resolver, clock, "provisioning.lab")  # cached: nothing on the wire
+    server[0] = None
+    lookup(resolver, clock, "other.lab")
+    frames = [Ether(frame) for frame, _, _ in sink.packets]
+    assert [(f.src, f[IP].src, f[IP].dst, f[UDP].dport, f[DNS].qr, f[DNS].qd[0].qname) for f in frames] == [
+        ("02:6c:61:62:00:02", "127.0.0.1", "127.0.0.1", 53, 0, b"provisioning.lab."),
+        ("02:6c:61:62:00:01", "127.0.0.1", "127.0.0.1", 49152, 1, b"provisioning.lab."),
+    ] + [("02:6c:61:62:00:02", "127.0.0.1", "127.0.0.1", 53, 0, b"other.lab.")] * 3
+    assert frames[1][DNS].an[0].rdata == "127.0.0.7" and frames[1][DNS].id == frames[0][DNS].id
+    assert {f[UDP].sport for f in frames if f[DNS].qr == 0} == {49152}
+    times = [sec + usec / 1e6 for _, sec, usec in sink.packets]
+    assert times[2:] == sorted(times[2:]) and round(times[4] - times[2], 3) == 2.0  # a second apart
