@@ -398,5 +398,11 @@ def summary_table(report: dict) -> str:
             mark = "PASS" if e["passed"] else "FAIL"
             detail = f"  ({e['detail']})" if e["detail"] else ""
             lines.append(f"    {mark}  {e['name']:<{width}}  observed: {json.dumps(e['observed'])}{detail}")
-    lines.append("  result: " + ("PASSED" if report["passed"] and report["complete"] else "FAILED"))
+    result = "PASSED" if report["passed"] and report["complete"] else "FAILED"
+    if not report["expectations"]:
+        # Nothing held or failed: a bare PASSED above "failed 5" reads as a verdict on them.
+        summary = report["summary"]
+        result += (f" (no expectations: nothing was judged; {summary['by_state'].get('ready', 0)} of "
+                   f"{summary['phones']} phones ready; add expect: to the scenario, e.g. phones.ready == 100%)")
+    lines.append("  result: " + result)
     return "\n".join(lines)

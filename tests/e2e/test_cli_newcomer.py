@@ -230,3 +230,38 @@ def test_a_duration_the_real_clock_cannot_reach_before_the_time_limit_is_refused
     assert json.loads((report / "report.json").read_text())["end_reason"].startswith("duration of 8s reached")
     virtual = labsim("run", str(scenario), "--clock", "virtual", "--report-dir", str(report))
     assert virtual.returncode == 0 and "virtual time: 7d 00:00:00 simulated" in virtual.stdout, virtual.stderr
+
+
+def test_a_host_name_the_lab_cannot_look_up_is_noted_and_a_run_without_expectations_says_nothing_was_judged(tmp_path):
+    """Option 66 names a host, and the lab has no DNS: validate and run say so at the
+    option's line before anything starts (the report keeps it), and the run's result line
+    does not read as a verdict on the failed phones when there was nothing to judge."""
+    http = free_tcp_port()
+    scenario = tmp_path / "lab.yaml"
+    scenario.write_text(f"""\
+name: no-dns
+time_limit_s: 30
+services:
+  dhcp:
+    port: {free_udp_port()}
+    options: {{66: "http://prov.lab:{http}/"}}
+  http: {{port: {http}}}
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: 2
+    first_mac: "00:15:65:00:00:01"
+""")
+    note = (f"{scenario}:6:15: services.dhcp.options[66]: names the host 'prov.lab', and the lab has no DNS server "
+            "(services.dns or network.dns_server): the phones cannot look it up, and every download from it will be "
+            "refused")
+    checked = labsim("validate", str(scenario))
+    assert checked.returncode == 0 and f"  note: {note}" in checked.stdout, checked.stdout + checked.stderr
+    report = tmp_path / "report"
+    ran = labsim("run", str(scenario), "--report-dir", str(report))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"labsim: note: {note}" in ran.stderr
+    assert json.loads((report / "report.json").read_text())["notes"] == [note]
+    assert "2 failed: no configuration file could be downloaded" in ran.stdout
+    assert ran.stdout.rstrip().splitlines()[-3].startswith(
+        "  result: PASSED (no expectations: nothing was judged; 0 of 2 phones ready;"), ran.stdout

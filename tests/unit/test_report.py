@@ -220,7 +220,16 @@ def test_summary_columns_are_as_wide_as_the_longest_stage_and_server():
 def test_summary_table_with_no_ready_phone_and_no_expectations():
     record = _record([], members=[_phone(9, state="failed")])
     table = summary_table(build_report(record, judge(record)))
-    assert "time to ready" not in table and "expectations" not in table
+    assert "time to ready" not in table and "  expectations:" not in table
+    # The exit code is 0 (nothing failed), but the line does not read as a verdict on
+    # the failed phone above it.
+    assert table.splitlines()[-1] == ("  result: PASSED (no expectations: nothing was judged; 0 of 1 phones ready; "
+                                      "add expect: to the scenario, e.g. phones.ready == 100%)")
+
+
+def test_with_expectations_the_result_is_the_bare_verdict():
+    record = _record([(None, "phones.ready == 100%")], members=[_phone(9, state="failed")])
+    assert summary_table(build_report(record, judge(record))).splitlines()[-1] == "  result: FAILED"
 
 
 def test_summary_table_says_which_statuses_a_servers_errors_were():

@@ -1,0 +1,133 @@
+"""Host names a scenario points the phones at that the lab cannot look up, said before a
+run starts.
+
+The phones look a URL's host name up through the lab's DNS only (``services.dns``, or
+``network.dns_server``; never the machine's own resolver: transport/dns_lookup.py). A
+provisioning server named by host name in DHCP option 66, 159 or 160, in another
+option's URL, in a PnP URL or in a phone's pre-loaded flash therefore needs
+
+- a DNS server at all: without one, every download from it is refused;
+- with ``services.dns``, an A record for it (or a CNAME to one): otherwise every lookup
+  fails and every download from it has status ``dns``.
+
+A lab may want exactly that (students find why the phones cannot resolve the server), so
+these are notes, like scenario.sizing's, not refusals: ``labsim validate`` prints them
+and ``labsim run`` prints them before the fleet starts and keeps them in the report's
+``notes``. With ``network.dns_server`` (a real DNS server) labsim cannot know its records
+and says nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from labsim.wire.dhcp_options import OPTION_NAMES
+
+# Options whose whole value is a provisioning server (a bare host is a TFTP server's).
+SERVER_OPTIONS = frozenset({66, 159, 160})
+URL_SCHEMES = ("http", "https", "tftp", "ftp")
+_URL = re.compile(r"\b(?:https?|tftp|ftp)://[^\s,;\"'<>]+", re.IGNORECASE)
+_ADDRESS = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[?[0-9a-fA-F:]*:[0-9a-fA-F:.]*\]?)$")
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def host_of(value: str, *, bare_is_server: bool) -> str | None:
+    """The host name ``value`` points at, or None (an address, or no host).
+    ``bare_is_server``: a value without ``scheme://`` is a server (option 66's TFTP host)."""
+    value = value.strip().strip("\x00").strip()
+    if "://" not in value:
+        if not bare_is_server or not value:
+            return None
+        value = "tftp://" + value
+    try:
+        host = urlsplit(value).hostname or ""
+    except ValueError:
+        return None
+    if not host or host.lower() in LOCAL_NAMES or _ADDRESS.match(host):
+        return None
+    return host.lower().rstrip(".")
+
+
+def _option_code(key) -> int | None:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str):
+        return int(key) if key.isdigit() else OPTION_NAMES.get(key)
+    return None
+
+
+def named_hosts(data: dict) -> list[tuple[tuple, str]]:
+    """(path, host name) for each place of the raw scenario ``data`` that points the
+    phones at a server by name."""
+    found: list[tuple[tuple, str]] = []
+
+    def option_hosts(path: tuple, options) -> None:
+        if not isinstance(options, dict):
+            return
+        for key, value in options.items():
+            if not isinstance(value, str):
+                continue
+            if _option_code(key) in SERVER_OPTIONS:
+                host = host_of(value, bare_is_server=True)
+                if host:
+                    found.append((path + (key,), host))
+                continue
+            for url in _URL.findall(value):
+                host = host_of(url, bare_is_server=False)
+                if host:
+                    found.append((path + (key,), host))
+
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    dhcp = services.get("dhcp") if isinstance(services.get("dhcp"), dict) else {}
+    option_hosts(("services", "dhcp", "options"), dhcp.get("options"))
+    classes = dhcp.get("classes") if isinstance(dhcp.get("classes"), list) else []
+    for index, client_class in enumerate(classes):
+        if isinstance(client_class, dict):
+            option_hosts(("services", "dhcp", "classes", index, "options"), client_class.get("options"))
+    pnp = services.get("pnp") if isinstance(services.get("pnp"), dict) else {}
+    urls = [(("services", "pnp", "url"), pnp.get("url"))]
+    for key in ("per_vendor", "per_model"):
+        if isinstance(pnp.get(key), dict):
+            urls += [(("services", "pnp", key, name), url) for name, url in pnp[key].items()]
+    fleets = data.get("fleets") if isinstance(data.get("fleets"), list) else []
+    for index, fleet in enumerate(fleets):
+        flash = fleet.get("flash") if isinstance(fleet, dict) else None
+        settings = flash.get("settings") if isinstance(flash, dict) else None
+        if isinstance(settings, dict):
+            urls += [(("fleets", index, "flash", "settings", key), value) for key, value in settings.items()]
+    for path, value in urls:
+        if isinstance(value, str):
+            for url in _URL.findall(value):
+                host = host_of(url, bare_is_server=False)
+                if host:
+                    found.append((path, host))
+    return found
+
+
+def lookup_notes(data: dict, dns_records: list | None, external_dns: bool) -> list[tuple[tuple, str]]:
+    """(path, note) for each host name the phones are pointed at that the lab cannot
+    look up. ``dns_records``: services.dns's records as DnsRecordConfig (None: no
+    services.dns); ``external_dns``: network.dns_server is set (its records unknown)."""
+    if external_dns:
+        return []
+    hosts = named_hosts(data)
+    if not hosts:
+        return []
+    if dns_records is None:
+        return [(path, f"names the host {host!r}, and the lab has no DNS server (services.dns or "
+                       "network.dns_server): the phones cannot look it up, and every download from it will be "
+                       "refused") for path, host in hosts]
+    from dnslib import QTYPE, DNSLabel
+
+    from labsim.wire.dns_records import Zone
+
+    zone = Zone(dns_records)
+    notes = []
+    for path, host in hosts:
+        _, answers = zone.resolve(DNSLabel(host), QTYPE.A)
+        if not any(answer.rtype == QTYPE.A for answer in answers):
+            notes.append((path, f"names the host {host!r}, and services.dns has no A record for it (nor a CNAME "
+                                "to one): every lookup will fail, and every download from it will fail with "
+                                "status dns"))
+    return notes

@@ -1,0 +1,110 @@
+"""Host names the lab cannot look up, noted before a run (labsim/scenario/name_lookup.py):
+without a DNS server every download from them is refused; with services.dns and no A
+record for them every lookup fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from labsim.scenario.loader import load_scenario
+from labsim.scenario.name_lookup import host_of
+from labsim.scenario.sizing import noted
+
+FLEET = """\
+fleets:
+  - vendor: yealink
+    model: T46S
+    count: 2
+    first_mac: "00:15:65:00:00:01"
+    flash:
+      settings:
+        static.auto_provision.server.url: "https://flash.lab/cfg/"
+        account.1.label: "see http://10.0.0.1/"
+"""
+
+
+def notes_of(tmp_path, services: str, network: str = "") -> list[str]:
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: lab\nservices:\n" + services + network + FLEET)
+    loaded = load_scenario(str(path))
+    return list(noted(loaded, 2).notes)
+
+
+OPTIONS = """\
+  dhcp:
+    options:
+      66: "http://prov.lab:8080/"
+      160: "polycom.lab"
+    classes:
+      - name: polycom
+        match: {vendor_class: {prefix: Polycom}}
+        options: {tftp_server_name: "tftp.lab/boot", 43: "x https://vendor.lab/a.cfg y", 150: 127.0.0.9}
+  http: {port: 8080}
+  pnp:
+    url: "http://127.0.0.1:8080/"
+    per_vendor: {snom: "http://pnp.lab:8080/{mac}.xml"}
+"""
+
+
+def test_without_a_dns_server_every_named_host_is_noted_at_its_line(tmp_path):
+    notes = notes_of(tmp_path, OPTIONS)
+    places = [note.split(": names the host ")[0].split(": ", 1)[1] for note in notes]
+    hosts = [note.split("names the host ")[1].split("'")[1] for note in notes]
+    assert list(zip(places, hosts)) == [
+        ("services.dhcp.options[66]", "prov.lab"),
+        ("services.dhcp.options[160]", "polycom.lab"),  # a bare host: a TFTP server
+        ("services.dhcp.classes[0].options.tftp_server_name", "tftp.lab"),  # option 66 by its name
+        ("services.dhcp.classes[0].options[43]", "vendor.lab"),
+        ("services.pnp.per_vendor.snom", "pnp.lab"),
+        ("fleets[0].flash.settings.static.auto_provision.server.url", "flash.lab"),
+    ]
+    assert notes[0].startswith(f"{tmp_path / 'lab.yaml'}:5:7: ")  # the key's place, as every problem's
+    assert notes[0].endswith("the lab has no DNS server (services.dns or network.dns_server): the phones cannot "
+                             "look it up, and every download from it will be refused")
+
+
+def test_with_the_labs_dns_only_names_without_an_a_record_are_noted(tmp_path):
+    dns = """\
+  dns:
+    port: 5354
+    records:
+      - {name: prov.lab, type: A, value: 127.0.0.1}
+      - {name: tftp.lab, type: CNAME, value: prov.lab}
+      - {name: vendor.lab, type: AAAA, value: "::1"}
+      - {name: pnp.lab, type: CNAME, value: elsewhere.example}
+      - {name: Flash.Lab., type: A, value: 127.0.0.2}
+"""
+    notes = notes_of(tmp_path, OPTIONS + dns)
+    hosts = [note.split("names the host ")[1].split("'")[1] for note in notes]
+    # prov.lab (A), tftp.lab (CNAME to an A) and flash.lab (any case, trailing dot) resolve;
+    # an AAAA only, a CNAME out of the zone and no record at all do not.
+    assert hosts == ["polycom.lab", "vendor.lab", "pnp.lab"]
+    assert all("services.dns has no A record for it" in note and note.endswith("with status dns") for note in notes)
+
+
+def test_a_real_dns_server_is_not_second_guessed(tmp_path):
+    assert notes_of(tmp_path, OPTIONS, "network: {dns_server: 127.0.0.53}\n") == []
+
+
+def test_addresses_and_localhost_need_no_lookup(tmp_path):
+    services = """\
+  dhcp:
+    options: {66: "http://127.0.0.1:8080/", 160: "localhost", 159: "[::1]:69"}
+  http: {port: 8080}
+"""
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: lab\nservices:\n" + services + FLEET.replace("https://flash.lab/cfg/", "tftp://127.0.0.1/"))
+    assert list(noted(load_scenario(str(path)), 2).notes) == []
+
+
+@pytest.mark.parametrize("value, bare, host", [
+    ("prov.lab", True, "prov.lab"),
+    ("prov.lab", False, None),
+    ("ftp://user:pw@Prov.Lab:2121/dir", False, "prov.lab"),
+    ("http://10.1.2.3/", False, None),
+    ("tftp://[fe80::1]/", False, None),
+    ("http://", False, None),
+    ("http://[broken/", False, None),
+])
+def test_the_host_a_value_points_at(value, bare, host):
+    assert host_of(value, bare_is_server=bare) == host
