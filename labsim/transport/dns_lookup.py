@@ -29,6 +29,9 @@ from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpD
 
 HEADER_SIZE = 12
 QR_BIT = 0x80  # in the third header byte, beside TC
+# A failed lookup's reason as the phone's notes and the report say it (RFC 1035 4.1.1).
+RCODE_WORDS = {1: "format error (FORMERR)", 2: "server failure (SERVFAIL)", 3: "no such name (NXDOMAIN)",
+               4: "not implemented (NOTIMP)", 5: "refused (REFUSED)"}
 
 
 class LookupFailed(Exception):
@@ -284,11 +287,14 @@ class LabResolver(DatagramProtocol):
         try:
             answers = self.codec.parse_answer(data)
         except DnsLookupError as exc:
-            self._fail(query, str(exc))
+            if exc.rcode is not None and exc.rcode in RCODE_WORDS:  # the server's own answer, in words
+                self._fail(query, f"{RCODE_WORDS[exc.rcode]} from the lab DNS {self.server[0]}:{self.server[1]}")
+            else:
+                self._fail(query, str(exc))
             return
         addresses = [a for a in answers if isinstance(a, str) and a.count(".") == 3]
         if not addresses:
-            self._fail(query, "no A record")
+            self._fail(query, f"no A record at the lab DNS {self.server[0]}:{self.server[1]}")
             return
         self._finish(query)
         self._cache[query.name] = (self.reactor.seconds() + self.cache_s, addresses)

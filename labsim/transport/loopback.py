@@ -323,7 +323,7 @@ class LoopbackNetwork:
         def lookup_failed(failure):
             failure.trap(LookupFailed)
             self.stats["dns_failures"] += 1
-            return FetchResult("dns", detail=f"DNS: {failure.getErrorMessage()}")
+            return FetchResult("dns", detail=failure.getErrorMessage())
 
         return looked_up.addCallbacks(reached, lookup_failed)
 

@@ -399,7 +399,7 @@ class VirtualNetwork:
             failure.trap(LookupFailed)
             self.stats["dns_failures"] += 1
             self.clock.callLater(self.latency_s, deliver, request,
-                                 FetchResult("dns", detail=f"DNS: {failure.getErrorMessage()}"))
+                                 FetchResult("dns", detail=failure.getErrorMessage()))
 
         self.resolver.resolve(name).addCallbacks(reached, failed)
 

@@ -18,7 +18,7 @@ SCENARIOS = os.path.join(ROOT, "scenarios")
 # Scenarios that need real third-party servers run in tests/interop.
 NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
 TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml", "lab-md5-no-reboot.yaml",
-                 "lab-avaya-profile-fallback.yaml"}
+                 "lab-avaya-profile-fallback.yaml", "lab-dns-typo.yaml"}
 SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12,
          "week-of-resyncs.yaml": 20, "lease-expiry.yaml": 20}  # the last two: virtual time
 
@@ -66,6 +66,36 @@ def test_training_lab_wrong_option_66_fails_until_fixed(tmp_path):
     assert line in (tmp_path / "report" / "report.html").read_text()
     proc, report = run(path, tmp_path, text=open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_training_lab_dns_typo_fails_until_fixed_and_the_capture_shows_why(tmp_path):
+    """The record's name has a typo: validate notes it, every lookup is answered NXDOMAIN,
+    no download leaves a phone (the capture has the DNS queries and replies and no TCP),
+    and the phones say so; with the record named right, every phone gets ready."""
+    from scapy.all import DNS, TCP, rdpcap
+
+    path = os.path.join(SCENARIOS, "lab-dns-typo.yaml")
+    capture = tmp_path / "lab.pcap"
+    proc, report = run(path, tmp_path, "--pcap", str(capture))
+    assert proc.returncode == 1
+    line = (r"10 failed: no configuration file could be downloaded — http://provisioning\.lab:\d+/ \(from DHCP option "
+            r"66\): provisioning\.lab: no such name \(NXDOMAIN\) from the lab DNS 127\.0\.0\.1:\d+\n")
+    assert re.search(line, proc.stdout), proc.stdout
+    assert any("names the host 'provisioning.lab', and services.dns has no A record for it" in note
+               for note in report["notes"])
+    [(server, counts)] = [(s, c) for s, c in report["summary"]["servers"].items() if s.startswith("http://")]
+    assert counts["by_status"] == {"dns": counts["requests"]} and report["services"].get("http", {}).get(
+        "requests", 0) == 0
+    frames = rdpcap(str(capture))
+    replies = [f[DNS] for f in frames if DNS in f and f[DNS].qr == 1]
+    assert replies and {reply.rcode for reply in replies} == {3}  # NXDOMAIN
+    assert not [f for f in frames if TCP in f]
+    text = open(path).read()
+    mistake = "{name: provisoning.lab, type: A"
+    assert mistake in text
+    proc, report = run(path, tmp_path, text=text.replace(mistake, "{name: provisioning.lab, type: A"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert report["notes"] == []
 
 
 def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):

@@ -42,7 +42,7 @@ timeline:
     assert report["network"]["dns_failures"] >= 1
     assert report["network"]["faults"]["dropped"] >= 3  # one lookup: three tries, all lost
     for phone in report["phones"]:
-        assert any("dns DNS: prov.lab.example: no answer" in step for step in steps(phone)), steps(phone)
+        assert any("dns prov.lab.example: no answer from the lab DNS" in step for step in steps(phone)), steps(phone)
         # ...and nobody got ready before the fault was gone.
         assert phone["ready_at_s"] > 4
     # The load tester's line for the HTTP server: the failed lookups are there as what

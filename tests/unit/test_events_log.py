@@ -191,7 +191,7 @@ def test_a_download_is_captured_from_when_its_request_leaves_and_not_at_all_if_i
     clock.advance(0.25)
     network.fetches[0][1].callback(FetchResult("ok", b"x"))
     clock.advance(3.0)
-    network.fetches[1][1].callback(FetchResult("dns", detail="DNS: prov.lab: no answer from the lab DNS"))
+    network.fetches[1][1].callback(FetchResult("dns", detail="prov.lab: no answer from the lab DNS 127.0.0.1:53"))
     assert capture.calls == [("fetch", 1000.25, None, "http://prov.lab:8080/a.cfg", "UA", "127.0.0.5"),
                              ("done", "flow", 1000.5, "ok"), ("done", None, 1003.5, "dns")]
     # The journal still times each download from the phone's request, the lookup included.
