@@ -87,8 +87,11 @@ SERVER = {
         "requests": {"type": "integer", "minimum": 0},
         "errors": {"type": "integer", "minimum": 0},
         "by_status": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
-                      "description": "download outcome (ok, not_found, denied, error, timeout, refused, "
-                                     "dns: the host name did not resolve, nothing reached the server) -> count"},
+                      "description": "download outcome (ok, not_found, denied, timeout, refused, dns: the host "
+                                     "name did not resolve, nothing reached the server; an error by its kind: "
+                                     "error HTTP 503, error connection refused, error connection lost, error timed "
+                                     "out, error TFTP N, error FTP NNN, error not supported, else error) "
+                                     "-> count"},
         "latency_s": {**STATS, "description": "the requests' durations, those that never reached the server "
                                               "(dns) left out; null when none did"},
     },

@@ -6,6 +6,7 @@ current time and carries out the actions it returns.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from labsim.wire.dhcp import DhcpMessage
@@ -74,6 +75,30 @@ FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused", "d
 # "dns": the URL's host name did not resolve, so the request never left the phone: the
 # server named in the URL saw nothing of it (its latency statistics leave it out).
 NEVER_SENT = frozenset({"dns"})
+
+# An "error" download's kind, for the per-server statistics: a load test needs to tell a
+# server answering 503 from one resetting connections. A detail has addresses, names and
+# the server's own words in it, so only these kinds are kept: a bounded set of outcomes.
+_ERROR_KINDS = (
+    (re.compile(r"\bHTTP (\d{3})\b"), "HTTP {}"),
+    (re.compile(r"\bTFTP error (\d+)\b"), "TFTP {}"),
+    (re.compile(r"^FTP: (\d{3})\b"), "FTP {}"),
+    (re.compile(r"refused", re.IGNORECASE), "connection refused"),
+    (re.compile(r"timed out|timeout", re.IGNORECASE), "timed out"),
+    (re.compile(r"lost|reset|closed|aborted", re.IGNORECASE), "connection lost"),
+    (re.compile(r"not supported", re.IGNORECASE), "not supported"),
+)
+
+
+def error_outcome(detail: str) -> str:
+    """An "error" download as its outcome is counted: ``error HTTP 503``, ``error
+    connection refused``, ``error TFTP 0``, ``error FTP 553``, ``error connection
+    lost`` …, or plain ``error`` when the detail says none of these."""
+    for pattern, words in _ERROR_KINDS:
+        match = pattern.search(detail)
+        if match:
+            return "error " + words.format(*match.groups())
+    return "error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from labsim.phones.events import (
     StateChanged,
     TimerFired,
     Upload,
+    error_outcome,
 )
 from labsim.phones.flash import Flash
 from labsim.phones.packed import EventList, PackedRecords, SharedValues, shared
@@ -88,7 +89,7 @@ class StageTiming:
     stage: str
     started: float
     ended: float
-    status: str
+    status: str  # a download's FetchResult status, an "error" by its kind (events.error_outcome)
     server: str = ""  # scheme://host:port the stage talked to (per-server statistics)
 
 
@@ -296,7 +297,10 @@ class Phone:
         # Stage and server names are the same for thousands of phones: one string each
         # (interned), not one per download in every phone's ``stages``.
         result = event.result
-        self.stages.add(sys.intern(stage), started, now, result.status, server)
+        status = result.status
+        if status == "error":  # counted by kind (error HTTP 503, error connection refused …)
+            status = _error_outcomes(result.detail)
+        self.stages.add(sys.intern(stage), started, now, status, server)
         self.fetch_error = None if result.ok else (url, result.status, result.detail)
         return self._resume(event.result, now)
 
@@ -502,6 +506,7 @@ _server_of = SharedValues(1 << 17, _work_out_server).one
 # A StateChanged is frozen: one per (old, new, detail) serves every phone that changes so
 # (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.05).
 _state_changes = SharedValues(4096, lambda key: StateChanged(*key)).one
+_error_outcomes = SharedValues(4096, error_outcome).one  # a failed download's detail -> its counted outcome
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {

@@ -63,6 +63,8 @@ def test_training_lab_wrong_option_66_fails_until_fixed(tmp_path):
     [problem] = report["summary"]["problems"]
     assert (problem["count"], problem["server_from"], problem["error"]) == (10, "DHCP option 66", "connection refused")
     assert report["phones"][0]["cause"]["server"] == "http://127.0.0.1:8008/"
+    # The server's line says what its errors were: nothing listened on that port.
+    assert report["summary"]["servers"]["http://127.0.0.1:8008"]["by_status"] == {"error connection refused": 80}
     assert line in (tmp_path / "report" / "report.html").read_text()
     proc, report = run(path, tmp_path, text=open(path).read().replace("http://127.0.0.1:8008/", "http://127.0.0.1:8080/"))
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -96,6 +96,11 @@ faults:
     proc, report = run_labsim(tmp_path, text)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["services"]["http"]["status"]["500"] >= 10 * 2 * 3
+    # The load tester's line counts the answers by kind: the server's 500s, every one.
+    [line] = [v for server, v in report["summary"]["servers"].items() if server.startswith("http://")]
+    assert line["by_status"]["error HTTP 500"] == report["services"]["http"]["status"]["500"]
+    assert "error" not in line["by_status"]
+    assert "error HTTP 500 " in next(row for row in proc.stdout.splitlines() if row.startswith("  server http://"))
 
 
 def test_service_down_then_back_phones_recover_with_retries(tmp_path):

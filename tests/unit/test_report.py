@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from labsim.fleet.fleet import FleetMember
 from labsim.observe import report as report_mod
-from labsim.observe.report import RunRecord, build_report, judge, phone_metrics, summary_table, write_report
+from labsim.observe.report import (RunRecord, build_report, judge, phone_metrics, server_statistics, summary_table,
+                                   write_report)
 from labsim.observe.stats import percentile, summarize
 from labsim.phones import yealink
 from labsim.phones.phone import Phone, StageTiming
@@ -365,3 +366,37 @@ def test_a_server_no_request_reached_shows_its_failed_lookups_and_no_latency():
     text = summary_table(report)
     server_line = next(line for line in text.splitlines() if "prov.lab" in line)
     assert server_line.endswith("errors 2     p95 -  (dns 2)"), server_line
+
+
+@pytest.mark.parametrize("detail, outcome", [
+    ("HTTP 503", "error HTTP 503"),
+    ("HTTP: Connection was refused by other side: 111: Connection refused.", "error connection refused"),
+    ("Connection was refused by other side: 111: Connection refused.", "error connection refused"),
+    ("TFTP: TFTP error 0: disk full", "error TFTP 0"),
+    ("FTP: 553 Could not create file.", "error FTP 553"),
+    ("FTP: the server closed the connection before the reply", "error connection lost"),
+    ("Connection to the other side was lost in a non-clean fashion: Connection lost.", "error connection lost"),
+    ("User timeout caused connection failure.", "error timed out"),
+    ("gopher:// downloads are not supported in virtual time: gopher://127.0.0.1/a", "error not supported"),
+    ("something else entirely", "error"),
+    ("", "error"),
+])
+def test_an_error_is_counted_by_its_kind_in_bounded_words(detail, outcome):
+    from labsim.phones.events import error_outcome
+
+    assert error_outcome(detail) == outcome
+
+
+def test_a_servers_errors_are_counted_by_kind_from_the_phones_downloads():
+    """Through the phone itself: a download answered HTTP 503 and one whose connection was
+    refused are two outcomes on the server's line, the phone's own record unchanged."""
+    from labsim.phones.events import FetchDone, FetchResult
+
+    phone = Phone("00:15:65:aa:00:01", "T46S", yealink, rng=random.Random(1))
+    for request_id, detail in ((1, "HTTP 503"), (2, "HTTP 503"), (3, "Connection was refused by other side: 111.")):
+        phone._pending[request_id] = ("common_cfg", 1.0, "http://127.0.0.1:8080", "http://127.0.0.1:8080/a.cfg")
+        phone._fetch_done(FetchDone(request_id, FetchResult("error", detail=detail)), 2.0)
+    assert phone.fetch_error == ("http://127.0.0.1:8080/a.cfg", "error", "Connection was refused by other side: 111.")
+    member = type("Member", (), {"phone": phone})()
+    line = server_statistics([member])["http://127.0.0.1:8080"]
+    assert line["by_status"] == {"error HTTP 503": 2, "error connection refused": 1} and line["errors"] == 3
