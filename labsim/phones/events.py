@@ -158,10 +158,15 @@ ANONYMOUS = ("anonymous", "labsim@")
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
+    """Download ``url``. ``name_servers``: the DNS servers the phone's lease gave it (DHCP
+    option 6), which a host name in the URL is looked up with: () none, so it cannot be;
+    None: not said (a caller other than a phone), the lab's DNS."""
+
     request_id: int
     url: str
     user_agent: str = ""
     credentials: Credentials | None = None
+    name_servers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,7 @@ class Put:
     body: bytes
     user_agent: str = ""
     credentials: Credentials | None = None
+    name_servers: tuple[str, ...] | None = None  # as a Fetch's
 
 
 @dataclass(frozen=True, slots=True)

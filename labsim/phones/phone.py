@@ -359,17 +359,26 @@ class Phone:
             self._next_request += 1
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
-            return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials)]
+            return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials,
+                          self._name_servers())]
         if isinstance(request, Wait):
             return [StartTimer(WAIT_TIMER, request.seconds)]
         if isinstance(request, Upload):
             self._next_request += 1
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
-            return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials)]
+            return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials,
+                        self._name_servers())]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
         raise TypeError(f"a provisioning procedure yielded {request!r}")
+
+    def _name_servers(self) -> tuple[str, ...]:
+        """The DNS servers of the phone's lease (option 6), which it looks host names up
+        with; () without a lease or the option. Real phones can also be given them in
+        flash for a static address, which labsim's phones do not model."""
+        lease = self.lease
+        return _name_servers_of(lease.options.get(OPT_DNS_SERVERS)) if lease is not None else ()
 
     # --- PnP: SUBSCRIBE, wait for the NOTIFY, answer it --------------------------------
 
@@ -507,6 +516,16 @@ _server_of = SharedValues(1 << 17, _work_out_server).one
 # (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.05).
 _state_changes = SharedValues(4096, lambda key: StateChanged(*key)).one
 _error_outcomes = SharedValues(4096, error_outcome).one  # a failed download's detail -> its counted outcome
+OPT_DNS_SERVERS = 6
+
+
+def _work_out_name_servers(payload: bytes | None) -> tuple[str, ...]:
+    if not payload:
+        return ()
+    return tuple(".".join(map(str, payload[i:i + 4])) for i in range(0, len(payload) - len(payload) % 4, 4))
+
+
+_name_servers_of = SharedValues(1024, _work_out_name_servers).one  # option 6's payload -> its addresses, shared
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {

@@ -206,7 +206,8 @@ class FleetNetwork(Strict):
 
     dns_server: str | None = Field(
         None, description="HOST[:PORT] of the DNS server phones resolve names with (default: services.dns; "
-        "without one, a host name in a URL cannot be resolved and the download is refused)")
+        "without one, a host name in a URL cannot be resolved and the download is refused); a phone asks it "
+        "only when its lease's option 6 names its address")
 
     @field_validator("dns_server")
     @classmethod

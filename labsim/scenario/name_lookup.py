@@ -8,7 +8,9 @@ option's URL, in a PnP URL or in a phone's pre-loaded flash therefore needs
 
 - a DNS server at all: without one, every download from it is refused;
 - with ``services.dns``, an A record for it (or a CNAME to one): otherwise every lookup
-  fails and every download from it has status ``dns``.
+  fails and every download from it has status ``dns``;
+- the lab's DNS among the DNS servers the lease gives (DHCP option 6; labsim's DHCP gives
+  the lab's DNS when the scenario sets no option 6): a phone asks only those.
 
 A lab may want exactly that (students find why the phones cannot resolve the server), so
 these are notes, like scenario.sizing's, not refusals: ``labsim validate`` prints them
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 
 from labsim.wire.dhcp_options import OPTION_NAMES
 
+DNS_SERVERS_OPTION = 6
 # Options whose whole value is a provisioning server (a bare host is a TFTP server's).
 SERVER_OPTIONS = frozenset({66, 159, 160})
 URL_SCHEMES = ("http", "https", "tftp", "ftp")
@@ -105,15 +108,52 @@ def named_hosts(data: dict) -> list[tuple[tuple, str]]:
     return found
 
 
-def lookup_notes(data: dict, dns_records: list | None, external_dns: bool) -> list[tuple[tuple, str]]:
+def _listed_addresses(value) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(part).strip() for part in value]
+    return []
+
+
+def name_server_notes(data: dict, dns_address: str) -> list[tuple[tuple, str]]:
+    """(path, note) for each option 6 of labsim's DHCP (global or a class's) that gives
+    the phones DNS servers without the lab's DNS at ``dns_address``: they ask those,
+    hear nothing, and no host name resolves (labsim sends nowhere but the lab's DNS)."""
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    dhcp = services.get("dhcp") if isinstance(services.get("dhcp"), dict) else {}
+    places = [(("services", "dhcp", "options"), dhcp.get("options"))]
+    classes = dhcp.get("classes") if isinstance(dhcp.get("classes"), list) else []
+    places += [(("services", "dhcp", "classes", index, "options"), c.get("options"))
+               for index, c in enumerate(classes) if isinstance(c, dict)]
+    notes = []
+    for path, options in places:
+        if not isinstance(options, dict):
+            continue
+        for key, value in options.items():
+            addresses = _listed_addresses(value) if _option_code(key) == DNS_SERVERS_OPTION else None
+            if addresses and dns_address not in addresses:
+                notes.append((path + (key,), f"gives the phones {', '.join(addresses)} as their DNS servers, not the "
+                                              f"lab's DNS {dns_address}: they ask those and hear nothing, so no host "
+                                              "name resolves (without option 6, labsim's DHCP gives the lab's DNS)"))
+    return notes
+
+
+def lookup_notes(data: dict, dns_records: list | None, external_dns: bool,
+                 dns_address: str | None = None) -> list[tuple[tuple, str]]:
     """(path, note) for each host name the phones are pointed at that the lab cannot
     look up. ``dns_records``: services.dns's records as DnsRecordConfig (None: no
-    services.dns); ``external_dns``: network.dns_server is set (its records unknown)."""
+    services.dns), at ``dns_address``; ``external_dns``: network.dns_server is set (its
+    records unknown)."""
     if external_dns:
         return []
     hosts = named_hosts(data)
     if not hosts:
         return []
+    if dns_records is not None and dns_address is not None:
+        blocked = name_server_notes(data, dns_address)
+        if blocked:  # no name resolves at all: that is the note, not each name's
+            return blocked
     if dns_records is None:
         return [(path, f"names the host {host!r}, and the lab has no DNS server (services.dns or "
                        "network.dns_server): the phones cannot look it up, and every download from it will be "

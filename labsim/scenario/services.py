@@ -307,7 +307,9 @@ class DnsRecord(Strict):
 
 
 class DnsService(Strict):
-    """labsim's DNS server: phones resolve host names in provisioning URLs through it."""
+    """labsim's DNS server: phones resolve host names in provisioning URLs through it, when
+    their lease names it in option 6 (labsim's DHCP gives its address as option 6 unless
+    services.dhcp.options sets option 6)."""
 
     address: IPv4 = "127.0.0.1"
     port: Port = 5353

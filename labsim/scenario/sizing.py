@@ -155,6 +155,7 @@ def noted(loaded: LoadedScenario, written_phones: int) -> LoadedScenario:
     dns = scenario.services.dns
     records = None if dns is None else [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in dns.records]
     data = doc.data if isinstance(doc.data, dict) else {}
-    for path, message in lookup_notes(data, records, scenario.network.dns_server is not None):
+    for path, message in lookup_notes(data, records, scenario.network.dns_server is not None,
+                                      None if dns is None else dns.address):
         notes.append(str(Problem(loaded.path, doc.mark_for(path), field_text(path), message)))
     return dataclasses.replace(loaded, notes=tuple(notes))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -17,12 +19,16 @@ from labsim.services.pnp import PnpResponderConfig
 from labsim.services.pnp_udp import start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
+from labsim.wire.dhcp_options import EncodedOptions
 
 _log = Logger()
 
 
-def dhcp_config(spec) -> DhcpServerConfig:
-    """The scenario's ``services.dhcp`` (already validated) as the server's configuration."""
+def dhcp_config(spec, name_server: str | None = None) -> DhcpServerConfig:
+    """The scenario's ``services.dhcp`` (already validated) as the server's configuration.
+    ``name_server``: the lab's DNS service's address, given to clients as option 6 when
+    the scenario sets no option 6 itself (as dnsmasq offers itself): phones look host
+    names up with the DNS servers their lease names."""
     import ipaddress
 
     from labsim.services.dhcp_classes import ClientClass, VendorClassMatch
@@ -43,10 +49,28 @@ def dhcp_config(spec) -> DhcpServerConfig:
         pool_start=spec.pool.start,
         pool_end=spec.pool.end,
         lease_time_s=spec.lease_time_s,
-        options=spec.options,
+        options=_with_name_server(spec.options, name_server),
         reservations=reservations,
         classes=classes,
     )
+
+
+OPT_DNS_SERVERS = 6
+
+
+def _with_name_server(options, name_server: str | None):
+    if name_server is None or OPT_DNS_SERVERS in options:
+        return options
+    return EncodedOptions({**options, OPT_DNS_SERVERS: socket.inet_aton(name_server)})
+
+
+def lab_name_server(services) -> str | None:
+    """The address option 6 gives by default: the lab's DNS service's, when it has one on
+    a usable address."""
+    dns = services.dns
+    if dns is None or dns.address == "0.0.0.0":
+        return None
+    return dns.address
 
 
 # Each service: how to start it from its scenario section; what it is called in logs.
@@ -60,7 +84,8 @@ def _start_dhcp(lab, spec):
     from labsim.services.lease_file import resolve_lease_path
 
     # cert_dir is the report folder (`labsim run`, `labsim serve`): a relative lease_file lives there.
-    return start_dhcp_server(lab.reactor, dhcp_config(spec), host=spec.address, port=lab.port_for("dhcp"),
+    return start_dhcp_server(lab.reactor, dhcp_config(spec, lab_name_server(lab.spec)), host=spec.address,
+                             port=lab.port_for("dhcp"),
                              interface=spec.interface, interface_port=spec.interface_port,
                              lease_file=resolve_lease_path(spec.lease_file, lab.cert_dir))
 

@@ -199,6 +199,24 @@ class LabResolver(DatagramProtocol):
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""
         return self.resolve_all(name).addCallback(lambda addresses: addresses[0])
 
+    def resolve_with(self, name: str, name_servers: tuple[str, ...] | None) -> defer.Deferred:
+        """``resolve(name)`` as a phone whose lease gave it ``name_servers`` (DHCP option 6)
+        asks: None (not said), or a list with the lab's DNS in it: the lab's DNS answers.
+        An empty list: the phone has no one to ask and fails at once. Servers that are
+        not the lab's DNS: the phone asks them and hears nothing (labsim sends nowhere
+        but the lab's DNS), so it fails after this resolver's tries, ``timeout_s`` apart."""
+        if name_servers is None or self.server[0] in name_servers:
+            return self.resolve(name)
+        self.stats["failures"] += 1
+        if not name_servers:
+            return defer.fail(LookupFailed(f"{name}: no DNS server to ask: the phone's lease has none "
+                                           "(DHCP option 6)"))
+        waiting = defer.Deferred()
+        self.reactor.callLater(self.timeout_s * self.attempts, waiting.errback, LookupFailed(
+            f"{name}: no answer from {', '.join(name_servers)} (the lease's DNS servers, DHCP option 6), "
+            f"which are not the lab's DNS {self.server[0]}"))
+        return waiting
+
     def resolve_all(self, name: str) -> defer.Deferred:
         """Every IPv4 address of ``name`` in the server's order (never empty), or LookupFailed."""
         key = name.lower().rstrip(".")

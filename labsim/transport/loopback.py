@@ -283,30 +283,31 @@ class LoopbackNetwork:
         """Download; ``source``: the address to send from (None: the kernel's choice);
         ``connecting(address)``: called when the request leaves for the server (after the
         lab's DNS and the guard; never for one that did not leave), for the capture."""
-        return self._at_server(request.url, lambda address, parts: self._fetch_from(request, address, parts, source),
+        return self._at_server(request, lambda address, parts: self._fetch_from(request, address, parts, source),
                                connecting)
 
     def upload(self, request, source: str | None = None, connecting=None) -> defer.Deferred:
         """Uploads (Polycom's logs): HTTP(S) PUT, TFTP WRQ or FTP STOR, by the URL's scheme;
         the same loopback guard and DNS as downloads."""
-        return self._at_server(request.url, lambda address, parts: self._upload_to(request, address, parts, source),
+        return self._at_server(request, lambda address, parts: self._upload_to(request, address, parts, source),
                                connecting)
 
     def _http_from(self, source: str | None) -> HttpFetcher:
         return self.http
 
-    def _at_server(self, url: str, then, connecting=None) -> defer.Deferred:
-        """Find the loopback address of the URL's host (through the lab's DNS for a
-        name), then call ``connecting(address)`` (if given) and ``then(address, parts)``;
-        a refusal or a failed lookup becomes the result instead."""
-        parts = urlsplit(url)
+    def _at_server(self, request, then, connecting=None) -> defer.Deferred:
+        """Find the loopback address of the request URL's host (through the lab's DNS for
+        a name, as the phone's lease lets it ask: ``LabResolver.resolve_with``), then call
+        ``connecting(address)`` (if given) and ``then(address, parts)``; a refusal or a
+        failed lookup becomes the result instead."""
+        parts = urlsplit(request.url)
         host = parts.hostname or ""
         if is_host_name(host):
             if self.resolver is None:
                 self.stats["fetch_refused"] += 1
                 return defer.succeed(FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS "
                                                                    "server (services.dns or network.dns_server)"))
-            looked_up = self.resolver.resolve(host)
+            looked_up = self.resolver.resolve_with(host, request.name_servers)
         else:
             looked_up = defer.succeed(host)
 

@@ -50,7 +50,7 @@ from labsim.services.lease_file import resolve_lease_path
 from labsim.services.disk_store import DiskFolder
 from labsim.services.file_store import NoSuchFile, NotAllowed
 from labsim.services.counters import add_counters
-from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config
+from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config, lab_name_server
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.loopback import _url_credentials, is_host_name
@@ -161,7 +161,7 @@ class VirtualServices:
 
     def dhcp_config(self, spec):
         """The DHCP server's configuration (a virtual-time shard's hands out its part of the pool)."""
-        return dhcp_config(spec)
+        return dhcp_config(spec, lab_name_server(self.spec))
 
     @property
     def dhcp_port(self) -> int:
@@ -401,7 +401,7 @@ class VirtualNetwork:
             self.clock.callLater(self.latency_s, deliver, request,
                                  FetchResult("dns", detail=failure.getErrorMessage()))
 
-        self.resolver.resolve(name).addCallbacks(reached, failed)
+        self.resolver.resolve_with(name, request.name_servers).addCallbacks(reached, failed)
 
     def upload(self, request, connecting=None) -> defer.Deferred:
         """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT, a TFTP WRQ or an FTP

@@ -196,3 +196,26 @@ def test_scenario_class_errors_name_the_line(classes, where, message):
     assert message in found[0]
     # located: the class's own line (6), or the classes key (5) for a clash between classes
     assert found[0].split(":")[:2] == ["s.yaml", "5" if where == "services.dhcp.classes" else "6"]
+
+
+@pytest.mark.parametrize("dns, options, given", [
+    ("  dns: {address: 127.0.0.9, port: 5354}\n", "", bytes([127, 0, 0, 9])),  # the lab's DNS, as dnsmasq offers itself
+    ("  dns: {address: 127.0.0.9, port: 5354}\n", "    options: {6: [10.0.0.53, 10.0.0.54]}\n",
+     bytes([10, 0, 0, 53, 10, 0, 0, 54])),  # the scenario's own option 6 wins
+    ("  dns: {address: 0.0.0.0, port: 5354}\n", "", None),  # listening everywhere: no one address to give
+    ("", "", None),  # no DNS in the lab: no option 6
+])
+def test_option_6_is_the_labs_dns_unless_the_scenario_sets_it(dns, options, given):
+    from labsim.services.lab import lab_name_server
+
+    services = parse_scenario_text(f"""\
+name: dns6
+services:
+  dhcp:
+    port: 6767
+{options}{dns}fleets:
+  - {{vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}}
+""", "s.yaml").services
+    server = DhcpServer(dhcp_config(services.dhcp, lab_name_server(services)))
+    reply = server.handle(discover(bytes([0, 1, 2, 3, 4, 5]), b"yealink"), 0)[0].message
+    assert reply.options.get(6) == given

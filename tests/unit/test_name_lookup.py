@@ -108,3 +108,24 @@ def test_addresses_and_localhost_need_no_lookup(tmp_path):
 ])
 def test_the_host_a_value_points_at(value, bare, host):
     assert host_of(value, bare_is_server=bare) == host
+
+
+def test_an_option_6_without_the_labs_dns_is_the_one_note_for_every_name(tmp_path):
+    """The phones ask only the DNS servers option 6 gives: without the lab's DNS among
+    them no name resolves, which is said once at option 6 (global or a class's), instead
+    of once per name."""
+    dns = """\
+  dns:
+    address: 127.0.0.1
+    port: 5354
+    records: [{name: prov.lab, type: A, value: 127.0.0.1}]
+"""
+    wrong = OPTIONS.replace('      160: "polycom.lab"\n', '      160: "polycom.lab"\n      6: [10.0.0.53, 10.0.0.54]\n'
+                            ).replace("150: 127.0.0.9}", "150: 127.0.0.9, dns_servers: [127.0.0.1]}")
+    notes = notes_of(tmp_path, wrong + dns)
+    assert [note.split(": ", 2)[1] for note in notes] == ["services.dhcp.options[6]"]
+    assert notes[0].endswith("gives the phones 10.0.0.53, 10.0.0.54 as their DNS servers, not the lab's DNS "
+                             "127.0.0.1: they ask those and hear nothing, so no host name resolves (without option "
+                             "6, labsim's DHCP gives the lab's DNS)")
+    right = wrong.replace("6: [10.0.0.53, 10.0.0.54]", "6: [10.0.0.53, 127.0.0.1]")
+    assert "options[6]" not in " ".join(notes_of(tmp_path, right + dns))  # back to the names' own notes

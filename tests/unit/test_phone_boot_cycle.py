@@ -228,3 +228,17 @@ def test_dhcp_retransmits_with_backoff_when_nobody_answers():
     assert 6.5 <= gaps[1] <= 9.5 and 14.5 <= gaps[2] <= 17.5
     assert max(gaps) <= 65.5  # capped at 64 s
 
+
+
+def test_every_download_carries_the_dns_servers_of_the_phones_lease():
+    """A host name in a URL is looked up with the DNS servers option 6 gave: the phone's
+    requests carry them (none without the option), for the network to ask those."""
+    for option6, carried in ((bytes([127, 0, 0, 1, 10, 0, 0, 53]), ("127.0.0.1", "10.0.0.53")), (None, ())):
+        options = {66: b"http://127.0.0.1:8080/"}
+        if option6 is not None:
+            options[6] = option6
+        clock, network, phone, driver = make_lab(options=options)
+        driver.power_on()
+        run_until_settled(clock, phone)
+        assert phone.state == "ready" and network.fetches
+        assert {request.name_servers for request in network.fetches} == {carried}

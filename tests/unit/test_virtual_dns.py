@@ -99,3 +99,36 @@ def test_with_a_capture_the_resolvers_queries_and_the_replies_it_took_are_frames
     assert {f[UDP].sport for f in frames if f[DNS].qr == 0} == {49152}
     times = [sec + usec / 1e6 for _, sec, usec in sink.packets]
     assert times[2:] == sorted(times[2:]) and round(times[4] - times[2], 3) == 2.0  # a second apart
+
+
+def test_a_phone_asks_only_the_dns_servers_its_lease_named():
+    """resolve_with: the lease's option 6 decides. With the lab's DNS in it (or not said)
+    the name resolves; with none the phone has no one to ask and fails at once, sending
+    nothing; with other servers it asks them, hears nothing, and fails after its three
+    tries a second apart, and still nothing reaches the lab's DNS."""
+    clock, server = HeapClock(), answerer([("provisioning.lab", "127.0.0.7")])
+    resolver = VirtualResolver(clock, ("127.0.0.1", 5354), lambda: server)
+
+    for said in (None, ("10.0.0.53", "127.0.0.1")):
+        resolver._cache.clear()
+        answered = []
+        resolver.resolve_with("provisioning.lab", said).addCallback(answered.append)
+        clock.run_until(clock.seconds() + 10.0)
+        assert answered == ["127.0.0.7"]
+    queries = server.stats.queries
+    failures = []
+    for name_servers in ((), ("10.0.0.53", "10.0.0.54")):
+        started = clock.seconds()
+        resolver._cache.clear()
+        failed = []
+        resolver.resolve_with("provisioning.lab", name_servers).addErrback(
+            lambda failure: failed.append((failure, clock.seconds())))
+        clock.run_until(clock.seconds() + 10.0)
+        [(failure, at)] = failed
+        assert failure.check(LookupFailed)
+        failures.append((failure.getErrorMessage(), round(at - started, 3)))
+    assert failures == [
+        ("provisioning.lab: no DNS server to ask: the phone's lease has none (DHCP option 6)", 0.0),
+        ("provisioning.lab: no answer from 10.0.0.53, 10.0.0.54 (the lease's DNS servers, DHCP option 6), which "
+         "are not the lab's DNS 127.0.0.1", 3.0)]
+    assert server.stats.queries == queries  # nothing was sent to the lab's DNS for them
