@@ -69,6 +69,7 @@ class Lease:
     acquired_at: float = 0.0
     renew_s: float | None = None  # T1, from acquired_at
     rebind_s: float | None = None  # T2
+    name_servers: tuple[str, ...] = ()  # option 6: the DNS servers the phone asks (shared)
 
     @property
     def expires(self) -> bool:
@@ -84,7 +85,8 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     """The lease an ACK grants, with T1/T2 from options 58/59 or the RFC 2131 defaults
     (kept in order: T1 <= T2 <= the lease time, whatever the server sent)."""
     lease = Lease(address=ack.yiaddr, server_id=ack.option_ip(54), lease_time_s=ack.option_u32(51),
-                  options=_shared_options(ack.options), acquired_at=now)
+                  options=_shared_options(ack.options), acquired_at=now,
+                  name_servers=_name_servers_of(ack.options.get(OPT_DNS_SERVERS)))
     if lease.expires:
         total = float(lease.lease_time_s)
         rebind = ack.option_u32(59)
@@ -93,6 +95,18 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
         renew = min(total * 0.5, rebind) if renew is None else min(float(renew), rebind)
         lease.renew_s, lease.rebind_s = renew, rebind
     return lease
+
+
+OPT_DNS_SERVERS = 6
+
+
+def _work_out_name_servers(payload: bytes | None) -> tuple[str, ...]:
+    if not payload:
+        return ()
+    return tuple(".".join(map(str, payload[i:i + 4])) for i in range(0, len(payload) - len(payload) % 4, 4))
+
+
+_name_servers_of = SharedValues(1024, _work_out_name_servers).one  # option 6's payload -> its addresses, shared
 
 
 # A fleet's phones of one model say the same things: one identity each, not one a phone

@@ -378,7 +378,7 @@ class Phone:
         with; () without a lease or the option. Real phones can also be given them in
         flash for a static address, which labsim's phones do not model."""
         lease = self.lease
-        return _name_servers_of(lease.options.get(OPT_DNS_SERVERS)) if lease is not None else ()
+        return lease.name_servers if lease is not None else ()
 
     # --- PnP: SUBSCRIBE, wait for the NOTIFY, answer it --------------------------------
 
@@ -516,16 +516,7 @@ _server_of = SharedValues(1 << 17, _work_out_server).one
 # (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.05).
 _state_changes = SharedValues(4096, lambda key: StateChanged(*key)).one
 _error_outcomes = SharedValues(4096, error_outcome).one  # a failed download's detail -> its counted outcome
-OPT_DNS_SERVERS = 6
 
-
-def _work_out_name_servers(payload: bytes | None) -> tuple[str, ...]:
-    if not payload:
-        return ()
-    return tuple(".".join(map(str, payload[i:i + 4])) for i in range(0, len(payload) - len(payload) % 4, 4))
-
-
-_name_servers_of = SharedValues(1024, _work_out_name_servers).one  # option 6's payload -> its addresses, shared
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {
