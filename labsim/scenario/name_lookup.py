@@ -21,6 +21,7 @@ and says nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -29,10 +30,17 @@ from labsim.wire.dhcp_options import OPTION_NAMES
 DNS_SERVERS_OPTION = 6
 # Options whose whole value is a provisioning server (a bare host is a TFTP server's).
 SERVER_OPTIONS = frozenset({66, 159, 160})
-URL_SCHEMES = ("http", "https", "tftp", "ftp")
 _URL = re.compile(r"\b(?:https?|tftp|ftp)://[^\s,;\"'<>]+", re.IGNORECASE)
-_ADDRESS = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|\[?[0-9a-fA-F:]*:[0-9a-fA-F:.]*\]?)$")
-LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
+# Names the phones never look up (transport.guard answers them itself).
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def host_of(value: str, *, bare_is_server: bool) -> str | None:
@@ -47,7 +55,7 @@ def host_of(value: str, *, bare_is_server: bool) -> str | None:
         host = urlsplit(value).hostname or ""
     except ValueError:
         return None
-    if not host or host.lower() in LOCAL_NAMES or _ADDRESS.match(host):
+    if not host or host.lower() in LOCAL_NAMES or _is_address(host):
         return None
     return host.lower().rstrip(".")
 
@@ -60,14 +68,23 @@ def _option_code(key) -> int | None:
     return None
 
 
+def _dhcp_option_sets(data: dict) -> list[tuple[tuple, dict]]:
+    """(path, options) of labsim's DHCP: its global options and each class's."""
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    dhcp = services.get("dhcp") if isinstance(services.get("dhcp"), dict) else {}
+    sets = [(("services", "dhcp", "options"), dhcp.get("options"))]
+    classes = dhcp.get("classes") if isinstance(dhcp.get("classes"), list) else []
+    sets += [(("services", "dhcp", "classes", index, "options"), c.get("options"))
+             for index, c in enumerate(classes) if isinstance(c, dict)]
+    return [(path, options) for path, options in sets if isinstance(options, dict)]
+
+
 def named_hosts(data: dict) -> list[tuple[tuple, str]]:
     """(path, host name) for each place of the raw scenario ``data`` that points the
     phones at a server by name."""
     found: list[tuple[tuple, str]] = []
 
-    def option_hosts(path: tuple, options) -> None:
-        if not isinstance(options, dict):
-            return
+    def option_hosts(path: tuple, options: dict) -> None:
         for key, value in options.items():
             if not isinstance(value, str):
                 continue
@@ -81,13 +98,9 @@ def named_hosts(data: dict) -> list[tuple[tuple, str]]:
                 if host:
                     found.append((path + (key,), host))
 
+    for path, options in _dhcp_option_sets(data):
+        option_hosts(path, options)
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
-    dhcp = services.get("dhcp") if isinstance(services.get("dhcp"), dict) else {}
-    option_hosts(("services", "dhcp", "options"), dhcp.get("options"))
-    classes = dhcp.get("classes") if isinstance(dhcp.get("classes"), list) else []
-    for index, client_class in enumerate(classes):
-        if isinstance(client_class, dict):
-            option_hosts(("services", "dhcp", "classes", index, "options"), client_class.get("options"))
     pnp = services.get("pnp") if isinstance(services.get("pnp"), dict) else {}
     urls = [(("services", "pnp", "url"), pnp.get("url"))]
     for key in ("per_vendor", "per_model"):
@@ -120,16 +133,8 @@ def name_server_notes(data: dict, dns_address: str) -> list[tuple[tuple, str]]:
     """(path, note) for each option 6 of labsim's DHCP (global or a class's) that gives
     the phones DNS servers without the lab's DNS at ``dns_address``: they ask those,
     hear nothing, and no host name resolves (labsim sends nowhere but the lab's DNS)."""
-    services = data.get("services") if isinstance(data.get("services"), dict) else {}
-    dhcp = services.get("dhcp") if isinstance(services.get("dhcp"), dict) else {}
-    places = [(("services", "dhcp", "options"), dhcp.get("options"))]
-    classes = dhcp.get("classes") if isinstance(dhcp.get("classes"), list) else []
-    places += [(("services", "dhcp", "classes", index, "options"), c.get("options"))
-               for index, c in enumerate(classes) if isinstance(c, dict)]
     notes = []
-    for path, options in places:
-        if not isinstance(options, dict):
-            continue
+    for path, options in _dhcp_option_sets(data):
         for key, value in options.items():
             addresses = _listed_addresses(value) if _option_code(key) == DNS_SERVERS_OPTION else None
             if addresses and dns_address not in addresses:
