@@ -152,6 +152,8 @@ def _seconds(value: float | None) -> str:
         return "–"
     if value < 1:
         return f"{value * 1000:.3g} ms"
+    if value >= 1000:  # past .3g's reach: a renewal unanswered for 9 hours reads 0d 09:00:00, not 3.24e+04 s
+        return clock_text(value)
     return f"{value:.3g} s"
 
 
@@ -501,6 +503,8 @@ def _summary_html(report: dict) -> str:
     badges = [f'<span class="badge {status.lower()}">{status}</span>']
     if not report["complete"]:
         badges.append(f'<span class="badge incomplete">INCOMPLETE: {html.escape(report["end_reason"])}</span>')
+    if not report["expectations"]:  # as the terminal says it: a PASSED that judged nothing
+        badges.append('<span class="badge unjudged">no expectations: nothing was judged</span>')
     scenario = report["scenario"]
     simulated = report.get("simulated")
     if simulated:  # a virtual run: what it simulated first, its wall time after
@@ -533,6 +537,7 @@ def _summary_html(report: dict) -> str:
         for r in report.get("timeline", []))
     timeline += "".join(f'<tr class="fail"><td>never</td><td>{html.escape(e["entry"])}</td><td></td>'
                         f'<td>{html.escape(e["why"])}</td></tr>' for e in report.get("timeline_not_run", []))
+    servers = "".join(_server_row(server, stats) for server, stats in summary.get("servers", {}).items())
     return (
         f'<header><h1>{html.escape(scenario["name"])} {"".join(badges)}</h1>'
         f'<p class="file">{html.escape(scenario["file"])}</p>'
@@ -547,7 +552,21 @@ def _summary_html(report: dict) -> str:
         + ('<section><h2>Timeline</h2><table class="actions"><thead><tr><th>at</th><th>entry</th>'
            '<th>action</th><th>outcome</th></tr></thead><tbody>' + timeline + "</tbody></table></section>"
            if timeline else "")
+        + ('<section><h2>Servers</h2><table class="servers"><thead><tr><th>server</th><th>requests</th>'
+           '<th>errors</th><th>not ok, by outcome</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>'
+           '<tbody>' + servers + "</tbody></table></section>" if servers else "")
     )
+
+
+def _server_row(server: str, stats: dict) -> str:
+    """One server the phones talked to, as the terminal's summary line says it: its
+    requests, errors by outcome (``error HTTP 503``, ``dns`` …) and latency."""
+    outcomes = ", ".join(f"{outcome} {count}" for outcome, count in stats["by_status"].items() if outcome != "ok")
+    latency = stats["latency_s"]
+    return (f'<tr class="{"fail" if stats["errors"] else ""}" data-server="{html.escape(server)}">'
+            f"<td>{html.escape(server)}</td><td>{stats['requests']}</td><td>{stats['errors']}</td>"
+            f"<td>{html.escape(outcomes)}</td>"
+            + "".join(f"<td>{_seconds(latency[key])}</td>" for key in ("p50", "p95", "p99", "max")) + "</tr>")
 
 
 def _calendar_text(moment: str) -> str:
@@ -666,6 +685,7 @@ h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:28px 0 8px;border-bo
 .file{color:#52606d;margin:0 0 8px;font-family:ui-monospace,monospace;font-size:12px}
 .badge{font-size:12px;border-radius:4px;padding:2px 8px;margin-left:8px;vertical-align:middle;color:#fff}
 .badge.passed{background:#2f9e44}.badge.failed{background:#d9480f}.badge.incomplete{background:#7048e8}
+.badge.unjudged{background:#868e96}
 .facts{display:flex;flex-wrap:wrap;gap:6px 24px;margin:8px 0}.facts div{min-width:90px}
 .facts dt{font-size:11px;color:#7b8794;text-transform:uppercase}.facts dd{margin:0;font-weight:600}
 .chip,.legend span{display:inline-block;margin-right:14px;font-size:13px}
@@ -678,7 +698,8 @@ svg.plot{width:100%;height:auto;display:block}
 figure{margin:0}figcaption{font-weight:600;font-size:13px}figcaption small{color:#7b8794;font-weight:400}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3}
 th{font-size:12px;color:#52606d;font-weight:600}
-.expectations tr.fail td:first-child{color:#d9480f;font-weight:700}.actions tr.fail td{color:#d9480f}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
+.expectations tr.fail td:first-child{color:#d9480f;font-weight:700}.actions tr.fail td{color:#d9480f}
+.servers tr.fail td:nth-child(3),.servers tr.fail td:nth-child(4){color:#d9480f}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
 .phones td.mac{font-family:ui-monospace,monospace;white-space:nowrap}.phones td.failure{color:#c92a2a;font-size:12px}
 .tl{position:relative;height:12px;min-width:220px;background:#f5f7fa;border-radius:2px;cursor:pointer}
 .tl b{position:absolute;top:0;bottom:0}

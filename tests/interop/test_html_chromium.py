@@ -80,6 +80,10 @@ def test_the_dom_after_the_script_has_the_plots_and_the_table(tmp_path, report_h
     assert len(rows) == PHONES
     assert all(row.count("<b style=") >= 5 for row in rows)  # booting, dhcp, provisioning, rebooting, ... ready
     assert f"page 1 of 1 ({PHONES} phones)" in dom
+    # The servers the phones talked to, as the summary's per-server lines: DHCP and HTTP.
+    servers = re.findall(r'<tr class="(fail|)" data-server="([^"]+)"><td>[^<]+</td><td>(\d+)</td><td>(\d+)</td>', dom)
+    assert {server.split("://")[0] for _, server, _, _ in servers} == {"dhcp", "http"}
+    assert all(int(requests) >= PHONES and (cls == "fail") == (int(errors) > 0) for cls, _, requests, errors in servers)
 
 
 def read_png(path) -> tuple[int, int, list[bytes]]:

@@ -376,3 +376,26 @@ def test_a_virtual_weeks_page_has_the_calendar_under_its_time_axes_and_a_real_ru
     assert [anchor for anchor, _ in notes] == (["middle"] * 7 + ["end"]) * 2  # the last one kept inside the plot
     assert html.escape("below it, the lab's calendar (UTC)") in virtual
     assert "tick calendar" not in real and "lab's calendar" not in real
+
+
+def test_the_servers_section_is_the_load_tests_numbers_with_errors_by_outcome():
+    rep = report(three_phones(), expectations=[{"name": "n", "check": "phones.ready >= 1", "passed": True,
+                                                 "observed": 1, "detail": ""}])
+    latency = {"count": 3, "p50": 0.002, "p90": 0.004, "p95": 0.004, "p99": 0.004, "max": 32400.0, "mean": 0.003}
+    rep["summary"]["servers"] = {
+        "dhcp://127.0.0.1": {"requests": 3, "errors": 0, "by_status": {"ok": 3}, "latency_s": latency},
+        "http://prov.lab:8080": {"requests": 9, "errors": 6, "by_status": {"dns": 2, "error HTTP 503": 4, "ok": 3},
+                                 "latency_s": {**latency, "max": 0.5}},
+    }
+    text, page = page_of(rep)
+    rows = page.find("tr", **{"data-server": "http://prov.lab:8080"})
+    assert rows and rows[0]["class"] == "fail" and page.find("tr", **{"data-server": "dhcp://127.0.0.1"})[0]["class"] == ""
+    assert "<td>http://prov.lab:8080</td><td>9</td><td>6</td><td>dns 2, error HTTP 503 4</td>" in text
+    assert "<td>2 ms</td><td>4 ms</td><td>4 ms</td><td>0d 09:00:00</td>" in text  # a long one as a clock
+    assert "nothing was judged" not in text
+
+
+def test_a_page_with_no_expectations_says_nothing_was_judged():
+    text, _ = page_of(report(three_phones()))
+    assert '<span class="badge passed">PASSED</span><span class="badge unjudged">no expectations: nothing was judged' \
+        in text
