@@ -204,9 +204,8 @@ class ScenarioRun:
                 self._capture = PcapCapture(self.pcap_path)
             yield self._start_services()
             where = self._start_network()
-            resolver = getattr(self._network, "resolver", None)
-            if resolver is not None:  # the fleet's DNS lookups, in the capture too
-                resolver.capture = self._capture
+            if self._capture is not None:  # the fleet's DNS lookups, in the capture too
+                self._network.set_dns_capture(self._capture)
         except Exception:
             self._scratch.remove()  # a run that cannot start (a port in use …) leaves no tree behind
             raise

@@ -207,7 +207,8 @@ class FleetNetwork(Strict):
     dns_server: str | None = Field(
         None, description="HOST[:PORT] of the DNS server phones resolve names with (default: services.dns; "
         "without one, a host name in a URL cannot be resolved and the download is refused); a phone asks it "
-        "only when its lease's option 6 names its address")
+        "only when its lease's option 6 names its address (on a real network, one of the lease's other DNS "
+        "servers inside allow is asked on port 53 instead)")
 
     @field_validator("dns_server")
     @classmethod

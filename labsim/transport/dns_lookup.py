@@ -153,6 +153,11 @@ class _TcpAttempt(ClientFactory):
             self.done.callback(outcome)
 
 
+def no_name_servers(name: str) -> defer.Deferred:
+    """The lookup of a phone whose lease named no DNS server (no option 6): it fails at once."""
+    return defer.fail(LookupFailed(f"{name}: no DNS server to ask: the phone's lease has none (DHCP option 6)"))
+
+
 class LabResolver(DatagramProtocol):
     """``resolve(name)`` / ``resolve_all(name)`` against one DNS server on loopback.
 
@@ -209,8 +214,7 @@ class LabResolver(DatagramProtocol):
             return self.resolve(name)
         self.stats["failures"] += 1
         if not name_servers:
-            return defer.fail(LookupFailed(f"{name}: no DNS server to ask: the phone's lease has none "
-                                           "(DHCP option 6)"))
+            return no_name_servers(name)
         waiting = defer.Deferred()
         self.reactor.callLater(self.timeout_s * self.attempts, waiting.errback, LookupFailed(
             f"{name}: no answer from {', '.join(name_servers)} (the lease's DNS servers, DHCP option 6), "

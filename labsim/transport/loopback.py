@@ -303,11 +303,11 @@ class LoopbackNetwork:
         parts = urlsplit(request.url)
         host = parts.hostname or ""
         if is_host_name(host):
-            if self.resolver is None:
+            looked_up = self._look_up(host, request.name_servers)
+            if looked_up is None:
                 self.stats["fetch_refused"] += 1
                 return defer.succeed(FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS "
                                                                    "server (services.dns or network.dns_server)"))
-            looked_up = self.resolver.resolve_with(host, request.name_servers)
         else:
             looked_up = defer.succeed(host)
 
@@ -327,6 +327,18 @@ class LoopbackNetwork:
             return FetchResult("dns", detail=failure.getErrorMessage())
 
         return looked_up.addCallbacks(reached, lookup_failed)
+
+    def _look_up(self, host: str, name_servers: tuple[str, ...] | None) -> defer.Deferred | None:
+        """The address of ``host`` as a phone whose lease named ``name_servers`` finds it
+        (LabResolver.resolve_with), or None: the lab has no DNS to ask."""
+        if self.resolver is None:
+            return None
+        return self.resolver.resolve_with(host, name_servers)
+
+    def set_dns_capture(self, capture) -> None:
+        """--pcap: the lookups' datagrams go to ``capture`` too."""
+        if self.resolver is not None:
+            self.resolver.capture = capture
 
     def _fetch_from(self, request: Fetch, address: str, parts, source: str | None = None) -> defer.Deferred:
         scheme = parts.scheme

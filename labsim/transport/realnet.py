@@ -15,6 +15,9 @@ Then
   for the run (rtnetlink) and taken off at the end;
 - nothing is sent to an address outside ``allow``, whatever a provisioning file says:
   the phone fails that download with the reason (guard.AllowList);
+- a host name is looked up with the DNS servers the phone's lease names (option 6), as
+  a real phone does: ``network.dns_server`` when it is one of them, else the first
+  inside ``allow``, on port 53 (RealNetwork._look_up);
 - DHCP leaves at most ``dhcp_rate`` messages a second (a token bucket), and at the end
   every lease the fleet holds is released (DHCPRELEASE), unless ``release: false``.
 
@@ -33,8 +36,8 @@ from twisted.python import log
 from labsim.net.addresses import AddressTable
 from labsim.net.packet import PacketReader, interface_info, open_packet_socket
 from labsim.net.udp import bind_udp
-from labsim.transport.dns_lookup import LabResolver
-from labsim.transport.guard import AllowList
+from labsim.transport.dns_lookup import LabResolver, LookupFailed, no_name_servers
+from labsim.transport.guard import AllowList, NotLoopback
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
 from labsim.wire import dhcp
@@ -304,6 +307,40 @@ class RealNetwork(LoopbackNetwork):
         self.resolver = None
         if dns_server is not None:
             self.resolver = LabResolver(reactor, dns_server, guard=self.allow.check, bind_host=self.info.address)
+        # The DNS servers the phones' leases name (option 6), each asked on port 53 by a
+        # resolver of its own, made the first time a phone asks it (_look_up).
+        self._resolvers: dict[str, LabResolver] = {}
+        self._dns_capture = None
+
+    def _look_up(self, host: str, name_servers: tuple[str, ...] | None):
+        """On a real network a phone asks the DNS servers its lease names (option 6), as
+        real phones do: ``network.dns_server`` when it is one of them (on its port), else
+        the first of them inside ``network.allow``, on port 53. One outside ``allow`` is
+        never sent to; with none inside, the lookup fails saying so. A phone whose lease
+        names none has no one to ask (LabResolver.resolve_with)."""
+        if name_servers is None or (self.resolver is not None and self.resolver.server[0] in name_servers):
+            return None if self.resolver is None else self.resolver.resolve_with(host, name_servers)
+        if not name_servers:
+            return no_name_servers(host)
+        for address in name_servers:
+            try:
+                self.allow.check(address)
+            except NotLoopback:
+                continue
+            resolver = self._resolvers.get(address)
+            if resolver is None:
+                resolver = self._resolvers[address] = LabResolver(self.reactor, (address, 53), guard=self.allow.check,
+                                                                  bind_host=self.info.address)
+                resolver.capture = self._dns_capture
+            return resolver.resolve(host)
+        return defer.fail(LookupFailed(f"{host}: the lease's DNS servers ({', '.join(name_servers)}, DHCP option 6) "
+                                       f"are outside network.allow ({self.allow.describe()}): nothing sent"))
+
+    def set_dns_capture(self, capture) -> None:
+        self._dns_capture = capture
+        for resolver in (self.resolver, *self._resolvers.values()):
+            if resolver is not None:
+                resolver.capture = capture
 
     def describe(self, phones: int) -> str:
         dhcp_way = (f"DHCP broadcast from each phone's MAC" if self.spec.dhcp_mode == "broadcast"
@@ -381,6 +418,8 @@ class RealNetwork(LoopbackNetwork):
             yield self.relay_port.stopListening()
         if self.resolver is not None:
             yield self.resolver.close()
+        for resolver in self._resolvers.values():
+            yield resolver.close()
         if self.addresses is not None:
             self.stats["addresses_removed"] = self.addresses.remove_all()
             self.addresses.close()

@@ -315,6 +315,11 @@ class VirtualNetwork:
     def pnp_reachable(self) -> bool:
         return self.services.spec.pnp is not None
 
+    def set_dns_capture(self, capture) -> None:
+        """--pcap: the lookups' datagrams go to ``capture`` too (LoopbackNetwork's)."""
+        if self.resolver is not None:
+            self.resolver.capture = capture
+
     def phone_view(self, phone):
         return self
 

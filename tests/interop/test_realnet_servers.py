@@ -64,11 +64,15 @@ fleets:
 """
 
 
-def test_labsim_serve_on_the_segment_serves_labsims_broadcast_phones(tmp_path):
+@pytest.mark.parametrize("named", [False, True])
+def test_labsim_serve_on_the_segment_serves_labsims_broadcast_phones(tmp_path, named):
+    """``named``: the scenario names the DNS server (network.dns_server); else the phones
+    ask the one their lease names, as real phones do: labsim serve's DHCP gives its DNS
+    service's address (on the segment) as option 6."""
     with bridge_lab() as lab:
         files = tmp_path / "served" / "files"
         # One folder for TFTP and HTTP; the HTTP URLs name the server, resolved through the
-        # DNS service on the segment (network.dns_server, inside allow).
+        # DNS service on the segment (inside allow).
         write_files(lab, files, files, YEALINK, CISCO, http_host="prov.lab.example")
         served = tmp_path / "served" / "serve.yaml"
         served.write_text(SERVE.format(interface=lab.server_if, subnet=lab.subnet, prefix=lab.prefix,
@@ -78,8 +82,8 @@ def test_labsim_serve_on_the_segment_serves_labsims_broadcast_phones(tmp_path):
             # Every service on the interface's address, not loopback's.
             assert all(f"{service} {lab.server_ip}:{port}" in banner
                        for service, port in (("TFTP", 69), ("HTTP", 80), ("DNS", 53))), banner
-            done, report = run_labsim(lab, tmp_path, scenario(lab, yealink=YEALINK, cisco=CISCO,
-                                                              network_extra=f", dns_server: '{lab.server_ip}:53'"))
+            done, report = run_labsim(lab, tmp_path, scenario(
+                lab, yealink=YEALINK, cisco=CISCO, network_extra=f", dns_server: '{lab.server_ip}:53'" if named else ""))
             serve.wait_for("dhcp RELEASE")
             assert serve.stop() == 0, serve.stderr
         expected = set(macs(YEALINK_FIRST, YEALINK) + macs(CISCO_FIRST, CISCO))

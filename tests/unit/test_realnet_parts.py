@@ -194,3 +194,56 @@ def test_the_scenarios_dhcp_faults_act_on_the_dhcp_message_of_broadcast_phones()
     fleet.frame_received(_reply(dhcp.ACK, PHONE, "198.18.1.100"))
     assert [m.message_type for m in phone.received] == [dhcp.ACK]
     assert fleet.release(phone.phone) and len(written) == 2  # releases go out whatever the faults say
+
+
+def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_allow():
+    """RealNetwork._look_up: network.dns_server when the lease names it; else the first
+    of the lease's servers inside allow, by a resolver of its own on port 53 (made once);
+    none inside allow: nothing is sent and the lookup says why; none at all: no one to ask."""
+    from twisted.internet import defer
+
+    from labsim.transport.dns_lookup import LookupFailed
+    from labsim.transport.guard import AllowList
+    from labsim.transport.realnet import RealNetwork
+
+    made = []
+
+    class Resolver:
+        def __init__(self, reactor, server, **_):
+            self.server, self.capture, self.asked = server, None, []
+            made.append(self)
+
+        def resolve(self, name):
+            self.asked.append(name)
+            return defer.succeed(f"answer from {self.server[0]}:{self.server[1]}")
+
+        def resolve_with(self, name, name_servers):
+            return self.resolve(name)
+
+    import labsim.transport.realnet as realnet
+
+    network = RealNetwork.__new__(RealNetwork)
+    network.reactor, network.allow = Clock(), AllowList(["198.18.0.0/24"])
+    network.info = SimpleNamespace(address="198.18.0.2")
+    network._resolvers, network._dns_capture = {}, "the capture"
+    original, realnet.LabResolver = realnet.LabResolver, Resolver
+    try:
+        network.resolver = Resolver(None, ("198.18.0.53", 5353))
+        named = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.53"))
+        assert named.result == "answer from 198.18.0.53:5353" and len(made) == 1
+        first = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.54", "198.18.0.55"))
+        again = network._look_up("other.lab", ("198.18.0.54",))
+        assert (first.result, again.result) == ("answer from 198.18.0.54:53",) * 2
+        assert len(made) == 2 and made[1].capture == "the capture" and made[1].asked == ["prov.lab", "other.lab"]
+        outside = network._look_up("prov.lab", ("10.9.9.9",))
+        none = network._look_up("prov.lab", ())
+    finally:
+        realnet.LabResolver = original
+    failures = []
+    for deferred in (outside, none):
+        deferred.addErrback(lambda failure: failures.append((failure.check(LookupFailed), failure.getErrorMessage())))
+    assert failures == [
+        (LookupFailed, "prov.lab: the lease's DNS servers (10.9.9.9, DHCP option 6) are outside network.allow "
+                       "(198.18.0.0/24): nothing sent"),
+        (LookupFailed, "prov.lab: no DNS server to ask: the phone's lease has none (DHCP option 6)")]
+    assert len(made) == 2  # nothing made for them
