@@ -338,11 +338,24 @@ def _scenario_target():
             with open(os.path.join(here, name), "rb") as handle:
                 seeds.append(handle.read())
 
+    from labsim.scenario.name_lookup import lookup_notes
+    from labsim.scenario.yaml_marks import load_marked
+    from labsim.wire.dns_records import DnsRecordConfig
+
     def check(data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
         try:
-            parse_scenario_text(data.decode("utf-8", "replace"), "fuzz.yaml")
+            scenario = parse_scenario_text(text, "fuzz.yaml")
         except ScenarioError as exc:
             assert exc.problems and all(str(problem) for problem in exc.problems)
+            return
+        # A valid file: what labsim notes before a run reads its raw data too.
+        dns = scenario.services.dns
+        records = None if dns is None else [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in dns.records]
+        raw = load_marked(text).data
+        for path, note in lookup_notes(raw if isinstance(raw, dict) else {}, records,
+                                       scenario.network.dns_server is not None, dns and dns.address):
+            assert path and note
 
     return seeds, 8192, check
 
