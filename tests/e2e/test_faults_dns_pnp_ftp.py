@@ -28,15 +28,19 @@ def by_name_scenario(*, count: int, expect, time_limit: float = 60) -> str:
 provisioning:""", 1)
 
 
-def test_dns_down_fails_every_lookup_until_the_timeline_removes_the_fault(tmp_path):
-    text = by_name_scenario(count=4, expect=("phones.ready == 100%",)) + """\
+def dns_outage_scenario(count: int) -> str:
+    """by_name_scenario with the lab's DNS down for the first 4 s (the timeline lifts it)."""
+    return by_name_scenario(count=count, expect=("phones.ready == 100%",)) + """\
 faults:
   - {name: dns-outage, service: dns, down: true}
 timeline:
   - at: 4
     do: {remove_fault: dns-outage}
 """
-    proc, report = run_labsim(tmp_path, text)
+
+
+def test_dns_down_fails_every_lookup_until_the_timeline_removes_the_fault(tmp_path):
+    proc, report = run_labsim(tmp_path, dns_outage_scenario(4))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # While down: lookups failed (the phones saw it) and the server got no query at all...
     assert report["network"]["dns_failures"] >= 1

@@ -279,18 +279,11 @@ def test_the_mixed_capture_has_nothing_malformed_or_flagged(tshark, mixed_run):
 @pytest.fixture(scope="module")
 def dns_outage_run(tmp_path_factory):
     """Option 66 names the server by host name; the lab's DNS is down for the first 4 s."""
-    from tests.e2e.test_faults_dns_pnp_ftp import by_name_scenario
+    from tests.e2e.test_faults_dns_pnp_ftp import dns_outage_scenario
     from tests.e2e.test_run_scenarios import run_labsim
 
     folder = tmp_path_factory.mktemp("pcap-dns")
-    text = by_name_scenario(count=3, expect=("phones.ready == 100%",)) + """\
-faults:
-  - {name: dns-outage, service: dns, down: true}
-timeline:
-  - at: 4
-    do: {remove_fault: dns-outage}
-"""
-    proc, report = run_labsim(folder, text, "--pcap", str(folder / "lab.pcap"))
+    proc, report = run_labsim(folder, dns_outage_scenario(3), "--pcap", str(folder / "lab.pcap"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return str(folder / "lab.pcap"), report, [e for e in read_events(folder / "report") if e["kind"] == "fetch"]
 
