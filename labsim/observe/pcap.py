@@ -47,7 +47,8 @@ What the capture shows, and what it makes up:
   whatever its real port. The phones share that resolver (one query a name, however many
   phones ask, then its cache), so a query is not any one phone's. A lookup with no
   answer shows as its tries a second apart and nothing back. Lookups over TCP (after a
-  truncated reply) are not shown.
+  truncated reply) are not shown. A lease whose option 6 leaves the lab's DNS out shows
+  the queries the phone would send those servers, made up (nothing is sent there).
 - The phone's IP is its leased address once it has one; the server's is the one the
   request went to: the URL's, or what the lab's DNS gave for its host name. A download
   is written from the moment its request left, so one whose name did not resolve has no

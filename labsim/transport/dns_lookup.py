@@ -25,9 +25,10 @@ from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 
 from labsim.net.udp import bind_udp
 from labsim.transport.guard import loopback_address
-from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp
+from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp, query_bytes
 
 HEADER_SIZE = 12
+QTYPE_A = 1
 QR_BIT = 0x80  # in the third header byte, beside TC
 # A failed lookup's reason as the phone's notes and the report say it (RFC 1035 4.1.1).
 RCODE_WORDS = {1: "format error (FORMERR)", 2: "server failure (SERVFAIL)", 3: "no such name (NXDOMAIN)",
@@ -215,11 +216,26 @@ class LabResolver(DatagramProtocol):
         self.stats["failures"] += 1
         if not name_servers:
             return no_name_servers(name)
+        if self.capture is not None:
+            self._capture_unanswered(name, name_servers)
         waiting = defer.Deferred()
         self.reactor.callLater(self.timeout_s * self.attempts, waiting.errback, LookupFailed(
             f"{name}: no answer from {', '.join(name_servers)} (the lease's DNS servers, DHCP option 6), "
             f"which are not the lab's DNS {self.server[0]}"))
         return waiting
+
+    def _capture_unanswered(self, name: str, name_servers: tuple[str, ...]) -> None:
+        """--pcap: the queries a phone sends the servers its lease names, one a try, the
+        servers in turn, ``timeout_s`` apart, none answered. Made up: labsim sends nothing
+        there (the lab's safety rule), but the capture shows what went wrong on the wire."""
+        message = query_bytes(name, QTYPE_A, self.rng.getrandbits(16))
+        for attempt in range(self.attempts):
+            server = name_servers[attempt % len(name_servers)]
+            self.reactor.callLater(attempt * self.timeout_s, self._capture_query, message, server)
+
+    def _capture_query(self, message: bytes, server: str) -> None:
+        if self.capture is not None:
+            self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, server, query=True)
 
     def resolve_all(self, name: str) -> defer.Deferred:
         """Every IPv4 address of ``name`` in the server's order (never empty), or LookupFailed."""

@@ -359,6 +359,11 @@ class SrvTarget(NamedTuple):
     target: str
 
 
+def query_bytes(name: str, qtype: int, qid: int) -> bytes:
+    """A recursive query for ``name`` (RD set), as a stub resolver sends it."""
+    return bytes(DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype)).pack())
+
+
 class DnsResolver:
     """Builds queries and reads answers for a phone; it remembers what it asked.
 
@@ -371,10 +376,10 @@ class DnsResolver:
         self._pending: dict[int, tuple[DNSLabel, int]] = {}
 
     def build_query(self, name: str, qtype: str | int, qid: int) -> bytes:
+        """The query's bytes, remembered so that ``parse_answer`` takes only its reply."""
         qtype_num = getattr(QTYPE, qtype.upper()) if isinstance(qtype, str) else qtype
-        query = DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype_num))
         self._pending[qid] = (DNSLabel(name), qtype_num)
-        return bytes(query.pack())
+        return query_bytes(name, qtype_num, qid)
 
     def parse_answer(self, data: bytes) -> list:
         try:

@@ -132,3 +132,26 @@ def test_a_phone_asks_only_the_dns_servers_its_lease_named():
         ("provisioning.lab: no answer from 10.0.0.53, 10.0.0.54 (the lease's DNS servers, DHCP option 6), which "
          "are not the lab's DNS 127.0.0.1", 3.0)]
     assert server.stats.queries == queries  # nothing was sent to the lab's DNS for them
+
+
+def test_with_a_capture_a_lease_naming_other_dns_servers_shows_the_phones_unanswered_queries():
+    """The phone asks the servers its lease names, in turn, a second apart, and hears
+    nothing: the capture shows those queries (made up: labsim sends nothing there), and
+    nothing at all to or from the lab's DNS."""
+    from scapy.all import DNS, IP, UDP, Ether
+
+    from labsim.observe.pcap import PcapCapture
+    from tests.unit.test_pcap import ListSink
+
+    clock, sink, server = HeapClock(), ListSink(), answerer([("provisioning.lab", "127.0.0.7")])
+    resolver = VirtualResolver(clock, ("127.0.0.1", 5354), lambda: server)
+    resolver.capture = PcapCapture(sink=sink)
+    started = clock.seconds()
+    resolver.resolve_with("provisioning.lab", ("10.0.0.53", "10.0.0.54")).addErrback(lambda failure: None)
+    clock.run_until(started + 10.0)
+    frames = [Ether(frame) for frame, _, _ in sink.packets]
+    assert [(f[IP].dst, f[UDP].dport, f[DNS].qr, f[DNS].qd[0].qname) for f in frames] == [
+        ("10.0.0.53", 53, 0, b"provisioning.lab."), ("10.0.0.54", 53, 0, b"provisioning.lab."),
+        ("10.0.0.53", 53, 0, b"provisioning.lab.")]
+    assert len({f[DNS].id for f in frames}) == 1 and server.stats.queries == 0
+    assert [round(sec + usec / 1e6 - started, 3) for _, sec, usec in sink.packets] == [0.0, 1.0, 2.0]
