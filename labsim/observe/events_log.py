@@ -395,15 +395,19 @@ class RecordingLink:
         token = self.log.fetch_started(self.clock.seconds() - self.epoch, self.mac, request.url)
         if self.capture is None:
             return token, None, None
+        return (token, *self._captured(self.capture.fetch_started, request))
+
+    def _captured(self, started, request, *body):
+        """(the holder of a capture flow, the ``connecting`` callback that opens it with
+        ``started``: the capture's fetch_started, or upload_started with the ``body``)."""
         captured = _Captured()
 
         def connecting(address: str) -> None:
             # The request leaves now, for the address the lab's DNS gave: its frames start
-            # here. A download that never left (its name did not resolve) has none.
-            captured.flow = self.capture.fetch_started(self.clock.seconds(), self.driver_side.phone.mac_bytes,
-                                                       self._address(), request.url, request.user_agent,
-                                                       request.credentials, server_ip=address)
-        return token, captured, connecting
+            # here. One that never left (its name did not resolve) has none.
+            captured.flow = started(self.clock.seconds(), self.driver_side.phone.mac_bytes, self._address(),
+                                    request.url, *body, request.user_agent, request.credentials, server_ip=address)
+        return captured, connecting
 
     def fetch(self, request):
         token, captured, connecting = self._fetch_begins(request)
@@ -450,12 +454,7 @@ class RecordingLink:
             deferred = upload(request)
             captured = None
         else:
-            captured = _Captured()
-
-            def connecting(address: str) -> None:  # as a download's (_fetch_begins)
-                captured.flow = self.capture.upload_started(self.clock.seconds(), self.driver_side.phone.mac_bytes,
-                                                            self._address(), request.url, body, request.user_agent,
-                                                            request.credentials, server_ip=address)
+            captured, connecting = self._captured(self.capture.upload_started, request, body)
             deferred = upload(request, connecting=connecting)
         deferred.addBoth(self._fetched, token, captured, True)
         return deferred

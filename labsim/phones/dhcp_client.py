@@ -86,7 +86,7 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     (kept in order: T1 <= T2 <= the lease time, whatever the server sent)."""
     lease = Lease(address=ack.yiaddr, server_id=ack.option_ip(54), lease_time_s=ack.option_u32(51),
                   options=_shared_options(ack.options), acquired_at=now,
-                  name_servers=_name_servers_of(ack.options.get(OPT_DNS_SERVERS)))
+                  name_servers=_name_servers_of(ack.options.get(dhcp.OPTION_DNS_SERVERS)))
     if lease.expires:
         total = float(lease.lease_time_s)
         rebind = ack.option_u32(59)
@@ -97,13 +97,9 @@ def lease_from_ack(ack: DhcpMessage, now: float) -> Lease:
     return lease
 
 
-OPT_DNS_SERVERS = 6
-
-
 def _work_out_name_servers(payload: bytes | None) -> tuple[str, ...]:
-    if not payload:
-        return ()
-    return tuple(".".join(map(str, payload[i:i + 4])) for i in range(0, len(payload) - len(payload) % 4, 4))
+    """Option 6's addresses; none for a missing or malformed option (as cisco.py reads 150)."""
+    return tuple(dhcp.ip_list(payload)) if payload and not len(payload) % 4 else ()
 
 
 _name_servers_of = SharedValues(1024, _work_out_name_servers).one  # option 6's payload -> its addresses, shared

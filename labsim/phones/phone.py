@@ -58,6 +58,8 @@ OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED = (
 )
 STATES = (OFF, BOOTING, DHCP, PROVISIONING, REBOOTING, READY, FAILED)
 SETTLED_STATES = (READY, FAILED)
+
+
 def _dhcp_server(server_id: str) -> str:
     """The server that gave a lease (option 54) as a timing names it, for the report's
     per-server line: one string for the fleet (interned), not one per timing."""
@@ -516,7 +518,6 @@ _server_of = SharedValues(1 << 17, _work_out_server).one
 # (a fleet's passes read alike; a frozen dataclass costs ~1 µs to make, a lookup ~0.05).
 _state_changes = SharedValues(4096, lambda key: StateChanged(*key)).one
 _error_outcomes = SharedValues(4096, error_outcome).one  # a failed download's detail -> its counted outcome
-
 
 
 _TRANSITIONS: dict[tuple[str, object], Callable] = {

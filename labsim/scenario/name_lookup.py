@@ -25,9 +25,9 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from labsim.wire.dhcp import OPTION_DNS_SERVERS
 from labsim.wire.dhcp_options import OPTION_NAMES
 
-DNS_SERVERS_OPTION = 6
 # Options whose whole value is a provisioning server (a bare host is a TFTP server's).
 SERVER_OPTIONS = frozenset({66, 159, 160})
 _URL = re.compile(r"\b(?:https?|tftp|ftp)://[^\s,;\"'<>]+", re.IGNORECASE)
@@ -122,11 +122,8 @@ def named_hosts(data: dict) -> list[tuple[tuple, str]]:
 
 
 def _listed_addresses(value) -> list[str]:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list):
-        return [str(part).strip() for part in value]
-    return []
+    """An option 6 as written: one address, or a list of them."""
+    return [str(part).strip() for part in value] if isinstance(value, list) else [str(value).strip()]
 
 
 def name_server_notes(data: dict, dns_address: str) -> list[tuple[tuple, str]]:
@@ -136,7 +133,7 @@ def name_server_notes(data: dict, dns_address: str) -> list[tuple[tuple, str]]:
     notes = []
     for path, options in _dhcp_option_sets(data):
         for key, value in options.items():
-            addresses = _listed_addresses(value) if _option_code(key) == DNS_SERVERS_OPTION else None
+            addresses = _listed_addresses(value) if _option_code(key) == OPTION_DNS_SERVERS else None
             if addresses and dns_address not in addresses:
                 notes.append((path + (key,), f"gives the phones {', '.join(addresses)} as their DNS servers, not the "
                                               f"lab's DNS {dns_address}: they ask those and hear nothing, so no host "
@@ -144,30 +141,28 @@ def name_server_notes(data: dict, dns_address: str) -> list[tuple[tuple, str]]:
     return notes
 
 
-def lookup_notes(data: dict, dns_records: list | None, external_dns: bool,
-                 dns_address: str | None = None) -> list[tuple[tuple, str]]:
+def lookup_notes(data: dict, scenario) -> list[tuple[tuple, str]]:
     """(path, note) for each host name the phones are pointed at that the lab cannot
-    look up. ``dns_records``: services.dns's records as DnsRecordConfig (None: no
-    services.dns), at ``dns_address``; ``external_dns``: network.dns_server is set (its
-    records unknown)."""
-    if external_dns:
+    look up. ``data``: the raw file (for the places as written); ``scenario``: the same,
+    loaded. Nothing with network.dns_server, whose records labsim cannot know."""
+    if scenario.network.dns_server is not None:
         return []
     hosts = named_hosts(data)
     if not hosts:
         return []
-    if dns_records is not None and dns_address is not None:
-        blocked = name_server_notes(data, dns_address)
-        if blocked:  # no name resolves at all: that is the note, not each name's
-            return blocked
-    if dns_records is None:
+    dns = scenario.services.dns
+    if dns is None:
         return [(path, f"names the host {host!r}, and the lab has no DNS server (services.dns or "
                        "network.dns_server): the phones cannot look it up, and every download from it will be "
                        "refused") for path, host in hosts]
+    blocked = name_server_notes(data, dns.address)
+    if blocked:  # no name resolves at all: that is the note, not each name's
+        return blocked
     from dnslib import QTYPE, DNSLabel
 
     from labsim.wire.dns_records import Zone
 
-    zone = Zone(dns_records)
+    zone = Zone(dns.record_configs())
     notes = []
     for path, host in hosts:
         _, answers = zone.resolve(DNSLabel(host), QTYPE.A)

@@ -320,11 +320,17 @@ class DnsService(Strict):
         "0: no limit. Default: 100 under labsim serve; no limit under labsim run, whose phones all connect "
         "from 127.0.0.1")
 
+    def record_configs(self) -> list:
+        """The records as the DNS code takes them (wire.dns_records.DnsRecordConfig)."""
+        from labsim.wire.dns_records import DnsRecordConfig
+
+        return [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in self.records]
+
     @model_validator(mode="after")
     def _records_valid(self):
-        from labsim.wire.dns_records import DnsRecordConfig, Zone
+        from labsim.wire.dns_records import Zone
 
-        Zone([DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in self.records])  # ValueError names the record
+        Zone(self.record_configs())  # ValueError names the record
         return self
 
 

@@ -30,7 +30,6 @@ from labsim.scenario.expectations import Check, parse_expectation
 from labsim.scenario.loader import LoadedScenario, Problem, field_text, marks_of
 from labsim.scenario.name_lookup import lookup_notes
 from labsim.scenario.yaml_marks import MarkedDocument
-from labsim.wire.dns_records import DnsRecordConfig
 
 
 def grows_with_fleet(check: Check) -> bool:
@@ -151,11 +150,7 @@ def noted(loaded: LoadedScenario, written_phones: int) -> LoadedScenario:
     then the host names the lab cannot look up (scenario.name_lookup)."""
     doc = marks_of(loaded.path)
     notes = [str(problem) for problem in sizing_notes(loaded, doc, written_phones)]
-    scenario = loaded.scenario
-    dns = scenario.services.dns
-    records = None if dns is None else [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in dns.records]
     data = doc.data if isinstance(doc.data, dict) else {}
-    for path, message in lookup_notes(data, records, scenario.network.dns_server is not None,
-                                      None if dns is None else dns.address):
+    for path, message in lookup_notes(data, loaded.scenario):
         notes.append(str(Problem(loaded.path, doc.mark_for(path), field_text(path), message)))
     return dataclasses.replace(loaded, notes=tuple(notes))

@@ -6,6 +6,7 @@ at its line; ``--clock virtual`` on the command line refuses it before the run s
 
 from __future__ import annotations
 
+
 def virtual_time_problems(scenario) -> list[tuple[tuple, str]]:
     """(the key's path, why) for each part of ``scenario`` a run in virtual time cannot do.
     Every service labsim has has an in-memory form (labsim/virtual/lab.py); what needs
@@ -14,10 +15,10 @@ def virtual_time_problems(scenario) -> list[tuple[tuple, str]]:
     network = scenario.network
     if network.dhcp_server:
         problems.append((("network", "dhcp_server"), "an external DHCP server needs real sockets"))
-    if getattr(network, "interface", None):
+    if network.interface:
         problems.append((("network", "interface"), "a real network interface needs real sockets"))
     for key in ("dns_server", "pnp_server"):
-        if getattr(network, key, None):
+        if getattr(network, key):
             problems.append((("network", key), "an external server needs real sockets"))
     for name in ("dhcp", "tftp", "http", "ftp", "dns", "pnp"):
         if getattr(getattr(scenario.services, name, None), "interface", None):

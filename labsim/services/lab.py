@@ -19,6 +19,7 @@ from labsim.services.pnp import PnpResponderConfig
 from labsim.services.pnp_udp import start_pnp_server
 from labsim.services.tftp import TftpServerConfig
 from labsim.services.tftp_udp import start_tftp_server
+from labsim.wire.dhcp import OPTION_DNS_SERVERS
 from labsim.wire.dhcp_options import EncodedOptions
 
 _log = Logger()
@@ -55,13 +56,10 @@ def dhcp_config(spec, name_server: str | None = None) -> DhcpServerConfig:
     )
 
 
-OPT_DNS_SERVERS = 6
-
-
 def _with_name_server(options, name_server: str | None):
-    if name_server is None or OPT_DNS_SERVERS in options:
+    if name_server is None or OPTION_DNS_SERVERS in options:
         return options
-    return EncodedOptions({**options, OPT_DNS_SERVERS: socket.inet_aton(name_server)})
+    return EncodedOptions({**options, OPTION_DNS_SERVERS: socket.inet_aton(name_server)})
 
 
 def lab_name_server(services) -> str | None:
@@ -128,10 +126,8 @@ def _start_ftp(lab, spec):
 def _start_dns(lab, spec):
     from labsim.services.dns import DnsServerConfig
     from labsim.services.dns_net import start_dns_server
-    from labsim.wire.dns_records import DnsRecordConfig
 
-    records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
-    config = DnsServerConfig(records, tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
+    config = DnsServerConfig(spec.record_configs(), tcp_idle_timeout_s=spec.tcp_idle_timeout_s,
                              tcp_max_connections_per_address=lab.per_address_limit(
                                  spec.tcp_max_connections_per_address, TCP_MAX_CONNECTIONS_PER_ADDRESS))
     return start_dns_server(lab.reactor, config, host=spec.address, port=lab.port_for("dns"),

@@ -234,8 +234,7 @@ class LabResolver(DatagramProtocol):
             self.reactor.callLater(attempt * self.timeout_s, self._capture_query, message, server)
 
     def _capture_query(self, message: bytes, server: str) -> None:
-        if self.capture is not None:
-            self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, server, query=True)
+        self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, server, query=True)
 
     def resolve_all(self, name: str) -> defer.Deferred:
         """Every IPv4 address of ``name`` in the server's order (never empty), or LookupFailed."""
@@ -325,7 +324,7 @@ class LabResolver(DatagramProtocol):
         try:
             answers = self.codec.parse_answer(data)
         except DnsLookupError as exc:
-            if exc.rcode is not None and exc.rcode in RCODE_WORDS:  # the server's own answer, in words
+            if exc.rcode in RCODE_WORDS:  # the server's own answer, in words
                 self._fail(query, f"{RCODE_WORDS[exc.rcode]} from the lab DNS {self.server[0]}:{self.server[1]}")
             else:
                 self._fail(query, str(exc))

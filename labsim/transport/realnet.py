@@ -37,7 +37,7 @@ from labsim.net.addresses import AddressTable
 from labsim.net.packet import PacketReader, interface_info, open_packet_socket
 from labsim.net.udp import bind_udp
 from labsim.transport.dns_lookup import LabResolver, LookupFailed, no_name_servers
-from labsim.transport.guard import AllowList, NotLoopback
+from labsim.transport.guard import AllowList, NotAllowed
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
 from labsim.wire import dhcp
@@ -318,14 +318,16 @@ class RealNetwork(LoopbackNetwork):
         the first of them inside ``network.allow``, on port 53. One outside ``allow`` is
         never sent to; with none inside, the lookup fails saying so. A phone whose lease
         names none has no one to ask (LabResolver.resolve_with)."""
-        if name_servers is None or (self.resolver is not None and self.resolver.server[0] in name_servers):
-            return None if self.resolver is None else self.resolver.resolve_with(host, name_servers)
+        if self.resolver is not None and (name_servers is None or self.resolver.server[0] in name_servers):
+            return self.resolver.resolve(host)
+        if name_servers is None:  # not said, and no network.dns_server: no DNS to ask
+            return None
         if not name_servers:
             return no_name_servers(host)
         for address in name_servers:
             try:
                 self.allow.check(address)
-            except NotLoopback:
+            except NotAllowed:
                 continue
             resolver = self._resolvers.get(address)
             if resolver is None:

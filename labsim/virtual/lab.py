@@ -60,7 +60,7 @@ from labsim.virtual import tftp as virtual_tftp
 from labsim.virtual.ftp import VirtualFtpServer
 from labsim.virtual.http import GET, PUT, VirtualHttp
 from labsim.virtual.tcp import LabReactor, TcpLab
-from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
+from labsim.wire.dns_records import DnsAnswerer, Zone
 from labsim.wire import dhcp, sip_pnp
 
 LATENCY_S = 0.001  # each hop: a DHCP message, a download's answer
@@ -135,8 +135,7 @@ class VirtualServices:
             service.stats = service.ftp.stats
         elif name == "dns":
             # A restarted server starts afresh (its answer cache, counters from zero), as on sockets.
-            records = [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in spec.records]
-            service.answerer = DnsAnswerer(Zone(records))
+            service.answerer = DnsAnswerer(Zone(spec.record_configs()))
             service.stats = service.answerer.stats
         elif name == "pnp":
             from labsim.services.pnp import PnpResponder, PnpResponderConfig

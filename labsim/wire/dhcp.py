@@ -33,6 +33,7 @@ OPTION_PAD = 0
 OPTION_END = 255
 OPTION_OVERLOAD = 52  # RFC 2132 §9.3: options continue in 'file' (1), 'sname' (2) or both (3)
 OPTION_MESSAGE_TYPE = 53
+OPTION_DNS_SERVERS = 6  # the DNS servers a client asks (address list)
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 # op htype hlen hops | xid | secs flags | ciaddr yiaddr siaddr giaddr | chaddr sname file

@@ -340,7 +340,6 @@ def _scenario_target():
 
     from labsim.scenario.name_lookup import lookup_notes
     from labsim.scenario.yaml_marks import load_marked
-    from labsim.wire.dns_records import DnsRecordConfig
 
     def check(data: bytes) -> None:
         text = data.decode("utf-8", "replace")
@@ -350,11 +349,8 @@ def _scenario_target():
             assert exc.problems and all(str(problem) for problem in exc.problems)
             return
         # A valid file: what labsim notes before a run reads its raw data too.
-        dns = scenario.services.dns
-        records = None if dns is None else [DnsRecordConfig(r.name, r.type, r.value, r.ttl) for r in dns.records]
         raw = load_marked(text).data
-        for path, note in lookup_notes(raw if isinstance(raw, dict) else {}, records,
-                                       scenario.network.dns_server is not None, dns and dns.address):
+        for path, note in lookup_notes(raw if isinstance(raw, dict) else {}, scenario):
             assert path and note
 
     return seeds, 8192, check
