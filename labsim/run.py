@@ -133,6 +133,7 @@ class ScenarioRun:
     # services in far less on loopback, so their counters say every transfer ended (not
     # "transfers_ok 79, active 1"). Virtual time ends at the instant (virtual/run.py).
     LAST_PACKETS_S = 0.05
+    SETTLED = "all phones settled"  # the end_reason of a run that ended because its phones settled
 
     def __init__(self, reactor, loaded, *, report_dir: str, stream=sys.stdout, interactive: bool | None = None,
                  state_dir: str | None = None, pcap_path: str | None = None, uploads_dir: str | None = None,
@@ -397,12 +398,17 @@ class ScenarioRun:
         if self.unsettled == 0 and self.timeline is not None:
             self.timeline.check_conditions_now()  # may start phones again
         if self.unsettled == 0 and not (self.timeline and self.timeline.timed_actions_left):
-            self._end("all phones settled")
+            self._end(self.SETTLED)
 
     def _on_timeline_action(self) -> None:
         # An action at the end of a settled run may be the last thing it waited for.
         if self.unsettled == 0:
             self.reactor.callLater(0, self._end_if_settled)
+
+    def _deliver_last_packets(self) -> None:
+        """The phones have settled and stopped: let what they sent last reach the services
+        before the run reads their counters. On sockets the run already waited for it
+        (``LAST_PACKETS_S``, before it looked whether to end)."""
 
     def _time_up(self) -> None:
         self._end(f"time limit of {self.scenario.time_limit_s:g}s reached", complete=False)
@@ -429,6 +435,8 @@ class ScenarioRun:
                 driver.stop()
             if self.timeline is not None:
                 self.timeline.stop()
+            if reason == self.SETTLED:
+                self._deliver_last_packets()
         if self._deadline is not None and self._deadline.active() and (final or self.unsettled == 0):
             self._deadline.cancel()
         if self._progress is not None:

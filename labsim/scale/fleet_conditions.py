@@ -185,7 +185,7 @@ class FleetConditions(_ShardControl):
             answer = self._meet("after", run.reactor.seconds())
             unsettled = run.unsettled if answer is None else answer["unsettled"]
         if unsettled == 0 and not (timeline is not None and timeline.timed_actions_left):
-            run._end("all phones settled")
+            run._end(run.SETTLED)
 
 def fleet_conditions_from_environment():
     """The pipes a ``--workers`` parent gave this shard, or None."""

@@ -37,9 +37,10 @@ class VirtualScenarioRun(ScenarioRun):
     EVENTS_FLUSH_S = 3600.0  # simulated seconds between writes of events.jsonl (a week does not fit in memory)
     ARCHIVE_EVERY = 1
     # A settled fleet's run ends at that instant, where --workers shards agree the whole
-    # fleet settled (scale/fleet_conditions.py): a last ACK still in its 1 ms hop is not
-    # counted by its server (docs/virtual-time.md).
+    # fleet settled (scale/fleet_conditions.py); then, its phones stopped, what they sent
+    # last still reaches the services (_deliver_last_packets), at most this long after.
     LAST_PACKETS_S = 0.0
+    LAST_PACKETS_WITHIN_S = 0.05  # as long as a settled run on sockets waits (ScenarioRun.LAST_PACKETS_S)
 
     services_class = VirtualServices  # a shard's hands out its part of the DHCP pool (scale/virtual_shards.py)
 
@@ -57,6 +58,18 @@ class VirtualScenarioRun(ScenarioRun):
         self._network = VirtualNetwork(self.reactor, self._services, faults=self.faults,
                                        relay_address=self.relay_address)
         return f"DHCP via an in-memory relay {self.relay_address}"
+
+    def _deliver_last_packets(self) -> None:
+        """What is still on its way when the phones settle (a TFTP transfer's final ACK,
+        in its 1 ms hop after the phone has its file) reaches its server, so the counters
+        say every transfer ended, as on sockets. The phones' timers are cancelled by now:
+        only the network and the services act. The clock stops at the last thing that
+        happened (the run ends there, in every --workers shard alike: each delivers its own
+        phones' packets, and the parent's end is the latest shard's)."""
+        clock = self.reactor
+        limit = clock.seconds() + self.LAST_PACKETS_WITHIN_S
+        while (due := clock.next_time()) is not None and due <= limit and not clock.only_background():
+            clock.run_until(due)
 
     def _start_watch(self, lead: float) -> None:
         """The time limit and progress are wall-clock: the loop in ``run_virtual`` keeps them."""
