@@ -100,15 +100,21 @@ def listen_shared_tcp(reactor, factory, host: str, port: int, share: str, backlo
         sock.close()
 
 
-def adopt_shared_udp(reactor, protocol, host: str, port: int, share: str, max_packet: int = 65535):
-    """``reactor.listenUDP`` on a shared port: an IListeningPort."""
+def adopt_shared_udp(reactor, protocol, host: str, port: int, share: str, max_packet: int = 65535,
+                     recv_buffer: int | None = None):
+    """``reactor.listenUDP`` on a shared port: an IListeningPort (``recv_buffer``: as
+    ``net.udp.bind_udp``'s)."""
     from twisted.internet.error import CannotListenError
+
+    from labsim.net.udp import set_receive_buffer
 
     try:
         sock = shared_socket(socket.SOCK_DGRAM, host, port, share)
     except OSError as exc:
         raise CannotListenError(host, port, exc) from exc
     try:
+        if recv_buffer:
+            set_receive_buffer(sock, recv_buffer)
         return reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol, maxPacketSize=max_packet)
     finally:
         sock.close()

@@ -160,13 +160,16 @@ ANONYMOUS = ("anonymous", "labsim@")
 class Fetch:
     """Download ``url``. ``name_servers``: the DNS servers the phone's lease gave it (DHCP
     option 6), which a host name in the URL is looked up with: () none, so it cannot be;
-    None: not said (a caller other than a phone), the lab's DNS."""
+    None: not said (a caller other than a phone), the lab's DNS. ``dns_cache``: the
+    phone's own DNS answers (``Phone.dns_cache``), which the lookup reads and adds to;
+    None: not a phone's."""
 
     request_id: int
     url: str
     user_agent: str = ""
     credentials: Credentials | None = None
     name_servers: tuple[str, ...] | None = None
+    dns_cache: dict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,7 @@ class Put:
     user_agent: str = ""
     credentials: Credentials | None = None
     name_servers: tuple[str, ...] | None = None  # as a Fetch's
+    dns_cache: dict | None = field(default=None, compare=False, repr=False)  # as a Fetch's
 
 
 @dataclass(frozen=True, slots=True)

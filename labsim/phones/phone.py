@@ -128,7 +128,7 @@ class Phone:
         "power_cycles", "powered_on_at", "ready_at", "failure", "failures_in_a_row", "events", "events_dropped",
         "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
-        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw",
+        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw", "dns_cache",
     )
 
     def __init__(
@@ -194,6 +194,10 @@ class Phone:
         # weekly window "with a random offset per phone"): (day, fraction), drawn once
         # per window by ``kit.next_window_moment_s``.
         self.window_draw: tuple[int, float] | None = None
+        # The DNS answers it holds (name -> (expiry, addresses)), each for its record's
+        # TTL: the lookups of its downloads read and fill it (transport.dns_lookup). RAM:
+        # every boot starts it empty.
+        self.dns_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
@@ -223,6 +227,7 @@ class Phone:
         self.trigger = "power_on"
         self.server_source, self.fetch_error = None, None
         self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
+        self.dns_cache = {}  # and every name looked up again
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = shared_identity(self.profile.dhcp_identity(self))
         return self._enter(DHCP, now) + self.dhcp.boot(now)
@@ -362,7 +367,7 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials,
-                          self._name_servers())]
+                          self._name_servers(), self.dns_cache)]
         if isinstance(request, Wait):
             return [StartTimer(WAIT_TIMER, request.seconds)]
         if isinstance(request, Upload):
@@ -370,7 +375,7 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials,
-                        self._name_servers())]
+                        self._name_servers(), self.dns_cache)]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
         raise TypeError(f"a provisioning procedure yielded {request!r}")

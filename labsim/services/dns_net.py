@@ -39,6 +39,10 @@ from labsim.services.dns import (
 )
 from labsim.wire.dns_records import DnsAnswerer, DnsStats, DnsTcpSession, Zone
 
+# A fleet's phones each ask for themselves: a storm of them is a burst of queries, which
+# the default receive buffer (~200 KB, a few hundred datagrams) would drop (as DHCP's).
+RECV_BUFFER = 4 << 20
+
 
 class DnsServerProtocol(DatagramProtocol):
     def __init__(self, answerer: DnsAnswerer):
@@ -264,7 +268,7 @@ def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", 
 
         if port == 0:
             port = free_port(host, (socket.SOCK_DGRAM, socket.SOCK_STREAM))
-        udp = adopt_shared_udp(reactor, DnsServerProtocol(answerer), host, port, share)
+        udp = adopt_shared_udp(reactor, DnsServerProtocol(answerer), host, port, share, recv_buffer=RECV_BUFFER)
         try:
             tcp = listen_shared_tcp(reactor, factory, host, port, share, backlog=TCP_LISTEN_BACKLOG)
         except CannotListenError:
@@ -272,7 +276,7 @@ def start_dns_server(reactor, config: DnsServerConfig, host: str = "127.0.0.1", 
             raise
         return DnsServerHandle(port, answerer.stats, udp, tcp, factory)
     for attempt in range(1 if port else PORT_ATTEMPTS):
-        udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port, exclusive=True)
+        udp = bind_udp(reactor, DnsServerProtocol(answerer), host, port, exclusive=True, recv_buffer=RECV_BUFFER)
         chosen = udp.getHost().port
         try:
             tcp = reactor.listenTCP(chosen, factory, backlog=TCP_LISTEN_BACKLOG, interface=host)

@@ -2,8 +2,11 @@
 
 Phones must never reach the machine's own resolver (it would send queries to whatever
 /etc/resolv.conf names), so names are looked up with dnslib's codec over one UDP socket
-to the scenario's DNS server on loopback. Answers are cached for the run (a fleet asks
-the same few names thousands of times); a failed lookup is retried ``attempts`` times.
+to the scenario's DNS server on loopback. One resolver carries the whole fleet's
+lookups, but each phone asks as a phone does, on its own: its question goes on the wire
+whatever other phones are asking, and the answer is kept in that phone's own cache (RAM,
+emptied when it boots) for the records' TTL, so a storm of phones is a storm of queries
+at the DNS server, as with real phones. A failed lookup is retried ``attempts`` times.
 
 A UDP answer with TC set did not fit a datagram: as a phone's stub resolver does
 (RFC 1035 4.2.2, RFC 7766 5), the question is asked again over TCP to the same server
@@ -18,6 +21,7 @@ after them only move bytes and own the timers.
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from twisted.internet import defer
 from twisted.internet.error import NotConnectingError
@@ -30,6 +34,8 @@ from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpD
 HEADER_SIZE = 12
 QTYPE_A = 1
 QR_BIT = 0x80  # in the third header byte, beside TC
+ANSWERS_SHARED = 4096  # distinct answers kept once for every phone's cache
+RECV_BUFFER = 4 << 20  # the answers to a storm of phones' questions (services.dns_net's reason)
 # A failed lookup's reason as the phone's notes and the report say it (RFC 1035 4.1.1).
 RCODE_WORDS = {1: "format error (FORMERR)", 2: "server failure (SERVFAIL)", 3: "no such name (NXDOMAIN)",
                4: "not implemented (NOTIMP)", 5: "refused (REFUSED)"}
@@ -69,10 +75,11 @@ class TcpExchange:
 
 
 class _Query:
-    def __init__(self, name: str, qid: int, deferred: defer.Deferred):
+    def __init__(self, name: str, qid: int, deferred: defer.Deferred, answers: dict):
         self.name = name
         self.qid = qid
         self.deferred = deferred
+        self.answers = answers  # the cache its answer goes in: the asking phone's, or the resolver's
         self.tries = 0
         self.timer = None  # the UDP retransmission timer
         self.over_tcp = False  # once a TC reply came: late UDP replies are ignored
@@ -162,14 +169,23 @@ def no_name_servers(name: str) -> defer.Deferred:
 class LabResolver(DatagramProtocol):
     """``resolve(name)`` / ``resolve_all(name)`` against one DNS server on loopback.
 
+    A phone's lookup passes ``answers``, the phone's own cache (a dict the phone keeps:
+    name -> (expiry, addresses)); a caller that is not a phone passes none and shares
+    the resolver's, where one question on the wire serves everyone asking that name.
+
     ``stats``: ``queries`` UDP queries sent, ``cache_hits``, ``failures`` lookups that
     failed, ``truncated`` TC replies received, ``tcp_queries`` TCP connections made for
-    them, ``tcp_failures`` of those that brought no answer."""
+    them, ``tcp_failures`` of those that brought no answer, ``held`` lookups that waited
+    for a query ID (``QUERIES_IN_FLIGHT``)."""
 
     noisy = False
+    # Every phone's question leaves from this resolver's one socket, told apart by its
+    # 16-bit ID: beyond this many in flight a lookup waits for one to end (a fleet of real
+    # phones has a socket each; a storm of tens of thousands of lookups at once here).
+    QUERIES_IN_FLIGHT = 32768
 
     def __init__(self, reactor, server: tuple[str, int], *, timeout_s: float = 1.0, attempts: int = 3,
-                 cache_s: float = 300.0, guard=loopback_address, bind_host: str = "127.0.0.1"):
+                 guard=loopback_address, bind_host: str = "127.0.0.1"):
         # The lab's safety rule (guard.py), here rather than only in the callers: every
         # packet this resolver sends, UDP or TCP, goes to ``server`` and nowhere else.
         # ``guard``: loopback_address, or a real network's allow-list check.
@@ -177,15 +193,16 @@ class LabResolver(DatagramProtocol):
         self.reactor = reactor
         self.timeout_s = timeout_s
         self.attempts = attempts
-        self.cache_s = cache_s
         self.codec = DnsResolver()
         self.rng = random.Random()
-        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}  # for callers that are not phones
+        self._answers_kept: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._queries: dict[int, _Query] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
+        self._held: deque[_Query] = deque()  # waiting for a query ID (QUERIES_IN_FLIGHT)
         self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
         self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
-                      "tcp_failures": 0}
+                      "tcp_failures": 0, "held": 0}
         # --pcap: the run sets it (observe.pcap.PcapCapture), and every UDP query and reply
         # to one is written to the capture as it passes.
         self.capture = None
@@ -194,25 +211,27 @@ class LabResolver(DatagramProtocol):
 
     # The two ways out, for a resolver over another network (the in-memory lab: labsim.virtual.dns).
     def _open(self, reactor, bind_host: str):
-        """The UDP port this resolver sends from (it becomes ``self.transport``)."""
-        return bind_udp(reactor, self, bind_host, 0)
+        """The UDP port this resolver sends from (it becomes ``self.transport``): every
+        phone's answers arrive on it, a burst in a storm (a buffer as the DNS server's)."""
+        return bind_udp(reactor, self, bind_host, 0, recv_buffer=RECV_BUFFER)
 
     def _tcp_attempt(self, message: bytes):
         """One TCP question (``done``, ``closed``, ``abort``: see _TcpAttempt)."""
         return _TcpAttempt(self.reactor, self.server, message, self.timeout_s)
 
-    def resolve(self, name: str) -> defer.Deferred:
+    def resolve(self, name: str, answers: dict | None = None) -> defer.Deferred:
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""
-        return self.resolve_all(name).addCallback(lambda addresses: addresses[0])
+        return self.resolve_all(name, answers).addCallback(lambda addresses: addresses[0])
 
-    def resolve_with(self, name: str, name_servers: tuple[str, ...] | None) -> defer.Deferred:
-        """``resolve(name)`` as a phone whose lease gave it ``name_servers`` (DHCP option 6)
-        asks: None (not said), or a list with the lab's DNS in it: the lab's DNS answers.
+    def resolve_with(self, name: str, name_servers: tuple[str, ...] | None,
+                     answers: dict | None = None) -> defer.Deferred:
+        """``resolve(name, answers)`` as a phone whose lease gave it ``name_servers`` (DHCP
+        option 6) asks: None (not said), or a list with the lab's DNS in it: the lab's DNS answers.
         An empty list: the phone has no one to ask and fails at once. Servers that are
         not the lab's DNS: the phone asks them and hears nothing (labsim sends nowhere
         but the lab's DNS), so it fails after this resolver's tries, ``timeout_s`` apart."""
         if name_servers is None or self.server[0] in name_servers:
-            return self.resolve(name)
+            return self.resolve(name, answers)
         self.stats["failures"] += 1
         if not name_servers:
             return no_name_servers(name)
@@ -236,30 +255,51 @@ class LabResolver(DatagramProtocol):
     def _capture_query(self, message: bytes, server: str) -> None:
         self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, server, query=True)
 
-    def resolve_all(self, name: str) -> defer.Deferred:
-        """Every IPv4 address of ``name`` in the server's order (never empty), or LookupFailed."""
+    def resolve_all(self, name: str, answers: dict | None = None) -> defer.Deferred:
+        """Every IPv4 address of ``name`` in the server's order (never empty), or
+        LookupFailed. ``answers``: the asking phone's cache (the class's docstring)."""
         key = name.lower().rstrip(".")
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > self.reactor.seconds():
-            self.stats["cache_hits"] += 1
-            return defer.succeed(list(cached[1]))
+        cache = self._cache if answers is None else answers
+        cached = cache.get(key)
+        if cached is not None:
+            if cached[0] > self.reactor.seconds():
+                self.stats["cache_hits"] += 1
+                return defer.succeed(list(cached[1]))
+            del cache[key]  # its TTL is over: the phone asks again
+        if answers is not None:  # a phone asks for itself, whatever the others are asking
+            return self._ask(key, answers).addErrback(self._count_failure)
         waiting = defer.Deferred()
-        if key in self._waiting:  # one query on the wire per name, however many phones ask
+        if key in self._waiting:  # one query on the wire per name, however many callers ask
             self._waiting[key].append(waiting)
             return waiting
         self._waiting[key] = [waiting]
-        qid = self._free_qid()
-        query = _Query(key, qid, defer.Deferred())
-        self._queries[qid] = query
-        query.deferred.addBoth(self._settle, key)
-        self._send(query)
+        self._ask(key, cache).addBoth(self._settle, key)
         return waiting
+
+    def _ask(self, key: str, answers: dict) -> defer.Deferred:
+        """One question on the wire, now, or once a query ID is free."""
+        query = _Query(key, None, defer.Deferred(), answers)
+        if len(self._queries) >= self.QUERIES_IN_FLIGHT:
+            self.stats["held"] += 1
+            self._held.append(query)
+        else:
+            self._start(query)
+        return query.deferred
+
+    def _start(self, query: _Query) -> None:
+        query.qid = qid = self._free_qid()
+        self._queries[qid] = query
+        self._send(query)
 
     def _free_qid(self) -> int:
         while True:
             qid = self.rng.getrandbits(16)
             if qid not in self._queries:
                 return qid
+
+    def _count_failure(self, failure):
+        self.stats["failures"] += 1
+        return failure
 
     def _send(self, query: _Query) -> None:
         query.tries += 1
@@ -322,7 +362,7 @@ class LabResolver(DatagramProtocol):
     def _answered(self, query: _Query, data: bytes) -> None:
         """A whole reply (UDP, or TCP after a truncated one) settles the lookup."""
         try:
-            answers = self.codec.parse_answer(data)
+            answers, ttl = self.codec.parse_answer_and_ttl(data)
         except DnsLookupError as exc:
             if exc.rcode in RCODE_WORDS:  # the server's own answer, in words
                 self._fail(query, f"{RCODE_WORDS[exc.rcode]} from the lab DNS {self.server[0]}:{self.server[1]}")
@@ -334,7 +374,13 @@ class LabResolver(DatagramProtocol):
             self._fail(query, f"no A record at the lab DNS {self.server[0]}:{self.server[1]}")
             return
         self._finish(query)
-        self._cache[query.name] = (self.reactor.seconds() + self.cache_s, addresses)
+        if ttl > 0:  # RFC 1035 3.2.1: zero means use it once, keep it not
+            # The same few answers in thousands of phones' caches: one tuple each (a
+            # bounded table: a server rotating many addresses gets no sharing past it).
+            kept = tuple(addresses)
+            if len(self._answers_kept) < ANSWERS_SHARED:
+                kept = self._answers_kept.setdefault(kept, kept)
+            query.answers[query.name] = (self.reactor.seconds() + ttl, kept)
         query.deferred.callback(list(addresses))
 
     def _fail(self, query: _Query, why: str) -> None:
@@ -351,6 +397,8 @@ class LabResolver(DatagramProtocol):
         if query.tcp is not None:
             attempt, query.tcp = query.tcp, None
             attempt.abort("lookup ended")
+        if self._held and len(self._queries) < self.QUERIES_IN_FLIGHT:
+            self._start(self._held.popleft())  # its ID is free now
 
     def _settle(self, result, key: str):
         if isinstance(result, Exception) or hasattr(result, "getErrorMessage"):
@@ -364,6 +412,7 @@ class LabResolver(DatagramProtocol):
 
     def close(self) -> defer.Deferred:
         """Give up on lookups in flight; fires when the UDP port and every TCP socket are closed."""
+        self._held.clear()
         for query in list(self._queries.values()):
             self._finish(query)
         waits = [defer.maybeDeferred(self.port.stopListening)] + [a.closed for a in list(self._connections)]

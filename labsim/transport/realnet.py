@@ -312,14 +312,14 @@ class RealNetwork(LoopbackNetwork):
         self._resolvers: dict[str, LabResolver] = {}
         self._dns_capture = None
 
-    def _look_up(self, host: str, name_servers: tuple[str, ...] | None):
+    def _look_up(self, host: str, name_servers: tuple[str, ...] | None, dns_cache: dict | None = None):
         """On a real network a phone asks the DNS servers its lease names (option 6), as
         real phones do: ``network.dns_server`` when it is one of them (on its port), else
         the first of them inside ``network.allow``, on port 53. One outside ``allow`` is
         never sent to; with none inside, the lookup fails saying so. A phone whose lease
         names none has no one to ask (LabResolver.resolve_with)."""
         if self.resolver is not None and (name_servers is None or self.resolver.server[0] in name_servers):
-            return self.resolver.resolve(host)
+            return self.resolver.resolve(host, dns_cache)
         if name_servers is None:  # not said, and no network.dns_server: no DNS to ask
             return None
         if not name_servers:
@@ -334,7 +334,7 @@ class RealNetwork(LoopbackNetwork):
                 resolver = self._resolvers[address] = LabResolver(self.reactor, (address, 53), guard=self.allow.check,
                                                                   bind_host=self.info.address)
                 resolver.capture = self._dns_capture
-            return resolver.resolve(host)
+            return resolver.resolve(host, dns_cache)
         return defer.fail(LookupFailed(f"{host}: the lease's DNS servers ({', '.join(name_servers)}, DHCP option 6) "
                                        f"are outside network.allow ({self.allow.describe()}): nothing sent"))
 

@@ -382,6 +382,12 @@ class DnsResolver:
         return query_bytes(name, qtype_num, qid)
 
     def parse_answer(self, data: bytes) -> list:
+        return self.parse_answer_and_ttl(data)[0]
+
+    def parse_answer_and_ttl(self, data: bytes) -> tuple[list, int]:
+        """``parse_answer``'s list, and how long it may be kept: the smallest TTL of the
+        records it came from, the CNAMEs followed included (RFC 1035 3.2.1, RFC 2181 5.2);
+        0 when there are none."""
         try:
             reply = DNSRecord.parse(data)
         except Exception as exc:  # noqa: BLE001 - any undecodable reply is one error for the caller
@@ -401,7 +407,7 @@ class DnsResolver:
         return _collect(reply.rr, name_key(qname), qtype)
 
 
-def _collect(rrs: list[RR], key: Key, qtype: int) -> list:
+def _collect(rrs: list[RR], key: Key, qtype: int) -> tuple[list, int]:
     names = {key}
     for _ in range(MAX_CNAME_HOPS):  # walk the chain however the server ordered it
         grown = names | {name_key(rr.rdata.label) for rr in rrs if rr.rtype == QTYPE.CNAME and name_key(rr.rname) in names}
@@ -411,11 +417,13 @@ def _collect(rrs: list[RR], key: Key, qtype: int) -> list:
     if qtype == QTYPE.CNAME:
         names = {key}
     mine = [rr for rr in rrs if rr.rtype == qtype and name_key(rr.rname) in names]
+    chain = [rr for rr in rrs if rr.rtype == QTYPE.CNAME and name_key(rr.rname) in names]
+    ttl = min((rr.ttl for rr in mine + chain), default=0) if mine else 0
     if qtype == QTYPE.SRV:
         targets = [SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target).rstrip(".")) for rr in mine]
-        return sorted(targets, key=lambda t: (t.priority, -t.weight))
+        return sorted(targets, key=lambda t: (t.priority, -t.weight)), ttl
     if qtype == QTYPE.TXT:
-        return [b"".join(rr.rdata.data).decode(errors="replace") for rr in mine]
+        return [b"".join(rr.rdata.data).decode(errors="replace") for rr in mine], ttl
     if qtype == QTYPE.CNAME:
-        return [str(rr.rdata.label).rstrip(".") for rr in mine]
-    return [str(ipaddress.ip_address(bytes(rr.rdata.data))) for rr in mine]
+        return [str(rr.rdata.label).rstrip(".") for rr in mine], ttl
+    return [str(ipaddress.ip_address(bytes(rr.rdata.data))) for rr in mine], ttl

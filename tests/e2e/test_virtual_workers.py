@@ -436,3 +436,32 @@ def test_when_on_the_request_series_is_judged_on_every_shards_requests(tmp_path)
                      if line["kind"] == "fetch" and line["url"].startswith("http:"))
     t = fired[0][2]
     assert len([s for s in started if s <= t]) >= 60 > len([s for s in started if s <= t - 0.5])
+
+
+def test_each_phone_looks_its_server_up_itself_so_two_workers_ask_the_dns_as_one_process_does(tmp_path):
+    """Phones resolve their provisioning server's name each for itself (their own cache,
+    emptied at every boot, kept for the record's TTL): the lab's DNS gets as many queries
+    from two shards as from one process, and the captures hold the same frames. (With a
+    shared cache, each shard's resolver asked for its own phones: more queries.)"""
+    text = (SCENARIO.format(faults="")
+            .replace('options: {66: "http://127.0.0.1:8080/"}', 'options: {66: "http://prov.lab:8080/"}')
+            .replace("  tftp: {port: 6969}", "  dns: {port: 5354, records: [{name: prov.lab, type: A, value: 127.0.0.1, "
+                                             "ttl: 600}]}")
+            .replace("duration: 1d", "duration: 6h"))
+    path = tmp_path / "by-name.yaml"
+    path.write_text(text)
+    reports = {}
+    for name, args in (("one", ()), ("two", ("--workers", "2"))):
+        proc = subprocess.run([sys.executable, "-m", "labsim", "run", str(path), "--report-dir", str(tmp_path / name),
+                               "--pcap", str(tmp_path / f"{name}.pcap"), *args], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        reports[name] = report_of(tmp_path / name)
+    one, two = reports["one"], reports["two"]
+    queries = one["services"]["dns"]["queries"]
+    # 25 phones, each asking at its boot, and again when its 600 s answer has run out by
+    # an hourly resync (while the DHCP server is stopped, leases run out: no downloads).
+    assert queries >= 25 * 2
+    assert two["services"]["dns"]["queries"] == queries
+    assert one["network"]["dns_failures"] == two["network"]["dns_failures"] == 0
+    assert (tmp_path / "two.pcap").stat().st_size == (tmp_path / "one.pcap").stat().st_size

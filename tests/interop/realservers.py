@@ -289,6 +289,25 @@ def dnsmasq(tmp, **config):
         yield proc
 
 
+@contextlib.contextmanager
+def dnsmasq_dns(tmp, *, port: int, addresses: dict[str, str], local_ttl: int, log: str):
+    """dnsmasq as a DNS server only (no DHCP, no upstream, no /etc/hosts) on
+    127.0.0.1:``port``, answering ``addresses`` (name -> IPv4) with ``local_ttl`` as the
+    records' TTL (dnsmasq's default for its own records is 0: not to be kept), and
+    logging every query to ``log``."""
+    binary = require_binary("dnsmasq")
+    lines = [f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv", "no-hosts",
+             "user=root", f"local-ttl={local_ttl}", "log-queries", f"log-facility={log}",
+             f"pid-file={os.path.join(str(tmp), 'dnsmasq-dns.pid')}"]
+    lines += [f"address=/{name}/{address}" for name, address in addresses.items()]
+    path = os.path.join(str(tmp), "dnsmasq-dns.conf")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with running([binary, "-C", path, "--keep-in-foreground"], name="dnsmasq",
+                 ready=lambda: wait_for_udp(port, timeout=5, hosts=("127.0.0.1",))) as proc:
+        yield proc
+
+
 def _logged(path: str, text: str) -> bool:
     try:
         with open(path, errors="replace") as handle:

@@ -132,7 +132,7 @@ def test_a_small_answer_stays_on_udp():
 def test_truncated_udp_answer_is_asked_again_over_tcp_and_all_records_come_back():
     lab = Lab()
     looked_up = Watch(lab.resolver.resolve_all("many.lab"))
-    first = Watch(lab.resolver.resolve("many.lab"))  # a second phone asking the same name meanwhile
+    first = Watch(lab.resolver.resolve("many.lab"))  # a second caller (not a phone) asks meanwhile: one question
     cut = lab.answer_udp()
     assert 0 < len(DNSRecord.parse(cut).rr) < MANY  # the server really cut the list
     assert looked_up.result is None  # the cut list is not used
@@ -147,8 +147,8 @@ def test_truncated_udp_answer_is_asked_again_over_tcp_and_all_records_come_back(
     assert first.result == MANY_ADDRESSES[0]
     assert transport.disconnecting  # one question, one connection: the client closes it
     assert lab.resolver.stats == {"queries": 1, "cache_hits": 0, "failures": 0, "truncated": 1, "tcp_queries": 1,
-                                  "tcp_failures": 0}
-    # Cached: the next phone asks nobody.
+                                  "tcp_failures": 0, "held": 0}
+    # Cached: the next caller asks nobody.
     assert Watch(lab.resolver.resolve_all("MANY.lab.")).result == MANY_ADDRESSES
     assert len(lab.udp.sent) == 1 and len(lab.reactor.tcpClients) == 1
 

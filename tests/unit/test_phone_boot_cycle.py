@@ -242,3 +242,17 @@ def test_every_download_carries_the_dns_servers_of_the_phones_lease():
         run_until_settled(clock, phone)
         assert phone.state == "ready" and network.fetches
         assert {request.name_servers for request in network.fetches} == {carried}
+
+
+def test_every_download_carries_the_phones_own_dns_answers_which_a_boot_empties():
+    """The lookup of a download's host name reads and fills the phone's own cache of DNS
+    answers (RAM): one per phone, and a new, empty one at every boot."""
+    clock, network, phone, driver = make_lab()
+    driver.power_on()
+    run_until_settled(clock, phone)
+    assert phone.state == "ready" and phone.reboots == 1
+    before, after = network.fetches[:4], network.fetches[4:]  # the reboot between the two passes
+    assert len({id(request.dns_cache) for request in before}) == 1 and before[0].dns_cache is not phone.dns_cache
+    assert all(request.dns_cache is phone.dns_cache for request in after)
+    other = make_lab(mac="00:15:65:13:ae:0c")[2]
+    assert other.dns_cache is not phone.dns_cache

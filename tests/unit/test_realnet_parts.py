@@ -210,15 +210,13 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
 
     class Resolver:
         def __init__(self, reactor, server, **_):
-            self.server, self.capture, self.asked = server, None, []
+            self.server, self.capture, self.asked, self.caches = server, None, [], []
             made.append(self)
 
-        def resolve(self, name):
+        def resolve(self, name, answers=None):
             self.asked.append(name)
+            self.caches.append(answers)
             return defer.succeed(f"answer from {self.server[0]}:{self.server[1]}")
-
-        def resolve_with(self, name, name_servers):
-            return self.resolve(name)
 
     import labsim.transport.realnet as realnet
 
@@ -229,12 +227,15 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
     original, realnet.LabResolver = realnet.LabResolver, Resolver
     try:
         network.resolver = Resolver(None, ("198.18.0.53", 5353))
-        named = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.53"))
+        phones_cache = {}
+        named = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.53"), phones_cache)
         assert named.result == "answer from 198.18.0.53:5353" and len(made) == 1
-        first = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.54", "198.18.0.55"))
+        assert made[0].caches[0] is phones_cache  # the phone's own answers, whichever server
+        first = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.54", "198.18.0.55"), phones_cache)
         again = network._look_up("other.lab", ("198.18.0.54",))
         assert (first.result, again.result) == ("answer from 198.18.0.54:53",) * 2
         assert len(made) == 2 and made[1].capture == "the capture" and made[1].asked == ["prov.lab", "other.lab"]
+        assert made[1].caches == [phones_cache, None]
         outside = network._look_up("prov.lab", ("10.9.9.9",))
         none = network._look_up("prov.lab", ())
     finally:

@@ -155,3 +155,67 @@ def test_with_a_capture_a_lease_naming_other_dns_servers_shows_the_phones_unansw
         ("10.0.0.53", 53, 0, b"provisioning.lab.")]
     assert len({f[DNS].id for f in frames}) == 1 and server.stats.queries == 0
     assert [round(sec + usec / 1e6 - started, 3) for _, sec, usec in sink.packets] == [0.0, 1.0, 2.0]
+
+
+def phone_lookup(resolver, clock, name, cache, until=10.0):
+    outcome = []
+    resolver.resolve_with(name, None, cache).addBoth(outcome.append)
+    clock.run_until(clock.seconds() + until)
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+def test_each_phone_asks_for_itself_and_keeps_the_answer_for_the_records_ttl():
+    """A phone's question goes on the wire whatever the others ask (a storm of phones is
+    a storm of queries at the DNS server), and its answer stays in that phone's cache for
+    the record's TTL: the smallest along a CNAME chain."""
+    zone = Zone([DnsRecordConfig("prov.lab", "CNAME", "web.lab", ttl=300),
+                 DnsRecordConfig("web.lab", "A", "127.0.0.9", ttl=60)])
+    clock, server = HeapClock(), DnsAnswerer(zone)
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    first_phone, second_phone = {}, {}
+    outcomes = []
+    for cache in (first_phone, second_phone):  # at the same moment, the same name
+        resolver.resolve_with("prov.lab", ("127.0.0.1",), cache).addBoth(outcomes.append)
+    clock.run_until(1.0)
+    assert outcomes == ["127.0.0.9", "127.0.0.9"] and server.stats.queries == 2
+    assert first_phone["prov.lab"] == (0.001 + 60, ("127.0.0.9",))  # its reply a hop later; the A record's 60 s, not the CNAME's 300
+    assert phone_lookup(resolver, clock, "PROV.lab.", first_phone) == "127.0.0.9"
+    assert server.stats.queries == 2 and resolver.stats["cache_hits"] == 1
+    clock.run_until(61.0)  # past the TTL: the phone asks again
+    assert phone_lookup(resolver, clock, "prov.lab", first_phone) == "127.0.0.9"
+    assert server.stats.queries == 3 and first_phone["prov.lab"][0] == 61.001 + 60
+
+
+def test_an_answer_with_ttl_0_is_used_once_and_not_kept():
+    clock, server = HeapClock(), DnsAnswerer(Zone([DnsRecordConfig("prov.lab", "A", "127.0.0.9", ttl=0)]))
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    cache = {}
+    assert phone_lookup(resolver, clock, "prov.lab", cache) == "127.0.0.9"
+    assert phone_lookup(resolver, clock, "prov.lab", cache) == "127.0.0.9"
+    assert cache == {} and server.stats.queries == 2
+
+
+def test_a_failed_lookup_is_not_kept_the_phone_asks_again():
+    clock, server = HeapClock(), answerer([("prov.lab", "127.0.0.9")])
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    cache = {}
+    for _ in range(2):
+        failure = phone_lookup(resolver, clock, "typo.lab", cache)
+        assert failure.check(LookupFailed) and "NXDOMAIN" in failure.getErrorMessage()
+    assert server.stats.queries == 2 and cache == {} and resolver.stats["failures"] == 2
+
+
+def test_beyond_the_query_ids_in_flight_a_lookup_waits_for_one_to_end():
+    """One socket carries every phone's questions, told apart by a 16-bit ID: past
+    QUERIES_IN_FLIGHT a lookup is held, and sent as soon as another one ends."""
+    clock, server = HeapClock(), answerer([("prov.lab", "127.0.0.9")])
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    resolver.QUERIES_IN_FLIGHT = 2
+    outcomes = []
+    for _ in range(3):
+        resolver.resolve_with("prov.lab", None, {}).addBoth(lambda result: outcomes.append((clock.seconds(), result)))
+    assert resolver.stats["queries"] == 2 and resolver.stats["held"] == 1
+    clock.run_until(1.0)
+    assert outcomes == [(0.001, "127.0.0.9"), (0.001, "127.0.0.9"), (0.002, "127.0.0.9")]  # a hop after the first reply
+    assert server.stats.queries == 3
