@@ -592,6 +592,57 @@ def _phone_dhcp_target():
     return seeds, 1500, check
 
 
+def _phone_dns_target():
+    """A reply from a DNS server labsim does not control (``network.dns_server``, or one a
+    lease names on a real network) to a phone's lookup: the input's first byte picks the
+    name asked, the rest, with the query's ID, is the answer to its UDP question (and,
+    with TC set, to its TCP one). The lookup ends in
+    addresses or a LookupFailed, never in an exception out of the resolver; what the
+    phone keeps is kept for a TTL the reply gave."""
+    from dnslib import DNSRecord
+
+    from labsim.transport.dns_lookup import LookupFailed
+    from labsim.virtual.clock import HeapClock
+    from labsim.virtual.dns import VirtualResolver
+    from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
+
+    zone = Zone([DnsRecordConfig("prov.lab", "A", "127.0.0.1", 60), DnsRecordConfig("www.lab", "CNAME", "prov.lab", 30),
+                 *[DnsRecordConfig("big.lab", "A", f"127.0.1.{n}", 60) for n in range(1, 80)]])
+    real = DnsAnswerer(zone)
+    names = ("prov.lab", "www.lab", "big.lab", "nothing.lab")  # the input's first byte picks the one asked
+    seeds = [bytes([index]) + real.handle(bytes(DNSRecord.question(name, "A").pack()))
+             for index, name in enumerate(names)]
+
+    class Answerer:
+        """Answers every question with the input, under the question's ID."""
+
+        def __init__(self, reply: bytes):
+            self.reply = reply
+
+        def handle(self, query: bytes, over_tcp: bool = False) -> bytes:
+            return query[:2] + self.reply[2:]
+
+    def check(data: bytes) -> None:
+        if not data:
+            return
+        clock = HeapClock()
+        answerer = Answerer(data[1:])
+        resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: answerer)
+        cache, outcome = {}, []
+        resolver.resolve_with(names[data[0] % len(names)], None, cache).addBoth(outcome.append)
+        clock.run_until(30.0)
+        assert len(outcome) == 1, outcome
+        if isinstance(outcome[0], str):
+            assert outcome[0].count(".") == 3, outcome[0]
+            for expires, addresses in cache.values():
+                assert 0.0 < expires - clock.seconds() + 30.0 and outcome[0] == addresses[0]
+        else:
+            assert outcome[0].check(LookupFailed), outcome[0]
+            assert cache == {}
+
+    return seeds, 1500, check
+
+
 @dataclass
 class Target:
     name: str
@@ -606,4 +657,5 @@ TARGETS = [Target("dhcp", _dhcp_target), Target("tftp", _tftp_target), Target("d
            Target("dns_tcp", _dns_tcp_target), Target("sip_pnp", _sip_target), Target("http", _http_target),
            Target("ftp", _ftp_target), Target("scenario", _scenario_target),
            Target("phone_config", _phone_config_target), Target("phone_dhcp", _phone_dhcp_target),
-           Target("phone_tftp", _phone_tftp_target), Target("http_response", _http_response_target)]
+           Target("phone_tftp", _phone_tftp_target), Target("http_response", _http_response_target),
+           Target("phone_dns", _phone_dns_target)]
