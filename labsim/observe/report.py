@@ -379,6 +379,10 @@ def summary_table(report: dict) -> str:
                      f"p95 {'-' if p95 is None else _long(p95, f'{p95:.4f}s')}" + (f"  ({which})" if which else ""))
     for name, counters in (report.get("services") or {}).items():
         lines.append(f"  service {name:<6} {service_counters_line(counters)}")
+    lookups = (report.get("network") or {}).get("dns_lookups") or {}
+    if lookups.get("lookups"):  # what the phones asked the DNS, whoever's server answered
+        rest = ", ".join(f"{key} {value}" for key, value in lookups.items() if key != "lookups" and value)
+        lines.append(f"  lookups dns    {lookups['lookups']}" + (f" ({rest})" if rest else ""))
     if report.get("uploads"):
         folders = sorted({os.path.dirname(u["path"]) for u in report["uploads"]})
         lines.append(f"  uploads: {len(report['uploads'])} file(s) kept in {', '.join(folders[:3])}"

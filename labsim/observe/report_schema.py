@@ -219,7 +219,9 @@ REPORT_SCHEMA = {
                      "additionalProperties": _COUNTERS},
         "network": {"type": "object",
                     "description": "the fleet's relay counters, fetch_refused, dns_failures (downloads whose host "
-                                   "name did not resolve), faults (what the scenario's faults did) and "
+                                   "name did not resolve), dns_lookups (what the phones' lookups did: lookups, "
+                                   "cache_hits, queries, failures, held, truncated, tcp_queries, tcp_failures), "
+                                   "faults (what the scenario's faults did) and "
                                    "power_on_lateness_ms (phones by how late they powered on)",
                     "additionalProperties": {"type": ["integer", "number", "object"]}},
         "timeline": {"type": "array", "items": TIMELINE_ENTRY},

@@ -161,6 +161,18 @@ class _TcpAttempt(ClientFactory):
             self.done.callback(outcome)
 
 
+# What a network's resolvers did for its phones (report.json's network.dns_lookups):
+# lookups asked for, those a phone's cache answered, UDP queries sent (resends included),
+# lookups that failed, lookups held for a query ID, truncated replies, and the TCP
+# questions they led to and those that brought nothing.
+LOOKUP_COUNTERS = ("lookups", "cache_hits", "queries", "failures", "held", "truncated", "tcp_queries",
+                   "tcp_failures")
+
+
+def lookup_counters() -> dict[str, int]:
+    return dict.fromkeys(LOOKUP_COUNTERS, 0)
+
+
 def no_name_servers(name: str) -> defer.Deferred:
     """The lookup of a phone whose lease named no DNS server (no option 6): it fails at once."""
     return defer.fail(LookupFailed(f"{name}: no DNS server to ask: the phone's lease has none (DHCP option 6)"))
@@ -173,10 +185,11 @@ class LabResolver(DatagramProtocol):
     name -> (expiry, addresses)); a caller that is not a phone passes none and shares
     the resolver's, where one question on the wire serves everyone asking that name.
 
-    ``stats``: ``queries`` UDP queries sent, ``cache_hits``, ``failures`` lookups that
-    failed, ``truncated`` TC replies received, ``tcp_queries`` TCP connections made for
-    them, ``tcp_failures`` of those that brought no answer, ``held`` lookups that waited
-    for a query ID (``QUERIES_IN_FLIGHT``)."""
+    ``stats``: ``LOOKUP_COUNTERS`` (``stats=`` a network's dict, which all its resolvers
+    count into): ``lookups`` asked for, ``cache_hits``, ``queries`` UDP queries sent,
+    ``failures`` lookups that failed, ``held`` lookups that waited for a query ID
+    (``QUERIES_IN_FLIGHT``), ``truncated`` TC replies received, ``tcp_queries`` TCP
+    connections made for them, ``tcp_failures`` of those that brought no answer."""
 
     noisy = False
     # Every phone's question leaves from this resolver's one socket, told apart by its
@@ -185,7 +198,7 @@ class LabResolver(DatagramProtocol):
     QUERIES_IN_FLIGHT = 32768
 
     def __init__(self, reactor, server: tuple[str, int], *, timeout_s: float = 1.0, attempts: int = 3,
-                 guard=loopback_address, bind_host: str = "127.0.0.1"):
+                 guard=loopback_address, bind_host: str = "127.0.0.1", stats: dict[str, int] | None = None):
         # The lab's safety rule (guard.py), here rather than only in the callers: every
         # packet this resolver sends, UDP or TCP, goes to ``server`` and nowhere else.
         # ``guard``: loopback_address, or a real network's allow-list check.
@@ -201,8 +214,7 @@ class LabResolver(DatagramProtocol):
         self._waiting: dict[str, list[defer.Deferred]] = {}
         self._held: deque[_Query] = deque()  # waiting for a query ID (QUERIES_IN_FLIGHT)
         self._connections: set[_TcpAttempt] = set()  # TCP sockets not yet closed: close() waits for them
-        self.stats = {"queries": 0, "cache_hits": 0, "failures": 0, "truncated": 0, "tcp_queries": 0,
-                      "tcp_failures": 0, "held": 0}
+        self.stats = lookup_counters() if stats is None else stats
         # --pcap: the run sets it (observe.pcap.PcapCapture), and every UDP query and reply
         # to one is written to the capture as it passes.
         self.capture = None
@@ -232,6 +244,7 @@ class LabResolver(DatagramProtocol):
         but the lab's DNS), so it fails after this resolver's tries, ``timeout_s`` apart."""
         if name_servers is None or self.server[0] in name_servers:
             return self.resolve(name, answers)
+        self.stats["lookups"] += 1
         self.stats["failures"] += 1
         if not name_servers:
             return no_name_servers(name)
@@ -258,6 +271,7 @@ class LabResolver(DatagramProtocol):
     def resolve_all(self, name: str, answers: dict | None = None) -> defer.Deferred:
         """Every IPv4 address of ``name`` in the server's order (never empty), or
         LookupFailed. ``answers``: the asking phone's cache (the class's docstring)."""
+        self.stats["lookups"] += 1
         key = name.lower().rstrip(".")
         cache = self._cache if answers is None else answers
         cached = cache.get(key)

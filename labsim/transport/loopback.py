@@ -21,7 +21,7 @@ from twisted.python import log
 from labsim.phones.events import Credentials, Fetch, FetchResult
 from labsim.net.udp import bind_udp
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
-from labsim.transport.dns_lookup import LabResolver, LookupFailed
+from labsim.transport.dns_lookup import LabResolver, LookupFailed, lookup_counters
 from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address, parse_ip
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get, tftp_put
@@ -235,7 +235,7 @@ class LoopbackNetwork:
         self.relay_port.doRead = BoundedReads(self.relay_port, RELAY_READ_BUDGET_S, RELAY_READ_BUDGET_MAX_S)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s)
         self.tftp_gates: dict[tuple[str, int], TransferGate] = {}  # per server: its transfers in flight
-        self.stats = {"fetch_refused": 0, "dns_failures": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0, "dns_lookups": lookup_counters()}
         # PnP: a SIP socket only when the fleet has a PnP server to send to.
         self.sip = self.sip_port = None
         if pnp_server is not None:
@@ -247,7 +247,7 @@ class LoopbackNetwork:
         self.resolver = None
         if dns_server is not None:
             loopback_address(dns_server[0])
-            self.resolver = LabResolver(reactor, dns_server)
+            self.resolver = LabResolver(reactor, dns_server, stats=self.stats["dns_lookups"])
 
     @property
     def pnp_reachable(self) -> bool:

@@ -36,7 +36,7 @@ from twisted.python import log
 from labsim.net.addresses import AddressTable
 from labsim.net.packet import PacketReader, interface_info, open_packet_socket
 from labsim.net.udp import bind_udp
-from labsim.transport.dns_lookup import LabResolver, LookupFailed, no_name_servers
+from labsim.transport.dns_lookup import LabResolver, LookupFailed, lookup_counters, no_name_servers
 from labsim.transport.guard import AllowList, NotAllowed
 from labsim.transport.http_fetch import HttpFetcher
 from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
@@ -278,7 +278,7 @@ class RealNetwork(LoopbackNetwork):
         self.destination = self.allow.check
         self.source_mode = spec.source
         self.pacer = Pacer(reactor, spec.dhcp_rate)
-        self.stats = {"fetch_refused": 0, "dns_failures": 0, "address_errors": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0, "address_errors": 0, "dns_lookups": lookup_counters()}
         self.sip = self.sip_port = None  # PnP multicast on a real segment: not carried (yet)
         self.addresses = AddressTable(spec.interface) if spec.source == "leased" else None
         self._http_timeout_s = http_timeout_s
@@ -306,7 +306,8 @@ class RealNetwork(LoopbackNetwork):
             self.packet_reader.start()
         self.resolver = None
         if dns_server is not None:
-            self.resolver = LabResolver(reactor, dns_server, guard=self.allow.check, bind_host=self.info.address)
+            self.resolver = LabResolver(reactor, dns_server, guard=self.allow.check, bind_host=self.info.address,
+                                        stats=self.stats["dns_lookups"])
         # The DNS servers the phones' leases name (option 6), each asked on port 53 by a
         # resolver of its own, made the first time a phone asks it (_look_up).
         self._resolvers: dict[str, LabResolver] = {}
@@ -332,7 +333,8 @@ class RealNetwork(LoopbackNetwork):
             resolver = self._resolvers.get(address)
             if resolver is None:
                 resolver = self._resolvers[address] = LabResolver(self.reactor, (address, 53), guard=self.allow.check,
-                                                                  bind_host=self.info.address)
+                                                                  bind_host=self.info.address,
+                                                                  stats=self.stats["dns_lookups"])
                 resolver.capture = self._dns_capture
             return resolver.resolve(host, dns_cache)
         return defer.fail(LookupFailed(f"{host}: the lease's DNS servers ({', '.join(name_servers)}, DHCP option 6) "

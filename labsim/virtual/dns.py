@@ -21,10 +21,10 @@ class VirtualResolver(LabResolver):
     """``resolve(name)`` through the lab's DNS service as ``services.dns_answerer()`` finds
     it (None while stopped: the queries go unanswered and time out)."""
 
-    def __init__(self, clock, server: tuple[str, int], answerer, link=None):
+    def __init__(self, clock, server: tuple[str, int], answerer, link=None, stats: dict[str, int] | None = None):
         self._answerer = answerer
         self._link = link
-        super().__init__(clock, server)
+        super().__init__(clock, server, stats=stats)
         self.rng = random.Random(0)  # query ids: the same run every time
 
     def _open(self, reactor, bind_host: str):

@@ -54,7 +54,7 @@ from labsim.services.lab import LABELS, SERVICE_ORDER, _stats_of, dhcp_config, l
 from labsim.transport.guard import NotLoopback, loopback_address
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.loopback import _url_credentials, is_host_name
-from labsim.transport.dns_lookup import LookupFailed
+from labsim.transport.dns_lookup import LookupFailed, lookup_counters
 from labsim.virtual.dns import VirtualResolver
 from labsim.virtual import tftp as virtual_tftp
 from labsim.virtual.ftp import VirtualFtpServer
@@ -297,7 +297,7 @@ class VirtualNetwork:
         self._giaddr = dhcp.encode_ip_list([relay_address])
         self.latency_s = latency_s
         self.relay = _Relay()
-        self.stats = {"fetch_refused": 0, "dns_failures": 0}
+        self.stats = {"fetch_refused": 0, "dns_failures": 0, "dns_lookups": lookup_counters()}
         # A URL's target, worked out once (_work_out_target): a fleet asks for the same few
         # URLs every pass, each a lookup with no Python call (bounded: a phone has its own).
         self._target = SharedValues(1 << 17, self._work_out_target).one
@@ -308,7 +308,8 @@ class VirtualNetwork:
         self.resolver = None  # names in URLs: through the lab's DNS service (virtual.dns), as on sockets
         if dns is not None:
             self.resolver = VirtualResolver(clock, (dns.address, dns.port), services.dns_answerer,
-                                            FaultyLink(faults, "dns", clock) if faults is not None else None)
+                                            FaultyLink(faults, "dns", clock) if faults is not None else None,
+                                            stats=self.stats["dns_lookups"])
 
     @property
     def pnp_reachable(self) -> bool:

@@ -86,6 +86,13 @@ faults:
     failed_lookups = [e for e in events if e["kind"] == "fetch" and e["status"] == "dns"]
     assert report["network"]["dns_failures"] == len(failed_lookups)
     assert all("no answer from the lab DNS" in e["detail"] for e in failed_lookups)
+    # What the phones' lookups did: one a download (every URL names the host), answered
+    # from the phone's own cache or asked on the wire, each try a query.
+    lookups = report["network"]["dns_lookups"]
+    [line] = [v for s, v in report["summary"]["servers"].items() if s.startswith("http://prov.lab.example")]
+    assert lookups["lookups"] == line["requests"] and lookups["failures"] == len(failed_lookups)
+    assert lookups["cache_hits"] > 0 and lookups["queries"] >= served
+    assert lookups["queries"] >= lookups["lookups"] - lookups["cache_hits"] + len(failed_lookups) * 2
 
 
 # --- PnP ------------------------------------------------------------------------------------

@@ -463,5 +463,7 @@ def test_each_phone_looks_its_server_up_itself_so_two_workers_ask_the_dns_as_one
     # an hourly resync (while the DHCP server is stopped, leases run out: no downloads).
     assert queries >= 25 * 2
     assert two["services"]["dns"]["queries"] == queries
+    assert one["network"]["dns_lookups"] == two["network"]["dns_lookups"]  # the shards' added up
+    assert one["network"]["dns_lookups"]["queries"] == queries  # nothing lost on the way
     assert one["network"]["dns_failures"] == two["network"]["dns_failures"] == 0
     assert (tmp_path / "two.pcap").stat().st_size == (tmp_path / "one.pcap").stat().st_size

@@ -202,15 +202,15 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
     none inside allow: nothing is sent and the lookup says why; none at all: no one to ask."""
     from twisted.internet import defer
 
-    from labsim.transport.dns_lookup import LookupFailed
+    from labsim.transport.dns_lookup import LookupFailed, lookup_counters
     from labsim.transport.guard import AllowList
     from labsim.transport.realnet import RealNetwork
 
     made = []
 
     class Resolver:
-        def __init__(self, reactor, server, **_):
-            self.server, self.capture, self.asked, self.caches = server, None, [], []
+        def __init__(self, reactor, server, stats=None, **_):
+            self.server, self.capture, self.asked, self.caches, self.stats = server, None, [], [], stats
             made.append(self)
 
         def resolve(self, name, answers=None):
@@ -224,6 +224,7 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
     network.reactor, network.allow = Clock(), AllowList(["198.18.0.0/24"])
     network.info = SimpleNamespace(address="198.18.0.2")
     network._resolvers, network._dns_capture = {}, "the capture"
+    network.stats = {"dns_lookups": lookup_counters()}
     original, realnet.LabResolver = realnet.LabResolver, Resolver
     try:
         network.resolver = Resolver(None, ("198.18.0.53", 5353))
@@ -236,6 +237,7 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
         assert (first.result, again.result) == ("answer from 198.18.0.54:53",) * 2
         assert len(made) == 2 and made[1].capture == "the capture" and made[1].asked == ["prov.lab", "other.lab"]
         assert made[1].caches == [phones_cache, None]
+        assert made[1].stats is network.stats["dns_lookups"]  # every resolver counts into the report's one
         outside = network._look_up("prov.lab", ("10.9.9.9",))
         none = network._look_up("prov.lab", ())
     finally:

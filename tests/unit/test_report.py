@@ -368,6 +368,22 @@ def test_a_server_no_request_reached_shows_its_failed_lookups_and_no_latency():
     assert server_line.endswith("errors 2     p95 -  (dns 2)"), server_line
 
 
+def test_the_phones_dns_lookups_are_a_summary_line_when_there_were_any():
+    """Whichever DNS server answered (labsim's, or network.dns_server's, which has no
+    counters in the report), the summary says what the phones asked of it."""
+    import dataclasses
+
+    from labsim.transport.dns_lookup import lookup_counters
+
+    lookups = {**lookup_counters(), "lookups": 80, "cache_hits": 20, "queries": 160, "failures": 40}
+    for network, expected in ((lookup_counters(), []),
+                              (lookups, ["  lookups dns    80 (cache_hits 20, queries 160, failures 40)"])):
+        record = dataclasses.replace(_record([]), network={"dns_lookups": network})
+        report = build_report(record, judge(record))
+        assert report["network"]["dns_lookups"] == network
+        assert [line for line in summary_table(report).splitlines() if "lookups dns" in line] == expected
+
+
 @pytest.mark.parametrize("detail, outcome", [
     ("HTTP 503", "error HTTP 503"),
     ("HTTP: Connection was refused by other side: 111: Connection refused.", "error connection refused"),
