@@ -44,9 +44,9 @@ What the capture shows, and what it makes up:
   with STOR, the body going from the phone, which closes the data connection first.
 - DNS: the UDP queries of the fleet's resolver and the replies it took, real bytes, from
   its own MAC (02:6c:61:62:00:02) and one port to the lab's DNS server on port 53,
-  whatever its real port. The phones share that resolver (one query a name, however many
-  phones ask, then its cache), so a query is not any one phone's. A lookup with no
-  answer shows as its tries a second apart and nothing back. Lookups over TCP (after a
+  whatever its real port. Each phone asks for itself, but every phone's queries leave
+  from that one port, so a query does not say which phone asked. A lookup with no
+  answer shows as the phone's tries and nothing back. Lookups over TCP (after a
   truncated reply) are not shown. A lease whose option 6 leaves the lab's DNS out shows
   the queries the phone would send those servers, made up (nothing is sent there).
 - The phone's IP is its leased address once it has one; the server's is the one the
@@ -355,8 +355,8 @@ class PcapCapture:
 
     def dns_datagram(self, t: float, payload: bytes, resolver_ip: str, server_ip: str, *, query: bool) -> None:
         """A UDP query of the fleet's resolver (``query``) or a reply it took for one, with
-        its real bytes. The phones share that resolver (one query a name, then its cache),
-        so the frames are its own, from one port; the server's port is shown as 53."""
+        its real bytes. Every phone's queries leave from that resolver's one socket, so
+        the frames are its own, from one port; the server's port is shown as 53."""
         if self._resolver_port is None:
             self._resolver_port = self._next_port()
         resolver, server = _ipv4_or(resolver_ip, "127.0.0.1"), _ipv4_or(server_ip, "127.0.0.1")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from labsim.phones.dns_client import PhoneDns
+
 from labsim.wire.dhcp import DhcpMessage
 from labsim.wire.sip_pnp import SipMessage
 
@@ -160,16 +162,16 @@ ANONYMOUS = ("anonymous", "labsim@")
 class Fetch:
     """Download ``url``. ``name_servers``: the DNS servers the phone's lease gave it (DHCP
     option 6), which a host name in the URL is looked up with: () none, so it cannot be;
-    None: not said (a caller other than a phone), the lab's DNS. ``dns_cache``: the
-    phone's own DNS answers (``Phone.dns_cache``), which the lookup reads and adds to;
-    None: not a phone's."""
+    None: not said (a caller other than a phone), the lab's DNS. ``dns``: the phone's own
+    DNS client (``phones.dns_client.PhoneDns``: its answers, which the lookup reads and
+    adds to, and its timing); None: not a phone's."""
 
     request_id: int
     url: str
     user_agent: str = ""
     credentials: Credentials | None = None
     name_servers: tuple[str, ...] | None = None
-    dns_cache: dict | None = field(default=None, compare=False, repr=False)
+    dns: PhoneDns | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ class Put:
     user_agent: str = ""
     credentials: Credentials | None = None
     name_servers: tuple[str, ...] | None = None  # as a Fetch's
-    dns_cache: dict | None = field(default=None, compare=False, repr=False)  # as a Fetch's
+    dns: PhoneDns | None = field(default=None, compare=False, repr=False)  # as a Fetch's
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,10 @@ class VendorProfile(Protocol):
 
     def provision(self, phone, behaviour: Any = ...) -> Procedure: ...
 
+    # Optional: ``dns_client(phone, behaviour) -> phones.dns_client.PhoneDns``, the DNS
+    # timing the vendor documents, read from flash at each boot (Yealink's); without it
+    # the phone asks as labsim's default does.
+
 
 class BoundProfile:
     """A vendor profile with one fleet's behaviour settings: what the phone holds as its
@@ -58,6 +62,9 @@ class BoundProfile:
         # behaviour bound, with no method call in between.
         self.user_agent: Callable[[Any], str] = partial(vendor.user_agent, behaviour=behaviour)
         self.provision: Callable[[Any], Procedure] = partial(vendor.provision, behaviour=behaviour)
+        # Optional: a vendor whose guide documents its DNS timing (phones.dns_client).
+        made_by = getattr(vendor, "dns_client", None)
+        self.dns_client: Callable[[Any], Any] | None = partial(made_by, behaviour=behaviour) if made_by else None
 
     def default_firmware(self, model: str) -> str:
         return self.vendor.default_firmware(model)

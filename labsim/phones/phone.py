@@ -26,6 +26,7 @@ from labsim.phones.dhcp_client import (
     INIT, REBINDING as REBINDING_LEASE, RENEWING as RENEWING_LEASE, DhcpClient, Lease, LEASE_TIMER,
     OFFER_WINDOW_TIMER, RETRANSMIT_TIMER, shared_identity,
 )
+from labsim.phones.dns_client import PhoneDns, new_dns_client
 from labsim.phones.events import (
     CancelAllTimers,
     CancelTimer,
@@ -128,7 +129,7 @@ class Phone:
         "power_cycles", "powered_on_at", "ready_at", "failure", "failures_in_a_row", "events", "events_dropped",
         "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
-        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw", "dns_cache",
+        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw", "dns",
     )
 
     def __init__(
@@ -194,10 +195,10 @@ class Phone:
         # weekly window "with a random offset per phone"): (day, fraction), drawn once
         # per window by ``kit.next_window_moment_s``.
         self.window_draw: tuple[int, float] | None = None
-        # The DNS answers it holds (name -> (expiry, addresses)), each for its record's
-        # TTL: the lookups of its downloads read and fill it (transport.dns_lookup). RAM:
-        # every boot starts it empty.
-        self.dns_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        # Its DNS client (phones.dns_client): the answers it holds, each for its records'
+        # TTL, which the lookups of its downloads read and fill (transport.dns_lookup), and
+        # its vendor's timing. RAM: every boot makes a new one.
+        self.dns = PhoneDns()
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
@@ -227,7 +228,7 @@ class Phone:
         self.trigger = "power_on"
         self.server_source, self.fetch_error = None, None
         self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
-        self.dns_cache = {}  # and every name looked up again
+        self.dns = new_dns_client(self)  # and every name looked up again
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = shared_identity(self.profile.dhcp_identity(self))
         return self._enter(DHCP, now) + self.dhcp.boot(now)
@@ -367,7 +368,7 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials,
-                          self._name_servers(), self.dns_cache)]
+                          self._name_servers(), self.dns)]
         if isinstance(request, Wait):
             return [StartTimer(WAIT_TIMER, request.seconds)]
         if isinstance(request, Upload):
@@ -375,7 +376,7 @@ class Phone:
             request_id = self._next_request
             self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
             return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials,
-                        self._name_servers(), self.dns_cache)]
+                        self._name_servers(), self.dns)]
         if isinstance(request, PnpQuery):
             return self._pnp_subscribe(request, now)
         raise TypeError(f"a provisioning procedure yielded {request!r}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from labsim.phones import yealink_summer_time as summer_time
 from labsim.phones.dhcp_client import DhcpIdentity
+from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
 from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
                                url_credentials)
@@ -174,6 +175,27 @@ def user_agent(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> str:
     if behaviour.user_agent_style == "mac_without_colons":
         return f"Yealink SIP-{phone.model} {phone.flash.firmware} {bare_mac(phone.mac)}"
     return f"Yealink SIP-{phone.model} {phone.flash.firmware} {phone.mac}"
+
+
+# Yealink's administrator guide: "the interval (in seconds) at which the phone retries to
+# resolve a domain name when the DNS server does not respond" (default 3) and "the retry
+# times when the DNS server does not respond" (default 2); both take effect at a reboot
+# (static.network.*, REBOOT_KEY_PREFIXES).
+DNS_QUERY_TIMEOUT_KEY = "static.network.dns.query_timeout"
+DNS_RETRY_TIMES_KEY = "static.network.dns.retry_times"
+DNS_QUERY_TIMEOUT_S = 3
+DNS_RETRY_TIMES = 2
+
+
+def dns_client(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> PhoneDns:
+    """The phone's DNS client as it boots: a query, then ``retry_times`` more, each after
+    ``query_timeout`` seconds without an answer (by default three queries, 9 s). A
+    timeout of 0, or a value that is no number, keeps the default (what the phone does
+    with 0 is not documented)."""
+    settings = phone.flash.settings
+    timeout_s = parse_int(settings.get(DNS_QUERY_TIMEOUT_KEY), DNS_QUERY_TIMEOUT_S) or DNS_QUERY_TIMEOUT_S
+    retries = parse_int(settings.get(DNS_RETRY_TIMES_KEY), DNS_RETRY_TIMES)
+    return PhoneDns(timeout_s=float(timeout_s), tries=1 + retries)
 
 
 def dhcp_identity(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:

@@ -28,6 +28,7 @@ from twisted.internet.error import NotConnectingError
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 
 from labsim.net.udp import bind_udp
+from labsim.phones.dns_client import PhoneDns
 from labsim.transport.guard import loopback_address
 from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp, query_bytes
 
@@ -75,11 +76,11 @@ class TcpExchange:
 
 
 class _Query:
-    def __init__(self, name: str, qid: int, deferred: defer.Deferred, answers: dict):
+    def __init__(self, name: str, qid: int, deferred: defer.Deferred, client: PhoneDns):
         self.name = name
         self.qid = qid
         self.deferred = deferred
-        self.answers = answers  # the cache its answer goes in: the asking phone's, or the resolver's
+        self.client = client  # who asks (its timing; its answers get the reply): a phone, or the resolver
         self.tries = 0
         self.timer = None  # the UDP retransmission timer
         self.over_tcp = False  # once a TC reply came: late UDP replies are ignored
@@ -181,9 +182,12 @@ def no_name_servers(name: str) -> defer.Deferred:
 class LabResolver(DatagramProtocol):
     """``resolve(name)`` / ``resolve_all(name)`` against one DNS server on loopback.
 
-    A phone's lookup passes ``answers``, the phone's own cache (a dict the phone keeps:
-    name -> (expiry, addresses)); a caller that is not a phone passes none and shares
-    the resolver's, where one question on the wire serves everyone asking that name.
+    A phone's lookup passes ``dns``, the phone's own DNS client (``PhoneDns``: its
+    answers, name -> (expiry, addresses), and its timing: ``tries`` UDP queries
+    ``timeout_s`` apart); a caller that is not a phone passes none and shares the
+    resolver's (``timeout_s``, ``attempts``), where one question on the wire serves
+    everyone asking that name. A TCP question (after a truncated reply) is the
+    resolver's timing.
 
     ``stats``: ``LOOKUP_COUNTERS`` (``stats=`` a network's dict, which all its resolvers
     count into): ``lookups`` asked for, ``cache_hits``, ``queries`` UDP queries sent,
@@ -208,7 +212,7 @@ class LabResolver(DatagramProtocol):
         self.attempts = attempts
         self.codec = DnsResolver()
         self.rng = random.Random()
-        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}  # for callers that are not phones
+        self._shared = PhoneDns(timeout_s, attempts)  # for callers that are not phones
         self._answers_kept: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._queries: dict[int, _Query] = {}
         self._waiting: dict[str, list[defer.Deferred]] = {}
@@ -231,68 +235,69 @@ class LabResolver(DatagramProtocol):
         """One TCP question (``done``, ``closed``, ``abort``: see _TcpAttempt)."""
         return _TcpAttempt(self.reactor, self.server, message, self.timeout_s)
 
-    def resolve(self, name: str, answers: dict | None = None) -> defer.Deferred:
+    def resolve(self, name: str, dns: PhoneDns | None = None) -> defer.Deferred:
         """The first IPv4 address of ``name`` (CNAMEs followed), or LookupFailed."""
-        return self.resolve_all(name, answers).addCallback(lambda addresses: addresses[0])
+        return self.resolve_all(name, dns).addCallback(lambda addresses: addresses[0])
 
     def resolve_with(self, name: str, name_servers: tuple[str, ...] | None,
-                     answers: dict | None = None) -> defer.Deferred:
-        """``resolve(name, answers)`` as a phone whose lease gave it ``name_servers`` (DHCP
+                     dns: PhoneDns | None = None) -> defer.Deferred:
+        """``resolve(name, dns)`` as a phone whose lease gave it ``name_servers`` (DHCP
         option 6) asks: None (not said), or a list with the lab's DNS in it: the lab's DNS answers.
         An empty list: the phone has no one to ask and fails at once. Servers that are
         not the lab's DNS: the phone asks them and hears nothing (labsim sends nowhere
-        but the lab's DNS), so it fails after this resolver's tries, ``timeout_s`` apart."""
+        but the lab's DNS), so it fails after its tries, ``timeout_s`` apart."""
         if name_servers is None or self.server[0] in name_servers:
-            return self.resolve(name, answers)
+            return self.resolve(name, dns)
         self.stats["lookups"] += 1
         self.stats["failures"] += 1
         if not name_servers:
             return no_name_servers(name)
+        client = dns or self._shared
         if self.capture is not None:
-            self._capture_unanswered(name, name_servers)
+            self._capture_unanswered(name, name_servers, client)
         waiting = defer.Deferred()
-        self.reactor.callLater(self.timeout_s * self.attempts, waiting.errback, LookupFailed(
+        self.reactor.callLater(client.timeout_s * client.tries, waiting.errback, LookupFailed(
             f"{name}: no answer from {', '.join(name_servers)} (the lease's DNS servers, DHCP option 6), "
             f"which are not the lab's DNS {self.server[0]}"))
         return waiting
 
-    def _capture_unanswered(self, name: str, name_servers: tuple[str, ...]) -> None:
+    def _capture_unanswered(self, name: str, name_servers: tuple[str, ...], client: PhoneDns) -> None:
         """--pcap: the queries a phone sends the servers its lease names, one a try, the
         servers in turn, ``timeout_s`` apart, none answered. Made up: labsim sends nothing
         there (the lab's safety rule), but the capture shows what went wrong on the wire."""
         message = query_bytes(name, QTYPE_A, self.rng.getrandbits(16))
-        for attempt in range(self.attempts):
+        for attempt in range(client.tries):
             server = name_servers[attempt % len(name_servers)]
-            self.reactor.callLater(attempt * self.timeout_s, self._capture_query, message, server)
+            self.reactor.callLater(attempt * client.timeout_s, self._capture_query, message, server)
 
     def _capture_query(self, message: bytes, server: str) -> None:
         self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, server, query=True)
 
-    def resolve_all(self, name: str, answers: dict | None = None) -> defer.Deferred:
+    def resolve_all(self, name: str, dns: PhoneDns | None = None) -> defer.Deferred:
         """Every IPv4 address of ``name`` in the server's order (never empty), or
-        LookupFailed. ``answers``: the asking phone's cache (the class's docstring)."""
+        LookupFailed. ``dns``: the asking phone's client (the class's docstring)."""
         self.stats["lookups"] += 1
         key = name.lower().rstrip(".")
-        cache = self._cache if answers is None else answers
-        cached = cache.get(key)
+        client = dns or self._shared
+        cached = client.answers.get(key)
         if cached is not None:
             if cached[0] > self.reactor.seconds():
                 self.stats["cache_hits"] += 1
                 return defer.succeed(list(cached[1]))
-            del cache[key]  # its TTL is over: the phone asks again
-        if answers is not None:  # a phone asks for itself, whatever the others are asking
-            return self._ask(key, answers).addErrback(self._count_failure)
+            del client.answers[key]  # its TTL is over: the phone asks again
+        if dns is not None:  # a phone asks for itself, whatever the others are asking
+            return self._ask(key, dns).addErrback(self._count_failure)
         waiting = defer.Deferred()
         if key in self._waiting:  # one query on the wire per name, however many callers ask
             self._waiting[key].append(waiting)
             return waiting
         self._waiting[key] = [waiting]
-        self._ask(key, cache).addBoth(self._settle, key)
+        self._ask(key, client).addBoth(self._settle, key)
         return waiting
 
-    def _ask(self, key: str, answers: dict) -> defer.Deferred:
+    def _ask(self, key: str, client: PhoneDns) -> defer.Deferred:
         """One question on the wire, now, or once a query ID is free."""
-        query = _Query(key, None, defer.Deferred(), answers)
+        query = _Query(key, None, defer.Deferred(), client)
         if len(self._queries) >= self.QUERIES_IN_FLIGHT:
             self.stats["held"] += 1
             self._held.append(query)
@@ -322,10 +327,10 @@ class LabResolver(DatagramProtocol):
         self.transport.write(message, self.server)
         if self.capture is not None:
             self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, self.server[0], query=True)
-        query.timer = self.reactor.callLater(self.timeout_s, self._timed_out, query)
+        query.timer = self.reactor.callLater(query.client.timeout_s, self._timed_out, query)
 
     def _timed_out(self, query: _Query) -> None:
-        if query.tries >= self.attempts:
+        if query.tries >= query.client.tries:
             self._fail(query, f"no answer from the lab DNS {self.server[0]}:{self.server[1]}")
         else:
             self._send(query)
@@ -394,7 +399,7 @@ class LabResolver(DatagramProtocol):
             kept = tuple(addresses)
             if len(self._answers_kept) < ANSWERS_SHARED:
                 kept = self._answers_kept.setdefault(kept, kept)
-            query.answers[query.name] = (self.reactor.seconds() + ttl, kept)
+            query.client.answers[query.name] = (self.reactor.seconds() + ttl, kept)
         query.deferred.callback(list(addresses))
 
     def _fail(self, query: _Query, why: str) -> None:

@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python import log
 
+from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, Fetch, FetchResult
 from labsim.net.udp import bind_udp
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
@@ -303,7 +304,7 @@ class LoopbackNetwork:
         parts = urlsplit(request.url)
         host = parts.hostname or ""
         if is_host_name(host):
-            looked_up = self._look_up(host, request.name_servers, request.dns_cache)
+            looked_up = self._look_up(host, request.name_servers, request.dns)
             if looked_up is None:
                 self.stats["fetch_refused"] += 1
                 return defer.succeed(FetchResult("refused", detail=f"{host}: a host name, and the lab has no DNS "
@@ -329,13 +330,13 @@ class LoopbackNetwork:
         return looked_up.addCallbacks(reached, lookup_failed)
 
     def _look_up(self, host: str, name_servers: tuple[str, ...] | None,
-                 dns_cache: dict | None = None) -> defer.Deferred | None:
+                 dns: PhoneDns | None = None) -> defer.Deferred | None:
         """The address of ``host`` as a phone whose lease named ``name_servers`` finds it,
-        with its own cache of answers (LabResolver.resolve_with), or None: the lab has no
-        DNS to ask."""
+        with its own DNS client (LabResolver.resolve_with), or None: the lab has no DNS to
+        ask."""
         if self.resolver is None:
             return None
-        return self.resolver.resolve_with(host, name_servers, dns_cache)
+        return self.resolver.resolve_with(host, name_servers, dns)
 
     def set_dns_capture(self, capture) -> None:
         """--pcap: the lookups' datagrams go to ``capture`` too."""

@@ -36,6 +36,7 @@ from twisted.python import log
 from labsim.net.addresses import AddressTable
 from labsim.net.packet import PacketReader, interface_info, open_packet_socket
 from labsim.net.udp import bind_udp
+from labsim.phones.dns_client import PhoneDns
 from labsim.transport.dns_lookup import LabResolver, LookupFailed, lookup_counters, no_name_servers
 from labsim.transport.guard import AllowList, NotAllowed
 from labsim.transport.http_fetch import HttpFetcher
@@ -313,14 +314,14 @@ class RealNetwork(LoopbackNetwork):
         self._resolvers: dict[str, LabResolver] = {}
         self._dns_capture = None
 
-    def _look_up(self, host: str, name_servers: tuple[str, ...] | None, dns_cache: dict | None = None):
+    def _look_up(self, host: str, name_servers: tuple[str, ...] | None, dns: PhoneDns | None = None):
         """On a real network a phone asks the DNS servers its lease names (option 6), as
         real phones do: ``network.dns_server`` when it is one of them (on its port), else
         the first of them inside ``network.allow``, on port 53. One outside ``allow`` is
         never sent to; with none inside, the lookup fails saying so. A phone whose lease
         names none has no one to ask (LabResolver.resolve_with)."""
         if self.resolver is not None and (name_servers is None or self.resolver.server[0] in name_servers):
-            return self.resolver.resolve(host, dns_cache)
+            return self.resolver.resolve(host, dns)
         if name_servers is None:  # not said, and no network.dns_server: no DNS to ask
             return None
         if not name_servers:
@@ -336,7 +337,7 @@ class RealNetwork(LoopbackNetwork):
                                                                   bind_host=self.info.address,
                                                                   stats=self.stats["dns_lookups"])
                 resolver.capture = self._dns_capture
-            return resolver.resolve(host, dns_cache)
+            return resolver.resolve(host, dns)
         return defer.fail(LookupFailed(f"{host}: the lease's DNS servers ({', '.join(name_servers)}, DHCP option 6) "
                                        f"are outside network.allow ({self.allow.describe()}): nothing sent"))
 

@@ -1,6 +1,6 @@
 """DNS in the in-memory lab: the phones' resolver (``transport.dns_lookup.LabResolver``:
-each phone's own question and cache of answers for the records' TTL, three tries a
-second apart, TC -> TCP) asking labsim's
+each phone's own question and cache of answers for the records' TTL, its vendor's
+tries, TC -> TCP) asking labsim's
 own DNS answerer (``wire.dns_records.DnsAnswerer``), every datagram through the
 scenario's ``dns`` faults both ways as on sockets; over TCP a ``down`` fault refuses the
 connection and delays hold the answer. Only the sockets are left out.

@@ -406,7 +406,7 @@ class VirtualNetwork:
             self.clock.callLater(self.latency_s, deliver, request,
                                  FetchResult("dns", detail=failure.getErrorMessage()))
 
-        self.resolver.resolve_with(name, request.name_servers, request.dns_cache).addCallbacks(reached, failed)
+        self.resolver.resolve_with(name, request.name_servers, request.dns).addCallbacks(reached, failed)
 
     def upload(self, request, connecting=None) -> defer.Deferred:
         """A ``Put`` (Polycom's logs and overrides): an HTTP(S) PUT, a TFTP WRQ or an FTP

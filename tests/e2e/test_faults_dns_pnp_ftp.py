@@ -31,8 +31,13 @@ provisioning:""", 1)
 
 
 def dns_outage_scenario(count: int) -> str:
-    """by_name_scenario with the lab's DNS down for the first 4 s (the timeline lifts it)."""
-    return by_name_scenario(count=count, expect=("phones.ready == 100%",)) + """\
+    """by_name_scenario with the lab's DNS down for the first 4 s (the timeline lifts it),
+    the phones set to ask again after 1 s without an answer (Yealink's default is 3 s:
+    a lookup would outlast the outage)."""
+    text = by_name_scenario(count=count, expect=("phones.ready == 100%",))
+    text = text.replace("    boot_time_s: 0.2\n", "    boot_time_s: 0.2\n"
+                        "    flash: {settings: {static.network.dns.query_timeout: 1}}\n", 1)
+    return text + """\
 faults:
   - {name: dns-outage, service: dns, down: true}
 timeline:
@@ -58,7 +63,8 @@ def test_dns_down_fails_every_lookup_until_the_timeline_removes_the_fault(tmp_pa
     assert line["by_status"]["dns"] == report["network"]["dns_failures"]
     assert "error" not in line["by_status"]
     assert line["latency_s"]["count"] == line["requests"] - line["by_status"]["dns"] > 0
-    # A failed lookup is three tries a second apart (3 s); a download whose lookup got
+    # A failed lookup is three tries a second apart (3 s: query_timeout 1, retry_times 2,
+    # read from the phones' flash); a download whose lookup got
     # its answer on a later try (the fault removed meanwhile) still includes that wait.
     assert line["latency_s"]["max"] < 2.5, line
     assert report["timeline"][0]["outcome"] == "fault dns-outage removed"

@@ -601,6 +601,7 @@ def _phone_dns_target():
     phone keeps is kept for a TTL the reply gave."""
     from dnslib import DNSRecord
 
+    from labsim.phones.dns_client import PhoneDns
     from labsim.transport.dns_lookup import LookupFailed
     from labsim.virtual.clock import HeapClock
     from labsim.virtual.dns import VirtualResolver
@@ -628,17 +629,17 @@ def _phone_dns_target():
         clock = HeapClock()
         answerer = Answerer(data[1:])
         resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: answerer)
-        cache, outcome = {}, []
-        resolver.resolve_with(names[data[0] % len(names)], None, cache).addBoth(outcome.append)
+        dns, outcome = PhoneDns(), []
+        resolver.resolve_with(names[data[0] % len(names)], None, dns).addBoth(outcome.append)
         clock.run_until(30.0)
         assert len(outcome) == 1, outcome
         if isinstance(outcome[0], str):
             assert outcome[0].count(".") == 3, outcome[0]
-            for expires, addresses in cache.values():
+            for expires, addresses in dns.answers.values():
                 assert 0.0 < expires - clock.seconds() + 30.0 and outcome[0] == addresses[0]
         else:
             assert outcome[0].check(LookupFailed), outcome[0]
-            assert cache == {}
+            assert dns.answers == {}
 
     return seeds, 1500, check
 

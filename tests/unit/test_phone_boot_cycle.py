@@ -244,15 +244,20 @@ def test_every_download_carries_the_dns_servers_of_the_phones_lease():
         assert {request.name_servers for request in network.fetches} == {carried}
 
 
-def test_every_download_carries_the_phones_own_dns_answers_which_a_boot_empties():
-    """The lookup of a download's host name reads and fills the phone's own cache of DNS
-    answers (RAM): one per phone, and a new, empty one at every boot."""
-    clock, network, phone, driver = make_lab()
+def test_every_download_carries_the_phones_own_dns_client_which_a_boot_makes_anew():
+    """The lookup of a download's host name reads and fills the phone's own DNS answers
+    (RAM) and asks with its vendor's timing: one client per phone, a new, empty one at
+    every boot, with what flash says then (a Yealink's query_timeout and retry_times)."""
+    clock, network, phone, driver = make_lab(files={
+        "y000000000066.cfg": COMMON + b"static.network.dns.query_timeout = 5\nstatic.network.dns.retry_times = 1\n",
+        "00156513ae0b.cfg": MAC_FILE})
     driver.power_on()
     run_until_settled(clock, phone)
     assert phone.state == "ready" and phone.reboots == 1
     before, after = network.fetches[:4], network.fetches[4:]  # the reboot between the two passes
-    assert len({id(request.dns_cache) for request in before}) == 1 and before[0].dns_cache is not phone.dns_cache
-    assert all(request.dns_cache is phone.dns_cache for request in after)
+    assert len({id(request.dns) for request in before}) == 1 and before[0].dns is not phone.dns
+    assert all(request.dns is phone.dns for request in after)
+    assert (before[0].dns.timeout_s, before[0].dns.tries) == (3.0, 3)  # Yealink's defaults, at the first boot
+    assert (phone.dns.timeout_s, phone.dns.tries) == (5.0, 2)  # what it applied, from the reboot on
     other = make_lab(mac="00:15:65:13:ae:0c")[2]
-    assert other.dns_cache is not phone.dns_cache
+    assert other.dns is not phone.dns

@@ -202,6 +202,7 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
     none inside allow: nothing is sent and the lookup says why; none at all: no one to ask."""
     from twisted.internet import defer
 
+    from labsim.phones.dns_client import PhoneDns
     from labsim.transport.dns_lookup import LookupFailed, lookup_counters
     from labsim.transport.guard import AllowList
     from labsim.transport.realnet import RealNetwork
@@ -228,7 +229,7 @@ def test_on_a_real_network_a_phone_asks_the_dns_servers_its_lease_names_inside_a
     original, realnet.LabResolver = realnet.LabResolver, Resolver
     try:
         network.resolver = Resolver(None, ("198.18.0.53", 5353))
-        phones_cache = {}
+        phones_cache = PhoneDns()
         named = network._look_up("prov.lab", ("10.9.9.9", "198.18.0.53"), phones_cache)
         assert named.result == "answer from 198.18.0.53:5353" and len(made) == 1
         assert made[0].caches[0] is phones_cache  # the phone's own answers, whichever server

@@ -1,6 +1,7 @@
 """The phones' resolver over the in-memory lab (labsim.virtual.dns): LabResolver's own
 logic asking labsim's DnsAnswerer, on a simulated clock."""
 
+from labsim.phones.dns_client import PhoneDns
 from labsim.transport.dns_lookup import LookupFailed
 from labsim.virtual.clock import HeapClock
 from labsim.virtual.dns import VirtualResolver
@@ -110,18 +111,17 @@ def test_a_phone_asks_only_the_dns_servers_its_lease_named():
     resolver = VirtualResolver(clock, ("127.0.0.1", 5354), lambda: server)
 
     for said in (None, ("10.0.0.53", "127.0.0.1")):
-        resolver._cache.clear()
         answered = []
-        resolver.resolve_with("provisioning.lab", said).addCallback(answered.append)
+        resolver.resolve_with("provisioning.lab", said, PhoneDns()).addCallback(answered.append)
         clock.run_until(clock.seconds() + 10.0)
         assert answered == ["127.0.0.7"]
     queries = server.stats.queries
     failures = []
-    for name_servers in ((), ("10.0.0.53", "10.0.0.54")):
+    for name_servers, dns in (((), PhoneDns()), (("10.0.0.53", "10.0.0.54"), PhoneDns()),
+                              (("10.0.0.53",), PhoneDns(timeout_s=3.0, tries=3))):  # a Yealink's timing
         started = clock.seconds()
-        resolver._cache.clear()
         failed = []
-        resolver.resolve_with("provisioning.lab", name_servers).addErrback(
+        resolver.resolve_with("provisioning.lab", name_servers, dns).addErrback(
             lambda failure: failed.append((failure, clock.seconds())))
         clock.run_until(clock.seconds() + 10.0)
         [(failure, at)] = failed
@@ -130,7 +130,9 @@ def test_a_phone_asks_only_the_dns_servers_its_lease_named():
     assert failures == [
         ("provisioning.lab: no DNS server to ask: the phone's lease has none (DHCP option 6)", 0.0),
         ("provisioning.lab: no answer from 10.0.0.53, 10.0.0.54 (the lease's DNS servers, DHCP option 6), which "
-         "are not the lab's DNS 127.0.0.1", 3.0)]
+         "are not the lab's DNS 127.0.0.1", 3.0),
+        ("provisioning.lab: no answer from 10.0.0.53 (the lease's DNS servers, DHCP option 6), which "
+         "are not the lab's DNS 127.0.0.1", 9.0)]
     assert server.stats.queries == queries  # nothing was sent to the lab's DNS for them
 
 
@@ -157,9 +159,9 @@ def test_with_a_capture_a_lease_naming_other_dns_servers_shows_the_phones_unansw
     assert [round(sec + usec / 1e6 - started, 3) for _, sec, usec in sink.packets] == [0.0, 1.0, 2.0]
 
 
-def phone_lookup(resolver, clock, name, cache, until=10.0):
+def phone_lookup(resolver, clock, name, dns, until=10.0):
     outcome = []
-    resolver.resolve_with(name, None, cache).addBoth(outcome.append)
+    resolver.resolve_with(name, None, dns).addBoth(outcome.append)
     clock.run_until(clock.seconds() + until)
     assert len(outcome) == 1
     return outcome[0]
@@ -173,37 +175,37 @@ def test_each_phone_asks_for_itself_and_keeps_the_answer_for_the_records_ttl():
                  DnsRecordConfig("web.lab", "A", "127.0.0.9", ttl=60)])
     clock, server = HeapClock(), DnsAnswerer(zone)
     resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
-    first_phone, second_phone = {}, {}
+    first_phone, second_phone = PhoneDns(), PhoneDns()
     outcomes = []
-    for cache in (first_phone, second_phone):  # at the same moment, the same name
-        resolver.resolve_with("prov.lab", ("127.0.0.1",), cache).addBoth(outcomes.append)
+    for dns in (first_phone, second_phone):  # at the same moment, the same name
+        resolver.resolve_with("prov.lab", ("127.0.0.1",), dns).addBoth(outcomes.append)
     clock.run_until(1.0)
     assert outcomes == ["127.0.0.9", "127.0.0.9"] and server.stats.queries == 2
-    assert first_phone["prov.lab"] == (0.001 + 60, ("127.0.0.9",))  # its reply a hop later; the A record's 60 s, not the CNAME's 300
+    assert first_phone.answers["prov.lab"] == (0.001 + 60, ("127.0.0.9",))  # its reply a hop later; the A record's 60 s, not the CNAME's 300
     assert phone_lookup(resolver, clock, "PROV.lab.", first_phone) == "127.0.0.9"
     assert server.stats.queries == 2 and resolver.stats["cache_hits"] == 1
     clock.run_until(61.0)  # past the TTL: the phone asks again
     assert phone_lookup(resolver, clock, "prov.lab", first_phone) == "127.0.0.9"
-    assert server.stats.queries == 3 and first_phone["prov.lab"][0] == 61.001 + 60
+    assert server.stats.queries == 3 and first_phone.answers["prov.lab"][0] == 61.001 + 60
 
 
 def test_an_answer_with_ttl_0_is_used_once_and_not_kept():
     clock, server = HeapClock(), DnsAnswerer(Zone([DnsRecordConfig("prov.lab", "A", "127.0.0.9", ttl=0)]))
     resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
-    cache = {}
-    assert phone_lookup(resolver, clock, "prov.lab", cache) == "127.0.0.9"
-    assert phone_lookup(resolver, clock, "prov.lab", cache) == "127.0.0.9"
-    assert cache == {} and server.stats.queries == 2
+    dns = PhoneDns()
+    assert phone_lookup(resolver, clock, "prov.lab", dns) == "127.0.0.9"
+    assert phone_lookup(resolver, clock, "prov.lab", dns) == "127.0.0.9"
+    assert dns.answers == {} and server.stats.queries == 2
 
 
 def test_a_failed_lookup_is_not_kept_the_phone_asks_again():
     clock, server = HeapClock(), answerer([("prov.lab", "127.0.0.9")])
     resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
-    cache = {}
+    dns = PhoneDns()
     for _ in range(2):
-        failure = phone_lookup(resolver, clock, "typo.lab", cache)
+        failure = phone_lookup(resolver, clock, "typo.lab", dns)
         assert failure.check(LookupFailed) and "NXDOMAIN" in failure.getErrorMessage()
-    assert server.stats.queries == 2 and cache == {} and resolver.stats["failures"] == 2
+    assert server.stats.queries == 2 and dns.answers == {} and resolver.stats["failures"] == 2
 
 
 def test_beyond_the_query_ids_in_flight_a_lookup_waits_for_one_to_end():
@@ -214,8 +216,22 @@ def test_beyond_the_query_ids_in_flight_a_lookup_waits_for_one_to_end():
     resolver.QUERIES_IN_FLIGHT = 2
     outcomes = []
     for _ in range(3):
-        resolver.resolve_with("prov.lab", None, {}).addBoth(lambda result: outcomes.append((clock.seconds(), result)))
+        resolver.resolve_with("prov.lab", None, PhoneDns()).addBoth(lambda result: outcomes.append((clock.seconds(), result)))
     assert resolver.stats["queries"] == 2 and resolver.stats["held"] == 1
     clock.run_until(1.0)
     assert outcomes == [(0.001, "127.0.0.9"), (0.001, "127.0.0.9"), (0.002, "127.0.0.9")]  # a hop after the first reply
     assert server.stats.queries == 3
+
+
+def test_a_phone_asks_with_its_own_timing():
+    """A phone's tries and the wait between them are its own (a Yealink's: three
+    queries 3 s apart), whatever the resolver's default, on a server that does not answer."""
+    clock = HeapClock()
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: None)
+    failures = []
+    resolver.resolve_with("prov.lab", None, PhoneDns(timeout_s=3.0, tries=3)).addErrback(
+        lambda failure: failures.append(clock.seconds()))
+    clock.run_until(8.9)
+    assert resolver.stats["queries"] == 3 and failures == []
+    clock.run_until(20.0)
+    assert failures == [9.0]
