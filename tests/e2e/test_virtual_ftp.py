@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_virtual_http import run
+from tests.e2e.test_virtual_http import run, run_on_both_clocks
 from tests.peers import free_tcp_port, free_udp_port
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def ending(report: dict) -> tuple:
 
 def both_clocks(tmp_path, template: str, faults: str = "", **values):
     text = template.format(dhcp=free_udp_port(), ftp=free_tcp_port(), faults=faults, **values)
-    return run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    return run_on_both_clocks(tmp_path, text)
 
 
 @pytest.mark.parametrize("login, anonymous, state", [("alice:s3cret@", "false", "ready"),
@@ -90,7 +90,7 @@ def test_uploads_under_a_delay_fault_are_stored_as_on_sockets(tmp_path):
     # it, and every upload hung until the client's 30 s limit, on both clocks).
     text = POLYCOM.format(dhcp=free_udp_port(), ftp=free_tcp_port()) + \
         "faults:\n  - {name: slow, service: ftp, delay_s: 0.2}\n"
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     assert ending(in_memory) == ending(on_sockets)
     _, counters, names = ending(in_memory)
     assert counters["files_received"] == 6 and len(names) == 6  # each phone's override and log
@@ -197,7 +197,7 @@ def on_both_clocks(tmp_path, timeline: str, faults: str = "") -> tuple[dict, dic
     checking that both ended alike, fetch by fetch."""
     text = MID_EXCHANGE.format(dhcp=free_udp_port(), ftp=free_tcp_port(), timeline=timeline)
     text = text.replace("faults:\n", "faults:\n" + faults)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     assert ending(in_memory) == ending(on_sockets)
     return on_sockets, in_memory, same_fetches(tmp_path, slack_s=0.3)
 

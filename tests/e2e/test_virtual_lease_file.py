@@ -9,7 +9,7 @@ import pytest
 
 from labsim.services.lease_file import read_lease_file
 from labsim.virtual.run import VIRTUAL_EPOCH
-from tests.e2e.test_virtual_http import run
+from tests.e2e.test_virtual_http import run, run_on_both_clocks
 from tests.peers import free_tcp_port, free_udp_port
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def leases(tmp_path, name: str) -> list:
 
 def test_the_lease_file_ends_as_on_sockets(tmp_path):
     text = SCENARIO.format(dhcp=free_udp_port(), http=free_tcp_port(), lease=LEASE_TIME_S)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     assert [(p["mac"], p["state"]) for p in in_memory["phones"]] == [(p["mac"], p["state"]) for p in on_sockets["phones"]]
     assert in_memory["services"]["dhcp"]["leases_restored"] == on_sockets["services"]["dhcp"]["leases_restored"] == 2
     expected = [("bound", f"00:15:65:00:00:0{n}", f"10.1.0.{9 + n}") for n in range(1, 6)]  # boot order, no reuse

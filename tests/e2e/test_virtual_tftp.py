@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.e2e.test_virtual_http import run
+from tests.e2e.test_virtual_http import run, run_on_both_clocks
 from tests.peers import free_udp_port
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def yealink(loss: bool) -> str:
 
 def test_downloads_end_as_on_sockets_with_the_same_server_counters(tmp_path):
     text = yealink(loss=False)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     phones = {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in on_sockets["phones"]}
     assert {p["mac"]: (p["state"], p["reboots"], p["files"]) for p in in_memory["phones"]} == phones
     assert {state for state, _, _ in phones.values()} == {"ready"}
@@ -85,7 +85,7 @@ def test_downloads_end_as_on_sockets_with_the_same_server_counters(tmp_path):
 
 def test_lost_datagrams_are_retransmitted_by_both_ends_as_on_sockets(tmp_path):
     text = yealink(loss=True)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     for report in (on_sockets, in_memory):
         assert {p["state"] for p in report["phones"]} == {"ready"}
         assert report["services"]["tftp"]["retransmits"] > 0 and report["network"]["faults"]["dropped"] > 0
@@ -114,7 +114,7 @@ def ending(report: dict) -> tuple:
 @pytest.mark.parametrize("uploads", ["true", "false"])
 def test_uploads_end_as_on_sockets(tmp_path, uploads):
     text = POLYCOM.format(dhcp=free_udp_port(), tftp=free_udp_port(), uploads=uploads)
-    on_sockets, in_memory = run(tmp_path, "sockets", text), run(tmp_path, "virtual", text, "--clock", "virtual")
+    on_sockets, in_memory = run_on_both_clocks(tmp_path, text)
     assert ending(in_memory) == ending(on_sockets)
     _, stored, outcomes = ending(in_memory)
     if uploads == "true":
