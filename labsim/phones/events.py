@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 
 from labsim.phones.dns_client import PhoneDns
-
 from labsim.wire.dhcp import DhcpMessage
 from labsim.wire.sip_pnp import SipMessage
 

@@ -418,7 +418,7 @@ def _collect(rrs: list[RR], key: Key, qtype: int) -> tuple[list, int]:
         names = {key}
     mine = [rr for rr in rrs if rr.rtype == qtype and name_key(rr.rname) in names]
     chain = [rr for rr in rrs if rr.rtype == QTYPE.CNAME and name_key(rr.rname) in names]
-    ttl = min((rr.ttl for rr in mine + chain), default=0) if mine else 0
+    ttl = min(rr.ttl for rr in mine + chain) if mine else 0
     if qtype == QTYPE.SRV:
         targets = [SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target).rstrip(".")) for rr in mine]
         return sorted(targets, key=lambda t: (t.priority, -t.weight)), ttl
