@@ -20,7 +20,7 @@ from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
-from labsim.phones.events import NEVER_SENT
+from labsim.phones.events import NEVER_SENT, OPTIONAL_MISSING
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
@@ -143,7 +143,8 @@ def server_statistics(members, archive=None) -> dict:
         requests = sum(counts.values())
         result[server] = {
             "requests": requests,
-            "errors": requests - counts.get("ok", 0),
+            # A file the phone only looked for and the server did not have is no error.
+            "errors": requests - counts.get("ok", 0) - counts.get(OPTIONAL_MISSING, 0),
             "by_status": dict(sorted(counts.items())),
             "latency_s": summarize(latencies[server]),
         }
@@ -372,7 +373,7 @@ def summary_table(report: dict) -> str:
             f"{key} {_long(stats[key], f'{stats[key]:.4f}')}" for key in ("p50", "p95", "max")))
     width = max([28, *map(len, summary.get("servers", {}))])
     for server, stats in summary.get("servers", {}).items():
-        # Which errors: a Yealink's boot files are optional, and their 404s are half its requests.
+        # Which outcomes: the errors by kind, and the optional files not there (a Yealink's boot files).
         which = ", ".join(f"{status} {n}" for status, n in stats.get("by_status", {}).items() if status != "ok")
         p95 = stats["latency_s"]["p95"]  # None: no request reached it (every name lookup failed)
         lines.append(f"  server {server:<{width}} requests {stats['requests']:<6} errors {stats['errors']:<5} "

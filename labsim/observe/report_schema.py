@@ -85,9 +85,12 @@ SERVER = {
     "description": "the downloads from one server (a load test's numbers)",
     "properties": {
         "requests": {"type": "integer", "minimum": 0},
-        "errors": {"type": "integer", "minimum": 0},
+        "errors": {"type": "integer", "minimum": 0,
+                   "description": "requests that are neither ok nor optional_missing"},
         "by_status": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
-                      "description": "download outcome (ok, not_found, denied, timeout, refused, dns: the host "
+                      "description": "download outcome (ok, not_found, optional_missing: not found, a file the "
+                                     "phone only looks for and a deployment need not have, such as a Yealink's "
+                                     "boot files, so no error; denied, timeout, refused, dns: the host "
                                      "name did not resolve, nothing reached the server; an error by its kind: "
                                      "error HTTP 503, error connection refused, error connection lost, error timed "
                                      "out, error TFTP N, error FTP NNN, error not supported, else error) "

@@ -410,7 +410,7 @@ def _server_profiles(phone, directives: dict[str, str], server: ServerUrl, this_
 
 def _user_config(phone, section, server, names, this_pass: _Pass, behaviour):
     name = names[0]
-    body = yield from _download(phone, server, name, "user_cfg", behaviour)
+    body = yield from _download(phone, server, name, "user_cfg", behaviour, optional=behaviour.user_config_optional)
     if body is None:
         if not behaviour.user_config_optional:
             this_pass.failed.append(f"{name} could not be downloaded")
@@ -478,10 +478,10 @@ def _store_settings(phone, name: str, body: bytes, values: dict[str, str], this_
     phone.note(f"applied {name} ({len(values)} values)")
 
 
-def _download(phone, server: ServerUrl, name: str, stage: str, behaviour: AvayaBehaviour):
+def _download(phone, server: ServerUrl, name: str, stage: str, behaviour: AvayaBehaviour, optional: bool = False):
     credentials = None if server.scheme == "tftp" else url_credentials(server)  # TFTP has no login
     return (yield from download(phone, server.file_url(name), name, credentials, stage,
-                                behaviour.attempts_per_file, behaviour.retry_delay_s))
+                                behaviour.attempts_per_file, behaviour.retry_delay_s, optional))
 
 
 # --- the end of a pass -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from labsim.phones.dns_client import PhoneDns
 from labsim.wire.dhcp import DhcpMessage
@@ -73,6 +74,12 @@ class FetchResult:
 
 
 FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused", "dns")
+# A file the phone only looks for ("Download.optional": a Yealink's boot files, a Polycom's
+# <mac>.cfg before 000000000000.cfg) that the server does not have: its timing is counted
+# with this status, not "not_found", and it is no error in the per-server statistics. A
+# Yealink asks for two boot files a pass that most deployments never write: their 404s
+# were half of a healthy fleet's requests, and the report called them errors.
+OPTIONAL_MISSING = "optional_missing"
 # "dns": the URL's host name did not resolve, so the request never left the phone: the
 # server named in the URL saw nothing of it (its latency statistics leave it out).
 NEVER_SENT = frozenset({"dns"})
@@ -201,6 +208,9 @@ class Download:
     url: str
     credentials: Credentials | None = None
     stage: str = "file"  # a name for latency statistics: "common_cfg", "mac_cfg", ...
+    # The phone only looks for this file: a deployment need not have it, and the phone goes
+    # on as designed when it is not there (not found: counted as OPTIONAL_MISSING).
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +222,7 @@ class Upload:
     body: bytes
     credentials: Credentials | None = None
     stage: str = "upload"
+    optional: ClassVar[bool] = False  # as a Download's: an upload is never only a look
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,12 +219,14 @@ def find_server(phone, behaviour: GrandstreamBehaviour = DEFAULT_BEHAVIOUR) -> t
     return None
 
 
-def config_files(phone) -> list[tuple[str, str]]:
-    """(file name, stage) in the order the phone asks for them."""
+def config_files(phone) -> list[tuple[str, str, bool]]:
+    """(file name, stage, optional) in the order the phone asks for them. Only cfg<mac>.xml
+    is one a deployment is expected to have: the legacy binary cfg<mac> and the model's
+    and common files are only looked for (a 404 of theirs is no error)."""
     mac, model = bare_mac(phone.mac), phone.model.lower()
     prefix, postfix = setting(phone, CONFIG_PREFIX), setting(phone, CONFIG_POSTFIX)
-    return [(f"{prefix}cfg{mac}{postfix}", "mac_cfg"), (f"{prefix}cfg{mac}.xml{postfix}", "mac_cfg"),
-            (f"{prefix}cfg{model}.xml{postfix}", "model_cfg"), (f"{prefix}cfg.xml{postfix}", "common_cfg")]
+    return [(f"{prefix}cfg{mac}{postfix}", "mac_cfg", True), (f"{prefix}cfg{mac}.xml{postfix}", "mac_cfg", False),
+            (f"{prefix}cfg{model}.xml{postfix}", "model_cfg", True), (f"{prefix}cfg.xml{postfix}", "common_cfg", True)]
 
 
 def _credentials(server: ServerUrl, phone) -> Credentials | None:
@@ -282,10 +284,10 @@ def _config_files(phone, server: ServerUrl, behaviour: GrandstreamBehaviour):
     layers: list[tuple[str, dict[str, str]]] = []
     outcomes: list[str] = []
     have_mac_file = False
-    for name, stage in config_files(phone):
+    for name, stage, optional in config_files(phone):
         if stage == "mac_cfg" and have_mac_file:
             continue  # cfg<mac> was read: cfg<mac>.xml is not asked for
-        result = yield Download(server.file_url(name), credentials, stage)
+        result = yield Download(server.file_url(name), credentials, stage, optional)
         if not result.ok:
             outcomes.append(f"{name}: {result.status}")
             phone.note(f"{name}: {result.status} {result.detail}".rstrip())

@@ -80,11 +80,12 @@ class BoundProfile:
 
 
 def download(phone, url: str, name: str, credentials: Credentials | None, stage: str,
-             attempts: int = 1, retry_delay_s: float = 0.0):
+             attempts: int = 1, retry_delay_s: float = 0.0, optional: bool = False):
     """A file, asked for up to ``attempts`` times ``retry_delay_s`` apart; its body, or
-    None when it never came (each miss is noted on the phone's timeline)."""
+    None when it never came (each miss is noted on the phone's timeline). ``optional``:
+    the phone only looks for it (``Download.optional``)."""
     for attempt in range(1, attempts + 1):
-        result = yield _download_requests((url, credentials, stage))
+        result = yield _download_requests((url, credentials, stage, optional))
         if result.ok:
             phone.note(f"downloaded {name} ({len(result.body)} bytes)")
             return result.body
@@ -95,7 +96,7 @@ def download(phone, url: str, name: str, credentials: Credentials | None, stage:
     return None
 
 
-# A Download is frozen: one per (url, credentials, stage) serves every pass that asks
+# A Download is frozen: one per (url, credentials, stage, optional) serves every pass that asks
 # for that file (a frozen dataclass costs ~1 µs to make, a lookup here ~0.05). Sized for
 # each phone's own files in fleets of ~10,000.
 _download_requests = SharedValues(1 << 15, lambda key: Download(*key)).one

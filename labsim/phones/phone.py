@@ -38,6 +38,7 @@ from labsim.phones.events import (
     Fetch,
     FetchDone,
     FetchResult,
+    OPTIONAL_MISSING,
     PnpQuery,
     PowerOn,
     ProvisioningOutcome,
@@ -177,7 +178,7 @@ class Phone:
         self.lease: Lease | None = None
         self.dhcp = DhcpClient(self.mac_bytes, shared_identity(profile.dhcp_identity(self)), rng)
         self._procedure: Procedure | None = None
-        self._pending: dict[int, tuple[str, float, str, str]] = {}  # request id -> (stage, started, server, url)
+        self._pending: dict[int, tuple[Download | Upload, float, str]] = {}  # request id -> (request, started, server)
         # Why a pass went wrong, for the report's grouped problems: where the phone got
         # its server this pass, and the last download that failed since one succeeded.
         self.server_source: tuple[str, str] | None = None  # (server, "DHCP option 66")
@@ -301,15 +302,20 @@ class Phone:
             return []
         if not self._pending:
             self._pending.clear()  # an emptied dict keeps its table; cleared, it lets go of it
-        stage, started, server, url = pending
+        request, started, server = pending
         # Stage and server names are the same for thousands of phones: one string each
         # (interned), not one per download in every phone's ``stages``.
         result = event.result
         status = result.status
         if status == "error":  # counted by kind (error HTTP 503, error connection refused …)
             status = _error_outcomes(result.detail)
-        self.stages.add(sys.intern(stage), started, now, status, server)
-        self.fetch_error = None if result.ok else (url, result.status, result.detail)
+        elif status == "not_found" and request.optional:  # a file it only looked for: no error
+            status = OPTIONAL_MISSING
+        self.stages.add(sys.intern(request.stage), started, now, status, server)
+        if result.ok:
+            self.fetch_error = None
+        elif status != OPTIONAL_MISSING:  # what a report blames a failed phone on
+            self.fetch_error = (request.url, result.status, result.detail)
         return self._resume(event.result, now)
 
     def _wait_over(self, event: TimerFired, now: float) -> list:
@@ -366,7 +372,7 @@ class Phone:
         if isinstance(request, Download):  # the common request first
             self._next_request += 1
             request_id = self._next_request
-            self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
+            self._pending[request_id] = (request, now, _server_of(request.url))
             return [Fetch(request_id, request.url, self.profile.user_agent(self), request.credentials,
                           self._name_servers(), self.dns)]
         if isinstance(request, Wait):
@@ -374,7 +380,7 @@ class Phone:
         if isinstance(request, Upload):
             self._next_request += 1
             request_id = self._next_request
-            self._pending[request_id] = (request.stage, now, _server_of(request.url), request.url)
+            self._pending[request_id] = (request, now, _server_of(request.url))
             return [Put(request_id, request.url, request.body, self.profile.user_agent(self), request.credentials,
                         self._name_servers(), self.dns)]
         if isinstance(request, PnpQuery):

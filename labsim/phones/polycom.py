@@ -228,8 +228,8 @@ def provision(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR):
     named = named_master_file(value)
     candidates = [named] if named else [f"{bare_mac(phone.mac)}.cfg", DEFAULT_MASTER_FILE]
     master_name = master_body = None
-    for name in candidates:
-        master_body = yield from fetch.file(name, "master_cfg")
+    for name in candidates:  # each but the last is only looked for
+        master_body = yield from fetch.file(name, "master_cfg", optional=name != candidates[-1])
         if master_body is not None:
             master_name = name
             break
@@ -250,7 +250,8 @@ def provision(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR):
 
     overrides_name = f"{bare_mac(phone.mac)}-phone.cfg"
     overrides_path = _in_folder(master.overrides_directory, overrides_name)
-    overrides_body = yield from fetch.file(overrides_path, "overrides", attempts=1)
+    # <mac>-phone.cfg exists only once the phone has uploaded changes made at it.
+    overrides_body = yield from fetch.file(overrides_path, "overrides", attempts=1, optional=True)
     layers: list[dict[str, str]] = []
     if overrides_body is not None:
         layers.append(_read_config(phone, overrides_name, overrides_body) or {})
@@ -303,9 +304,10 @@ class _Fetcher:
     def url(self, name: str) -> str:
         return name if "://" in name else self.server.file_url(name)
 
-    def file(self, name: str, stage: str, attempts: int | None = None):
+    def file(self, name: str, stage: str, attempts: int | None = None, optional: bool = False):
         return (yield from download(self.phone, self.url(name), name, self.credentials, stage,
-                                    attempts or self.behaviour.attempts_per_file, self.behaviour.retry_delay_s))
+                                    attempts or self.behaviour.attempts_per_file, self.behaviour.retry_delay_s,
+                                    optional))
 
 
 def _credentials(server: ServerUrl, settings: dict) -> Credentials | None:

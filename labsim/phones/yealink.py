@@ -330,7 +330,9 @@ def provision(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR):
 
     for file in files:
         stage = _STAGE_OF_ROLE.get(file.role, "cfg")
-        file.body = yield from download(phone, file.url, file.name, credentials, stage, attempts, retry_delay)
+        # <mac>-local.cfg exists only once a phone has uploaded its own changes.
+        file.body = yield from download(phone, file.url, file.name, credentials, stage, attempts, retry_delay,
+                                        optional=file.role == "local")
     downloaded = [file for file in files if file.body is not None]
     if not downloaded:
         return ProvisioningOutcome("failed", reason="no configuration file could be downloaded",
@@ -401,7 +403,7 @@ def _boot_file_plan(phone, server: ServerUrl, credentials, behaviour: YealinkBeh
         return None, False
     for name in (f"{bare_mac(phone.mac)}.boot", COMMON_BOOT_FILE):
         body = yield from download(phone, server.file_url(name), name, credentials, "boot",
-                                   behaviour.boot_file_attempts, behaviour.retry_delay_s)
+                                   behaviour.boot_file_attempts, behaviour.retry_delay_s, optional=True)
         if body is None:
             continue
         try:

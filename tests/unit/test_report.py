@@ -406,13 +406,45 @@ def test_an_error_is_counted_by_its_kind_in_bounded_words(detail, outcome):
 def test_a_servers_errors_are_counted_by_kind_from_the_phones_downloads():
     """Through the phone itself: a download answered HTTP 503 and one whose connection was
     refused are two outcomes on the server's line, the phone's own record unchanged."""
-    from labsim.phones.events import FetchDone, FetchResult
+    from labsim.phones.events import Download, FetchDone, FetchResult
 
     phone = Phone("00:15:65:aa:00:01", "T46S", yealink, rng=random.Random(1))
     for request_id, detail in ((1, "HTTP 503"), (2, "HTTP 503"), (3, "Connection was refused by other side: 111.")):
-        phone._pending[request_id] = ("common_cfg", 1.0, "http://127.0.0.1:8080", "http://127.0.0.1:8080/a.cfg")
+        phone._pending[request_id] = (Download("http://127.0.0.1:8080/a.cfg", stage="common_cfg"), 1.0,
+                                      "http://127.0.0.1:8080")
         phone._fetch_done(FetchDone(request_id, FetchResult("error", detail=detail)), 2.0)
     assert phone.fetch_error == ("http://127.0.0.1:8080/a.cfg", "error", "Connection was refused by other side: 111.")
     member = type("Member", (), {"phone": phone})()
     line = server_statistics([member])["http://127.0.0.1:8080"]
     assert line["by_status"] == {"error HTTP 503": 2, "error connection refused": 1} and line["errors"] == 3
+
+
+def test_a_file_the_phone_only_looks_for_is_no_error_when_the_server_has_none():
+    """A Yealink asks for two boot files a pass that most deployments never write: their
+    404s are counted as optional_missing, not as errors, and a report does not blame a
+    failed phone on them. The same 404 of a file it needs, or an optional file answered
+    503, stays an error."""
+    from labsim.phones.events import OPTIONAL_MISSING, Download, FetchDone, FetchResult
+
+    phone = Phone("00:15:65:aa:00:01", "T46S", yealink, rng=random.Random(1))
+    server = "http://127.0.0.1:8080"
+    outcomes = [("001565aa0001.boot", True, FetchResult("not_found", detail="HTTP 404")),
+                ("y000000000000.boot", True, FetchResult("not_found", detail="HTTP 404")),
+                ("y000000000066.cfg", False, FetchResult("ok", b"#!version:1.0.0.1\n")),
+                ("001565aa0001.cfg", False, FetchResult("not_found", detail="HTTP 404")),
+                ("001565aa0001-local.cfg", True, FetchResult("error", detail="HTTP 503")),
+                ("001565aa0001.boot", True, FetchResult("not_found", detail="HTTP 404"))]
+    for request_id, (name, optional, result) in enumerate(outcomes, 1):
+        phone._pending[request_id] = (Download(f"{server}/{name}", stage="file", optional=optional), 1.0, server)
+        phone._fetch_done(FetchDone(request_id, result), 2.0)
+    phone.state, phone.failure = "failed", "the test says so"
+    record = _record([], members=[FleetMember("desk", "yealink", phone, 0.0)])
+    line = server_statistics(record.members)[server]
+    assert line["by_status"] == {OPTIONAL_MISSING: 3, "not_found": 1, "ok": 1, "error HTTP 503": 1}
+    assert line["requests"] == 6 and line["errors"] == 2
+    # The last miss was only a look: the phone's last error is still the 503 before it.
+    assert phone.fetch_error == (f"{server}/001565aa0001-local.cfg", "error", "HTTP 503")
+    lines = summary_table(build_report(record, judge(record))).splitlines()
+    assert [line.split() for line in lines if line.startswith("  server ")] == [
+        ["server", server, "requests", "6", "errors", "2", "p95", "1.0000s", "(error", "HTTP", "503", "1,",
+         "not_found", "1,", "optional_missing", "3)"]]
