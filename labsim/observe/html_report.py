@@ -38,6 +38,9 @@ STATE_SAMPLES = 400
 HISTOGRAM_BINS = 30
 TABLE_EVENT_BUDGET = 150_000  # events embedded for the phone table: ~10 MB of page at most
 PAGE_SIZE = 50
+# A state shorter than this share of the run (in %) is also drawn as a tick on a phone's
+# timeline: at the table's ~400 px, about a pixel.
+BRIEF_SHARE = 0.3
 
 WIDTH, HEIGHT = 900, 300
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 20, 16, 40
@@ -479,7 +482,19 @@ class PhoneTable:
             self.used += len(timeline)
         self.rows.append([phone["mac"], phone["fleet"], phone["vendor"], phone["model"], phone["state"],
                           phone["reboots"], phone["powered_on_at_s"], phone["ready_at_s"], phone["failure"] or "",
-                          timeline])
+                          timeline, self._left_out(phone)])
+
+    def _left_out(self, phone: dict) -> list | None:
+        """[from, to, how many, the state at ``to``] of the events a long run left out of the
+        phone's list (report: ``events_dropped_between``), which the timeline draws as such:
+        not as the state before them, for days."""
+        between = phone.get("events_dropped_between")
+        if not between or between[1] <= between[0]:
+            return None
+        after = next((event for event in phone["events"] if event["t"] >= between[1]), None)
+        if after is None:
+            return None
+        return [between[0], between[1], phone["events_dropped"], self._state_index.get(after["state"], 0)]
 
     def finish(self) -> tuple[list, str]:
         note = ""
@@ -658,7 +673,7 @@ def html_pieces(report: dict, *, stage_latencies: dict[str, list[float]] | None 
         "</section>",
         f'<script id="phone-data" type="application/json">{_embed_json(table_rows)}</script>',
         f'<script>const STATES={_embed_json(list(STATES))}, COLORS={_embed_json(STATE_COLORS)}, '
-        f'END_T={end_t!r}, PAGE_SIZE={PAGE_SIZE};\n{_SCRIPT}</script>',
+        f'END_T={end_t!r}, PAGE_SIZE={PAGE_SIZE}, BRIEF_SHARE={BRIEF_SHARE};\n{_SCRIPT}</script>',
         "</body></html>",
     ]
     return page
@@ -702,7 +717,8 @@ th{font-size:12px;color:#52606d;font-weight:600}
 .servers tr.fail td:nth-child(3),.servers tr.fail td:nth-child(4){color:#d9480f}.expectations tr.pass td:first-child{color:#2f9e44;font-weight:700}
 .phones td.mac{font-family:ui-monospace,monospace;white-space:nowrap}.phones td.failure{color:#c92a2a;font-size:12px}
 .tl{position:relative;height:12px;min-width:220px;background:#f5f7fa;border-radius:2px;cursor:pointer}
-.tl b{position:absolute;top:0;bottom:0}
+.tl b{position:absolute;top:0;bottom:0}.tl b.tick{width:1px;bottom:auto;height:5px;z-index:1}
+.tl b.left-out{background:repeating-linear-gradient(135deg,#d9dee4 0 2px,#fff 2px 5px)}.events tr.left-out td{color:#7b8794}
 .events{font-size:12px;color:#3e4c59;margin:4px 0}.events td{border:0;padding:1px 8px}
 .controls{margin:8px 0;display:flex;gap:8px;align-items:center}.controls input{flex:1;padding:4px 8px}
 .note{color:#7b8794;font-size:13px}
@@ -719,21 +735,46 @@ _SCRIPT = r"""
   let shown = rows, page = 0;
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
   const secs = (v) => v === null ? "–" : (v < 1 ? (v * 1000).toPrecision(3) + " ms" : v.toPrecision(3) + " s");
-  function timeline(events) {
-    const spans = [], states = events.filter((e) => !e[2]);
+  // Each state as wide as its share of the run, so the bar's colours are the phone's time.
+  // A state too brief to see (a week's hourly 2 ms passes) is also marked by a thin tick
+  // along the top, over the state around it: widened instead, 168 passes painted half
+  // of a phone's week orange while it was ready all but a second of it.
+  // A long run's report keeps each phone's first and last events: the stretch between
+  // (gap: [from, to, how many, the state at to]) is drawn as left out, hatched.
+  const LEFT_OUT = -1;
+  const leftOutText = (gap) => gap[2].toLocaleString("en") + " events left out of the report, " +
+    gap[0].toFixed(3) + " s to " + gap[1].toFixed(3) + " s: events.jsonl has them (labsim story REPORT_DIR MAC)";
+  function timeline(events, gap) {
+    const spans = [], ticks = [];
+    let states = events.filter((e) => !e[2]);
+    if (gap) {
+      states = states.filter((e) => e[0] <= gap[0]).concat(
+        [[gap[0], LEFT_OUT, 0, ""], [gap[1], gap[3], 0, "(the state after the events left out)"]],
+        states.filter((e) => e[0] > gap[1]));
+    }
     for (let i = 0; i < states.length; i++) {
       const start = states[i][0], end = i + 1 < states.length ? states[i + 1][0] : END_T;
-      const left = 100 * start / END_T, width = Math.max(0.3, 100 * (end - start) / END_T);
+      const left = (100 * start / END_T).toFixed(3), width = 100 * (end - start) / END_T;
+      if (states[i][1] === LEFT_OUT) {
+        spans.push('<b class="left-out" style="left:' + left + '%;width:' + width.toFixed(4) + '%" title="' +
+                   esc(leftOutText(gap)) + '"></b>');
+        continue;
+      }
       const name = STATES[states[i][1]];
-      spans.push('<b style="left:' + left.toFixed(2) + '%;width:' + width.toFixed(2) + '%;background:' +
-                 COLORS[name] + '" title="' + esc(name + " at " + start.toFixed(3) + " s " + states[i][3]) + '"></b>');
+      const title = '" title="' + esc(name + " at " + start.toFixed(3) + " s " + states[i][3]) + '"></b>';
+      spans.push('<b style="left:' + left + '%;width:' + width.toFixed(4) + '%;background:' + COLORS[name] + title);
+      if (width < BRIEF_SHARE && name !== "ready") {
+        ticks.push('<b class="tick" style="left:' + left + '%;background:' + COLORS[name] + title);
+      }
     }
-    return spans.join("");
+    return spans.join("") + ticks.join("");
   }
-  function eventsTable(events) {
-    return '<table class="events">' + events.map((e) => "<tr><td>" + e[0].toFixed(4) + "</td><td>" +
-      (e[2] ? "step" : "state") + "</td><td>" + STATES[e[1]] + "</td><td>" + esc(e[3]) + "</td></tr>").join("") +
-      "</table>";
+  function eventsTable(events, gap) {
+    const row = (e) => "<tr><td>" + e[0].toFixed(4) + "</td><td>" + (e[2] ? "step" : "state") + "</td><td>" +
+      STATES[e[1]] + "</td><td>" + esc(e[3]) + "</td></tr>";
+    const rows = events.map((e, i) => (gap && i > 0 && events[i - 1][0] <= gap[0] && e[0] >= gap[1] ?
+      '<tr class="left-out"><td colspan="4">… ' + esc(leftOutText(gap)) + " …</td></tr>" : "") + row(e));
+    return '<table class="events">' + rows.join("") + "</table>";
   }
   function draw() {
     const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
@@ -743,10 +784,11 @@ _SCRIPT = r"""
       '<tr class="phone-row"><td class="mac">' + esc(r[0]) + "</td><td>" + esc(r[1]) + "</td><td>" +
       esc(r[2] + " " + r[3]) + "</td><td>" + esc(r[4]) + "</td><td>" + r[5] + "</td><td>" +
       secs(r[7] === null || r[6] === null ? null : r[7] - r[6]) + '</td><td><div class="tl" data-i="' + i + '">' +
-      timeline(r[9]) + '</div><div class="more"></div></td><td class="failure">' + esc(r[8]) + "</td></tr>").join("");
+      timeline(r[9], r[10]) + '</div><div class="more"></div></td><td class="failure">' + esc(r[8]) + "</td></tr>").join("");
     body.querySelectorAll(".tl").forEach((el) => el.addEventListener("click", () => {
       const more = el.nextElementSibling;
-      more.innerHTML = more.innerHTML ? "" : eventsTable(slice[+el.dataset.i][9]);
+      const r = slice[+el.dataset.i];
+      more.innerHTML = more.innerHTML ? "" : eventsTable(r[9], r[10]);
     }));
     pageLabel.textContent = "page " + (page + 1) + " of " + pages + " (" + shown.length + " phones)";
   }

@@ -274,6 +274,10 @@ def _phone_entry(member, events_cap: int | None = None) -> dict:
     if cut:  # the first ones (how it booted) and the last ones (how it ended); all in events.jsonl
         events = events[: events_cap // 2] + events[len(events) - (events_cap - events_cap // 2):]
     dropped = cut + getattr(phone, "events_dropped", 0)
+    # Where the left-out ones were: after the first half (the run's events log keeps a phone's
+    # first EVENTS_PER_PHONE_IN_REPORT // 2 as this cut does), between these two events' times.
+    head = (events_cap if events_cap is not None else len(events)) // 2
+    between = [_round(events[head - 1][0]), _round(events[head][0])] if dropped and 0 < head < len(events) else None
     entry = {
         "mac": phone.mac,
         "vendor": member.vendor,
@@ -293,6 +297,8 @@ def _phone_entry(member, events_cap: int | None = None) -> dict:
     }
     if dropped:
         entry["events_dropped"] = dropped
+        if between is not None:
+            entry["events_dropped_between"] = between
     return entry
 
 

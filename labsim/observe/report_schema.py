@@ -157,6 +157,9 @@ PHONE = {
         "events": {"type": "array", "items": EVENT},
         "events_dropped": {"type": "integer", "minimum": 1, "description": "events left out of this list in a "
                            "long run (its first and last ones are kept); every one is in events.jsonl"},
+        "events_dropped_between": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                                   "description": "the times (s) of the kept events just before and just after "
+                                                  "the left-out ones"},
     },
     "required": ["mac", "vendor", "model", "fleet", "state", "failure", "cause", "reboots", "power_cycles", "powered_on_at_s",
                  "ready_at_s", "files", "flash", "events"],

@@ -139,3 +139,40 @@ def test_a_screenshot_shows_the_plots(tmp_path, report_html):
         wanted = bytes.fromhex(STATE_COLORS[state][1:])
         near = [c for c in colours if all(abs(a - b) <= 24 for a, b in zip(c, wanted))]
         assert near, f"no {state} colour ({STATE_COLORS[state]}) in the screenshot"
+
+
+def test_a_long_runs_timelines_show_the_phones_time_and_what_the_report_left_out(tmp_path):
+    """Two simulated days of hourly resyncs: each 4 ms pass is as wide as its share of the
+    run, with a tick along the top to find it (widened, the passes painted a third of a
+    phone's bar orange while it was ready all but a second of the days), and the stretch
+    whose events the report left out (a phone keeps its first and last 50) is drawn as
+    left out, not as the state the phone was in before it."""
+    import json
+
+    folder = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "labsim", "run", os.path.join(ROOT, "scenarios", "week-of-resyncs.yaml"),
+                           "--phones", "3", "--duration", "2d", "--report-dir", str(folder)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((folder / "report.json").read_text())
+    end_t = report["simulated"]["duration_s"]
+    dom = chromium(tmp_path, "--dump-dom", (folder / "report.html").as_uri())
+    body = re.search(r'<tbody id="phone-rows">(.*?)</tbody>', dom, re.S).group(1)
+    rows = re.findall(r'<tr class="phone-row"><td class="mac">([^<]+)</td>(.*?)</tr>', body, re.S)
+    assert len(rows) == 3
+    phones = {phone["mac"]: phone for phone in report["phones"]}
+    for mac, row in rows:
+        spans = re.findall(r'<b (?:class="(\w[\w-]*)" )?style="left:([\d.]+)%;(?:width:([\d.]+)%;?)?'
+                           r'(?:background:(#\w+))?"', row)
+        full = {}
+        for kind, _, width, colour in spans:
+            if not kind:
+                full[colour] = full.get(colour, 0.0) + float(width)
+        provisioning, ready = STATE_COLORS["provisioning"], STATE_COLORS["ready"]
+        assert full[provisioning] < 0.05, f"{mac}: provisioning drawn over {full[provisioning]:.2f}% of the run"
+        assert sum(1 for kind, _, _, colour in spans if kind == "tick" and colour == provisioning) >= 6
+        assert full[ready] > 10  # the first and last hours it is ready, minus nothing widened
+        [(_, left, width, _)] = [span for span in spans if span[0] == "left-out"]
+        between = phones[mac]["events_dropped_between"]
+        assert abs(float(left) - 100 * between[0] / end_t) < 0.01
+        assert abs(float(width) - 100 * (between[1] - between[0]) / end_t) < 0.01

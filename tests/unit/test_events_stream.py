@@ -219,3 +219,33 @@ def test_the_scheduled_writer_writes_the_timeline_actions_too(tmp_path):
     stream.close(end_t=2.0, complete=True, end_reason="done")
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert kinds == ["action", "dhcp", "run"]
+
+
+def test_a_phones_report_entry_says_between_which_events_it_left_some_out():
+    """A long run keeps a phone's first and last events in report.json; the entry names the
+    times on either side of the ones left out, so report.html can draw that stretch as left
+    out instead of as the state the phone was in before it."""
+    from labsim.observe.html_report import PhoneTable
+    from labsim.phones.phone import STATES
+    from labsim.run import EVENTS_PER_PHONE_IN_REPORT as KEEP
+
+    m = member("00:15:65:00:00:01")
+    log = EventLog(keep_per_phone=KEEP)
+    times = [hour * 3600.0 + offset for hour in range(150) for offset in (0.0, 0.004)]
+    for t in times:  # every hour a provisioning pass of 4 ms, then ready again
+        record(log, m.phone, (t, "provisioning" if t % 3600 == 0 else "ready", "", "state"))
+    entry = _phone_entry(m, KEEP)
+    kept = [event["t"] for event in entry["events"]]
+    assert len(kept) == KEEP and entry["events_dropped"] == len(times) - KEEP
+    assert entry["events_dropped_between"] == [times[KEEP // 2 - 1], times[len(times) - KEEP // 2]]
+    assert kept[KEEP // 2 - 1:KEEP // 2 + 1] == entry["events_dropped_between"]
+    table = PhoneTable()
+    table.add(entry)
+    [row] = table.rows
+    # [from, to, how many, the state at "to"]: the tail starts with a pass (provisioning).
+    assert row[10] == [*entry["events_dropped_between"], entry["events_dropped"], STATES.index("provisioning")]
+    few = member("00:15:65:00:00:02")
+    for t in times[:KEEP]:  # as many as are kept: nothing left out, nothing said
+        record(log, few.phone, (t, "ready", "", "state"))
+    entry = _phone_entry(few, KEEP)
+    assert "events_dropped" not in entry and "events_dropped_between" not in entry and len(entry["events"]) == KEEP

@@ -248,7 +248,7 @@ def _table_counted_first(phones, budget):
             break
         used += len(events)
         rows.append([p["mac"], p["fleet"], p["vendor"], p["model"], p["state"], p["reboots"], p["powered_on_at_s"],
-                     p["ready_at_s"], p["failure"] or "", events])
+                     p["ready_at_s"], p["failure"] or "", events, None])  # None: no events left out
     if not with_steps:
         note = ("Steps inside states are left out of the timelines to keep the page small; "
                 "events.jsonl has them. " + note).strip()
