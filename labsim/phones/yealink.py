@@ -402,7 +402,7 @@ def _boot_file_plan(phone, server: ServerUrl, credentials, behaviour: YealinkBeh
     if firmware_generation(phone.flash.firmware) < BOOT_FILES_SINCE_FIRMWARE:
         return None, False
     for name in (f"{bare_mac(phone.mac)}.boot", COMMON_BOOT_FILE):
-        body = yield from download(phone, server.file_url(name), name, credentials, "boot",
+        body = yield from download(phone, server.file_url(name), name, credentials, "boot_file",
                                    behaviour.boot_file_attempts, behaviour.retry_delay_s, optional=True)
         if body is None:
             continue
