@@ -89,6 +89,11 @@ def download(phone, url: str, name: str, credentials: Credentials | None, stage:
         if result.ok:
             phone.note(f"downloaded {name} ({len(result.body)} bytes)")
             return result.body
+        if optional and result.status == "not_found" and attempt == attempts:
+            # Not an error, and not "skipped": the phone goes on as designed (one line,
+            # not two, on each of a Yealink's passes for each of its two boot files).
+            phone.note(f"{name}: none on the server, and the phone only looks for it ({result.detail})")
+            return None
         phone.note(f"{name}: {result.status} {result.detail} (attempt {attempt}/{attempts})")
         if attempt < attempts:
             yield Wait(retry_delay_s)

@@ -92,6 +92,22 @@ def test_download_retries_then_gives_up_with_the_vendors_delay():
     assert phone.notes[-1] == "skipped a.cfg" and "(attempt 3/3)" in phone.notes[-2]
 
 
+def test_an_optional_file_the_server_lacks_is_one_note_and_no_error():
+    phone = _Phone()
+    missing = FetchResult("not_found", detail="HTTP 404")
+    requests, body = _drive(kit.download(phone, "http://h/a.boot", "a.boot", None, "boot_file", optional=True),
+                            [missing])
+    assert body is None and [r.optional for r in requests] == [True]
+    assert phone.notes == ["a.boot: none on the server, and the phone only looks for it (HTTP 404)"]
+    # Answered otherwise (a 503), an optional file is a failed download as any other.
+    phone = _Phone()
+    requests, body = _drive(kit.download(phone, "http://h/a.boot", "a.boot", None, "boot_file", 2, 1.0, optional=True),
+                            [FetchResult("not_found", detail="HTTP 404"), FetchResult("error", detail="HTTP 503")])
+    assert body is None and len(requests) == 3
+    assert phone.notes == ["a.boot: not_found HTTP 404 (attempt 1/2)", "a.boot: error HTTP 503 (attempt 2/2)",
+                           "skipped a.boot"]
+
+
 def test_download_returns_the_body_at_the_first_success():
     phone = _Phone()
     ok = FetchResult("ok", body=b"x=1")
