@@ -113,6 +113,9 @@ def test_histogram_starts_at_zero_unless_the_values_sit_far_from_it():
     assert histogram([0.1, 0.5, 1.0])[0] == 0.0
     start, _, _ = histogram([10.0, 10.5, 11.0])
     assert 9.0 <= start <= 10.0
+    # One value however often (a virtual run's hop): from zero, the bar at the value.
+    start, width, counts = histogram([0.001] * 5000, bins=20)
+    assert start == 0.0 and counts[int(0.001 / width)] == 5000 and 0.001 < 20 * width < 0.0015
 
 
 def test_requests_are_counted_when_they_left_per_service():
