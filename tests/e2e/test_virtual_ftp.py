@@ -29,7 +29,8 @@ provisioning:
     y000000000066.cfg: "#!version:1.0.0.1\\nstatic.network.lldp.enable = 1\\n"
   per_phone: [{{name: "{{mac}}.cfg", text: "#!version:1.0.0.1\\naccount.1.user_name = {{index}}\\n"}}]
 fleets:
-  - {{vendor: yealink, models: {{T46S: 3}}, first_mac: "00:15:65:00:00:01"}}
+  - {{vendor: yealink, models: {{T46S: 3}}, first_mac: "00:15:65:00:00:01",
+     behaviour: {{retry_delay_s: 0.5}}}}  # a failing file is asked for again sooner: a shorter test
 {faults}"""
 
 POLYCOM = """\
