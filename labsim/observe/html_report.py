@@ -571,7 +571,7 @@ def _summary_html(report: dict) -> str:
            '<th>action</th><th>outcome</th></tr></thead><tbody>' + timeline + "</tbody></table></section>"
            if timeline else "")
         + ('<section><h2>Servers</h2><table class="servers"><thead><tr><th>server</th><th>requests</th>'
-           '<th>errors</th><th>not ok, by outcome</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>'
+           '<th>errors</th><th>outcomes other than ok</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr></thead>'
            '<tbody>' + servers + "</tbody></table></section>" if servers else "")
     )
 
