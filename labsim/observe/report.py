@@ -20,7 +20,7 @@ from labsim.observe.latencies import Latencies
 from labsim.observe.log_text import client_text
 from labsim.observe.problems import group_problems, phone_cause, problem_line
 from labsim.observe.stats import summarize
-from labsim.phones.events import NEVER_SENT, OPTIONAL_MISSING
+from labsim.phones.events import DOWNLOAD_OUTCOMES, NEVER_SENT, OPTIONAL_MISSING
 from labsim.phones.local_time import CALENDAR_ORIGIN_S
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import STATES
@@ -101,8 +101,44 @@ def phone_metrics(members, archive=None, wanted=None) -> tuple[dict, dict]:
         for stage, values in stage_latencies(members, archive).items():
             for stat, value in summarize(values).items():
                 metrics[f"stage.{stage}.{stat}"] = value
+    if reads("downloads."):
+        metrics.update(download_metrics(outcomes_by_server(members, archive)))
     per_phone = {"phone.reboots": [(m.phone.mac, m.phone.reboots) for m in members]} if reads("phone.") else {}
     return metrics, per_phone
+
+
+def outcomes_by_server(members, archive=None) -> dict[str, Counter]:
+    """Per server the phones talked to, its requests by outcome: the phones' timings and
+    those a long run moved to its ``archive`` (or a ``--workers`` parent's, told by its
+    shards: ``scale.fleet_metrics.FleetStages``)."""
+    outcomes: defaultdict[str, Counter] = defaultdict(Counter)
+    if archive is not None:
+        for server, counts in archive.server_status.items():
+            outcomes[server].update(counts)
+    for member in members:
+        for timing in member.phone.stages:
+            if timing.server:
+                outcomes[timing.server][timing.status] += 1
+    return outcomes
+
+
+def download_metrics(outcomes: dict[str, Counter]) -> dict[str, int]:
+    """``downloads.requests``, ``downloads.errors`` (as a server's line counts them: neither
+    ok nor optional_missing) and ``downloads.<outcome>`` (events.DOWNLOAD_OUTCOMES; an error
+    of any kind is ``error``) over every server the phones downloaded from, DHCP's lease
+    exchanges left out: ``downloads.errors == 0`` is "no download failed"."""
+    counts = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
+    for server, by_status in outcomes.items():
+        if server.startswith("dhcp://"):
+            continue
+        for status, count in by_status.items():
+            key = "error" if status.startswith("error") else status
+            counts[key] = counts.get(key, 0) + count
+    requests = sum(counts.values())
+    metrics = {f"downloads.{outcome}": count for outcome, count in counts.items()}
+    metrics["downloads.requests"] = requests
+    metrics["downloads.errors"] = requests - counts["ok"] - counts[OPTIONAL_MISSING]
+    return metrics
 
 
 def stage_latencies(members, archive=None) -> dict[str, Latencies]:

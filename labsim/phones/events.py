@@ -80,6 +80,10 @@ FETCH_STATUSES = ("ok", "not_found", "denied", "error", "timeout", "refused", "d
 # Yealink asks for two boot files a pass that most deployments never write: their 404s
 # were half of a healthy fleet's requests, and the report called them errors.
 OPTIONAL_MISSING = "optional_missing"
+# What an expectation may count of the fleet's downloads (``downloads.<outcome>``, with
+# ``downloads.requests`` and ``downloads.errors``): every status, an error of any kind
+# (``error HTTP 503``) as ``error``.
+DOWNLOAD_OUTCOMES = ("ok", "not_found", OPTIONAL_MISSING, "denied", "error", "timeout", "refused", "dns")
 # "dns": the URL's host name did not resolve, so the request never left the phone: the
 # server named in the URL saw nothing of it (its latency statistics leave it out).
 NEVER_SENT = frozenset({"dns"})

@@ -9,6 +9,7 @@ what moved since its last meeting and the parent keeps the fleet's:
   the phones that changed state since it last sent (every phone the first time);
 - ``stage.*``: a stage's latencies only grow (a long run's archive moves a phone's older
   timings, it keeps them), so a shard sends each timing its phones add, as they add it;
+- ``downloads.*``: from the same timings, their outcome per server, counted as they come;
 - ``service.*``: the requests a shard's phones made per second (``observe.series``),
   for the seconds since it last sent (the last of those again: it may have grown), and
   where the run is (``now``: a mean is over the run's seconds so far). Requests move
@@ -29,15 +30,18 @@ One process judges its own conditions the same way, as a fleet of one shard
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from labsim.observe.latencies import Latencies
-from labsim.observe.report import counts_of, time_to_ready
+from labsim.observe.report import counts_of, download_metrics, time_to_ready
 from labsim.observe.series import RunningRequests, window_metrics
 from labsim.observe.stats import statistic
 from labsim.phones.phone import StageList
 
 PER_PHONE_PREFIXES = ("time_to_ready.", "phone.")
+# The metrics read from the phones' timings (their latencies, their outcomes): while a
+# condition or a check reads one, every shard tells each timing its phones add.
+TIMING_PREFIXES = ("stage.", "downloads.")
 
 
 def reads(wanted, prefixes) -> bool:
@@ -50,11 +54,12 @@ def reads_requests(scenario) -> bool:
 
 
 def reads_stages(scenario) -> bool:
-    """Whether some ``when:`` of the scenario's timeline reads a stage's latencies."""
-    return _timeline_reads(scenario, "stage.")
+    """Whether some ``when:`` of the scenario's timeline reads the phones' timings: a
+    stage's latencies, the downloads' outcomes."""
+    return _timeline_reads(scenario, TIMING_PREFIXES)
 
 
-def _timeline_reads(scenario, prefix: str) -> bool:
+def _timeline_reads(scenario, prefix: str | tuple[str, ...]) -> bool:
     from labsim.timeline import condition_metric
 
     return any(entry.when is not None and condition_metric(entry).startswith(prefix) for entry in scenario.timeline)
@@ -72,8 +77,12 @@ class _ReportedStages(StageList):
 
     def add(self, stage: str, started: float, ended: float, status: str, server: str = "") -> None:
         StageList.add(self, stage, started, ended, status, server)
-        if self.outbox.stages_wanted:
-            self.outbox.stage_samples.setdefault(stage, []).append(ended - started)
+        outbox = self.outbox
+        if outbox.stages_wanted:
+            outbox.stage_samples.setdefault(stage, []).append(ended - started)
+            if server:
+                by_status = outbox.outcomes.setdefault(server, {})
+                by_status[status] = by_status.get(status, 0) + 1
 
 
 class StagesOutbox:
@@ -84,6 +93,7 @@ class StagesOutbox:
     def __init__(self, members):
         self.stages_wanted = True
         self.stage_samples: dict[str, list[float]] = {}
+        self.outcomes: dict[str, dict[str, int]] = {}  # server -> status -> timings since the last time
         for member in members:
             member.phone.stages = _ReportedStages(self)
 
@@ -92,10 +102,16 @@ class StagesOutbox:
         samples, self.stage_samples = self.stage_samples, {}
         return samples
 
+    def outcomes_since_last(self) -> dict[str, dict[str, int]]:
+        """``{server: {status: count}}`` of the timings added since the last time."""
+        outcomes, self.outcomes = self.outcomes, {}
+        return outcomes
+
     def stop(self) -> None:
         """Nothing reads them any more (the conditions that did fired): gather no more."""
         self.stages_wanted = False
         self.stage_samples = {}
+        self.outcomes = {}
 
 
 class FleetStages:
@@ -106,10 +122,13 @@ class FleetStages:
 
     def __init__(self):
         self.latencies: defaultdict[str, Latencies] = defaultdict(Latencies)
+        self.server_status: defaultdict[str, Counter] = defaultdict(Counter)  # as the archive's: downloads.*
 
-    def take(self, samples: dict[str, list[float]]) -> None:
+    def take(self, samples: dict[str, list[float]], outcomes: dict[str, dict[str, int]] | None = None) -> None:
         for stage, latencies in samples.items():
             self.latencies[stage].extend(latencies)
+        for server, by_status in (outcomes or {}).items():
+            self.server_status[server].update(by_status)
 
 
 class MetricsOutbox:
@@ -119,7 +138,7 @@ class MetricsOutbox:
         self.run = run
         self.sent_changes = None  # the shard's state-change count when it last sent its counts
         self.phones_wanted = reads(wanted, PER_PHONE_PREFIXES)
-        self._stages = StagesOutbox(run.members) if reads(wanted, ("stage.",)) else None
+        self._stages = StagesOutbox(run.members) if reads(wanted, TIMING_PREFIXES) else None
         # Fixed for the run (its changes must only grow): whether some condition reads the requests.
         self.counts_requests = reads(wanted, ("service.",))
         self._requests_wanted = self.counts_requests
@@ -137,7 +156,7 @@ class MetricsOutbox:
     def want(self, wanted: set[str]) -> None:
         """What the pending conditions read now (it only shrinks as entries fire)."""
         self.phones_wanted = self.phones_wanted and reads(wanted, PER_PHONE_PREFIXES)
-        if self._stages is not None and not reads(wanted, ("stage.",)):
+        if self._stages is not None and not reads(wanted, TIMING_PREFIXES):
             self._stages.stop()
         self._requests_wanted = self._requests_wanted and reads(wanted, ("service.",))
         if not self.phones_wanted:
@@ -171,9 +190,12 @@ class MetricsOutbox:
             if self._changed:
                 message["phones"] = [[phone.mac, phone.reboots, time_to_ready(phone)] for phone in self._changed]
                 self._changed.clear()
-        samples = self._stages.since_last() if self._stages is not None else None
-        if samples:
-            message["stages"] = samples
+        if self._stages is not None:
+            samples, outcomes = self._stages.since_last(), self._stages.outcomes_since_last()
+            if samples:
+                message["stages"] = samples
+            if outcomes:
+                message["outcomes"] = outcomes
         if self._requests_wanted:
             message["now"] = self.run.elapsed_s()
             requests = self._requests.since_last()
@@ -260,7 +282,7 @@ class FleetMetrics:
             self._counts[index] = message["counts"]
         for mac, reboots, ready in message.get("phones", ()):
             self._phone(mac, reboots, ready)
-        self._stages.take(message.get("stages", {}))
+        self._stages.take(message.get("stages", {}), message.get("outcomes"))
         self._now = max(self._now, message.get("now", 0.0))
         self._requests.take(index, message.get("requests", {}))
 
@@ -297,6 +319,8 @@ class FleetMetrics:
                 per_phone[name] = [(next(iter(phones)), reboots) for reboots, phones in sorted(self._reboots.items())]
         if reads(wanted, ("service.",)):
             metrics.update(self._requests.metrics(self._now))
+        if reads(wanted, ("downloads.",)):
+            metrics.update(download_metrics(self._stages.server_status))
         return metrics, per_phone
 
 

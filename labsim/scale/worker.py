@@ -15,7 +15,7 @@ from twisted.internet import task
 from twisted.protocols import amp
 
 from labsim.phones.events import CheckSync, FactoryReset, PowerCycle
-from labsim.scale.fleet_metrics import RequestsOutbox, StagesOutbox, reads_requests, reads_stages
+from labsim.scale.fleet_metrics import TIMING_PREFIXES, RequestsOutbox, StagesOutbox, reads_requests, reads_stages
 from labsim.scale.protocol import (Begin, ChangeFault, Changes, ControlService, Deliver, Finish, FlushCapture, Hello,
                                   JudgeFlash, PhoneStory, WriteShard, chunks)
 
@@ -55,6 +55,7 @@ class WorkerSide(amp.AMP):
             moved["requests_per_second"] = self._requests.since_last()
         if self._stages is not None:
             moved["stage_latencies"] = self._stages.since_last()
+            moved["download_outcomes"] = self._stages.outcomes_since_last()
         moved = {name: value for name, value in moved.items() if value}
         told = json.dumps({**totals, **moved}) if moved else counters
         if not self._dirty:
@@ -91,11 +92,11 @@ class WorkerSide(amp.AMP):
             self.run._events.keep_for_story()
             from labsim.ui.exercise import check_reads
 
-            # and judge its check on the fleet's requests (service.*) and stage latencies
-            # (stage.*): told from the start, before any phone has run
+            # and judge its check on the fleet's requests (service.*) and timings (stage.*
+            # latencies, downloads.* outcomes): told from the start, before any phone has run
             if self._requests is None and check_reads(self.run.scenario, "service."):
                 self._requests = RequestsOutbox(self.run)
-            if self._stages is None and check_reads(self.run.scenario, "stage."):
+            if self._stages is None and check_reads(self.run.scenario, TIMING_PREFIXES):
                 self._stages = StagesOutbox(self.run.members)
         self.run.start_at = start_at
         self.run.targets = {name: tuple(value) for name, value in json.loads(targets).items()}

@@ -348,9 +348,9 @@ class WorkersRun:
         requests = counters.pop("requests_per_second", None)
         if requests:
             self.series.take(index, requests)
-        stages = counters.pop("stage_latencies", None)
-        if stages:
-            self.stage_archive.take(stages)
+        stages, outcomes = counters.pop("stage_latencies", None), counters.pop("download_outcomes", None)
+        if stages or outcomes:
+            self.stage_archive.take(stages or {}, outcomes)
         self.shard_counters[index] = counters
         for mac, state, reboots, powered_on_at, ready_at in entries:
             driver = self.by_mac.get(mac)

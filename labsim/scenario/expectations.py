@@ -16,6 +16,8 @@ Metrics:
     stage.<stage>.<stat>                      one stage's latency (dhcp, common_cfg, ...)
     service.<name>.requests                   the time series (observe.series): requests in all,
     service.<name>.requests_per_<s|min>.<max|mean>   and per second or minute
+    downloads.<requests|errors|outcome>       the fleet's downloads: in all, failed (neither ok
+                                              nor optional_missing), or by outcome (ok, not_found ...)
 with <stat> one of p50, p90, p95, p99, max, mean, count. A service.* metric may be judged
 over a part of every day on the lab's calendar: ``during [DAYS] [HH:MM-HH:MM]``
 (observe.day_window).
@@ -35,6 +37,7 @@ from typing import Annotated, Union
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
 from labsim.observe.day_window import BadWindow, DayWindow, parse_window
+from labsim.phones.events import DOWNLOAD_OUTCOMES
 from labsim.phones.phone import STATES
 from labsim.scenario.fields import ModelName, Strict
 
@@ -44,6 +47,7 @@ OPERATORS = {
     "<": operator.lt, ">": operator.gt,
 }
 STATS = ("p50", "p90", "p95", "p99", "max", "mean", "count")
+DOWNLOAD_METRICS = ("requests", "errors", *DOWNLOAD_OUTCOMES)  # downloads.<these>
 PER_PHONE_METRICS = ("phone.reboots",)
 
 _EXPRESSION = re.compile(
@@ -83,6 +87,8 @@ def known_metric(metric: str) -> bool:
         return parts[1] in STATS
     if len(parts) == 3 and parts[0] == "stage":
         return parts[2] in STATS
+    if len(parts) == 2 and parts[0] == "downloads":
+        return parts[1] in DOWNLOAD_METRICS
     if parts[0] == "service":  # the run's time series (observe.series)
         from labsim.observe.series import SERIES_METRICS, SERIES_STATS, SERVICES
 
@@ -105,7 +111,8 @@ def parse_expectation(text: str) -> Check:
             f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
             f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>, "
             f"service.<dhcp|http|tftp|ftp|other>.requests, "
-            f"service.<dhcp|http|tftp|ftp|other>.<requests_per_s|requests_per_min>.<max|mean>"
+            f"service.<dhcp|http|tftp|ftp|other>.<requests_per_s|requests_per_min>.<max|mean>, "
+            f"downloads.<{'|'.join(DOWNLOAD_METRICS)}>"
         )
     percent = unit == "%"
     if percent and not metric.startswith("phones."):
@@ -142,7 +149,7 @@ def evaluate(check: Check, metrics: dict[str, float | None], per_phone: dict[str
         return Verdict(label, bool(values) and not failing, observed, detail)
     observed = metrics.get(check.key)
     if observed is None:
-        if (check.metric.startswith("phones.") or (check.metric.startswith("service.") and check.window is None)
+        if (check.metric.startswith(("phones.", "downloads.")) or (check.metric.startswith("service.") and check.window is None)
                 or check.metric.endswith(".count")):
             observed = 0  # no phone in that state; no request to that service, no timing of that stage (a window: it never came)
         else:

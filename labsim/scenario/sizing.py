@@ -34,11 +34,12 @@ from labsim.scenario.yaml_marks import MarkedDocument
 
 def grows_with_fleet(check: Check) -> bool:
     """A count that a larger fleet makes larger: phones in a state (not as a %), reboots
-    in all, how many timings a stage has, a service's requests and request rates."""
+    in all, how many timings a stage has, a service's requests and request rates, the
+    fleet's downloads."""
     if check.percent or check.per_phone:
         return False
     metric = check.metric
-    return (metric.startswith(("phones.", "service.")) or metric == "reboots.total"
+    return (metric.startswith(("phones.", "service.", "downloads.")) or metric == "reboots.total"
             or metric.endswith(".count"))
 
 

@@ -22,7 +22,7 @@ def flash_checks(scenario) -> list:
     return [expectation for expectation in expectations_of(scenario) if hasattr(expectation, "flash")]
 
 
-def check_reads(scenario, prefix: str) -> bool:
+def check_reads(scenario, prefix: str | tuple[str, ...]) -> bool:
     """Whether the check reads a metric under ``prefix`` (``service.``, ``stage.``): a
     ``--workers`` parent then needs every worker's requests or latencies to judge it."""
     from labsim.scenario.expectations import parse_expectation

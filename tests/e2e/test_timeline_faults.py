@@ -218,3 +218,30 @@ def test_the_http_server_falls_over_after_its_first_requests_and_the_later_phone
     assert started[5] > fell["t"] - 0.5 - told - 0.05
     states = {ph["state"] for ph in report["phones"]}
     assert states == {"ready", "failed"}, states
+
+
+@pytest.mark.parametrize("clock, workers", [("real", None), ("real", "2"), ("virtual", None), ("virtual", "2")])
+def test_a_when_on_the_fleets_download_outcomes_and_expectations_on_them(tmp_path, clock, workers):
+    """``when: downloads.optional_missing >= 4``: the HTTP server stops once the fleet has
+    had four 404s of files its phones only look for (a Yealink's boot files, two a pass),
+    in one process and on two workers, where each tells the parent its downloads'
+    outcomes with its stage latencies; then ``downloads.*`` expectations judge the end:
+    the boot files' 404s are no error, the refused downloads after the stop are."""
+    expect = ("phones.failed >= 1", "downloads.optional_missing >= 4", "downloads.errors >= 1",
+              "downloads.error >= 1", "downloads.not_found == 0")
+    text = base(ports(), count=6, expect=expect, time_limit=60)
+    text = text.replace("boot: {pattern: storm, random_delay_s: 0.5}", "boot: {pattern: ramp, per_second: 3}")
+    text += "timeline:\n  - name: four misses\n    when: downloads.optional_missing >= 4\n    do: {stop_service: http}\n"
+    args = ["--clock", clock] + (["--workers", workers] if workers else [])
+    proc, report = run_labsim(tmp_path, text, *args, timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [fired] = report["timeline"]
+    assert (fired["entry"], fired["action"]) == ("four misses", "stop_service")
+    misses = sorted(line["t"] for line in map(json.loads, open(tmp_path / "report" / "events.jsonl"))
+                    if line["kind"] == "fetch" and line["url"].endswith(".boot") and line["status"] == "not_found")
+    told = 0.2 if workers and clock == "real" else 0.0  # a real-clock worker tells its timings every 0.2 s
+    assert misses[3] - 0.05 <= fired["t"] <= misses[3] + 0.5 + told + 0.05, (misses, fired["t"])
+    verdicts = {e["check"]: e["observed"] for e in report["expectations"]}
+    http = [stats for server, stats in report["summary"]["servers"].items() if server.startswith("http://")]
+    assert verdicts["downloads.optional_missing >= 4"] == sum(s["by_status"].get("optional_missing", 0) for s in http)
+    assert verdicts["downloads.errors >= 1"] == sum(s["errors"] for s in http)

@@ -165,3 +165,17 @@ def test_integer_percent_matches_exact_arithmetic(total, data):
 def test_decimal_percent_is_exact():
     assert _eval("phones.ready >= 16.1%", {"phones.ready": 161}, total=1000).passed
     assert _eval("phones.ready == 16.1%", {"phones.ready": 161}, total=1000).passed
+
+
+def test_the_fleets_downloads_are_counts_an_expectation_may_read():
+    from labsim.phones.events import DOWNLOAD_OUTCOMES
+
+    for name in ("requests", "errors", *DOWNLOAD_OUTCOMES):
+        assert parse_expectation(f"downloads.{name} >= 0").metric == f"downloads.{name}"
+    with pytest.raises(BadExpectation, match=r"downloads\.<requests\|errors\|ok\|not_found\|optional_missing"):
+        parse_expectation("downloads.failures == 0")
+    with pytest.raises(BadExpectation, match="'%' only applies"):
+        parse_expectation("downloads.errors < 1%")
+    # A run whose phones downloaded nothing has none of anything: 0, not "no data".
+    verdict = evaluate(parse_expectation("downloads.errors == 0"), {}, {}, 3)
+    assert verdict.passed and verdict.observed == 0

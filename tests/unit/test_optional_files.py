@@ -135,3 +135,20 @@ def test_an_avaya_user_file_is_only_looked_for_when_the_phone_treats_it_as_optio
     lab.boot()
     assert _outcomes(lab)["SIP001765FDBF1D.cfg"] == (OPTIONAL_MISSING if optional else "not_found")
     assert _errors(lab) == (0 if optional else 1)
+
+
+def test_the_fleets_downloads_as_an_expectation_counts_them():
+    """``downloads.*``: every server's requests by outcome, DHCP's left out; errors as the
+    servers' lines count them, so the boot files' 404s are not among them."""
+    from labsim.observe.report import phone_metrics
+
+    lab = _yealink({"y000000000066.cfg": YEALINK_COMMON})
+    lab.boot()
+    member = FleetMember("desk", "test", lab.phone, 0.0)
+    metrics, _ = phone_metrics([member], wanted={"downloads.errors"})
+    line = server_statistics([member])[HTTP]
+    downloads = {name: value for name, value in metrics.items() if name.startswith("downloads.")}
+    assert downloads["downloads.requests"] == line["requests"] and downloads["downloads.errors"] == line["errors"] > 0
+    assert downloads["downloads.optional_missing"] == 2 and downloads["downloads.not_found"] == line["errors"]
+    assert downloads["downloads.ok"] == 1 and downloads["downloads.error"] == downloads["downloads.dns"] == 0
+    assert "downloads.errors" not in phone_metrics([member], wanted={"phones.ready"})[0]  # only when read
