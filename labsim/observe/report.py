@@ -112,13 +112,12 @@ def outcomes_by_server(members, archive=None) -> dict[str, Counter]:
     those a long run moved to its ``archive`` (or a ``--workers`` parent's, told by its
     shards: ``scale.fleet_metrics.FleetStages``)."""
     outcomes: defaultdict[str, Counter] = defaultdict(Counter)
-    if archive is not None:
-        for server, counts in archive.server_status.items():
-            outcomes[server].update(counts)
-    for member in members:
-        for timing in member.phone.stages:
-            if timing.server:
-                outcomes[timing.server][timing.status] += 1
+    for server, counts in (archive.server_status.items() if archive is not None else ()):
+        outcomes[server].update(counts)
+    told = Counter((timing.server, timing.status) for member in members for timing in member.phone.stages
+                   if timing.server)
+    for (server, status), count in told.items():
+        outcomes[server][status] += count
     return outcomes
 
 
@@ -160,19 +159,15 @@ def server_statistics(members, archive=None) -> dict:
     A request that never left the phone (its host name did not resolve: NEVER_SENT) is
     counted with its status, but its time is the lab DNS's, not the server's: it is left
     out of the server's latency."""
+    outcomes = outcomes_by_server(members, archive)
     latencies: defaultdict[str, Latencies] = defaultdict(Latencies)
-    outcomes: defaultdict[str, Counter] = defaultdict(Counter)
     if archive is not None:
         for server, values in archive.server_latencies.items():
             latencies[server].update(values)
-        for server, counts in archive.server_status.items():
-            outcomes[server].update(counts)
     for member in members:
         for timing in member.phone.stages:
-            if timing.server:
-                outcomes[timing.server][timing.status] += 1
-                if timing.status not in NEVER_SENT:
-                    latencies[timing.server].append(timing.ended - timing.started)
+            if timing.server and timing.status not in NEVER_SENT:
+                latencies[timing.server].append(timing.ended - timing.started)
     result = {}
     for server in sorted(outcomes):
         counts = outcomes[server]
