@@ -121,6 +121,12 @@ def outcomes_by_server(members, archive=None) -> dict[str, Counter]:
     return outcomes
 
 
+def errors_among(counts, requests: int) -> int:
+    """Of ``requests`` counted by outcome, the errors: neither ok nor a file the phone only
+    looked for and the server did not have (a server's line and ``downloads.errors``)."""
+    return requests - counts.get("ok", 0) - counts.get(OPTIONAL_MISSING, 0)
+
+
 def download_metrics(outcomes: dict[str, Counter]) -> dict[str, int]:
     """``downloads.requests``, ``downloads.errors`` (as a server's line counts them: neither
     ok nor optional_missing) and ``downloads.<outcome>`` (events.DOWNLOAD_OUTCOMES; an error
@@ -136,7 +142,7 @@ def download_metrics(outcomes: dict[str, Counter]) -> dict[str, int]:
     requests = sum(counts.values())
     metrics = {f"downloads.{outcome}": count for outcome, count in counts.items()}
     metrics["downloads.requests"] = requests
-    metrics["downloads.errors"] = requests - counts["ok"] - counts[OPTIONAL_MISSING]
+    metrics["downloads.errors"] = errors_among(counts, requests)
     return metrics
 
 
@@ -174,8 +180,7 @@ def server_statistics(members, archive=None) -> dict:
         requests = sum(counts.values())
         result[server] = {
             "requests": requests,
-            # A file the phone only looked for and the server did not have is no error.
-            "errors": requests - counts.get("ok", 0) - counts.get(OPTIONAL_MISSING, 0),
+            "errors": errors_among(counts, requests),
             "by_status": dict(sorted(counts.items())),
             "latency_s": summarize(latencies[server]),
         }
