@@ -39,7 +39,7 @@ INTEROP_GROUP = "interop-privileged-ports"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n 2 --dist loadgroup``, as scripts/test runs), the interop
+    """Under pytest-xdist (``-n N --dist loadgroup``, as scripts/test runs), the interop
     tests run one after another on one worker: Kea, dnsmasq and in.tftpd hold loopback
     ports 67 and 69, and a fleet's relay binds 127.0.0.2:67, which two such tests cannot
     share. Everything else spreads over the workers.
