@@ -4,7 +4,14 @@ I/O-free (the Twisted adapter in ``labsim.ui.web`` moves the bytes). A phone's s
 change costs one dict store (``phone_changed``); a few times a second ``flush`` turns
 everything that changed since the last flush into one frame: each phone that changed
 once, with its latest state (coalescing: a phone that went dhcp → provisioning → ready
-in 200 ms is sent as ready), the counts per state and the request rates per service.
+in 200 ms is sent as ready), the counts per state and, when a chart point is due, the
+requests per service so far.
+
+The charts' request rates are not sent: the page works them out from those running
+totals (``requestRates`` in ``static/app.js``: over the last second, or since the point
+before once points are further apart). Running totals, because a series that is thinned
+to stay short (``MAX_SERIES_POINTS``) then loses no request: a rate sampled at each
+point would show only the last frame's quarter second of each longer step.
 The frame is encoded once and offered to every subscriber.
 
 A subscriber that cannot keep up (its socket is full, the Twisted producer is paused)
@@ -72,9 +79,9 @@ class Subscriber:
 
 class ChangeFeed:
     """Phones (index → state), the changes since the last flush, and the series the
-    charts draw: phones per state and requests per second per service over time."""
+    charts draw: phones per state and requests per service so far, over time."""
 
-    def __init__(self, phones: list[dict], *, rates=None):
+    def __init__(self, phones: list[dict], *, totals=None):
         # phones: [{"mac", "vendor", "model", "fleet"}] in the run's order; the index is the phone's id.
         self.phones = phones
         self.index_of = {phone["mac"]: index for index, phone in enumerate(phones)}
@@ -89,10 +96,10 @@ class ChangeFeed:
         self.changed: dict[int, int] = {}
         self.subscribers: list[Subscriber] = []
         self.seq = 0
-        self.rates = rates  # () -> {service: requests/s since the last call}, or None
+        self.totals = totals  # () -> {service: requests so far}, or None
         self.series_t: list[float] = []
         self.series_counts: list[list[int]] = []
-        self.series_rates: list[dict[str, float]] = []
+        self.series_totals: list[dict[str, int]] = []
         self._series_every = 1
         self._flushes = 0
         self.extra: dict[str, object] = {}  # small facts the page shows (run status, faults in force)
@@ -115,10 +122,12 @@ class ChangeFeed:
         """The frame for everything since the last flush (None when nothing changed and
         no chart point is due), offered to every subscriber."""
         self._flushes += 1
-        rates = self.rates() if self.rates is not None else {}
         point_due = self._flushes % self._series_every == 0
+        point = {}
         if point_due:
-            self._add_point(t, rates)
+            totals = self.totals() if self.totals is not None else {}
+            self._add_point(t, totals)
+            point = {"totals": totals}
         if not self.changed and not point_due:
             return None
         flat: list[int] = []
@@ -127,18 +136,17 @@ class ChangeFeed:
         self.changed.clear()
         self.seq += 1
         frame = sse("changes", {"seq": self.seq, "t": round(t, 3), "c": flat, "counts": self.counts,
-                                "rates": {k: round(v, 2) for k, v in rates.items()},
-                                "point": point_due, **self.extra})
+                                "point": point_due, **point, **self.extra})
         for subscriber in self.subscribers:
             subscriber.offer(frame)
         return frame
 
-    def _add_point(self, t: float, rates: dict[str, float]) -> None:
+    def _add_point(self, t: float, totals: dict[str, int]) -> None:
         self.series_t.append(round(t, 3))
         self.series_counts.append(list(self.counts))
-        self.series_rates.append({k: round(v, 2) for k, v in rates.items()})
+        self.series_totals.append(dict(totals))
         if len(self.series_t) > MAX_SERIES_POINTS:  # keep the whole run, at a coarser step
-            for series in (self.series_t, self.series_counts, self.series_rates):
+            for series in (self.series_t, self.series_counts, self.series_totals):
                 del series[1::2]
             self._series_every *= 2
 
@@ -146,7 +154,7 @@ class ChangeFeed:
         return {"seq": self.seq, "states": list(STATES), "macs": [p["mac"] for p in self.phones],
                 "group": self.group_of, "groups": self.groups,
                 "s": "".join(chr(48 + code) for code in self.states), "counts": self.counts,
-                "series": {"t": self.series_t, "counts": self.series_counts, "rates": self.series_rates},
+                "series": {"t": self.series_t, "counts": self.series_counts, "totals": self.series_totals},
                 **self.extra}
 
     def snapshot_frame(self) -> bytes:

@@ -47,11 +47,9 @@ class Dashboard:
         self.token = token or secrets.token_urlsafe(18)
         members = run.members if run is not None else []
         self.feed = ChangeFeed([{"mac": m.phone.mac, "vendor": m.vendor, "model": m.phone.model, "fleet": m.fleet}
-                                for m in members], rates=self._rates)
+                                for m in members], totals=self.request_totals)
         self.metrics_registry = registry_for(LabCollector(members=lambda: members, services=self._service_stats))
-        self._totals_seen: dict[str, int] = {}
         self._capture_indexes: dict = {}  # capture path -> labsim.ui.packets.CaptureIndex
-        self._rates_at = self.clock.seconds()
         self._epoch = self.clock.seconds()
         self._flusher = task.LoopingCall(self._flush)
         self._flusher.clock = reactor
@@ -108,19 +106,9 @@ class Dashboard:
             for deliver in self.on_frame:
                 deliver()
 
-    def _rates(self) -> dict[str, float]:
-        """Requests per second per service since the last call (DHCP messages the phones
-        sent, downloads by URL scheme: the series report.html's request-rate chart draws)."""
-        now = self.clock.seconds()
-        span, self._rates_at = now - self._rates_at, now
-        totals = self.request_totals()
-        rates = {name: (count - self._totals_seen.get(name, 0)) / span
-                 for name, count in totals.items() if span > 0 and count != self._totals_seen.get(name, 0)}
-        self._totals_seen = totals
-        return rates
-
     def request_totals(self) -> dict[str, int]:
-        """Requests per service so far."""
+        """Requests per service so far (DHCP messages the phones sent, downloads by URL
+        scheme): the chart of requests per second is drawn from them (labsim.ui.feed)."""
         if self.run is None:
             return {}
         return {service: sum(seconds) for service, seconds in self.run.series.per_second.items()}

@@ -7,7 +7,9 @@ in the workers. What the page shows comes from where it lives:
   fed by the workers' ``Changes`` stream (each changed phone once per 0.2 s, coalesced
   in the worker; the page gets its own coalesced frames four times a second, as in one
   process);
-- the request-rate chart: the requests per service each worker adds to that stream;
+- the request-rate chart: the requests per service each worker adds to that stream (a
+  worker's counts come in a bunch after its reactor stalled; the page's rates, taken over
+  at least a second, spread such a bunch instead of drawing a spike);
 - a phone's story and its packets: asked of the one worker that holds the phone, over
   the same AMP connection (``PhoneStory``; ``FlushCapture``, then the parent reads that
   shard's capture through its index), only when a page opens the phone, so the stream
@@ -20,7 +22,6 @@ in the workers. What the page shows comes from where it lives:
 from __future__ import annotations
 
 import json
-from collections import deque
 
 from twisted.internet import defer
 
@@ -28,32 +29,10 @@ from labsim.fleet.shard import Shard
 from labsim.scale.protocol import FlushCapture, JudgeFlash, PhoneStory
 from labsim.ui.hub import Dashboard
 
-# The request rates are taken over this window: a worker's counters come every 0.2 s when
-# its reactor keeps time, in a bunch after a stall, and a bunch over one 0.25 s frame would
-# draw a spike of several times the real rate.
-RATE_WINDOW_S = 1.0
-
 
 class ShardedDashboard(Dashboard):
-    def __init__(self, reactor, **lab):
-        super().__init__(reactor, **lab)
-        self._samples: deque = deque()  # (time, requests per service so far), the last RATE_WINDOW_S
-
     def _keep_stories(self) -> None:
         pass  # the workers keep their phones' exchanges (Begin with stay_open)
-
-    def _rates(self) -> dict[str, float]:
-        now, totals = self.reactor.seconds(), self.request_totals()
-        samples = self._samples
-        samples.append((now, totals))
-        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
-            samples.popleft()
-        then, before = samples[0]
-        span = now - then
-        if span <= 0:
-            return {}
-        return {name: (count - before.get(name, 0)) / span for name, count in totals.items()
-                if count != before.get(name, 0)}
 
     def request_totals(self) -> dict[str, int]:
         totals: dict[str, int] = {}

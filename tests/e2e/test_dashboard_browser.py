@@ -60,6 +60,47 @@ def post_action(driver, text: str) -> int:
         " body: JSON.stringify({do: arguments[0]})}).then((r) => done(r.status), () => done(-1));", text)
 
 
+def busiest(times: list[float], seconds: float) -> int:
+    """The most of these moments within any span of this many seconds."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] > seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def check_the_request_rate_chart(browser, lab) -> None:
+    """The page draws requests per second from the points' running totals: over the last
+    second, or over the step since the point before once a long lab's series is thinned."""
+    rates = "return requestRates(arguments[0], arguments[1]);"
+    # A worker whose counts reach the parent only every 2 s, in a bunch, beside one that
+    # reports on time (200 requests/s each, points four times a second): the bunch is
+    # spread over a second (600/s), not drawn as one quarter second's 1,800/s.
+    t = [0.25 * k for k in range(1, 25)]
+    totals = [{"http": 200 * x + 200 * (x // 2 * 2)} for x in t]
+    drawn = [r.get("http", 0) for r in browser.execute_script(rates, t, totals)]
+    assert max(drawn[8:]) <= 600 + 1e-6 and 350 <= sum(drawn[8:]) / len(drawn[8:]) <= 450, drawn
+    # A thinned series, a point every 4 s, with 40 requests in one quarter second of each
+    # 8 s: each step's rate is its requests over its 4 s, and the steps hold all of them.
+    t = [4.0 * k for k in range(1, 11)]
+    totals = [{"tftp": 40 * ((k + 1) // 2)} for k in range(1, 11)]
+    drawn = [r.get("tftp", 0) for r in browser.execute_script(rates, t, totals)]
+    assert drawn == [10, 0] * 5 and sum(rate * 4 for rate in drawn) == totals[-1]["tftp"], drawn
+    # This lab's storm: a rate is taken from the last point at least a second back, so over
+    # a second plus at most one step between points: the chart's peak is at most the
+    # busiest such span on the wire over one second. Before, a quarter second's burst was
+    # drawn times four (here the phones' first 22 GETs, within 20 ms: 88/s, where with
+    # steps of 0.25 s this allows 40).
+    with open(lab.report_dir / "events.jsonl", encoding="utf-8") as events:
+        gets = [e["t"] for e in map(json.loads, events) if e["kind"] == "fetch" and e["url"].startswith("http:")]
+    t, totals, drawn = browser.execute_script(  # one moment: the series grows as the lab runs
+        "const s = fleet.series; return [s.t, s.totals, requestRates(s.t, s.totals).map((r) => r.http || 0)];")
+    longest_step = max(later - earlier for earlier, later in zip(t, t[1:]))
+    assert 0 < max(drawn) <= busiest(gets, 1 + longest_step), (drawn, busiest(gets, 1 + longest_step), t, totals)
+
+
 def test_the_dashboard_in_chromium(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -75,6 +116,7 @@ def test_the_dashboard_in_chromium(browser, tmp_path):
         lab.wait_until(lambda: (lab.report_dir / "report.json").exists(), what="the settled report")
         report = lab.report()
         phone = report["phones"][0]
+        check_the_request_rate_chart(browser, lab)
 
         # Click the first tile: its story, with the file names and MD5s the report has.
         tiles = browser.find_element(By.ID, "tiles")

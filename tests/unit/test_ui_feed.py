@@ -82,3 +82,32 @@ def test_an_unsubscribed_page_gets_nothing_more_and_the_series_stays_bounded():
         feed.flush(step * 0.25)
     assert page.pending == [] and len(feed.series_t) <= 1200
     assert feed.series_t[0] == 0.0 and feed.series_t[-1] > 1000  # the whole run, at a coarser step
+
+
+def test_chart_points_carry_the_requests_so_far_and_a_thinned_series_loses_none():
+    # A long lab: requests come in bursts in one frame of each 8, so a rate taken over the
+    # last frame before each point of a thinned series would see either none or all of them.
+    sent = {"http": 0, "dhcp": 0}
+    at_time = {}
+    feed = ChangeFeed(phones(1), totals=lambda: dict(sent))
+    page = feed.subscribe()
+    page.take()
+    for step in range(1, 6000):
+        if step % 8 == 3:
+            sent["http"] += 40
+        sent["dhcp"] += step % 2
+        t = step * 0.25
+        at_time[round(t, 3)] = dict(sent)
+        feed.flush(t)
+        points = [data for name, data in events(page.take()) if data.get("point")]
+        # What the page is told at a point: the totals then (it draws the rates from them).
+        assert all(point["totals"] == at_time[point["t"]] for point in points)
+    assert len(feed.series_t) <= 1200 and feed.series_t[-1] > 1400
+    assert feed.series_t[1] - feed.series_t[0] >= 2  # thinned: a point for each 2 s or more
+    # Each point still holds the running totals of its own moment, so the requests between
+    # two points are the difference of their totals, however far apart they now are.
+    for t, totals in zip(feed.series_t, feed.series_totals):
+        assert totals == at_time[t]
+    [(name, snapshot)] = events(feed.subscribe().take())
+    assert snapshot["series"]["totals"] == feed.series_totals
+    assert "rates" not in snapshot["series"]

@@ -1,13 +1,15 @@
-"""The request rates a --workers dashboard draws: taken over a window, so counters that
-reach the parent in a bunch (a worker's reactor stalled) are not drawn as a spike."""
+"""The request totals a --workers dashboard's chart points carry: every shard's requests,
+added up as their counters reach the parent. (How the page turns them into rates, and
+spreads a shard's late bunch over a second: tests/e2e/test_dashboard_browser.py.)"""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 from twisted.internet import task
 
-from labsim.ui.shards import RATE_WINDOW_S, ShardedDashboard
+from labsim.ui.shards import ShardedDashboard
 
 
 def dashboard(clock):
@@ -16,20 +18,13 @@ def dashboard(clock):
     return ShardedDashboard(clock, run=run), run
 
 
-def test_rates_add_the_shards_and_spread_a_late_bunch_over_the_window():
+def test_chart_points_carry_every_shards_requests_so_far():
     clock = task.Clock()
     hub, run = dashboard(clock)
-    rates = []
-    for step in range(1, 25):  # 6 s of 0.25 s frames; 200 requests/s in each of 2 shards
-        clock.advance(0.25)
-        sent = 200 * clock.seconds()
-        # Shard 1's counters arrive only every 2 s (its reactor stalls), in one bunch.
-        late = 200 * (clock.seconds() // 2 * 2)
-        run.shard_counters = {0: {"requests": {"http": sent}}, 1: {"requests": {"http": late}}}
-        rates.append(hub._rates().get("http", 0.0))
-    steady = rates[8:]
-    # Frame by frame a 2 s bunch would be drawn as 200 + 400 / 0.25 = 1,800/s for one frame;
-    # over the 1 s window it is 600/s for a second, then 200/s: the same requests in all.
-    assert max(steady) <= 200 + 400 / RATE_WINDOW_S
-    assert 350 <= sum(steady) / len(steady) <= 450
-    assert hub.request_totals() == {"http": 200 * 6 + 200 * 6}
+    run.shard_counters = {0: {"requests": {"http": 120, "dhcp": 4}}, 1: {"requests": {"http": 80}}}
+    frame = hub.feed.flush(0.25)
+    data = json.loads(frame.decode().split("data: ", 1)[1])
+    assert data["point"] and data["totals"] == {"http": 200, "dhcp": 4}
+    run.shard_counters[1] = {"requests": {"http": 480, "tftp": 3}}  # shard 1's late bunch
+    hub.feed.flush(0.5)
+    assert hub.feed.series_totals == [{"http": 200, "dhcp": 4}, {"http": 600, "dhcp": 4, "tftp": 3}]

@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 
 let INFO = null, STATES = [], COLORS = {}, SVC_COLORS = {};
-const fleet = {macs: [], group: [], groups: [], states: [], counts: [], series: {t: [], counts: [], rates: []}};
+const fleet = {macs: [], group: [], groups: [], states: [], counts: [], series: {t: [], counts: [], totals: []}};
 const filter = {state: "", vendor: "", mac: ""};
 let layout = null, dirty = new Set(), fullRedraw = true, selected = null;
 
@@ -66,8 +66,9 @@ function connect() {
     for (let i = 0; i < c.c.length; i += 2) { fleet.states[c.c[i]] = c.c[i + 1]; dirty.add(c.c[i]); }
     fleet.counts = c.counts;
     if (c.point) {
-      fleet.series.t.push(c.t); fleet.series.counts.push(c.counts); fleet.series.rates.push(c.rates);
-      if (fleet.series.t.length > 1200) for (const k of ["t", "counts", "rates"]) fleet.series[k] = fleet.series[k].filter((_, i) => i % 2 === 0);
+      fleet.series.t.push(c.t); fleet.series.counts.push(c.counts); fleet.series.totals.push(c.totals || {});
+      // Thinned as the server thins its copy: running totals lose no request when a point goes.
+      if (fleet.series.t.length > 1200) for (const k of ["t", "counts", "totals"]) fleet.series[k] = fleet.series[k].filter((_, i) => i % 2 === 0);
     }
     setStatus(c);
     if (filter.state) fullRedraw = true;
@@ -222,13 +223,35 @@ function lineChart(canvas, t, lines, yLabel) {
   }
 }
 
+// Requests per second per service at each chart point, from the running totals the
+// points carry: over the last RATE_WINDOW_S (points come four times a second, and a
+// quarter second's burst, or a worker's counts arriving in a bunch, is no rate), or since
+// the point before once points are further apart (a long run's series is thinned), so that
+// every request counts in the rate of the step it fell in.
+const RATE_WINDOW_S = 1;
+function requestRates(t, totals) {
+  const rates = [];
+  let from = -1;  // the point the window starts after; -1: the lab's start, when nothing was counted
+  for (let i = 0; i < t.length; i++) {
+    while (from + 1 < i && t[from + 1] <= t[i] - RATE_WINDOW_S) from++;
+    const start = from < 0 ? 0 : t[from], before = from < 0 ? {} : totals[from], span = t[i] - start;
+    const rate = {};
+    for (const [service, count] of Object.entries(totals[i])) {
+      if (span > 0 && count > (before[service] || 0)) rate[service] = (count - (before[service] || 0)) / span;
+    }
+    rates.push(rate);
+  }
+  return rates;
+}
+
 function drawCharts() {
   if (!$("fleet").classList.contains("active")) return;
   const s = fleet.series;
   lineChart($("chart-states"), s.t, STATES.map((state, k) => ({color: COLORS[state], values: s.counts.map((c) => c[k])}))
     .filter((l) => l.values.some((v) => v > 0)), "phones");
-  const services = [...new Set(s.rates.flatMap((r) => Object.keys(r)))].sort();
-  lineChart($("chart-rates"), s.t, services.map((name) => ({color: SVC_COLORS[name] || "#888", values: s.rates.map((r) => r[name] || 0)})), "requests/s");
+  const rates = requestRates(s.t, s.totals);
+  const services = [...new Set(rates.flatMap((r) => Object.keys(r)))].sort();
+  lineChart($("chart-rates"), s.t, services.map((name) => ({color: SVC_COLORS[name] || "#888", values: rates.map((r) => r[name] || 0)})), "requests/s");
   $("rates-legend").innerHTML = services.map((n) => `<span class="chip"><i style="background:${SVC_COLORS[n] || "#888"}"></i>${esc(n)}</span>`).join("");
 }
 
