@@ -40,6 +40,7 @@ from labsim.observe.day_window import BadWindow, DayWindow, parse_window
 from labsim.phones.events import DOWNLOAD_OUTCOMES
 from labsim.phones.phone import STATES
 from labsim.scenario.fields import ModelName, Strict
+from labsim.scenario.suggest import unknown
 
 
 OPERATORS = {
@@ -77,6 +78,17 @@ class Check:
         return self.metric if self.window is None else f"{self.metric} during {self.window.text}"
 
 
+def spelt_out_metrics() -> list[str]:
+    """Every metric name but the stages' (which depend on the vendors), spelt out: what a
+    misspelt metric is compared with."""
+    from labsim.observe.series import SERIES_METRICS, SERIES_STATS, SERVICES
+
+    return ["phones.total", "reboots.total", *PER_PHONE_METRICS, *(f"phones.{s}" for s in STATES),
+            *(f"time_to_ready.{s}" for s in STATS), *(f"downloads.{m}" for m in DOWNLOAD_METRICS),
+            *(f"service.{name}.requests" for name in SERVICES),
+            *(f"service.{name}.{m}.{s}" for name in SERVICES for m in SERIES_METRICS for s in SERIES_STATS)]
+
+
 def known_metric(metric: str) -> bool:
     parts = metric.split(".")
     if metric in ("phones.total", "reboots.total") or metric in PER_PHONE_METRICS:
@@ -107,13 +119,13 @@ def parse_expectation(text: str) -> Check:
         )
     metric, op, value, unit, during = match.groups()
     if not known_metric(metric):
-        raise BadExpectation(
-            f"unknown metric {metric!r}; allowed: phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
+        raise BadExpectation(unknown(
+            "metric", metric, spelt_out_metrics(),
+            f"phones.total, phones.<{'|'.join(STATES)}>, reboots.total, "
             f"phone.reboots, time_to_ready.<{'|'.join(STATS)}>, stage.<name>.<{'|'.join(STATS)}>, "
             f"service.<dhcp|http|tftp|ftp|other>.requests, "
             f"service.<dhcp|http|tftp|ftp|other>.<requests_per_s|requests_per_min>.<max|mean>, "
-            f"downloads.<{'|'.join(DOWNLOAD_METRICS)}>"
-        )
+            f"downloads.<{'|'.join(DOWNLOAD_METRICS)}>"))
     percent = unit == "%"
     if percent and not metric.startswith("phones."):
         raise BadExpectation(f"'%' only applies to phones.<state> counts, not {metric!r}")

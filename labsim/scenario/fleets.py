@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from labsim.phones.vendors import VENDORS
+from labsim.scenario.suggest import unknown
 from labsim.scenario.fields import IPv4, InterfaceName, MAC_PATTERN, ModelName, NetworkOrAddress, Port, Strict, _ipv4
 from labsim.wire.numbers import is_number
 
@@ -134,7 +135,7 @@ class Fleet(Strict):
     @classmethod
     def _vendor(cls, vendor: str) -> str:
         if vendor not in VENDORS:
-            raise ValueError(f"unknown vendor {vendor!r}; allowed: {', '.join(sorted(VENDORS))}")
+            raise ValueError(unknown("vendor", vendor, sorted(VENDORS)))
         return vendor
 
     @field_validator("first_mac")
@@ -155,7 +156,7 @@ class Fleet(Strict):
         allowed = VENDORS[vendor].MODELS
         for model in ([value] if isinstance(value, str) else value):
             if model not in allowed:
-                raise ValueError(f"unknown {vendor} model {model!r}; allowed: {', '.join(allowed)}")
+                raise ValueError(unknown(f"{vendor} model", model, allowed))
         if isinstance(value, dict) and any(count < 1 for count in value.values()):
             raise ValueError("every model count must be at least 1")
         return value

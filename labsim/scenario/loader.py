@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from labsim.scenario.calendar_start import parse_start
 from labsim.scenario.checks import cross_checks, port_clashes
 from labsim.scenario.schema import Scenario
+from labsim.scenario.suggest import unknown
 from labsim.scenario.virtual_time import virtual_time_problems
 from labsim.scenario.yaml_marks import Mark, MarkedDocument, YamlError, load_marked
 
@@ -133,7 +134,7 @@ def _problem(filename: str, doc, error: dict) -> Problem:
         message = message[len("Value error, "):]
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(error["loc"][:-1])
-        message = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        message = unknown("key", loc[-1], allowed)
     elif error["type"] == "missing":
         message = "required but missing"
     return Problem(filename, doc.mark_for(tuple(loc)), field, message)

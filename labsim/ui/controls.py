@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from labsim.scenario import loader
 from labsim.scenario.loader import Problem
 from labsim.scenario.schema import TimelineEntry
+from labsim.scenario.suggest import unknown
 from labsim.scenario.yaml_marks import YamlError, load_marked
 
 SOURCE = "dashboard"
@@ -55,7 +56,7 @@ def parse_actions(text: str) -> list:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 allowed = loader._allowed_keys(("timeline", 0, *error["loc"][:-1]))
-                message = f"unknown key {path[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+                message = unknown("key", path[-1], allowed)
             elif error["type"] == "missing":
                 message = "required but missing"
             inner = tuple(path[1:]) if path[:1] == ["do"] else tuple(path)

@@ -599,3 +599,43 @@ def test_a_fault_on_a_service_the_scenario_does_not_run_is_refused_at_its_servic
         ("timeline[0].do.add_fault.service", "the scenario runs no http service, and a http fault acts inside "
                                              "labsim's own (only dhcp faults act on the fleet's side, for any server; "
                                              "services: none)")]
+
+
+# --- a misspelt name: the closest allowed one first ----------------------------------
+
+
+def test_a_misspelt_key_vendor_model_or_metric_names_the_closest_allowed_one():
+    text = textwrap.dedent("""\
+        name: t
+        services:
+          dhcp: {lease_tme_s: 60}
+          htp: {port: 8080}
+        fleets:
+          - vendor: yealnk
+            model: T46S
+            count: 1
+            first_mac: "00:15:65:00:00:01"
+          - vendor: polycom
+            model: vvx410
+            count: 1
+            first_mac: "00:04:f2:00:00:01"
+            bot: {pattern: storm}
+        expect:
+          - phones.redy == 100%
+          - dowloads.errors == 0
+          - queue.depth < 3
+        """)
+    problems = problems_of(text)
+    assert "unknown key 'lease_tme_s' (did you mean 'lease_time_s'?); allowed: " in \
+        problem_at(problems, "services.dhcp.lease_tme_s").message
+    assert "(did you mean 'http'?)" in problem_at(problems, "services.htp").message
+    assert "unknown vendor 'yealnk' (did you mean 'yealink'?); allowed: avaya," in \
+        problem_at(problems, "fleets[0].vendor").message
+    model = problem_at(problems, "fleets[1].model").message  # models are spelt as the vendor spells them
+    assert "unknown polycom model 'vvx410' (did you mean 'VVX410'?)" in model, model
+    assert "(did you mean 'boot'?)" in problem_at(problems, "fleets[1].bot").message
+    assert "unknown metric 'phones.redy' (did you mean 'phones.ready'?)" in problem_at(problems, "expect[0]").message
+    assert "(did you mean 'downloads.errors'?)" in problem_at(problems, "expect[1]").message
+    # Nothing close: no guess, only what is allowed.
+    far = problem_at(problems, "expect[2]").message
+    assert "did you mean" not in far and "unknown metric 'queue.depth'; allowed: phones.total" in far
