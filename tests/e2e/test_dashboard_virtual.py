@@ -78,7 +78,9 @@ def test_a_paced_virtual_lab_is_watched_and_run_as_unpaced(tmp_path):
     final = lab.report()
     assert "lab closed" in final["end_reason"] and final["simulated"]["duration_s"] > 7200
     [control] = final["timeline"]
-    assert (control["entry"], control["action"]) == ("dashboard", "power_cycle") and control["t"] > 7200
+    # At the duration or after it: a control acts at the lab's instant, which is still the
+    # duration's own when it comes before the pacer's next step (seen on a loaded machine).
+    assert (control["entry"], control["action"]) == ("dashboard", "power_cycle") and control["t"] >= 7200
 
     unpaced = subprocess.run([sys.executable, "-m", "labsim", "run", str(lab.scenario), "--report-dir",
                               str(tmp_path / "unpaced")], capture_output=True, text=True, timeout=120)
