@@ -160,11 +160,16 @@ def lookup_notes(data: dict, scenario) -> list[tuple[tuple, str]]:
         return blocked
     from dnslib import QTYPE, DNSLabel
 
-    from labsim.wire.dns_records import Zone
+    from labsim.wire.dns_records import Zone, dns_name_problem
 
     zone = Zone(dns.record_configs())
     notes = []
     for path, host in hosts:
+        problem = dns_name_problem(host)
+        if problem is not None:
+            notes.append((path, f"names the host {host!r}, which is no DNS name ({problem}): no lookup of it "
+                                "can succeed, and every download from it will fail with status dns"))
+            continue
         _, answers = zone.resolve(DNSLabel(host), QTYPE.A)
         if not any(answer.rtype == QTYPE.A for answer in answers):
             notes.append((path, f"names the host {host!r}, and services.dns has no A record for it (nor a CNAME "

@@ -30,7 +30,8 @@ from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from labsim.net.udp import bind_udp
 from labsim.phones.dns_client import PhoneDns
 from labsim.transport.guard import loopback_address
-from labsim.wire.dns_records import TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, frame_tcp, query_bytes
+from labsim.wire.dns_records import (TC_BIT, DnsLookupError, DnsResolver, DnsTcpDecoder, dns_name_problem, frame_tcp,
+                                     query_bytes)
 
 HEADER_SIZE = 12
 QTYPE_A = 1
@@ -252,6 +253,9 @@ class LabResolver(DatagramProtocol):
         self.stats["failures"] += 1
         if not name_servers:
             return no_name_servers(name)
+        problem = dns_name_problem(name)
+        if problem is not None:  # asked of nobody, as on the lab's DNS (_send)
+            return defer.fail(LookupFailed(f"{name}: no DNS name ({problem}): nothing asked"))
         client = dns or self._shared
         if self.capture is not None:
             self._capture_unanswered(name, name_servers, client)
@@ -321,9 +325,13 @@ class LabResolver(DatagramProtocol):
         return failure
 
     def _send(self, query: _Query) -> None:
+        try:
+            message = self.codec.build_query(query.name, "A", query.qid)
+        except DnsLookupError as exc:  # a name no query can carry: the phone asks nobody
+            self._fail(query, str(exc))
+            return
         query.tries += 1
         self.stats["queries"] += 1
-        message = self.codec.build_query(query.name, "A", query.qid)
         self.transport.write(message, self.server)
         if self.capture is not None:
             self.capture.dns_datagram(self.reactor.seconds(), message, self.bind_host, self.server[0], query=True)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.buffer import Buffer
+from dnslib.label import DNSLabelError
 
 SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "SRV", "TXT")
 OPCODE_QUERY = 0
@@ -52,6 +53,9 @@ class DnsRecordConfig:
     ttl: int = 300
 
     def to_rr(self) -> RR:
+        problem = dns_name_problem(self.name)
+        if problem is not None:
+            raise ValueError(f"record name {self.name!r} is no DNS name ({problem})")
         rtype = self.type.upper()
         if rtype not in SUPPORTED_TYPES:
             raise ValueError(f"{self.name}: record type {self.type!r} not one of {SUPPORTED_TYPES}")
@@ -64,15 +68,23 @@ class DnsRecordConfig:
         return RR(DNSLabel(self.name), getattr(QTYPE, rtype), rdata=rdata, ttl=self.ttl)
 
 
+def _target_name(name: str) -> str:
+    problem = dns_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{name!r} is no DNS name ({problem})")
+    return name
+
+
 def _rdata(rtype: str, value: str):
     if rtype == "A":
         return A(str(ipaddress.IPv4Address(value.strip())))
     if rtype == "AAAA":
         return AAAA(tuple(ipaddress.IPv6Address(value.strip()).packed))
     if rtype == "CNAME":
-        return CNAME(value.strip())
+        return CNAME(_target_name(value.strip()))
     if rtype == "SRV":
         priority, weight, port, target = value.split()
+        _target_name(target)
         numbers = [int(priority), int(weight), int(port)]
         if not all(0 <= n < 65536 for n in numbers):
             raise ValueError("priority, weight and port are 0..65535")
@@ -360,8 +372,29 @@ class SrvTarget(NamedTuple):
 
 
 def query_bytes(name: str, qtype: int, qid: int) -> bytes:
-    """A recursive query for ``name`` (RD set), as a stub resolver sends it."""
-    return bytes(DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype)).pack())
+    """A recursive query for ``name`` (RD set), as a stub resolver sends it. DnsLookupError
+    when ``name`` cannot be asked for at all (``dns_name_problem``)."""
+    try:
+        return bytes(DNSRecord(DNSHeader(id=qid, rd=1), q=DNSQuestion(name, qtype)).pack())
+    except (UnicodeError, DNSLabelError) as exc:
+        raise DnsLookupError(f"no DNS name ({_name_error(exc)}): nothing asked") from None
+
+
+def dns_name_problem(name: str) -> str | None:
+    """Why no query can be made for ``name``, or None. A host name from a URL a scenario
+    gives (DHCP option 66, a PnP URL ...) may hold a character IDNA refuses, an empty
+    label (``a..b``) or one over 63 bytes, or be over 255 bytes: a phone's stub resolver
+    refuses such a name without sending anything, so the lookup fails at once."""
+    try:
+        DNSRecord(DNSHeader(id=0, rd=1), q=DNSQuestion(name, QTYPE.A)).pack()
+    except (UnicodeError, DNSLabelError) as exc:
+        return _name_error(exc)
+    return None
+
+
+def _name_error(exc: Exception) -> str:
+    """The reason in words: IDNA's own ("Invalid character ..."), not the codec's wrapping."""
+    return str(exc.__cause__ or exc) if isinstance(exc, UnicodeError) else str(exc).split(":")[0]
 
 
 class DnsResolver:
@@ -378,8 +411,9 @@ class DnsResolver:
     def build_query(self, name: str, qtype: str | int, qid: int) -> bytes:
         """The query's bytes, remembered so that ``parse_answer`` takes only its reply."""
         qtype_num = getattr(QTYPE, qtype.upper()) if isinstance(qtype, str) else qtype
+        message = query_bytes(name, qtype_num, qid)  # DnsLookupError: no DNS name
         self._pending[qid] = (DNSLabel(name), qtype_num)
-        return query_bytes(name, qtype_num, qid)
+        return message
 
     def parse_answer(self, data: bytes) -> list:
         return self.parse_answer_and_ttl(data)[0]

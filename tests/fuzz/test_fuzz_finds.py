@@ -100,3 +100,12 @@ def test_an_option_66_url_that_does_not_split_fails_the_pass_not_the_phone(vendo
     _, _, check = BY_NAME["phone_dhcp"].build()
     check(bytes([sorted(PHONE_MODELS).index(vendor)]) + dhcp.encode(offer))
 
+
+
+def test_an_option_66_host_no_dns_query_can_carry_is_a_note_not_a_unicode_error():
+    # A byte the mutator changed in dns-outage.yaml's option 66 host (p\x80ovisioning.lab,
+    # read as U+FFFD): the lookup notes raised UnicodeError out of dnslib's label.
+    _, _, check = BY_NAME["scenario"].build()
+    check(b'name: t\nservices:\n  dhcp:\n    options: {66: "http://p\x80ovisioning.lab:8080/"}\n  http: {port: 8080}\n'
+          b'  dns:\n    records:\n      - {name: provisioning.lab, type: A, value: 127.0.0.1}\n'
+          b'fleets:\n  - {vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}\n')

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from labsim.scenario.loader import load_scenario
+from labsim.scenario.loader import ScenarioError, load_scenario
 from labsim.scenario.name_lookup import host_of
 from labsim.scenario.sizing import noted
 
@@ -129,3 +129,38 @@ def test_an_option_6_without_the_labs_dns_is_the_one_note_for_every_name(tmp_pat
                              "6, labsim's DHCP gives the lab's DNS)")
     right = wrong.replace("6: [10.0.0.53, 10.0.0.54]", "6: [10.0.0.53, 127.0.0.1]")
     assert "options[6]" not in " ".join(notes_of(tmp_path, right + dns))  # back to the names' own notes
+
+
+def test_a_host_name_no_dns_query_can_carry_is_a_note_not_a_crash(tmp_path):
+    # Found by the fuzzer: option 66 with a character IDNA refuses raised UnicodeError out
+    # of the notes, so `labsim validate` and `labsim run` ended in a traceback.
+    services = """\
+  dhcp:
+    options:
+      66: "http://pr\\ufffdvisioning.lab:8080/"
+      160: "a..b"
+  http: {port: 8080}
+  dns:
+    port: 5354
+    records:
+      - {name: flash.lab, type: A, value: 127.0.0.1}
+"""
+    notes = notes_of(tmp_path, services)
+    assert [note.split(": ", 2)[1] for note in notes] == ["services.dhcp.options[66]", "services.dhcp.options[160]"]
+    assert notes[0].endswith("names the host 'pr\ufffdvisioning.lab', which is no DNS name (Invalid character "
+                             "'\ufffd'): no lookup of it can succeed, and every download from it will fail with "
+                             "status dns")
+    assert "names the host 'a..b', which is no DNS name (label empty or too long)" in notes[1]
+
+
+def test_a_dns_record_whose_name_or_target_is_no_dns_name_is_refused_with_the_record(tmp_path):
+    for record, says in [('{name: "a..b", type: A, value: 127.0.0.1}', "record name 'a..b' is no DNS name (label "
+                          "empty or too long)"),
+                         ('{name: ok.lab, type: CNAME, value: "x\\ufffd.lab"}', "ok.lab CNAME: bad value "
+                          "'x\ufffd.lab': 'x\ufffd.lab' is no DNS name (Invalid character '\ufffd')"),
+                         ('{name: _sip._udp.lab, type: SRV, value: "0 0 5060 y..lab"}', "bad value '0 0 5060 "
+                          "y..lab': 'y..lab' is no DNS name")]:
+        with pytest.raises(ScenarioError) as refused:
+            notes_of(tmp_path, f"  dhcp: {{}}\n  dns:\n    records:\n      - {record}\n")
+        [problem] = refused.value.problems
+        assert problem.field == "services.dns" and says in problem.message, problem.message

@@ -235,3 +235,23 @@ def test_a_phone_asks_with_its_own_timing():
     assert resolver.stats["queries"] == 3 and failures == []
     clock.run_until(20.0)
     assert failures == [9.0]
+
+
+def test_a_name_no_query_can_carry_fails_at_once_and_nothing_is_sent():
+    # A URL's host with a character IDNA refuses, an empty label or one over 63 bytes: a
+    # stub resolver refuses it without asking (it raised UnicodeError out of the lookup).
+    clock, server, link = HeapClock(), answerer([("provisioning.lab", "127.0.0.1")]), Link()
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, link)
+    for name, why in [("pr\ufffdvisioning.lab", "Invalid character"), ("a..b", "label empty or too long"),
+                      ("x" * 64 + ".lab", "label empty or too long")]:
+        started = clock.seconds()
+        failure = lookup(resolver, clock, name)
+        assert failure.check(LookupFailed), failure
+        assert f"{name.lower()}: no DNS name (" in failure.getErrorMessage() and why in failure.getErrorMessage()
+        assert "nothing asked" in failure.getErrorMessage()
+    assert link.carried == [] and server.stats.queries == 0 and resolver.stats["queries"] == 0
+    # A lease whose DNS servers are not the lab's: refused as at once, not after the tries.
+    outcome = []
+    resolver.resolve_with("a..b", ("198.18.0.53",)).addBoth(outcome.append)
+    assert outcome and outcome[0].check(LookupFailed) and "no DNS name" in outcome[0].getErrorMessage()
+    assert lookup(resolver, clock, "provisioning.lab") == ["127.0.0.1"]  # the resolver still works
