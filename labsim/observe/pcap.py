@@ -71,6 +71,7 @@ from urllib.parse import unquote, urlsplit
 
 from labsim.phones.events import ANONYMOUS
 from labsim.wire import tftp as tftp_wire
+from labsim.wire.http1 import host_field, request_target
 from labsim.wire.sip_pnp import PNP_MULTICAST
 
 ETHERTYPE_IPV4 = 0x0800
@@ -400,7 +401,7 @@ class PcapCapture:
             return flow
         self._handshake(t, flow)
         if flow.scheme == "http":
-            request = (f"GET {_target(parts)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            request = (f"GET {_target(parts)} HTTP/1.1\r\nHost: {_host(parts)}\r\n"
                        + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
                        + "Connection: keep-alive\r\n\r\n")
             self._tcp(t, flow, True, TCP_PSH | TCP_ACK, request.encode("latin-1", "replace"))
@@ -439,7 +440,7 @@ class PcapCapture:
             self._ftp_login(t, flow, credentials)
             return flow
         if flow.scheme == "http":
-            head = (f"PUT {_target(parts)} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            head = (f"PUT {_target(parts)} HTTP/1.1\r\nHost: {_host(parts)}\r\n"
                     + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
                     + f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode("latin-1", "replace")
             self._stream(t, flow, True, head + body[: self.body_limit], len(head) + len(body))
@@ -604,8 +605,18 @@ class PcapCapture:
 
 
 def _target(parts) -> str:
-    """The request target of an HTTP URL: its path and query."""
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    """The request target of an HTTP URL as the phones' client sends it: its path and
+    query, percent-encoded beyond ASCII (wire.http1.request_target)."""
+    return request_target(parts)[1].decode("ascii")
+
+
+def _host(parts) -> str:
+    """The Host field as the phones' client sends it: an IDNA name (wire.http1.host_field)."""
+    authority = parts.netloc.rsplit("@", 1)[-1]
+    try:
+        return host_field(authority).decode("ascii")
+    except UnicodeError:  # no request is made for such a name; drawn as written
+        return authority
 
 
 class _Closed:

@@ -37,7 +37,7 @@ from zope.interface import implementer
 
 from labsim.phones.events import FetchResult
 from labsim.net.tcp import can_send_now, send_now
-from labsim.wire.http1 import HttpParseError, ResponseParser, encode_request
+from labsim.wire.http1 import HttpParseError, ResponseParser, encode_request, host_field, request_target
 from labsim.wire.http_auth import DigestChallenge, parse_challenges
 
 STATUS_OF_CODE = {404: "not_found", 401: "denied", 403: "denied"}
@@ -352,13 +352,13 @@ class HttpFetcher:
             address = parts.hostname
             if port is None or not address:
                 raise ValueError(f"not an http(s) URL: {url}")
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            _, target = request_target(parts)
             if host is None:
                 name = f"[{address}]" if ":" in address else address
                 host = name if explicit_port in (None, DEFAULT_PORTS[scheme]) else f"{name}:{explicit_port}"
-            fields = [(b"Host", host.encode("ascii")),
+            fields = [(b"Host", host_field(host)),
                       (b"User-Agent", user_agent.encode("utf-8"))]
-            data = encode_request(method, target.encode("ascii", "strict"), fields, body)
+            data = encode_request(method, target, fields, body)
         except (ValueError, UnicodeError) as exc:
             return defer.succeed(FetchResult("error", detail=f"HTTP: {exc}"))
         pool = self._pool(scheme, address, port)
@@ -374,7 +374,7 @@ class HttpFetcher:
         authorization = _authorization(challenges, credentials, url, method.decode())
         if authorization is None:
             return response
-        data = encode_request(method, target.encode("ascii"), fields + [(b"Authorization", authorization)], body)
+        data = encode_request(method, target, fields + [(b"Authorization", authorization)], body)
         return self._send(pool, method, data)
 
     def _failure(self, failure) -> FetchResult:
@@ -470,8 +470,8 @@ def _authorization(challenge_headers: list[bytes], credentials, url: str, method
     challenges = parse_challenges([h.decode("latin-1") for h in challenge_headers])
     for challenge in challenges:
         if isinstance(challenge, DigestChallenge):
-            parts = urlsplit(url)
-            uri = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            _, target = request_target(urlsplit(url))  # the digest's uri is the request's target
+            uri = target.decode("ascii")
             return challenge.authorization(credentials.user, credentials.password, method, uri).encode()
     for challenge in challenges:
         if challenge == "basic":

@@ -20,6 +20,7 @@ from labsim.services.http import HttpAuthenticator, HttpAuthRule, HttpServerConf
 from labsim.services.http_files import STREAM, WHOLE, error
 from labsim.services.http_static import DiskFiles, site_files
 from labsim.transport.http_fetch import STATUS_OF_CODE, _authorization
+from labsim.wire.http1 import host_field, request_target
 from labsim.virtual import FILES_CACHED
 
 GET, PUT = b"GET", b"PUT"
@@ -38,9 +39,8 @@ _failures = SharedValues(64, make=lambda status: FetchResult(STATUS_OF_CODE.get(
 def _request_line(url: str) -> tuple[bytes, bytes, list[bytes]]:
     """(path, target, Host field) of a URL as the phones' fetcher sends it."""
     parts = urlsplit(url)
-    path = (parts.path or "/").encode("ascii", "surrogateescape")
-    uri = path + (b"?" + parts.query.encode("ascii", "surrogateescape") if parts.query else b"")
-    return path, uri, [parts.netloc.rsplit("@", 1)[-1].encode("ascii", "surrogateescape")]
+    path, uri = request_target(parts)
+    return path, uri, [host_field(parts.netloc.rsplit("@", 1)[-1])]
 
 
 class RememberedFiles(DiskFiles):
@@ -80,7 +80,10 @@ class VirtualHttp:
 
     def exchange(self, method: bytes, url: str, user_agent: str, credentials, body: bytes | None = None) -> FetchResult:
         """A GET or PUT of ``url`` as the phones' fetcher makes it, answered by the site."""
-        path, uri, host = self._request_line(url)
+        try:
+            path, uri, host = self._request_line(url)
+        except ValueError as exc:  # a host IDNA refuses: as the phones' client on sockets says it
+            return FetchResult("error", detail=f"HTTP: {exc}")
         fields = {b"Host": host, b"User-Agent": [user_agent.encode("utf-8")]}
         answer, data = self._answer(method, path, uri, fields, body)
         if answer.status == 401 and credentials is not None:

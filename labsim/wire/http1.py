@@ -14,11 +14,43 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 
 
 # --- requests a client sends -----------------------------------------------------------------
+
+# What a request target carries as it is: printable ASCII but the space ('%' escapes kept).
+_AS_IS = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def request_target(parts) -> tuple[bytes, bytes]:
+    """(path, target) a phone's client sends for a URL split by ``urlsplit``: the path, and
+    the path with its query. A URL from a scenario or a config file may hold characters a
+    request line cannot (``Klingelton ü.wav``): they are percent-encoded as UTF-8, as an
+    IRI is mapped to a URI (RFC 3987 3.1), and the server decodes them back."""
+    path = _uri_text(parts.path or "/")
+    return path, path + (b"?" + _uri_text(parts.query) if parts.query else b"")
+
+
+def _uri_text(text: str) -> bytes:
+    if text.isascii() and " " not in text and text.isprintable():
+        return text.encode("ascii")
+    return quote(text, safe=_AS_IS, errors="surrogateescape").encode("ascii")
+
+
+def host_field(authority: str) -> bytes:
+    """The Host field for ``host[:port]``: a host name with non-ASCII characters in its
+    IDNA form (``prüf.lab`` is ``xn--prf-ioa.lab``), the name the phone's DNS lookup asked
+    for too (RFC 9110 7.2 wants the URI's host, and a URI's host is ASCII). UnicodeError
+    when IDNA refuses the name: no request can be made for it."""
+    if authority.isascii():
+        return authority.encode("ascii")
+    name, colon, port = authority.rpartition(":")
+    if not (colon and port.isdigit()):
+        name, colon, port = authority, "", ""
+    return name.encode("idna") + (colon + port).encode("ascii")
 
 
 def encode_request(method: bytes, target: bytes, fields: list[tuple[bytes, bytes]], body: bytes | None = None) -> bytes:

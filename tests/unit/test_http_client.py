@@ -38,6 +38,26 @@ def feed_all(parser, data: bytes, step: int | None = None):
     return out
 
 
+def test_a_request_for_a_url_beyond_ascii_carries_the_idna_host_and_a_percent_encoded_target():
+    from urllib.parse import unquote_to_bytes, urlsplit
+
+    from labsim.wire.http1 import host_field, request_target
+
+    path, target = request_target(urlsplit("http://prüf.lab:8080/Töne/Klingel ü.wav?v=ä&x=%41"))
+    assert path == b"/T%C3%B6ne/Klingel%20%C3%BC.wav"
+    assert target == path + b"?v=%C3%A4&x=%41"  # an escape already there is kept as it is
+    assert unquote_to_bytes(path).decode("utf-8") == "/Töne/Klingel ü.wav"  # what the server reads
+    assert request_target(urlsplit("http://h/a%20b/c.cfg")) == (b"/a%20b/c.cfg", b"/a%20b/c.cfg")
+    assert request_target(urlsplit("http://h")) == (b"/", b"/")
+    assert host_field("prüf.lab:8080") == b"xn--prf-ioa.lab:8080" and host_field("prüf.lab") == b"xn--prf-ioa.lab"
+    assert host_field("[::1]:8080") == b"[::1]:8080" and host_field("Prov.Lab") == b"Prov.Lab"
+    with pytest.raises(UnicodeError):
+        host_field("pr\ufffdf.lab")
+    # The whole request is one a server parses: no raw space or byte beyond ASCII on its line.
+    request = encode_request(b"GET", target, [(b"Host", host_field("prüf.lab:8080"))])
+    assert request.startswith(b"GET /T%C3%B6ne/Klingel%20%C3%BC.wav?v=%C3%A4&x=%41 HTTP/1.1\r\nHost: xn--prf-ioa.lab:8080\r\n")
+
+
 @pytest.mark.parametrize("step", [None, 1, 2, 7])
 def test_content_length_and_keep_alive_whatever_the_split(step):
     parser = ResponseParser()
@@ -427,7 +447,7 @@ class FetcherTests(trial.TestCase):
         self.assertIn("refused", result.detail.lower())
         fetcher = self.fetcher()
         for url, ua in ((f"http://127.0.0.1:{port}/x", "evil\r\nX: 1"), ("ftp://127.0.0.1/x", UA),
-                        ("http:///nohost", UA), (f"http://127.0.0.1:{port}/ä", UA)):
+                        ("http:///nohost", UA), ("http://pr\ufffdf.lab/x", UA)):
             result = yield fetcher.get(url, ua)
             self.assertEqual(result.status, "error", url)
         self.assertEqual(fetcher.stats["connections"], 0)
