@@ -211,11 +211,6 @@ def _ipv4_or(text: str | None, fallback: str) -> str:
         return fallback
 
 
-def _ascii(name: str) -> str:
-    """A filename a TFTP request can carry (the codec writes ASCII; a URL's path is)."""
-    return name.encode("ascii", "backslashreplace").decode("ascii")
-
-
 def _tftp_error_code(result) -> int:
     return {"not_found": tftp_wire.ERR_NOT_FOUND, "denied": tftp_wire.ERR_ACCESS_VIOLATION}.get(
         result.status, tftp_wire.ERR_UNDEFINED)
@@ -396,7 +391,7 @@ class PcapCapture:
         flow, parts = opened
         if flow.scheme == "tftp":
             flow.filename = parts.path.lstrip("/")
-            rrq = tftp_wire.encode_rrq(_ascii(flow.filename), {"blksize": TFTP_BLKSIZE, "tsize": 0})
+            rrq = tftp_wire.encode_rrq(flow.filename, {"blksize": TFTP_BLKSIZE, "tsize": 0})
             self._udp(t, mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port, flow.server_port, rrq)
             return flow
         self._handshake(t, flow)
@@ -503,7 +498,7 @@ class PcapCapture:
     def _tftp_upload(self, flow: _Flow, t: float, result) -> None:
         if result.status != "ok" and not (result.detail or "").startswith("TFTP"):
             return  # answered without a packet leaving (labsim's networks: "not supported")
-        wrq = tftp_wire.encode_request(tftp_wire.WRQ, _ascii(flow.filename), "octet",
+        wrq = tftp_wire.encode_request(tftp_wire.WRQ, flow.filename, "octet",
                                        {"blksize": TFTP_BLKSIZE, "tsize": len(flow.body)})
         self._udp(flow.started, flow.mac, LAB_SERVER_MAC, flow.client_ip, flow.server_ip, flow.client_port,
                   flow.server_port, wrq)

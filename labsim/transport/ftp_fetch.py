@@ -54,7 +54,9 @@ class _FtpExchange:
     def __init__(self, reactor, host, port, path, credentials, timeout_s, *, bind_host: str | None = None):
         self.reactor = reactor
         self.bind_address = (bind_host, 0) if bind_host else None
-        self.host, self.port, self.path = host, port, path
+        # A path beyond ASCII goes as its UTF-8 bytes (RFC 2640; what pyftpdlib and vsftpd
+        # read): FTPClient encodes its commands as latin-1, which carries each byte as it is.
+        self.host, self.port, self.path = host, port, path.encode("utf-8", "surrogateescape").decode("latin-1")
         self.user, self.password = (credentials.user, credentials.password) if credentials else ANONYMOUS
         self.timeout_s = timeout_s
         self.result = defer.Deferred()

@@ -137,8 +137,10 @@ def encode_rrq(filename: str, options: Mapping[str, object] | None = None) -> by
 
 
 def encode_request(opcode: int, filename: str, mode: str = "octet", options: Mapping[str, object] | None = None) -> bytes:
-    """An RRQ or WRQ in any mode (tftpy's encoder knows octet RRQs only)."""
-    out = [_OPCODE.pack(opcode), filename.encode("ascii"), b"\x00", mode.encode("ascii"), b"\x00"]
+    """An RRQ or WRQ in any mode (tftpy's encoder knows octet RRQs only). A file name
+    beyond ASCII goes as its UTF-8 bytes, as a phone's client sends the name it was given
+    (RFC 1350 says netascii, which no server enforces; labsim's reads UTF-8)."""
+    out = [_OPCODE.pack(opcode), filename.encode("utf-8", "surrogateescape"), b"\x00", mode.encode("ascii"), b"\x00"]
     for key, value in (options or {}).items():
         out += [str(key).encode("ascii"), b"\x00", str(value).encode("ascii"), b"\x00"]
     return b"".join(out)
