@@ -28,6 +28,7 @@ here too, beside the grammar.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from dataclasses import dataclass
@@ -78,36 +79,23 @@ class Check:
         return self.metric if self.window is None else f"{self.metric} during {self.window.text}"
 
 
-def spelt_out_metrics() -> list[str]:
+@functools.cache
+def spelt_out_metrics() -> tuple[str, ...]:
     """Every metric name but the stages' (which depend on the vendors), spelt out: what a
-    misspelt metric is compared with."""
+    metric is checked against, and what a misspelt one is compared with."""
     from labsim.observe.series import SERIES_METRICS, SERIES_STATS, SERVICES
 
-    return ["phones.total", "reboots.total", *PER_PHONE_METRICS, *(f"phones.{s}" for s in STATES),
+    return ("phones.total", "reboots.total", *PER_PHONE_METRICS, *(f"phones.{s}" for s in STATES),
             *(f"time_to_ready.{s}" for s in STATS), *(f"downloads.{m}" for m in DOWNLOAD_METRICS),
             *(f"service.{name}.requests" for name in SERVICES),
-            *(f"service.{name}.{m}.{s}" for name in SERVICES for m in SERIES_METRICS for s in SERIES_STATS)]
+            *(f"service.{name}.{m}.{s}" for name in SERVICES for m in SERIES_METRICS for s in SERIES_STATS))
 
 
 def known_metric(metric: str) -> bool:
     parts = metric.split(".")
-    if metric in ("phones.total", "reboots.total") or metric in PER_PHONE_METRICS:
-        return True
-    if len(parts) == 2 and parts[0] == "phones":
-        return parts[1] in STATES
-    if len(parts) == 2 and parts[0] == "time_to_ready":
-        return parts[1] in STATS
-    if len(parts) == 3 and parts[0] == "stage":
+    if len(parts) == 3 and parts[0] == "stage":  # any stage name: a vendor's procedure names its own
         return parts[2] in STATS
-    if len(parts) == 2 and parts[0] == "downloads":
-        return parts[1] in DOWNLOAD_METRICS
-    if parts[0] == "service":  # the run's time series (observe.series)
-        from labsim.observe.series import SERIES_METRICS, SERIES_STATS, SERVICES
-
-        return len(parts) > 2 and parts[1] in SERVICES and (
-            (len(parts) == 3 and parts[2] == "requests")
-            or (len(parts) == 4 and parts[2] in SERIES_METRICS and parts[3] in SERIES_STATS))
-    return False
+    return metric in spelt_out_metrics()
 
 
 def parse_expectation(text: str) -> Check:

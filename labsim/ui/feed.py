@@ -12,6 +12,7 @@ totals (``requestRates`` in ``static/app.js``: over the last second, or since th
 before once points are further apart). Running totals, because a series that is thinned
 to stay short (``MAX_SERIES_POINTS``) then loses no request: a rate sampled at each
 point would show only the last frame's quarter second of each longer step.
+
 The frame is encoded once and offered to every subscriber.
 
 A subscriber that cannot keep up (its socket is full, the Twisted producer is paused)
