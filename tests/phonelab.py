@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import random
+import re
 
 from twisted.internet.task import Clock
 
 from labsim.phones.dhcp_client import LEASE_TIMER
-from labsim.phones.phone import Phone
+from labsim.phones.phone import PHONE_STAGES, Phone
 from labsim.services.dhcp import DhcpServer, DhcpServerConfig
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.memory import InMemoryNetwork
+
+
+def assert_stages_declared(phone: Phone, vendor, more: bool = False) -> None:
+    """Every stage ``phone`` timed is one ``vendor`` declares (kit.VendorProfile.STAGES)
+    or every phone's (PHONE_STAGES): the names ``labsim validate`` lets a scenario's
+    ``stage.<name>`` expectations use. ``more``: other lower-case names may be too."""
+    declared = (*PHONE_STAGES, *vendor.STAGES)
+    for timing in phone.stages:
+        assert timing.stage in declared or (more and re.fullmatch(r"[a-z0-9_]+", timing.stage)), (
+            f"{vendor.VENDOR} phone timed a stage {timing.stage!r} its profile does not declare: {declared}")
 
 
 class PhoneLab:
@@ -40,6 +51,7 @@ class PhoneLab:
         self.clock.advance(0)
         while not self.phone.settled and self.clock.seconds() < deadline:
             self.clock.advance(step)
+        self.check_stages_declared()
         return self.phone
 
     def advance(self, seconds: float, step: float | None = None):
@@ -50,8 +62,17 @@ class PhoneLab:
             upcoming = min((t for t in pending if t <= end), default=None)
             if upcoming is None:
                 self.clock.advance(max(0.0, end - self.clock.seconds()))
+                self.check_stages_declared()
                 return
             self.clock.advance(max(0.0, upcoming - self.clock.seconds()))
+
+    def check_stages_declared(self) -> None:
+        """Every profile test's lab checks, as it runs, that the phone timed only stages
+        its vendor declares (``assert_stages_declared``)."""
+        vendor = getattr(self.phone.profile, "vendor", self.phone.profile)
+        if hasattr(vendor, "STAGES"):  # not a test's own stand-in profile
+            # A vendor whose files name more stages (Avaya: any [SECTION], lower-cased) may.
+            assert_stages_declared(self.phone, vendor, more=bool(getattr(vendor, "MORE_STAGES", "")))
 
     def pending_calls(self) -> list:
         """The clock's scheduled calls but the DHCP lease timer (T1, T2, expiry), which

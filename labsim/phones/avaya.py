@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from labsim.phones.dhcp_client import DhcpIdentity
@@ -75,6 +76,21 @@ PROFILE_KEYWORDS = {"primary": "PRIMARY_SERVER_PROFILE", "secondary": "SECONDARY
 # labsim's phones always use their primary server (no failover), so its profile is the
 # one active profile; the secondary's is kept for that server.
 ACTIVE_PROFILE_ROLE = "primary"
+# kit.VendorProfile.STAGES: the model file, the files its sections name (the device
+# configuration, its server profiles, SIP<MAC>.cfg, firmware), and the resource sections the
+# guide names; any other [SECTION] of the model file is timed as its name in lower case.
+RESOURCE_SECTIONS = ("DIALING_PLAN", "LANGUAGE", "TONES", "IMAGES")
+STAGES = ("model_cfg", "device_cfg", *(f"{role}_profile" for role in PROFILE_KEYWORDS), "user_cfg", "firmware",
+          *(section.lower() for section in RESOURCE_SECTIONS))
+MORE_STAGES = "any other [SECTION] of the model file, in lower case"
+
+
+def section_stage(name: str) -> str:
+    """The stage a resource section's downloads are timed as: its name in lower case, any
+    run of other characters than letters, digits and _ as one _ (a metric's name is
+    ``stage.<name>.<stat>``: ``[A.B]`` must not make a dot in it), and "section" for
+    ``[]``."""
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "section"
 # A newly applied profile that changes one of these makes the phone soft-reboot.
 SOFT_REBOOT_KEYS = frozenset({
     "FIPS_MODE", "ENABLE_UPDATE", "ENABLE_USB_PORT", "SFTP_WRITE_PATTERNS",
@@ -445,7 +461,7 @@ def _resource_files(phone, section, server, names, this_pass: _Pass, behaviour):
     """[DIALING_PLAN], [LANGUAGE], [TONES], [IMAGES] and the rest: files kept in flash."""
     all_done = True
     for name in names:
-        body = yield from _download(phone, server, name, section.name.lower(), behaviour)
+        body = yield from _download(phone, server, name, section_stage(section.name), behaviour)
         if body is None:
             this_pass.failed.append(f"[{section.name}] {name} could not be downloaded")
             all_done = False

@@ -72,6 +72,9 @@ MAC_PREFIXES = ("00:0e:08", "88:75:56", "00:56:2b")
 
 SPA_PROFILE_RULE, MPP_PROFILE_RULE = "/spa$PSN.cfg", "/$PSN.xml"
 RULE_KEYS = ("Profile_Rule", "Profile_Rule_B", "Profile_Rule_C", "Profile_Rule_D")
+# The stage each rule's download is timed as: profile, profile_b, profile_c, profile_d.
+RULE_STAGES = {key: "profile" if key == "Profile_Rule" else "profile_" + key[-1].lower() for key in RULE_KEYS}
+STAGES = (*RULE_STAGES.values(), "firmware")  # kit.VendorProfile.STAGES
 # Option 55. Option 2 (Time Offset, for Ignore_DHCP_Time_Offset No): the captures of SPA
 # phones' requests mostly ask for it ("1,3,42,6,7,15,58,59,66,2,150,151,160,159", Fingerbank)
 # and those of 7841/8841/8851 do (satori). (unverified) The rest: the standard set and the
@@ -306,7 +309,7 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
     if not tries:
         failures.append(f"{key} {url}: no server in the rule and none from DHCP")
         return
-    stage = "profile" if key == "Profile_Rule" else "profile_" + key[-1].lower()
+    stage = RULE_STAGES[key]
     for number, (target, origin) in enumerate(tries, 1):
         target, credentials = _split_credentials(target, rule)
         phone.server_source = (target, origin)  # for the report's problems, if this fails

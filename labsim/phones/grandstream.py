@@ -69,6 +69,7 @@ MODEL_INFO = {
 }
 MODELS = tuple(MODEL_INFO)
 MAC_PREFIXES = ("00:0b:82", "c0:74:ad", "ec:74:d7")
+STAGES = ("mac_cfg", "model_cfg", "common_cfg", "firmware")  # kit.VendorProfile.STAGES (config_files)
 
 # Option 55. Option 2 (Time Offset, which overrides P64 by factory default, P143): the
 # captures of Grandstream phones' requests ask for it ("1,2,3,6,12,15,28,42,43,66,120,125",

@@ -32,6 +32,11 @@ class VendorProfile(Protocol):
     MODELS: tuple[str, ...]
     MAC_PREFIXES: tuple[str, ...]
     DEFAULT_BEHAVIOUR: Any
+    # The stage names its procedure times downloads as ("common_cfg", "mac_cfg" ...): what
+    # a scenario's ``stage.<name>.<stat>`` expectations may name for its phones (besides
+    # every phone's PHONE_STAGES). A vendor whose files name more stages (Avaya's model
+    # file sections) says which in ``MORE_STAGES``, and a name beyond STAGES is not refused.
+    STAGES: tuple[str, ...]
 
     def default_firmware(self, model: str) -> str: ...
 

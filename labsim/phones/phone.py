@@ -71,6 +71,9 @@ def _dhcp_server(server_id: str) -> str:
 # The lease's upkeep, timed as stages (after the first lease's "dhcp"): a renewal from its
 # first unicast REQUEST at T1, a rebinding from its first broadcast one at T2.
 LEASE_EXCHANGE_STAGES = {RENEWING_LEASE: "dhcp_renew", REBINDING_LEASE: "dhcp_rebind"}
+# The stages every phone times, whatever its vendor (whose own are kit.VendorProfile.STAGES):
+# its lease, the lease's upkeep, and the wait for a PnP NOTIFY.
+PHONE_STAGES = ("dhcp", *LEASE_EXCHANGE_STAGES.values(), "pnp")
 UNTIL_STAGES = ("dhcp", "config", "ready")  # where a fleet's phones may stop (scenario: fleets[].until)
 
 BOOT_TIMER = "boot"

@@ -70,6 +70,9 @@ MODEL_INFO = {
 }
 MODELS = tuple(MODEL_INFO)
 MAC_PREFIXES = ("00:04:f2", "64:16:7f")
+# kit.VendorProfile.STAGES: the master file, the phone's overrides file, the files the
+# master names (CONFIG_FILES), firmware, and the overrides and log it uploads.
+STAGES = ("master_cfg", "overrides", "cfg", "firmware", "upload")
 
 DEFAULT_MASTER_FILE = "000000000000.cfg"
 # (unverified) what the phone asks for in option 55: the standard set, 66 and the custom 160.

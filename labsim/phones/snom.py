@@ -64,6 +64,9 @@ MODEL_INFO = {
 }
 MODELS = tuple(MODEL_INFO)
 MAC_PREFIXES = ("00:04:13",)
+# kit.VendorProfile.STAGES: the setting URL's file ("settings"), a file it chains to with
+# <setting-files> ("setting_file"), the firmware status file and its image.
+STAGES = ("settings", "setting_file", "firmware_status", "firmware")
 
 # (unverified) option 55: the standard set and the options the phone reads a server from.
 PARAMETER_REQUEST_LIST = bytes([1, 3, 6, 12, 15, 28, 42, 43, 66, 67])

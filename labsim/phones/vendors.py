@@ -8,10 +8,16 @@ import dataclasses
 
 from labsim.phones import avaya, cisco, grandstream, polycom, snom, yealink
 from labsim.phones.kit import BoundProfile, VendorProfile
+from labsim.phones.phone import PHONE_STAGES
 
 VENDORS: dict[str, VendorProfile] = {
     vendor.VENDOR: vendor for vendor in (yealink, avaya, polycom, cisco, grandstream, snom)
 }
+
+
+def timed_stages(vendor: str) -> tuple[str, ...]:
+    """Every stage name a phone of ``vendor`` may time: every phone's, then the vendor's."""
+    return (*PHONE_STAGES, *VENDORS[vendor].STAGES)
 
 
 def behaviour_for(vendor: str, overrides: dict):

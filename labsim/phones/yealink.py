@@ -51,6 +51,9 @@ MODEL_CODES = {
 }
 MODELS = tuple(MODEL_CODES)
 MAC_PREFIXES = ("00:15:65", "80:5e:c0", "24:9a:d8", "44:db:d2", "80:5e:0c")
+# The stages a pass times its downloads as (kit.VendorProfile.STAGES): the boot file, its
+# common and MAC files (others it names: "cfg"), an AES key file, resources, firmware.
+STAGES = ("boot_file", "common_cfg", "mac_cfg", "cfg", "key", "resource", "firmware")
 
 DEFAULT_VENDOR_CLASS = "yealink"
 # Option 55. Option 2 (Time Offset, for local_time.dhcp_time): every capture of a Yealink

@@ -4,7 +4,10 @@ so one ``labsim validate`` shows every problem, each at the place that causes it
 
 from __future__ import annotations
 
+from labsim.phones.vendors import VENDORS, timed_stages
 from labsim.scenario import schema
+from labsim.scenario.expectations import BadExpectation, parse_expectation
+from labsim.scenario.suggest import did_you_mean
 from labsim.scenario.network_rules import network_problems
 from labsim.scenario.schema import MAC_PATTERN
 from labsim.scenario.yaml_marks import MarkedDocument
@@ -43,6 +46,48 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
         problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
     problems += network_problems(network)  # where the run may send: loopback, or interface + allow
     problems += nothing_to_act_on(data, fleets)
+    problems += stage_problems(data, fleets)
+    return problems
+
+
+def _expectation_texts(data: dict):
+    """(path, text) of every expectation-grammar string in the file: ``expect``, the lab's
+    ``check`` (each a string or a {name, check}) and the timeline's ``when:`` conditions."""
+    lab = data.get("lab") if isinstance(data.get("lab"), dict) else {}
+    for path, items in ((("expect",), data.get("expect")), (("lab", "check"), lab.get("check"))):
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, str):
+                yield path + (index,), item
+            elif isinstance(item, dict) and isinstance(item.get("check"), str):
+                yield path + (index, "check"), item["check"]
+    timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
+    for index, entry in enumerate(timeline):
+        if isinstance(entry, dict) and isinstance(entry.get("when"), str):
+            yield ("timeline", index, "when"), entry["when"]
+
+
+def stage_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
+    """A ``stage.<name>.<stat>`` no phone of the scenario times (``stage.mac_cgf.p95``):
+    the run would judge it on no data and fail it, for the file's reason. The names
+    allowed are every phone's stages and those of the fleets' vendors; a vendor whose
+    files name more (Avaya's model file sections) leaves any name allowed."""
+    vendors = [fleet.get("vendor") for fleet in fleets if isinstance(fleet, dict)]
+    if not vendors or any(vendor not in VENDORS for vendor in vendors):
+        return []  # no fleet, or a vendor the fleet's own check refuses: nothing to judge by
+    vendors = sorted(set(vendors), key=vendors.index)
+    if any(getattr(VENDORS[vendor], "MORE_STAGES", "") for vendor in vendors):
+        return []
+    allowed = list(dict.fromkeys(name for vendor in vendors for name in timed_stages(vendor)))
+    problems = []
+    for path, text in _expectation_texts(data):
+        try:
+            metric = parse_expectation(text).metric
+        except BadExpectation:
+            continue  # the expectation's own check says what is wrong with it
+        parts = metric.split(".")
+        if parts[0] == "stage" and parts[1] not in allowed:
+            problems.append((path, f"no {' or '.join(vendors)} phone times a stage {parts[1]!r}"
+                                   f"{did_you_mean(parts[1], allowed)}; the stages it times: {', '.join(allowed)}"))
     return problems
 
 

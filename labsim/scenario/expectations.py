@@ -93,7 +93,7 @@ def spelt_out_metrics() -> tuple[str, ...]:
 
 def known_metric(metric: str) -> bool:
     parts = metric.split(".")
-    if len(parts) == 3 and parts[0] == "stage":  # any stage name: a vendor's procedure names its own
+    if len(parts) == 3 and parts[0] == "stage":  # which names: the fleets' vendors' (checks.stage_problems)
         return parts[2] in STATS
     return metric in spelt_out_metrics()
 

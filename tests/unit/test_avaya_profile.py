@@ -25,6 +25,7 @@ from labsim.services.dhcp import DhcpServer, DhcpServerConfig
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.memory import InMemoryNetwork
 from labsim.wire import avaya_cfg, dhcp
+from tests.phonelab import assert_stages_declared
 
 MAC = "00:17:65:fd:bf:1d"
 USER_FILE = "SIP001765FDBF1D.cfg"
@@ -86,13 +87,15 @@ def advance_to_next_call(clock: Clock) -> bool:
     return True
 
 
-def boot(files, **kwargs) -> Lab:
+def boot(files, sections_beyond_the_guide: bool = False, **kwargs) -> Lab:
     """Power on and run until the phone settles (ready or failed), rebooting as it must."""
     lab = make_lab(files, **kwargs)
     lab.driver.power_on()
     while not lab.phone.settled and lab.clock.seconds() < 600 and advance_to_next_call(lab.clock):
         pass
     assert lab.phone.settled, lab.notes()
+    # Its stages are declared; with sections the guide does not name, MORE_STAGES too.
+    assert_stages_declared(lab.phone, avaya, more=sections_beyond_the_guide)
     return lab
 
 
@@ -353,6 +356,19 @@ def test_resource_sections_download_their_files_into_flash():
     assert set(names) <= set(lab.phone.flash.file_md5)
     assert lab.phone.flash.versions == {"DIALING_PLAN": "000001", "LANGUAGE": "000001",
                                         "TONES": "000001", "IMAGES": "000001"}
+
+
+def test_any_other_section_is_timed_as_its_name_in_lower_case_which_a_metric_can_carry():
+    # A section the guide does not name is still a resource section; its stage is its name
+    # made into one a stage.<name>.<stat> expectation can say: no dot, no space, never empty.
+    sections = [("CUSTOM_RINGS", {"VERSION": "000001", "FILENAME": "a.wav"}),
+                ("Ring Tones.v2", {"VERSION": "000001", "FILENAME": "b.wav"}),
+                ("", {"VERSION": "000001", "FILENAME": "c.wav"})]
+    lab = boot({"1220SIP.cfg": model_file(*sections), "a.wav": b"a", "b.wav": b"b", "c.wav": b"c"},
+               sections_beyond_the_guide=True)
+    assert {"a.wav", "b.wav", "c.wav"} <= set(lab.phone.flash.file_md5)
+    assert [timing.stage for timing in lab.phone.stages][2:] == ["custom_rings", "ring_tones_v2", "section"]
+    assert set(avaya.STAGES) >= {"dialing_plan", "language", "tones", "images"} and avaya.MORE_STAGES
 
 
 def test_failed_section_download_is_not_remembered_so_it_is_tried_again():

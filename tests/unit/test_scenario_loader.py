@@ -639,3 +639,46 @@ def test_a_misspelt_key_vendor_model_or_metric_names_the_closest_allowed_one():
     # Nothing close: no guess, only what is allowed.
     far = problem_at(problems, "expect[2]").message
     assert "did you mean" not in far and "unknown metric 'queue.depth'; allowed: phones.total" in far
+
+
+STAGE_FLEETS = {
+    "yealink": '  - {vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}\n',
+    "polycom": '  - {vendor: polycom, model: VVX410, count: 1, first_mac: "00:04:f2:00:00:01"}\n',
+    "avaya": '  - {vendor: avaya, model: "1220", count: 1, first_mac: "00:17:65:00:00:01"}\n',
+}
+
+
+def stage_scenario(vendors, expect, when="phones.ready == 100%", lab_check="phones.ready == 100%") -> str:
+    return ("name: t\nservices: {dhcp: {}, http: {}}\nfleets:\n" + "".join(STAGE_FLEETS[v] for v in vendors)
+            + "expect:\n" + "".join(f"  - {e}\n" for e in expect)
+            + f"timeline:\n  - {{when: {when}, do: {{power_cycle: {{}}}}}}\n"
+            + f"lab:\n  task: t\n  check:\n    - {{name: n, check: {lab_check}}}\n")
+
+
+def test_a_stage_no_phone_of_the_scenario_times_is_refused_with_the_closest_one():
+    # Misspelt in an expectation, a timeline condition and a lab check: each at its place.
+    text = stage_scenario(["yealink"], ["stage.mac_cgf.p95 < 1", "stage.mac_cfg.p95 < 1", "stage.dhcp_renew.count > 0"],
+                          when="stage.commn_cfg.count > 3", lab_check="stage.boot_fil.max < 2")
+    problems = problems_of(text)
+    message = problem_at(problems, "expect[0]").message
+    assert message.startswith("no yealink phone times a stage 'mac_cgf' (did you mean 'mac_cfg'?); the stages it "
+                              "times: dhcp, dhcp_renew, dhcp_rebind, pnp, boot_file, common_cfg, mac_cfg"), message
+    assert "(did you mean 'common_cfg'?)" in problem_at(problems, "timeline[0].when").message
+    assert "(did you mean 'boot_file'?)" in problem_at(problems, "lab.check[0].check").message
+    assert problem_at(problems, "expect[0]").mark == locate(text, "stage.mac_cgf")
+    # The names every phone and a Yealink times pass; so three problems in all.
+    assert len(problems) == 3, [str(p) for p in problems]
+
+
+def test_the_stages_allowed_are_those_of_the_scenarios_vendors():
+    # Polycom's upload is a stage of a Polycom phone, not of a Yealink one.
+    assert "no yealink phone times a stage 'upload'" in problem_at(
+        problems_of(stage_scenario(["yealink"], ["stage.upload.count > 0"])), "expect[0]").message
+    parse_scenario_text(stage_scenario(["yealink", "polycom"], ["stage.upload.count > 0", "stage.mac_cfg.p95 < 1"]),
+                        "s.yaml")
+    message = problem_at(problems_of(stage_scenario(["yealink", "polycom"], ["stage.uplaod.count > 0"])),
+                         "expect[0]").message
+    assert message.startswith("no yealink or polycom phone times a stage 'uplaod' (did you mean 'upload'?)"), message
+    assert "master_cfg" in message and "boot_file" in message
+    # An Avaya model file may have any [SECTION], each timed as its name: none is refused.
+    parse_scenario_text(stage_scenario(["yealink", "avaya"], ["stage.ringtones.count > 0"]), "s.yaml")
