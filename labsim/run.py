@@ -40,6 +40,7 @@ from labsim.scenario import calendar_start
 from labsim.scenario.durations import format_duration
 from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
+from labsim.wire import yealink_aes
 from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
@@ -78,8 +79,11 @@ def materialize_provisioning(loaded, into: str, members=()) -> str:
             values = {"mac": bare, "MAC": bare.upper(), "mac_colons": member.phone.mac,
                       "model": member.phone.model, "fleet": member.fleet, "index": index}
             path = os.path.join(root, template.name.format(**values))
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(template.text.format(**values))
+            body = template.text.format(**values).encode("utf-8")
+            if template.yealink_aes_key is not None:
+                body = yealink_aes.encrypt_file(body, template.yealink_aes_key)
+            with open(path, "wb") as handle:
+                handle.write(body)
     return root
 
 

@@ -31,6 +31,17 @@ class PerPhoneFile(Strict):
             raise ValueError(f"file name {name!r} must be a relative path inside the provisioning root")
         return name
     fleets: list[str] | None = Field(None, description="only for these fleets (default: all)")
+    yealink_aes_key: str | None = Field(
+        None, description="encrypt each file with this 16-character key, as Yealink's Configuration Encryption "
+        "Tool (and labsim yealink encrypt) does: MAC-oriented files for phones that hold the key in "
+        "static.auto_provision.aes_key_16.mac")
+
+    @field_validator("yealink_aes_key")
+    @classmethod
+    def _a_yealink_key(cls, key: str | None) -> str | None:
+        if key is not None and (len(key) != 16 or not all(32 < ord(c) < 127 for c in key)):
+            raise ValueError(f"a Yealink AES key is 16 printable ASCII characters, no space; got {len(key)}: {key!r}")
+        return key
 
     @field_validator("name", "text")
     @classmethod

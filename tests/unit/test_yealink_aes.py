@@ -148,3 +148,38 @@ def test_cli_decrypt_wrong_length_fails_cleanly(tmp_path):
     ns = argparse.Namespace(input=str(bad), output=str(tmp_path / "o"), key=VECTOR_KEY, key_file=None)
     assert yealink_tool.main_decrypt(ns) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_a_per_phone_template_with_a_yealink_key_is_written_encrypted_with_it(tmp_path):
+    from labsim.fleet.fleet import build_fleets
+    from labsim.run import materialize_provisioning
+    from labsim.scenario.loader import load_scenario
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: t\nservices: {dhcp: {}, http: {}}\n"
+        "fleets:\n  - {name: a, vendor: yealink, model: T48S, count: 2, first_mac: '00:15:65:61:00:01'}\n"
+        "  - {name: b, vendor: yealink, model: T46S, count: 1, first_mac: '00:15:65:62:00:01'}\n"
+        "provisioning:\n  per_phone:\n"
+        "    - {name: '{mac}.cfg', fleets: [a], yealink_aes_key: Lab2MacKeyT48Sxx, text: \"user = {index}\\n\"}\n"
+        "    - {name: '{mac}.cfg', fleets: [b], text: \"user = {index}\\n\"}\n")
+    loaded = load_scenario(str(scenario))
+    root = Path(materialize_provisioning(loaded, str(tmp_path / "scratch"), build_fleets(loaded.scenario)))
+    encrypted = (root / "001565610002.cfg").read_bytes()
+    assert yealink_aes.looks_encrypted(encrypted) and len(encrypted) % 16 == 0
+    assert yealink_aes.decrypt_file(encrypted, "Lab2MacKeyT48Sxx") == b"user = 2\n"
+    assert (root / "001565620001.cfg").read_bytes() == b"user = 1\n"  # no key: as written
+
+
+@pytest.mark.parametrize("key", ["short", "Lab2MacKeyT48Sxxx", "Lab2 MacKeyT48Sx", "Lab2MäcKeyT48Sxx"])
+def test_a_per_phone_yealink_key_is_16_printable_characters(key):
+    from labsim.scenario.loader import ScenarioError, parse_scenario_text
+
+    text = ("name: t\nservices: {dhcp: {}}\n"
+            "fleets:\n  - {vendor: yealink, model: T48S, count: 1, first_mac: '00:15:65:61:00:01'}\n"
+            f"provisioning:\n  per_phone:\n    - {{name: '{{mac}}.cfg', yealink_aes_key: '{key}', text: x}}\n")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(text, "s.yaml")
+    [problem] = caught.value.problems
+    assert problem.field == "provisioning.per_phone[0].yealink_aes_key"
+    assert "a Yealink AES key is 16 printable ASCII characters" in problem.message
