@@ -18,11 +18,14 @@ DEFAULT_TRIES = 3
 class PhoneDns:
     """``timeout_s``: how long the phone waits for an answer before it asks again;
     ``tries``: how many times it asks in all; ``answers``: name -> (expiry, addresses),
-    each kept for its records' TTL."""
+    each kept for its records' TTL; with ``negative_caching`` (RFC 2308), also name ->
+    (expiry, why): a "no such name" or "no address" answer the server's SOA lets it
+    keep, for as long as the SOA says."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     tries: int = DEFAULT_TRIES
-    answers: dict[str, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
+    answers: dict[str, tuple[float, tuple[str, ...] | str]] = field(default_factory=dict)
+    negative_caching: bool = False
 
 
 def new_dns_client(phone) -> PhoneDns:

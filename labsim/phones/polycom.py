@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from labsim.phones import local_time
 from labsim.phones.dhcp_client import DhcpIdentity
+from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
 from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
 from labsim.phones.local_time import DayRule, Zone, dhcp_time_offset_s, seconds_offset_s, summer_words, zone_from
@@ -152,6 +153,14 @@ DEFAULT_BEHAVIOUR = PolycomBehaviour()
 
 def default_firmware(model: str) -> str:
     return MODEL_INFO[model].firmware
+
+
+def dns_client(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> PhoneDns:
+    """The phone's DNS client as it boots. The UC Software guide: "Support for negative
+    DNS caching as described in RFC 2308 is also provided": a "no such name" answer that
+    carries the zone's SOA is kept as long as the SOA says. How often and how far apart it
+    asks is not documented: labsim's default (phones.dns_client)."""
+    return PhoneDns(negative_caching=True)
 
 
 def user_agent(phone, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> str:

@@ -194,11 +194,13 @@ def dns_client(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> PhoneD
     """The phone's DNS client as it boots: a query, then ``retry_times`` more, each after
     ``query_timeout`` seconds without an answer (by default three queries, 9 s). A
     timeout of 0, or a value that is no number, keeps the default (what the phone does
-    with 0 is not documented)."""
+    with 0 is not documented). The guide: "Support for negative caching of DNS queries as
+    described in RFC 2308 is also provided": a negative answer that carries the zone's
+    SOA is kept as long as the SOA says."""
     settings = phone.flash.settings
     timeout_s = parse_int(settings.get(DNS_QUERY_TIMEOUT_KEY), DNS_QUERY_TIMEOUT_S) or DNS_QUERY_TIMEOUT_S
     retries = parse_int(settings.get(DNS_RETRY_TIMES_KEY), DNS_RETRY_TIMES)
-    return PhoneDns(timeout_s=float(timeout_s), tries=1 + retries)
+    return PhoneDns(timeout_s=float(timeout_s), tries=1 + retries, negative_caching=True)
 
 
 def dhcp_identity(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> DhcpIdentity:

@@ -301,8 +301,10 @@ class PnpService(Strict):
 
 class DnsRecord(Strict):
     name: str
-    type: Literal["A", "AAAA", "CNAME", "SRV", "TXT"]
-    value: str = Field(description="SRV: 'priority weight port target'")
+    type: Literal["A", "AAAA", "CNAME", "SRV", "TXT", "SOA"]
+    value: str = Field(description="SRV: 'priority weight port target'; SOA: 'mname rname serial refresh retry "
+                       "expire minimum', which puts names at and below it in a zone whose negative answers carry "
+                       "it, so phones that keep them (RFC 2308) do, for the smaller of its ttl and minimum")
     ttl: int = Field(300, ge=0, lt=2**31)
 
 

@@ -12,6 +12,10 @@ comments), e.g.::
     phones.lab.         60   CNAME provisioning.lab.
     _http._tcp.lab.          SRV   10 5 8080 provisioning.lab.
     provisioning.lab.        TXT   "labsim provisioning"
+    lab.                3600 SOA   ns.lab. hostmaster.lab. 1 3600 600 86400 60
+
+With an SOA, the server's negative answers for names at or below it carry it (RFC 2308),
+and a resolver may keep them for min(its TTL, MINIMUM): 60 s here.
 """
 
 from __future__ import annotations

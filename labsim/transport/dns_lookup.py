@@ -287,6 +287,10 @@ class LabResolver(DatagramProtocol):
         if cached is not None:
             if cached[0] > self.reactor.seconds():
                 self.stats["cache_hits"] += 1
+                if isinstance(cached[1], str):  # a negative answer it keeps (RFC 2308)
+                    self.stats["failures"] += 1
+                    return defer.fail(LookupFailed(f"{key}: {cached[1]} (kept from an earlier answer for "
+                                                   f"{cached[0] - self.reactor.seconds():.0f} s more, RFC 2308)"))
                 return defer.succeed(list(cached[1]))
             del client.answers[key]  # its TTL is over: the phone asks again
         if dns is not None:  # a phone asks for itself, whatever the others are asking
@@ -392,13 +396,17 @@ class LabResolver(DatagramProtocol):
             answers, ttl = self.codec.parse_answer_and_ttl(data)
         except DnsLookupError as exc:
             if exc.rcode in RCODE_WORDS:  # the server's own answer, in words
-                self._fail(query, f"{RCODE_WORDS[exc.rcode]} from the lab DNS {self.server[0]}:{self.server[1]}")
+                why = f"{RCODE_WORDS[exc.rcode]} from the lab DNS {self.server[0]}:{self.server[1]}"
+                self._keep_negative(query, why, exc.negative_ttl)
+                self._fail(query, why)
             else:
                 self._fail(query, str(exc))
             return
         addresses = [a for a in answers if isinstance(a, str) and a.count(".") == 3]
         if not addresses:
-            self._fail(query, f"no A record at the lab DNS {self.server[0]}:{self.server[1]}")
+            why = f"no A record at the lab DNS {self.server[0]}:{self.server[1]}"
+            self._keep_negative(query, why, ttl)
+            self._fail(query, why)
             return
         self._finish(query)
         if ttl > 0:  # RFC 1035 3.2.1: zero means use it once, keep it not
@@ -409,6 +417,12 @@ class LabResolver(DatagramProtocol):
                 kept = self._answers_kept.setdefault(kept, kept)
             query.client.answers[query.name] = (self.reactor.seconds() + ttl, kept)
         query.deferred.callback(list(addresses))
+
+    def _keep_negative(self, query: _Query, why: str, ttl: int | None) -> None:
+        """A phone that keeps negative answers (RFC 2308) keeps this one for ``ttl``
+        seconds, as the SOA of the server's reply said (no SOA, or 0: not kept)."""
+        if ttl and query.client.negative_caching:
+            query.client.answers[query.name] = (self.reactor.seconds() + ttl, why)
 
     def _fail(self, query: _Query, why: str) -> None:
         self._finish(query)

@@ -12,11 +12,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import AAAA, CNAME, EDNS0, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.buffer import Buffer
 from dnslib.label import DNSLabelError
 
-SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "SRV", "TXT")
+SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "SRV", "TXT", "SOA")
 OPCODE_QUERY = 0
 CLASS_IN = 1
 QTYPE_ANY = 255
@@ -45,7 +45,10 @@ def name_key(name: str | DNSLabel) -> Key:
 
 @dataclass(frozen=True)
 class DnsRecordConfig:
-    """One record. SRV value: ``"priority weight port target"``."""
+    """One record. SRV value: ``"priority weight port target"``; SOA value: ``"mname
+    rname serial refresh retry expire minimum"`` (RFC 1035 3.3.13), which makes the
+    server's negative answers for names at and below the record's name cacheable
+    (RFC 2308)."""
 
     name: str
     type: str
@@ -89,6 +92,12 @@ def _rdata(rtype: str, value: str):
         if not all(0 <= n < 65536 for n in numbers):
             raise ValueError("priority, weight and port are 0..65535")
         return SRV(*numbers, target=target)
+    if rtype == "SOA":
+        mname, rname, *numbers = value.split()
+        times = tuple(int(number) for number in numbers)
+        if len(times) != 5 or not all(0 <= n < 2**32 for n in times):
+            raise ValueError("an SOA is 'mname rname serial refresh retry expire minimum', numbers 0..4294967295")
+        return SOA(_target_name(mname), _target_name(rname), times)
     # TXT: one string per record; a strings longer than 255 bytes is split, as RFC 1035 3.3.14 requires
     raw = value.encode()
     return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
@@ -99,9 +108,16 @@ class Zone:
 
     def __init__(self, records: list[DnsRecordConfig]):
         self._by_name: dict[Key, dict[int, list[RR]]] = {}
+        # The zones the records' SOAs start (apex -> the SOA a negative answer carries).
+        self._soa_at: dict[Key, RR] = {}
         for record in records:
             rr = record.to_rr()
-            self._by_name.setdefault(name_key(rr.rname), {}).setdefault(rr.rtype, []).append(rr)
+            key = name_key(rr.rname)
+            self._by_name.setdefault(key, {}).setdefault(rr.rtype, []).append(rr)
+            if rr.rtype == QTYPE.SOA:
+                if key in self._soa_at:
+                    raise ValueError(f"{record.name}: a zone has one SOA")
+                self._soa_at[key] = _negative_soa(rr)
         for key, by_type in self._by_name.items():
             # RFC 1034 3.6.2: a name with a CNAME has no other data.
             if QTYPE.CNAME in by_type and (len(by_type) > 1 or len(by_type[QTYPE.CNAME]) > 1):
@@ -118,25 +134,48 @@ class Zone:
 
     def resolve(self, qname: DNSLabel, qtype: int) -> tuple[int, list[RR]]:
         """(rcode, answer RRs), following CNAMEs inside the zone."""
+        rcode, answers, _ = self.answer(qname, qtype)
+        return rcode, answers
+
+    def answer(self, qname: DNSLabel, qtype: int) -> tuple[int, list[RR], list[RR]]:
+        """(rcode, answer RRs, authority RRs): ``resolve``'s answer, and for a negative
+        one (no such name, or the name without that type) the SOA of the zone the name
+        is in, if the records have one: what lets a resolver keep the negative answer
+        (RFC 2308 3)."""
         key = name_key(qname)
         if key not in self:
-            return RCODE.NXDOMAIN, []
+            return RCODE.NXDOMAIN, [], self._authority(key)
         answers: list[RR] = []
         seen = {key}
         for _ in range(MAX_CNAME_HOPS):
             direct = self.lookup(key, qtype)
             if direct or qtype in (QTYPE.CNAME, QTYPE_ANY):
-                return RCODE.NOERROR, answers + direct
+                return RCODE.NOERROR, answers + direct, []
             alias = self.lookup(key, QTYPE.CNAME)
             if not alias:
-                return RCODE.NOERROR, answers  # the name exists, not with this type (NODATA)
+                # the name exists, not with this type (NODATA)
+                return RCODE.NOERROR, answers, self._authority(key)
             answers.append(alias[0])
             key = name_key(alias[0].rdata.label)
             if key in seen or key not in self:
                 # a loop, or a target outside our records: the CNAME alone is the answer
-                return RCODE.NOERROR, answers
+                return RCODE.NOERROR, answers, []
             seen.add(key)
-        return RCODE.NOERROR, answers
+        return RCODE.NOERROR, answers, []
+
+    def _authority(self, key: Key) -> list[RR]:
+        """The SOA of the closest zone holding ``key`` (none: the name is in no zone)."""
+        for start in range(len(key) + 1):
+            soa = self._soa_at.get(key[start:])
+            if soa is not None:
+                return [soa]
+        return []
+
+
+def _negative_soa(soa: RR) -> RR:
+    """The SOA as a negative answer carries it: its TTL the smaller of its own and its
+    MINIMUM field, which together say how long the answer may be kept (RFC 2308 3, 5)."""
+    return RR(soa.rname, QTYPE.SOA, rdata=soa.rdata, ttl=min(soa.ttl, soa.rdata.times[4]))
 
 
 @dataclass
@@ -236,10 +275,12 @@ class DnsAnswerer:
             reply = DNSRecord(_reply_header(header, BADVERS & 0x0F), q=question)
             reply.add_ar(EDNS0(udp_len=EDNS_UDP_LIMIT, ext_rcode=BADVERS >> 4, version=EDNS_VERSION, flags=flags))
             return bytes(reply.pack())
-        rcode, answers = self.zone.resolve(question.qname, question.qtype)
+        rcode, answers, authority = self.zone.answer(question.qname, question.qtype)
         reply = DNSRecord(_reply_header(header, rcode, aa=1), q=question)
         for rr in answers:
             reply.add_answer(rr)
+        for rr in authority:
+            reply.add_auth(rr)
         limit = TCP_LIMIT if over_tcp else PLAIN_UDP_LIMIT
         if edns is not None:
             if not over_tcp:
@@ -357,11 +398,14 @@ class DnsTcpSession:
 
 
 class DnsLookupError(ValueError):
-    """The lookup failed: ``rcode`` is the server's (None when the reply was unusable)."""
+    """The lookup failed: ``rcode`` is the server's (None when the reply was unusable);
+    ``negative_ttl``, for a name the server says does not exist, how long that answer
+    may be kept (RFC 2308), None when it may not."""
 
-    def __init__(self, message: str, rcode: int | None = None):
+    def __init__(self, message: str, rcode: int | None = None, negative_ttl: int | None = None):
         super().__init__(message)
         self.rcode = rcode
+        self.negative_ttl = negative_ttl
 
 
 class SrvTarget(NamedTuple):
@@ -435,10 +479,24 @@ class DnsResolver:
         del self._pending[reply.header.id]
         if reply.header.rcode != RCODE.NOERROR:
             rcode = reply.header.rcode
-            raise DnsLookupError(f"{qname}: {RCODE.get(rcode)}", rcode)
+            kept = negative_ttl(reply, name_key(qname)) if rcode == RCODE.NXDOMAIN else None
+            raise DnsLookupError(f"{qname}: {RCODE.get(rcode)}", rcode, kept)
         if reply.header.tc:
             raise DnsLookupError(f"{qname}: truncated reply", RCODE.NOERROR)
-        return _collect(reply.rr, name_key(qname), qtype)
+        found, ttl = _collect(reply.rr, name_key(qname), qtype)
+        if not found:  # NODATA: kept as a negative answer is, or not at all
+            ttl = negative_ttl(reply, name_key(qname)) or 0
+        return found, ttl
+
+
+def negative_ttl(reply: DNSRecord, key: Key) -> int | None:
+    """How long a negative answer (no such name, or no record of the type) may be kept:
+    the smaller of the TTL and the MINIMUM of the SOA in its authority section, for a
+    zone the name is in (RFC 2308 5). None without one: such an answer is not kept."""
+    for rr in reply.auth:
+        if rr.rtype == QTYPE.SOA and key[len(key) - len(name_key(rr.rname)):] == name_key(rr.rname):
+            return min(rr.ttl, rr.rdata.times[4])
+    return None
 
 
 def _collect(rrs: list[RR], key: Key, qtype: int) -> tuple[list, int]:

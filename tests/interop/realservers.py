@@ -290,16 +290,29 @@ def dnsmasq(tmp, **config):
 
 
 @contextlib.contextmanager
-def dnsmasq_dns(tmp, *, port: int, addresses: dict[str, str], local_ttl: int, log: str):
+def dnsmasq_dns(tmp, *, port: int, addresses: dict[str, str], local_ttl: int, log: str, zone: str | None = None,
+                authoritative: bool = False):
     """dnsmasq as a DNS server only (no DHCP, no upstream, no /etc/hosts) on
     127.0.0.1:``port``, answering ``addresses`` (name -> IPv4) with ``local_ttl`` as the
     records' TTL (dnsmasq's default for its own records is 0: not to be kept), and
-    logging every query to ``log``."""
+    logging every query to ``log``.
+
+    ``zone`` (``lab``): a name in it that ``addresses`` lacks gets NXDOMAIN (else
+    REFUSED: dnsmasq has no upstream to ask). A bare NXDOMAIN, which a resolver may not
+    keep; ``authoritative``: dnsmasq is the zone's authoritative server instead, and its
+    negative answers carry the zone's SOA (TTL and MINIMUM both ``local_ttl``, its
+    auth-ttl), which lets a resolver keep them that long (RFC 2308)."""
     binary = require_binary("dnsmasq")
     lines = [f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv", "no-hosts",
              "user=root", f"local-ttl={local_ttl}", "log-queries", f"log-facility={log}",
              f"pid-file={os.path.join(str(tmp), 'dnsmasq-dns.pid')}"]
-    lines += [f"address=/{name}/{address}" for name, address in addresses.items()]
+    if authoritative:
+        lines += [f"auth-server=ns.{zone},127.0.0.1", f"auth-zone={zone}", f"auth-ttl={local_ttl}",
+                  f"auth-soa=1,hostmaster.{zone},1200,120,1209600"]
+        lines += [f"host-record={name},{address}" for name, address in addresses.items()]
+    else:
+        lines += [f"address=/{name}/{address}" for name, address in addresses.items()]
+        lines += [f"local=/{zone}/"] if zone else []
     path = os.path.join(str(tmp), "dnsmasq-dns.conf")
     with open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")

@@ -29,6 +29,7 @@ www.lab.             CNAME  alias.lab.
 alias.lab.           CNAME  prov.lab.
 _http._tcp.lab.      SRV    10 5 8080 prov.lab.
 prov.lab.            TXT    "labsim provisioning"
+lab.            3600 SOA    ns.lab. hostmaster.lab. 2026120701 3600 600 86400 90
 """
 # Answers too large for UDP (dig asks with EDNS 1232): ~6.5 KB of TXT, ~3.2 KB of A records.
 BIG_TXT = 30
@@ -107,6 +108,22 @@ def test_srv_and_txt(dns_port):
 
 def test_nxdomain(dns_port):
     assert dig(dns_port, "nothere.lab", "A") == ("NXDOMAIN", [])
+
+
+def authority(out: str) -> list[str]:
+    section = re.search(r";; AUTHORITY SECTION:\n(.*?)(?:\n\n|\Z)", out, re.S)
+    return [" ".join(line.split()) for line in section.group(1).splitlines()] if section else []
+
+
+@pytest.mark.parametrize("name, qtype, status", [("nothere.lab", "A", "NXDOMAIN"), ("_http._tcp.lab", "A", "NOERROR"),
+                                                 ("prov.lab", "MX", "NOERROR")])
+def test_a_negative_answer_carries_the_zones_soa_for_negative_caching(dns_port, name, qtype, status):
+    """RFC 2308: dig sees the zone's SOA in the authority section of a negative answer,
+    its TTL the smaller of the SOA's (3600) and its MINIMUM (90)."""
+    out = dig_output(dns_port, name, qtype)
+    assert parse_dig(out)[0] == status and parse_dig(out)[2] == []
+    assert authority(out) == ["lab. 90 IN SOA ns.lab. hostmaster.lab. 2026120701 3600 600 86400 90"]
+    assert authority(dig_output(dns_port, "prov.lab", "A")) == []  # an answer carries none
 
 
 # --- TCP ---------------------------------------------------------------------------------

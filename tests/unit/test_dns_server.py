@@ -102,6 +102,41 @@ def test_nxdomain_nodata_and_case(answerer):
     assert str(mixed.q.qname) == "PrOv.LAB."  # the question is echoed as asked (0x20 randomisation)
 
 
+def test_negative_answers_inside_a_zone_carry_its_soa_with_the_smaller_of_ttl_and_minimum():
+    """RFC 2308 3: with an SOA in the records, a name at or below it that does not exist
+    (NXDOMAIN), or exists without the type asked (NODATA), is answered with the zone's SOA
+    in the authority section, its TTL min(SOA TTL, MINIMUM): how long a resolver may keep
+    the negative answer. The closest zone's SOA; none outside every zone, none with data."""
+    zone = Zone(RECORDS + [DnsRecordConfig("lab.", "SOA", "ns.lab. hostmaster.lab. 7 3600 600 86400 120", 3600),
+                           DnsRecordConfig("sub.lab.", "SOA", "ns.lab. hostmaster.lab. 1 3600 600 86400 900", 30),
+                           DnsRecordConfig("x.sub.lab", "A", "127.0.0.12")])
+    answerer = DnsAnswerer(zone)
+
+    def authority(reply):
+        return [(str(rr.rname), rr.ttl, rr.rdata.times[0]) for rr in reply.auth if rr.rtype == QTYPE.SOA]
+
+    nxdomain = ask(answerer, "nothere.lab")
+    assert nxdomain.header.rcode == RCODE.NXDOMAIN and authority(nxdomain) == [("lab.", 120, 7)]
+    nodata = ask(answerer, "_http._tcp.lab", "A")
+    assert nodata.header.rcode == RCODE.NOERROR and nodata.rr == [] and authority(nodata) == [("lab.", 120, 7)]
+    assert authority(ask(answerer, "deep.down.sub.lab")) == [("sub.lab.", 30, 1)]  # the closest zone: TTL 30 < 900
+    assert authority(ask(answerer, "x.sub.lab", "AAAA")) == [("sub.lab.", 30, 1)]
+    assert authority(ask(answerer, "prov.lab")) == [] and rdatas(ask(answerer, "prov.lab"), "A")
+    outside = ask(answerer, "nothere.example")
+    assert outside.header.rcode == RCODE.NXDOMAIN and outside.auth == []
+    soa = ask(answerer, "lab.", "SOA")  # asked for, the SOA is the record as written
+    assert [(rr.ttl, rr.rdata.times) for rr in soa.rr] == [(3600, (7, 3600, 600, 86400, 120))]
+    # The phones' resolver reads how long it may keep each negative answer.
+    with pytest.raises(DnsLookupError) as caught:
+        resolve(answerer, "nothere.lab", "A")
+    assert caught.value.negative_ttl == 120
+    with pytest.raises(DnsLookupError) as caught:
+        resolve(DnsAnswerer(Zone(RECORDS)), "nothere.lab", "A")
+    assert caught.value.negative_ttl is None  # no SOA: not to be kept
+    resolver = DnsResolver()
+    assert resolver.parse_answer_and_ttl(answerer.handle(resolver.build_query("_http._tcp.lab", "A", 9))) == ([], 120)
+
+
 def test_formerr_refused_notimp_and_drops(answerer):
     good = bytes(DNSRecord.question("prov.lab").pack())
     # header fine, question truncated -> FORMERR with the same id
@@ -196,9 +231,15 @@ def test_bad_config_rejected():
         DnsRecordConfig("a.lab", "SRV", "1 2 3"),
         DnsRecordConfig("a.lab", "SRV", "1 2 70000 x.lab"),
         DnsRecordConfig("a.lab", "MX", "10 x.lab"),
+        DnsRecordConfig("lab.", "SOA", "ns.lab. hostmaster.lab. 1 3600 600 86400"),
+        DnsRecordConfig("lab.", "SOA", "ns.lab. hostmaster.lab. 1 3600 600 86400 -1"),
+        DnsRecordConfig("lab.", "SOA", "ns..lab. hostmaster.lab. 1 3600 600 86400 60"),
     ]:
         with pytest.raises(ValueError):
             Zone([bad])
+    soa = "ns.lab. hostmaster.lab. 1 3600 600 86400 60"
+    with pytest.raises(ValueError, match="one SOA"):
+        Zone([DnsRecordConfig("lab.", "SOA", soa), DnsRecordConfig("LAB", "SOA", soa)])
     with pytest.raises(ValueError):  # CNAME beside other data
         Zone([DnsRecordConfig("a.lab", "CNAME", "b.lab"), DnsRecordConfig("a.lab", "A", "1.2.3.4")])
 
@@ -211,6 +252,7 @@ def test_zone_file_parsing():
         www.lab. 60 CNAME prov.lab.
         _sip._udp.lab SRV 10 5 5060 prov.lab.
         prov.lab TXT "two words"
+        lab. 3600 SOA ns.lab. hostmaster.lab. 1 3600 600 86400 60
         """
     )
     assert records == [
@@ -218,6 +260,7 @@ def test_zone_file_parsing():
         DnsRecordConfig("www.lab.", "CNAME", "prov.lab.", 60),
         DnsRecordConfig("_sip._udp.lab", "SRV", "10 5 5060 prov.lab."),
         DnsRecordConfig("prov.lab", "TXT", "two words"),
+        DnsRecordConfig("lab.", "SOA", "ns.lab. hostmaster.lab. 1 3600 600 86400 60", 3600),
     ]
     with pytest.raises(ValueError, match="line 1"):
         parse_zone("lonely.lab A")

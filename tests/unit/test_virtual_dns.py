@@ -208,6 +208,51 @@ def test_a_failed_lookup_is_not_kept_the_phone_asks_again():
     assert server.stats.queries == 2 and dns.answers == {} and resolver.stats["failures"] == 2
 
 
+LAB_SOA = DnsRecordConfig("lab.", "SOA", "ns.lab. hostmaster.lab. 1 3600 600 86400 120", ttl=3600)
+
+
+def test_a_phone_that_keeps_negative_answers_keeps_them_as_long_as_the_soa_says():
+    """RFC 2308: a "no such name" (or "no address") answer whose authority section holds
+    the zone's SOA is kept for the smaller of the SOA's TTL and MINIMUM (120 s here); the
+    phone's next lookups of that name fail at once, nothing asked, until then."""
+    zone = Zone([LAB_SOA, DnsRecordConfig("prov.lab", "A", "127.0.0.9"),
+                 DnsRecordConfig("v6only.lab", "AAAA", "2001:db8::1")])
+    clock, server = HeapClock(), DnsAnswerer(zone)
+    resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: server, Link())
+    dns = PhoneDns(negative_caching=True)
+    first = phone_lookup(resolver, clock, "typo.lab", dns)
+    assert "no such name (NXDOMAIN)" in first.getErrorMessage() and server.stats.queries == 1
+    assert dns.answers["typo.lab"][0] == 0.001 + 120
+    clock.run_until(100.0)
+    again = phone_lookup(resolver, clock, "TYPO.lab.", dns)
+    assert again.check(LookupFailed) and server.stats.queries == 1
+    assert "no such name (NXDOMAIN)" in again.getErrorMessage() and "RFC 2308" in again.getErrorMessage()
+    assert resolver.stats["cache_hits"] == 1 and resolver.stats["failures"] == 2
+    clock.run_until(121.0)  # past the SOA's minimum: the phone asks again
+    phone_lookup(resolver, clock, "typo.lab", dns)
+    assert server.stats.queries == 2
+    # A name without an A record (NODATA) is kept the same way; another phone asks for itself.
+    for _ in range(2):
+        assert "no A record" in phone_lookup(resolver, clock, "v6only.lab", dns).getErrorMessage()
+    assert server.stats.queries == 3
+    assert phone_lookup(resolver, clock, "prov.lab", dns) == "127.0.0.9"
+    phone_lookup(resolver, clock, "typo.lab", PhoneDns(negative_caching=True))
+    assert server.stats.queries == 5
+
+
+def test_without_an_soa_or_a_phone_that_keeps_them_a_negative_answer_is_asked_again():
+    with_soa = DnsAnswerer(Zone([LAB_SOA, DnsRecordConfig("prov.lab", "A", "127.0.0.9")]))
+    without = answerer([("prov.lab", "127.0.0.9")])
+    outside = DnsAnswerer(Zone([LAB_SOA, DnsRecordConfig("prov.example", "A", "127.0.0.9")]))
+    for server, dns, name in ((with_soa, PhoneDns(), "typo.lab"), (without, PhoneDns(negative_caching=True), "typo.lab"),
+                              (outside, PhoneDns(negative_caching=True), "typo.example")):  # the SOA is lab.'s
+        clock = HeapClock()
+        resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda server=server: server, Link())
+        for _ in range(3):
+            assert phone_lookup(resolver, clock, name, dns).check(LookupFailed)
+        assert server.stats.queries == 3 and dns.answers == {}
+
+
 def test_beyond_the_query_ids_in_flight_a_lookup_waits_for_one_to_end():
     """One socket carries every phone's questions, told apart by a 16-bit ID: past
     QUERIES_IN_FLIGHT a lookup is held, and sent as soon as another one ends."""
@@ -255,3 +300,18 @@ def test_a_name_no_query_can_carry_fails_at_once_and_nothing_is_sent():
     resolver.resolve_with("a..b", ("198.18.0.53",)).addBoth(outcome.append)
     assert outcome and outcome[0].check(LookupFailed) and "no DNS name" in outcome[0].getErrorMessage()
     assert lookup(resolver, clock, "provisioning.lab") == ["127.0.0.1"]  # the resolver still works
+
+
+def test_yealink_and_polycom_phones_keep_negative_answers_the_other_vendors_phones_do_not():
+    """The guides that say so (Yealink's, Polycom's UC Software: RFC 2308 negative caching);
+    the others say nothing, and their phones ask again."""
+    import random
+
+    from labsim.phones.dns_client import new_dns_client
+    from labsim.phones.phone import Phone
+    from labsim.phones.vendors import VENDORS, profile_for
+
+    keeping = {vendor for vendor, module in VENDORS.items()
+               if new_dns_client(Phone(module.MAC_PREFIXES[0] + ":00:00:01", module.MODELS[0], profile_for(vendor),
+                                       rng=random.Random(1))).negative_caching}
+    assert keeping == {"yealink", "polycom"}
