@@ -156,7 +156,8 @@ def _answerer():
     return DnsAnswerer(Zone([DnsRecordConfig("prov.lab", "A", "127.0.0.1", 60),
                              DnsRecordConfig("prov.lab", "TXT", "x" * 200, 60),
                              DnsRecordConfig("www.lab", "CNAME", "prov.lab", 60),
-                             DnsRecordConfig("_http._tcp.lab", "SRV", "10 5 8080 prov.lab", 60)]))
+                             DnsRecordConfig("_http._tcp.lab", "SRV", "10 5 8080 prov.lab", 60),
+                             DnsRecordConfig("lab", "SOA", "ns.lab hostmaster.lab 1 3600 600 86400 30", 60)]))
 
 
 def _dns_seeds() -> list[bytes]:
@@ -608,9 +609,12 @@ def _phone_dns_target():
     from labsim.wire.dns_records import DnsAnswerer, DnsRecordConfig, Zone
 
     zone = Zone([DnsRecordConfig("prov.lab", "A", "127.0.0.1", 60), DnsRecordConfig("www.lab", "CNAME", "prov.lab", 30),
-                 *[DnsRecordConfig("big.lab", "A", f"127.0.1.{n}", 60) for n in range(1, 80)]])
+                 *[DnsRecordConfig("big.lab", "A", f"127.0.1.{n}", 60) for n in range(1, 80)],
+                 DnsRecordConfig("v6.lab", "AAAA", "2001:db8::1", 60),
+                 DnsRecordConfig("lab", "SOA", "ns.lab hostmaster.lab 1 3600 600 86400 30", 60)])
     real = DnsAnswerer(zone)
-    names = ("prov.lab", "www.lab", "big.lab", "nothing.lab")  # the input's first byte picks the one asked
+    # The input's first byte picks the one asked; the last two get negative answers with the SOA.
+    names = ("prov.lab", "www.lab", "big.lab", "nothing.lab", "v6.lab")
     seeds = [bytes([index]) + real.handle(bytes(DNSRecord.question(name, "A").pack()))
              for index, name in enumerate(names)]
 
@@ -629,17 +633,19 @@ def _phone_dns_target():
         clock = HeapClock()
         answerer = Answerer(data[1:])
         resolver = VirtualResolver(clock, ("127.0.0.1", 53), lambda: answerer)
-        dns, outcome = PhoneDns(), []
+        dns, outcome = PhoneDns(negative_caching=True), []
         resolver.resolve_with(names[data[0] % len(names)], None, dns).addBoth(outcome.append)
         clock.run_until(30.0)
         assert len(outcome) == 1, outcome
+        kept = list(dns.answers.values())
+        assert all(expires > 0.0 for expires, _ in kept)
         if isinstance(outcome[0], str):
             assert outcome[0].count(".") == 3, outcome[0]
-            for expires, addresses in dns.answers.values():
-                assert 0.0 < expires - clock.seconds() + 30.0 and outcome[0] == addresses[0]
+            assert all(outcome[0] == addresses[0] for _, addresses in kept)
         else:
             assert outcome[0].check(LookupFailed), outcome[0]
-            assert dns.answers == {}
+            # A negative answer is kept only as its reason, for the phone's next lookups.
+            assert all(isinstance(why, str) and why in outcome[0].getErrorMessage() for _, why in kept)
 
     return seeds, 1500, check
 
