@@ -164,7 +164,8 @@ class _TcpAttempt(ClientFactory):
 
 
 # What a network's resolvers did for its phones (report.json's network.dns_lookups):
-# lookups asked for, those a phone's cache answered, UDP queries sent (resends included),
+# lookups asked for, those a phone's cache answered (a negative answer it keeps too, which
+# also counts as a failure), UDP queries sent (resends included),
 # lookups that failed, lookups held for a query ID, truncated replies, and the TCP
 # questions they led to and those that brought nothing.
 LOOKUP_COUNTERS = ("lookups", "cache_hits", "queries", "failures", "held", "truncated", "tcp_queries",
