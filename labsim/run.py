@@ -40,10 +40,10 @@ from labsim.scenario import calendar_start
 from labsim.scenario.durations import format_duration
 from labsim.scratch import ScratchFolder
 from labsim.services.lab import LabServices
-from labsim.wire import yealink_aes
 from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
+from labsim.wire import yealink_aes
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # A phone keeps its first and last events up to this many, in memory and in report.json

@@ -82,15 +82,7 @@ ACTIVE_PROFILE_ROLE = "primary"
 RESOURCE_SECTIONS = ("DIALING_PLAN", "LANGUAGE", "TONES", "IMAGES")
 STAGES = ("model_cfg", "device_cfg", *(f"{role}_profile" for role in PROFILE_KEYWORDS), "user_cfg", "firmware",
           *(section.lower() for section in RESOURCE_SECTIONS))
-MORE_STAGES = "any other [SECTION] of the model file, in lower case"
-
-
-def section_stage(name: str) -> str:
-    """The stage a resource section's downloads are timed as: its name in lower case, any
-    run of other characters than letters, digits and _ as one _ (a metric's name is
-    ``stage.<name>.<stat>``: ``[A.B]`` must not make a dot in it), and "section" for
-    ``[]``."""
-    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "section"
+MORE_STAGES = "any other [SECTION] of the model file, in lower case (section_stage)"
 # A newly applied profile that changes one of these makes the phone soft-reboot.
 SOFT_REBOOT_KEYS = frozenset({
     "FIPS_MODE", "ENABLE_UPDATE", "ENABLE_USB_PORT", "SFTP_WRITE_PATTERNS",
@@ -455,6 +447,14 @@ def _firmware(phone, section, server, names, this_pass: _Pass, behaviour):
     this_pass.firmware_installed = version
     this_pass.applied.append(f"firmware {version}")
     return True
+
+
+def section_stage(name: str) -> str:
+    """The stage a resource section's downloads are timed as: its name in lower case, any
+    run of other characters than letters, digits and _ as one _ (a metric's name is
+    ``stage.<name>.<stat>``: ``[A.B]`` must not make a dot in it), and "section" for
+    ``[]``."""
+    return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "section"
 
 
 def _resource_files(phone, section, server, names, this_pass: _Pass, behaviour):

@@ -7,9 +7,9 @@ from __future__ import annotations
 from labsim.phones.vendors import VENDORS, timed_stages
 from labsim.scenario import schema
 from labsim.scenario.expectations import BadExpectation, parse_expectation
-from labsim.scenario.suggest import did_you_mean
 from labsim.scenario.network_rules import network_problems
 from labsim.scenario.schema import MAC_PATTERN
+from labsim.scenario.suggest import did_you_mean
 from labsim.scenario.yaml_marks import MarkedDocument
 
 MAC_SPACE = 1 << 48

@@ -150,7 +150,8 @@ class Zone:
         for _ in range(MAX_CNAME_HOPS):
             direct = self.lookup(key, qtype)
             if direct or qtype in (QTYPE.CNAME, QTYPE_ANY):
-                return RCODE.NOERROR, answers + direct, []
+                found = answers + direct  # none: the name without a CNAME asked for (NODATA)
+                return RCODE.NOERROR, found, [] if found else self._authority(key)
             alias = self.lookup(key, QTYPE.CNAME)
             if not alias:
                 # the name exists, not with this type (NODATA)

@@ -122,6 +122,8 @@ def test_negative_answers_inside_a_zone_carry_its_soa_with_the_smaller_of_ttl_an
     assert authority(ask(answerer, "deep.down.sub.lab")) == [("sub.lab.", 30, 1)]  # the closest zone: TTL 30 < 900
     assert authority(ask(answerer, "x.sub.lab", "AAAA")) == [("sub.lab.", 30, 1)]
     assert authority(ask(answerer, "prov.lab")) == [] and rdatas(ask(answerer, "prov.lab"), "A")
+    assert authority(ask(answerer, "prov.lab", "CNAME")) == [("lab.", 120, 7)]  # no CNAME there: NODATA too
+    assert authority(ask(answerer, "www.lab", "CNAME")) == []
     outside = ask(answerer, "nothere.example")
     assert outside.header.rcode == RCODE.NXDOMAIN and outside.auth == []
     soa = ask(answerer, "lab.", "SOA")  # asked for, the SOA is the record as written
