@@ -307,6 +307,13 @@ class DnsRecord(Strict):
                        "it, so phones that keep them (RFC 2308) do, for the smaller of its ttl and minimum")
     ttl: int = Field(300, ge=0, lt=2**31)
 
+    @model_validator(mode="after")
+    def _a_record_the_server_can_serve(self):
+        from labsim.wire.dns_records import DnsRecordConfig
+
+        DnsRecordConfig(self.name, self.type, self.value, self.ttl).to_rr()  # ValueError: what is wrong
+        return self
+
 
 class DnsService(Strict):
     """labsim's DNS server: phones resolve host names in provisioning URLs through it, when
@@ -332,7 +339,7 @@ class DnsService(Strict):
     def _records_valid(self):
         from labsim.wire.dns_records import Zone
 
-        Zone(self.record_configs())  # ValueError names the record
+        Zone(self.record_configs())  # what spans records (a CNAME beside other data, two SOAs): names them
         return self
 
 

@@ -163,4 +163,4 @@ def test_a_dns_record_whose_name_or_target_is_no_dns_name_is_refused_with_the_re
         with pytest.raises(ScenarioError) as refused:
             notes_of(tmp_path, f"  dhcp: {{}}\n  dns:\n    records:\n      - {record}\n")
         [problem] = refused.value.problems
-        assert problem.field == "services.dns" and says in problem.message, problem.message
+        assert problem.field == "services.dns.records[0]" and says in problem.message, problem.message

@@ -682,3 +682,17 @@ def test_the_stages_allowed_are_those_of_the_scenarios_vendors():
     assert "master_cfg" in message and "boot_file" in message
     # An Avaya model file may have any [SECTION], each timed as its name: none is refused.
     parse_scenario_text(stage_scenario(["yealink", "avaya"], ["stage.ringtones.count > 0"]), "s.yaml")
+
+
+def test_a_bad_dns_record_is_refused_at_the_record_and_two_soas_for_one_zone_at_the_records():
+    def dns(records: str) -> str:
+        return VALID.replace("  dhcp: {}\n", "  dhcp: {}\n  dns:\n    records:\n" + records)
+
+    text = dns('      - {name: prov.lab, type: A, value: 127.0.0.1}\n'
+               '      - {name: lab., type: SOA, value: "ns.lab. hostmaster.lab. 1 3600 600 86400"}\n')
+    problem = problem_at(problems_of(text), "services.dns.records[1]")
+    assert "an SOA is 'mname rname serial refresh retry expire minimum'" in problem.message
+    assert problem.mark.line == locate(text, "{name: lab.").line
+    soa = '{name: lab., type: SOA, value: "ns.lab. hostmaster.lab. 1 3600 600 86400 60"}'
+    problem = problem_at(problems_of(dns(f"      - {soa}\n      - {soa.replace('lab.,', 'LAB,')}\n")), "services.dns")
+    assert "LAB: a zone has one SOA" in problem.message
