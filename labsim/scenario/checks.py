@@ -34,12 +34,12 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     templates = provisioning.get("per_phone") if isinstance(provisioning.get("per_phone"), list) else []
     for index, template in enumerate(templates):
         wanted = template.get("fleets") if isinstance(template, dict) else None
-        if not isinstance(wanted, list):
-            continue
-        for position, name in enumerate(wanted):
-            if name not in names:
-                problems.append((("provisioning", "per_phone", index, "fleets", position),
-                                 f"no fleet is named {name!r}; fleets: {', '.join(names) or '(none named)'}"))
+        if isinstance(wanted, list):
+            for position, name in enumerate(wanted):
+                if name not in names:
+                    problems.append((("provisioning", "per_phone", index, "fleets", position),
+                                     f"no fleet is named {name!r}; fleets: {', '.join(names) or '(none named)'}"))
+        problems += _encrypted_for_others(index, template, fleets)
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     network = data.get("network") if isinstance(data.get("network"), dict) else {}
     if services.get("dhcp") is None and network.get("dhcp_server") is None and network.get("interface") is None:
@@ -48,6 +48,23 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
     problems += nothing_to_act_on(data, fleets)
     problems += stage_problems(data, fleets)
     return problems
+
+
+def _encrypted_for_others(index: int, template, fleets: list) -> list[tuple[tuple, str]]:
+    """A per-phone template encrypted with a Yealink key (``yealink_aes_key``) made for a
+    fleet of another vendor: those phones would get files they cannot read."""
+    if not isinstance(template, dict) or template.get("yealink_aes_key") is None:
+        return []
+    wanted = template.get("fleets") if isinstance(template.get("fleets"), list) else None
+    others = [f"{repr(fleet['name']) if fleet.get('name') else f'fleets[{number}]'} ({fleet['vendor']})"
+              for number, fleet in enumerate(fleets)
+              if isinstance(fleet, dict) and isinstance(fleet.get("vendor"), str) and fleet["vendor"] != "yealink"
+              and (wanted is None or fleet.get("name") in wanted)]
+    if not others:
+        return []
+    return [(("provisioning", "per_phone", index, "yealink_aes_key"),
+             f"encrypts each file for Yealink phones, but this template also makes files for "
+             f"{' and '.join(others)}, which could not read them: list only Yealink fleets in its fleets:")]
 
 
 def _expectation_texts(data: dict):

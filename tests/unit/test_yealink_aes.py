@@ -183,3 +183,22 @@ def test_a_per_phone_yealink_key_is_16_printable_characters(key):
     [problem] = caught.value.problems
     assert problem.field == "provisioning.per_phone[0].yealink_aes_key"
     assert "a Yealink AES key is 16 printable ASCII characters" in problem.message
+
+
+def test_a_yealink_key_on_a_template_for_another_vendors_fleet_is_refused_there():
+    from labsim.scenario.loader import ScenarioError, parse_scenario_text
+
+    fleets = ("fleets:\n  - {name: desk, vendor: yealink, model: T48S, count: 1, first_mac: '00:15:65:61:00:01'}\n"
+              "  - {name: conf, vendor: polycom, model: VVX410, count: 1, first_mac: '00:04:f2:00:00:01'}\n")
+
+    def scenario(only: str) -> str:
+        return ("name: t\nservices: {dhcp: {}}\n" + fleets + "provisioning:\n  per_phone:\n"
+                f"    - {{name: '{{mac}}.cfg', yealink_aes_key: Lab2MacKeyT48Sxx, text: x{only}}}\n")
+
+    parse_scenario_text(scenario(", fleets: [desk]"), "s.yaml")  # the Yealink fleet alone: fine
+    for only in ("", ", fleets: [desk, conf]"):
+        with pytest.raises(ScenarioError) as caught:
+            parse_scenario_text(scenario(only), "s.yaml")
+        [problem] = caught.value.problems
+        assert problem.field == "provisioning.per_phone[0].yealink_aes_key"
+        assert "also makes files for 'conf' (polycom), which could not read them" in problem.message
