@@ -33,7 +33,7 @@ from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
 from labsim.phones.local_time import DayRule, Zone, clock_offset_s, dhcp_time_offset_s, summer_words, zone_from
 from labsim.phones.phone import Wait
-from labsim.wire import cisco_cfg, dhcp
+from labsim.wire import cisco_cfg, cisco_rules, dhcp
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo, url_part
 
@@ -290,12 +290,31 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     return pass_outcome(changed, noun="parameter", next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
 
 
+def _chosen_rule(phone, key: str, text: str) -> cisco_cfg.Rule | None:
+    """The rule's alternative the phone takes (wire.cisco_rules: the first whose condition
+    holds), its assignments made: its URL and options, or None (nothing to fetch).
+    NotACiscoProfile when the rule does not read."""
+    values = macros(phone)
+    chosen = cisco_rules.choose(cisco_rules.parse_alternatives(text), values)
+    if chosen is None:
+        phone.note(f"{key}: no alternative's condition holds: nothing fetched")
+        return None
+    if chosen.condition is not None:
+        phone.note(f"{key}: ( {chosen.condition} )? holds")
+    for name, value in cisco_rules.assigned(chosen, values).items():
+        phone.flash.settings[name] = value
+        phone.note(f"{key}: {name} = {value!r}")
+    return chosen.rule
+
+
 def _resync(phone, key: str, text: str, sources: list[Source], failures: list[str], behaviour: CiscoBehaviour):
     """One profile rule: fetch its file, apply its parameters. Failures go into ``failures``."""
     try:
-        rule = cisco_cfg.parse_rule(text)
+        rule = _chosen_rule(phone, key, text)
     except cisco_cfg.NotACiscoProfile as exc:
         failures.append(f"{key}: {exc}")
+        return
+    if rule is None:
         return
     if "--key" in rule.options:
         failures.append(f"{key}: encrypted profiles (--key) are not simulated")
@@ -380,7 +399,9 @@ def _upgrade(phone, sources: list[Source]):
     if not text.strip() or not is_yes(setting(phone, "Upgrade_Enable")):
         return False
     try:
-        rule = cisco_cfg.parse_rule(text)
+        rule = _chosen_rule(phone, "Upgrade_Rule", text)
+        if rule is None:
+            return False
         url = cisco_cfg.expand_macros(rule.url, macros(phone))
         tries = targets(url, sources, phone, primary=False)
     except (cisco_cfg.NotACiscoProfile, BadProvisioningUrl) as exc:

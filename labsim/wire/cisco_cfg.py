@@ -10,6 +10,8 @@
   with macros: ``$MA`` (MAC, lowercase), ``$MAU`` (uppercase), ``$MAC`` (lowercase with
   colons), ``$PN`` (product name), ``$PSN`` (product series number), ``$SWVER`` (software
   version) and others; ``$(NAME)`` is the same as ``$NAME``; ``$$`` is a literal ``$``.
+  A rule's alternatives, conditions and assignments (``( $SWVER ne 2.0.6 )? url | url``)
+  are ``labsim.wire.cisco_rules``.
 """
 
 from __future__ import annotations

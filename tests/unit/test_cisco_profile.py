@@ -129,6 +129,72 @@ def test_profile_rules_b_c_d_run_in_order_after_profile_rule_later_ones_override
     assert phone.flash.settings["X"] == "c" and {"A", "B", "C", "D"} <= set(phone.flash.settings)
 
 
+# --- conditions, alternatives and assignments in a rule (wire.cisco_rules) -----------------------------
+
+SERVER = "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("model, fetched", [("SPA504G", "desk.xml"), ("SPA303", "lobby.xml")])
+def test_a_rule_takes_the_first_alternative_whose_condition_holds(model, fetched):
+    rule = f'( "$PN" eq "SPA504G" )? {SERVER}/desk.xml | {SERVER}/lobby.xml'
+    l = lab({"desk.xml": xml(X="desk"), "lobby.xml": xml(X="lobby")}, model=model, settings={"Profile_Rule": rule})
+    phone = l.boot()
+    assert phone.state == "ready" and l.urls() == [f"{SERVER}/{fetched}"]
+    assert phone.flash.settings["X"] == fetched.split(".")[0]
+    assert ('Profile_Rule: ( "$PN" eq "SPA504G" )? holds' in l.steps()) == (fetched == "desk.xml")
+
+
+def test_assignments_are_made_before_the_url_is_expanded_and_fetched():
+    rule = f'( GPP_A = "site-$MA" ; b = "7" ; )! {SERVER}/$GPP_A.xml'
+    l = lab({f"site-{MA}.xml": xml(X=1)}, settings={"Profile_Rule": rule})
+    phone = l.boot()
+    assert l.urls() == [f"{SERVER}/site-{MA}.xml"] and phone.state == "ready"
+    assert phone.flash.settings["GPP_A"] == f"site-{MA}" and phone.flash.settings["GPP_B"] == "7"
+
+
+def test_when_no_condition_holds_nothing_is_fetched_and_nothing_fails():
+    l = lab({"x.xml": xml(X=1)}, settings={"Profile_Rule": f'( "$PN" eq "SPA303" )? {SERVER}/x.xml'})
+    phone = l.boot()
+    assert l.urls() == [] and phone.state == "ready" and "X" not in phone.flash.settings
+    assert "Profile_Rule: no alternative's condition holds: nothing fetched" in l.steps()
+
+
+@pytest.mark.parametrize("running, flashed", [("7.5.5", "7.6.2c"), ("7.6.2", "7.6.2")])
+def test_an_upgrade_rule_with_a_version_condition_upgrades_only_older_firmware(running, flashed):
+    rule = f"( $SWVER lt 7.6.0 )? {SERVER}/fw/spa50x-30x-7-6-2c.bin"
+    l = lab({"spa504G.cfg": xml(Upgrade_Rule=rule), "fw/spa50x-30x-7-6-2c.bin": b"\0" * 256}, firmware=running)
+    phone = l.boot()
+    assert phone.flash.firmware == flashed and phone.reboots == (running != flashed)
+    assert len(l.urls(".bin")) == (running != flashed)
+
+
+@pytest.mark.parametrize("condition, running, holds", [
+    ("! 7.6.2", "7.6.2", False),  # the older firmware's forms: no left operand ($SWVER), '!' for '!='
+    ("!= 7.6.2", "7.6.3", True), ("$SWVER ge 7.6.2(a) and $SWVER le 7.6.2(c)", "7.6.2(b)", True),
+    ("$SWVER gt 7.6.2", "7.6.10", True),  # numbers, not text: 10 > 2
+    ('"$PN" ne "SPA504G" and 1 = 1', "7.6.2", False), ("3 >= 12", "7.6.2", False)])
+def test_conditions_compare_versions_integers_and_strings_as_the_guide_says(condition, running, holds):
+    l = lab({"a.xml": xml(A=1)}, firmware=running, settings={"Profile_Rule": f"( {condition} )? {SERVER}/a.xml"})
+    l.boot()
+    assert bool(l.urls()) == holds
+
+
+@pytest.mark.parametrize("rule, says", [
+    (f"{SERVER}/a.xml | {SERVER}/b.xml", "alternative 1 of 2 has no condition"),
+    (f'( "$PN" lt "SPA600" )? {SERVER}/a.xml', "strings compare only with = or != (eq, ne), not lt"),
+    (f"( $PN eq SPA504G )? {SERVER}/a.xml", "'SPA504G' is no integer, version number"),
+    (f'( "$PN" eq 7.6.2 )? {SERVER}/a.xml', "is a string, 7.6.2 is a version: they do not compare"),
+    (f"( $SWVER )? {SERVER}/a.xml", "is not 'OPERAND OPERATOR OPERAND'"),
+    (f"( $SWVER ne 1.0.0 ) {SERVER}/a.xml", "must be followed by '?' (a condition) or '!' (assignments)"),
+    (f'( GPP_A = unquoted ; )! {SERVER}/a.xml', "is not NAME = \"VALUE\" ;"),
+    (f"( $SWVER ne 1.0.0 {SERVER}/a.xml", "'(' without its ')'")])
+def test_a_rule_that_does_not_read_is_a_recorded_failure_naming_what(rule, says):
+    l = lab({"a.xml": xml(A=1), "b.xml": xml(B=1)}, settings={"Profile_Rule": rule})
+    phone = l.boot()
+    assert phone.state == "failed" and says in phone.failure, phone.failure
+    assert l.urls() == []
+
+
 # --- where a relative rule's server comes from --------------------------------------------------------
 
 
