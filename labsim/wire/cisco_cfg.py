@@ -120,17 +120,25 @@ def parse_rule(rule: str) -> Rule:
 # The macro names, longest first so that $MAU is not read as $MA followed by "U".
 MACRO_NAMES = ("SWVER", "HWVER", "PSN", "MAU", "MAC", "EXTIP", "MA", "PN", "SN", "IP",
                *(f"GPP_{letter}" for letter in "ABCDEFGHIJKLMNOP"))
-_MACRO = re.compile(r"\$\$|\$\((\w+)\)|\$(" + "|".join(MACRO_NAMES) + ")")
+_MACRO = re.compile(r"\$\$|\$\((\w+)(?::([0-9]+)(?::([0-9]+))?)?\)|\$(" + "|".join(MACRO_NAMES) + ")")
 
 
 def expand_macros(text: str, values: dict[str, str]) -> str:
-    """Replace ``$NAME`` / ``$(NAME)`` with ``values[NAME]``; ``$$`` is ``$``. A name
-    without a value is left as written (*unverified*)."""
+    """Replace ``$NAME`` / ``$(NAME)`` with ``values[NAME]``; ``$$`` is ``$``, and not
+    read again (``$$MAU`` is ``$MAU``). ``$(NAME:p)`` is the value from character ``p``
+    on, ``$(NAME:p:q)`` its ``q`` characters from ``p`` (``$(MAU:8:2)``). A name without
+    a value is left as written (*unverified*)."""
 
     def replace(match: re.Match) -> str:
         if match.group(0) == "$$":
             return "$"
-        name = match.group(1) or match.group(2)
-        return values.get(name, match.group(0))
+        name = match.group(1) or match.group(4)
+        value = values.get(name)
+        if value is None:
+            return match.group(0)
+        start, length = match.group(2), match.group(3)
+        if start is None:
+            return value
+        return value[int(start):] if length is None else value[int(start):int(start) + int(length)]
 
     return _MACRO.sub(replace, text)

@@ -86,6 +86,13 @@ def test_macro_in_parentheses_and_double_dollar():
     assert cisco_cfg.expand_macros("$(MA)x/$$PSN/$(PSN)/$UNKNOWN", values) == f"{MA}x/$PSN/504G/$UNKNOWN"
 
 
+def test_a_macro_substring_is_p_on_or_q_characters_from_p():
+    # The guide's examples, for a MAC of 000E08012345: $(MAU:4) is 08012345, $(MAU:8:2) is 23.
+    values = {"MAU": "000E08012345"}
+    assert cisco_cfg.expand_macros("/$(MAU:4)/$(MAU:8:2)/$(MAU:0:6)/$(MAU:20)/$(NONE:1:2)", values) == \
+        "/08012345/23/000E08//$(NONE:1:2)"
+
+
 def test_absolute_rule_ignores_dhcp():
     l = lab({"x/a.xml": xml(A=1)}, options={66: b"http://127.0.0.1:1/"},
             settings={"Profile_Rule": "http://127.0.0.1:8080/x/a.xml"})
