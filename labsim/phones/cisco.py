@@ -425,18 +425,42 @@ def _upgrade(phone, sources: list[Source]):
 
 # --- when to resync again ----------------------------------------------------------------------
 
+# Resync_Periodic and Resync_Error_Retry_Delay: a delay in seconds, or a schedule such as
+# "1800+300,3600+600,7200+900": one element for each use in a row, the last repeated for
+# ever; "+R" adds a random extra delay of up to R seconds (the provisioning guide's
+# "Configurable Schedules").
+_SCHEDULE_ELEMENT = re.compile(r"\s*([0-9]+)\s*(?:\+\s*([0-9]+))?\s*")
+
+
+def schedule_delay_s(phone, text: str, index: int) -> float | None:
+    """The schedule's delay for its ``index``-th use in a row (0: the first), its random
+    part drawn from the phone's generator; None when it is 0 (the timer is off) or does
+    not read."""
+    elements = []
+    for part in text.split(","):
+        match = _SCHEDULE_ELEMENT.fullmatch(part)
+        if match is None:
+            return None
+        elements.append((int(match.group(1)), int(match.group(2) or 0)))
+    delay, extra = elements[min(index, len(elements) - 1)]
+    if delay == 0:
+        return None
+    return float(delay) + (phone.rng.uniform(0, extra) if extra else 0.0)
+
+
 
 def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
     """After a good resync: ``Resync_Periodic`` seconds, or the next ``Resync_At`` (plus
     up to ``Resync_At_Random_Delay``), whichever is first; after a failed one:
-    ``Resync_Error_Retry_Delay``. 0 turns a timer off."""
+    ``Resync_Error_Retry_Delay``, the schedule's element for this many failures in a
+    row. 0 turns a timer off."""
     if not ok:
-        delay = parse_int(setting(phone, "Resync_Error_Retry_Delay"), 0)
-        return float(delay) if delay > 0 else None
+        return schedule_delay_s(phone, setting(phone, "Resync_Error_Retry_Delay"), phone.failures_in_a_row)
     candidates = []
-    periodic = parse_int(setting(phone, "Resync_Periodic"), 0)
-    if periodic > 0:
-        candidates.append(float(periodic))
+    # How a list of periodic delays moves on is not said: its first element (unverified).
+    periodic = schedule_delay_s(phone, setting(phone, "Resync_Periodic"), 0)
+    if periodic is not None:
+        candidates.append(periodic)
     daily = _next_resync_at(phone, behaviour)
     if daily is not None:
         candidates.append(daily)

@@ -353,6 +353,40 @@ def test_error_retry_delay_after_a_failed_resync():
     assert phone.state == "ready" and len(l.urls()) == 2
 
 
+def test_error_retry_delay_is_a_schedule_one_element_a_failure_in_a_row_the_last_repeated():
+    # The guide's "Configurable Schedules": 30 s, 60 s, 120 s, then every 120 s; a success
+    # starts it over.
+    l = lab({}, settings={"Resync_Error_Retry_Delay": "30,60,120", "Resync_Periodic": "1000"})
+    phone = l.boot()
+    l.advance(30 + 60 + 120 + 120 + 1)
+    times = pass_times(l)
+    assert [round(b - a) for a, b in zip(times, times[1:])] == [30, 60, 120, 120] and phone.state == "failed"
+    l.files["spa504G.cfg"] = xml(A=1)
+    l.advance(121)
+    assert phone.state == "ready"
+    del l.files["spa504G.cfg"]
+    l.advance(1000 + 31)  # the periodic resync fails: the schedule's first element again
+    times = pass_times(l)
+    assert [round(b - a) for a, b in zip(times[-3:], times[-2:])] == [1000, 30]
+
+
+def test_a_schedule_element_plus_r_adds_a_random_extra_delay_up_to_r():
+    waits = []
+    for seed in range(12):
+        l = lab({"spa504G.cfg": xml(A=1, Resync_Periodic="100+50")}, seed=seed)
+        l.boot()
+        [call] = l.pending_calls()
+        waits.append(call.getTime() - l.clock.seconds())
+    assert all(100 <= wait <= 150 for wait in waits) and len({round(w, 3) for w in waits}) > 6
+
+
+@pytest.mark.parametrize("value", ["0", "0,60", "soon", "60,,120"])
+def test_a_schedule_of_0_or_that_does_not_read_turns_the_timer_off(value):
+    l = lab({}, settings={"Resync_Error_Retry_Delay": value})
+    l.boot()
+    assert l.pending_calls() == []
+
+
 def test_resync_fails_on_fnf_yes_fails_and_no_succeeds():
     phone = lab({}).boot()
     assert phone.state == "failed" and "not found" in phone.failure
