@@ -448,7 +448,6 @@ def schedule_delay_s(phone, text: str, index: int) -> float | None:
     return float(delay) + (phone.rng.uniform(0, extra) if extra else 0.0)
 
 
-
 def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
     """After a good resync: ``Resync_Periodic`` seconds, or the next ``Resync_At`` (plus
     up to ``Resync_At_Random_Delay``), whichever is first; after a failed one:
