@@ -492,7 +492,13 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
             "Resync_Random_Delay": "60", "Resync_At": "0300", "Resync_At_Random_Delay": "600", "Time_Zone": "GMT+01:00",
             "Daylight_Saving_Time_Enable": "Yes", "Daylight_Saving_Time_Rule": "start=3/-1/7/2;end=10/-1/7/3;save=1",
             "Resync_Error_Retry_Delay": "60", "DHCP_Option_To_Use": "66,160,159,150", "Upgrade_Enable": "Yes",
-            "Upgrade_Rule": url + "spa-7-6-2.bin"})],
+            "Upgrade_Rule": url + "spa-7-6-2.bin"}),
+                  # a rule's alternatives, conditions and assignments; schedules (wire.cisco_rules)
+                  cisco_cfg.render_xml({
+            "Profile_Rule": f'( $SWVER ge 7.6.0 and "$PN" ne "SPA303" )? ( a = "x$(MAU:4)" ; b = "1" ; )! '
+                            f'{url}$GPP_A.xml | ( ! 7.5.0 )? {url}old.xml | [--uid u --pwd p] {url}spa$PSN.xml',
+            "Resync_Periodic": "3600+600", "Resync_Error_Retry_Delay": "30+10,60,120+30", "Upgrade_Enable": "Yes",
+            "Upgrade_Rule": f"( $SWVER lt 7.6.2(c) )? {url}spa-7-6-2c.bin"})],
         "polycom": [polycom_cfg.render_config({
             "prov.polling.enabled": "1", "prov.polling.mode": "abs", "prov.polling.period": "86400",
             "prov.polling.time": "03:00", "prov.polling.timeRandomEnd": "04:00", "tcpIpApp.sntp.gmtOffset": "3600",
