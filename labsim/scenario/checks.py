@@ -89,8 +89,8 @@ def stage_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
     allowed are every phone's stages and those of the fleets' vendors; a vendor whose
     files name more (Avaya's model file sections) leaves any name allowed."""
     vendors = [fleet.get("vendor") for fleet in fleets if isinstance(fleet, dict)]
-    if not vendors or any(vendor not in VENDORS for vendor in vendors):
-        return []  # no fleet, or a vendor the fleet's own check refuses: nothing to judge by
+    if not vendors or not all(isinstance(vendor, str) and vendor in VENDORS for vendor in vendors):
+        return []  # no fleet, or a vendor the fleet's own check refuses (a mapping, a typo): nothing to judge by
     vendors = sorted(set(vendors), key=vendors.index)
     if any(getattr(VENDORS[vendor], "MORE_STAGES", "") for vendor in vendors):
         return []

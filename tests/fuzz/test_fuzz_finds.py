@@ -109,3 +109,15 @@ def test_an_option_66_host_no_dns_query_can_carry_is_a_note_not_a_unicode_error(
     check(b'name: t\nservices:\n  dhcp:\n    options: {66: "http://p\x80ovisioning.lab:8080/"}\n  http: {port: 8080}\n'
           b'  dns:\n    records:\n      - {name: provisioning.lab, type: A, value: 127.0.0.1}\n'
           b'fleets:\n  - {vendor: yealink, model: T46S, count: 1, first_mac: "00:15:65:00:00:01"}\n')
+
+
+def test_a_fleet_vendor_written_as_a_mapping_is_a_problem_at_the_vendor_not_a_type_error():
+    # Found by the scenario target (seed 3004): "vendor: {T46S: 200, T48S: 200}", the
+    # quickstart's models mapping under the wrong key, crashed the stage names' check.
+    text = ("name: t\nservices: {dhcp: {}}\nfleets:\n  - {vendor: {T46S: 200}, first_mac: '00:15:65:00:00:01'}\n"
+            "expect:\n  - stage.mac_cfg.p95 < 1\n")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(text, "f.yaml")
+    assert any(p.field == "fleets[0].vendor" for p in caught.value.problems), [str(p) for p in caught.value.problems]
+    _, _, check = BY_NAME["scenario"].build()
+    check(text.encode())
