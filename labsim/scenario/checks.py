@@ -144,7 +144,8 @@ def nothing_to_act_on(data: dict, fleets: list) -> list[tuple[tuple, str]]:
     run and do nothing, or fail for a reason that is the file's, so each is refused at
     its place."""
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
-    running = sorted(name for name, spec in services.items() if spec is not None)
+    # A key that is no service name (66, a misplaced option) is the schema's problem to report.
+    running = sorted(name for name, spec in services.items() if isinstance(name, str) and spec is not None)
     timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
     fleet_names, models = _fleet_names_and_models(fleets)
     fault_names = {fault.get("name") for fault in (data.get("faults") if isinstance(data.get("faults"), list) else [])

@@ -121,3 +121,17 @@ def test_a_fleet_vendor_written_as_a_mapping_is_a_problem_at_the_vendor_not_a_ty
     assert any(p.field == "fleets[0].vendor" for p in caught.value.problems), [str(p) for p in caught.value.problems]
     _, _, check = BY_NAME["scenario"].build()
     check(text.encode())
+
+
+def test_a_number_among_the_services_keys_is_a_problem_there_not_a_type_error():
+    # Found by the scenario target (seed 3005): an option's number, 66, dedented into
+    # services: made the list of running services sort an int against strings.
+    text = ("name: t\nservices:\n  dhcp: {}\n  66: http://127.0.0.1:8080/\n  http: {port: 8080}\n"
+            "fleets:\n  - {vendor: yealink, model: T46S, count: 1, first_mac: '00:15:65:00:00:01'}\n"
+            "timeline:\n  - {at: 5, do: {stop_service: tftp}}\n")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario_text(text, "f.yaml")
+    fields = [p.field for p in caught.value.problems]
+    assert "services[66]" in fields and "timeline[0].do.stop_service" in fields, [str(p) for p in caught.value.problems]
+    _, _, check = BY_NAME["scenario"].build()
+    check(text.encode())
