@@ -56,9 +56,7 @@ class DnsRecordConfig:
     ttl: int = 300
 
     def to_rr(self) -> RR:
-        problem = dns_name_problem(self.name)
-        if problem is not None:
-            raise ValueError(f"record name {self.name!r} is no DNS name ({problem})")
+        _dns_name(self.name, "record name ")
         rtype = self.type.upper()
         if rtype not in SUPPORTED_TYPES:
             raise ValueError(f"{self.name}: record type {self.type!r} not one of {SUPPORTED_TYPES}")
@@ -71,10 +69,12 @@ class DnsRecordConfig:
         return RR(DNSLabel(self.name), getattr(QTYPE, rtype), rdata=rdata, ttl=self.ttl)
 
 
-def _target_name(name: str) -> str:
+def _dns_name(name: str, what: str = "") -> str:
+    """``name``, or ValueError when no query could carry it (a record's name, a CNAME's,
+    SRV's or SOA's target)."""
     problem = dns_name_problem(name)
     if problem is not None:
-        raise ValueError(f"{name!r} is no DNS name ({problem})")
+        raise ValueError(f"{what}{name!r} is no DNS name ({problem})")
     return name
 
 
@@ -84,10 +84,10 @@ def _rdata(rtype: str, value: str):
     if rtype == "AAAA":
         return AAAA(tuple(ipaddress.IPv6Address(value.strip()).packed))
     if rtype == "CNAME":
-        return CNAME(_target_name(value.strip()))
+        return CNAME(_dns_name(value.strip()))
     if rtype == "SRV":
         priority, weight, port, target = value.split()
-        _target_name(target)
+        _dns_name(target)
         numbers = [int(priority), int(weight), int(port)]
         if not all(0 <= n < 65536 for n in numbers):
             raise ValueError("priority, weight and port are 0..65535")
@@ -97,7 +97,7 @@ def _rdata(rtype: str, value: str):
         times = tuple(int(number) for number in numbers)
         if len(times) != 5 or not all(0 <= n < 2**32 for n in times):
             raise ValueError("an SOA is 'mname rname serial refresh retry expire minimum', numbers 0..4294967295")
-        return SOA(_target_name(mname), _target_name(rname), times)
+        return SOA(_dns_name(mname), _dns_name(rname), times)
     # TXT: one string per record; a strings longer than 255 bytes is split, as RFC 1035 3.3.14 requires
     raw = value.encode()
     return TXT([raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""])
