@@ -82,7 +82,6 @@ ACTIVE_PROFILE_ROLE = "primary"
 RESOURCE_SECTIONS = ("DIALING_PLAN", "LANGUAGE", "TONES", "IMAGES")
 STAGES = ("model_cfg", "device_cfg", *(f"{role}_profile" for role in PROFILE_KEYWORDS), "user_cfg", "firmware",
           *(section.lower() for section in RESOURCE_SECTIONS))
-MORE_STAGES = "any other [SECTION] of the model file, in lower case (section_stage)"
 # A newly applied profile that changes one of these makes the phone soft-reboot.
 SOFT_REBOOT_KEYS = frozenset({
     "FIPS_MODE", "ENABLE_UPDATE", "ENABLE_USB_PORT", "SFTP_WRITE_PATTERNS",
@@ -455,6 +454,18 @@ def section_stage(name: str) -> str:
     ``stage.<name>.<stat>``: ``[A.B]`` must not make a dot in it), and "section" for
     ``[]``."""
     return re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "section"
+
+
+def stages_in_files(model: str, copies_of) -> tuple[str, ...] | None:
+    """kit.VendorProfile: the stages a ``model`` phone times beyond STAGES, as the model
+    file's sections name them in the copies the scenario holds (``copies_of(name)``: the
+    texts it may serve under that name). None when it holds none: the file is on a server
+    the scenario does not describe, and any section, so any stage, may be timed."""
+    copies = copies_of(model_file_name(model))
+    if not copies:
+        return None
+    sections = (section.name for text in copies for section in avaya_cfg.parse_provisioning(text).sections)
+    return tuple(dict.fromkeys(section_stage(name) for name in sections if name not in _HANDLERS))
 
 
 def _resource_files(phone, section, server, names, this_pass: _Pass, behaviour):

@@ -35,7 +35,9 @@ class VendorProfile(Protocol):
     # The stage names its procedure times downloads as ("common_cfg", "mac_cfg" ...): what
     # a scenario's ``stage.<name>.<stat>`` expectations may name for its phones (besides
     # every phone's PHONE_STAGES). A vendor whose files name more stages (Avaya's model
-    # file sections) says which in ``MORE_STAGES``, and a name beyond STAGES is not refused.
+    # file sections) also provides ``stages_in_files(model, copies_of)``: the names the
+    # scenario's copies of those files give (``copies_of(file_name)``: their texts), or
+    # None when it holds no copy, and then no name beyond STAGES is refused.
     STAGES: tuple[str, ...]
 
     def default_firmware(self, model: str) -> str: ...

@@ -4,6 +4,9 @@ so one ``labsim validate`` shows every problem, each at the place that causes it
 
 from __future__ import annotations
 
+import posixpath
+from functools import partial
+
 from labsim.phones.vendors import VENDORS, timed_stages
 from labsim.scenario import schema
 from labsim.scenario.expectations import BadExpectation, parse_expectation
@@ -15,8 +18,10 @@ from labsim.scenario.yaml_marks import MarkedDocument
 MAC_SPACE = 1 << 48
 
 
-def cross_checks(data: dict) -> list[tuple[tuple, str]]:
-    """(path, message) for every cross-part problem found."""
+def cross_checks(data: dict, read_file=None) -> list[tuple[tuple, str]]:
+    """(path, message) for every cross-part problem found. ``read_file(path)``: the bytes
+    of a file at ``path`` relative to the scenario file, or None; without it, the checks
+    that would read the provisioning folder's files judge by the scenario's text alone."""
     problems: list[tuple[tuple, str]] = []
     fleets = data.get("fleets") if isinstance(data.get("fleets"), list) else []
     names: dict[str, int] = {}
@@ -46,7 +51,7 @@ def cross_checks(data: dict) -> list[tuple[tuple, str]]:
         problems.append(((), "no DHCP server: add services.dhcp, or network.dhcp_server for a real one"))
     problems += network_problems(network)  # where the run may send: loopback, or interface + allow
     problems += nothing_to_act_on(data, fleets)
-    problems += stage_problems(data, fleets)
+    problems += stage_problems(data, fleets, read_file)
     return problems
 
 
@@ -83,18 +88,26 @@ def _expectation_texts(data: dict):
             yield ("timeline", index, "when"), entry["when"]
 
 
-def stage_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
+def stage_problems(data: dict, fleets: list, read_file=None) -> list[tuple[tuple, str]]:
     """A ``stage.<name>.<stat>`` no phone of the scenario times (``stage.mac_cgf.p95``):
     the run would judge it on no data and fail it, for the file's reason. The names
-    allowed are every phone's stages and those of the fleets' vendors; a vendor whose
-    files name more (Avaya's model file sections) leaves any name allowed."""
-    vendors = [fleet.get("vendor") for fleet in fleets if isinstance(fleet, dict)]
-    if not vendors or not all(isinstance(vendor, str) and vendor in VENDORS for vendor in vendors):
+    allowed are every phone's stages and those of the fleets' vendors, with those a
+    vendor's files name (Avaya's model file sections) as the scenario's copies of them
+    give them; when it holds no copy, any name is allowed. ``read_file(path)``: the bytes
+    of a file beside the scenario, or None (see ``copies_in_scenario``)."""
+    if not fleets or not all(isinstance(fleet, dict) and isinstance(fleet.get("vendor"), str)
+                             and fleet["vendor"] in VENDORS for fleet in fleets):
         return []  # no fleet, or a vendor the fleet's own check refuses (a mapping, a typo): nothing to judge by
-    vendors = sorted(set(vendors), key=vendors.index)
-    if any(getattr(VENDORS[vendor], "MORE_STAGES", "") for vendor in vendors):
-        return []
+    vendors = list(dict.fromkeys(fleet["vendor"] for fleet in fleets))
     allowed = list(dict.fromkeys(name for vendor in vendors for name in timed_stages(vendor)))
+    copies_of = partial(copies_in_scenario, data, read_file)
+    for fleet in fleets:
+        in_files = getattr(VENDORS[fleet["vendor"]], "stages_in_files", None)
+        for model in _models_of(fleet) if in_files else ():
+            more = in_files(model, copies_of) if model in VENDORS[fleet["vendor"]].MODELS else None
+            if more is None:
+                return []  # its files are elsewhere, or the model is the fleet's own problem: any name may be timed
+            allowed += [name for name in more if name not in allowed]
     problems = []
     for path, text in _expectation_texts(data):
         try:
@@ -106,6 +119,33 @@ def stage_problems(data: dict, fleets: list) -> list[tuple[tuple, str]]:
             problems.append((path, f"no {' or '.join(vendors)} phone times a stage {parts[1]!r}"
                                    f"{did_you_mean(parts[1], allowed)}; the stages it times: {', '.join(allowed)}"))
     return problems
+
+
+def _models_of(fleet: dict) -> list[str]:
+    """A fleet's models as text: ``model``, or the keys of ``models``."""
+    models = fleet["models"] if isinstance(fleet.get("models"), dict) else [fleet.get("model")]
+    return [str(model) for model in models if model is not None]
+
+
+def copies_in_scenario(data: dict, read_file, name: str) -> list[bytes]:
+    """The texts the scenario may serve as provisioning file ``name``: from
+    ``provisioning.files``, ``provisioning.directory`` (through ``read_file``, given a path
+    relative to the scenario file; None when there is no file) and the timeline's
+    ``replace_file`` actions."""
+    provisioning = data.get("provisioning") if isinstance(data.get("provisioning"), dict) else {}
+    files = provisioning.get("files") if isinstance(provisioning.get("files"), dict) else {}
+    copies = [files[name]] if isinstance(files.get(name), str) else []
+    directory = provisioning.get("directory")
+    if read_file is not None and isinstance(directory, str) and name not in files:
+        copies.append(read_file(posixpath.join(directory, name)))
+    timeline = data.get("timeline") if isinstance(data.get("timeline"), list) else []
+    for entry in timeline:
+        actions = entry.get("do") if isinstance(entry, dict) else None
+        for action in actions if isinstance(actions, list) else [actions]:
+            replace = action.get("replace_file") if isinstance(action, dict) else None
+            if isinstance(replace, dict) and replace.get("name") == name and isinstance(replace.get("text"), str):
+                copies.append(replace["text"])
+    return [copy.encode() if isinstance(copy, str) else copy for copy in copies if copy is not None]
 
 
 def _fleet_names_and_models(fleets: list) -> tuple[set, set]:

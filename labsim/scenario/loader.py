@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import get_args
 
 from pydantic import BaseModel, ValidationError
@@ -68,7 +69,8 @@ def load_scenario(path: str, overrides: dict | None = None) -> LoadedScenario:
         raise ScenarioError([Problem(path, None, "", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ScenarioError([Problem(path, None, "", f"not UTF-8 text: {exc.reason}")]) from None
-    loaded = LoadedScenario(parse_scenario_text(text, path, overrides), path)
+    read_file = partial(_read_beside, os.path.dirname(os.path.abspath(path)))
+    loaded = LoadedScenario(parse_scenario_text(text, path, overrides, read_file), path)
     _check_directory(loaded, text)
     return loaded
 
@@ -87,7 +89,21 @@ def _check_directory(loaded: LoadedScenario, text: str) -> None:
     raise ScenarioError([Problem(loaded.path, mark, "provisioning.directory", f"{folder} {why}")])
 
 
-def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict | None = None) -> Scenario:
+def _read_beside(base_dir: str, relative: str) -> bytes | None:
+    """A provisioning file the checks read (an Avaya model file's sections), at most
+    MAX_SCENARIO_BYTES of it; None when it is not a file labsim can read: the folder's own
+    check, or the run, says why."""
+    try:
+        with open(os.path.join(base_dir, relative), "rb") as handle:
+            return handle.read(MAX_SCENARIO_BYTES)
+    except (OSError, ValueError):
+        return None
+
+
+def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict | None = None,
+                        read_file=None) -> Scenario:
+    """The scenario in ``text``; ``read_file(path)`` gives a file beside it (relative to
+    its folder) to the checks that read provisioning files, or None."""
     try:
         doc = load_marked(text)
     except YamlError as exc:
@@ -96,7 +112,7 @@ def parse_scenario_text(text: str, filename: str = "<scenario>", overrides: dict
         raise ScenarioError([Problem(filename, doc.mark_for(()), "", "a scenario is a mapping of keys (name, fleets, ...)")])
     problems = [Problem(filename, e.mark, field_text(e.path), e.message) for e in doc.problems]
     problems += [Problem(filename, doc.mark_for(path), field_text(path), message)
-                 for path, message in cross_checks(doc.data) + port_clashes(doc)]
+                 for path, message in cross_checks(doc.data, read_file) + port_clashes(doc)]
     data = {**doc.data, **(overrides or {})}
     scenario = None
     try:

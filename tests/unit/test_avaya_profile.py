@@ -87,15 +87,15 @@ def advance_to_next_call(clock: Clock) -> bool:
     return True
 
 
-def boot(files, sections_beyond_the_guide: bool = False, **kwargs) -> Lab:
+def boot(files, **kwargs) -> Lab:
     """Power on and run until the phone settles (ready or failed), rebooting as it must."""
     lab = make_lab(files, **kwargs)
     lab.driver.power_on()
     while not lab.phone.settled and lab.clock.seconds() < 600 and advance_to_next_call(lab.clock):
         pass
     assert lab.phone.settled, lab.notes()
-    # Its stages are declared; with sections the guide does not name, MORE_STAGES too.
-    assert_stages_declared(lab.phone, avaya, more=sections_beyond_the_guide)
+    # Its stages are declared, or named by its model file's sections (stages_in_files).
+    assert_stages_declared(lab.phone, avaya, lab.network.files)
     return lab
 
 
@@ -364,11 +364,15 @@ def test_any_other_section_is_timed_as_its_name_in_lower_case_which_a_metric_can
     sections = [("CUSTOM_RINGS", {"VERSION": "000001", "FILENAME": "a.wav"}),
                 ("Ring Tones.v2", {"VERSION": "000001", "FILENAME": "b.wav"}),
                 ("", {"VERSION": "000001", "FILENAME": "c.wav"})]
-    lab = boot({"1220SIP.cfg": model_file(*sections), "a.wav": b"a", "b.wav": b"b", "c.wav": b"c"},
-               sections_beyond_the_guide=True)
+    lab = boot({"1220SIP.cfg": model_file(*sections), "a.wav": b"a", "b.wav": b"b", "c.wav": b"c"})
     assert {"a.wav", "b.wav", "c.wav"} <= set(lab.phone.flash.file_md5)
     assert [timing.stage for timing in lab.phone.stages][2:] == ["custom_rings", "ring_tones_v2", "section"]
-    assert set(avaya.STAGES) >= {"dialing_plan", "language", "tones", "images"} and avaya.MORE_STAGES
+    assert set(avaya.STAGES) >= {"dialing_plan", "language", "tones", "images"}
+    # What labsim validate reads from the scenario's copy of the model file: the same names.
+    copies = {"1220SIP.cfg": [model_file(device(), *sections)]}
+    assert avaya.stages_in_files("1220", lambda name: copies.get(name, [])) == ("custom_rings", "ring_tones_v2",
+                                                                               "section")
+    assert avaya.stages_in_files("1220", lambda name: []) is None
 
 
 def test_failed_section_download_is_not_remembered_so_it_is_tried_again():

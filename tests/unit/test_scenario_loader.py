@@ -680,8 +680,39 @@ def test_the_stages_allowed_are_those_of_the_scenarios_vendors():
                          "expect[0]").message
     assert message.startswith("no yealink or polycom phone times a stage 'uplaod' (did you mean 'upload'?)"), message
     assert "master_cfg" in message and "boot_file" in message
-    # An Avaya model file may have any [SECTION], each timed as its name: none is refused.
-    parse_scenario_text(stage_scenario(["yealink", "avaya"], ["stage.ringtones.count > 0"]), "s.yaml")
+
+
+AVAYA_MODEL_FILE = "    1220SIP.cfg: |\n      [DEVICE_CONFIG]\n      VERSION 1\n      FILENAME d.cfg\n" \
+                   "      [Ring Tones]\n      VERSION 1\n      FILENAME a.wav\n"
+
+
+def test_an_avaya_fleets_stages_are_its_model_files_sections_as_the_scenario_holds_them(tmp_path):
+    inline = stage_scenario(["yealink", "avaya"], ["stage.ring_tones.count > 0", "stage.ringtones.count > 0"]
+                            ).replace("fleets:\n", "provisioning:\n  files:\n" + AVAYA_MODEL_FILE + "fleets:\n")
+    problem = problem_at(problems_of(inline), "expect[1]")
+    assert problem.message.startswith("no yealink or avaya phone times a stage 'ringtones' (did you mean "
+                                      "'ring_tones'?)"), problem.message
+    assert "model_cfg" in problem.message and "mac_cfg" in problem.message
+    assert len(problems_of(inline)) == 1  # ring_tones, the section's stage, passes
+    # A section the timeline's replace_file brings in later is the phones' too.
+    later = inline.replace("do: {power_cycle: {}}", 'do: {replace_file: {name: 1220SIP.cfg, text: "[RINGTONES]\\n'
+                                                    'VERSION 2\\nFILENAME b.wav\\n"}}')
+    parse_scenario_text(later, "s.yaml")
+    # The model file in provisioning.directory is read beside the scenario file.
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "1220SIP.cfg").write_text("[DEVICE_CONFIG]\nVERSION 1\nFILENAME d.cfg\n"
+                                                  "[RINGTONES]\nVERSION 1\nFILENAME b.wav\n")
+    folder = tmp_path / "s.yaml"
+    folder.write_text(stage_scenario(["avaya"], ["stage.ringtones.count > 0", "stage.ring_tones.count > 0"]
+                                     ).replace("fleets:\n", "provisioning: {directory: tree}\nfleets:\n"))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(str(folder))
+    assert [(p.field, p.message.split(";")[0]) for p in caught.value.problems] == [
+        ("expect[1]", "no avaya phone times a stage 'ring_tones' (did you mean 'ringtones'?)")]
+    # Without a copy of the model file (it is on another server), any section may be timed.
+    parse_scenario_text(stage_scenario(["yealink", "avaya"], ["stage.anything.count > 0"]), "s.yaml")
+    (tmp_path / "tree" / "1220SIP.cfg").unlink()
+    load_scenario(str(folder))
 
 
 def test_a_bad_dns_record_is_refused_at_the_record_and_two_soas_for_one_zone_at_the_records():
