@@ -11,11 +11,13 @@ order; 159/160 a URL (one naming a file is the profile itself). Each profile's
 parameters are applied as they come and stay until a later profile changes them.
 
 When: on power-on with ``Resync_On_Reset`` (after a random delay up to
-``Resync_Random_Delay``), every ``Resync_Periodic`` seconds (3600), daily at
-``Resync_At`` (plus up to ``Resync_At_Random_Delay``), on a SIP NOTIFY check-sync with
-``Resync_From_SIP``; after a failed resync, again in ``Resync_Error_Retry_Delay``. A file
-that is not found fails the resync only with ``Resync_Fails_On_FNF``. After the profiles,
-``Upgrade_Rule`` names the firmware; a different image is flashed and the phone reboots.
+``Resync_Random_Delay``), every ``Resync_Periodic`` seconds (3600) or, when ``Resync_At``
+is set, daily at that time instead (plus up to ``Resync_At_Random_Delay``), on a SIP
+NOTIFY check-sync with ``Resync_From_SIP``; after a failed resync, again in
+``Resync_Error_Retry_Delay``. A file that is not found fails the resync only with
+``Resync_Fails_On_FNF``. After the profiles, ``Upgrade_Rule`` names the firmware; a
+different image is flashed and the phone reboots; a download that fails is tried again in
+``Upgrade_Error_Retry_Delay``.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ DEFAULTS = {
     "Resync_At_Random_Delay": "600",
     "Upgrade_Enable": "Yes",
     "Upgrade_Rule": "",
+    "Upgrade_Error_Retry_Delay": "3600",
     # The factory zone: the MPP and 3PCC guides' "Default: GMT-08:00" (the SPA guides' table
     # was not found: (unverified) that SPA firmware has the same). A phone given none, or a
     # value that is not a zone, keeps it.
@@ -274,7 +277,8 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
         text = setting(phone, key)  # read now: an earlier profile may have set it
         if text.strip():
             yield from _resync(phone, key, text, sources, failures, behaviour)
-    flashed = yield from _upgrade(phone, sources)
+    upgrade = yield from _upgrade(phone, sources)
+    flashed = upgrade == "flashed"
 
     after = phone.flash.settings
     changed = changed_keys(before, after)
@@ -284,10 +288,13 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     if flashed or reboot_keys:
         return pass_outcome(changed, noun="parameter",
                             reboot_for=f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0])
+    upgrade_retry = _upgrade_retry_s(phone, failed=upgrade == "failed")
     if failures:
         return ProvisioningOutcome("failed", changed_keys=changed, reason="; ".join(failures),
-                                   next_check_s=next_check_s(phone, ok=False, behaviour=behaviour))
-    return pass_outcome(changed, noun="parameter", next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+                                   next_check_s=_sooner(next_check_s(phone, ok=False, behaviour=behaviour),
+                                                        upgrade_retry))
+    return pass_outcome(changed, noun="parameter",
+                        next_check_s=_sooner(next_check_s(phone, ok=True, behaviour=behaviour), upgrade_retry))
 
 
 def _chosen_rule(phone, key: str, text: str) -> cisco_cfg.Rule | None:
@@ -393,34 +400,62 @@ def image_version(name: str) -> str:
 
 
 def _upgrade(phone, sources: list[Source]):
-    """``Upgrade_Rule`` naming an image whose version is not the running one: download,
-    flash, True (the phone reboots). Same version, no rule, or a failed download: False."""
+    """``Upgrade_Rule`` naming an image whose version is not the running one: download and
+    flash it, "flashed" (the phone reboots); "failed" when no download of it came; None
+    when there is nothing to upgrade (no rule, the same version, a rule that does not read)."""
     text = setting(phone, "Upgrade_Rule")
     if not text.strip() or not is_yes(setting(phone, "Upgrade_Enable")):
-        return False
+        return None
     try:
         rule = _chosen_rule(phone, "Upgrade_Rule", text)
         if rule is None:
-            return False
+            return None
         url = cisco_cfg.expand_macros(rule.url, macros(phone))
         tries = targets(url, sources, phone, primary=False)
     except (cisco_cfg.NotACiscoProfile, BadProvisioningUrl) as exc:
         phone.note(f"Upgrade_Rule: {exc}")
-        return False
+        return None
     version = image_version(url_part(url, "path") or url)
     if version == phone.flash.firmware:
-        return False
+        return None
     for target, origin in tries:
         target, credentials = _split_credentials(target, rule)
         result = yield Download(target, credentials, "firmware")
         if result.ok:
             old, phone.flash.firmware = phone.flash.firmware, version
             phone.note(f"Upgrade_Rule: flashed {version} (was {old}) from {origin}")
-            return True
+            return "flashed"
         phone.note(f"Upgrade_Rule: {target}: {result.status} {result.detail}".rstrip())
         if result.status == "not_found":
             break
-    return False
+    return "failed"
+
+
+UPGRADE_FAILURES = "upgrade_failures_in_a_row"  # in Phone.vendor_ram
+
+
+def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
+    """After an upgrade whose download failed: ``Upgrade_Error_Retry_Delay``, a schedule
+    as ``Resync_Error_Retry_Delay`` is, its element for this many upgrade failures in a
+    row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The retry is a
+    whole pass, profiles and then the upgrade (labsim's procedure has no pass of the
+    upgrade alone: (unverified) whether a real phone fetches its profiles again then)."""
+    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    if not failed:
+        ram.pop(UPGRADE_FAILURES, None)
+        return None
+    failures = ram[UPGRADE_FAILURES] = ram.get(UPGRADE_FAILURES, 0) + 1
+    phone.vendor_ram = ram
+    delay = schedule_delay_s(phone, setting(phone, "Upgrade_Error_Retry_Delay"), failures - 1)
+    if delay is not None:
+        phone.note(f"Upgrade_Error_Retry_Delay: the upgrade is tried again in {delay:.0f}s "
+                   f"(failure {failures} in a row)")
+    return delay
+
+
+def _sooner(first: float | None, second: float | None) -> float | None:
+    """The earlier of two timers, either of which may be off (None)."""
+    return second if first is None else first if second is None else min(first, second)
 
 
 # --- when to resync again ----------------------------------------------------------------------
@@ -449,29 +484,31 @@ def schedule_delay_s(phone, text: str, index: int) -> float | None:
 
 
 def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
-    """After a good resync: ``Resync_Periodic`` seconds, or the next ``Resync_At`` (plus
-    up to ``Resync_At_Random_Delay``), whichever is first; after a failed one:
-    ``Resync_Error_Retry_Delay``, the schedule's element for this many failures in a
-    row. 0 turns a timer off."""
+    """After a good resync: the next ``Resync_At`` (plus up to ``Resync_At_Random_Delay``)
+    when it is set, and then ``Resync_Periodic`` is ignored, as the SPA and MPP guides say;
+    else ``Resync_Periodic`` seconds. After a failed one: ``Resync_Error_Retry_Delay``, the
+    schedule's element for this many failures in a row. 0 turns a timer off."""
     if not ok:
         return schedule_delay_s(phone, setting(phone, "Resync_Error_Retry_Delay"), phone.failures_in_a_row)
-    candidates = []
+    if _resync_at(phone) is not None:
+        return _next_resync_at(phone, behaviour)
     # How a list of periodic delays moves on is not said: its first element (unverified).
-    periodic = schedule_delay_s(phone, setting(phone, "Resync_Periodic"), 0)
-    if periodic is not None:
-        candidates.append(periodic)
-    daily = _next_resync_at(phone, behaviour)
-    if daily is not None:
-        candidates.append(daily)
-    return min(candidates) if candidates else None
+    return schedule_delay_s(phone, setting(phone, "Resync_Periodic"), 0)
+
+
+def _resync_at(phone) -> int | None:
+    """``Resync_At`` (HHmm or HH:mm) as seconds after local midnight; None when it is not
+    set or is not a time of day (then it is as if not provisioned)."""
+    match = re.fullmatch(r"(\d{1,2}):?(\d{2})", setting(phone, "Resync_At").strip())
+    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        return None
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
 
 
 def _next_resync_at(phone, behaviour: CiscoBehaviour) -> float | None:
-    text = setting(phone, "Resync_At").strip()
-    match = re.fullmatch(r"(\d{1,2}):?(\d{2})", text)
-    if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+    start = _resync_at(phone)
+    if start is None:
         return None
-    start = int(match.group(1)) * 3600 + int(match.group(2)) * 60
     # Each phone resyncs at its own moment in the random delay, once a day.
     # Resync_At is local time: the lab's clock moved by Time_Zone ("GMT-05:00").
     lab_now = behaviour.clock_start_s + phone.now

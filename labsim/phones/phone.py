@@ -133,7 +133,7 @@ class Phone:
         "power_cycles", "powered_on_at", "ready_at", "failure", "failures_in_a_row", "events", "events_dropped",
         "journal", "stages", "lease",
         "dhcp", "_procedure", "_pending", "server_source", "fetch_error", "_next_request", "_dhcp_started", "now",
-        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw", "dns",
+        "trigger", "pnp_reachable", "pnp_url", "_pnp", "window_draw", "dns", "vendor_ram",
     )
 
     def __init__(
@@ -203,6 +203,9 @@ class Phone:
         # TTL, which the lookups of its downloads read and fill (transport.dns_lookup), and
         # its vendor's timing. RAM: every boot makes a new one.
         self.dns = PhoneDns()
+        # What the vendor's procedure keeps from one pass to the next in RAM (Cisco: its
+        # upgrade failures in a row): a dict made on first use, lost at every boot.
+        self.vendor_ram: dict | None = None
 
     # The transition table: (state, event kind) -> handler. Anything else is ignored,
     # as a real phone ignores a stray reply for a transaction it has left behind.
@@ -233,6 +236,7 @@ class Phone:
         self.server_source, self.fetch_error = None, None
         self.pnp_url, self._pnp = None, None  # PnP is asked again at every boot
         self.dns = new_dns_client(self)  # and every name looked up again
+        self.vendor_ram = None  # RAM: nothing kept from before the boot
         # Flash may have changed what the phone says about itself (e.g. its option 60).
         self.dhcp.identity = shared_identity(self.profile.dhcp_identity(self))
         return self._enter(DHCP, now) + self.dhcp.boot(now)

@@ -406,20 +406,33 @@ def test_resync_at_daily_with_its_random_delay():
 
 
 @pytest.mark.parametrize("seed", range(1, 5))
-def test_resync_at_served_at_the_phones_own_moment_though_periodic_resyncs_come_first(seed):
-    # Hourly periodic resyncs fall inside 02:30 + the random delay before the phone's
-    # moment there; the daily resync still comes at that moment: one pass off the hourly
-    # beat a day (drawing the delay again at every pass dropped it whenever a periodic
-    # pass came after 02:30 first).
-    l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="0230", Resync_At_Random_Delay=3600,
-                                Time_Zone="GMT+00:00")}, seed=seed)
+def test_resync_at_set_means_resync_periodic_is_ignored_and_the_daily_moment_is_kept(seed):
+    # The SPA and MPP guides: "If the Resync_At parameter is provisioned, the Resync_Periodic
+    # parameter is ignored." Hourly in the profile, one pass a day at 02:30 + up to an hour.
+    def run(check_sync_at=None):
+        l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="0230", Resync_At_Random_Delay=3600,
+                                    Time_Zone="GMT+00:00")}, seed=seed)
+        l.boot()
+        if check_sync_at is not None:
+            l.advance(check_sync_at - l.clock.seconds())
+            l.driver.deliver(CheckSync())
+        l.advance(3 * 86400 - l.clock.seconds())
+        return l, [t for t in pass_times(l)[1:] if t != check_sync_at]
+
+    l, daily = run()
+    assert len(daily) == 3 and all(day * 86400 + 9000 <= t <= day * 86400 + 12600 for day, t in enumerate(daily))
+    assert "error" not in l.phone.failure
+    # A check-sync inside the window before the phone's moment neither moves it nor serves it
+    # (drawing the moment again at every pass would pull it towards 02:30).
+    _, with_check_sync = run(check_sync_at=9001.0)
+    assert with_check_sync == daily
+
+
+def test_a_resync_at_that_is_not_a_time_leaves_resync_periodic():
+    l = lab({"spa504G.cfg": xml(Resync_Periodic=3600, Resync_At="25:00")})
     l.boot()
-    l.advance(3 * 86400)
-    starts = pass_times(l)
-    for day in range(3):
-        begin, end = day * 86400 + 9000, day * 86400 + 9000 + 3600
-        off_beat = [t for before, t in zip(starts, starts[1:]) if begin <= t < end and abs(t - before - 3600) > 10]
-        assert len(off_beat) == 1, (day, [round(t) for t in starts if begin - 3600 <= t < end])
+    l.advance(3 * 3600 + 60)
+    assert len(pass_times(l)) == 4
 
 
 def test_provision_enable_no_means_no_resync_at_all():
@@ -504,6 +517,51 @@ def test_relative_upgrade_rule_uses_the_dhcp_server():
 def test_missing_upgrade_image_keeps_the_firmware():
     phone = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin")}).boot()
     assert phone.state == "ready" and phone.flash.firmware == "7.6.2" and phone.reboots == 0
+
+
+def image_tries(l) -> list[float]:
+    """When the phone asked for its image (the step each try notes), to the second."""
+    return [round(t) for t, _, detail, kind in l.phone.events
+            if kind == "step" and detail.startswith("Upgrade_Rule:") and ".bin" in detail]
+
+
+def test_a_failed_upgrade_is_tried_again_after_upgrade_error_retry_delay_a_schedule():
+    # The guides: "if an upgrade fails, a retry is performed after Upgrade_Error_Retry_Delay
+    # seconds", a schedule as Resync_Error_Retry_Delay is (their example:
+    # 1800,3600,7200,14400+3600). Resyncs daily only (Resync_At): the retries are the upgrade's.
+    profile = xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Upgrade_Error_Retry_Delay="600,1200,2400",
+                  Resync_At="0000", Resync_At_Random_Delay=0, Time_Zone="GMT+00:00")
+    l = lab({"spa504G.cfg": profile})
+    phone = l.boot()
+    l.advance(6000)
+    first, *later = image_tries(l)
+    assert [t - first for t in later] == [600, 600 + 1200, 600 + 1200 + 2400], image_tries(l)
+    assert phone.state == "ready" and phone.flash.firmware == "7.6.2"
+    assert any("Upgrade_Error_Retry_Delay: the upgrade is tried again in 1200s (failure 2 in a row)" in step
+               for step in l.steps())
+    # The image comes: the next try flashes it, and the boot starts the count over.
+    l.files["fw/spa50x-30x-7-6-3.bin"] = b"\0" * 64
+    l.advance(2400)
+    assert phone.flash.firmware == "7.6.3" and phone.reboots == 1 and not phone.vendor_ram
+
+
+@pytest.mark.parametrize("delay", ["0", "soon"])
+def test_an_upgrade_error_retry_delay_of_0_or_that_does_not_read_leaves_the_retry_to_the_next_resync(delay):
+    l = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Upgrade_Error_Retry_Delay=delay,
+                                Resync_Periodic=7200)})
+    l.boot()
+    l.advance(7300)
+    first, *later = image_tries(l)
+    assert [t - first for t in later] == [7200]
+
+
+def test_upgrade_error_retry_delay_is_3600_by_default_and_the_sooner_timer_wins():
+    # Factory 3600 (the SPA guides' default); with hourly-plus resyncs, the retry comes first.
+    l = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Resync_Periodic=5000)})
+    l.boot()
+    l.advance(3 * 3600 + 60)
+    first, *later = image_tries(l)
+    assert [t - first for t in later] == [3600, 7200, 10800]
 
 
 @pytest.mark.parametrize("name, version", [
