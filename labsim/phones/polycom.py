@@ -32,7 +32,8 @@ from labsim.phones import local_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
-from labsim.phones.kit import bare_mac, clock_s, download, option_text, parse_int, pass_outcome, url_credentials
+from labsim.phones.kit import (SERVED_S, bare_mac, clock_s, download, option_text, parse_int, pass_outcome,
+                               url_credentials)
 from labsim.phones.local_time import DayRule, Zone, dhcp_time_offset_s, seconds_offset_s, summer_words, zone_from
 from labsim.wire import polycom_cfg
 from labsim.wire.numbers import is_number
@@ -453,8 +454,9 @@ def app_log(phone) -> bytes:
 
 def next_check_s(phone, result: str, behaviour: PolycomBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
     """``prov.polling.*``: mode ``rel`` every ``period`` seconds; ``abs`` daily (every
-    ``period`` days) at ``time``; ``random`` at a random moment between ``time`` and
-    ``timeRandomEnd``. A failed pass retries after ``retry_after_failure_s`` if set."""
+    ``period`` days, rounded up) at ``time``; ``random`` at the phone's moment between
+    ``time`` and ``timeRandomEnd`` (drawn once a boot), on its MAC's day of a period of
+    several days. A failed pass retries after ``retry_after_failure_s`` if set."""
     settings = phone.flash.settings
     candidates = []
     if result == "failed" and behaviour.retry_after_failure_s > 0:
@@ -474,15 +476,43 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
     start = clock_s(settings.get(POLLING_TIME, "03:00"))
     if start is None:
         return None
-    days = max(1, period // DAY_S)
+    # "The polling period is rounded up to the nearest number of days in absolute and random
+    # mode" (the UC Software guides): 86401 s is two days.
+    days = max(1, -(-period // DAY_S))
     lab_now = behaviour.clock_start_s + phone.now
     zone = phone_zone(phone)
-    now_of_day = zone.local_s(lab_now) % DAY_S
-    until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
+    local_now = zone.local_s(lab_now)
     if mode == "random":
         end = clock_s(settings.get(POLLING_TIME_END, "")) or start
-        until += phone.rng.uniform(0, (end - start) % DAY_S)
+        return zone.wait_s(lab_now, _next_random_poll(phone, local_now, start, (end - start) % DAY_S, days))
+    now_of_day = local_now % DAY_S
+    until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     return zone.wait_s(lab_now, until)
+
+
+RANDOM_POLL_OFFSET = "random_poll_offset_s"  # in Phone.vendor_ram
+
+
+def _next_random_poll(phone, local_now: float, start: float, span: float, days: int) -> float:
+    """Seconds to the next random-mode poll: at the phone's moment between ``time`` and
+    ``timeRandomEnd``, "calculated again with every reboot" (drawn at the boot's first
+    poll, kept in RAM); with a period of several days, on the day of each period "determined
+    by the phone's MAC address", which "does not change with a reboot" (the UC Software
+    guide's parameter table). Which day a MAC gives, and where the periods start, the guide
+    does not say: (unverified) the MAC's number modulo the days, on the days labsim's
+    calendar counts from its origin."""
+    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    if RANDOM_POLL_OFFSET not in ram:
+        ram[RANDOM_POLL_OFFSET] = phone.rng.uniform(0, span)
+        phone.vendor_ram = ram
+    moment_of_day = start + ram[RANDOM_POLL_OFFSET]
+    slot = int(bare_mac(phone.mac), 16) % days
+    today = int(local_now // DAY_S)
+    for day in range(today - 1, today + days + 1):  # yesterday's window may reach past midnight
+        moment = day * DAY_S + moment_of_day
+        if day % days == slot and moment > local_now + SERVED_S:
+            return moment - local_now
+    raise AssertionError("a period of days always has its day")  # the loop spans a whole period
 
 
 def phone_zone(phone) -> Zone:

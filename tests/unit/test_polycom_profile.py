@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from labsim.phones import polycom
-from labsim.phones.events import CheckSync, Put
+from labsim.phones.events import CheckSync, PowerCycle, Put
 from labsim.phones.flash import Flash
 from labsim.phones.vendors import profile_for
 from labsim.wire import dhcp, polycom_cfg
@@ -401,6 +401,57 @@ def test_polling_random_mode_between_time_and_random_end():
     l.advance(86400)
     [second] = pass_times(l)[1:]
     assert 3600 <= second <= 3 * 3600
+
+
+def test_the_polling_period_is_rounded_up_to_whole_days_in_abs_mode():
+    # The UC Software guides: "rounded up to the nearest number of days in absolute and
+    # random mode" (86401 is two days).
+    l = lab({"000000000000.cfg": master("a.cfg"), "a.cfg": polling(mode="abs", time="03:00", period=86401)})
+    l.boot()
+    l.advance(5 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [3 * 3600, 2 * 86400 + 3 * 3600, 4 * 86400 + 3 * 3600]
+
+
+def random_poller(mac: str, seed: int = 1, period: int = 86400) -> PhoneLab:
+    files = {"000000000000.cfg": master("a.cfg"),
+             "a.cfg": polling(mode="random", time="01:00", timeRandomEnd="05:00", period=period)}
+    return PhoneLab(polycom, model="VVX400", mac=mac, options=HTTP, files=files, seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_random_polling_keeps_its_moment_until_a_reboot_draws_another(seed):
+    # "The time within the start and end is calculated again with every reboot": the same
+    # moment every day (drawn at each pass, it was another every day), another after a boot.
+    l = random_poller(MAC, seed)
+    l.boot()
+    l.advance(4 * 86400)
+    moments = [t % 86400 for t in pass_times(l)[1:]]
+    assert len(moments) == 4 and 3600 <= moments[0] <= 5 * 3600
+    assert max(moments) - min(moments) < 1.0, moments
+    l.driver.deliver(PowerCycle())
+    l.advance(3 * 86400)
+    after = [t % 86400 for t in pass_times(l)[6:]]
+    assert len(after) == 3 and max(after) - min(after) < 1.0 and abs(after[0] - moments[0]) > 1.0
+
+
+def test_random_polling_over_several_days_polls_once_a_period_on_the_day_its_mac_gives():
+    # A 3-day period: each phone polls once every 3 days, on the day of the period its MAC
+    # determines, which "does not change with a reboot"; phones of other MACs on other days.
+    days_of = {}
+    for last in range(6):
+        mac = f"00:04:f2:ab:cd:{last:02x}"
+        l = random_poller(mac, period=3 * 86400)
+        l.boot()
+        l.advance(9 * 86400)
+        l.driver.deliver(PowerCycle())
+        l.advance(6 * 86400)
+        boot_again = pass_times(l).index(next(t for t in pass_times(l) if t > 9 * 86400))
+        polls = [t for i, t in enumerate(pass_times(l)) if i not in (0, boot_again)]
+        days = [int(t // 86400) for t in polls]
+        assert [b - a for a, b in zip(days, days[1:])] == [3] * (len(days) - 1) and len(days) == 5, (mac, polls)
+        assert all(3600 <= t % 86400 <= 5 * 3600 for t in polls)
+        days_of[mac] = days[0] % 3
+    assert sorted(set(days_of.values())) == [0, 1, 2]  # the MACs spread the fleet over the period
 
 
 def test_no_polling_means_no_timer():
