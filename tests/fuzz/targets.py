@@ -498,12 +498,17 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
             "Profile_Rule": f'( $SWVER ge 7.6.0 and "$PN" ne "SPA303" )? ( a = "x$(MAU:4)" ; b = "1" ; )! '
                             f'{url}$GPP_A.xml | ( ! 7.5.0 )? {url}old.xml | [--uid u --pwd p] {url}spa$PSN.xml',
             "Resync_Periodic": "3600+600", "Resync_Error_Retry_Delay": "30+10,60,120+30", "Upgrade_Enable": "Yes",
-            "Upgrade_Rule": f"( $SWVER lt 7.6.2(c) )? {url}spa-7-6-2c.bin"})],
+            "Upgrade_Rule": f"( $SWVER lt 7.6.2(c) )? {url}spa-7-6-2c.bin",
+            "Upgrade_Error_Retry_Delay": "600,1800+60"})],
         "polycom": [polycom_cfg.render_config({
             "prov.polling.enabled": "1", "prov.polling.mode": "abs", "prov.polling.period": "86400",
             "prov.polling.time": "03:00", "prov.polling.timeRandomEnd": "04:00", "tcpIpApp.sntp.gmtOffset": "3600",
             "tcpIpApp.sntp.daylightSavings.enable": "1", "device.set": "1", "device.prov.serverName": url,
-            "device.dhcp.bootSrvUseOpt": "custom+66", "device.dhcp.bootSrvOpt": "160"})],
+            "device.dhcp.bootSrvUseOpt": "custom+66", "device.dhcp.bootSrvOpt": "160"}),
+                    # random polling over several days (its MAC's day, its moment kept in RAM)
+                    polycom_cfg.render_config({
+            "prov.polling.enabled": "1", "prov.polling.mode": "random", "prov.polling.period": "172801",
+            "prov.polling.time": "23:00", "prov.polling.timeRandomEnd": "01:30"})],
         "grandstream": [grandstream_cfg.render_provision({
             "P194": "3", "P193": "60", "P285": "3", "P286": "2", "P64": "CET-1CEST,M3.5.0,M10.5.0/3", "P246": "EST5EDT",
             "P192": url + "fw", "P237": url, "P212": "2", "P238": "0", "P8467": "1"}, mac="00:0b:82:ab:cd:ef")],
