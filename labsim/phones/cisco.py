@@ -17,7 +17,8 @@ NOTIFY check-sync with ``Resync_From_SIP``; after a failed resync, again in
 ``Resync_Error_Retry_Delay``. A file that is not found fails the resync only with
 ``Resync_Fails_On_FNF``. After the profiles, ``Upgrade_Rule`` names the firmware; a
 different image is flashed and the phone reboots; a download that fails is tried again in
-``Upgrade_Error_Retry_Delay``.
+``Upgrade_Error_Retry_Delay``. On MPP phones ``Resync_Trigger_1``/``_2``, when set, hold
+back every resync but a check-sync unless one of them holds.
 """
 
 from __future__ import annotations
@@ -165,7 +166,44 @@ def macros(phone) -> dict[str, str]:
     }
     for letter in "ABCDEFGHIJKLMNOP":
         values[f"GPP_{letter}"] = phone.flash.settings.get(f"GPP_{letter}", "")
+    # The guides' timers: seconds since the last resync attempt and the last upgrade attempt
+    # (since the boot before the first: (unverified)); and since line 1 or 2 lost its
+    # registration: labsim's phones register no line, so as a registered line's, 0 (unverified).
+    ram = phone.vendor_ram or {}
+    since_boot = ram.get(TIMERS_FROM, 0.0)
+    values["PRVTMR"] = str(int(phone.now - ram.get(LAST_RESYNC, since_boot)))
+    values["UPGTMR"] = str(int(phone.now - ram.get(LAST_UPGRADE, since_boot)))
+    values["REGTMR1"] = values["REGTMR2"] = "0"
     return values
+
+
+TRIGGER_KEYS = ("Resync_Trigger_1", "Resync_Trigger_2")
+
+
+def _held_back_by_triggers(phone) -> str | None:
+    """On an MPP phone, ``Resync_Trigger_1`` and ``_2``, when either is set, hold back every
+    resync but a SIP NOTIFY's unless one of them holds (the 6800 and 8800 MPP guides: "the
+    triggers, if set, will prevent resync unless one or more triggers evaluates to true";
+    "not triggered even when Resync On Reset" is set; "only Resync via direct action URL
+    and SIP notify ignores" them). Each is a condition as a rule's (wire.cisco_rules), its
+    macros expanded; one that does not read holds nothing, noted. The words why, or None.
+    SPA firmware has a true trigger start a resync instead: not modelled there."""
+    if phone.trigger == "check_sync" or not MODEL_INFO[phone.model].mpp:
+        return None
+    triggers = [(key, setting(phone, key).strip()) for key in TRIGGER_KEYS]
+    triggers = [(key, text[1:-1] if text.startswith("(") and text.endswith(")") else text)
+                for key, text in triggers if text]
+    if not triggers:
+        return None
+    values = macros(phone)
+    for key, text in triggers:
+        try:
+            if cisco_rules.holds(cisco_cfg.expand_macros(text, values), values["SWVER"]):
+                return None
+        except cisco_cfg.NotACiscoProfile as exc:
+            phone.note(f"{key}: {exc}")
+    return (f"{' and '.join(key for key, _ in triggers)}: none holds ($PRVTMR {values['PRVTMR']}, "
+            f"$UPGTMR {values['UPGTMR']}): the resync is held back")
 
 
 def user_agent(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR) -> str:
@@ -262,6 +300,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     if not is_yes(setting(phone, "Provision_Enable")):
         return ProvisioningOutcome("unchanged", reason="Provision_Enable is No: no resync")
     if phone.trigger == "power_on":
+        _ram(phone)[TIMERS_FROM] = phone.now  # RAM: $PRVTMR and $UPGTMR count from the boot
         if not is_yes(setting(phone, "Resync_On_Reset")):
             return ProvisioningOutcome("unchanged", reason="Resync_On_Reset is No",
                                        next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
@@ -269,6 +308,12 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
         if delay > 0:
             phone.note(f"Resync_Random_Delay: first resync in {delay:.1f}s")
             yield Wait(delay)
+    held_back = _held_back_by_triggers(phone)
+    if held_back:
+        phone.note(held_back)
+        return ProvisioningOutcome("unchanged", reason=held_back,
+                                   next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+    _ram(phone)[LAST_RESYNC] = phone.now
 
     before = dict(phone.flash.settings)
     sources = dhcp_sources(phone, behaviour)
@@ -418,6 +463,7 @@ def _upgrade(phone, sources: list[Source]):
     version = image_version(url_part(url, "path") or url)
     if version == phone.flash.firmware:
         return None
+    _ram(phone)[LAST_UPGRADE] = phone.now
     for target, origin in tries:
         target, credentials = _split_credentials(target, rule)
         result = yield Download(target, credentials, "firmware")
@@ -431,7 +477,16 @@ def _upgrade(phone, sources: list[Source]):
     return "failed"
 
 
-UPGRADE_FAILURES = "upgrade_failures_in_a_row"  # in Phone.vendor_ram
+# What a Cisco phone keeps in RAM (Phone.vendor_ram): its upgrade failures in a row, when it
+# last tried a resync and an upgrade, and the boot its timers count from before those.
+UPGRADE_FAILURES, LAST_RESYNC, LAST_UPGRADE, TIMERS_FROM = (
+    "upgrade_failures_in_a_row", "last_resync_s", "last_upgrade_s", "timers_from_s")
+
+
+def _ram(phone) -> dict:
+    if phone.vendor_ram is None:
+        phone.vendor_ram = {}
+    return phone.vendor_ram
 
 
 def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
@@ -440,12 +495,11 @@ def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
     row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The retry is a
     whole pass, profiles and then the upgrade (labsim's procedure has no pass of the
     upgrade alone: (unverified) whether a real phone fetches its profiles again then)."""
-    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    ram = _ram(phone)
     if not failed:
         ram.pop(UPGRADE_FAILURES, None)
         return None
     failures = ram[UPGRADE_FAILURES] = ram.get(UPGRADE_FAILURES, 0) + 1
-    phone.vendor_ram = ram
     delay = schedule_delay_s(phone, setting(phone, "Upgrade_Error_Retry_Delay"), failures - 1)
     if delay is not None:
         phone.note(f"Upgrade_Error_Retry_Delay: the upgrade is tried again in {delay:.0f}s "

@@ -118,8 +118,8 @@ def parse_rule(rule: str) -> Rule:
 
 
 # The macro names, longest first so that $MAU is not read as $MA followed by "U".
-MACRO_NAMES = ("SWVER", "HWVER", "PSN", "MAU", "MAC", "EXTIP", "MA", "PN", "SN", "IP",
-               *(f"GPP_{letter}" for letter in "ABCDEFGHIJKLMNOP"))
+MACRO_NAMES = ("SWVER", "HWVER", "PRVTMR", "UPGTMR", "REGTMR1", "REGTMR2", "PSN", "MAU", "MAC", "EXTIP", "MA",
+               "PN", "SN", "IP", *(f"GPP_{letter}" for letter in "ABCDEFGHIJKLMNOP"))
 _MACRO = re.compile(r"\$\$|\$\((\w+)(?::([0-9]+)(?::([0-9]+))?)?\)|\$(" + "|".join(MACRO_NAMES) + ")")
 
 

@@ -441,6 +441,59 @@ def test_provision_enable_no_means_no_resync_at_all():
     assert phone.state == "ready" and l.urls() == [] and l.pending_calls() == []
 
 
+def profile_fetch_times(l, name="7841.xml") -> list[int]:
+    """When the phone fetched its profile (the step each fetch notes), to the second."""
+    return [round(t) for t, _, detail, kind in l.phone.events
+            if kind == "step" and detail.startswith(f"Profile_Rule: http://127.0.0.1:8080/{name}")]
+
+
+def trigger_lab(trigger: str, model="CP-7841-3PCC", name="7841.xml", **settings):
+    """A phone whose flash holds ``Resync_Trigger_1`` from an earlier provisioning."""
+    return lab({name: xml(Resync_Periodic=3600)}, model=model,
+               settings={"Resync_Trigger_1": trigger, "Resync_Periodic": "3600", **settings})
+
+
+def test_mpp_resync_triggers_hold_back_every_resync_but_check_sync_unless_one_holds():
+    # The MPP guides: the triggers, if set, "prevent resync unless one or more triggers
+    # evaluates to true", even at power-on; only a SIP NOTIFY (or the action URL) ignores them.
+    l = trigger_lab("$PRVTMR ge 7000")
+    l.boot()
+    assert l.urls() == [] and l.phone.state == "ready"
+    assert any("Resync_Trigger_1: none holds ($PRVTMR 0, $UPGTMR 0): the resync is held back" in step
+               for step in l.steps())
+    l.advance(4 * 3600 + 60)
+    # Hourly the timer is due; the trigger holds only when the last resync is 7,000 s old.
+    assert [t - 1 for t in profile_fetch_times(l)] == [7200, 14400], profile_fetch_times(l)
+    l.driver.deliver(CheckSync())
+    l.advance(1)
+    assert len(profile_fetch_times(l)) == 3  # a check-sync resyncs, its trigger or not
+
+
+def test_either_trigger_holding_lets_the_resync_go_and_one_that_does_not_read_holds_nothing():
+    l = trigger_lab("$PRVTMR ge", Resync_Trigger_2="( $UPGTMR ge 3600 )")
+    l.boot()
+    l.advance(3600 + 60)
+    assert [t - 1 for t in profile_fetch_times(l)] == [3600]
+    assert any(step.startswith("Resync_Trigger_1: condition") for step in l.steps())
+
+
+def test_the_guides_example_trigger_holds_back_resyncs_while_the_lines_are_registered():
+    # "$REGTMR1 gt 300 and $PRVTMR ge 600": resync when line 1 has lost its registration for
+    # five minutes. labsim's phones register no line: as registered lines, never.
+    l = trigger_lab("$REGTMR1 gt 300 and $PRVTMR ge 600")
+    l.boot()
+    l.advance(3 * 3600 + 60)
+    assert profile_fetch_times(l) == []
+
+
+def test_spa_resync_triggers_are_not_modelled_so_they_hold_nothing_back():
+    # The SPA guide has a true trigger start a resync: not modelled, and nothing held back.
+    l = trigger_lab("$PRVTMR ge 7000", model="SPA504G", name="spa504G.cfg")
+    l.boot()
+    l.advance(2 * 3600 + 60)
+    assert len(profile_fetch_times(l, "spa504G.cfg")) == 3
+
+
 def test_check_sync_resyncs_with_resync_from_sip_and_is_ignored_without():
     l = lab({"spa504G.cfg": xml(A=1)})
     phone = l.boot()
@@ -542,7 +595,8 @@ def test_a_failed_upgrade_is_tried_again_after_upgrade_error_retry_delay_a_sched
     # The image comes: the next try flashes it, and the boot starts the count over.
     l.files["fw/spa50x-30x-7-6-3.bin"] = b"\0" * 64
     l.advance(2400)
-    assert phone.flash.firmware == "7.6.3" and phone.reboots == 1 and not phone.vendor_ram
+    assert phone.flash.firmware == "7.6.3" and phone.reboots == 1
+    assert cisco.UPGRADE_FAILURES not in phone.vendor_ram
 
 
 @pytest.mark.parametrize("delay", ["0", "soon"])

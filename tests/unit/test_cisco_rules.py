@@ -30,6 +30,17 @@ def test_any_rule_text_reads_or_is_refused_with_the_reason(text):
         assert all(isinstance(value, str) for value in assigned(chosen, MACROS).values())
 
 
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.lists(PIECES, max_size=14).map("".join)))
+def test_any_condition_holds_or_not_or_is_refused_with_the_reason(text):
+    """A Resync_Trigger is a bare condition (cisco._held_back_by_triggers): whatever it
+    says, True, False or NotACiscoProfile."""
+    try:
+        assert holds(text, "7.6.2") in (True, False)
+    except NotACiscoProfile as refused:
+        assert str(refused)
+
+
 def test_version_numbers_compare_part_by_part_then_by_suffix():
     ordered = ["1.0.9", "1.0.10", "1.0.31", "1.0.31(a)", "1.0.31(b)", "1.1.0", "2.0.3", "2.0.3(0412s)", "10.0.0"]
     for lower, higher in zip(ordered, ordered[1:]):
