@@ -297,31 +297,39 @@ def _split_credentials(url: str, rule: cisco_cfg.Rule) -> tuple[str, Credentials
 
 
 def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
+    """A pass: the resync (the profile rules, then the upgrade), or, when only the upgrade's
+    retry timer is due, the upgrade alone. The two timers are the phone's own (in RAM)."""
     if not is_yes(setting(phone, "Provision_Enable")):
         return ProvisioningOutcome("unchanged", reason="Provision_Enable is No: no resync")
+    ram = _ram(phone)
     if phone.trigger == "power_on":
-        _ram(phone)[TIMERS_FROM] = phone.now  # RAM: $PRVTMR and $UPGTMR count from the boot
+        ram[TIMERS_FROM] = phone.now  # $PRVTMR and $UPGTMR count from the boot
         if not is_yes(setting(phone, "Resync_On_Reset")):
-            return ProvisioningOutcome("unchanged", reason="Resync_On_Reset is No",
-                                       next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
+            return _without_resync(phone, "Resync_On_Reset is No", behaviour)
         delay = phone.rng.uniform(0, parse_int(setting(phone, "Resync_Random_Delay"), 0) * behaviour.random_delay_unit_s)
         if delay > 0:
             phone.note(f"Resync_Random_Delay: first resync in {delay:.1f}s")
             yield Wait(delay)
-    held_back = _held_back_by_triggers(phone)
+    resync = phone.trigger != "schedule" or _is_due(ram.get(RESYNC_DUE), phone.now) or UPGRADE_DUE not in ram
+    held_back = _held_back_by_triggers(phone) if resync else None
     if held_back:
         phone.note(held_back)
-        return ProvisioningOutcome("unchanged", reason=held_back,
-                                   next_check_s=next_check_s(phone, ok=True, behaviour=behaviour))
-    _ram(phone)[LAST_RESYNC] = phone.now
+        resync = False
+    upgrade_due = resync or _is_due(ram.get(UPGRADE_DUE), phone.now)
+    if not upgrade_due:
+        return _without_resync(phone, held_back, behaviour)
 
     before = dict(phone.flash.settings)
     sources = dhcp_sources(phone, behaviour)
     failures: list[str] = []
-    for key in RULE_KEYS:
-        text = setting(phone, key)  # read now: an earlier profile may have set it
-        if text.strip():
-            yield from _resync(phone, key, text, sources, failures, behaviour)
+    if resync:
+        ram[LAST_RESYNC] = phone.now
+        for key in RULE_KEYS:
+            text = setting(phone, key)  # read now: an earlier profile may have set it
+            if text.strip():
+                yield from _resync(phone, key, text, sources, failures, behaviour)
+    else:
+        phone.note("Upgrade_Error_Retry_Delay: the upgrade's retry alone (no resync is due)")
     upgrade = yield from _upgrade(phone, sources)
     flashed = upgrade == "flashed"
 
@@ -333,13 +341,28 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     if flashed or reboot_keys:
         return pass_outcome(changed, noun="parameter",
                             reboot_for=f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0])
-    upgrade_retry = _upgrade_retry_s(phone, failed=upgrade == "failed")
+    _set_timer(phone, UPGRADE_DUE, _upgrade_retry_s(phone, failed=upgrade == "failed"))
+    if not resync:
+        return _without_resync(phone, held_back, behaviour, upgrade_only=True)
+    ram[RESYNC_VERDICT] = "; ".join(failures)
+    ram[RESYNC_FAILURES] = ram.get(RESYNC_FAILURES, 0) + 1 if failures else 0
+    _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not failures, behaviour=behaviour))
     if failures:
         return ProvisioningOutcome("failed", changed_keys=changed, reason="; ".join(failures),
-                                   next_check_s=_sooner(next_check_s(phone, ok=False, behaviour=behaviour),
-                                                        upgrade_retry))
-    return pass_outcome(changed, noun="parameter",
-                        next_check_s=_sooner(next_check_s(phone, ok=True, behaviour=behaviour), upgrade_retry))
+                                   next_check_s=_next_timer(phone))
+    return pass_outcome(changed, noun="parameter", next_check_s=_next_timer(phone))
+
+
+def _without_resync(phone, why: str | None, behaviour: CiscoBehaviour, upgrade_only: bool = False):
+    """A pass that did not resync (``Resync_On_Reset`` No, held back by the triggers, or the
+    upgrade's retry alone): its verdict is the last resync's, still standing (a failed one
+    stays failed); a resync timer that fired and was held back starts again."""
+    ram = _ram(phone)
+    if not upgrade_only:
+        _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not ram.get(RESYNC_VERDICT), behaviour=behaviour))
+    if ram.get(RESYNC_VERDICT):
+        return ProvisioningOutcome("failed", reason=ram[RESYNC_VERDICT], next_check_s=_next_timer(phone))
+    return ProvisioningOutcome("unchanged", reason=why or "no parameter changed", next_check_s=_next_timer(phone))
 
 
 def _chosen_rule(phone, key: str, text: str) -> cisco_cfg.Rule | None:
@@ -477,16 +500,40 @@ def _upgrade(phone, sources: list[Source]):
     return "failed"
 
 
-# What a Cisco phone keeps in RAM (Phone.vendor_ram): its upgrade failures in a row, when it
-# last tried a resync and an upgrade, and the boot its timers count from before those.
-UPGRADE_FAILURES, LAST_RESYNC, LAST_UPGRADE, TIMERS_FROM = (
-    "upgrade_failures_in_a_row", "last_resync_s", "last_upgrade_s", "timers_from_s")
+# What a Cisco phone keeps in RAM (Phone.vendor_ram): its two timers, the resync's and the
+# upgrade's retry (when each is due, on the run's clock); the failures in a row of each and
+# the last resync's verdict ("" when it went well); when it last tried a resync and an
+# upgrade, and the boot its timers count from before those.
+RESYNC_DUE, UPGRADE_DUE = "resync_due_s", "upgrade_due_s"
+RESYNC_FAILURES, RESYNC_VERDICT, UPGRADE_FAILURES = "resync_failures_in_a_row", "resync_verdict", "upgrade_failures_in_a_row"
+LAST_RESYNC, LAST_UPGRADE, TIMERS_FROM = "last_resync_s", "last_upgrade_s", "timers_from_s"
+DUE_SLACK_S = 0.5  # a timer due this close to a pass is that pass's (the driver's clock adds in floats)
 
 
 def _ram(phone) -> dict:
     if phone.vendor_ram is None:
         phone.vendor_ram = {}
     return phone.vendor_ram
+
+
+def _is_due(at: float | None, now: float) -> bool:
+    return at is not None and at <= now + DUE_SLACK_S
+
+
+def _set_timer(phone, name: str, delay_s: float | None) -> None:
+    """Start the timer ``name`` to go off in ``delay_s``; None: it is off."""
+    ram = _ram(phone)
+    if delay_s is None:
+        ram.pop(name, None)
+    else:
+        ram[name] = phone.now + delay_s
+
+
+def _next_timer(phone) -> float | None:
+    """Seconds to the sooner of the resync's and the upgrade's timers; None: both off."""
+    ram = _ram(phone)
+    due = [ram[name] for name in (RESYNC_DUE, UPGRADE_DUE) if name in ram]
+    return max(0.0, min(due) - phone.now) if due else None
 
 
 def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
@@ -507,9 +554,6 @@ def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
     return delay
 
 
-def _sooner(first: float | None, second: float | None) -> float | None:
-    """The earlier of two timers, either of which may be off (None)."""
-    return second if first is None else first if second is None else min(first, second)
 
 
 # --- when to resync again ----------------------------------------------------------------------
@@ -542,8 +586,9 @@ def next_check_s(phone, *, ok: bool, behaviour: CiscoBehaviour = DEFAULT_BEHAVIO
     when it is set, and then ``Resync_Periodic`` is ignored, as the SPA and MPP guides say;
     else ``Resync_Periodic`` seconds. After a failed one: ``Resync_Error_Retry_Delay``, the
     schedule's element for this many failures in a row. 0 turns a timer off."""
-    if not ok:
-        return schedule_delay_s(phone, setting(phone, "Resync_Error_Retry_Delay"), phone.failures_in_a_row)
+    if not ok:  # the element for the failures in a row so far, this one counted (RAM: a boot starts over)
+        failures = (phone.vendor_ram or {}).get(RESYNC_FAILURES, 1)
+        return schedule_delay_s(phone, setting(phone, "Resync_Error_Retry_Delay"), max(0, failures - 1))
     if _resync_at(phone) is not None:
         return _next_resync_at(phone, behaviour)
     # How a list of periodic delays moves on is not said: its first element (unverified).

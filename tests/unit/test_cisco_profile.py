@@ -486,6 +486,35 @@ def test_the_guides_example_trigger_holds_back_resyncs_while_the_lines_are_regis
     assert profile_fetch_times(l) == []
 
 
+def test_triggers_hold_back_resyncs_not_the_upgrades_retries():
+    # The triggers gate resyncs; a failed upgrade's retry timer is the upgrade's own.
+    # The profile sets them: the first resync fetches it, then only the upgrade retries.
+    l = lab({"7841.xml": xml(Resync_Periodic=3600, Resync_Trigger_1="$PRVTMR ge 100000",
+                             Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads", Upgrade_Error_Retry_Delay="1800")},
+            model="CP-7841-3PCC")
+    l.boot()
+    l.advance(3 * 3600 + 60)
+    tries = [round(t) for t, _, detail, kind in l.phone.events
+             if kind == "step" and detail.startswith("Upgrade_Rule:") and ".loads" in detail]
+    assert [t - tries[0] for t in tries] == [1800 * n for n in range(7)], tries
+    assert profile_fetch_times(l) == [tries[0]] and l.phone.state == "ready"
+    assert any("the resync is held back" in step for step in l.steps())
+
+
+def test_a_failed_resync_stays_failed_through_the_upgrades_retries_and_its_schedule_goes_on():
+    # The profile is missing (a failed resync, retried by its schedule); between those, the
+    # upgrade's retries alone: the phone stays failed, and the resync schedule's index is the
+    # resync failures', not reset by the upgrade's passes.
+    l = lab({"fw-list": b""}, settings={"Upgrade_Rule": "/fw/spa50x-30x-7-6-3.bin", "Upgrade_Error_Retry_Delay": "1000",
+                                        "Resync_Error_Retry_Delay": "3000,6000"})
+    phone = l.boot()
+    l.advance(12000)
+    first, *later = [round(timing.started) for timing in phone.stages if timing.stage == "profile"]
+    assert [t - first for t in later] == [3000, 3000 + 6000], later
+    assert len([timing for timing in phone.stages if timing.stage == "firmware"]) == 12
+    assert phone.state == "failed" and "spa504G.cfg not found" in phone.failure
+
+
 def test_spa_resync_triggers_are_not_modelled_so_they_hold_nothing_back():
     # The SPA guide has a true trigger start a resync: not modelled, and nothing held back.
     l = trigger_lab("$PRVTMR ge 7000", model="SPA504G", name="spa504G.cfg")
@@ -609,13 +638,17 @@ def test_an_upgrade_error_retry_delay_of_0_or_that_does_not_read_leaves_the_retr
     assert [t - first for t in later] == [7200]
 
 
-def test_upgrade_error_retry_delay_is_3600_by_default_and_the_sooner_timer_wins():
-    # Factory 3600 (the SPA guides' default); with hourly-plus resyncs, the retry comes first.
+def test_upgrade_error_retry_delay_is_3600_by_default_and_its_timer_runs_beside_the_resyncs():
+    # Factory 3600 (the SPA guides' default). Two timers: the upgrade's retry alone at 3600
+    # (no profile fetched: no resync is due), the resync every 5000 s, which tries the
+    # upgrade after its profile and so starts the retry's timer again.
     l = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Resync_Periodic=5000)})
     l.boot()
     l.advance(3 * 3600 + 60)
     first, *later = image_tries(l)
-    assert [t - first for t in later] == [3600, 7200, 10800]
+    assert [t - first for t in later] == [3600, 5000, 8600, 10000]
+    assert [t - first for t in profile_fetch_times(l, "spa504G.cfg")] == [0, 5000, 10000]
+    assert any("the upgrade's retry alone (no resync is due)" in step for step in l.steps())
 
 
 @pytest.mark.parametrize("name, version", [
