@@ -464,7 +464,10 @@ class _EveryPath(dict):
         return super().get(path, self.body)
 
 
+# The phones the phone targets boot: one a vendor, and a second where a vendor's families
+# differ ("cisco-mpp": its Resync_Trigger_* hold resyncs back); the name before "-" is the vendor.
 PHONE_MODELS = {"yealink": ("T46S", "00:15:65:13:ae:0b"), "cisco": ("SPA504G", "00:0e:08:ab:cd:ef"),
+                "cisco-mpp": ("CP-7841-3PCC", "00:56:2b:ab:cd:ef"),
                 "polycom": ("VVX400", "00:04:f2:ab:cd:ef"), "grandstream": ("GXP2170", "00:0b:82:ab:cd:ef"),
                 "snom": ("D785", "00:04:13:ab:cd:ef"), "avaya": ("1220", "00:17:65:fd:bf:1d")}
 
@@ -500,6 +503,11 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
             "Resync_Periodic": "3600+600", "Resync_Error_Retry_Delay": "30+10,60,120+30", "Upgrade_Enable": "Yes",
             "Upgrade_Rule": f"( $SWVER lt 7.6.2(c) )? {url}spa-7-6-2c.bin",
             "Upgrade_Error_Retry_Delay": "600,1800+60"})],
+        # the MPP phone: triggers on the guides' timers hold resyncs back; the upgrade's retries go on
+        "cisco-mpp": [cisco_cfg.render_xml({
+            "Resync_Periodic": "600", "Resync_Trigger_1": "$PRVTMR ge 90000 and $REGTMR1 eq 0",
+            "Resync_Trigger_2": "( $UPGTMR gt 100000 )", "Resync_At": "0200", "Upgrade_Error_Retry_Delay": "900,1800",
+            "Upgrade_Rule": f'( "$SWVER" ne "sip78xx.14-0-1MPP-1" )? {url}sip78xx.14-0-1MPP-1.loads'})],
         "polycom": [polycom_cfg.render_config({
             "prov.polling.enabled": "1", "prov.polling.mode": "abs", "prov.polling.period": "86400",
             "prov.polling.time": "03:00", "prov.polling.timeRandomEnd": "04:00", "tcpIpApp.sntp.gmtOffset": "3600",
@@ -546,7 +554,7 @@ def _phone_config_target():
             return
         vendor = vendors[data[0] % len(vendors)]
         model, mac = PHONE_MODELS[vendor]
-        lab = PhoneLab(profile_for(vendor, {}), model=model, mac=mac,
+        lab = PhoneLab(profile_for(vendor.split("-")[0], {}), model=model, mac=mac,
                        options={66: b"http://127.0.0.1:8080/", 160: b"http://127.0.0.1:8080/"})
         lab.network.files = _EveryPath(data[1:], named.get(vendor, {}))
         lab.boot(limit_s=300.0, step=5.0)
@@ -585,7 +593,7 @@ def _phone_dhcp_target():
             return
         vendor = vendors[data[0] % len(vendors)]
         model, mac = PHONE_MODELS[vendor]
-        lab = PhoneLab(profile_for(vendor, {}), model=model, mac=mac, files={})
+        lab = PhoneLab(profile_for(vendor.split("-")[0], {}), model=model, mac=mac, files={})
         lab.network.dhcp_server = None  # the input answers
         lab.driver.power_on()
         lab.advance(30.0)
