@@ -343,7 +343,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
                             reboot_for=f"firmware {phone.flash.firmware}" if flashed else reboot_keys[0])
     _set_timer(phone, UPGRADE_DUE, _upgrade_retry_s(phone, failed=upgrade == "failed"))
     if not resync:
-        return _without_resync(phone, held_back, behaviour, upgrade_only=True)
+        return _without_resync(phone, held_back, behaviour, resync_timer_fired=bool(held_back))
     ram[RESYNC_VERDICT] = "; ".join(failures)
     ram[RESYNC_FAILURES] = ram.get(RESYNC_FAILURES, 0) + 1 if failures else 0
     _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not failures, behaviour=behaviour))
@@ -353,12 +353,13 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     return pass_outcome(changed, noun="parameter", next_check_s=_next_timer(phone))
 
 
-def _without_resync(phone, why: str | None, behaviour: CiscoBehaviour, upgrade_only: bool = False):
+def _without_resync(phone, why: str | None, behaviour: CiscoBehaviour, resync_timer_fired: bool = True):
     """A pass that did not resync (``Resync_On_Reset`` No, held back by the triggers, or the
     upgrade's retry alone): its verdict is the last resync's, still standing (a failed one
-    stays failed); a resync timer that fired and was held back starts again."""
+    stays failed); the resync's timer starts again unless it had not fired (the upgrade's
+    retry alone)."""
     ram = _ram(phone)
-    if not upgrade_only:
+    if resync_timer_fired:
         _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not ram.get(RESYNC_VERDICT), behaviour=behaviour))
     if ram.get(RESYNC_VERDICT):
         return ProvisioningOutcome("failed", reason=ram[RESYNC_VERDICT], next_check_s=_next_timer(phone))

@@ -501,6 +501,18 @@ def test_triggers_hold_back_resyncs_not_the_upgrades_retries():
     assert any("the resync is held back" in step for step in l.steps())
 
 
+def test_a_resync_held_back_in_the_pass_of_an_upgrade_retry_starts_its_timer_again():
+    # Both timers due together (hourly both), the triggers holding the resync back: one pass
+    # a timer's period, not a second pass at once for the resync's timer left in the past.
+    l = lab({"7841.xml": xml(Resync_Periodic=3600, Resync_Trigger_1="$PRVTMR ge 100000",
+                             Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads", Upgrade_Error_Retry_Delay="3600")},
+            model="CP-7841-3PCC")
+    l.boot()
+    l.advance(3 * 3600 + 60)
+    passes = pass_times(l)
+    assert [round(b - a) for a, b in zip(passes, passes[1:])] == [3600, 3600, 3600], passes
+
+
 def test_a_failed_resync_stays_failed_through_the_upgrades_retries_and_its_schedule_goes_on():
     # The profile is missing (a failed resync, retried by its schedule); between those, the
     # upgrade's retries alone: the phone stays failed, and the resync schedule's index is the
