@@ -27,8 +27,9 @@ and the phone reboots, as ``update_policy`` allows (``auto_update``; ``settings_
 
 After a failed pass the phone tries again after a random 3–6 s, doubling with each
 further failure up to 3600 s. After a good one, every ``settings_refresh_timer`` seconds
-(0, the default: never). It reboots only when firmware was flashed or a setting that
-needs a restart changed.
+(0, the default: never), and by the provisioning polling (``prov_polling_*``: every so
+many seconds, daily at a time, or at random), whichever comes first. It reboots only when
+firmware was flashed or a setting that needs a restart changed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
-from labsim.phones.kit import option_text, pass_outcome
+from labsim.phones.kit import DAY_S, SERVED_S, clock_s, option_text, pass_outcome
 from labsim.wire import dhcp, snom_cfg
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import SCHEMES, split_userinfo, url_part
@@ -101,6 +102,9 @@ class SnomBehaviour:
     reboot_settings: str = ("dhcp,ip_adr,netmask,gateway,dns_server1,dns_server2,dns_domain,"
                             "vlan_id,vlan_qos,vlan_pc_id,lldp_enable,http_port,https_port")
     ua_hardware: str = "1.1.4-IFX-05.01.12"  # the User-Agent's hardware/bootloader part
+    # Where the simulated wall clock starts, seconds after local midnight (prov_polling_time);
+    # a scenario's clock_starts sets it.
+    clock_start_s: float = 0.0
 
 
 DEFAULT_BEHAVIOUR = SnomBehaviour()
@@ -259,7 +263,7 @@ def provision(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR):
         outcome = _failed(phone, "; ".join(failures))
         outcome.changed_keys = changed
         return outcome
-    return pass_outcome(changed, noun="setting", next_check_s=refresh_s(phone))
+    return pass_outcome(changed, noun="setting", next_check_s=next_check_s(phone, behaviour))
 
 
 def _read(phone, url: str, credentials, depth: int, seen: set[str], failures: list[str], behaviour: SnomBehaviour):
@@ -376,6 +380,66 @@ def refresh_s(phone) -> float | None:
     """``settings_refresh_timer`` seconds after a good pass; 0 (the default) never."""
     text = setting(phone, REFRESH_KEY).strip()
     return float(text) if is_number(text) and int(text) > 0 else None
+
+
+def next_check_s(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
+    """After a good pass: the sooner of ``settings_refresh_timer`` and the provisioning
+    polling; None when neither is set."""
+    due = [delay for delay in (refresh_s(phone), next_poll_s(phone, behaviour)) if delay is not None]
+    return min(due) if due else None
+
+
+# Provisioning polling, as Snom's wiki page "Provisioning Polling for desk phones" (D1xx,
+# D3xx, D7xx, D8xx) describes it. The web page's "Polling Time Random End" is
+# prov_polling_time_rand_end here: (unverified) the setting's name.
+POLLING_KEYS = ("prov_polling_enabled", "prov_polling_mode", "prov_polling_period", "prov_polling_time",
+                "prov_polling_time_rand_end")
+POLLING_FROM_DAY = "polling_from_day"  # in Phone.vendor_ram: the day the random polling counts its days from
+
+
+def next_poll_s(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> float | None:
+    """With ``prov_polling_enabled`` on (factory off), by ``prov_polling_mode``:
+
+    - ``rel``: every ``prov_polling_period`` seconds;
+    - ``abs``: every day at ``prov_polling_time`` (HH:MM);
+    - ``random``: a period under a day, after a random 0 to ``prov_polling_period``
+      seconds ("at any interval within the Polling Period randomly": the polling times are
+      ignored); a period of days (``259200``: 3), every that many days "starting the next
+      day after the setting was changed", at a random time between ``prov_polling_time``
+      and ``prov_polling_time_rand_end``.
+
+    On the lab's clock: the phone's own ``timezone`` is not modelled. (unverified) A period
+    of days that is not a whole number of them counts the whole days; the random time is
+    drawn for each poll; "the day after the setting was changed" is the day after the boot's
+    first pass that polls so (a boot starts the days again: RAM)."""
+    enabled, mode, period, start, end = (setting(phone, key).strip() for key in POLLING_KEYS)
+    if not is_on(enabled):
+        return None
+    mode, period = mode.lower(), int(period) if is_number(period) else 0
+    lab_now = behaviour.clock_start_s + phone.now
+    if mode == "rel":
+        return float(period) if period > 0 else None
+    if mode == "abs":
+        at = clock_s(start)
+        if at is None:
+            return None
+        wait = (at - lab_now) % DAY_S
+        return wait if wait > SERVED_S else wait + DAY_S
+    if mode != "random" or period <= 0:
+        return None
+    if period < DAY_S:
+        return phone.rng.uniform(0, period)
+    at = clock_s(start)
+    if at is None:
+        return None
+    span = ((clock_s(end) if clock_s(end) is not None else at) - at) % DAY_S
+    days, today = period // DAY_S, int(lab_now // DAY_S)
+    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    phone.vendor_ram = ram
+    first = ram.setdefault(POLLING_FROM_DAY, today + 1)
+    day = max(first, today + 1 if today * DAY_S + at <= lab_now + SERVED_S else today)
+    day += (first - day) % days  # the next of every `days`-th day from the first
+    return day * DAY_S + at + phone.rng.uniform(0, span) - lab_now
 
 
 def retry_delay_s(phone, failures_before: int) -> float:

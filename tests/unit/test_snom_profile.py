@@ -397,6 +397,60 @@ def test_settings_refresh_timer_resyncs_and_zero_is_off():
     assert l.pending_calls() == []
 
 
+def polling(**settings) -> bytes:
+    return xml(prov_polling_enabled="on", **{f"prov_polling_{key}": value for key, value in settings.items()})
+
+
+def test_provisioning_polling_rel_every_period_and_off_by_default():
+    # Snom's wiki, "Provisioning Polling for desk phones": Relative, every Polling Period s.
+    l = lab({"snom.xml": polling(mode="rel", period=600)})
+    l.boot()
+    l.advance(1300)
+    times = pass_times(l)
+    assert [round(b - a) for a, b in zip(times, times[1:])] == [600, 600]
+    off = lab({"snom.xml": xml(prov_polling_mode="rel", prov_polling_period=600)})  # prov_polling_enabled: off
+    off.boot()
+    assert off.pending_calls() == []
+
+
+def test_provisioning_polling_abs_every_day_at_the_polling_time():
+    l = lab({"snom.xml": polling(mode="abs", time="09:00")})
+    l.boot()
+    l.advance(3 * 86400)
+    assert [round(t) for t in pass_times(l)[1:]] == [9 * 3600 + day * 86400 for day in range(3)]
+
+
+def test_provisioning_polling_random_under_a_day_at_random_intervals_within_the_period():
+    # "at any interval within the Polling Period randomly"; the polling times are ignored.
+    l = lab({"snom.xml": polling(mode="random", period=3600, time="09:00", time_rand_end="09:10")})
+    l.boot()
+    l.advance(12 * 3600)
+    gaps = [b - a for a, b in zip(pass_times(l), pass_times(l)[1:])]
+    assert len(gaps) >= 12 and all(0 <= gap <= 3600.1 for gap in gaps) and len({round(g) for g in gaps}) > 5
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_provisioning_polling_random_over_days_from_the_next_day_between_the_times(seed):
+    # The wiki's example 2: 259200 s is every 3 days, "starting the next day after the
+    # setting was changed", at a random time between 09:00 and 09:10.
+    l = lab({"snom.xml": polling(mode="random", period=259200, time="09:00", time_rand_end="09:10")}, seed=seed)
+    l.boot()  # day 0, just after midnight: the first poll is on day 1, not day 0's 09:00
+    l.advance(8 * 86400)
+    polls = pass_times(l)[1:]
+    assert [int(t // 86400) for t in polls] == [1, 4, 7]
+    assert all(9 * 3600 <= t % 86400 <= 9 * 3600 + 600 for t in polls)
+    assert len({round(t % 86400) for t in polls}) > 1  # drawn for each poll
+
+
+def test_the_sooner_of_settings_refresh_timer_and_the_polling_wins():
+    l = lab({"snom.xml": xml(prov_polling_enabled="on", prov_polling_mode="rel", prov_polling_period=900,
+                             settings_refresh_timer=600)})
+    l.boot()
+    l.advance(1300)
+    times = pass_times(l)
+    assert [round(b - a) for a, b in zip(times, times[1:])] == [600, 600]
+
+
 def test_behaviour_knobs_are_checked():
     with pytest.raises(ValueError, match="unknown snom behaviour"):
         profile_for("snom", {"no_such": 1})
