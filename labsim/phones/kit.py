@@ -20,7 +20,7 @@ from labsim.phones.events import Credentials, Download, ProvisioningOutcome
 from labsim.phones.packed import SharedValues
 from labsim.phones.phone import Procedure, Wait
 from labsim.wire.numbers import is_number
-from labsim.wire.provisioning_url import ServerUrl, bare_mac  # noqa: F401  (bare_mac: for profiles)
+from labsim.wire.provisioning_url import ServerUrl, bare_mac  # bare_mac: the profiles import it from here too
 
 class VendorProfile(Protocol):
     """What every vendor profile module provides. ``behaviour`` is the vendor's frozen
@@ -177,6 +177,31 @@ def _window_fraction(phone, day: int) -> float:
     if drawn is None or drawn[0] != day:
         drawn = phone.window_draw = (day, phone.rng.random())
     return drawn[1]
+
+
+def next_mac_day_moment_s(phone, now_s: float, start_s: float, span_s: float, period_days: int,
+                          offset_key: str) -> float:
+    """Seconds from ``now_s`` (the phone's wall clock, as ``next_window_moment_s`` reads
+    it) to the phone's next moment in a window that opens ``start_s`` after midnight and
+    lasts ``span_s``, on the day of every ``period_days``-day period that the phone's MAC
+    gives: the vendors' "random day based on the phone's MAC address", which "does not
+    change with a reboot", at a moment in the window "calculated again with every reboot"
+    (Polycom's random polling, Yealink's flexible auto provisioning). The moment is drawn
+    at the boot's first use and kept in ``Phone.vendor_ram[offset_key]``. (unverified) Which
+    day a MAC gives and where the periods start: the MAC's number modulo the days, counted
+    from the calendar's origin (the Sunday ``now_s`` counts from)."""
+    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    phone.vendor_ram = ram
+    if offset_key not in ram:
+        ram[offset_key] = phone.rng.uniform(0, span_s)
+    moment_of_day = start_s + ram[offset_key]
+    slot = int(bare_mac(phone.mac), 16) % period_days
+    today = int(now_s // DAY_S)
+    for day in range(today - 1, today + period_days + 1):  # yesterday's window may reach past midnight
+        moment = day * DAY_S + moment_of_day
+        if day % period_days == slot and moment > now_s + SERVED_S:
+            return moment - now_s
+    raise AssertionError("a period of days always has its day")  # the loop spans a whole period
 
 
 def option_text(payload: bytes | None) -> str:

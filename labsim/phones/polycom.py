@@ -32,8 +32,8 @@ from labsim.phones import local_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, ProvisioningOutcome, Upload
-from labsim.phones.kit import (SERVED_S, bare_mac, clock_s, download, option_text, parse_int, pass_outcome,
-                               url_credentials)
+from labsim.phones.kit import (bare_mac, clock_s, download, next_mac_day_moment_s, option_text, parse_int,
+                               pass_outcome, url_credentials)
 from labsim.phones.local_time import DayRule, Zone, dhcp_time_offset_s, seconds_offset_s, summer_words, zone_from
 from labsim.wire import polycom_cfg
 from labsim.wire.numbers import is_number
@@ -495,24 +495,10 @@ RANDOM_POLL_OFFSET = "random_poll_offset_s"  # in Phone.vendor_ram
 
 def _next_random_poll(phone, local_now: float, start: float, span: float, days: int) -> float:
     """Seconds to the next random-mode poll: at the phone's moment between ``time`` and
-    ``timeRandomEnd``, "calculated again with every reboot" (drawn at the boot's first
-    poll, kept in RAM); with a period of several days, on the day of each period "determined
-    by the phone's MAC address", which "does not change with a reboot" (the UC Software
-    guide's parameter table). Which day a MAC gives, and where the periods start, the guide
-    does not say: (unverified) the MAC's number modulo the days, on the days labsim's
-    calendar counts from its origin."""
-    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
-    if RANDOM_POLL_OFFSET not in ram:
-        ram[RANDOM_POLL_OFFSET] = phone.rng.uniform(0, span)
-        phone.vendor_ram = ram
-    moment_of_day = start + ram[RANDOM_POLL_OFFSET]
-    slot = int(bare_mac(phone.mac), 16) % days
-    today = int(local_now // DAY_S)
-    for day in range(today - 1, today + days + 1):  # yesterday's window may reach past midnight
-        moment = day * DAY_S + moment_of_day
-        if day % days == slot and moment > local_now + SERVED_S:
-            return moment - local_now
-    raise AssertionError("a period of days always has its day")  # the loop spans a whole period
+    ``timeRandomEnd``, "calculated again with every reboot"; with a period of several days,
+    on the day of each period "determined by the phone's MAC address", which "does not
+    change with a reboot" (the UC Software guide's parameter table): kit.next_mac_day_moment_s."""
+    return next_mac_day_moment_s(phone, local_now, start, span, days, RANDOM_POLL_OFFSET)
 
 
 def phone_zone(phone) -> Zone:

@@ -32,8 +32,8 @@ from labsim.phones import yealink_summer_time as summer_time
 from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.dns_client import PhoneDns
 from labsim.phones.events import Credentials, PnpQuery, ProvisioningOutcome
-from labsim.phones.kit import (bare_mac, clock_s, download, next_window_moment_s, option_text, parse_int, pass_outcome,
-                               url_credentials)
+from labsim.phones.kit import (bare_mac, clock_s, download, next_mac_day_moment_s, next_window_moment_s, option_text,
+                               parse_int, pass_outcome, url_credentials)
 from labsim.phones.local_time import Zone, dhcp_time_offset_s
 from labsim.phones.packed import SharedValues, md5_hex
 from labsim.wire import dhcp, yealink_aes, yealink_cfg
@@ -87,6 +87,10 @@ WEEKLY_ENABLE_KEY = AP + "weekly.enable"
 WEEKLY_DAYS_KEY = AP + "weekly.dayofweek"
 WEEKLY_BEGIN_KEY = AP + "weekly.begin_time"
 WEEKLY_END_KEY = AP + "weekly.end_time"
+FLEXIBLE_ENABLE_KEY = AP + "flexible.enable"
+FLEXIBLE_INTERVAL_KEY = AP + "flexible.interval"
+FLEXIBLE_BEGIN_KEY = AP + "flexible.begin_time"
+FLEXIBLE_END_KEY = AP + "flexible.end_time"
 ATTEMPTS_KEY = AP + "attempt_before_failed"
 RETRY_DELAY_KEY = AP + "retry_delay_after_file_transfer_failed"
 PROTECT_KEY = AP + "custom.protect"
@@ -104,7 +108,8 @@ NOTIFY_REBOOT_KEY = "sip.notify_reboot_enable"
 _STATIC_NAME = {key[len("static."):]: key for key in (
     *REBOOT_KEYS, SERVER_URL_KEY, SERVER_USER_KEY, SERVER_PASSWORD_KEY, USER_OPTIONS_KEY, USER_OPTIONS_ENABLE_KEY,
     OPTION60_KEY, POWER_ON_KEY, PNP_ENABLE_KEY, REPEAT_ENABLE_KEY, REPEAT_MINUTES_KEY, WEEKLY_ENABLE_KEY,
-    WEEKLY_DAYS_KEY, WEEKLY_BEGIN_KEY, WEEKLY_END_KEY, ATTEMPTS_KEY, RETRY_DELAY_KEY, PROTECT_KEY, AES_IN_FILE_KEY,
+    WEEKLY_DAYS_KEY, WEEKLY_BEGIN_KEY, WEEKLY_END_KEY, FLEXIBLE_ENABLE_KEY, FLEXIBLE_INTERVAL_KEY, FLEXIBLE_BEGIN_KEY,
+    FLEXIBLE_END_KEY, ATTEMPTS_KEY, RETRY_DELAY_KEY, PROTECT_KEY, AES_IN_FILE_KEY,
     AES_COMMON_KEY, AES_MAC_KEY, ENCRYPTED_ONLY_KEY, FIRMWARE_URL_KEY)}
 
 
@@ -123,7 +128,8 @@ RESOURCE_KEYS = (
 )
 # A pass that changes one of these notes what the phone's clock keeps (its weekly window's
 # included: a window set without a zone opens on the factory zone's clock).
-_CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY, "static.auto_provision.weekly.")
+_CLOCK_KEYS = ("local_time.", summer_time.AUTO_DST_URL_KEY, "static.auto_provision.weekly.",
+               "static.auto_provision.flexible.")
 # Resources whose body the phone keeps on flash and reads later, under this name.
 KEPT_RESOURCES = {summer_time.AUTO_DST_URL_KEY: summer_time.AUTO_DST_FILE}
 
@@ -573,7 +579,34 @@ def next_check_s(phone, behaviour: YealinkBehaviour = DEFAULT_BEHAVIOUR) -> floa
         weekly = _next_weekly_window(phone, settings, behaviour)
         if weekly is not None:
             candidates.append(weekly)
+    if settings.get(FLEXIBLE_ENABLE_KEY) == "1":
+        flexible = _next_flexible_moment(phone, settings, behaviour)
+        if flexible is not None:
+            candidates.append(flexible)
     return min(candidates) if candidates else None
+
+
+FLEXIBLE_OFFSET = "flexible_offset_s"  # in Phone.vendor_ram: the boot's moment in the window
+
+
+def _next_flexible_moment(phone, settings: dict, behaviour: YealinkBehaviour) -> float | None:
+    """Flexible auto provisioning (the administrator's guide): once every ``flexible.interval``
+    days (1-1000, factory 30), on "a random day within the period ... based on the phone's
+    MAC address", which "does not change with a reboot", at a random time between
+    ``flexible.begin_time`` (factory 02:00) and ``flexible.end_time``, "calculated again
+    with every reboot" (kit.next_mac_day_moment_s); an end left blank or equal to the begin
+    is the begin itself, one before it the next day's. On the phone's clock, as the weekly
+    window."""
+    interval = parse_int(settings.get(FLEXIBLE_INTERVAL_KEY), 30)
+    begin = clock_s(settings.get(FLEXIBLE_BEGIN_KEY, "02:00"))
+    end = clock_s(settings.get(FLEXIBLE_END_KEY) or settings.get(FLEXIBLE_BEGIN_KEY, "02:00"))
+    if not 1 <= interval <= 1000 or begin is None or end is None:
+        return None
+    lab_now = behaviour.week_starts_s + phone.now
+    zone = phone_zone(phone)
+    wait = next_mac_day_moment_s(phone, zone.local_s(lab_now), begin, (end - begin) % 86400, interval,
+                                 FLEXIBLE_OFFSET)
+    return zone.wait_s(lab_now, wait)
 
 
 def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> float | None:

@@ -487,7 +487,9 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
             "static.auto_provision.dhcp_option.list_user_options": "160,66", "static.firmware.url": url + "66.86.0.15.rom",
             "local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)", "local_time.summer_time": "1",
             "local_time.dst_time_type": "1", "local_time.start_time": "3/5/7/2", "local_time.end_time": "10/5/7/3",
-            "auto_dst.url": "AutoDST.xml", "ringtone.url": "Ring1.wav", "static.network.vlan.internet_port_enable": "0"}),
+            "auto_dst.url": "AutoDST.xml", "ringtone.url": "Ring1.wav", "static.network.vlan.internet_port_enable": "0",
+            "static.auto_provision.flexible.enable": "1", "static.auto_provision.flexible.interval": "3",
+            "static.auto_provision.flexible.begin_time": "23:00", "static.auto_provision.flexible.end_time": "01:00"}),
             b'<DSTData><DST szTime="+1" szZone="A(B)" iType="1" szStart="3/5/7/2" szEnd="10/5/7/3" szOffset="60"/>'
             b'</DSTData>'],
         "cisco": [cisco_cfg.render_xml({

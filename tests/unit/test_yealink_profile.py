@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from labsim.phones import yealink, yealink_summer_time
-from labsim.phones.events import CheckSync
+from labsim.phones.events import CheckSync, PowerCycle
 from labsim.phones.flash import Flash
 from labsim.phones.vendors import profile_for
 from labsim.wire import yealink_aes, yealink_cfg
@@ -340,6 +340,60 @@ def test_weekly_window_moment_is_drawn_once_per_window():
     phone.now = 86400 + 600.0  # the next day's window: a moment of its own
     tomorrow = phone.now + yealink._next_weekly_window(phone, phone.flash.settings, yealink.DEFAULT_BEHAVIOUR)
     assert 86400 + 7200 <= tomorrow < 86400 + 14400
+
+
+def flexible(**settings) -> dict:
+    return dict(static__auto_provision__flexible__enable=1, local_time__time_zone=0,
+                **{f"static__auto_provision__flexible__{key}": value for key, value in settings.items()})
+
+
+def flexible_passes(mac: str, seed: int = 1, days: int = 21, power_cycle_at: float | None = None, **settings):
+    l = PhoneLab(yealink, model="T46S", mac=mac, options={66: b"http://127.0.0.1:8080/"}, seed=seed,
+                 files={"y000000000066.cfg": cfg(**flexible(**settings))})
+    l.boot()
+    if power_cycle_at is not None:
+        l.advance(power_cycle_at - l.clock.seconds())
+        l.driver.deliver(PowerCycle())
+    l.advance(days * 86400 - l.clock.seconds())
+    boots = {t for t, state, _, kind in l.phone.events if kind == "state" and state == "booting"}
+    return [t for t in pass_starts(l) if not any(0 <= t - b < 60 for b in boots)]
+
+
+def test_flexible_auto_provision_once_an_interval_on_its_macs_day_between_the_times():
+    # The administrator's guide: "on a random day within the period ... based on the phone's
+    # MAC address", at a random time between begin_time and end_time. A 7-day interval,
+    # 01:00-05:00: once a week, at the same moment of the day (drawn once a boot).
+    days_of = set()
+    for last in range(7):
+        passes = flexible_passes(f"00:15:65:00:01:{last:02x}", interval=7, begin_time="01:00", end_time="05:00")
+        days = [int(t // 86400) for t in passes]
+        assert len(passes) == 3 and [b - a for a, b in zip(days, days[1:])] == [7, 7], passes
+        assert all(3600 <= t % 86400 <= 5 * 3600 for t in passes) and len({round(t % 86400) for t in passes}) == 1
+        days_of.add(days[0] % 7)
+    assert days_of == set(range(7))  # seven MACs in a row: the week's seven days
+
+
+def test_flexible_keeps_its_day_through_a_reboot_and_draws_its_time_again():
+    mac = "00:15:65:00:01:05"
+    before = flexible_passes(mac, interval=3, begin_time="01:00", end_time="05:00", days=9)
+    after = flexible_passes(mac, interval=3, begin_time="01:00", end_time="05:00", days=9, power_cycle_at=4 * 86400)
+    assert [int(t // 86400) % 3 for t in before + after] == [int(before[0] // 86400) % 3] * (len(before) + len(after))
+    assert round(after[-1] % 86400) != round(before[-1] % 86400)  # the time is drawn again at the boot
+
+
+@pytest.mark.parametrize("end, at_the_begin", [("", True), ("02:00", True), ("01:00", False)])
+def test_flexible_factory_begin_and_an_end_blank_equal_or_before_it(end, at_the_begin):
+    # Factory interval 30 days, begin 02:00; an end blank or equal to the begin is the
+    # begin itself; one before it ends the next day (02:00 to 01:00: 23 hours).
+    moments = set()
+    for seed in range(1, 6):
+        passes = flexible_passes("00:15:65:00:01:05", seed=seed, days=31, **({"end_time": end} if end else {}))
+        assert len(passes) == 1
+        moments.add(round(passes[0] % 86400))
+    if at_the_begin:
+        assert moments == {7200}
+    else:
+        assert all(m >= 7200 or m <= 3600 for m in moments) and len(moments) == 5
 
 
 def test_power_on_0_skips_provisioning_at_boot():
