@@ -146,11 +146,13 @@ DAY_S = 86400
 SERVED_S = 1.0  # a window's moment closer than this counts as come: the pass running now serves it
 
 
-def next_window_moment_s(phone, now_s: float, start_s: float, span_s: float, days=range(7)) -> float | None:
+def next_window_moment_s(phone, now_s: float, start_s: float, span_s: float, days=range(7), *,
+                         on_day=None, horizon_days: int = 8) -> float | None:
     """Seconds from ``now_s`` (the phone's wall clock: seconds after the Sunday 00:00 its
     week counts from) to the phone's own moment in the next provisioning window that
     opens ``start_s`` after midnight and lasts ``span_s``, on a day of the week in
-    ``days`` (0 Sunday); None when no day is.
+    ``days`` (0 Sunday) for which ``on_day(day)``, if given, holds (``day`` counted from
+    that Sunday), within ``horizon_days``; None when no day is.
 
     The phone draws its moment in a window once (``Phone.window_draw``) and keeps it until
     that moment has come: a window is served by a pass at the phone's moment, whatever
@@ -163,9 +165,11 @@ def next_window_moment_s(phone, now_s: float, start_s: float, span_s: float, day
     drawn = phone.window_draw
     if drawn is not None and drawn[0] > first:
         first = drawn[0]  # a moment is drawn for a day only once the earlier days' have come
-    for day in range(first, today + 8):
+    for day in range(first, today + horizon_days):
         if day % 7 not in days or day * DAY_S + start_s + span_s <= now_s + SERVED_S:
             continue  # no window that day, or it is over
+        if on_day is not None and not on_day(day):
+            continue
         moment = day * DAY_S + start_s + span_s * _window_fraction(phone, day)
         if moment > now_s + SERVED_S:
             return moment - now_s

@@ -27,6 +27,7 @@ import posixpath
 import re
 import sys
 from dataclasses import dataclass
+from functools import partial
 
 from labsim.phones import yealink_summer_time as summer_time
 from labsim.phones.dhcp_client import DhcpIdentity
@@ -87,6 +88,7 @@ WEEKLY_ENABLE_KEY = AP + "weekly.enable"
 WEEKLY_DAYS_KEY = AP + "weekly.dayofweek"
 WEEKLY_BEGIN_KEY = AP + "weekly.begin_time"
 WEEKLY_END_KEY = AP + "weekly.end_time"
+WEEKLY_INTERVAL_KEY = AP + "weekly_upgrade_interval"
 FLEXIBLE_ENABLE_KEY = AP + "flexible.enable"
 FLEXIBLE_INTERVAL_KEY = AP + "flexible.interval"
 FLEXIBLE_BEGIN_KEY = AP + "flexible.begin_time"
@@ -108,7 +110,7 @@ NOTIFY_REBOOT_KEY = "sip.notify_reboot_enable"
 _STATIC_NAME = {key[len("static."):]: key for key in (
     *REBOOT_KEYS, SERVER_URL_KEY, SERVER_USER_KEY, SERVER_PASSWORD_KEY, USER_OPTIONS_KEY, USER_OPTIONS_ENABLE_KEY,
     OPTION60_KEY, POWER_ON_KEY, PNP_ENABLE_KEY, REPEAT_ENABLE_KEY, REPEAT_MINUTES_KEY, WEEKLY_ENABLE_KEY,
-    WEEKLY_DAYS_KEY, WEEKLY_BEGIN_KEY, WEEKLY_END_KEY, FLEXIBLE_ENABLE_KEY, FLEXIBLE_INTERVAL_KEY, FLEXIBLE_BEGIN_KEY,
+    WEEKLY_DAYS_KEY, WEEKLY_BEGIN_KEY, WEEKLY_END_KEY, WEEKLY_INTERVAL_KEY, FLEXIBLE_ENABLE_KEY, FLEXIBLE_INTERVAL_KEY, FLEXIBLE_BEGIN_KEY,
     FLEXIBLE_END_KEY, ATTEMPTS_KEY, RETRY_DELAY_KEY, PROTECT_KEY, AES_IN_FILE_KEY,
     AES_COMMON_KEY, AES_MAC_KEY, ENCRYPTED_ONLY_KEY, FIRMWARE_URL_KEY)}
 
@@ -619,8 +621,35 @@ def _next_weekly_window(phone, settings: dict, behaviour: YealinkBehaviour) -> f
     # Each phone provisions at its own moment in the window, once per window.
     lab_now = behaviour.week_starts_s + phone.now
     zone = phone_zone(phone)
-    wait = next_window_moment_s(phone, zone.local_s(lab_now), begin, span, days)
+    weeks = parse_int(settings.get(WEEKLY_INTERVAL_KEY), 0)
+    if 1 <= weeks <= 12:
+        wait = next_window_moment_s(phone, zone.local_s(lab_now), begin, span, days, horizon_days=7 * weeks + 8,
+                                    on_day=partial(_cycles_day, phone, weeks, sorted(days)))
+    else:
+        wait = next_window_moment_s(phone, zone.local_s(lab_now), begin, span, days)
     return None if wait is None else zone.wait_s(lab_now, wait)
+
+
+WEEKLY_CYCLE_DAYS = "weekly_cycle_days"  # in Phone.vendor_ram: cycle -> the weekday drawn for it
+
+
+def _cycles_day(phone, weeks: int, days: list[int], day: int) -> bool:
+    """``weekly_upgrade_interval`` N (1-12, the administrator's guide): "at a random day
+    between the specific day(s) ... every N weeks". Whether ``day`` (counted from the
+    calendar's Sunday) is it: (unverified) the first week of every N, counted from the
+    calendar's origin, on one of ``days`` drawn for that cycle (in RAM: a boot draws again)."""
+    week = day // 7
+    if week % weeks:
+        return False
+    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
+    phone.vendor_ram = ram
+    drawn = ram.setdefault(WEEKLY_CYCLE_DAYS, {})
+    cycle = week // weeks
+    if cycle not in drawn:
+        for old in [key for key in drawn if key < cycle - 1]:
+            del drawn[old]  # keep the cycle before (a window may reach past midnight), not the years before
+        drawn[cycle] = phone.rng.choice(days)
+    return day % 7 == drawn[cycle]
 
 
 def phone_zone(phone) -> Zone:

@@ -483,6 +483,7 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
             "static.auto_provision.repeat.enable": "1", "static.auto_provision.repeat.minutes": "60",
             "static.auto_provision.weekly.enable": "1", "static.auto_provision.weekly.dayofweek": "0123456",
             "static.auto_provision.weekly.begin_time": "02:00", "static.auto_provision.weekly.end_time": "03:00",
+            "static.auto_provision.weekly_upgrade_interval": "2",
             "static.auto_provision.server.url": url, "static.auto_provision.attempt_before_failed": "2",
             "static.auto_provision.dhcp_option.list_user_options": "160,66", "static.firmware.url": url + "66.86.0.15.rom",
             "local_time.time_zone": "+1", "local_time.time_zone_name": "Germany(Berlin)", "local_time.summer_time": "1",

@@ -342,6 +342,29 @@ def test_weekly_window_moment_is_drawn_once_per_window():
     assert 86400 + 7200 <= tomorrow < 86400 + 14400
 
 
+def weekly_every(weeks: int, dayofweek: str, seed: int = 1, days: int = 8 * 7):
+    settings = dict(static__auto_provision__weekly__enable=1, static__auto_provision__weekly__dayofweek=dayofweek,
+                    static__auto_provision__weekly__begin_time="02:00", static__auto_provision__weekly__end_time="03:00",
+                    static__auto_provision__weekly_upgrade_interval=weeks, local_time__time_zone=0)
+    l = lab({"y000000000066.cfg": cfg(**settings)}, seed=seed)
+    l.boot()
+    l.advance(days * 86400)
+    return pass_starts(l)[1:]
+
+
+def test_weekly_upgrade_interval_a_random_one_of_the_days_every_n_weeks():
+    # The administrator's guide: weekly_upgrade_interval 3 with dayofweek 01 is "randomly
+    # selecting a day from Sunday and Monday every three weeks"; 0 (factory) every listed day.
+    weekdays = set()
+    for seed in range(1, 7):
+        passes = weekly_every(3, "01", seed)
+        assert [int(t // 86400) // 7 for t in passes] == [0, 3, 6], [round(t) for t in passes]
+        assert all(int(t // 86400) % 7 in (0, 1) and 7200 <= t % 86400 <= 10800 for t in passes)
+        weekdays |= {int(t // 86400) % 7 for t in passes}
+    assert weekdays == {0, 1}  # drawn for each cycle
+    assert [int(t // 86400) for t in weekly_every(0, "01", days=14)] == [0, 1, 7, 8]
+
+
 def flexible(**settings) -> dict:
     return dict(static__auto_provision__flexible__enable=1, local_time__time_zone=0,
                 **{f"static__auto_provision__flexible__{key}": value for key, value in settings.items()})
