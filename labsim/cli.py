@@ -272,12 +272,13 @@ def command_story(args) -> int:
     except history.HistoryError as exc:
         print(f"labsim story: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    own = shown = 0
+    own = shown = actions = 0
     try:
         for line in history.phone_lines(path, mac, actions="action" in kinds):
             own += line.get("mac") is not None
             if line.get("kind") in kinds and window.holds(float(line.get("t") or 0.0)):
-                shown += 1
+                shown += line.get("mac") is not None
+                actions += line.get("mac") is None  # a timeline action on the run, shown beside the phone's lines
                 print(json.dumps(line) if args.json else history.history_text(line, calendar))
     except BrokenPipeError:  # | head
         sys.stderr.close()
@@ -286,8 +287,9 @@ def command_story(args) -> int:
         print(f"labsim story: no line of {mac} in {path}", file=sys.stderr)
         return EXIT_FAILED
     clock = "simulated" if calendar.virtual else "wall clock, UTC"
-    print(f"{mac}: {shown:,} line(s) shown of {own:,} in {path}" + (f" (times: {clock})" if calendar.start else ""),
-          file=sys.stderr)
+    print(f"{mac}: {shown:,} of its {own:,} line(s) in {path} shown" + (f", and {actions:,} timeline action(s)"
+                                                                       if actions else "")
+          + (f" (times: {clock})" if calendar.start else ""), file=sys.stderr)
     return EXIT_PASSED
 
 

@@ -63,8 +63,8 @@ def test_every_line_of_the_phone_where_the_report_keeps_a_hundred(day):
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in done.stdout.splitlines()] == sorted(
         own + actions, key=raw.index)  # every one of its lines and the power cycle, in the file's order
-    assert done.stderr == f"{mac}: {len(own) + len(actions):,} line(s) shown of {len(own):,} in {day}/events.jsonl " \
-                          "(times: simulated)\n"
+    assert done.stderr == f"{mac}: {len(own):,} of its {len(own):,} line(s) in {day}/events.jsonl shown, and " \
+                          f"{len(actions):,} timeline action(s) (times: simulated)\n"
 
 
 def test_in_words_on_the_simulated_calendar_within_a_window(day):
