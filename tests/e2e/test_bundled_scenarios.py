@@ -182,6 +182,32 @@ def test_two_sites_windows_five_hours_apart_the_stampede_without_new_yorks_zone_
     assert [(e["check"], e["observed"]) for e in failing] == [(during, 2 * 600 * 4)]
 
 
+def test_flexible_spread_asks_once_a_phone_a_week_and_the_nightly_window_is_the_stampede(tmp_path):
+    path = os.path.join(SCENARIOS, "flexible-spread.yaml")
+    proc, report = run(path, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    nights = {}
+    for line in open(tmp_path / "report" / "events.jsonl", encoding="utf-8"):
+        event = json.loads(line)
+        if event["kind"] == "fetch" and event["t"] > 6 * 3600:  # after the boot hour (noon): the nights
+            day, hour = divmod(int((event["t"] + 12 * 3600) // 3600), 24)  # the calendar starts at noon
+            assert 1 <= hour < 5 or (hour == 5 and (event["t"] + 12 * 3600) % 3600 < 60), event
+            nights[day] = nights.get(day, 0) + 1
+    assert sum(nights.values()) == 700 * 4 and len(nights) == 7  # each phone once, four requests; every night
+    assert min(nights.values()) > 700 * 4 / 7 / 2  # the MACs spread the fleet over the week's days
+    [calm] = [e["observed"] for e in report["expectations"] if "during" in e["check"]]
+    text = open(path).read()
+    flexible = "      static.auto_provision.flexible.enable = 1\n"
+    assert flexible in text
+    nightly = ("      static.auto_provision.weekly.enable = 1\n      static.auto_provision.weekly.begin_time = 02:00\n"
+               "      static.auto_provision.weekly.end_time = 02:10\n")
+    proc, report = run(path, tmp_path, text=text.replace(flexible, nightly))
+    assert proc.returncode == 1
+    failing = [e for e in report["expectations"] if not e["passed"]]
+    assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 40 during 00:00-06:00"]
+    assert failing[0]["observed"] > 10 * calm  # every phone every night, in ten minutes
+
+
 def site_window_hours(report_dir):
     """spring-forward's fetches by site and hour of the lab's clock (UTC), after the boot hour."""
     hours = {}
