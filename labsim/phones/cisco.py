@@ -540,9 +540,8 @@ def _next_timer(phone) -> float | None:
 def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
     """After an upgrade whose download failed: ``Upgrade_Error_Retry_Delay``, a schedule
     as ``Resync_Error_Retry_Delay`` is, its element for this many upgrade failures in a
-    row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The retry is a
-    whole pass, profiles and then the upgrade (labsim's procedure has no pass of the
-    upgrade alone: (unverified) whether a real phone fetches its profiles again then)."""
+    row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The upgrade's
+    own timer: a pass it alone starts is the upgrade alone (provision)."""
     ram = _ram(phone)
     if not failed:
         ram.pop(UPGRADE_FAILURES, None)
@@ -553,8 +552,6 @@ def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
         phone.note(f"Upgrade_Error_Retry_Delay: the upgrade is tried again in {delay:.0f}s "
                    f"(failure {failures} in a row)")
     return delay
-
-
 
 
 # --- when to resync again ----------------------------------------------------------------------
