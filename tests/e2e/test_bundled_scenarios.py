@@ -18,7 +18,7 @@ SCENARIOS = os.path.join(ROOT, "scenarios")
 # Scenarios that need real third-party servers run in tests/interop.
 NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
 TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml", "lab-md5-no-reboot.yaml",
-                 "lab-avaya-profile-fallback.yaml", "lab-dns-typo.yaml"}
+                 "lab-avaya-profile-fallback.yaml", "lab-dns-typo.yaml", "lab-nightly-stampede.yaml"}
 SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12,
          "week-of-resyncs.yaml": 20, "lease-expiry.yaml": 20}  # the last two: virtual time
 
@@ -120,6 +120,15 @@ def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):
     ("lab-md5-no-reboot.yaml", ", static.network.lldp.enable: 0}}   # <- the mistake", "}}", ["phone.reboots == 1"]),
     ("lab-avaya-profile-fallback.yaml", "PRIMARY_SERVER_PROFILE primary-profile.cfg", "PRIMARY_SERVER_PROFILE primary.cfg",
      ["every phone: flash profile/primary/SIP_DOMAIN1 == 'profile.lab.example'"]),
+    # Two ways out of the nightly stampede: a window of the whole night, or flexible auto
+    # provisioning (each phone once a week, on its MAC's day).
+    ("lab-nightly-stampede.yaml", "begin_time = 02:00\n      static.auto_provision.weekly.end_time = 02:05",
+     "begin_time = 00:00\n      static.auto_provision.weekly.end_time = 06:00",
+     ["service.http.requests_per_min.max < 40 during 00:00-06:00"]),
+    ("lab-nightly-stampede.yaml", "static.auto_provision.weekly.enable = 1",
+     "static.auto_provision.flexible.enable = 1\n      static.auto_provision.flexible.interval = 7\n"
+     "      static.auto_provision.flexible.begin_time = 01:00\n      static.auto_provision.flexible.end_time = 05:00",
+     ["service.http.requests_per_min.max < 40 during 00:00-06:00"]),
 ])
 def test_training_lab_fails_until_fixed(tmp_path, name, mistake, fix, failing):
     path = os.path.join(SCENARIOS, name)
