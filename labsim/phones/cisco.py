@@ -36,7 +36,7 @@ from labsim.phones.flash import changed_keys
 from labsim.phones.kit import next_window_moment_s, parse_int, pass_outcome
 from labsim.phones.local_time import DayRule, Zone, clock_offset_s, dhcp_time_offset_s, summer_words, zone_from
 from labsim.phones.phone import Wait
-from labsim.wire import cisco_cfg, cisco_rules, dhcp
+from labsim.wire import cisco_cfg, cisco_crypt, cisco_rules, dhcp
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import BadProvisioningUrl, parse_server, split_userinfo, url_part
 
@@ -130,6 +130,15 @@ class CiscoBehaviour:
     accept_plain_text: bool = True
     # Where the simulated wall clock starts, seconds after local midnight (Resync_At).
     clock_start_s: float = 0.0
+    # The digest an encrypted profile's key is derived with ([--key ...]): the guides'
+    # firmware was "tested against version openssl-0.9.7c", whose enc used MD5 (OpenSSL 1.1
+    # and later: SHA-256 unless -md md5). "md5" or "sha256" (wire.cisco_crypt).
+    key_digest: str = "md5"
+
+    def __post_init__(self):
+        if self.key_digest not in cisco_crypt.DIGESTS:  # a scenario error, not a failure at the first profile
+            raise ValueError(f"cisco behaviour key_digest: {self.key_digest!r}; allowed: "
+                             f"{', '.join(cisco_crypt.DIGESTS)}")
 
 
 DEFAULT_BEHAVIOUR = CiscoBehaviour()
@@ -392,9 +401,8 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
         return
     if rule is None:
         return
-    if "--key" in rule.options:
-        failures.append(f"{key}: encrypted profiles (--key) are not simulated")
-        return
+    # The phrase an encrypted profile is decrypted with, macros expanded ("--key $B").
+    phrase = cisco_cfg.expand_macros(rule.options["--key"], macros(phone)) if "--key" in rule.options else None
     url = cisco_cfg.expand_macros(rule.url, macros(phone))
     try:
         tries = targets(url, sources, phone, primary=key == "Profile_Rule")
@@ -411,7 +419,7 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
         result = yield Download(target, credentials, stage)
         if result.ok:
             phone.note(f"{key}: {target} from {origin} ({len(result.body)} bytes)")
-            _apply(phone, key, target, result.body, failures, behaviour)
+            _apply(phone, key, target, result.body, failures, behaviour, phrase)
             return
         last = number == len(tries)
         if result.status == "not_found" and not (behaviour.option150_next_on_not_found and not last):
@@ -425,19 +433,35 @@ def _resync(phone, key: str, text: str, sources: list[Source], failures: list[st
     failures.append(f"{key}: no server answered ({len(tries)} tried)")
 
 
-def _apply(phone, key: str, url: str, body: bytes, failures: list[str], behaviour: CiscoBehaviour) -> None:
+def _apply(phone, key: str, url: str, body: bytes, failures: list[str], behaviour: CiscoBehaviour,
+           phrase: str | None = None) -> None:
     name = posixpath.basename(url_part(url, "path")) or key
-    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and not behaviour.accept_plain_text:
+    try:
+        content = _unpack(body, phrase, behaviour)
+    except cisco_cfg.NotACiscoProfile as exc:
+        failures.append(f"{key}: {name}: {exc}")
+        return
+    if not content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and not behaviour.accept_plain_text:
         failures.append(f"{key}: {name} is not an XML profile")
         return
     try:
-        values = cisco_cfg.parse_profile(body)
+        values = cisco_cfg.parse_profile(content)
     except cisco_cfg.NotACiscoProfile as exc:
         failures.append(f"{key}: {name}: {exc}")
         return
     phone.flash.settings.update(values)  # parameters stay until a profile changes them
     phone.flash.file_md5[name] = _md5(body)
     phone.note(f"{key}: applied {len(values)} parameters from {name}")
+
+
+def _unpack(body: bytes, phrase: str | None, behaviour: CiscoBehaviour) -> bytes:
+    """The profile as downloaded, decrypted with the rule's ``--key`` phrase, then
+    decompressed when it is gzip (wire.cisco_crypt); NotACiscoProfile saying why not."""
+    if phrase is not None:
+        body = cisco_crypt.decrypt(body, phrase, digest=behaviour.key_digest)
+    elif cisco_crypt.is_encrypted(body):
+        raise cisco_cfg.NotACiscoProfile("an encrypted profile ('Salted__'), but its rule has no [--key ...]")
+    return cisco_crypt.decompress(body)
 
 
 def _md5(body: bytes) -> str:

@@ -505,7 +505,9 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
                             f'{url}$GPP_A.xml | ( ! 7.5.0 )? {url}old.xml | [--uid u --pwd p] {url}spa$PSN.xml',
             "Resync_Periodic": "3600+600", "Resync_Error_Retry_Delay": "30+10,60,120+30", "Upgrade_Enable": "Yes",
             "Upgrade_Rule": f"( $SWVER lt 7.6.2(c) )? {url}spa-7-6-2c.bin",
-            "Upgrade_Error_Retry_Delay": "600,1800+60"})],
+            "Upgrade_Error_Retry_Delay": "600,1800+60",
+            # the input decrypted with a key (wire.cisco_crypt): every path serves it
+            "Profile_Rule_C": f'[--key "Secret $MA"] {url}c.cfg'})],
         # the MPP phone: triggers on the guides' timers hold resyncs back; the upgrade's retries go on
         "cisco-mpp": [cisco_cfg.render_xml({
             "Resync_Periodic": "600", "Resync_Trigger_1": "$PRVTMR ge 90000 and $REGTMR1 eq 0",

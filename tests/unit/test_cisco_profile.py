@@ -1,6 +1,8 @@
 """Cisco SPA/MPP rules from spec/phones.md ("Breadth profiles"), one test each (fake
 clock, in-memory network, no sockets). docs/phones-cisco.md maps each rule to its test."""
 
+import gzip
+import hashlib
 from datetime import datetime, timezone
 
 import pytest
@@ -10,7 +12,7 @@ from labsim.phones import cisco
 from labsim.phones.events import CheckSync, FetchResult
 from labsim.phones.flash import Flash
 from labsim.phones.vendors import profile_for
-from labsim.wire import cisco_cfg, dhcp
+from labsim.wire import cisco_cfg, cisco_crypt, dhcp
 from tests.phonelab import PhoneLab
 
 MAC = "00:0e:08:ab:cd:ef"
@@ -121,9 +123,48 @@ def test_credentials_in_the_rule_url_travel_separately():
     assert request.url == "http://127.0.0.1:8080/a.xml" and request.credentials.password == "p"
 
 
-def test_encrypted_rule_is_a_recorded_failure():
-    phone = lab({"a.xml": xml(A=1)}, settings={"Profile_Rule": "[--key secret] http://127.0.0.1:8080/a.xml"}).boot()
-    assert phone.state == "failed" and "--key" in phone.failure
+def test_an_encrypted_profile_is_decrypted_with_the_rules_key_and_a_compressed_one_unpacked():
+    # The guides: `openssl enc -e -aes-256-cbc -k SecretPhrase1234`, compression (gzip)
+    # before encryption, and [--key "SecretPhrase1234"] in the rule (macros expanded).
+    profile = xml(A=1, Resync_Periodic=0)
+    files = {"plain.cfg": cisco_crypt.encrypt(profile, "SecretPhrase1234"),
+             "packed.cfg": cisco_crypt.encrypt(gzip.compress(xml(B=2)), "SecretPhrase1234"),
+             "only-packed.cfg": gzip.compress(xml(C=3))}
+    rules = {"Profile_Rule": '[--key "SecretPhrase1234"] http://127.0.0.1:8080/plain.cfg',
+             "Profile_Rule_B": "[--key $GPP_K] http://127.0.0.1:8080/packed.cfg",
+             "Profile_Rule_C": "http://127.0.0.1:8080/only-packed.cfg", "GPP_K": "SecretPhrase1234"}
+    phone = lab(files, settings=rules).boot()
+    assert phone.state == "ready", phone.failure
+    assert (phone.flash.settings["A"], phone.flash.settings["B"], phone.flash.settings["C"]) == ("1", "2", "3")
+    assert phone.flash.file_md5["plain.cfg"] == hashlib.md5(files["plain.cfg"]).hexdigest()  # the file as served
+
+
+@pytest.mark.parametrize("rule, body, why", [
+    ("[--key Wrong] http://127.0.0.1:8080/a.cfg", cisco_crypt.encrypt(b"<flat-profile/>", "Right"),
+     "cannot decrypt the profile with its --key: a wrong phrase, or a key derived with another digest than md5"),
+    ("[--key Right] http://127.0.0.1:8080/a.cfg", cisco_crypt.encrypt(b"<flat-profile/>", "Right", digest="sha256"),
+     "(OpenSSL 1.1 and later derive the key with SHA-256 unless given -md md5)"),
+    ("http://127.0.0.1:8080/a.cfg", cisco_crypt.encrypt(b"<flat-profile/>", "Right"),
+     "an encrypted profile ('Salted__'), but its rule has no [--key ...]"),
+    ("[--key Right] http://127.0.0.1:8080/a.cfg", b"<flat-profile/>",
+     "the rule has --key, but the profile is not encrypted"),
+    ("[--key Right] http://127.0.0.1:8080/a.cfg", cisco_crypt.encrypt(b"<flat-profile/>", "Right")[:-5],
+     "is cut short"),
+    ("http://127.0.0.1:8080/a.cfg", gzip.compress(b"<flat-profile/>")[:-8], "a gzip-compressed profile cut short"),
+])
+def test_a_profile_that_does_not_decrypt_or_unpack_fails_the_resync_saying_why(rule, body, why):
+    phone = lab({"a.cfg": body}, settings={"Profile_Rule": rule}).boot()
+    assert phone.state == "failed" and why in phone.failure, phone.failure
+
+
+def test_the_key_digest_is_a_behaviour_setting():
+    body = cisco_crypt.encrypt(xml(A=1), "Right", digest="sha256")
+    profile = profile_for("cisco", {"key_digest": "sha256"})
+    phone = lab({"a.cfg": body}, settings={"Profile_Rule": "[--key Right] http://127.0.0.1:8080/a.cfg"},
+                profile=profile).boot()
+    assert phone.state == "ready" and phone.flash.settings["A"] == "1"
+    with pytest.raises(ValueError, match="key_digest: 'sha1'; allowed: md5, sha256"):
+        profile_for("cisco", {"key_digest": "sha1"})
 
 
 def test_profile_rules_b_c_d_run_in_order_after_profile_rule_later_ones_override():
