@@ -527,14 +527,21 @@ def test_the_guides_example_trigger_holds_back_resyncs_while_the_lines_are_regis
     assert profile_fetch_times(l) == []
 
 
-def test_triggers_hold_back_resyncs_not_the_upgrades_retries():
-    # The triggers gate resyncs; a failed upgrade's retry timer is the upgrade's own.
-    # The profile sets them: the first resync fetches it, then only the upgrade retries.
+def held_back_mpp_failing_its_upgrade(retry_delay: str):
+    """An MPP phone whose profile sets a trigger that never holds and an image that is not
+    on the server, three hours on: the first resync fetches the profile, then the
+    triggers hold every resync back while the upgrade's retries go on."""
     l = lab({"7841.xml": xml(Resync_Periodic=3600, Resync_Trigger_1="$PRVTMR ge 100000",
-                             Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads", Upgrade_Error_Retry_Delay="1800")},
+                             Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads", Upgrade_Error_Retry_Delay=retry_delay)},
             model="CP-7841-3PCC")
     l.boot()
     l.advance(3 * 3600 + 60)
+    return l
+
+
+def test_triggers_hold_back_resyncs_not_the_upgrades_retries():
+    # The triggers gate resyncs; a failed upgrade's retry timer is the upgrade's own.
+    l = held_back_mpp_failing_its_upgrade("1800")
     tries = [round(t) for t, _, detail, kind in l.phone.events
              if kind == "step" and detail.startswith("Upgrade_Rule:") and ".loads" in detail]
     assert [t - tries[0] for t in tries] == [1800 * n for n in range(7)], tries
@@ -545,12 +552,7 @@ def test_triggers_hold_back_resyncs_not_the_upgrades_retries():
 def test_a_resync_held_back_in_the_pass_of_an_upgrade_retry_starts_its_timer_again():
     # Both timers due together (hourly both), the triggers holding the resync back: one pass
     # a timer's period, not a second pass at once for the resync's timer left in the past.
-    l = lab({"7841.xml": xml(Resync_Periodic=3600, Resync_Trigger_1="$PRVTMR ge 100000",
-                             Upgrade_Rule="/fw/sip78xx.14-0-1MPP-1.loads", Upgrade_Error_Retry_Delay="3600")},
-            model="CP-7841-3PCC")
-    l.boot()
-    l.advance(3 * 3600 + 60)
-    passes = pass_times(l)
+    passes = pass_times(held_back_mpp_failing_its_upgrade("3600"))
     assert [round(b - a) for a, b in zip(passes, passes[1:])] == [3600, 3600, 3600], passes
 
 
