@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from labsim.wire import cisco_crypt
 from tests.relocate import relocated
 
 pytestmark = pytest.mark.e2e
@@ -215,6 +216,32 @@ def test_flexible_spread_asks_once_a_phone_a_week_and_the_nightly_window_is_the_
     failing = [e for e in report["expectations"] if not e["passed"]]
     assert [e["check"] for e in failing] == ["service.http.requests_per_min.max < 40 during 00:00-06:00"]
     assert failing[0]["observed"] > 10 * calm  # every phone every night, in ten minutes
+
+
+def test_cisco_encrypted_upgrade_decrypts_its_site_profile_and_the_trap_without_the_key(tmp_path):
+    folder = os.path.join(SCENARIOS, "cisco-encrypted-upgrade")
+    # The encrypted file is the plain one the folder shows, under the scenario's phrase.
+    encrypted = open(os.path.join(folder, "secure", "site.cfg"), "rb").read()
+    assert cisco_crypt.decrypt(encrypted, "LabSecret2026") == open(os.path.join(folder, "site.xml"), "rb").read()
+    path = os.path.join(SCENARIOS, "cisco-encrypted-upgrade.yaml")
+    proc, report = run(path, tmp_path, "--phones", "20")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    tries = {}
+    for line in open(tmp_path / "report" / "events.jsonl", encoding="utf-8"):
+        event = json.loads(line)
+        if event["kind"] == "fetch" and event["url"].endswith(".loads"):
+            tries.setdefault(event["mac"], []).append((event["t"], event["status"]))
+    for mac, attempts in tries.items():  # failing until 06:00, then one download that works
+        assert [status for _, status in attempts][-1] == "ok" and attempts[-1][0] >= 6 * 3600, (mac, attempts)
+        assert all(status == "not_found" and t < 6 * 3600 for t, status in attempts[:-1]) and len(attempts) >= 4
+    text = open(path).read()
+    assert "[--key $GPP_B] /secure/site.cfg" in text
+    proc, report = run(path, tmp_path, "--phones", "20",
+                       text=text.replace("[--key $GPP_B] /secure/site.cfg", "/secure/site.cfg"))
+    assert proc.returncode == 1
+    assert {p["state"] for p in report["phones"]} == {"failed"}
+    assert all("an encrypted profile ('Salted__'), but its rule has no [--key ...]" in p["failure"]
+               for p in report["phones"])
 
 
 def site_window_hours(report_dir):
