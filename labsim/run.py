@@ -8,6 +8,7 @@ report is written in every case, marked incomplete when the run did not finish.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import random
 import shutil
@@ -43,7 +44,7 @@ from labsim.services.lab import LabServices
 from labsim.timeline import Timeline, condition_metric
 from labsim.transport.driver import PhoneDriver
 from labsim.transport.loopback import LoopbackNetwork
-from labsim.wire import yealink_aes
+from labsim.wire import cisco_crypt, yealink_aes
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # A phone keeps its first and last events up to this many, in memory and in report.json
@@ -78,10 +79,17 @@ def materialize_provisioning(loaded, into: str, members=()) -> str:
             bare = member.phone.mac.replace(":", "")
             values = {"mac": bare, "MAC": bare.upper(), "mac_colons": member.phone.mac,
                       "model": member.phone.model, "fleet": member.fleet, "index": index}
-            path = os.path.join(root, template.name.format(**values))
+            name = template.name.format(**values)
+            path = os.path.join(root, name)
             body = template.text.format(**values).encode("utf-8")
             if template.yealink_aes_key is not None:
                 body = yealink_aes.encrypt_file(body, template.yealink_aes_key)
+            elif template.cisco_key is not None:
+                # The salt from the file's name and phrase, not at random: the same scenario
+                # makes the same files, so a replay's MD5s and events stay byte-identical.
+                phrase = template.cisco_key.format(**values)
+                salt = hashlib.md5(f"{name}\0{phrase}".encode()).digest()[:cisco_crypt.SALT_BYTES]
+                body = cisco_crypt.encrypt(body, phrase, salt=salt)
             with open(path, "wb") as handle:
                 handle.write(body)
     return root

@@ -55,21 +55,31 @@ def cross_checks(data: dict, read_file=None) -> list[tuple[tuple, str]]:
     return problems
 
 
+# A per-phone template's way to encrypt its files -> the vendor whose phones read them.
+ENCRYPTING_KEYS = {"yealink_aes_key": "yealink", "cisco_key": "cisco"}
+
+
 def _encrypted_for_others(index: int, template, fleets: list) -> list[tuple[tuple, str]]:
-    """A per-phone template encrypted with a Yealink key (``yealink_aes_key``) made for a
-    fleet of another vendor: those phones would get files they cannot read."""
-    if not isinstance(template, dict) or template.get("yealink_aes_key") is None:
+    """A per-phone template encrypted for one vendor's phones (``yealink_aes_key``,
+    ``cisco_key``) that makes files for a fleet of another vendor: those phones would get
+    files they cannot read."""
+    if not isinstance(template, dict):
         return []
-    wanted = template.get("fleets") if isinstance(template.get("fleets"), list) else None
-    others = [f"{repr(fleet['name']) if fleet.get('name') else f'fleets[{number}]'} ({fleet['vendor']})"
-              for number, fleet in enumerate(fleets)
-              if isinstance(fleet, dict) and isinstance(fleet.get("vendor"), str) and fleet["vendor"] != "yealink"
-              and (wanted is None or fleet.get("name") in wanted)]
-    if not others:
-        return []
-    return [(("provisioning", "per_phone", index, "yealink_aes_key"),
-             f"encrypts each file for Yealink phones, but this template also makes files for "
-             f"{' and '.join(others)}, which could not read them: list only Yealink fleets in its fleets:")]
+    problems = []
+    for field, vendor in ENCRYPTING_KEYS.items():
+        if template.get(field) is None:
+            continue
+        wanted = template.get("fleets") if isinstance(template.get("fleets"), list) else None
+        others = [f"{repr(fleet['name']) if fleet.get('name') else f'fleets[{number}]'} ({fleet['vendor']})"
+                  for number, fleet in enumerate(fleets)
+                  if isinstance(fleet, dict) and isinstance(fleet.get("vendor"), str) and fleet["vendor"] != vendor
+                  and (wanted is None or fleet.get("name") in wanted)]
+        if others:
+            problems.append((("provisioning", "per_phone", index, field),
+                             f"encrypts each file for {vendor.capitalize()} phones, but this template also makes "
+                             f"files for {' and '.join(others)}, which could not read them: list only "
+                             f"{vendor.capitalize()} fleets in its fleets:"))
+    return problems
 
 
 def _expectation_texts(data: dict):

@@ -36,6 +36,11 @@ class PerPhoneFile(Strict):
         "Tool (and labsim yealink encrypt) does: MAC-oriented files for phones that hold the key in "
         "static.auto_provision.aes_key_16.mac")
 
+    cisco_key: str | None = Field(
+        None, description="encrypt each file with this phrase as `openssl enc -e -aes-256-cbc -md md5 -k PHRASE` "
+        "does, the format of Cisco's encrypted profiles: for phones whose rule names it, [--key PHRASE]; the "
+        "placeholders work here too, for a key per phone ('Desk {mac}' and the rule's [--key \"Desk $MA\"])")
+
     @field_validator("yealink_aes_key")
     @classmethod
     def _a_yealink_key(cls, key: str | None) -> str | None:
@@ -43,9 +48,24 @@ class PerPhoneFile(Strict):
             raise ValueError(f"a Yealink AES key is 16 printable ASCII characters, no space; got {len(key)}: {key!r}")
         return key
 
-    @field_validator("name", "text")
+    @field_validator("cisco_key")
     @classmethod
-    def _placeholders(cls, value: str) -> str:
+    def _a_phrase(cls, phrase: str | None) -> str | None:
+        if phrase is not None and not phrase:
+            raise ValueError("a Cisco key is a phrase of at least one character")
+        return phrase
+
+    @model_validator(mode="after")
+    def _one_encryption(self):
+        if self.yealink_aes_key is not None and self.cisco_key is not None:
+            raise ValueError("a file is encrypted one way: give yealink_aes_key or cisco_key, not both")
+        return self
+
+    @field_validator("name", "text", "cisco_key")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             value.format(**PLACEHOLDER_EXAMPLE)
         except Exception as exc:  # str.format raises KeyError, IndexError, TypeError, AttributeError ...

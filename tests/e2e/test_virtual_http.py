@@ -124,3 +124,37 @@ def test_uploads_are_stored_as_on_sockets(tmp_path):
     assert {f"0004f200000{n}-app.log" for n in (1, 2, 3)} <= set(names)
     for upload in in_memory["uploads"]:  # on disk, where the run's uploads go (never in its temporary copy)
         assert os.path.getsize(upload["path"]) == upload["bytes"] > 0
+
+
+CISCO_KEYS = """\
+name: cisco-per-phone-keys
+time_limit_s: 60
+services:
+  dhcp: {{port: {dhcp}, subnet: 10.1.0.0/16, pool: {{start: 10.1.0.10, end: 10.1.3.250}},
+         options: {{66: "http://127.0.0.1:{http}/"}}}}
+  http: {{port: {http}}}
+provisioning:
+  files:
+    spa504G.cfg: '<flat-profile><Profile_Rule_B>[--key "Desk $MA"] /$MA.xml</Profile_Rule_B></flat-profile>'
+  per_phone:
+    - {{name: "{{mac}}.xml", cisco_key: "Desk {key_of}", text: "<flat-profile><GPP_A>desk {{index}}</GPP_A></flat-profile>"}}
+fleets:
+  - {{vendor: cisco, model: SPA504G, count: 3, first_mac: "00:0e:08:00:00:01"}}
+expect:
+  - phones.ready == 100%
+  - flash: {{key: GPP_A, set: true}}
+"""
+
+
+def test_per_phone_cisco_keys_are_read_as_on_sockets(tmp_path):
+    # Each phone's own file, encrypted with its own phrase ("Desk <its MAC>"), which its
+    # rule names as "Desk $MA": every phone decrypts its file, on both clocks alike.
+    on_sockets, in_memory = both_clocks(tmp_path, CISCO_KEYS, key_of="{mac}")
+    assert ending(in_memory) == ending(on_sockets)
+    assert {p["state"] for p in in_memory["phones"]} == {"ready"} and in_memory["passed"]
+    assert all(f"{p['mac'].replace(':', '')}.xml" in p["flash"]["file_md5"] for p in in_memory["phones"])
+    # One phrase for all instead: no phone's rule names it, and every resync fails on it.
+    report = run(tmp_path, "one-key", CISCO_KEYS.format(dhcp=free_udp_port(), http=free_tcp_port(), key_of="all"),
+                 "--clock", "virtual")
+    assert {p["state"] for p in report["phones"]} == {"failed"}
+    assert all("cannot decrypt the profile with its --key" in p["failure"] for p in report["phones"])

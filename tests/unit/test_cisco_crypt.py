@@ -3,6 +3,7 @@ phone's use of it is in test_cisco_profile.py; the real ``openssl enc`` in
 tests/interop/test_cisco_openssl.py."""
 
 import gzip
+import os
 import hashlib
 
 import pytest
@@ -50,3 +51,44 @@ def test_a_compressed_profile_that_unpacks_too_far_is_refused_not_unpacked():
     with pytest.raises(NotACiscoProfile, match="unpacks past 4 MiB"):
         cisco_crypt.decompress(bomb)
     assert cisco_crypt.decompress(gzip.compress(b"<flat-profile/>")) == b"<flat-profile/>"
+
+
+def scenario_with(per_phone: str, fleets: str = "") -> str:
+    return ("name: t\nservices: {dhcp: {}, http: {}}\n"
+            "fleets:\n  - {name: desk, vendor: cisco, model: SPA504G, count: 2, first_mac: '00:0e:08:00:00:01'}\n"
+            + fleets + "provisioning:\n  per_phone:\n" + per_phone)
+
+
+def test_a_per_phone_template_with_a_cisco_key_writes_each_file_encrypted_the_same_every_time(tmp_path):
+    from labsim.fleet.fleet import build_fleets
+    from labsim.run import materialize_provisioning
+    from labsim.scenario.loader import load_scenario
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(scenario_with("    - {name: '{mac}.xml', cisco_key: 'Site Key 7', text: '<flat-profile>"
+                                      "<GPP_A>{index}</GPP_A></flat-profile>'}\n"))
+    loaded = load_scenario(str(scenario))
+    made = []
+    for run in ("one", "two"):
+        root = materialize_provisioning(loaded, str(tmp_path / run), build_fleets(loaded.scenario))
+        made.append(open(os.path.join(root, "000e08000002.xml"), "rb").read())
+    assert made[0] == made[1] and cisco_crypt.is_encrypted(made[0])  # a replay serves the same bytes
+    assert cisco_crypt.decrypt(made[0], "Site Key 7") == b"<flat-profile><GPP_A>2</GPP_A></flat-profile>"
+
+
+def test_a_cisco_key_is_refused_on_another_vendors_fleet_beside_a_yealink_key_and_empty():
+    from labsim.scenario.loader import ScenarioError, parse_scenario_text
+
+    polycom = "  - {name: conf, vendor: polycom, model: VVX410, count: 1, first_mac: '00:04:f2:00:00:01'}\n"
+    parse_scenario_text(scenario_with("    - {name: 'a{mac}', fleets: [desk], cisco_key: k, text: x}\n", polycom), "s.yaml")
+    cases = [("    - {name: 'a{mac}', cisco_key: k, text: x}\n", "provisioning.per_phone[0].cisco_key",
+              "encrypts each file for Cisco phones, but this template also makes files for 'conf' (polycom)"),
+             ("    - {name: 'a{mac}', cisco_key: k, yealink_aes_key: Lab2MacKeyT48Sxx, fleets: [desk], text: x}\n",
+              "provisioning.per_phone[0]", "give yealink_aes_key or cisco_key, not both"),
+             ("    - {name: 'a{mac}', cisco_key: '', fleets: [desk], text: x}\n", "provisioning.per_phone[0].cisco_key",
+              "a Cisco key is a phrase of at least one character")]
+    for per_phone, field, message in cases:
+        with pytest.raises(ScenarioError) as caught:
+            parse_scenario_text(scenario_with(per_phone, polycom), "s.yaml")
+        found = [p.message for p in caught.value.problems if p.field == field]
+        assert found and message in found[0], [(p.field, p.message) for p in caught.value.problems]

@@ -150,8 +150,9 @@ def test_an_encrypted_profile_is_decrypted_with_the_rules_key_and_a_compressed_o
      "the rule has --key, but the profile is not encrypted"),
     ("[--key Right] http://127.0.0.1:8080/a.cfg", cisco_crypt.encrypt(b"<flat-profile/>", "Right")[:-5],
      "is cut short"),
-    ("http://127.0.0.1:8080/a.cfg", gzip.compress(b"<flat-profile/>")[:-8], "a gzip-compressed profile cut short"),
-])
+    ("http://127.0.0.1:8080/a.cfg", gzip.compress(b"<flat-profile/>", mtime=0)[:-8], "a gzip-compressed profile cut short"),
+], ids=["wrong-phrase", "sha256-file", "no-key", "not-encrypted", "cut", "cut-gzip"])  # the bodies differ each run:
+# ids keep the test names the same in every test process (pytest-xdist compares them)
 def test_a_profile_that_does_not_decrypt_or_unpack_fails_the_resync_saying_why(rule, body, why):
     phone = lab({"a.cfg": body}, settings={"Profile_Rule": rule}).boot()
     assert phone.state == "failed" and why in phone.failure, phone.failure
