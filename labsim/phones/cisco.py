@@ -98,6 +98,7 @@ DEFAULTS = {
     "Upgrade_Enable": "Yes",
     "Upgrade_Rule": "",
     "Upgrade_Error_Retry_Delay": "3600",
+    "Resync_After_Upgrade_Attempt": "Yes",
     # The factory zone: the MPP and 3PCC guides' "Default: GMT-08:00" (the SPA guides' table
     # was not found: (unverified) that SPA firmware has the same). A phone given none, or a
     # value that is not a zone, keeps it.
@@ -307,7 +308,8 @@ def _split_credentials(url: str, rule: cisco_cfg.Rule) -> tuple[str, Credentials
 
 def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     """A pass: the resync (the profile rules, then the upgrade), or, when only the upgrade's
-    retry timer is due, the upgrade alone. The two timers are the phone's own (in RAM)."""
+    retry timer is due, the upgrade, then a resync with ``Resync_After_Upgrade_Attempt``.
+    The two timers are the phone's own (in RAM)."""
     if not is_yes(setting(phone, "Provision_Enable")):
         return ProvisioningOutcome("unchanged", reason="Provision_Enable is No: no resync")
     ram = _ram(phone)
@@ -332,15 +334,22 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     sources = dhcp_sources(phone, behaviour)
     failures: list[str] = []
     if resync:
-        ram[LAST_RESYNC] = phone.now
-        for key in RULE_KEYS:
-            text = setting(phone, key)  # read now: an earlier profile may have set it
-            if text.strip():
-                yield from _resync(phone, key, text, sources, failures, behaviour)
+        yield from _profiles(phone, sources, failures, behaviour)
     else:
-        phone.note("Upgrade_Error_Retry_Delay: the upgrade's retry alone (no resync is due)")
+        phone.note("Upgrade_Error_Retry_Delay: the upgrade's retry (no resync is due)")
     upgrade = yield from _upgrade(phone, sources)
     flashed = upgrade == "flashed"
+    if not resync and upgrade == "failed" and is_yes(setting(phone, "Resync_After_Upgrade_Attempt")):
+        # "Triggers a resync after every firmware upgrade attempt" (factory Yes), held back
+        # on MPP as any resync but a check-sync. A pass that resynced just before its
+        # attempt lets that resync stand for it (unverified).
+        after_attempt_held = _held_back_by_triggers(phone)
+        if after_attempt_held:
+            phone.note(after_attempt_held)
+        else:
+            phone.note("Resync_After_Upgrade_Attempt: a resync after the upgrade attempt")
+            resync = True
+            yield from _profiles(phone, sources, failures, behaviour)
 
     after = phone.flash.settings
     changed = changed_keys(before, after)
@@ -362,11 +371,21 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     return pass_outcome(changed, noun="parameter", next_check_s=_next_timer(phone))
 
 
+def _profiles(phone, sources: list[Source], failures: list[str], behaviour: CiscoBehaviour):
+    """The resync: every profile rule in turn, each read when its turn comes (an earlier
+    profile may have set it)."""
+    _ram(phone)[LAST_RESYNC] = phone.now
+    for key in RULE_KEYS:
+        text = setting(phone, key)
+        if text.strip():
+            yield from _resync(phone, key, text, sources, failures, behaviour)
+
+
 def _without_resync(phone, why: str | None, behaviour: CiscoBehaviour, resync_timer_fired: bool = True):
     """A pass that did not resync (``Resync_On_Reset`` No, held back by the triggers, or the
-    upgrade's retry alone): its verdict is the last resync's, still standing (a failed one
-    stays failed); the resync's timer starts again unless it had not fired (the upgrade's
-    retry alone)."""
+    upgrade's retry with no resync after it): its verdict is the last resync's, still
+    standing (a failed one stays failed); the resync's timer starts again unless it had not
+    fired (the upgrade's retry)."""
     ram = _ram(phone)
     if resync_timer_fired:
         _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not ram.get(RESYNC_VERDICT), behaviour=behaviour))
@@ -565,7 +584,7 @@ def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
     """After an upgrade whose download failed: ``Upgrade_Error_Retry_Delay``, a schedule
     as ``Resync_Error_Retry_Delay`` is, its element for this many upgrade failures in a
     row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The upgrade's
-    own timer: a pass it alone starts is the upgrade alone (provision)."""
+    own timer: a pass it alone starts begins with the upgrade (provision)."""
     ram = _ram(phone)
     if not failed:
         ram.pop(UPGRADE_FAILURES, None)

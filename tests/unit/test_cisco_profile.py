@@ -562,7 +562,7 @@ def test_a_failed_resync_stays_failed_through_the_upgrades_retries_and_its_sched
     # upgrade's retries alone: the phone stays failed, and the resync schedule's index is the
     # resync failures', not reset by the upgrade's passes.
     l = lab({"fw-list": b""}, settings={"Upgrade_Rule": "/fw/spa50x-30x-7-6-3.bin", "Upgrade_Error_Retry_Delay": "1000",
-                                        "Resync_Error_Retry_Delay": "3000,6000"})
+                                        "Resync_Error_Retry_Delay": "3000,6000", "Resync_After_Upgrade_Attempt": "No"})
     phone = l.boot()
     l.advance(12000)
     first, *later = [round(timing.started) for timing in phone.stages if timing.stage == "profile"]
@@ -694,17 +694,24 @@ def test_an_upgrade_error_retry_delay_of_0_or_that_does_not_read_leaves_the_retr
     assert [t - first for t in later] == [7200]
 
 
-def test_upgrade_error_retry_delay_is_3600_by_default_and_its_timer_runs_beside_the_resyncs():
-    # Factory 3600 (the SPA guides' default). Two timers: the upgrade's retry alone at 3600
-    # (no profile fetched: no resync is due), the resync every 5000 s, which tries the
-    # upgrade after its profile and so starts the retry's timer again.
-    l = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Resync_Periodic=5000)})
+@pytest.mark.parametrize("after_attempt, image_at, profile_at", [
+    # Factory Yes, "triggers a resync after every firmware upgrade attempt": each retry's
+    # pass fetches the profile after its attempt, which starts the resync's timer again.
+    (None, [3600, 7200, 10800], [0, 3600, 7200, 10800]),
+    # No: the upgrade's retry alone at 3600 (no resync is due), the resync every 5000 s,
+    # which tries the upgrade after its profile and so starts the retry's timer again.
+    ("No", [3600, 5000, 8600, 10000], [0, 5000, 10000]),
+])
+def test_upgrade_error_retry_delay_is_3600_by_default_and_resync_after_upgrade_attempt_follows_it(
+        after_attempt, image_at, profile_at):
+    settings = {"Resync_After_Upgrade_Attempt": after_attempt} if after_attempt else {}
+    l = lab({"spa504G.cfg": xml(Upgrade_Rule="/fw/spa50x-30x-7-6-3.bin", Resync_Periodic=5000, **settings)})
     l.boot()
     l.advance(3 * 3600 + 60)
     first, *later = image_tries(l)
-    assert [t - first for t in later] == [3600, 5000, 8600, 10000]
-    assert [t - first for t in profile_fetch_times(l, "spa504G.cfg")] == [0, 5000, 10000]
-    assert any("the upgrade's retry alone (no resync is due)" in step for step in l.steps())
+    assert [t - first for t in later] == image_at
+    assert [t - first for t in profile_fetch_times(l, "spa504G.cfg")] == profile_at
+    assert any("the upgrade's retry (no resync is due)" in step for step in l.steps())
 
 
 @pytest.mark.parametrize("name, version", [
