@@ -312,7 +312,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     The two timers are the phone's own (in RAM)."""
     if not is_yes(setting(phone, "Provision_Enable")):
         return ProvisioningOutcome("unchanged", reason="Provision_Enable is No: no resync")
-    ram = _ram(phone)
+    ram = phone.ram()
     if phone.trigger == "power_on":
         ram[TIMERS_FROM] = phone.now  # $PRVTMR and $UPGTMR count from the boot
         if not is_yes(setting(phone, "Resync_On_Reset")):
@@ -326,8 +326,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
     if held_back:
         phone.note(held_back)
         resync = False
-    upgrade_due = resync or _is_due(ram.get(UPGRADE_DUE), phone.now)
-    if not upgrade_due:
+    if not resync and not _is_due(ram.get(UPGRADE_DUE), phone.now):
         return _without_resync(phone, held_back, behaviour)
 
     before = dict(phone.flash.settings)
@@ -374,7 +373,7 @@ def provision(phone, behaviour: CiscoBehaviour = DEFAULT_BEHAVIOUR):
 def _profiles(phone, sources: list[Source], failures: list[str], behaviour: CiscoBehaviour):
     """The resync: every profile rule in turn, each read when its turn comes (an earlier
     profile may have set it)."""
-    _ram(phone)[LAST_RESYNC] = phone.now
+    phone.ram()[LAST_RESYNC] = phone.now
     for key in RULE_KEYS:
         text = setting(phone, key)
         if text.strip():
@@ -386,7 +385,7 @@ def _without_resync(phone, why: str | None, behaviour: CiscoBehaviour, resync_ti
     upgrade's retry with no resync after it): its verdict is the last resync's, still
     standing (a failed one stays failed); the resync's timer starts again unless it had not
     fired (the upgrade's retry)."""
-    ram = _ram(phone)
+    ram = phone.ram()
     if resync_timer_fired:
         _set_timer(phone, RESYNC_DUE, next_check_s(phone, ok=not ram.get(RESYNC_VERDICT), behaviour=behaviour))
     if ram.get(RESYNC_VERDICT):
@@ -530,7 +529,7 @@ def _upgrade(phone, sources: list[Source]):
     version = image_version(url_part(url, "path") or url)
     if version == phone.flash.firmware:
         return None
-    _ram(phone)[LAST_UPGRADE] = phone.now
+    phone.ram()[LAST_UPGRADE] = phone.now
     for target, origin in tries:
         target, credentials = _split_credentials(target, rule)
         result = yield Download(target, credentials, "firmware")
@@ -554,19 +553,13 @@ LAST_RESYNC, LAST_UPGRADE, TIMERS_FROM = "last_resync_s", "last_upgrade_s", "tim
 DUE_SLACK_S = 0.5  # a timer due this close to a pass is that pass's (the driver's clock adds in floats)
 
 
-def _ram(phone) -> dict:
-    if phone.vendor_ram is None:
-        phone.vendor_ram = {}
-    return phone.vendor_ram
-
-
 def _is_due(at: float | None, now: float) -> bool:
     return at is not None and at <= now + DUE_SLACK_S
 
 
 def _set_timer(phone, name: str, delay_s: float | None) -> None:
     """Start the timer ``name`` to go off in ``delay_s``; None: it is off."""
-    ram = _ram(phone)
+    ram = phone.ram()
     if delay_s is None:
         ram.pop(name, None)
     else:
@@ -575,7 +568,7 @@ def _set_timer(phone, name: str, delay_s: float | None) -> None:
 
 def _next_timer(phone) -> float | None:
     """Seconds to the sooner of the resync's and the upgrade's timers; None: both off."""
-    ram = _ram(phone)
+    ram = phone.ram()
     due = [ram[name] for name in (RESYNC_DUE, UPGRADE_DUE) if name in ram]
     return max(0.0, min(due) - phone.now) if due else None
 
@@ -585,7 +578,7 @@ def _upgrade_retry_s(phone, *, failed: bool) -> float | None:
     as ``Resync_Error_Retry_Delay`` is, its element for this many upgrade failures in a
     row (kept in RAM: a boot starts over); None otherwise, or when it is 0. The upgrade's
     own timer: a pass it alone starts begins with the upgrade (provision)."""
-    ram = _ram(phone)
+    ram = phone.ram()
     if not failed:
         ram.pop(UPGRADE_FAILURES, None)
         return None

@@ -194,8 +194,7 @@ def next_mac_day_moment_s(phone, now_s: float, start_s: float, span_s: float, pe
     at the boot's first use and kept in ``Phone.vendor_ram[offset_key]``. (unverified) Which
     day a MAC gives and where the periods start: the MAC's number modulo the days, counted
     from the calendar's origin (the Sunday ``now_s`` counts from)."""
-    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
-    phone.vendor_ram = ram
+    ram = phone.ram()
     if offset_key not in ram:
         ram[offset_key] = phone.rng.uniform(0, span_s)
     moment_of_day = start_s + ram[offset_key]

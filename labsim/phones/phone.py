@@ -493,6 +493,13 @@ class Phone:
 
     # --- things a procedure may ask of its phone ------------------------------------
 
+    def ram(self) -> dict:
+        """``vendor_ram``, made on first use: what the vendor's procedure keeps from one
+        pass to the next until the next boot."""
+        if self.vendor_ram is None:
+            self.vendor_ram = {}
+        return self.vendor_ram
+
     def note(self, detail: str) -> None:
         """Record a step inside the current state (shown in the phone's timeline)."""
         # Interned: most steps read the same for a whole fleet ("downloaded y000000000000.cfg

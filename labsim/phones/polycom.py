@@ -468,6 +468,9 @@ def next_check_s(phone, result: str, behaviour: PolycomBehaviour = DEFAULT_BEHAV
     return min(candidates) if candidates else None
 
 
+RANDOM_POLL_OFFSET = "random_poll_offset_s"  # in Phone.vendor_ram: the boot's moment in the random window
+
+
 def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | None:
     mode = settings.get(POLLING_MODE, "abs")
     period = parse_int(settings.get(POLLING_PERIOD), DAY_S)
@@ -484,21 +487,14 @@ def _next_poll(phone, settings: dict, behaviour: PolycomBehaviour) -> float | No
     local_now = zone.local_s(lab_now)
     if mode == "random":
         end = clock_s(settings.get(POLLING_TIME_END, "")) or start
-        return zone.wait_s(lab_now, _next_random_poll(phone, local_now, start, (end - start) % DAY_S, days))
+        # At the phone's moment between time and timeRandomEnd, "calculated again with every
+        # reboot"; over several days on the day "determined by the phone's MAC address",
+        # which "does not change with a reboot" (the UC Software parameter table).
+        wait = next_mac_day_moment_s(phone, local_now, start, (end - start) % DAY_S, days, RANDOM_POLL_OFFSET)
+        return zone.wait_s(lab_now, wait)
     now_of_day = local_now % DAY_S
     until = start - now_of_day if now_of_day < start else days * DAY_S - now_of_day + start
     return zone.wait_s(lab_now, until)
-
-
-RANDOM_POLL_OFFSET = "random_poll_offset_s"  # in Phone.vendor_ram
-
-
-def _next_random_poll(phone, local_now: float, start: float, span: float, days: int) -> float:
-    """Seconds to the next random-mode poll: at the phone's moment between ``time`` and
-    ``timeRandomEnd``, "calculated again with every reboot"; with a period of several days,
-    on the day of each period "determined by the phone's MAC address", which "does not
-    change with a reboot" (the UC Software guide's parameter table): kit.next_mac_day_moment_s."""
-    return next_mac_day_moment_s(phone, local_now, start, span, days, RANDOM_POLL_OFFSET)
 
 
 def phone_zone(phone) -> Zone:

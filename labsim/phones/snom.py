@@ -432,11 +432,10 @@ def next_poll_s(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> float | 
     at = clock_s(start)
     if at is None:
         return None
-    span = ((clock_s(end) if clock_s(end) is not None else at) - at) % DAY_S
+    end_at = clock_s(end)
+    span = ((at if end_at is None else end_at) - at) % DAY_S
     days, today = period // DAY_S, int(lab_now // DAY_S)
-    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
-    phone.vendor_ram = ram
-    first = ram.setdefault(POLLING_FROM_DAY, today + 1)
+    first = phone.ram().setdefault(POLLING_FROM_DAY, today + 1)
     day = max(first, today + 1 if today * DAY_S + at <= lab_now + SERVED_S else today)
     day += (first - day) % days  # the next of every `days`-th day from the first
     return day * DAY_S + at + phone.rng.uniform(0, span) - lab_now

@@ -641,9 +641,7 @@ def _cycles_day(phone, weeks: int, days: list[int], day: int) -> bool:
     week = day // 7
     if week % weeks:
         return False
-    ram = phone.vendor_ram if phone.vendor_ram is not None else {}
-    phone.vendor_ram = ram
-    drawn = ram.setdefault(WEEKLY_CYCLE_DAYS, {})
+    drawn = phone.ram().setdefault(WEEKLY_CYCLE_DAYS, {})
     cycle = week // weeks
     if cycle not in drawn:
         for old in [key for key in drawn if key < cycle - 1]:

@@ -112,10 +112,10 @@ def assigned(alternative: Alternative, macros: dict[str, str]) -> dict[str, str]
 def _compare(words: list[str], swver: str, condition: str) -> bool:
     if len(words) == 2:  # no left operand: $SWVER (the older firmware's form)
         words = [swver, *words]
-    if len(words) != 3 or _ACRONYMS.get(words[1], words[1]) not in _OPERATORS:
+    op = _ACRONYMS.get(words[1], words[1]) if len(words) == 3 else None
+    if op not in _OPERATORS:
         raise NotACiscoProfile(f"condition {condition!r}: {' '.join(words) or 'nothing'!r} is not "
                                "'OPERAND OPERATOR OPERAND' (operators = != < <= > >= or eq ne lt le gt ge)")
-    op = _ACRONYMS.get(words[1], words[1])
     (left_kind, left), (right_kind, right) = _operand(words[0], condition), _operand(words[2], condition)
     if left_kind != right_kind:
         raise NotACiscoProfile(f"condition {condition!r}: {words[0]} is {left_kind}, {words[2]} is {right_kind}: "
@@ -144,7 +144,7 @@ def _assignments(text: str) -> tuple[tuple[str, str], ...]:
         if text[end:match.start()].strip():
             break
         name = match.group(1)
-        found.append((f"GPP_{name.upper()}" if name in GPP_LETTERS else name, match.group(2)))
+        found.append((f"GPP_{name.upper()}" if len(name) == 1 and name in GPP_LETTERS else name, match.group(2)))
         end = match.end()
     if text[end:].strip():
         raise NotACiscoProfile(f'assignments {text.strip()!r}: {text[end:].strip()!r} is not NAME = "VALUE" ;')

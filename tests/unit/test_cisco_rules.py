@@ -46,3 +46,8 @@ def test_version_numbers_compare_part_by_part_then_by_suffix():
     for lower, higher in zip(ordered, ordered[1:]):
         assert holds(f"{lower} lt {higher}", "") and holds(f"{higher} > {lower}", "") and holds(f"{lower} != {higher}", "")
     assert holds("2.0.6 eq 2.0.6", "") and not holds("2.0.6 = 2.0.6(a)", "")
+
+
+def test_only_a_single_letter_a_to_p_stands_for_a_gpp_parameter():
+    [alternative] = parse_alternatives('( c = "1" ; ab = "2" ; nop = "3" ; User_ID_1_ = "4" ; )! http://h/x.xml')
+    assert assigned(alternative, {}) == {"GPP_C": "1", "ab": "2", "nop": "3", "User_ID_1_": "4"}
