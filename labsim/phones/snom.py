@@ -34,7 +34,9 @@ firmware was flashed or a setting that needs a restart changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,6 +44,7 @@ from labsim.phones.dhcp_client import DhcpIdentity
 from labsim.phones.events import Credentials, Download, PnpQuery, ProvisioningOutcome
 from labsim.phones.flash import changed_keys
 from labsim.phones.kit import DAY_S, SERVED_S, clock_s, option_text, pass_outcome
+from labsim.phones.local_time import Zone, hours_offset_s, hours_text, zone_from
 from labsim.wire import dhcp, snom_cfg
 from labsim.wire.numbers import is_number
 from labsim.wire.provisioning_url import SCHEMES, split_userinfo, url_part
@@ -102,8 +105,8 @@ class SnomBehaviour:
     reboot_settings: str = ("dhcp,ip_adr,netmask,gateway,dns_server1,dns_server2,dns_domain,"
                             "vlan_id,vlan_qos,vlan_pc_id,lldp_enable,http_port,https_port")
     ua_hardware: str = "1.1.4-IFX-05.01.12"  # the User-Agent's hardware/bootloader part
-    # Where the simulated wall clock starts, seconds after local midnight (prov_polling_time);
-    # a scenario's clock_starts sets it.
+    # Where the lab's clock starts, seconds after Sunday 2026-01-04 00:00 UTC (the polling
+    # times are read on it, moved by the phone's timezone); a scenario's clock_starts sets it.
     clock_start_s: float = 0.0
 
 
@@ -256,6 +259,8 @@ def provision(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR):
 
     after = phone.flash.settings
     changed = changed_keys(before, after)
+    if not CLOCK_KEYS.isdisjoint(changed):
+        phone.note(describe_clock(phone))
     restart = [key for key in changed if key in _reboot_settings(behaviour)]
     if flashed or restart:
         return pass_outcome(changed, noun="setting", reboot_for=f"firmware {phone.flash.firmware}" if flashed else restart[0])
@@ -408,23 +413,26 @@ def next_poll_s(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> float | 
       day after the setting was changed", at a random time between ``prov_polling_time``
       and ``prov_polling_time_rand_end``.
 
-    On the lab's clock: the phone's own ``timezone`` is not modelled. (unverified) A period
-    of days that is not a whole number of them counts the whole days; the random time is
-    drawn for each poll; "the day after the setting was changed" is the day after the boot's
-    first pass that polls so (a boot starts the days again: RAM)."""
+    The times and days are the phone's own clock's: the lab's moved by its ``timezone``
+    (:func:`phone_zone`). (unverified) A period of days that is not a whole number of them
+    counts the whole days; the random time is drawn for each poll; "the day after the
+    setting was changed" is the day after the boot's first pass that polls so (a boot
+    starts the days again: RAM)."""
     enabled, mode, period, start, end = (setting(phone, key).strip() for key in POLLING_KEYS)
     if not is_on(enabled):
         return None
     mode, period = mode.lower(), int(period) if is_number(period) else 0
-    lab_now = behaviour.clock_start_s + phone.now
     if mode == "rel":
         return float(period) if period > 0 else None
+    zone = phone_zone(phone)
+    lab_now = behaviour.clock_start_s + phone.now
+    local_now = zone.local_s(lab_now)
     if mode == "abs":
         at = clock_s(start)
         if at is None:
             return None
-        wait = (at - lab_now) % DAY_S
-        return wait if wait > SERVED_S else wait + DAY_S
+        wait = (at - local_now) % DAY_S
+        return zone.wait_s(lab_now, wait if wait > SERVED_S else wait + DAY_S)
     if mode != "random" or period <= 0:
         return None
     if period < DAY_S:
@@ -434,11 +442,53 @@ def next_poll_s(phone, behaviour: SnomBehaviour = DEFAULT_BEHAVIOUR) -> float | 
         return None
     end_at = clock_s(end)
     span = ((at if end_at is None else end_at) - at) % DAY_S
-    days, today = period // DAY_S, int(lab_now // DAY_S)
+    days, today = period // DAY_S, int(local_now // DAY_S)
     first = phone.ram().setdefault(POLLING_FROM_DAY, today + 1)
-    day = max(first, today + 1 if today * DAY_S + at <= lab_now + SERVED_S else today)
+    day = max(first, today + 1 if today * DAY_S + at <= local_now + SERVED_S else today)
     day += (first - day) % days  # the next of every `days`-th day from the first
-    return day * DAY_S + at + phone.rng.uniform(0, span) - lab_now
+    return zone.wait_s(lab_now, day * DAY_S + at + phone.rng.uniform(0, span) - local_now)
+
+
+# The phone's clock. Snom's configuration file examples set ``timezone`` to ``GER+1`` and
+# ``ITA+1``: a region's code, then its standard time in hours east of UTC (Germany and
+# Italy are UTC+1). The code also names the region's summer time rule, which Snom's
+# documentation found for this project does not give: (unverified) not modelled, so from
+# the end of March to October a European phone's polling comes an hour late on the lab's
+# clock. Without a zone (or with one that does not read) the phone keeps the lab's clock
+# (UTC), as before: (unverified) the factory zone.
+TIMEZONE_KEY = "timezone"
+_REGION_AND_OFFSET = re.compile(r"[A-Za-z][A-Za-z0-9]*?([+-][0-9]{1,2}(?::[0-9]{2})?)")
+CLOCK_KEYS = frozenset({TIMEZONE_KEY, *POLLING_KEYS})
+
+
+def phone_zone(phone) -> Zone:
+    """The zone the phone's ``timezone`` gives (``GER+1``: UTC+1); none: the lab's clock."""
+    return _zone(setting(phone, TIMEZONE_KEY).strip())
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(text: str) -> Zone:
+    return zone_from(_offset_s(text))
+
+
+def _offset_s(text: str) -> int | None:
+    """Seconds east of UTC a ``timezone`` value gives, or None when it is none."""
+    match = _REGION_AND_OFFSET.fullmatch(text)
+    return hours_offset_s(match.group(1)) if match else None
+
+
+def describe_clock(phone) -> str:
+    """What the phone's clock keeps, for its timeline: ``clock GER+1 (UTC+1): no summer
+    time (Snom's summer rules are not modelled)``."""
+    text = setting(phone, TIMEZONE_KEY).strip()
+    offset = _offset_s(text)
+    if not text:
+        source = f"UTC, the lab's ({TIMEZONE_KEY} not set)"
+    elif offset is None:
+        source = f"UTC, the lab's ({TIMEZONE_KEY} {text!r} is no zone: a region's code and hours east of UTC, as GER+1)"
+    else:
+        source = f"{text} (UTC{hours_text(offset) if offset else ''})"
+    return f"clock {source}: no summer time (Snom's summer rules are not modelled)"
 
 
 def retry_delay_s(phone, failures_before: int) -> float:

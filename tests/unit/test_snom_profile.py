@@ -41,6 +41,10 @@ def pass_times(l) -> list[float]:
     return [t for t, state, _, kind in l.phone.events if kind == "state" and state == "provisioning"]
 
 
+def steps(l) -> list[str]:
+    return [detail for _, _, detail, kind in l.phone.events if kind == "step"]
+
+
 def subscribes(l):
     return [message for message, _to in l.network.sip_sent if message.method == "SUBSCRIBE"]
 
@@ -454,3 +458,40 @@ def test_the_sooner_of_settings_refresh_timer_and_the_polling_wins():
 def test_behaviour_knobs_are_checked():
     with pytest.raises(ValueError, match="unknown snom behaviour"):
         profile_for("snom", {"no_such": 1})
+
+
+@pytest.mark.parametrize("zone, utc_hour", [("GER+1", 8), ("ITA+1", 8), ("USA-5", 14), ("IND+5:30", 3.5), ("GBR-0", 9)])
+def test_provisioning_polling_times_are_the_phones_own_clock_moved_by_its_timezone(zone, utc_hour):
+    # Snom's configuration file examples: <timezone>GER+1</timezone>, a region and hours east
+    # of UTC. 09:00 on a GER+1 phone is 08:00 on the lab's clock (UTC; January: no summer time).
+    l = lab({"snom.xml": xml(timezone=zone, prov_polling_enabled="on", prov_polling_mode="abs",
+                             prov_polling_time="09:00")})
+    l.boot()
+    l.advance(3 * 86400)
+    polls = pass_times(l)[1:]
+    assert len(polls) == 3 and all(round(t % 86400) == round(utc_hour * 3600) for t in polls), polls
+    assert any(step.startswith(f"clock {zone} (UTC") for step in steps(l))
+
+
+def test_random_polling_over_days_counts_the_days_of_the_phones_own_clock():
+    # JPN+9: the lab's Sunday 00:00 (the boot) is 09:00 on the phone's Sunday, so its "next
+    # day" starts at 15:00 on the lab's Sunday, and its 02:00-02:10 window is 17:00-17:10 of
+    # the lab's days 0, 3 and 6 (on the lab's own clock it would be days 1, 4 and 7).
+    l = lab({"snom.xml": xml(timezone="JPN+9", prov_polling_enabled="on", prov_polling_mode="random",
+                             prov_polling_period=259200, prov_polling_time="02:00",
+                             prov_polling_time_rand_end="02:10")})
+    l.boot()
+    l.advance(8 * 86400)
+    polls = pass_times(l)[1:]
+    assert [int(t // 86400) for t in polls] == [0, 3, 6]
+    assert all(17 * 3600 <= t % 86400 <= 17 * 3600 + 600 for t in polls), polls
+
+
+@pytest.mark.parametrize("zone", ["", "Berlin", "GER+25", "+1"])
+def test_a_timezone_that_is_no_zone_keeps_the_labs_clock_and_says_so(zone):
+    l = lab({"snom.xml": xml(timezone=zone, prov_polling_enabled="on", prov_polling_mode="abs",
+                             prov_polling_time="09:00")})
+    l.boot()
+    l.advance(2 * 86400)
+    assert [round(t % 86400) for t in pass_times(l)[1:]] == [9 * 3600, 9 * 3600]
+    assert any(step.startswith("clock UTC, the lab's (timezone") for step in steps(l))
