@@ -529,10 +529,10 @@ def _phone_config_seeds() -> dict[str, list[bytes]]:
                                       "update_policy": "auto_update", "firmware_status": url + "fw.xml",
                                       "pnp_config": "on"}),
                  snom_cfg.render_text({"settings_refresh_timer": "3600", "setting_server": url}),
-                 # provisioning polling, random over days (its first day, kept in RAM)
+                 # provisioning polling, random over days (its first day, kept in RAM), on a zone's clock
                  snom_cfg.render_xml({"prov_polling_enabled": "on", "prov_polling_mode": "random",
                                       "prov_polling_period": "172800", "prov_polling_time": "23:50",
-                                      "prov_polling_time_rand_end": "00:20"})],
+                                      "prov_polling_time_rand_end": "00:20", "timezone": "IND+5:30"})],
         "avaya": [avaya_cfg.render_provisioning([
             ("DEVICE_CONFIG", {"FILENAME": "SIP$MACADDR.cfg", "VERSION": "000001"}),
             ("USER_CONFIG", {"FILENAME": ["a.cfg", "b.cfg"], "PROTOCOL": "HTTP", "SERVER_IP": "127.0.0.1"}),
