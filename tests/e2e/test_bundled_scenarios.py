@@ -19,7 +19,8 @@ SCENARIOS = os.path.join(ROOT, "scenarios")
 # Scenarios that need real third-party servers run in tests/interop.
 NEEDS_REAL_SERVERS = {"external-load-test.yaml"}
 TRAINING_LABS = {"lab-wrong-option-66.yaml", "lab-missing-mac-file.yaml", "lab-md5-no-reboot.yaml",
-                 "lab-avaya-profile-fallback.yaml", "lab-dns-typo.yaml", "lab-nightly-stampede.yaml"}
+                 "lab-avaya-profile-fallback.yaml", "lab-dns-typo.yaml", "lab-nightly-stampede.yaml",
+                 "lab-maintenance-weekend.yaml"}
 SMALL = {"boot-storm.yaml": 60, "quickstart.yaml": 30, "packet-loss-20.yaml": 20, "md5-no-reboot.yaml": 12,
          "week-of-resyncs.yaml": 20, "lease-expiry.yaml": 20}  # the last two: virtual time
 
@@ -130,6 +131,9 @@ def test_training_lab_missing_mac_file_fails_until_fixed(tmp_path):
      "static.auto_provision.flexible.enable = 1\n      static.auto_provision.flexible.interval = 7\n"
      "      static.auto_provision.flexible.begin_time = 01:00\n      static.auto_provision.flexible.end_time = 05:00",
      ["service.http.requests_per_min.max < 40 during 00:00-06:00"]),
+    # A lease whose half (T1) outlasts the day of maintenance.
+    ("lab-maintenance-weekend.yaml", "lease_time_s: 86400", "lease_time_s: 259200",
+     ["no phone waited a minute for an address"]),
 ])
 def test_training_lab_fails_until_fixed(tmp_path, name, mistake, fix, failing):
     path = os.path.join(SCENARIOS, name)
@@ -289,3 +293,25 @@ def test_clock_starts_on_the_command_line_moves_every_shards_calendar(tmp_path):
     assert "(to Monday 2026-03-23 00:00 UTC)" in proc.stdout and "by 2 shards" in proc.stdout
     assert site_window_hours(tmp_path / "report") == {("berlin", 2): 2400, ("london", 3): 2400,
                                                       ("berlin", 26): 2400, ("london", 27): 2400}
+
+
+@pytest.mark.parametrize("dhcp, failing", [
+    # A week's lease outlasts the maintenance, but the phones renew once in the week.
+    ('lease_time_s: 604800\n    options: {66: "http://127.0.0.1:8080/"}',
+     ["the phones renewed twice a phone or more in the week"]),
+    # T1 an hour (option 58) on a 1-day lease: the address still has under a day left when
+    # the server stops, and is lost for up to an hour before it returns.
+    ('lease_time_s: 86400\n    options: {66: "http://127.0.0.1:8080/", 58: 3600, 59: 7200}',
+     ["no phone waited a minute for an address"]),
+])
+def test_lab_maintenance_weekend_the_wrong_ways_out(tmp_path, dhcp, failing):
+    path = os.path.join(SCENARIOS, "lab-maintenance-weekend.yaml")
+    text = open(path).read()
+    shipped = 'lease_time_s: 86400\n    options: {66: "http://127.0.0.1:8080/"}'
+    assert shipped in text
+    proc, report = run(path, tmp_path, text=text.replace(shipped, dhcp))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert [e["name"] for e in report["expectations"] if not e["passed"]] == failing
+    if "58: 3600" in dhcp:  # lost, but for under an hour: the lease had over 23 hours left
+        lost = next(e for e in report["expectations"] if e["name"] == failing[0])
+        assert 60 < float(lost["observed"]) < 3700
