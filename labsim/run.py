@@ -286,7 +286,8 @@ class ScenarioRun:
         self._network = LoopbackNetwork(self.reactor, dhcp_server=server,
                                         relay_address=self.relay_address,
                                         dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
-                                        pnp_server=self._pnp_target(), dns_server=self._dns_target())
+                                        pnp_server=self._pnp_target(), dns_server=self._dns_target(),
+                                        shared_http=self.scenario.network.http_connections == "shared")
         return f"DHCP via relay {self.relay_address} -> {server[0]}:{server[1]}"
 
     def _start_watch(self, lead: float) -> None:

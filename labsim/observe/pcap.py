@@ -398,7 +398,7 @@ class PcapCapture:
         if flow.scheme == "http":
             request = (f"GET {_target(parts)} HTTP/1.1\r\nHost: {_host(parts)}\r\n"
                        + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
-                       + "Connection: keep-alive\r\n\r\n")
+                       + "Connection: close\r\n\r\n")
             self._tcp(t, flow, True, TCP_PSH | TCP_ACK, request.encode("latin-1", "replace"))
         elif flow.scheme == "ftp":
             flow.filename = unquote(parts.path.lstrip("/"))  # as transport.ftp_fetch sends it
@@ -437,7 +437,7 @@ class PcapCapture:
         if flow.scheme == "http":
             head = (f"PUT {_target(parts)} HTTP/1.1\r\nHost: {_host(parts)}\r\n"
                     + (f"User-Agent: {user_agent}\r\n" if user_agent else "")
-                    + f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode("latin-1", "replace")
+                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1", "replace")
             self._stream(t, flow, True, head + body[: self.body_limit], len(head) + len(body))
         return flow
 
@@ -522,7 +522,7 @@ class PcapCapture:
                 phrase = HTTPStatus(code).phrase
             except ValueError:
                 phrase = "Unknown"
-            head = f"HTTP/1.1 {code} {phrase}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            head = f"HTTP/1.1 {code} {phrase}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             self._stream(t, flow, False, head + body[: self.body_limit], len(head) + len(body))
             self._tcp(t, flow, True, TCP_ACK)
         elif flow.scheme == "http" and result.status != "timeout":

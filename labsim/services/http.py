@@ -123,6 +123,7 @@ LISTEN_BACKLOG = 4096
 @dataclass
 class HttpStats:
     requests: int = 0
+    connections: int = 0  # TCP (or TLS) connections accepted: requests / connections is the clients' reuse
     status: dict[int, int] = field(default_factory=dict)
     bytes_sent: int = 0  # body bytes
     uploads: int = 0  # PUTs stored

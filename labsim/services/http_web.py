@@ -126,6 +126,7 @@ class _TrackedChannel(http.HTTPChannel):
         self._send_now = can_send_now(self.transport)
         self.last_active = self.factory.reactor.seconds()
         self.factory.open_channels.add(self)
+        self.factory.stats.connections += 1
 
     def dataReceived(self, data):
         self.last_active = now = self.factory.reactor.seconds()

@@ -157,7 +157,7 @@ def _stats_of(name: str, handle) -> dict:
         return dict(handle[0].stats)
     stats = handle.stats
     if name == "http":
-        result = {"requests": stats.requests, "bytes_sent": stats.bytes_sent,
+        result = {"requests": stats.requests, "connections": stats.connections, "bytes_sent": stats.bytes_sent,
                   "status": {str(code): n for code, n in sorted(stats.status.items())}}
         if getattr(stats, "uploads", 0) or getattr(stats, "bytes_received", 0):
             result.update(uploads=stats.uploads, bytes_received=stats.bytes_received)

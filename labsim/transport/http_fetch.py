@@ -14,6 +14,10 @@ a line-at-a-time parser, a body protocol, several Deferreds). Here the framing i
 - ``_HostPool``: the connections to one (scheme, host, port), at most ``max_per_host``
   open at once (more requests wait their turn; a boot storm must not open one socket per
   phone), idle ones reused most-recent-first and closed after ``idle_timeout_s``;
+  with ``keep_alive=False``, as the phones use it, nothing is reused: every request
+  says ``Connection: close`` and has a connection of its own, as a phone that fetches
+  each file on its own connection does (a connection is never one phone's and then
+  another's: no real phone can share one);
 - ``HttpFetcher``: Host and User-Agent, one answer to a 401 (Basic or Digest via
   ``labsim.wire.http_auth``), a deadline per request, and ``FetchResult``\\ s.
 
@@ -47,6 +51,14 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # the open-file limit.
 MAX_PER_HOST = 512
 IDLE_TIMEOUT_S = 30.0
+# How the phones' downloads and uploads use connections: each file on a connection of its
+# own, closed after it (``Connection: close``), so a server sees a TCP (and a TLS)
+# handshake per file and per phone, as in a real storm. Avaya's 1200 SIP administration
+# guide: for an HTTPS file the phone "negotiates a TLS connection. Then, the IP Deskphone
+# downloads the specified file and terminates the connection"; labsim's FTP client already
+# opens a control connection per file. (unverified) the same for the other vendors: no
+# guide found says whether their phones keep a connection between two files of a pass.
+PHONE_HTTP_KEEP_ALIVE = False
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -157,7 +169,7 @@ class _Connection(Protocol):
         response = responses[0]
         # The connection is put back (or closed) before the answer is delivered: whoever
         # gets the answer may well close the fetcher there and then.
-        if response.keep_alive and not self.transport.disconnecting:
+        if response.keep_alive and self.pool.fetcher.keep_alive and not self.transport.disconnecting:
             self.reused = True
             self.pool.release(self)
         else:
@@ -194,6 +206,10 @@ class _Connection(Protocol):
 
 
 class _ConnectionFactory(ClientFactory):
+    # One factory a connection: Twisted would log "Starting factory" and "Stopping
+    # factory" for each (~50 µs a connection in a storm, a phone's every file).
+    noisy = False
+
     def __init__(self, pool: _HostPool, request: _Request):
         self.pool = pool
         self.request = request  # the request this connection was opened for
@@ -254,8 +270,10 @@ class _HostPool:
         request, factory.request = factory.request, None
         if request is not None and not request.done:
             connection.send(request)
-        else:  # it timed out while connecting: the connection serves the next in line
+        elif self.fetcher.keep_alive:  # it timed out while connecting: the connection serves the next in line
             self.release(connection)
+        else:  # ... or, with a connection a request, is closed
+            connection.transport.loseConnection()
 
     def connect_failed(self, connector, request: _Request | None, reason: Exception) -> None:
         self.opened -= 1
@@ -314,11 +332,13 @@ class _HostPool:
 
 
 class HttpFetcher:
-    """GET and PUT for the whole fleet; results are ``FetchResult``\\ s (never errors)."""
+    """GET and PUT for the whole fleet; results are ``FetchResult``\\ s (never errors).
+    ``keep_alive`` False: each request on a connection of its own, ``Connection: close``."""
 
     def __init__(self, reactor, *, timeout_s: float = 30.0, max_per_host: int = MAX_PER_HOST,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S, bind_host: str | None = None):
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, bind_host: str | None = None, keep_alive: bool = True):
         self.reactor = reactor
+        self.keep_alive = keep_alive
         # The address every connection leaves from (a phone's leased address on a real
         # network); None: the kernel's choice.
         self.bind_address = (bind_host, 0) if bind_host else None
@@ -358,6 +378,8 @@ class HttpFetcher:
                 host = name if explicit_port in (None, DEFAULT_PORTS[scheme]) else f"{name}:{explicit_port}"
             fields = [(b"Host", host_field(host)),
                       (b"User-Agent", user_agent.encode("utf-8"))]
+            if not self.keep_alive:  # RFC 9112 9.6: a client that keeps no connection says so
+                fields.append((b"Connection", b"close"))
             data = encode_request(method, target, fields, body)
         except (ValueError, UnicodeError) as exc:
             return defer.succeed(FetchResult("error", detail=f"HTTP: {exc}"))

@@ -124,5 +124,6 @@ class VirtualHttp:
     def _count(self, status: int, sent: int) -> None:
         stats = self.stats
         stats.requests += 1
+        stats.connections += 1  # a phone fetches each file on a connection of its own (http_fetch)
         stats.status[status] = stats.status.get(status, 0) + 1
         stats.bytes_sent += sent

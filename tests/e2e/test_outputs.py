@@ -205,6 +205,9 @@ def test_a_run_leaves_no_scratch_folder_whether_it_starts_or_not(tmp_path, worke
     assert list(scratch.iterdir()) == []
     http_port = int(text.split("http: {port: ")[1].split("}")[0])
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        # The run's server closed each phone's connection after its answer (Connection:
+        # close), so its port has connections in TIME_WAIT: bind as servers do.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", http_port))
         taken.listen()
         proc = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT, env=env)

@@ -225,3 +225,27 @@ def test_phones_authenticate_over_https_with_credentials_from_option_66(tmp_path
     proc, report = run_labsim(tmp_path, wrong)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert all("denied" in " ".join(e["detail"] for e in ph["events"]) for ph in report["phones"])
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_each_download_is_a_connection_of_its_own_unless_the_fleet_shares_them(tmp_path, tls):
+    # A phone fetches each file on a TCP (and TLS) connection of its own, as no two real
+    # phones could share one: labsim's server accepts one connection a request. With
+    # network.http_connections: shared the fleet's requests ride a few keep-alive ones.
+    p = ports()
+    scheme = "https" if tls else "http"
+    text = scenario_text(option66=f"{scheme}://127.0.0.1:{p['http_port']}/", count=8, **p)
+    if tls:
+        text = text.replace(f"http: {{port: {p['http_port']}}}", f"http: {{port: {p['http_port']}, tls: true}}")
+    proc, report = run_labsim(tmp_path, text)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    http = report["services"]["http"]
+    assert http["requests"] == 8 * 2 * 4  # two cycles of the two boot files, the common and MAC files
+    assert http["connections"] == http["requests"]
+    assert f"requests {http['requests']}, connections {http['requests']}," in proc.stdout
+
+    shared = text.replace("fleets:\n", "network: {http_connections: shared}\nfleets:\n", 1)
+    proc, report = run_labsim(tmp_path, shared)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    http = report["services"]["http"]
+    assert http["requests"] == 8 * 2 * 4 and 1 <= http["connections"] <= 8

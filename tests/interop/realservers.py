@@ -128,15 +128,21 @@ def tftpd_hpa(root: str, port: int):
 
 
 @contextlib.contextmanager
-def nginx(root: str, port: int, tmp, *, put_folder: str | None = None):
+def nginx(root: str, port: int, tmp, *, put_folder: str | None = None, connections_log: str | None = None):
     """nginx serving ``root`` on 127.0.0.1:port. With ``put_folder`` (e.g. ``uploads``),
-    HTTP PUT is allowed into that folder only (the dav module; nginx-light has it)."""
+    HTTP PUT is allowed into that folder only (the dav module; nginx-light has it). With
+    ``connections_log``, a line per request there: its connection's serial number, the
+    request's number on that connection, the URI and the status."""
     binary = require_binary("nginx")
     put = ""
     if put_folder is not None:
         folder = put_folder.strip("/")
         put = (f"location /{folder}/ {{ dav_methods PUT; create_full_put_path on; "
                f"dav_access user:rw group:r all:r; }}")
+    access_log = "access_log off;"
+    if connections_log is not None:
+        access_log = (f"log_format connections '$connection $connection_requests $request_uri $status'; "
+                      f"access_log {connections_log} connections;")
     conf = os.path.join(str(tmp), "nginx.conf")
     with open(conf, "w") as handle:
         # pytest's temporary folders are private to root: let the worker read them.
@@ -148,7 +154,7 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
     keepalive_requests 100000;

@@ -74,13 +74,20 @@ def test_yealink_fleet_against_kea_and_tftpd_hpa(tmp_path):
 def test_yealink_fleet_against_kea_and_nginx(tmp_path):
     root = write_files(tmp_path / "www")
     http_port = free_tcp_port()
+    log = tmp_path / "connections.log"
     options = [{"name": "tftp-server-name", "data": f"http://127.0.0.1:{http_port}/"}]
     with kea(tmp_path, subnet="10.41.0.0/16", pool="10.41.0.10 - 10.41.3.250", relay=RELAY, options=options), \
-            nginx(str(root), http_port, tmp_path):
+            nginx(str(root), http_port, tmp_path, connections_log=str(log)):
         proc, report = run_fleet(tmp_path, fleet_scenario())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["summary"]["by_state"]["ready"] == 10
     assert report["phones"][3]["files"]["y000000000066.cfg"]
+    # Each file on a connection of its own, as phones fetch them (http_fetch.PHONE_HTTP_KEEP_ALIVE):
+    # nginx numbers every request 1 on its connection, and no connection carries two.
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert len(lines) == 10 * 2 * 4  # ten phones, two passes (the reboot), four files a pass
+    assert {requests for _, requests, _, _ in lines} == {"1"}
+    assert len({connection for connection, _, _, _ in lines}) == len(lines)
 
 
 GRANDSTREAM_DAILY = (b'<gs_provision version="1"><config version="1"><P194>2</P194><P285>3</P285>'

@@ -18,7 +18,7 @@ from twisted.trial import unittest as trial
 from labsim.phones.events import Credentials
 from labsim.services.http import HttpAuthRule, HttpServerConfig
 from labsim.services.http_web import start_http_server
-from labsim.transport.http_fetch import HttpFetcher
+from labsim.transport.http_fetch import PHONE_HTTP_KEEP_ALIVE, HttpFetcher
 from labsim.wire.http1 import (
     HttpParseError,
     ResponseParser,
@@ -468,6 +468,43 @@ class FetcherTests(trial.TestCase):
         self.assertTrue(all(r.ok and r.body == self.body for r in results))
         self.assertEqual(fetcher.stats["connections"], 2)
         self.assertEqual(handle.stats.requests, 20)
+
+    @defer.inlineCallbacks
+    def test_as_the_phones_use_it_every_request_has_a_connection_of_its_own(self):
+        # keep_alive False (PHONE_HTTP_KEEP_ALIVE): "Connection: close" on each request, a
+        # new connection for each, the cap still holding how many are open at once.
+        self.assertFalse(PHONE_HTTP_KEEP_ALIVE)
+        handle = self.labsim()
+        fetcher = self.fetcher(keep_alive=False, max_per_host=2)
+        url = f"http://127.0.0.1:{handle.port}/a.cfg"
+        most_open = []
+        original = handle.site.open_channels
+
+        class Watched(set):
+            def add(self, item):
+                super().add(item)
+                most_open.append(len(self))
+
+        handle.site.open_channels = Watched(original)
+        results = yield defer.gatherResults([fetcher.get(url, UA) for _ in range(12)])
+        result = yield fetcher.put(f"http://127.0.0.1:{handle.port}/u.log", b"x", UA)  # uploads off: 405
+        self.assertTrue(all(r.ok and r.body == self.body for r in results))
+        self.assertEqual(result.detail, "HTTP 405")
+        self.assertEqual((fetcher.stats["connections"], fetcher.stats["reused"]), (13, 0))
+        self.assertEqual((handle.stats.connections, handle.stats.requests), (13, 13))
+        self.assertLessEqual(max(most_open), 2)
+        while any(pool.opened for pool in fetcher.pools.values()) or handle.site.open_channels:
+            yield deferLater(reactor, 0.01)  # every connection closed after its answer
+
+    @defer.inlineCallbacks
+    def test_as_the_phones_use_it_the_request_says_connection_close(self):
+        factory, port = self.scripted([[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]] * 2)
+        fetcher = self.fetcher(keep_alive=False)
+        for _ in range(2):  # the server would keep the connection: the client closes it anyway
+            result = yield fetcher.get(f"http://127.0.0.1:{port}/p.cfg", UA)
+            self.assertEqual(result.body, b"ok")
+        self.assertEqual([r.split(b"\r\n")[3] for r in factory.requests], [b"Connection: close"] * 2)
+        self.assertEqual(len(factory.connections), 2)
 
     @defer.inlineCallbacks
     def test_close_fails_waiting_requests_and_drops_connections(self):

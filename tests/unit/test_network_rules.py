@@ -106,6 +106,6 @@ def test_without_privileges_the_packet_socket_is_refused_with_the_reason(monkeyp
     monkeypatch.setattr(realnet, "open_packet_socket", no_permission)
     monkeypatch.setattr(realnet, "check_interface", lambda spec: SimpleNamespace(address="127.0.0.1"))
     spec = SimpleNamespace(interface="lo", allow=["127.0.0.0/8"], source="interface", dhcp_rate=100,
-                           dhcp_mode="broadcast")
+                           dhcp_mode="broadcast", http_connections="per_request")
     with pytest.raises(realnet.RefusedToStart, match="'lo': the phones' packet socket needs root or CAP_NET_RAW"):
         realnet.RealNetwork(Clock(), spec)

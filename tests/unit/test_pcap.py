@@ -171,7 +171,7 @@ def test_a_large_body_is_cut_at_the_limit_but_sequence_numbers_stay_true():
     assert carried < 3000 + 200
     server_fin = next(p for p in packets if p[TCP].sport == 80 and "F" in p[TCP].flags)
     syn_ack = next(p for p in packets if p[TCP].flags == "SA")
-    head_len = len(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n")
+    head_len = len(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
     # The FIN sits where the whole response would have ended.
     assert (server_fin[TCP].seq - syn_ack[TCP].seq - 1) % 2**32 == head_len + len(body)
     assert packets[0][IP].src == "127.0.0.1"  # no lease yet: the loopback address
@@ -502,10 +502,10 @@ def test_an_http_upload_is_a_put_with_its_body_and_an_empty_answer():
     head, _, sent = request.partition(b"\r\n\r\n")
     assert head.split(b"\r\n") == [b"PUT /uploads/0004f2aa0001-app.log HTTP/1.1", b"Host: 127.0.0.1:8080",
                                    b"User-Agent: FileTransport PolycomVVX-VVX_400-UA/6.4.0",
-                                   b"Content-Length: 5400", b"Connection: keep-alive"]
+                                   b"Content-Length: 5400", b"Connection: close"]
     assert sent == body
     response = b"".join(bytes(p[TCP].payload) for p in packets if p[TCP].sport == 8080)
-    assert response == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert response == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     assert [str(p[TCP].flags) for p in packets][-3:] == ["FA", "FA", "A"]
     _tcp_stream_is_consistent(packets, flow.client_port)
 
