@@ -269,9 +269,12 @@ class StaticFiles:
         base = raw_path if raw_path.endswith(b"/") else raw_path + b"/"
         title = html.escape(base.decode("utf-8", "replace"))
         rows = []
+        # A name is bytes and need not be UTF-8 (an upload's, say): shown with U+FFFD where
+        # it is not, linked percent-encoded byte for byte; the folder's own path likewise.
+        folder = quote(base, safe="/%")
         for name, is_dir in sorted(store.names(locator)):
-            shown = name.decode("utf-8", "surrogateescape") + ("/" if is_dir else "")
-            href = base.decode("latin-1") + quote(name)
+            shown = name.decode("utf-8", "replace") + ("/" if is_dir else "")
+            href = folder + quote(name)
             rows.append(f'<li><a href="{html.escape(href)}">{html.escape(shown)}</a></li>')
         return (f"<html><head><title>{title}</title></head><body><h1>{title}</h1><ul>" + "".join(rows)
                 + "</ul></body></html>\n").encode()

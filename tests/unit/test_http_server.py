@@ -241,6 +241,20 @@ class HttpServerTests(trial.TestCase):
         self.assertTrue(headers["content-type"].startswith("text/html"))
 
     @defer.inlineCallbacks
+    def test_a_listing_shows_a_name_that_is_not_utf8(self):
+        # Found by the fuzzer (seed 3201): an upload named with a byte that is no UTF-8
+        # (a0\x80.log) made the folder's listing fail to encode, and the request crash.
+        with open(os.path.join(os.fsencode(self.root), b"sub", b"a\x80.log"), "wb") as f:
+            f.write(b"x")
+        listing = self.start(directory_listing=True)
+        status, _, body = yield self.get(listing, "/sub/")
+        self.assertEqual(status, 200)
+        self.assertIn('href="/sub/a%80.log">a\ufffd.log</a>'.encode(), body)
+        self.assertIn(b'href="/sub/c.cfg"', body)
+        status, _, body = yield self.get(listing, "/sub/a%80.log")  # the link leads to the file
+        self.assertEqual((status, body), (200, b"x"))
+
+    @defer.inlineCallbacks
     def test_basic_and_digest(self):
         handle = self.start(
             auth=[
