@@ -123,7 +123,8 @@ def tftpd_on(lab: BridgeLab, root: Path):
 @contextlib.contextmanager
 def nginx_on(lab: BridgeLab, root: Path, tmp: Path):
     """nginx on the server's address, port 80, with an access log (``tmp/access.log``)
-    of the client address and the path."""
+    of the client address, the path, the status, the connection's serial number and the
+    request's number on its connection."""
     binary = require_binary("nginx")
     conf = tmp / "nginx.conf"
     conf.write_text(f"""
@@ -133,7 +134,7 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format lab '$remote_addr $request_uri $status';
+    log_format lab '$remote_addr $request_uri $status $connection $connection_requests';
     access_log {tmp}/access.log lab;
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
