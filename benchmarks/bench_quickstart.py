@@ -4,7 +4,7 @@ Prints phones per second to `ready` and the peak RSS of the labsim processes. A 
 not a test: run it by hand (`python benchmarks/bench_quickstart.py --phones 2000`), or
 compare scale-out in one run (`--phones 10000 --workers 1,2`), or print the memory a phone
 costs (`--phones 20000,100000`: the peak RSS of each size and the slope between them, issue
-12 §5's measure). `--http-connections shared` puts the fleet's HTTP on shared keep-alive
+12 §5's measure). `--http-connections pooled` puts the fleet's HTTP on a pool of keep-alive
 connections (network.http_connections) instead of a connection per file, as phones use them.
 Ctrl-C stops the labsim
 run under way the way a user's Ctrl-C does (it writes its partial report) and still
@@ -34,7 +34,7 @@ QUICKSTART = os.path.join(HERE, "..", "scenarios", "quickstart.yaml")
 
 def scaled_scenario(phones: int, http_connections: str = "per_request") -> str:
     text = open(QUICKSTART, encoding="utf-8").read()
-    if http_connections != "per_request":  # the fleet's HTTP over shared keep-alive connections
+    if http_connections != "per_request":  # the fleet's HTTP over a pool of keep-alive connections
         text = text.replace("\nfleets:\n", f"\nnetwork: {{http_connections: {http_connections}}}\nfleets:\n", 1)
     t46s = phones * 2 // 5
     t48s = phones * 2 // 5
@@ -73,9 +73,9 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR",
                         help="write the scenarios and every run's report folder under DIR and keep them "
                              "(to look into a failed phone's events); default: a temporary folder")
-    parser.add_argument("--http-connections", choices=("per_request", "shared"), default="per_request",
+    parser.add_argument("--http-connections", choices=("per_request", "pooled"), default="per_request",
                         help="network.http_connections: each phone's files on connections of their own (the "
-                             "default, as phones do), or the fleet's requests over shared keep-alive ones")
+                             "default, as phones do), or the fleet's requests over a pool of keep-alive ones")
     args = parser.parse_args()
     # "0" in the list: one process, no --workers (the baseline the workers are compared with).
     runs = [None] if not args.workers else [None if v.strip() == "0" else v.strip() for v in args.workers.split(",")]

@@ -287,7 +287,7 @@ class ScenarioRun:
                                         relay_address=self.relay_address,
                                         dhcp_link=FaultyLink(self.faults, "dhcp", self.reactor),
                                         pnp_server=self._pnp_target(), dns_server=self._dns_target(),
-                                        shared_http=self.scenario.network.http_connections == "shared")
+                                        http_connections=self.scenario.network.http_connections)
         return f"DHCP via relay {self.relay_address} -> {server[0]}:{server[1]}"
 
     def _start_watch(self, lead: float) -> None:

@@ -232,11 +232,11 @@ class FleetNetwork(Strict):
         "phone's leased address (added to the interface for the run; root)")
     release: bool = Field(True, description="real-network mode: send DHCPRELEASE for every lease when the run "
                                             "ends (normally, time limit, Ctrl-C/SIGTERM)")
-    http_connections: Literal["per_request", "shared"] = Field(
+    http_connections: Literal["per_request", "pooled"] = Field(
         "per_request", description="'per_request': each phone fetches each file on a TCP (and TLS) connection of "
-        "its own, closed after it (Connection: close), so a server sees a storm's handshakes; 'shared': the "
-        "fleet's requests share keep-alive connections to each server (up to 512), which no real phones can do: "
-        "fewer handshakes, more requests a second from labsim (sockets only)")
+        "its own, closed after it (Connection: close), so a server sees a storm's handshakes; 'pooled': the "
+        "fleet's requests ride one pool of keep-alive connections to each server (up to 512), which no real "
+        "phones can do: fewer handshakes, more requests a second from labsim (sockets only)")
     pnp_server: str | None = Field(
         None, description="HOST[:PORT] the phones' PnP SUBSCRIBE goes to, unicast, instead of multicast "
         "224.0.1.75:5060 (default: services.pnp when given; otherwise no PnP answer on loopback)")

@@ -20,8 +20,8 @@ def virtual_time_problems(scenario) -> list[tuple[tuple, str]]:
     for key in ("dns_server", "pnp_server"):
         if getattr(network, key):
             problems.append((("network", key), "an external server needs real sockets"))
-    if network.http_connections == "shared":
-        problems.append((("network", "http_connections"), "connections shared by the fleet are sockets' "
+    if network.http_connections == "pooled":
+        problems.append((("network", "http_connections"), "a fleet's pool of connections is a sockets' matter "
                          "(in virtual time every request is its own exchange)"))
     for name in ("dhcp", "tftp", "http", "ftp", "dns", "pnp"):
         if getattr(getattr(scenario.services, name, None), "interface", None):

@@ -61,6 +61,12 @@ IDLE_TIMEOUT_S = 30.0
 PHONE_HTTP_KEEP_ALIVE = False
 
 
+def keep_alive_for(http_connections: str) -> bool:
+    """The phones' fetcher's ``keep_alive`` for a scenario's ``network.http_connections``:
+    ``per_request`` as phones do (``PHONE_HTTP_KEEP_ALIVE``), ``pooled`` the fleet's pool."""
+    return http_connections == "pooled" or PHONE_HTTP_KEEP_ALIVE
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class _NoVerifyCreator:
     """Lab servers use self-signed certificates; phones in a lab are set to accept them."""

@@ -24,7 +24,7 @@ from labsim.net.udp import bind_udp
 from labsim.transport.ftp_fetch import ftp_get, ftp_put
 from labsim.transport.dns_lookup import LabResolver, LookupFailed, lookup_counters
 from labsim.transport.guard import LOCAL_NAMES, NotLoopback, loopback_address, parse_ip
-from labsim.transport.http_fetch import PHONE_HTTP_KEEP_ALIVE, HttpFetcher
+from labsim.transport.http_fetch import HttpFetcher, keep_alive_for
 from labsim.transport.tftp_client import TftpNotFound, TftpTimeout, TftpError, tftp_get, tftp_put
 from labsim.transport.transfer_gate import TransferGate
 from labsim.wire import dhcp, sip_pnp
@@ -221,7 +221,7 @@ class LoopbackNetwork:
 
     def __init__(self, reactor, *, dhcp_server: tuple[str, int], relay_address: str = "127.0.0.2",
                  http_timeout_s: float = 30.0, dhcp_link=None, pnp_server: tuple[str, int] | None = None,
-                 dns_server: tuple[str, int] | None = None, shared_http: bool = False):
+                 dns_server: tuple[str, int] | None = None, http_connections: str = "per_request"):
         loopback_address(dhcp_server[0])
         loopback_address(relay_address)
         self.reactor = reactor
@@ -234,9 +234,9 @@ class LoopbackNetwork:
         refuse_a_taken_relay_address(relay_address, dhcp_server[1])
         self.relay_port = bind_udp(reactor, self.relay, relay_address, dhcp_server[1], recv_buffer=RELAY_BUFFER)
         self.relay_port.doRead = BoundedReads(self.relay_port, RELAY_READ_BUDGET_S, RELAY_READ_BUDGET_MAX_S)
-        # A phone fetches each file on a connection of its own (PHONE_HTTP_KEEP_ALIVE), unless
-        # the scenario shares keep-alive connections across the fleet (network.http_connections).
-        self.http = HttpFetcher(reactor, timeout_s=http_timeout_s, keep_alive=shared_http or PHONE_HTTP_KEEP_ALIVE)
+        # A phone fetches each file on a connection of its own, unless the scenario pools
+        # keep-alive connections for the fleet (network.http_connections).
+        self.http = HttpFetcher(reactor, timeout_s=http_timeout_s, keep_alive=keep_alive_for(http_connections))
         self.tftp_gates: dict[tuple[str, int], TransferGate] = {}  # per server: its transfers in flight
         self.stats = {"fetch_refused": 0, "dns_failures": 0, "dns_lookups": lookup_counters()}
         # PnP: a SIP socket only when the fleet has a PnP server to send to.

@@ -39,7 +39,7 @@ from labsim.net.udp import bind_udp
 from labsim.phones.dns_client import PhoneDns
 from labsim.transport.dns_lookup import LabResolver, LookupFailed, lookup_counters, no_name_servers
 from labsim.transport.guard import AllowList, NotAllowed
-from labsim.transport.http_fetch import PHONE_HTTP_KEEP_ALIVE, HttpFetcher
+from labsim.transport.http_fetch import HttpFetcher, keep_alive_for
 from labsim.transport.loopback import DhcpRelay, LoopbackNetwork
 from labsim.wire import dhcp
 from labsim.wire.ethernet import BROADCAST_MAC, arp_reply, parse_arp_request, udp_frame, udp_payload_to
@@ -283,7 +283,7 @@ class RealNetwork(LoopbackNetwork):
         self.sip = self.sip_port = None  # PnP multicast on a real segment: not carried (yet)
         self.addresses = AddressTable(spec.interface) if spec.source == "leased" else None
         self._http_timeout_s = http_timeout_s
-        self._keep_alive = spec.http_connections == "shared" or PHONE_HTTP_KEEP_ALIVE
+        self._keep_alive = keep_alive_for(spec.http_connections)
         self.http = HttpFetcher(reactor, timeout_s=http_timeout_s, bind_host=self.info.address,
                                 keep_alive=self._keep_alive)
         self._fetchers: dict[str, HttpFetcher] = {}

@@ -228,10 +228,10 @@ def test_phones_authenticate_over_https_with_credentials_from_option_66(tmp_path
 
 
 @pytest.mark.parametrize("tls", [False, True])
-def test_each_download_is_a_connection_of_its_own_unless_the_fleet_shares_them(tmp_path, tls):
+def test_each_download_is_a_connection_of_its_own_unless_the_fleet_pools_them(tmp_path, tls):
     # A phone fetches each file on a TCP (and TLS) connection of its own, as no two real
     # phones could share one: labsim's server accepts one connection a request. With
-    # network.http_connections: shared the fleet's requests ride a few keep-alive ones.
+    # network.http_connections: pooled the fleet's requests ride a few keep-alive ones.
     p = ports()
     scheme = "https" if tls else "http"
     text = scenario_text(option66=f"{scheme}://127.0.0.1:{p['http_port']}/", count=8, **p)
@@ -244,8 +244,8 @@ def test_each_download_is_a_connection_of_its_own_unless_the_fleet_shares_them(t
     assert http["connections"] == http["requests"]
     assert f"requests {http['requests']}, connections {http['requests']}," in proc.stdout
 
-    shared = text.replace("fleets:\n", "network: {http_connections: shared}\nfleets:\n", 1)
-    proc, report = run_labsim(tmp_path, shared)
+    pooled = text.replace("fleets:\n", "network: {http_connections: pooled}\nfleets:\n", 1)
+    proc, report = run_labsim(tmp_path, pooled)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     http = report["services"]["http"]
     assert http["requests"] == 8 * 2 * 4 and 1 <= http["connections"] <= 8

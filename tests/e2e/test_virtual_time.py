@@ -97,7 +97,7 @@ def test_same_seed_same_events_byte_for_byte_and_another_seed_differs(tmp_path):
 @pytest.mark.parametrize("change, key, named, line", [
     ("services:\n", "network:\n  dhcp_server: 127.0.0.1\nservices:\n", "network.dhcp_server", "5:3"),
     ("lease_time_s: 7200,", "lease_time_s: 7200, interface: lo,", "services.dhcp.interface", "5:106"),
-    ("services:\n", "network:\n  http_connections: shared\nservices:\n", "network.http_connections", "5:3"),
+    ("services:\n", "network:\n  http_connections: pooled\nservices:\n", "network.http_connections", "5:3"),
 ])
 def test_what_needs_real_sockets_is_refused_naming_the_key(tmp_path, change, key, named, line):
     text = SCENARIO.format(seed=1, duration="1h").replace(change, key)

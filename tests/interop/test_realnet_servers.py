@@ -165,7 +165,7 @@ def test_relay_mode_reaches_a_server_for_another_subnet_from_the_interfaces_addr
         with kea_on(lab, tmp_path, **kea_config), tftpd_on(lab, tftp_root), nginx_on(lab, www, tmp_path):
             done, report = run_labsim(lab, tmp_path, scenario(
                 lab, yealink=yealink, cisco=cisco,
-                network_extra=f", dhcp_mode: relay, dhcp_server: {lab.server_ip}, http_connections: shared"))
+                network_extra=f", dhcp_mode: relay, dhcp_server: {lab.server_ip}, http_connections: pooled"))
             time.sleep(0.5)
             leases = kea_leases(tmp_path)
         _all_ready(done, report, set(macs(YEALINK_FIRST, yealink) + macs(CISCO_FIRST, cisco)))
@@ -173,7 +173,7 @@ def test_relay_mode_reaches_a_server_for_another_subnet_from_the_interfaces_addr
         assert {row["hwaddr"] for row in leases.values()} == set(macs(YEALINK_FIRST, yealink) + macs(CISCO_FIRST, cisco))
         assert all(address.startswith(f"{remote}.") for address in leases)
         assert all(row["valid_lifetime"] == "0" for row in leases.values())  # released through the relay
-        # http_connections: shared: the fleet's requests rode fewer connections than they were.
+        # http_connections: pooled: the fleet's requests rode fewer connections than they were.
         logged = [line.split() for line in (tmp_path / "access.log").read_text().splitlines()]
         assert logged and len({row[3] for row in logged}) < len(logged)
         assert max(int(row[4]) for row in logged) > 1
